@@ -1,0 +1,1 @@
+//! libfae C ABI.

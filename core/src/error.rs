@@ -1,0 +1,320 @@
+//! One error type for the whole library.
+//!
+//! An [`Error`] carries a [`Reason`] (a stable string such as `"timeout"`, used in errors, stats
+//! and logs), the destination it concerns, and an optional detail message. The coarse
+//! [`ErrorKind`] is derived from the reason and is what the bindings map to their own codes
+//! (C `fae_result`, Python exception classes, PHP result codes). Retry, failover and connection
+//! poisoning are decided here, in one total `match` each, never at call sites.
+//!
+//! Outcomes such as "not found", "not stored" or "exists" are not errors: the client returns them
+//! as values.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// The coarse class of an error: what a caller (or a binding) branches on.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The key is empty, too long, or holds bytes the protocol cannot carry.
+    InvalidKey,
+    /// The value is larger than `max_value_size`.
+    ValueTooLarge,
+    /// The configuration is malformed or inconsistent.
+    InvalidConfig,
+    /// Another argument is out of range (for example a zero-length multi-key call where one is required).
+    InvalidArgument,
+    /// The client was closed.
+    ClientClosed,
+    /// The request did not complete before its deadline.
+    Timeout,
+    /// No connection to the server could be made.
+    ConnectFailed,
+    /// The connection failed after it was made (reset, broken pipe, other I/O error).
+    ConnectionLost,
+    /// The server answered `SERVER_ERROR` or `CLIENT_ERROR`.
+    ServerError,
+    /// The server's reply could not be parsed or did not match the request.
+    Protocol,
+    /// No server can take the request: its breaker is open, or none is configured.
+    NoServerAvailable,
+}
+
+/// Why a request failed. The `as_str()` names are public API: stats keys and log fields.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Caller: the key is invalid.
+    InvalidKey,
+    /// Caller: the value exceeds `max_value_size`.
+    ValueTooLarge,
+    /// Caller: the configuration is invalid.
+    InvalidConfig,
+    /// Caller: an argument is out of range.
+    InvalidArgument,
+    /// Caller: the client is closed.
+    Closed,
+    /// Transport: the deadline passed while sending or waiting for a reply.
+    Timeout,
+    /// Transport: the TCP connect did not finish within `connect_ms`.
+    ConnectTimeout,
+    /// Transport: the server refused the connection.
+    ConnectRefused,
+    /// Transport: the connect failed otherwise (unreachable, address resolution, validation).
+    ConnectFailed,
+    /// Transport: the peer reset or closed the connection.
+    Reset,
+    /// Transport: another I/O error.
+    Io,
+    /// Server: `SERVER_ERROR …`.
+    ServerError,
+    /// Server: `CLIENT_ERROR …` or `ERROR` (the server rejected what we sent).
+    ClientError,
+    /// Server: a reply we cannot parse, or one that does not belong to the request.
+    Protocol,
+    /// Library: the destination's breaker is open (technical knock-out).
+    Tko,
+    /// Library: no server is configured for the request.
+    NoServers,
+}
+
+impl Reason {
+    /// Stable name of the reason.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidKey => "invalid_key",
+            Self::ValueTooLarge => "value_too_large",
+            Self::InvalidConfig => "invalid_config",
+            Self::InvalidArgument => "invalid_argument",
+            Self::Closed => "closed",
+            Self::Timeout => "timeout",
+            Self::ConnectTimeout => "connect_timeout",
+            Self::ConnectRefused => "connect_refused",
+            Self::ConnectFailed => "connect_failed",
+            Self::Reset => "reset",
+            Self::Io => "io",
+            Self::ServerError => "server_error",
+            Self::ClientError => "client_error",
+            Self::Protocol => "protocol",
+            Self::Tko => "tko",
+            Self::NoServers => "no_servers",
+        }
+    }
+
+    /// The coarse kind this reason belongs to.
+    pub const fn kind(self) -> ErrorKind {
+        match self {
+            Self::InvalidKey => ErrorKind::InvalidKey,
+            Self::ValueTooLarge => ErrorKind::ValueTooLarge,
+            Self::InvalidConfig => ErrorKind::InvalidConfig,
+            Self::InvalidArgument => ErrorKind::InvalidArgument,
+            Self::Closed => ErrorKind::ClientClosed,
+            Self::Timeout => ErrorKind::Timeout,
+            Self::ConnectTimeout | Self::ConnectRefused | Self::ConnectFailed => {
+                ErrorKind::ConnectFailed
+            }
+            Self::Reset | Self::Io => ErrorKind::ConnectionLost,
+            Self::ServerError | Self::ClientError => ErrorKind::ServerError,
+            Self::Protocol => ErrorKind::Protocol,
+            Self::Tko | Self::NoServers => ErrorKind::NoServerAvailable,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A libfae error: a reason, the destination it concerns (if any) and a detail message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    reason: Reason,
+    destination: Option<Arc<str>>,
+    detail: Option<Box<str>>,
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error with a reason and no detail.
+    pub fn new(reason: Reason) -> Self {
+        Self {
+            reason,
+            destination: None,
+            detail: None,
+        }
+    }
+
+    /// An error with a reason and a detail message.
+    pub fn with_detail(reason: Reason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            destination: None,
+            detail: Some(detail.into().into_boxed_str()),
+        }
+    }
+
+    /// Attach the destination (`host:port`) the error concerns.
+    #[must_use]
+    pub fn at(mut self, destination: &Arc<str>) -> Self {
+        self.destination = Some(Arc::clone(destination));
+        self
+    }
+
+    /// Why the request failed.
+    pub fn reason(&self) -> Reason {
+        self.reason
+    }
+
+    /// The coarse kind of the error.
+    pub fn kind(&self) -> ErrorKind {
+        self.reason.kind()
+    }
+
+    /// The destination (`host:port`) the error concerns, if any.
+    pub fn destination(&self) -> Option<&str> {
+        self.destination.as_deref()
+    }
+
+    /// The detail message, if any (for example the text of a `SERVER_ERROR` reply).
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+
+    /// Would the same request, sent again on a fresh connection, plausibly succeed?
+    pub fn is_retryable(&self) -> bool {
+        match self.reason {
+            Reason::Timeout
+            | Reason::ConnectTimeout
+            | Reason::ConnectRefused
+            | Reason::ConnectFailed
+            | Reason::Reset
+            | Reason::Io => true,
+            Reason::InvalidKey
+            | Reason::ValueTooLarge
+            | Reason::InvalidConfig
+            | Reason::InvalidArgument
+            | Reason::Closed
+            | Reason::ServerError
+            | Reason::ClientError
+            | Reason::Protocol
+            | Reason::Tko
+            | Reason::NoServers => false,
+        }
+    }
+
+    /// Should a failover route try its next child? Caller errors never fail over: the next
+    /// server would reject the request the same way.
+    pub fn should_failover(&self) -> bool {
+        match self.reason {
+            Reason::Timeout
+            | Reason::ConnectTimeout
+            | Reason::ConnectRefused
+            | Reason::ConnectFailed
+            | Reason::Reset
+            | Reason::Io
+            | Reason::ServerError
+            | Reason::Protocol
+            | Reason::Tko
+            | Reason::NoServers => true,
+            Reason::InvalidKey
+            | Reason::ValueTooLarge
+            | Reason::InvalidConfig
+            | Reason::InvalidArgument
+            | Reason::Closed
+            | Reason::ClientError => false,
+        }
+    }
+
+    /// Must the connection this error happened on be discarded? True whenever the stream may
+    /// hold bytes of a reply we did not read: reusing it could attribute them to the next
+    /// request. A complete `SERVER_ERROR` line leaves the stream in sync.
+    pub fn poisons_connection(&self) -> bool {
+        match self.reason {
+            Reason::Timeout
+            | Reason::ConnectTimeout
+            | Reason::ConnectRefused
+            | Reason::ConnectFailed
+            | Reason::Reset
+            | Reason::Io
+            | Reason::ClientError
+            | Reason::Protocol => true,
+            Reason::InvalidKey
+            | Reason::ValueTooLarge
+            | Reason::InvalidConfig
+            | Reason::InvalidArgument
+            | Reason::Closed
+            | Reason::ServerError
+            | Reason::Tko
+            | Reason::NoServers => false,
+        }
+    }
+
+    /// Is this a transport or server failure that counts against the destination's health?
+    pub fn is_destination_failure(&self) -> bool {
+        matches!(
+            self.reason,
+            Reason::Timeout
+                | Reason::ConnectTimeout
+                | Reason::ConnectRefused
+                | Reason::ConnectFailed
+                | Reason::Reset
+                | Reason::Io
+                | Reason::Protocol
+        )
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason.as_str())?;
+        if let Some(d) = &self.destination {
+            write!(f, " ({d})")?;
+        }
+        if let Some(m) = &self.detail {
+            write!(f, ": {m}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_reason_destination_and_detail() {
+        let d: Arc<str> = Arc::from("127.0.0.1:11211");
+        let e = Error::with_detail(Reason::ServerError, "out of memory").at(&d);
+        assert_eq!(
+            e.to_string(),
+            "server_error (127.0.0.1:11211): out of memory"
+        );
+        assert_eq!(e.kind(), ErrorKind::ServerError);
+        assert!(e.should_failover());
+        assert!(!e.poisons_connection());
+    }
+
+    #[test]
+    fn caller_errors_neither_retry_nor_fail_over() {
+        for r in [
+            Reason::InvalidKey,
+            Reason::ValueTooLarge,
+            Reason::InvalidArgument,
+        ] {
+            let e = Error::new(r);
+            assert!(!e.is_retryable() && !e.should_failover() && !e.poisons_connection());
+        }
+    }
+
+    #[test]
+    fn a_timeout_poisons_the_connection() {
+        let e = Error::new(Reason::Timeout);
+        assert!(e.poisons_connection() && e.is_retryable() && e.should_failover());
+    }
+}

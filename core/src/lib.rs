@@ -1,0 +1,23 @@
+//! libfae core: a memcached client with a router inside.
+//!
+//! ```text
+//! Client (client.rs)                 sync API, thread-safe, one per process
+//!   └─ placement (hash/ + dist/)     key → server index, compatible with the client you leave
+//!        └─ Destination (pool/)      one per server address: idle connections, health
+//!             └─ Conn                socket + buffers; protocol codec (protocol/, sans I/O)
+//! ```
+//!
+//! The caller's thread does the I/O of its own request; a multi-key call groups keys by server
+//! and drives every server's connection at once from the caller's thread, under one deadline.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod dist;
+pub mod error;
+pub mod hash;
+pub mod item;
+pub mod key;
+pub mod protocol;
+
+pub use error::{Error, ErrorKind, Reason, Result};
+pub use item::Item;
