@@ -11,13 +11,17 @@
 //! and drives every server's connection at once from the caller's thread, under one deadline.
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod config;
 pub mod dist;
 pub mod error;
 pub mod hash;
 pub mod item;
 pub mod key;
+pub mod pool;
 pub mod protocol;
 
+pub use client::{Client, Op, SetItem, StoreOutcome};
+pub use config::Config;
 pub use error::{Error, ErrorKind, Reason, Result};
 pub use item::Item;

@@ -1,1 +1,583 @@
-//! Configuration schema.
+//! The configuration schema: one schema from a JSON or TOML file, a Python dict or a PHP array.
+//!
+//! ```json
+//! { "pools": { "main": { "servers": ["10.0.0.1:11211", "10.0.0.2:11211:2",
+//!                                    { "addr": "10.0.0.3:11211", "weight": 1 }],
+//!                        "mode": "libmemcached", "protocol": "meta", "max_connections": 8 } },
+//!   "route": "main",
+//!   "timeouts": { "connect_ms": 100, "io_ms": 250 },
+//!   "max_value_size": 1048576 }
+//! ```
+//!
+//! Shorthand: a top-level `"servers"` (plus pool fields such as `"mode"`) means one pool named
+//! `default` and `"route": "default"`. Unknown keys are errors naming the key's path
+//! (`pools.main.severs: unknown field …`). Field names are the contract: add fields, never
+//! rename them. Defaults live in [`defaults`], in one place.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+
+use crate::dist::{Mode, Node};
+use crate::error::{Error, Reason, Result};
+use crate::protocol::Protocol;
+
+/// Every default, with its unit, in one place.
+pub mod defaults {
+    /// Largest value accepted before any I/O (memcached's default item size limit is 1 MiB).
+    pub const MAX_VALUE_SIZE: usize = 1024 * 1024;
+    /// Connections per server per process.
+    pub const MAX_CONNECTIONS: usize = 8;
+    /// TCP connect timeout, milliseconds.
+    pub const CONNECT_MS: u64 = 100;
+    /// Deadline for one request (send + complete reply), milliseconds.
+    pub const IO_MS: u64 = 250;
+    /// memcached's port, assumed when a server string has none.
+    pub const PORT: u16 = 11211;
+    /// Name of the pool the `servers` shorthand creates.
+    pub const POOL: &str = "default";
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Named pools of servers.
+    pub pools: BTreeMap<String, PoolConfig>,
+    /// Where requests go.
+    pub route: RouteConfig,
+    /// Connect and request deadlines.
+    pub timeouts: Timeouts,
+    /// Largest value accepted, in bytes; larger values fail before any I/O.
+    pub max_value_size: usize,
+}
+
+/// One pool: servers that share a placement.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct PoolConfig {
+    /// The servers, in config order (order matters for mcrouter modes).
+    pub servers: Vec<Node>,
+    /// Placement compatibility mode.
+    pub mode: Mode,
+    /// Wire protocol.
+    pub protocol: Protocol,
+    /// Connections per server per process.
+    pub max_connections: usize,
+    /// Allow keys with spaces or control bytes (meta protocol only; sent base64-encoded).
+    pub binary_keys: bool,
+}
+
+/// Connect and request deadlines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// TCP connect timeout, milliseconds.
+    #[serde(default = "connect_ms")]
+    pub connect_ms: u64,
+    /// Deadline for one request, from the call to its complete reply, milliseconds.
+    #[serde(default = "io_ms")]
+    pub io_ms: u64,
+}
+
+fn connect_ms() -> u64 {
+    defaults::CONNECT_MS
+}
+fn io_ms() -> u64 {
+    defaults::IO_MS
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect_ms: defaults::CONNECT_MS,
+            io_ms: defaults::IO_MS,
+        }
+    }
+}
+
+/// Where requests go. Written as a string, it names a pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RouteConfig {
+    /// All keys go to one pool.
+    Pool {
+        /// The pool's name.
+        pool: String,
+    },
+}
+
+impl<'de> Deserialize<'de> for RouteConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Name(String),
+            Typed(Typed),
+        }
+        #[derive(Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+        enum Typed {
+            Pool { pool: String },
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            de::Error::custom(
+                "expected a pool name or a route object such as {\"type\": \"pool\", \"pool\": \"main\"}",
+            )
+        })? {
+            Raw::Name(pool) | Raw::Typed(Typed::Pool { pool }) => Ok(RouteConfig::Pool { pool }),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Mode::from_name(&s).ok_or_else(|| {
+            let names: Vec<&str> = Mode::ALL.iter().map(|m| m.as_str()).collect();
+            de::Error::custom(format!(
+                "unknown mode \"{s}\"; expected one of {}",
+                names.join(", ")
+            ))
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Protocol {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "meta" => Ok(Protocol::Meta),
+            "text" | "ascii" => Ok(Protocol::Text),
+            s => Err(de::Error::custom(format!(
+                "unknown protocol \"{s}\"; expected meta or text"
+            ))),
+        }
+    }
+}
+
+/// A server entry: `"host:port"`, `"host:port:weight"`, `"host"` (port 11211), `"[::1]:11211"`,
+/// or `{ "addr": "host:port", "weight": 2 }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ServerEntry(Node);
+
+impl<'de> Deserialize<'de> for ServerEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Str(String),
+            Obj(Obj),
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Obj {
+            addr: String,
+            weight: Option<u32>,
+        }
+        let raw = Raw::deserialize(d).map_err(|_| {
+            de::Error::custom(
+                "expected \"host:port[:weight]\" or {\"addr\": \"host:port\", \"weight\": n}",
+            )
+        })?;
+        let node = match raw {
+            Raw::Str(s) => parse_server(&s),
+            Raw::Obj(o) => {
+                if o.addr.matches(':').count() > 1 && !o.addr.starts_with('[') {
+                    return Err(de::Error::custom(
+                        "\"addr\" takes host:port; give the weight in \"weight\"",
+                    ));
+                }
+                parse_server(&o.addr).map(|mut n| {
+                    n.weight = o.weight.unwrap_or(1).max(1);
+                    n
+                })
+            }
+        }
+        .map_err(de::Error::custom)?;
+        Ok(ServerEntry(node))
+    }
+}
+
+/// Parse `host[:port[:weight]]`; IPv6 hosts in brackets. Weight 0 is stored as 1, as
+/// libmemcached does, so a weight-0 list places keys like the client it came from.
+pub fn parse_server(s: &str) -> std::result::Result<Node, String> {
+    let bad = |why: &str| format!("bad server \"{s}\": {why}");
+    let (host, rest) = if let Some(stripped) = s.strip_prefix('[') {
+        let end = stripped.find(']').ok_or_else(|| bad("missing ']'"))?;
+        (&s[..end + 2], &stripped[end + 1..])
+    } else {
+        match s.find(':') {
+            Some(i) => (&s[..i], &s[i..]),
+            None => (s, ""),
+        }
+    };
+    if host.is_empty() || host.bytes().any(|b| b.is_ascii_whitespace()) {
+        return Err(bad("empty host or whitespace"));
+    }
+    let mut parts = rest.strip_prefix(':').map(|r| r.split(':'));
+    let port = match parts.as_mut().and_then(|p| p.next()) {
+        None => defaults::PORT,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| bad("port must be 1-65535"))?,
+    };
+    let weight = match parts.as_mut().and_then(|p| p.next()) {
+        None => 1,
+        Some(w) => w
+            .parse::<u32>()
+            .map_err(|_| bad("weight must be a whole number"))?
+            .max(1),
+    };
+    if parts.and_then(|mut p| p.next()).is_some() || (!rest.is_empty() && !rest.starts_with(':')) {
+        return Err(bad("expected host:port[:weight]"));
+    }
+    Ok(Node {
+        host: host.to_string(),
+        port,
+        weight,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    servers: Vec<ServerEntry>,
+    #[serde(default)]
+    mode: Mode,
+    #[serde(default)]
+    protocol: Protocol,
+    #[serde(default = "max_connections")]
+    max_connections: usize,
+    #[serde(default)]
+    binary_keys: bool,
+}
+
+fn max_connections() -> usize {
+    defaults::MAX_CONNECTIONS
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    pools: Option<BTreeMap<String, RawPool>>,
+    route: Option<RouteConfig>,
+    // The `servers` shorthand and the pool fields that may accompany it.
+    servers: Option<Vec<ServerEntry>>,
+    mode: Option<Mode>,
+    protocol: Option<Protocol>,
+    max_connections: Option<usize>,
+    binary_keys: Option<bool>,
+    #[serde(default)]
+    timeouts: Timeouts,
+    #[serde(default = "max_value_size")]
+    max_value_size: usize,
+}
+
+fn max_value_size() -> usize {
+    defaults::MAX_VALUE_SIZE
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::with_detail(Reason::InvalidConfig, msg)
+}
+
+impl Config {
+    /// Parse a JSON document.
+    pub fn from_json(text: &str) -> Result<Config> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(path_error)?;
+        Self::from_raw(raw)
+    }
+
+    /// Parse a TOML document.
+    pub fn from_toml(text: &str) -> Result<Config> {
+        let de = toml::Deserializer::new(text);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(path_error)?;
+        Self::from_raw(raw)
+    }
+
+    /// Build from an in-memory value (what the Python and PHP bindings convert dicts and
+    /// arrays into).
+    pub fn from_value(value: serde_json::Value) -> Result<Config> {
+        let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(path_error)?;
+        Self::from_raw(raw)
+    }
+
+    /// Read a file: TOML if its name ends in `.toml`, JSON otherwise.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Config> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+        let parsed = if path.extension().is_some_and(|e| e == "toml") {
+            Self::from_toml(&text)
+        } else {
+            Self::from_json(&text)
+        };
+        parsed.map_err(|e| invalid(format!("{}: {}", path.display(), e.detail().unwrap_or(""))))
+    }
+
+    /// One pool named `default` with these servers (`host:port[:weight]`) and mode.
+    pub fn with_servers<S: AsRef<str>>(servers: &[S], mode: Mode) -> Result<Config> {
+        let servers = servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                parse_server(s.as_ref()).map_err(|e| invalid(format!("servers[{i}]: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let pool = PoolConfig {
+            servers,
+            mode,
+            protocol: Protocol::default(),
+            max_connections: defaults::MAX_CONNECTIONS,
+            binary_keys: false,
+        };
+        let cfg = Config {
+            pools: BTreeMap::from([(defaults::POOL.to_string(), pool)]),
+            route: RouteConfig::Pool {
+                pool: defaults::POOL.to_string(),
+            },
+            timeouts: Timeouts::default(),
+            max_value_size: defaults::MAX_VALUE_SIZE,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn from_raw(raw: RawConfig) -> Result<Config> {
+        let mut pools = BTreeMap::new();
+        match (raw.servers, raw.pools) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "servers: give either top-level \"servers\" or \"pools\", not both",
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "servers: no servers configured (give \"servers\" or \"pools\")",
+                ));
+            }
+            (Some(servers), None) => {
+                let pool = RawPool {
+                    servers,
+                    mode: raw.mode.unwrap_or_default(),
+                    protocol: raw.protocol.unwrap_or_default(),
+                    max_connections: raw.max_connections.unwrap_or(defaults::MAX_CONNECTIONS),
+                    binary_keys: raw.binary_keys.unwrap_or(false),
+                };
+                pools.insert(defaults::POOL.to_string(), pool);
+            }
+            (None, Some(p)) => {
+                for (field, given) in [
+                    ("mode", raw.mode.is_some()),
+                    ("protocol", raw.protocol.is_some()),
+                    ("max_connections", raw.max_connections.is_some()),
+                    ("binary_keys", raw.binary_keys.is_some()),
+                ] {
+                    if given {
+                        return Err(invalid(format!(
+                            "{field}: top-level pool fields go with \"servers\"; with \"pools\", set pools.<name>.{field}"
+                        )));
+                    }
+                }
+                pools = p;
+            }
+        }
+        let route = match raw.route {
+            Some(r) => r,
+            None if pools.len() == 1 => RouteConfig::Pool {
+                pool: pools.keys().next().cloned().unwrap_or_default(),
+            },
+            None => {
+                return Err(invalid(
+                    "route: several pools are configured; say which one requests go to",
+                ));
+            }
+        };
+        let pools = pools
+            .into_iter()
+            .map(|(name, p)| {
+                let pool = PoolConfig {
+                    servers: p.servers.into_iter().map(|s| s.0).collect(),
+                    mode: p.mode,
+                    protocol: p.protocol,
+                    max_connections: p.max_connections,
+                    binary_keys: p.binary_keys,
+                };
+                (name, pool)
+            })
+            .collect();
+        let cfg = Config {
+            pools,
+            route,
+            timeouts: raw.timeouts,
+            max_value_size: raw.max_value_size,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Check cross-field rules; errors name the path.
+    fn validate(&self) -> Result<()> {
+        for (name, p) in &self.pools {
+            if p.servers.is_empty() {
+                return Err(invalid(format!(
+                    "pools.{name}.servers: a pool needs at least one server"
+                )));
+            }
+            if p.max_connections == 0 {
+                return Err(invalid(format!(
+                    "pools.{name}.max_connections: must be at least 1"
+                )));
+            }
+            if p.binary_keys && p.protocol == Protocol::Text {
+                return Err(invalid(format!(
+                    "pools.{name}.binary_keys: binary keys need the meta protocol (\"protocol\": \"meta\")"
+                )));
+            }
+            let mut seen = std::collections::HashSet::new();
+            for (i, s) in p.servers.iter().enumerate() {
+                if !seen.insert((s.host.as_str(), s.port)) {
+                    return Err(invalid(format!(
+                        "pools.{name}.servers[{i}]: {} is listed twice",
+                        s.addr()
+                    )));
+                }
+            }
+        }
+        let RouteConfig::Pool { pool } = &self.route;
+        if !self.pools.contains_key(pool) {
+            return Err(invalid(format!("route: unknown pool \"{pool}\"")));
+        }
+        if self.timeouts.io_ms == 0 || self.timeouts.connect_ms == 0 {
+            return Err(invalid("timeouts: connect_ms and io_ms must be at least 1"));
+        }
+        if self.max_value_size == 0 {
+            return Err(invalid("max_value_size: must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+fn path_error<E: fmt::Display>(e: serde_path_to_error::Error<E>) -> Error {
+    let path = e.path().to_string();
+    let inner = e.into_inner().to_string();
+    if path == "." || path.is_empty() {
+        invalid(inner)
+    } else {
+        invalid(format!("{path}: {inner}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(json: &str) -> String {
+        Config::from_json(json)
+            .unwrap_err()
+            .detail()
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn shorthand_makes_one_default_pool() {
+        let c = Config::from_json(
+            r#"{"servers": ["a:1", "b:2:3", {"addr": "c:4", "weight": 5}], "mode": "jump"}"#,
+        )
+        .unwrap();
+        let p = &c.pools["default"];
+        assert_eq!(p.mode, Mode::Jump);
+        assert_eq!(
+            p.servers[1],
+            Node {
+                host: "b".into(),
+                port: 2,
+                weight: 3
+            }
+        );
+        assert_eq!(p.servers[2].weight, 5);
+        assert_eq!(
+            c.route,
+            RouteConfig::Pool {
+                pool: "default".into()
+            }
+        );
+        assert_eq!(c.timeouts, Timeouts::default());
+    }
+
+    #[test]
+    fn pools_and_route() {
+        let c = Config::from_json(
+            r#"{"pools": {"main": {"servers": ["10.0.0.1:11211"], "protocol": "text"}},
+                "route": {"type": "pool", "pool": "main"}, "timeouts": {"io_ms": 50}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.pools["main"].protocol, Protocol::Text);
+        assert_eq!(c.timeouts.io_ms, 50);
+        assert_eq!(c.timeouts.connect_ms, defaults::CONNECT_MS);
+    }
+
+    #[test]
+    fn toml_reads_the_same_schema() {
+        let c = Config::from_toml(
+            "servers = [\"127.0.0.1:11211\"]\nmode = \"pymemcache\"\n[timeouts]\nio_ms = 9\n",
+        )
+        .unwrap();
+        assert_eq!(c.pools["default"].mode, Mode::Pymemcache);
+        assert_eq!(c.timeouts.io_ms, 9);
+    }
+
+    #[test]
+    fn unknown_keys_name_their_path() {
+        assert!(
+            err(r#"{"pools": {"main": {"severs": []}}}"#)
+                .starts_with("pools.main.severs: unknown field `severs`")
+        );
+        assert!(
+            err(r#"{"servers": ["a:1"], "timeouts": {"io": 1}}"#)
+                .starts_with("timeouts.io: unknown field `io`")
+        );
+        assert!(
+            err(r#"{"servers": ["a:1"], "mode": "ketama"}"#)
+                .starts_with("mode: unknown mode \"ketama\"")
+        );
+        assert_eq!(
+            err(r#"{"servers": ["a:1"], "route": "x"}"#),
+            "route: unknown pool \"x\""
+        );
+        assert!(err(r#"{"servers": ["a:0"]}"#).starts_with("servers[0]: bad server \"a:0\""));
+        assert!(err(r#"{"servers": ["a:1", "a:1"]}"#).contains("listed twice"));
+        assert!(err(r#"{"servers": []}"#).contains("at least one server"));
+        assert!(
+            err(r#"{"pools": {"a": {"servers": ["x:1"]}}, "mode": "jump"}"#).starts_with("mode:")
+        );
+        assert!(
+            err(r#"{"servers": ["a:1"], "protocol": "text", "binary_keys": true}"#)
+                .contains("meta")
+        );
+    }
+
+    #[test]
+    fn server_strings() {
+        assert_eq!(parse_server("h").unwrap(), Node::new("h", 11211));
+        assert_eq!(
+            parse_server("[::1]:2:0").unwrap(),
+            Node {
+                host: "[::1]".into(),
+                port: 2,
+                weight: 1
+            }
+        );
+        for bad in ["", ":1", "h:x", "h:1:2:3", "h:70000", "[::1", "h :1"] {
+            assert!(parse_server(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! One connection to one server: a non-blocking socket, a read buffer, a write buffer.
+//!
+//! The socket is always non-blocking; waits go through `poll(2)` against the request's deadline,
+//! so a request never waits longer than its deadline in total however the reply trickles in (a
+//! blocking socket with `SO_RCVTIMEO` bounds each `read`, not the request). The same sockets are
+//! driven together by the multi-server loop in `client.rs`.
+//!
+//! A `Conn` that saw any error, or a timeout in the middle of a reply, is dropped by its owner
+//! (see [`super::PooledConn`]): bytes of an unread reply could otherwise be taken for the answer
+//! to the next request.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Reason, Result};
+use crate::protocol::{self, Decoder, Protocol, Request, Response};
+
+/// Read buffer size a connection starts with and shrinks back to after a large value.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A connection and its buffers.
+#[derive(Debug)]
+pub struct Conn {
+    stream: TcpStream,
+    /// Always fully initialised up to `buf.len()`; bytes `start..end` are unread.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Bytes to send; `sent` of them are already written.
+    pub(crate) wbuf: Vec<u8>,
+    sent: usize,
+    pub(crate) created: Instant,
+    pub(crate) generation: u64,
+}
+
+/// What a readiness wait is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Want {
+    Read,
+    Write,
+}
+
+/// Map an I/O error to a failure reason.
+pub(crate) fn io_error(e: &io::Error) -> Error {
+    let reason = match e.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::UnexpectedEof
+        | io::ErrorKind::NotConnected => Reason::Reset,
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Reason::Timeout,
+        _ => Reason::Io,
+    };
+    Error::with_detail(reason, e.to_string())
+}
+
+/// Resolve `host:port`; a bracketed IPv6 host loses its brackets for the lookup.
+fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>> {
+    let h = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let addrs: Vec<SocketAddr> = (h, port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            Error::with_detail(Reason::ConnectFailed, format!("cannot resolve {host}: {e}"))
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(Error::with_detail(
+            Reason::ConnectFailed,
+            format!("{host} resolves to no address"),
+        ));
+    }
+    Ok(addrs)
+}
+
+/// Wait until `fd` is ready for `want` or `deadline` passes (then `Timeout`).
+pub(crate) fn wait(fd: i32, want: Want, deadline: Instant) -> Result<()> {
+    let events = match want {
+        Want::Read => libc::POLLIN,
+        Want::Write => libc::POLLOUT,
+    };
+    let mut pfd = [libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }];
+    poll(&mut pfd, deadline).map(|_| ())
+}
+
+/// `poll(2)` over `fds` until one is ready or `deadline` passes. Returns how many are ready;
+/// never returns 0 (that is a `Timeout` error).
+pub(crate) fn poll(fds: &mut [libc::pollfd], deadline: Instant) -> Result<usize> {
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Error::new(Reason::Timeout));
+        }
+        // Round up so a wait of 0.3 ms does not become a busy loop of 0 ms polls.
+        let ms = (deadline - now)
+            .as_micros()
+            .div_ceil(1000)
+            .min(i32::MAX as u128) as i32;
+        // SAFETY: `fds` is a valid, exclusively borrowed slice of `pollfd` for the whole call,
+        // and its length is passed alongside it.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if n > 0 {
+            return Ok(n as usize);
+        }
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(io_error(&e));
+            }
+        }
+    }
+}
+
+impl Conn {
+    /// Dial `host:port` within `connect_timeout` (and `deadline`), set `TCP_NODELAY` and
+    /// non-blocking mode. The caller validates the connection before first use.
+    pub fn connect(
+        host: &str,
+        port: u16,
+        connect_timeout: Duration,
+        deadline: Instant,
+        generation: u64,
+    ) -> Result<Conn> {
+        let mut last = Error::new(Reason::ConnectFailed);
+        for addr in resolve(host, port)? {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::with_detail(
+                    Reason::ConnectTimeout,
+                    "deadline passed before connect",
+                ));
+            }
+            match TcpStream::connect_timeout(&addr, connect_timeout.min(left)) {
+                Ok(stream) => {
+                    stream.set_nodelay(true).map_err(|e| io_error(&e))?;
+                    stream.set_nonblocking(true).map_err(|e| io_error(&e))?;
+                    return Ok(Conn {
+                        stream,
+                        buf: vec![0; READ_CHUNK],
+                        start: 0,
+                        end: 0,
+                        wbuf: Vec::with_capacity(1024),
+                        sent: 0,
+                        created: Instant::now(),
+                        generation,
+                    });
+                }
+                Err(e) => {
+                    let reason = match e.kind() {
+                        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+                            Reason::ConnectTimeout
+                        }
+                        io::ErrorKind::ConnectionRefused => Reason::ConnectRefused,
+                        _ => Reason::ConnectFailed,
+                    };
+                    last = Error::with_detail(reason, format!("connect {addr}: {e}"));
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Prove the server speaks memcached before the connection is used (memcached's own proxy
+    /// does the same with `version`): meta `mn` → `MN`, text `version` → `VERSION …`. A
+    /// listener that accepts but never answers fails here, not on a user's request.
+    pub fn validate(
+        &mut self,
+        protocol: Protocol,
+        decoder: &Decoder,
+        deadline: Instant,
+    ) -> Result<()> {
+        self.wbuf.clear();
+        protocol::encode(protocol, &Request::Noop, &mut self.wbuf);
+        self.send(deadline)?;
+        match (protocol, self.recv(decoder, deadline)?) {
+            (Protocol::Meta, Response::End) | (Protocol::Text, Response::Version(_)) => Ok(()),
+            (_, other) => Err(Error::with_detail(
+                Reason::Protocol,
+                format!("validation: unexpected reply {other:?}"),
+            )),
+        }
+    }
+
+    /// How long ago the connection was made.
+    pub fn age(&self) -> Duration {
+        self.created.elapsed()
+    }
+
+    /// The raw file descriptor, for `poll(2)`.
+    pub(crate) fn fd(&self) -> i32 {
+        self.stream.as_raw_fd()
+    }
+
+    /// Write what is left of `wbuf` without blocking. `Ok(true)` when all of it is written.
+    pub(crate) fn try_send(&mut self) -> Result<bool> {
+        while self.sent < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.sent..]) {
+                Ok(0) => {
+                    return Err(Error::with_detail(
+                        Reason::Reset,
+                        "connection closed while sending",
+                    ));
+                }
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_error(&e)),
+            }
+        }
+        self.wbuf.clear();
+        self.sent = 0;
+        Ok(true)
+    }
+
+    /// Write all of `wbuf` before `deadline`.
+    pub fn send(&mut self, deadline: Instant) -> Result<()> {
+        while !self.try_send()? {
+            wait(self.fd(), Want::Write, deadline)?;
+        }
+        Ok(())
+    }
+
+    /// Read what the socket has without blocking. `Ok(true)` if bytes arrived, `Ok(false)` on
+    /// `WouldBlock`; end of stream is a `Reset` error.
+    pub(crate) fn try_fill(&mut self) -> Result<bool> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.buf.len() > 4 * READ_CHUNK {
+                // A large value grew the buffer: give the memory back now it is consumed.
+                self.buf = vec![0; READ_CHUNK];
+            }
+        } else if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                let grown = self.buf.len() * 2;
+                self.buf.resize(grown, 0);
+            }
+        }
+        loop {
+            match self.stream.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    return Err(Error::with_detail(
+                        Reason::Reset,
+                        "connection closed by server",
+                    ));
+                }
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_error(&e)),
+            }
+        }
+    }
+
+    /// Decode one reply from what is buffered, if a whole one is there.
+    pub(crate) fn try_decode(&mut self, decoder: &Decoder) -> Result<Option<Response>> {
+        match decoder.decode(&self.buf[self.start..self.end]) {
+            Ok(Some((resp, used))) => {
+                self.start += used;
+                Ok(Some(resp))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(Error::with_detail(Reason::Protocol, e.0)),
+        }
+    }
+
+    /// Read one whole reply before `deadline`.
+    pub fn recv(&mut self, decoder: &Decoder, deadline: Instant) -> Result<Response> {
+        loop {
+            if let Some(resp) = self.try_decode(decoder)? {
+                return Ok(resp);
+            }
+            if !self.try_fill()? {
+                wait(self.fd(), Want::Read, deadline)?;
+            }
+        }
+    }
+
+    /// True when no unread byte is buffered and nothing is left to send: the only state in
+    /// which a connection may go back to the pool.
+    pub fn is_clean(&self) -> bool {
+        self.start == self.end && self.sent == 0 && self.wbuf.is_empty()
+    }
+}
