@@ -1,0 +1,322 @@
+//! `fae-bench`: libfae against libmemcached, in one run, against the same 4 local memcached
+//! servers.
+//!
+//! # What it covers
+//!
+//! Clients (one table row each; the first row is the baseline every ratio divides by):
+//! - **libmemcached**: `libmemcached-dev` 1.x through FFI, configured like php-memcached with
+//!   `OPT_LIBKETAMA_COMPATIBLE` and `OPT_TCP_NODELAY`: `KETAMA_WEIGHTED=1`, `TCP_NODELAY=1`,
+//!   ASCII protocol (`BINARY_PROTOCOL=0`), blocking mode (`NO_BLOCK=0`, php-memcached's
+//!   default). **Baseline.**
+//! - **libmemcached NO_BLOCK**: the same with `NO_BLOCK=1`, for reference.
+//! - **libfae Rust (meta)** and **libfae Rust (text)**: `fae_core::Client`, default
+//!   `libmemcached` placement mode, meta and text protocol.
+//!
+//! Workloads (same keys and values for every client, 100-byte values):
+//! - single get of a stored key: p50/p99 latency, ops/s from one thread (target: libfae p50
+//!   ≤ 0.95 × libmemcached p50);
+//! - single set: p50/p99;
+//! - one 100-key multi-get across the 4 servers: p50/p99 per call (target: libfae p50 ≤ 0.70 ×
+//!   libmemcached p50).
+//!
+//! Before timing, all keys are stored through libmemcached and every client warms up (connects
+//! to every server). Every call's result is checked after its clock stops: a get must return
+//! the exact bytes, a multi-get all 100 keys with their bytes, and each client's sets are read
+//! back through libmemcached (so libfae's placement must agree with libmemcached's). The
+//! clients take turns in interleaved rounds, so background load on the machine spreads over
+//! all of them instead of hitting one row.
+//!
+//! # How to run it
+//!
+//! ```text
+//! cargo run --release -p fae-bench -- --write-docs     # full run; rewrites docs/BENCHMARKS.md
+//! cargo run --release -p fae-bench                     # full run; prints only
+//! cargo run -p fae-bench -- --quick                    # smoke run (CI): a few hundred calls
+//! ```
+//!
+//! Flags: `--iterations N` (single-key calls per client; multi-gets get N/10), `--rounds R`,
+//! `--quick`, `--write-docs`, `--docs PATH`, `--only LABEL[,LABEL…]`. Needs `memcached` on
+//! `PATH` and `libmemcached.so`. Speed targets are printed as PASS/MISS and never fail the run;
+//! a wrong result does (exit status 1).
+
+mod fae_rust;
+mod libmemcached;
+mod report;
+mod servers;
+mod subject;
+
+use std::process::ExitCode;
+
+use crate::fae_rust::FaeRust;
+use crate::libmemcached::{Blocking, Libmemcached};
+use crate::report::{Facts, Row, Table};
+use crate::subject::{Data, MULTI_KEYS, Record, Runner, Subject, Workload};
+
+/// Command-line options.
+#[derive(Debug)]
+struct Args {
+    iterations: usize,
+    rounds: usize,
+    quick: bool,
+    write_docs: bool,
+    docs: String,
+    only: Vec<String>,
+    raw: Vec<String>,
+}
+
+const USAGE: &str = "usage: fae-bench [--iterations N] [--rounds R] [--quick] [--write-docs] \
+                     [--docs PATH] [--only LABEL[,LABEL...]]";
+
+/// Single-key calls per client in a full run (≈ 60 s on 2 busy cores, all rows together).
+const DEFAULT_ITERATIONS: usize = 20_000;
+/// Single-key calls per client with `--quick`.
+const QUICK_ITERATIONS: usize = 300;
+
+impl Args {
+    fn parse(raw: Vec<String>) -> Result<Args, String> {
+        let mut a = Args {
+            iterations: 0,
+            rounds: 0,
+            quick: false,
+            write_docs: false,
+            docs: concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/BENCHMARKS.md").into(),
+            only: Vec::new(),
+            raw: raw.clone(),
+        };
+        let mut it = raw.into_iter();
+        while let Some(arg) = it.next() {
+            let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+            match arg.as_str() {
+                "--iterations" => {
+                    a.iterations = value("--iterations")?
+                        .parse()
+                        .map_err(|_| "--iterations takes a positive number".to_string())?;
+                    if a.iterations == 0 {
+                        return Err("--iterations takes a positive number".into());
+                    }
+                }
+                "--rounds" => {
+                    a.rounds = value("--rounds")?
+                        .parse()
+                        .map_err(|_| "--rounds takes a positive number".to_string())?;
+                    if a.rounds == 0 {
+                        return Err("--rounds takes a positive number".into());
+                    }
+                }
+                "--quick" => a.quick = true,
+                "--write-docs" => a.write_docs = true,
+                "--docs" => a.docs = value("--docs")?,
+                "--only" => {
+                    a.only = value("--only")?
+                        .split(',')
+                        .map(|s| s.trim().to_lowercase())
+                        .collect();
+                }
+                "-h" | "--help" => return Err(USAGE.into()),
+                other => return Err(format!("unknown argument {other}\n{USAGE}")),
+            }
+        }
+        if a.iterations == 0 {
+            a.iterations = if a.quick {
+                QUICK_ITERATIONS
+            } else {
+                DEFAULT_ITERATIONS
+            };
+        }
+        if a.rounds == 0 {
+            a.rounds = if a.quick { 2 } else { 5 };
+        }
+        Ok(a)
+    }
+
+    /// Multi-get calls per client.
+    fn multi_iterations(&self) -> usize {
+        (self.iterations / 10).max(10)
+    }
+
+    /// The command line that reproduces this run.
+    fn command(&self) -> String {
+        let mut c = String::from("cargo run --release -p fae-bench");
+        if !self.raw.is_empty() {
+            c.push_str(" -- ");
+            c.push_str(&self.raw.join(" "));
+        }
+        c
+    }
+
+    fn wants(&self, label: &str) -> bool {
+        let l = label.to_lowercase();
+        // The baseline always runs: every ratio divides by it.
+        self.only.is_empty() || l == "libmemcached" || self.only.iter().any(|o| l.contains(o))
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match Args::parse(std::env::args().skip(1).collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fae-bench: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The clients under test, baseline first.
+fn clients(addrs: &[String], args: &Args) -> Result<Vec<Box<dyn Runner>>, String> {
+    let mut v: Vec<Box<dyn Runner>> = vec![Box::new(Libmemcached::new(addrs, Blocking::Blocking)?)];
+    let nb = Libmemcached::new(addrs, Blocking::NoBlock)?;
+    if args.wants(&Subject::label(&nb)) {
+        v.push(Box::new(nb));
+    }
+    for protocol in ["meta", "text"] {
+        if args.wants(&FaeRust::label_for(protocol)) {
+            v.push(Box::new(FaeRust::new(addrs, protocol)?));
+        }
+    }
+    Ok(v)
+}
+
+/// libfae's placement must agree with libmemcached's, and each 100-key multi-get must span
+/// all 4 servers.
+fn check_placement(
+    data: &Data,
+    addrs: &[String],
+    checker: &mut Libmemcached,
+) -> Result<(), String> {
+    let fae = FaeRust::new(addrs, "meta")?;
+    for (k, _) in data.preload() {
+        let (a, b) = (fae.server_for(k)?, checker.server_for(k)?);
+        if a != b {
+            return Err(format!(
+                "placement differs for {}: libfae {a}, libmemcached {b}",
+                String::from_utf8_lossy(k)
+            ));
+        }
+    }
+    for j in 0..data.multi.len() / MULTI_KEYS {
+        let mut servers: Vec<String> = data
+            .multi_set(j)
+            .iter()
+            .map(|(k, _)| checker.server_for(k))
+            .collect::<Result<_, _>>()?;
+        servers.sort();
+        servers.dedup();
+        if servers.len() != addrs.len() {
+            return Err(format!(
+                "multi-get key set {j} spans {} servers, not {}",
+                servers.len(),
+                addrs.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Read back, through libmemcached, the set keys writer `tag` wrote over `range`.
+fn check_sets(
+    data: &Data,
+    checker: &mut Libmemcached,
+    label: &str,
+    tag: usize,
+    range: std::ops::Range<usize>,
+) -> Result<(), String> {
+    for k in data.set_indices(range) {
+        let got = checker.get(&data.set_keys[k])?;
+        if got.as_ref().map(AsRef::as_ref) != Some(data.set_vals[tag][k].as_slice()) {
+            return Err(format!(
+                "{label}: set {} did not read back through libmemcached",
+                String::from_utf8_lossy(&data.set_keys[k])
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    if args.write_docs && cfg!(debug_assertions) {
+        return Err(
+            "--write-docs needs a release build: cargo run --release -p fae-bench -- --write-docs"
+                .into(),
+        );
+    }
+    let load_start = report::loadavg();
+    let cluster = servers::Cluster::start(4)?;
+    let addrs = cluster.addrs();
+    eprintln!("fae-bench: 4 memcached servers: {}", addrs.join(" "));
+
+    let mut checker = Libmemcached::new(&addrs, Blocking::Blocking)?;
+    let mut subjects = clients(&addrs, args)?;
+    let labels: Vec<String> = subjects.iter().map(|s| s.label()).collect();
+    let data = Data::new(subjects.len());
+    for (k, v) in data.preload() {
+        checker.set(k, v)?;
+    }
+    if labels.iter().any(|l| l.starts_with("libfae")) {
+        check_placement(&data, &addrs, &mut checker)?;
+    }
+
+    eprintln!("fae-bench: warm-up and verification");
+    for (tag, s) in subjects.iter_mut().enumerate() {
+        s.run(Workload::Get, &data, tag, 0..data.get.len(), None)?;
+        s.run(Workload::Set, &data, tag, 0..data.set_keys.len(), None)?;
+        check_sets(
+            &data,
+            &mut checker,
+            &labels[tag],
+            tag,
+            0..data.set_keys.len(),
+        )?;
+        s.run(Workload::MultiGet, &data, tag, 0..20, None)?;
+    }
+
+    let mut records: Vec<[Record; 3]> = subjects.iter().map(|_| Default::default()).collect();
+    let n = subjects.len();
+    for round in 0..args.rounds {
+        eprintln!("fae-bench: round {}/{}", round + 1, args.rounds);
+        for w in Workload::ALL {
+            let total = match w {
+                Workload::MultiGet => args.multi_iterations(),
+                _ => args.iterations,
+            };
+            let chunk = total.div_ceil(args.rounds);
+            let range = (round * chunk).min(total)..((round + 1) * chunk).min(total);
+            // Rotate who goes first, so no client always runs right after another one.
+            for j in 0..n {
+                let i = (j + round) % n;
+                let rec = &mut records[i][w.index()];
+                subjects[i].run(w, &data, i, range.clone(), Some(rec))?;
+                if w == Workload::Set {
+                    check_sets(&data, &mut checker, &labels[i], i, range.clone())?;
+                }
+            }
+        }
+    }
+    let load_end = report::loadavg();
+
+    let facts = Facts::gather(args.command(), &addrs, load_start, load_end);
+    let tables: Vec<Table> = Workload::ALL
+        .iter()
+        .map(|&w| {
+            let rows = labels
+                .iter()
+                .zip(&mut records)
+                .map(|(l, r)| Row::new(l, &mut r[w.index()]))
+                .collect();
+            Table::new(w, rows)
+        })
+        .collect();
+    let text = report::render(&facts, &tables, args);
+    println!("{text}");
+    if args.write_docs {
+        report::write_docs(&args.docs, &text)?;
+        eprintln!("fae-bench: wrote {}", args.docs);
+    }
+    Ok(())
+}
