@@ -3,7 +3,7 @@
 //! Hash ([`crate::hash`], key → u32) and distribution (u32 → server index) are separate axes, as
 //! in twemproxy's hashkit; a [`Mode`] names the combination a migrating user already runs, so
 //! that every key lands on the same server as with their old client. Every mode with a golden
-//! vector set in `shared/placement/` matches it 100 % (`core/tests/placement.rs`).
+//! vector set in `tests/placement/` matches it 100 % (`core/tests/placement.rs`).
 //!
 //! One file per distribution: [`ketama`] (libmemcached continuum), [`modula`] (plain and
 //! weighted), [`pecl_consistent`] (PHP `memcache`'s ring), [`rendezvous`] (pymemcache),

@@ -184,8 +184,9 @@ mod tests {
     }
 
     #[test]
-    fn whole_fixture_table() {
-        // One row per hash, in libmemcached order (test/fixtures/hashes.hpp `output`).
+    fn dispatch_matches_fixture_rows() {
+        // Each file checks its function against its whole row of test/fixtures/hashes.hpp;
+        // here only that each number dispatches to the right row (libmemcached order).
         let rows: [[u32; 26]; 11] = [
             fixtures::ONE_AT_A_TIME,
             fixtures::MD5,
@@ -200,8 +201,9 @@ mod tests {
             fixtures::MURMUR3,
         ];
         for (h, row) in HashFn::ALL.into_iter().zip(rows) {
-            for (input, want) in fixtures::INPUTS.iter().zip(row) {
-                assert_eq!(h.hash(input.as_bytes()), want, "{h} {input}");
+            for i in [0, 25] {
+                let input = fixtures::INPUTS[i];
+                assert_eq!(h.hash(input.as_bytes()), row[i], "{h} {input}");
             }
         }
     }
