@@ -385,7 +385,11 @@ fn decode_garbage(d: Decoder, buf: &[u8]) {
 // ===== properties =====
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    // 512 cases by default; `PROPTEST_CASES=20000` for a longer run.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(512),
+        ..ProptestConfig::default()
+    })]
 
     /// Every proper prefix of a reply is incomplete; the whole decodes to the original.
     #[test]
