@@ -32,7 +32,11 @@ fn every_command_in_both_protocols() {
         assert_eq!(c.get(b"k").unwrap(), None);
         c.set(b"k", b"hello", 42, 0).unwrap();
         let it = c.get(b"k").unwrap().unwrap();
-        assert_eq!((it.value.as_slice(), it.flags), (&b"hello"[..], 42), "{proto}");
+        assert_eq!(
+            (it.value.as_slice(), it.flags),
+            (&b"hello"[..], 42),
+            "{proto}"
+        );
 
         // add / replace
         assert!(!c.add(b"k", b"x", 0, 0).unwrap());
@@ -46,24 +50,41 @@ fn every_command_in_both_protocols() {
         assert!(c.prepend(b"k", b">> ").unwrap());
         assert!(!c.append(b"absent", b"z").unwrap());
         let it = c.get(b"k").unwrap().unwrap();
-        assert_eq!((it.value.as_slice(), it.flags), (&b">> hello world"[..], 42));
+        assert_eq!(
+            (it.value.as_slice(), it.flags),
+            (&b">> hello world"[..], 42)
+        );
 
         // cas: stored, exists, not found
         let g = c.gets(b"k").unwrap().unwrap();
         assert_ne!(g.cas, 0);
-        assert_eq!(c.cas(b"k", b"v2", 1, 0, g.cas).unwrap(), StoreOutcome::Stored);
-        assert_eq!(c.cas(b"k", b"v3", 1, 0, g.cas).unwrap(), StoreOutcome::Exists);
-        assert_eq!(c.cas(b"absent", b"v", 1, 0, 1).unwrap(), StoreOutcome::NotFound);
+        assert_eq!(
+            c.cas(b"k", b"v2", 1, 0, g.cas).unwrap(),
+            StoreOutcome::Stored
+        );
+        assert_eq!(
+            c.cas(b"k", b"v3", 1, 0, g.cas).unwrap(),
+            StoreOutcome::Exists
+        );
+        assert_eq!(
+            c.cas(b"absent", b"v", 1, 0, 1).unwrap(),
+            StoreOutcome::NotFound
+        );
 
         // incr / decr
         c.set(b"n", b"10", 0, 0).unwrap();
         assert_eq!(c.incr(b"n", 5).unwrap(), Some(15));
         assert_eq!(c.decr(b"n", 100).unwrap(), Some(0), "decr stops at 0");
         assert_eq!(c.incr(b"absent", 1).unwrap(), None);
-        c.set(b"n", &u64::MAX.to_string().into_bytes(), 0, 0).unwrap();
+        c.set(b"n", &u64::MAX.to_string().into_bytes(), 0, 0)
+            .unwrap();
         assert_eq!(c.incr(b"n", 2).unwrap(), Some(1), "incr wraps at 2^64");
         let e = c.incr(b"k", 1).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::ServerError, "incr of a non-number: {e}");
+        assert_eq!(
+            e.kind(),
+            ErrorKind::ServerError,
+            "incr of a non-number: {e}"
+        );
         // The client still works after that error.
         assert!(c.get(b"k").unwrap().is_some());
 
@@ -97,7 +118,18 @@ fn value_sizes_from_0_bytes_to_1_mib() {
     let mc = Memcached::builder().max_item_size("2m").start();
     for proto in PROTOCOLS {
         let c = client(&[mc.addr()], proto);
-        for size in [0usize, 1, 2, 100, 1023, 1024, 16 * 1024, 100_000, 512 * 1024, 1024 * 1024] {
+        for size in [
+            0usize,
+            1,
+            2,
+            100,
+            1023,
+            1024,
+            16 * 1024,
+            100_000,
+            512 * 1024,
+            1024 * 1024,
+        ] {
             let value: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
             let key = format!("size:{size}");
             c.set(key.as_bytes(), &value, 3, 0).unwrap();
@@ -118,17 +150,26 @@ fn keys_land_on_the_server_route_for_names() {
     for i in 0..200 {
         let key = format!("place:{i}");
         c.set(key.as_bytes(), b"v", 0, 0).unwrap();
-        let server = c.route_for(fae_core::Op::Get, key.as_bytes()).unwrap().remove(0);
-        assert!(raw::get(&server, key.as_bytes()).is_some(), "{key} not on {server}");
+        let server = c
+            .route_for(fae_core::Op::Get, key.as_bytes())
+            .unwrap()
+            .remove(0);
+        assert!(
+            raw::get(&server, key.as_bytes()).is_some(),
+            "{key} not on {server}"
+        );
         for other in cluster.addrs().iter().filter(|a| **a != server) {
-            assert!(raw::get(other, key.as_bytes()).is_none(), "{key} also on {other}");
+            assert!(
+                raw::get(other, key.as_bytes()).is_none(),
+                "{key} also on {other}"
+            );
         }
     }
 }
 
 #[test]
 fn multi_key_calls_across_four_servers_with_one_dead() {
-    let mut cluster = Cluster::start(4);
+    let cluster = Cluster::start(4);
     for proto in PROTOCOLS {
         let c = client(&cluster.addrs(), proto);
         let keys: Vec<String> = (0..100).map(|i| format!("{proto}:m:{i}")).collect();
@@ -136,10 +177,19 @@ fn multi_key_calls_across_four_servers_with_one_dead() {
         let items: Vec<SetItem<'_>> = keys
             .iter()
             .zip(&values)
-            .map(|(k, v)| SetItem { key: k.as_bytes(), value: v.as_bytes(), flags: 5, exptime: 0 })
+            .map(|(k, v)| SetItem {
+                key: k.as_bytes(),
+                value: v.as_bytes(),
+                flags: 5,
+                exptime: 0,
+            })
             .collect();
         let stored = c.set_multi(&items).unwrap();
-        assert!(stored.iter().all(|r| *r.as_ref().unwrap() == StoreOutcome::Stored));
+        assert!(
+            stored
+                .iter()
+                .all(|r| *r.as_ref().unwrap() == StoreOutcome::Stored)
+        );
 
         // Every other key exists; misses come back as Ok(None), in input order.
         let mut asked: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
@@ -152,7 +202,10 @@ fn multi_key_calls_across_four_servers_with_one_dead() {
             assert_eq!(it.flags, 5);
         }
         assert_eq!(got[100].as_ref().unwrap(), &None);
-        assert_eq!(got[101].as_ref().unwrap().as_ref().unwrap().value, values[0].as_bytes());
+        assert_eq!(
+            got[101].as_ref().unwrap().as_ref().unwrap().value,
+            values[0].as_bytes()
+        );
 
         let deleted = c.delete_multi(&asked[..50]).unwrap();
         assert!(deleted.iter().all(|r| *r.as_ref().unwrap()));
@@ -167,14 +220,21 @@ fn multi_key_calls_across_four_servers_with_one_dead() {
     for k in &keys {
         c.set(k.as_bytes(), k.as_bytes(), 0, 0).unwrap();
     }
-    cluster[1].kill();
+    cluster[1].kill().unwrap();
     let asked: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
     let t = Instant::now();
     let got = c.get_multi(&asked).unwrap();
-    assert!(t.elapsed() < Duration::from_millis(600), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(600),
+        "took {:?}",
+        t.elapsed()
+    );
     let mut failed = 0;
     for (k, r) in keys.iter().zip(&got) {
-        let server = c.route_for(fae_core::Op::Get, k.as_bytes()).unwrap().remove(0);
+        let server = c
+            .route_for(fae_core::Op::Get, k.as_bytes())
+            .unwrap()
+            .remove(0);
         if server == dead {
             let e = r.as_ref().unwrap_err();
             assert_eq!(e.destination(), Some(dead.as_str()));
@@ -184,12 +244,19 @@ fn multi_key_calls_across_four_servers_with_one_dead() {
             assert_eq!(r.as_ref().unwrap().as_ref().unwrap().value, k.as_bytes());
         }
     }
-    assert!(failed > 0 && failed < 100, "{failed} keys on the dead server");
+    assert!(
+        failed > 0 && failed < 100,
+        "{failed} keys on the dead server"
+    );
 
     // Restarted on the same port: empty, and reachable again.
-    cluster[1].restart();
+    cluster[1].restart().unwrap();
     let got = c.get_multi(&asked).unwrap();
-    assert!(got.iter().all(|r| r.is_ok()), "{:?}", got.iter().find(|r| r.is_err()));
+    assert!(
+        got.iter().all(|r| r.is_ok()),
+        "{:?}",
+        got.iter().find(|r| r.is_err())
+    );
 }
 
 #[test]
@@ -208,7 +275,9 @@ fn sixteen_threads_share_one_client() {
                     assert_eq!(it.value, val.as_bytes());
                     assert_eq!(it.flags, t);
                     if i % 10 == 0 {
-                        let keys: Vec<String> = (i.saturating_sub(9)..=i).map(|j| format!("t{t}:{j}")).collect();
+                        let keys: Vec<String> = (i.saturating_sub(9)..=i)
+                            .map(|j| format!("t{t}:{j}"))
+                            .collect();
                         let ks: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
                         for r in c.get_multi(&ks).unwrap() {
                             assert!(r.unwrap().is_some());
@@ -222,7 +291,10 @@ fn sixteen_threads_share_one_client() {
         t.join().unwrap();
     }
     for (addr, open, _idle) in c.connection_counts() {
-        assert!(open <= 8, "{addr}: {open} connections, max_connections is 8");
+        assert!(
+            open <= 8,
+            "{addr}: {open} connections, max_connections is 8"
+        );
     }
 }
 
@@ -256,9 +328,20 @@ fn hostile_keys_are_rejected_and_nothing_stray_reaches_a_server() {
                 c.delete_multi(&[key]).err(),
                 c.route_for(fae_core::Op::Get, key).err(),
             ] {
-                assert_eq!(r.map(|e| e.reason()), Some(Reason::InvalidKey), "{proto} {key:?}");
+                assert_eq!(
+                    r.map(|e| e.reason()),
+                    Some(Reason::InvalidKey),
+                    "{proto} {key:?}"
+                );
             }
-            let e = c.set_multi(&[SetItem { key, value: b"x", flags: 0, exptime: 0 }]).unwrap_err();
+            let e = c
+                .set_multi(&[SetItem {
+                    key,
+                    value: b"x",
+                    flags: 0,
+                    exptime: 0,
+                }])
+                .unwrap_err();
             assert_eq!(e.reason(), Reason::InvalidKey);
         }
         // A multi-key call with one bad key sends nothing at all.
@@ -299,8 +382,14 @@ fn a_closed_client_refuses_work() {
     c.close();
     assert!(c.is_closed());
     assert_eq!(c.get(b"k").unwrap_err().kind(), ErrorKind::ClientClosed);
-    assert_eq!(c.set(b"k", b"v", 0, 0).unwrap_err().kind(), ErrorKind::ClientClosed);
-    assert_eq!(c.get_multi(&[b"k"]).unwrap_err().kind(), ErrorKind::ClientClosed);
+    assert_eq!(
+        c.set(b"k", b"v", 0, 0).unwrap_err().kind(),
+        ErrorKind::ClientClosed
+    );
+    assert_eq!(
+        c.get_multi(&[b"k"]).unwrap_err().kind(),
+        ErrorKind::ClientClosed
+    );
     assert_eq!(c.connection_counts()[0].1, 0, "idle connections closed");
 }
 
@@ -329,17 +418,26 @@ fn a_timeout_mid_reply_discards_the_connection() {
         c.set(b"small", b"s", 0, 0).unwrap();
         let before = proxy.accepted();
 
-        proxy.set_fault(Fault::SlowDrip { interval: Duration::from_millis(5) });
+        proxy.set_fault(Fault::SlowDrip {
+            interval: Duration::from_millis(5),
+        });
         let t = Instant::now();
         let e = c.get(b"big").unwrap_err();
         assert_eq!(e.reason(), Reason::Timeout, "{proto}: {e}");
         let took = t.elapsed();
-        assert!(took >= Duration::from_millis(300) && took < Duration::from_millis(450), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_millis(450),
+            "{took:?}"
+        );
 
         proxy.set_fault(Fault::None);
         // The answer is `small`'s own value, from a fresh connection.
         assert_eq!(c.get(b"small").unwrap().unwrap().value, b"s", "{proto}");
-        assert_eq!(proxy.accepted(), before + 1, "{proto}: the cut connection was reused");
+        assert_eq!(
+            proxy.accepted(),
+            before + 1,
+            "{proto}: the cut connection was reused"
+        );
         assert_eq!(c.get(b"big").unwrap().unwrap().value, big);
     }
 }
@@ -354,20 +452,36 @@ fn truncated_and_garbage_replies_are_protocol_or_reset_errors() {
 
         proxy.set_fault(Fault::Truncate { after: 100 });
         let e = c.get(b"k").unwrap_err();
-        assert!(matches!(e.reason(), Reason::Reset | Reason::Timeout | Reason::Protocol), "{proto}: {e}");
+        assert!(
+            matches!(
+                e.reason(),
+                Reason::Reset | Reason::Timeout | Reason::Protocol
+            ),
+            "{proto}: {e}"
+        );
 
         proxy.set_fault(Fault::Garbage);
         let e = c.get(b"k").unwrap_err();
-        assert!(matches!(e.reason(), Reason::Protocol | Reason::Reset), "{proto}: {e}");
+        assert!(
+            matches!(e.reason(), Reason::Protocol | Reason::Reset),
+            "{proto}: {e}"
+        );
 
         proxy.set_fault(Fault::BlackHole);
         let t = Instant::now();
         let e = c.set(b"k", b"v", 0, 0).unwrap_err();
         // A new connection that never answers its validation `mn` is a connect timeout.
-        assert!(matches!(e.reason(), Reason::Timeout | Reason::ConnectTimeout), "{proto}: {e}");
+        assert!(
+            matches!(e.reason(), Reason::Timeout | Reason::ConnectTimeout),
+            "{proto}: {e}"
+        );
         assert!(t.elapsed() < Duration::from_millis(450));
 
         proxy.set_fault(Fault::None);
-        assert_eq!(c.get(b"k").unwrap().unwrap().value.len(), 1000, "{proto}: recovers");
+        assert_eq!(
+            c.get(b"k").unwrap().unwrap().value.len(),
+            1000,
+            "{proto}: recovers"
+        );
     }
 }

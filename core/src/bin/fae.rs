@@ -65,8 +65,16 @@ fn parse_args() -> Result<Args, String> {
             "--servers" => a.servers = Some(value("--servers")?),
             "--mode" => a.mode = Some(value("--mode")?),
             "--op" => a.op = value("--op")?,
-            "--flags" => a.flags = value("--flags")?.parse().map_err(|_| "--flags takes a number")?,
-            "--exptime" => a.exptime = value("--exptime")?.parse().map_err(|_| "--exptime takes a number")?,
+            "--flags" => {
+                a.flags = value("--flags")?
+                    .parse()
+                    .map_err(|_| "--flags takes a number")?
+            }
+            "--exptime" => {
+                a.exptime = value("--exptime")?
+                    .parse()
+                    .map_err(|_| "--exptime takes a number")?
+            }
             "--" => a.rest.extend(it.by_ref()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}")),
             _ => a.rest.push(arg),
@@ -118,7 +126,9 @@ fn route(client: &Client, op: Op, keys: Vec<String>) -> ExitCode {
     };
     if keys.is_empty() {
         for line in io::stdin().lock().lines() {
-            let Ok(line) = line else { return ExitCode::from(2) };
+            let Ok(line) = line else {
+                return ExitCode::from(2);
+            };
             let key = line.trim_end_matches('\r');
             if key.is_empty() {
                 continue;
@@ -157,7 +167,11 @@ fn main() -> ExitCode {
     match first.as_deref() {
         Some("--help" | "-h" | "help") | None => {
             println!("{USAGE}");
-            return if first.is_some() { ExitCode::SUCCESS } else { ExitCode::from(2) };
+            return if first.is_some() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            };
         }
         Some("--version") => {
             println!("fae {}", env!("CARGO_PKG_VERSION"));
@@ -182,7 +196,11 @@ fn main() -> ExitCode {
     };
     let one_key = |n: usize| -> Result<&String, ExitCode> {
         if a.rest.is_empty() || a.rest.len() > n {
-            Err(usage_error(format!("{} takes KEY{}", a.cmd, if n == 2 { " [VALUE]" } else { "" })))
+            Err(usage_error(format!(
+                "{} takes KEY{}",
+                a.cmd,
+                if n == 2 { " [VALUE]" } else { "" }
+            )))
         } else {
             Ok(&a.rest[0])
         }
