@@ -42,7 +42,6 @@
 mod fae_rust;
 mod libmemcached;
 mod report;
-mod servers;
 mod subject;
 
 use std::process::ExitCode;
@@ -247,7 +246,8 @@ fn run(args: &Args) -> Result<(), String> {
         );
     }
     let load_start = report::loadavg();
-    let cluster = servers::Cluster::start(4)?;
+    let cluster = fae_testkit::Cluster::try_start_with(4, &fae_testkit::Memcached::builder())
+        .map_err(|e| format!("cannot start 4 memcached servers: {e}"))?;
     let addrs = cluster.addrs();
     eprintln!("fae-bench: 4 memcached servers: {}", addrs.join(" "));
 

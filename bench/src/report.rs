@@ -346,6 +346,31 @@ mod tests {
     }
 
     #[test]
+    fn write_docs_replaces_only_the_block() {
+        let path = std::env::temp_dir().join(format!("fae-bench-docs-{}.md", std::process::id()));
+        let doc = format!("intro\n{BEGIN}\nold\n{END}\noutro\n");
+        std::fs::write(&path, doc).unwrap();
+        let p = path.to_str().unwrap();
+        write_docs(p, "new table\n").unwrap();
+        write_docs(p, "newer table\n").unwrap();
+        let got = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            got,
+            format!("intro\n{BEGIN}\n\nnewer table\n\n{END}\noutro\n")
+        );
+    }
+
+    #[test]
+    fn write_docs_needs_the_markers() {
+        let path = std::env::temp_dir().join(format!("fae-bench-nomark-{}.md", std::process::id()));
+        std::fs::write(&path, "no markers\n").unwrap();
+        let r = write_docs(path.to_str().unwrap(), "x");
+        std::fs::remove_file(&path).unwrap();
+        assert!(r.is_err());
+    }
+
+    #[test]
     fn civil_dates() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(19_782), (2024, 2, 29));

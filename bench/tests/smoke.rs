@@ -1,0 +1,43 @@
+//! The benchmark still runs: `fae-bench --quick` starts its 4 servers, checks every result and
+//! prints every table. It times nothing and asserts nothing about speed; the targets live in
+//! the benchmark's own output (`cargo run --release -p fae-bench`).
+
+use std::process::Command;
+
+#[test]
+fn quick_run_verifies_and_prints_every_row() {
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/BENCHMARKS.md");
+    let before = std::fs::read_to_string(docs).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fae-bench"))
+        .arg("--quick")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    for row in [
+        "| libmemcached |",
+        "| libmemcached NO_BLOCK |",
+        "| libfae Rust (meta) |",
+        "| libfae Rust (text) |",
+    ] {
+        assert_eq!(
+            stdout.matches(row).count(),
+            3,
+            "{row} in every table:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("### Targets"), "{stdout}");
+    // --quick without --write-docs leaves the docs alone.
+    assert_eq!(std::fs::read_to_string(docs).unwrap(), before);
+}
+
+#[test]
+fn bad_arguments_are_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_fae-bench"))
+        .arg("--iterations")
+        .arg("zero")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
