@@ -30,6 +30,7 @@ pub struct Row {
     p50_ns: u64,
     p99_ns: u64,
     ops_per_s: f64,
+    cpu_ns_per_call: f64,
     calls: usize,
 }
 
@@ -46,6 +47,11 @@ impl Row {
                 rec.samples.len() as f64 / secs
             } else {
                 0.0
+            },
+            cpu_ns_per_call: if rec.samples.is_empty() {
+                0.0
+            } else {
+                rec.cpu.as_nanos() as f64 / rec.samples.len() as f64
             },
             calls: rec.samples.len(),
         }
@@ -107,9 +113,9 @@ impl Table {
         );
         let _ = writeln!(
             out,
-            "| client | p50 µs | p99 µs | ops/s | p50 / libmemcached p50 | target |"
+            "| client | p50 µs | p99 µs | ops/s | client CPU µs/call | p50 / libmemcached p50 | target |"
         );
-        let _ = writeln!(out, "|---|--:|--:|--:|--:|---|");
+        let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|---|");
         for (i, r) in self.rows.iter().enumerate() {
             let ratio = if i == 0 {
                 "1.00 (baseline)".to_string()
@@ -124,11 +130,12 @@ impl Table {
             };
             let _ = writeln!(
                 out,
-                "| {} | {:.1} | {:.1} | {:.0} | {ratio} | {tgt} |",
+                "| {} | {:.1} | {:.1} | {:.0} | {:.1} | {ratio} | {tgt} |",
                 r.label,
                 r.p50_ns as f64 / 1000.0,
                 r.p99_ns as f64 / 1000.0,
                 r.ops_per_s,
+                r.cpu_ns_per_call / 1000.0,
             );
         }
         out.push('\n');

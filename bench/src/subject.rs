@@ -147,6 +147,25 @@ pub struct Record {
     pub samples: Vec<u64>,
     /// Wall time of the timed loops (includes the untimed checks; used for ops/s).
     pub wall: Duration,
+    /// CPU time this thread spent in the timed loops (user + system, includes the checks).
+    pub cpu: Duration,
+}
+
+/// CPU time the calling thread has used so far (`CLOCK_THREAD_CPUTIME_ID`).
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a Linux constant.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// A client that can run the workloads (object-safe; implemented for every [`Subject`]).
@@ -184,6 +203,7 @@ impl<S: Subject> Runner for S {
     ) -> Result<(), String> {
         let label = Subject::label(self);
         let start = Instant::now();
+        let cpu_start = thread_cpu();
         if let Some(r) = rec.as_deref_mut() {
             r.samples.reserve(range.len());
         }
@@ -250,6 +270,7 @@ impl<S: Subject> Runner for S {
         }
         if let Some(r) = rec {
             r.wall += start.elapsed();
+            r.cpu += thread_cpu().saturating_sub(cpu_start);
         }
         Ok(())
     }
