@@ -67,7 +67,7 @@ const USAGE: &str = "usage: fae-bench [--iterations N] [--rounds R] [--quick] [-
                      [--docs PATH] [--only LABEL[,LABEL...]]";
 
 /// Single-key calls per client in a full run (≈ 60 s on 2 busy cores, all rows together).
-const DEFAULT_ITERATIONS: usize = 20_000;
+const DEFAULT_ITERATIONS: usize = 40_000;
 /// Single-key calls per client with `--quick`.
 const QUICK_ITERATIONS: usize = 300;
 
@@ -123,7 +123,7 @@ impl Args {
             };
         }
         if a.rounds == 0 {
-            a.rounds = if a.quick { 2 } else { 5 };
+            a.rounds = if a.quick { 2 } else { 10 };
         }
         Ok(a)
     }
