@@ -279,7 +279,8 @@ pub extern "C" fn fae_result_is_error(result: u32) -> bool {
 ///
 /// Returns `FAE_RESULT_INSUFFICIENT_SIZE` with `*out_n` = the size needed (and `buf`
 /// untouched) when the text does not fit: call again with a larger buffer. `buf` may be NULL
-/// when `len` is 0, to ask for the size.
+/// when `len` is 0, to ask for the size. A NULL `out_n`, or a NULL `buf` with `len` > 0, gives
+/// `FAE_RESULT_NULL_PARAMETER` and leaves the text alone.
 ///
 /// # Safety
 /// `buf` must be NULL or valid for writes of `len` bytes; `out_n` must be valid for a write
@@ -291,10 +292,14 @@ pub unsafe extern "C" fn fae_last_error_message(
     out_n: *mut usize,
 ) -> fae_result {
     ffi_panic_boundary_keep_error! {
+        // NULL checks by hand: reporting them would overwrite the text being read.
         if buf.is_null() && len != 0 {
             return fae_result::NullParameter;
         }
-        let out_n = try_out_param!(out_n);
+        // SAFETY: out_n is NULL or writable per the contract.
+        let Some(out_n) = (unsafe { out_n.as_mut() }) else {
+            return fae_result::NullParameter;
+        };
         let text = last_error();
         // SAFETY: buf is writable for len bytes (contract; NULL only with len == 0).
         unsafe { write_text(&text, buf, len, out_n) }
