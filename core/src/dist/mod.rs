@@ -3,9 +3,27 @@
 //! Hash ([`crate::hash`], key → u32) and distribution (u32 → server index) are separate axes, as
 //! in twemproxy's hashkit; a [`Mode`] names the combination a migrating user already runs, so
 //! that every key lands on the same server as with their old client. Every mode with a golden
-//! vector set in `shared/placement/` matches it 100 % (`core/tests/placement.rs`).
+//! vector set in `tests/placement/` matches it 100 % (`core/tests/placement.rs`).
+//!
+//! One file per distribution: [`ketama`] (libmemcached continuum), [`modula`] (plain and
+//! weighted), [`pecl_consistent`] (PHP `memcache`'s ring), [`rendezvous`] (pymemcache),
+//! [`furc`] (mcrouter Ch3) and [`jump`]. This module wires each [`Mode`] to a hash and a
+//! distribution; the table is on [`Mode`].
+//!
+//! Every mode returns index 0 for a single server without hashing the key (libmemcached skips
+//! the hash when `server_count == 1`; every other client also has only one choice).
 
 use std::fmt;
+
+use crate::hash::HashFn;
+use crate::hash::crc32::{crc32, crc32_pecl_standard};
+
+pub mod furc;
+pub mod jump;
+pub mod ketama;
+pub mod modula;
+pub mod pecl_consistent;
+pub mod rendezvous;
 
 /// One server as placement sees it: the host string exactly as configured (no DNS: `localhost`
 /// and `127.0.0.1` are different points on a ketama ring), the port and the weight (≥ 1).
@@ -17,6 +35,12 @@ pub struct Node {
     pub port: u16,
     /// Relative weight, ≥ 1 (0 is stored as 1, as libmemcached does).
     pub weight: u32,
+}
+
+/// The weight placement uses: `weight`, with 0 read as 1 (libmemcached stores `weight ? weight :
+/// 1`; pecl `memcache` rejects weights < 1).
+pub(crate) fn effective_weight(node: &Node) -> u32 {
+    node.weight.max(1)
 }
 
 impl Node {
@@ -36,28 +60,53 @@ impl Node {
 }
 
 /// A placement compatibility mode (see DESIGN.md "Placement: compatibility modes").
+///
+/// | mode | key hash | distribution | weights |
+/// |---|---|---|---|
+/// | `libmemcached` | MD5 | weighted ketama, MD5 points | used |
+/// | `libmemcached-ketama` | one-at-a-time | 100-point ketama, one-at-a-time points | ignored |
+/// | `php-memcached-default` | one-at-a-time | modula | ignored |
+/// | `pecl-memcache-standard` | 15-bit CRC-32, 0 → 1 | weighted modula | used |
+/// | `pecl-memcache-consistent` | CRC-32 | 160 points per weight, 1024 buckets | used |
+/// | `pymemcache` | murmur3 of `host:port-key` | rendezvous | ignored |
+/// | `mcrouter` | MurmurHash64A bits | Ch3 (`furc_hash`) | ignored |
+/// | `mcrouter-crc32` | CRC-32 & 0x7fffffff | modula | ignored |
+/// | `jump` | SipHash-1-3, zero key | jump consistent hash | ignored |
+///
+/// "Ignored" means the anchor client has no weights in that mode, so a weighted config places
+/// keys exactly as the unweighted one would.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Mode {
     /// Weighted ketama over MD5 (php-memcached `OPT_LIBKETAMA_COMPATIBLE`, twemproxy ketama+md5,
-    /// pylibmc `ketama_weighted`, libmemcached `KETAMA_WEIGHTED`). The default.
+    /// pylibmc `ketama_weighted`, libmemcached `KETAMA_WEIGHTED`). The default. Points are
+    /// `MD5("host-j")`, or `MD5("host:port-j")` when the port is not 11211; see
+    /// [`ketama::Continuum::weighted`].
     #[default]
     Libmemcached,
     /// Unweighted ketama, 100 points per server hashed with one-at-a-time (pylibmc
-    /// `{"ketama": True}`, libmemcached `DISTRIBUTION_CONSISTENT_KETAMA`).
+    /// `{"ketama": True}`, libmemcached `DISTRIBUTION_CONSISTENT_KETAMA`). Weights are ignored.
     LibmemcachedKetama,
-    /// Modula over one-at-a-time (php-memcached without options).
+    /// Modula over one-at-a-time (php-memcached without options): `hash % n`. Weights are
+    /// ignored.
     PhpMemcachedDefault,
-    /// PHP `memcache` extension, `hash_strategy=standard`, crc32.
+    /// PHP `memcache` extension, `hash_strategy=standard`, crc32: `((crc32(key) >> 16) &
+    /// 0x7fff)`, 0 → 1, over `weight` buckets per server.
     PeclMemcacheStandard,
-    /// PHP `memcache` extension, `hash_strategy=consistent`, crc32.
+    /// PHP `memcache` extension, `hash_strategy=consistent`, crc32: a ring of `160 * weight`
+    /// points per server sampled into 1024 buckets ([`pecl_consistent`]).
     PeclMemcacheConsistent,
-    /// pymemcache `HashClient`: rendezvous over murmur3.
+    /// pymemcache `HashClient`: rendezvous over murmur3 ([`rendezvous`]). Weights are ignored.
     Pymemcache,
-    /// mcrouter PoolRoute `hash: Ch3` (its default).
+    /// mcrouter PoolRoute `hash: Ch3` (its default): `furc_hash(key, n)` indexes the server list
+    /// in config order ([`furc`]). Weights are ignored (mcrouter's `WeightedCh3` is a different
+    /// function). At most 2^23 servers.
     Mcrouter,
-    /// mcrouter PoolRoute `hash: Crc32`.
+    /// mcrouter PoolRoute `hash: Crc32`: `(crc32(key) & 0x7fffffff) % n`, config order. Weights
+    /// are ignored.
     McrouterCrc32,
-    /// Lamping–Veach jump consistent hash over one-at-a-time... see `Placement` docs.
+    /// Lamping–Veach jump consistent hash, returning a list index; for new deployments. The key
+    /// hash is SipHash-1-3 with keys `(0, 0)` over the raw key bytes (see
+    /// [`jump::jump_key_hash`]), stable across Rust releases and platforms. Weights are ignored.
     Jump,
 }
 
@@ -103,23 +152,95 @@ impl fmt::Display for Mode {
 }
 
 /// A built placement: maps a key to an index into the node list it was built from.
+///
+/// Build once per server list (building a ketama continuum hashes thousands of strings), then
+/// call [`Placement::pick`] per key; `pick` allocates nothing.
 #[derive(Clone, Debug)]
 pub struct Placement {
     mode: Mode,
     len: usize,
+    strategy: Strategy,
+}
+
+/// The prepared state of each distribution.
+#[derive(Clone, Debug)]
+enum Strategy {
+    /// A ketama continuum and the key hash looked up on it.
+    Ketama(ketama::Continuum, HashFn),
+    /// `hash(key) % n`.
+    Modula(HashFn),
+    /// pecl standard: weighted modula over the pecl 15-bit CRC.
+    PeclStandard(modula::WeightedModula),
+    /// pecl consistent: 1024 precomputed buckets.
+    PeclConsistent(pecl_consistent::PeclConsistent),
+    /// pymemcache rendezvous.
+    Rendezvous(rendezvous::Rendezvous),
+    /// mcrouter Ch3 over `n` servers.
+    Furc(u32),
+    /// mcrouter Crc32.
+    McrouterCrc32,
+    /// Jump hash over `n` buckets.
+    Jump(u32),
 }
 
 impl Placement {
-    /// Build the placement for `nodes` (in config order). Errors on an empty list.
+    /// Build the placement for `nodes` (in config order). Errors on an empty list, on more than
+    /// `u32::MAX` nodes, and for `Mode::Mcrouter` on more than 2^23 nodes (mcrouter's limit).
     pub fn new(mode: Mode, nodes: &[Node]) -> Result<Self, String> {
-        let _ = (mode, nodes);
-        todo!("placement helper")
+        if nodes.is_empty() {
+            return Err(format!("placement {mode}: the server list is empty"));
+        }
+        let n = u32::try_from(nodes.len())
+            .map_err(|_| format!("placement {mode}: {} servers is too many", nodes.len()))?;
+        let strategy = match mode {
+            Mode::Libmemcached => Strategy::Ketama(ketama::Continuum::weighted(nodes), HashFn::Md5),
+            Mode::LibmemcachedKetama => Strategy::Ketama(
+                ketama::Continuum::unweighted(nodes, HashFn::OneAtATime),
+                HashFn::OneAtATime,
+            ),
+            Mode::PhpMemcachedDefault => Strategy::Modula(HashFn::OneAtATime),
+            Mode::PeclMemcacheStandard => {
+                Strategy::PeclStandard(modula::WeightedModula::new(nodes))
+            }
+            Mode::PeclMemcacheConsistent => {
+                Strategy::PeclConsistent(pecl_consistent::PeclConsistent::new(nodes))
+            }
+            Mode::Pymemcache => Strategy::Rendezvous(rendezvous::Rendezvous::new(nodes)),
+            Mode::Mcrouter => {
+                if n > furc::MAX_POOL_SIZE {
+                    return Err(format!(
+                        "placement {mode}: {n} servers exceed mcrouter Ch3's maximum of {}",
+                        furc::MAX_POOL_SIZE
+                    ));
+                }
+                Strategy::Furc(n)
+            }
+            Mode::McrouterCrc32 => Strategy::McrouterCrc32,
+            Mode::Jump => Strategy::Jump(n),
+        };
+        Ok(Placement {
+            mode,
+            len: nodes.len(),
+            strategy,
+        })
     }
 
-    /// The index (into the node list) of the server that owns `key`.
+    /// The index (into the node list) of the server that owns `key`. Any byte string is
+    /// accepted; nothing here validates memcached key syntax.
     pub fn pick(&self, key: &[u8]) -> usize {
-        let _ = key;
-        todo!("placement helper")
+        if self.len <= 1 {
+            return 0;
+        }
+        match &self.strategy {
+            Strategy::Ketama(continuum, hash) => continuum.lookup(hash.hash(key)),
+            Strategy::Modula(hash) => modula::modula(hash.hash(key), self.len),
+            Strategy::PeclStandard(w) => w.pick(crc32_pecl_standard(key)),
+            Strategy::PeclConsistent(p) => p.pick(key),
+            Strategy::Rendezvous(r) => r.pick(key),
+            Strategy::Furc(n) => furc::furc_hash(key, *n) as usize,
+            Strategy::McrouterCrc32 => modula::modula(crc32(key) & 0x7fff_ffff, self.len),
+            Strategy::Jump(n) => jump::jump_consistent_hash(jump::jump_key_hash(key), *n) as usize,
+        }
     }
 
     /// The mode.
@@ -135,5 +256,93 @@ impl Placement {
     /// Never true: a placement has at least one node.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(n: u16) -> Vec<Node> {
+        (0..n).map(|i| Node::new("127.0.0.1", 21211 + i)).collect()
+    }
+
+    #[test]
+    fn empty_list_is_an_error() {
+        for mode in Mode::ALL {
+            let err = Placement::new(mode, &[]).unwrap_err();
+            assert!(err.contains("empty"), "{err}");
+        }
+    }
+
+    #[test]
+    fn single_server_is_index_zero() {
+        for mode in Mode::ALL {
+            let p = Placement::new(mode, &nodes(1)).unwrap();
+            for key in [&b""[..], b"a", b"\xff\x00 key"] {
+                assert_eq!(p.pick(key), 0, "{mode}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_mode_stays_in_range_on_odd_keys() {
+        let long = vec![0xffu8; 100_000];
+        for mode in Mode::ALL {
+            for n in [2u16, 3, 7] {
+                let p = Placement::new(mode, &nodes(n)).unwrap();
+                assert_eq!(p.len(), n as usize);
+                assert!(!p.is_empty());
+                assert_eq!(p.mode(), mode);
+                for key in [&b""[..], b"\x80", b"\xff\xfe\xfd", &long] {
+                    assert!(p.pick(key) < n as usize, "{mode}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn weights_change_only_weighted_modes() {
+        let plain = nodes(4);
+        let mut weighted = plain.clone();
+        for (i, n) in weighted.iter_mut().enumerate() {
+            n.weight = i as u32 + 1;
+        }
+        let keys: Vec<String> = (0..2000).map(|i| format!("key:{i}")).collect();
+        for mode in Mode::ALL {
+            let a = Placement::new(mode, &plain).unwrap();
+            let b = Placement::new(mode, &weighted).unwrap();
+            let same = keys
+                .iter()
+                .all(|k| a.pick(k.as_bytes()) == b.pick(k.as_bytes()));
+            let uses_weights = matches!(
+                mode,
+                Mode::Libmemcached | Mode::PeclMemcacheStandard | Mode::PeclMemcacheConsistent
+            );
+            assert_eq!(same, !uses_weights, "{mode}");
+        }
+    }
+
+    #[test]
+    fn weight_zero_is_weight_one() {
+        let ones = nodes(3);
+        let mut zeros = ones.clone();
+        zeros[1].weight = 0;
+        for mode in Mode::ALL {
+            let a = Placement::new(mode, &ones).unwrap();
+            let b = Placement::new(mode, &zeros).unwrap();
+            for i in 0..500 {
+                let k = format!("k{i}");
+                assert_eq!(a.pick(k.as_bytes()), b.pick(k.as_bytes()), "{mode}");
+            }
+        }
+    }
+
+    #[test]
+    fn mode_names_round_trip() {
+        for mode in Mode::ALL {
+            assert_eq!(Mode::from_name(mode.as_str()), Some(mode));
+        }
+        assert_eq!(Mode::default(), Mode::Libmemcached);
     }
 }

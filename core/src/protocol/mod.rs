@@ -13,7 +13,9 @@
 
 pub mod decode;
 pub mod meta;
+mod num;
 pub mod text;
+mod tokenize;
 
 pub use decode::Decoder;
 

@@ -1,1 +1,76 @@
-//! Test support for libfae.
+//! Test support for libfae: real memcached processes and a fault-injecting
+//! TCP proxy, plus a tiny blocking text-protocol client for assertions.
+//!
+//! This crate deliberately does **not** depend on `fae-core`: the core's own
+//! tests depend on it, and the assertion helpers in [`raw`] must not share code
+//! (or bugs) with the client under test.
+//!
+//! # Overview
+//!
+//! * [`Memcached`] — a real `memcached` child process on a free
+//!   `127.0.0.1` port, with `kill`/`pause`/`resume`/`restart` for failure
+//!   tests. Honors `FAE_TEST_SERVER=host:port` (see [`Memcached::start`]).
+//! * [`Cluster`] — `n` such servers.
+//! * [`raw`] — `command`, `stats`, `keys` (via `lru_crawler metadump all`),
+//!   `get`, `set`, `delete`, `flush`, and a persistent [`raw::Conn`].
+//! * [`FaultProxy`] — a TCP proxy in front of one upstream whose behaviour
+//!   ([`Fault`]) can be switched while it runs: delays, black holes, resets,
+//!   truncation, garbage, slow drip and refused connects.
+//!
+//! Everything listens on and connects to `127.0.0.1` only, and every wait is
+//! bounded by a timeout.
+//!
+//! ```no_run
+//! use fae_testkit::{raw, Fault, FaultProxy, Memcached};
+//! use std::time::Duration;
+//!
+//! let mc = Memcached::start();
+//! raw::set(&mc.addr(), "k", 7, b"v");
+//! assert_eq!(raw::get(&mc.addr(), "k"), Some((7, b"v".to_vec())));
+//!
+//! let proxy = FaultProxy::start(&mc.addr());
+//! proxy.set_fault(Fault::Delay(Duration::from_millis(50)));
+//! // point the client under test at proxy.addr() ...
+//! ```
+//!
+//! # Environment variables
+//!
+//! * `FAE_TEST_SERVER=host:port` — [`Memcached::start`] returns a handle to
+//!   this already-running server instead of starting one.
+//! * `FAE_MEMCACHED_BIN=/path/to/memcached` — the binary to run (default:
+//!   `memcached` found on `PATH`, else `/usr/bin/memcached`).
+#![deny(missing_docs)]
+
+pub mod memcached;
+pub mod proxy;
+pub mod raw;
+mod sys;
+
+pub use memcached::{Cluster, Memcached, MemcachedBuilder};
+pub use proxy::{Fault, FaultProxy, GARBAGE};
+
+use std::time::{Duration, Instant};
+
+/// Polls `cond` (about every 5 ms) until it returns `true` or `timeout`
+/// elapses. Returns whether `cond` became true.
+///
+/// Useful for counters that settle asynchronously, e.g.
+/// `wait_until(Duration::from_secs(1), || proxy.active() == 0)`.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether this process runs with effective uid 0 (memcached then needs
+/// `-u root`, which [`Memcached`] adds automatically).
+pub fn is_root() -> bool {
+    sys::is_root()
+}

@@ -1,0 +1,122 @@
+//! The `fae` CLI: `fae route` reproduces every golden placement file byte for byte, and the
+//! exit codes follow the documented contract.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+fn placement_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/placement")
+}
+
+fn fae() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fae"))
+}
+
+/// (file, mode, weights) for every golden vector file, as in tests/placement/README.md.
+const FILES: [(&str, &str, [u32; 4]); 9] = [
+    ("libmemcached.csv", "libmemcached", [1, 1, 1, 1]),
+    ("libmemcached_w1234.csv", "libmemcached", [1, 2, 3, 4]),
+    (
+        "libmemcached-ketama.csv",
+        "libmemcached-ketama",
+        [1, 1, 1, 1],
+    ),
+    (
+        "php-memcached-default.csv",
+        "php-memcached-default",
+        [1, 1, 1, 1],
+    ),
+    (
+        "pecl-memcache-standard.csv",
+        "pecl-memcache-standard",
+        [1, 1, 1, 1],
+    ),
+    (
+        "pecl-memcache-consistent.csv",
+        "pecl-memcache-consistent",
+        [1, 1, 1, 1],
+    ),
+    ("pymemcache.csv", "pymemcache", [1, 1, 1, 1]),
+    ("mcrouter-ch3.csv", "mcrouter", [1, 1, 1, 1]),
+    ("mcrouter-crc32.csv", "mcrouter-crc32", [1, 1, 1, 1]),
+];
+
+#[test]
+fn route_reproduces_every_golden_file() {
+    for (file, mode, weights) in FILES {
+        let golden = std::fs::read_to_string(placement_dir().join(file)).unwrap();
+        let keys: String = golden
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap().to_string() + "\n")
+            .collect();
+        let servers: Vec<String> = (0..4)
+            .map(|i| format!("127.0.0.1:{}:{}", 21211 + i, weights[i]))
+            .collect();
+        let mut child = fae()
+            .args(["route", "--mode", mode, "--servers", &servers.join(",")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let writer = std::thread::spawn(move || stdin.write_all(keys.as_bytes()));
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap().unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got = String::from_utf8(out.stdout).unwrap();
+        let mismatches: Vec<_> = got
+            .lines()
+            .zip(golden.lines())
+            .filter(|(a, b)| a != b)
+            .take(5)
+            .collect();
+        assert!(
+            mismatches.is_empty(),
+            "{file} ({mode}): first mismatches {mismatches:?}"
+        );
+        assert_eq!(got.lines().count(), golden.lines().count(), "{file}");
+    }
+}
+
+#[test]
+fn route_takes_keys_as_arguments_and_a_config_file() {
+    let dir = std::env::temp_dir().join(format!("fae-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("c.toml");
+    std::fs::write(&cfg, "servers = [\"127.0.0.1:21211\", \"127.0.0.1:21212\", \"127.0.0.1:21213\", \"127.0.0.1:21214\"]\n")
+        .unwrap();
+    let out = fae()
+        .args(["route", "--config", cfg.to_str().unwrap(), "key:0", "key:1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "key,server\nkey:0,127.0.0.1:21213\nkey:1,127.0.0.1:21211\n"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn exit_codes() {
+    let code = |args: &[&str]| fae().args(args).output().unwrap().status.code();
+    assert_eq!(code(&["route"]), Some(2), "no servers");
+    assert_eq!(
+        code(&["route", "--servers", "127.0.0.1:1", "--mode", "nope", "k"]),
+        Some(2)
+    );
+    assert_eq!(
+        code(&["route", "--servers", "127.0.0.1:1", "bad key"]),
+        Some(2)
+    );
+    assert_eq!(code(&["frobnicate"]), Some(2));
+    assert_eq!(code(&["--help"]), Some(0));
+    // Nothing listens on port 1: a network error, not a miss.
+    assert_eq!(code(&["get", "--servers", "127.0.0.1:1", "k"]), Some(3));
+}

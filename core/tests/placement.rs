@@ -1,0 +1,114 @@
+//! Golden placement vectors: every CSV in `tests/placement/` (produced by the real clients, see
+//! its README) must be reproduced 100 % by the libfae mode it names.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::PathBuf;
+
+use fae_core::dist::{Mode, Node, Placement};
+
+/// File → mode, from the table in `tests/placement/README.md`.
+const FILES: [(&str, Mode); 9] = [
+    ("libmemcached.csv", Mode::Libmemcached),
+    ("libmemcached_w1234.csv", Mode::Libmemcached),
+    ("libmemcached-ketama.csv", Mode::LibmemcachedKetama),
+    ("php-memcached-default.csv", Mode::PhpMemcachedDefault),
+    ("pecl-memcache-standard.csv", Mode::PeclMemcacheStandard),
+    ("pecl-memcache-consistent.csv", Mode::PeclMemcacheConsistent),
+    ("pymemcache.csv", Mode::Pymemcache),
+    ("mcrouter-ch3.csv", Mode::Mcrouter),
+    ("mcrouter-crc32.csv", Mode::McrouterCrc32),
+];
+
+const KEYS_PER_FILE: usize = 10_000;
+
+fn vector_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/placement")
+}
+
+/// `127.0.0.1:21211..=21214`, weights 1, 2, 3, 4 for `libmemcached_w1234.csv`, else 1.
+fn nodes_for(file: &str) -> Vec<Node> {
+    (0..4u16)
+        .map(|i| Node {
+            host: "127.0.0.1".to_string(),
+            port: 21211 + i,
+            weight: if file == "libmemcached_w1234.csv" {
+                u32::from(i) + 1
+            } else {
+                1
+            },
+        })
+        .collect()
+}
+
+/// Checks one file; returns the number of keys that agree (all of them) or a report.
+fn check_file(file: &str, mode: Mode) -> Result<usize, String> {
+    let path = vector_dir().join(file);
+    let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let nodes = nodes_for(file);
+    let placement = Placement::new(mode, &nodes)?;
+    let mut lines = text.lines();
+    if lines.next() != Some("key,server") {
+        return Err(format!("{file}: missing `key,server` header"));
+    }
+    let (mut total, mut mismatches) = (0, Vec::new());
+    for (n, line) in lines.enumerate() {
+        // Keys are `key:N` (no commas) and servers `host:port`: split on the last comma.
+        let (key, server) = line
+            .rsplit_once(',')
+            .ok_or_else(|| format!("{file}:{}: no comma in {line:?}", n + 2))?;
+        let want = nodes
+            .iter()
+            .position(|node| node.addr() == server)
+            .ok_or_else(|| format!("{file}:{}: unknown server {server:?}", n + 2))?;
+        let got = placement.pick(key.as_bytes());
+        total += 1;
+        if got != want {
+            mismatches.push(format!("  {key}: want {server}, got {}", nodes[got].addr()));
+        }
+    }
+    if total != KEYS_PER_FILE {
+        return Err(format!("{file}: {total} keys, expected {KEYS_PER_FILE}"));
+    }
+    if !mismatches.is_empty() {
+        return Err(format!(
+            "{file} ({mode}): {} of {total} keys differ; first ones:\n{}",
+            mismatches.len(),
+            mismatches[..mismatches.len().min(5)].join("\n")
+        ));
+    }
+    Ok(total)
+}
+
+#[test]
+fn every_vector_file_is_known() {
+    let known: BTreeSet<&str> = FILES.iter().map(|(f, _)| *f).collect();
+    let present: BTreeSet<String> = fs::read_dir(vector_dir())
+        .expect("tests/placement exists")
+        .map(|e| e.expect("readable dir entry").file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".csv"))
+        .collect();
+    let unknown: Vec<&String> = present
+        .iter()
+        .filter(|n| !known.contains(n.as_str()))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "CSV files with no mode in core/tests/placement.rs: {unknown:?}"
+    );
+    let missing: Vec<&&str> = known.iter().filter(|f| !present.contains(**f)).collect();
+    assert!(missing.is_empty(), "vector files missing: {missing:?}");
+}
+
+#[test]
+fn golden_vectors_match_100_percent() {
+    let mut failures = Vec::new();
+    for (file, mode) in FILES {
+        match check_file(file, mode) {
+            Ok(n) => println!("{file}: {mode}: {n} / {n} keys agree"),
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
