@@ -517,7 +517,8 @@ bool fae_result_is_error(uint32_t result);
 //
 // Returns `FAE_RESULT_INSUFFICIENT_SIZE` with `*out_n` = the size needed (and `buf`
 // untouched) when the text does not fit: call again with a larger buffer. `buf` may be NULL
-// when `len` is 0, to ask for the size.
+// when `len` is 0, to ask for the size. A NULL `out_n`, or a NULL `buf` with `len` > 0, gives
+// `FAE_RESULT_NULL_PARAMETER` and leaves the text alone.
 //
 // # Safety
 // `buf` must be NULL or valid for writes of `len` bytes; `out_n` must be valid for a write
