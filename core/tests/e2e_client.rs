@@ -371,7 +371,7 @@ fn binary_keys_travel_base64_in_meta_mode() {
     // Only the three base64-carried keys exist; no command was injected.
     let stored: HashSet<Vec<u8>> = raw::keys(&mc.addr()).into_iter().collect();
     assert_eq!(stored.len(), 3, "{stored:?}");
-    assert!(!stored.contains(&b"evil".to_vec()));
+    assert!(!stored.contains(b"evil".as_slice()));
 }
 
 #[test]

@@ -68,12 +68,12 @@ fn parse_args() -> Result<Args, String> {
             "--flags" => {
                 a.flags = value("--flags")?
                     .parse()
-                    .map_err(|_| "--flags takes a number")?
+                    .map_err(|_| "--flags takes a number")?;
             }
             "--exptime" => {
                 a.exptime = value("--exptime")?
                     .parse()
-                    .map_err(|_| "--exptime takes a number")?
+                    .map_err(|_| "--exptime takes a number")?;
             }
             "--" => a.rest.extend(it.by_ref()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}")),

@@ -64,8 +64,11 @@ pub enum StoreOp {
 pub enum Request<'a> {
     /// Fetch one or more keys. `cas` asks for CAS tokens (`gets`); `touch` also updates the TTL
     /// (`gat`/`gats`). Text: one `get k1 k2 …` line, ended by `END`. Meta: one `mg` per key in
-    /// quiet mode (`q`, hits only) with `k` (return key) and `O<index>` (opaque = position of the
-    /// key in `keys`), then `mn`, whose `MN` ends the batch.
+    /// quiet mode (`q`, hits only) with `O<index>` (opaque = position of the key in `keys`) and
+    /// `k` (return key, checked against the request), then `mn`, whose `MN` ends the batch.
+    /// Binary (base64) keys are sent without `k`: memcached 1.6.18 returns the raw key for an
+    /// item rebuilt by append/prepend/incr, which would break framing; they are matched by
+    /// opaque alone (see `meta.rs`).
     Get {
         /// Keys to fetch.
         keys: &'a [&'a [u8]],
