@@ -351,6 +351,13 @@ mod tests {
             assert_eq!(map_error(&e), code, "{reason:?}");
             assert!(code.is_error());
         }
+        // A reason added to the core must be listed here (and get a code) before this passes.
+        for reason in Reason::ALL {
+            assert!(
+                cases.iter().any(|(r, _)| *r == reason),
+                "{reason:?} has no fae_result mapping"
+            );
+        }
     }
 
     #[test]
