@@ -38,6 +38,7 @@ gcc -std=c99 -Wall -Wextra -Werror -Iinclude examples/c/demo.c -L"$LIB" -lfae -W
 
 echo "== fae route: where keys live (libmemcached-compatible ketama)"
 printf 'user:1\nuser:2\nsession:abc\ncart:42\n' | "$LIB/fae" route --servers "$(IFS=,; echo "${SERVERS[*]}")"
-echo "== fae get user:1 (set by the C example)"
-"$LIB/fae" get --servers "$(IFS=,; echo "${SERVERS[*]}")" demo:greeting && echo
+echo "== fae get demo:a (set by the C example, read back through the same placement)"
+"$LIB/fae" get --servers "$(IFS=,; echo "${SERVERS[*]}")" demo:a
+echo
 echo "== demo done"

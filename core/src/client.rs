@@ -397,6 +397,7 @@ impl Client {
         let settings = ConnSettings {
             protocol: pc.protocol,
             connect_timeout: Duration::from_millis(config.timeouts.connect_ms),
+            io_timeout: Duration::from_millis(config.timeouts.io_ms),
             max_connections: pc.max_connections,
             // Replies carry at most one value; leave room for memcached's own item overhead.
             decoder: Decoder {

@@ -79,6 +79,27 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, so that bindings can test their mapping is total (the enum is
+    /// `#[non_exhaustive]`, so their `match` needs a wildcard arm that a test must keep unused).
+    pub const ALL: [Reason; 16] = [
+        Self::InvalidKey,
+        Self::ValueTooLarge,
+        Self::InvalidConfig,
+        Self::InvalidArgument,
+        Self::Closed,
+        Self::Timeout,
+        Self::ConnectTimeout,
+        Self::ConnectRefused,
+        Self::ConnectFailed,
+        Self::Reset,
+        Self::Io,
+        Self::ServerError,
+        Self::ClientError,
+        Self::Protocol,
+        Self::Tko,
+        Self::NoServers,
+    ];
+
     /// Stable name of the reason.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -310,6 +331,13 @@ mod tests {
             let e = Error::new(r);
             assert!(!e.is_retryable() && !e.should_failover() && !e.poisons_connection());
         }
+    }
+
+    #[test]
+    fn reason_names_are_unique() {
+        let names: std::collections::HashSet<&str> =
+            Reason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), Reason::ALL.len());
     }
 
     #[test]

@@ -485,3 +485,65 @@ fn truncated_and_garbage_replies_are_protocol_or_reset_errors() {
         );
     }
 }
+
+/// A server frozen by SIGSTOP (a GC pause, a swapped-out host) costs its own keys one
+/// deadline each; other servers' keys are unaffected, and it serves again after SIGCONT.
+#[test]
+fn a_paused_server_times_out_within_the_deadline_and_recovers() {
+    let cluster = Cluster::start(4);
+    let c = client(&cluster.addrs(), "meta");
+    let keys: Vec<String> = (0..40).map(|i| format!("p:{i}")).collect();
+    for k in &keys {
+        c.set(k.as_bytes(), k.as_bytes(), 0, 0).unwrap();
+    }
+    let paused = cluster.addrs()[2].clone();
+    cluster[2].pause().unwrap();
+    let on_paused = |k: &String| c.route_for(fae_core::Op::Get, k.as_bytes()).unwrap()[0] == paused;
+
+    for k in keys.iter().filter(|k| on_paused(k)).take(2) {
+        let t = Instant::now();
+        let e = c.get(k.as_bytes()).unwrap_err();
+        // The pooled connection times out at io_ms (300); a new one fails validation at
+        // connect_ms (200): a stopped server's kernel still accepts the TCP handshake.
+        assert!(
+            matches!(e.reason(), Reason::Timeout | Reason::ConnectTimeout),
+            "{e}"
+        );
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(195) && took < Duration::from_millis(400),
+            "{took:?}"
+        );
+    }
+    for k in keys.iter().filter(|k| !on_paused(k)) {
+        assert_eq!(c.get(k.as_bytes()).unwrap().unwrap().value, k.as_bytes());
+    }
+    let asked: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    let t = Instant::now();
+    let got = c.get_multi(&asked).unwrap();
+    assert!(
+        t.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+    for (k, r) in keys.iter().zip(&got) {
+        if on_paused(k) {
+            assert!(matches!(
+                r.as_ref().unwrap_err().reason(),
+                Reason::Timeout | Reason::ConnectTimeout
+            ));
+        } else {
+            assert_eq!(r.as_ref().unwrap().as_ref().unwrap().value, k.as_bytes());
+        }
+    }
+
+    cluster[2].resume().unwrap();
+    // The timed-out connections were discarded; fresh ones read fresh replies.
+    for k in &keys {
+        assert_eq!(
+            c.get(k.as_bytes()).unwrap().unwrap().value,
+            k.as_bytes(),
+            "{k}"
+        );
+    }
+}

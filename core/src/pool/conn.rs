@@ -1,15 +1,17 @@
-//! One connection to one server: a non-blocking socket, a read buffer, a write buffer.
+//! One connection to one server: a socket, a read buffer, a write buffer.
 //!
-//! The socket is always non-blocking; waits go through `poll(2)` against the request's deadline,
-//! so a request never waits longer than its deadline in total however the reply trickles in (a
-//! blocking socket with `SO_RCVTIMEO` bounds each `read`, not the request). The same sockets are
-//! driven together by the multi-server loop in `client.rs`.
+//! The socket stays in blocking mode with `SO_RCVTIMEO` set to the request deadline (`io_ms`).
+//! The first wait for a reply is one blocking `recv`: a single-key request costs two syscalls
+//! (`send`, `recv`), as with a blocking libmemcached. Every other read and write passes
+//! `MSG_DONTWAIT` and waits in `poll(2)` against the request's deadline, so a reply that
+//! trickles in can never stretch a request past its deadline, and the multi-server loop in
+//! `client.rs` drives the same sockets without switching their mode.
 //!
 //! A `Conn` that saw any error, or a timeout in the middle of a reply, is dropped by its owner
 //! (see [`super::PooledConn`]): bytes of an unread reply could otherwise be taken for the answer
 //! to the next request.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -33,6 +35,8 @@ pub struct Conn {
     sent: usize,
     pub(crate) created: Instant,
     pub(crate) generation: u64,
+    /// The `SO_RCVTIMEO` set at connect: a blocking `recv` may wait this long.
+    read_timeout: Duration,
 }
 
 /// What a readiness wait is for.
@@ -126,6 +130,7 @@ impl Conn {
         host: &str,
         port: u16,
         connect_timeout: Duration,
+        read_timeout: Duration,
         deadline: Instant,
         generation: u64,
     ) -> Result<Conn> {
@@ -141,7 +146,9 @@ impl Conn {
             match TcpStream::connect_timeout(&addr, connect_timeout.min(left)) {
                 Ok(stream) => {
                     stream.set_nodelay(true).map_err(|e| io_error(&e))?;
-                    stream.set_nonblocking(true).map_err(|e| io_error(&e))?;
+                    stream
+                        .set_read_timeout(Some(read_timeout))
+                        .map_err(|e| io_error(&e))?;
                     return Ok(Conn {
                         stream,
                         buf: vec![0; READ_CHUNK],
@@ -151,6 +158,7 @@ impl Conn {
                         sent: 0,
                         created: Instant::now(),
                         generation,
+                        read_timeout,
                     });
                 }
                 Err(e) => {
@@ -202,17 +210,32 @@ impl Conn {
     /// Write what is left of `wbuf` without blocking. `Ok(true)` when all of it is written.
     pub(crate) fn try_send(&mut self) -> Result<bool> {
         while self.sent < self.wbuf.len() {
-            match self.stream.write(&self.wbuf[self.sent..]) {
-                Ok(0) => {
-                    return Err(Error::with_detail(
-                        Reason::Reset,
-                        "connection closed while sending",
-                    ));
-                }
-                Ok(n) => self.sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_error(&e)),
+            let rest = &self.wbuf[self.sent..];
+            // SAFETY: `rest` is a live, initialised buffer of `rest.len()` bytes for the whole
+            // call; MSG_NOSIGNAL turns a closed peer into EPIPE instead of SIGPIPE.
+            let n = unsafe {
+                libc::send(
+                    self.fd(),
+                    rest.as_ptr().cast(),
+                    rest.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n > 0 {
+                self.sent += n as usize;
+                continue;
+            }
+            if n == 0 {
+                return Err(Error::with_detail(
+                    Reason::Reset,
+                    "connection closed while sending",
+                ));
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => return Ok(false),
+                io::ErrorKind::Interrupted => {}
+                _ => return Err(io_error(&e)),
             }
         }
         self.wbuf.clear();
@@ -228,9 +251,8 @@ impl Conn {
         Ok(())
     }
 
-    /// Read what the socket has without blocking. `Ok(true)` if bytes arrived, `Ok(false)` on
-    /// `WouldBlock`; end of stream is a `Reset` error.
-    pub(crate) fn try_fill(&mut self) -> Result<bool> {
+    /// Make room at the end of the read buffer.
+    fn make_room(&mut self) {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -248,23 +270,47 @@ impl Conn {
                 self.buf.resize(grown, 0);
             }
         }
+    }
+
+    /// One `recv` into the free end of the buffer. `Ok(true)` if bytes arrived, `Ok(false)` if
+    /// none were there (non-blocking) or the socket timeout passed (blocking); end of stream is
+    /// a `Reset` error.
+    fn fill(&mut self, flags: libc::c_int) -> Result<bool> {
+        self.make_room();
         loop {
-            match self.stream.read(&mut self.buf[self.end..]) {
-                Ok(0) => {
-                    return Err(Error::with_detail(
-                        Reason::Reset,
-                        "connection closed by server",
-                    ));
-                }
-                Ok(n) => {
-                    self.end += n;
-                    return Ok(true);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_error(&e)),
+            let spare = &mut self.buf[self.end..];
+            // SAFETY: `spare` is a live, initialised, exclusively borrowed buffer of
+            // `spare.len()` bytes for the whole call; recv writes at most that many.
+            let n = unsafe {
+                libc::recv(
+                    self.stream.as_raw_fd(),
+                    spare.as_mut_ptr().cast(),
+                    spare.len(),
+                    flags,
+                )
+            };
+            if n > 0 {
+                self.end += n as usize;
+                return Ok(true);
+            }
+            if n == 0 {
+                return Err(Error::with_detail(
+                    Reason::Reset,
+                    "connection closed by server",
+                ));
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => return Ok(false),
+                io::ErrorKind::Interrupted => {}
+                _ => return Err(io_error(&e)),
             }
         }
+    }
+
+    /// Read what the socket has without blocking. `Ok(true)` if bytes arrived.
+    pub(crate) fn try_fill(&mut self) -> Result<bool> {
+        self.fill(libc::MSG_DONTWAIT)
     }
 
     /// Decode one reply from what is buffered, if a whole one is there.
@@ -281,10 +327,23 @@ impl Conn {
 
     /// Read one whole reply before `deadline`.
     pub fn recv(&mut self, decoder: &Decoder, deadline: Instant) -> Result<Response> {
+        let mut may_block = true;
         loop {
             if let Some(resp) = self.try_decode(decoder)? {
                 return Ok(resp);
             }
+            // The first wait is a plain blocking recv when the socket timeout cannot outlast
+            // the deadline (the common case: the request started microseconds ago). Later
+            // waits, and waits with less time left, poll against the exact deadline.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if may_block && left + Duration::from_millis(1) >= self.read_timeout {
+                may_block = false;
+                if self.fill(0)? {
+                    continue;
+                }
+                return Err(Error::new(Reason::Timeout));
+            }
+            may_block = false;
             if !self.try_fill()? {
                 wait(self.fd(), Want::Read, deadline)?;
             }

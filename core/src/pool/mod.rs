@@ -35,6 +35,8 @@ pub struct ConnSettings {
     pub protocol: Protocol,
     /// Connect timeout.
     pub connect_timeout: Duration,
+    /// Request deadline (`io_ms`), also the socket's `SO_RCVTIMEO`.
+    pub io_timeout: Duration,
     /// Maximum connections to this server from this process.
     pub max_connections: usize,
     /// Reply decoder (carries the value size limit).
@@ -134,24 +136,32 @@ impl Destination {
                     dest: self,
                     conn: None,
                 };
+                // `connect_ms` bounds the whole dial: TCP handshake plus validation. A stopped
+                // server's kernel still completes handshakes; only validation notices it.
+                let connect_deadline = deadline.min(Instant::now() + self.settings.connect_timeout);
                 let mut conn = Conn::connect(
                     &self.host,
                     self.port,
                     self.settings.connect_timeout,
-                    deadline,
+                    self.settings.io_timeout,
+                    connect_deadline,
                     generation,
                 )
                 .map_err(|e| e.at(&self.addr))?;
-                conn.validate(self.settings.protocol, &self.settings.decoder, deadline)
-                    .map_err(|e| {
-                        let reason = if e.reason() == Reason::Timeout {
-                            Reason::ConnectTimeout
-                        } else {
-                            e.reason()
-                        };
-                        Error::with_detail(reason, format!("validating new connection: {e}"))
-                            .at(&self.addr)
-                    })?;
+                conn.validate(
+                    self.settings.protocol,
+                    &self.settings.decoder,
+                    connect_deadline,
+                )
+                .map_err(|e| {
+                    let reason = if e.reason() == Reason::Timeout {
+                        Reason::ConnectTimeout
+                    } else {
+                        e.reason()
+                    };
+                    Error::with_detail(reason, format!("validating new connection: {e}"))
+                        .at(&self.addr)
+                })?;
                 guard.conn = Some(conn);
                 return Ok(guard);
             }
