@@ -11,6 +11,9 @@
 //! - **libmemcached NO_BLOCK**: the same with `NO_BLOCK=1`, for reference.
 //! - **libfae Rust (meta)** and **libfae Rust (text)**: `fae_core::Client`, default
 //!   `libmemcached` placement mode, meta and text protocol.
+//! - **libfae C ABI (meta)**: the `fae` C ABI (`bindings-c`, linked as an rlib) called as C
+//!   would call it: `fae_client_get` + `fae_item_value` + `fae_item_free`, `fae_client_set`,
+//!   `fae_client_get_multi` with a callback that copies each hit.
 //!
 //! Workloads (same keys and values for every client, 100-byte values):
 //! - single get of a stored key: p50/p99 latency, ops/s from one thread (target: libfae p50
@@ -39,6 +42,7 @@
 //! `PATH` and `libmemcached.so`. Speed targets are printed as PASS/MISS and never fail the run;
 //! a wrong result does (exit status 1).
 
+mod fae_c;
 mod fae_rust;
 mod libmemcached;
 mod report;
@@ -46,6 +50,7 @@ mod subject;
 
 use std::process::ExitCode;
 
+use crate::fae_c::FaeC;
 use crate::fae_rust::FaeRust;
 use crate::libmemcached::{Blocking, Libmemcached};
 use crate::report::{Facts, Row, Table};
@@ -178,6 +183,10 @@ fn clients(addrs: &[String], args: &Args) -> Result<Vec<Box<dyn Runner>>, String
         if args.wants(&FaeRust::label_for(protocol)) {
             v.push(Box::new(FaeRust::new(addrs, protocol)?));
         }
+    }
+    // The C ABI row uses the default protocol (meta), as a C caller who passes only servers.
+    if args.wants(&FaeC::label_for("meta")) {
+        v.push(Box::new(FaeC::new(addrs, "meta")?));
     }
     Ok(v)
 }

@@ -20,6 +20,7 @@ fn quick_run_verifies_and_prints_every_row() {
         "| libmemcached NO_BLOCK |",
         "| libfae Rust (meta) |",
         "| libfae Rust (text) |",
+        "| libfae C ABI (meta) |",
     ] {
         assert_eq!(
             stdout.matches(row).count(),
