@@ -118,9 +118,11 @@ impl Table {
         let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|---|");
         for (i, r) in self.rows.iter().enumerate() {
             let ratio = if i == 0 {
-                "1.00 (baseline)".to_string()
+                "1.000 (baseline)".to_string()
             } else {
-                format!("{:.2}", self.ratio(r))
+                // Three decimals: the verdict compares the exact ratio, and 0.9504 must not
+                // print as a passing 0.95.
+                format!("{:.3}", self.ratio(r))
             };
             let tgt = match (target(self.workload), self.verdict(r)) {
                 (Some(t), Some(pass)) => {
@@ -177,14 +179,30 @@ impl Facts {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "unknown".into());
-        let commit = std::process::Command::new("git")
-            .args(["rev-parse", "--short", "HEAD"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_else(|| "unknown".into());
+        let git = |args: &[&str]| {
+            std::process::Command::new("git")
+                .args(args)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        let mut commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+        // The docs file itself is what --write-docs changes; any other change means the numbers
+        // come from code that is not in the commit.
+        if git(&[
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ":/",
+            ":(top,exclude)docs/BENCHMARKS.md",
+        ])
+        .is_some_and(|s| !s.is_empty())
+        {
+            commit.push_str(" + uncommitted changes");
+        }
         Facts {
             command,
             date: utc_now(),
@@ -299,7 +317,7 @@ pub fn render(f: &Facts, tables: &[Table], args: &Args) -> String {
             .filter_map(|r| {
                 t.verdict(r).map(|pass| {
                     format!(
-                        "{} {:.2} {}",
+                        "{} {:.3} {}",
                         r.label,
                         t.ratio(r),
                         if pass { "PASS" } else { "MISS" }
