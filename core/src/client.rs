@@ -139,6 +139,8 @@ struct GetBatch<'a> {
     /// Text: index of the next key a `VALUE` may answer (replies come in request order).
     cursor: usize,
     protocol: Protocol,
+    /// A key needs base64 (meta binary keys), so the batch must use `mg`.
+    binary: bool,
     /// Meta: an error line in a quiet batch carries no opaque; it taints unresolved keys.
     taint: Option<Error>,
 }
@@ -153,11 +155,26 @@ impl<'a> GetBatch<'a> {
             touch,
             cursor: 0,
             protocol,
+            binary: false,
             taint: None,
         }
     }
 
+    /// The wire format of this batch. A meta pool still sends a multi-key read of printable
+    /// keys as one text `get k1 k2 …` line (memcached ≥ 1.6 takes both on one connection):
+    /// one command to parse instead of one `mg` per key plus `mn`, which measured 1.4–1.6×
+    /// slower for 100 keys over 4 servers (docs/BENCHMARKS.md) and made memcached yield mid
+    /// batch past its 20-requests-per-event limit. Single keys and base64 keys use `mg`.
+    fn wire(&self) -> Protocol {
+        if self.protocol == Protocol::Meta && (self.keys.len() == 1 || self.binary) {
+            Protocol::Meta
+        } else {
+            Protocol::Text
+        }
+    }
+
     fn push(&mut self, key: &'a [u8], slot: usize) {
+        self.binary |= key::needs_base64(key);
         self.keys.push(key);
         self.slots.push(slot);
         self.results.push(None);
@@ -174,9 +191,9 @@ impl<'a> GetBatch<'a> {
 }
 
 impl Batch for GetBatch<'_> {
-    fn encode(&self, protocol: Protocol, out: &mut Vec<u8>) {
+    fn encode(&self, _pool_protocol: Protocol, out: &mut Vec<u8>) {
         protocol::encode(
-            protocol,
+            self.wire(),
             &Request::Get {
                 keys: &self.keys,
                 cas: self.cas,
@@ -189,7 +206,7 @@ impl Batch for GetBatch<'_> {
     fn on_reply(&mut self, resp: Response) -> Result<bool> {
         match resp {
             Response::Value(v) => {
-                let i = match self.protocol {
+                let i = match self.wire() {
                     Protocol::Text => {
                         // A reply for a key we did not ask for (or out of order) means the
                         // stream is not what we think it is: never hand out its value.
@@ -245,7 +262,7 @@ impl Batch for GetBatch<'_> {
             } => Ok(false),
             Response::Error { kind, message } => {
                 let e = server_error(kind, message);
-                if self.protocol == Protocol::Meta {
+                if self.wire() == Protocol::Meta {
                     // memcached still answers the trailing `mn`; keep reading to `MN`.
                     self.taint = Some(e);
                     Ok(false)
@@ -517,46 +534,21 @@ impl Client {
                 Err(e) => batch.fail(&e),
             }
         }
-        let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(live.len());
-        while !live.is_empty() {
-            // Make progress on every connection without blocking; then wait for any of them.
-            let mut i = 0;
-            while i < live.len() {
-                let slot = &mut live[i];
-                let batch = &mut work[slot.work].1;
-                let step: Result<bool> = (|| {
-                    let dest = slot.pc.destination();
-                    let decoder = *dest.decoder();
-                    let c = slot.pc.conn();
-                    if slot.sending {
-                        slot.sending = !c.try_send()?;
-                    }
-                    loop {
-                        while let Some(resp) = c.try_decode(&decoder)? {
-                            if batch.on_reply(resp)? {
-                                return Ok(true);
-                            }
-                        }
-                        if !c.try_fill()? {
-                            return Ok(false);
-                        }
-                    }
-                })();
-                match step {
-                    Ok(false) => i += 1,
-                    Ok(true) => {
-                        let slot = live.swap_remove(i);
-                        release(slot.pc, true);
-                    }
-                    Err(e) => {
-                        let slot = live.swap_remove(i);
-                        batch.fail(&e.at(slot.pc.destination().addr()));
-                    }
+        // Write every batch first, then serve whichever connection is ready. Reading only
+        // after poll reports data avoids a speculative recv (EAGAIN) per server per call.
+        let mut i = live.len();
+        while i > 0 {
+            i -= 1;
+            match live[i].pc.conn().try_send() {
+                Ok(done) => live[i].sending = !done,
+                Err(e) => {
+                    let slot = live.swap_remove(i);
+                    work[slot.work].1.fail(&e.at(slot.pc.destination().addr()));
                 }
             }
-            if live.is_empty() {
-                break;
-            }
+        }
+        let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(live.len());
+        while !live.is_empty() {
             pfds.clear();
             for s in &mut live {
                 let events = if s.sending {
@@ -575,6 +567,45 @@ impl Client {
                     work[s.work]
                         .1
                         .fail(&e.clone().at(s.pc.destination().addr()));
+                }
+                break;
+            }
+            // Descending, so that swap_remove(i) only moves an already-served slot into i and
+            // `pfds[i]` keeps describing `live[i]` for every slot still to be served.
+            let mut i = live.len();
+            while i > 0 {
+                i -= 1;
+                let revents = pfds[i].revents;
+                if revents == 0 {
+                    continue;
+                }
+                let slot = &mut live[i];
+                let batch = &mut work[slot.work].1;
+                let step: Result<bool> = (|| {
+                    let decoder = *slot.pc.destination().decoder();
+                    let c = slot.pc.conn();
+                    if slot.sending && revents & libc::POLLOUT != 0 {
+                        slot.sending = !c.try_send()?;
+                    }
+                    if revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP | libc::POLLNVAL)
+                        != 0
+                    {
+                        c.try_fill()?;
+                        while let Some(resp) = c.try_decode(&decoder)? {
+                            if batch.on_reply(resp)? {
+                                return Ok(true);
+                            }
+                        }
+                    }
+                    Ok(false)
+                })();
+                match step {
+                    Ok(false) => {}
+                    Ok(true) => release(live.swap_remove(i).pc, true),
+                    Err(e) => {
+                        let slot = live.swap_remove(i);
+                        batch.fail(&e.at(slot.pc.destination().addr()));
+                    }
                 }
             }
         }

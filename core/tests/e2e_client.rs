@@ -547,3 +547,27 @@ fn a_paused_server_times_out_within_the_deadline_and_recovers() {
         );
     }
 }
+
+/// A multi-key read goes out as one `get k1 k2 …` line per server: 2 000 keys of 240 bytes
+/// make a ~480 KB line, which memcached must (and does) take whole.
+#[test]
+fn a_huge_multi_get_line_is_answered_whole() {
+    let mc = Memcached::start();
+    for proto in PROTOCOLS {
+        let c = client(&[mc.addr()], proto);
+        let keys: Vec<String> = (0..2000).map(|i| format!("{proto}{i:0>236}")).collect();
+        for k in keys.iter().step_by(2) {
+            c.set(k.as_bytes(), &k.as_bytes()[..8], 0, 0).unwrap();
+        }
+        let asked: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+        let got = c.get_multi(&asked).unwrap();
+        for (i, (k, r)) in keys.iter().zip(got).enumerate() {
+            let r = r.unwrap();
+            if i % 2 == 0 {
+                assert_eq!(r.unwrap().value, &k.as_bytes()[..8]);
+            } else {
+                assert!(r.is_none());
+            }
+        }
+    }
+}
