@@ -34,6 +34,10 @@ pub struct Conn {
     pub(crate) wbuf: Vec<u8>,
     sent: usize,
     pub(crate) created: Instant,
+    /// When the connection last went back to the pool (or passed a heartbeat).
+    pub(crate) last_used: Instant,
+    /// Recycle once this old (jittered per connection); `None`: never.
+    pub(crate) max_age: Option<Duration>,
     pub(crate) generation: u64,
     /// The `SO_RCVTIMEO` set at connect: a blocking `recv` may wait this long.
     read_timeout: Duration,
@@ -157,6 +161,8 @@ impl Conn {
                         wbuf: Vec::with_capacity(1024),
                         sent: 0,
                         created: Instant::now(),
+                        last_used: Instant::now(),
+                        max_age: None,
                         generation,
                         read_timeout,
                     });
