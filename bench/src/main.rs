@@ -35,7 +35,11 @@
 //! cargo run --release -p fae-bench -- --write-docs     # full run; rewrites docs/BENCHMARKS.md
 //! cargo run --release -p fae-bench                     # full run; prints only
 //! cargo run -p fae-bench -- --quick                    # smoke run (CI): a few hundred calls
+//! cargo run --release -p fae-bench -- health --write-docs  # a paused server (issue 4, item 10)
 //! ```
+//!
+//! `health` is a separate run: one server SIGSTOPped under a 4-thread load of single gets; see
+//! the `health` module.
 //!
 //! Flags: `--iterations N` (single-key calls per client; multi-gets get N/10), `--rounds R`,
 //! `--quick`, `--write-docs`, `--docs PATH`, `--only LABEL[,LABEL…]`. Needs `memcached` on
@@ -44,6 +48,7 @@
 
 mod fae_c;
 mod fae_rust;
+mod health;
 mod libmemcached;
 mod report;
 mod subject;
@@ -69,7 +74,8 @@ struct Args {
 }
 
 const USAGE: &str = "usage: fae-bench [--iterations N] [--rounds R] [--quick] [--write-docs] \
-                     [--docs PATH] [--only LABEL[,LABEL...]]";
+                     [--docs PATH] [--only LABEL[,LABEL...]]\n       \
+                     fae-bench health [--quick] [--write-docs] [--docs PATH]";
 
 /// Single-key calls per client in a full run (≈ 60 s on 2 busy cores, all rows together).
 const DEFAULT_ITERATIONS: usize = 40_000;
@@ -156,7 +162,11 @@ impl Args {
 }
 
 fn main() -> ExitCode {
-    let args = match Args::parse(std::env::args().skip(1).collect()) {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    if raw.first().map(String::as_str) == Some("health") {
+        return health::main(raw[1..].to_vec());
+    }
+    let args = match Args::parse(raw) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("{e}");

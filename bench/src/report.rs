@@ -15,7 +15,7 @@ pub const BEGIN: &str =
 pub const END: &str = "<!-- fae-bench results: end -->";
 
 /// The `p`-quantile (0 < p ≤ 1) of sorted samples, nearest rank.
-fn percentile(sorted: &[u64], p: f64) -> u64 {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
@@ -147,16 +147,16 @@ impl Table {
 /// Where and how the run happened.
 #[derive(Debug)]
 pub struct Facts {
-    command: String,
-    date: String,
-    nproc: usize,
-    cpu: String,
-    kernel: String,
-    memcached: String,
-    libmemcached: String,
-    commit: String,
-    load_start: String,
-    load_end: String,
+    pub(crate) command: String,
+    pub(crate) date: String,
+    pub(crate) nproc: usize,
+    pub(crate) cpu: String,
+    pub(crate) kernel: String,
+    pub(crate) memcached: String,
+    pub(crate) libmemcached: String,
+    pub(crate) commit: String,
+    pub(crate) load_start: String,
+    pub(crate) load_end: String,
 }
 
 impl Facts {
@@ -342,18 +342,49 @@ pub fn render(f: &Facts, tables: &[Table], args: &Args) -> String {
 /// Replace the results block of the docs file at `path` with `text`.
 pub fn write_docs(path: &str, text: &str) -> Result<(), String> {
     let doc = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
-    let (Some(b), Some(e)) = (doc.find(BEGIN), doc.find(END)) else {
-        return Err(format!("{path}: results markers not found"));
-    };
+    let new = replace_block(&doc, BEGIN, END, text)
+        .ok_or_else(|| format!("{path}: results markers not found"))??;
+    std::fs::write(path, new).map_err(|e| format!("write {path}: {e}"))
+}
+
+/// `doc` with the text between the lines `begin` and `end` replaced by `text`; `None` if
+/// either marker is missing.
+fn replace_block(doc: &str, begin: &str, end: &str, text: &str) -> Option<Result<String, String>> {
+    let (b, e) = (doc.find(begin)?, doc.find(end)?);
     if e < b {
-        return Err(format!("{path}: results markers out of order"));
+        return Some(Err("markers out of order".into()));
     }
     let mut new = String::with_capacity(doc.len() + text.len());
-    new.push_str(&doc[..b + BEGIN.len()]);
+    new.push_str(&doc[..b + begin.len()]);
     new.push_str("\n\n");
     new.push_str(text.trim_end());
     new.push_str("\n\n");
     new.push_str(&doc[e..]);
+    Some(Ok(new))
+}
+
+/// Replace the block between `begin` and `end` in the docs file at `path` with `text`; if the
+/// file has no such block, append `heading` and the block at its end. Other blocks are left
+/// alone.
+pub fn write_block(
+    path: &str,
+    begin: &str,
+    end: &str,
+    heading: &str,
+    text: &str,
+) -> Result<(), String> {
+    let doc = std::fs::read_to_string(path).map_err(|e| format!("read {path}: {e}"))?;
+    let new = match replace_block(&doc, begin, end, text) {
+        Some(r) => r.map_err(|e| format!("{path}: {e}"))?,
+        None => {
+            let mut d = doc.trim_end().to_string();
+            d.push_str(&format!(
+                "\n\n{heading}\n\n{begin}\n\n{}\n\n{end}\n",
+                text.trim_end()
+            ));
+            d
+        }
+    };
     std::fs::write(path, new).map_err(|e| format!("write {path}: {e}"))
 }
 
@@ -393,6 +424,25 @@ mod tests {
         let r = write_docs(path.to_str().unwrap(), "x");
         std::fs::remove_file(&path).unwrap();
         assert!(r.is_err());
+    }
+
+    #[test]
+    fn write_block_appends_then_replaces_and_leaves_other_blocks_alone() {
+        let path = std::env::temp_dir().join(format!("fae-bench-block-{}.md", std::process::id()));
+        let doc = format!("intro\n{BEGIN}\nold\n{END}\noutro\n");
+        std::fs::write(&path, &doc).unwrap();
+        let p = path.to_str().unwrap();
+        write_block(p, "<!-- b -->", "<!-- e -->", "## H", "one\n").unwrap();
+        write_block(p, "<!-- b -->", "<!-- e -->", "## H", "two\n").unwrap();
+        let got = std::fs::read_to_string(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            got,
+            format!(
+                "{}\n\n## H\n\n<!-- b -->\n\ntwo\n\n<!-- e -->\n",
+                doc.trim_end()
+            )
+        );
     }
 
     #[test]

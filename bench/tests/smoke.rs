@@ -1,6 +1,7 @@
 //! The benchmark still runs: `fae-bench --quick` starts its 4 servers, checks every result and
 //! prints every table. It times nothing and asserts nothing about speed; the targets live in
-//! the benchmark's own output (`cargo run --release -p fae-bench`).
+//! the benchmark's own output (`cargo run --release -p fae-bench`). The same goes for the
+//! `health` subcommand (`fae-bench health --quick`).
 
 use std::process::Command;
 
@@ -33,11 +34,42 @@ fn quick_run_verifies_and_prints_every_row() {
     assert_eq!(std::fs::read_to_string(docs).unwrap(), before);
 }
 
+/// `fae-bench health --quick`: one server SIGSTOPped under load and resumed (about 3 s). Every
+/// value is checked; nothing about speed is asserted.
+#[test]
+fn health_quick_run_pauses_a_server_and_prints_its_table() {
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/BENCHMARKS.md");
+    let before = std::fs::read_to_string(docs).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fae-bench"))
+        .args(["health", "--quick"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    for row in [
+        "| (a) baseline | p50 / p99, every key |",
+        "| (b) paused | p50 / p99, keys of the 3 healthy servers |",
+        "| (b) paused | SIGSTOP → its keys fail fast (first `tko`) |",
+        "| (b) paused | timed-out requests per client thread before its first `tko` |",
+        "| (c) resumed | SIGCONT → its keys served again (first hit ends) |",
+    ] {
+        assert!(stdout.contains(row), "{row}:\n{stdout}");
+    }
+    assert!(stdout.contains("Command: `cargo run --release -p fae-bench -- health --quick`"));
+    assert_eq!(std::fs::read_to_string(docs).unwrap(), before);
+}
+
 #[test]
 fn bad_arguments_are_refused() {
     let out = Command::new(env!("CARGO_BIN_EXE_fae-bench"))
         .arg("--iterations")
         .arg("zero")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_fae-bench"))
+        .args(["health", "--pause", "1"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
