@@ -1208,6 +1208,16 @@ impl Client {
         })
     }
 
+    /// Local addresses of the idle pooled connections (diagnostics; the fork tests use it to
+    /// prove a child never reuses its parent's sockets).
+    pub fn idle_local_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.pool
+            .dests
+            .iter()
+            .flat_map(|d| d.idle_local_addrs())
+            .collect()
+    }
+
     /// Each destination's breaker state, in config order: `(addr, state)`.
     pub fn breaker_states(&self) -> Vec<(String, BreakerState)> {
         self.pool

@@ -318,21 +318,23 @@ impl Destination {
             if conn.generation != generation {
                 continue;
             }
-            let idle_for = conn.last_used.elapsed();
             let too_old = conn.max_age.is_some_and(|m| conn.age() >= m);
-            let too_idle = self.settings.max_idle.is_some_and(|m| idle_for >= m);
+            let too_idle = self
+                .settings
+                .max_idle
+                .is_some_and(|m| conn.last_used.elapsed() >= m);
             if too_old || too_idle {
                 inc(&self.counters.connections_recycled);
                 drop(conn);
                 self.open.fetch_sub(1, Ordering::AcqRel);
                 continue;
             }
-            if idle_for >= self.settings.heartbeat_interval {
+            if conn.last_checked.elapsed() >= self.settings.heartbeat_interval {
                 let deadline = Instant::now() + self.settings.connect_timeout;
                 match conn.validate(self.settings.protocol, &self.settings.decoder, deadline) {
                     Ok(()) => {
                         inc(&self.counters.heartbeats_ok);
-                        conn.last_used = Instant::now();
+                        conn.last_checked = Instant::now();
                     }
                     Err(e) => {
                         inc(&self.counters.heartbeats_failed);
@@ -348,6 +350,22 @@ impl Destination {
                 self.open.fetch_sub(1, Ordering::AcqRel);
             }
         }
+    }
+
+    /// Local addresses of the idle connections (diagnostics: which sockets this process holds).
+    pub fn idle_local_addrs(&self) -> Vec<std::net::SocketAddr> {
+        let mut out = Vec::new();
+        for _ in 0..self.idle.len() {
+            let Some(conn) = self.idle.pop() else { break };
+            if let Ok(a) = conn.local_addr() {
+                out.push(a);
+            }
+            if let Err(conn) = self.idle.push(conn) {
+                drop(conn);
+                self.open.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        out
     }
 
     /// A JSON snapshot of this destination: gauges, counters and errors by reason.
@@ -469,6 +487,7 @@ impl Destination {
             Some(c) if c.generation != current => {} // a parent's connection: not counted here
             Some(mut c) if keep && c.is_clean() => {
                 c.last_used = Instant::now();
+                c.last_checked = c.last_used;
                 if let Err(c) = self.idle.push(c) {
                     drop(c);
                     self.open.fetch_sub(1, Ordering::AcqRel);
