@@ -258,6 +258,20 @@ impl<'a> GetBatch<'a> {
         self.results.push(None);
     }
 
+    /// Add this batch's hits and misses to the destination's counters.
+    fn count_hits(&self, dest: &Destination) {
+        let (mut hits, mut misses) = (0, 0);
+        for r in self.results.iter().flatten() {
+            match r {
+                Ok(Some(_)) => hits += 1,
+                Ok(None) => misses += 1,
+                Err(_) => {}
+            }
+        }
+        dest.counters.hits.fetch_add(hits, Ordering::Relaxed);
+        dest.counters.misses.fetch_add(misses, Ordering::Relaxed);
+    }
+
     fn hit(&mut self, i: usize, v: protocol::Value) {
         let item = Item {
             value: v.data,
@@ -604,8 +618,9 @@ impl Client {
             batch.fail(&e);
             return Err(e);
         }
+        let start = Instant::now();
         let result = self.exchange_admitted(dest, batch, deadline);
-        dest.record(&result);
+        dest.record(&result, start.elapsed());
         result
     }
 
@@ -659,6 +674,7 @@ impl Client {
             work: usize,
             sending: bool,
         }
+        let start = Instant::now();
         let mut live: Vec<Slot<'_>> = Vec::with_capacity(work.len());
         for (i, (d, batch)) in work.iter_mut().enumerate() {
             let dest = &*self.pool.dests[*d];
@@ -676,7 +692,7 @@ impl Client {
                     });
                 }
                 Err(e) => {
-                    dest.record::<()>(&Err(e.clone()));
+                    dest.record::<()>(&Err(e.clone()), start.elapsed());
                     batch.fail(&e);
                 }
             }
@@ -686,12 +702,12 @@ impl Client {
             let dest = slot.pc.destination();
             match outcome {
                 Ok(()) => {
-                    dest.record(&Ok::<(), Error>(()));
+                    dest.record(&Ok::<(), Error>(()), start.elapsed());
                     release(slot.pc, true);
                 }
                 Err(e) => {
                     let e = e.at(dest.addr());
-                    dest.record::<()>(&Err(e.clone()));
+                    dest.record::<()>(&Err(e.clone()), start.elapsed());
                     batch.fail(&e);
                 }
             }
@@ -791,6 +807,7 @@ impl Client {
         let mut batch = GetBatch::new(self.pool.protocol, cas, touch);
         batch.push(key, 0);
         self.exchange(dest, &mut batch, self.deadline())?;
+        batch.count_hits(dest);
         batch
             .results
             .pop()
@@ -995,6 +1012,9 @@ impl Client {
             })
             .collect();
         self.exchange_many(&mut work, deadline);
+        for (d, b) in &work {
+            b.count_hits(&self.pool.dests[*d]);
+        }
         let mut out: Vec<Result<Option<Item>>> = Vec::with_capacity(keys.len());
         out.resize_with(keys.len(), || Ok(None));
         for (_, b) in work {

@@ -43,6 +43,9 @@ pub struct Conn {
     pub(crate) generation: u64,
     /// The `SO_RCVTIMEO` set at connect: a blocking `recv` may wait this long.
     read_timeout: Duration,
+    /// Bytes moved since the destination last collected them (stats).
+    bytes_sent: u64,
+    bytes_received: u64,
 }
 
 /// What a readiness wait is for.
@@ -168,6 +171,8 @@ impl Conn {
                         max_age: None,
                         generation,
                         read_timeout,
+                        bytes_sent: 0,
+                        bytes_received: 0,
                     });
                 }
                 Err(e) => {
@@ -206,6 +211,14 @@ impl Conn {
         }
     }
 
+    /// Bytes sent and received since the last call (for the destination's counters).
+    pub(crate) fn take_byte_counts(&mut self) -> (u64, u64) {
+        (
+            std::mem::take(&mut self.bytes_sent),
+            std::mem::take(&mut self.bytes_received),
+        )
+    }
+
     /// How long ago the connection was made.
     pub fn age(&self) -> Duration {
         self.created.elapsed()
@@ -237,6 +250,7 @@ impl Conn {
             };
             if n > 0 {
                 self.sent += n as usize;
+                self.bytes_sent += n as u64;
                 continue;
             }
             if n == 0 {
@@ -305,6 +319,7 @@ impl Conn {
             };
             if n > 0 {
                 self.end += n as usize;
+                self.bytes_received += n as u64;
                 return Ok(true);
             }
             if n == 0 {

@@ -37,7 +37,7 @@ use health::{BreakerSettings, Health, PoolHealth, Transition, jitter_fraction, n
 
 use crate::error::{Error, Reason, Result};
 use crate::protocol::{Decoder, Protocol};
-use crate::stats::{DestCounters, ErrorCounters, inc};
+use crate::stats::{DestCounters, ErrorCounters, Histogram, inc};
 
 /// How a destination dials and talks.
 #[derive(Clone, Copy, Debug)]
@@ -81,6 +81,8 @@ pub struct Destination {
     pub counters: DestCounters,
     /// Errors by reason.
     pub errors: ErrorCounters,
+    /// Latency of requests to this server (checkout to complete reply).
+    pub latency: Histogram,
     maintaining: AtomicBool,
     last_sweep_ms: AtomicU64,
     last_fail_open_log_ms: AtomicU64,
@@ -106,6 +108,7 @@ impl Destination {
             health: Health::new(settings.breaker, pool),
             counters: DestCounters::default(),
             errors: ErrorCounters::default(),
+            latency: Histogram::default(),
             maintaining: AtomicBool::new(false),
             last_sweep_ms: AtomicU64::new(now_ms()),
             last_fail_open_log_ms: AtomicU64::new(0),
@@ -132,8 +135,9 @@ impl Destination {
 
     /// Feed a request's outcome to the breaker and the counters. Caller errors never get here;
     /// server replies (even `SERVER_ERROR`) prove the server alive.
-    pub fn record<T>(&self, result: &Result<T>) {
+    pub fn record<T>(&self, result: &Result<T>, elapsed: Duration) {
         inc(&self.counters.requests);
+        self.latency.record(elapsed);
         match result {
             Ok(_) => {
                 if let Some(t) = self.health.record_success() {
@@ -375,6 +379,7 @@ impl Destination {
             "open_connections": self.open_connections(),
             "idle_connections": self.idle_connections(),
             "errors": self.errors.to_json(),
+            "latency": self.latency.to_json(),
         });
         if let Value::Object(m) = &mut v {
             for (name, n) in self.counters.values() {
@@ -481,7 +486,14 @@ impl Destination {
         }
     }
 
-    fn release(&self, conn: Option<Conn>, keep: bool) {
+    fn release(&self, mut conn: Option<Conn>, keep: bool) {
+        if let Some(c) = conn.as_mut() {
+            let (sent, received) = c.take_byte_counts();
+            self.counters.bytes_sent.fetch_add(sent, Ordering::Relaxed);
+            self.counters
+                .bytes_received
+                .fetch_add(received, Ordering::Relaxed);
+        }
         let current = fork::generation();
         match conn {
             Some(c) if c.generation != current => {} // a parent's connection: not counted here
