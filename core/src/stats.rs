@@ -225,7 +225,7 @@ pub fn render_prometheus(snapshot: &Value) -> String {
         .and_then(Value::as_object)
         .unwrap_or(&empty);
     let mut out = String::new();
-    let mut family = |out: &mut String, name: &str, kind: &str, help: &str| {
+    let family = |out: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} {kind}");
     };
