@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::config::{Config, OnDown, RouteConfig};
 use crate::dist::{Mode, Node, Placement};
 use crate::error::{Error, Reason, Result};
+use crate::export::Exporter;
 use crate::item::Item;
 use crate::key;
 use crate::pool::health::{BreakerSettings, BreakerState, PoolHealth};
@@ -104,6 +105,8 @@ struct PoolRoute {
     live: ArcSwap<LiveView>,
     /// Probes and sweeps run on the supervisor thread (config `health.background`).
     background: bool,
+    /// `stats.listen` / `stats.dir`.
+    exporter: Option<Exporter>,
 }
 
 /// The ring without the ejected servers.
@@ -166,10 +169,44 @@ impl PoolRoute {
     }
 }
 
+impl PoolRoute {
+    /// See [`Client::stats`].
+    fn stats(&self) -> Value {
+        let mut dests = serde_json::Map::new();
+        for d in &self.dests {
+            dests.insert(d.addr().to_string(), d.stats_json());
+        }
+        json!({
+            "pools": { self.name.clone(): {
+                "servers": self.dests.len(),
+                "mode": self.mode.as_str(),
+                "protocol": self.protocol.as_str(),
+                "on_down": self.on_down.as_str(),
+                "breakers_not_closed": self.health.not_closed(),
+            }},
+            "destinations": Value::Object(dests),
+            "process": {
+                "pid": std::process::id(),
+                "config_version": 0,
+                "reloads": 0,
+                "reload_failures": 0,
+            },
+            "supervisor": {
+                "background": self.background,
+                "running": supervisor::is_running(),
+                "threads_started": supervisor::threads_started(),
+            },
+        })
+    }
+}
+
 impl Maintain for PoolRoute {
     fn maintain(&self) {
         for d in &self.dests {
             d.maintain();
+        }
+        if let Some(e) = &self.exporter {
+            e.tick(&|| self.stats());
         }
     }
 }
@@ -555,6 +592,11 @@ impl Client {
             }),
             health,
             background: h.background,
+            exporter: Exporter::new(
+                config.stats.listen.clone(),
+                config.stats.dir.clone(),
+                config.stats.interval_ms,
+            ),
         });
         if h.background {
             let weak = Arc::downgrade(&route);
@@ -580,6 +622,9 @@ impl Client {
         } else {
             for d in &self.pool.dests {
                 d.maintain_if_due();
+            }
+            if let Some(e) = &self.pool.exporter {
+                e.tick(&|| self.pool.stats());
             }
         }
         Ok(())
@@ -1206,26 +1251,12 @@ impl Client {
     /// "errors": {"timeout": n}, "open_connections": n, ...}}, "supervisor": {...}}`. Counter
     /// names are listed in [`crate::stats::DestCounters::TABLE`].
     pub fn stats(&self) -> Value {
-        let p = &self.pool;
-        let mut dests = serde_json::Map::new();
-        for d in &p.dests {
-            dests.insert(d.addr().to_string(), d.stats_json());
-        }
-        json!({
-            "pools": { p.name.clone(): {
-                "servers": p.dests.len(),
-                "mode": p.mode.as_str(),
-                "protocol": p.protocol.as_str(),
-                "on_down": p.on_down.as_str(),
-                "breakers_not_closed": p.health.not_closed(),
-            }},
-            "destinations": Value::Object(dests),
-            "supervisor": {
-                "background": p.background,
-                "running": supervisor::is_running(),
-                "threads_started": supervisor::threads_started(),
-            },
-        })
+        self.pool.stats()
+    }
+
+    /// [`Client::stats`] in the Prometheus text exposition format.
+    pub fn stats_prometheus(&self) -> String {
+        crate::stats::render_prometheus(&self.stats())
     }
 
     /// Local addresses of the idle pooled connections (diagnostics; the fork tests use it to

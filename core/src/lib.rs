@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod dist;
 pub mod error;
+pub mod export;
 pub mod hash;
 pub mod item;
 pub mod key;

@@ -71,6 +71,33 @@ pub struct Config {
     pub max_value_size: usize,
     /// Heartbeats, the circuit breaker and the supervisor.
     pub health: HealthConfig,
+    /// Where stats are exported.
+    pub stats: StatsConfig,
+}
+
+/// Stats export (config `stats`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StatsConfig {
+    /// Serve `GET /metrics` (Prometheus) and `GET /stats.json` on this address from the
+    /// supervisor thread (long-lived processes; needs `health.background`).
+    pub listen: Option<String>,
+    /// Write this process's snapshot into this directory every `interval_ms` (php-fpm:
+    /// `fae stats --dir DIR` merges the workers' files).
+    pub dir: Option<std::path::PathBuf>,
+    /// How often the snapshot file is rewritten, milliseconds.
+    pub interval_ms: u64,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            dir: None,
+            interval_ms: 1000,
+        }
+    }
 }
 
 /// What happens to the keys of a server whose breaker is open.
@@ -194,6 +221,14 @@ pub enum RouteConfig {
         /// The pool's name.
         pool: String,
     },
+}
+
+impl fmt::Display for RouteConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouteConfig::Pool { pool } => write!(f, "pool \"{pool}\""),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for RouteConfig {
@@ -365,6 +400,8 @@ struct RawConfig {
     timeouts: Timeouts,
     #[serde(default)]
     health: HealthConfig,
+    #[serde(default)]
+    stats: StatsConfig,
     #[serde(default = "max_value_size")]
     max_value_size: usize,
 }
@@ -437,6 +474,7 @@ impl Config {
             timeouts: Timeouts::default(),
             max_value_size: defaults::MAX_VALUE_SIZE,
             health: HealthConfig::default(),
+            stats: StatsConfig::default(),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -514,6 +552,7 @@ impl Config {
             timeouts: raw.timeouts,
             max_value_size: raw.max_value_size,
             health: raw.health,
+            stats: raw.stats,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -586,6 +625,23 @@ impl Config {
         ];
         if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
             return Err(invalid(*msg));
+        }
+        if let Some(l) = &self.stats.listen {
+            if !self.health.background {
+                return Err(invalid(
+                    "stats.listen: needs health.background (the supervisor thread serves it)",
+                ));
+            }
+            if l.rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                return Err(invalid(format!(
+                    "stats.listen: expected host:port, got \"{l}\""
+                )));
+            }
+        }
+        if self.stats.interval_ms == 0 {
+            return Err(invalid("stats.interval_ms: must be at least 1"));
         }
         Ok(())
     }
