@@ -105,6 +105,9 @@ struct PoolRoute {
     live: ArcSwap<LiveView>,
     /// Probes and sweeps run on the supervisor thread (config `health.background`).
     background: bool,
+    /// Graceful degrade switches (config `disabled`, `read_only`).
+    disabled: bool,
+    read_only: bool,
     /// `stats.listen` / `stats.dir`.
     exporter: Option<Exporter>,
 }
@@ -163,9 +166,27 @@ impl PoolRoute {
         fresh
     }
 
-    /// Admit a request to `dest`, probing inline when no supervisor does it.
+    /// Admit a request to `dest`: not when the pool is disabled, nor while its breaker is
+    /// open (probing inline when no supervisor does it).
     fn admit(&self, dest: &Destination) -> Result<()> {
+        if self.disabled {
+            dest.errors.add(Reason::Disabled);
+            let e = Error::with_detail(
+                Reason::Disabled,
+                format!("pool \"{}\" is disabled", self.name),
+            );
+            return Err(e.at(dest.addr()));
+        }
         dest.admit(self.background && supervisor::is_running())
+    }
+
+    /// A `read_only` pool answers writes locally (counted per destination).
+    fn dropped<B: Batch>(&self, dest: &Destination, batch: &mut B) -> bool {
+        if self.read_only && batch.drop_writes() {
+            inc(&dest.counters.writes_dropped);
+            return true;
+        }
+        false
     }
 }
 
@@ -183,6 +204,8 @@ impl PoolRoute {
                 "protocol": self.protocol.as_str(),
                 "on_down": self.on_down.as_str(),
                 "breakers_not_closed": self.health.not_closed(),
+                "disabled": self.disabled,
+                "read_only": self.read_only,
             }},
             "destinations": Value::Object(dests),
             "process": {
@@ -229,6 +252,11 @@ trait Batch {
     fn on_reply(&mut self, resp: Response) -> Result<bool>;
     /// The connection failed: give `err` to every unresolved entry.
     fn fail(&mut self, err: &Error);
+    /// The pool is `read_only`: if this batch writes, answer it locally as not done and
+    /// return true (nothing is sent). Reads and deletes return false and go to the server.
+    fn drop_writes(&mut self) -> bool {
+        false
+    }
 }
 
 fn server_error(kind: ServerErrorKind, message: String) -> Error {
@@ -449,6 +477,33 @@ impl Batch for OpsBatch<'_> {
         }
     }
 
+    /// Stores answer `NOT_STORED`, incr/decr and touch `NOT_FOUND`. Deletes are never dropped
+    /// (invalidation is what keeps a cache correct while it is degraded), nor `flush_all` and
+    /// `version` (operator commands).
+    fn drop_writes(&mut self) -> bool {
+        let local = |r: &Request<'_>| match r {
+            Request::Store { .. } => Some(Status::NotStored),
+            Request::Arith { .. } | Request::Touch { .. } => Some(Status::NotFound),
+            _ => None,
+        };
+        if self.reqs.is_empty() || !self.reqs.iter().all(|r| local(r).is_some()) {
+            return false;
+        }
+        self.replies = self
+            .reqs
+            .iter()
+            .filter_map(local)
+            .map(|status| {
+                Ok(Response::Status {
+                    status,
+                    cas: None,
+                    opaque: None,
+                })
+            })
+            .collect();
+        true
+    }
+
     fn on_reply(&mut self, resp: Response) -> Result<bool> {
         let poisoned = match &resp {
             // memcached swallows the data of a refused store and stays in sync after
@@ -592,6 +647,8 @@ impl Client {
             }),
             health,
             background: h.background,
+            disabled: pc.disabled,
+            read_only: pc.read_only,
             exporter: Exporter::new(
                 config.stats.listen.clone(),
                 config.stats.dir.clone(),
@@ -659,6 +716,9 @@ impl Client {
         batch: &mut B,
         deadline: Instant,
     ) -> Result<()> {
+        if self.pool.dropped(dest, batch) {
+            return Ok(());
+        }
         if let Err(e) = self.pool.admit(dest) {
             batch.fail(&e);
             return Err(e);
@@ -723,6 +783,9 @@ impl Client {
         let mut live: Vec<Slot<'_>> = Vec::with_capacity(work.len());
         for (i, (d, batch)) in work.iter_mut().enumerate() {
             let dest = &*self.pool.dests[*d];
+            if self.pool.dropped(dest, batch) {
+                continue;
+            }
             if let Err(e) = self.pool.admit(dest) {
                 batch.fail(&e);
                 continue;
@@ -930,6 +993,11 @@ impl Client {
     pub fn set(&self, key: &[u8], value: &[u8], flags: u32, exptime: u32) -> Result<()> {
         match self.store(StoreOp::Set, key, value, flags, exptime)? {
             StoreOutcome::Stored => Ok(()),
+            // memcached never refuses a plain set with NOT_STORED; a read_only pool does.
+            StoreOutcome::NotStored if self.pool.read_only => Err(Error::with_detail(
+                Reason::ReadOnly,
+                "the pool is read_only: the write was dropped",
+            )),
             other => Err(Error::with_detail(
                 Reason::Protocol,
                 format!("set answered {other:?}"),

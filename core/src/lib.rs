@@ -28,3 +28,4 @@ pub use client::{Client, Op, SetItem, StoreOutcome};
 pub use config::Config;
 pub use error::{Error, ErrorKind, Reason, Result};
 pub use item::Item;
+pub use protocol::StoreOp;

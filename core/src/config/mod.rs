@@ -181,6 +181,11 @@ pub struct PoolConfig {
     pub binary_keys: bool,
     /// What happens to a down server's keys.
     pub on_down: OnDown,
+    /// Switched off: every request fails fast with `disabled`, without I/O (graceful degrade).
+    pub disabled: bool,
+    /// Writes (set/add/replace/append/prepend/cas, incr/decr, touch) are answered locally as
+    /// not stored and counted; reads and deletes still go to the servers (graceful degrade).
+    pub read_only: bool,
 }
 
 /// Connect and request deadlines.
@@ -378,6 +383,10 @@ struct RawPool {
     binary_keys: bool,
     #[serde(default)]
     on_down: OnDown,
+    #[serde(default)]
+    disabled: bool,
+    #[serde(default)]
+    read_only: bool,
 }
 
 fn max_connections() -> usize {
@@ -396,6 +405,8 @@ struct RawConfig {
     max_connections: Option<usize>,
     binary_keys: Option<bool>,
     on_down: Option<OnDown>,
+    disabled: Option<bool>,
+    read_only: Option<bool>,
     #[serde(default)]
     timeouts: Timeouts,
     #[serde(default)]
@@ -465,6 +476,8 @@ impl Config {
             max_connections: defaults::MAX_CONNECTIONS,
             binary_keys: false,
             on_down: OnDown::default(),
+            disabled: false,
+            read_only: false,
         };
         let cfg = Config {
             pools: BTreeMap::from([(defaults::POOL.to_string(), pool)]),
@@ -501,6 +514,8 @@ impl Config {
                     max_connections: raw.max_connections.unwrap_or(defaults::MAX_CONNECTIONS),
                     binary_keys: raw.binary_keys.unwrap_or(false),
                     on_down: raw.on_down.unwrap_or_default(),
+                    disabled: raw.disabled.unwrap_or(false),
+                    read_only: raw.read_only.unwrap_or(false),
                 };
                 pools.insert(defaults::POOL.to_string(), pool);
             }
@@ -511,6 +526,8 @@ impl Config {
                     ("max_connections", raw.max_connections.is_some()),
                     ("binary_keys", raw.binary_keys.is_some()),
                     ("on_down", raw.on_down.is_some()),
+                    ("disabled", raw.disabled.is_some()),
+                    ("read_only", raw.read_only.is_some()),
                 ] {
                     if given {
                         return Err(invalid(format!(
@@ -542,6 +559,8 @@ impl Config {
                     max_connections: p.max_connections,
                     binary_keys: p.binary_keys,
                     on_down: p.on_down,
+                    disabled: p.disabled,
+                    read_only: p.read_only,
                 };
                 (name, pool)
             })
