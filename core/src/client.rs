@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::config::{Config, OnDown, RouteConfig};
 use crate::dist::{Mode, Node, Placement};
 use crate::error::{Error, Reason, Result};
+use crate::export::Exporter;
 use crate::item::Item;
 use crate::key;
 use crate::pool::health::{BreakerSettings, BreakerState, PoolHealth};
@@ -104,6 +105,11 @@ struct PoolRoute {
     live: ArcSwap<LiveView>,
     /// Probes and sweeps run on the supervisor thread (config `health.background`).
     background: bool,
+    /// Graceful degrade switches (config `disabled`, `read_only`).
+    disabled: bool,
+    read_only: bool,
+    /// `stats.listen` / `stats.dir`.
+    exporter: Option<Exporter>,
 }
 
 /// The ring without the ejected servers.
@@ -160,9 +166,60 @@ impl PoolRoute {
         fresh
     }
 
-    /// Admit a request to `dest`, probing inline when no supervisor does it.
+    /// Admit a request to `dest`: not when the pool is disabled, nor while its breaker is
+    /// open (probing inline when no supervisor does it).
     fn admit(&self, dest: &Destination) -> Result<()> {
+        if self.disabled {
+            dest.errors.add(Reason::Disabled);
+            let e = Error::with_detail(
+                Reason::Disabled,
+                format!("pool \"{}\" is disabled", self.name),
+            );
+            return Err(e.at(dest.addr()));
+        }
         dest.admit(self.background && supervisor::is_running())
+    }
+
+    /// A `read_only` pool answers writes locally (counted per destination).
+    fn dropped<B: Batch>(&self, dest: &Destination, batch: &mut B) -> bool {
+        if self.read_only && batch.drop_writes() {
+            inc(&dest.counters.writes_dropped);
+            return true;
+        }
+        false
+    }
+}
+
+impl PoolRoute {
+    /// See [`Client::stats`].
+    fn stats(&self) -> Value {
+        let mut dests = serde_json::Map::new();
+        for d in &self.dests {
+            dests.insert(d.addr().to_string(), d.stats_json());
+        }
+        json!({
+            "pools": { self.name.clone(): {
+                "servers": self.dests.len(),
+                "mode": self.mode.as_str(),
+                "protocol": self.protocol.as_str(),
+                "on_down": self.on_down.as_str(),
+                "breakers_not_closed": self.health.not_closed(),
+                "disabled": self.disabled,
+                "read_only": self.read_only,
+            }},
+            "destinations": Value::Object(dests),
+            "process": {
+                "pid": std::process::id(),
+                "config_version": 0,
+                "reloads": 0,
+                "reload_failures": 0,
+            },
+            "supervisor": {
+                "background": self.background,
+                "running": supervisor::is_running(),
+                "threads_started": supervisor::threads_started(),
+            },
+        })
     }
 }
 
@@ -170,6 +227,9 @@ impl Maintain for PoolRoute {
     fn maintain(&self) {
         for d in &self.dests {
             d.maintain();
+        }
+        if let Some(e) = &self.exporter {
+            e.tick(&|| self.stats());
         }
     }
 }
@@ -192,6 +252,11 @@ trait Batch {
     fn on_reply(&mut self, resp: Response) -> Result<bool>;
     /// The connection failed: give `err` to every unresolved entry.
     fn fail(&mut self, err: &Error);
+    /// The pool is `read_only`: if this batch writes, answer it locally as not done and
+    /// return true (nothing is sent). Reads and deletes return false and go to the server.
+    fn drop_writes(&mut self) -> bool {
+        false
+    }
 }
 
 fn server_error(kind: ServerErrorKind, message: String) -> Error {
@@ -256,6 +321,20 @@ impl<'a> GetBatch<'a> {
         self.keys.push(key);
         self.slots.push(slot);
         self.results.push(None);
+    }
+
+    /// Add this batch's hits and misses to the destination's counters.
+    fn count_hits(&self, dest: &Destination) {
+        let (mut hits, mut misses) = (0, 0);
+        for r in self.results.iter().flatten() {
+            match r {
+                Ok(Some(_)) => hits += 1,
+                Ok(None) => misses += 1,
+                Err(_) => {}
+            }
+        }
+        dest.counters.hits.fetch_add(hits, Ordering::Relaxed);
+        dest.counters.misses.fetch_add(misses, Ordering::Relaxed);
     }
 
     fn hit(&mut self, i: usize, v: protocol::Value) {
@@ -396,6 +475,33 @@ impl Batch for OpsBatch<'_> {
         for r in &self.reqs {
             protocol::encode(protocol, r, out);
         }
+    }
+
+    /// Stores answer `NOT_STORED`, incr/decr and touch `NOT_FOUND`. Deletes are never dropped
+    /// (invalidation is what keeps a cache correct while it is degraded), nor `flush_all` and
+    /// `version` (operator commands).
+    fn drop_writes(&mut self) -> bool {
+        let local = |r: &Request<'_>| match r {
+            Request::Store { .. } => Some(Status::NotStored),
+            Request::Arith { .. } | Request::Touch { .. } => Some(Status::NotFound),
+            _ => None,
+        };
+        if self.reqs.is_empty() || !self.reqs.iter().all(|r| local(r).is_some()) {
+            return false;
+        }
+        self.replies = self
+            .reqs
+            .iter()
+            .filter_map(local)
+            .map(|status| {
+                Ok(Response::Status {
+                    status,
+                    cas: None,
+                    opaque: None,
+                })
+            })
+            .collect();
+        true
     }
 
     fn on_reply(&mut self, resp: Response) -> Result<bool> {
@@ -541,6 +647,13 @@ impl Client {
             }),
             health,
             background: h.background,
+            disabled: pc.disabled,
+            read_only: pc.read_only,
+            exporter: Exporter::new(
+                config.stats.listen.clone(),
+                config.stats.dir.clone(),
+                config.stats.interval_ms,
+            ),
         });
         if h.background {
             let weak = Arc::downgrade(&route);
@@ -566,6 +679,9 @@ impl Client {
         } else {
             for d in &self.pool.dests {
                 d.maintain_if_due();
+            }
+            if let Some(e) = &self.pool.exporter {
+                e.tick(&|| self.pool.stats());
             }
         }
         Ok(())
@@ -600,12 +716,16 @@ impl Client {
         batch: &mut B,
         deadline: Instant,
     ) -> Result<()> {
+        if self.pool.dropped(dest, batch) {
+            return Ok(());
+        }
         if let Err(e) = self.pool.admit(dest) {
             batch.fail(&e);
             return Err(e);
         }
+        let start = Instant::now();
         let result = self.exchange_admitted(dest, batch, deadline);
-        dest.record(&result);
+        dest.record(&result, start.elapsed());
         result
     }
 
@@ -659,9 +779,13 @@ impl Client {
             work: usize,
             sending: bool,
         }
+        let start = Instant::now();
         let mut live: Vec<Slot<'_>> = Vec::with_capacity(work.len());
         for (i, (d, batch)) in work.iter_mut().enumerate() {
             let dest = &*self.pool.dests[*d];
+            if self.pool.dropped(dest, batch) {
+                continue;
+            }
             if let Err(e) = self.pool.admit(dest) {
                 batch.fail(&e);
                 continue;
@@ -676,7 +800,7 @@ impl Client {
                     });
                 }
                 Err(e) => {
-                    dest.record::<()>(&Err(e.clone()));
+                    dest.record::<()>(&Err(e.clone()), start.elapsed());
                     batch.fail(&e);
                 }
             }
@@ -686,12 +810,12 @@ impl Client {
             let dest = slot.pc.destination();
             match outcome {
                 Ok(()) => {
-                    dest.record(&Ok::<(), Error>(()));
+                    dest.record(&Ok::<(), Error>(()), start.elapsed());
                     release(slot.pc, true);
                 }
                 Err(e) => {
                     let e = e.at(dest.addr());
-                    dest.record::<()>(&Err(e.clone()));
+                    dest.record::<()>(&Err(e.clone()), start.elapsed());
                     batch.fail(&e);
                 }
             }
@@ -791,6 +915,7 @@ impl Client {
         let mut batch = GetBatch::new(self.pool.protocol, cas, touch);
         batch.push(key, 0);
         self.exchange(dest, &mut batch, self.deadline())?;
+        batch.count_hits(dest);
         batch
             .results
             .pop()
@@ -868,6 +993,11 @@ impl Client {
     pub fn set(&self, key: &[u8], value: &[u8], flags: u32, exptime: u32) -> Result<()> {
         match self.store(StoreOp::Set, key, value, flags, exptime)? {
             StoreOutcome::Stored => Ok(()),
+            // memcached never refuses a plain set with NOT_STORED; a read_only pool does.
+            StoreOutcome::NotStored if self.pool.read_only => Err(Error::with_detail(
+                Reason::ReadOnly,
+                "the pool is read_only: the write was dropped",
+            )),
             other => Err(Error::with_detail(
                 Reason::Protocol,
                 format!("set answered {other:?}"),
@@ -995,6 +1125,9 @@ impl Client {
             })
             .collect();
         self.exchange_many(&mut work, deadline);
+        for (d, b) in &work {
+            b.count_hits(&self.pool.dests[*d]);
+        }
         let mut out: Vec<Result<Option<Item>>> = Vec::with_capacity(keys.len());
         out.resize_with(keys.len(), || Ok(None));
         for (_, b) in work {
@@ -1186,26 +1319,22 @@ impl Client {
     /// "errors": {"timeout": n}, "open_connections": n, ...}}, "supervisor": {...}}`. Counter
     /// names are listed in [`crate::stats::DestCounters::TABLE`].
     pub fn stats(&self) -> Value {
-        let p = &self.pool;
-        let mut dests = serde_json::Map::new();
-        for d in &p.dests {
-            dests.insert(d.addr().to_string(), d.stats_json());
-        }
-        json!({
-            "pools": { p.name.clone(): {
-                "servers": p.dests.len(),
-                "mode": p.mode.as_str(),
-                "protocol": p.protocol.as_str(),
-                "on_down": p.on_down.as_str(),
-                "breakers_not_closed": p.health.not_closed(),
-            }},
-            "destinations": Value::Object(dests),
-            "supervisor": {
-                "background": p.background,
-                "running": supervisor::is_running(),
-                "threads_started": supervisor::threads_started(),
-            },
-        })
+        self.pool.stats()
+    }
+
+    /// [`Client::stats`] in the Prometheus text exposition format.
+    pub fn stats_prometheus(&self) -> String {
+        crate::stats::render_prometheus(&self.stats())
+    }
+
+    /// Local addresses of the idle pooled connections (diagnostics; the fork tests use it to
+    /// prove a child never reuses its parent's sockets).
+    pub fn idle_local_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.pool
+            .dests
+            .iter()
+            .flat_map(|d| d.idle_local_addrs())
+            .collect()
     }
 
     /// Each destination's breaker state, in config order: `(addr, state)`.

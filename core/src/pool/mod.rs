@@ -37,7 +37,7 @@ use health::{BreakerSettings, Health, PoolHealth, Transition, jitter_fraction, n
 
 use crate::error::{Error, Reason, Result};
 use crate::protocol::{Decoder, Protocol};
-use crate::stats::{DestCounters, ErrorCounters, inc};
+use crate::stats::{DestCounters, ErrorCounters, Histogram, inc};
 
 /// How a destination dials and talks.
 #[derive(Clone, Copy, Debug)]
@@ -81,6 +81,8 @@ pub struct Destination {
     pub counters: DestCounters,
     /// Errors by reason.
     pub errors: ErrorCounters,
+    /// Latency of requests to this server (checkout to complete reply).
+    pub latency: Histogram,
     maintaining: AtomicBool,
     last_sweep_ms: AtomicU64,
     last_fail_open_log_ms: AtomicU64,
@@ -106,6 +108,7 @@ impl Destination {
             health: Health::new(settings.breaker, pool),
             counters: DestCounters::default(),
             errors: ErrorCounters::default(),
+            latency: Histogram::default(),
             maintaining: AtomicBool::new(false),
             last_sweep_ms: AtomicU64::new(now_ms()),
             last_fail_open_log_ms: AtomicU64::new(0),
@@ -132,8 +135,9 @@ impl Destination {
 
     /// Feed a request's outcome to the breaker and the counters. Caller errors never get here;
     /// server replies (even `SERVER_ERROR`) prove the server alive.
-    pub fn record<T>(&self, result: &Result<T>) {
+    pub fn record<T>(&self, result: &Result<T>, elapsed: Duration) {
         inc(&self.counters.requests);
+        self.latency.record(elapsed);
         match result {
             Ok(_) => {
                 if let Some(t) = self.health.record_success() {
@@ -318,21 +322,23 @@ impl Destination {
             if conn.generation != generation {
                 continue;
             }
-            let idle_for = conn.last_used.elapsed();
             let too_old = conn.max_age.is_some_and(|m| conn.age() >= m);
-            let too_idle = self.settings.max_idle.is_some_and(|m| idle_for >= m);
+            let too_idle = self
+                .settings
+                .max_idle
+                .is_some_and(|m| conn.last_used.elapsed() >= m);
             if too_old || too_idle {
                 inc(&self.counters.connections_recycled);
                 drop(conn);
                 self.open.fetch_sub(1, Ordering::AcqRel);
                 continue;
             }
-            if idle_for >= self.settings.heartbeat_interval {
+            if conn.last_checked.elapsed() >= self.settings.heartbeat_interval {
                 let deadline = Instant::now() + self.settings.connect_timeout;
                 match conn.validate(self.settings.protocol, &self.settings.decoder, deadline) {
                     Ok(()) => {
                         inc(&self.counters.heartbeats_ok);
-                        conn.last_used = Instant::now();
+                        conn.last_checked = Instant::now();
                     }
                     Err(e) => {
                         inc(&self.counters.heartbeats_failed);
@@ -350,6 +356,22 @@ impl Destination {
         }
     }
 
+    /// Local addresses of the idle connections (diagnostics: which sockets this process holds).
+    pub fn idle_local_addrs(&self) -> Vec<std::net::SocketAddr> {
+        let mut out = Vec::new();
+        for _ in 0..self.idle.len() {
+            let Some(conn) = self.idle.pop() else { break };
+            if let Ok(a) = conn.local_addr() {
+                out.push(a);
+            }
+            if let Err(conn) = self.idle.push(conn) {
+                drop(conn);
+                self.open.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        out
+    }
+
     /// A JSON snapshot of this destination: gauges, counters and errors by reason.
     pub fn stats_json(&self) -> Value {
         let mut v = json!({
@@ -357,6 +379,7 @@ impl Destination {
             "open_connections": self.open_connections(),
             "idle_connections": self.idle_connections(),
             "errors": self.errors.to_json(),
+            "latency": self.latency.to_json(),
         });
         if let Value::Object(m) = &mut v {
             for (name, n) in self.counters.values() {
@@ -463,12 +486,20 @@ impl Destination {
         }
     }
 
-    fn release(&self, conn: Option<Conn>, keep: bool) {
+    fn release(&self, mut conn: Option<Conn>, keep: bool) {
+        if let Some(c) = conn.as_mut() {
+            let (sent, received) = c.take_byte_counts();
+            self.counters.bytes_sent.fetch_add(sent, Ordering::Relaxed);
+            self.counters
+                .bytes_received
+                .fetch_add(received, Ordering::Relaxed);
+        }
         let current = fork::generation();
         match conn {
             Some(c) if c.generation != current => {} // a parent's connection: not counted here
             Some(mut c) if keep && c.is_clean() => {
                 c.last_used = Instant::now();
+                c.last_checked = c.last_used;
                 if let Err(c) = self.idle.push(c) {
                     drop(c);
                     self.open.fetch_sub(1, Ordering::AcqRel);
