@@ -1,7 +1,7 @@
 //! `fae-bench health`: what one paused server costs (issue 4, item 10).
 //!
 //! One run, 4 local memcached servers, one `fae_core::Client` shared by 4 threads that each do
-//! single gets of the 1,000 stored keys in turn (every value checked):
+//! single gets of the 1,000 stored keys in turn, paced (every value checked), over 3 cycles of:
 //!
 //! - **(a) baseline**: p50/p99 of every get while all servers are up;
 //! - **(b) one server SIGSTOPped** (testkit `pause()`): p99 of the keys on the healthy servers,
@@ -19,7 +19,7 @@
 //!
 //! ```text
 //! cargo run --release -p fae-bench -- health --write-docs   # rewrites its block in docs/BENCHMARKS.md
-//! cargo run -p fae-bench -- health --quick                  # smoke run (CI): ~3 s, checks results only
+//! cargo run -p fae-bench -- health --quick                  # smoke run (CI): 1 short cycle, ~3 s
 //! ```
 
 use std::fmt::Write as _;
@@ -47,6 +47,12 @@ const THREADS: usize = 4;
 const VICTIM: usize = 1;
 /// Requests one thread may make in one run, whatever the phase lengths.
 const MAX_REQUESTS_PER_THREAD: usize = 3_000_000;
+/// Each thread starts at most one get per this interval (≈ 4,000/s per thread). Without
+/// pacing, a closed loop would send the healthy servers more traffic as soon as a quarter of
+/// the keys fail fast in microseconds, and their p99 would measure that extra load rather
+/// than the client. A thread that fell behind (a timed-out request) does not catch up in a
+/// burst: it just resumes its pace.
+const PACE: Duration = Duration::from_micros(250);
 /// Baseline samples from the first moments (threads starting up) are not counted.
 const SETTLE: Duration = Duration::from_millis(100);
 
@@ -92,9 +98,12 @@ impl Args {
     }
 }
 
-/// Phase lengths.
+/// Phase lengths. A run is `cycles` × (baseline, pause, resume until the breaker is closed,
+/// tail): baseline and pause windows interleave, so background load on a shared machine
+/// spreads over both instead of landing on one.
 #[derive(Clone, Copy, Debug)]
 struct Plan {
+    cycles: usize,
     baseline: Duration,
     pause: Duration,
     /// After SIGCONT, wait at most this long for the breaker to close.
@@ -108,6 +117,7 @@ impl Plan {
         let recovery_limit = probe_max + Duration::from_secs(2);
         if quick {
             Plan {
+                cycles: 1,
                 baseline: Duration::from_millis(400),
                 pause: Duration::from_millis(1000),
                 recovery_limit,
@@ -115,10 +125,11 @@ impl Plan {
             }
         } else {
             Plan {
-                baseline: Duration::from_secs(4),
-                pause: Duration::from_secs(4),
+                cycles: 3,
+                baseline: Duration::from_secs(2),
+                pause: Duration::from_millis(2500),
                 recovery_limit,
-                tail: Duration::from_secs(1),
+                tail: Duration::from_millis(500),
             }
         }
     }
@@ -163,7 +174,8 @@ pub fn main(raw: Vec<String>) -> ExitCode {
     }
 }
 
-/// One thread's load: single gets of every key in turn, from its own offset, until `stop`.
+/// One thread's load: single gets of every key in turn, from its own offset, paced at one
+/// per [`PACE`], until `stop`.
 fn load(
     client: &Client,
     data: &Data,
@@ -175,6 +187,7 @@ fn load(
     let keys = &data.get;
     let mut out = Vec::with_capacity(1 << 16);
     let mut i = thread * keys.len() / THREADS;
+    let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) && out.len() < MAX_REQUESTS_PER_THREAD {
         let idx = i % keys.len();
         i += 1;
@@ -209,17 +222,26 @@ fn load(
             victim: victim[idx],
             outcome,
         });
+        next += PACE;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        } else {
+            next = now;
+        }
     }
     Ok(out)
 }
 
-/// When things happened, from the run's epoch.
+/// When one cycle's phases began, from the run's epoch.
 #[derive(Debug)]
-struct Marks {
+struct Cycle {
+    baseline: Duration,
     paused: Duration,
     resumed: Duration,
     /// When the victim's breaker was seen closed after SIGCONT (polled every 2 ms).
     closed: Option<Duration>,
+    end: Duration,
 }
 
 fn run(args: &Args) -> Result<(), String> {
@@ -286,58 +308,26 @@ fn run(args: &Args) -> Result<(), String> {
     })?;
 
     let epoch = Instant::now();
-    let (marks, per_thread) = std::thread::scope(|s| -> Result<_, String> {
+    let (cycles, per_thread) = std::thread::scope(|s| -> Result<_, String> {
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
                 let (client, data, victim, stop) = (&client, &data, &victim, &stop);
                 s.spawn(move || load(client, data, victim, t, epoch, stop))
             })
             .collect();
-        eprintln!("fae-bench health: (a) baseline {:?}", plan.baseline);
-        std::thread::sleep(plan.baseline);
-        eprintln!("fae-bench health: (b) SIGSTOP {vaddr} for {:?}", plan.pause);
-        let paused = epoch.elapsed();
-        let r = cluster[VICTIM].pause();
-        if let Err(e) = r {
-            stop.store(true, Ordering::Relaxed);
-            return Err(format!("pause: {e}"));
-        }
-        std::thread::sleep(plan.pause.saturating_sub(epoch.elapsed() - paused));
-        eprintln!("fae-bench health: (c) SIGCONT");
-        let resumed = epoch.elapsed();
-        let r = cluster[VICTIM].resume();
-        if let Err(e) = r {
-            stop.store(true, Ordering::Relaxed);
-            return Err(format!("resume: {e}"));
-        }
-        let mut closed = None;
-        while epoch.elapsed() - resumed < plan.recovery_limit {
-            if client.breaker_states()[VICTIM].1 == BreakerState::Closed {
-                closed = Some(epoch.elapsed());
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        std::thread::sleep(plan.tail);
+        let driven = drive(&cluster[VICTIM], &client, &plan, epoch);
         stop.store(true, Ordering::Relaxed);
         let mut per_thread = Vec::with_capacity(THREADS);
         for h in handles {
             per_thread.push(h.join().map_err(|_| "load thread panicked")??);
         }
-        Ok((
-            Marks {
-                paused,
-                resumed,
-                closed,
-            },
-            per_thread,
-        ))
+        Ok((driven?, per_thread))
     })?;
     let load_end = report::loadavg();
 
     let result = Analysis::new(
         &per_thread,
-        &marks,
+        &cycles,
         Duration::from_millis(config.health.probe_max_ms),
     );
     let facts = Facts::gather(args.command(), &addrs, load_start, load_end);
@@ -350,6 +340,50 @@ fn run(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// The phases, while the load runs: per cycle, baseline, SIGSTOP, SIGCONT, wait for the
+/// breaker to close, tail.
+fn drive(
+    mc: &fae_testkit::Memcached,
+    client: &Client,
+    plan: &Plan,
+    epoch: Instant,
+) -> Result<Vec<Cycle>, String> {
+    let mut cycles = Vec::with_capacity(plan.cycles);
+    for n in 1..=plan.cycles {
+        eprintln!(
+            "fae-bench health: cycle {n}/{}: (a) baseline {:?}, (b) SIGSTOP {} for {:?}, (c) SIGCONT",
+            plan.cycles,
+            plan.baseline,
+            mc.addr(),
+            plan.pause
+        );
+        let baseline = epoch.elapsed();
+        std::thread::sleep(plan.baseline);
+        let paused = epoch.elapsed();
+        mc.pause().map_err(|e| format!("pause: {e}"))?;
+        std::thread::sleep(plan.pause.saturating_sub(epoch.elapsed() - paused));
+        let resumed = epoch.elapsed();
+        mc.resume().map_err(|e| format!("resume: {e}"))?;
+        let mut closed = None;
+        while epoch.elapsed() - resumed < plan.recovery_limit {
+            if client.breaker_states()[VICTIM].1 == BreakerState::Closed {
+                closed = Some(epoch.elapsed());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(plan.tail);
+        cycles.push(Cycle {
+            baseline,
+            paused,
+            resumed,
+            closed,
+            end: epoch.elapsed(),
+        });
+    }
+    Ok(cycles)
+}
+
 /// Sorted latencies in nanoseconds.
 fn sorted_ns<'a>(samples: impl Iterator<Item = &'a Sample>) -> Vec<u64> {
     let mut v: Vec<u64> = samples
@@ -357,6 +391,19 @@ fn sorted_ns<'a>(samples: impl Iterator<Item = &'a Sample>) -> Vec<u64> {
         .collect();
     v.sort_unstable();
     v
+}
+
+/// One outage's numbers.
+#[derive(Debug)]
+struct OutageResult {
+    /// SIGSTOP → first `tko` on the paused server's keys.
+    fail_fast_after: Option<Duration>,
+    /// Per thread: the paused server's requests that timed out before that thread's first tko.
+    timed_out_before_tko: Vec<usize>,
+    /// SIGCONT → the end of the first successful get of a paused-server key.
+    served_after: Option<Duration>,
+    /// SIGCONT → breaker seen closed.
+    closed_after: Option<Duration>,
 }
 
 /// The numbers the table shows.
@@ -367,40 +414,69 @@ struct Analysis {
     baseline_healthy: Vec<u64>,
     outage_healthy: Vec<u64>,
     outage_healthy_errors: usize,
-    /// SIGSTOP → first `tko` on the paused server's keys.
-    fail_fast_after: Option<Duration>,
-    /// Per thread: the paused server's requests that timed out before that thread's first tko.
-    timed_out_before_tko: Vec<usize>,
-    /// The paused server's requests during the pause: timed out, tko, other errors.
+    /// The paused server's requests during the pauses: timed out, tko, other errors.
     outage_victim: (usize, usize, usize),
-    /// SIGCONT → the end of the first successful get of a paused-server key.
-    served_after: Option<Duration>,
-    /// SIGCONT → breaker seen closed.
-    closed_after: Option<Duration>,
+    outages: Vec<OutageResult>,
+    /// Requests in baseline windows, pause windows, after SIGCONT.
     requests: (usize, usize, usize),
     /// Errors of any kind after SIGCONT (on any key).
     errors_after: usize,
 }
 
 impl Analysis {
-    fn new(per_thread: &[Vec<Sample>], m: &Marks, probe_max: Duration) -> Analysis {
+    fn new(per_thread: &[Vec<Sample>], cycles: &[Cycle], probe_max: Duration) -> Analysis {
         let all = || per_thread.iter().flatten();
-        let base = || all().filter(|s| s.start >= SETTLE && s.start + s.latency <= m.paused);
-        let during = || all().filter(|s| s.start >= m.paused && s.start < m.resumed);
-        let after = || all().filter(|s| s.start >= m.resumed);
-        let first_tko = during()
-            .filter(|s| s.victim && s.outcome == Outcome::Tko)
-            .map(|s| s.start)
-            .min();
-        let timed_out_before_tko = per_thread
+        let in_base = |s: &Sample| {
+            cycles.iter().any(|c| {
+                s.start >= c.baseline + SETTLE.min(c.paused - c.baseline)
+                    && s.start + s.latency <= c.paused
+            })
+        };
+        let in_pause = |s: &Sample| {
+            cycles
+                .iter()
+                .any(|c| s.start >= c.paused && s.start < c.resumed)
+        };
+        let in_after = |s: &Sample| {
+            cycles
+                .iter()
+                .any(|c| s.start >= c.resumed && s.start < c.end)
+        };
+        let base = || all().filter(|s| in_base(s));
+        let during = || all().filter(|s| in_pause(s));
+        let after = || all().filter(|s| in_after(s));
+        let outages = cycles
             .iter()
-            .map(|samples| {
-                samples
-                    .iter()
-                    .filter(|s| s.start >= m.paused && s.start < m.resumed && s.victim)
-                    .take_while(|s| s.outcome != Outcome::Tko)
-                    .filter(|s| s.outcome == Outcome::TimedOut)
-                    .count()
+            .map(|c| {
+                let pause = |s: &&Sample| s.victim && s.start >= c.paused && s.start < c.resumed;
+                OutageResult {
+                    fail_fast_after: all()
+                        .filter(pause)
+                        .filter(|s| s.outcome == Outcome::Tko)
+                        .map(|s| s.start - c.paused)
+                        .min(),
+                    timed_out_before_tko: per_thread
+                        .iter()
+                        .map(|samples| {
+                            samples
+                                .iter()
+                                .filter(pause)
+                                .take_while(|s| s.outcome != Outcome::Tko)
+                                .filter(|s| s.outcome == Outcome::TimedOut)
+                                .count()
+                        })
+                        .collect(),
+                    served_after: all()
+                        .filter(|s| {
+                            s.victim
+                                && s.outcome == Outcome::Hit
+                                && s.start >= c.resumed
+                                && s.start < c.end
+                        })
+                        .map(|s| s.start + s.latency - c.resumed)
+                        .min(),
+                    closed_after: c.closed.map(|t| t - c.resumed),
+                }
             })
             .collect();
         let count = |o: Outcome| during().filter(|s| s.victim && s.outcome == o).count();
@@ -412,18 +488,12 @@ impl Analysis {
             outage_healthy_errors: during()
                 .filter(|s| !s.victim && s.outcome != Outcome::Hit)
                 .count(),
-            fail_fast_after: first_tko.map(|t| t - m.paused),
-            timed_out_before_tko,
             outage_victim: (
                 count(Outcome::TimedOut),
                 count(Outcome::Tko),
                 count(Outcome::Failed),
             ),
-            served_after: after()
-                .filter(|s| s.victim && s.outcome == Outcome::Hit)
-                .map(|s| s.start + s.latency - m.resumed)
-                .min(),
-            closed_after: m.closed.map(|c| c - m.resumed),
+            outages,
             requests: (base().count(), during().count(), after().count()),
             errors_after: after().filter(|s| s.outcome != Outcome::Hit).count(),
         }
@@ -441,12 +511,28 @@ impl Analysis {
         report::percentile(&self.outage_healthy, 0.99) as f64 / base as f64
     }
 
+    fn max_timed_out(&self) -> usize {
+        self.outages
+            .iter()
+            .flat_map(|o| o.timed_out_before_tko.iter().copied())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The slowest recovery (`None` if an outage never recovered).
+    fn worst_recovery(&self) -> Option<Duration> {
+        self.outages
+            .iter()
+            .map(|o| o.served_after)
+            .try_fold(Duration::ZERO, |m, d| d.map(|d| m.max(d)))
+    }
+
     /// (healthy p99, timed-out per thread, recovery) verdicts.
     fn verdicts(&self) -> (bool, bool, bool) {
         (
             self.healthy_ratio() <= 1.2,
-            self.timed_out_before_tko.iter().all(|&n| n <= 3) && self.fail_fast_after.is_some(),
-            self.served_after.is_some_and(|d| d <= self.probe_max),
+            self.max_timed_out() <= 3 && self.outages.iter().all(|o| o.fail_fast_after.is_some()),
+            self.worst_recovery().is_some_and(|d| d <= self.probe_max),
         )
     }
 }
@@ -491,11 +577,13 @@ fn render(
     let _ = writeln!(
         out,
         "- Client: one `fae_core::Client` shared by {THREADS} threads, each doing single gets \
-         of 1,000 stored keys ({VALUE_SIZE}-byte values) in turn, every value checked. Config \
+         of 1,000 stored keys ({VALUE_SIZE}-byte values) in turn, at most one per {} µs (no \
+         catch-up after a stall), every value checked. Config \
          `{{\"servers\": [4 servers]}}`, nothing else: every setting at its default — \
          `connect_ms` {}, `io_ms` {}, `tko_soft_threshold` {}, `probe_initial_ms` {} (× 1.5 per \
          failed probe, + up to 25 % jitter), `probe_max_ms` {}, `half_open_requests` {}, \
          `max_tko_fraction` {}, `on_down` fail_fast, `background` {}, meta protocol",
+        PACE.as_micros(),
         t.connect_ms,
         t.io_ms,
         h.tko_soft_threshold,
@@ -507,9 +595,10 @@ fn render(
     );
     let _ = writeln!(
         out,
-        "- Run: (a) {:.1} s baseline; (b) SIGSTOP (testkit `pause()`) for {:.1} s; (c) SIGCONT, \
-         then until the breaker is closed (at most `probe_max` + 2 s) + {:.1} s. Requests: {} / \
-         {} / {}",
+        "- Run: {} × [(a) {:.1} s baseline; (b) SIGSTOP (testkit `pause()`) for {:.1} s; (c) \
+         SIGCONT, then until the breaker is closed (at most `probe_max` + 2 s) + {:.1} s]. \
+         Requests (a) / (b) / (c): {} / {} / {}",
+        plan.cycles,
         plan.baseline.as_secs_f64(),
         plan.pause.as_secs_f64(),
         plan.tail.as_secs_f64(),
@@ -530,12 +619,20 @@ fn render(
         );
     }
     let (p99_ok, tko_ok, rec_ok) = a.verdicts();
-    let per_thread: Vec<String> = a
-        .timed_out_before_tko
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    let max_thread = a.timed_out_before_tko.iter().max().copied().unwrap_or(0);
+    let each = |f: &dyn Fn(&OutageResult) -> String| -> String {
+        a.outages.iter().map(f).collect::<Vec<_>>().join(" · ")
+    };
+    let per_thread = each(&|o| {
+        o.timed_out_before_tko
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    let max_thread = a.max_timed_out();
+    let fail_fast = each(&|o| ms(o.fail_fast_after));
+    let served = each(&|o| ms(o.served_after));
+    let closed = each(&|o| ms(o.closed_after));
     let _ = writeln!(out);
     let _ = writeln!(out, "| phase | measure | result | target |");
     let _ = writeln!(out, "|---|---|--:|---|");
@@ -566,13 +663,11 @@ fn render(
     );
     let _ = writeln!(
         out,
-        "| (b) paused | SIGSTOP → its keys fail fast (first `tko`) | {} | |",
-        ms(a.fail_fast_after)
+        "| (b) paused | SIGSTOP → its keys fail fast (first `tko`), per outage | {fail_fast} | |"
     );
     let _ = writeln!(
         out,
-        "| (b) paused | timed-out requests per client thread before its first `tko` | {} (max {max_thread}) | ≤ 3: {} |",
-        per_thread.join(", "),
+        "| (b) paused | timed-out requests per client thread before its first `tko`, per outage | {per_thread} (max {max_thread}) | ≤ 3: {} |",
         verdict(tko_ok)
     );
     let _ = writeln!(
@@ -582,15 +677,13 @@ fn render(
     );
     let _ = writeln!(
         out,
-        "| (c) resumed | SIGCONT → its keys served again (first hit ends) | {} | ≤ `probe_max` ({} ms): {} |",
-        ms(a.served_after),
+        "| (c) resumed | SIGCONT → its keys served again (first hit ends), per outage | {served} | ≤ `probe_max` ({} ms): {} |",
         a.probe_max.as_millis(),
         verdict(rec_ok)
     );
     let _ = writeln!(
         out,
-        "| (c) resumed | SIGCONT → its breaker closed | {} | |",
-        ms(a.closed_after)
+        "| (c) resumed | SIGCONT → its breaker closed, per outage | {closed} | |"
     );
     let _ = writeln!(
         out,

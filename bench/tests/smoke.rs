@@ -50,9 +50,9 @@ fn health_quick_run_pauses_a_server_and_prints_its_table() {
     for row in [
         "| (a) baseline | p50 / p99, every key |",
         "| (b) paused | p50 / p99, keys of the 3 healthy servers |",
-        "| (b) paused | SIGSTOP → its keys fail fast (first `tko`) |",
-        "| (b) paused | timed-out requests per client thread before its first `tko` |",
-        "| (c) resumed | SIGCONT → its keys served again (first hit ends) |",
+        "| (b) paused | SIGSTOP → its keys fail fast (first `tko`), per outage |",
+        "| (b) paused | timed-out requests per client thread before its first `tko`, per outage |",
+        "| (c) resumed | SIGCONT → its keys served again (first hit ends), per outage |",
     ] {
         assert!(stdout.contains(row), "{row}:\n{stdout}");
     }
