@@ -335,6 +335,7 @@ mod tests {
             (Reason::InvalidArgument, fae_result::InvalidArgument),
             (Reason::Closed, fae_result::ClientClosed),
             (Reason::Timeout, fae_result::Timeout),
+            (Reason::PoolTimeout, fae_result::Timeout),
             (Reason::ConnectTimeout, fae_result::ConnectFailed),
             (Reason::ConnectRefused, fae_result::ConnectFailed),
             (Reason::ConnectFailed, fae_result::ConnectFailed),

@@ -967,16 +967,21 @@ impl Client {
         Ok(d)
     }
 
-    /// libfae's own per-server view: `{server: {"open_connections": n, "idle_connections": n}}`.
-    fn server_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        for (addr, open, idle) in self.inner.connection_counts() {
-            let s = PyDict::new(py);
-            s.set_item("open_connections", open)?;
-            s.set_item("idle_connections", idle)?;
-            d.set_item(addr, s)?;
-        }
-        Ok(d)
+    /// libfae's own per-server view (breaker state, connections, counters, errors by reason):
+    /// `{server: {...}}`, the `destinations` part of `client_stats()`.
+    fn server_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let snapshot = self.inner.stats();
+        let dests = snapshot
+            .get("destinations")
+            .cloned()
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+        json_to_py(py, &dests)
+    }
+
+    /// The client's whole stats snapshot (pools, destinations, supervisor) as a dict; the
+    /// same JSON every binding and the CLI expose.
+    fn client_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_to_py(py, &self.inner.stats())
     }
 
     /// The servers a request for `key` would touch (`op`: get, set, delete, incr, touch …).
@@ -1065,6 +1070,11 @@ impl Client {
         })
         .map_err(|e| to_py(py, &e))
     }
+}
+
+fn json_to_py<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+    let loads = py.import("json")?.getattr("loads")?;
+    loads.call1((v.to_string(),))
 }
 
 /// The core's process generation (0 in the process that loaded libfae, +1 per fork since).

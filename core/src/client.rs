@@ -15,15 +15,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, RouteConfig};
-use crate::dist::Placement;
+use arc_swap::ArcSwap;
+use serde_json::{Value, json};
+
+use crate::config::{Config, OnDown, RouteConfig};
+use crate::dist::{Mode, Node, Placement};
 use crate::error::{Error, Reason, Result};
 use crate::item::Item;
 use crate::key;
+use crate::pool::health::{BreakerSettings, BreakerState, PoolHealth};
 use crate::pool::{ConnSettings, Destination, PooledConn, conn, fork};
 use crate::protocol::{
     self, Decoder, Protocol, Request, Response, ServerErrorKind, Status, StoreOp,
 };
+use crate::stats::inc;
+use crate::supervisor::{self, Maintain};
 
 /// The outcome of a storage command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,22 +90,94 @@ pub struct SetItem<'a> {
 /// A pool of servers with its placement.
 #[derive(Debug)]
 struct PoolRoute {
+    name: String,
     placement: Placement,
+    nodes: Vec<Node>,
+    mode: Mode,
     dests: Vec<Arc<Destination>>,
     protocol: Protocol,
     binary_keys: bool,
+    on_down: OnDown,
+    health: Arc<PoolHealth>,
+    /// `on_down: eject`: the placement over the servers whose breaker is not open, rebuilt
+    /// when the pool's breaker epoch moves.
+    live: ArcSwap<LiveView>,
+    /// Probes and sweeps run on the supervisor thread (config `health.background`).
+    background: bool,
+}
+
+/// The ring without the ejected servers.
+#[derive(Debug)]
+struct LiveView {
+    epoch: u64,
+    /// `None` when every server is open (nothing to rehash to) or none is.
+    placement: Option<Placement>,
+    /// Index in `placement` → index in `dests`.
+    map: Vec<usize>,
 }
 
 impl PoolRoute {
+    /// The destination for `key`. With `on_down: eject`, a key whose server is open goes to the
+    /// placement over the remaining servers. Keys of healthy servers never move: on a ketama
+    /// ring that is exactly libmemcached's rebuilt continuum; on modula modes it avoids
+    /// reshuffling every key.
     fn dest_index(&self, key: &[u8]) -> usize {
-        self.placement.pick(key)
+        let i = self.placement.pick(key);
+        if self.on_down == OnDown::FailFast || self.dests[i].health.state() != BreakerState::Open {
+            return i;
+        }
+        let view = self.live_view();
+        match &view.placement {
+            Some(p) => {
+                inc(&self.dests[i].counters.ejected_lookups);
+                view.map[p.pick(key)]
+            }
+            None => i,
+        }
+    }
+
+    fn live_view(&self) -> Arc<LiveView> {
+        let epoch = self.health.epoch();
+        let view = self.live.load_full();
+        if view.epoch == epoch {
+            return view;
+        }
+        let map: Vec<usize> = (0..self.dests.len())
+            .filter(|&i| self.dests[i].health.state() != BreakerState::Open)
+            .collect();
+        let placement = if map.is_empty() || map.len() == self.dests.len() {
+            None
+        } else {
+            let nodes: Vec<Node> = map.iter().map(|&i| self.nodes[i].clone()).collect();
+            Placement::new(self.mode, &nodes).ok()
+        };
+        let fresh = Arc::new(LiveView {
+            epoch,
+            placement,
+            map,
+        });
+        self.live.store(Arc::clone(&fresh));
+        fresh
+    }
+
+    /// Admit a request to `dest`, probing inline when no supervisor does it.
+    fn admit(&self, dest: &Destination) -> Result<()> {
+        dest.admit(self.background && supervisor::is_running())
+    }
+}
+
+impl Maintain for PoolRoute {
+    fn maintain(&self) {
+        for d in &self.dests {
+            d.maintain();
+        }
     }
 }
 
 /// A memcached client with compatible placement and pooled connections.
 #[derive(Debug)]
 pub struct Client {
-    pool: PoolRoute,
+    pool: Arc<PoolRoute>,
     io_timeout: Duration,
     max_value_size: usize,
     closed: AtomicBool,
@@ -411,37 +489,84 @@ impl Client {
         })?;
         let placement = Placement::new(pc.mode, &pc.servers)
             .map_err(|e| Error::with_detail(Reason::InvalidConfig, format!("pools.{pool}: {e}")))?;
+        let h = &config.health;
+        let ms = Duration::from_millis;
         let settings = ConnSettings {
             protocol: pc.protocol,
-            connect_timeout: Duration::from_millis(config.timeouts.connect_ms),
-            io_timeout: Duration::from_millis(config.timeouts.io_ms),
+            connect_timeout: ms(config.timeouts.connect_ms),
+            io_timeout: ms(config.timeouts.io_ms),
             max_connections: pc.max_connections,
             // Replies carry at most one value; leave room for memcached's own item overhead.
             decoder: Decoder {
                 max_value_size: config.max_value_size.max(1024 * 1024),
             },
+            heartbeat_interval: ms(h.heartbeat_interval_ms),
+            max_idle: (h.max_idle_ms > 0).then(|| ms(h.max_idle_ms)),
+            max_age: (h.max_age_ms > 0).then(|| ms(h.max_age_ms)),
+            background: h.background,
+            breaker: BreakerSettings {
+                tko_soft_threshold: h.tko_soft_threshold,
+                probe_initial: ms(h.probe_initial_ms),
+                probe_max: ms(h.probe_max_ms),
+                half_open_requests: h.half_open_requests,
+                max_tko_fraction: h.max_tko_fraction,
+            },
         };
+        let health = PoolHealth::new(pc.servers.len(), h.max_tko_fraction);
         let dests = pc
             .servers
             .iter()
-            .map(|n| Arc::new(Destination::new(&n.host, n.port, settings)))
+            .map(|n| {
+                Arc::new(Destination::new(
+                    &n.host,
+                    n.port,
+                    settings,
+                    Arc::clone(&health),
+                ))
+            })
             .collect();
+        let route = Arc::new(PoolRoute {
+            name: pool.clone(),
+            placement,
+            nodes: pc.servers.clone(),
+            mode: pc.mode,
+            dests,
+            protocol: pc.protocol,
+            binary_keys: pc.binary_keys,
+            on_down: pc.on_down,
+            live: ArcSwap::from_pointee(LiveView {
+                epoch: health.epoch(),
+                placement: None,
+                map: Vec::new(),
+            }),
+            health,
+            background: h.background,
+        });
+        if h.background {
+            let weak = Arc::downgrade(&route);
+            supervisor::register(weak);
+        }
         Ok(Client {
-            pool: PoolRoute {
-                placement,
-                dests,
-                protocol: pc.protocol,
-                binary_keys: pc.binary_keys,
-            },
-            io_timeout: Duration::from_millis(config.timeouts.io_ms),
+            pool: route,
+            io_timeout: ms(config.timeouts.io_ms),
             max_value_size: config.max_value_size,
             closed: AtomicBool::new(false),
         })
     }
 
+    /// Every request starts here: refuse work once closed, and make sure background health
+    /// work runs in this process (the supervisor starts on first use, and again in a forked
+    /// child), or do it inline when `background` is off.
     fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(Error::with_detail(Reason::Closed, "the client is closed"));
+        }
+        if self.pool.background {
+            supervisor::ensure_running();
+        } else {
+            for d in &self.pool.dests {
+                d.maintain_if_due();
+            }
         }
         Ok(())
     }
@@ -468,8 +593,23 @@ impl Client {
         Instant::now() + self.io_timeout
     }
 
-    /// Run one batch on one destination.
+    /// Run one batch on one destination: admitted by its breaker, outcome recorded.
     fn exchange<B: Batch>(
+        &self,
+        dest: &Destination,
+        batch: &mut B,
+        deadline: Instant,
+    ) -> Result<()> {
+        if let Err(e) = self.pool.admit(dest) {
+            batch.fail(&e);
+            return Err(e);
+        }
+        let result = self.exchange_admitted(dest, batch, deadline);
+        dest.record(&result);
+        result
+    }
+
+    fn exchange_admitted<B: Batch>(
         &self,
         dest: &Destination,
         batch: &mut B,
@@ -522,6 +662,10 @@ impl Client {
         let mut live: Vec<Slot<'_>> = Vec::with_capacity(work.len());
         for (i, (d, batch)) in work.iter_mut().enumerate() {
             let dest = &*self.pool.dests[*d];
+            if let Err(e) = self.pool.admit(dest) {
+                batch.fail(&e);
+                continue;
+            }
             match dest.checkout(deadline) {
                 Ok(mut pc) => {
                     batch.encode(dest.protocol(), &mut pc.conn().wbuf);
@@ -531,9 +675,27 @@ impl Client {
                         sending: true,
                     });
                 }
-                Err(e) => batch.fail(&e),
+                Err(e) => {
+                    dest.record::<()>(&Err(e.clone()));
+                    batch.fail(&e);
+                }
             }
         }
+        // Every way a slot ends goes through here: the breaker hears about each server once.
+        let finish = |slot: Slot<'_>, outcome: Result<()>, batch: &mut B| {
+            let dest = slot.pc.destination();
+            match outcome {
+                Ok(()) => {
+                    dest.record(&Ok::<(), Error>(()));
+                    release(slot.pc, true);
+                }
+                Err(e) => {
+                    let e = e.at(dest.addr());
+                    dest.record::<()>(&Err(e.clone()));
+                    batch.fail(&e);
+                }
+            }
+        };
         // Write every batch first, then serve whichever connection is ready. Reading only
         // after poll reports data avoids a speculative recv (EAGAIN) per server per call.
         let mut i = live.len();
@@ -543,7 +705,8 @@ impl Client {
                 Ok(done) => live[i].sending = !done,
                 Err(e) => {
                     let slot = live.swap_remove(i);
-                    work[slot.work].1.fail(&e.at(slot.pc.destination().addr()));
+                    let w = slot.work;
+                    finish(slot, Err(e), &mut work[w].1);
                 }
             }
         }
@@ -563,10 +726,9 @@ impl Client {
                 });
             }
             if let Err(e) = conn::poll(&mut pfds, deadline) {
-                for s in live.drain(..) {
-                    work[s.work]
-                        .1
-                        .fail(&e.clone().at(s.pc.destination().addr()));
+                for slot in live.drain(..) {
+                    let w = slot.work;
+                    finish(slot, Err(e.clone()), &mut work[w].1);
                 }
                 break;
             }
@@ -580,7 +742,8 @@ impl Client {
                     continue;
                 }
                 let slot = &mut live[i];
-                let batch = &mut work[slot.work].1;
+                let w = slot.work;
+                let batch = &mut work[w].1;
                 let step: Result<bool> = (|| {
                     let decoder = *slot.pc.destination().decoder();
                     let c = slot.pc.conn();
@@ -601,11 +764,8 @@ impl Client {
                 })();
                 match step {
                     Ok(false) => {}
-                    Ok(true) => release(live.swap_remove(i).pc, true),
-                    Err(e) => {
-                        let slot = live.swap_remove(i);
-                        batch.fail(&e.at(slot.pc.destination().addr()));
-                    }
+                    Ok(true) => finish(live.swap_remove(i), Ok(()), &mut work[w].1),
+                    Err(e) => finish(live.swap_remove(i), Err(e), &mut work[w].1),
                 }
             }
         }
@@ -1018,6 +1178,52 @@ impl Client {
                     d.idle_connections(),
                 )
             })
+            .collect()
+    }
+
+    /// A snapshot of the client's health and counters, as JSON:
+    /// `{"pools": {name: {...}}, "destinations": {"host:port": {"state": "closed", "requests": n,
+    /// "errors": {"timeout": n}, "open_connections": n, ...}}, "supervisor": {...}}`. Counter
+    /// names are listed in [`crate::stats::DestCounters::TABLE`].
+    pub fn stats(&self) -> Value {
+        let p = &self.pool;
+        let mut dests = serde_json::Map::new();
+        for d in &p.dests {
+            dests.insert(d.addr().to_string(), d.stats_json());
+        }
+        json!({
+            "pools": { p.name.clone(): {
+                "servers": p.dests.len(),
+                "mode": p.mode.as_str(),
+                "protocol": p.protocol.as_str(),
+                "on_down": p.on_down.as_str(),
+                "breakers_not_closed": p.health.not_closed(),
+            }},
+            "destinations": Value::Object(dests),
+            "supervisor": {
+                "background": p.background,
+                "running": supervisor::is_running(),
+                "threads_started": supervisor::threads_started(),
+            },
+        })
+    }
+
+    /// Local addresses of the idle pooled connections (diagnostics; the fork tests use it to
+    /// prove a child never reuses its parent's sockets).
+    pub fn idle_local_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.pool
+            .dests
+            .iter()
+            .flat_map(|d| d.idle_local_addrs())
+            .collect()
+    }
+
+    /// Each destination's breaker state, in config order: `(addr, state)`.
+    pub fn breaker_states(&self) -> Vec<(String, BreakerState)> {
+        self.pool
+            .dests
+            .iter()
+            .map(|d| (d.addr().to_string(), d.health.state()))
             .collect()
     }
 

@@ -56,6 +56,9 @@ pub enum Reason {
     Closed,
     /// Transport: the deadline passed while sending or waiting for a reply.
     Timeout,
+    /// Library: every one of `max_connections` connections to the server stayed busy until
+    /// the deadline (local saturation, not a server failure).
+    PoolTimeout,
     /// Transport: the TCP connect did not finish within `connect_ms`.
     ConnectTimeout,
     /// Transport: the server refused the connection.
@@ -81,13 +84,14 @@ pub enum Reason {
 impl Reason {
     /// Every reason, so that bindings can test their mapping is total (the enum is
     /// `#[non_exhaustive]`, so their `match` needs a wildcard arm that a test must keep unused).
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Self::InvalidKey,
         Self::ValueTooLarge,
         Self::InvalidConfig,
         Self::InvalidArgument,
         Self::Closed,
         Self::Timeout,
+        Self::PoolTimeout,
         Self::ConnectTimeout,
         Self::ConnectRefused,
         Self::ConnectFailed,
@@ -109,6 +113,7 @@ impl Reason {
             Self::InvalidArgument => "invalid_argument",
             Self::Closed => "closed",
             Self::Timeout => "timeout",
+            Self::PoolTimeout => "pool_timeout",
             Self::ConnectTimeout => "connect_timeout",
             Self::ConnectRefused => "connect_refused",
             Self::ConnectFailed => "connect_failed",
@@ -130,7 +135,7 @@ impl Reason {
             Self::InvalidConfig => ErrorKind::InvalidConfig,
             Self::InvalidArgument => ErrorKind::InvalidArgument,
             Self::Closed => ErrorKind::ClientClosed,
-            Self::Timeout => ErrorKind::Timeout,
+            Self::Timeout | Self::PoolTimeout => ErrorKind::Timeout,
             Self::ConnectTimeout | Self::ConnectRefused | Self::ConnectFailed => {
                 ErrorKind::ConnectFailed
             }
@@ -209,6 +214,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self.reason {
             Reason::Timeout
+            | Reason::PoolTimeout
             | Reason::ConnectTimeout
             | Reason::ConnectRefused
             | Reason::ConnectFailed
@@ -246,6 +252,7 @@ impl Error {
             | Reason::InvalidConfig
             | Reason::InvalidArgument
             | Reason::Closed
+            | Reason::PoolTimeout
             | Reason::ClientError => false,
         }
     }
@@ -268,6 +275,7 @@ impl Error {
             | Reason::InvalidConfig
             | Reason::InvalidArgument
             | Reason::Closed
+            | Reason::PoolTimeout
             | Reason::ServerError
             | Reason::Tko
             | Reason::NoServers => false,

@@ -20,6 +20,8 @@ pub mod item;
 pub mod key;
 pub mod pool;
 pub mod protocol;
+pub mod stats;
+pub mod supervisor;
 
 pub use client::{Client, Op, SetItem, StoreOutcome};
 pub use config::Config;

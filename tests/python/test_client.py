@@ -138,8 +138,14 @@ def test_set_many_reports_not_stored_keys_with_failed_server(own_memcached, serv
     assert sorted(failed) == sorted(dead_keys)
     live = [k for k in keys if k not in dead_keys]
     assert c.get_many(live) == {k: b"v" for k in live}
-    with pytest.raises(fae.ConnectionError) as e:
+    # The set_many's refused connect opened the server's breaker (a hard failure): reads of
+    # its keys now fail fast without touching a socket.
+    with pytest.raises(fae.NoServerAvailable) as e:
         c.get_many(keys)
+    assert e.value.reason == "tko" and e.value.destination == own_memcached.addr
+    fresh = fae.Client([server, own_memcached.addr], timeout=0.3, connect_timeout=0.2)
+    with pytest.raises(fae.ConnectionError) as e:
+        fresh.get(dead_keys[0])
     assert e.value.reason == "connect_refused" and e.value.destination == own_memcached.addr
     tolerant = fae.Client([server, own_memcached.addr], timeout=0.3, ignore_exc=True)
     assert tolerant.get_many(keys) == {k: b"v" for k in live}
@@ -244,7 +250,11 @@ def test_admin(mc, servers):
     assert mc.flush_all() is True
     assert mc.get("k") is None
     ss = mc.server_stats()
-    assert list(ss) == servers and set(next(iter(ss.values()))) == {"open_connections", "idle_connections"}
+    assert sorted(ss) == sorted(servers)
+    for s in ss.values():
+        assert s["state"] == "closed" and s["open_connections"] >= 1 and "idle_connections" in s
+    snap = mc.client_stats()
+    assert set(snap["destinations"]) == set(servers) and "pools" in snap
 
 
 def test_route_for_matches_where_values_land(servers):

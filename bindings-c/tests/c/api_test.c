@@ -14,6 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Does buf[0..n) contain the NUL-terminated needle? (memmem is not C99.) */
+static int contains(const char *buf, size_t n, const char *needle) {
+  size_t m = strlen(needle), i;
+  for (i = 0; m <= n && i <= n - m; i++) {
+    if (memcmp(buf + i, needle, m) == 0) return 1;
+  }
+  return 0;
+}
+
 static int checks = 0;
 static int failures = 0;
 
@@ -596,6 +605,24 @@ static void test_route_and_servers(const fae_client *c, const char *live1, const
   CHECK(memchr(buf, ',', n) != NULL);
   CHECK_RC(fae_client_version(c, small, sizeof small, &n), FAE_RESULT_INSUFFICIENT_SIZE);
   CHECK_RC(fae_client_version(c, buf, sizeof buf, NULL), FAE_RESULT_NULL_PARAMETER);
+
+  /* stats: ask for the size, then read a JSON snapshot naming each server and its state */
+  {
+    size_t need = 0;
+    char *json;
+    CHECK_RC(fae_client_stats_json(c, NULL, 0, &need), FAE_RESULT_INSUFFICIENT_SIZE);
+    CHECK(need > 0);
+    json = (char *)malloc(need);
+    CHECK(json != NULL);
+    if (json != NULL) {
+      CHECK_RC(fae_client_stats_json(c, json, need, &n), FAE_RESULT_OK);
+      CHECK(n == need && json[0] == '{' && json[n - 1] == '}');
+      CHECK(contains(json, n, live1));
+      CHECK(contains(json, n, "\"state\":\"closed\""));
+      free(json);
+    }
+    CHECK_RC(fae_client_stats_json(NULL, buf, sizeof buf, &n), FAE_RESULT_NULL_PARAMETER);
+  }
 }
 
 /* A pool with one live and one dead server: the dead server's keys fail with a 2xx code and

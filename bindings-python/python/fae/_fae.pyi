@@ -212,8 +212,11 @@ class Client:
         """``{server: version}``."""
     def stats(self, *args: str) -> Dict[str, Dict[str, Union[int, float, str]]]:
         """memcached ``stats [args]`` per server: ``{server: {name: value}}``."""
-    def server_stats(self) -> Dict[str, Dict[str, int]]:
-        """libfae's view per server: ``open_connections``, ``idle_connections``."""
+    def server_stats(self) -> Dict[str, Dict[str, Any]]:
+        """libfae's view per server: ``state`` (breaker), ``open_connections``,
+        ``idle_connections``, request counters and ``errors`` by reason."""
+    def client_stats(self) -> Dict[str, Any]:
+        """The whole stats snapshot (``pools``, ``destinations``, ``supervisor``)."""
     def route_for(self, key: Key, op: str = "get") -> List[str]:
         """The servers a request would touch (no I/O). ``op``: get, gets, gat, set, add,
         replace, append, prepend, cas, delete, incr, decr, touch."""

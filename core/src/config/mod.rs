@@ -39,6 +39,22 @@ pub mod defaults {
     pub const PORT: u16 = 11211;
     /// Name of the pool the `servers` shorthand creates.
     pub const POOL: &str = "default";
+    /// Idle connections unused this long get a heartbeat, milliseconds.
+    pub const HEARTBEAT_INTERVAL_MS: u64 = 5000;
+    /// Consecutive soft failures (timeouts) that open a breaker.
+    pub const TKO_SOFT_THRESHOLD: u32 = 3;
+    /// First probe delay after a breaker opens, milliseconds.
+    pub const PROBE_INITIAL_MS: u64 = 250;
+    /// Longest probe delay, milliseconds.
+    pub const PROBE_MAX_MS: u64 = 10_000;
+    /// Trial requests a half-open breaker admits.
+    pub const HALF_OPEN_REQUESTS: u32 = 3;
+    /// Largest fraction of a pool whose breakers may be open at once.
+    pub const MAX_TKO_FRACTION: f64 = 0.5;
+    /// Idle connections unused this long are closed, milliseconds (0: never).
+    pub const MAX_IDLE_MS: u64 = 60_000;
+    /// Connections older than this are closed when idle, milliseconds (0: never).
+    pub const MAX_AGE_MS: u64 = 0;
 }
 
 /// A validated configuration.
@@ -53,6 +69,73 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Largest value accepted, in bytes; larger values fail before any I/O.
     pub max_value_size: usize,
+    /// Heartbeats, the circuit breaker and the supervisor.
+    pub health: HealthConfig,
+}
+
+/// What happens to the keys of a server whose breaker is open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDown {
+    /// Its keys fail fast (`tko`); nothing rehashes, so no stale data when it returns.
+    #[default]
+    FailFast,
+    /// Take it off the ring while open: its keys go to the other servers (twemproxy
+    /// `auto_eject_hosts`, libmemcached `REMOVE_FAILED_SERVERS`). Risk: values written
+    /// elsewhere meanwhile are stale or missing when it returns.
+    Eject,
+}
+
+impl OnDown {
+    /// Stable config name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::FailFast => "fail_fast",
+            Self::Eject => "eject",
+        }
+    }
+}
+
+/// Heartbeats, the circuit breaker and the supervisor (config `health`).
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HealthConfig {
+    /// Idle connections unused this long get a `mn`/`version` heartbeat, milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// Consecutive soft failures (timeouts, resets) that open a breaker.
+    pub tko_soft_threshold: u32,
+    /// First probe delay after a breaker opens, milliseconds (× 1.5 per failed probe).
+    pub probe_initial_ms: u64,
+    /// Longest probe delay, milliseconds.
+    pub probe_max_ms: u64,
+    /// Trial requests a half-open breaker admits; that many successes close it.
+    pub half_open_requests: u32,
+    /// No breaker opens if that would leave more than this fraction of its pool open.
+    pub max_tko_fraction: f64,
+    /// Idle connections unused this long are closed, milliseconds (0: never).
+    pub max_idle_ms: u64,
+    /// Connections older than this (jittered −20 %) are closed when idle, milliseconds (0: never).
+    pub max_age_ms: u64,
+    /// Run probes and heartbeats on a supervisor thread (started on first use). When false,
+    /// requests run due probes and sweeps inline, for environments that forbid threads.
+    pub background: bool,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: defaults::HEARTBEAT_INTERVAL_MS,
+            tko_soft_threshold: defaults::TKO_SOFT_THRESHOLD,
+            probe_initial_ms: defaults::PROBE_INITIAL_MS,
+            probe_max_ms: defaults::PROBE_MAX_MS,
+            half_open_requests: defaults::HALF_OPEN_REQUESTS,
+            max_tko_fraction: defaults::MAX_TKO_FRACTION,
+            max_idle_ms: defaults::MAX_IDLE_MS,
+            max_age_ms: defaults::MAX_AGE_MS,
+            background: true,
+        }
+    }
 }
 
 /// One pool: servers that share a placement.
@@ -69,6 +152,8 @@ pub struct PoolConfig {
     pub max_connections: usize,
     /// Allow keys with spaces or control bytes (meta protocol only; sent base64-encoded).
     pub binary_keys: bool,
+    /// What happens to a down server's keys.
+    pub on_down: OnDown,
 }
 
 /// Connect and request deadlines.
@@ -256,6 +341,8 @@ struct RawPool {
     max_connections: usize,
     #[serde(default)]
     binary_keys: bool,
+    #[serde(default)]
+    on_down: OnDown,
 }
 
 fn max_connections() -> usize {
@@ -273,8 +360,11 @@ struct RawConfig {
     protocol: Option<Protocol>,
     max_connections: Option<usize>,
     binary_keys: Option<bool>,
+    on_down: Option<OnDown>,
     #[serde(default)]
     timeouts: Timeouts,
+    #[serde(default)]
+    health: HealthConfig,
     #[serde(default = "max_value_size")]
     max_value_size: usize,
 }
@@ -337,6 +427,7 @@ impl Config {
             protocol: Protocol::default(),
             max_connections: defaults::MAX_CONNECTIONS,
             binary_keys: false,
+            on_down: OnDown::default(),
         };
         let cfg = Config {
             pools: BTreeMap::from([(defaults::POOL.to_string(), pool)]),
@@ -345,6 +436,7 @@ impl Config {
             },
             timeouts: Timeouts::default(),
             max_value_size: defaults::MAX_VALUE_SIZE,
+            health: HealthConfig::default(),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -370,6 +462,7 @@ impl Config {
                     protocol: raw.protocol.unwrap_or_default(),
                     max_connections: raw.max_connections.unwrap_or(defaults::MAX_CONNECTIONS),
                     binary_keys: raw.binary_keys.unwrap_or(false),
+                    on_down: raw.on_down.unwrap_or_default(),
                 };
                 pools.insert(defaults::POOL.to_string(), pool);
             }
@@ -379,6 +472,7 @@ impl Config {
                     ("protocol", raw.protocol.is_some()),
                     ("max_connections", raw.max_connections.is_some()),
                     ("binary_keys", raw.binary_keys.is_some()),
+                    ("on_down", raw.on_down.is_some()),
                 ] {
                     if given {
                         return Err(invalid(format!(
@@ -409,6 +503,7 @@ impl Config {
                     protocol: p.protocol,
                     max_connections: p.max_connections,
                     binary_keys: p.binary_keys,
+                    on_down: p.on_down,
                 };
                 (name, pool)
             })
@@ -418,6 +513,7 @@ impl Config {
             route,
             timeouts: raw.timeouts,
             max_value_size: raw.max_value_size,
+            health: raw.health,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -460,6 +556,36 @@ impl Config {
         }
         if self.max_value_size == 0 {
             return Err(invalid("max_value_size: must be at least 1"));
+        }
+        let h = &self.health;
+        let checks = [
+            (
+                h.heartbeat_interval_ms >= 1,
+                "health.heartbeat_interval_ms: must be at least 1",
+            ),
+            (
+                h.tko_soft_threshold >= 1,
+                "health.tko_soft_threshold: must be at least 1",
+            ),
+            (
+                h.probe_max_ms >= 1,
+                "health.probe_max_ms: must be at least 1",
+            ),
+            (
+                h.probe_initial_ms <= h.probe_max_ms,
+                "health.probe_initial_ms: must not exceed probe_max_ms",
+            ),
+            (
+                h.half_open_requests >= 1,
+                "health.half_open_requests: must be at least 1",
+            ),
+            (
+                (0.0..=1.0).contains(&h.max_tko_fraction),
+                "health.max_tko_fraction: must be between 0 and 1",
+            ),
+        ];
+        if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
+            return Err(invalid(*msg));
         }
         Ok(())
     }
@@ -511,6 +637,40 @@ mod tests {
             }
         );
         assert_eq!(c.timeouts, Timeouts::default());
+    }
+
+    #[test]
+    fn health_section_and_on_down() {
+        let c = Config::from_json(
+            r#"{"servers": ["a:1", "b:2"], "on_down": "eject",
+                "health": {"tko_soft_threshold": 5, "probe_initial_ms": 10, "background": false}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.pools["default"].on_down, OnDown::Eject);
+        assert_eq!(c.health.tko_soft_threshold, 5);
+        assert_eq!(c.health.probe_initial_ms, 10);
+        assert!(!c.health.background);
+        assert_eq!(
+            c.health.probe_max_ms,
+            defaults::PROBE_MAX_MS,
+            "unset fields keep defaults"
+        );
+        assert!(
+            err(r#"{"servers": ["a:1"], "on_down": "rehash"}"#)
+                .starts_with("on_down: unknown variant")
+        );
+        assert!(
+            err(r#"{"servers": ["a:1"], "health": {"probe_initial_ms": 9, "probe_max_ms": 5}}"#)
+                .starts_with("health.probe_initial_ms")
+        );
+        assert!(
+            err(r#"{"servers": ["a:1"], "health": {"max_tko_fraction": 2}}"#)
+                .starts_with("health.max_tko_fraction")
+        );
+        assert!(
+            err(r#"{"servers": ["a:1"], "health": {"tko": 1}}"#)
+                .starts_with("health.tko: unknown field")
+        );
     }
 
     #[test]

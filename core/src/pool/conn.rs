@@ -34,6 +34,12 @@ pub struct Conn {
     pub(crate) wbuf: Vec<u8>,
     sent: usize,
     pub(crate) created: Instant,
+    /// When a request last used the connection (idle time for `max_idle` counts from here).
+    pub(crate) last_used: Instant,
+    /// When a request or a heartbeat last proved the connection alive.
+    pub(crate) last_checked: Instant,
+    /// Recycle once this old (jittered per connection); `None`: never.
+    pub(crate) max_age: Option<Duration>,
     pub(crate) generation: u64,
     /// The `SO_RCVTIMEO` set at connect: a blocking `recv` may wait this long.
     read_timeout: Duration,
@@ -157,6 +163,9 @@ impl Conn {
                         wbuf: Vec::with_capacity(1024),
                         sent: 0,
                         created: Instant::now(),
+                        last_used: Instant::now(),
+                        last_checked: Instant::now(),
+                        max_age: None,
                         generation,
                         read_timeout,
                     });
@@ -200,6 +209,11 @@ impl Conn {
     /// How long ago the connection was made.
     pub fn age(&self) -> Duration {
         self.created.elapsed()
+    }
+
+    /// The local address of the socket.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.local_addr()
     }
 
     /// The raw file descriptor, for `poll(2)`.
