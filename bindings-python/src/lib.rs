@@ -40,6 +40,9 @@ impl KeyBuf<'_> {
     }
 }
 
+/// One hit of a multi-key read: (the key object passed in, the value, the CAS token).
+type Hit<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, u64);
+
 /// A memcached client with libfae's router inside. See `fae/_fae.pyi`.
 #[pyclass(frozen, module = "fae._fae", name = "Client", subclass)]
 struct Client {
@@ -215,6 +218,7 @@ impl Client {
         serde::decode(&self.serde, py, key, item.value, item.flags)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn store(
         &self,
         py: Python<'_>,
@@ -267,7 +271,7 @@ impl Client {
         py: Python<'py>,
         keys: &Bound<'py, PyAny>,
         cas: bool,
-    ) -> PyResult<Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>, u64)>> {
+    ) -> PyResult<Vec<Hit<'py>>> {
         let (objs, bufs) = self.keys(keys)?;
         if bufs.is_empty() {
             return Ok(Vec::new());

@@ -1255,7 +1255,7 @@ impl Client {
     /// server (dialled and answered within `io_ms` each) and never a pooled one:
     /// `stats` replies are multi-line and have no place in the request codec. `args` must be
     /// printable ASCII words (`""`, `"settings"`, `"slabs"`, `"items"` …).
-    pub fn server_stats(&self, args: &str) -> Result<Vec<(String, Result<Vec<(String, String)>>)>> {
+    pub fn server_stats(&self, args: &str) -> Result<Vec<(String, Result<ServerStats>)>> {
         self.check_open()?;
         if !args.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
             return Err(Error::with_detail(
@@ -1279,6 +1279,9 @@ impl Client {
             .collect())
     }
 }
+
+/// One server's `stats` reply: `(name, value)` pairs in the server's order.
+pub type ServerStats = Vec<(String, String)>;
 
 /// One `stats` exchange on a fresh connection to `addr` (`host:port`, IPv6 host unbracketed).
 fn admin_stats(addr: &str, line: &str, io_timeout: Duration) -> Result<Vec<(String, String)>> {
