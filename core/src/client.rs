@@ -1648,6 +1648,115 @@ impl Client {
     pub fn breaker_states(&self) -> Vec<(String, BreakerState)> {
         self.inner.route.load().breaker_states()
     }
+
+    /// Close every idle connection now and keep the client usable: the next request dials
+    /// again. This is pymemcache's and pylibmc's `disconnect_all()`, which frameworks call at the
+    /// end of a request; unlike [`Client::close`] it does not make later calls fail.
+    pub fn disconnect_idle(&self) {
+        for d in &self.pool.dests {
+            d.close_idle();
+        }
+    }
+
+    /// memcached's `stats [args]` on every server, in config order: `(addr, [(name, value)])`
+    /// in the server's order. An admin command, so it uses its own short-lived connection per
+    /// server (dialled and answered within `io_ms` each) and never a pooled one:
+    /// `stats` replies are multi-line and have no place in the request codec. `args` must be
+    /// printable ASCII words (`""`, `"settings"`, `"slabs"`, `"items"` …).
+    pub fn server_stats(&self, args: &str) -> Result<Vec<(String, Result<ServerStats>)>> {
+        self.check_open()?;
+        if !args.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+            return Err(Error::with_detail(
+                Reason::InvalidArgument,
+                "stats arguments must be printable ASCII words",
+            ));
+        }
+        let line = if args.trim().is_empty() {
+            "stats\r\n".to_string()
+        } else {
+            format!("stats {}\r\n", args.trim())
+        };
+        Ok(self
+            .pool
+            .dests
+            .iter()
+            .map(|d| {
+                let r = admin_stats(d.addr(), &line, self.io_timeout).map_err(|e| e.at(d.addr()));
+                (d.addr().to_string(), r)
+            })
+            .collect())
+    }
+}
+
+/// One server's `stats` reply: `(name, value)` pairs in the server's order.
+pub type ServerStats = Vec<(String, String)>;
+
+/// One `stats` exchange on a fresh connection to `addr` (`host:port`, IPv6 host unbracketed).
+fn admin_stats(addr: &str, line: &str, io_timeout: Duration) -> Result<Vec<(String, String)>> {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    let io_err = |e: std::io::Error| {
+        let reason = match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Reason::Timeout,
+            std::io::ErrorKind::ConnectionRefused => Reason::ConnectRefused,
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof => {
+                Reason::Reset
+            }
+            _ => Reason::Io,
+        };
+        Error::with_detail(reason, format!("stats: {e}"))
+    };
+    let (host, port) = addr
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        .ok_or_else(|| Error::with_detail(Reason::ConnectFailed, "bad server address"))?;
+    let sa = (host.trim_matches(|c| c == '[' || c == ']'), port)
+        .to_socket_addrs()
+        .map_err(io_err)?
+        .next()
+        .ok_or_else(|| Error::with_detail(Reason::ConnectFailed, "address did not resolve"))?;
+    let mut s = TcpStream::connect_timeout(&sa, io_timeout).map_err(io_err)?;
+    let deadline = Instant::now() + io_timeout;
+    s.set_write_timeout(Some(io_timeout)).map_err(io_err)?;
+    s.write_all(line.as_bytes()).map_err(io_err)?;
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::with_detail(
+                Reason::Timeout,
+                "stats: no complete reply",
+            ));
+        }
+        s.set_read_timeout(Some(left)).map_err(io_err)?;
+        let n = s.read(&mut chunk).map_err(io_err)?;
+        if n == 0 {
+            return Err(Error::with_detail(
+                Reason::Reset,
+                "stats: connection closed",
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        let first = text.split("\r\n").next().unwrap_or("");
+        if first.starts_with("SERVER_ERROR") {
+            return Err(Error::with_detail(Reason::ServerError, first.to_string()));
+        }
+        if first.starts_with("CLIENT_ERROR") || first == "ERROR" {
+            return Err(Error::with_detail(Reason::ClientError, first.to_string()));
+        }
+        if text == "END\r\n" || text.ends_with("\r\nEND\r\n") {
+            return Ok(text
+                .split("\r\n")
+                .filter_map(|l| l.strip_prefix("STAT "))
+                .map(|l| match l.split_once(' ') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (l.to_string(), String::new()),
+                })
+                .collect());
+        }
+    }
 }
 
 #[cfg(test)]
