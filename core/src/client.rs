@@ -1653,7 +1653,7 @@ impl Client {
     /// again. This is pymemcache's and pylibmc's `disconnect_all()`, which frameworks call at the
     /// end of a request; unlike [`Client::close`] it does not make later calls fail.
     pub fn disconnect_idle(&self) {
-        for d in &self.pool.dests {
+        for d in &self.inner.route.load().dests {
             d.close_idle();
         }
     }
@@ -1664,7 +1664,7 @@ impl Client {
     /// `stats` replies are multi-line and have no place in the request codec. `args` must be
     /// printable ASCII words (`""`, `"settings"`, `"slabs"`, `"items"` …).
     pub fn server_stats(&self, args: &str) -> Result<Vec<(String, Result<ServerStats>)>> {
-        self.check_open()?;
+        let route = self.route()?;
         if !args.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
             return Err(Error::with_detail(
                 Reason::InvalidArgument,
@@ -1676,12 +1676,11 @@ impl Client {
         } else {
             format!("stats {}\r\n", args.trim())
         };
-        Ok(self
-            .pool
+        Ok(route
             .dests
             .iter()
             .map(|d| {
-                let r = admin_stats(d.addr(), &line, self.io_timeout).map_err(|e| e.at(d.addr()));
+                let r = admin_stats(d.addr(), &line, route.io_timeout).map_err(|e| e.at(d.addr()));
                 (d.addr().to_string(), r)
             })
             .collect())
