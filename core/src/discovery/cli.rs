@@ -210,9 +210,9 @@ impl Writer {
 }
 
 /// Sleeps up to `d`, waking early when a stop signal arrived.
-fn nap(d: Duration) {
+fn nap(d: Duration, stop: &AtomicBool) {
     let end = Instant::now() + d;
-    while !STOP.load(Ordering::SeqCst) {
+    while !stop.load(Ordering::SeqCst) {
         let now = Instant::now();
         if now >= end {
             break;
@@ -226,7 +226,18 @@ fn nap(d: Duration) {
 /// Exit codes: 0 ok (also after SIGTERM/SIGINT), 1 invalid data or unwritable snapshot with
 /// `--once`, 2 usage, 3 source unreachable with `--once`. Without `--once` it runs until
 /// signalled, keeping the last good snapshot while the source is unreachable or invalid.
+/// Installs SIGTERM/SIGINT handlers (process-wide) unless `--once` or `--help`.
 pub fn watch_main(args: &[String]) -> ExitCode {
+    run(args, &STOP, true)
+}
+
+/// [`watch_main`] without signal handlers, stopping when `stop` becomes true (checked at
+/// least once per `--interval-ms`). For embedding the watcher in a thread, and for tests.
+pub fn watch_with_stop(args: &[String], stop: &AtomicBool) -> ExitCode {
+    run(args, stop, false)
+}
+
+fn run(args: &[String], stop: &AtomicBool, signals: bool) -> ExitCode {
     let opts = match parse(args) {
         Ok(Parsed::Help) => {
             print!("{USAGE}");
@@ -270,16 +281,18 @@ pub fn watch_main(args: &[String]) -> ExitCode {
         };
     }
 
-    install_signal_handlers();
+    if signals {
+        install_signal_handlers();
+    }
     eprintln!("fae watch: watching {describe} -> {}", writer.out.display());
     let mut pending: Option<Topology> = None;
     let mut last_err: Option<String> = None;
-    while !STOP.load(Ordering::SeqCst) {
+    while !stop.load(Ordering::SeqCst) {
         if let Some(t) = pending.take() {
             if let Err(e) = writer.publish(t.clone()) {
                 eprintln!("fae watch: {e}");
                 pending = Some(t);
-                nap(interval);
+                nap(interval, stop);
                 continue;
             }
         }
@@ -305,7 +318,7 @@ pub fn watch_main(args: &[String]) -> ExitCode {
                     );
                     last_err = Some(msg);
                 }
-                nap(interval);
+                nap(interval, stop);
             }
         }
     }

@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 
 pub use etcd::EtcdSource;
 pub use file::FileSource;
-pub use zookeeper::ZkSource;
+pub use zookeeper::{ZkClient, ZkSessionStats, ZkSource};
 
 /// Why a discovery operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
