@@ -346,6 +346,8 @@ mod tests {
             (Reason::Protocol, fae_result::ProtocolError),
             (Reason::Tko, fae_result::NoServerAvailable),
             (Reason::NoServers, fae_result::NoServerAvailable),
+            (Reason::Disabled, fae_result::NoServerAvailable),
+            (Reason::ReadOnly, fae_result::NoServerAvailable),
         ];
         for (reason, code) in cases {
             let e = Error::new(reason);

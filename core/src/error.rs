@@ -79,12 +79,16 @@ pub enum Reason {
     Tko,
     /// Library: no server is configured for the request.
     NoServers,
+    /// Library: the pool is switched off (`disabled: true`), failing fast without I/O.
+    Disabled,
+    /// Library: the pool is `read_only`; a `set` was dropped (other writes report "not stored").
+    ReadOnly,
 }
 
 impl Reason {
     /// Every reason, so that bindings can test their mapping is total (the enum is
     /// `#[non_exhaustive]`, so their `match` needs a wildcard arm that a test must keep unused).
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 19] = [
         Self::InvalidKey,
         Self::ValueTooLarge,
         Self::InvalidConfig,
@@ -102,6 +106,8 @@ impl Reason {
         Self::Protocol,
         Self::Tko,
         Self::NoServers,
+        Self::Disabled,
+        Self::ReadOnly,
     ];
 
     /// Stable name of the reason.
@@ -124,6 +130,8 @@ impl Reason {
             Self::Protocol => "protocol",
             Self::Tko => "tko",
             Self::NoServers => "no_servers",
+            Self::Disabled => "disabled",
+            Self::ReadOnly => "read_only",
         }
     }
 
@@ -142,7 +150,9 @@ impl Reason {
             Self::Reset | Self::Io => ErrorKind::ConnectionLost,
             Self::ServerError | Self::ClientError => ErrorKind::ServerError,
             Self::Protocol => ErrorKind::Protocol,
-            Self::Tko | Self::NoServers => ErrorKind::NoServerAvailable,
+            Self::Tko | Self::NoServers | Self::Disabled | Self::ReadOnly => {
+                ErrorKind::NoServerAvailable
+            }
         }
     }
 }
@@ -229,7 +239,9 @@ impl Error {
             | Reason::ClientError
             | Reason::Protocol
             | Reason::Tko
-            | Reason::NoServers => false,
+            | Reason::NoServers
+            | Reason::Disabled
+            | Reason::ReadOnly => false,
         }
     }
 
@@ -246,7 +258,9 @@ impl Error {
             | Reason::ServerError
             | Reason::Protocol
             | Reason::Tko
-            | Reason::NoServers => true,
+            | Reason::NoServers
+            | Reason::Disabled
+            | Reason::ReadOnly => true,
             Reason::InvalidKey
             | Reason::ValueTooLarge
             | Reason::InvalidConfig
@@ -278,7 +292,9 @@ impl Error {
             | Reason::PoolTimeout
             | Reason::ServerError
             | Reason::Tko
-            | Reason::NoServers => false,
+            | Reason::NoServers
+            | Reason::Disabled
+            | Reason::ReadOnly => false,
         }
     }
 

@@ -54,6 +54,7 @@ counters! {
         misses: "keys not found by get-type requests",
         bytes_sent: "bytes written to the server",
         bytes_received: "bytes read from the server",
+        writes_dropped: "writes answered locally as not stored because the pool is read_only",
     }
 }
 

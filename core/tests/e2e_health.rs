@@ -322,3 +322,80 @@ fn server_errors_are_not_health_failures() {
     }
     assert!((0..2).all(|i| state(&c, i) == BreakerState::Closed));
 }
+
+/// Graceful degrade, `disabled`: every request fails fast with `disabled`, nothing is dialled.
+#[test]
+fn a_disabled_pool_fails_fast_without_io() {
+    let mc = Memcached::start();
+    let conns = || -> u64 {
+        fae_testkit::raw::stats(&mc.addr())["total_connections"]
+            .parse()
+            .unwrap()
+    };
+    let before = conns();
+    let c = client(&[mc.addr()], r#", "disabled": true"#);
+    let t = Instant::now();
+    for r in [
+        c.get(b"k").err(),
+        c.set(b"k", b"v", 0, 0).err(),
+        c.delete(b"k").err(),
+    ] {
+        assert_eq!(r.map(|e| e.reason()), Some(Reason::Disabled));
+    }
+    let multi = c.get_multi(&[b"a", b"b"]).unwrap();
+    assert!(
+        multi
+            .iter()
+            .all(|r| r.as_ref().unwrap_err().reason() == Reason::Disabled)
+    );
+    assert!(t.elapsed() < Duration::from_millis(5));
+    assert_eq!(c.connection_counts()[0].1, 0, "no connection was made");
+    assert_eq!(c.stats()["pools"]["default"]["disabled"], true);
+    assert_eq!(
+        conns(),
+        before + 1,
+        "the only new connection is this stats call's own"
+    );
+}
+
+/// Graceful degrade, `read_only`: writes are answered locally as not stored and counted;
+/// reads and deletes still reach the servers.
+#[test]
+fn a_read_only_pool_drops_writes_but_reads_and_deletes() {
+    let mc = Memcached::start();
+    fae_testkit::raw::set(&mc.addr(), "k", 7, b"from before");
+    let c = client(&[mc.addr()], r#", "read_only": true"#);
+    assert_eq!(c.get(b"k").unwrap().unwrap().value, b"from before");
+    assert_eq!(
+        c.set(b"k", b"new", 0, 0).unwrap_err().reason(),
+        Reason::ReadOnly
+    );
+    assert!(!c.add(b"other", b"x", 0, 0).unwrap());
+    assert_eq!(
+        c.store(fae_core::StoreOp::Replace, b"k", b"x", 0, 0)
+            .unwrap(),
+        fae_core::StoreOutcome::NotStored
+    );
+    assert_eq!(c.incr(b"n", 1).unwrap(), None);
+    assert!(!c.touch(b"k", 10).unwrap());
+    let items = [fae_core::SetItem {
+        key: b"m",
+        value: b"v",
+        flags: 0,
+        exptime: 0,
+    }];
+    assert_eq!(
+        c.set_multi(&items).unwrap()[0].as_ref().unwrap(),
+        &fae_core::StoreOutcome::NotStored
+    );
+    assert_eq!(
+        fae_testkit::raw::get(&mc.addr(), "k").unwrap().1,
+        b"from before",
+        "nothing was written"
+    );
+    assert!(fae_testkit::raw::get(&mc.addr(), "other").is_none());
+    // Deletes still invalidate.
+    assert!(c.delete(b"k").unwrap());
+    assert!(fae_testkit::raw::get(&mc.addr(), "k").is_none());
+    assert_eq!(c.stats()["destinations"][&mc.addr()]["writes_dropped"], 6);
+}

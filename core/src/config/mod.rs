@@ -71,6 +71,54 @@ pub struct Config {
     pub max_value_size: usize,
     /// Heartbeats, the circuit breaker and the supervisor.
     pub health: HealthConfig,
+    /// Where stats are exported.
+    pub stats: StatsConfig,
+    /// Reloading from the config file.
+    pub reload: ReloadConfig,
+    /// The file this config was read from ([`Config::from_file`]); a client built from it
+    /// watches it for changes. Not a config key.
+    pub source: Option<std::path::PathBuf>,
+}
+
+/// Reloading (config `reload`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ReloadConfig {
+    /// How often a client built from a config file checks its mtime and size, milliseconds
+    /// (0: never). A changed file is parsed and swapped in; a bad one is rejected and counted.
+    pub watch_ms: u64,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self { watch_ms: 1000 }
+    }
+}
+
+/// Stats export (config `stats`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StatsConfig {
+    /// Serve `GET /metrics` (Prometheus) and `GET /stats.json` on this address from the
+    /// supervisor thread (long-lived processes; needs `health.background`).
+    pub listen: Option<String>,
+    /// Write this process's snapshot into this directory every `interval_ms` (php-fpm:
+    /// `fae stats --dir DIR` merges the workers' files).
+    pub dir: Option<std::path::PathBuf>,
+    /// How often the snapshot file is rewritten, milliseconds.
+    pub interval_ms: u64,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            dir: None,
+            interval_ms: 1000,
+        }
+    }
 }
 
 /// What happens to the keys of a server whose breaker is open.
@@ -154,6 +202,11 @@ pub struct PoolConfig {
     pub binary_keys: bool,
     /// What happens to a down server's keys.
     pub on_down: OnDown,
+    /// Switched off: every request fails fast with `disabled`, without I/O (graceful degrade).
+    pub disabled: bool,
+    /// Writes (set/add/replace/append/prepend/cas, incr/decr, touch) are answered locally as
+    /// not stored and counted; reads and deletes still go to the servers (graceful degrade).
+    pub read_only: bool,
 }
 
 /// Connect and request deadlines.
@@ -194,6 +247,14 @@ pub enum RouteConfig {
         /// The pool's name.
         pool: String,
     },
+}
+
+impl fmt::Display for RouteConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouteConfig::Pool { pool } => write!(f, "pool \"{pool}\""),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for RouteConfig {
@@ -343,6 +404,10 @@ struct RawPool {
     binary_keys: bool,
     #[serde(default)]
     on_down: OnDown,
+    #[serde(default)]
+    disabled: bool,
+    #[serde(default)]
+    read_only: bool,
 }
 
 fn max_connections() -> usize {
@@ -361,10 +426,16 @@ struct RawConfig {
     max_connections: Option<usize>,
     binary_keys: Option<bool>,
     on_down: Option<OnDown>,
+    disabled: Option<bool>,
+    read_only: Option<bool>,
     #[serde(default)]
     timeouts: Timeouts,
     #[serde(default)]
     health: HealthConfig,
+    #[serde(default)]
+    stats: StatsConfig,
+    #[serde(default)]
+    reload: ReloadConfig,
     #[serde(default = "max_value_size")]
     max_value_size: usize,
 }
@@ -409,7 +480,10 @@ impl Config {
         } else {
             Self::from_json(&text)
         };
-        parsed.map_err(|e| invalid(format!("{}: {}", path.display(), e.detail().unwrap_or(""))))
+        let mut cfg = parsed
+            .map_err(|e| invalid(format!("{}: {}", path.display(), e.detail().unwrap_or(""))))?;
+        cfg.source = Some(path.to_path_buf());
+        Ok(cfg)
     }
 
     /// One pool named `default` with these servers (`host:port[:weight]`) and mode.
@@ -428,6 +502,8 @@ impl Config {
             max_connections: defaults::MAX_CONNECTIONS,
             binary_keys: false,
             on_down: OnDown::default(),
+            disabled: false,
+            read_only: false,
         };
         let cfg = Config {
             pools: BTreeMap::from([(defaults::POOL.to_string(), pool)]),
@@ -437,6 +513,9 @@ impl Config {
             timeouts: Timeouts::default(),
             max_value_size: defaults::MAX_VALUE_SIZE,
             health: HealthConfig::default(),
+            stats: StatsConfig::default(),
+            reload: ReloadConfig::default(),
+            source: None,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -463,6 +542,8 @@ impl Config {
                     max_connections: raw.max_connections.unwrap_or(defaults::MAX_CONNECTIONS),
                     binary_keys: raw.binary_keys.unwrap_or(false),
                     on_down: raw.on_down.unwrap_or_default(),
+                    disabled: raw.disabled.unwrap_or(false),
+                    read_only: raw.read_only.unwrap_or(false),
                 };
                 pools.insert(defaults::POOL.to_string(), pool);
             }
@@ -473,6 +554,8 @@ impl Config {
                     ("max_connections", raw.max_connections.is_some()),
                     ("binary_keys", raw.binary_keys.is_some()),
                     ("on_down", raw.on_down.is_some()),
+                    ("disabled", raw.disabled.is_some()),
+                    ("read_only", raw.read_only.is_some()),
                 ] {
                     if given {
                         return Err(invalid(format!(
@@ -504,6 +587,8 @@ impl Config {
                     max_connections: p.max_connections,
                     binary_keys: p.binary_keys,
                     on_down: p.on_down,
+                    disabled: p.disabled,
+                    read_only: p.read_only,
                 };
                 (name, pool)
             })
@@ -514,6 +599,9 @@ impl Config {
             timeouts: raw.timeouts,
             max_value_size: raw.max_value_size,
             health: raw.health,
+            stats: raw.stats,
+            reload: raw.reload,
+            source: None,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -586,6 +674,23 @@ impl Config {
         ];
         if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
             return Err(invalid(*msg));
+        }
+        if let Some(l) = &self.stats.listen {
+            if !self.health.background {
+                return Err(invalid(
+                    "stats.listen: needs health.background (the supervisor thread serves it)",
+                ));
+            }
+            if l.rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                return Err(invalid(format!(
+                    "stats.listen: expected host:port, got \"{l}\""
+                )));
+            }
+        }
+        if self.stats.interval_ms == 0 {
+            return Err(invalid("stats.interval_ms: must be at least 1"));
         }
         Ok(())
     }
