@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod config;
+pub mod discovery;
 pub mod dist;
 pub mod error;
 pub mod export;

@@ -73,6 +73,27 @@ pub struct Config {
     pub health: HealthConfig,
     /// Where stats are exported.
     pub stats: StatsConfig,
+    /// Reloading from the config file.
+    pub reload: ReloadConfig,
+    /// The file this config was read from ([`Config::from_file`]); a client built from it
+    /// watches it for changes. Not a config key.
+    pub source: Option<std::path::PathBuf>,
+}
+
+/// Reloading (config `reload`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ReloadConfig {
+    /// How often a client built from a config file checks its mtime and size, milliseconds
+    /// (0: never). A changed file is parsed and swapped in; a bad one is rejected and counted.
+    pub watch_ms: u64,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self { watch_ms: 1000 }
+    }
 }
 
 /// Stats export (config `stats`).
@@ -413,6 +434,8 @@ struct RawConfig {
     health: HealthConfig,
     #[serde(default)]
     stats: StatsConfig,
+    #[serde(default)]
+    reload: ReloadConfig,
     #[serde(default = "max_value_size")]
     max_value_size: usize,
 }
@@ -457,7 +480,10 @@ impl Config {
         } else {
             Self::from_json(&text)
         };
-        parsed.map_err(|e| invalid(format!("{}: {}", path.display(), e.detail().unwrap_or(""))))
+        let mut cfg = parsed
+            .map_err(|e| invalid(format!("{}: {}", path.display(), e.detail().unwrap_or(""))))?;
+        cfg.source = Some(path.to_path_buf());
+        Ok(cfg)
     }
 
     /// One pool named `default` with these servers (`host:port[:weight]`) and mode.
@@ -488,6 +514,8 @@ impl Config {
             max_value_size: defaults::MAX_VALUE_SIZE,
             health: HealthConfig::default(),
             stats: StatsConfig::default(),
+            reload: ReloadConfig::default(),
+            source: None,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -572,6 +600,8 @@ impl Config {
             max_value_size: raw.max_value_size,
             health: raw.health,
             stats: raw.stats,
+            reload: raw.reload,
+            source: None,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -24,6 +24,8 @@
 //! relaxed atomic load each: state and failure count live in one word.
 
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -172,7 +174,9 @@ pub struct Health {
     probing: AtomicBool,
     rng: AtomicU64,
     settings: BreakerSettings,
-    pool: Arc<PoolHealth>,
+    /// The pool bookkeeping this breaker counts in; replaced when a reload moves the
+    /// destination into a rebuilt pool.
+    pool: ArcSwap<PoolHealth>,
 }
 
 /// Is this failure hard (open at once) or soft (count toward the threshold)?
@@ -195,8 +199,17 @@ impl Health {
             probing: AtomicBool::new(false),
             rng: AtomicU64::new(0),
             settings,
-            pool,
+            pool: ArcSwap::new(pool),
         }
+    }
+
+    /// Count this breaker in `pool` from now on (a reload rebuilt the pool around it). A
+    /// breaker that is not closed takes its slot in the new pool's open count.
+    pub fn rebind(&self, pool: Arc<PoolHealth>) {
+        if self.state() != BreakerState::Closed {
+            pool.not_closed.fetch_add(1, Ordering::AcqRel);
+        }
+        self.pool.store(pool);
     }
 
     /// The current state.
@@ -209,8 +222,8 @@ impl Health {
     }
 
     /// The pool this breaker belongs to.
-    pub fn pool(&self) -> &Arc<PoolHealth> {
-        &self.pool
+    pub fn pool(&self) -> Arc<PoolHealth> {
+        self.pool.load_full()
     }
 
     /// May a request be sent? Closed: yes (one relaxed load). Open: no. Half-open: while trial
@@ -257,8 +270,8 @@ impl Health {
                         .compare_exchange(w, 0, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                 {
-                    self.pool.release();
-                    self.pool.bump();
+                    self.pool.load().release();
+                    self.pool.load().bump();
                     self.probe_delay_ms.store(
                         self.settings.probe_initial.as_millis() as u64,
                         Ordering::Relaxed,
@@ -288,7 +301,7 @@ impl Health {
                         }
                         continue;
                     }
-                    if !self.pool.try_reserve() {
+                    if !self.pool.load().try_reserve() {
                         // Fail-open: keep counting (saturating) but stay closed.
                         let capped = count.min(COUNT_MASK);
                         let _ = self.word.compare_exchange(
@@ -309,13 +322,13 @@ impl Health {
                         )
                         .is_err()
                     {
-                        self.pool.release();
+                        self.pool.load().release();
                         continue;
                     }
                     let initial = self.settings.probe_initial.as_millis() as u64;
                     self.probe_delay_ms.store(initial, Ordering::Relaxed);
                     self.schedule_probe(initial);
-                    self.pool.bump();
+                    self.pool.load().bump();
                     return Some(Transition::Opened(reason));
                 }
                 HALF_OPEN => {
@@ -333,7 +346,7 @@ impl Health {
                     }
                     let delay = self.next_delay();
                     self.schedule_probe(delay);
-                    self.pool.bump();
+                    self.pool.load().bump();
                     return Some(Transition::Reopened(reason));
                 }
                 _ => return None, // already open
@@ -382,7 +395,7 @@ impl Health {
                 )
                 .is_ok();
             moved.then(|| {
-                self.pool.bump();
+                self.pool.load().bump();
                 Transition::HalfOpened
             })
         } else {

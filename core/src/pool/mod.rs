@@ -39,8 +39,9 @@ use crate::error::{Error, Reason, Result};
 use crate::protocol::{Decoder, Protocol};
 use crate::stats::{DestCounters, ErrorCounters, Histogram, inc};
 
-/// How a destination dials and talks.
-#[derive(Clone, Copy, Debug)]
+/// How a destination dials and talks. A reload keeps a destination (its warm connections
+/// and breaker) only when its settings are unchanged.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ConnSettings {
     /// Wire protocol.
     pub protocol: Protocol,
@@ -387,6 +388,11 @@ impl Destination {
             }
         }
         v
+    }
+
+    /// The settings it was built with.
+    pub fn settings(&self) -> &ConnSettings {
+        &self.settings
     }
 
     /// `host:port`.
