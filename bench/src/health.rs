@@ -56,12 +56,15 @@ const PACE: Duration = Duration::from_micros(250);
 /// Baseline samples from the first moments (threads starting up) are not counted.
 const SETTLE: Duration = Duration::from_millis(100);
 
-const USAGE: &str = "usage: fae-bench health [--quick] [--write-docs] [--docs PATH]";
+const USAGE: &str = "usage: fae-bench health [--quick] [--control] [--write-docs] [--docs PATH]";
 
 /// Command-line options of the `health` subcommand.
 #[derive(Debug)]
 struct Args {
     quick: bool,
+    /// A/A control: the same cycles, but nothing is paused (measures the noise floor of the
+    /// p99 comparison).
+    control: bool,
     write_docs: bool,
     docs: String,
     raw: Vec<String>,
@@ -71,6 +74,7 @@ impl Args {
     fn parse(raw: Vec<String>) -> Result<Args, String> {
         let mut a = Args {
             quick: false,
+            control: false,
             write_docs: false,
             docs: concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/BENCHMARKS.md").into(),
             raw: raw.clone(),
@@ -79,6 +83,7 @@ impl Args {
         while let Some(arg) = it.next() {
             match arg.as_str() {
                 "--quick" => a.quick = true,
+                "--control" => a.control = true,
                 "--write-docs" => a.write_docs = true,
                 "--docs" => a.docs = it.next().ok_or("--docs needs a value")?,
                 "-h" | "--help" => return Err(USAGE.into()),
@@ -245,6 +250,9 @@ struct Cycle {
 }
 
 fn run(args: &Args) -> Result<(), String> {
+    if args.write_docs && args.control {
+        return Err("--control is a noise check; it does not write the docs".into());
+    }
     if args.write_docs && cfg!(debug_assertions) {
         return Err(
             "--write-docs needs a release build: cargo run --release -p fae-bench -- \
@@ -315,7 +323,7 @@ fn run(args: &Args) -> Result<(), String> {
                 s.spawn(move || load(client, data, victim, t, epoch, stop))
             })
             .collect();
-        let driven = drive(&cluster[VICTIM], &client, &plan, epoch);
+        let driven = drive(&cluster[VICTIM], &client, &plan, epoch, args.control);
         stop.store(true, Ordering::Relaxed);
         let mut per_thread = Vec::with_capacity(THREADS);
         for h in handles {
@@ -347,6 +355,7 @@ fn drive(
     client: &Client,
     plan: &Plan,
     epoch: Instant,
+    control: bool,
 ) -> Result<Vec<Cycle>, String> {
     let mut cycles = Vec::with_capacity(plan.cycles);
     for n in 1..=plan.cycles {
@@ -360,10 +369,14 @@ fn drive(
         let baseline = epoch.elapsed();
         std::thread::sleep(plan.baseline);
         let paused = epoch.elapsed();
-        mc.pause().map_err(|e| format!("pause: {e}"))?;
+        if !control {
+            mc.pause().map_err(|e| format!("pause: {e}"))?;
+        }
         std::thread::sleep(plan.pause.saturating_sub(epoch.elapsed() - paused));
         let resumed = epoch.elapsed();
-        mc.resume().map_err(|e| format!("resume: {e}"))?;
+        if !control {
+            mc.resume().map_err(|e| format!("resume: {e}"))?;
+        }
         let mut closed = None;
         while epoch.elapsed() - resumed < plan.recovery_limit {
             if client.breaker_states()[VICTIM].1 == BreakerState::Closed {
@@ -610,6 +623,13 @@ fn render(
         let _ = writeln!(
             out,
             "- **Quick run** (`--quick`): short phases; PASS/MISS is indicative only"
+        );
+    }
+    if args.control {
+        let _ = writeln!(
+            out,
+            "- **Control run** (`--control`): nothing is paused; the \"paused\" windows are \
+             ordinary load, so the p99 ratio shows the noise floor of the comparison"
         );
     }
     if cfg!(debug_assertions) {
