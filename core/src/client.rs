@@ -1306,12 +1306,18 @@ struct Inner {
     config_version: AtomicU64,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
-    /// Serialises reloads (never taken on the request path).
-    reload_lock: parking_lot::Mutex<()>,
+    /// The config the route was built from, before the topology snapshot is applied. Taken
+    /// only by reloads (never on the request path), with a bounded wait: a fork() during a
+    /// reload in another thread must not leave the child blocked forever.
+    base: parking_lot::Mutex<Config>,
+    /// (inode, mtime, size) stamp of the topology snapshot last applied.
+    topology_stamp: AtomicU64,
 }
 
-/// A stamp that changes when a file is rewritten (mtime in ns, xor its size).
+/// A stamp that changes when a file is rewritten or replaced: mtime in ns, size and inode (an
+/// atomic rename gives a new inode even within one mtime tick).
 fn file_stamp(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
     let mtime = m
         .modified()
@@ -1319,14 +1325,44 @@ fn file_stamp(path: &Path) -> Option<u64> {
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?
         .as_nanos() as u64;
-    Some(mtime ^ m.len().rotate_left(32))
+    Some(mtime ^ m.len().rotate_left(32) ^ m.ino().rotate_left(17))
+}
+
+/// `base` with the server lists of its topology snapshot applied (`discovery.file`). A missing
+/// snapshot is only acceptable at client creation (`missing_ok`): later it would silently
+/// revert the pools to their bootstrap lists.
+fn effective_config(base: &Config, missing_ok: bool) -> Result<Config> {
+    let Some(path) = &base.discovery.file else {
+        return Ok(base.clone());
+    };
+    if missing_ok && !path.exists() {
+        log::warn!(target: "fae", "discovery.file={} missing; using the config's server lists", path.display());
+        return Ok(base.clone());
+    }
+    let topology = crate::discovery::Topology::read(path)
+        .map_err(|e| Error::with_detail(Reason::InvalidConfig, format!("discovery.file: {e}")))?;
+    base.with_topology(&topology)
 }
 
 impl Inner {
     fn reload(&self, config: &Config) -> Result<()> {
-        let _serial = self.reload_lock.lock();
+        self.rebuild(Some(config))
+    }
+
+    /// Build a route from `new_base` (or the current base, when the topology changed) and swap
+    /// it in; on any error the old route stays and the failure is counted.
+    fn rebuild(&self, new_base: Option<&Config>) -> Result<()> {
+        let Some(mut base) = self.base.try_lock_for(Duration::from_secs(2)) else {
+            inc(&self.reload_failures);
+            return Err(Error::with_detail(
+                Reason::InvalidConfig,
+                "another reload is still running",
+            ));
+        };
         let old = self.route.load_full();
-        match PoolRoute::build(config, Some(&old)) {
+        let built = effective_config(new_base.unwrap_or(&base), false)
+            .and_then(|effective| PoolRoute::build(&effective, Some(&old)));
+        match built {
             Ok(route) => {
                 let kept = route
                     .dests
@@ -1334,6 +1370,9 @@ impl Inner {
                     .filter(|d| old.dests.iter().any(|o| Arc::ptr_eq(o, d)))
                     .count();
                 self.route.store(Arc::new(route));
+                if let Some(nb) = new_base {
+                    *base = nb.clone();
+                }
                 let v = self.config_version.fetch_add(1, Ordering::AcqRel) + 1;
                 inc(&self.reloads);
                 log::info!(target: "fae", "reload=ok config_version={v} destinations_kept={kept}");
@@ -1341,15 +1380,33 @@ impl Inner {
             }
             Err(e) => {
                 inc(&self.reload_failures);
-                log::warn!(target: "fae", "reload=failed reason={} detail={:?}; the old config stays in force", e.reason(), e.detail());
+                log::warn!(
+                    target: "fae",
+                    "reload=failed reason={} detail={:?}; the old config stays in force",
+                    e.reason(),
+                    e.detail()
+                );
                 Err(e)
             }
         }
     }
 
-    /// Reload from the watched config file when it changed (checked every `watch_ms`).
+    /// Re-apply the topology snapshot when it changed (checked with the config file).
+    fn watch_topology(&self) {
+        let Some(path) = self.base.try_lock().and_then(|b| b.discovery.file.clone()) else {
+            return;
+        };
+        let Some(stamp) = file_stamp(&path) else {
+            return;
+        };
+        if self.topology_stamp.swap(stamp, Ordering::AcqRel) != stamp {
+            let _ = self.rebuild(None);
+        }
+    }
+
+    /// Reload from the watched config file, and re-apply the topology snapshot, when they
+    /// changed (checked every `watch_ms`).
     fn watch_source(&self) {
-        let Some(path) = &self.source else { return };
         if self.watch_ms == 0 {
             return;
         }
@@ -1358,6 +1415,8 @@ impl Inner {
             return;
         }
         self.last_watch_ms.store(now, Ordering::Relaxed);
+        self.watch_topology();
+        let Some(path) = &self.source else { return };
         let Some(stamp) = file_stamp(path) else {
             return;
         };
@@ -1370,7 +1429,12 @@ impl Inner {
             }
             Err(e) => {
                 inc(&self.reload_failures);
-                log::warn!(target: "fae", "reload=failed source={} detail={:?}; the old config stays in force", path.display(), e.detail());
+                log::warn!(
+                    target: "fae",
+                    "reload=failed source={} detail={:?}; the old config stays in force",
+                    path.display(),
+                    e.detail()
+                );
             }
         }
     }
@@ -1405,7 +1469,7 @@ impl Client {
     /// (`reload.watch_ms`) and reloads when it changes.
     pub fn new(config: &Config) -> Result<Client> {
         fork::install();
-        let route = PoolRoute::build(config, None)?;
+        let route = PoolRoute::build(&effective_config(config, true)?, None)?;
         let background = config.health.background;
         let inner = Arc::new(Inner {
             route: ArcSwap::from_pointee(route),
@@ -1425,7 +1489,15 @@ impl Client {
             config_version: AtomicU64::new(1),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
-            reload_lock: parking_lot::Mutex::new(()),
+            base: parking_lot::Mutex::new(config.clone()),
+            topology_stamp: AtomicU64::new(
+                config
+                    .discovery
+                    .file
+                    .as_deref()
+                    .and_then(file_stamp)
+                    .unwrap_or(0),
+            ),
         });
         if background {
             let weak: std::sync::Weak<dyn Maintain> = Arc::downgrade(&inner) as _;

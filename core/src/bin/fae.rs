@@ -25,6 +25,7 @@ const USAGE: &str = "usage:
   fae delete (--config FILE | --servers ...) [--mode NAME] KEY
   fae check-config FILE
   fae stats  --dir DIR [--json] [--listen ADDR]
+  fae watch  (--etcd H:P[,...] [--prefix P] | --zookeeper H:P[,...] [--path P] | --file SRC) --out FILE
   fae COMMAND --help | fae --help | fae --version
 
 route prints `key,server` lines (with a `key,server` header), reading keys from stdin when
@@ -351,7 +352,7 @@ fn main() -> ExitCode {
     let first = std::env::args().nth(1);
     let args: Vec<String> = std::env::args().skip(2).collect();
     if let Some(cmd) = first.as_deref() {
-        if args.iter().any(|a| a == "--help" || a == "-h") {
+        if cmd != "watch" && args.iter().any(|a| a == "--help" || a == "-h") {
             return match command_help(cmd) {
                 Some(h) => {
                     println!("{h}");
@@ -363,6 +364,7 @@ fn main() -> ExitCode {
         match cmd {
             "check-config" => return check_config(&args),
             "stats" => return stats_cmd(&args),
+            "watch" => return fae_core::discovery::cli::watch_main(&args),
             _ => {}
         }
     }

@@ -75,9 +75,23 @@ pub struct Config {
     pub stats: StatsConfig,
     /// Reloading from the config file.
     pub reload: ReloadConfig,
+    /// Server lists from a topology snapshot file (`fae watch` writes one).
+    pub discovery: DiscoveryConfig,
     /// The file this config was read from ([`Config::from_file`]); a client built from it
     /// watches it for changes. Not a config key.
     pub source: Option<std::path::PathBuf>,
+}
+
+/// Discovery (config `discovery`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DiscoveryConfig {
+    /// A topology snapshot (`{"pools": {"main": ["host:port", …]}}`, as `fae watch` writes it).
+    /// Pools it names take their server lists from it; the config's own lists are the fallback
+    /// while the file is missing. The supervisor re-reads it when it changes (checked every
+    /// `reload.watch_ms`); an invalid snapshot is rejected and the last good one stays.
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// Reloading (config `reload`).
@@ -436,6 +450,8 @@ struct RawConfig {
     stats: StatsConfig,
     #[serde(default)]
     reload: ReloadConfig,
+    #[serde(default)]
+    discovery: DiscoveryConfig,
     #[serde(default = "max_value_size")]
     max_value_size: usize,
 }
@@ -515,6 +531,7 @@ impl Config {
             health: HealthConfig::default(),
             stats: StatsConfig::default(),
             reload: ReloadConfig::default(),
+            discovery: DiscoveryConfig::default(),
             source: None,
         };
         cfg.validate()?;
@@ -601,8 +618,31 @@ impl Config {
             health: raw.health,
             stats: raw.stats,
             reload: raw.reload,
+            discovery: raw.discovery,
             source: None,
         };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// This config with the server lists of `topology` for the pools it names (pools the
+    /// config does not have are ignored). Errors name the snapshot's pool and server.
+    pub fn with_topology(&self, topology: &crate::discovery::Topology) -> Result<Config> {
+        let mut cfg = self.clone();
+        for (name, servers) in &topology.pools {
+            let Some(pool) = cfg.pools.get_mut(name) else {
+                log::debug!(target: "fae", "discovery: pool \"{name}\" is not in the config; ignored");
+                continue;
+            };
+            pool.servers = servers
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    parse_server(s)
+                        .map_err(|e| invalid(format!("discovery: pools.{name}[{i}]: {e}")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
