@@ -243,12 +243,12 @@ impl Inject {
             Inject::Delay | Inject::BlackHole | Inject::SlowDrip => {
                 &[Reason::Timeout, Reason::ConnectTimeout]
             }
-            // The reset reaches the client during its connect (connect_failed) or when it
-            // validates the new connection (reset): a race on loopback.
+            // A reset during connect or during a new connection's validation is a failure to
+            // connect (connect_failed, hard); on a pooled connection it is a reset.
             Inject::ResetOnAccept => &[Reason::Reset, Reason::ConnectFailed],
-            Inject::ResetOnData => &[Reason::Reset],
-            // A short reply, then end of stream.
-            Inject::Truncate => &[Reason::Reset],
+            Inject::ResetOnData => &[Reason::Reset, Reason::ConnectFailed],
+            // A short reply, then end of stream (on a new connection: during validation).
+            Inject::Truncate => &[Reason::Reset, Reason::ConnectFailed],
             Inject::Garbage => &[Reason::Protocol],
             // The pooled connection was reset; the dial is refused.
             Inject::Refuse => &[Reason::Reset, Reason::ConnectRefused],
@@ -924,10 +924,6 @@ fn no_connection_is_reused_after_a_mid_reply_failure() {
 /// Issue 4 item 3: "one hard failure (refused, reset on connect, unreachable)" opens the
 /// breaker. A server that resets every new connection is down, not slow.
 #[test]
-#[ignore = "bug: a connection reset while validating a new connection is Reason::Reset, a soft \
-            failure, so it takes 3 dials to open the breaker (issue 4 item 3 wants one); \
-            whether it is soft or hard depends on a race (connect_failed when connect(2) already \
-            sees the RST)"]
 fn a_reset_on_connect_opens_the_breaker_at_once() {
     let env = Env::start();
     env.proxies[VICTIM].set_fault(Fault::ResetOnAccept);

@@ -242,6 +242,14 @@ impl Health {
             .is_ok()
     }
 
+    /// A request admitted as a half-open trial ended without telling anything about the
+    /// server (local pool saturation): give its trial slot back.
+    pub fn return_trial(&self) {
+        if self.word.load(Ordering::Relaxed) >> STATE_SHIFT == HALF_OPEN {
+            self.trials_left.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
     /// The server answered. With no prior failure this is one relaxed load.
     #[inline]
     pub fn record_success(&self) -> Option<Transition> {
@@ -490,6 +498,19 @@ mod tests {
         assert_eq!(h.state(), BreakerState::Closed);
         assert_eq!(pool.not_closed(), 0);
         assert!(h.admit());
+    }
+
+    #[test]
+    fn a_trial_that_said_nothing_returns_its_slot() {
+        let (_, hs) = breaker(2, 1.0);
+        let h = &hs[0];
+        h.record_failure(Reason::ConnectRefused);
+        assert!(h.claim_probe());
+        h.probe_finished(true);
+        assert!(h.admit() && h.admit());
+        assert!(!h.admit());
+        h.return_trial();
+        assert!(h.admit(), "the slot came back");
     }
 
     #[test]

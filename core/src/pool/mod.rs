@@ -155,10 +155,12 @@ impl Destination {
             if let Some(t) = self.health.record_failure(e.reason()) {
                 self.note(t);
             }
-        } else if e.reason() != Reason::PoolTimeout {
-            if let Some(t) = self.health.record_success() {
-                self.note(t);
-            }
+        } else if e.reason() == Reason::PoolTimeout {
+            // Local saturation says nothing about the server; a half-open trial that ended
+            // here must not consume its slot, or the breaker could stay half-open for good.
+            self.health.return_trial();
+        } else if let Some(t) = self.health.record_success() {
+            self.note(t);
         }
     }
 
@@ -222,10 +224,12 @@ impl Destination {
                 connect_deadline,
             )
             .map_err(|e| {
-                let reason = if e.reason() == Reason::Timeout {
-                    Reason::ConnectTimeout
-                } else {
-                    e.reason()
+                // The connection never became usable: a timeout or a reset here is a failure to
+                // connect (hard: the breaker opens at once), not a slow reply.
+                let reason = match e.reason() {
+                    Reason::Timeout => Reason::ConnectTimeout,
+                    Reason::Reset | Reason::Io => Reason::ConnectFailed,
+                    other => other,
                 };
                 Error::with_detail(reason, format!("validating new connection: {e}"))
             })?;
