@@ -1034,6 +1034,200 @@ impl Client {
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
     }
+
+    /// Build a client whose keys are placed by `placement` instead of the route's pool mode
+    /// (for a binding that mirrors libmemcached's option state, see
+    /// [`Placement::libmemcached_behavior`]). `placement` must have been built from the
+    /// servers of the routed pool, in config order.
+    pub fn with_placement(config: &Config, placement: Placement) -> Result<Client> {
+        let mut client = Client::new(config)?;
+        if placement.len() != client.pool.dests.len() {
+            return Err(Error::with_detail(
+                Reason::InvalidConfig,
+                format!(
+                    "placement has {} servers; the pool has {}",
+                    placement.len(),
+                    client.pool.dests.len()
+                ),
+            ));
+        }
+        client.pool.placement = placement;
+        Ok(client)
+    }
+
+    /// The destination index `server_key` maps to (checked like a key).
+    fn routed_index(&self, server_key: &[u8]) -> Result<usize> {
+        self.check_open()?;
+        self.check_key(server_key)?;
+        Ok(self.pool.dest_index(server_key))
+    }
+
+    fn single_routed<T>(
+        &self,
+        server_key: &[u8],
+        key: &[u8],
+        req: Request<'_>,
+        map: impl FnOnce(Response) -> Result<T>,
+    ) -> Result<T> {
+        let d = self.routed_index(server_key)?;
+        self.check_key(key)?;
+        let dest = &self.pool.dests[d];
+        let mut batch = OpsBatch::one(req);
+        self.exchange(dest, &mut batch, self.deadline())?;
+        let reply = batch
+            .replies
+            .pop()
+            .unwrap_or_else(|| Err(Error::new(Reason::Protocol)));
+        reply.and_then(map).map_err(|e| {
+            if e.destination().is_none() {
+                e.at(dest.addr())
+            } else {
+                e
+            }
+        })
+    }
+
+    /// [`Client::get`] / [`Client::gets`] on the server `server_key` maps to, which may differ
+    /// from the server of `key` (libmemcached's `*_by_key`, php-memcached's `getByKey`, and a
+    /// namespace prefix that is not hashed).
+    pub fn get_routed(&self, server_key: &[u8], key: &[u8], cas: bool) -> Result<Option<Item>> {
+        let mut out = self.get_multi_routed(&[key], &[server_key], cas)?;
+        out.pop()
+            .unwrap_or_else(|| Err(Error::new(Reason::Protocol)))
+    }
+
+    /// [`Client::store`] on the server `server_key` maps to.
+    pub fn store_routed(
+        &self,
+        server_key: &[u8],
+        op: StoreOp,
+        key: &[u8],
+        value: &[u8],
+        flags: u32,
+        exptime: u32,
+    ) -> Result<StoreOutcome> {
+        self.check_value(value)?;
+        let req = Request::Store {
+            op,
+            key,
+            value,
+            flags,
+            exptime,
+            noreply: false,
+        };
+        self.single_routed(server_key, key, req, store_outcome)
+    }
+
+    /// [`Client::delete`] on the server `server_key` maps to.
+    pub fn delete_routed(&self, server_key: &[u8], key: &[u8]) -> Result<bool> {
+        let req = Request::Delete {
+            key,
+            noreply: false,
+        };
+        self.single_routed(server_key, key, req, found)
+    }
+
+    /// [`Client::incr`] (`incr = true`) or [`Client::decr`] on the server `server_key` maps to.
+    pub fn arith_routed(
+        &self,
+        server_key: &[u8],
+        key: &[u8],
+        incr: bool,
+        delta: u64,
+    ) -> Result<Option<u64>> {
+        let req = Request::Arith {
+            key,
+            incr,
+            delta,
+            noreply: false,
+        };
+        self.single_routed(server_key, key, req, arith_value)
+    }
+
+    /// [`Client::touch`] on the server `server_key` maps to.
+    pub fn touch_routed(&self, server_key: &[u8], key: &[u8], exptime: u32) -> Result<bool> {
+        let req = Request::Touch {
+            key,
+            exptime,
+            noreply: false,
+        };
+        self.single_routed(server_key, key, req, found)
+    }
+
+    /// [`Client::get_multi_opts`] where `keys[i]` is placed by `server_keys[i]`. The two slices
+    /// must have the same length.
+    pub fn get_multi_routed(
+        &self,
+        keys: &[&[u8]],
+        server_keys: &[&[u8]],
+        cas: bool,
+    ) -> Result<Vec<Result<Option<Item>>>> {
+        self.check_open()?;
+        if keys.len() != server_keys.len() {
+            return Err(Error::with_detail(
+                Reason::InvalidArgument,
+                "get_multi_routed: keys and server_keys differ in length",
+            ));
+        }
+        for (k, s) in keys.iter().zip(server_keys) {
+            self.check_key(k)?;
+            self.check_key(s)?;
+        }
+        let deadline = self.deadline();
+        let groups = self.group(
+            server_keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (i, self.pool.dest_index(k))),
+        );
+        let mut work: Vec<(usize, GetBatch<'_>)> = groups
+            .into_iter()
+            .map(|(d, positions)| {
+                let mut b = GetBatch::new(self.pool.protocol, cas, None);
+                for p in positions {
+                    b.push(keys[p], p);
+                }
+                (d, b)
+            })
+            .collect();
+        self.exchange_many(&mut work, deadline);
+        let mut out: Vec<Result<Option<Item>>> = Vec::with_capacity(keys.len());
+        out.resize_with(keys.len(), || Ok(None));
+        for (_, b) in work {
+            for (slot, r) in b.slots.into_iter().zip(b.results) {
+                out[slot] = r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// memcached's own `stats` (or `stats <group>`, e.g. `items`, `slabs`, `settings`) from
+    /// every server, in config order: `(addr, [(name, value)])`. Runs on a fresh connection
+    /// per server (an admin call, never on the request path), under the io timeout.
+    pub fn server_stats(
+        &self,
+        group: Option<&str>,
+    ) -> Result<Vec<(String, Result<Vec<(String, String)>>)>> {
+        self.check_open()?;
+        if let Some(g) = group
+            && (g.is_empty() || !g.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        {
+            return Err(Error::with_detail(
+                Reason::InvalidArgument,
+                format!("stats group {g:?}: letters, digits and '_' only"),
+            ));
+        }
+        Ok(self
+            .pool
+            .dests
+            .iter()
+            .map(|d| {
+                let addr = d.addr();
+                let r = crate::admin::stats(addr, group, self.io_timeout).map_err(|e| e.at(addr));
+                (addr.to_string(), r)
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]
