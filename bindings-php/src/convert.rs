@@ -62,11 +62,17 @@ pub fn to_json(z: &Zval) -> PhpResult<Value> {
         return Ok(Value::from(z.double().unwrap_or(0.0)));
     }
     if let Some(s) = z.zend_str() {
-        return Ok(Value::String(String::from_utf8_lossy(s.as_bytes()).into_owned()));
+        return Ok(Value::String(
+            String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        ));
     }
     if let Some(ht) = z.array() {
         if ht.has_sequential_keys() {
-            return ht.values().map(to_json).collect::<PhpResult<Vec<_>>>().map(Value::Array);
+            return ht
+                .values()
+                .map(to_json)
+                .collect::<PhpResult<Vec<_>>>()
+                .map(Value::Array);
         }
         let mut m = serde_json::Map::new();
         for (k, v) in entries(ht) {
@@ -74,7 +80,10 @@ pub fn to_json(z: &Zval) -> PhpResult<Value> {
         }
         return Ok(Value::Object(m));
     }
-    Err(exception(format!("$config: cannot use a value of type {}", z.get_type())))
+    Err(exception(format!(
+        "$config: cannot use a value of type {}",
+        z.get_type()
+    )))
 }
 
 pub fn json_to_zval(v: &Value) -> Zval {

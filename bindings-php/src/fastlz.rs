@@ -83,7 +83,11 @@ pub fn compress(input: &[u8]) -> Vec<u8> {
 pub fn decompress(input: &[u8], expected: usize) -> Result<Vec<u8>, &'static str> {
     const BAD: &str = "corrupt fastlz stream";
     if input.is_empty() {
-        return if expected == 0 { Ok(Vec::new()) } else { Err(BAD) };
+        return if expected == 0 {
+            Ok(Vec::new())
+        } else {
+            Err(BAD)
+        };
     }
     let level = (input[0] >> 5) + 1;
     if level > 2 {

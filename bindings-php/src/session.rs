@@ -158,7 +158,11 @@ impl FaeSessionHandler {
     /// `new Fae\SessionHandler(?string $persistent_id = null, ?array $config = null,
     /// array $options = [])`. Without servers in `$config`, `open()` reads them from
     /// `session.save_path` (`host:port[:weight],…`).
-    pub fn __construct(persistent_id: Option<String>, config: Option<&Zval>, options: Option<&Zval>) -> PhpResult<Self> {
+    pub fn __construct(
+        persistent_id: Option<String>,
+        config: Option<&Zval>,
+        options: Option<&Zval>,
+    ) -> PhpResult<Self> {
         let config = match config {
             Some(z) if !z.is_null() => Some(to_json(z)?),
             _ => None,
@@ -178,8 +182,10 @@ impl FaeSessionHandler {
                 o.prefix = p.as_bytes().to_vec();
             }
             o.locking = opt_bool(a, "locking", o.locking);
-            o.lock_wait_min = u64::try_from(opt_long(a, "lock_wait_min", 150)).map_err(|_| exception("lock_wait_min must be >= 0"))?;
-            o.lock_wait_max = u64::try_from(opt_long(a, "lock_wait_max", 150)).map_err(|_| exception("lock_wait_max must be >= 0"))?;
+            o.lock_wait_min = u64::try_from(opt_long(a, "lock_wait_min", 150))
+                .map_err(|_| exception("lock_wait_min must be >= 0"))?;
+            o.lock_wait_max = u64::try_from(opt_long(a, "lock_wait_max", 150))
+                .map_err(|_| exception("lock_wait_max must be >= 0"))?;
             o.lock_retries = opt_long(a, "lock_retries", 5);
             o.lock_expire = opt_long(a, "lock_expire", 0);
             o.consistent = opt_bool(a, "consistent_hash", true);
@@ -190,8 +196,14 @@ impl FaeSessionHandler {
                 o.hash_type = t.to_string();
             }
         }
-        if o.prefix.len() > 128 || o.prefix.iter().any(|&b| fae_core::key::is_forbidden_byte(b)) {
-            return Err(exception("prefix: at most 128 bytes, no spaces or control characters"));
+        if o.prefix.len() > 128
+            || o.prefix
+                .iter()
+                .any(|&b| fae_core::key::is_forbidden_byte(b))
+        {
+            return Err(exception(
+                "prefix: at most 128 bytes, no spaces or control characters",
+            ));
         }
         Ok(FaeSessionHandler {
             persistent_id: persistent_id.filter(|p| !p.is_empty()),
@@ -228,7 +240,9 @@ impl FaeSessionHandler {
         };
         guard(|| {
             let shared = match &self.persistent_id {
-                Some(id) => crate::state::persistent(&format!("fae-session:{id}"), make).map(|(s, _)| s),
+                Some(id) => {
+                    crate::state::persistent(&format!("fae-session:{id}"), make).map(|(s, _)| s)
+                }
                 None => make().map(|s| Arc::new(parking_lot::Mutex::new(s))),
             };
             let core = shared.and_then(|s| s.lock().core());
@@ -257,7 +271,10 @@ impl FaeSessionHandler {
         let core = self.need_core()?;
         guard(|| {
             if self.opts.locking && self.lock.is_none() && !self.acquire(&core, id.as_bytes()) {
-                return Err(exception(format!("Fae\\SessionHandler: {}", self.last_error)));
+                return Err(exception(format!(
+                    "Fae\\SessionHandler: {}",
+                    self.last_error
+                )));
             }
             let (k, r) = self.keys(id.as_bytes());
             match core.get_routed(&r, &k, false) {
@@ -273,17 +290,22 @@ impl FaeSessionHandler {
 
     pub fn write(&mut self, id: String, data: &Zval) -> PhpResult<bool> {
         let core = self.need_core()?;
-        let bytes = data.zend_str().map(|s| s.as_bytes().to_vec()).unwrap_or_default();
+        let bytes = data
+            .zend_str()
+            .map(|s| s.as_bytes().to_vec())
+            .unwrap_or_default();
         guard(|| {
             let (k, r) = self.keys(id.as_bytes());
-            Ok(match core.store_routed(&r, StoreOp::Set, &k, &bytes, 0, Self::ttl()) {
-                Ok(StoreOutcome::Stored) => true,
-                Ok(_) => false,
-                Err(e) => {
-                    self.last_error = e.to_string();
-                    false
-                }
-            })
+            Ok(
+                match core.store_routed(&r, StoreOp::Set, &k, &bytes, 0, Self::ttl()) {
+                    Ok(StoreOutcome::Stored) => true,
+                    Ok(_) => false,
+                    Err(e) => {
+                        self.last_error = e.to_string();
+                        false
+                    }
+                },
+            )
         })
     }
 

@@ -62,23 +62,79 @@ pub mod opt {
 /// Options libfae has no equivalent for: only libmemcached's default value is accepted (a
 /// no-op); anything else is refused, with the reason, instead of silently ignored.
 const FIXED: &[(i64, i64, &str)] = &[
-    (opt::SOCKET_SEND_SIZE, 0, "socket buffer sizes are the OS defaults"),
-    (opt::SOCKET_RECV_SIZE, 0, "socket buffer sizes are the OS defaults"),
+    (
+        opt::SOCKET_SEND_SIZE,
+        0,
+        "socket buffer sizes are the OS defaults",
+    ),
+    (
+        opt::SOCKET_RECV_SIZE,
+        0,
+        "socket buffer sizes are the OS defaults",
+    ),
     (opt::CACHE_LOOKUPS, 0, "DNS lookups are not cached"),
-    (opt::BUFFER_WRITES, 0, "writes are not buffered; use setMulti() to batch"),
-    (opt::SORT_HOSTS, 0, "servers keep the order they were added in"),
-    (opt::BINARY_PROTOCOL, 0, "the binary protocol is deprecated by memcached; libfae speaks meta (default) or text: set \"protocol\" in $config"),
+    (
+        opt::BUFFER_WRITES,
+        0,
+        "writes are not buffered; use setMulti() to batch",
+    ),
+    (
+        opt::SORT_HOSTS,
+        0,
+        "servers keep the order they were added in",
+    ),
+    (
+        opt::BINARY_PROTOCOL,
+        0,
+        "the binary protocol is deprecated by memcached; libfae speaks meta (default) or text: set \"protocol\" in $config",
+    ),
     (opt::NOREPLY, 0, "every command waits for its reply"),
     (opt::USE_UDP, 0, "UDP is not supported"),
-    (opt::NUMBER_OF_REPLICAS, 0, "replication is a route in $config (\"type\": \"replicated\"), not a client option"),
-    (opt::RANDOMIZE_REPLICA_READ, 0, "replication is a route in $config"),
-    (opt::TCP_KEEPALIVE, 0, "idle connections are checked by libfae's heartbeat instead"),
-    (opt::RETRY_TIMEOUT, 2, "dead servers are handled by libfae's breaker (config \"health\")"),
-    (opt::DEAD_TIMEOUT, 0, "dead servers are handled by libfae's breaker (config \"health\")"),
-    (opt::SERVER_FAILURE_LIMIT, 5, "dead servers are handled by libfae's breaker (config \"health\")"),
-    (opt::SERVER_TIMEOUT_LIMIT, 0, "dead servers are handled by libfae's breaker (config \"health\")"),
-    (opt::REMOVE_FAILED_SERVERS, 0, "dead servers are handled by libfae's breaker; set pools.<name>.on_down in $config"),
-    (opt::AUTO_EJECT_HOSTS, 0, "dead servers are handled by libfae's breaker; set pools.<name>.on_down in $config"),
+    (
+        opt::NUMBER_OF_REPLICAS,
+        0,
+        "replication is a route in $config (\"type\": \"replicated\"), not a client option",
+    ),
+    (
+        opt::RANDOMIZE_REPLICA_READ,
+        0,
+        "replication is a route in $config",
+    ),
+    (
+        opt::TCP_KEEPALIVE,
+        0,
+        "idle connections are checked by libfae's heartbeat instead",
+    ),
+    (
+        opt::RETRY_TIMEOUT,
+        2,
+        "dead servers are handled by libfae's breaker (config \"health\")",
+    ),
+    (
+        opt::DEAD_TIMEOUT,
+        0,
+        "dead servers are handled by libfae's breaker (config \"health\")",
+    ),
+    (
+        opt::SERVER_FAILURE_LIMIT,
+        5,
+        "dead servers are handled by libfae's breaker (config \"health\")",
+    ),
+    (
+        opt::SERVER_TIMEOUT_LIMIT,
+        0,
+        "dead servers are handled by libfae's breaker (config \"health\")",
+    ),
+    (
+        opt::REMOVE_FAILED_SERVERS,
+        0,
+        "dead servers are handled by libfae's breaker; set pools.<name>.on_down in $config",
+    ),
+    (
+        opt::AUTO_EJECT_HOSTS,
+        0,
+        "dead servers are handled by libfae's breaker; set pools.<name>.on_down in $config",
+    ),
 ];
 
 /// One process-wide entry per `$persistent_id`.
@@ -87,7 +143,10 @@ pub type SharedRef = Arc<Mutex<Shared>>;
 static REGISTRY: OnceLock<Mutex<HashMap<String, SharedRef>>> = OnceLock::new();
 
 /// The shared state for `id`, and whether it was just created (pristine).
-pub fn persistent(id: &str, make: impl FnOnce() -> Result<Shared, Fail>) -> Result<(SharedRef, bool), Fail> {
+pub fn persistent(
+    id: &str,
+    make: impl FnOnce() -> Result<Shared, Fail>,
+) -> Result<(SharedRef, bool), Fail> {
     let reg = REGISTRY.get_or_init(|| Mutex::new(HashMap::new()));
     let mut map = reg.lock();
     if let Some(s) = map.get(id) {
@@ -171,7 +230,8 @@ impl Shared {
             // Validate the whole config once, with the servers, so errors name their path.
             let mut full = base.clone();
             full.insert("servers".into(), servers.clone());
-            let cfg = Config::from_value(Value::Object(full)).map_err(|e| invalid(e.to_string()))?;
+            let cfg =
+                Config::from_value(Value::Object(full)).map_err(|e| invalid(e.to_string()))?;
             s.servers = cfg
                 .pools
                 .values()
@@ -202,7 +262,13 @@ impl Shared {
         self.changed();
     }
 
-    pub fn add_server(&mut self, host: &str, port: u16, weight: u32, push: bool) -> Result<(), Fail> {
+    pub fn add_server(
+        &mut self,
+        host: &str,
+        port: u16,
+        weight: u32,
+        push: bool,
+    ) -> Result<(), Fail> {
         if self.pools_config {
             return Err(unsupported(
                 "servers come from the pools of $config; addServer() cannot change them",
@@ -253,8 +319,13 @@ impl Shared {
             opt::LIBKETAMA_COMPATIBLE => Value::from(i64::from(self.weighted)),
             opt::LIBKETAMA_HASH => Value::from(self.libketama_hash),
             opt::HASH_WITH_PREFIX_KEY => Value::from(i64::from(self.hash_with_prefix)),
-            opt::CONNECT_TIMEOUT => Value::from(self.connect_ms.unwrap_or_else(|| self.config_timeout("connect_ms"))),
-            opt::POLL_TIMEOUT => Value::from(self.io_ms.unwrap_or_else(|| self.config_timeout("io_ms"))),
+            opt::CONNECT_TIMEOUT => Value::from(
+                self.connect_ms
+                    .unwrap_or_else(|| self.config_timeout("connect_ms")),
+            ),
+            opt::POLL_TIMEOUT => {
+                Value::from(self.io_ms.unwrap_or_else(|| self.config_timeout("io_ms")))
+            }
             opt::SEND_TIMEOUT | opt::RECV_TIMEOUT => {
                 Value::from(self.io_ms.unwrap_or_else(|| self.config_timeout("io_ms")) * 1000)
             }
@@ -294,10 +365,16 @@ impl Shared {
                 if sval.len() > 128 {
                     return Err(invalid("OPT_PREFIX_KEY: at most 128 bytes"));
                 }
-                if let Some(p) = sval.iter().position(|&c| fae_core::key::is_forbidden_byte(c)) {
+                if let Some(p) = sval
+                    .iter()
+                    .position(|&c| fae_core::key::is_forbidden_byte(c))
+                {
                     return Err((
                         RES_BAD_KEY_PROVIDED,
-                        format!("OPT_PREFIX_KEY: byte 0x{:02x} at offset {p} is not allowed in a key", sval[p]),
+                        format!(
+                            "OPT_PREFIX_KEY: byte 0x{:02x} at offset {p} is not allowed in a key",
+                            sval[p]
+                        ),
                     ));
                 }
                 self.prefix = sval.to_vec();
@@ -308,7 +385,11 @@ impl Shared {
                     SERIALIZER_PHP | SERIALIZER_JSON | SERIALIZER_JSON_ARRAY => true,
                     SERIALIZER_IGBINARY => have_function("igbinary_serialize"),
                     SERIALIZER_MSGPACK => have_function("msgpack_pack"),
-                    _ => return Err(invalid(format!("OPT_SERIALIZER: unknown serializer {ival}"))),
+                    _ => {
+                        return Err(invalid(format!(
+                            "OPT_SERIALIZER: unknown serializer {ival}"
+                        )));
+                    }
                 };
                 if !ok {
                     return Err(unsupported(format!(
@@ -321,8 +402,16 @@ impl Shared {
                 crate::values::COMPRESSION_ZLIB | crate::values::COMPRESSION_FASTLZ => {
                     self.values.compression_type = ival;
                 }
-                3 => return Err(unsupported("COMPRESSION_ZSTD is not supported (zlib and fastlz are)")),
-                _ => return Err(invalid(format!("OPT_COMPRESSION_TYPE: unknown type {ival}"))),
+                3 => {
+                    return Err(unsupported(
+                        "COMPRESSION_ZSTD is not supported (zlib and fastlz are)",
+                    ));
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "OPT_COMPRESSION_TYPE: unknown type {ival}"
+                    )));
+                }
             },
             opt::COMPRESSION_LEVEL => {
                 if !(0..=9).contains(&ival) {
@@ -343,8 +432,8 @@ impl Shared {
                     .ok_or_else(|| invalid("OPT_USER_FLAGS must be 0..65535"))?;
             }
             opt::ITEM_SIZE_LIMIT => {
-                self.values.item_size_limit =
-                    usize::try_from(ival).map_err(|_| invalid("OPT_ITEM_SIZE_LIMIT must be >= 0"))?;
+                self.values.item_size_limit = usize::try_from(ival)
+                    .map_err(|_| invalid("OPT_ITEM_SIZE_LIMIT must be >= 0"))?;
             }
             opt::HASH => {
                 self.placement_guard()?;
@@ -368,7 +457,11 @@ impl Shared {
                             "OPT_DISTRIBUTION {ival} (random, ketama-spy, virtual bucket) is not supported; modula (0), consistent (1, 2) and weighted consistent (5) are"
                         )));
                     }
-                    _ => return Err(invalid(format!("OPT_DISTRIBUTION: unknown distribution {ival}"))),
+                    _ => {
+                        return Err(invalid(format!(
+                            "OPT_DISTRIBUTION: unknown distribution {ival}"
+                        )));
+                    }
                 }
                 match ival {
                     1 | 2 => self.weighted = false,
@@ -427,7 +520,9 @@ impl Shared {
                     return Err(invalid(format!("unknown option {o}")));
                 };
                 if ival != default {
-                    return Err(unsupported(format!("option {o} = {ival} is not supported: {why}")));
+                    return Err(unsupported(format!(
+                        "option {o} = {ival} is not supported: {why}"
+                    )));
                 }
             }
         }
@@ -449,9 +544,16 @@ impl Shared {
         let mut doc = self.base.clone();
         if !self.pools_config {
             if self.servers.is_empty() {
-                return Err((RES_NO_SERVERS, "no servers: call addServer() or give $config[\"servers\"]".into()));
+                return Err((
+                    RES_NO_SERVERS,
+                    "no servers: call addServer() or give $config[\"servers\"]".into(),
+                ));
             }
-            let list: Vec<Value> = self.servers.iter().map(|n| Value::from(server_string(n))).collect();
+            let list: Vec<Value> = self
+                .servers
+                .iter()
+                .map(|n| Value::from(server_string(n)))
+                .collect();
             doc.insert("servers".into(), Value::from(list));
         }
         if self.connect_ms.is_some() || self.io_ms.is_some() {
@@ -469,7 +571,8 @@ impl Shared {
             doc.insert("timeouts".into(), Value::Object(t));
         }
         let cfg = Config::from_value(Value::Object(doc)).map_err(|e| invalid(e.to_string()))?;
-        let named_mode = !self.pools_config && self.base.contains_key("mode") && !self.placement_from_options;
+        let named_mode =
+            !self.pools_config && self.base.contains_key("mode") && !self.placement_from_options;
         if self.pools_config || named_mode {
             return Client::new(&cfg).map_err(|e| invalid(e.to_string()));
         }

@@ -205,7 +205,9 @@ fn compress(plain: &[u8], o: &ValueOpts) -> Result<Option<(Vec<u8>, u32)>, Fail>
 
 fn decompress(data: &[u8], flags: u32) -> Result<Vec<u8>, Fail> {
     if data.len() < 4 {
-        return Err(payload_fail("compressed value shorter than its length prefix"));
+        return Err(payload_fail(
+            "compressed value shorter than its length prefix",
+        ));
     }
     let want = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
     let stream = &data[4..];
