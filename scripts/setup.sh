@@ -7,7 +7,10 @@ export DEBIAN_FRONTEND=noninteractive
 # memcached: the real servers every test and the demo talk to.
 # libmemcached-dev: the baseline the benchmark compares against.
 # gcc, pkg-config, valgrind: build and check the C example and C API tests.
-PACKAGES=(memcached libmemcached-dev gcc pkg-config valgrind ca-certificates)
+# php-cli php-dev libclang-dev: build the PHP extension (ext-php-rs runs php-config and bindgen).
+# php-memcached php-fpm libfcgi-bin: the PHP interop test, the real php-fpm test (cgi-fcgi).
+PACKAGES=(memcached libmemcached-dev gcc pkg-config valgrind ca-certificates
+          php-cli php-dev libclang-dev php-memcached php-fpm libfcgi-bin)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -68,6 +68,9 @@ impl Op {
     }
 }
 
+/// One server's `stats` reply: `(name, value)` in the server's order.
+pub type ServerStats = Vec<(String, String)>;
+
 /// One item of a `set_multi`.
 #[derive(Clone, Copy, Debug)]
 pub struct SetItem<'a> {
@@ -1207,7 +1210,7 @@ impl Client {
     pub fn server_stats(
         &self,
         group: Option<&str>,
-    ) -> Result<Vec<(String, Result<Vec<(String, String)>>)>> {
+    ) -> Result<Vec<(String, Result<ServerStats>)>> {
         self.check_open()?;
         if let Some(g) = group
             && (g.is_empty() || !g.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
