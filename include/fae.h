@@ -425,6 +425,16 @@ fae_result fae_client_servers(const fae_client *client, char *buf, size_t len, s
 // As `fae_client_servers`.
 fae_result fae_client_version(const fae_client *client, char *buf, size_t len, size_t *out_n);
 
+// Write a JSON snapshot of the client's health and counters (not NUL-terminated): per
+// destination its breaker `state` (`closed`/`open`/`half_open`), `requests`, `errors` by
+// reason, breaker transitions, probes, heartbeats and connection counts; per pool the number
+// of breakers not closed; whether the supervisor runs. The snapshot grows with the number of
+// servers, so ask for its size first (`NULL, 0`). Buffer rules as `fae_client_route_for`.
+//
+// # Safety
+// As `fae_client_servers`.
+fae_result fae_client_stats_json(const fae_client *client, char *buf, size_t len, size_t *out_n);
+
 // Parse a JSON configuration (`json_len` bytes, UTF-8, no NUL needed), for example
 // `{"servers": ["127.0.0.1:11211", "127.0.0.1:11212"]}`.
 //

@@ -39,6 +39,12 @@ gcc -std=c99 -Wall -Wextra -Werror -Iinclude examples/c/demo.c -L"$LIB" -lfae -W
 echo "== PHP example (examples/php/demo.php: Fae\\Client as a drop-in for php-memcached)"
 php -n -d extension="$LIB/libfae_php.so" examples/php/demo.php "${SERVERS[@]}"
 
+echo "== Python example (examples/python/demo.py through the fae module)"
+VENV="$ROOT/.venv"
+(cd bindings-python && VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" \
+  maturin develop --release -q --target-dir ../target/maturin >/dev/null)
+"$VENV/bin/python" examples/python/demo.py "${SERVERS[@]}"
+
 echo "== fae route: where keys live (libmemcached-compatible ketama)"
 printf 'user:1\nuser:2\nsession:abc\ncart:42\n' | "$LIB/fae" route --servers "$(IFS=,; echo "${SERVERS[*]}")"
 echo "== fae get demo:a (set by the C example, read back through the same placement)"

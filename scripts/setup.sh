@@ -7,10 +7,17 @@ export DEBIAN_FRONTEND=noninteractive
 # memcached: the real servers every test and the demo talk to.
 # libmemcached-dev: the baseline the benchmark compares against.
 # gcc, pkg-config, valgrind: build and check the C example and C API tests.
-# php-cli php-dev libclang-dev: build the PHP extension (ext-php-rs runs php-config and bindgen).
-# php-memcached php-fpm libfcgi-bin: the PHP interop test, the real php-fpm test (cgi-fcgi).
+# python3-venv, python3-dev, zlib1g-dev: the Python binding's venv; pylibmc (a test and bench
+# baseline) builds against libmemcached-dev and zlib.
+# php-cli php-dev libclang-dev: build the PHP extension (ext-php-rs runs php-config and bindgen);
+# php-memcached php-fpm libfcgi-bin: the PHP interop test and the real php-fpm test (cgi-fcgi).
+# etcd-server, etcd-client: the real etcd the discovery tests start (measured: 7 s to install).
+# zookeeper: the real ZooKeeper (run with java; not zookeeperd, which adds a system service);
+#   45 packages incl. a JRE, measured 11 s to install.
 PACKAGES=(memcached libmemcached-dev gcc pkg-config valgrind ca-certificates
-          php-cli php-dev libclang-dev php-memcached php-fpm libfcgi-bin)
+  python3-venv python3-dev zlib1g-dev
+  etcd-server etcd-client zookeeper
+  php-cli php-dev libclang-dev php-memcached php-fpm libfcgi-bin)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -26,3 +33,12 @@ fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
 command -v memcached >/dev/null || { echo "setup: memcached missing after install" >&2; exit 1; }
+
+# Python: a venv in the repository root with maturin (builds the fae module), pytest, and the
+# clients the tests and the benchmark compare against (pymemcache, pylibmc, Django).
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+if [ ! -x "$ROOT/.venv/bin/python" ]; then
+  python3 -m venv "$ROOT/.venv"
+fi
+"$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check \
+  'maturin>=1.9.4,<2' pytest Django pymemcache pylibmc

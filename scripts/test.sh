@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The venv setup.sh made, on PATH for the whole script: pyo3's build script reruns when PATH
+# changes, so it is set once here and never switched midway (toolchain notes §9.1).
+export VIRTUAL_ENV="$PWD/.venv"
+export PATH="$VIRTUAL_ENV/bin:$PATH"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -10,6 +14,11 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+echo "== Python: build the fae module into the venv, run pytest against real memcached"
+# Own target dir: maturin sets PYO3_BUILD_EXTENSION_MODULE, which would otherwise rebuild pyo3
+# in target/ on every alternation with cargo test.
+(cd bindings-python && maturin develop --release -q --target-dir ../target/maturin)
+python -m pytest tests/python -q
 
 echo "== PHP extension (tests/php against real memcached; php-memcached loaded for interop)"
 cargo build -p fae-php

@@ -785,3 +785,27 @@ pub unsafe extern "C" fn fae_client_version(
         unsafe { write_text_reporting(&parts.join(","), buf, len, out_n) }
     }
 }
+
+/// Write a JSON snapshot of the client's health and counters (not NUL-terminated): per
+/// destination its breaker `state` (`closed`/`open`/`half_open`), `requests`, `errors` by
+/// reason, breaker transitions, probes, heartbeats and connection counts; per pool the number
+/// of breakers not closed; whether the supervisor runs. The snapshot grows with the number of
+/// servers, so ask for its size first (`NULL, 0`). Buffer rules as `fae_client_route_for`.
+///
+/// # Safety
+/// As `fae_client_servers`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fae_client_stats_json(
+    client: *const fae_client,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> fae_result {
+    ffi_panic_boundary! {
+        let client = try_ref_from_ptr!(client);
+        let out_n = text_out!(buf, len, out_n);
+        let text = client.stats().to_string();
+        // SAFETY: buf is writable for len bytes (checked non-NULL unless len == 0).
+        unsafe { write_text_reporting(&text, buf, len, out_n) }
+    }
+}

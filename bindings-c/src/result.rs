@@ -335,6 +335,7 @@ mod tests {
             (Reason::InvalidArgument, fae_result::InvalidArgument),
             (Reason::Closed, fae_result::ClientClosed),
             (Reason::Timeout, fae_result::Timeout),
+            (Reason::PoolTimeout, fae_result::Timeout),
             (Reason::ConnectTimeout, fae_result::ConnectFailed),
             (Reason::ConnectRefused, fae_result::ConnectFailed),
             (Reason::ConnectFailed, fae_result::ConnectFailed),
@@ -345,6 +346,8 @@ mod tests {
             (Reason::Protocol, fae_result::ProtocolError),
             (Reason::Tko, fae_result::NoServerAvailable),
             (Reason::NoServers, fae_result::NoServerAvailable),
+            (Reason::Disabled, fae_result::NoServerAvailable),
+            (Reason::ReadOnly, fae_result::NoServerAvailable),
         ];
         for (reason, code) in cases {
             let e = Error::new(reason);

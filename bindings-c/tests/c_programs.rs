@@ -259,7 +259,8 @@ fn api_test_is_clean_under_valgrind() {
                 "--show-leak-kinds=definite",
             ])
             .arg(&exe)
-            .args(api_test_args(&cluster, &dead, &scratch)),
+            .args(api_test_args(&cluster, &dead, &scratch))
+            .env("FAE_TEST_SLOW", "1"),
         "valgrind api_test",
     );
     let stderr = String::from_utf8_lossy(&out.stderr);

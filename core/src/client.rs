@@ -11,19 +11,28 @@
 //! Outcomes are values, not errors: a miss is `Ok(None)`, an `add` on an existing key is
 //! `Ok(StoreOutcome::NotStored)`. Errors are [`Error`]s with a stable [`Reason`].
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, RouteConfig};
-use crate::dist::Placement;
+use arc_swap::ArcSwap;
+use serde_json::{Value, json};
+
+use crate::config::{Config, OnDown, RouteConfig};
+use crate::dist::{Mode, Node, Placement};
 use crate::error::{Error, Reason, Result};
+use crate::export::Exporter;
 use crate::item::Item;
 use crate::key;
+use crate::pool::health::now_ms;
+use crate::pool::health::{BreakerSettings, BreakerState, PoolHealth};
 use crate::pool::{ConnSettings, Destination, PooledConn, conn, fork};
 use crate::protocol::{
     self, Decoder, Protocol, Request, Response, ServerErrorKind, Status, StoreOp,
 };
+use crate::stats::inc;
+use crate::supervisor::{self, Maintain};
 
 /// The outcome of a storage command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,25 +96,144 @@ pub struct SetItem<'a> {
 /// A pool of servers with its placement.
 #[derive(Debug)]
 struct PoolRoute {
+    name: String,
     placement: Placement,
+    nodes: Vec<Node>,
+    mode: Mode,
     dests: Vec<Arc<Destination>>,
     protocol: Protocol,
     binary_keys: bool,
+    on_down: OnDown,
+    health: Arc<PoolHealth>,
+    /// `on_down: eject`: the placement over the servers whose breaker is not open, rebuilt
+    /// when the pool's breaker epoch moves.
+    live: ArcSwap<LiveView>,
+    /// Probes and sweeps run on the supervisor thread (config `health.background`).
+    background: bool,
+    /// Graceful degrade switches (config `disabled`, `read_only`).
+    disabled: bool,
+    read_only: bool,
+    /// Deadline of one request (`timeouts.io_ms`).
+    io_timeout: Duration,
+    /// Largest value accepted (`max_value_size`).
+    max_value_size: usize,
+}
+
+/// The ring without the ejected servers.
+#[derive(Debug)]
+struct LiveView {
+    epoch: u64,
+    /// `None` when every server is open (nothing to rehash to) or none is.
+    placement: Option<Placement>,
+    /// Index in `placement` → index in `dests`.
+    map: Vec<usize>,
 }
 
 impl PoolRoute {
+    /// The destination for `key`. With `on_down: eject`, a key whose server is open goes to the
+    /// placement over the remaining servers. Keys of healthy servers never move: on a ketama
+    /// ring that is exactly libmemcached's rebuilt continuum; on modula modes it avoids
+    /// reshuffling every key.
     fn dest_index(&self, key: &[u8]) -> usize {
-        self.placement.pick(key)
+        let i = self.placement.pick(key);
+        if self.on_down == OnDown::FailFast || self.dests[i].health.state() != BreakerState::Open {
+            return i;
+        }
+        let view = self.live_view();
+        match &view.placement {
+            Some(p) => {
+                inc(&self.dests[i].counters.ejected_lookups);
+                view.map[p.pick(key)]
+            }
+            None => i,
+        }
+    }
+
+    fn live_view(&self) -> Arc<LiveView> {
+        let epoch = self.health.epoch();
+        let view = self.live.load_full();
+        if view.epoch == epoch {
+            return view;
+        }
+        let map: Vec<usize> = (0..self.dests.len())
+            .filter(|&i| self.dests[i].health.state() != BreakerState::Open)
+            .collect();
+        let placement = if map.is_empty() || map.len() == self.dests.len() {
+            None
+        } else {
+            let nodes: Vec<Node> = map.iter().map(|&i| self.nodes[i].clone()).collect();
+            Placement::new(self.mode, &nodes).ok()
+        };
+        let fresh = Arc::new(LiveView {
+            epoch,
+            placement,
+            map,
+        });
+        self.live.store(Arc::clone(&fresh));
+        fresh
+    }
+
+    /// Admit a request to `dest`: not when the pool is disabled, nor while its breaker is
+    /// open (probing inline when no supervisor does it).
+    fn admit(&self, dest: &Destination) -> Result<()> {
+        if self.disabled {
+            dest.errors.add(Reason::Disabled);
+            let e = Error::with_detail(
+                Reason::Disabled,
+                format!("pool \"{}\" is disabled", self.name),
+            );
+            return Err(e.at(dest.addr()));
+        }
+        dest.admit(self.background && supervisor::is_running())
+    }
+
+    /// A `read_only` pool answers writes locally (counted per destination).
+    fn dropped<B: Batch>(&self, dest: &Destination, batch: &mut B) -> bool {
+        if self.read_only && batch.drop_writes() {
+            inc(&dest.counters.writes_dropped);
+            return true;
+        }
+        false
+    }
+}
+
+impl PoolRoute {
+    /// See [`Client::stats`].
+    fn stats(&self) -> Value {
+        let mut dests = serde_json::Map::new();
+        for d in &self.dests {
+            dests.insert(d.addr().to_string(), d.stats_json());
+        }
+        json!({
+            "pools": { self.name.clone(): {
+                "servers": self.dests.len(),
+                "mode": self.mode.as_str(),
+                "protocol": self.protocol.as_str(),
+                "on_down": self.on_down.as_str(),
+                "breakers_not_closed": self.health.not_closed(),
+                "disabled": self.disabled,
+                "read_only": self.read_only,
+            }},
+            "destinations": Value::Object(dests),
+            "process": {
+                "pid": std::process::id(),
+                "config_version": 0,
+                "reloads": 0,
+                "reload_failures": 0,
+            },
+            "supervisor": {
+                "background": self.background,
+                "running": supervisor::is_running(),
+                "threads_started": supervisor::threads_started(),
+            },
+        })
     }
 }
 
 /// A memcached client with compatible placement and pooled connections.
 #[derive(Debug)]
 pub struct Client {
-    pool: PoolRoute,
-    io_timeout: Duration,
-    max_value_size: usize,
-    closed: AtomicBool,
+    inner: Arc<Inner>,
 }
 
 /// A batch of requests on one connection, and what their replies mean.
@@ -117,6 +245,11 @@ trait Batch {
     fn on_reply(&mut self, resp: Response) -> Result<bool>;
     /// The connection failed: give `err` to every unresolved entry.
     fn fail(&mut self, err: &Error);
+    /// The pool is `read_only`: if this batch writes, answer it locally as not done and
+    /// return true (nothing is sent). Reads and deletes return false and go to the server.
+    fn drop_writes(&mut self) -> bool {
+        false
+    }
 }
 
 fn server_error(kind: ServerErrorKind, message: String) -> Error {
@@ -181,6 +314,20 @@ impl<'a> GetBatch<'a> {
         self.keys.push(key);
         self.slots.push(slot);
         self.results.push(None);
+    }
+
+    /// Add this batch's hits and misses to the destination's counters.
+    fn count_hits(&self, dest: &Destination) {
+        let (mut hits, mut misses) = (0, 0);
+        for r in self.results.iter().flatten() {
+            match r {
+                Ok(Some(_)) => hits += 1,
+                Ok(None) => misses += 1,
+                Err(_) => {}
+            }
+        }
+        dest.counters.hits.fetch_add(hits, Ordering::Relaxed);
+        dest.counters.misses.fetch_add(misses, Ordering::Relaxed);
     }
 
     fn hit(&mut self, i: usize, v: protocol::Value) {
@@ -323,6 +470,33 @@ impl Batch for OpsBatch<'_> {
         }
     }
 
+    /// Stores answer `NOT_STORED`, incr/decr and touch `NOT_FOUND`. Deletes are never dropped
+    /// (invalidation is what keeps a cache correct while it is degraded), nor `flush_all` and
+    /// `version` (operator commands).
+    fn drop_writes(&mut self) -> bool {
+        let local = |r: &Request<'_>| match r {
+            Request::Store { .. } => Some(Status::NotStored),
+            Request::Arith { .. } | Request::Touch { .. } => Some(Status::NotFound),
+            _ => None,
+        };
+        if self.reqs.is_empty() || !self.reqs.iter().all(|r| local(r).is_some()) {
+            return false;
+        }
+        self.replies = self
+            .reqs
+            .iter()
+            .filter_map(local)
+            .map(|status| {
+                Ok(Response::Status {
+                    status,
+                    cas: None,
+                    opaque: None,
+                })
+            })
+            .collect();
+        true
+    }
+
     fn on_reply(&mut self, resp: Response) -> Result<bool> {
         let poisoned = match &resp {
             // memcached swallows the data of a refused store and stays in sync after
@@ -401,56 +575,9 @@ fn release(pc: PooledConn<'_>, ok: bool) {
     }
 }
 
-impl Client {
-    /// Build a client. Dials nothing: connections are made on first use.
-    pub fn new(config: &Config) -> Result<Client> {
-        fork::install();
-        let RouteConfig::Pool { pool } = &config.route;
-        let pc = config.pools.get(pool).ok_or_else(|| {
-            Error::with_detail(
-                Reason::InvalidConfig,
-                format!("route: unknown pool \"{pool}\""),
-            )
-        })?;
-        let placement = Placement::new(pc.mode, &pc.servers)
-            .map_err(|e| Error::with_detail(Reason::InvalidConfig, format!("pools.{pool}: {e}")))?;
-        let settings = ConnSettings {
-            protocol: pc.protocol,
-            connect_timeout: Duration::from_millis(config.timeouts.connect_ms),
-            io_timeout: Duration::from_millis(config.timeouts.io_ms),
-            max_connections: pc.max_connections,
-            // Replies carry at most one value; leave room for memcached's own item overhead.
-            decoder: Decoder {
-                max_value_size: config.max_value_size.max(1024 * 1024),
-            },
-        };
-        let dests = pc
-            .servers
-            .iter()
-            .map(|n| Arc::new(Destination::new(&n.host, n.port, settings)))
-            .collect();
-        Ok(Client {
-            pool: PoolRoute {
-                placement,
-                dests,
-                protocol: pc.protocol,
-                binary_keys: pc.binary_keys,
-            },
-            io_timeout: Duration::from_millis(config.timeouts.io_ms),
-            max_value_size: config.max_value_size,
-            closed: AtomicBool::new(false),
-        })
-    }
-
-    fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::Relaxed) {
-            return Err(Error::with_detail(Reason::Closed, "the client is closed"));
-        }
-        Ok(())
-    }
-
+impl PoolRoute {
     fn check_key(&self, key: &[u8]) -> Result<()> {
-        key::check(key, self.pool.binary_keys)
+        key::check(key, self.binary_keys)
     }
 
     fn check_value(&self, value: &[u8]) -> Result<()> {
@@ -471,8 +598,27 @@ impl Client {
         Instant::now() + self.io_timeout
     }
 
-    /// Run one batch on one destination.
+    /// Run one batch on one destination: admitted by its breaker, outcome recorded.
     fn exchange<B: Batch>(
+        &self,
+        dest: &Destination,
+        batch: &mut B,
+        deadline: Instant,
+    ) -> Result<()> {
+        if self.dropped(dest, batch) {
+            return Ok(());
+        }
+        if let Err(e) = self.admit(dest) {
+            batch.fail(&e);
+            return Err(e);
+        }
+        let start = Instant::now();
+        let result = self.exchange_admitted(dest, batch, deadline);
+        dest.record(&result, start.elapsed());
+        result
+    }
+
+    fn exchange_admitted<B: Batch>(
         &self,
         dest: &Destination,
         batch: &mut B,
@@ -514,7 +660,7 @@ impl Client {
     /// its results or its error; nothing here returns early.
     fn exchange_many<B: Batch>(&self, work: &mut [(usize, B)], deadline: Instant) {
         if let [(d, batch)] = work {
-            let _ = self.exchange(&self.pool.dests[*d], batch, deadline);
+            let _ = self.exchange(&self.dests[*d], batch, deadline);
             return;
         }
         struct Slot<'c> {
@@ -522,9 +668,17 @@ impl Client {
             work: usize,
             sending: bool,
         }
+        let start = Instant::now();
         let mut live: Vec<Slot<'_>> = Vec::with_capacity(work.len());
         for (i, (d, batch)) in work.iter_mut().enumerate() {
-            let dest = &*self.pool.dests[*d];
+            let dest = &*self.dests[*d];
+            if self.dropped(dest, batch) {
+                continue;
+            }
+            if let Err(e) = self.admit(dest) {
+                batch.fail(&e);
+                continue;
+            }
             match dest.checkout(deadline) {
                 Ok(mut pc) => {
                     batch.encode(dest.protocol(), &mut pc.conn().wbuf);
@@ -534,9 +688,27 @@ impl Client {
                         sending: true,
                     });
                 }
-                Err(e) => batch.fail(&e),
+                Err(e) => {
+                    dest.record::<()>(&Err(e.clone()), start.elapsed());
+                    batch.fail(&e);
+                }
             }
         }
+        // Every way a slot ends goes through here: the breaker hears about each server once.
+        let finish = |slot: Slot<'_>, outcome: Result<()>, batch: &mut B| {
+            let dest = slot.pc.destination();
+            match outcome {
+                Ok(()) => {
+                    dest.record(&Ok::<(), Error>(()), start.elapsed());
+                    release(slot.pc, true);
+                }
+                Err(e) => {
+                    let e = e.at(dest.addr());
+                    dest.record::<()>(&Err(e.clone()), start.elapsed());
+                    batch.fail(&e);
+                }
+            }
+        };
         // Write every batch first, then serve whichever connection is ready. Reading only
         // after poll reports data avoids a speculative recv (EAGAIN) per server per call.
         let mut i = live.len();
@@ -546,7 +718,8 @@ impl Client {
                 Ok(done) => live[i].sending = !done,
                 Err(e) => {
                     let slot = live.swap_remove(i);
-                    work[slot.work].1.fail(&e.at(slot.pc.destination().addr()));
+                    let w = slot.work;
+                    finish(slot, Err(e), &mut work[w].1);
                 }
             }
         }
@@ -566,10 +739,9 @@ impl Client {
                 });
             }
             if let Err(e) = conn::poll(&mut pfds, deadline) {
-                for s in live.drain(..) {
-                    work[s.work]
-                        .1
-                        .fail(&e.clone().at(s.pc.destination().addr()));
+                for slot in live.drain(..) {
+                    let w = slot.work;
+                    finish(slot, Err(e.clone()), &mut work[w].1);
                 }
                 break;
             }
@@ -583,7 +755,8 @@ impl Client {
                     continue;
                 }
                 let slot = &mut live[i];
-                let batch = &mut work[slot.work].1;
+                let w = slot.work;
+                let batch = &mut work[w].1;
                 let step: Result<bool> = (|| {
                     let decoder = *slot.pc.destination().decoder();
                     let c = slot.pc.conn();
@@ -604,11 +777,8 @@ impl Client {
                 })();
                 match step {
                     Ok(false) => {}
-                    Ok(true) => release(live.swap_remove(i).pc, true),
-                    Err(e) => {
-                        let slot = live.swap_remove(i);
-                        batch.fail(&e.at(slot.pc.destination().addr()));
-                    }
+                    Ok(true) => finish(live.swap_remove(i), Ok(()), &mut work[w].1),
+                    Err(e) => finish(live.swap_remove(i), Err(e), &mut work[w].1),
                 }
             }
         }
@@ -616,7 +786,7 @@ impl Client {
 
     /// Group `keys` by destination: `(destination index, positions in keys)`.
     fn group(&self, keys: impl Iterator<Item = (usize, usize)>) -> Vec<(usize, Vec<usize>)> {
-        let mut by_dest: Vec<Vec<usize>> = vec![Vec::new(); self.pool.dests.len()];
+        let mut by_dest: Vec<Vec<usize>> = vec![Vec::new(); self.dests.len()];
         for (pos, d) in keys {
             by_dest[d].push(pos);
         }
@@ -628,12 +798,12 @@ impl Client {
     }
 
     fn fetch(&self, key: &[u8], cas: bool, touch: Option<u32>) -> Result<Option<Item>> {
-        self.check_open()?;
         self.check_key(key)?;
-        let dest = &self.pool.dests[self.pool.dest_index(key)];
-        let mut batch = GetBatch::new(self.pool.protocol, cas, touch);
+        let dest = &self.dests[self.dest_index(key)];
+        let mut batch = GetBatch::new(self.protocol, cas, touch);
         batch.push(key, 0);
         self.exchange(dest, &mut batch, self.deadline())?;
+        batch.count_hits(dest);
         batch
             .results
             .pop()
@@ -641,23 +811,23 @@ impl Client {
             .unwrap_or_else(|| Err(Error::new(Reason::Protocol)))
     }
 
-    /// Get a value. `Ok(None)` on a miss.
-    pub fn get(&self, key: &[u8]) -> Result<Option<Item>> {
+    /// See [`Client::get`].
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<Item>> {
         self.fetch(key, false, None)
     }
 
-    /// Get a value and its CAS token.
-    pub fn gets(&self, key: &[u8]) -> Result<Option<Item>> {
+    /// See [`Client::gets`].
+    pub(crate) fn gets(&self, key: &[u8]) -> Result<Option<Item>> {
         self.fetch(key, true, None)
     }
 
-    /// Get a value and set its expiry (get-and-touch).
-    pub fn gat(&self, key: &[u8], exptime: u32) -> Result<Option<Item>> {
+    /// See [`Client::gat`].
+    pub(crate) fn gat(&self, key: &[u8], exptime: u32) -> Result<Option<Item>> {
         self.fetch(key, false, Some(exptime))
     }
 
-    /// Get a value with its CAS token and set its expiry.
-    pub fn gats(&self, key: &[u8], exptime: u32) -> Result<Option<Item>> {
+    /// See [`Client::gats`].
+    pub(crate) fn gats(&self, key: &[u8], exptime: u32) -> Result<Option<Item>> {
         self.fetch(key, true, Some(exptime))
     }
 
@@ -667,9 +837,8 @@ impl Client {
         req: Request<'_>,
         map: impl FnOnce(Response) -> Result<T>,
     ) -> Result<T> {
-        self.check_open()?;
         self.check_key(key)?;
-        let dest = &self.pool.dests[self.pool.dest_index(key)];
+        let dest = &self.dests[self.dest_index(key)];
         let mut batch = OpsBatch::one(req);
         self.exchange(dest, &mut batch, self.deadline())?;
         let reply = batch
@@ -685,9 +854,8 @@ impl Client {
         })
     }
 
-    /// Any storage command. `exptime`: 0 = never, ≤ 30 days = seconds from now, larger = unix
-    /// time.
-    pub fn store(
+    /// See [`Client::store`].
+    pub(crate) fn store(
         &self,
         op: StoreOp,
         key: &[u8],
@@ -707,10 +875,15 @@ impl Client {
         self.single(key, req, store_outcome)
     }
 
-    /// Store unconditionally.
-    pub fn set(&self, key: &[u8], value: &[u8], flags: u32, exptime: u32) -> Result<()> {
+    /// See [`Client::set`].
+    pub(crate) fn set(&self, key: &[u8], value: &[u8], flags: u32, exptime: u32) -> Result<()> {
         match self.store(StoreOp::Set, key, value, flags, exptime)? {
             StoreOutcome::Stored => Ok(()),
+            // memcached never refuses a plain set with NOT_STORED; a read_only pool does.
+            StoreOutcome::NotStored if self.read_only => Err(Error::with_detail(
+                Reason::ReadOnly,
+                "the pool is read_only: the write was dropped",
+            )),
             other => Err(Error::with_detail(
                 Reason::Protocol,
                 format!("set answered {other:?}"),
@@ -718,28 +891,34 @@ impl Client {
         }
     }
 
-    /// Store only if absent. `Ok(false)` if the key exists.
-    pub fn add(&self, key: &[u8], value: &[u8], flags: u32, exptime: u32) -> Result<bool> {
+    /// See [`Client::add`].
+    pub(crate) fn add(&self, key: &[u8], value: &[u8], flags: u32, exptime: u32) -> Result<bool> {
         Ok(self.store(StoreOp::Add, key, value, flags, exptime)? == StoreOutcome::Stored)
     }
 
-    /// Store only if present. `Ok(false)` if the key is missing.
-    pub fn replace(&self, key: &[u8], value: &[u8], flags: u32, exptime: u32) -> Result<bool> {
+    /// See [`Client::replace`].
+    pub(crate) fn replace(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        flags: u32,
+        exptime: u32,
+    ) -> Result<bool> {
         Ok(self.store(StoreOp::Replace, key, value, flags, exptime)? == StoreOutcome::Stored)
     }
 
-    /// Append to an existing value. `Ok(false)` if the key is missing.
-    pub fn append(&self, key: &[u8], value: &[u8]) -> Result<bool> {
+    /// See [`Client::append`].
+    pub(crate) fn append(&self, key: &[u8], value: &[u8]) -> Result<bool> {
         Ok(self.store(StoreOp::Append, key, value, 0, 0)? == StoreOutcome::Stored)
     }
 
-    /// Prepend to an existing value. `Ok(false)` if the key is missing.
-    pub fn prepend(&self, key: &[u8], value: &[u8]) -> Result<bool> {
+    /// See [`Client::prepend`].
+    pub(crate) fn prepend(&self, key: &[u8], value: &[u8]) -> Result<bool> {
         Ok(self.store(StoreOp::Prepend, key, value, 0, 0)? == StoreOutcome::Stored)
     }
 
-    /// Compare and swap: store only if the item's CAS is still `cas`.
-    pub fn cas(
+    /// See [`Client::cas`].
+    pub(crate) fn cas(
         &self,
         key: &[u8],
         value: &[u8],
@@ -750,8 +929,8 @@ impl Client {
         self.store(StoreOp::Cas(cas), key, value, flags, exptime)
     }
 
-    /// Delete a key. `Ok(false)` if it was not there.
-    pub fn delete(&self, key: &[u8]) -> Result<bool> {
+    /// See [`Client::delete`].
+    pub(crate) fn delete(&self, key: &[u8]) -> Result<bool> {
         self.single(
             key,
             Request::Delete {
@@ -762,8 +941,8 @@ impl Client {
         )
     }
 
-    /// Increment a decimal value by `delta` (wraps at 2^64). `Ok(None)` if the key is missing.
-    pub fn incr(&self, key: &[u8], delta: u64) -> Result<Option<u64>> {
+    /// See [`Client::incr`].
+    pub(crate) fn incr(&self, key: &[u8], delta: u64) -> Result<Option<u64>> {
         self.single(
             key,
             Request::Arith {
@@ -776,8 +955,8 @@ impl Client {
         )
     }
 
-    /// Decrement a decimal value by `delta` (stops at 0). `Ok(None)` if the key is missing.
-    pub fn decr(&self, key: &[u8], delta: u64) -> Result<Option<u64>> {
+    /// See [`Client::decr`].
+    pub(crate) fn decr(&self, key: &[u8], delta: u64) -> Result<Option<u64>> {
         self.single(
             key,
             Request::Arith {
@@ -790,8 +969,8 @@ impl Client {
         )
     }
 
-    /// Set a key's expiry. `Ok(false)` if the key is missing.
-    pub fn touch(&self, key: &[u8], exptime: u32) -> Result<bool> {
+    /// See [`Client::touch`].
+    pub(crate) fn touch(&self, key: &[u8], exptime: u32) -> Result<bool> {
         self.single(
             key,
             Request::Touch {
@@ -803,21 +982,18 @@ impl Client {
         )
     }
 
-    /// Get many keys. The result is aligned with `keys`: `Ok(Some(item))` hit, `Ok(None)` miss,
-    /// `Err` when that key's server failed. The outer `Err` is for caller errors (an invalid
-    /// key, a closed client), detected before any I/O.
-    pub fn get_multi(&self, keys: &[&[u8]]) -> Result<Vec<Result<Option<Item>>>> {
+    /// See [`Client::get_multi`].
+    pub(crate) fn get_multi(&self, keys: &[&[u8]]) -> Result<Vec<Result<Option<Item>>>> {
         self.get_multi_opts(keys, false, None)
     }
 
-    /// [`Client::get_multi`] with CAS tokens (`cas`) and/or a new expiry for hits (`touch`).
-    pub fn get_multi_opts(
+    /// See [`Client::get_multi_opts`].
+    pub(crate) fn get_multi_opts(
         &self,
         keys: &[&[u8]],
         cas: bool,
         touch: Option<u32>,
     ) -> Result<Vec<Result<Option<Item>>>> {
-        self.check_open()?;
         for k in keys {
             self.check_key(k)?;
         }
@@ -825,12 +1001,12 @@ impl Client {
         let groups = self.group(
             keys.iter()
                 .enumerate()
-                .map(|(i, k)| (i, self.pool.dest_index(k))),
+                .map(|(i, k)| (i, self.dest_index(k))),
         );
         let mut work: Vec<(usize, GetBatch<'_>)> = groups
             .into_iter()
             .map(|(d, positions)| {
-                let mut b = GetBatch::new(self.pool.protocol, cas, touch);
+                let mut b = GetBatch::new(self.protocol, cas, touch);
                 for p in positions {
                     b.push(keys[p], p);
                 }
@@ -838,6 +1014,9 @@ impl Client {
             })
             .collect();
         self.exchange_many(&mut work, deadline);
+        for (d, b) in &work {
+            b.count_hits(&self.dests[*d]);
+        }
         let mut out: Vec<Result<Option<Item>>> = Vec::with_capacity(keys.len());
         out.resize_with(keys.len(), || Ok(None));
         for (_, b) in work {
@@ -855,12 +1034,11 @@ impl Client {
         req_of: impl Fn(usize) -> Request<'k>,
         map: impl Fn(Response) -> Result<T>,
     ) -> Result<Vec<Result<T>>> {
-        self.check_open()?;
         for i in 0..n {
             self.check_key(key_of(i))?;
         }
         let deadline = self.deadline();
-        let groups = self.group((0..n).map(|i| (i, self.pool.dest_index(key_of(i)))));
+        let groups = self.group((0..n).map(|i| (i, self.dest_index(key_of(i)))));
         let mut work: Vec<(usize, OpsBatch<'k>)> = groups
             .into_iter()
             .map(|(d, positions)| {
@@ -874,7 +1052,7 @@ impl Client {
         self.exchange_many(&mut work, deadline);
         let mut out: Vec<Option<Result<T>>> = (0..n).map(|_| None).collect();
         for (d, b) in work {
-            let addr = self.pool.dests[d].addr();
+            let addr = self.dests[d].addr();
             for (slot, r) in b.slots.into_iter().zip(b.replies) {
                 out[slot] = Some(r.and_then(&map).map_err(|e| {
                     if e.destination().is_none() {
@@ -891,8 +1069,8 @@ impl Client {
             .collect())
     }
 
-    /// Store many items, pipelined per server. Aligned with `items`.
-    pub fn set_multi(&self, items: &[SetItem<'_>]) -> Result<Vec<Result<StoreOutcome>>> {
+    /// See [`Client::set_multi`].
+    pub(crate) fn set_multi(&self, items: &[SetItem<'_>]) -> Result<Vec<Result<StoreOutcome>>> {
         for it in items {
             self.check_value(it.value)?;
         }
@@ -914,9 +1092,8 @@ impl Client {
         )
     }
 
-    /// Delete many keys, pipelined per server. Aligned with `keys`: `Ok(true)` deleted,
-    /// `Ok(false)` was not there.
-    pub fn delete_multi(&self, keys: &[&[u8]]) -> Result<Vec<Result<bool>>> {
+    /// See [`Client::delete_multi`].
+    pub(crate) fn delete_multi(&self, keys: &[&[u8]]) -> Result<Vec<Result<bool>>> {
         self.ops_multi(
             keys.len(),
             |i| keys[i],
@@ -933,15 +1110,14 @@ impl Client {
         req: Request<'_>,
         map: impl Fn(Response) -> Result<T>,
     ) -> Result<Vec<(String, Result<T>)>> {
-        self.check_open()?;
-        let mut work: Vec<(usize, OpsBatch<'_>)> = (0..self.pool.dests.len())
+        let mut work: Vec<(usize, OpsBatch<'_>)> = (0..self.dests.len())
             .map(|d| (d, OpsBatch::one(req)))
             .collect();
         self.exchange_many(&mut work, self.deadline());
         Ok(work
             .into_iter()
             .map(|(d, mut b)| {
-                let addr = self.pool.dests[d].addr();
+                let addr = self.dests[d].addr();
                 let r = b
                     .replies
                     .pop()
@@ -960,9 +1136,8 @@ impl Client {
             .collect())
     }
 
-    /// `flush_all` on every server (after `delay` seconds). Fails with the first server error,
-    /// after every server was asked.
-    pub fn flush_all(&self, delay: u32) -> Result<()> {
+    /// See [`Client::flush_all`].
+    pub(crate) fn flush_all(&self, delay: u32) -> Result<()> {
         for (_, r) in self.all_servers(
             Request::FlushAll {
                 delay,
@@ -981,38 +1156,29 @@ impl Client {
         Ok(())
     }
 
-    /// Each server's version string, in config order.
-    pub fn version(&self) -> Result<Vec<(String, Result<String>)>> {
+    /// See [`Client::version`].
+    pub(crate) fn version(&self) -> Result<Vec<(String, Result<String>)>> {
         self.all_servers(Request::Version, |resp| match resp {
             Response::Version(v) => Ok(v),
             other => Err(unexpected(&other)),
         })
     }
 
-    /// The servers (`host:port`) a request for `key` would touch, without any I/O.
-    pub fn route_for(&self, op: Op, key: &[u8]) -> Result<Vec<String>> {
+    /// See [`Client::route_for`].
+    pub(crate) fn route_for(&self, op: Op, key: &[u8]) -> Result<Vec<String>> {
         let _ = op; // one pool: every operation goes to the key's server
         self.check_key(key)?;
-        Ok(vec![
-            self.pool.dests[self.pool.dest_index(key)]
-                .addr()
-                .to_string(),
-        ])
+        Ok(vec![self.dests[self.dest_index(key)].addr().to_string()])
     }
 
-    /// Every destination's address, in config order.
-    pub fn servers(&self) -> Vec<String> {
-        self.pool
-            .dests
-            .iter()
-            .map(|d| d.addr().to_string())
-            .collect()
+    /// See [`Client::servers`].
+    pub(crate) fn servers(&self) -> Vec<String> {
+        self.dests.iter().map(|d| d.addr().to_string()).collect()
     }
 
-    /// Open and idle connections per destination: `(addr, open, idle)`.
-    pub fn connection_counts(&self) -> Vec<(String, usize, usize)> {
-        self.pool
-            .dests
+    /// See [`Client::connection_counts`].
+    pub(crate) fn connection_counts(&self) -> Vec<(String, usize, usize)> {
+        self.dests
             .iter()
             .map(|d| {
                 (
@@ -1024,18 +1190,646 @@ impl Client {
             .collect()
     }
 
+    /// See [`Client::idle_local_addrs`].
+    pub(crate) fn idle_local_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.dests
+            .iter()
+            .flat_map(|d| d.idle_local_addrs())
+            .collect()
+    }
+
+    /// See [`Client::breaker_states`].
+    pub(crate) fn breaker_states(&self) -> Vec<(String, BreakerState)> {
+        self.dests
+            .iter()
+            .map(|d| (d.addr().to_string(), d.health.state()))
+            .collect()
+    }
+}
+
+impl PoolRoute {
+    /// Build the route for `config`. Destinations of `previous` whose address and settings are
+    /// unchanged are kept, with their warm connections and breaker state; their breakers are
+    /// re-linked to the new pool's bookkeeping. Nothing is dialled.
+    fn build(config: &Config, previous: Option<&PoolRoute>) -> Result<PoolRoute> {
+        let RouteConfig::Pool { pool } = &config.route;
+        let pc = config.pools.get(pool).ok_or_else(|| {
+            Error::with_detail(
+                Reason::InvalidConfig,
+                format!("route: unknown pool \"{pool}\""),
+            )
+        })?;
+        let placement = Placement::new(pc.mode, &pc.servers)
+            .map_err(|e| Error::with_detail(Reason::InvalidConfig, format!("pools.{pool}: {e}")))?;
+        let h = &config.health;
+        let ms = Duration::from_millis;
+        let settings = ConnSettings {
+            protocol: pc.protocol,
+            connect_timeout: ms(config.timeouts.connect_ms),
+            io_timeout: ms(config.timeouts.io_ms),
+            max_connections: pc.max_connections,
+            // Replies carry at most one value; leave room for memcached's own item overhead.
+            decoder: Decoder {
+                max_value_size: config.max_value_size.max(1024 * 1024),
+            },
+            heartbeat_interval: ms(h.heartbeat_interval_ms),
+            max_idle: (h.max_idle_ms > 0).then(|| ms(h.max_idle_ms)),
+            max_age: (h.max_age_ms > 0).then(|| ms(h.max_age_ms)),
+            background: h.background,
+            breaker: BreakerSettings {
+                tko_soft_threshold: h.tko_soft_threshold,
+                probe_initial: ms(h.probe_initial_ms),
+                probe_max: ms(h.probe_max_ms),
+                half_open_requests: h.half_open_requests,
+                max_tko_fraction: h.max_tko_fraction,
+            },
+        };
+        let health = PoolHealth::new(pc.servers.len(), h.max_tko_fraction);
+        let dests = pc
+            .servers
+            .iter()
+            .map(|n| {
+                let addr = n.addr();
+                let kept = previous.and_then(|p| {
+                    p.dests
+                        .iter()
+                        .find(|d| **d.addr() == *addr && *d.settings() == settings)
+                });
+                match kept {
+                    Some(d) => {
+                        d.health.rebind(Arc::clone(&health));
+                        Arc::clone(d)
+                    }
+                    None => Arc::new(Destination::new(
+                        &n.host,
+                        n.port,
+                        settings,
+                        Arc::clone(&health),
+                    )),
+                }
+            })
+            .collect();
+        Ok(PoolRoute {
+            name: pool.clone(),
+            placement,
+            nodes: pc.servers.clone(),
+            mode: pc.mode,
+            dests,
+            protocol: pc.protocol,
+            binary_keys: pc.binary_keys,
+            on_down: pc.on_down,
+            live: ArcSwap::from_pointee(LiveView {
+                epoch: u64::MAX,
+                placement: None,
+                map: Vec::new(),
+            }),
+            health,
+            background: h.background,
+            disabled: pc.disabled,
+            read_only: pc.read_only,
+            io_timeout: ms(config.timeouts.io_ms),
+            max_value_size: config.max_value_size,
+        })
+    }
+}
+
+/// What a client shares with the supervisor: the current route, swapped atomically on reload,
+/// and everything that outlives a reload.
+#[derive(Debug)]
+struct Inner {
+    route: ArcSwap<PoolRoute>,
+    closed: AtomicBool,
+    background: bool,
+    exporter: Option<Exporter>,
+    /// The config file to watch (`Config::from_file`), its last seen (mtime, size) stamp.
+    source: Option<PathBuf>,
+    source_stamp: AtomicU64,
+    watch_ms: u64,
+    last_watch_ms: AtomicU64,
+    config_version: AtomicU64,
+    reloads: AtomicU64,
+    reload_failures: AtomicU64,
+    /// The config the route was built from, before the topology snapshot is applied. Taken
+    /// only by reloads (never on the request path), with a bounded wait: a fork() during a
+    /// reload in another thread must not leave the child blocked forever.
+    base: parking_lot::Mutex<Config>,
+    /// (inode, mtime, size) stamp of the topology snapshot last applied.
+    topology_stamp: AtomicU64,
+}
+
+/// A stamp that changes when a file is rewritten or replaced: mtime in ns, size and inode (an
+/// atomic rename gives a new inode even within one mtime tick).
+fn file_stamp(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    let mtime = m
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos() as u64;
+    Some(mtime ^ m.len().rotate_left(32) ^ m.ino().rotate_left(17))
+}
+
+/// `base` with the server lists of its topology snapshot applied (`discovery.file`). A missing
+/// snapshot is only acceptable at client creation (`missing_ok`): later it would silently
+/// revert the pools to their bootstrap lists.
+fn effective_config(base: &Config, missing_ok: bool) -> Result<Config> {
+    let Some(path) = &base.discovery.file else {
+        return Ok(base.clone());
+    };
+    if missing_ok && !path.exists() {
+        log::warn!(target: "fae", "discovery.file={} missing; using the config's server lists", path.display());
+        return Ok(base.clone());
+    }
+    let topology = crate::discovery::Topology::read(path)
+        .map_err(|e| Error::with_detail(Reason::InvalidConfig, format!("discovery.file: {e}")))?;
+    base.with_topology(&topology)
+}
+
+impl Inner {
+    fn reload(&self, config: &Config) -> Result<()> {
+        self.rebuild(Some(config))
+    }
+
+    /// Build a route from `new_base` (or the current base, when the topology changed) and swap
+    /// it in; on any error the old route stays and the failure is counted.
+    fn rebuild(&self, new_base: Option<&Config>) -> Result<()> {
+        let Some(mut base) = self.base.try_lock_for(Duration::from_secs(2)) else {
+            inc(&self.reload_failures);
+            return Err(Error::with_detail(
+                Reason::InvalidConfig,
+                "another reload is still running",
+            ));
+        };
+        let old = self.route.load_full();
+        let built = effective_config(new_base.unwrap_or(&base), false)
+            .and_then(|effective| PoolRoute::build(&effective, Some(&old)));
+        match built {
+            Ok(route) => {
+                let kept = route
+                    .dests
+                    .iter()
+                    .filter(|d| old.dests.iter().any(|o| Arc::ptr_eq(o, d)))
+                    .count();
+                self.route.store(Arc::new(route));
+                if let Some(nb) = new_base {
+                    *base = nb.clone();
+                }
+                let v = self.config_version.fetch_add(1, Ordering::AcqRel) + 1;
+                inc(&self.reloads);
+                log::info!(target: "fae", "reload=ok config_version={v} destinations_kept={kept}");
+                Ok(())
+            }
+            Err(e) => {
+                inc(&self.reload_failures);
+                log::warn!(
+                    target: "fae",
+                    "reload=failed reason={} detail={:?}; the old config stays in force",
+                    e.reason(),
+                    e.detail()
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// Re-apply the topology snapshot when it changed (checked with the config file).
+    fn watch_topology(&self) {
+        let Some(path) = self.base.try_lock().and_then(|b| b.discovery.file.clone()) else {
+            return;
+        };
+        let Some(stamp) = file_stamp(&path) else {
+            return;
+        };
+        if self.topology_stamp.swap(stamp, Ordering::AcqRel) != stamp {
+            let _ = self.rebuild(None);
+        }
+    }
+
+    /// Reload from the watched config file, and re-apply the topology snapshot, when they
+    /// changed (checked every `watch_ms`).
+    fn watch_source(&self) {
+        if self.watch_ms == 0 {
+            return;
+        }
+        let now = now_ms();
+        if now.saturating_sub(self.last_watch_ms.load(Ordering::Relaxed)) < self.watch_ms {
+            return;
+        }
+        self.last_watch_ms.store(now, Ordering::Relaxed);
+        self.watch_topology();
+        let Some(path) = &self.source else { return };
+        let Some(stamp) = file_stamp(path) else {
+            return;
+        };
+        if self.source_stamp.swap(stamp, Ordering::AcqRel) == stamp {
+            return;
+        }
+        match Config::from_file(path) {
+            Ok(c) => {
+                let _ = self.reload(&c);
+            }
+            Err(e) => {
+                inc(&self.reload_failures);
+                log::warn!(
+                    target: "fae",
+                    "reload=failed source={} detail={:?}; the old config stays in force",
+                    path.display(),
+                    e.detail()
+                );
+            }
+        }
+    }
+
+    fn stats(&self) -> Value {
+        let mut v = self.route.load().stats();
+        v["process"] = json!({
+            "pid": std::process::id(),
+            "config_version": self.config_version.load(Ordering::Relaxed),
+            "reloads": self.reloads.load(Ordering::Relaxed),
+            "reload_failures": self.reload_failures.load(Ordering::Relaxed),
+        });
+        v
+    }
+}
+
+impl Maintain for Inner {
+    fn maintain(&self) {
+        for d in &self.route.load().dests {
+            d.maintain();
+        }
+        if let Some(e) = &self.exporter {
+            e.tick(&|| self.stats());
+        }
+        self.watch_source();
+    }
+}
+
+impl Client {
+    /// Build a client. Dials nothing: connections are made on first use, and no thread starts
+    /// before the first request. A client built from [`Config::from_file`] watches that file
+    /// (`reload.watch_ms`) and reloads when it changes.
+    pub fn new(config: &Config) -> Result<Client> {
+        fork::install();
+        let route = PoolRoute::build(&effective_config(config, true)?, None)?;
+        let background = config.health.background;
+        let inner = Arc::new(Inner {
+            route: ArcSwap::from_pointee(route),
+            closed: AtomicBool::new(false),
+            background,
+            exporter: Exporter::new(
+                config.stats.listen.clone(),
+                config.stats.dir.clone(),
+                config.stats.interval_ms,
+            ),
+            source_stamp: AtomicU64::new(
+                config.source.as_deref().and_then(file_stamp).unwrap_or(0),
+            ),
+            source: config.source.clone(),
+            watch_ms: config.reload.watch_ms,
+            last_watch_ms: AtomicU64::new(now_ms()),
+            config_version: AtomicU64::new(1),
+            reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
+            base: parking_lot::Mutex::new(config.clone()),
+            topology_stamp: AtomicU64::new(
+                config
+                    .discovery
+                    .file
+                    .as_deref()
+                    .and_then(file_stamp)
+                    .unwrap_or(0),
+            ),
+        });
+        if background {
+            let weak: std::sync::Weak<dyn Maintain> = Arc::downgrade(&inner) as _;
+            supervisor::register(weak);
+        }
+        Ok(Client { inner })
+    }
+
+    /// Replace the configuration: the new route is built off to the side and swapped in
+    /// atomically; requests in flight finish on the old one. Destinations whose address and
+    /// settings are unchanged keep their warm connections and breaker state. A config that
+    /// fails to build is rejected with its error, the old one stays in force, and the failure
+    /// is counted (`process.reload_failures` in [`Client::stats`]). Settings of `stats` and
+    /// `health.background` apply from client creation and are not changed by a reload.
+    pub fn reload(&self, config: &Config) -> Result<()> {
+        self.inner.reload(config)
+    }
+
+    /// Every request starts here: refuse work once closed, make sure background health work
+    /// runs in this process (the supervisor starts on first use, and again in a forked child)
+    /// or do it inline when `background` is off, and take the current route.
+    fn route(&self) -> Result<arc_swap::Guard<Arc<PoolRoute>>> {
+        let inner = &*self.inner;
+        if inner.closed.load(Ordering::Relaxed) {
+            return Err(Error::with_detail(Reason::Closed, "the client is closed"));
+        }
+        if inner.background {
+            supervisor::ensure_running();
+        } else {
+            for d in &inner.route.load().dests {
+                d.maintain_if_due();
+            }
+            if let Some(e) = &inner.exporter {
+                e.tick(&|| inner.stats());
+            }
+            inner.watch_source();
+        }
+        Ok(inner.route.load())
+    }
+
+    /// A snapshot of the client's health and counters, as JSON:
+    /// `{"pools": {name: {...}}, "destinations": {"host:port": {"state": "closed", "requests": n,
+    /// "errors": {"timeout": n}, "latency": {...}, "open_connections": n, ...}},
+    /// "process": {"config_version": n, "reloads": n, "reload_failures": n}, "supervisor": {...}}`.
+    /// Counter names are listed in [`crate::stats::DestCounters::TABLE`].
+    pub fn stats(&self) -> Value {
+        self.inner.stats()
+    }
+
+    /// [`Client::stats`] in the Prometheus text exposition format.
+    pub fn stats_prometheus(&self) -> String {
+        crate::stats::render_prometheus(&self.stats())
+    }
+
     /// Close the client: later calls fail with `closed`; idle connections are closed now and
     /// connections in use are closed when their requests finish.
     pub fn close(&self) {
-        self.closed.store(true, Ordering::Relaxed);
-        for d in &self.pool.dests {
+        self.inner.closed.store(true, Ordering::Relaxed);
+        for d in &self.inner.route.load().dests {
             d.close_idle();
         }
     }
 
     /// Has [`Client::close`] been called?
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Relaxed)
+        self.inner.closed.load(Ordering::Relaxed)
+    }
+
+    /// Get a value. `Ok(None)` on a miss.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Item>> {
+        self.route()?.get(key)
+    }
+
+    /// Get a value and its CAS token.
+    pub fn gets(&self, key: &[u8]) -> Result<Option<Item>> {
+        self.route()?.gets(key)
+    }
+
+    /// Get a value and set its expiry (get-and-touch).
+    pub fn gat(&self, key: &[u8], exptime: u32) -> Result<Option<Item>> {
+        self.route()?.gat(key, exptime)
+    }
+
+    /// Get a value with its CAS token and set its expiry.
+    pub fn gats(&self, key: &[u8], exptime: u32) -> Result<Option<Item>> {
+        self.route()?.gats(key, exptime)
+    }
+
+    /// Any storage command. `exptime`: 0 = never, ≤ 30 days = seconds from now, larger = unix
+    /// time.
+    pub fn store(
+        &self,
+        op: StoreOp,
+        key: &[u8],
+        value: &[u8],
+        flags: u32,
+        exptime: u32,
+    ) -> Result<StoreOutcome> {
+        self.route()?.store(op, key, value, flags, exptime)
+    }
+
+    /// Store unconditionally.
+    pub fn set(&self, key: &[u8], value: &[u8], flags: u32, exptime: u32) -> Result<()> {
+        self.route()?.set(key, value, flags, exptime)
+    }
+
+    /// Store only if absent. `Ok(false)` if the key exists.
+    pub fn add(&self, key: &[u8], value: &[u8], flags: u32, exptime: u32) -> Result<bool> {
+        self.route()?.add(key, value, flags, exptime)
+    }
+
+    /// Store only if present. `Ok(false)` if the key is missing.
+    pub fn replace(&self, key: &[u8], value: &[u8], flags: u32, exptime: u32) -> Result<bool> {
+        self.route()?.replace(key, value, flags, exptime)
+    }
+
+    /// Append to an existing value. `Ok(false)` if the key is missing.
+    pub fn append(&self, key: &[u8], value: &[u8]) -> Result<bool> {
+        self.route()?.append(key, value)
+    }
+
+    /// Prepend to an existing value. `Ok(false)` if the key is missing.
+    pub fn prepend(&self, key: &[u8], value: &[u8]) -> Result<bool> {
+        self.route()?.prepend(key, value)
+    }
+
+    /// Compare and swap: store only if the item's CAS is still `cas`.
+    pub fn cas(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        flags: u32,
+        exptime: u32,
+        cas: u64,
+    ) -> Result<StoreOutcome> {
+        self.route()?.cas(key, value, flags, exptime, cas)
+    }
+
+    /// Delete a key. `Ok(false)` if it was not there.
+    pub fn delete(&self, key: &[u8]) -> Result<bool> {
+        self.route()?.delete(key)
+    }
+
+    /// Increment a decimal value by `delta` (wraps at 2^64). `Ok(None)` if the key is missing.
+    pub fn incr(&self, key: &[u8], delta: u64) -> Result<Option<u64>> {
+        self.route()?.incr(key, delta)
+    }
+
+    /// Decrement a decimal value by `delta` (stops at 0). `Ok(None)` if the key is missing.
+    pub fn decr(&self, key: &[u8], delta: u64) -> Result<Option<u64>> {
+        self.route()?.decr(key, delta)
+    }
+
+    /// Set a key's expiry. `Ok(false)` if the key is missing.
+    pub fn touch(&self, key: &[u8], exptime: u32) -> Result<bool> {
+        self.route()?.touch(key, exptime)
+    }
+
+    /// Get many keys. The result is aligned with `keys`: `Ok(Some(item))` hit, `Ok(None)` miss,
+    /// `Err` when that key's server failed. The outer `Err` is for caller errors (an invalid
+    /// key, a closed client), detected before any I/O.
+    pub fn get_multi(&self, keys: &[&[u8]]) -> Result<Vec<Result<Option<Item>>>> {
+        self.route()?.get_multi(keys)
+    }
+
+    /// [`Client::get_multi`] with CAS tokens (`cas`) and/or a new expiry for hits (`touch`).
+    pub fn get_multi_opts(
+        &self,
+        keys: &[&[u8]],
+        cas: bool,
+        touch: Option<u32>,
+    ) -> Result<Vec<Result<Option<Item>>>> {
+        self.route()?.get_multi_opts(keys, cas, touch)
+    }
+
+    /// Store many items, pipelined per server. Aligned with `items`.
+    pub fn set_multi(&self, items: &[SetItem<'_>]) -> Result<Vec<Result<StoreOutcome>>> {
+        self.route()?.set_multi(items)
+    }
+
+    /// Delete many keys, pipelined per server. Aligned with `keys`: `Ok(true)` deleted,
+    /// `Ok(false)` was not there.
+    pub fn delete_multi(&self, keys: &[&[u8]]) -> Result<Vec<Result<bool>>> {
+        self.route()?.delete_multi(keys)
+    }
+
+    /// `flush_all` on every server (after `delay` seconds). Fails with the first server error,
+    /// after every server was asked.
+    pub fn flush_all(&self, delay: u32) -> Result<()> {
+        self.route()?.flush_all(delay)
+    }
+
+    /// Each server's version string, in config order.
+    pub fn version(&self) -> Result<Vec<(String, Result<String>)>> {
+        self.route()?.version()
+    }
+
+    /// The servers (`host:port`) a request for `key` would touch, without any I/O.
+    pub fn route_for(&self, op: Op, key: &[u8]) -> Result<Vec<String>> {
+        self.route()?.route_for(op, key)
+    }
+
+    /// Every destination's address, in config order.
+    pub fn servers(&self) -> Vec<String> {
+        self.inner.route.load().servers()
+    }
+
+    /// Open and idle connections per destination: `(addr, open, idle)`.
+    pub fn connection_counts(&self) -> Vec<(String, usize, usize)> {
+        self.inner.route.load().connection_counts()
+    }
+
+    /// Local addresses of the idle pooled connections (diagnostics; the fork tests use it to
+    /// prove a child never reuses its parent's sockets).
+    pub fn idle_local_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.inner.route.load().idle_local_addrs()
+    }
+
+    /// Each destination's breaker state, in config order: `(addr, state)`.
+    pub fn breaker_states(&self) -> Vec<(String, BreakerState)> {
+        self.inner.route.load().breaker_states()
+    }
+
+    /// Close every idle connection now and keep the client usable: the next request dials
+    /// again. This is pymemcache's and pylibmc's `disconnect_all()`, which frameworks call at the
+    /// end of a request; unlike [`Client::close`] it does not make later calls fail.
+    pub fn disconnect_idle(&self) {
+        for d in &self.inner.route.load().dests {
+            d.close_idle();
+        }
+    }
+
+    /// memcached's `stats [args]` on every server, in config order: `(addr, [(name, value)])`
+    /// in the server's order. An admin command, so it uses its own short-lived connection per
+    /// server (dialled and answered within `io_ms` each) and never a pooled one:
+    /// `stats` replies are multi-line and have no place in the request codec. `args` must be
+    /// printable ASCII words (`""`, `"settings"`, `"slabs"`, `"items"` …).
+    pub fn server_stats(&self, args: &str) -> Result<Vec<(String, Result<ServerStats>)>> {
+        let route = self.route()?;
+        if !args.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+            return Err(Error::with_detail(
+                Reason::InvalidArgument,
+                "stats arguments must be printable ASCII words",
+            ));
+        }
+        let line = if args.trim().is_empty() {
+            "stats\r\n".to_string()
+        } else {
+            format!("stats {}\r\n", args.trim())
+        };
+        Ok(route
+            .dests
+            .iter()
+            .map(|d| {
+                let r = admin_stats(d.addr(), &line, route.io_timeout).map_err(|e| e.at(d.addr()));
+                (d.addr().to_string(), r)
+            })
+            .collect())
+    }
+}
+
+/// One server's `stats` reply: `(name, value)` pairs in the server's order.
+pub type ServerStats = Vec<(String, String)>;
+
+/// One `stats` exchange on a fresh connection to `addr` (`host:port`, IPv6 host unbracketed).
+fn admin_stats(addr: &str, line: &str, io_timeout: Duration) -> Result<Vec<(String, String)>> {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    let io_err = |e: std::io::Error| {
+        let reason = match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Reason::Timeout,
+            std::io::ErrorKind::ConnectionRefused => Reason::ConnectRefused,
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof => {
+                Reason::Reset
+            }
+            _ => Reason::Io,
+        };
+        Error::with_detail(reason, format!("stats: {e}"))
+    };
+    let (host, port) = addr
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        .ok_or_else(|| Error::with_detail(Reason::ConnectFailed, "bad server address"))?;
+    let sa = (host.trim_matches(|c| c == '[' || c == ']'), port)
+        .to_socket_addrs()
+        .map_err(io_err)?
+        .next()
+        .ok_or_else(|| Error::with_detail(Reason::ConnectFailed, "address did not resolve"))?;
+    let mut s = TcpStream::connect_timeout(&sa, io_timeout).map_err(io_err)?;
+    let deadline = Instant::now() + io_timeout;
+    s.set_write_timeout(Some(io_timeout)).map_err(io_err)?;
+    s.write_all(line.as_bytes()).map_err(io_err)?;
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::with_detail(
+                Reason::Timeout,
+                "stats: no complete reply",
+            ));
+        }
+        s.set_read_timeout(Some(left)).map_err(io_err)?;
+        let n = s.read(&mut chunk).map_err(io_err)?;
+        if n == 0 {
+            return Err(Error::with_detail(
+                Reason::Reset,
+                "stats: connection closed",
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        let first = text.split("\r\n").next().unwrap_or("");
+        if first.starts_with("SERVER_ERROR") {
+            return Err(Error::with_detail(Reason::ServerError, first.to_string()));
+        }
+        if first.starts_with("CLIENT_ERROR") || first == "ERROR" {
+            return Err(Error::with_detail(Reason::ClientError, first.to_string()));
+        }
+        if text == "END\r\n" || text.ends_with("\r\nEND\r\n") {
+            return Ok(text
+                .split("\r\n")
+                .filter_map(|l| l.strip_prefix("STAT "))
+                .map(|l| match l.split_once(' ') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (l.to_string(), String::new()),
+                })
+                .collect());
+        }
     }
 
     /// Build a client whose keys are placed by `placement` instead of the route's pool mode

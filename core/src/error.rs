@@ -56,6 +56,9 @@ pub enum Reason {
     Closed,
     /// Transport: the deadline passed while sending or waiting for a reply.
     Timeout,
+    /// Library: every one of `max_connections` connections to the server stayed busy until
+    /// the deadline (local saturation, not a server failure).
+    PoolTimeout,
     /// Transport: the TCP connect did not finish within `connect_ms`.
     ConnectTimeout,
     /// Transport: the server refused the connection.
@@ -76,18 +79,23 @@ pub enum Reason {
     Tko,
     /// Library: no server is configured for the request.
     NoServers,
+    /// Library: the pool is switched off (`disabled: true`), failing fast without I/O.
+    Disabled,
+    /// Library: the pool is `read_only`; a `set` was dropped (other writes report "not stored").
+    ReadOnly,
 }
 
 impl Reason {
     /// Every reason, so that bindings can test their mapping is total (the enum is
     /// `#[non_exhaustive]`, so their `match` needs a wildcard arm that a test must keep unused).
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 19] = [
         Self::InvalidKey,
         Self::ValueTooLarge,
         Self::InvalidConfig,
         Self::InvalidArgument,
         Self::Closed,
         Self::Timeout,
+        Self::PoolTimeout,
         Self::ConnectTimeout,
         Self::ConnectRefused,
         Self::ConnectFailed,
@@ -98,6 +106,8 @@ impl Reason {
         Self::Protocol,
         Self::Tko,
         Self::NoServers,
+        Self::Disabled,
+        Self::ReadOnly,
     ];
 
     /// Stable name of the reason.
@@ -109,6 +119,7 @@ impl Reason {
             Self::InvalidArgument => "invalid_argument",
             Self::Closed => "closed",
             Self::Timeout => "timeout",
+            Self::PoolTimeout => "pool_timeout",
             Self::ConnectTimeout => "connect_timeout",
             Self::ConnectRefused => "connect_refused",
             Self::ConnectFailed => "connect_failed",
@@ -119,6 +130,8 @@ impl Reason {
             Self::Protocol => "protocol",
             Self::Tko => "tko",
             Self::NoServers => "no_servers",
+            Self::Disabled => "disabled",
+            Self::ReadOnly => "read_only",
         }
     }
 
@@ -130,14 +143,16 @@ impl Reason {
             Self::InvalidConfig => ErrorKind::InvalidConfig,
             Self::InvalidArgument => ErrorKind::InvalidArgument,
             Self::Closed => ErrorKind::ClientClosed,
-            Self::Timeout => ErrorKind::Timeout,
+            Self::Timeout | Self::PoolTimeout => ErrorKind::Timeout,
             Self::ConnectTimeout | Self::ConnectRefused | Self::ConnectFailed => {
                 ErrorKind::ConnectFailed
             }
             Self::Reset | Self::Io => ErrorKind::ConnectionLost,
             Self::ServerError | Self::ClientError => ErrorKind::ServerError,
             Self::Protocol => ErrorKind::Protocol,
-            Self::Tko | Self::NoServers => ErrorKind::NoServerAvailable,
+            Self::Tko | Self::NoServers | Self::Disabled | Self::ReadOnly => {
+                ErrorKind::NoServerAvailable
+            }
         }
     }
 }
@@ -209,6 +224,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self.reason {
             Reason::Timeout
+            | Reason::PoolTimeout
             | Reason::ConnectTimeout
             | Reason::ConnectRefused
             | Reason::ConnectFailed
@@ -223,7 +239,9 @@ impl Error {
             | Reason::ClientError
             | Reason::Protocol
             | Reason::Tko
-            | Reason::NoServers => false,
+            | Reason::NoServers
+            | Reason::Disabled
+            | Reason::ReadOnly => false,
         }
     }
 
@@ -240,12 +258,15 @@ impl Error {
             | Reason::ServerError
             | Reason::Protocol
             | Reason::Tko
-            | Reason::NoServers => true,
+            | Reason::NoServers
+            | Reason::Disabled
+            | Reason::ReadOnly => true,
             Reason::InvalidKey
             | Reason::ValueTooLarge
             | Reason::InvalidConfig
             | Reason::InvalidArgument
             | Reason::Closed
+            | Reason::PoolTimeout
             | Reason::ClientError => false,
         }
     }
@@ -268,9 +289,12 @@ impl Error {
             | Reason::InvalidConfig
             | Reason::InvalidArgument
             | Reason::Closed
+            | Reason::PoolTimeout
             | Reason::ServerError
             | Reason::Tko
-            | Reason::NoServers => false,
+            | Reason::NoServers
+            | Reason::Disabled
+            | Reason::ReadOnly => false,
         }
     }
 

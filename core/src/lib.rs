@@ -14,15 +14,20 @@
 pub mod admin;
 pub mod client;
 pub mod config;
+pub mod discovery;
 pub mod dist;
 pub mod error;
+pub mod export;
 pub mod hash;
 pub mod item;
 pub mod key;
 pub mod pool;
 pub mod protocol;
+pub mod stats;
+pub mod supervisor;
 
 pub use client::{Client, Op, SetItem, StoreOutcome};
 pub use config::Config;
 pub use error::{Error, ErrorKind, Reason, Result};
 pub use item::Item;
+pub use protocol::StoreOp;

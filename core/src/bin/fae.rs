@@ -23,7 +23,10 @@ const USAGE: &str = "usage:
   fae get    (--config FILE | --servers ...) [--mode NAME] KEY
   fae set    (--config FILE | --servers ...) [--mode NAME] [--flags N] [--exptime N] KEY [VALUE]
   fae delete (--config FILE | --servers ...) [--mode NAME] KEY
-  fae --help | --version
+  fae check-config FILE
+  fae stats  --dir DIR [--json] [--listen ADDR]
+  fae watch  (--etcd H:P[,...] [--prefix P] | --zookeeper H:P[,...] [--path P] | --file SRC) --out FILE
+  fae COMMAND --help | fae --help | fae --version
 
 route prints `key,server` lines (with a `key,server` header), reading keys from stdin when
 none are given. --config takes a JSON or TOML file (libfae's config schema); --servers and
@@ -162,8 +165,209 @@ fn fail(e: &Error) -> ExitCode {
     }
 }
 
+/// One paragraph per command, for `fae COMMAND --help`.
+fn command_help(cmd: &str) -> Option<&'static str> {
+    Some(match cmd {
+        "route" => "fae route (--config FILE | --servers H:P[:W],... [--mode NAME]) [--op OP] [KEY...]
+
+Print where each key lives, as `key,server` lines after a `key,server` header (the format of
+tests/placement/*.csv, so the output can be diffed against a real client's placement). Keys
+come from the arguments, or from stdin one per line. --op names the operation (get, set,
+delete, incr, touch, ...). No I/O: nothing is sent to any server.",
+        "get" => "fae get (--config FILE | --servers ...) [--mode NAME] KEY
+
+Write KEY's value to stdout. Exit 1 on a miss, 3 on a server or network error.",
+        "set" => "fae set (--config FILE | --servers ...) [--mode NAME] [--flags N] [--exptime N] KEY [VALUE]
+
+Store VALUE (or stdin when no VALUE is given) under KEY with the given flags and expiry.",
+        "delete" => "fae delete (--config FILE | --servers ...) [--mode NAME] KEY
+
+Delete KEY. Exit 1 if it was not there.",
+        "check-config" => "fae check-config FILE
+
+Validate a JSON or TOML config file and print what it builds: pools, servers with weights,
+placement mode, protocol, dead-server policy, the route, timeouts, health and stats settings.
+Exit 2 with the offending key's path if it is invalid. No I/O.",
+        "stats" => "fae stats --dir DIR [--json] [--listen ADDR]
+
+Merge the snapshot files that processes configured with \"stats\": {\"dir\": DIR} write
+(php-fpm workers), deleting files of processes that are gone, and print the result in the
+Prometheus text format (--json: as JSON). With --listen ADDR, serve GET /metrics and
+/stats.json on ADDR instead, merging afresh on every request, until killed.",
+        _ => return None,
+    })
+}
+
+fn check_config(args: &[String]) -> ExitCode {
+    let [path] = args else {
+        return usage_error("check-config takes FILE");
+    };
+    let config = match Config::from_file(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fae: {}", e.detail().unwrap_or(e.reason().as_str()));
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = Client::new(&config) {
+        eprintln!("fae: {}", e.detail().unwrap_or(e.reason().as_str()));
+        return ExitCode::from(2);
+    }
+    println!("{path}: ok");
+    println!("route: {}", config.route);
+    for (name, p) in &config.pools {
+        println!(
+            "pool \"{name}\": mode {}, protocol {}, on_down {}, max_connections {}{}",
+            p.mode,
+            p.protocol.as_str(),
+            p.on_down.as_str(),
+            p.max_connections,
+            if p.binary_keys { ", binary keys" } else { "" }
+        );
+        for n in &p.servers {
+            println!("  {} weight {}", n.addr(), n.weight);
+        }
+    }
+    let t = &config.timeouts;
+    println!(
+        "timeouts: connect {} ms, io {} ms; max_value_size {} bytes",
+        t.connect_ms, t.io_ms, config.max_value_size
+    );
+    let h = &config.health;
+    println!(
+        "health: tko_soft_threshold {}, probe {}..{} ms, half_open_requests {}, max_tko_fraction {}, heartbeat {} ms, max_idle {} ms, max_age {} ms, background {}",
+        h.tko_soft_threshold,
+        h.probe_initial_ms,
+        h.probe_max_ms,
+        h.half_open_requests,
+        h.max_tko_fraction,
+        h.heartbeat_interval_ms,
+        h.max_idle_ms,
+        h.max_age_ms,
+        h.background
+    );
+    let st = &config.stats;
+    if st.listen.is_some() || st.dir.is_some() {
+        println!(
+            "stats: listen {}, dir {}, every {} ms",
+            st.listen.as_deref().unwrap_or("-"),
+            st.dir
+                .as_ref()
+                .map_or("-".to_string(), |d| d.display().to_string()),
+            st.interval_ms
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn stats_cmd(args: &[String]) -> ExitCode {
+    let (mut dir, mut json, mut listen) = (None, false, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--dir" => dir = it.next().cloned(),
+            "--json" => json = true,
+            "--listen" => listen = it.next().cloned(),
+            other => return usage_error(format!("stats: unexpected argument {other}")),
+        }
+    }
+    let Some(dir) = dir.map(std::path::PathBuf::from) else {
+        return usage_error("stats needs --dir DIR");
+    };
+    let render = |as_json: bool| -> Result<String, String> {
+        let merged = fae_core::export::aggregate_dir(&dir).map_err(|e| e.to_string())?;
+        Ok(if as_json {
+            merged.to_string() + "\n"
+        } else {
+            fae_core::stats::render_prometheus(&merged)
+        })
+    };
+    let Some(addr) = listen else {
+        return match render(json) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("fae: {e}");
+                ExitCode::from(2)
+            }
+        };
+    };
+    let listener = match std::net::TcpListener::bind(&addr) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("fae: cannot listen on {addr}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    eprintln!(
+        "fae: serving /metrics and /stats.json from {} on {addr}",
+        dir.display()
+    );
+    for stream in listener.incoming().flatten() {
+        let _ = serve_one(stream, &render);
+    }
+    ExitCode::SUCCESS
+}
+
+fn serve_one(
+    mut stream: std::net::TcpStream,
+    render: &dyn Fn(bool) -> Result<String, String>,
+) -> io::Result<()> {
+    use std::io::BufRead as _;
+    stream.set_read_timeout(Some(std::time::Duration::from_millis(500)))?;
+    let mut line = String::new();
+    io::BufReader::new(&stream).read_line(&mut line)?;
+    let path = line.split_whitespace().nth(1).unwrap_or("");
+    let (status, ctype, body) = match path {
+        "/metrics" => match render(false) {
+            Ok(b) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", b),
+            Err(e) => ("500 Internal Server Error", "text/plain", e + "\n"),
+        },
+        "/stats.json" => match render(true) {
+            Ok(b) => ("200 OK", "application/json", b),
+            Err(e) => ("500 Internal Server Error", "text/plain", e + "\n"),
+        },
+        _ => (
+            "404 Not Found",
+            "text/plain",
+            "try /metrics or /stats.json\n".to_string(),
+        ),
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so `fae route … | head` would panic on a closed stdout. Die
+    // quietly instead, as Unix tools do.
+    // SAFETY: called first thing in main, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let first = std::env::args().nth(1);
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    if let Some(cmd) = first.as_deref() {
+        if cmd != "watch" && args.iter().any(|a| a == "--help" || a == "-h") {
+            return match command_help(cmd) {
+                Some(h) => {
+                    println!("{h}");
+                    ExitCode::SUCCESS
+                }
+                None => usage_error(format!("unknown command \"{cmd}\"")),
+            };
+        }
+        match cmd {
+            "check-config" => return check_config(&args),
+            "stats" => return stats_cmd(&args),
+            "watch" => return fae_core::discovery::cli::watch_main(&args),
+            _ => {}
+        }
+    }
     match first.as_deref() {
         Some("--help" | "-h" | "help") | None => {
             println!("{USAGE}");

@@ -39,6 +39,22 @@ pub mod defaults {
     pub const PORT: u16 = 11211;
     /// Name of the pool the `servers` shorthand creates.
     pub const POOL: &str = "default";
+    /// Idle connections unused this long get a heartbeat, milliseconds.
+    pub const HEARTBEAT_INTERVAL_MS: u64 = 5000;
+    /// Consecutive soft failures (timeouts) that open a breaker.
+    pub const TKO_SOFT_THRESHOLD: u32 = 3;
+    /// First probe delay after a breaker opens, milliseconds.
+    pub const PROBE_INITIAL_MS: u64 = 250;
+    /// Longest probe delay, milliseconds.
+    pub const PROBE_MAX_MS: u64 = 10_000;
+    /// Trial requests a half-open breaker admits.
+    pub const HALF_OPEN_REQUESTS: u32 = 3;
+    /// Largest fraction of a pool whose breakers may be open at once.
+    pub const MAX_TKO_FRACTION: f64 = 0.5;
+    /// Idle connections unused this long are closed, milliseconds (0: never).
+    pub const MAX_IDLE_MS: u64 = 60_000;
+    /// Connections older than this are closed when idle, milliseconds (0: never).
+    pub const MAX_AGE_MS: u64 = 0;
 }
 
 /// A validated configuration.
@@ -53,6 +69,135 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Largest value accepted, in bytes; larger values fail before any I/O.
     pub max_value_size: usize,
+    /// Heartbeats, the circuit breaker and the supervisor.
+    pub health: HealthConfig,
+    /// Where stats are exported.
+    pub stats: StatsConfig,
+    /// Reloading from the config file.
+    pub reload: ReloadConfig,
+    /// Server lists from a topology snapshot file (`fae watch` writes one).
+    pub discovery: DiscoveryConfig,
+    /// The file this config was read from ([`Config::from_file`]); a client built from it
+    /// watches it for changes. Not a config key.
+    pub source: Option<std::path::PathBuf>,
+}
+
+/// Discovery (config `discovery`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DiscoveryConfig {
+    /// A topology snapshot (`{"pools": {"main": ["host:port", …]}}`, as `fae watch` writes it).
+    /// Pools it names take their server lists from it; the config's own lists are the fallback
+    /// while the file is missing. The supervisor re-reads it when it changes (checked every
+    /// `reload.watch_ms`); an invalid snapshot is rejected and the last good one stays.
+    pub file: Option<std::path::PathBuf>,
+}
+
+/// Reloading (config `reload`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ReloadConfig {
+    /// How often a client built from a config file checks its mtime and size, milliseconds
+    /// (0: never). A changed file is parsed and swapped in; a bad one is rejected and counted.
+    pub watch_ms: u64,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self { watch_ms: 1000 }
+    }
+}
+
+/// Stats export (config `stats`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StatsConfig {
+    /// Serve `GET /metrics` (Prometheus) and `GET /stats.json` on this address from the
+    /// supervisor thread (long-lived processes; needs `health.background`).
+    pub listen: Option<String>,
+    /// Write this process's snapshot into this directory every `interval_ms` (php-fpm:
+    /// `fae stats --dir DIR` merges the workers' files).
+    pub dir: Option<std::path::PathBuf>,
+    /// How often the snapshot file is rewritten, milliseconds.
+    pub interval_ms: u64,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            dir: None,
+            interval_ms: 1000,
+        }
+    }
+}
+
+/// What happens to the keys of a server whose breaker is open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDown {
+    /// Its keys fail fast (`tko`); nothing rehashes, so no stale data when it returns.
+    #[default]
+    FailFast,
+    /// Take it off the ring while open: its keys go to the other servers (twemproxy
+    /// `auto_eject_hosts`, libmemcached `REMOVE_FAILED_SERVERS`). Risk: values written
+    /// elsewhere meanwhile are stale or missing when it returns.
+    Eject,
+}
+
+impl OnDown {
+    /// Stable config name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::FailFast => "fail_fast",
+            Self::Eject => "eject",
+        }
+    }
+}
+
+/// Heartbeats, the circuit breaker and the supervisor (config `health`).
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HealthConfig {
+    /// Idle connections unused this long get a `mn`/`version` heartbeat, milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// Consecutive soft failures (timeouts, resets) that open a breaker.
+    pub tko_soft_threshold: u32,
+    /// First probe delay after a breaker opens, milliseconds (× 1.5 per failed probe).
+    pub probe_initial_ms: u64,
+    /// Longest probe delay, milliseconds.
+    pub probe_max_ms: u64,
+    /// Trial requests a half-open breaker admits; that many successes close it.
+    pub half_open_requests: u32,
+    /// No breaker opens if that would leave more than this fraction of its pool open.
+    pub max_tko_fraction: f64,
+    /// Idle connections unused this long are closed, milliseconds (0: never).
+    pub max_idle_ms: u64,
+    /// Connections older than this (jittered −20 %) are closed when idle, milliseconds (0: never).
+    pub max_age_ms: u64,
+    /// Run probes and heartbeats on a supervisor thread (started on first use). When false,
+    /// requests run due probes and sweeps inline, for environments that forbid threads.
+    pub background: bool,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: defaults::HEARTBEAT_INTERVAL_MS,
+            tko_soft_threshold: defaults::TKO_SOFT_THRESHOLD,
+            probe_initial_ms: defaults::PROBE_INITIAL_MS,
+            probe_max_ms: defaults::PROBE_MAX_MS,
+            half_open_requests: defaults::HALF_OPEN_REQUESTS,
+            max_tko_fraction: defaults::MAX_TKO_FRACTION,
+            max_idle_ms: defaults::MAX_IDLE_MS,
+            max_age_ms: defaults::MAX_AGE_MS,
+            background: true,
+        }
+    }
 }
 
 /// One pool: servers that share a placement.
@@ -69,6 +214,13 @@ pub struct PoolConfig {
     pub max_connections: usize,
     /// Allow keys with spaces or control bytes (meta protocol only; sent base64-encoded).
     pub binary_keys: bool,
+    /// What happens to a down server's keys.
+    pub on_down: OnDown,
+    /// Switched off: every request fails fast with `disabled`, without I/O (graceful degrade).
+    pub disabled: bool,
+    /// Writes (set/add/replace/append/prepend/cas, incr/decr, touch) are answered locally as
+    /// not stored and counted; reads and deletes still go to the servers (graceful degrade).
+    pub read_only: bool,
 }
 
 /// Connect and request deadlines.
@@ -109,6 +261,14 @@ pub enum RouteConfig {
         /// The pool's name.
         pool: String,
     },
+}
+
+impl fmt::Display for RouteConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouteConfig::Pool { pool } => write!(f, "pool \"{pool}\""),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for RouteConfig {
@@ -256,6 +416,12 @@ struct RawPool {
     max_connections: usize,
     #[serde(default)]
     binary_keys: bool,
+    #[serde(default)]
+    on_down: OnDown,
+    #[serde(default)]
+    disabled: bool,
+    #[serde(default)]
+    read_only: bool,
 }
 
 fn max_connections() -> usize {
@@ -273,8 +439,19 @@ struct RawConfig {
     protocol: Option<Protocol>,
     max_connections: Option<usize>,
     binary_keys: Option<bool>,
+    on_down: Option<OnDown>,
+    disabled: Option<bool>,
+    read_only: Option<bool>,
     #[serde(default)]
     timeouts: Timeouts,
+    #[serde(default)]
+    health: HealthConfig,
+    #[serde(default)]
+    stats: StatsConfig,
+    #[serde(default)]
+    reload: ReloadConfig,
+    #[serde(default)]
+    discovery: DiscoveryConfig,
     #[serde(default = "max_value_size")]
     max_value_size: usize,
 }
@@ -319,7 +496,10 @@ impl Config {
         } else {
             Self::from_json(&text)
         };
-        parsed.map_err(|e| invalid(format!("{}: {}", path.display(), e.detail().unwrap_or(""))))
+        let mut cfg = parsed
+            .map_err(|e| invalid(format!("{}: {}", path.display(), e.detail().unwrap_or(""))))?;
+        cfg.source = Some(path.to_path_buf());
+        Ok(cfg)
     }
 
     /// One pool named `default` with these servers (`host:port[:weight]`) and mode.
@@ -337,6 +517,9 @@ impl Config {
             protocol: Protocol::default(),
             max_connections: defaults::MAX_CONNECTIONS,
             binary_keys: false,
+            on_down: OnDown::default(),
+            disabled: false,
+            read_only: false,
         };
         let cfg = Config {
             pools: BTreeMap::from([(defaults::POOL.to_string(), pool)]),
@@ -345,6 +528,11 @@ impl Config {
             },
             timeouts: Timeouts::default(),
             max_value_size: defaults::MAX_VALUE_SIZE,
+            health: HealthConfig::default(),
+            stats: StatsConfig::default(),
+            reload: ReloadConfig::default(),
+            discovery: DiscoveryConfig::default(),
+            source: None,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -370,6 +558,9 @@ impl Config {
                     protocol: raw.protocol.unwrap_or_default(),
                     max_connections: raw.max_connections.unwrap_or(defaults::MAX_CONNECTIONS),
                     binary_keys: raw.binary_keys.unwrap_or(false),
+                    on_down: raw.on_down.unwrap_or_default(),
+                    disabled: raw.disabled.unwrap_or(false),
+                    read_only: raw.read_only.unwrap_or(false),
                 };
                 pools.insert(defaults::POOL.to_string(), pool);
             }
@@ -379,6 +570,9 @@ impl Config {
                     ("protocol", raw.protocol.is_some()),
                     ("max_connections", raw.max_connections.is_some()),
                     ("binary_keys", raw.binary_keys.is_some()),
+                    ("on_down", raw.on_down.is_some()),
+                    ("disabled", raw.disabled.is_some()),
+                    ("read_only", raw.read_only.is_some()),
                 ] {
                     if given {
                         return Err(invalid(format!(
@@ -409,6 +603,9 @@ impl Config {
                     protocol: p.protocol,
                     max_connections: p.max_connections,
                     binary_keys: p.binary_keys,
+                    on_down: p.on_down,
+                    disabled: p.disabled,
+                    read_only: p.read_only,
                 };
                 (name, pool)
             })
@@ -418,7 +615,34 @@ impl Config {
             route,
             timeouts: raw.timeouts,
             max_value_size: raw.max_value_size,
+            health: raw.health,
+            stats: raw.stats,
+            reload: raw.reload,
+            discovery: raw.discovery,
+            source: None,
         };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// This config with the server lists of `topology` for the pools it names (pools the
+    /// config does not have are ignored). Errors name the snapshot's pool and server.
+    pub fn with_topology(&self, topology: &crate::discovery::Topology) -> Result<Config> {
+        let mut cfg = self.clone();
+        for (name, servers) in &topology.pools {
+            let Some(pool) = cfg.pools.get_mut(name) else {
+                log::debug!(target: "fae", "discovery: pool \"{name}\" is not in the config; ignored");
+                continue;
+            };
+            pool.servers = servers
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    parse_server(s)
+                        .map_err(|e| invalid(format!("discovery: pools.{name}[{i}]: {e}")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -460,6 +684,53 @@ impl Config {
         }
         if self.max_value_size == 0 {
             return Err(invalid("max_value_size: must be at least 1"));
+        }
+        let h = &self.health;
+        let checks = [
+            (
+                h.heartbeat_interval_ms >= 1,
+                "health.heartbeat_interval_ms: must be at least 1",
+            ),
+            (
+                h.tko_soft_threshold >= 1,
+                "health.tko_soft_threshold: must be at least 1",
+            ),
+            (
+                h.probe_max_ms >= 1,
+                "health.probe_max_ms: must be at least 1",
+            ),
+            (
+                h.probe_initial_ms <= h.probe_max_ms,
+                "health.probe_initial_ms: must not exceed probe_max_ms",
+            ),
+            (
+                h.half_open_requests >= 1,
+                "health.half_open_requests: must be at least 1",
+            ),
+            (
+                (0.0..=1.0).contains(&h.max_tko_fraction),
+                "health.max_tko_fraction: must be between 0 and 1",
+            ),
+        ];
+        if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
+            return Err(invalid(*msg));
+        }
+        if let Some(l) = &self.stats.listen {
+            if !self.health.background {
+                return Err(invalid(
+                    "stats.listen: needs health.background (the supervisor thread serves it)",
+                ));
+            }
+            if l.rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                return Err(invalid(format!(
+                    "stats.listen: expected host:port, got \"{l}\""
+                )));
+            }
+        }
+        if self.stats.interval_ms == 0 {
+            return Err(invalid("stats.interval_ms: must be at least 1"));
         }
         Ok(())
     }
@@ -511,6 +782,40 @@ mod tests {
             }
         );
         assert_eq!(c.timeouts, Timeouts::default());
+    }
+
+    #[test]
+    fn health_section_and_on_down() {
+        let c = Config::from_json(
+            r#"{"servers": ["a:1", "b:2"], "on_down": "eject",
+                "health": {"tko_soft_threshold": 5, "probe_initial_ms": 10, "background": false}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.pools["default"].on_down, OnDown::Eject);
+        assert_eq!(c.health.tko_soft_threshold, 5);
+        assert_eq!(c.health.probe_initial_ms, 10);
+        assert!(!c.health.background);
+        assert_eq!(
+            c.health.probe_max_ms,
+            defaults::PROBE_MAX_MS,
+            "unset fields keep defaults"
+        );
+        assert!(
+            err(r#"{"servers": ["a:1"], "on_down": "rehash"}"#)
+                .starts_with("on_down: unknown variant")
+        );
+        assert!(
+            err(r#"{"servers": ["a:1"], "health": {"probe_initial_ms": 9, "probe_max_ms": 5}}"#)
+                .starts_with("health.probe_initial_ms")
+        );
+        assert!(
+            err(r#"{"servers": ["a:1"], "health": {"max_tko_fraction": 2}}"#)
+                .starts_with("health.max_tko_fraction")
+        );
+        assert!(
+            err(r#"{"servers": ["a:1"], "health": {"tko": 1}}"#)
+                .starts_with("health.tko: unknown field")
+        );
     }
 
     #[test]

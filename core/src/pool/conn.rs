@@ -34,9 +34,18 @@ pub struct Conn {
     pub(crate) wbuf: Vec<u8>,
     sent: usize,
     pub(crate) created: Instant,
+    /// When a request last used the connection (idle time for `max_idle` counts from here).
+    pub(crate) last_used: Instant,
+    /// When a request or a heartbeat last proved the connection alive.
+    pub(crate) last_checked: Instant,
+    /// Recycle once this old (jittered per connection); `None`: never.
+    pub(crate) max_age: Option<Duration>,
     pub(crate) generation: u64,
     /// The `SO_RCVTIMEO` set at connect: a blocking `recv` may wait this long.
     read_timeout: Duration,
+    /// Bytes moved since the destination last collected them (stats).
+    bytes_sent: u64,
+    bytes_received: u64,
 }
 
 /// What a readiness wait is for.
@@ -157,8 +166,13 @@ impl Conn {
                         wbuf: Vec::with_capacity(1024),
                         sent: 0,
                         created: Instant::now(),
+                        last_used: Instant::now(),
+                        last_checked: Instant::now(),
+                        max_age: None,
                         generation,
                         read_timeout,
+                        bytes_sent: 0,
+                        bytes_received: 0,
                     });
                 }
                 Err(e) => {
@@ -197,9 +211,22 @@ impl Conn {
         }
     }
 
+    /// Bytes sent and received since the last call (for the destination's counters).
+    pub(crate) fn take_byte_counts(&mut self) -> (u64, u64) {
+        (
+            std::mem::take(&mut self.bytes_sent),
+            std::mem::take(&mut self.bytes_received),
+        )
+    }
+
     /// How long ago the connection was made.
     pub fn age(&self) -> Duration {
         self.created.elapsed()
+    }
+
+    /// The local address of the socket.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.local_addr()
     }
 
     /// The raw file descriptor, for `poll(2)`.
@@ -223,6 +250,7 @@ impl Conn {
             };
             if n > 0 {
                 self.sent += n as usize;
+                self.bytes_sent += n as u64;
                 continue;
             }
             if n == 0 {
@@ -291,6 +319,7 @@ impl Conn {
             };
             if n > 0 {
                 self.end += n as usize;
+                self.bytes_received += n as u64;
                 return Ok(true);
             }
             if n == 0 {

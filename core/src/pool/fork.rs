@@ -13,17 +13,26 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 static REGISTER: Once = Once::new();
 
 extern "C" fn after_fork_in_child() {
-    // Async-signal-safe: a single atomic add, no allocation, no lock.
+    // Async-signal-safe: a single atomic add, no allocation; then release the supervisor
+    // registry that the prepare handler took.
     GENERATION.fetch_add(1, Ordering::AcqRel);
+    crate::supervisor::after_fork();
 }
 
-/// Install the `pthread_atfork` child handler (once per process; called when the first client
-/// is built, never at load time).
+/// Install the `pthread_atfork` handlers (once per process; called when the first client is
+/// built, never at load time): the child bumps the generation, and the supervisor registry
+/// lock is held across the fork so no vanished thread can own it in the child.
 pub fn install() {
     REGISTER.call_once(|| {
-        // SAFETY: registers a handler that only performs an atomic add; the prepare and parent
-        // handlers are null, as pthread_atfork allows.
-        let rc = unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+        // SAFETY: the handlers are plain `extern "C"` functions that take and release one
+        // lock and bump an atomic; they live for the whole process.
+        let rc = unsafe {
+            libc::pthread_atfork(
+                Some(crate::supervisor::before_fork),
+                Some(crate::supervisor::after_fork),
+                Some(after_fork_in_child),
+            )
+        };
         debug_assert_eq!(rc, 0, "pthread_atfork failed");
     });
 }

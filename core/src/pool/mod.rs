@@ -13,23 +13,35 @@
 //! generation drops its idle connections (closing the child's copies of the fds: the parent's
 //! sockets are unaffected) and forgets connections that were checked out by threads that do not
 //! exist in the child.
+//!
+//! Health: every destination has a circuit breaker ([`health::Health`]). [`Destination::admit`]
+//! fails fast with `tko` while it is open; [`Destination::record`] feeds it each request's
+//! outcome. [`Destination::maintain`] (run by the supervisor thread, or inline when
+//! `background` is false) probes an open breaker, heartbeats idle connections, and recycles
+//! connections past `max_idle_ms` / `max_age_ms` (the age limit is jittered per connection so a
+//! fleet does not reconnect in step).
 
 pub mod conn;
 pub mod fork;
+pub mod health;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
+use serde_json::{Value, json};
 
 pub use conn::Conn;
+use health::{BreakerSettings, Health, PoolHealth, Transition, jitter_fraction, now_ms};
 
 use crate::error::{Error, Reason, Result};
 use crate::protocol::{Decoder, Protocol};
+use crate::stats::{DestCounters, ErrorCounters, Histogram, inc};
 
-/// How a destination dials and talks.
-#[derive(Clone, Copy, Debug)]
+/// How a destination dials and talks. A reload keeps a destination (its warm connections
+/// and breaker) only when its settings are unchanged.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ConnSettings {
     /// Wire protocol.
     pub protocol: Protocol,
@@ -41,6 +53,16 @@ pub struct ConnSettings {
     pub max_connections: usize,
     /// Reply decoder (carries the value size limit).
     pub decoder: Decoder,
+    /// Idle connections unused this long are sent a heartbeat (`mn`/`version`).
+    pub heartbeat_interval: Duration,
+    /// Idle connections unused this long are closed (`None`: never).
+    pub max_idle: Option<Duration>,
+    /// Connections older than this (× a per-connection jitter of 0.8–1.0) are closed when idle.
+    pub max_age: Option<Duration>,
+    /// A supervisor thread probes and heartbeats; when false, requests do it inline.
+    pub background: bool,
+    /// Breaker knobs.
+    pub breaker: BreakerSettings,
 }
 
 /// One server address and its connections.
@@ -54,11 +76,28 @@ pub struct Destination {
     /// Connections that exist (idle + checked out) in this process generation.
     open: AtomicUsize,
     generation: AtomicU64,
+    /// The circuit breaker.
+    pub health: Health,
+    /// Event counters.
+    pub counters: DestCounters,
+    /// Errors by reason.
+    pub errors: ErrorCounters,
+    /// Latency of requests to this server (checkout to complete reply).
+    pub latency: Histogram,
+    maintaining: AtomicBool,
+    last_sweep_ms: AtomicU64,
+    last_fail_open_log_ms: AtomicU64,
+    rng: AtomicU64,
 }
 
 impl Destination {
-    /// A destination for `host:port`. Dials nothing.
-    pub fn new(host: &str, port: u16, settings: ConnSettings) -> Destination {
+    /// A destination for `host:port` in a pool whose breakers share `pool`. Dials nothing.
+    pub fn new(
+        host: &str,
+        port: u16,
+        settings: ConnSettings,
+        pool: Arc<PoolHealth>,
+    ) -> Destination {
         Destination {
             addr: Arc::from(format!("{host}:{port}")),
             host: host.to_string(),
@@ -67,7 +106,293 @@ impl Destination {
             idle: ArrayQueue::new(settings.max_connections.max(1)),
             open: AtomicUsize::new(0),
             generation: AtomicU64::new(fork::generation()),
+            health: Health::new(settings.breaker, pool),
+            counters: DestCounters::default(),
+            errors: ErrorCounters::default(),
+            latency: Histogram::default(),
+            maintaining: AtomicBool::new(false),
+            last_sweep_ms: AtomicU64::new(now_ms()),
+            last_fail_open_log_ms: AtomicU64::new(0),
+            rng: AtomicU64::new(0),
         }
+    }
+
+    /// May a request go to this server now? Fails fast with `tko` (no socket touched) while
+    /// the breaker is open. Without a supervisor the caller's thread runs a due probe first.
+    pub fn admit(&self, supervised: bool) -> Result<()> {
+        if self.health.admit() {
+            return Ok(());
+        }
+        if !supervised && self.health.claim_probe() {
+            self.run_probe();
+            if self.health.admit() {
+                return Ok(());
+            }
+        }
+        inc(&self.counters.tko_rejected);
+        self.errors.add(Reason::Tko);
+        Err(Error::with_detail(Reason::Tko, "circuit breaker open").at(&self.addr))
+    }
+
+    /// Feed a request's outcome to the breaker and the counters. Caller errors never get here;
+    /// server replies (even `SERVER_ERROR`) prove the server alive.
+    pub fn record<T>(&self, result: &Result<T>, elapsed: Duration) {
+        inc(&self.counters.requests);
+        self.latency.record(elapsed);
+        match result {
+            Ok(_) => {
+                if let Some(t) = self.health.record_success() {
+                    self.note(t);
+                }
+            }
+            Err(e) => self.record_error(e),
+        }
+    }
+
+    fn record_error(&self, e: &Error) {
+        self.errors.add(e.reason());
+        if e.is_destination_failure() {
+            if let Some(t) = self.health.record_failure(e.reason()) {
+                self.note(t);
+            }
+        } else if e.reason() != Reason::PoolTimeout {
+            if let Some(t) = self.health.record_success() {
+                self.note(t);
+            }
+        }
+    }
+
+    /// Count and log a breaker transition, once.
+    fn note(&self, t: Transition) {
+        let addr = &self.addr;
+        match t {
+            Transition::Opened(r) => {
+                inc(&self.counters.breaker_opened);
+                log::warn!(target: "fae", "destination={addr} breaker=open reason={r}");
+            }
+            Transition::HalfOpened => {
+                inc(&self.counters.breaker_half_opened);
+                log::info!(target: "fae", "destination={addr} breaker=half_open reason=probe_ok");
+            }
+            Transition::Closed => {
+                inc(&self.counters.breaker_closed);
+                log::info!(target: "fae", "destination={addr} breaker=closed reason=trials_ok");
+            }
+            Transition::Reopened(r) => {
+                inc(&self.counters.breaker_reopened);
+                log::warn!(target: "fae", "destination={addr} breaker=open reason={r} trial=failed");
+            }
+            Transition::FailOpen(r) => {
+                inc(&self.counters.fail_open);
+                // Rate-limited: while a pool fails open every failure lands here.
+                let now = now_ms();
+                let last = self.last_fail_open_log_ms.load(Ordering::Relaxed);
+                if now.saturating_sub(last) >= 10_000
+                    && self
+                        .last_fail_open_log_ms
+                        .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    log::warn!(
+                        target: "fae",
+                        "destination={addr} breaker=closed reason={r} fail_open=true (too much of the pool is open)"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Dial and validate a connection within `connect_ms`.
+    fn dial(&self, deadline: Instant, generation: u64) -> Result<Conn> {
+        // `connect_ms` bounds the whole dial: TCP handshake plus validation. A stopped server's
+        // kernel still completes handshakes; only validation notices it.
+        let connect_deadline = deadline.min(Instant::now() + self.settings.connect_timeout);
+        let dialled = Conn::connect(
+            &self.host,
+            self.port,
+            self.settings.connect_timeout,
+            self.settings.io_timeout,
+            connect_deadline,
+            generation,
+        )
+        .and_then(|mut conn| {
+            conn.validate(
+                self.settings.protocol,
+                &self.settings.decoder,
+                connect_deadline,
+            )
+            .map_err(|e| {
+                let reason = if e.reason() == Reason::Timeout {
+                    Reason::ConnectTimeout
+                } else {
+                    e.reason()
+                };
+                Error::with_detail(reason, format!("validating new connection: {e}"))
+            })?;
+            Ok(conn)
+        });
+        match dialled {
+            Ok(mut conn) => {
+                inc(&self.counters.connections_opened);
+                if let Some(age) = self.settings.max_age {
+                    conn.max_age = Some(age.mul_f64(0.8 + 0.2 * jitter_fraction(&self.rng)));
+                }
+                Ok(conn)
+            }
+            Err(e) => {
+                inc(&self.counters.connections_failed);
+                Err(e.at(&self.addr))
+            }
+        }
+    }
+
+    /// Probe an open breaker: dial + validate. A good connection joins the idle pool.
+    fn run_probe(&self) {
+        let generation = self.check_fork();
+        let ok = if self.reserve_slot() {
+            match self.dial(Instant::now() + self.settings.connect_timeout, generation) {
+                Ok(conn) => {
+                    self.release(Some(conn), true);
+                    true
+                }
+                Err(_) => {
+                    self.release(None, false);
+                    false
+                }
+            }
+        } else {
+            // Every slot is taken by connections in use: the server is evidently reachable.
+            true
+        };
+        inc(if ok {
+            &self.counters.probes_ok
+        } else {
+            &self.counters.probes_failed
+        });
+        if let Some(t) = self.health.probe_finished(ok) {
+            self.note(t);
+        }
+    }
+
+    /// Background work for this destination: a due breaker probe, then (every
+    /// `heartbeat_interval`) heartbeats and recycling of idle connections. Never blocks on
+    /// another thread; at most one maintainer runs per destination.
+    pub fn maintain(&self) {
+        if self
+            .maintaining
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        if self.health.claim_probe() {
+            self.run_probe();
+        }
+        let now = now_ms();
+        let interval = self.settings.heartbeat_interval.as_millis() as u64;
+        let sweep_every = match self.settings.max_idle {
+            Some(idle) => interval.min(idle.as_millis() as u64),
+            None => interval,
+        };
+        if now.saturating_sub(self.last_sweep_ms.load(Ordering::Relaxed)) >= sweep_every {
+            self.last_sweep_ms.store(now, Ordering::Relaxed);
+            self.sweep_idle();
+        }
+        self.maintaining.store(false, Ordering::Release);
+    }
+
+    /// [`Destination::maintain`] for requests when no supervisor runs (`background: false`):
+    /// cheap unless a probe or a sweep is due.
+    pub fn maintain_if_due(&self) {
+        let interval = self.settings.heartbeat_interval.as_millis() as u64;
+        let sweep_due =
+            now_ms().saturating_sub(self.last_sweep_ms.load(Ordering::Relaxed)) >= interval;
+        if sweep_due {
+            self.maintain();
+        }
+    }
+
+    /// Heartbeat idle connections unused for `heartbeat_interval`; close those past
+    /// `max_idle` or their `max_age`.
+    fn sweep_idle(&self) {
+        let generation = self.check_fork();
+        for _ in 0..self.idle.len() {
+            let Some(mut conn) = self.idle.pop() else {
+                break;
+            };
+            if conn.generation != generation {
+                continue;
+            }
+            let too_old = conn.max_age.is_some_and(|m| conn.age() >= m);
+            let too_idle = self
+                .settings
+                .max_idle
+                .is_some_and(|m| conn.last_used.elapsed() >= m);
+            if too_old || too_idle {
+                inc(&self.counters.connections_recycled);
+                drop(conn);
+                self.open.fetch_sub(1, Ordering::AcqRel);
+                continue;
+            }
+            if conn.last_checked.elapsed() >= self.settings.heartbeat_interval {
+                let deadline = Instant::now() + self.settings.connect_timeout;
+                match conn.validate(self.settings.protocol, &self.settings.decoder, deadline) {
+                    Ok(()) => {
+                        inc(&self.counters.heartbeats_ok);
+                        conn.last_checked = Instant::now();
+                    }
+                    Err(e) => {
+                        inc(&self.counters.heartbeats_failed);
+                        drop(conn);
+                        self.open.fetch_sub(1, Ordering::AcqRel);
+                        self.record_error(&e.at(&self.addr));
+                        continue;
+                    }
+                }
+            }
+            if let Err(conn) = self.idle.push(conn) {
+                drop(conn);
+                self.open.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// Local addresses of the idle connections (diagnostics: which sockets this process holds).
+    pub fn idle_local_addrs(&self) -> Vec<std::net::SocketAddr> {
+        let mut out = Vec::new();
+        for _ in 0..self.idle.len() {
+            let Some(conn) = self.idle.pop() else { break };
+            if let Ok(a) = conn.local_addr() {
+                out.push(a);
+            }
+            if let Err(conn) = self.idle.push(conn) {
+                drop(conn);
+                self.open.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        out
+    }
+
+    /// A JSON snapshot of this destination: gauges, counters and errors by reason.
+    pub fn stats_json(&self) -> Value {
+        let mut v = json!({
+            "state": self.health.state().as_str(),
+            "open_connections": self.open_connections(),
+            "idle_connections": self.idle_connections(),
+            "errors": self.errors.to_json(),
+            "latency": self.latency.to_json(),
+        });
+        if let Value::Object(m) = &mut v {
+            for (name, n) in self.counters.values() {
+                m.insert(name.to_string(), json!(n));
+            }
+        }
+        v
+    }
+
+    /// The settings it was built with.
+    pub fn settings(&self) -> &ConnSettings {
+        &self.settings
     }
 
     /// `host:port`.
@@ -122,47 +447,13 @@ impl Destination {
                 }
                 continue; // a parent's connection: drop (close) it
             }
-            let open = self.open.load(Ordering::Relaxed);
-            if open < self.settings.max_connections {
-                if self
-                    .open
-                    .compare_exchange(open, open + 1, Ordering::AcqRel, Ordering::Relaxed)
-                    .is_err()
-                {
-                    continue;
-                }
+            if self.reserve_slot() {
                 // From here the slot is ours; the guard gives it back if dialling fails.
                 let mut guard = PooledConn {
                     dest: self,
                     conn: None,
                 };
-                // `connect_ms` bounds the whole dial: TCP handshake plus validation. A stopped
-                // server's kernel still completes handshakes; only validation notices it.
-                let connect_deadline = deadline.min(Instant::now() + self.settings.connect_timeout);
-                let mut conn = Conn::connect(
-                    &self.host,
-                    self.port,
-                    self.settings.connect_timeout,
-                    self.settings.io_timeout,
-                    connect_deadline,
-                    generation,
-                )
-                .map_err(|e| e.at(&self.addr))?;
-                conn.validate(
-                    self.settings.protocol,
-                    &self.settings.decoder,
-                    connect_deadline,
-                )
-                .map_err(|e| {
-                    let reason = if e.reason() == Reason::Timeout {
-                        Reason::ConnectTimeout
-                    } else {
-                        e.reason()
-                    };
-                    Error::with_detail(reason, format!("validating new connection: {e}"))
-                        .at(&self.addr)
-                })?;
-                guard.conn = Some(conn);
+                guard.conn = Some(self.dial(deadline, generation)?);
                 return Ok(guard);
             }
             // At the limit: wait for a connection to come back. Lock-free on purpose (fork
@@ -170,7 +461,7 @@ impl Destination {
             // server at once.
             if Instant::now() >= deadline {
                 return Err(Error::with_detail(
-                    Reason::Timeout,
+                    Reason::PoolTimeout,
                     format!("all {} connections busy", self.settings.max_connections),
                 )
                 .at(&self.addr));
@@ -184,6 +475,16 @@ impl Destination {
         }
     }
 
+    /// Take a connection slot if fewer than `max_connections` exist.
+    fn reserve_slot(&self) -> bool {
+        let max = self.settings.max_connections;
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
     /// Close every idle connection now (used by `Client::close`).
     pub fn close_idle(&self) {
         while self.idle.pop().is_some() {
@@ -191,17 +492,29 @@ impl Destination {
         }
     }
 
-    fn release(&self, conn: Option<Conn>, keep: bool) {
+    fn release(&self, mut conn: Option<Conn>, keep: bool) {
+        if let Some(c) = conn.as_mut() {
+            let (sent, received) = c.take_byte_counts();
+            self.counters.bytes_sent.fetch_add(sent, Ordering::Relaxed);
+            self.counters
+                .bytes_received
+                .fetch_add(received, Ordering::Relaxed);
+        }
         let current = fork::generation();
         match conn {
             Some(c) if c.generation != current => {} // a parent's connection: not counted here
-            Some(c) if keep && c.is_clean() => {
+            Some(mut c) if keep && c.is_clean() => {
+                c.last_used = Instant::now();
+                c.last_checked = c.last_used;
                 if let Err(c) = self.idle.push(c) {
                     drop(c);
                     self.open.fetch_sub(1, Ordering::AcqRel);
                 }
             }
-            _ => {
+            other => {
+                if other.is_some() {
+                    inc(&self.counters.connections_discarded);
+                }
                 let _ = self
                     .open
                     .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));

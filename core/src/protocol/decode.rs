@@ -43,7 +43,7 @@ use memchr::memchr;
 pub const MAX_LINE: usize = 8192;
 
 /// Decodes replies of either protocol.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decoder {
     /// Largest value the decoder accepts (a larger `VALUE`/`VA` header is a protocol error,
     /// before any allocation).

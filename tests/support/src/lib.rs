@@ -41,13 +41,17 @@
 //!   `memcached` found on `PATH`, else `/usr/bin/memcached`).
 #![deny(missing_docs)]
 
+pub mod etcd;
 pub mod memcached;
 pub mod proxy;
 pub mod raw;
 mod sys;
+pub mod zookeeper;
 
+pub use etcd::Etcd;
 pub use memcached::{Cluster, Memcached, MemcachedBuilder};
 pub use proxy::{Fault, FaultProxy, GARBAGE};
+pub use zookeeper::ZooKeeper;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,212 @@
+"""Python clients on the same memcached servers: fae vs pylibmc vs pymemcache.
+
+    .venv/bin/python bindings-python/bench.py [--calls 20000] [--rounds 10] [--write-docs]
+
+Starts four memcached processes on free 127.0.0.1 ports (killed by PID at exit) and measures,
+single-threaded, with 100-byte bytes values (flags 0: no serialization cost for anyone):
+
+- get (hit) p50/p99, set p50, and 100-key get_many p50 (pylibmc get_multi), per call;
+- ops/s = calls per second of the get loop (1 / mean latency);
+
+for fae (4 servers, mode libmemcached), pylibmc (4 servers, ketama_weighted, tcp_nodelay),
+pymemcache HashClient (4 servers) and pymemcache Client on ONE server (the round-trip baseline:
+no hashing). pymemcache runs with default_noreply=False so that its sets wait for the reply as
+the others' do. Calls are interleaved in rounds (each client does calls/rounds, then the next)
+so drift on this shared machine hits every client alike. Ratios are fae ÷ pylibmc.
+Targets: get p50 ≤ 1.0 × pylibmc, 100-key get_many p50 ≤ 0.7 × pylibmc.
+With --write-docs the table replaces the "Python clients" section of docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pylibmc
+from pymemcache.client.base import Client as PmClient
+from pymemcache.client.hash import HashClient
+
+import fae
+
+ROOT = Path(__file__).resolve().parent.parent
+VALUE = b"v" * 100
+NKEYS = 1000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_servers(n: int):
+    procs, addrs = [], []
+    for _ in range(n):
+        port = free_port()
+        args = [shutil.which("memcached") or "memcached", "-l", "127.0.0.1", "-p", str(port),
+                "-U", "0", "-m", "64", "-t", "1"]
+        if os.geteuid() == 0:
+            args += ["-u", "root"]
+        procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        addrs.append(f"127.0.0.1:{port}")
+    for a in addrs:
+        host, port = a.split(":")
+        for _ in range(100):
+            try:
+                socket.create_connection((host, int(port)), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+    return procs, addrs
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * p))]
+
+
+def clients(addrs):
+    hp = [(a.split(":")[0], int(a.split(":")[1])) for a in addrs]
+    return {
+        "fae": fae.Client(addrs, timeout=1.0),
+        "pylibmc": pylibmc.Client(addrs, behaviors={"ketama_weighted": True, "tcp_nodelay": True}),
+        "pymemcache HashClient": HashClient(hp, no_delay=True, default_noreply=False),
+        "pymemcache Client (1 server)": PmClient(hp[0], no_delay=True, default_noreply=False),
+    }
+
+
+def multi(c):
+    return c.get_multi if hasattr(c, "get_multi") else c.get_many
+
+
+def bench(calls: int, rounds: int):
+    procs, addrs = start_servers(4)
+    try:
+        cs = clients(addrs)
+        keys = [f"bench:key:{i}" for i in range(NKEYS)]
+        batches = [keys[i : i + 100] for i in range(0, NKEYS, 100)]
+        for name, c in cs.items():  # warm: connections open, keys present
+            for k in keys:
+                c.set(k, VALUE)
+            got = multi(c)(batches[0])
+            assert len(got) == 100 and all(v == VALUE for v in got.values()), name
+            assert c.get(keys[0]) == VALUE, name
+        lat = {n: {"get": [], "set": [], "multi": []} for n in cs}
+        per_round = max(1, calls // rounds)
+        multi_per_round = max(1, per_round // 10)
+        clock = time.perf_counter_ns
+        for r in range(rounds):
+            for name, c in cs.items():
+                get, st, mg = c.get, c.set, multi(c)
+                out = lat[name]
+                for i in range(per_round):
+                    k = keys[(i * 7 + r) % NKEYS]
+                    t0 = clock()
+                    v = get(k)
+                    out["get"].append(clock() - t0)
+                    assert v is not None
+                for i in range(per_round):
+                    k = keys[(i * 11 + r) % NKEYS]
+                    t0 = clock()
+                    st(k, VALUE)
+                    out["set"].append(clock() - t0)
+                for i in range(multi_per_round):
+                    b = batches[(i + r) % len(batches)]
+                    t0 = clock()
+                    got = mg(b)
+                    out["multi"].append(clock() - t0)
+                    assert len(got) == 100
+        return lat, per_round * rounds, multi_per_round * rounds
+    finally:
+        for p in procs:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait()
+
+
+def table(lat, ncalls, nmulti):
+    us = lambda ns: ns / 1000  # noqa: E731
+    base = lat["pylibmc"]
+    rows = []
+    head = ("| client | get p50 µs | get p99 µs | set p50 µs | get_many(100) p50 µs | get ops/s "
+            "| get p50 ÷ pylibmc | get_many p50 ÷ pylibmc |")
+    rows.append(head)
+    rows.append("|" + "---|" * 8)
+    for name, l in lat.items():
+        g50, g99, s50, m50 = pct(l["get"], .5), pct(l["get"], .99), pct(l["set"], .5), pct(l["multi"], .5)
+        ops = 1e9 / (sum(l["get"]) / len(l["get"]))
+        rows.append(
+            f"| {name} | {us(g50):.1f} | {us(g99):.1f} | {us(s50):.1f} | {us(m50):.1f} | {ops:,.0f} "
+            f"| {g50 / pct(base['get'], .5):.3f} | {m50 / pct(base['multi'], .5):.3f} |"
+        )
+    f = lat["fae"]
+    g_ratio = pct(f["get"], .5) / pct(base["get"], .5)
+    m_ratio = pct(f["multi"], .5) / pct(base["multi"], .5)
+    verdict = [
+        f"- get p50 ≤ 1.0 × pylibmc: **{'PASS' if g_ratio <= 1.0 else 'MISS'}** ({g_ratio:.3f})",
+        f"- 100-key get_many p50 ≤ 0.7 × pylibmc: **{'PASS' if m_ratio <= 0.7 else 'MISS'}** ({m_ratio:.3f})",
+    ]
+    info = (f"{ncalls} gets and sets, {nmulti} get_many calls per client; Python "
+            f"{platform.python_version()}, pylibmc {pylibmc.__version__}, "
+            f"memcached 4 × `-t 1` on 127.0.0.1, {os.cpu_count()} CPUs shared with other work.")
+    return "\n".join(rows), "\n".join(verdict), info
+
+
+def write_docs(text: str):
+    path = ROOT / "docs" / "BENCHMARKS.md"
+    doc = path.read_text()
+    start = "<!-- python-bench:start -->"
+    end = "<!-- python-bench:end -->"
+    block = f"{start}\n{text}\n{end}"
+    if start in doc:
+        doc = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, doc, flags=re.S)
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(doc)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--calls", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--write-docs", action="store_true")
+    a = ap.parse_args()
+    lat, ncalls, nmulti = bench(a.calls, a.rounds)
+    rows, verdict, info = table(lat, ncalls, nmulti)
+    print(rows)
+    print()
+    print(verdict)
+    print()
+    print(info)
+    if a.write_docs:
+        write_docs(SECTION.format(rows=rows, verdict=verdict, info=info))
+        print("docs/BENCHMARKS.md updated", file=sys.stderr)
+
+
+SECTION = """## Python clients: fae vs pylibmc vs pymemcache
+
+Command (after `bash scripts/setup.sh` and `maturin develop --release` in `bindings-python/`):
+
+```sh
+.venv/bin/python bindings-python/bench.py --write-docs
+```
+
+{info}
+
+{rows}
+
+Targets:
+{verdict}
+"""
+
+
+if __name__ == "__main__":
+    main()

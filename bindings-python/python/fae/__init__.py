@@ -1,0 +1,48 @@
+"""libfae for Python: a memcached client with a router inside.
+
+``fae.Client`` speaks pymemcache's and pylibmc's method names, places keys like the client you
+are leaving (``mode=``), reads and writes their value layouts (``serde=``), releases the GIL for
+all I/O, is safe to share between threads and survives ``fork()``. See
+``bindings-python/README.md`` for the full API, serde layouts, Django and migration notes.
+
+    >>> import fae
+    >>> mc = fae.Client(["127.0.0.1:11211"])
+    >>> mc.set("user:1", {"name": "alice"}, expire=300)
+    True
+    >>> mc.get("user:1")
+    {'name': 'alice'}
+"""
+
+from __future__ import annotations
+
+import os as _os
+
+from . import _fae
+from ._errors import (
+    ClientError,
+    ConnectionError,
+    Error,
+    NoServerAvailable,
+    ServerError,
+    TimeoutError,
+)
+from ._fae import Client
+
+__version__: str = _fae.version()
+
+__all__ = [
+    "Client",
+    "Error",
+    "ClientError",
+    "ServerError",
+    "TimeoutError",
+    "ConnectionError",
+    "NoServerAvailable",
+    "__version__",
+]
+
+# gunicorn, uwsgi and Celery prefork workers fork after importing fae. The core marks a new
+# process generation in the child (pthread_atfork) so no inherited socket is ever shared with
+# the parent; this hook keeps that handler installed in children for their own forks.
+if hasattr(_os, "register_at_fork"):
+    _os.register_at_fork(after_in_child=_fae._after_fork_in_child)

@@ -1,0 +1,77 @@
+"""The exception tree of :mod:`fae`.
+
+Every exception carries the failure's stable ``reason`` name (the same names as libfae's stats,
+logs and C result messages), the ``destination`` (``"host:port"``) it concerns when there is
+one, and the ``detail`` message.
+
+::
+
+    fae.Error
+     ├─ fae.ClientError        (also a ValueError)     bad key/value/argument, closed client
+     ├─ fae.ServerError                                 SERVER_ERROR/CLIENT_ERROR, bad reply
+     ├─ fae.TimeoutError       (also a TimeoutError)    the request's deadline passed
+     ├─ fae.ConnectionError    (also a ConnectionError) connect failed, reset, I/O error
+     └─ fae.NoServerAvailable                           breaker open (tko) or no server
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Optional
+
+__all__ = [
+    "Error",
+    "ClientError",
+    "ServerError",
+    "TimeoutError",
+    "ConnectionError",
+    "NoServerAvailable",
+]
+
+
+class Error(Exception):
+    """Base class of every libfae error.
+
+    Attributes:
+        reason: stable reason name, e.g. ``"invalid_key"``, ``"timeout"``, ``"connect_refused"``.
+        destination: ``"host:port"`` the error concerns, or None.
+        detail: the detail message, or None.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        reason: str = "error",
+        destination: Optional[str] = None,
+        detail: Optional[str] = None,
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.destination = destination
+        self.detail = detail
+
+
+class ClientError(Error, ValueError):
+    """The caller's input was rejected before any I/O: an invalid key (reason
+    ``invalid_key``), a value over ``max_value_size`` (``value_too_large``), a value the serde
+    cannot store or read (``invalid_value``, ``unsupported_value``), a bad argument or config
+    (``invalid_argument``, ``invalid_config``), or a closed client (``closed``)."""
+
+
+class ServerError(Error):
+    """memcached answered ``SERVER_ERROR``/``CLIENT_ERROR`` (``server_error``,
+    ``client_error``) or a reply that could not be parsed (``protocol``)."""
+
+
+class TimeoutError(Error, builtins.TimeoutError):
+    """The request did not complete within ``timeout`` (reason ``timeout``)."""
+
+
+class ConnectionError(Error, builtins.ConnectionError):
+    """No connection could be made (``connect_refused``, ``connect_timeout``,
+    ``connect_failed``) or it broke mid-request (``reset``, ``io``)."""
+
+
+class NoServerAvailable(Error):
+    """No server can take the request: its breaker is open (``tko``) or none is configured
+    (``no_servers``)."""

@@ -1,0 +1,235 @@
+"""Type stubs of the native module ``fae._fae`` (re-exported by ``fae``)."""
+
+from os import PathLike
+from types import TracebackType
+from typing import Any, Dict, Iterable, List, Literal, Mapping, Optional, Protocol, Tuple, Union
+
+Key = Union[str, bytes]
+"""A key: ``str`` is UTF-8 encoded, ``bytes`` is sent as is; ``key_prefix`` is prepended."""
+
+Server = Union[str, Tuple[str, int], Tuple[str, int, int]]
+"""``"host:port[:weight]"`` (IPv6 as ``"[::1]:11211"``) or ``(host, port[, weight])``."""
+
+SerdeName = Literal["pymemcache", "pylibmc", "raw", "interop"]
+
+class Serde(Protocol):
+    """pymemcache's serde protocol, for ``serde=`` objects."""
+
+    def serialize(self, key: bytes, value: Any) -> Tuple[bytes, int]: ...
+    def deserialize(self, key: bytes, value: bytes, flags: int) -> Any: ...
+
+def version() -> str:
+    """The libfae version."""
+
+def _fork_generation() -> int:
+    """The core's process generation: 0 in the process that loaded libfae, +1 per fork."""
+
+def _after_fork_in_child() -> None:
+    """``os.register_at_fork(after_in_child=...)`` hook (installed by ``import fae``)."""
+
+class Client:
+    """A memcached client with libfae's router inside; one per process, shared by threads.
+
+    Give exactly one of ``servers``, ``config`` (a dict in libfae's config schema) or
+    ``config_file`` (JSON, or TOML when the name ends in ``.toml``). No socket is opened
+    until the first request.
+
+    Args:
+        servers: a list of servers, or one string ``"h1:p1,h2:p2"`` (``;`` also separates).
+        config: libfae config dict (``{"servers": [...], "mode": ...}`` or ``pools``/``route``).
+        config_file: path of a libfae config file.
+        mode: placement mode (``"libmemcached"`` default, ``"pymemcache"``, ``"libmemcached-ketama"``,
+            ``"php-memcached-default"``, ``"mcrouter"``, ``"jump"`` …); only with ``servers``.
+        protocol: ``"meta"`` (default) or ``"text"``; only with ``servers``.
+        serde: ``"pymemcache"`` (default), ``"pylibmc"``, ``"raw"``, ``"interop"`` or an object
+            with pymemcache's ``serialize``/``deserialize`` methods.
+        key_prefix: bytes (or str) prepended to every key on the wire.
+        connect_timeout: seconds to connect (default 0.1).
+        timeout: seconds for a whole request, multi-key calls included (default 0.25).
+        max_connections: connections per server per process (default 8); only with ``servers``.
+        max_value_size: bytes; larger values raise ``ClientError`` before any I/O (default 1 MiB).
+        binary_keys: meta only: allow keys with spaces/control bytes (sent base64).
+        min_compress_len: zlib-compress serialized values longer than this (0 = never; default
+            0, and 2000 for ``"interop"`` as php-memcached).
+        compress_level: zlib level 0–9 (default 6).
+        pickle_protocol: pickle protocol (default ``pickle.HIGHEST_PROTOCOL``).
+        ignore_exc: like pymemcache: reads return the default instead of raising on a server or
+            network failure (caller errors still raise).
+
+    Raises:
+        ClientError: the configuration is invalid (reason ``invalid_config``).
+    """
+
+    def __init__(
+        self,
+        servers: Optional[Union[str, Iterable[Server]]] = None,
+        *,
+        config: Optional[Mapping[str, Any]] = None,
+        config_file: Optional[Union[str, PathLike[str]]] = None,
+        mode: Optional[str] = None,
+        protocol: Optional[Literal["meta", "text"]] = None,
+        serde: Optional[Union[SerdeName, Serde]] = None,
+        key_prefix: Optional[Union[bytes, str]] = None,
+        connect_timeout: Optional[float] = None,
+        timeout: Optional[float] = None,
+        max_connections: Optional[int] = None,
+        max_value_size: Optional[int] = None,
+        binary_keys: Optional[bool] = None,
+        min_compress_len: Optional[int] = None,
+        compress_level: int = 6,
+        pickle_protocol: Optional[int] = None,
+        ignore_exc: bool = False,
+    ) -> None: ...
+    @property
+    def servers(self) -> List[str]:
+        """The servers (``"host:port"``), in config order."""
+    @property
+    def serde(self) -> str:
+        """The serde name (``"custom"`` for an object)."""
+    @property
+    def key_prefix(self) -> bytes:
+        """The prefix added to every key."""
+    @property
+    def closed(self) -> bool:
+        """Has ``close()`` been called?"""
+
+    # Reads. A miss returns the default; errors raise (see ``ignore_exc``).
+    def get(self, key: Key, default: Any = None) -> Any:
+        """The value, or ``default`` on a miss."""
+    def gets(self, key: Key, default: Any = None, cas_default: Any = None) -> Tuple[Any, Any]:
+        """``(value, cas)`` with an int CAS token, or ``(default, cas_default)`` on a miss."""
+    def gat(self, key: Key, expire: int = 0, default: Any = None) -> Any:
+        """Get and set the expiry (get-and-touch); ``default`` on a miss."""
+    def gats(
+        self, key: Key, expire: int = 0, default: Any = None, cas_default: Any = None
+    ) -> Tuple[Any, Any]:
+        """``gets`` that also sets the expiry."""
+    def get_many(self, keys: Iterable[Key]) -> Dict[Key, Any]:
+        """``{key: value}`` for the keys that hit, keyed by the objects passed in. One pipelined
+        batch per server, all servers at once, one deadline."""
+    def get_multi(self, keys: Iterable[Key]) -> Dict[Key, Any]:
+        """Alias of ``get_many``."""
+    def gets_many(self, keys: Iterable[Key]) -> Dict[Key, Tuple[Any, int]]:
+        """``{key: (value, cas)}`` for the keys that hit."""
+
+    # Writes. ``expire``: 0 never, up to 30 days relative seconds, larger a unix time, negative
+    # expires at once. ``noreply`` is accepted for pymemcache compatibility, but fae always
+    # reads the reply: return values are the server's real answer.
+    def set(
+        self,
+        key: Key,
+        value: Any,
+        expire: int = 0,
+        noreply: Optional[bool] = None,
+        flags: Optional[int] = None,
+        min_compress_len: Optional[int] = None,
+    ) -> bool:
+        """Store unconditionally. True. ``flags`` overrides the serde's flags."""
+    def set_many(
+        self,
+        values: Union[Mapping[Key, Any], Iterable[Tuple[Key, Any]]],
+        expire: int = 0,
+        noreply: Optional[bool] = None,
+        flags: Optional[int] = None,
+        min_compress_len: Optional[int] = None,
+    ) -> List[Key]:
+        """Store many (pipelined per server); returns the keys that were not stored, including
+        keys whose server failed. Invalid keys or oversize values raise before any I/O."""
+    def set_multi(
+        self,
+        values: Union[Mapping[Key, Any], Iterable[Tuple[Key, Any]]],
+        expire: int = 0,
+        noreply: Optional[bool] = None,
+        flags: Optional[int] = None,
+        min_compress_len: Optional[int] = None,
+    ) -> List[Key]:
+        """Alias of ``set_many``."""
+    def add(
+        self,
+        key: Key,
+        value: Any,
+        expire: int = 0,
+        noreply: Optional[bool] = None,
+        flags: Optional[int] = None,
+        min_compress_len: Optional[int] = None,
+    ) -> bool:
+        """Store only if absent. True if stored, False if the key exists."""
+    def replace(
+        self,
+        key: Key,
+        value: Any,
+        expire: int = 0,
+        noreply: Optional[bool] = None,
+        flags: Optional[int] = None,
+        min_compress_len: Optional[int] = None,
+    ) -> bool:
+        """Store only if present. True if stored, False if the key is missing."""
+    def append(
+        self,
+        key: Key,
+        value: Union[bytes, str],
+        expire: int = 0,
+        noreply: Optional[bool] = None,
+        flags: Optional[int] = None,
+    ) -> bool:
+        """Append raw bytes (str as UTF-8) to the stored value. False if the key is missing."""
+    def prepend(
+        self,
+        key: Key,
+        value: Union[bytes, str],
+        expire: int = 0,
+        noreply: Optional[bool] = None,
+        flags: Optional[int] = None,
+    ) -> bool:
+        """Prepend raw bytes (str as UTF-8). False if the key is missing."""
+    def cas(
+        self,
+        key: Key,
+        value: Any,
+        cas: Union[int, bytes],
+        expire: int = 0,
+        noreply: bool = False,
+        flags: Optional[int] = None,
+    ) -> Optional[bool]:
+        """Compare and swap: True stored, False changed since ``gets`` (EXISTS), None missing."""
+    def delete(self, key: Key, noreply: Optional[bool] = None) -> bool:
+        """True if the key existed."""
+    def delete_many(self, keys: Iterable[Key], noreply: Optional[bool] = None) -> bool:
+        """Delete many (pipelined per server). True; a failed server raises."""
+    def delete_multi(self, keys: Iterable[Key], noreply: Optional[bool] = None) -> bool:
+        """Alias of ``delete_many``."""
+    def incr(self, key: Key, value: int = 1, noreply: bool = False) -> Optional[int]:
+        """Add ``value`` (0..2**64) to a decimal value; the new value, None if missing."""
+    def decr(self, key: Key, value: int = 1, noreply: bool = False) -> Optional[int]:
+        """Subtract (stops at 0); the new value, None if missing."""
+    def touch(self, key: Key, expire: int = 0, noreply: Optional[bool] = None) -> bool:
+        """Set the expiry. True if the key exists."""
+
+    # Admin.
+    def flush_all(self, delay: int = 0, noreply: Optional[bool] = None) -> bool:
+        """``flush_all`` on every server. True."""
+    def version(self) -> Dict[str, str]:
+        """``{server: version}``."""
+    def stats(self, *args: str) -> Dict[str, Dict[str, Union[int, float, str]]]:
+        """memcached ``stats [args]`` per server: ``{server: {name: value}}``."""
+    def server_stats(self) -> Dict[str, Dict[str, Any]]:
+        """libfae's view per server: ``state`` (breaker), ``open_connections``,
+        ``idle_connections``, request counters and ``errors`` by reason."""
+    def client_stats(self) -> Dict[str, Any]:
+        """The whole stats snapshot (``pools``, ``destinations``, ``supervisor``)."""
+    def route_for(self, key: Key, op: str = "get") -> List[str]:
+        """The servers a request would touch (no I/O). ``op``: get, gets, gat, set, add,
+        replace, append, prepend, cas, delete, incr, decr, touch."""
+    def disconnect_all(self) -> None:
+        """Close idle connections now; the client stays usable."""
+    def quit(self) -> None:
+        """Alias of ``disconnect_all``."""
+    def close(self) -> None:
+        """Close the client; later calls raise ``ClientError`` (reason ``closed``)."""
+    def __enter__(self) -> "Client": ...
+    def __exit__(
+        self,
+        exc_type: Optional[type],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...

@@ -1,0 +1,83 @@
+//! The one mapping from the core's errors to Python exceptions.
+//!
+//! The classes live in `fae/_errors.py` (so they can also derive from the builtin
+//! `ValueError`, `TimeoutError` and `ConnectionError`); this module looks them up once.
+//! Every exception carries `reason` (the core's stable reason name), `destination` and
+//! `detail`.
+
+use fae_core::{Error, ErrorKind};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+static ERRORS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+/// The exception class (a name in `fae._errors`) for each kind of core error.
+pub fn class_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidKey
+        | ErrorKind::ValueTooLarge
+        | ErrorKind::InvalidConfig
+        | ErrorKind::InvalidArgument
+        | ErrorKind::ClientClosed => "ClientError",
+        ErrorKind::Timeout => "TimeoutError",
+        ErrorKind::ConnectFailed | ErrorKind::ConnectionLost => "ConnectionError",
+        ErrorKind::ServerError | ErrorKind::Protocol => "ServerError",
+        ErrorKind::NoServerAvailable => "NoServerAvailable",
+        // A kind added to the core later: still an `fae.Error`, with its reason.
+        _ => "Error",
+    }
+}
+
+fn raise(
+    py: Python<'_>,
+    class: &str,
+    message: String,
+    reason: &str,
+    destination: Option<&str>,
+    detail: Option<&str>,
+) -> PyErr {
+    let made = (|| -> PyResult<PyErr> {
+        let m = ERRORS.get_or_try_init(py, || PyResult::Ok(py.import("fae._errors")?.unbind()))?;
+        let cls = m.bind(py).getattr(class)?;
+        let exc = cls.call1((message.as_str(), reason, destination, detail))?;
+        Ok(PyErr::from_value(exc))
+    })();
+    made.unwrap_or_else(|e| PyRuntimeError::new_err(format!("{message} (and {e})")))
+}
+
+/// A core error as the matching `fae.*` exception.
+pub fn to_py(py: Python<'_>, e: &Error) -> PyErr {
+    raise(
+        py,
+        class_name(e.kind()),
+        e.to_string(),
+        e.reason().as_str(),
+        e.destination(),
+        e.detail(),
+    )
+}
+
+/// A `fae.ClientError` raised by the binding itself (bad argument type, unknown serde, …).
+pub fn client_error(py: Python<'_>, reason: &str, message: impl Into<String>) -> PyErr {
+    let message = message.into();
+    let text = format!("{reason}: {message}");
+    raise(py, "ClientError", text, reason, None, Some(&message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fae_core::Reason;
+
+    #[test]
+    fn every_reason_has_a_named_class() {
+        for r in Reason::ALL {
+            assert_ne!(
+                class_name(r.kind()),
+                "Error",
+                "{r} falls to the wildcard arm"
+            );
+        }
+    }
+}

@@ -1,0 +1,1112 @@
+//! `fae._fae`: the Python binding of libfae, kept thin over `fae-core`.
+//!
+//! This crate converts types and nothing else: keys (`str` → UTF-8, `bytes` as is, plus the
+//! client's `key_prefix`), values (the serde layouts in [`serde`]), exptimes, and errors
+//! ([`error`], mapped once). Routing, pooling, retries and fork handling are the core's. Every
+//! call that can touch a socket runs inside `py.detach`, so other Python threads run while
+//! this one waits on memcached. The public Python API (names, defaults, return values) is
+//! documented in `python/fae/_fae.pyi` and `bindings-python/README.md`.
+
+mod error;
+mod serde;
+
+use fae_core::protocol::StoreOp;
+use fae_core::{Config, Op, SetItem, StoreOutcome};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use crate::error::{client_error, to_py};
+use crate::serde::{EncodeOpts, Payload, Serde};
+
+/// memcached reads an exptime above 30 days as a unix time; one in the past expires the item
+/// at once. Negative Python exptimes (Django's "expire now") are sent as this value.
+const EXPIRED: u32 = 30 * 24 * 3600 + 1;
+
+/// A key as the caller gave it (kept for result dicts) and its wire bytes.
+enum KeyBuf<'py> {
+    Bytes(Bound<'py, PyBytes>),
+    Str(Bound<'py, PyString>),
+    Owned(Vec<u8>),
+}
+
+impl KeyBuf<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            KeyBuf::Bytes(b) => b.as_bytes(),
+            // Checked to be valid UTF-8 when the KeyBuf was made.
+            KeyBuf::Str(s) => s.to_str().map(str::as_bytes).unwrap_or_default(),
+            KeyBuf::Owned(v) => v,
+        }
+    }
+}
+
+/// One hit of a multi-key read: (the key object passed in, the value, the CAS token).
+type Hit<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, u64);
+
+/// A memcached client with libfae's router inside. See `fae/_fae.pyi`.
+#[pyclass(frozen, module = "fae._fae", name = "Client", subclass)]
+struct Client {
+    inner: fae_core::Client,
+    serde: Serde,
+    key_prefix: Vec<u8>,
+    encode: EncodeOpts,
+    ignore_exc: bool,
+}
+
+fn seconds_to_ms(py: Python<'_>, name: &str, v: Option<f64>) -> PyResult<Option<u64>> {
+    match v {
+        None => Ok(None),
+        Some(s) if s.is_finite() && s > 0.0 => Ok(Some(((s * 1000.0).ceil() as u64).max(1))),
+        Some(s) => Err(client_error(
+            py,
+            "invalid_config",
+            format!("{name} must be a positive number of seconds, not {s}"),
+        )),
+    }
+}
+
+fn server_spec(item: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(s) = item.cast::<PyString>() {
+        return Ok(s.to_str()?.trim().to_string());
+    }
+    if let Ok(t) = item.cast::<PyTuple>() {
+        // pymemcache's (host, port) and pylibmc's (host, port, weight) tuples.
+        let host: String = t.get_item(0)?.extract()?;
+        let port: u16 = t.get_item(1)?.extract()?;
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        return Ok(match t.len() {
+            2 => format!("{host}:{port}"),
+            3 => format!("{host}:{port}:{}", t.get_item(2)?.extract::<u32>()?),
+            n => {
+                return Err(client_error(
+                    item.py(),
+                    "invalid_config",
+                    format!("a server tuple has 2 or 3 items, not {n}"),
+                ));
+            }
+        });
+    }
+    Err(client_error(
+        item.py(),
+        "invalid_config",
+        format!(
+            "a server is \"host:port[:weight]\" or (host, port[, weight]), not {}",
+            item.get_type().name()?
+        ),
+    ))
+}
+
+fn exptime(py: Python<'_>, expire: Option<&Bound<'_, PyAny>>) -> PyResult<u32> {
+    let Some(e) = expire else { return Ok(0) };
+    if e.is_none() {
+        return Ok(0);
+    }
+    let n: i64 = e.extract().map_err(|_| {
+        client_error(
+            py,
+            "invalid_argument",
+            format!("expire must be an int, not {}", type_name(e)),
+        )
+    })?;
+    if n < 0 {
+        return Ok(EXPIRED);
+    }
+    u32::try_from(n).map_err(|_| {
+        client_error(
+            py,
+            "invalid_argument",
+            format!("expire {n} does not fit memcached's 32-bit exptime"),
+        )
+    })
+}
+
+fn type_name(v: &Bound<'_, PyAny>) -> String {
+    v.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn flags_arg(py: Python<'_>, flags: Option<&Bound<'_, PyAny>>) -> PyResult<Option<u32>> {
+    match flags {
+        None => Ok(None),
+        Some(f) if f.is_none() => Ok(None),
+        Some(f) => f
+            .extract::<u32>()
+            .map(Some)
+            .map_err(|_| client_error(py, "invalid_argument", "flags must be an int in 0..2**32")),
+    }
+}
+
+impl Client {
+    fn key<'py>(&self, key: &Bound<'py, PyAny>) -> PyResult<KeyBuf<'py>> {
+        let py = key.py();
+        let buf = if let Ok(b) = key.cast::<PyBytes>() {
+            KeyBuf::Bytes(b.clone())
+        } else if let Ok(s) = key.cast::<PyString>() {
+            if s.to_str().is_err() {
+                return Err(client_error(
+                    py,
+                    "invalid_key",
+                    "key is a str that cannot be encoded as UTF-8 (lone surrogate)",
+                ));
+            }
+            KeyBuf::Str(s.clone())
+        } else {
+            return Err(client_error(
+                py,
+                "invalid_key",
+                format!("key must be str or bytes, not {}", type_name(key)),
+            ));
+        };
+        if self.key_prefix.is_empty() {
+            return Ok(buf);
+        }
+        let mut v = Vec::with_capacity(self.key_prefix.len() + buf.as_slice().len());
+        v.extend_from_slice(&self.key_prefix);
+        v.extend_from_slice(buf.as_slice());
+        Ok(KeyBuf::Owned(v))
+    }
+
+    fn keys<'py>(
+        &self,
+        keys: &Bound<'py, PyAny>,
+    ) -> PyResult<(Vec<Bound<'py, PyAny>>, Vec<KeyBuf<'py>>)> {
+        let py = keys.py();
+        if keys.is_instance_of::<PyString>() || keys.is_instance_of::<PyBytes>() {
+            return Err(client_error(
+                py,
+                "invalid_argument",
+                "keys must be an iterable of keys, not a single str or bytes",
+            ));
+        }
+        let mut objs = Vec::new();
+        let mut bufs = Vec::new();
+        for k in keys.try_iter()? {
+            let k = k?;
+            bufs.push(self.key(&k)?);
+            objs.push(k);
+        }
+        Ok((objs, bufs))
+    }
+
+    fn value<'py>(
+        &self,
+        key: &[u8],
+        value: &Bound<'py, PyAny>,
+        flags: Option<u32>,
+        min_compress_len: Option<usize>,
+    ) -> PyResult<(Payload<'py>, u32)> {
+        let mut opts = self.encode;
+        if let Some(m) = min_compress_len {
+            opts.min_compress_len = m;
+        }
+        let (p, f) = serde::encode(&self.serde, value.py(), key, value, opts)?;
+        Ok((p, flags.unwrap_or(f)))
+    }
+
+    fn decode<'py>(
+        &self,
+        py: Python<'py>,
+        key: &[u8],
+        item: fae_core::Item,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        serde::decode(&self.serde, py, key, item.value, item.flags)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &self,
+        py: Python<'_>,
+        op: StoreOp,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        expire: Option<&Bound<'_, PyAny>>,
+        flags: Option<&Bound<'_, PyAny>>,
+        min_compress_len: Option<usize>,
+    ) -> PyResult<StoreOutcome> {
+        let k = self.key(key)?;
+        let exp = exptime(py, expire)?;
+        let flags = flags_arg(py, flags)?;
+        let (payload, f) = self.value(k.as_slice(), value, flags, min_compress_len)?;
+        let (kb, vb) = (k.as_slice(), payload.as_slice());
+        let inner = &self.inner;
+        py.detach(|| inner.store(op, kb, vb, f, exp))
+            .map_err(|e| to_py(py, &e))
+    }
+
+    fn fetch<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        cas: bool,
+        touch: Option<u32>,
+    ) -> PyResult<Option<(Bound<'py, PyAny>, u64)>> {
+        let k = self.key(key)?;
+        let kb = k.as_slice();
+        let inner = &self.inner;
+        let r = py.detach(|| match (cas, touch) {
+            (false, None) => inner.get(kb),
+            (true, None) => inner.gets(kb),
+            (false, Some(t)) => inner.gat(kb, t),
+            (true, Some(t)) => inner.gats(kb, t),
+        });
+        match r {
+            Ok(Some(item)) => {
+                let cas = item.cas;
+                Ok(Some((self.decode(py, kb, item)?, cas)))
+            }
+            Ok(None) => Ok(None),
+            Err(e) if self.ignore_exc && e.should_failover() => Ok(None),
+            Err(e) => Err(to_py(py, &e)),
+        }
+    }
+
+    fn fetch_many<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+        cas: bool,
+    ) -> PyResult<Vec<Hit<'py>>> {
+        let (objs, bufs) = self.keys(keys)?;
+        if bufs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let slices: Vec<&[u8]> = bufs.iter().map(KeyBuf::as_slice).collect();
+        let inner = &self.inner;
+        let results = py
+            .detach(|| inner.get_multi_opts(&slices, cas, None))
+            .map_err(|e| to_py(py, &e))?;
+        let mut out = Vec::with_capacity(results.len());
+        for ((obj, kb), r) in objs.into_iter().zip(&slices).zip(results) {
+            match r {
+                Ok(Some(item)) => {
+                    let cas = item.cas;
+                    out.push((obj, self.decode(py, kb, item)?, cas));
+                }
+                Ok(None) => {}
+                Err(e) if self.ignore_exc && e.should_failover() => {}
+                Err(e) => return Err(to_py(py, &e)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn arith(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        incr: bool,
+    ) -> PyResult<Option<u64>> {
+        let delta: u64 = value.extract().map_err(|_| {
+            client_error(
+                py,
+                "invalid_argument",
+                format!(
+                    "delta must be an int in 0..2**64, not {}",
+                    value.repr().map(|r| r.to_string()).unwrap_or_default()
+                ),
+            )
+        })?;
+        let k = self.key(key)?;
+        let kb = k.as_slice();
+        let inner = &self.inner;
+        py.detach(|| {
+            if incr {
+                inner.incr(kb, delta)
+            } else {
+                inner.decr(kb, delta)
+            }
+        })
+        .map_err(|e| to_py(py, &e))
+    }
+}
+
+#[pymethods]
+impl Client {
+    #[new]
+    #[pyo3(signature = (
+        servers=None, *, config=None, config_file=None, mode=None, protocol=None, serde=None,
+        key_prefix=None, connect_timeout=None, timeout=None, max_connections=None,
+        max_value_size=None, binary_keys=None, min_compress_len=None, compress_level=6,
+        pickle_protocol=None, ignore_exc=false
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        servers: Option<&Bound<'_, PyAny>>,
+        config: Option<&Bound<'_, PyAny>>,
+        config_file: Option<&Bound<'_, PyAny>>,
+        mode: Option<&str>,
+        protocol: Option<&str>,
+        serde: Option<&Bound<'_, PyAny>>,
+        key_prefix: Option<&Bound<'_, PyAny>>,
+        connect_timeout: Option<f64>,
+        timeout: Option<f64>,
+        max_connections: Option<usize>,
+        max_value_size: Option<usize>,
+        binary_keys: Option<bool>,
+        min_compress_len: Option<usize>,
+        compress_level: u32,
+        pickle_protocol: Option<i32>,
+        ignore_exc: bool,
+    ) -> PyResult<Self> {
+        let given = [servers.is_some(), config.is_some(), config_file.is_some()];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err(client_error(
+                py,
+                "invalid_config",
+                "give exactly one of servers=, config= or config_file=",
+            ));
+        }
+        let pool_opts = [
+            ("mode", mode.is_some()),
+            ("protocol", protocol.is_some()),
+            ("max_connections", max_connections.is_some()),
+            ("binary_keys", binary_keys.is_some()),
+        ];
+        let mut cfg = if let Some(list) = servers {
+            let mut specs = Vec::new();
+            if let Ok(s) = list.cast::<PyString>() {
+                // Django's LOCATION style: "h1:p1;h2:p2" or "h1:p1,h2:p2".
+                specs.extend(
+                    s.to_str()?
+                        .split([',', ';'])
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from),
+                );
+            } else {
+                for item in list.try_iter()? {
+                    specs.push(server_spec(&item?)?);
+                }
+            }
+            let mut obj = serde_json::Map::new();
+            obj.insert("servers".into(), specs.into());
+            if let Some(m) = mode {
+                obj.insert("mode".into(), m.into());
+            }
+            if let Some(p) = protocol {
+                obj.insert("protocol".into(), p.into());
+            }
+            if let Some(n) = max_connections {
+                obj.insert("max_connections".into(), n.into());
+            }
+            if let Some(b) = binary_keys {
+                obj.insert("binary_keys".into(), b.into());
+            }
+            Config::from_value(serde_json::Value::Object(obj)).map_err(|e| to_py(py, &e))?
+        } else {
+            if let Some((name, _)) = pool_opts.iter().find(|(_, g)| *g) {
+                return Err(client_error(
+                    py,
+                    "invalid_config",
+                    format!("{name}= goes with servers=; with a config, set it in the pool"),
+                ));
+            }
+            if let Some(c) = config {
+                let dumps = py.import("json")?.getattr("dumps")?;
+                let text: String = dumps.call1((c,))?.extract().map_err(|_| {
+                    client_error(py, "invalid_config", "config must be a JSON-like dict")
+                })?;
+                let value: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| client_error(py, "invalid_config", e.to_string()))?;
+                Config::from_value(value).map_err(|e| to_py(py, &e))?
+            } else {
+                let path = config_file.expect("one source was given");
+                let path: std::path::PathBuf = path.extract()?;
+                Config::from_file(&path).map_err(|e| to_py(py, &e))?
+            }
+        };
+        if let Some(ms) = seconds_to_ms(py, "connect_timeout", connect_timeout)? {
+            cfg.timeouts.connect_ms = ms;
+        }
+        if let Some(ms) = seconds_to_ms(py, "timeout", timeout)? {
+            cfg.timeouts.io_ms = ms;
+        }
+        if let Some(n) = max_value_size {
+            cfg.max_value_size = n;
+        }
+        let serde = match serde {
+            None => Serde::Pymemcache,
+            Some(s) => Serde::from_py(py, s)?,
+        };
+        let key_prefix = match key_prefix {
+            None => Vec::new(),
+            Some(p) if p.is_none() => Vec::new(),
+            Some(p) => {
+                if let Ok(b) = p.cast::<PyBytes>() {
+                    b.as_bytes().to_vec()
+                } else if let Ok(s) = p.cast::<PyString>() {
+                    s.to_str()?.as_bytes().to_vec()
+                } else {
+                    return Err(client_error(
+                        py,
+                        "invalid_argument",
+                        "key_prefix must be bytes or str",
+                    ));
+                }
+            }
+        };
+        let encode = EncodeOpts {
+            min_compress_len: min_compress_len.unwrap_or(serde.default_min_compress_len()),
+            compress_level: compress_level.min(9),
+            // pickle.HIGHEST_PROTOCOL, like pymemcache's pickle_serde and pylibmc's default.
+            pickle_protocol: pickle_protocol.unwrap_or(-1),
+        };
+        let inner = fae_core::Client::new(&cfg).map_err(|e| to_py(py, &e))?;
+        Ok(Client {
+            inner,
+            serde,
+            key_prefix,
+            encode,
+            ignore_exc,
+        })
+    }
+
+    /// The servers (`host:port`), in config order.
+    #[getter]
+    fn servers(&self) -> Vec<String> {
+        self.inner.servers()
+    }
+
+    /// The serde name (`"pymemcache"`, `"pylibmc"`, `"raw"`, `"interop"` or `"custom"`).
+    #[getter]
+    fn serde(&self) -> &'static str {
+        self.serde.name()
+    }
+
+    /// The prefix added to every key.
+    #[getter]
+    fn key_prefix<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.key_prefix)
+    }
+
+    /// Has `close()` been called?
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
+    /// Get a value; `default` on a miss.
+    #[pyo3(signature = (key, default=None))]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match self.fetch(py, key, false, None)? {
+            Some((v, _)) => v,
+            None => default.unwrap_or_else(|| py.None().into_bound(py)),
+        })
+    }
+
+    /// `(value, cas)`; `(default, cas_default)` on a miss.
+    #[pyo3(signature = (key, default=None, cas_default=None))]
+    fn gets<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        default: Option<Bound<'py, PyAny>>,
+        cas_default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        Ok(match self.fetch(py, key, true, None)? {
+            Some((v, cas)) => (v, cas.into_pyobject(py)?.into_any()),
+            None => (
+                default.unwrap_or_else(|| py.None().into_bound(py)),
+                cas_default.unwrap_or_else(|| py.None().into_bound(py)),
+            ),
+        })
+    }
+
+    /// Get a value and set its expiry (get-and-touch); `default` on a miss.
+    #[pyo3(signature = (key, expire=None, default=None))]
+    fn gat<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        expire: Option<&Bound<'py, PyAny>>,
+        default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let t = exptime(py, expire)?;
+        Ok(match self.fetch(py, key, false, Some(t))? {
+            Some((v, _)) => v,
+            None => default.unwrap_or_else(|| py.None().into_bound(py)),
+        })
+    }
+
+    /// `(value, cas)` and set the expiry; `(default, cas_default)` on a miss.
+    #[pyo3(signature = (key, expire=None, default=None, cas_default=None))]
+    fn gats<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        expire: Option<&Bound<'py, PyAny>>,
+        default: Option<Bound<'py, PyAny>>,
+        cas_default: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let t = exptime(py, expire)?;
+        Ok(match self.fetch(py, key, true, Some(t))? {
+            Some((v, cas)) => (v, cas.into_pyobject(py)?.into_any()),
+            None => (
+                default.unwrap_or_else(|| py.None().into_bound(py)),
+                cas_default.unwrap_or_else(|| py.None().into_bound(py)),
+            ),
+        })
+    }
+
+    /// `{key: value}` for the keys that hit, keyed by the objects passed in.
+    fn get_many<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v, _) in self.fetch_many(py, keys, false)? {
+            d.set_item(k, v)?;
+        }
+        Ok(d)
+    }
+
+    /// Alias of `get_many` (pylibmc, python-memcached, Django).
+    fn get_multi<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        self.get_many(py, keys)
+    }
+
+    /// `{key: (value, cas)}` for the keys that hit.
+    fn gets_many<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v, cas) in self.fetch_many(py, keys, true)? {
+            d.set_item(k, (v, cas))?;
+        }
+        Ok(d)
+    }
+
+    /// Store unconditionally. Returns True.
+    #[pyo3(signature = (key, value, expire=None, noreply=None, flags=None, min_compress_len=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn set(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        expire: Option<&Bound<'_, PyAny>>,
+        noreply: Option<bool>,
+        flags: Option<&Bound<'_, PyAny>>,
+        min_compress_len: Option<usize>,
+    ) -> PyResult<bool> {
+        let _ = noreply;
+        let r = self.store(
+            py,
+            StoreOp::Set,
+            key,
+            value,
+            expire,
+            flags,
+            min_compress_len,
+        )?;
+        Ok(r == StoreOutcome::Stored)
+    }
+
+    /// Store many; returns the keys that were not stored.
+    #[pyo3(signature = (values, expire=None, noreply=None, flags=None, min_compress_len=None))]
+    fn set_many<'py>(
+        &self,
+        py: Python<'py>,
+        values: &Bound<'py, PyAny>,
+        expire: Option<&Bound<'py, PyAny>>,
+        noreply: Option<bool>,
+        flags: Option<&Bound<'py, PyAny>>,
+        min_compress_len: Option<usize>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let _ = noreply;
+        let exp = exptime(py, expire)?;
+        let flags = flags_arg(py, flags)?;
+        let pairs = if let Ok(d) = values.cast::<PyDict>() {
+            d.items().into_any()
+        } else {
+            values.clone()
+        };
+        let mut objs = Vec::new();
+        let mut keys = Vec::new();
+        let mut payloads = Vec::new();
+        for pair in pairs.try_iter()? {
+            let (k, v): (Bound<'py, PyAny>, Bound<'py, PyAny>) = pair?.extract().map_err(|_| {
+                client_error(
+                    py,
+                    "invalid_argument",
+                    "values must be a dict or (key, value) pairs",
+                )
+            })?;
+            let kb = self.key(&k)?;
+            payloads.push(self.value(kb.as_slice(), &v, flags, min_compress_len)?);
+            keys.push(kb);
+            objs.push(k);
+        }
+        let failed = PyList::empty(py);
+        if keys.is_empty() {
+            return Ok(failed);
+        }
+        let items: Vec<SetItem<'_>> = keys
+            .iter()
+            .zip(&payloads)
+            .map(|(k, (p, f))| SetItem {
+                key: k.as_slice(),
+                value: p.as_slice(),
+                flags: *f,
+                exptime: exp,
+            })
+            .collect();
+        let inner = &self.inner;
+        let results = py
+            .detach(|| inner.set_multi(&items))
+            .map_err(|e| to_py(py, &e))?;
+        for (obj, r) in objs.into_iter().zip(results) {
+            if !matches!(r, Ok(StoreOutcome::Stored)) {
+                failed.append(obj)?;
+            }
+        }
+        Ok(failed)
+    }
+
+    /// Alias of `set_many`.
+    #[pyo3(signature = (values, expire=None, noreply=None, flags=None, min_compress_len=None))]
+    fn set_multi<'py>(
+        &self,
+        py: Python<'py>,
+        values: &Bound<'py, PyAny>,
+        expire: Option<&Bound<'py, PyAny>>,
+        noreply: Option<bool>,
+        flags: Option<&Bound<'py, PyAny>>,
+        min_compress_len: Option<usize>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        self.set_many(py, values, expire, noreply, flags, min_compress_len)
+    }
+
+    /// Store only if the key is absent. True if stored.
+    #[pyo3(signature = (key, value, expire=None, noreply=None, flags=None, min_compress_len=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        expire: Option<&Bound<'_, PyAny>>,
+        noreply: Option<bool>,
+        flags: Option<&Bound<'_, PyAny>>,
+        min_compress_len: Option<usize>,
+    ) -> PyResult<bool> {
+        let _ = noreply;
+        let r = self.store(
+            py,
+            StoreOp::Add,
+            key,
+            value,
+            expire,
+            flags,
+            min_compress_len,
+        )?;
+        Ok(r == StoreOutcome::Stored)
+    }
+
+    /// Store only if the key exists. True if stored.
+    #[pyo3(signature = (key, value, expire=None, noreply=None, flags=None, min_compress_len=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn replace(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        expire: Option<&Bound<'_, PyAny>>,
+        noreply: Option<bool>,
+        flags: Option<&Bound<'_, PyAny>>,
+        min_compress_len: Option<usize>,
+    ) -> PyResult<bool> {
+        let _ = noreply;
+        let r = self.store(
+            py,
+            StoreOp::Replace,
+            key,
+            value,
+            expire,
+            flags,
+            min_compress_len,
+        )?;
+        Ok(r == StoreOutcome::Stored)
+    }
+
+    /// Append raw bytes (or UTF-8 text) to an existing value. True if stored.
+    #[pyo3(signature = (key, value, expire=None, noreply=None, flags=None))]
+    fn append(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        expire: Option<&Bound<'_, PyAny>>,
+        noreply: Option<bool>,
+        flags: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let _ = (noreply, expire, flags);
+        self.concat(py, key, value, true)
+    }
+
+    /// Prepend raw bytes (or UTF-8 text) to an existing value. True if stored.
+    #[pyo3(signature = (key, value, expire=None, noreply=None, flags=None))]
+    fn prepend(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        expire: Option<&Bound<'_, PyAny>>,
+        noreply: Option<bool>,
+        flags: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let _ = (noreply, expire, flags);
+        self.concat(py, key, value, false)
+    }
+
+    /// Compare and swap: True stored, False the item changed (EXISTS), None it is gone.
+    #[pyo3(signature = (key, value, cas, expire=None, noreply=false, flags=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn cas<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        value: &Bound<'py, PyAny>,
+        cas: &Bound<'py, PyAny>,
+        expire: Option<&Bound<'py, PyAny>>,
+        noreply: bool,
+        flags: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Option<bool>> {
+        let _ = noreply;
+        // pymemcache hands out CAS tokens as bytes; pylibmc and fae as int. Take both.
+        let token: u64 = if let Ok(n) = cas.extract::<u64>() {
+            n
+        } else if let Some(n) = cas
+            .cast::<PyBytes>()
+            .ok()
+            .and_then(|b| std::str::from_utf8(b.as_bytes()).ok()?.parse().ok())
+        {
+            n
+        } else {
+            return Err(client_error(
+                py,
+                "invalid_argument",
+                "cas must be the int (or decimal bytes) token from gets()",
+            ));
+        };
+        let r = self.store(py, StoreOp::Cas(token), key, value, expire, flags, None)?;
+        Ok(match r {
+            StoreOutcome::Stored => Some(true),
+            StoreOutcome::Exists | StoreOutcome::NotStored => Some(false),
+            StoreOutcome::NotFound => None,
+        })
+    }
+
+    /// Delete a key. True if it existed.
+    #[pyo3(signature = (key, noreply=None))]
+    fn delete(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        noreply: Option<bool>,
+    ) -> PyResult<bool> {
+        let _ = noreply;
+        let k = self.key(key)?;
+        let kb = k.as_slice();
+        let inner = &self.inner;
+        py.detach(|| inner.delete(kb)).map_err(|e| to_py(py, &e))
+    }
+
+    /// Delete many keys (pipelined per server). Returns True.
+    #[pyo3(signature = (keys, noreply=None))]
+    fn delete_many(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        noreply: Option<bool>,
+    ) -> PyResult<bool> {
+        let _ = noreply;
+        let (_, bufs) = self.keys(keys)?;
+        if bufs.is_empty() {
+            return Ok(true);
+        }
+        let slices: Vec<&[u8]> = bufs.iter().map(KeyBuf::as_slice).collect();
+        let inner = &self.inner;
+        let results = py
+            .detach(|| inner.delete_multi(&slices))
+            .map_err(|e| to_py(py, &e))?;
+        if !self.ignore_exc {
+            if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+                return Err(to_py(py, &e));
+            }
+        }
+        Ok(true)
+    }
+
+    /// Alias of `delete_many`.
+    #[pyo3(signature = (keys, noreply=None))]
+    fn delete_multi(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        noreply: Option<bool>,
+    ) -> PyResult<bool> {
+        self.delete_many(py, keys, noreply)
+    }
+
+    /// Increment; the new value, or None if the key is missing.
+    #[pyo3(signature = (key, value=None, noreply=false))]
+    fn incr(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: Option<&Bound<'_, PyAny>>,
+        noreply: bool,
+    ) -> PyResult<Option<u64>> {
+        let _ = noreply;
+        let one = 1u64.into_pyobject(py)?.into_any();
+        self.arith(py, key, value.unwrap_or(&one), true)
+    }
+
+    /// Decrement (stops at 0); the new value, or None if the key is missing.
+    #[pyo3(signature = (key, value=None, noreply=false))]
+    fn decr(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: Option<&Bound<'_, PyAny>>,
+        noreply: bool,
+    ) -> PyResult<Option<u64>> {
+        let _ = noreply;
+        let one = 1u64.into_pyobject(py)?.into_any();
+        self.arith(py, key, value.unwrap_or(&one), false)
+    }
+
+    /// Set a key's expiry. True if the key exists.
+    #[pyo3(signature = (key, expire=None, noreply=None))]
+    fn touch(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        expire: Option<&Bound<'_, PyAny>>,
+        noreply: Option<bool>,
+    ) -> PyResult<bool> {
+        let _ = noreply;
+        let t = exptime(py, expire)?;
+        let k = self.key(key)?;
+        let kb = k.as_slice();
+        let inner = &self.inner;
+        py.detach(|| inner.touch(kb, t)).map_err(|e| to_py(py, &e))
+    }
+
+    /// `flush_all` on every server. Returns True.
+    #[pyo3(signature = (delay=0, noreply=None))]
+    fn flush_all(&self, py: Python<'_>, delay: u32, noreply: Option<bool>) -> PyResult<bool> {
+        let _ = noreply;
+        let inner = &self.inner;
+        py.detach(|| inner.flush_all(delay))
+            .map_err(|e| to_py(py, &e))?;
+        Ok(true)
+    }
+
+    /// `{server: version string}`.
+    fn version<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let inner = &self.inner;
+        let all = py.detach(|| inner.version()).map_err(|e| to_py(py, &e))?;
+        let d = PyDict::new(py);
+        for (addr, r) in all {
+            match r {
+                Ok(v) => d.set_item(addr, v)?,
+                Err(_) if self.ignore_exc => {}
+                Err(e) => return Err(to_py(py, &e)),
+            }
+        }
+        Ok(d)
+    }
+
+    /// memcached's `stats [args]`: `{server: {name: value}}`, values as int or float when
+    /// they parse as one, else str.
+    #[pyo3(signature = (*args))]
+    fn stats<'py>(&self, py: Python<'py>, args: Vec<String>) -> PyResult<Bound<'py, PyDict>> {
+        let line = args.join(" ");
+        let inner = &self.inner;
+        let all = py
+            .detach(|| inner.server_stats(&line))
+            .map_err(|e| to_py(py, &e))?;
+        let d = PyDict::new(py);
+        for (addr, r) in all {
+            match r {
+                Ok(kv) => {
+                    let s = PyDict::new(py);
+                    for (k, v) in kv {
+                        if let Ok(n) = v.parse::<i64>() {
+                            s.set_item(k, n)?;
+                        } else if let Some(x) = v.parse::<f64>().ok().filter(|_| v.contains('.')) {
+                            s.set_item(k, x)?;
+                        } else {
+                            s.set_item(k, v)?;
+                        }
+                    }
+                    d.set_item(addr, s)?;
+                }
+                Err(_) if self.ignore_exc => {}
+                Err(e) => return Err(to_py(py, &e)),
+            }
+        }
+        Ok(d)
+    }
+
+    /// libfae's own per-server view (breaker state, connections, counters, errors by reason):
+    /// `{server: {...}}`, the `destinations` part of `client_stats()`.
+    fn server_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let snapshot = self.inner.stats();
+        let dests = snapshot
+            .get("destinations")
+            .cloned()
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+        json_to_py(py, &dests)
+    }
+
+    /// The client's whole stats snapshot (pools, destinations, supervisor) as a dict; the
+    /// same JSON every binding and the CLI expose.
+    fn client_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_to_py(py, &self.inner.stats())
+    }
+
+    /// The servers a request for `key` would touch (`op`: get, set, delete, incr, touch …).
+    #[pyo3(signature = (key, op="get"))]
+    fn route_for(&self, py: Python<'_>, key: &Bound<'_, PyAny>, op: &str) -> PyResult<Vec<String>> {
+        let op = Op::from_name(op).ok_or_else(|| {
+            client_error(py, "invalid_argument", format!("unknown operation {op:?}"))
+        })?;
+        let k = self.key(key)?;
+        self.inner
+            .route_for(op, k.as_slice())
+            .map_err(|e| to_py(py, &e))
+    }
+
+    /// Close idle connections now; the client stays usable (pymemcache/pylibmc
+    /// `disconnect_all`).
+    fn disconnect_all(&self) {
+        self.inner.disconnect_idle();
+    }
+
+    /// Alias of `disconnect_all` (pymemcache `quit`).
+    fn quit(&self) {
+        self.inner.disconnect_idle();
+    }
+
+    /// Close the client: its connections are closed and later calls raise `fae.ClientError`
+    /// (reason `closed`). Idempotent.
+    fn close(&self) {
+        self.inner.close();
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> bool {
+        self.inner.close();
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "fae.Client(servers={:?}, serde={:?}{})",
+            self.inner.servers(),
+            self.serde.name(),
+            if self.inner.is_closed() {
+                ", closed"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+impl Client {
+    fn concat(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        append: bool,
+    ) -> PyResult<bool> {
+        // append/prepend splice bytes onto the stored value, whatever its layout: only bytes
+        // or text make sense, and they are never serialized or compressed.
+        let data: Vec<u8> = if let Ok(b) = value.cast::<PyBytes>() {
+            b.as_bytes().to_vec()
+        } else if let Ok(s) = value.cast::<PyString>() {
+            s.to_str()?.as_bytes().to_vec()
+        } else {
+            return Err(client_error(
+                py,
+                "invalid_value",
+                format!("append/prepend take bytes or str, not {}", type_name(value)),
+            ));
+        };
+        let k = self.key(key)?;
+        let kb = k.as_slice();
+        let inner = &self.inner;
+        py.detach(|| {
+            if append {
+                inner.append(kb, &data)
+            } else {
+                inner.prepend(kb, &data)
+            }
+        })
+        .map_err(|e| to_py(py, &e))
+    }
+}
+
+fn json_to_py<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+    let loads = py.import("json")?.getattr("loads")?;
+    loads.call1((v.to_string(),))
+}
+
+/// The core's process generation (0 in the process that loaded libfae, +1 per fork since).
+#[pyfunction]
+fn _fork_generation() -> u64 {
+    fae_core::pool::fork::generation()
+}
+
+/// Called by `os.register_at_fork(after_in_child=...)`. `os.fork()` runs the core's
+/// `pthread_atfork` handler, which starts a new generation so that the child's first request
+/// drops the inherited sockets; this hook makes sure the handler is installed in the child
+/// for its own later forks (it is otherwise installed when the first client is built).
+#[pyfunction]
+fn _after_fork_in_child() {
+    fae_core::pool::fork::install();
+}
+
+/// The libfae version.
+#[pyfunction]
+fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+#[pymodule(name = "_fae")]
+fn fae_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Client>()?;
+    m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_function(wrap_pyfunction!(_fork_generation, m)?)?;
+    m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,369 @@
+//! `fae watch`: renders a topology source into a snapshot file (see [`watch_main`]).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{Error, EtcdSource, FileSource, Source, Topology, ZkSource, parse_endpoints};
+
+/// Usage text of `fae watch`.
+pub const USAGE: &str = "\
+usage: fae watch SOURCE --out FILE [--once] [--interval-ms N]
+
+Renders the topology of a discovery source into a snapshot file, atomically (temp file +
+fsync + rename) and only when the pools change, with \"version\" increased by one each time.
+Many processes (php-fpm workers) watch that one file with a cheap stat instead of each
+holding a coordinator session.
+
+SOURCE is one of:
+  --etcd HOST:PORT[,...] [--prefix P]        etcd v3 (JSON gateway, plain HTTP); one key per
+                                             pool under P (default /fae/pools/), value a JSON
+                                             array of \"host:port[:weight]\" strings
+  --zookeeper HOST:PORT[,...] [--path P]     ZooKeeper; P (default /fae/pools) has one child
+                                             per pool, whose children are the server strings
+      [--session-timeout-ms N]               requested session timeout (default 10000)
+  --file SRC                                 a JSON (or .toml) topology file:
+                                             {\"pools\": {\"main\": [\"10.0.0.1:11211\"]}}
+
+Options:
+  --out FILE         snapshot to write (JSON: {\"version\", \"source\", \"pools\"})
+  --once             read once, write if changed, exit
+  --interval-ms N    poll interval of --file, longest wait per watch call and pause after an
+                     error (default 1000)
+  -h, --help         this text
+
+While the source is unreachable or returns invalid data the snapshot is left as it is (the
+last good topology stays in force) and fae watch keeps retrying. SIGTERM and SIGINT stop it
+within about one interval, with exit status 0.
+
+Exit status: 0 ok, 1 invalid data or snapshot not writable (--once), 2 usage error,
+3 source unreachable (--once).
+";
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value; the handler only
+        // stores to an atomic, which is async-signal-safe; `sa` outlives the call and a null
+        // old-action pointer is allowed.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Opts {
+    source: Box<dyn Source>,
+    out: PathBuf,
+    once: bool,
+    interval: Duration,
+}
+
+impl std::fmt::Debug for dyn Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+enum Parsed {
+    Run(Opts),
+    Help,
+}
+
+fn parse(args: &[String]) -> std::result::Result<Parsed, String> {
+    let mut etcd = None;
+    let mut zk = None;
+    let mut file = None;
+    let mut prefix = None;
+    let mut path = None;
+    let mut out = None;
+    let mut once = false;
+    let mut interval_ms: u64 = 1000;
+    let mut session_ms: u64 = 10_000;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match a.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "--etcd" => etcd = Some(val(a)?),
+            "--zookeeper" => zk = Some(val(a)?),
+            "--file" => file = Some(val(a)?),
+            "--prefix" => prefix = Some(val(a)?),
+            "--path" => path = Some(val(a)?),
+            "--out" => out = Some(val(a)?),
+            "--once" => once = true,
+            "--interval-ms" => {
+                interval_ms = val(a)?
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or("--interval-ms must be a positive whole number")?;
+            }
+            "--session-timeout-ms" => {
+                session_ms = val(a)?
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or("--session-timeout-ms must be a positive whole number")?;
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    let n = [etcd.is_some(), zk.is_some(), file.is_some()]
+        .iter()
+        .filter(|&&b| b)
+        .count();
+    if n != 1 {
+        return Err("give exactly one of --etcd, --zookeeper, --file".into());
+    }
+    if prefix.is_some() && etcd.is_none() {
+        return Err("--prefix goes with --etcd".into());
+    }
+    if path.is_some() && zk.is_none() {
+        return Err("--path goes with --zookeeper".into());
+    }
+    let out = PathBuf::from(out.ok_or("--out FILE is required")?);
+    let interval = Duration::from_millis(interval_ms);
+    let source: Box<dyn Source> = if let Some(list) = etcd {
+        let eps = parse_endpoints(&list).map_err(|e| format!("--etcd: {}", e.message()))?;
+        Box::new(EtcdSource::new(
+            eps,
+            prefix.unwrap_or_else(|| "/fae/pools/".into()),
+        ))
+    } else if let Some(list) = zk {
+        let eps = parse_endpoints(&list).map_err(|e| format!("--zookeeper: {}", e.message()))?;
+        Box::new(
+            ZkSource::new(eps, path.unwrap_or_else(|| "/fae/pools".into()))
+                .timeouts(Duration::from_millis(session_ms), Duration::from_secs(1)),
+        )
+    } else {
+        let src = PathBuf::from(file.unwrap_or_default());
+        if src == out {
+            return Err("--file and --out must differ".into());
+        }
+        Box::new(FileSource::new(src).poll_interval(interval.min(Duration::from_millis(100))))
+    };
+    Ok(Parsed::Run(Opts {
+        source,
+        out,
+        once,
+        interval,
+    }))
+}
+
+/// Writes snapshots, numbering them.
+struct Writer {
+    out: PathBuf,
+    written: Option<Topology>,
+    version: u64,
+}
+
+impl Writer {
+    fn new(out: PathBuf) -> Writer {
+        // Continue the existing snapshot's numbering, and skip a write if it already matches.
+        let written = Topology::read(&out).ok();
+        let version = written.as_ref().map_or(0, |t| t.version);
+        Writer {
+            out,
+            written,
+            version,
+        }
+    }
+
+    /// Writes `t` unless it matches the snapshot. Returns whether it wrote.
+    fn publish(&mut self, mut t: Topology) -> Result<bool, Error> {
+        if self
+            .written
+            .as_ref()
+            .is_some_and(|w| w.same_pools(&t) && w.source == t.source)
+        {
+            return Ok(false);
+        }
+        t.version = self.version + 1;
+        t.write_atomic(&self.out)?;
+        self.version = t.version;
+        eprintln!(
+            "fae watch: wrote {} version {} ({} pools, {} servers) from {}",
+            self.out.display(),
+            t.version,
+            t.pools.len(),
+            t.server_count(),
+            t.source
+        );
+        self.written = Some(t);
+        Ok(true)
+    }
+}
+
+/// Sleeps up to `d`, waking early when a stop signal arrived.
+fn nap(d: Duration, stop: &AtomicBool) {
+    let end = Instant::now() + d;
+    while !stop.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(50)));
+    }
+}
+
+/// `fae watch`: `args` are the arguments after `watch`. See [`USAGE`].
+///
+/// Exit codes: 0 ok (also after SIGTERM/SIGINT), 1 invalid data or unwritable snapshot with
+/// `--once`, 2 usage, 3 source unreachable with `--once`. Without `--once` it runs until
+/// signalled, keeping the last good snapshot while the source is unreachable or invalid.
+/// Installs SIGTERM/SIGINT handlers (process-wide) unless `--once` or `--help`.
+pub fn watch_main(args: &[String]) -> ExitCode {
+    run(args, &STOP, true)
+}
+
+/// [`watch_main`] without signal handlers, stopping when `stop` becomes true (checked at
+/// least once per `--interval-ms`). For embedding the watcher in a thread, and for tests.
+pub fn watch_with_stop(args: &[String], stop: &AtomicBool) -> ExitCode {
+    run(args, stop, false)
+}
+
+fn run(args: &[String], stop: &AtomicBool, signals: bool) -> ExitCode {
+    let opts = match parse(args) {
+        Ok(Parsed::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Run(o)) => o,
+        Err(e) => {
+            eprintln!("fae watch: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let Opts {
+        mut source,
+        out,
+        once,
+        interval,
+    } = opts;
+    let mut writer = Writer::new(out);
+    let describe = source.describe();
+
+    if once {
+        return match source.current() {
+            Ok(mut t) => {
+                t.source = describe;
+                match writer.publish(t) {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("fae watch: {e}");
+                        ExitCode::from(1)
+                    }
+                }
+            }
+            Err(e @ Error::Unavailable(_)) => {
+                eprintln!("fae watch: {describe}: {e}");
+                ExitCode::from(3)
+            }
+            Err(e) => {
+                eprintln!("fae watch: {describe}: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+
+    if signals {
+        install_signal_handlers();
+    }
+    eprintln!("fae watch: watching {describe} -> {}", writer.out.display());
+    let mut pending: Option<Topology> = None;
+    let mut last_err: Option<String> = None;
+    while !stop.load(Ordering::SeqCst) {
+        if let Some(t) = pending.take() {
+            if let Err(e) = writer.publish(t.clone()) {
+                eprintln!("fae watch: {e}");
+                pending = Some(t);
+                nap(interval, stop);
+                continue;
+            }
+        }
+        match source.wait_change(interval) {
+            Ok(Some(mut t)) => {
+                if last_err.take().is_some() {
+                    eprintln!("fae watch: {describe}: recovered");
+                }
+                t.source = describe.clone();
+                pending = Some(t);
+            }
+            Ok(None) => {
+                if last_err.take().is_some() {
+                    eprintln!("fae watch: {describe}: recovered, topology unchanged");
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                // Say each distinct problem once, not once per retry.
+                if last_err.as_deref() != Some(msg.as_str()) {
+                    eprintln!(
+                        "fae watch: {describe}: {msg}; keeping the last good snapshot, retrying"
+                    );
+                    last_err = Some(msg);
+                }
+                nap(interval, stop);
+            }
+        }
+    }
+    if let Some(t) = pending.take() {
+        let _ = writer.publish(t);
+    }
+    eprintln!("fae watch: stopped");
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn usage_errors() {
+        for bad in [
+            &[][..],
+            &["--out", "x"],
+            &["--etcd", "a:1", "--zookeeper", "b:2", "--out", "x"],
+            &["--etcd", "a", "--out", "x"],
+            &["--etcd", "a:1"],
+            &["--file", "a", "--out", "a"],
+            &["--file", "a", "--out", "b", "--interval-ms", "0"],
+            &["--file", "a", "--out", "b", "--bogus"],
+            &["--file", "a", "--out", "b", "--prefix", "/x/"],
+            &["--out"],
+        ] {
+            assert!(parse(&s(bad)).is_err(), "{bad:?}");
+        }
+        assert!(matches!(parse(&s(&["--help"])), Ok(Parsed::Help)));
+        assert!(matches!(
+            parse(&s(&[
+                "--zookeeper",
+                "h:1,h:2",
+                "--path",
+                "/p",
+                "--out",
+                "o"
+            ])),
+            Ok(Parsed::Run(_))
+        ));
+    }
+}

@@ -1,0 +1,344 @@
+//! Discovery: where pool server lists come from, and the snapshot file they are rendered into.
+//!
+//! ```text
+//! etcd prefix ─┐                       (one process per host)
+//! ZooKeeper ───┼─ Source ── fae watch ──▶ snapshot file ──▶ FileSource ──▶ client reload
+//! operator file┘                          (atomic rename)   (cheap stat)    (hundreds of workers)
+//! ```
+//!
+//! Every backend implements [`Source`] and yields a [`Topology`]: named pools, each a list of
+//! server strings in the config's `host:port[:weight]` form. [`Topology::write_atomic`] and
+//! [`Topology::read`] are the only writer and reader of the snapshot format:
+//!
+//! ```json
+//! {"version": 7, "source": "etcd:127.0.0.1:2379/fae/pools/",
+//!  "pools": {"main": ["10.0.0.1:11211", "10.0.0.2:11211:2"]}}
+//! ```
+//!
+//! `version` is the writer's counter: `fae watch` increases it by one each time it writes a
+//! changed topology (and continues from the existing file after a restart). `source` is
+//! informational. Readers compare `pools`, not `version`, to decide whether anything changed.
+//!
+//! Backends keep no background threads: the caller (the `fae watch` loop or the client's
+//! supervisor) drives them with [`Source::wait_change`], which blocks for a bounded time.
+//! When a coordinator is unreachable a source returns an error and the caller keeps the last
+//! good topology; the next call reconnects.
+
+pub mod cli;
+pub mod etcd;
+pub mod file;
+pub mod zk_proto;
+pub mod zookeeper;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use etcd::EtcdSource;
+pub use file::FileSource;
+pub use zookeeper::{ZkClient, ZkSessionStats, ZkSource};
+
+/// Why a discovery operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The coordinator (or file) could not be reached or read: connect refused, timeout, I/O
+    /// error, session lost. Retry later; keep the last good topology meanwhile.
+    Unavailable(String),
+    /// The data was reached but is not a valid topology (malformed JSON, bad server string,
+    /// unexpected protocol reply). The message names the file, key or node.
+    Invalid(String),
+}
+
+impl Error {
+    /// The message without the kind.
+    pub fn message(&self) -> &str {
+        match self {
+            Error::Unavailable(m) | Error::Invalid(m) => m,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Unavailable(m) => write!(f, "unavailable: {m}"),
+            Error::Invalid(m) => write!(f, "invalid topology: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Result of discovery operations.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A topology: named pools and their server strings (`host:port[:weight]`, as in the config).
+///
+/// Serialised as the snapshot file format (see the [module docs](self)).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// Writer's counter; increases with every change written by `fae watch`. 0 when unknown.
+    #[serde(default)]
+    pub version: u64,
+    /// Where the topology came from, e.g. `etcd:127.0.0.1:2379/fae/pools/`. Informational.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    /// Pool name → server strings, in the order the source gave them.
+    pub pools: BTreeMap<String, Vec<String>>,
+}
+
+impl Topology {
+    /// A topology with version 0 and no source.
+    pub fn new(pools: BTreeMap<String, Vec<String>>) -> Topology {
+        Topology {
+            version: 0,
+            source: String::new(),
+            pools,
+        }
+    }
+
+    /// Checks every pool name and server string (with [`crate::config::parse_server`]).
+    /// `origin` prefixes the error message (a path, a key, a node).
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        for (pool, servers) in &self.pools {
+            if pool.is_empty() || pool.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(Error::Invalid(format!("{origin}: bad pool name {pool:?}")));
+            }
+            for (i, s) in servers.iter().enumerate() {
+                crate::config::parse_server(s)
+                    .map_err(|e| Error::Invalid(format!("{origin}: pools.{pool}[{i}]: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether both have the same pools and servers (ignores `version` and `source`).
+    pub fn same_pools(&self, other: &Topology) -> bool {
+        self.pools == other.pools
+    }
+
+    /// Total number of server entries over all pools.
+    pub fn server_count(&self) -> usize {
+        self.pools.values().map(Vec::len).sum()
+    }
+
+    /// Parses a topology from JSON text and validates it. `origin` names the text in errors.
+    pub fn from_json(text: &str, origin: &str) -> Result<Topology> {
+        let t: Topology =
+            serde_json::from_str(text).map_err(|e| Error::Invalid(format!("{origin}: {e}")))?;
+        t.validate(origin)?;
+        Ok(t)
+    }
+
+    /// Parses a topology from TOML text (`[pools]` table of arrays) and validates it.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Topology> {
+        let t: Topology =
+            toml::from_str(text).map_err(|e| Error::Invalid(format!("{origin}: {e}")))?;
+        t.validate(origin)?;
+        Ok(t)
+    }
+
+    /// Reads a snapshot (JSON, or TOML when the path ends in `.toml`) and validates every
+    /// server. Errors name the path.
+    pub fn read(path: impl AsRef<Path>) -> Result<Topology> {
+        let path = path.as_ref();
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Unavailable(format!("{origin}: {e}")))?;
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+        {
+            Topology::from_toml(&text, &origin)
+        } else {
+            Topology::from_json(&text, &origin)
+        }
+    }
+
+    /// The snapshot JSON (pretty, with a trailing newline).
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".into());
+        s.push('\n');
+        s
+    }
+
+    /// Writes the snapshot so that readers never see half a file: a temporary file in the
+    /// same directory, `fsync`, `rename` over `path`, then `fsync` of the directory.
+    pub fn write_atomic(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let err = |what: &str, e: std::io::Error| {
+            Error::Unavailable(format!("{}: {what}: {e}", path.display()))
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = path
+            .file_name()
+            .ok_or_else(|| Error::Invalid(format!("{}: not a file path", path.display())))?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".tmp.{}", std::process::id()));
+        let tmp = dir.join(tmp_name);
+        let result = (|| {
+            let mut f = std::fs::File::create(&tmp).map_err(|e| err("create temp file", e))?;
+            f.write_all(self.to_json().as_bytes())
+                .map_err(|e| err("write temp file", e))?;
+            f.sync_all().map_err(|e| err("fsync temp file", e))?;
+            drop(f);
+            std::fs::rename(&tmp, path).map_err(|e| err("rename", e))?;
+            // Durability of the rename itself; failure here does not undo the write.
+            if let Ok(d) = std::fs::File::open(&dir) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+/// A source of topology: a file, an etcd prefix, a ZooKeeper node.
+///
+/// Sources are driven by one thread at a time and start no threads of their own.
+pub trait Source: Send {
+    /// A short description for logs and the snapshot's `source` field,
+    /// e.g. `etcd:127.0.0.1:2379/fae/pools/`.
+    fn describe(&self) -> String;
+
+    /// Reads the whole topology now (connecting if needed). The result becomes the baseline
+    /// that [`Source::wait_change`] compares against.
+    fn current(&mut self) -> Result<Topology>;
+
+    /// Blocks for at most about `timeout` until the topology differs from the last one this
+    /// source returned. `Ok(None)`: no change within the timeout. `Err`: the coordinator is
+    /// unreachable or returned invalid data; the caller keeps its last good topology and calls
+    /// again (after a pause) — the source reconnects, re-reads and re-arms its watches.
+    fn wait_change(&mut self, timeout: Duration) -> Result<Option<Topology>>;
+}
+
+/// Splits `HOST:PORT[,HOST:PORT…]` into endpoints, checking each has a port.
+pub fn parse_endpoints(list: &str) -> Result<Vec<String>> {
+    let eps: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if eps.is_empty() {
+        return Err(Error::Invalid(format!("no endpoints in {list:?}")));
+    }
+    for ep in &eps {
+        let ok = ep
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0));
+        if !ok {
+            return Err(Error::Invalid(format!(
+                "endpoint {ep:?}: expected HOST:PORT"
+            )));
+        }
+    }
+    Ok(eps)
+}
+
+/// Connects to `endpoint` (`HOST:PORT`) trying every resolved address, each with `timeout`.
+pub(crate) fn connect(endpoint: &str, timeout: Duration) -> Result<std::net::TcpStream> {
+    use std::net::ToSocketAddrs;
+    let addrs = endpoint
+        .to_socket_addrs()
+        .map_err(|e| Error::Unavailable(format!("{endpoint}: resolve: {e}")))?;
+    let mut last = None;
+    for a in addrs {
+        match std::net::TcpStream::connect_timeout(&a, timeout) {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(Error::Unavailable(match last {
+        Some(e) => format!("{endpoint}: connect: {e}"),
+        None => format!("{endpoint}: no address"),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topo(pairs: &[(&str, &[&str])]) -> Topology {
+        Topology::new(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn json_roundtrip_and_format() {
+        let mut t = topo(&[("main", &["10.0.0.1:11211", "10.0.0.2:11211:2"])]);
+        t.version = 7;
+        t.source = "etcd:127.0.0.1:2379/fae/pools/".into();
+        let j = t.to_json();
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["version"], 7);
+        assert_eq!(v["pools"]["main"][1], "10.0.0.2:11211:2");
+        assert_eq!(Topology::from_json(&j, "x").unwrap(), t);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        for bad in [
+            "",
+            "{",
+            "[]",
+            "{\"pools\": 3}",
+            "{\"pools\": {\"a\": [1]}}",
+            "{\"pools\": {\"a\": [\"h:0\"]}}",
+            "{\"pools\": {\"a\": [\"h:1:x\"]}}",
+            "{\"pools\": {\"\": []}}",
+            "{\"pools\": {}, \"extra\": 1}",
+        ] {
+            let e = Topology::from_json(bad, "snap.json").unwrap_err();
+            assert!(e.message().starts_with("snap.json"), "{e}");
+        }
+    }
+
+    #[test]
+    fn toml_works() {
+        let t = Topology::from_toml("[pools]\nmain = [\"a:1\", \"b:2:3\"]\n", "t.toml").unwrap();
+        assert_eq!(t.pools["main"], vec!["a:1", "b:2:3"]);
+    }
+
+    #[test]
+    fn write_atomic_then_read() {
+        let dir = std::env::temp_dir().join(format!("fae-disc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("snap.json");
+        let t = topo(&[("a", &["127.0.0.1:1"]), ("b", &[])]);
+        t.write_atomic(&p).unwrap();
+        assert_eq!(Topology::read(&p).unwrap(), t);
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(names.len(), 1, "temp file left behind");
+        let e = Topology::read(dir.join("missing.json")).unwrap_err();
+        assert!(e.message().contains("missing.json"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(parse_endpoints("a:1, b:2").unwrap(), vec!["a:1", "b:2"]);
+        assert!(parse_endpoints("a").is_err());
+        assert!(parse_endpoints("").is_err());
+        assert!(parse_endpoints("a:0").is_err());
+    }
+}

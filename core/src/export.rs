@@ -1,0 +1,320 @@
+//! Getting stats out of a process: an HTTP endpoint for long-lived processes and snapshot
+//! files for fleets of short-lived workers (php-fpm).
+//!
+//! - `stats.listen = "127.0.0.1:9150"`: the supervisor thread binds it on its first tick (never
+//!   at load time) and answers `GET /metrics` (Prometheus text) and `GET /stats.json`. Only the
+//!   process that bound it serves: a forked child inherits the socket but leaves it alone.
+//! - `stats.dir = "/run/fae"`: every `stats.interval_ms` each process writes its snapshot to
+//!   `fae-<pid>-<n>.json` (temp file + rename, so readers never see half a file) and deletes
+//!   files of processes that no longer exist. `fae stats --dir DIR` merges them.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use crate::pool::fork;
+use crate::pool::health::now_ms;
+use crate::stats::{merge_latency, render_prometheus};
+
+/// Distinguishes several clients of one process in snapshot file names.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Stats export state of one client.
+#[derive(Debug)]
+pub(crate) struct Exporter {
+    listen: Option<String>,
+    listener: OnceLock<(u64, TcpListener)>,
+    listen_failed: AtomicBool,
+    dir: Option<PathBuf>,
+    interval_ms: u64,
+    last_write_ms: AtomicU64,
+    id: u64,
+}
+
+impl Exporter {
+    pub(crate) fn new(
+        listen: Option<String>,
+        dir: Option<PathBuf>,
+        interval_ms: u64,
+    ) -> Option<Exporter> {
+        if listen.is_none() && dir.is_none() {
+            return None;
+        }
+        Some(Exporter {
+            listen,
+            listener: OnceLock::new(),
+            listen_failed: AtomicBool::new(false),
+            dir,
+            interval_ms,
+            last_write_ms: AtomicU64::new(0),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    /// Serve pending HTTP requests and write a due snapshot. `snapshot` builds the JSON.
+    pub(crate) fn tick(&self, snapshot: &dyn Fn() -> Value) {
+        if let Some(addr) = &self.listen {
+            self.serve(addr, snapshot);
+        }
+        if let Some(dir) = &self.dir {
+            let now = now_ms();
+            let last = self.last_write_ms.load(Ordering::Relaxed);
+            if last == 0 || now.saturating_sub(last) >= self.interval_ms {
+                self.last_write_ms.store(now.max(1), Ordering::Relaxed);
+                if let Err(e) = write_snapshot(dir, self.id, &snapshot()) {
+                    log::warn!(target: "fae", "stats.dir={} write failed: {e}", dir.display());
+                }
+            }
+        }
+    }
+
+    fn serve(&self, addr: &str, snapshot: &dyn Fn() -> Value) {
+        let generation = fork::generation();
+        if self.listener.get().is_none() && !self.listen_failed.load(Ordering::Relaxed) {
+            match TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l)) {
+                Ok(l) => {
+                    log::info!(target: "fae", "stats.listen={addr} serving /metrics and /stats.json");
+                    let _ = self.listener.set((generation, l));
+                }
+                Err(e) => {
+                    self.listen_failed.store(true, Ordering::Relaxed);
+                    log::error!(target: "fae", "stats.listen={addr} bind failed: {e}");
+                }
+            }
+        }
+        let Some((bound_in, listener)) = self.listener.get() else {
+            return;
+        };
+        if *bound_in != generation {
+            return; // a forked child: the parent serves
+        }
+        // Bounded: at most a handful of requests per tick, each with short socket timeouts.
+        for _ in 0..16 {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let _ = answer(stream, snapshot);
+                }
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Answer one HTTP/1.x request.
+fn answer(mut stream: TcpStream, snapshot: &dyn Fn() -> Value) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    stream.set_write_timeout(Some(Duration::from_millis(500)))?;
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = head
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    let (method, path) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let path = path.split(|&b| b == b'?').next().unwrap_or_default();
+    let (status, ctype, body) = match (method, path) {
+        (b"GET", b"/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            render_prometheus(&snapshot()),
+        ),
+        (b"GET", b"/stats.json") => ("200 OK", "application/json", snapshot().to_string()),
+        (b"GET", _) => (
+            "404 Not Found",
+            "text/plain",
+            "try /metrics or /stats.json\n".to_string(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_string(),
+        ),
+    };
+    let resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(resp.as_bytes())
+}
+
+/// Is a process with this pid alive?
+fn pid_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks whether the process exists; it sends nothing.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// The pid a snapshot file name belongs to (`fae-<pid>-<n>.json`).
+fn file_pid(name: &str) -> Option<i32> {
+    name.strip_prefix("fae-")?
+        .strip_suffix(".json")?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Write this process's snapshot atomically and delete snapshots of dead processes.
+pub(crate) fn write_snapshot(dir: &Path, id: u64, snapshot: &Value) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let pid = std::process::id();
+    let name = format!("fae-{pid}-{id}.json");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, snapshot.to_string())?;
+    std::fs::rename(&tmp, dir.join(&name))?;
+    remove_stale(dir);
+    Ok(())
+}
+
+/// Delete snapshot files whose process is gone; returns the live ones.
+fn remove_stale(dir: &Path) -> Vec<PathBuf> {
+    let mut live = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return live;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file_pid(&name) else { continue };
+        if pid_alive(pid) {
+            live.push(e.path());
+        } else {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    live.sort();
+    live
+}
+
+/// Merge the snapshots of every live process in `dir` (stale files are deleted): counters and
+/// connection counts are summed, latency histograms merged exactly, breaker states counted.
+pub fn aggregate_dir(dir: &Path) -> std::io::Result<Value> {
+    if !dir.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    let snapshots: Vec<Value> = remove_stale(dir)
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|t| serde_json::from_str(&t).ok())
+        .collect();
+    Ok(merge_snapshots(&snapshots))
+}
+
+/// Merge client snapshots (see [`aggregate_dir`]).
+pub fn merge_snapshots(snapshots: &[Value]) -> Value {
+    let mut dests: Map<String, Value> = Map::new();
+    let mut latencies: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for s in snapshots {
+        let Some(ds) = s.get("destinations").and_then(Value::as_object) else {
+            continue;
+        };
+        for (addr, d) in ds {
+            let entry = dests.entry(addr.clone()).or_insert_with(|| json!({}));
+            let Some(d) = d.as_object() else { continue };
+            for (k, v) in d {
+                match (k.as_str(), v) {
+                    ("latency", l) => {
+                        latencies.entry(addr.clone()).or_default().push(l.clone());
+                    }
+                    ("state", Value::String(state)) => {
+                        let states = &mut entry["states"];
+                        let n = states[state.as_str()].as_u64().unwrap_or(0);
+                        states[state.as_str()] = json!(n + 1);
+                        // The worst state any process sees is the one to show.
+                        let rank = |s: &str| match s {
+                            "open" => 2,
+                            "half_open" => 1,
+                            _ => 0,
+                        };
+                        let cur = entry
+                            .get("state")
+                            .and_then(Value::as_str)
+                            .unwrap_or("closed")
+                            .to_string();
+                        if rank(state) >= rank(&cur) {
+                            entry["state"] = json!(state);
+                        }
+                    }
+                    ("errors", Value::Object(errs)) => {
+                        for (reason, n) in errs {
+                            let cur = entry["errors"][reason].as_u64().unwrap_or(0);
+                            entry["errors"][reason] = json!(cur + n.as_u64().unwrap_or(0));
+                        }
+                    }
+                    (_, Value::Number(n)) => {
+                        let cur = entry.get(k).and_then(Value::as_u64).unwrap_or(0);
+                        entry[k.as_str()] = json!(cur + n.as_u64().unwrap_or(0));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    for (addr, ls) in latencies {
+        dests[&addr]["latency"] = merge_latency(ls.iter());
+    }
+    let sum = |key: &str| -> u64 {
+        snapshots
+            .iter()
+            .filter_map(|s| {
+                s.get("process")
+                    .and_then(|p| p.get(key))
+                    .and_then(Value::as_u64)
+            })
+            .sum()
+    };
+    json!({
+        "destinations": dests,
+        "process": {
+            "processes": snapshots.len(),
+            "reloads": sum("reloads"),
+            "reload_failures": sum("reload_failures"),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_file_names() {
+        assert_eq!(file_pid("fae-123-0.json"), Some(123));
+        assert_eq!(file_pid(".fae-123-0.json.tmp"), None);
+        assert_eq!(file_pid("other.json"), None);
+    }
+
+    #[test]
+    fn merging_sums_counters_and_counts_states() {
+        let a = json!({"destinations": {"h:1": {"requests": 2, "state": "closed", "errors": {"timeout": 1},
+                        "latency": {"count": 1, "sum_us": 10, "max_us": 10, "buckets": {"10": 1}}}}});
+        let b = json!({"destinations": {"h:1": {"requests": 3, "state": "open", "errors": {"timeout": 2}}}});
+        let m = merge_snapshots(&[a, b]);
+        let d = &m["destinations"]["h:1"];
+        assert_eq!(d["requests"], 5);
+        assert_eq!(d["errors"]["timeout"], 3);
+        assert_eq!(d["state"], "open");
+        assert_eq!(d["states"], json!({"closed": 1, "open": 1}));
+        assert_eq!(d["latency"]["count"], 1);
+        assert_eq!(m["process"]["processes"], 2);
+    }
+}

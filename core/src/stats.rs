@@ -1,0 +1,466 @@
+//! Counters, declared once in a table: name, help. Names are public API (stats keys, log
+//! fields); add rows, never rename them.
+//!
+//! Per destination: requests, errors by reason, breaker transitions, probes, heartbeats and
+//! connection churn, plus gauges read at snapshot time (breaker state, open and idle
+//! connections). [`crate::Client::stats`] returns a snapshot as JSON.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{Map, Value, json};
+
+use crate::error::Reason;
+
+macro_rules! counters {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident { $($field:ident: $help:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Default)]
+        $vis struct $name {
+            $(#[doc = $help] pub $field: AtomicU64,)*
+        }
+
+        impl $name {
+            /// Every counter: (name, help).
+            pub const TABLE: &'static [(&'static str, &'static str)] = &[$((stringify!($field), $help),)*];
+
+            /// Every counter's current value, in table order.
+            pub fn values(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($field), self.$field.load(Ordering::Relaxed)),)*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// Counters of one destination (one server address).
+    pub struct DestCounters {
+        requests: "requests sent (single-key and per-server parts of multi-key calls)",
+        tko_rejected: "requests failed fast with `tko` because the breaker was open",
+        breaker_opened: "closed -> open transitions",
+        breaker_half_opened: "open -> half-open transitions (a probe succeeded)",
+        breaker_closed: "half-open -> closed transitions (the trial requests succeeded)",
+        breaker_reopened: "half-open -> open transitions (a trial request failed)",
+        fail_open: "failures that would have opened the breaker while the pool was failing open",
+        probes_ok: "breaker probes that succeeded",
+        probes_failed: "breaker probes that failed",
+        heartbeats_ok: "idle-connection heartbeats answered",
+        heartbeats_failed: "idle-connection heartbeats that failed (the connection was discarded)",
+        connections_opened: "connections dialled and validated",
+        connections_failed: "dials or validations that failed",
+        connections_discarded: "connections closed after an error or a timeout mid-reply",
+        connections_recycled: "idle connections closed for max_idle or max_age",
+        ejected_lookups: "keys routed away from this destination while it was ejected",
+        hits: "keys found by get-type requests",
+        misses: "keys not found by get-type requests",
+        bytes_sent: "bytes written to the server",
+        bytes_received: "bytes read from the server",
+        writes_dropped: "writes answered locally as not stored because the pool is read_only",
+    }
+}
+
+/// Sub-buckets per power of two: about 12 % relative precision.
+const SUB: usize = 8;
+/// Values below this many microseconds get one bucket each.
+const LINEAR: u64 = 16;
+const BUCKETS: usize = LINEAR as usize + (64 - 4) * SUB;
+
+/// A lock-free latency histogram in microseconds: log-linear buckets (exact below 16 µs, then
+/// 8 per power of two), plus count, sum and max. Recording is three relaxed atomic adds.
+#[derive(Debug)]
+pub struct Histogram {
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    sum_us: AtomicU64,
+    max_us: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+            max_us: AtomicU64::new(0),
+        }
+    }
+}
+
+fn bucket_of(us: u64) -> usize {
+    if us < LINEAR {
+        return us as usize;
+    }
+    let e = 63 - us.leading_zeros() as usize; // >= 4
+    let sub = ((us >> (e - 3)) & (SUB as u64 - 1)) as usize;
+    LINEAR as usize + (e - 4) * SUB + sub
+}
+
+/// The largest value that falls in bucket `i` (what a percentile reports).
+fn bucket_upper(i: usize) -> u64 {
+    if i < LINEAR as usize {
+        return i as u64;
+    }
+    let e = (i - LINEAR as usize) / SUB + 4;
+    let sub = ((i - LINEAR as usize) % SUB) as u64;
+    let low = (1u64 << e) | (sub << (e - 3));
+    low + (1u64 << (e - 3)) - 1
+}
+
+impl Histogram {
+    /// Record one latency.
+    pub fn record(&self, d: std::time::Duration) {
+        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.buckets[bucket_of(us)].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.max_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    /// Number of values recorded.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Sum of all values, microseconds.
+    pub fn sum_us(&self) -> u64 {
+        self.sum_us.load(Ordering::Relaxed)
+    }
+
+    /// Largest value, microseconds.
+    pub fn max_us(&self) -> u64 {
+        self.max_us.load(Ordering::Relaxed)
+    }
+
+    /// The `q` quantile (0..=1), microseconds: the upper bound of the bucket holding it.
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return bucket_upper(i).min(self.max_us());
+            }
+        }
+        self.max_us()
+    }
+
+    /// `{"count", "sum_us", "p50_us", "p95_us", "p99_us", "max_us", "buckets": {upper_us: n}}`.
+    /// The sparse buckets let snapshots of many processes be merged exactly
+    /// ([`merge_latency`]).
+    pub fn to_json(&self) -> Value {
+        let mut buckets = Map::new();
+        for (i, b) in self.buckets.iter().enumerate() {
+            let n = b.load(Ordering::Relaxed);
+            if n > 0 {
+                buckets.insert(bucket_upper(i).to_string(), json!(n));
+            }
+        }
+        json!({
+            "count": self.count(),
+            "sum_us": self.sum_us(),
+            "p50_us": self.quantile_us(0.50),
+            "p95_us": self.quantile_us(0.95),
+            "p99_us": self.quantile_us(0.99),
+            "max_us": self.max_us(),
+            "buckets": buckets,
+        })
+    }
+
+    /// Rebuild a histogram from [`Histogram::to_json`] output.
+    pub fn from_json(v: &Value) -> Histogram {
+        let h = Histogram::default();
+        if let Some(b) = v.get("buckets").and_then(Value::as_object) {
+            for (upper, n) in b {
+                if let (Ok(u), Some(n)) = (upper.parse::<u64>(), n.as_u64()) {
+                    h.buckets[bucket_of(u)].fetch_add(n, Ordering::Relaxed);
+                }
+            }
+        }
+        let get = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+        h.count.store(get("count"), Ordering::Relaxed);
+        h.sum_us.store(get("sum_us"), Ordering::Relaxed);
+        h.max_us.store(get("max_us"), Ordering::Relaxed);
+        h
+    }
+}
+
+/// Merge latency objects of several snapshots into one (buckets, counts and sums added, max
+/// taken), with quantiles recomputed.
+pub fn merge_latency<'a>(items: impl IntoIterator<Item = &'a Value>) -> Value {
+    let total = Histogram::default();
+    for v in items {
+        let h = Histogram::from_json(v);
+        for (t, b) in total.buckets.iter().zip(h.buckets.iter()) {
+            t.fetch_add(b.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        total.count.fetch_add(h.count(), Ordering::Relaxed);
+        total.sum_us.fetch_add(h.sum_us(), Ordering::Relaxed);
+        total.max_us.fetch_max(h.max_us(), Ordering::Relaxed);
+    }
+    total.to_json()
+}
+
+/// Escape a Prometheus label value.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Render a stats snapshot (the JSON of [`crate::Client::stats`], or a merge of several) in the
+/// Prometheus text exposition format (version 0.0.4). Metric names and help texts come from
+/// the counter table, so a new counter appears in both formats.
+pub fn render_prometheus(snapshot: &Value) -> String {
+    use std::fmt::Write;
+    let empty = Map::new();
+    let dests = snapshot
+        .get("destinations")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let mut out = String::new();
+    let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+    };
+    for (counter, help) in DestCounters::TABLE {
+        let name = format!("fae_destination_{counter}_total");
+        family(&mut out, &name, "counter", help);
+        for (addr, d) in dests {
+            let n = d.get(*counter).and_then(Value::as_u64).unwrap_or(0);
+            let _ = writeln!(out, "{name}{{destination=\"{}\"}} {n}", label(addr));
+        }
+    }
+    family(
+        &mut out,
+        "fae_destination_errors_total",
+        "counter",
+        "failed requests by reason",
+    );
+    for (addr, d) in dests {
+        if let Some(errs) = d.get("errors").and_then(Value::as_object) {
+            for (reason, n) in errs {
+                let _ = writeln!(
+                    out,
+                    "fae_destination_errors_total{{destination=\"{}\",reason=\"{}\"}} {}",
+                    label(addr),
+                    label(reason),
+                    n.as_u64().unwrap_or(0)
+                );
+            }
+        }
+    }
+    family(
+        &mut out,
+        "fae_destination_breaker_state",
+        "gauge",
+        "1 for the breaker's current state",
+    );
+    for (addr, d) in dests {
+        let state = d.get("state").and_then(Value::as_str).unwrap_or("");
+        for s in ["closed", "open", "half_open"] {
+            let v = u8::from(state == s);
+            let _ = writeln!(
+                out,
+                "fae_destination_breaker_state{{destination=\"{}\",state=\"{s}\"}} {v}",
+                label(addr)
+            );
+        }
+    }
+    for (gauge, help) in [
+        (
+            "open_connections",
+            "connections open to the server (idle and in use)",
+        ),
+        ("idle_connections", "connections idle in the pool"),
+    ] {
+        let name = format!("fae_destination_{gauge}");
+        family(&mut out, &name, "gauge", help);
+        for (addr, d) in dests {
+            let n = d.get(gauge).and_then(Value::as_u64).unwrap_or(0);
+            let _ = writeln!(out, "{name}{{destination=\"{}\"}} {n}", label(addr));
+        }
+    }
+    family(
+        &mut out,
+        "fae_destination_latency_seconds",
+        "summary",
+        "request latency, checkout to complete reply",
+    );
+    for (addr, d) in dests {
+        let Some(l) = d.get("latency") else { continue };
+        let a = label(addr);
+        for (q, key) in [("0.5", "p50_us"), ("0.95", "p95_us"), ("0.99", "p99_us")] {
+            let us = l.get(key).and_then(Value::as_u64).unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "fae_destination_latency_seconds{{destination=\"{a}\",quantile=\"{q}\"}} {}",
+                us as f64 / 1e6
+            );
+        }
+        let sum = l.get("sum_us").and_then(Value::as_u64).unwrap_or(0) as f64 / 1e6;
+        let count = l.get("count").and_then(Value::as_u64).unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "fae_destination_latency_seconds_sum{{destination=\"{a}\"}} {sum}"
+        );
+        let _ = writeln!(
+            out,
+            "fae_destination_latency_seconds_count{{destination=\"{a}\"}} {count}"
+        );
+    }
+    if let Some(p) = snapshot.get("process").and_then(Value::as_object) {
+        for (key, kind, help) in [
+            (
+                "processes",
+                "gauge",
+                "processes whose snapshots are included",
+            ),
+            (
+                "config_version",
+                "gauge",
+                "configuration version in force (reloads applied)",
+            ),
+            ("reloads", "counter", "configuration reloads applied"),
+            (
+                "reload_failures",
+                "counter",
+                "configuration reloads rejected (the old one stayed)",
+            ),
+        ] {
+            if let Some(n) = p.get(key).and_then(Value::as_u64) {
+                let name = if kind == "counter" {
+                    format!("fae_{key}_total")
+                } else {
+                    format!("fae_{key}")
+                };
+                family(&mut out, &name, kind, help);
+                let _ = writeln!(out, "{name} {n}");
+            }
+        }
+    }
+    out
+}
+
+/// Errors by reason, indexed by [`Reason::ALL`].
+#[derive(Debug, Default)]
+pub struct ErrorCounters([AtomicU64; Reason::ALL.len()]);
+
+impl ErrorCounters {
+    /// Count one error.
+    pub fn add(&self, reason: Reason) {
+        if let Some(i) = Reason::ALL.iter().position(|r| *r == reason) {
+            self.0[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Non-zero counts as a JSON object keyed by reason name.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        for (r, c) in Reason::ALL.iter().zip(&self.0) {
+            let n = c.load(Ordering::Relaxed);
+            if n > 0 {
+                m.insert(r.as_str().to_string(), json!(n));
+            }
+        }
+        Value::Object(m)
+    }
+
+    /// The count for one reason.
+    pub fn get(&self, reason: Reason) -> u64 {
+        Reason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .map_or(0, |i| self.0[i].load(Ordering::Relaxed))
+    }
+}
+
+/// Add one to a counter.
+#[inline]
+pub fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_lists_every_counter_once() {
+        let names: std::collections::HashSet<_> =
+            DestCounters::TABLE.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names.len(), DestCounters::TABLE.len());
+        let c = DestCounters::default();
+        inc(&c.requests);
+        assert_eq!(c.values()[0], ("requests", 1));
+    }
+
+    #[test]
+    fn histogram_buckets_cover_their_values() {
+        for us in [
+            0u64,
+            1,
+            15,
+            16,
+            17,
+            31,
+            32,
+            100,
+            1000,
+            12_345,
+            1 << 30,
+            u64::MAX >> 1,
+        ] {
+            let i = bucket_of(us);
+            assert!(i < BUCKETS);
+            assert!(bucket_upper(i) >= us, "{us} -> {i} -> {}", bucket_upper(i));
+            assert!(i == 0 || bucket_upper(i - 1) < us, "{us}");
+        }
+    }
+
+    #[test]
+    fn histogram_quantiles_are_within_a_bucket() {
+        let h = Histogram::default();
+        for us in 1..=1000u64 {
+            h.record(std::time::Duration::from_micros(us));
+        }
+        let p50 = h.quantile_us(0.5);
+        assert!((500..=570).contains(&p50), "{p50}");
+        let p99 = h.quantile_us(0.99);
+        assert!((990..=1000).contains(&p99), "{p99}");
+        assert_eq!(h.max_us(), 1000);
+        assert_eq!(h.count(), 1000);
+        assert_eq!(h.quantile_us(1.0), 1000);
+    }
+
+    #[test]
+    fn histograms_survive_json_and_merge_exactly() {
+        let a = Histogram::default();
+        let b = Histogram::default();
+        for us in 1..=500u64 {
+            a.record(std::time::Duration::from_micros(us));
+            b.record(std::time::Duration::from_micros(us + 500));
+        }
+        let merged = merge_latency([&a.to_json(), &b.to_json()]);
+        assert_eq!(merged["count"], 1000);
+        assert_eq!(merged["max_us"], 1000);
+        let p50 = merged["p50_us"].as_u64().unwrap();
+        assert!((500..=570).contains(&p50), "{p50}");
+    }
+
+    #[test]
+    fn errors_by_reason() {
+        let e = ErrorCounters::default();
+        e.add(Reason::Timeout);
+        e.add(Reason::Timeout);
+        assert_eq!(e.to_json(), json!({"timeout": 2}));
+        assert_eq!(e.get(Reason::Timeout), 2);
+    }
+}

@@ -1,0 +1,115 @@
+//! The supervisor: one background thread per process that probes open breakers, heartbeats
+//! idle connections and recycles old ones. It never sits on the request path.
+//!
+//! - Started lazily, on a client's first request, never at load time: php-fpm, gunicorn and
+//!   uwsgi load libfae and then fork, and a forked child has no threads. Each process
+//!   generation ([`crate::pool::fork::generation`]) starts its own on first use.
+//! - Clients register a `Weak` handle; the thread upgrades them each tick, maintains them and
+//!   drops the dead ones. It exits when no client is left, and the next request starts it again.
+//! - The registry lock is taken by a `pthread_atfork` prepare handler and released in both
+//!   parent and child, so `fork()` can never leave it held by a thread the child does not have.
+//! - If the thread cannot be spawned, [`is_running`] stays false and requests do the work
+//!   inline, as with `background: false`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::pool::fork;
+
+/// Something with periodic background work.
+pub(crate) trait Maintain: Send + Sync {
+    fn maintain(&self);
+}
+
+/// How often the thread wakes. Probe and heartbeat schedules are kept by each destination;
+/// this only bounds how late they run.
+const TICK: Duration = Duration::from_millis(20);
+
+const NOT_RUNNING: u64 = u64::MAX;
+
+pub(crate) static REGISTRY: Mutex<Vec<Weak<dyn Maintain>>> = Mutex::new(Vec::new());
+/// The generation whose thread is running, or `NOT_RUNNING`.
+static RUNNING: AtomicU64 = AtomicU64::new(NOT_RUNNING);
+/// Threads started so far (all generations), for tests and stats.
+static STARTED: AtomicU64 = AtomicU64::new(0);
+
+/// Register a client's background work (does not start the thread).
+pub(crate) fn register(w: Weak<dyn Maintain>) {
+    fork::install();
+    REGISTRY.lock().push(w);
+}
+
+/// Is the supervisor running in this process?
+#[inline]
+pub fn is_running() -> bool {
+    RUNNING.load(Ordering::Acquire) == fork::generation()
+}
+
+/// Supervisor threads started so far in this process's lineage.
+pub fn threads_started() -> u64 {
+    STARTED.load(Ordering::Relaxed)
+}
+
+/// Start the thread for this process generation if it is not running. Cheap when it is: two
+/// atomic loads.
+#[inline]
+pub(crate) fn ensure_running() {
+    if !is_running() {
+        start();
+    }
+}
+
+#[cold]
+fn start() {
+    let generation = fork::generation();
+    let reg = REGISTRY.lock();
+    if RUNNING.load(Ordering::Acquire) == generation || reg.is_empty() {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("fae-supervisor".into())
+        .spawn(move || run(generation));
+    match spawned {
+        Ok(_) => {
+            RUNNING.store(generation, Ordering::Release);
+            STARTED.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            log::error!(target: "fae", "supervisor thread not started: {e}; doing its work inline");
+        }
+    }
+    drop(reg);
+}
+
+fn run(generation: u64) {
+    loop {
+        std::thread::sleep(TICK);
+        let clients: Vec<Arc<dyn Maintain>> = {
+            let mut reg = REGISTRY.lock();
+            reg.retain(|w| w.strong_count() > 0);
+            if reg.is_empty() || fork::generation() != generation {
+                RUNNING.store(NOT_RUNNING, Ordering::Release);
+                return;
+            }
+            reg.iter().filter_map(Weak::upgrade).collect()
+        };
+        for c in &clients {
+            c.maintain();
+        }
+    }
+}
+
+/// `pthread_atfork` prepare: hold the registry so no other thread holds it across fork.
+pub(crate) extern "C" fn before_fork() {
+    std::mem::forget(REGISTRY.lock());
+}
+
+/// `pthread_atfork` parent and child: release what `before_fork` took.
+pub(crate) extern "C" fn after_fork() {
+    // SAFETY: `before_fork` locked REGISTRY in this same thread and forgot the guard; nothing
+    // else can have unlocked it, so it is locked and ours to release.
+    unsafe { REGISTRY.force_unlock() };
+}

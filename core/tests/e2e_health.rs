@@ -1,0 +1,401 @@
+//! Health end to end, against real memcached processes: the breaker on a killed and restarted
+//! server, fail-open, `on_down: eject`, heartbeats and recycling of idle connections, and the
+//! inline mode (`background: false`). The fault-proxy matrix lives in `faults.rs`.
+
+use std::time::{Duration, Instant};
+
+use fae_core::pool::health::BreakerState;
+use fae_core::{Client, Config, Op, Reason};
+use fae_testkit::{Cluster, Memcached, wait_until};
+
+fn client(servers: &[String], extra: &str) -> Client {
+    let list: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
+    let json = format!(
+        r#"{{"servers": [{}], "timeouts": {{"connect_ms": 200, "io_ms": 300}}{extra}}}"#,
+        list.join(",")
+    );
+    Client::new(&Config::from_json(&json).unwrap()).unwrap()
+}
+
+fn keys_on(c: &Client, server: &str, n: usize) -> Vec<String> {
+    (0..10_000)
+        .map(|i| format!("k:{i}"))
+        .filter(|k| c.route_for(Op::Get, k.as_bytes()).unwrap()[0] == server)
+        .take(n)
+        .collect()
+}
+
+fn state(c: &Client, i: usize) -> BreakerState {
+    c.breaker_states()[i].1
+}
+
+/// A killed server refuses connections: one hard failure opens its breaker, its keys then
+/// fail fast, and once it is back a probe and three good trials close the breaker again.
+#[test]
+fn a_killed_server_opens_the_breaker_at_once_and_a_restart_closes_it() {
+    let cluster = Cluster::start(4);
+    let c = client(
+        &cluster.addrs(),
+        r#", "health": {"probe_initial_ms": 50, "probe_max_ms": 400}"#,
+    );
+    let dead = cluster.addrs()[1].clone();
+    let ks = keys_on(&c, &dead, 5);
+    for k in &ks {
+        c.set(k.as_bytes(), k.as_bytes(), 0, 0).unwrap();
+    }
+    cluster[1].kill().unwrap();
+
+    // The idle connection notices first (reset, soft) or the dial is refused (hard).
+    let mut failures = Vec::new();
+    for k in &ks {
+        let e = c.get(k.as_bytes()).unwrap_err();
+        if e.reason() == Reason::Tko {
+            break;
+        }
+        failures.push(e.reason());
+    }
+    assert!(failures.len() <= 2, "{failures:?}");
+    assert!(failures.contains(&Reason::ConnectRefused), "{failures:?}");
+    assert_eq!(state(&c, 1), BreakerState::Open);
+    let t = Instant::now();
+    assert_eq!(c.get(ks[0].as_bytes()).unwrap_err().reason(), Reason::Tko);
+    assert_eq!(
+        c.set(ks[0].as_bytes(), b"v", 0, 0).unwrap_err().reason(),
+        Reason::Tko
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(5),
+        "tko is immediate: {:?}",
+        t.elapsed()
+    );
+
+    // While it stays down, probes keep failing with backoff; the breaker stays open.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(state(&c, 1), BreakerState::Open);
+    let probes_failed = c.stats()["destinations"][&dead]["probes_failed"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        (1..=4).contains(&probes_failed),
+        "50 ms x 1.5^n with jitter in 300 ms: {probes_failed}"
+    );
+
+    cluster[1].restart().unwrap();
+    assert!(wait_until(Duration::from_secs(2), || state(&c, 1)
+        == BreakerState::HalfOpen));
+    // Half-open admits three trials; their success closes it. The restarted server is empty.
+    for k in &ks[..3] {
+        assert_eq!(c.get(k.as_bytes()).unwrap(), None);
+    }
+    assert_eq!(state(&c, 1), BreakerState::Closed);
+    let d = &c.stats()["destinations"][&dead];
+    assert_eq!(
+        (
+            d["breaker_opened"].as_u64(),
+            d["breaker_half_opened"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{d}"
+    );
+    assert_eq!(d["breaker_closed"], 1, "{d}");
+}
+
+/// With `max_tko_fraction` 0.5, no more than half of a pool's breakers open: a network blip
+/// that takes out most servers must not take the whole cache down.
+#[test]
+fn fail_open_keeps_most_of_a_pool_closed() {
+    let cluster = Cluster::start(4);
+    let c = client(&cluster.addrs(), "");
+    for i in 0..3 {
+        cluster[i].kill().unwrap();
+    }
+    for i in 0..200 {
+        let _ = c.get(format!("f:{i}").as_bytes());
+    }
+    let states: Vec<BreakerState> = (0..4).map(|i| state(&c, i)).collect();
+    let open = states
+        .iter()
+        .filter(|s| **s != BreakerState::Closed)
+        .count();
+    assert_eq!(open, 2, "{states:?}");
+    let s = c.stats();
+    assert_eq!(s["pools"]["default"]["breakers_not_closed"], 2);
+    let fail_open: u64 = (0..3)
+        .map(|i| {
+            s["destinations"][&cluster.addrs()[i]]["fail_open"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert!(fail_open > 0, "{s}");
+    // The live server is unaffected.
+    let live = cluster.addrs()[3].clone();
+    for k in keys_on(&c, &live, 5) {
+        c.set(k.as_bytes(), b"v", 0, 0).unwrap();
+    }
+}
+
+/// `on_down: eject`: the down server's keys go to the others while its breaker is open; keys
+/// of healthy servers never move; after recovery its keys come home.
+#[test]
+fn eject_rehashes_only_the_down_servers_keys_and_brings_them_back() {
+    let cluster = Cluster::start(4);
+    let c = client(
+        &cluster.addrs(),
+        r#", "on_down": "eject", "health": {"probe_initial_ms": 50, "probe_max_ms": 200}"#,
+    );
+    let down = cluster.addrs()[2].clone();
+    let all: Vec<String> = (0..400).map(|i| format!("e:{i}")).collect();
+    let before: Vec<String> = all
+        .iter()
+        .map(|k| c.route_for(Op::Get, k.as_bytes()).unwrap().remove(0))
+        .collect();
+    cluster[2].kill().unwrap();
+    let victim = all
+        .iter()
+        .zip(&before)
+        .find(|(_, s)| **s == down)
+        .unwrap()
+        .0
+        .clone();
+    let e = c.get(victim.as_bytes()).unwrap_err(); // the first failure trips the breaker
+    assert!(
+        matches!(e.reason(), Reason::ConnectRefused | Reason::Reset),
+        "{e}"
+    );
+    if state(&c, 2) != BreakerState::Open {
+        let _ = c.get(victim.as_bytes());
+    }
+    assert_eq!(state(&c, 2), BreakerState::Open);
+
+    let during: Vec<String> = all
+        .iter()
+        .map(|k| c.route_for(Op::Get, k.as_bytes()).unwrap().remove(0))
+        .collect();
+    for ((k, b), d) in all.iter().zip(&before).zip(&during) {
+        if *b == down {
+            assert_ne!(*d, down, "{k} still routed to the ejected server");
+        } else {
+            assert_eq!(b, d, "{k} moved although its server is healthy");
+        }
+    }
+    // Reads and writes of the down server's keys work, on their new servers.
+    c.set(victim.as_bytes(), b"elsewhere", 0, 0).unwrap();
+    assert_eq!(
+        c.get(victim.as_bytes()).unwrap().unwrap().value,
+        b"elsewhere"
+    );
+    assert!(
+        c.stats()["destinations"][&down]["ejected_lookups"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+
+    cluster[2].restart().unwrap();
+    assert!(wait_until(Duration::from_secs(2), || state(&c, 2)
+        != BreakerState::Open));
+    let after: Vec<String> = all
+        .iter()
+        .map(|k| c.route_for(Op::Get, k.as_bytes()).unwrap().remove(0))
+        .collect();
+    assert_eq!(
+        after, before,
+        "back on the full ring once the probe succeeded"
+    );
+}
+
+/// Idle connections get heartbeats and are closed after `max_idle_ms`.
+#[test]
+fn idle_connections_are_heartbeaten_then_recycled() {
+    let mc = Memcached::start();
+    let c = client(
+        &[mc.addr()],
+        r#", "health": {"heartbeat_interval_ms": 40, "max_idle_ms": 400}"#,
+    );
+    c.set(b"k", b"v", 0, 0).unwrap();
+    assert_eq!(c.connection_counts()[0].1, 1);
+    let d = |name: &str| {
+        c.stats()["destinations"][&mc.addr()][name]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(
+        wait_until(Duration::from_secs(2), || d("heartbeats_ok") >= 2),
+        "{}",
+        c.stats()
+    );
+    assert!(
+        wait_until(Duration::from_secs(2), || d("connections_recycled") == 1),
+        "{}",
+        c.stats()
+    );
+    assert_eq!(c.connection_counts()[0].1, 0, "recycled connection closed");
+    // The next request simply dials again.
+    assert_eq!(c.get(b"k").unwrap().unwrap().value, b"v");
+}
+
+/// A heartbeat finds a dead idle connection before a request does, and counts it against the
+/// server's health.
+#[test]
+fn a_failed_heartbeat_discards_the_connection() {
+    let mc = Memcached::start();
+    let c = client(&[mc.addr()], r#", "health": {"heartbeat_interval_ms": 30}"#);
+    c.set(b"k", b"v", 0, 0).unwrap();
+    mc.kill().unwrap();
+    let d = |name: &str| {
+        c.stats()["destinations"][&mc.addr()][name]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(
+        wait_until(Duration::from_secs(2), || d("heartbeats_failed") == 1),
+        "{}",
+        c.stats()
+    );
+    assert_eq!(c.connection_counts()[0].1, 0);
+    assert_eq!(c.stats()["destinations"][&mc.addr()]["errors"]["reset"], 1);
+}
+
+/// Connections older than `max_age_ms` are replaced while idle.
+#[test]
+fn old_connections_are_recycled() {
+    let mc = Memcached::start();
+    let c = client(
+        &[mc.addr()],
+        r#", "health": {"heartbeat_interval_ms": 20, "max_age_ms": 150}"#,
+    );
+    c.set(b"k", b"v", 0, 0).unwrap();
+    let d = |name: &str| {
+        c.stats()["destinations"][&mc.addr()][name]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(
+        wait_until(Duration::from_secs(2), || d("connections_recycled") == 1),
+        "{}",
+        c.stats()
+    );
+}
+
+/// `background: false`: no supervisor thread; a request runs the due probe itself.
+#[test]
+fn inline_mode_probes_on_the_request_path() {
+    let cluster = Cluster::start(2);
+    let c = client(
+        &cluster.addrs(),
+        r#", "health": {"background": false, "probe_initial_ms": 30, "max_tko_fraction": 1.0}"#,
+    );
+    let s = c.stats();
+    assert_eq!(s["supervisor"]["background"], false);
+    let down = cluster.addrs()[0].clone();
+    let ks = keys_on(&c, &down, 4);
+    cluster[0].kill().unwrap();
+    assert_eq!(
+        c.get(ks[0].as_bytes()).unwrap_err().reason(),
+        Reason::ConnectRefused
+    );
+    assert_eq!(c.get(ks[0].as_bytes()).unwrap_err().reason(), Reason::Tko);
+    cluster[0].restart().unwrap();
+    std::thread::sleep(Duration::from_millis(60));
+    // Due now: this request probes (inline), the probe succeeds, and it runs as a trial.
+    assert_eq!(c.get(ks[1].as_bytes()).unwrap(), None);
+    assert_eq!(c.stats()["destinations"][&down]["probes_ok"], 1);
+    assert_ne!(state(&c, 0), BreakerState::Open);
+}
+
+/// A server that answers `SERVER_ERROR` is alive: errors it returns do not open the breaker.
+#[test]
+fn server_errors_are_not_health_failures() {
+    let cluster = Cluster::start(2);
+    let c = client(
+        &cluster.addrs(),
+        r#", "health": {"tko_soft_threshold": 1, "max_tko_fraction": 1.0}"#,
+    );
+    for i in 0..10 {
+        let k = format!("n:{i}");
+        c.set(k.as_bytes(), b"not a number", 0, 0).unwrap();
+        assert_eq!(
+            c.incr(k.as_bytes(), 1).unwrap_err().kind(),
+            fae_core::ErrorKind::ServerError
+        );
+    }
+    assert!((0..2).all(|i| state(&c, i) == BreakerState::Closed));
+}
+
+/// Graceful degrade, `disabled`: every request fails fast with `disabled`, nothing is dialled.
+#[test]
+fn a_disabled_pool_fails_fast_without_io() {
+    let mc = Memcached::start();
+    let conns = || -> u64 {
+        fae_testkit::raw::stats(&mc.addr())["total_connections"]
+            .parse()
+            .unwrap()
+    };
+    let before = conns();
+    let c = client(&[mc.addr()], r#", "disabled": true"#);
+    let t = Instant::now();
+    for r in [
+        c.get(b"k").err(),
+        c.set(b"k", b"v", 0, 0).err(),
+        c.delete(b"k").err(),
+    ] {
+        assert_eq!(r.map(|e| e.reason()), Some(Reason::Disabled));
+    }
+    let multi = c.get_multi(&[b"a", b"b"]).unwrap();
+    assert!(
+        multi
+            .iter()
+            .all(|r| r.as_ref().unwrap_err().reason() == Reason::Disabled)
+    );
+    assert!(t.elapsed() < Duration::from_millis(5));
+    assert_eq!(c.connection_counts()[0].1, 0, "no connection was made");
+    assert_eq!(c.stats()["pools"]["default"]["disabled"], true);
+    assert_eq!(
+        conns(),
+        before + 1,
+        "the only new connection is this stats call's own"
+    );
+}
+
+/// Graceful degrade, `read_only`: writes are answered locally as not stored and counted;
+/// reads and deletes still reach the servers.
+#[test]
+fn a_read_only_pool_drops_writes_but_reads_and_deletes() {
+    let mc = Memcached::start();
+    fae_testkit::raw::set(&mc.addr(), "k", 7, b"from before");
+    let c = client(&[mc.addr()], r#", "read_only": true"#);
+    assert_eq!(c.get(b"k").unwrap().unwrap().value, b"from before");
+    assert_eq!(
+        c.set(b"k", b"new", 0, 0).unwrap_err().reason(),
+        Reason::ReadOnly
+    );
+    assert!(!c.add(b"other", b"x", 0, 0).unwrap());
+    assert_eq!(
+        c.store(fae_core::StoreOp::Replace, b"k", b"x", 0, 0)
+            .unwrap(),
+        fae_core::StoreOutcome::NotStored
+    );
+    assert_eq!(c.incr(b"n", 1).unwrap(), None);
+    assert!(!c.touch(b"k", 10).unwrap());
+    let items = [fae_core::SetItem {
+        key: b"m",
+        value: b"v",
+        flags: 0,
+        exptime: 0,
+    }];
+    assert_eq!(
+        c.set_multi(&items).unwrap()[0].as_ref().unwrap(),
+        &fae_core::StoreOutcome::NotStored
+    );
+    assert_eq!(
+        fae_testkit::raw::get(&mc.addr(), "k").unwrap().1,
+        b"from before",
+        "nothing was written"
+    );
+    assert!(fae_testkit::raw::get(&mc.addr(), "other").is_none());
+    // Deletes still invalidate.
+    assert!(c.delete(b"k").unwrap());
+    assert!(fae_testkit::raw::get(&mc.addr(), "k").is_none());
+    assert_eq!(c.stats()["destinations"][&mc.addr()]["writes_dropped"], 6);
+}

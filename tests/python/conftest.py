@@ -1,0 +1,113 @@
+"""Fixtures: real memcached processes on free 127.0.0.1 ports, killed by PID at teardown.
+
+``FAE_TEST_MEMCACHED`` overrides the memcached binary. Nothing here is a mock: every test talks
+to a memcached the fixture started.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from typing import Iterator, List
+
+import pytest
+
+MEMCACHED = os.environ.get("FAE_TEST_MEMCACHED") or shutil.which("memcached") or "memcached"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def raw_command(addr: str, line: bytes, until: bytes = b"\r\n") -> bytes:
+    """Send one command on a fresh socket and read until the reply ends with ``until``."""
+    host, port = addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=2) as s:
+        s.sendall(line)
+        buf = b""
+        while not buf.endswith(until):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        return buf
+
+
+class Memcached:
+    """One memcached process."""
+
+    def __init__(self) -> None:
+        for _ in range(20):
+            self.port = _free_port()
+            args = [MEMCACHED, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "64"]
+            if os.geteuid() == 0:
+                args += ["-u", "root"]
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if self._wait_ready():
+                return
+            self.stop()
+        raise RuntimeError("could not start memcached")
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return True
+            except OSError:
+                time.sleep(0.02)
+        return False
+
+    def pause(self) -> None:
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def memcached_pool() -> Iterator[List[Memcached]]:
+    servers = [Memcached() for _ in range(4)]
+    yield servers
+    for m in servers:
+        m.stop()
+
+
+@pytest.fixture
+def servers(memcached_pool: List[Memcached]) -> List[str]:
+    """Four running servers, flushed."""
+    for m in memcached_pool:
+        assert raw_command(m.addr, b"flush_all\r\n") == b"OK\r\n"
+    return [m.addr for m in memcached_pool]
+
+
+@pytest.fixture
+def server(servers: List[str]) -> str:
+    """One running server, flushed."""
+    return servers[0]
+
+
+@pytest.fixture
+def own_memcached() -> Iterator[Memcached]:
+    """A memcached of this test's own, for tests that pause or kill it."""
+    m = Memcached()
+    yield m
+    m.stop()
