@@ -1330,10 +1330,7 @@ impl FaeClient {
                 Ok(c) => c,
                 Err(f) => return Ok(self.fail(f)),
             };
-            let stats = match ctx
-                .core
-                .server_stats(r#type.as_deref().filter(|t| !t.is_empty()))
-            {
+            let stats = match ctx.core.server_stats(r#type.as_deref().unwrap_or("")) {
                 Ok(s) => s,
                 Err(e) => return Ok(self.core_err(&e)),
             };

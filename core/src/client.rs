@@ -77,9 +77,6 @@ impl Op {
     }
 }
 
-/// One server's `stats` reply: `(name, value)` in the server's order.
-pub type ServerStats = Vec<(String, String)>;
-
 /// One item of a `set_multi`.
 #[derive(Clone, Copy, Debug)]
 pub struct SetItem<'a> {
@@ -1831,32 +1828,13 @@ fn admin_stats(addr: &str, line: &str, io_timeout: Duration) -> Result<Vec<(Stri
                 .collect());
         }
     }
+}
 
-    /// Build a client whose keys are placed by `placement` instead of the route's pool mode
-    /// (for a binding that mirrors libmemcached's option state, see
-    /// [`Placement::libmemcached_behavior`]). `placement` must have been built from the
-    /// servers of the routed pool, in config order.
-    pub fn with_placement(config: &Config, placement: Placement) -> Result<Client> {
-        let mut client = Client::new(config)?;
-        if placement.len() != client.pool.dests.len() {
-            return Err(Error::with_detail(
-                Reason::InvalidConfig,
-                format!(
-                    "placement has {} servers; the pool has {}",
-                    placement.len(),
-                    client.pool.dests.len()
-                ),
-            ));
-        }
-        client.pool.placement = placement;
-        Ok(client)
-    }
-
+impl PoolRoute {
     /// The destination index `server_key` maps to (checked like a key).
     fn routed_index(&self, server_key: &[u8]) -> Result<usize> {
-        self.check_open()?;
         self.check_key(server_key)?;
-        Ok(self.pool.dest_index(server_key))
+        Ok(self.dest_index(server_key))
     }
 
     fn single_routed<T>(
@@ -1868,7 +1846,7 @@ fn admin_stats(addr: &str, line: &str, io_timeout: Duration) -> Result<Vec<(Stri
     ) -> Result<T> {
         let d = self.routed_index(server_key)?;
         self.check_key(key)?;
-        let dest = &self.pool.dests[d];
+        let dest = &self.dests[d];
         let mut batch = OpsBatch::one(req);
         self.exchange(dest, &mut batch, self.deadline())?;
         let reply = batch
@@ -1882,6 +1860,80 @@ fn admin_stats(addr: &str, line: &str, io_timeout: Duration) -> Result<Vec<(Stri
                 e
             }
         })
+    }
+
+    fn get_multi_routed(
+        &self,
+        keys: &[&[u8]],
+        server_keys: &[&[u8]],
+        cas: bool,
+    ) -> Result<Vec<Result<Option<Item>>>> {
+        if keys.len() != server_keys.len() {
+            return Err(Error::with_detail(
+                Reason::InvalidArgument,
+                "get_multi_routed: keys and server_keys differ in length",
+            ));
+        }
+        for (k, s) in keys.iter().zip(server_keys) {
+            self.check_key(k)?;
+            self.check_key(s)?;
+        }
+        let deadline = self.deadline();
+        let groups = self.group(
+            server_keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (i, self.dest_index(k))),
+        );
+        let mut work: Vec<(usize, GetBatch<'_>)> = groups
+            .into_iter()
+            .map(|(d, positions)| {
+                let mut b = GetBatch::new(self.protocol, cas, None);
+                for p in positions {
+                    b.push(keys[p], p);
+                }
+                (d, b)
+            })
+            .collect();
+        self.exchange_many(&mut work, deadline);
+        let mut out: Vec<Result<Option<Item>>> = Vec::with_capacity(keys.len());
+        out.resize_with(keys.len(), || Ok(None));
+        for (d, b) in work {
+            b.count_hits(&self.dests[d]);
+            for (slot, r) in b.slots.into_iter().zip(b.results) {
+                out[slot] = r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Additive API for bindings that mirror libmemcached (the PHP extension): commands placed by a
+/// server key other than the stored key, and a placement from libmemcached's option state.
+impl Client {
+    /// Build a client whose keys are placed by `placement` instead of the pool's mode (for a
+    /// binding that mirrors libmemcached's option state, see
+    /// [`Placement::libmemcached_behavior`]). `placement` must have been built from the routed
+    /// pool's servers, in config order. A later [`Client::reload`] (or a watched file or
+    /// topology change) places keys by the config's mode again; `on_down: eject` rebuilds its
+    /// ring of live servers with the pool's mode.
+    pub fn with_placement(config: &Config, placement: Placement) -> Result<Client> {
+        let client = Client::new(config)?;
+        let current = client.inner.route.load_full();
+        if placement.len() != current.dests.len() {
+            return Err(Error::with_detail(
+                Reason::InvalidConfig,
+                format!(
+                    "placement has {} servers; the pool has {}",
+                    placement.len(),
+                    current.dests.len()
+                ),
+            ));
+        }
+        let mut route = PoolRoute::build(&effective_config(config, true)?, Some(&current))?;
+        route.placement = placement;
+        client.inner.route.store(Arc::new(route));
+        Ok(client)
     }
 
     /// [`Client::get`] / [`Client::gets`] on the server `server_key` maps to, which may differ
@@ -1903,7 +1955,8 @@ fn admin_stats(addr: &str, line: &str, io_timeout: Duration) -> Result<Vec<(Stri
         flags: u32,
         exptime: u32,
     ) -> Result<StoreOutcome> {
-        self.check_value(value)?;
+        let route = self.route()?;
+        route.check_value(value)?;
         let req = Request::Store {
             op,
             key,
@@ -1912,7 +1965,7 @@ fn admin_stats(addr: &str, line: &str, io_timeout: Duration) -> Result<Vec<(Stri
             exptime,
             noreply: false,
         };
-        self.single_routed(server_key, key, req, store_outcome)
+        route.single_routed(server_key, key, req, store_outcome)
     }
 
     /// [`Client::delete`] on the server `server_key` maps to.
@@ -1921,7 +1974,7 @@ fn admin_stats(addr: &str, line: &str, io_timeout: Duration) -> Result<Vec<(Stri
             key,
             noreply: false,
         };
-        self.single_routed(server_key, key, req, found)
+        self.route()?.single_routed(server_key, key, req, found)
     }
 
     /// [`Client::incr`] (`incr = true`) or [`Client::decr`] on the server `server_key` maps to.
@@ -1938,7 +1991,8 @@ fn admin_stats(addr: &str, line: &str, io_timeout: Duration) -> Result<Vec<(Stri
             delta,
             noreply: false,
         };
-        self.single_routed(server_key, key, req, arith_value)
+        self.route()?
+            .single_routed(server_key, key, req, arith_value)
     }
 
     /// [`Client::touch`] on the server `server_key` maps to.
@@ -1948,7 +2002,7 @@ fn admin_stats(addr: &str, line: &str, io_timeout: Duration) -> Result<Vec<(Stri
             exptime,
             noreply: false,
         };
-        self.single_routed(server_key, key, req, found)
+        self.route()?.single_routed(server_key, key, req, found)
     }
 
     /// [`Client::get_multi_opts`] where `keys[i]` is placed by `server_keys[i]`. The two slices
@@ -1959,71 +2013,7 @@ fn admin_stats(addr: &str, line: &str, io_timeout: Duration) -> Result<Vec<(Stri
         server_keys: &[&[u8]],
         cas: bool,
     ) -> Result<Vec<Result<Option<Item>>>> {
-        self.check_open()?;
-        if keys.len() != server_keys.len() {
-            return Err(Error::with_detail(
-                Reason::InvalidArgument,
-                "get_multi_routed: keys and server_keys differ in length",
-            ));
-        }
-        for (k, s) in keys.iter().zip(server_keys) {
-            self.check_key(k)?;
-            self.check_key(s)?;
-        }
-        let deadline = self.deadline();
-        let groups = self.group(
-            server_keys
-                .iter()
-                .enumerate()
-                .map(|(i, k)| (i, self.pool.dest_index(k))),
-        );
-        let mut work: Vec<(usize, GetBatch<'_>)> = groups
-            .into_iter()
-            .map(|(d, positions)| {
-                let mut b = GetBatch::new(self.pool.protocol, cas, None);
-                for p in positions {
-                    b.push(keys[p], p);
-                }
-                (d, b)
-            })
-            .collect();
-        self.exchange_many(&mut work, deadline);
-        let mut out: Vec<Result<Option<Item>>> = Vec::with_capacity(keys.len());
-        out.resize_with(keys.len(), || Ok(None));
-        for (_, b) in work {
-            for (slot, r) in b.slots.into_iter().zip(b.results) {
-                out[slot] = r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)));
-            }
-        }
-        Ok(out)
-    }
-
-    /// memcached's own `stats` (or `stats <group>`, e.g. `items`, `slabs`, `settings`) from
-    /// every server, in config order: `(addr, [(name, value)])`. Runs on a fresh connection
-    /// per server (an admin call, never on the request path), under the io timeout.
-    pub fn server_stats(
-        &self,
-        group: Option<&str>,
-    ) -> Result<Vec<(String, Result<ServerStats>)>> {
-        self.check_open()?;
-        if let Some(g) = group
-            && (g.is_empty() || !g.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
-        {
-            return Err(Error::with_detail(
-                Reason::InvalidArgument,
-                format!("stats group {g:?}: letters, digits and '_' only"),
-            ));
-        }
-        Ok(self
-            .pool
-            .dests
-            .iter()
-            .map(|d| {
-                let addr = d.addr();
-                let r = crate::admin::stats(addr, group, self.io_timeout).map_err(|e| e.at(addr));
-                (addr.to_string(), r)
-            })
-            .collect())
+        self.route()?.get_multi_routed(keys, server_keys, cas)
     }
 }
 

@@ -11,7 +11,6 @@
 //! and drives every server's connection at once from the caller's thread, under one deadline.
 #![deny(missing_docs)]
 
-pub mod admin;
 pub mod client;
 pub mod config;
 pub mod discovery;

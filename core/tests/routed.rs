@@ -1,6 +1,6 @@
 //! The additive routing API for bindings: commands placed by a server key other than the
 //! stored key (`*_routed`), a placement from libmemcached's behavior state
-//! (`Client::with_placement`), and memcached's own `stats` per server. Real memcached.
+//! (`Client::with_placement`). Real memcached.
 
 use fae_core::dist::{Node, Placement};
 use fae_core::hash::HashFn;
@@ -89,29 +89,4 @@ fn with_placement_replaces_the_mode() {
     }
     let short = Placement::libmemcached_behavior(0, false, HashFn::Md5, &nodes[..2]).unwrap();
     assert!(Client::with_placement(&cfg, short).is_err());
-}
-
-#[test]
-fn server_stats_per_server() {
-    let cluster = Cluster::start(2);
-    let c = client(&cluster.addrs(), "meta");
-    c.set(b"a", b"1", 0, 0).unwrap();
-    let stats = c.server_stats(None).unwrap();
-    assert_eq!(stats.len(), 2);
-    for (addr, r) in &stats {
-        let r = r.as_ref().unwrap();
-        assert!(r.iter().any(|(k, _)| k == "pid"), "{addr}");
-        assert!(r.iter().any(|(k, _)| k == "curr_connections"));
-    }
-    let settings = c.server_stats(Some("settings")).unwrap();
-    assert!(
-        settings[0]
-            .1
-            .as_ref()
-            .unwrap()
-            .iter()
-            .any(|(k, _)| k == "maxbytes")
-    );
-    assert!(c.server_stats(Some("items\r\nflush_all")).is_err());
-    assert!(c.server_stats(Some("nosuchgroup")).unwrap()[0].1.is_err());
 }
