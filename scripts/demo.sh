@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 echo "== building libfae (release)"
-cargo build --release -q -p fae-c -p fae-core
+cargo build --release -q -p fae-c -p fae-core -p fae-php
 ROOT=$PWD
 LIB="$ROOT/target/release"
 
@@ -35,6 +35,9 @@ echo "== memcached running on ${SERVERS[*]}"
 echo "== C example (examples/c/demo.c against libfae.so)"
 gcc -std=c99 -Wall -Wextra -Werror -Iinclude examples/c/demo.c -L"$LIB" -lfae -Wl,-rpath,"$LIB" -o target/demo_c
 ./target/demo_c "${SERVERS[@]}"
+
+echo "== PHP example (examples/php/demo.php: Fae\\Client as a drop-in for php-memcached)"
+php -n -d extension="$LIB/libfae_php.so" examples/php/demo.php "${SERVERS[@]}"
 
 echo "== Python example (examples/python/demo.py through the fae module)"
 VENV="$ROOT/.venv"

@@ -9,12 +9,15 @@ export DEBIAN_FRONTEND=noninteractive
 # gcc, pkg-config, valgrind: build and check the C example and C API tests.
 # python3-venv, python3-dev, zlib1g-dev: the Python binding's venv; pylibmc (a test and bench
 # baseline) builds against libmemcached-dev and zlib.
+# php-cli php-dev libclang-dev: build the PHP extension (ext-php-rs runs php-config and bindgen);
+# php-memcached php-fpm libfcgi-bin: the PHP interop test and the real php-fpm test (cgi-fcgi).
 # etcd-server, etcd-client: the real etcd the discovery tests start (measured: 7 s to install).
 # zookeeper: the real ZooKeeper (run with java; not zookeeperd, which adds a system service);
 #   45 packages incl. a JRE, measured 11 s to install.
 PACKAGES=(memcached libmemcached-dev gcc pkg-config valgrind ca-certificates
   python3-venv python3-dev zlib1g-dev
-  etcd-server etcd-client zookeeper)
+  etcd-server etcd-client zookeeper
+  php-cli php-dev libclang-dev php-memcached php-fpm libfcgi-bin)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

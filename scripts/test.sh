@@ -19,3 +19,15 @@ echo "== Python: build the fae module into the venv, run pytest against real mem
 # in target/ on every alternation with cargo test.
 (cd bindings-python && maturin develop --release -q --target-dir ../target/maturin)
 python -m pytest tests/python -q
+
+echo "== PHP extension (tests/php against real memcached; php-memcached loaded for interop)"
+cargo build -p fae-php
+PHP_EXT="$PWD/target/debug/libfae_php.so"
+PHP_MEMC=()
+if [ -f /etc/php/8.2/mods-available/memcached.ini ]; then
+  # Debian's php-memcached needs igbinary and msgpack loaded first.
+  PHP_MEMC=(-d extension=igbinary -d extension=msgpack -d extension=memcached)
+fi
+php -n "${PHP_MEMC[@]}" -d extension="$PHP_EXT" tests/php/run.php
+echo "== PHP under a real php-fpm"
+FAE_PHP_EXT="$PHP_EXT" bash tests/php/fpm_test.sh

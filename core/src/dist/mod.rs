@@ -225,6 +225,52 @@ impl Placement {
         })
     }
 
+    /// The placement libmemcached computes from its behavior state (php-memcached's
+    /// `OPT_DISTRIBUTION`, `OPT_LIBKETAMA_COMPATIBLE` and `OPT_HASH`), for the combinations no
+    /// [`Mode`] preset names (notes/client-anchors.md §2.4.1):
+    ///
+    /// - `distribution` 0 (MODULA): `hash(key) % n`; weights are ignored.
+    /// - `distribution` 1, 2 or 5 (CONSISTENT, CONSISTENT_KETAMA, CONSISTENT_WEIGHTED): a ketama
+    ///   continuum. With `weighted` (libmemcached's hidden flag, set by KETAMA_WEIGHTED,
+    ///   DISTRIBUTION 5 or a server weight > 1) it is the weighted MD5 continuum of
+    ///   [`Mode::Libmemcached`]; otherwise 100 points per server hashed with `hash`, as
+    ///   [`Mode::LibmemcachedKetama`] does with one-at-a-time. Keys are hashed with `hash`.
+    ///
+    /// Other distributions (RANDOM, KETAMA_SPY, VIRTUAL_BUCKET) are an error. [`Placement::mode`]
+    /// reports the preset with the same distribution family (`libmemcached` for continuums,
+    /// `php-memcached-default` for modula).
+    pub fn libmemcached_behavior(
+        distribution: u32,
+        weighted: bool,
+        hash: HashFn,
+        nodes: &[Node],
+    ) -> Result<Self, String> {
+        if nodes.is_empty() {
+            return Err("placement: the server list is empty".to_string());
+        }
+        let (mode, strategy) = match distribution {
+            0 => (Mode::PhpMemcachedDefault, Strategy::Modula(hash)),
+            1 | 2 | 5 if weighted => (
+                Mode::Libmemcached,
+                Strategy::Ketama(ketama::Continuum::weighted(nodes), hash),
+            ),
+            1 | 2 | 5 => (
+                Mode::Libmemcached,
+                Strategy::Ketama(ketama::Continuum::unweighted(nodes, hash), hash),
+            ),
+            d => {
+                return Err(format!(
+                    "placement: libmemcached distribution {d} is not supported (0 modula, 1/2 consistent, 5 weighted consistent are)"
+                ));
+            }
+        };
+        Ok(Placement {
+            mode,
+            len: nodes.len(),
+            strategy,
+        })
+    }
+
     /// The index (into the node list) of the server that owns `key`. Any byte string is
     /// accepted; nothing here validates memcached key syntax.
     pub fn pick(&self, key: &[u8]) -> usize {
@@ -336,6 +382,50 @@ mod tests {
                 assert_eq!(a.pick(k.as_bytes()), b.pick(k.as_bytes()), "{mode}");
             }
         }
+    }
+
+    #[test]
+    fn libmemcached_behavior_equals_the_presets() {
+        let mut weighted = nodes(4);
+        weighted[2].weight = 3;
+        let cases = [
+            (
+                0,
+                false,
+                HashFn::OneAtATime,
+                Mode::PhpMemcachedDefault,
+                nodes(4),
+            ),
+            (
+                2,
+                false,
+                HashFn::OneAtATime,
+                Mode::LibmemcachedKetama,
+                nodes(4),
+            ),
+            (
+                1,
+                false,
+                HashFn::OneAtATime,
+                Mode::LibmemcachedKetama,
+                nodes(4),
+            ),
+            (5, true, HashFn::Md5, Mode::Libmemcached, weighted.clone()),
+            (2, true, HashFn::Md5, Mode::Libmemcached, weighted),
+        ];
+        for (dist, w, hash, mode, ns) in cases {
+            let a = Placement::libmemcached_behavior(dist, w, hash, &ns).unwrap();
+            let b = Placement::new(mode, &ns).unwrap();
+            for i in 0..2000 {
+                let k = format!("key:{i}");
+                assert_eq!(a.pick(k.as_bytes()), b.pick(k.as_bytes()), "{dist} {mode}");
+            }
+        }
+        assert!(Placement::libmemcached_behavior(3, false, HashFn::Md5, &nodes(2)).is_err());
+        assert!(Placement::libmemcached_behavior(0, false, HashFn::Md5, &[]).is_err());
+        // A combination no preset has: modula over MD5.
+        let m = Placement::libmemcached_behavior(0, false, HashFn::Md5, &nodes(3)).unwrap();
+        assert_eq!(m.pick(b"apple"), (HashFn::Md5.hash(b"apple") % 3) as usize);
     }
 
     #[test]

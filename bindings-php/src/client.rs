@@ -1,0 +1,1446 @@
+//! `Fae\Client`: php-memcached's `Memcached` API over the libfae core.
+//!
+//! Operational failures return false (or null where php-memcached does) and set the result
+//! code and message; invalid arguments (bad `$config`, wrong types, a negative offset, an
+//! unknown `routeFor` operation) throw. Every core call runs under `catch_unwind`, so a Rust
+//! panic becomes a `Fae\Exception`, never an abort.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use ext_php_rs::prelude::*;
+use ext_php_rs::types::{ZendHashTable, Zval};
+use fae_core::protocol::StoreOp;
+use fae_core::{Item, Op, StoreOutcome};
+use parking_lot::Mutex;
+
+use crate::codes::*;
+use crate::convert::*;
+use crate::state::{Shared, SharedRef, persistent};
+use crate::values::{self, Fail, ValueOpts};
+
+/// Run `f`, turning a Rust panic into a `Fae\Exception`.
+pub fn guard<T>(f: impl FnOnce() -> PhpResult<T>) -> PhpResult<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".into());
+            Err(exception(format!(
+                "libfae internal error (Rust panic): {msg}"
+            )))
+        }
+    }
+}
+
+/// Everything a call needs, copied out of the shared state so no lock is held during I/O or
+/// while PHP code (serializers) runs.
+struct Ctx {
+    core: Arc<fae_core::Client>,
+    values: ValueOpts,
+    prefix: Vec<u8>,
+    hash_with_prefix: bool,
+    retries: i64,
+}
+
+impl Ctx {
+    /// (stored key, routing key or None when it is the stored key).
+    fn keys(&self, key: &[u8], server_key: Option<&[u8]>) -> (Vec<u8>, Option<Vec<u8>>) {
+        let mut stored = self.prefix.clone();
+        stored.extend_from_slice(key);
+        let routing = match server_key {
+            Some(s) => Some(if self.hash_with_prefix {
+                let mut r = self.prefix.clone();
+                r.extend_from_slice(s);
+                r
+            } else {
+                s.to_vec()
+            }),
+            None if !self.prefix.is_empty() && !self.hash_with_prefix => Some(key.to_vec()),
+            None => None,
+        };
+        (stored, routing)
+    }
+}
+
+fn exptime(e: i64) -> u32 {
+    if e < 0 {
+        // An absolute time in 1970: already expired (a small positive number would be relative).
+        2_592_001
+    } else {
+        u32::try_from(e).unwrap_or(u32::MAX)
+    }
+}
+
+#[php_class]
+#[php(name = "Fae\\Client")]
+#[derive(Debug)]
+pub struct FaeClient {
+    shared: SharedRef,
+    persistent_id: Option<String>,
+    pristine: bool,
+    code: i64,
+    message: String,
+}
+
+impl FaeClient {
+    fn ok(&mut self) {
+        self.code = RES_SUCCESS;
+        self.message = text(RES_SUCCESS).into();
+    }
+
+    fn set_code(&mut self, code: i64) {
+        self.code = code;
+        self.message = text(code).into();
+    }
+
+    fn fail(&mut self, f: Fail) -> Zval {
+        self.code = f.0;
+        self.message = if f.1.is_empty() {
+            text(f.0).into()
+        } else {
+            format!("{}: {}", text(f.0), f.1)
+        };
+        bool_zval(false)
+    }
+
+    fn core_err(&mut self, e: &fae_core::Error) -> Zval {
+        let (c, m) = map(e);
+        self.code = c;
+        self.message = m;
+        bool_zval(false)
+    }
+
+    fn ctx(&mut self) -> Result<Ctx, Fail> {
+        let mut s = self.shared.lock();
+        let core = s.core()?;
+        Ok(Ctx {
+            core,
+            values: s.values.clone(),
+            prefix: s.prefix.clone(),
+            hash_with_prefix: s.hash_with_prefix,
+            retries: s.store_retry_count,
+        })
+    }
+
+    fn hit(&mut self, ctx: &Ctx, item: Item, flags: i64) -> Zval {
+        match values::decode(&item.value, item.flags, ctx.values.serializer) {
+            Ok(v) => {
+                self.ok();
+                if flags & crate::GET_EXTENDED != 0 {
+                    let mut ht = ZendHashTable::new();
+                    let _ = ht.insert("value", v);
+                    let _ = ht.insert("cas", long_zval(item.cas as i64));
+                    let _ = ht.insert("flags", long_zval(i64::from(item.flags >> 16)));
+                    array_zval(ht)
+                } else {
+                    v
+                }
+            }
+            Err(f) => self.fail(f),
+        }
+    }
+
+    fn do_get(
+        &mut self,
+        server_key: Option<&Zval>,
+        key: &Zval,
+        cb: Option<&Zval>,
+        flags: Option<i64>,
+    ) -> PhpResult<Zval> {
+        if cb.is_some_and(|c| !c.is_null()) {
+            return Err(exception(
+                "read-through cache callbacks are not supported; check for false and set()",
+            ));
+        }
+        let key = key_bytes(key)?;
+        let skey = server_key.map(key_bytes).transpose()?;
+        let flags = flags.unwrap_or(0);
+        guard(|| {
+            let ctx = match self.ctx() {
+                Ok(c) => c,
+                Err(f) => return Ok(self.fail(f)),
+            };
+            let (stored, routing) = ctx.keys(&key, skey.as_deref());
+            let cas = flags & crate::GET_EXTENDED != 0;
+            let r = match &routing {
+                Some(r) => ctx.core.get_routed(r, &stored, cas),
+                None if cas => ctx.core.gets(&stored),
+                None => ctx.core.get(&stored),
+            };
+            Ok(match r {
+                Ok(Some(item)) => self.hit(&ctx, item, flags),
+                Ok(None) => {
+                    self.set_code(RES_NOTFOUND);
+                    bool_zval(false)
+                }
+                Err(e) => self.core_err(&e),
+            })
+        })
+    }
+
+    fn do_get_multi(
+        &mut self,
+        server_key: Option<&Zval>,
+        keys: &Zval,
+        flags: Option<i64>,
+    ) -> PhpResult<Zval> {
+        let Some(arr) = keys.dereference().array() else {
+            return Err(exception("getMulti(): $keys must be an array"));
+        };
+        let keys: Vec<Vec<u8>> = arr.values().map(key_bytes).collect::<PhpResult<_>>()?;
+        let skey = server_key.map(key_bytes).transpose()?;
+        let flags = flags.unwrap_or(0);
+        guard(|| {
+            let ctx = match self.ctx() {
+                Ok(c) => c,
+                Err(f) => return Ok(self.fail(f)),
+            };
+            let cas = flags & crate::GET_EXTENDED != 0;
+            let pairs: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+                keys.iter().map(|k| ctx.keys(k, skey.as_deref())).collect();
+            let stored: Vec<&[u8]> = pairs.iter().map(|p| p.0.as_slice()).collect();
+            let r = if pairs.iter().any(|p| p.1.is_some()) {
+                let routing: Vec<&[u8]> = pairs
+                    .iter()
+                    .map(|p| p.1.as_deref().unwrap_or(&p.0))
+                    .collect();
+                ctx.core.get_multi_routed(&stored, &routing, cas)
+            } else {
+                ctx.core.get_multi_opts(&stored, cas, None)
+            };
+            let results = match r {
+                Ok(r) => r,
+                Err(e) => return Ok(self.core_err(&e)),
+            };
+            let mut ht = ZendHashTable::new();
+            let (mut errors, mut last_err) = (0usize, None);
+            let mut payload_fail = None;
+            for (k, r) in keys.iter().zip(results) {
+                match r {
+                    Ok(Some(item)) => {
+                        let v = self.hit(&ctx, item, flags);
+                        if self.code != RES_SUCCESS {
+                            payload_fail = Some((self.code, self.message.clone()));
+                            continue;
+                        }
+                        insert_bytes(&mut ht, k, v);
+                    }
+                    Ok(None) => {
+                        if flags & crate::GET_PRESERVE_ORDER != 0 {
+                            insert_bytes(&mut ht, k, Zval::null());
+                        }
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        last_err = Some(e);
+                    }
+                }
+            }
+            if let Some(e) = last_err {
+                if errors == keys.len() {
+                    return Ok(self.core_err(&e));
+                }
+                let (_, m) = map(&e);
+                self.code = RES_SOME_ERRORS;
+                self.message = format!("{}: {m}", text(RES_SOME_ERRORS));
+            } else if let Some(f) = payload_fail {
+                self.code = f.0;
+                self.message = f.1;
+            } else {
+                self.ok();
+            }
+            Ok(array_zval(ht))
+        })
+    }
+
+    fn do_store(
+        &mut self,
+        op: StoreOp,
+        server_key: Option<&Zval>,
+        key: &Zval,
+        value: &Zval,
+        exp: i64,
+    ) -> PhpResult<Zval> {
+        let key = key_bytes(key)?;
+        let skey = server_key.map(key_bytes).transpose()?;
+        let vopts = self.shared.lock().values.clone();
+        let raw_append = matches!(op, StoreOp::Append | StoreOp::Prepend);
+        if raw_append && vopts.compression {
+            // php-memcached refuses these with compression on (a compressed value cannot
+            // grow in place) and returns null.
+            self.fail((
+                RES_INVALID_ARGUMENTS,
+                "cannot append/prepend with compression turned on".into(),
+            ));
+            return Ok(Zval::null());
+        }
+        let encoded = if raw_append {
+            // Appended bytes join an existing payload: send them as they are.
+            let s = value.dereference().coerce_to_string().unwrap_or_default();
+            let bytes = value
+                .dereference()
+                .zend_str()
+                .map(|z| z.as_bytes().to_vec())
+                .unwrap_or(s.into_bytes());
+            Ok((bytes, 0))
+        } else {
+            values::encode(value, &vopts)
+        };
+        let (payload, flags) = match encoded {
+            Ok(p) => p,
+            Err(f) => return Ok(self.fail(f)),
+        };
+        guard(|| {
+            let ctx = match self.ctx() {
+                Ok(c) => c,
+                Err(f) => return Ok(self.fail(f)),
+            };
+            let (stored, routing) = ctx.keys(&key, skey.as_deref());
+            let mut tries = ctx.retries.max(0) + 1;
+            let r = loop {
+                let r = match &routing {
+                    Some(rk) => {
+                        ctx.core
+                            .store_routed(rk, op, &stored, &payload, flags, exptime(exp))
+                    }
+                    None => ctx.core.store(op, &stored, &payload, flags, exptime(exp)),
+                };
+                tries -= 1;
+                match &r {
+                    Err(e) if tries > 0 && e.is_retryable() => continue,
+                    _ => break r,
+                }
+            };
+            Ok(match r {
+                Ok(StoreOutcome::Stored) => {
+                    self.ok();
+                    bool_zval(true)
+                }
+                Ok(StoreOutcome::NotStored) => {
+                    self.set_code(RES_NOTSTORED);
+                    bool_zval(false)
+                }
+                Ok(StoreOutcome::Exists) => {
+                    self.set_code(RES_DATA_EXISTS);
+                    bool_zval(false)
+                }
+                Ok(StoreOutcome::NotFound) => {
+                    self.set_code(RES_NOTFOUND);
+                    bool_zval(false)
+                }
+                Err(e) => self.core_err(&e),
+            })
+        })
+    }
+
+    fn do_set_multi(
+        &mut self,
+        server_key: Option<&Zval>,
+        items: &Zval,
+        exp: Option<i64>,
+    ) -> PhpResult<Zval> {
+        let Some(arr) = items.dereference().array() else {
+            return Err(exception("setMulti(): $items must be an array"));
+        };
+        let skey = server_key.map(key_bytes).transpose()?;
+        let vopts = self.shared.lock().values.clone();
+        let mut encoded = Vec::with_capacity(arr.len());
+        for (k, v) in entries(arr) {
+            match values::encode(v, &vopts) {
+                Ok((p, f)) => encoded.push((k, p, f)),
+                Err(f) => return Ok(self.fail(f)),
+            }
+        }
+        let exp = exptime(exp.unwrap_or(0));
+        guard(|| {
+            let ctx = match self.ctx() {
+                Ok(c) => c,
+                Err(f) => return Ok(self.fail(f)),
+            };
+            let keyed: Vec<(Vec<u8>, Option<Vec<u8>>)> = encoded
+                .iter()
+                .map(|(k, _, _)| ctx.keys(k, skey.as_deref()))
+                .collect();
+            let results: Vec<Result<StoreOutcome, fae_core::Error>> =
+                if keyed.iter().any(|k| k.1.is_some()) {
+                    keyed
+                        .iter()
+                        .zip(&encoded)
+                        .map(|((stored, routing), (_, p, f))| {
+                            let rk = routing.as_deref().unwrap_or(stored);
+                            ctx.core.store_routed(rk, StoreOp::Set, stored, p, *f, exp)
+                        })
+                        .collect()
+                } else {
+                    let items: Vec<fae_core::SetItem<'_>> = keyed
+                        .iter()
+                        .zip(&encoded)
+                        .map(|((stored, _), (_, p, f))| fae_core::SetItem {
+                            key: stored,
+                            value: p,
+                            flags: *f,
+                            exptime: exp,
+                        })
+                        .collect();
+                    match ctx.core.set_multi(&items) {
+                        Ok(r) => r,
+                        Err(e) => return Ok(self.core_err(&e)),
+                    }
+                };
+            for r in &results {
+                match r {
+                    Ok(StoreOutcome::Stored) => {}
+                    Ok(_) => {
+                        self.set_code(RES_NOTSTORED);
+                        return Ok(bool_zval(false));
+                    }
+                    Err(e) => return Ok(self.core_err(e)),
+                }
+            }
+            self.ok();
+            Ok(bool_zval(true))
+        })
+    }
+
+    fn do_delete(
+        &mut self,
+        server_key: Option<&Zval>,
+        key: &Zval,
+        time: Option<i64>,
+    ) -> PhpResult<Zval> {
+        let key = key_bytes(key)?;
+        let skey = server_key.map(key_bytes).transpose()?;
+        if time.unwrap_or(0) != 0 {
+            return Ok(self.fail((
+                RES_NOT_SUPPORTED,
+                "delete with a hold time is not supported by memcached >= 1.4".into(),
+            )));
+        }
+        guard(|| {
+            let ctx = match self.ctx() {
+                Ok(c) => c,
+                Err(f) => return Ok(self.fail(f)),
+            };
+            let (stored, routing) = ctx.keys(&key, skey.as_deref());
+            let r = match &routing {
+                Some(rk) => ctx.core.delete_routed(rk, &stored),
+                None => ctx.core.delete(&stored),
+            };
+            Ok(match r {
+                Ok(true) => {
+                    self.ok();
+                    bool_zval(true)
+                }
+                Ok(false) => {
+                    self.set_code(RES_NOTFOUND);
+                    bool_zval(false)
+                }
+                Err(e) => self.core_err(&e),
+            })
+        })
+    }
+
+    fn do_delete_multi(
+        &mut self,
+        server_key: Option<&Zval>,
+        keys: &Zval,
+        time: Option<i64>,
+    ) -> PhpResult<Zval> {
+        let Some(arr) = keys.dereference().array() else {
+            return Err(exception("deleteMulti(): $keys must be an array"));
+        };
+        let keys: Vec<Vec<u8>> = arr.values().map(key_bytes).collect::<PhpResult<_>>()?;
+        let mut ht = ZendHashTable::new();
+        let mut last = RES_SUCCESS;
+        for k in &keys {
+            let kz = values::bytes_zval(k);
+            let r = self.do_delete(server_key, &kz, time)?;
+            if r.is_true() {
+                insert_bytes(&mut ht, k, bool_zval(true));
+            } else {
+                last = self.code;
+                insert_bytes(&mut ht, k, long_zval(self.code));
+            }
+        }
+        if last == RES_SUCCESS {
+            self.ok();
+        } else {
+            self.set_code(last);
+        }
+        Ok(array_zval(ht))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn do_arith(
+        &mut self,
+        incr: bool,
+        server_key: Option<&Zval>,
+        key: &Zval,
+        offset: Option<i64>,
+        initial: Option<i64>,
+        expiry: Option<i64>,
+    ) -> PhpResult<Zval> {
+        let key = key_bytes(key)?;
+        let skey = server_key.map(key_bytes).transpose()?;
+        let offset = offset.unwrap_or(1);
+        if offset < 0 {
+            return Err(PhpException::new(
+                "offset cannot be a negative value".into(),
+                0,
+                ext_php_rs::zend::ce::value_error(),
+            ));
+        }
+        guard(|| {
+            let ctx = match self.ctx() {
+                Ok(c) => c,
+                Err(f) => return Ok(self.fail(f)),
+            };
+            let (stored, routing) = ctx.keys(&key, skey.as_deref());
+            let rk = routing.clone().unwrap_or_else(|| stored.clone());
+            let arith = || ctx.core.arith_routed(&rk, &stored, incr, offset as u64);
+            let mut r = arith();
+            if let (Ok(None), Some(init)) = (&r, initial) {
+                // Absent: create it with the initial value and expiry, as the binary
+                // protocol's incr-with-initial does; a racing creator wins and we increment.
+                let init = init.max(0);
+                let add = ctx.core.store_routed(
+                    &rk,
+                    StoreOp::Add,
+                    &stored,
+                    init.to_string().as_bytes(),
+                    0,
+                    exptime(expiry.unwrap_or(0)),
+                );
+                r = match add {
+                    Ok(StoreOutcome::Stored) => Ok(Some(init as u64)),
+                    Ok(_) => arith(),
+                    Err(e) => Err(e),
+                };
+            }
+            Ok(match r {
+                Ok(Some(v)) => {
+                    self.ok();
+                    long_zval(v as i64)
+                }
+                Ok(None) => {
+                    self.set_code(RES_NOTFOUND);
+                    bool_zval(false)
+                }
+                Err(e) => self.core_err(&e),
+            })
+        })
+    }
+
+    fn do_touch(
+        &mut self,
+        server_key: Option<&Zval>,
+        key: &Zval,
+        exp: Option<i64>,
+    ) -> PhpResult<Zval> {
+        let key = key_bytes(key)?;
+        let skey = server_key.map(key_bytes).transpose()?;
+        guard(|| {
+            let ctx = match self.ctx() {
+                Ok(c) => c,
+                Err(f) => return Ok(self.fail(f)),
+            };
+            let (stored, routing) = ctx.keys(&key, skey.as_deref());
+            let rk = routing.unwrap_or_else(|| stored.clone());
+            Ok(
+                match ctx
+                    .core
+                    .touch_routed(&rk, &stored, exptime(exp.unwrap_or(0)))
+                {
+                    Ok(true) => {
+                        self.ok();
+                        bool_zval(true)
+                    }
+                    Ok(false) => {
+                        self.set_code(RES_NOTFOUND);
+                        bool_zval(false)
+                    }
+                    Err(e) => self.core_err(&e),
+                },
+            )
+        })
+    }
+
+    fn cas_token(token: &Zval) -> PhpResult<u64> {
+        let t = token.dereference();
+        if let Some(l) = t.long() {
+            return Ok(l as u64);
+        }
+        if t.is_double() {
+            return Ok(t.double().unwrap_or(0.0) as u64);
+        }
+        if let Some(s) = t.str() {
+            if let Ok(v) = s.trim().parse::<u64>() {
+                return Ok(v);
+            }
+        }
+        Err(exception(
+            "cas token must be an int, float or numeric string",
+        ))
+    }
+
+    fn server_array(&self, addr: &str) -> Zval {
+        let s = self.shared.lock();
+        let node = s.servers.iter().find(|n| n.addr() == addr);
+        let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "0"));
+        let mut ht = ZendHashTable::new();
+        let _ = ht.insert("host", str_zval(host));
+        let _ = ht.insert("port", long_zval(port.parse().unwrap_or(0)));
+        let _ = ht.insert("type", str_zval("TCP"));
+        let _ = ht.insert("weight", long_zval(node.map_or(1, |n| i64::from(n.weight))));
+        array_zval(ht)
+    }
+}
+
+#[php_impl]
+impl FaeClient {
+    #[php(name = "OPT_COMPRESSION")]
+    pub const OPT_COMPRESSION: i64 = -1001;
+    #[php(name = "OPT_PREFIX_KEY")]
+    pub const OPT_PREFIX_KEY: i64 = -1002;
+    #[php(name = "OPT_SERIALIZER")]
+    pub const OPT_SERIALIZER: i64 = -1003;
+    #[php(name = "OPT_COMPRESSION_TYPE")]
+    pub const OPT_COMPRESSION_TYPE: i64 = -1004;
+    #[php(name = "OPT_STORE_RETRY_COUNT")]
+    pub const OPT_STORE_RETRY_COUNT: i64 = -1005;
+    #[php(name = "OPT_USER_FLAGS")]
+    pub const OPT_USER_FLAGS: i64 = -1006;
+    #[php(name = "OPT_COMPRESSION_LEVEL")]
+    pub const OPT_COMPRESSION_LEVEL: i64 = -1007;
+    #[php(name = "OPT_ITEM_SIZE_LIMIT")]
+    pub const OPT_ITEM_SIZE_LIMIT: i64 = -1008;
+    #[php(name = "OPT_NO_BLOCK")]
+    pub const OPT_NO_BLOCK: i64 = 0;
+    #[php(name = "OPT_TCP_NODELAY")]
+    pub const OPT_TCP_NODELAY: i64 = 1;
+    #[php(name = "OPT_HASH")]
+    pub const OPT_HASH: i64 = 2;
+    #[php(name = "OPT_SOCKET_SEND_SIZE")]
+    pub const OPT_SOCKET_SEND_SIZE: i64 = 4;
+    #[php(name = "OPT_SOCKET_RECV_SIZE")]
+    pub const OPT_SOCKET_RECV_SIZE: i64 = 5;
+    #[php(name = "OPT_CACHE_LOOKUPS")]
+    pub const OPT_CACHE_LOOKUPS: i64 = 6;
+    #[php(name = "OPT_POLL_TIMEOUT")]
+    pub const OPT_POLL_TIMEOUT: i64 = 8;
+    #[php(name = "OPT_DISTRIBUTION")]
+    pub const OPT_DISTRIBUTION: i64 = 9;
+    #[php(name = "OPT_BUFFER_WRITES")]
+    pub const OPT_BUFFER_WRITES: i64 = 10;
+    #[php(name = "OPT_SORT_HOSTS")]
+    pub const OPT_SORT_HOSTS: i64 = 12;
+    #[php(name = "OPT_VERIFY_KEY")]
+    pub const OPT_VERIFY_KEY: i64 = 13;
+    #[php(name = "OPT_CONNECT_TIMEOUT")]
+    pub const OPT_CONNECT_TIMEOUT: i64 = 14;
+    #[php(name = "OPT_RETRY_TIMEOUT")]
+    pub const OPT_RETRY_TIMEOUT: i64 = 15;
+    #[php(name = "OPT_LIBKETAMA_COMPATIBLE")]
+    pub const OPT_LIBKETAMA_COMPATIBLE: i64 = 16;
+    #[php(name = "OPT_LIBKETAMA_HASH")]
+    pub const OPT_LIBKETAMA_HASH: i64 = 17;
+    #[php(name = "OPT_BINARY_PROTOCOL")]
+    pub const OPT_BINARY_PROTOCOL: i64 = 18;
+    #[php(name = "OPT_SEND_TIMEOUT")]
+    pub const OPT_SEND_TIMEOUT: i64 = 19;
+    #[php(name = "OPT_RECV_TIMEOUT")]
+    pub const OPT_RECV_TIMEOUT: i64 = 20;
+    #[php(name = "OPT_SERVER_FAILURE_LIMIT")]
+    pub const OPT_SERVER_FAILURE_LIMIT: i64 = 21;
+    #[php(name = "OPT_HASH_WITH_PREFIX_KEY")]
+    pub const OPT_HASH_WITH_PREFIX_KEY: i64 = 25;
+    #[php(name = "OPT_NOREPLY")]
+    pub const OPT_NOREPLY: i64 = 26;
+    #[php(name = "OPT_USE_UDP")]
+    pub const OPT_USE_UDP: i64 = 27;
+    #[php(name = "OPT_AUTO_EJECT_HOSTS")]
+    pub const OPT_AUTO_EJECT_HOSTS: i64 = 28;
+    #[php(name = "OPT_NUMBER_OF_REPLICAS")]
+    pub const OPT_NUMBER_OF_REPLICAS: i64 = 29;
+    #[php(name = "OPT_RANDOMIZE_REPLICA_READ")]
+    pub const OPT_RANDOMIZE_REPLICA_READ: i64 = 30;
+    #[php(name = "OPT_TCP_KEEPALIVE")]
+    pub const OPT_TCP_KEEPALIVE: i64 = 32;
+    #[php(name = "OPT_REMOVE_FAILED_SERVERS")]
+    pub const OPT_REMOVE_FAILED_SERVERS: i64 = 35;
+    #[php(name = "OPT_DEAD_TIMEOUT")]
+    pub const OPT_DEAD_TIMEOUT: i64 = 36;
+    #[php(name = "OPT_SERVER_TIMEOUT_LIMIT")]
+    pub const OPT_SERVER_TIMEOUT_LIMIT: i64 = 37;
+    #[php(name = "HASH_DEFAULT")]
+    pub const HASH_DEFAULT: i64 = 0;
+    #[php(name = "HASH_MD5")]
+    pub const HASH_MD5: i64 = 1;
+    #[php(name = "HASH_CRC")]
+    pub const HASH_CRC: i64 = 2;
+    #[php(name = "HASH_FNV1_64")]
+    pub const HASH_FNV1_64: i64 = 3;
+    #[php(name = "HASH_FNV1A_64")]
+    pub const HASH_FNV1A_64: i64 = 4;
+    #[php(name = "HASH_FNV1_32")]
+    pub const HASH_FNV1_32: i64 = 5;
+    #[php(name = "HASH_FNV1A_32")]
+    pub const HASH_FNV1A_32: i64 = 6;
+    #[php(name = "HASH_HSIEH")]
+    pub const HASH_HSIEH: i64 = 7;
+    #[php(name = "HASH_MURMUR")]
+    pub const HASH_MURMUR: i64 = 8;
+    #[php(name = "DISTRIBUTION_MODULA")]
+    pub const DISTRIBUTION_MODULA: i64 = 0;
+    #[php(name = "DISTRIBUTION_CONSISTENT")]
+    pub const DISTRIBUTION_CONSISTENT: i64 = 1;
+    #[php(name = "DISTRIBUTION_VIRTUAL_BUCKET")]
+    pub const DISTRIBUTION_VIRTUAL_BUCKET: i64 = 6;
+    #[php(name = "SERIALIZER_PHP")]
+    pub const SERIALIZER_PHP: i64 = 1;
+    #[php(name = "SERIALIZER_IGBINARY")]
+    pub const SERIALIZER_IGBINARY: i64 = 2;
+    #[php(name = "SERIALIZER_JSON")]
+    pub const SERIALIZER_JSON: i64 = 3;
+    #[php(name = "SERIALIZER_JSON_ARRAY")]
+    pub const SERIALIZER_JSON_ARRAY: i64 = 4;
+    #[php(name = "SERIALIZER_MSGPACK")]
+    pub const SERIALIZER_MSGPACK: i64 = 5;
+    #[php(name = "COMPRESSION_ZLIB")]
+    pub const COMPRESSION_ZLIB: i64 = 1;
+    #[php(name = "COMPRESSION_FASTLZ")]
+    pub const COMPRESSION_FASTLZ: i64 = 2;
+    #[php(name = "GET_PRESERVE_ORDER")]
+    pub const GET_PRESERVE_ORDER: i64 = 1;
+    #[php(name = "GET_EXTENDED")]
+    pub const GET_EXTENDED: i64 = 2;
+    #[php(name = "LIBMEMCACHED_VERSION_HEX")]
+    pub const LIBMEMCACHED_VERSION_HEX: i64 = 16777240;
+    #[php(name = "RES_SUCCESS")]
+    pub const RES_SUCCESS: i64 = 0;
+    #[php(name = "RES_FAILURE")]
+    pub const RES_FAILURE: i64 = 1;
+    #[php(name = "RES_HOST_LOOKUP_FAILURE")]
+    pub const RES_HOST_LOOKUP_FAILURE: i64 = 2;
+    #[php(name = "RES_CONNECTION_FAILURE")]
+    pub const RES_CONNECTION_FAILURE: i64 = 3;
+    #[php(name = "RES_WRITE_FAILURE")]
+    pub const RES_WRITE_FAILURE: i64 = 5;
+    #[php(name = "RES_UNKNOWN_READ_FAILURE")]
+    pub const RES_UNKNOWN_READ_FAILURE: i64 = 7;
+    #[php(name = "RES_PROTOCOL_ERROR")]
+    pub const RES_PROTOCOL_ERROR: i64 = 8;
+    #[php(name = "RES_CLIENT_ERROR")]
+    pub const RES_CLIENT_ERROR: i64 = 9;
+    #[php(name = "RES_SERVER_ERROR")]
+    pub const RES_SERVER_ERROR: i64 = 10;
+    #[php(name = "RES_CONNECTION_SOCKET_CREATE_FAILURE")]
+    pub const RES_CONNECTION_SOCKET_CREATE_FAILURE: i64 = 11;
+    #[php(name = "RES_DATA_EXISTS")]
+    pub const RES_DATA_EXISTS: i64 = 12;
+    #[php(name = "RES_NOTSTORED")]
+    pub const RES_NOTSTORED: i64 = 14;
+    #[php(name = "RES_STORED")]
+    pub const RES_STORED: i64 = 15;
+    #[php(name = "RES_NOTFOUND")]
+    pub const RES_NOTFOUND: i64 = 16;
+    #[php(name = "RES_PARTIAL_READ")]
+    pub const RES_PARTIAL_READ: i64 = 18;
+    #[php(name = "RES_SOME_ERRORS")]
+    pub const RES_SOME_ERRORS: i64 = 19;
+    #[php(name = "RES_NO_SERVERS")]
+    pub const RES_NO_SERVERS: i64 = 20;
+    #[php(name = "RES_END")]
+    pub const RES_END: i64 = 21;
+    #[php(name = "RES_ERRNO")]
+    pub const RES_ERRNO: i64 = 26;
+    #[php(name = "RES_NOT_SUPPORTED")]
+    pub const RES_NOT_SUPPORTED: i64 = 28;
+    #[php(name = "RES_TIMEOUT")]
+    pub const RES_TIMEOUT: i64 = 31;
+    #[php(name = "RES_BUFFERED")]
+    pub const RES_BUFFERED: i64 = 32;
+    #[php(name = "RES_BAD_KEY_PROVIDED")]
+    pub const RES_BAD_KEY_PROVIDED: i64 = 33;
+    #[php(name = "RES_SERVER_MARKED_DEAD")]
+    pub const RES_SERVER_MARKED_DEAD: i64 = 35;
+    #[php(name = "RES_E2BIG")]
+    pub const RES_E2BIG: i64 = 37;
+    #[php(name = "RES_INVALID_ARGUMENTS")]
+    pub const RES_INVALID_ARGUMENTS: i64 = 38;
+    #[php(name = "RES_KEY_TOO_BIG")]
+    pub const RES_KEY_TOO_BIG: i64 = 39;
+    #[php(name = "RES_AUTH_PROBLEM")]
+    pub const RES_AUTH_PROBLEM: i64 = 40;
+    #[php(name = "RES_AUTH_FAILURE")]
+    pub const RES_AUTH_FAILURE: i64 = 41;
+    #[php(name = "RES_AUTH_CONTINUE")]
+    pub const RES_AUTH_CONTINUE: i64 = 42;
+    #[php(name = "RES_SERVER_TEMPORARILY_DISABLED")]
+    pub const RES_SERVER_TEMPORARILY_DISABLED: i64 = 47;
+    #[php(name = "RES_SERVER_MEMORY_ALLOCATION_FAILURE")]
+    pub const RES_SERVER_MEMORY_ALLOCATION_FAILURE: i64 = 48;
+    #[php(name = "RES_PAYLOAD_FAILURE")]
+    pub const RES_PAYLOAD_FAILURE: i64 = -1001;
+    #[php(name = "RES_CONNECTION_BIND_FAILURE")]
+    pub const RES_CONNECTION_BIND_FAILURE: i64 = 4;
+    #[php(name = "RES_READ_FAILURE")]
+    pub const RES_READ_FAILURE: i64 = 6;
+    #[php(name = "RES_DATA_DOES_NOT_EXIST")]
+    pub const RES_DATA_DOES_NOT_EXIST: i64 = 13;
+    #[php(name = "RES_MEMORY_ALLOCATION_FAILURE")]
+    pub const RES_MEMORY_ALLOCATION_FAILURE: i64 = 17;
+    #[php(name = "RES_DELETED")]
+    pub const RES_DELETED: i64 = 22;
+    #[php(name = "RES_VALUE")]
+    pub const RES_VALUE: i64 = 23;
+    #[php(name = "RES_STAT")]
+    pub const RES_STAT: i64 = 24;
+    #[php(name = "RES_ITEM")]
+    pub const RES_ITEM: i64 = 25;
+    #[php(name = "RES_FAIL_UNIX_SOCKET")]
+    pub const RES_FAIL_UNIX_SOCKET: i64 = 27;
+    #[php(name = "RES_NO_KEY_PROVIDED")]
+    pub const RES_NO_KEY_PROVIDED: i64 = 29;
+    #[php(name = "RES_FETCH_NOTFINISHED")]
+    pub const RES_FETCH_NOTFINISHED: i64 = 30;
+    #[php(name = "RES_INVALID_HOST_PROTOCOL")]
+    pub const RES_INVALID_HOST_PROTOCOL: i64 = 34;
+    #[php(name = "RES_UNKNOWN_STAT_KEY")]
+    pub const RES_UNKNOWN_STAT_KEY: i64 = 36;
+    #[php(name = "RES_PARSE_ERROR")]
+    pub const RES_PARSE_ERROR: i64 = 43;
+    #[php(name = "RES_PARSE_USER_ERROR")]
+    pub const RES_PARSE_USER_ERROR: i64 = 44;
+    #[php(name = "RES_DEPRECATED")]
+    pub const RES_DEPRECATED: i64 = 45;
+    #[php(name = "RES_IN_PROGRESS")]
+    pub const RES_IN_PROGRESS: i64 = 46;
+    #[php(name = "RES_MAXIMUM_RETURN")]
+    pub const RES_MAXIMUM_RETURN: i64 = 49;
+    #[php(name = "HAVE_JSON")]
+    pub const HAVE_JSON: bool = true;
+    #[php(name = "HAVE_SESSION")]
+    pub const HAVE_SESSION: bool = true;
+    #[php(name = "HAVE_ZSTD")]
+    pub const HAVE_ZSTD: bool = false;
+    #[php(name = "HAVE_ENCODING")]
+    pub const HAVE_ENCODING: bool = false;
+    #[php(name = "HAVE_SASL")]
+    pub const HAVE_SASL: bool = false;
+    #[php(name = "GET_ERROR_RETURN_VALUE")]
+    pub const GET_ERROR_RETURN_VALUE: bool = false;
+
+    /// `new Fae\Client(?string $persistent_id = null, ?array $config = null)`.
+    pub fn __construct(persistent_id: Option<String>, config: Option<&Zval>) -> PhpResult<Self> {
+        let config = match config {
+            Some(z) if !z.is_null() => {
+                if !z.dereference().is_array() {
+                    return Err(exception("$config must be an array"));
+                }
+                Some(to_json(z)?)
+            }
+            _ => None,
+        };
+        guard(|| {
+            let pid = persistent_id.filter(|p| !p.is_empty());
+            let made = match &pid {
+                Some(id) => persistent(id, || Shared::new(config.clone())),
+                None => Shared::new(config.clone()).map(|s| (Arc::new(Mutex::new(s)), true)),
+            };
+            let (shared, pristine) =
+                made.map_err(|f| exception(format!("invalid $config: {}", f.1)))?;
+            Ok(FaeClient {
+                shared,
+                persistent_id: pid,
+                pristine,
+                code: RES_SUCCESS,
+                message: text(RES_SUCCESS).into(),
+            })
+        })
+    }
+
+    pub fn get_result_code(&self) -> i64 {
+        self.code
+    }
+
+    pub fn get_result_message(&self) -> String {
+        self.message.clone()
+    }
+
+    pub fn is_persistent(&self) -> bool {
+        self.persistent_id.is_some()
+    }
+
+    pub fn is_pristine(&self) -> bool {
+        self.pristine
+    }
+
+    pub fn add_server(&mut self, host: String, port: i64, weight: Option<i64>) -> PhpResult<bool> {
+        let port =
+            u16::try_from(port).map_err(|_| exception(format!("port {port} is out of range")))?;
+        let weight =
+            u32::try_from(weight.unwrap_or(0)).map_err(|_| exception("weight must be >= 0"))?;
+        let r = self.shared.lock().add_server(&host, port, weight, false);
+        Ok(match r {
+            Ok(()) => {
+                self.ok();
+                true
+            }
+            Err(f) => self.fail(f).is_true(),
+        })
+    }
+
+    pub fn add_servers(&mut self, servers: &Zval) -> PhpResult<bool> {
+        let Some(arr) = servers.dereference().array() else {
+            return Err(exception(
+                "addServers(): $servers must be an array of [host, port, weight?]",
+            ));
+        };
+        let mut list = Vec::new();
+        for (i, s) in arr.values().enumerate() {
+            let Some(e) = s.dereference().array() else {
+                return Err(exception(format!(
+                    "addServers(): entry {i} is not an array"
+                )));
+            };
+            let host = e.get_index(0).and_then(|h| h.str().map(str::to_string));
+            let port = e.get_index(1).map_or(Some(11211), |p| p.coerce_to_long());
+            let weight = e.get_index(2).map_or(Some(0), |w| w.coerce_to_long());
+            match (
+                host,
+                port.and_then(|p| u16::try_from(p).ok()),
+                weight.and_then(|w| u32::try_from(w).ok()),
+            ) {
+                (Some(h), Some(p), Some(w)) => list.push((h, p, w)),
+                _ => {
+                    return Err(exception(format!(
+                        "addServers(): entry {i} must be [host, port, weight?]"
+                    )));
+                }
+            }
+        }
+        let mut s = self.shared.lock();
+        for (h, p, w) in list {
+            if let Err(f) = s.add_server(&h, p, w, true) {
+                drop(s);
+                return Ok(self.fail(f).is_true());
+            }
+        }
+        drop(s);
+        self.ok();
+        Ok(true)
+    }
+
+    pub fn get_server_list(&self) -> Zval {
+        let addrs: Vec<String> = {
+            let mut s = self.shared.lock();
+            if s.pools_config {
+                s.core().map(|c| c.servers()).unwrap_or_default()
+            } else {
+                s.servers.iter().map(|n| n.addr()).collect()
+            }
+        };
+        let mut ht = ZendHashTable::new();
+        for a in addrs {
+            let _ = ht.push(self.server_array(&a));
+        }
+        array_zval(ht)
+    }
+
+    pub fn reset_server_list(&mut self) -> bool {
+        self.shared.lock().reset_servers();
+        self.ok();
+        true
+    }
+
+    pub fn set_option(&mut self, option: i64, value: &Zval) -> PhpResult<bool> {
+        let v = value.dereference();
+        let ival = if v.is_bool() {
+            i64::from(v.bool().unwrap_or(false))
+        } else {
+            v.coerce_to_long().unwrap_or(0)
+        };
+        let sval = v
+            .zend_str()
+            .map(|s| s.as_bytes().to_vec())
+            .unwrap_or_default();
+        let r = self.shared.lock().set_option(option, ival, &sval);
+        Ok(match r {
+            Ok(()) => {
+                self.ok();
+                true
+            }
+            Err(f) => self.fail(f).is_true(),
+        })
+    }
+
+    pub fn set_options(&mut self, options: &Zval) -> PhpResult<bool> {
+        let Some(arr) = options.dereference().array() else {
+            return Err(exception("setOptions(): $options must be an array"));
+        };
+        let mut all = true;
+        let pairs: Vec<(i64, Zval)> = arr
+            .iter()
+            .map(|(k, v)| {
+                let k = match k {
+                    ext_php_rs::types::ArrayKey::Long(l) => l,
+                    other => String::try_from(other)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(i64::MIN),
+                };
+                (k, v.shallow_clone())
+            })
+            .collect();
+        let mut first_fail: Option<(i64, String)> = None;
+        for (k, v) in pairs {
+            if !self.set_option(k, &v)? {
+                all = false;
+                first_fail.get_or_insert((self.code, self.message.clone()));
+            }
+        }
+        if let Some((c, m)) = first_fail {
+            self.code = c;
+            self.message = m;
+        }
+        Ok(all)
+    }
+
+    pub fn get_option(&mut self, option: i64) -> Zval {
+        let v = self.shared.lock().get_option(option);
+        match v {
+            Some(v) => {
+                self.ok();
+                json_to_zval(&v)
+            }
+            None => self.fail((RES_INVALID_ARGUMENTS, format!("unknown option {option}"))),
+        }
+    }
+
+    pub fn get(
+        &mut self,
+        key: &Zval,
+        cache_cb: Option<&Zval>,
+        get_flags: Option<i64>,
+    ) -> PhpResult<Zval> {
+        self.do_get(None, key, cache_cb, get_flags)
+    }
+
+    pub fn get_by_key(
+        &mut self,
+        server_key: &Zval,
+        key: &Zval,
+        cache_cb: Option<&Zval>,
+        get_flags: Option<i64>,
+    ) -> PhpResult<Zval> {
+        self.do_get(Some(server_key), key, cache_cb, get_flags)
+    }
+
+    pub fn get_multi(&mut self, keys: &Zval, get_flags: Option<i64>) -> PhpResult<Zval> {
+        self.do_get_multi(None, keys, get_flags)
+    }
+
+    pub fn get_multi_by_key(
+        &mut self,
+        server_key: &Zval,
+        keys: &Zval,
+        get_flags: Option<i64>,
+    ) -> PhpResult<Zval> {
+        self.do_get_multi(Some(server_key), keys, get_flags)
+    }
+
+    pub fn set(&mut self, key: &Zval, value: &Zval, expiration: Option<i64>) -> PhpResult<Zval> {
+        self.do_store(StoreOp::Set, None, key, value, expiration.unwrap_or(0))
+    }
+
+    pub fn set_by_key(
+        &mut self,
+        server_key: &Zval,
+        key: &Zval,
+        value: &Zval,
+        expiration: Option<i64>,
+    ) -> PhpResult<Zval> {
+        self.do_store(
+            StoreOp::Set,
+            Some(server_key),
+            key,
+            value,
+            expiration.unwrap_or(0),
+        )
+    }
+
+    pub fn set_multi(&mut self, items: &Zval, expiration: Option<i64>) -> PhpResult<Zval> {
+        self.do_set_multi(None, items, expiration)
+    }
+
+    pub fn set_multi_by_key(
+        &mut self,
+        server_key: &Zval,
+        items: &Zval,
+        expiration: Option<i64>,
+    ) -> PhpResult<Zval> {
+        self.do_set_multi(Some(server_key), items, expiration)
+    }
+
+    pub fn add(&mut self, key: &Zval, value: &Zval, expiration: Option<i64>) -> PhpResult<Zval> {
+        self.do_store(StoreOp::Add, None, key, value, expiration.unwrap_or(0))
+    }
+
+    pub fn add_by_key(
+        &mut self,
+        server_key: &Zval,
+        key: &Zval,
+        value: &Zval,
+        expiration: Option<i64>,
+    ) -> PhpResult<Zval> {
+        self.do_store(
+            StoreOp::Add,
+            Some(server_key),
+            key,
+            value,
+            expiration.unwrap_or(0),
+        )
+    }
+
+    pub fn replace(
+        &mut self,
+        key: &Zval,
+        value: &Zval,
+        expiration: Option<i64>,
+    ) -> PhpResult<Zval> {
+        self.do_store(StoreOp::Replace, None, key, value, expiration.unwrap_or(0))
+    }
+
+    pub fn replace_by_key(
+        &mut self,
+        server_key: &Zval,
+        key: &Zval,
+        value: &Zval,
+        expiration: Option<i64>,
+    ) -> PhpResult<Zval> {
+        self.do_store(
+            StoreOp::Replace,
+            Some(server_key),
+            key,
+            value,
+            expiration.unwrap_or(0),
+        )
+    }
+
+    pub fn append(&mut self, key: &Zval, value: &Zval) -> PhpResult<Zval> {
+        self.do_store(StoreOp::Append, None, key, value, 0)
+    }
+
+    pub fn append_by_key(
+        &mut self,
+        server_key: &Zval,
+        key: &Zval,
+        value: &Zval,
+    ) -> PhpResult<Zval> {
+        self.do_store(StoreOp::Append, Some(server_key), key, value, 0)
+    }
+
+    pub fn prepend(&mut self, key: &Zval, value: &Zval) -> PhpResult<Zval> {
+        self.do_store(StoreOp::Prepend, None, key, value, 0)
+    }
+
+    pub fn prepend_by_key(
+        &mut self,
+        server_key: &Zval,
+        key: &Zval,
+        value: &Zval,
+    ) -> PhpResult<Zval> {
+        self.do_store(StoreOp::Prepend, Some(server_key), key, value, 0)
+    }
+
+    pub fn cas(
+        &mut self,
+        cas_token: &Zval,
+        key: &Zval,
+        value: &Zval,
+        expiration: Option<i64>,
+    ) -> PhpResult<Zval> {
+        let t = Self::cas_token(cas_token)?;
+        self.do_store(StoreOp::Cas(t), None, key, value, expiration.unwrap_or(0))
+    }
+
+    pub fn cas_by_key(
+        &mut self,
+        cas_token: &Zval,
+        server_key: &Zval,
+        key: &Zval,
+        value: &Zval,
+        expiration: Option<i64>,
+    ) -> PhpResult<Zval> {
+        let t = Self::cas_token(cas_token)?;
+        self.do_store(
+            StoreOp::Cas(t),
+            Some(server_key),
+            key,
+            value,
+            expiration.unwrap_or(0),
+        )
+    }
+
+    pub fn delete(&mut self, key: &Zval, time: Option<i64>) -> PhpResult<Zval> {
+        self.do_delete(None, key, time)
+    }
+
+    pub fn delete_by_key(
+        &mut self,
+        server_key: &Zval,
+        key: &Zval,
+        time: Option<i64>,
+    ) -> PhpResult<Zval> {
+        self.do_delete(Some(server_key), key, time)
+    }
+
+    pub fn delete_multi(&mut self, keys: &Zval, time: Option<i64>) -> PhpResult<Zval> {
+        self.do_delete_multi(None, keys, time)
+    }
+
+    pub fn delete_multi_by_key(
+        &mut self,
+        server_key: &Zval,
+        keys: &Zval,
+        time: Option<i64>,
+    ) -> PhpResult<Zval> {
+        self.do_delete_multi(Some(server_key), keys, time)
+    }
+
+    pub fn increment(
+        &mut self,
+        key: &Zval,
+        offset: Option<i64>,
+        initial_value: Option<i64>,
+        expiry: Option<i64>,
+    ) -> PhpResult<Zval> {
+        self.do_arith(true, None, key, offset, initial_value, expiry)
+    }
+
+    pub fn decrement(
+        &mut self,
+        key: &Zval,
+        offset: Option<i64>,
+        initial_value: Option<i64>,
+        expiry: Option<i64>,
+    ) -> PhpResult<Zval> {
+        self.do_arith(false, None, key, offset, initial_value, expiry)
+    }
+
+    pub fn increment_by_key(
+        &mut self,
+        server_key: &Zval,
+        key: &Zval,
+        offset: Option<i64>,
+        initial_value: Option<i64>,
+        expiry: Option<i64>,
+    ) -> PhpResult<Zval> {
+        self.do_arith(true, Some(server_key), key, offset, initial_value, expiry)
+    }
+
+    pub fn decrement_by_key(
+        &mut self,
+        server_key: &Zval,
+        key: &Zval,
+        offset: Option<i64>,
+        initial_value: Option<i64>,
+        expiry: Option<i64>,
+    ) -> PhpResult<Zval> {
+        self.do_arith(false, Some(server_key), key, offset, initial_value, expiry)
+    }
+
+    pub fn touch(&mut self, key: &Zval, expiration: Option<i64>) -> PhpResult<Zval> {
+        self.do_touch(None, key, expiration)
+    }
+
+    pub fn touch_by_key(
+        &mut self,
+        server_key: &Zval,
+        key: &Zval,
+        expiration: Option<i64>,
+    ) -> PhpResult<Zval> {
+        self.do_touch(Some(server_key), key, expiration)
+    }
+
+    pub fn get_server_by_key(&mut self, server_key: &Zval) -> PhpResult<Zval> {
+        let k = key_bytes(server_key)?;
+        guard(|| {
+            let ctx = match self.ctx() {
+                Ok(c) => c,
+                Err(f) => return Ok(self.fail(f)),
+            };
+            let routing = if ctx.hash_with_prefix {
+                [ctx.prefix.as_slice(), &k].concat()
+            } else {
+                k.clone()
+            };
+            Ok(match ctx.core.route_for(Op::Get, &routing) {
+                Ok(v) => {
+                    self.ok();
+                    self.server_array(v.first().map_or("", String::as_str))
+                }
+                Err(e) => self.core_err(&e),
+            })
+        })
+    }
+
+    /// `routeFor($key, $op = 'get')`: the servers (`host:port`) a request would touch.
+    pub fn route_for(&mut self, key: &Zval, op: Option<String>) -> PhpResult<Zval> {
+        let k = key_bytes(key)?;
+        let op_name = op.unwrap_or_else(|| "get".into());
+        let Some(op) = Op::from_name(&op_name) else {
+            return Err(exception(format!(
+                "routeFor(): unknown operation {op_name:?} (get, set, add, replace, append, prepend, cas, delete, incr, decr, touch)"
+            )));
+        };
+        guard(|| {
+            let ctx = match self.ctx() {
+                Ok(c) => c,
+                Err(f) => return Ok(self.fail(f)),
+            };
+            let (stored, routing) = ctx.keys(&k, None);
+            Ok(
+                match ctx
+                    .core
+                    .route_for(op, routing.as_deref().unwrap_or(&stored))
+                {
+                    Ok(v) => {
+                        self.ok();
+                        let mut ht = ZendHashTable::new();
+                        for a in v {
+                            let _ = ht.push(str_zval(&a));
+                        }
+                        array_zval(ht)
+                    }
+                    Err(e) => self.core_err(&e),
+                },
+            )
+        })
+    }
+
+    pub fn get_stats(&mut self, r#type: Option<String>) -> PhpResult<Zval> {
+        guard(|| {
+            let ctx = match self.ctx() {
+                Ok(c) => c,
+                Err(f) => return Ok(self.fail(f)),
+            };
+            let stats = match ctx.core.server_stats(r#type.as_deref().unwrap_or("")) {
+                Ok(s) => s,
+                Err(e) => return Ok(self.core_err(&e)),
+            };
+            let mut ht = ZendHashTable::new();
+            let mut failed = 0;
+            for (addr, r) in &stats {
+                match r {
+                    Ok(kv) => {
+                        let mut s = ZendHashTable::new();
+                        for (k, v) in kv {
+                            let z = v
+                                .parse::<i64>()
+                                .map(long_zval)
+                                .unwrap_or_else(|_| str_zval(v));
+                            let _ = s.insert(k.as_str(), z);
+                        }
+                        let _ = ht.insert(addr.as_str(), array_zval(s));
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        let (c, m) = map(e);
+                        self.code = c;
+                        self.message = m;
+                    }
+                }
+            }
+            if failed == stats.len() && failed > 0 {
+                return Ok(bool_zval(false));
+            }
+            if failed == 0 {
+                self.ok();
+            } else {
+                self.code = RES_SOME_ERRORS;
+            }
+            Ok(array_zval(ht))
+        })
+    }
+
+    pub fn get_version(&mut self) -> PhpResult<Zval> {
+        guard(|| {
+            let ctx = match self.ctx() {
+                Ok(c) => c,
+                Err(f) => return Ok(self.fail(f)),
+            };
+            Ok(match ctx.core.version() {
+                Ok(list) => {
+                    let mut ht = ZendHashTable::new();
+                    let mut failed = 0;
+                    for (addr, r) in &list {
+                        match r {
+                            Ok(v) => {
+                                let _ = ht.insert(addr.as_str(), str_zval(v));
+                            }
+                            Err(e) => {
+                                failed += 1;
+                                let (c, m) = map(e);
+                                self.code = c;
+                                self.message = m;
+                                let _ = ht.insert(addr.as_str(), str_zval("255.255.255"));
+                            }
+                        }
+                    }
+                    if failed == list.len() && failed > 0 {
+                        return Ok(bool_zval(false));
+                    }
+                    if failed == 0 {
+                        self.ok();
+                    }
+                    array_zval(ht)
+                }
+                Err(e) => self.core_err(&e),
+            })
+        })
+    }
+
+    pub fn flush(&mut self, delay: Option<i64>) -> PhpResult<bool> {
+        guard(|| {
+            let ctx = match self.ctx() {
+                Ok(c) => c,
+                Err(f) => return Ok(self.fail(f).is_true()),
+            };
+            Ok(match ctx.core.flush_all(exptime(delay.unwrap_or(0))) {
+                Ok(()) => {
+                    self.ok();
+                    true
+                }
+                Err(e) => self.core_err(&e).is_true(),
+            })
+        })
+    }
+
+    /// Close this client's connections (the next call reconnects).
+    pub fn quit(&mut self) -> bool {
+        self.shared.lock().quit();
+        self.ok();
+        true
+    }
+
+    /// Open and idle connections per server: `['host:port' => ['open' => n, 'idle' => n]]`.
+    pub fn connection_counts(&mut self) -> Zval {
+        let core = self.shared.lock().core().ok();
+        let mut ht = ZendHashTable::new();
+        if let Some(c) = core {
+            for (addr, open, idle) in c.connection_counts() {
+                let mut e = ZendHashTable::new();
+                let _ = e.insert("open", long_zval(open as i64));
+                let _ = e.insert("idle", long_zval(idle as i64));
+                let _ = ht.insert(addr.as_str(), array_zval(e));
+            }
+        }
+        array_zval(ht)
+    }
+}

@@ -1,0 +1,146 @@
+//! Small conversions between PHP values and Rust/JSON ones.
+
+use ext_php_rs::boxed::ZBox;
+use ext_php_rs::prelude::*;
+use ext_php_rs::types::{ArrayKey, ZendHashTable, Zval};
+use serde_json::Value;
+
+use crate::FaeException;
+
+pub fn exception(msg: impl Into<String>) -> PhpException {
+    PhpException::from_class::<FaeException>(msg.into())
+}
+
+/// A key argument: strings as bytes (binary-safe), ints and floats as PHP prints them.
+pub fn key_bytes(z: &Zval) -> PhpResult<Vec<u8>> {
+    let z = z.dereference();
+    if let Some(s) = z.zend_str() {
+        return Ok(s.as_bytes().to_vec());
+    }
+    if let Some(l) = z.long() {
+        return Ok(l.to_string().into_bytes());
+    }
+    if z.is_double() || z.is_bool() {
+        if let Some(s) = z.coerce_to_string() {
+            return Ok(s.into_bytes());
+        }
+    }
+    Err(PhpException::new(
+        format!("key must be a string, {} given", z.get_type()),
+        0,
+        ext_php_rs::zend::ce::type_error(),
+    ))
+}
+
+fn array_key_string(k: &ArrayKey<'_>) -> Vec<u8> {
+    match k {
+        ArrayKey::Long(l) => l.to_string().into_bytes(),
+        ArrayKey::String(s) => s.as_bytes().to_vec(),
+        ArrayKey::Str(s) => s.as_bytes().to_vec(),
+        ArrayKey::ZendString(s) => s.as_bytes().to_vec(),
+    }
+}
+
+/// `(key, value)` pairs of an array, keys as bytes.
+pub fn entries(ht: &ZendHashTable) -> Vec<(Vec<u8>, &Zval)> {
+    ht.iter().map(|(k, v)| (array_key_string(&k), v)).collect()
+}
+
+/// A PHP value as JSON (for `$config`): lists become arrays, other arrays objects.
+pub fn to_json(z: &Zval) -> PhpResult<Value> {
+    let z = z.dereference();
+    if z.is_null() {
+        return Ok(Value::Null);
+    }
+    if let Some(b) = z.bool() {
+        return Ok(Value::Bool(b));
+    }
+    if let Some(l) = z.long() {
+        return Ok(Value::from(l));
+    }
+    if z.is_double() {
+        return Ok(Value::from(z.double().unwrap_or(0.0)));
+    }
+    if let Some(s) = z.zend_str() {
+        return Ok(Value::String(
+            String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        ));
+    }
+    if let Some(ht) = z.array() {
+        if ht.has_sequential_keys() {
+            return ht
+                .values()
+                .map(to_json)
+                .collect::<PhpResult<Vec<_>>>()
+                .map(Value::Array);
+        }
+        let mut m = serde_json::Map::new();
+        for (k, v) in entries(ht) {
+            m.insert(String::from_utf8_lossy(&k).into_owned(), to_json(v)?);
+        }
+        return Ok(Value::Object(m));
+    }
+    Err(exception(format!(
+        "$config: cannot use a value of type {}",
+        z.get_type()
+    )))
+}
+
+pub fn json_to_zval(v: &Value) -> Zval {
+    let mut z = Zval::new();
+    match v {
+        Value::Null => z.set_null(),
+        Value::Bool(b) => z.set_bool(*b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                z.set_long(i);
+            } else {
+                z.set_double(n.as_f64().unwrap_or(0.0));
+            }
+        }
+        Value::String(s) => z.set_zend_string(ext_php_rs::types::ZendStr::new(s.as_bytes(), false)),
+        Value::Array(a) => {
+            let mut ht = ZendHashTable::new();
+            for x in a {
+                let _ = ht.push(json_to_zval(x));
+            }
+            z.set_hashtable(ht);
+        }
+        Value::Object(o) => {
+            let mut ht = ZendHashTable::new();
+            for (k, x) in o {
+                let _ = ht.insert(k.as_str(), json_to_zval(x));
+            }
+            z.set_hashtable(ht);
+        }
+    }
+    z
+}
+
+pub fn array_zval(ht: ZBox<ZendHashTable>) -> Zval {
+    let mut z = Zval::new();
+    z.set_hashtable(ht);
+    z
+}
+
+pub fn bool_zval(b: bool) -> Zval {
+    let mut z = Zval::new();
+    z.set_bool(b);
+    z
+}
+
+pub fn long_zval(l: i64) -> Zval {
+    let mut z = Zval::new();
+    z.set_long(l);
+    z
+}
+
+pub fn str_zval(s: &str) -> Zval {
+    crate::values::bytes_zval(s.as_bytes())
+}
+
+/// Insert under a binary-safe key (numeric strings become int keys, as PHP does).
+pub fn insert_bytes(ht: &mut ZendHashTable, key: &[u8], v: Zval) {
+    let zs = ext_php_rs::types::ZendStr::new(key, false);
+    let _ = ht.insert(&*zs, v);
+}

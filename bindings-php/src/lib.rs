@@ -1,0 +1,65 @@
+//! The `fae` PHP extension: `Fae\Client` (php-memcached's `Memcached` API on libfae),
+//! `Fae\SessionHandler` and `Fae\Exception`. Thin: values and options are converted here,
+//! everything else is `fae-core`. See `bindings-php/README.md`.
+#![cfg_attr(windows, feature(abi_vectorcall))]
+// ext-php-rs' generated glue (class registration, arg parsing) trips these pedantic lints.
+#![allow(clippy::too_many_arguments, clippy::needless_pass_by_value)]
+
+use ext_php_rs::prelude::*;
+use ext_php_rs::zend::ce;
+
+mod client;
+#[allow(dead_code)] // the full RES_* table, as php-memcached defines it
+mod codes;
+mod convert;
+mod fastlz;
+mod session;
+mod state;
+mod values;
+
+pub use client::FaeClient;
+pub use session::FaeSessionHandler;
+
+/// `GET_PRESERVE_ORDER` / `GET_EXTENDED` get flags.
+pub const GET_PRESERVE_ORDER: i64 = 1;
+pub const GET_EXTENDED: i64 = 2;
+
+/// `Fae\Exception`: invalid arguments and configuration (operational failures return false).
+#[php_class]
+#[php(name = "Fae\\Exception")]
+#[php(extends(ce = ce::exception, stub = "\\Exception"))]
+#[derive(Default, Debug)]
+pub struct FaeException;
+
+#[php_impl]
+impl FaeException {}
+
+/// `HAVE_IGBINARY` / `HAVE_MSGPACK` depend on other extensions, known only at run time.
+#[php_function]
+#[php(name = "Fae\\have_serializer")]
+pub fn have_serializer(name: String) -> bool {
+    match name.as_str() {
+        "php" | "json" | "json_array" => true,
+        "igbinary" => values::have_function("igbinary_serialize"),
+        "msgpack" => values::have_function("msgpack_pack"),
+        _ => false,
+    }
+}
+
+/// The libfae version.
+#[php_function]
+#[php(name = "Fae\\version")]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_string()
+}
+
+#[php_module]
+pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
+    module
+        .name("fae")
+        .class::<FaeException>()
+        .class::<FaeClient>()
+        .class::<FaeSessionHandler>()
+        .function(wrap_function!(have_serializer))
+        .function(wrap_function!(version))
+}

@@ -1,0 +1,25 @@
+<?php
+// The php-fpm test's application: a persistent Fae\Client per worker, and a locked session.
+$servers = explode(',', getenv('FAE_SERVERS') ?: ($_SERVER['FAE_SERVERS'] ?? ''));
+$m = new Fae\Client('fpm-test', ['servers' => $servers]);
+$action = $_SERVER['FAE_ACTION'] ?? 'counter';
+header('Content-Type: text/plain');
+if ($action === 'counter') {
+    $n = $m->increment('fpm:counter', 1, 1);
+    $own = $m->set('fpm:pid:' . getmypid(), getmypid());
+    echo json_encode(['pid' => getmypid(), 'n' => $n, 'pristine' => $m->isPristine(), 'check' => $m->get('fpm:pid:' . getmypid()) === getmypid() && $own]), "\n";
+} elseif ($action === 'session') {
+    $h = new Fae\SessionHandler('fpm-sess', ['servers' => $servers], ['lock_wait_min' => 5, 'lock_wait_max' => 50, 'lock_retries' => 400]);
+    session_set_save_handler($h, true);
+    session_id($_SERVER['FAE_SID']);
+    session_start();
+    $_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1;
+    usleep(2000); // widen the race window: without the lock, increments would be lost
+    echo json_encode(['n' => $_SESSION['n']]), "\n";
+} elseif ($action === 'fatal') {
+    $h = new Fae\SessionHandler('fpm-sess', ['servers' => $servers], ['lock_wait_min' => 5, 'lock_wait_max' => 50, 'lock_retries' => 400]);
+    session_set_save_handler($h, true);
+    session_id($_SERVER['FAE_SID']);
+    session_start();
+    undefined_function_to_die();
+}

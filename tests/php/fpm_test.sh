@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# A real php-fpm (4 static workers) running tests/php/fpm/app.php with the fae extension,
+# driven by cgi-fcgi. Checks: 500 requests keep memcached's curr_connections bounded (each
+# worker's persistent client reuses its connections), values stay correct across workers and
+# across a worker restart (SIGUSR2 reload), concurrent requests on one session id serialize on
+# the lock, and a request dying on a fatal error releases its lock. Prints "N passed, N failed".
+set -uo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+EXT="${FAE_PHP_EXT:-$ROOT/target/debug/libfae_php.so}"
+FPM="$(command -v php-fpm8.2 || command -v php-fpm)"
+TMP="$(mktemp -d)"
+PASSED=0; FAILED=0
+ok() { PASSED=$((PASSED+1)); }
+bad() { FAILED=$((FAILED+1)); echo "FAIL: $*" >&2; }
+check() { if eval "$1"; then ok; else bad "$2"; fi; }
+free_port() { php -n -r '$s=stream_socket_server("tcp://127.0.0.1:0");$n=stream_socket_get_name($s,false);echo substr($n,strrpos($n,":")+1);'; }
+
+MC_PORT=$(free_port)
+USER_ARGS=(); [ "$(id -u)" -eq 0 ] && USER_ARGS=(-u root)
+memcached "${USER_ARGS[@]}" -l 127.0.0.1 -p "$MC_PORT" -U 0 -m 64 & MC_PID=$!
+FPM_PID=""
+cleanup() { [ -n "$FPM_PID" ] && kill "$FPM_PID" 2>/dev/null; kill "$MC_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$TMP"; }
+trap cleanup EXIT
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$MC_PORT") 2>/dev/null && break; sleep 0.1; done
+
+FPM_PORT=$(free_port)
+cat > "$TMP/fpm.conf" <<CONF
+[global]
+error_log = $TMP/fpm.log
+daemonize = no
+pid = $TMP/fpm.pid
+[www]
+listen = 127.0.0.1:$FPM_PORT
+pm = static
+pm.max_children = 4
+pm.max_requests = 0
+clear_env = no
+catch_workers_output = yes
+php_admin_value[extension] = $EXT
+php_admin_value[session.save_handler] = files
+php_admin_value[max_execution_time] = 30
+CONF
+[ "$(id -u)" -eq 0 ] && FPM_ARGS=(-R) || FPM_ARGS=()
+"$FPM" -n "${FPM_ARGS[@]}" -y "$TMP/fpm.conf" -F & FPM_PID=$!
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$FPM_PORT") 2>/dev/null && break; sleep 0.1; done
+
+req() { # action [sid]
+  env -i REQUEST_METHOD=GET SCRIPT_FILENAME="$ROOT/tests/php/fpm/app.php" SCRIPT_NAME=/app.php \
+    FAE_SERVERS="127.0.0.1:$MC_PORT" FAE_ACTION="$1" FAE_SID="${2:-}" \
+    cgi-fcgi -bind -connect "127.0.0.1:$FPM_PORT" 2>/dev/null | tr -d '\r' | sed '1,/^$/d'
+}
+stat() { php -n -r '$c=stream_socket_client("tcp://127.0.0.1:'"$MC_PORT"'");fwrite($c,"stats\r\n");while(($l=fgets($c))!==false){$l=rtrim($l);if($l==="END")break;$p=explode(" ",$l);if($p[1]==="'"$1"'")echo $p[2];}'; }
+
+BASE_CONN=$(stat curr_connections)
+: > "$TMP/out"
+for i in $(seq 500); do req counter >> "$TMP/out"; done
+N_OK=$(grep -c '"check":true' "$TMP/out")
+check '[ "$N_OK" -eq 500 ]' "500 requests answered correctly ($N_OK)"
+LAST=$(tail -1 "$TMP/out" | php -n -r 'echo json_decode(stream_get_contents(STDIN))->n;')
+check '[ "$LAST" -eq 500 ]' "counter is 500 after 500 requests ($LAST)"
+PIDS=$(php -n -r 'foreach(file($argv[1]) as $l){$j=json_decode($l);$p[$j->pid]=1;} echo count($p);' "$TMP/out")
+check '[ "$PIDS" -eq 4 ]' "4 workers served ($PIDS)"
+PRISTINE=$(grep -c '"pristine":true' "$TMP/out")
+check '[ "$PRISTINE" -le 4 ]' "one client per worker, reused across requests (pristine $PRISTINE times)"
+CONN=$(stat curr_connections); TOTAL=$(stat total_connections)
+check '[ $((CONN - BASE_CONN)) -le 8 ]' "curr_connections bounded: $BASE_CONN before, $CONN after 500 requests"
+check '[ "$TOTAL" -le 20 ]' "connections reused: total_connections $TOTAL for 500 requests"
+echo "fpm: 500 requests, 4 workers, curr_connections $BASE_CONN -> $CONN, total_connections $TOTAL"
+
+# Restart the workers (graceful reload: the master forks new ones); values stay correct.
+kill -USR2 "$FPM_PID"; sleep 1
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$FPM_PORT") 2>/dev/null && break; sleep 0.1; done
+: > "$TMP/out2"
+for i in $(seq 40); do req counter >> "$TMP/out2"; done
+check '[ "$(grep -c "\"check\":true" "$TMP/out2")" -eq 40 ]' "correct after restart"
+LAST=$(tail -1 "$TMP/out2" | php -n -r 'echo json_decode(stream_get_contents(STDIN))->n;')
+check '[ "$LAST" -eq 540 ]' "counter continues after restart ($LAST)"
+NEWPIDS=$(php -n -r 'foreach(file($argv[1]) as $l){$p[json_decode($l)->pid]=1;} foreach(file($argv[2]) as $l){ if(isset($p[json_decode($l)->pid])) { echo "reused"; exit; } } echo "new";' "$TMP/out" "$TMP/out2")
+check '[ "$NEWPIDS" = new ]' "restart forked new workers"
+
+# Concurrent requests on one session id: the lock serializes them, no increment is lost.
+SID="fpmsess$RANDOM"
+RPIDS=()
+for i in $(seq 24); do req session "$SID" > "$TMP/s$i" & RPIDS+=($!); done
+wait "${RPIDS[@]}"
+FINAL=$(req session "$SID" | php -n -r 'echo json_decode(stream_get_contents(STDIN))->n;')
+check '[ "$FINAL" -eq 25 ]' "24 concurrent session requests + 1: n = 25 ($FINAL)"
+
+# A fatal error mid-request releases the session lock (no 2 s wait for the next request).
+SID2="fpmfatal$RANDOM"
+req fatal "$SID2" > /dev/null
+START=$(date +%s%N)
+N=$(req session "$SID2" | php -n -r 'echo json_decode(stream_get_contents(STDIN))->n;')
+MS=$(( ($(date +%s%N) - START) / 1000000 ))
+check '[ "$N" -ge 1 ] && [ "$MS" -lt 1500 ]' "lock released after a fatal error (next request in ${MS} ms)"
+
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]

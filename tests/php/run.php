@@ -1,0 +1,294 @@
+<?php
+// The PHP extension's tests against real memcached. Run:
+//   php -n -d extension=igbinary -d extension=msgpack -d extension=memcached \
+//       -d extension=$PWD/target/debug/libfae_php.so tests/php/run.php
+// (php-memcached and its igbinary/msgpack dependencies are optional: the interop tests run
+// only when the Memcached class is loaded.) Prints "N passed, N failed".
+require __DIR__ . '/lib.php';
+use Fae\Client;
+
+if (!extension_loaded('fae')) { fwrite(STDERR, "the fae extension is not loaded\n"); exit(2); }
+$root = dirname(__DIR__, 2);
+
+$mc = new Memcached_Process(['-I', '2m']);
+$mc2 = new Memcached_Process(['-I', '2m']);
+$m = new Client(null, ['servers' => [$mc->addr()]]);
+
+test('types round trip', function () use ($m) {
+    $obj = new stdClass; $obj->a = 1;
+    $cases = ['s' => 'hello', 'empty' => '', 'bin' => "\x00\xff\r\n", 'i' => 42, 'neg' => -7, 'max' => PHP_INT_MAX,
+              'd' => 1.5, 'tiny' => 0.1, 'inf' => INF, 'ninf' => -INF, 'nan' => NAN, 't' => true, 'f' => false,
+              'arr' => [1, 'two' => [3]], 'null' => null, 'obj' => $obj];
+    foreach ($cases as $k => $v) {
+        eq($m->set("t:$k", $v), true, "set $k");
+        $got = $m->get("t:$k");
+        if (is_object($v)) { check($got == $v, "get $k"); } else { eq($got, $v, "get $k"); }
+    }
+    eq($m->get('t:absent'), false, 'miss is false');
+    eq($m->getResultCode(), Client::RES_NOTFOUND, 'miss code');
+    eq($m->getResultMessage(), 'NOT FOUND', 'miss message');
+});
+
+test('constants match php-memcached', function () {
+    eq(Client::OPT_LIBKETAMA_COMPATIBLE, 16, 'OPT_LIBKETAMA_COMPATIBLE');
+    eq(Client::OPT_PREFIX_KEY, -1002, 'OPT_PREFIX_KEY');
+    eq(Client::RES_PAYLOAD_FAILURE, -1001, 'RES_PAYLOAD_FAILURE');
+    eq(Client::GET_EXTENDED, 2, 'GET_EXTENDED');
+    if (class_exists('Memcached')) {
+        $r = new ReflectionClass('Memcached'); $ours = new ReflectionClass(Client::class);
+        $same = 0; $diff = [];
+        foreach ($r->getConstants() as $name => $v) {
+            if (!$ours->hasConstant($name)) continue;
+            if ($ours->getConstant($name) === $v || str_starts_with($name, 'HAVE_')) $same++; else $diff[] = $name;
+        }
+        eq($diff, [], 'constants shared with Memcached have the same values');
+        check($same > 100, "at least 90 shared constants ($same)");
+    }
+});
+
+test('commands', function () use ($m) {
+    $m->setOption(Client::OPT_COMPRESSION, false);
+    eq($m->add('c:a', 'x'), true, 'add');
+    eq($m->add('c:a', 'y'), false, 'add existing');
+    eq($m->getResultCode(), Client::RES_NOTSTORED, 'add existing code');
+    eq($m->replace('c:none', 'y'), false, 'replace missing');
+    eq($m->replace('c:a', 'z'), true, 'replace');
+    eq($m->append('c:a', '>'), true, 'append');
+    eq($m->prepend('c:a', '<'), true, 'prepend');
+    eq($m->get('c:a'), '<z>', 'after append/prepend');
+    $x = $m->get('c:a', null, Client::GET_EXTENDED);
+    check(is_array($x) && $x['value'] === '<z>' && $x['cas'] > 0, 'GET_EXTENDED');
+    eq($m->cas($x['cas'], 'c:a', 'new'), true, 'cas');
+    eq($m->cas($x['cas'], 'c:a', 'newer'), false, 'stale cas');
+    eq($m->getResultCode(), Client::RES_DATA_EXISTS, 'stale cas code');
+    eq($m->touch('c:a', 100), true, 'touch');
+    eq($m->touch('c:none', 100), false, 'touch missing');
+    eq($m->delete('c:a'), true, 'delete');
+    eq($m->delete('c:a'), false, 'delete missing');
+    eq($m->getResultCode(), Client::RES_NOTFOUND, 'delete missing code');
+    eq($m->increment('c:n'), false, 'incr missing');
+    eq($m->increment('c:n', 5, 100, 60), 100, 'incr with initial creates');
+    eq($m->increment('c:n', 5, 100, 60), 105, 'incr');
+    eq($m->decrement('c:n', 200), 0, 'decr floors at 0');
+    eq($m->decrement('c:m', 1, 7), 7, 'decr with initial');
+    $m->setOption(Client::OPT_COMPRESSION, true);
+    eq($m->append('c:m', 'x'), null, 'append with compression on is refused like php-memcached');
+    try { $m->increment('c:n', -1); check(false, 'negative offset throws'); } catch (ValueError $e) { check(true, 'negative offset throws'); }
+    eq($m->setMulti(['m1' => 1, 'm2' => 'two', 'm3' => [3]], 60), true, 'setMulti');
+    eq($m->getMulti(['m3', 'nope', 'm1', 'm2']), ['m3' => [3], 'm1' => 1, 'm2' => 'two'], 'getMulti in request order');
+    eq($m->getMulti(['m1', 'nope'], Client::GET_PRESERVE_ORDER), ['m1' => 1, 'nope' => null], 'GET_PRESERVE_ORDER');
+    $ext = $m->getMulti(['m1'], Client::GET_EXTENDED);
+    check(isset($ext['m1']['cas']) && $ext['m1']['value'] === 1, 'getMulti GET_EXTENDED');
+    eq($m->deleteMulti(['m1', 'nope']), ['m1' => true, 'nope' => Client::RES_NOTFOUND], 'deleteMulti');
+    eq($m->set('123', 'numeric key'), true, 'numeric key');
+    eq($m->getMulti([123]), [123 => 'numeric key'], 'numeric key in getMulti');
+});
+
+test('bad input', function () use ($m) {
+    eq($m->set('has space', 1), false, 'key with space');
+    eq($m->getResultCode(), Client::RES_BAD_KEY_PROVIDED, 'bad key code');
+    eq($m->get(str_repeat('k', 251)), false, 'long key');
+    eq($m->get(''), false, 'empty key');
+    eq($m->set("a\r\nset evil 0 0 1", 1), false, 'injection key');
+    eq($m->get('evil'), false, 'nothing injected');
+    $m->setOption(Client::OPT_COMPRESSION, false);
+    eq($m->set('big', random_bytes(2 * 1024 * 1024)), false, 'over max_value_size');
+    eq($m->getResultCode(), Client::RES_E2BIG, 'E2BIG');
+    $m->setOption(Client::OPT_COMPRESSION, true);
+    eq($m->setOption(Client::OPT_BINARY_PROTOCOL, true), false, 'binary protocol refused');
+    eq($m->getResultCode(), Client::RES_NOT_SUPPORTED, 'unsupported code');
+    check(str_contains($m->getResultMessage(), 'binary protocol'), 'unsupported message says why');
+    eq($m->setOption(Client::OPT_BINARY_PROTOCOL, false), true, 'default value accepted');
+    eq($m->setOption(Client::OPT_DISTRIBUTION, 3), false, 'random distribution refused');
+    eq($m->setOption(12345, 1), false, 'unknown option');
+    eq($m->setOption(Client::OPT_USER_FLAGS, 70000), false, 'user flags range');
+    try { new Client(null, ['servers' => ['127.0.0.1:1'], 'nope' => 1]); check(false, 'bad config throws'); }
+    catch (Fae\Exception $e) { check(str_contains($e->getMessage(), 'nope'), 'bad config names the key'); }
+    try { $m->routeFor('k', 'explode'); check(false, 'bad op throws'); } catch (Fae\Exception $e) { check(true, 'bad op throws'); }
+    try { $m->set([], 1); check(false, 'array key throws'); } catch (TypeError $e) { check(true, 'array key TypeError'); }
+    $e = new Client();
+    eq($e->get('x'), false, 'no servers');
+    eq($e->getResultCode(), Client::RES_NO_SERVERS, 'no servers code');
+    eq($m->get('m2'), 'two', 'nothing lost after bad input');
+});
+
+test('dead server fails fast with a code', function () {
+    $port = free_port();
+    $d = new Client(null, ['servers' => ["127.0.0.1:$port"], 'timeouts' => ['connect_ms' => 100, 'io_ms' => 200]]);
+    $t = microtime(true);
+    eq($d->set('k', 1), false, 'set on dead server');
+    check(in_array($d->getResultCode(), [Client::RES_CONNECTION_FAILURE, Client::RES_TIMEOUT, Client::RES_SERVER_TEMPORARILY_DISABLED], true), 'dead server code ' . $d->getResultCode());
+    check(microtime(true) - $t < 1.0, 'bounded');
+    eq($d->getMulti(['a', 'b']), false, 'getMulti all failed');
+});
+
+test('ByKey and prefix', function () use ($mc, $mc2) {
+    $c = new Client(null, ['servers' => [$mc->addr(), $mc2->addr()]]);
+    $a = new Client(); $a->addServer('127.0.0.1', $mc->port);
+    $b = new Client(); $b->addServer('127.0.0.1', $mc2->port);
+    eq($c->setByKey('group', 'bk', 'v'), true, 'setByKey');
+    $srv = $c->getServerByKey('group');
+    $home = $srv['port'] === $mc->port ? $a : $b;
+    eq($home->get('bk'), 'v', 'stored on the server key server');
+    eq($c->getByKey('group', 'bk'), 'v', 'getByKey');
+    eq($c->getMultiByKey('group', ['bk']), ['bk' => 'v'], 'getMultiByKey');
+    eq($c->incrementByKey('group', 'bn', 1, 5), 5, 'incrementByKey initial');
+    eq($c->deleteByKey('group', 'bk'), true, 'deleteByKey');
+    $c->setOption(Client::OPT_PREFIX_KEY, 'app:');
+    eq($c->set('p', 'pv'), true, 'prefixed set');
+    $plain = new Client(null, ['servers' => [$mc->addr(), $mc2->addr()]]);
+    eq($plain->get('app:p'), 'pv', 'prefix is part of the stored key');
+    eq($c->getServerByKey('p'), $plain->getServerByKey('p'), 'prefix is not hashed');
+    eq($c->getMulti(['p']), ['p' => 'pv'], 'prefixed getMulti returns unprefixed keys');
+    eq($c->getOption(Client::OPT_PREFIX_KEY), 'app:', 'getOption prefix');
+});
+
+test('persistent clients', function () use ($mc) {
+    $a = new Client('pool1');
+    check($a->isPersistent() && $a->isPristine(), 'first is pristine');
+    if (!count($a->getServerList())) $a->addServer('127.0.0.1', $mc->port);
+    $b = new Client('pool1');
+    check(!$b->isPristine(), 'second reuses');
+    eq(count($b->getServerList()), 1, 'servers shared');
+    eq($b->set('pk', 1), true, 'works');
+    check(!(new Client())->isPersistent(), 'no id: not persistent');
+});
+
+test('stats, version, flush, quit', function () use ($m, $mc) {
+    $s = $m->getStats();
+    check(isset($s[$mc->addr()]['pid']) && is_int($s[$mc->addr()]['pid']), 'getStats');
+    check(isset($m->getStats('settings')[$mc->addr()]['maxbytes']), 'getStats settings');
+    check(str_starts_with($m->getVersion()[$mc->addr()], '1.'), 'getVersion');
+    eq($m->routeFor('x', 'set'), [$mc->addr()], 'routeFor');
+    eq($m->quit(), true, 'quit');
+    eq($m->set('after-quit', 1), true, 'reconnects after quit');
+    eq($m->flush(), true, 'flush');
+    eq($m->get('after-quit'), false, 'flushed');
+});
+
+test('placement equals the golden vectors', function () use ($root) {
+    $servers = ['127.0.0.1:21211', '127.0.0.1:21212', '127.0.0.1:21213', '127.0.0.1:21214'];
+    $files = [
+        'php-memcached-default.csv' => [[], [1, 1, 1, 1]],
+        'libmemcached.csv' => [[Client::OPT_LIBKETAMA_COMPATIBLE => true], [1, 1, 1, 1]],
+        'libmemcached_w1234.csv' => [[Client::OPT_LIBKETAMA_COMPATIBLE => true], [1, 2, 3, 4]],
+        'libmemcached-ketama.csv' => [[Client::OPT_DISTRIBUTION => Client::DISTRIBUTION_CONSISTENT], [1, 1, 1, 1]],
+    ];
+    foreach ($files as $file => [$opts, $weights]) {
+        $c = new Client();
+        eq($c->setOptions($opts), true, "$file options");
+        foreach ($servers as $i => $s) $c->addServer('127.0.0.1', (int)substr($s, -5), $weights[$i]);
+        $rows = array_map('str_getcsv', array_slice(file("$root/tests/placement/$file", FILE_IGNORE_NEW_LINES), 1));
+        $bad = 0;
+        foreach ($rows as [$key, $want]) {
+            $got = $c->getServerByKey($key);
+            if ("{$got['host']}:{$got['port']}" !== $want) $bad++;
+        }
+        eq($bad, 0, "$file: " . count($rows) . ' keys');
+    }
+    if (class_exists('Memcached')) {
+        // Combinations no golden file has: compare with php-memcached itself.
+        $combos = [
+            [Memcached::OPT_HASH => Memcached::HASH_MD5],
+            [Memcached::OPT_HASH => Memcached::HASH_FNV1A_32, Memcached::OPT_DISTRIBUTION => Memcached::DISTRIBUTION_CONSISTENT],
+            [Memcached::OPT_LIBKETAMA_COMPATIBLE => true, Memcached::OPT_DISTRIBUTION => Memcached::DISTRIBUTION_CONSISTENT],
+            [Memcached::OPT_DISTRIBUTION => Memcached::DISTRIBUTION_CONSISTENT, Memcached::OPT_LIBKETAMA_COMPATIBLE => true],
+            [Memcached::OPT_HASH => Memcached::HASH_CRC],
+            [Memcached::OPT_HASH => Memcached::HASH_MURMUR, Memcached::OPT_DISTRIBUTION => Memcached::DISTRIBUTION_CONSISTENT],
+        ];
+        foreach ($combos as $i => $opts) {
+            $p = new Memcached(); $f = new Client();
+            $p->setOptions($opts); eq($f->setOptions($opts), true, "combo $i options");
+            foreach ($servers as $s) { $p->addServer('127.0.0.1', (int)substr($s, -5)); $f->addServer('127.0.0.1', (int)substr($s, -5)); }
+            $bad = 0;
+            for ($k = 0; $k < 2000; $k++) {
+                $a = $p->getServerByKey("key:$k"); $b = $f->getServerByKey("key:$k");
+                if ($a['port'] !== $b['port']) $bad++;
+            }
+            eq($bad, 0, "combo $i equals php-memcached on 2000 keys");
+        }
+    }
+});
+
+test('interop with php-memcached', function () use ($mc) {
+    if (!class_exists('Memcached')) { fwrite(STDERR, "skip: php-memcached not loaded\n"); return; }
+    $obj = new stdClass; $obj->x = [1, 2];
+    $values = ['str' => 'héllo', 'bin' => "\0\1\2", 'long' => 123456789, 'neg' => -5, 'double' => 3.25, 'tiny' => 0.1,
+               'true' => true, 'false' => false, 'arr' => ['a' => [1, 2.5, 'x']], 'obj' => $obj, 'null' => null,
+               'txt4k' => str_repeat('lorem ipsum ', 400), 'txt1m' => str_repeat('0123456789abcdef', 65536),
+               'arr64k' => array_fill(0, 5000, 'value')];
+    $serializers = [Memcached::SERIALIZER_PHP, Memcached::SERIALIZER_JSON_ARRAY];
+    if (Memcached::HAVE_IGBINARY && Fae\have_serializer('igbinary')) $serializers[] = Memcached::SERIALIZER_IGBINARY;
+    if (Memcached::HAVE_MSGPACK && Fae\have_serializer('msgpack')) $serializers[] = Memcached::SERIALIZER_MSGPACK;
+    foreach ([Memcached::COMPRESSION_FASTLZ, Memcached::COMPRESSION_ZLIB] as $ct) {
+        foreach ($serializers as $ser) {
+            $p = new Memcached(); $p->addServer('127.0.0.1', $mc->port);
+            $f = new Client(); $f->addServer('127.0.0.1', $mc->port);
+            foreach ([$p, $f] as $c) {
+                $c->setOption(Memcached::OPT_COMPRESSION_TYPE, $ct);
+                $c->setOption(Memcached::OPT_SERIALIZER, $ser);
+                $c->setOption(Memcached::OPT_USER_FLAGS, 7);
+            }
+            foreach ($values as $k => $v) {
+                if ($ser === Memcached::SERIALIZER_JSON_ARRAY && is_object($v)) continue;
+                $tag = "ct$ct ser$ser $k";
+                check($p->set("io:$k", $v), "php-memcached set $tag");
+                $got = $f->get("io:$k", null, Client::GET_EXTENDED);
+                check(is_array($got) && $got['value'] == $v && gettype($got['value']) === gettype($v), "php-memcached → fae $tag");
+                check(is_array($got) && $got['flags'] === 7, "user flags php-memcached → fae $tag");
+                check($f->set("io:$k", $v), "fae set $tag");
+                $back = $p->get("io:$k", null, Memcached::GET_EXTENDED);
+                check(is_array($back) && $back['value'] == $v && gettype($back['value']) === gettype($v), "fae → php-memcached $tag");
+                check(is_array($back) && $back['flags'] === 7, "user flags fae → php-memcached $tag");
+            }
+            // Compressed for real, same flags word.
+            $p->set('io:probe', $values['txt1m']);
+            $raw = new Client(); $raw->addServer('127.0.0.1', $mc->port);
+        }
+    }
+    // The flag bits on the wire are php-memcached's (compressed string = type 0 | 0x10 | algo).
+    $p = new Memcached(); $p->addServer('127.0.0.1', $mc->port);
+    $p->setOption(Memcached::OPT_COMPRESSION_TYPE, Memcached::COMPRESSION_ZLIB);
+    $p->set('io:flags', str_repeat('z', 5000));
+    $f = new Client(); $f->addServer('127.0.0.1', $mc->port); $f->setOption(Client::OPT_COMPRESSION_TYPE, Client::COMPRESSION_ZLIB);
+    $f->set('io:flags2', str_repeat('z', 5000));
+    $c = stream_socket_client('tcp://' . $mc->addr());
+    fwrite($c, "mg io:flags f\r\nmg io:flags2 f\r\n");
+    eq(trim(fgets($c)), 'HD f48', 'php-memcached zlib flags');
+    eq(trim(fgets($c)), 'HD f48', 'fae zlib flags identical');
+});
+
+test('session handler (CLI)', function () use ($mc, $mc2) {
+    $h = new Fae\SessionHandler(null, ['servers' => [$mc->addr()]], ['lock_wait_min' => 10, 'lock_wait_max' => 20, 'lock_retries' => 3]);
+    check($h instanceof SessionHandlerInterface && $h instanceof SessionUpdateTimestampHandlerInterface, 'interfaces');
+    eq($h->open('', 'PHPSESSID'), true, 'open');
+    eq($h->read('sid1'), '', 'empty session');
+    eq($h->write('sid1', 'a|i:1;'), true, 'write');
+    eq($h->close(), true, 'close');
+    $h2 = new Fae\SessionHandler(null, ['servers' => [$mc->addr()]], ['lock_wait_min' => 10, 'lock_wait_max' => 20, 'lock_retries' => 3]);
+    $h2->open('', 'PHPSESSID');
+    eq($h2->read('sid1'), 'a|i:1;', 'read back');
+    // While h2 holds the lock, another handler cannot read.
+    $h3 = new Fae\SessionHandler(null, ['servers' => [$mc->addr()]], ['lock_wait_min' => 10, 'lock_wait_max' => 20, 'lock_retries' => 3]);
+    $h3->open('', 'PHPSESSID');
+    $t = microtime(true);
+    try { $h3->read('sid1'); check(false, 'locked read fails'); } catch (Fae\Exception $e) { check(str_contains($e->getMessage(), 'lock'), 'locked read fails: ' . $e->getMessage()); }
+    check(microtime(true) - $t < 1.0, 'lock wait bounded');
+    $h2->close();
+    eq($h3->read('sid1'), 'a|i:1;', 'lock released on close');
+    eq($h3->validateId('sid1'), true, 'validateId');
+    eq($h3->updateTimestamp('sid1', ''), true, 'updateTimestamp');
+    eq($h3->destroy('sid1'), true, 'destroy');
+    eq($h3->validateId('sid1'), false, 'destroyed');
+    // Save path form, as session.save_path gives it.
+    $h4 = new Fae\SessionHandler();
+    eq($h4->open($mc->addr() . ',' . $mc2->addr(), 'PHPSESSID'), true, 'open with save_path');
+    unset($h3);
+    // Freed without close (what a fatal error leaves): the lock goes with it.
+    $h5 = new Fae\SessionHandler(null, ['servers' => [$mc->addr()]]); $h5->open('', 'x'); $h5->read('sid2'); unset($h5);
+    $h6 = new Fae\SessionHandler(null, ['servers' => [$mc->addr()]], ['lock_retries' => 1]); $h6->open('', 'x');
+    eq($h6->read('sid2'), '', 'lock released when the handler is freed');
+});
+
+$mc->stop(); $mc2->stop();
+finish();
