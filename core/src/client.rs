@@ -991,12 +991,26 @@ impl PoolRoute {
         cas: bool,
         touch: Option<u32>,
     ) -> Result<Vec<Result<Option<Item>>>> {
+        self.fetch_multi(keys, keys, cas, touch)
+    }
+
+    /// Fetch `keys`, each from the server its `server_keys` entry maps to (the same slice for
+    /// ordinary calls; a different one for libmemcached's `*_by_key`). Results are aligned with
+    /// `keys`. Caller errors come before any I/O.
+    fn fetch_multi(
+        &self,
+        keys: &[&[u8]],
+        server_keys: &[&[u8]],
+        cas: bool,
+        touch: Option<u32>,
+    ) -> Result<Vec<Result<Option<Item>>>> {
         for k in keys {
             self.check_key(k)?;
         }
         let deadline = self.deadline();
         let groups = self.group(
-            keys.iter()
+            server_keys
+                .iter()
                 .enumerate()
                 .map(|(i, k)| (i, self.dest_index(k))),
         );
@@ -1011,12 +1025,10 @@ impl PoolRoute {
             })
             .collect();
         self.exchange_many(&mut work, deadline);
-        for (d, b) in &work {
-            b.count_hits(&self.dests[*d]);
-        }
         let mut out: Vec<Result<Option<Item>>> = Vec::with_capacity(keys.len());
         out.resize_with(keys.len(), || Ok(None));
-        for (_, b) in work {
+        for (d, b) in work {
+            b.count_hits(&self.dests[d]);
             for (slot, r) in b.slots.into_iter().zip(b.results) {
                 out[slot] = r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)));
             }
@@ -1874,37 +1886,10 @@ impl PoolRoute {
                 "get_multi_routed: keys and server_keys differ in length",
             ));
         }
-        for (k, s) in keys.iter().zip(server_keys) {
-            self.check_key(k)?;
+        for s in server_keys {
             self.check_key(s)?;
         }
-        let deadline = self.deadline();
-        let groups = self.group(
-            server_keys
-                .iter()
-                .enumerate()
-                .map(|(i, k)| (i, self.dest_index(k))),
-        );
-        let mut work: Vec<(usize, GetBatch<'_>)> = groups
-            .into_iter()
-            .map(|(d, positions)| {
-                let mut b = GetBatch::new(self.protocol, cas, None);
-                for p in positions {
-                    b.push(keys[p], p);
-                }
-                (d, b)
-            })
-            .collect();
-        self.exchange_many(&mut work, deadline);
-        let mut out: Vec<Result<Option<Item>>> = Vec::with_capacity(keys.len());
-        out.resize_with(keys.len(), || Ok(None));
-        for (d, b) in work {
-            b.count_hits(&self.dests[d]);
-            for (slot, r) in b.slots.into_iter().zip(b.results) {
-                out[slot] = r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)));
-            }
-        }
-        Ok(out)
+        self.fetch_multi(keys, server_keys, cas, None)
     }
 }
 
