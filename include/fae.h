@@ -154,9 +154,19 @@ const char *fae_version(void);
 // pointer.
 fae_result fae_client_new(const fae_config *config, fae_client **client_out);
 
-// Close the client: later calls on it fail with `FAE_RESULT_CLIENT_CLOSED`; idle connections
-// are closed now, connections in use when their requests finish. The handle stays valid
-// until `fae_client_free`.
+// Replace the client's configuration atomically: requests in flight finish on the old one;
+// servers whose address and settings are unchanged keep their warm connections and breaker
+// state. A config that cannot be applied returns its error (detail in
+// `fae_last_error_message`) and the old configuration stays in force. The client does not
+// keep `config`; free it as usual. Thread-safe.
+//
+// # Safety
+// `client` and `config` must be NULL or live handles.
+fae_result fae_client_reload(const fae_client *client, const fae_config *config);
+
+// Close the client gracefully: later calls fail with `FAE_RESULT_CLIENT_CLOSED` at once;
+// requests already running may finish (for at most twice the io timeout), then every
+// connection is closed. The handle stays valid until `fae_client_free`.
 //
 // # Safety
 // `client` must be NULL or a live `fae_client`.

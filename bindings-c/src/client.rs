@@ -85,9 +85,30 @@ pub unsafe extern "C" fn fae_client_new(
     }
 }
 
-/// Close the client: later calls on it fail with `FAE_RESULT_CLIENT_CLOSED`; idle connections
-/// are closed now, connections in use when their requests finish. The handle stays valid
-/// until `fae_client_free`.
+/// Replace the client's configuration atomically: requests in flight finish on the old one;
+/// servers whose address and settings are unchanged keep their warm connections and breaker
+/// state. A config that cannot be applied returns its error (detail in
+/// `fae_last_error_message`) and the old configuration stays in force. The client does not
+/// keep `config`; free it as usual. Thread-safe.
+///
+/// # Safety
+/// `client` and `config` must be NULL or live handles.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn fae_client_reload(
+    client: *const fae_client,
+    config: *const fae_config,
+) -> fae_result {
+    ffi_panic_boundary! {
+        let client = try_ref_from_ptr!(client);
+        let config = try_ref_from_ptr!(config);
+        try_core!(client.reload(config));
+        fae_result::Ok
+    }
+}
+
+/// Close the client gracefully: later calls fail with `FAE_RESULT_CLIENT_CLOSED` at once;
+/// requests already running may finish (for at most twice the io timeout), then every
+/// connection is closed. The handle stays valid until `fae_client_free`.
 ///
 /// # Safety
 /// `client` must be NULL or a live `fae_client`.

@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -1302,12 +1302,33 @@ impl PoolRoute {
     }
 }
 
+/// The route a request runs on, counted as in flight until dropped.
+struct Active<'a> {
+    inner: &'a Inner,
+    route: arc_swap::Guard<Arc<PoolRoute>>,
+}
+
+impl std::ops::Deref for Active<'_> {
+    type Target = PoolRoute;
+    fn deref(&self) -> &PoolRoute {
+        &self.route
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.inner.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// What a client shares with the supervisor: the current route, swapped atomically on reload,
 /// and everything that outlives a reload.
 #[derive(Debug)]
 struct Inner {
     route: ArcSwap<PoolRoute>,
     closed: AtomicBool,
+    /// Requests between `Client::route` and their end (graceful close waits for them).
+    in_flight: AtomicUsize,
     background: bool,
     exporter: Option<Exporter>,
     /// The config file to watch (`Config::from_file`), its last seen (mtime, size) stamp.
@@ -1464,7 +1485,10 @@ impl Inner {
 }
 
 impl Maintain for Inner {
-    fn maintain(&self) {
+    fn maintain(&self) -> bool {
+        if self.closed.load(Ordering::Relaxed) {
+            return false;
+        }
         for d in &self.route.load().dests {
             d.maintain();
         }
@@ -1472,9 +1496,9 @@ impl Maintain for Inner {
             e.tick(&|| self.stats());
         }
         self.watch_source();
+        true
     }
 }
-
 impl Client {
     /// Build a client. Dials nothing: connections are made on first use, and no thread starts
     /// before the first request. A client built from [`Config::from_file`] watches that file
@@ -1486,6 +1510,7 @@ impl Client {
         let inner = Arc::new(Inner {
             route: ArcSwap::from_pointee(route),
             closed: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
             background,
             exporter: Exporter::new(
                 config.stats.listen.clone(),
@@ -1528,18 +1553,21 @@ impl Client {
         self.inner.reload(config)
     }
 
-    /// Every request starts here: refuse work once closed, make sure background health work
-    /// runs in this process (the supervisor starts on first use, and again in a forked child)
-    /// or do it inline when `background` is off, and take the current route.
-    fn route(&self) -> Result<arc_swap::Guard<Arc<PoolRoute>>> {
+    fn route(&self) -> Result<Active<'_>> {
         let inner = &*self.inner;
-        if inner.closed.load(Ordering::Relaxed) {
+        inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        let active = Active {
+            inner,
+            route: inner.route.load(),
+        };
+        // Checked after counting: a close() that saw no request in flight has already set it.
+        if inner.closed.load(Ordering::Acquire) {
             return Err(Error::with_detail(Reason::Closed, "the client is closed"));
         }
         if inner.background {
             supervisor::ensure_running();
         } else {
-            for d in &inner.route.load().dests {
+            for d in &active.route.dests {
                 d.maintain_if_due();
             }
             if let Some(e) = &inner.exporter {
@@ -1547,9 +1575,8 @@ impl Client {
             }
             inner.watch_source();
         }
-        Ok(inner.route.load())
+        Ok(active)
     }
-
     /// A snapshot of the client's health and counters, as JSON:
     /// `{"pools": {name: {...}}, "destinations": {"host:port": {"state": "closed", "requests": n,
     /// "errors": {"timeout": n}, "latency": {...}, "open_connections": n, ...}},
@@ -1564,15 +1591,29 @@ impl Client {
         crate::stats::render_prometheus(&self.stats())
     }
 
-    /// Close the client: later calls fail with `closed`; idle connections are closed now and
-    /// connections in use are closed when their requests finish.
+    /// Close the client: [`Client::close_within`] with a grace of twice `io_ms`. Later calls
+    /// fail with `closed`.
     pub fn close(&self) {
-        self.inner.closed.store(true, Ordering::Relaxed);
-        for d in &self.inner.route.load().dests {
-            d.close_idle();
-        }
+        self.close_within(self.inner.route.load().io_timeout * 2);
     }
 
+    /// Close gracefully: new requests fail with `closed` at once; requests in flight may
+    /// finish, for at most `grace`; then every connection is closed (idle ones now, those of
+    /// requests still running as they come back), and the supervisor forgets this client (its
+    /// thread exits when no client is left). Returns true if no request was still running.
+    pub fn close_within(&self, grace: Duration) -> bool {
+        let inner = &*self.inner;
+        inner.closed.store(true, Ordering::Release);
+        let deadline = Instant::now() + grace;
+        while inner.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let drained = inner.in_flight.load(Ordering::Acquire) == 0;
+        for d in &inner.route.load().dests {
+            d.shut();
+        }
+        drained
+    }
     /// Has [`Client::close`] been called?
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Relaxed)

@@ -21,7 +21,8 @@ use crate::pool::fork;
 
 /// Something with periodic background work.
 pub(crate) trait Maintain: Send + Sync {
-    fn maintain(&self);
+    /// Do the due work. `false`: this client is closed; drop it from the registry.
+    fn maintain(&self) -> bool;
 }
 
 /// How often the thread wakes. Probe and heartbeat schedules are kept by each destination;
@@ -96,8 +97,15 @@ fn run(generation: u64) {
             }
             reg.iter().filter_map(Weak::upgrade).collect()
         };
-        for c in &clients {
-            c.maintain();
+        let closed: Vec<*const ()> = clients
+            .iter()
+            .filter(|c| !c.maintain())
+            .map(|c| Arc::as_ptr(c) as *const ())
+            .collect();
+        if !closed.is_empty() {
+            REGISTRY
+                .lock()
+                .retain(|w| !closed.contains(&(w.as_ptr() as *const ())));
         }
     }
 }

@@ -603,3 +603,45 @@ fn a_huge_multi_get_line_is_answered_whole() {
         }
     }
 }
+
+/// Graceful close: a request already running finishes; new ones fail at once with `closed`;
+/// then every connection is closed, including the one that request comes back with.
+#[test]
+fn close_lets_in_flight_requests_finish_then_closes_everything() {
+    let mc = Memcached::start();
+    let proxy = FaultProxy::start(&mc.addr());
+    let c = Arc::new(
+        Client::new(&config(
+            &[proxy.addr()],
+            "meta",
+            r#", "max_connections": 2"#,
+        ))
+        .unwrap(),
+    );
+    c.set(b"k", b"v", 0, 0).unwrap();
+    c.set(b"k2", b"v2", 0, 0).unwrap();
+    proxy.set_fault(Fault::Delay(Duration::from_millis(150)));
+    let slow = {
+        let c = Arc::clone(&c);
+        std::thread::spawn(move || c.get(b"k"))
+    };
+    std::thread::sleep(Duration::from_millis(30)); // the get is now waiting on the delayed reply
+    let t = Instant::now();
+    let drained = c.close_within(Duration::from_secs(1));
+    assert!(
+        drained,
+        "the in-flight request finished within the grace period"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(80),
+        "close waited for it: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        slow.join().unwrap().unwrap().unwrap().value,
+        b"v",
+        "it got its answer"
+    );
+    assert_eq!(c.get(b"k2").unwrap_err().reason(), Reason::Closed);
+    assert_eq!(c.connection_counts()[0].1, 0, "every connection closed");
+}

@@ -613,6 +613,19 @@ static void test_route_and_servers(const fae_client *c, const char *live1, const
   CHECK_RC(fae_client_version(c, small, sizeof small, &n), FAE_RESULT_INSUFFICIENT_SIZE);
   CHECK_RC(fae_client_version(c, buf, sizeof buf, NULL), FAE_RESULT_NULL_PARAMETER);
 
+  /* reload: the same servers in another mode is accepted; a NULL config is not */
+  {
+    fae_config *again = NULL;
+    char cfg[512];
+    snprintf(cfg, sizeof cfg, "{\"servers\": [\"%s\", \"%s\"], \"mode\": \"jump\"}", live1, live2);
+    CHECK_RC(fae_config_from_json(K(cfg), &again), FAE_RESULT_OK);
+    CHECK_RC(fae_client_reload(c, again), FAE_RESULT_OK);
+    fae_config_free(again);
+    CHECK_RC(fae_client_reload(c, NULL), FAE_RESULT_NULL_PARAMETER);
+    CHECK_RC(fae_client_servers(c, buf, sizeof buf, &n), FAE_RESULT_OK);
+    CHECK(n > 0);
+  }
+
   /* stats: ask for the size, then read a JSON snapshot naming each server and its state */
   {
     size_t need = 0;

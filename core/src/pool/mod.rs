@@ -85,6 +85,8 @@ pub struct Destination {
     /// Latency of requests to this server (checkout to complete reply).
     pub latency: Histogram,
     maintaining: AtomicBool,
+    /// Closed with the client: connections coming back are closed, not pooled.
+    shut: AtomicBool,
     last_sweep_ms: AtomicU64,
     last_fail_open_log_ms: AtomicU64,
     rng: AtomicU64,
@@ -111,6 +113,7 @@ impl Destination {
             errors: ErrorCounters::default(),
             latency: Histogram::default(),
             maintaining: AtomicBool::new(false),
+            shut: AtomicBool::new(false),
             last_sweep_ms: AtomicU64::new(now_ms()),
             last_fail_open_log_ms: AtomicU64::new(0),
             rng: AtomicU64::new(0),
@@ -489,6 +492,12 @@ impl Destination {
             .is_ok()
     }
 
+    /// The client closed: close idle connections now and every connection that comes back.
+    pub fn shut(&self) {
+        self.shut.store(true, Ordering::Release);
+        self.close_idle();
+    }
+
     /// Close every idle connection now (used by `Client::close`).
     pub fn close_idle(&self) {
         while self.idle.pop().is_some() {
@@ -507,7 +516,7 @@ impl Destination {
         let current = fork::generation();
         match conn {
             Some(c) if c.generation != current => {} // a parent's connection: not counted here
-            Some(mut c) if keep && c.is_clean() => {
+            Some(mut c) if keep && c.is_clean() && !self.shut.load(Ordering::Acquire) => {
                 c.last_used = Instant::now();
                 c.last_checked = c.last_used;
                 if let Err(c) = self.idle.push(c) {
