@@ -4,71 +4,12 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
-use crate::sys;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Spawns `cmd` from a process-lifetime thread with `PR_SET_PDEATHSIG=SIGKILL`, so the child
-/// dies with the test process (see `memcached.rs` for the reasoning).
-pub(crate) fn spawn_child(mut cmd: Command) -> io::Result<Child> {
-    type Req = (Command, mpsc::Sender<io::Result<Child>>);
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Req>>> = OnceLock::new();
-    let tx = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Req>();
-        thread::Builder::new()
-            .name("fae-testkit-coord-spawner".into())
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
-                }
-            })
-            .expect("spawn fae-testkit-coord-spawner thread");
-        Mutex::new(tx)
-    });
-    // SAFETY: the pre-exec hook runs in the forked child before exec and only calls
-    // prctl(2), which is async-signal-safe and touches no shared state.
-    unsafe {
-        cmd.pre_exec(sys::die_with_parent);
-    }
-    let (reply_tx, reply_rx) = mpsc::channel();
-    lock(tx)
-        .send((cmd, reply_tx))
-        .map_err(|_| io::Error::other("spawner thread is gone"))?;
-    reply_rx
-        .recv_timeout(Duration::from_secs(10))
-        .map_err(|_| io::Error::other("spawner thread did not answer within 10 s"))?
-}
-
-/// A fresh temporary directory under `$TMPDIR`.
-pub(crate) fn temp_dir(tag: &str) -> io::Result<PathBuf> {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let d = std::env::temp_dir().join(format!("fae-{tag}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d)?;
-    Ok(d)
-}
-
-pub(crate) fn free_port() -> io::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
-}
-
-/// SIGKILL and reap.
-pub(crate) fn kill_child(child: &mut Child) {
-    let _ = sys::signal(child.id(), libc::SIGKILL);
-    let _ = child.wait();
-}
+use crate::child::{free_port, kill_child, lock, spawn_child, temp_dir, wait_ready};
 
 /// A running etcd child process (single member) on `127.0.0.1`.
 #[derive(Debug)]
@@ -134,28 +75,15 @@ impl Etcd {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        let mut child = spawn_child(cmd)?;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if self.healthy() {
-                *lock(&self.child) = Some(child);
-                return Ok(());
-            }
-            if let Ok(Some(st)) = child.try_wait() {
-                return Err(io::Error::other(format!(
-                    "etcd exited ({st}): {}",
-                    self.log()
-                )));
-            }
-            if Instant::now() >= deadline {
-                kill_child(&mut child);
-                return Err(io::Error::other(format!(
-                    "etcd not healthy within 15 s: {}",
-                    self.log()
-                )));
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+        let child = wait_ready(
+            spawn_child(cmd)?,
+            "etcd",
+            Duration::from_secs(15),
+            || self.healthy(),
+            || self.log(),
+        )?;
+        *lock(&self.child) = Some(child);
+        Ok(())
     }
 
     fn healthy(&self) -> bool {

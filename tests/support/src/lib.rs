@@ -41,6 +41,7 @@
 //!   `memcached` found on `PATH`, else `/usr/bin/memcached`).
 #![deny(missing_docs)]
 
+mod child;
 pub mod etcd;
 pub mod memcached;
 pub mod proxy;

@@ -3,14 +3,13 @@
 use std::io::{self, ErrorKind, Read};
 use std::net::TcpListener;
 use std::ops::Index;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::child::{lock, spawn_child};
 use crate::raw;
 use crate::sys;
 
@@ -27,12 +26,6 @@ pub const TEST_SERVER_ENV: &str = "FAE_TEST_SERVER";
 
 /// Name of the environment variable that overrides the memcached binary.
 pub const BIN_ENV: &str = "FAE_MEMCACHED_BIN";
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock (e.g. in a failing test) must not make
-    // Drop panic too.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Options for a local memcached; obtained from [`Memcached::builder`].
 ///
@@ -184,44 +177,6 @@ impl MemcachedBuilder {
 fn free_port() -> io::Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
-}
-
-/// Spawns `cmd` from a dedicated, never-exiting thread, with
-/// `PR_SET_PDEATHSIG=SIGKILL`.
-///
-/// The death signal fires when the *thread* that forked the child exits. Test
-/// threads come and go (and a handle may live in a `static`, which is never
-/// dropped), so forking from a process-lifetime thread means the memcached
-/// children die exactly when the test process dies, even if it is killed or
-/// aborts, and never earlier.
-fn spawn_child(mut cmd: Command) -> io::Result<Child> {
-    type Req = (Command, mpsc::Sender<io::Result<Child>>);
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Req>>> = OnceLock::new();
-    let tx = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Req>();
-        thread::Builder::new()
-            .name("fae-testkit-spawner".into())
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
-                }
-            })
-            .expect("spawn fae-testkit-spawner thread");
-        Mutex::new(tx)
-    });
-    // SAFETY: the pre-exec hook runs in the forked child before exec and only
-    // calls prctl(2), which is async-signal-safe, allocates nothing and
-    // touches no shared state.
-    unsafe {
-        cmd.pre_exec(sys::die_with_parent);
-    }
-    let (reply_tx, reply_rx) = mpsc::channel();
-    lock(tx)
-        .send((cmd, reply_tx))
-        .map_err(|_| io::Error::other("spawner thread is gone"))?;
-    reply_rx
-        .recv_timeout(Duration::from_secs(10))
-        .map_err(|_| io::Error::other("spawner thread did not answer within 10 s"))?
 }
 
 /// A running child with its stderr collector.

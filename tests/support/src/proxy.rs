@@ -24,10 +24,11 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::child::lock;
 use crate::sys;
 
 /// The bytes sent to the client for every chunk of client data under
@@ -42,10 +43,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Chunks queued from upstream before the upstream reader blocks.
 const QUEUE_DEPTH: usize = 64;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// The behaviour of a [`FaultProxy`]. Switch it at any time with
 /// [`FaultProxy::set_fault`].

@@ -8,19 +8,14 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
-use crate::etcd::{free_port, kill_child, spawn_child, temp_dir};
+use crate::child::{free_port, kill_child, lock, spawn_child, temp_dir, wait_ready};
 use crate::sys;
 
 const JAR: &str = "/usr/share/java/zookeeper.jar";
 const CONF_DIR: &str = "/etc/zookeeper/conf";
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// A running ZooKeeper child process (standalone) on `127.0.0.1`.
 #[derive(Debug)]
@@ -92,29 +87,16 @@ impl ZooKeeper {
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-        let mut child = spawn_child(cmd)?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if self.ruok() {
-                *lock(&self.child) = Some(child);
-                *lock(&self.paused) = false;
-                return Ok(());
-            }
-            if let Ok(Some(st)) = child.try_wait() {
-                return Err(io::Error::other(format!(
-                    "zookeeper exited ({st}): {}",
-                    self.log()
-                )));
-            }
-            if Instant::now() >= deadline {
-                kill_child(&mut child);
-                return Err(io::Error::other(format!(
-                    "zookeeper not up within 30 s: {}",
-                    self.log()
-                )));
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+        let child = wait_ready(
+            spawn_child(cmd)?,
+            "zookeeper",
+            Duration::from_secs(30),
+            || self.ruok(),
+            || self.log(),
+        )?;
+        *lock(&self.child) = Some(child);
+        *lock(&self.paused) = false;
+        Ok(())
     }
 
     /// Healthy means a session handshake succeeds (`ruok` answers `imok` before the server
