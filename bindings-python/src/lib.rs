@@ -8,6 +8,7 @@
 //! documented in `python/fae/_fae.pyi` and `bindings-python/README.md`.
 
 mod error;
+mod logging;
 mod serde;
 
 use fae_core::protocol::StoreOp;
@@ -98,6 +99,109 @@ fn server_spec(item: &Bound<'_, PyAny>) -> PyResult<String> {
             item.get_type().name()?
         ),
     ))
+}
+
+/// The config part of the constructor's and `reload`'s arguments: exactly one source
+/// (`servers` + pool options, `config` dict or `config_file`), then the overrides that apply to
+/// any source. The one place a Python config becomes a core [`Config`].
+struct ConfigArgs<'a, 'py> {
+    servers: Option<&'a Bound<'py, PyAny>>,
+    config: Option<&'a Bound<'py, PyAny>>,
+    config_file: Option<&'a Bound<'py, PyAny>>,
+    mode: Option<&'a str>,
+    protocol: Option<&'a str>,
+    max_connections: Option<usize>,
+    binary_keys: Option<bool>,
+    connect_timeout: Option<f64>,
+    timeout: Option<f64>,
+    max_value_size: Option<usize>,
+}
+
+impl ConfigArgs<'_, '_> {
+    fn build(&self, py: Python<'_>) -> PyResult<Config> {
+        let given = [
+            self.servers.is_some(),
+            self.config.is_some(),
+            self.config_file.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err(client_error(
+                py,
+                "invalid_config",
+                "give exactly one of servers=, config= or config_file=",
+            ));
+        }
+        let pool_opts = [
+            ("mode", self.mode.is_some()),
+            ("protocol", self.protocol.is_some()),
+            ("max_connections", self.max_connections.is_some()),
+            ("binary_keys", self.binary_keys.is_some()),
+        ];
+        let mut cfg = if let Some(list) = self.servers {
+            let mut specs = Vec::new();
+            if let Ok(s) = list.cast::<PyString>() {
+                // Django's LOCATION style: "h1:p1;h2:p2" or "h1:p1,h2:p2".
+                specs.extend(
+                    s.to_str()?
+                        .split([',', ';'])
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from),
+                );
+            } else {
+                for item in list.try_iter()? {
+                    specs.push(server_spec(&item?)?);
+                }
+            }
+            let mut obj = serde_json::Map::new();
+            obj.insert("servers".into(), specs.into());
+            if let Some(m) = self.mode {
+                obj.insert("mode".into(), m.into());
+            }
+            if let Some(p) = self.protocol {
+                obj.insert("protocol".into(), p.into());
+            }
+            if let Some(n) = self.max_connections {
+                obj.insert("max_connections".into(), n.into());
+            }
+            if let Some(b) = self.binary_keys {
+                obj.insert("binary_keys".into(), b.into());
+            }
+            Config::from_value(serde_json::Value::Object(obj)).map_err(|e| to_py(py, &e))?
+        } else {
+            if let Some((name, _)) = pool_opts.iter().find(|(_, g)| *g) {
+                return Err(client_error(
+                    py,
+                    "invalid_config",
+                    format!("{name}= goes with servers=; with a config, set it in the pool"),
+                ));
+            }
+            if let Some(c) = self.config {
+                let dumps = py.import("json")?.getattr("dumps")?;
+                let text: String = dumps.call1((c,))?.extract().map_err(|_| {
+                    client_error(py, "invalid_config", "config must be a JSON-like dict")
+                })?;
+                let value: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| client_error(py, "invalid_config", e.to_string()))?;
+                Config::from_value(value).map_err(|e| to_py(py, &e))?
+            } else {
+                let path = self.config_file.expect("one source was given");
+                let path: std::path::PathBuf = path.extract()?;
+                py.detach(|| Config::from_file(&path))
+                    .map_err(|e| to_py(py, &e))?
+            }
+        };
+        if let Some(ms) = seconds_to_ms(py, "connect_timeout", self.connect_timeout)? {
+            cfg.timeouts.connect_ms = ms;
+        }
+        if let Some(ms) = seconds_to_ms(py, "timeout", self.timeout)? {
+            cfg.timeouts.io_ms = ms;
+        }
+        if let Some(n) = self.max_value_size {
+            cfg.max_value_size = n;
+        }
+        Ok(cfg)
+    }
 }
 
 fn exptime(py: Python<'_>, expire: Option<&Bound<'_, PyAny>>) -> PyResult<u32> {
@@ -356,82 +460,19 @@ impl Client {
         pickle_protocol: Option<i32>,
         ignore_exc: bool,
     ) -> PyResult<Self> {
-        let given = [servers.is_some(), config.is_some(), config_file.is_some()];
-        if given.iter().filter(|g| **g).count() != 1 {
-            return Err(client_error(
-                py,
-                "invalid_config",
-                "give exactly one of servers=, config= or config_file=",
-            ));
+        let cfg = ConfigArgs {
+            servers,
+            config,
+            config_file,
+            mode,
+            protocol,
+            max_connections,
+            binary_keys,
+            connect_timeout,
+            timeout,
+            max_value_size,
         }
-        let pool_opts = [
-            ("mode", mode.is_some()),
-            ("protocol", protocol.is_some()),
-            ("max_connections", max_connections.is_some()),
-            ("binary_keys", binary_keys.is_some()),
-        ];
-        let mut cfg = if let Some(list) = servers {
-            let mut specs = Vec::new();
-            if let Ok(s) = list.cast::<PyString>() {
-                // Django's LOCATION style: "h1:p1;h2:p2" or "h1:p1,h2:p2".
-                specs.extend(
-                    s.to_str()?
-                        .split([',', ';'])
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(String::from),
-                );
-            } else {
-                for item in list.try_iter()? {
-                    specs.push(server_spec(&item?)?);
-                }
-            }
-            let mut obj = serde_json::Map::new();
-            obj.insert("servers".into(), specs.into());
-            if let Some(m) = mode {
-                obj.insert("mode".into(), m.into());
-            }
-            if let Some(p) = protocol {
-                obj.insert("protocol".into(), p.into());
-            }
-            if let Some(n) = max_connections {
-                obj.insert("max_connections".into(), n.into());
-            }
-            if let Some(b) = binary_keys {
-                obj.insert("binary_keys".into(), b.into());
-            }
-            Config::from_value(serde_json::Value::Object(obj)).map_err(|e| to_py(py, &e))?
-        } else {
-            if let Some((name, _)) = pool_opts.iter().find(|(_, g)| *g) {
-                return Err(client_error(
-                    py,
-                    "invalid_config",
-                    format!("{name}= goes with servers=; with a config, set it in the pool"),
-                ));
-            }
-            if let Some(c) = config {
-                let dumps = py.import("json")?.getattr("dumps")?;
-                let text: String = dumps.call1((c,))?.extract().map_err(|_| {
-                    client_error(py, "invalid_config", "config must be a JSON-like dict")
-                })?;
-                let value: serde_json::Value = serde_json::from_str(&text)
-                    .map_err(|e| client_error(py, "invalid_config", e.to_string()))?;
-                Config::from_value(value).map_err(|e| to_py(py, &e))?
-            } else {
-                let path = config_file.expect("one source was given");
-                let path: std::path::PathBuf = path.extract()?;
-                Config::from_file(&path).map_err(|e| to_py(py, &e))?
-            }
-        };
-        if let Some(ms) = seconds_to_ms(py, "connect_timeout", connect_timeout)? {
-            cfg.timeouts.connect_ms = ms;
-        }
-        if let Some(ms) = seconds_to_ms(py, "timeout", timeout)? {
-            cfg.timeouts.io_ms = ms;
-        }
-        if let Some(n) = max_value_size {
-            cfg.max_value_size = n;
-        }
+        .build(py)?;
         let serde = match serde {
             None => Serde::Pymemcache,
             Some(s) => Serde::from_py(py, s)?,
@@ -459,7 +500,12 @@ impl Client {
             // pickle.HIGHEST_PROTOCOL, like pymemcache's pickle_serde and pylibmc's default.
             pickle_protocol: pickle_protocol.unwrap_or(-1),
         };
-        let inner = fae_core::Client::new(&cfg).map_err(|e| to_py(py, &e))?;
+        logging::refresh(py);
+        // Detached: building registers with the supervisor (a core lock), and a thread that
+        // holds that lock may be waiting for the GIL to log.
+        let inner = py
+            .detach(|| fae_core::Client::new(&cfg))
+            .map_err(|e| to_py(py, &e))?;
         Ok(Client {
             inner,
             serde,
@@ -1000,6 +1046,58 @@ impl Client {
             .map_err(|e| to_py(py, &e))
     }
 
+    /// Replace the configuration (servers, placement, timeouts, health settings …) while
+    /// requests keep flowing. Takes the config part of the constructor's arguments: exactly one
+    /// of `config` (a dict), `config_file` (read once here) or `servers` (with `mode`,
+    /// `protocol`, `max_connections`, `binary_keys`), and the `connect_timeout`, `timeout` and
+    /// `max_value_size` overrides. The new config replaces the whole old one: constructor
+    /// overrides are not carried over. `serde`, `key_prefix` and the other client options stay.
+    ///
+    /// The core builds the new route off to the side and swaps it in atomically (the GIL is
+    /// released meanwhile); requests in flight finish on the old one, and servers whose
+    /// address and settings are unchanged keep their connections and breaker state. A bad
+    /// config raises `fae.ClientError` (reason `invalid_config`) and the old one stays in
+    /// force. `client_stats()["process"]` counts `config_version`, `reloads` and
+    /// `reload_failures`.
+    #[pyo3(signature = (
+        config=None, *, config_file=None, servers=None, mode=None, protocol=None,
+        connect_timeout=None, timeout=None, max_connections=None, max_value_size=None,
+        binary_keys=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn reload(
+        &self,
+        py: Python<'_>,
+        config: Option<&Bound<'_, PyAny>>,
+        config_file: Option<&Bound<'_, PyAny>>,
+        servers: Option<&Bound<'_, PyAny>>,
+        mode: Option<&str>,
+        protocol: Option<&str>,
+        connect_timeout: Option<f64>,
+        timeout: Option<f64>,
+        max_connections: Option<usize>,
+        max_value_size: Option<usize>,
+        binary_keys: Option<bool>,
+    ) -> PyResult<()> {
+        let cfg = ConfigArgs {
+            servers,
+            config,
+            config_file,
+            mode,
+            protocol,
+            max_connections,
+            binary_keys,
+            connect_timeout,
+            timeout,
+            max_value_size,
+        }
+        .build(py)?;
+        // The reload's own record (`reload=ok ...`) should see a level set just before.
+        logging::refresh(py);
+        let inner = &self.inner;
+        py.detach(|| inner.reload(&cfg)).map_err(|e| to_py(py, &e))
+    }
+
     /// Close idle connections now; the client stays usable (pymemcache/pylibmc
     /// `disconnect_all`).
     fn disconnect_all(&self) {
@@ -1108,5 +1206,9 @@ fn fae_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(_fork_generation, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(logging::_logging_shutdown, m)?)?;
+    m.add_function(wrap_pyfunction!(logging::_logging_refresh, m)?)?;
+    // The core's log records go to logging.getLogger("fae"); no thread is started.
+    logging::install(m.py());
     Ok(())
 }

@@ -2,7 +2,8 @@
 
 ``fae.Client`` speaks pymemcache's and pylibmc's method names, places keys like the client you
 are leaving (``mode=``), reads and writes their value layouts (``serde=``), releases the GIL for
-all I/O, is safe to share between threads and survives ``fork()``. See
+all I/O, is safe to share between threads and survives ``fork()``. The core's events (breaker
+transitions, reloads, discovery) are logged to ``logging.getLogger("fae")``. See
 ``bindings-python/README.md`` for the full API, serde layouts, Django and migration notes.
 
     >>> import fae
@@ -15,6 +16,7 @@ all I/O, is safe to share between threads and survives ``fork()``. See
 
 from __future__ import annotations
 
+import atexit as _atexit
 import os as _os
 
 from . import _fae
@@ -46,3 +48,9 @@ __all__ = [
 # the parent; this hook keeps that handler installed in children for their own forks.
 if hasattr(_os, "register_at_fork"):
     _os.register_at_fork(after_in_child=_fae._after_fork_in_child)
+
+# The core's log records go to logging.getLogger("fae") (installed when _fae was imported).
+# Once the interpreter starts shutting down no record is handed over any more, so no
+# background thread tries to take the GIL while it finalizes. atexit runs this before
+# logging's own shutdown handler (registered earlier, run later).
+_atexit.register(_fae._logging_shutdown)

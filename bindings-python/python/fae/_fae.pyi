@@ -27,6 +27,12 @@ def _fork_generation() -> int:
 def _after_fork_in_child() -> None:
     """``os.register_at_fork(after_in_child=...)`` hook (installed by ``import fae``)."""
 
+def _logging_shutdown() -> None:
+    """``atexit`` hook (installed by ``import fae``): stop handing log records to Python."""
+
+def _logging_refresh() -> None:
+    """Re-read the ``"fae"`` logger's level now (it is otherwise re-read within a second)."""
+
 class Client:
     """A memcached client with libfae's router inside; one per process, shared by threads.
 
@@ -37,7 +43,9 @@ class Client:
     Args:
         servers: a list of servers, or one string ``"h1:p1,h2:p2"`` (``;`` also separates).
         config: libfae config dict (``{"servers": [...], "mode": ...}`` or ``pools``/``route``).
-        config_file: path of a libfae config file.
+        config_file: path of a libfae config file. The client watches it (``reload.watch_ms``
+            in the file, default 1000 ms; 0 turns it off) and reloads when it changes; a bad
+            edit is rejected, logged and counted, and the old config stays.
         mode: placement mode (``"libmemcached"`` default, ``"pymemcache"``, ``"libmemcached-ketama"``,
             ``"php-memcached-default"``, ``"mcrouter"``, ``"jump"`` …); only with ``servers``.
         protocol: ``"meta"`` (default) or ``"text"``; only with ``servers``.
@@ -216,7 +224,45 @@ class Client:
         """libfae's view per server: ``state`` (breaker), ``open_connections``,
         ``idle_connections``, request counters and ``errors`` by reason."""
     def client_stats(self) -> Dict[str, Any]:
-        """The whole stats snapshot (``pools``, ``destinations``, ``supervisor``)."""
+        """The whole stats snapshot (``pools``, ``destinations``, ``supervisor``, and
+        ``process``: ``config_version``, ``reloads``, ``reload_failures``)."""
+    def reload(
+        self,
+        config: Optional[Mapping[str, Any]] = None,
+        *,
+        config_file: Optional[Union[str, PathLike[str]]] = None,
+        servers: Optional[Union[str, Iterable[Server]]] = None,
+        mode: Optional[str] = None,
+        protocol: Optional[Literal["meta", "text"]] = None,
+        connect_timeout: Optional[float] = None,
+        timeout: Optional[float] = None,
+        max_connections: Optional[int] = None,
+        max_value_size: Optional[int] = None,
+        binary_keys: Optional[bool] = None,
+    ) -> None:
+        """Replace the configuration while requests keep flowing.
+
+        Give exactly one of ``config`` (a dict), ``config_file`` (read once, now) or
+        ``servers`` (with ``mode``, ``protocol``, ``max_connections``, ``binary_keys``), as
+        for the constructor; ``connect_timeout``, ``timeout`` and ``max_value_size`` override
+        any of them. The new config replaces the whole old one (constructor overrides are not
+        carried over); ``serde``, ``key_prefix`` and the other client options stay.
+
+        The new route is built off to the side and swapped in atomically, with the GIL
+        released; requests in flight finish on the old one, and servers whose address and
+        settings did not change keep their connections and breaker state.
+        ``client_stats()["process"]["config_version"]`` goes up by one.
+
+        A client constructed with ``config_file=`` also watches that file
+        (``reload.watch_ms``, default 1000 ms) and reloads by itself when it changes; that stays
+        the watched file whatever ``reload()`` is given, so its next edit wins over a
+        ``reload(config=...)``.
+
+        Raises:
+            ClientError: the config is invalid (reason ``invalid_config``); the old config
+                stays in force (a config the core rejects is counted in
+                ``client_stats()["process"]["reload_failures"]``).
+        """
     def route_for(self, key: Key, op: str = "get") -> List[str]:
         """The servers a request would touch (no I/O). ``op``: get, gets, gat, set, add,
         replace, append, prepend, cas, delete, incr, decr, touch."""
