@@ -1395,7 +1395,7 @@ impl Inner {
         let old = self.route.load_full();
         let built = effective_config(new_base.unwrap_or(&base), false)
             .and_then(|effective| PoolRoute::build(&effective, Some(&old)));
-        match built {
+        let outcome = match built {
             Ok(route) => {
                 let kept = route
                     .dests
@@ -1406,18 +1406,27 @@ impl Inner {
                 if let Some(nb) = new_base {
                     *base = nb.clone();
                 }
-                let v = self.config_version.fetch_add(1, Ordering::AcqRel) + 1;
                 inc(&self.reloads);
+                Ok((self.config_version.fetch_add(1, Ordering::AcqRel) + 1, kept))
+            }
+            Err(e) => {
+                inc(&self.reload_failures);
+                Err(e)
+            }
+        };
+        // Log after the lock is released: a logger may take locks of its own (the GIL).
+        drop(base);
+        match outcome {
+            Ok((v, kept)) => {
                 log::info!(target: "fae", "reload=ok config_version={v} destinations_kept={kept}");
                 Ok(())
             }
             Err(e) => {
-                inc(&self.reload_failures);
                 log::warn!(
                     target: "fae",
-                    "reload=failed reason={} detail={:?}; the old config stays in force",
+                    "reload=failed reason={} detail=\"{}\"; the old config stays in force",
                     e.reason(),
-                    e.detail()
+                    e.detail().unwrap_or("")
                 );
                 Err(e)
             }
@@ -1464,9 +1473,9 @@ impl Inner {
                 inc(&self.reload_failures);
                 log::warn!(
                     target: "fae",
-                    "reload=failed source={} detail={:?}; the old config stays in force",
+                    "reload=failed source={} detail=\"{}\"; the old config stays in force",
                     path.display(),
-                    e.detail()
+                    e.detail().unwrap_or("")
                 );
             }
         }

@@ -73,16 +73,20 @@ fn start() {
     let spawned = std::thread::Builder::new()
         .name("fae-supervisor".into())
         .spawn(move || run(generation));
-    match spawned {
+    let failed = match spawned {
         Ok(_) => {
             RUNNING.store(generation, Ordering::Release);
             STARTED.fetch_add(1, Ordering::Relaxed);
+            None
         }
-        Err(e) => {
-            log::error!(target: "fae", "supervisor thread not started: {e}; doing its work inline");
-        }
-    }
+        Err(e) => Some(e),
+    };
+    // Log only after the registry lock is released: a logger may need a lock of its own (the
+    // Python binding takes the GIL), which a fork handler could hold while waiting for ours.
     drop(reg);
+    if let Some(e) = failed {
+        log::error!(target: "fae", "supervisor thread not started: {e}; doing its work inline");
+    }
 }
 
 fn run(generation: u64) {

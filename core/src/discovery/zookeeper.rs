@@ -524,7 +524,7 @@ impl ZkSource {
         }
         let c = ZkClient::connect(ep, self.session_timeout, self.connect_timeout)?;
         self.stats.sessions += 1;
-        log::info!("zookeeper {ep}: new session 0x{:x}", c.session_id);
+        log::info!(target: "fae", "discovery=zookeeper endpoint={ep} session=0x{:x} state=new", c.session_id);
         Ok(c)
     }
 
