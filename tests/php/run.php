@@ -365,6 +365,20 @@ test('reload', function () use ($mc, $mc2) {
     eq($pools->getServerByKey('anything')['port'], $mc2->port, 'pools config in force');
 });
 
+test('discovery.file in $config: the supervisor follows the topology snapshot', function () use ($mc, $mc2) {
+    $f = tempnam(sys_get_temp_dir(), 'fae-topo-');
+    file_put_contents($f, json_encode(['pools' => ['default' => [$mc->addr()]]]));
+    $c = new Client(null, ['servers' => [$mc->addr()], 'discovery' => ['file' => $f], 'reload' => ['watch_ms' => 50]]);
+    eq($c->set('d:k', 1), true, 'set');
+    file_put_contents("$f.tmp", json_encode(['pools' => ['default' => [$mc2->addr()]]]));
+    rename("$f.tmp", $f);
+    $deadline = microtime(true) + 5;
+    while (microtime(true) < $deadline && $c->getServerByKey('d:k')['port'] !== $mc2->port) usleep(50000);
+    eq($c->getServerByKey('d:k')['port'], $mc2->port, 'new topology applied');
+    eq($c->clientStats()['process']['config_version'], 2, 'applied as a reload');
+    @unlink($f);
+});
+
 test('core log records reach the PHP error log', function () {
     $log = tempnam(sys_get_temp_dir(), 'fae-log-');
     ini_set('error_log', $log);
