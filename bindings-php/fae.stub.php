@@ -2,6 +2,11 @@
 // IDE stubs for the `fae` extension (bindings-php). Not loaded by PHP; for editors and static
 // analysers. Fae\Client mirrors php-memcached's Memcached: same names, options, result codes,
 // value format and key placement. See bindings-php/README.md.
+//
+// INI: fae.log_level = "warn" (default) | "info" | "debug" (PHP_INI_ALL). libfae's own log
+// records (breaker transitions, reloads, discovery, stats export) go to PHP's error log, as
+// "fae: level=warn destination=10.0.0.2:11211 breaker=open reason=timeout"; errors and
+// warnings always, info/debug when this setting asks for them.
 
 namespace Fae;
 
@@ -208,6 +213,27 @@ class Client
     public function quit(): bool {}
     /** @return array<string, array{open: int, idle: int}> libfae's pooled connections per server */
     public function connectionCounts(): array {}
+    /**
+     * Replace the configuration in force, without a restart: the same schema as the constructor's
+     * $config. The new routing is built off to the side and swapped in atomically; servers that
+     * stay (same address and settings) keep their warm connections and breaker state. Options set
+     * with setOption() stay in force. Without "servers" or "pools", the current server list is kept.
+     *
+     * A persistent client's reload applies to this process's shared client only: each php-fpm
+     * worker reloads its own. For fleet-wide changes use "discovery" => ["file" => ...] in $config
+     * (a topology snapshot the background supervisor of every worker follows).
+     *
+     * @return bool false on a config that does not validate or build (getResultCode() is
+     *         RES_INVALID_ARGUMENTS, getResultMessage() says why); the old config stays in force
+     * @throws \TypeError when $config is not an array
+     */
+    public function reload(array $config): bool {}
+    /**
+     * libfae's own health and counters (not memcached's: see getStats()).
+     * @return array{pools: array, destinations: array<string, array>, process: array{pid: int,
+     *         config_version: int, reloads: int, reload_failures: int}, supervisor: array}|false
+     */
+    public function clientStats(): array|false {}
 }
 
 /**

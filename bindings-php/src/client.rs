@@ -20,7 +20,15 @@ use crate::state::{Shared, SharedRef, persistent};
 use crate::values::{self, Fail, ValueOpts};
 
 /// Run `f`, turning a Rust panic into a `Fae\Exception`.
+/// Also writes the core's queued log records to PHP's error log, before and after the call.
 pub fn guard<T>(f: impl FnOnce() -> PhpResult<T>) -> PhpResult<T> {
+    crate::logging::drain();
+    let r = guarded(f);
+    crate::logging::drain();
+    r
+}
+
+fn guarded<T>(f: impl FnOnce() -> PhpResult<T>) -> PhpResult<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(p) => {
@@ -837,6 +845,7 @@ impl FaeClient {
 
     /// `new Fae\Client(?string $persistent_id = null, ?array $config = null)`.
     pub fn __construct(persistent_id: Option<String>, config: Option<&Zval>) -> PhpResult<Self> {
+        crate::logging::install();
         let config = match config {
             Some(z) if !z.is_null() => {
                 if !z.dereference().is_array() {
@@ -881,6 +890,7 @@ impl FaeClient {
     }
 
     pub fn add_server(&mut self, host: String, port: i64, weight: Option<i64>) -> PhpResult<bool> {
+        crate::logging::drain();
         let port =
             u16::try_from(port).map_err(|_| exception(format!("port {port} is out of range")))?;
         let weight =
@@ -959,6 +969,7 @@ impl FaeClient {
     }
 
     pub fn set_option(&mut self, option: i64, value: &Zval) -> PhpResult<bool> {
+        crate::logging::drain();
         let v = value.dereference();
         let ival = if v.is_bool() {
             i64::from(v.bool().unwrap_or(false))
@@ -1012,6 +1023,7 @@ impl FaeClient {
     }
 
     pub fn get_option(&mut self, option: i64) -> Zval {
+        crate::logging::drain();
         let v = self.shared.lock().get_option(option);
         match v {
             Some(v) => {
@@ -1422,8 +1434,51 @@ impl FaeClient {
         })
     }
 
+    /// `reload(array $config): bool`: replace the configuration (the constructor's `$config`
+    /// schema) without dropping warm connections to servers that stay. A config that does not
+    /// validate or build returns false with the result code and message set, and the old one
+    /// stays in force. On a persistent client this reloads this process's shared client only.
+    pub fn reload(&mut self, config: &Zval) -> PhpResult<bool> {
+        if !config.dereference().is_array() {
+            return Err(PhpException::new(
+                format!(
+                    "reload(): $config must be an array, {} given",
+                    config.dereference().get_type()
+                ),
+                0,
+                ext_php_rs::zend::ce::type_error(),
+            ));
+        }
+        let config = to_json(config)?;
+        guard(|| {
+            let r = self.shared.lock().reload(config);
+            Ok(match r {
+                Ok(()) => {
+                    self.ok();
+                    true
+                }
+                Err(f) => self.fail(f).is_true(),
+            })
+        })
+    }
+
+    /// `clientStats(): array|false`: libfae's own counters and health (the core's `stats()`):
+    /// `pools`, `destinations` (breaker state, requests, errors, latency, connections),
+    /// `process` (`pid`, `config_version`, `reloads`, `reload_failures`), `supervisor`.
+    pub fn client_stats(&mut self) -> PhpResult<Zval> {
+        guard(|| {
+            let ctx = match self.ctx() {
+                Ok(c) => c,
+                Err(f) => return Ok(self.fail(f)),
+            };
+            self.ok();
+            Ok(json_to_zval(&ctx.core.stats()))
+        })
+    }
+
     /// Close this client's connections (the next call reconnects).
     pub fn quit(&mut self) -> bool {
+        crate::logging::drain();
         self.shared.lock().quit();
         self.ok();
         true
@@ -1431,6 +1486,7 @@ impl FaeClient {
 
     /// Open and idle connections per server: `['host:port' => ['open' => n, 'idle' => n]]`.
     pub fn connection_counts(&mut self) -> Zval {
+        crate::logging::drain();
         let core = self.shared.lock().core().ok();
         let mut ht = ZendHashTable::new();
         if let Some(c) = core {

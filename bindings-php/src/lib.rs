@@ -13,6 +13,7 @@ mod client;
 mod codes;
 mod convert;
 mod fastlz;
+mod logging;
 mod session;
 mod state;
 mod values;
@@ -57,6 +58,8 @@ pub fn version() -> String {
 pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
     module
         .name("fae")
+        .startup_function(logging::module_startup)
+        .request_shutdown_function(logging::request_shutdown)
         .class::<FaeException>()
         .class::<FaeClient>()
         .class::<FaeSessionHandler>()

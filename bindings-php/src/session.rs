@@ -163,6 +163,7 @@ impl FaeSessionHandler {
         config: Option<&Zval>,
         options: Option<&Zval>,
     ) -> PhpResult<Self> {
+        crate::logging::install();
         let config = match config {
             Some(z) if !z.is_null() => Some(to_json(z)?),
             _ => None,

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use fae_core::dist::{Node, Placement};
+use fae_core::dist::{Mode, Node, Placement};
 use fae_core::hash::HashFn;
 use fae_core::{Client, Config};
 use parking_lot::Mutex;
@@ -223,32 +223,50 @@ impl Shared {
         let Some(config) = config else {
             return Ok(s);
         };
-        let Value::Object(mut base) = config else {
-            return Err(invalid("$config must be an array with string keys"));
-        };
-        if let Some(servers) = base.remove("servers") {
-            // Validate the whole config once, with the servers, so errors name their path.
-            let mut full = base.clone();
-            full.insert("servers".into(), servers.clone());
-            let cfg =
-                Config::from_value(Value::Object(full)).map_err(|e| invalid(e.to_string()))?;
-            s.servers = cfg
-                .pools
-                .values()
-                .next()
-                .map(|p| p.servers.clone())
-                .unwrap_or_default();
-        } else if base.contains_key("pools") {
-            Config::from_value(Value::Object(base.clone())).map_err(|e| invalid(e.to_string()))?;
-            s.pools_config = true;
-        } else {
-            // No servers yet (addServer comes later): check the other fields with a stand-in.
-            let mut full = base.clone();
-            full.insert("servers".into(), Value::from(vec!["127.0.0.1:11211"]));
-            Config::from_value(Value::Object(full)).map_err(|e| invalid(e.to_string()))?;
-        }
-        s.base = base;
+        let p = parse_config(config)?;
+        s.servers = p.servers.unwrap_or_default();
+        s.base = p.base;
+        s.pools_config = p.pools;
         Ok(s)
+    }
+
+    /// `reload($config)`: `$config` (the constructor's schema) replaces the one in force;
+    /// options set with `setOption()` stay. Without `servers` or `pools`, the current server
+    /// list is kept. A live core client reloads in place ([`Client::reload`]: an atomic swap,
+    /// warm connections to unchanged servers kept); before first use there is nothing to swap
+    /// and the next call builds from the new config. On any error the old config stays.
+    pub fn reload(&mut self, config: Value) -> Result<(), Fail> {
+        let p = parse_config(config)?;
+        let servers = p.servers.unwrap_or_else(|| self.servers.clone());
+        let old = (
+            std::mem::replace(&mut self.servers, servers),
+            std::mem::replace(&mut self.base, p.base),
+            std::mem::replace(&mut self.pools_config, p.pools),
+        );
+        let r = self.apply_reload();
+        if r.is_err() {
+            (self.servers, self.base, self.pools_config) = old;
+        }
+        r
+    }
+
+    fn apply_reload(&mut self) -> Result<(), Fail> {
+        let (cfg, placement) = self.core_config()?;
+        let Some(core) = &self.core else {
+            return Ok(());
+        };
+        match placement {
+            None => core.reload(&cfg).map_err(|e| map(&e)),
+            Some(p) => {
+                // Placement options no config `mode` expresses (e.g. OPT_HASH = HASH_CRC): the
+                // core cannot reload to a custom placement, so build a new client and swap it.
+                let fresh = Client::with_placement(&cfg, p).map_err(|e| map(&e))?;
+                if let Some(old) = self.core.replace(Arc::new(fresh)) {
+                    old.close();
+                }
+                Ok(())
+            }
+        }
     }
 
     fn changed(&mut self) {
@@ -541,6 +559,18 @@ impl Shared {
     }
 
     fn build(&self) -> Result<Client, Fail> {
+        let (cfg, placement) = self.core_config()?;
+        match placement {
+            None => Client::new(&cfg),
+            Some(p) => Client::with_placement(&cfg, p),
+        }
+        .map_err(|e| invalid(e.to_string()))
+    }
+
+    /// The core `Config` for this state (the constructor and `reload()` both build through
+    /// here), and the libmemcached placement to impose when the placement options chose one
+    /// that no config `mode` names.
+    fn core_config(&self) -> Result<(Config, Option<Placement>), Fail> {
         let mut doc = self.base.clone();
         if !self.pools_config {
             if self.servers.is_empty() {
@@ -570,19 +600,89 @@ impl Shared {
             }
             doc.insert("timeouts".into(), Value::Object(t));
         }
-        let cfg = Config::from_value(Value::Object(doc)).map_err(|e| invalid(e.to_string()))?;
         let named_mode =
             !self.pools_config && self.base.contains_key("mode") && !self.placement_from_options;
-        if self.pools_config || named_mode {
-            return Client::new(&cfg).map_err(|e| invalid(e.to_string()));
+        let mut placement = None;
+        if !self.pools_config && !named_mode {
+            let hash = u32::try_from(self.hash)
+                .ok()
+                .and_then(HashFn::from_number)
+                .unwrap_or_default();
+            let dist = u32::try_from(self.distribution).unwrap_or(0);
+            match equivalent_mode(dist, self.weighted, hash) {
+                // A preset with the same placement: the config carries it, so a reload keeps it.
+                Some(m) => {
+                    doc.insert("mode".into(), Value::from(m.as_str()));
+                }
+                None => {
+                    placement = Some(
+                        Placement::libmemcached_behavior(dist, self.weighted, hash, &self.servers)
+                            .map_err(unsupported)?,
+                    );
+                }
+            }
         }
-        let hash = u32::try_from(self.hash)
-            .ok()
-            .and_then(HashFn::from_number)
+        let cfg = Config::from_value(Value::Object(doc)).map_err(|e| invalid(e.to_string()))?;
+        Ok((cfg, placement))
+    }
+}
+
+/// The config `mode` that places keys exactly as libmemcached's behavior state
+/// ([`Placement::libmemcached_behavior`]) does, when one exists.
+fn equivalent_mode(distribution: u32, weighted: bool, hash: HashFn) -> Option<Mode> {
+    match (distribution, weighted, hash) {
+        (0, _, HashFn::OneAtATime) => Some(Mode::PhpMemcachedDefault),
+        (1 | 2 | 5, true, HashFn::Md5) => Some(Mode::Libmemcached),
+        (1 | 2 | 5, false, HashFn::OneAtATime) => Some(Mode::LibmemcachedKetama),
+        _ => None,
+    }
+}
+
+/// `$config` checked and split: its servers (None without a `servers` key), the rest, and
+/// whether it names `pools`.
+struct Parsed {
+    servers: Option<Vec<Node>>,
+    base: Map<String, Value>,
+    pools: bool,
+}
+
+/// The one conversion of a `$config` (constructor and `reload()`): the whole document is
+/// validated by the core, so errors name their path.
+fn parse_config(config: Value) -> Result<Parsed, Fail> {
+    let Value::Object(mut base) = config else {
+        return Err(invalid("$config must be an array with string keys"));
+    };
+    if let Some(servers) = base.remove("servers") {
+        let mut full = base.clone();
+        full.insert("servers".into(), servers);
+        let cfg = Config::from_value(Value::Object(full)).map_err(|e| invalid(e.to_string()))?;
+        let servers = cfg
+            .pools
+            .values()
+            .next()
+            .map(|p| p.servers.clone())
             .unwrap_or_default();
-        let dist = u32::try_from(self.distribution).unwrap_or(0);
-        let placement = Placement::libmemcached_behavior(dist, self.weighted, hash, &self.servers)
-            .map_err(unsupported)?;
-        Client::with_placement(&cfg, placement).map_err(|e| invalid(e.to_string()))
+        Ok(Parsed {
+            servers: Some(servers),
+            base,
+            pools: false,
+        })
+    } else if base.contains_key("pools") {
+        Config::from_value(Value::Object(base.clone())).map_err(|e| invalid(e.to_string()))?;
+        Ok(Parsed {
+            servers: None,
+            base,
+            pools: true,
+        })
+    } else {
+        // No servers yet (addServer comes later): check the other fields with a stand-in.
+        let mut full = base.clone();
+        full.insert("servers".into(), Value::from(vec!["127.0.0.1:11211"]));
+        Config::from_value(Value::Object(full)).map_err(|e| invalid(e.to_string()))?;
+        Ok(Parsed {
+            servers: None,
+            base,
+            pools: false,
+        })
     }
 }

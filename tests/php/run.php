@@ -290,5 +290,134 @@ test('session handler (CLI)', function () use ($mc, $mc2) {
     eq($h6->read('sid2'), '', 'lock released when the handler is freed');
 });
 
+test('reload', function () use ($mc, $mc2) {
+    $c = new Client(null, ['servers' => [$mc->addr()]]);
+    eq($c->set('r:k', 'v1'), true, 'set before reload');
+    eq($c->clientStats()['process']['config_version'], 1, 'config_version before reload');
+    eq($c->getServerByKey('r:k')['port'], $mc->port, 'key on the first server before');
+    eq($c->reload(['servers' => [$mc2->addr()]]), true, 'reload');
+    eq($c->getResultCode(), Client::RES_SUCCESS, 'reload result code');
+    eq($c->getServerByKey('r:k')['port'], $mc2->port, 'key moved to the new server list');
+    eq(array_column($c->getServerList(), 'port'), [$mc2->port], 'getServerList after reload');
+    eq($c->get('r:k'), false, 'the new server does not have the key');
+    eq($c->set('r:k', 'v2'), true, 'set after reload');
+    $direct = new Client(null, ['servers' => [$mc2->addr()]]);
+    eq($direct->get('r:k'), 'v2', 'stored on the new server');
+    $st = $c->clientStats();
+    eq($st['process']['config_version'], 2, 'config_version after reload');
+    eq($st['process']['reloads'], 1, 'reloads counted');
+    check(isset($st['destinations'][$mc2->addr()]), 'clientStats lists the new destination');
+
+    // A bad config: false with a code and message; the old config keeps serving.
+    eq($c->reload(['servers' => [$mc->addr()], 'nope' => 1]), false, 'bad config refused');
+    eq($c->getResultCode(), Client::RES_INVALID_ARGUMENTS, 'bad config code');
+    check(str_contains($c->getResultMessage(), 'nope'), 'bad config message names the key: ' . $c->getResultMessage());
+    eq($c->reload(['servers' => []]), false, 'empty server list refused');
+    eq($c->reload(['timeouts' => ['io_ms' => 'slow']]), false, 'bad field type refused');
+    eq($c->get('r:k'), 'v2', 'old config still serves');
+    eq($c->getServerByKey('r:k')['port'], $mc2->port, 'old server list still in force');
+    eq($c->clientStats()['process']['config_version'], 2, 'config_version unchanged by refused reloads');
+    try { $c->reload('servers'); check(false, 'non-array throws'); } catch (TypeError $e) { check(true, 'non-array TypeError'); }
+
+    // Warm connections to a server that stays are kept.
+    $w = new Client(null, ['servers' => [$mc->addr()]]);
+    $w->set('r:warm', 1);
+    eq($w->reload(['servers' => [$mc->addr(), $mc2->addr()]]), true, 'reload adding a server');
+    check(($w->connectionCounts()[$mc->addr()]['open'] ?? 0) >= 1, 'connection to the kept server stays open');
+    // Without servers or pools, the current list is kept and the rest replaced.
+    eq($w->reload(['timeouts' => ['io_ms' => 300]]), true, 'reload without servers');
+    eq(count($w->getServerList()), 2, 'server list kept');
+    eq($w->getOption(Client::OPT_POLL_TIMEOUT), 300, 'new timeouts in force');
+    eq($w->set('r:warm2', 2), true, 'still serving');
+    eq($w->get('r:warm2'), 2, 'still serving: get');
+
+    // Before first use there is nothing to swap: the next call builds from the new config.
+    $fresh = new Client(null, ['servers' => ['127.0.0.1:1']]);
+    eq($fresh->reload(['servers' => [$mc->addr()]]), true, 'reload before first use');
+    eq($fresh->get('r:warm'), 1, 'serves from the reloaded config');
+
+    // A persistent client: every Fae\Client sharing the id sees the reload.
+    $p1 = new Client('reload-pool', ['servers' => [$mc->addr()]]);
+    $p1->set('r:p', 1);
+    $p2 = new Client('reload-pool');
+    eq($p1->reload(['servers' => [$mc2->addr()]]), true, 'persistent reload');
+    eq($p2->getServerByKey('r:p')['port'], $mc2->port, 'shared by clients with the same persistent id');
+
+    // Placement options stay in force across a reload (preset-equivalent and custom ones).
+    $four = ['127.0.0.1:21211', '127.0.0.1:21212', '127.0.0.1:21213', '127.0.0.1:21214'];
+    $combos = [[], [Client::OPT_LIBKETAMA_COMPATIBLE => true], [Client::OPT_DISTRIBUTION => Client::DISTRIBUTION_CONSISTENT],
+               [Client::OPT_HASH => Client::HASH_CRC], [Client::OPT_HASH => Client::HASH_MURMUR, Client::OPT_DISTRIBUTION => Client::DISTRIBUTION_CONSISTENT]];
+    foreach ($combos as $i => $opts) {
+        $r = new Client(null, ['servers' => [$mc->addr()]]);
+        $r->setOptions($opts);
+        $r->set('r:x', 1);
+        eq($r->reload(['servers' => $four]), true, "combo $i reload");
+        $want = new Client(); $want->setOptions($opts);
+        foreach ($four as $s) $want->addServer('127.0.0.1', (int)substr($s, -5));
+        $bad = 0;
+        for ($k = 0; $k < 500; $k++) {
+            if ($r->getServerByKey("key:$k")['port'] !== $want->getServerByKey("key:$k")['port']) $bad++;
+        }
+        eq($bad, 0, "combo $i: placement after reload equals a fresh client's");
+    }
+    $pools = new Client(null, ['servers' => [$mc->addr()]]);
+    eq($pools->reload(['pools' => ['main' => ['servers' => [$mc2->addr()], 'mode' => 'jump']], 'route' => 'main']), true, 'reload to a pools config');
+    eq($pools->getServerByKey('anything')['port'], $mc2->port, 'pools config in force');
+});
+
+test('discovery.file in $config: the supervisor follows the topology snapshot', function () use ($mc, $mc2) {
+    $f = tempnam(sys_get_temp_dir(), 'fae-topo-');
+    file_put_contents($f, json_encode(['pools' => ['default' => [$mc->addr()]]]));
+    $c = new Client(null, ['servers' => [$mc->addr()], 'discovery' => ['file' => $f], 'reload' => ['watch_ms' => 50]]);
+    eq($c->set('d:k', 1), true, 'set');
+    file_put_contents("$f.tmp", json_encode(['pools' => ['default' => [$mc2->addr()]]]));
+    rename("$f.tmp", $f);
+    $deadline = microtime(true) + 5;
+    while (microtime(true) < $deadline && $c->getServerByKey('d:k')['port'] !== $mc2->port) usleep(50000);
+    eq($c->getServerByKey('d:k')['port'], $mc2->port, 'new topology applied');
+    eq($c->clientStats()['process']['config_version'], 2, 'applied as a reload');
+    @unlink($f);
+});
+
+test('core log records reach the PHP error log', function () {
+    $log = tempnam(sys_get_temp_dir(), 'fae-log-');
+    ini_set('error_log', $log);
+    eq(ini_set('fae.log_level', 'info'), 'warn', 'fae.log_level defaults to warn');
+    eq(ini_set('fae.log_level', 'loud'), false, 'unknown level refused');
+    eq(ini_get('fae.log_level'), 'info', 'level kept');
+    $a = new Memcached_Process(); $b = new Memcached_Process();
+    $cfg = ['servers' => [$a->addr(), $b->addr()], 'timeouts' => ['connect_ms' => 100, 'io_ms' => 200],
+            'health' => ['max_tko_fraction' => 1.0]];
+    $c = new Client(null, $cfg);
+    $keyOnB = null;
+    for ($k = 0; $keyOnB === null; $k++) {
+        if ($c->getServerByKey("lk:$k")['port'] === $b->port) $keyOnB = "lk:$k";
+    }
+    eq($c->set($keyOnB, 1), true, 'set on the second server');
+    eq($c->reload($cfg), true, 'reload');
+    $b->stop();
+    $want = 'destination=' . $b->addr() . ' breaker=open';
+    $deadline = microtime(true) + 10;
+    $text = '';
+    while (microtime(true) < $deadline) {
+        $c->get($keyOnB);
+        $text = (string)file_get_contents($log);
+        if (str_contains($text, $want)) break;
+        usleep(50000);
+    }
+    check(str_contains($text, "fae: level=warn $want"), "error_log has '$want': " . var_export($text, true));
+    check(str_contains($text, 'fae: level=info reload=ok config_version=2'), 'info records at fae.log_level=info');
+    ini_set('fae.log_level', 'warn');
+    eq($c->reload($cfg), true, 'reload at warn');
+    $c->get($keyOnB);
+    $text = (string)file_get_contents($log);
+    check(!str_contains($text, 'config_version=3'), 'no info records at fae.log_level=warn');
+    eq($c->reload(['servers' => []]), false, 'bad reload');
+    ini_restore('error_log');
+    ini_restore('fae.log_level');
+    $a->stop();
+    @unlink($log);
+});
+
 $mc->stop(); $mc2->stop();
 finish();
