@@ -828,27 +828,27 @@ impl PoolRoute {
         self.fetch(key, true, Some(exptime))
     }
 
+    /// One request for `key` on the server `server_key` maps to (the key itself, except for
+    /// libmemcached's `*_by_key`).
     fn single<T>(
         &self,
+        server_key: &[u8],
         key: &[u8],
         req: Request<'_>,
         map: impl FnOnce(Response) -> Result<T>,
     ) -> Result<T> {
-        self.check_key(key)?;
-        let dest = &self.dests[self.dest_index(key)];
+        self.check_key(server_key)?;
+        if !std::ptr::eq(server_key, key) {
+            self.check_key(key)?;
+        }
+        let dest = &self.dests[self.dest_index(server_key)];
         let mut batch = OpsBatch::one(req);
         self.exchange(dest, &mut batch, self.deadline())?;
         let reply = batch
             .replies
             .pop()
             .unwrap_or_else(|| Err(Error::new(Reason::Protocol)));
-        reply.and_then(map).map_err(|e| {
-            if e.destination().is_none() {
-                e.at(dest.addr())
-            } else {
-                e
-            }
-        })
+        reply.and_then(map).map_err(|e| e.or_at(dest.addr()))
     }
 
     /// See [`Client::store`].
@@ -869,7 +869,7 @@ impl PoolRoute {
             exptime,
             noreply: false,
         };
-        self.single(key, req, store_outcome)
+        self.single(key, key, req, store_outcome)
     }
 
     /// See [`Client::set`].
@@ -930,6 +930,7 @@ impl PoolRoute {
     pub(crate) fn delete(&self, key: &[u8]) -> Result<bool> {
         self.single(
             key,
+            key,
             Request::Delete {
                 key,
                 noreply: false,
@@ -941,6 +942,7 @@ impl PoolRoute {
     /// See [`Client::incr`].
     pub(crate) fn incr(&self, key: &[u8], delta: u64) -> Result<Option<u64>> {
         self.single(
+            key,
             key,
             Request::Arith {
                 key,
@@ -956,6 +958,7 @@ impl PoolRoute {
     pub(crate) fn decr(&self, key: &[u8], delta: u64) -> Result<Option<u64>> {
         self.single(
             key,
+            key,
             Request::Arith {
                 key,
                 incr: false,
@@ -969,6 +972,7 @@ impl PoolRoute {
     /// See [`Client::touch`].
     pub(crate) fn touch(&self, key: &[u8], exptime: u32) -> Result<bool> {
         self.single(
+            key,
             key,
             Request::Touch {
                 key,
@@ -1063,13 +1067,7 @@ impl PoolRoute {
         for (d, b) in work {
             let addr = self.dests[d].addr();
             for (slot, r) in b.slots.into_iter().zip(b.replies) {
-                out[slot] = Some(r.and_then(&map).map_err(|e| {
-                    if e.destination().is_none() {
-                        e.at(addr)
-                    } else {
-                        e
-                    }
-                }));
+                out[slot] = Some(r.and_then(&map).map_err(|e| e.or_at(addr)));
             }
         }
         Ok(out
@@ -1133,13 +1131,7 @@ impl PoolRoute {
                     .unwrap_or_else(|| Err(Error::new(Reason::Protocol)));
                 (
                     addr.to_string(),
-                    r.and_then(&map).map_err(|e| {
-                        if e.destination().is_none() {
-                            e.at(addr)
-                        } else {
-                            e
-                        }
-                    }),
+                    r.and_then(&map).map_err(|e| e.or_at(addr)),
                 )
             })
             .collect())
@@ -1893,37 +1885,6 @@ fn admin_stats(addr: &str, line: &str, io_timeout: Duration) -> Result<Vec<(Stri
 }
 
 impl PoolRoute {
-    /// The destination index `server_key` maps to (checked like a key).
-    fn routed_index(&self, server_key: &[u8]) -> Result<usize> {
-        self.check_key(server_key)?;
-        Ok(self.dest_index(server_key))
-    }
-
-    fn single_routed<T>(
-        &self,
-        server_key: &[u8],
-        key: &[u8],
-        req: Request<'_>,
-        map: impl FnOnce(Response) -> Result<T>,
-    ) -> Result<T> {
-        let d = self.routed_index(server_key)?;
-        self.check_key(key)?;
-        let dest = &self.dests[d];
-        let mut batch = OpsBatch::one(req);
-        self.exchange(dest, &mut batch, self.deadline())?;
-        let reply = batch
-            .replies
-            .pop()
-            .unwrap_or_else(|| Err(Error::new(Reason::Protocol)));
-        reply.and_then(map).map_err(|e| {
-            if e.destination().is_none() {
-                e.at(dest.addr())
-            } else {
-                e
-            }
-        })
-    }
-
     fn get_multi_routed(
         &self,
         keys: &[&[u8]],
@@ -2000,7 +1961,7 @@ impl Client {
             exptime,
             noreply: false,
         };
-        route.single_routed(server_key, key, req, store_outcome)
+        route.single(server_key, key, req, store_outcome)
     }
 
     /// [`Client::delete`] on the server `server_key` maps to.
@@ -2009,7 +1970,7 @@ impl Client {
             key,
             noreply: false,
         };
-        self.route()?.single_routed(server_key, key, req, found)
+        self.route()?.single(server_key, key, req, found)
     }
 
     /// [`Client::incr`] (`incr = true`) or [`Client::decr`] on the server `server_key` maps to.
@@ -2026,8 +1987,7 @@ impl Client {
             delta,
             noreply: false,
         };
-        self.route()?
-            .single_routed(server_key, key, req, arith_value)
+        self.route()?.single(server_key, key, req, arith_value)
     }
 
     /// [`Client::touch`] on the server `server_key` maps to.
@@ -2037,7 +1997,7 @@ impl Client {
             exptime,
             noreply: false,
         };
-        self.route()?.single_routed(server_key, key, req, found)
+        self.route()?.single(server_key, key, req, found)
     }
 
     /// [`Client::get_multi_opts`] where `keys[i]` is placed by `server_keys[i]`. The two slices

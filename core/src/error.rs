@@ -200,6 +200,17 @@ impl Error {
         self
     }
 
+    /// Attach `destination` unless the error already names one (a reply mapped after the
+    /// exchange, for example, does not).
+    #[must_use]
+    pub fn or_at(self, destination: &Arc<str>) -> Self {
+        if self.destination.is_some() {
+            self
+        } else {
+            self.at(destination)
+        }
+    }
+
     /// Why the request failed.
     pub fn reason(&self) -> Reason {
         self.reason
