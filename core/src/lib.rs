@@ -20,6 +20,7 @@ pub mod export;
 pub mod hash;
 pub mod item;
 pub mod key;
+pub mod lru;
 pub mod pool;
 pub mod protocol;
 pub mod stats;
