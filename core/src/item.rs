@@ -12,4 +12,7 @@ pub struct Item {
     pub flags: u32,
     /// The CAS token (0 when the request did not ask for it).
     pub cas: u64,
+    /// Remaining lifetime in seconds, when the read asked for it and the server could say
+    /// (meta protocol): `-1` never expires. `None` otherwise.
+    pub ttl: Option<i64>,
 }

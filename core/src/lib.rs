@@ -23,6 +23,7 @@ pub mod key;
 pub mod lru;
 pub mod pool;
 pub mod protocol;
+pub mod route;
 pub mod stats;
 pub mod supervisor;
 

@@ -611,6 +611,7 @@ impl Node {
             value: self.value.clone(),
             flags: self.flags,
             cas: self.cas,
+            ttl: None,
         }
     }
 }

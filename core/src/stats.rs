@@ -58,6 +58,30 @@ counters! {
     }
 }
 
+counters! {
+    /// Counters of one route of the tree (pool leaves count per destination instead). Each
+    /// route type uses the rows that concern it; the others stay 0.
+    pub struct RouteCounters {
+        requests: "keys (or commands) that entered this route",
+        failovers: "keys sent to the next child after a failure listed in failover_on",
+        failover_exhausted: "keys that failed on every child tried",
+        ttl_capped: "writes whose TTL a gutter capped",
+        replica_failures: "replica replies that were failures",
+        majority_failed: "all_majority writes where no reply had a majority",
+        hedges_sent: "hedged reads: second requests sent",
+        hedges_won: "hedged reads answered by the second request",
+        hedges_suppressed: "hedges not sent because max_hedge_ratio was spent",
+        shadowed: "keys mirrored to the shadow route",
+        background_dropped: "background work dropped because its queue was full",
+        warm_hits: "cold misses found in the warm route",
+        warm_adds: "copies added to the cold route",
+        read_fallbacks: "migrate: misses in the new topology read from the old one",
+        copied_forward: "migrate: old-topology hits copied to the new topology",
+        local_hits: "local cache hits",
+        local_misses: "local cache misses",
+    }
+}
+
 /// Sub-buckets per power of two: about 12 % relative precision.
 const SUB: usize = 8;
 /// Values below this many microseconds get one bucket each.

@@ -115,12 +115,12 @@ fn run(generation: u64) {
 }
 
 /// `pthread_atfork` prepare: hold the registry so no other thread holds it across fork.
-pub(crate) extern "C" fn before_fork() {
+pub(crate) fn before_fork() {
     std::mem::forget(REGISTRY.lock());
 }
 
 /// `pthread_atfork` parent and child: release what `before_fork` took.
-pub(crate) extern "C" fn after_fork() {
+pub(crate) fn after_fork() {
     // SAFETY: `before_fork` locked REGISTRY in this same thread and forgot the guard; nothing
     // else can have unlocked it, so it is locked and ours to release.
     unsafe { REGISTRY.force_unlock() };

@@ -640,6 +640,7 @@ mod live {
             keys: &keys,
             cas: true,
             touch: None,
+            ttl: false,
         }]);
         assert_eq!(r.len(), 2, "{r:?}");
         assert_eq!(r[1], Response::End);
@@ -696,6 +697,7 @@ mod live {
             keys: &[k],
             cas: false,
             touch: Some(200),
+            ttl: false,
         }]);
         assert_eq!(value_of(&r[0]).data, b"18446744073709551615");
         assert_eq!(
@@ -809,6 +811,7 @@ mod live {
             keys: &keys,
             cas: false,
             touch: None,
+            ttl: false,
         }]);
         assert_eq!(r.len(), 2, "{r:?}");
         assert_eq!(value_of(&r[0]).opaque, Some(1));

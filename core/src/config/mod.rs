@@ -25,6 +25,9 @@ use crate::dist::{Mode, Node};
 use crate::error::{Error, Reason, Result};
 use crate::protocol::Protocol;
 
+mod route;
+pub use route::{FailoverOn, HedgeAfter, MigratePhase, ReadPolicy, RouteConfig, WritePolicy};
+
 /// Every default, with its unit, in one place.
 pub mod defaults {
     /// Largest value accepted before any I/O (memcached's default item size limit is 1 MiB).
@@ -55,6 +58,10 @@ pub mod defaults {
     pub const MAX_IDLE_MS: u64 = 60_000;
     /// Connections older than this are closed when idle, milliseconds (0: never).
     pub const MAX_AGE_MS: u64 = 0;
+    /// Items of a `local` route (and of the embedded cache a config without servers gets).
+    pub const LOCAL_MAX_ITEMS: usize = 10_000;
+    /// Bytes of a `local` route: keys + values + 160 bytes of bookkeeping per item.
+    pub const LOCAL_MAX_BYTES: usize = 64 * 1024 * 1024;
 }
 
 /// A validated configuration.
@@ -248,48 +255,6 @@ impl Default for Timeouts {
         Self {
             connect_ms: defaults::CONNECT_MS,
             io_ms: defaults::IO_MS,
-        }
-    }
-}
-
-/// Where requests go. Written as a string, it names a pool.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RouteConfig {
-    /// All keys go to one pool.
-    Pool {
-        /// The pool's name.
-        pool: String,
-    },
-}
-
-impl fmt::Display for RouteConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RouteConfig::Pool { pool } => write!(f, "pool \"{pool}\""),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for RouteConfig {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Name(String),
-            Typed(Typed),
-        }
-        #[derive(Deserialize)]
-        #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-        enum Typed {
-            Pool { pool: String },
-        }
-        match Raw::deserialize(d).map_err(|_| {
-            de::Error::custom(
-                "expected a pool name or a route object such as {\"type\": \"pool\", \"pool\": \"main\"}",
-            )
-        })? {
-            Raw::Name(pool) | Raw::Typed(Typed::Pool { pool }) => Ok(RouteConfig::Pool { pool }),
         }
     }
 }
@@ -546,11 +511,8 @@ impl Config {
                     "servers: give either top-level \"servers\" or \"pools\", not both",
                 ));
             }
-            (None, None) => {
-                return Err(invalid(
-                    "servers: no servers configured (give \"servers\" or \"pools\")",
-                ));
-            }
+            // No server at all: the route alone (`local`), or the embedded in-process cache.
+            (None, None) => {}
             (Some(servers), None) => {
                 let pool = RawPool {
                     servers,
@@ -585,6 +547,12 @@ impl Config {
         }
         let route = match raw.route {
             Some(r) => r,
+            None if pools.is_empty() => RouteConfig::Local {
+                max_items: defaults::LOCAL_MAX_ITEMS,
+                max_bytes: defaults::LOCAL_MAX_BYTES,
+                ttl_ms: None,
+                route: None,
+            },
             None if pools.len() == 1 => RouteConfig::Pool {
                 pool: pools.keys().next().cloned().unwrap_or_default(),
             },
@@ -675,10 +643,9 @@ impl Config {
                 }
             }
         }
-        let RouteConfig::Pool { pool } = &self.route;
-        if !self.pools.contains_key(pool) {
-            return Err(invalid(format!("route: unknown pool \"{pool}\"")));
-        }
+        self.route
+            .check("route", &|p| self.pools.contains_key(p))
+            .map_err(invalid)?;
         if self.timeouts.io_ms == 0 || self.timeouts.connect_ms == 0 {
             return Err(invalid("timeouts: connect_ms and io_ms must be at least 1"));
         }
@@ -737,8 +704,17 @@ impl Config {
 }
 
 fn path_error<E: fmt::Display>(e: serde_path_to_error::Error<E>) -> Error {
-    let path = e.path().to_string();
+    let outer = e.path().to_string();
     let inner = e.into_inner().to_string();
+    // A nested route reports the path inside it (see `route::NESTED`): join the two.
+    let (sub, msg) = route::split_nested(&inner);
+    let path = match (outer.as_str(), sub) {
+        (p, "") => p.to_string(),
+        ("." | "", q) => q.to_string(),
+        (p, q) if q.starts_with('[') => format!("{p}{q}"),
+        (p, q) => format!("{p}.{q}"),
+    };
+    let inner = msg.to_string();
     if path == "." || path.is_empty() {
         invalid(inner)
     } else {
@@ -856,7 +832,7 @@ mod tests {
         );
         assert_eq!(
             err(r#"{"servers": ["a:1"], "route": "x"}"#),
-            "route: unknown pool \"x\""
+            "route.pool: unknown pool \"x\""
         );
         assert!(err(r#"{"servers": ["a:0"]}"#).starts_with("servers[0]: bad server \"a:0\""));
         assert!(err(r#"{"servers": ["a:1", "a:1"]}"#).contains("listed twice"));

@@ -12,10 +12,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 static REGISTER: Once = Once::new();
 
+extern "C" fn before_fork() {
+    crate::supervisor::before_fork();
+    crate::route::background::before_fork();
+}
+
+extern "C" fn after_fork_in_parent() {
+    crate::route::background::after_fork();
+    crate::supervisor::after_fork();
+}
+
 extern "C" fn after_fork_in_child() {
-    // Async-signal-safe: a single atomic add, no allocation; then release the supervisor
-    // registry that the prepare handler took.
+    // Async-signal-safe: a single atomic add, no allocation; then release the locks the
+    // prepare handler took (background queue, supervisor registry), in reverse order.
     GENERATION.fetch_add(1, Ordering::AcqRel);
+    crate::route::background::after_fork();
     crate::supervisor::after_fork();
 }
 
@@ -24,12 +35,12 @@ extern "C" fn after_fork_in_child() {
 /// lock is held across the fork so no vanished thread can own it in the child.
 pub fn install() {
     REGISTER.call_once(|| {
-        // SAFETY: the handlers are plain `extern "C"` functions that take and release one
-        // lock and bump an atomic; they live for the whole process.
+        // SAFETY: the handlers are plain `extern "C"` functions that take and release two
+        // locks and bump an atomic; they live for the whole process.
         let rc = unsafe {
             libc::pthread_atfork(
-                Some(crate::supervisor::before_fork),
-                Some(crate::supervisor::after_fork),
+                Some(before_fork),
+                Some(after_fork_in_parent),
                 Some(after_fork_in_child),
             )
         };

@@ -90,6 +90,9 @@ pub struct Destination {
     last_sweep_ms: AtomicU64,
     last_fail_open_log_ms: AtomicU64,
     rng: AtomicU64,
+    /// `p95()` cache: (value in µs, when computed in ms).
+    p95_us: AtomicU64,
+    p95_at_ms: AtomicU64,
 }
 
 impl Destination {
@@ -117,6 +120,8 @@ impl Destination {
             last_sweep_ms: AtomicU64::new(now_ms()),
             last_fail_open_log_ms: AtomicU64::new(0),
             rng: AtomicU64::new(0),
+            p95_us: AtomicU64::new(0),
+            p95_at_ms: AtomicU64::new(0),
         }
     }
 
@@ -135,6 +140,26 @@ impl Destination {
         inc(&self.counters.tko_rejected);
         self.errors.add(Reason::Tko);
         Err(Error::with_detail(Reason::Tko, "circuit breaker open").at(&self.addr))
+    }
+
+    /// The observed p95 latency of requests to this server, recomputed at most every 100 ms
+    /// (a hedged read's delay); `None` before 100 requests were measured.
+    pub fn p95(&self) -> Option<Duration> {
+        if self.latency.count() < 100 {
+            return None;
+        }
+        let now = now_ms();
+        let at = self.p95_at_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(at) >= 100
+            && self
+                .p95_at_ms
+                .compare_exchange(at, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.p95_us
+                .store(self.latency.quantile_us(0.95), Ordering::Relaxed);
+        }
+        Some(Duration::from_micros(self.p95_us.load(Ordering::Relaxed)))
     }
 
     /// Feed a request's outcome to the breaker and the counters. Caller errors never get here;

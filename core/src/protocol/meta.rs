@@ -61,7 +61,12 @@ use base64::engine::general_purpose::STANDARD;
 /// them, quiet mode included.
 pub fn encode(req: &Request<'_>, out: &mut Vec<u8>) {
     match *req {
-        Request::Get { keys, cas, touch } => {
+        Request::Get {
+            keys,
+            cas,
+            touch,
+            ttl,
+        } => {
             // Per key: about 30 bytes of command and flags plus the (possibly encoded) key.
             out.reserve(
                 keys.iter()
@@ -80,6 +85,10 @@ pub fn encode(req: &Request<'_>, out: &mut Vec<u8>) {
                 push_usize(out, index);
                 if cas {
                     out.extend_from_slice(b" c");
+                }
+                if ttl {
+                    // "t: return item TTL remaining in seconds (-1 for unlimited)"
+                    out.extend_from_slice(b" t");
                 }
                 if let Some(ttl) = touch {
                     // "T(token): update remaining TTL ... Similar to "touch" and "gat""
@@ -239,7 +248,14 @@ mod tests {
     #[test]
     fn get() {
         let keys: &[&[u8]] = &[b"k1", b"k2"];
-        let get = |cas, touch| enc(Request::Get { keys, cas, touch });
+        let get = |cas, touch| {
+            enc(Request::Get {
+                keys,
+                cas,
+                touch,
+                ttl: false,
+            })
+        };
         assert_eq!(
             get(false, None),
             b"mg k1 v f k O0 q\r\nmg k2 v f k O1 q\r\nmn\r\n"
@@ -260,6 +276,7 @@ mod tests {
             keys: &[],
             cas: false,
             touch: None,
+            ttl: false,
         });
         assert_eq!(empty, b"mn\r\n");
     }
@@ -272,7 +289,8 @@ mod tests {
             enc(Request::Get {
                 keys,
                 cas: false,
-                touch: None
+                touch: None,
+                ttl: false
             }),
             b"mg plain v f k O0 q\r\nmg YSBiAA== b v f O1 q\r\nmn\r\n"
         );

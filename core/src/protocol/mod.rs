@@ -76,6 +76,8 @@ pub enum Request<'a> {
         cas: bool,
         /// New TTL to set on hits (get-and-touch).
         touch: Option<u32>,
+        /// Ask for the remaining TTL (meta `t`; the text protocol cannot say and ignores it).
+        ttl: bool,
     },
     /// A storage command.
     Store {

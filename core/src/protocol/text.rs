@@ -28,7 +28,9 @@ use crate::key;
 /// [`Request::Noop`] has no text equivalent and encodes `version\r\n` (reply: `VERSION …`).
 pub fn encode(req: &Request<'_>, out: &mut Vec<u8>) {
     match *req {
-        Request::Get { keys, cas, touch } => {
+        Request::Get {
+            keys, cas, touch, ..
+        } => {
             let cmd: &[u8] = match (cas, touch.is_some()) {
                 (false, false) => b"get",
                 (true, false) => b"gets",
@@ -174,7 +176,14 @@ mod tests {
     #[test]
     fn retrieval() {
         let keys: &[&[u8]] = &[b"k1", b"k2"];
-        let get = |cas, touch| enc(Request::Get { keys, cas, touch });
+        let get = |cas, touch| {
+            enc(Request::Get {
+                keys,
+                cas,
+                touch,
+                ttl: false,
+            })
+        };
         assert_eq!(get(false, None), b"get k1 k2\r\n");
         assert_eq!(get(true, None), b"gets k1 k2\r\n");
         assert_eq!(get(false, Some(30)), b"gat 30 k1 k2\r\n");
@@ -184,7 +193,8 @@ mod tests {
             enc(Request::Get {
                 keys: one,
                 cas: false,
-                touch: None
+                touch: None,
+                ttl: false
             }),
             b"get only\r\n"
         );
@@ -192,7 +202,8 @@ mod tests {
             enc(Request::Get {
                 keys: &[],
                 cas: false,
-                touch: None
+                touch: None,
+                ttl: false
             }),
             b"get\r\n"
         );

@@ -1,0 +1,843 @@
+//! Connections at work: batches of requests on pooled connections, one destination at a time
+//! ([`exchange`]) or many at once under one deadline ([`exchange_many`], `poll(2)` from the
+//! caller's thread), and a hedged race of two destinations ([`get_hedged`]).
+//!
+//! A slow or dead server delays only its own batch, whose entries come back as errors next to
+//! the other servers' results. A connection is returned to its pool only when its batch
+//! completed on a clean stream; any mid-reply failure discards it.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Reason, Result};
+use crate::item::Item;
+use crate::key;
+use crate::pool::{Destination, PooledConn, conn};
+use crate::protocol::{self, Protocol, Request, Response, ServerErrorKind, Status};
+use std::sync::atomic::Ordering;
+
+use super::pool::PoolRoute;
+use super::{GetOpts, Key, Leaf, Write};
+
+/// One batch for one destination of one pool.
+pub(crate) struct Work<'p, B> {
+    pub(crate) pool: &'p PoolRoute,
+    pub(crate) dest: usize,
+    pub(crate) batch: B,
+}
+
+/// `positions` grouped by destination: `(destination, indexes into positions)`.
+fn group(n_dests: usize, dests: impl Iterator<Item = usize>) -> Vec<(usize, Vec<usize>)> {
+    let mut by_dest: Vec<Vec<usize>> = vec![Vec::new(); n_dests];
+    for (j, d) in dests.enumerate() {
+        by_dest[d].push(j);
+    }
+    by_dest
+        .into_iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
+}
+
+fn deadline_of(leaves: &[(Leaf<'_>, &[usize])]) -> Instant {
+    let io = leaves
+        .iter()
+        .map(|(l, _)| l.pool.io_timeout)
+        .max()
+        .unwrap_or(Duration::from_millis(crate::config::defaults::IO_MS));
+    Instant::now() + io
+}
+
+/// Read, for each `(leaf, positions)`, the keys at `positions` from that leaf, all leaves and
+/// servers at once. Results are aligned with each part's positions.
+pub(crate) fn get_leaves(
+    parts: &[(Leaf<'_>, &[usize])],
+    keys: &[Key<'_>],
+    opts: GetOpts,
+) -> Vec<Vec<Result<Option<Item>>>> {
+    let deadline = deadline_of(parts);
+    let mut work: Vec<Work<'_, GetBatch<'_>>> = Vec::new();
+    let mut owner: Vec<usize> = Vec::new();
+    for (pi, (leaf, positions)) in parts.iter().enumerate() {
+        let dests = positions.iter().map(|&p| leaf.dest(keys[p].place));
+        for (d, js) in group(leaf.pool.dests.len(), dests) {
+            let mut b = GetBatch::new(leaf.pool.protocol, opts);
+            for j in js {
+                b.push(keys[positions[j]].key, j);
+            }
+            work.push(Work {
+                pool: leaf.pool,
+                dest: d,
+                batch: b,
+            });
+            owner.push(pi);
+        }
+    }
+    exchange_many(&mut work, deadline);
+    let mut out: Vec<Vec<Result<Option<Item>>>> = parts
+        .iter()
+        .map(|(_, pos)| (0..pos.len()).map(|_| Ok(None)).collect())
+        .collect();
+    for (w, pi) in work.into_iter().zip(owner) {
+        w.batch.count_hits(&w.pool.dests[w.dest]);
+        for (slot, r) in w.batch.slots.into_iter().zip(w.batch.results) {
+            out[pi][slot] = r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)));
+        }
+    }
+    out
+}
+
+/// Run, for each `(leaf, positions)`, the writes at `positions` on that leaf, all at once.
+/// Replies are aligned with each part's positions; errors name their destination.
+pub(crate) fn write_leaves(
+    parts: &[(Leaf<'_>, &[usize])],
+    reqs: &[Write<'_>],
+) -> Vec<Vec<Result<Response>>> {
+    let deadline = deadline_of(parts);
+    let mut work: Vec<Work<'_, OpsBatch<'_>>> = Vec::new();
+    let mut owner: Vec<usize> = Vec::new();
+    for (pi, (leaf, positions)) in parts.iter().enumerate() {
+        let dests = positions.iter().map(|&p| leaf.dest(reqs[p].place));
+        for (d, js) in group(leaf.pool.dests.len(), dests) {
+            let mut b = OpsBatch::new();
+            for j in js {
+                b.push(reqs[positions[j]].req, j);
+            }
+            work.push(Work {
+                pool: leaf.pool,
+                dest: d,
+                batch: b,
+            });
+            owner.push(pi);
+        }
+    }
+    exchange_many(&mut work, deadline);
+    let mut out: Vec<Vec<Option<Result<Response>>>> = parts
+        .iter()
+        .map(|(_, pos)| (0..pos.len()).map(|_| None).collect())
+        .collect();
+    for (w, pi) in work.into_iter().zip(owner) {
+        let addr = w.pool.dests[w.dest].addr();
+        for (slot, r) in w.batch.slots.into_iter().zip(w.batch.replies) {
+            out[pi][slot] = Some(r.map_err(|e| e.or_at(addr)));
+        }
+    }
+    out.into_iter()
+        .map(|v| {
+            v.into_iter()
+                .map(|r| r.unwrap_or_else(|| Err(Error::new(Reason::Protocol))))
+                .collect()
+        })
+        .collect()
+}
+
+/// How a hedged read went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hedge {
+    /// The primary answered within `hedge_after` (or failed: the caller fails over).
+    NotNeeded,
+    /// The primary was slow but the hedge budget was spent.
+    Suppressed,
+    /// A hedge was sent and the primary answered first.
+    Lost,
+    /// A hedge was sent and answered first.
+    Won,
+}
+
+/// One racer of a hedged read.
+struct Racer<'c, 'k> {
+    pc: PooledConn<'c>,
+    batch: GetBatch<'k>,
+    sending: bool,
+    start: Instant,
+    hedge: bool,
+}
+
+impl<'c, 'k> Racer<'c, 'k> {
+    fn start(
+        pool: &'c PoolRoute,
+        dest: &'c Destination,
+        key: &'k [u8],
+        opts: GetOpts,
+        deadline: Instant,
+    ) -> Result<Racer<'c, 'k>> {
+        pool.admit(dest)?;
+        let start = Instant::now();
+        let mut pc = dest.checkout(deadline).inspect_err(|e| {
+            dest.record::<()>(&Err(e.clone()), start.elapsed());
+        })?;
+        let mut batch = GetBatch::new(pool.protocol, opts);
+        batch.push(key, 0);
+        batch.encode(dest.protocol(), &mut pc.conn().wbuf);
+        let mut r = Racer {
+            pc,
+            batch,
+            sending: true,
+            start,
+            hedge: false,
+        };
+        match r.pc.conn().try_send() {
+            Ok(done) => r.sending = !done,
+            Err(e) => return Err(r.fail(e)),
+        }
+        Ok(r)
+    }
+
+    fn pollfd(&mut self) -> libc::pollfd {
+        libc::pollfd {
+            fd: self.pc.conn().fd(),
+            events: if self.sending {
+                libc::POLLIN | libc::POLLOUT
+            } else {
+                libc::POLLIN
+            },
+            revents: 0,
+        }
+    }
+
+    /// Serve readiness; `Ok(true)` when the reply is complete.
+    fn step(&mut self, revents: libc::c_short) -> Result<bool> {
+        let decoder = *self.pc.destination().decoder();
+        let c = self.pc.conn();
+        if self.sending && revents & libc::POLLOUT != 0 {
+            self.sending = !c.try_send()?;
+        }
+        if revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+            c.try_fill()?;
+            while let Some(resp) = c.try_decode(&decoder)? {
+                if self.batch.on_reply(resp)? {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// The reply is complete: record, return the connection, hand out the result.
+    fn finish(mut self) -> Result<Option<Item>> {
+        let dest = self.pc.destination();
+        dest.record(&Ok::<(), Error>(()), self.start.elapsed());
+        self.batch.count_hits(dest);
+        let r = self.batch.results.pop().flatten();
+        release(self.pc, true);
+        r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)))
+    }
+
+    /// The racer failed: record it (a real failure of its server), discard the connection.
+    fn fail(self, e: Error) -> Error {
+        let dest = self.pc.destination();
+        let e = e.at(dest.addr());
+        dest.record::<()>(&Err(e.clone()), self.start.elapsed());
+        e
+    }
+}
+
+/// Read `key` from `primary`; if no reply came within `hedge_after` and `may_hedge()` agrees,
+/// send the same read to `secondary` and take whichever answers first. The other request is
+/// cancelled by discarding its connection (memcached has no cancel; the socket is the only
+/// safe way to never read its reply later), and is not counted against its server's breaker:
+/// being slower than a hedge is not a failure. An error from the primary before the hedge is
+/// returned at once (the caller fails over); an error of one racer leaves the other running.
+pub(crate) fn get_hedged(
+    primary: (&PoolRoute, usize),
+    secondary: (&PoolRoute, usize),
+    key: Key<'_>,
+    opts: GetOpts,
+    hedge_after: Duration,
+    may_hedge: &dyn Fn() -> bool,
+) -> (Result<Option<Item>>, Hedge) {
+    let deadline = Instant::now() + primary.0.io_timeout.max(secondary.0.io_timeout);
+    let hedge_at = Instant::now() + hedge_after;
+    let (pp, pd) = (primary.0, &*primary.0.dests[primary.1]);
+    let mut first = match Racer::start(pp, pd, key.key, opts, deadline) {
+        Ok(r) => r,
+        Err(e) => return (Err(e), Hedge::NotNeeded),
+    };
+    // Phase 1: the primary alone, until the hedge is due.
+    loop {
+        let mut pfd = [first.pollfd()];
+        match conn::poll(&mut pfd, hedge_at.min(deadline)) {
+            Ok(_) => match first.step(pfd[0].revents) {
+                Ok(true) => return (first.finish(), Hedge::NotNeeded),
+                Ok(false) => {}
+                Err(e) => return (Err(first.fail(e)), Hedge::NotNeeded),
+            },
+            Err(e) if e.reason() == Reason::Timeout && Instant::now() < deadline => break,
+            Err(e) => return (Err(first.fail(e)), Hedge::NotNeeded),
+        }
+    }
+    if !may_hedge() {
+        return (finish_alone(first, deadline), Hedge::Suppressed);
+    }
+    let (sp, sd) = (secondary.0, &*secondary.0.dests[secondary.1]);
+    let mut second = match Racer::start(sp, sd, key.key, opts, deadline) {
+        Ok(r) => r,
+        Err(_) => return (finish_alone(first, deadline), Hedge::Lost),
+    };
+    second.hedge = true;
+    // Phase 2: both; the first complete reply wins, an error leaves the other running.
+    let mut racers = vec![first, second];
+    let mut last_err: Option<Error> = None;
+    while !racers.is_empty() {
+        let mut pfds: Vec<libc::pollfd> = racers.iter_mut().map(Racer::pollfd).collect();
+        if let Err(e) = conn::poll(&mut pfds, deadline) {
+            let mut err = e.clone();
+            for r in racers.drain(..) {
+                err = r.fail(e.clone());
+            }
+            return (Err(err), Hedge::Lost);
+        }
+        let mut i = racers.len();
+        while i > 0 {
+            i -= 1;
+            if pfds[i].revents == 0 {
+                continue;
+            }
+            match racers[i].step(pfds[i].revents) {
+                Ok(true) => {
+                    let winner = racers.swap_remove(i);
+                    let how = if winner.hedge {
+                        Hedge::Won
+                    } else {
+                        Hedge::Lost
+                    };
+                    // The loser's connection is dropped here: discarded, never reused.
+                    drop(racers);
+                    return (winner.finish(), how);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    let r = racers.swap_remove(i);
+                    last_err = Some(r.fail(e));
+                }
+            }
+        }
+    }
+    (
+        Err(last_err.unwrap_or_else(|| Error::new(Reason::Protocol))),
+        Hedge::Lost,
+    )
+}
+
+/// Drive one racer to its end.
+fn finish_alone(mut r: Racer<'_, '_>, deadline: Instant) -> Result<Option<Item>> {
+    loop {
+        let mut pfd = [r.pollfd()];
+        if let Err(e) = conn::poll(&mut pfd, deadline) {
+            return Err(r.fail(e));
+        }
+        match r.step(pfd[0].revents) {
+            Ok(true) => return r.finish(),
+            Ok(false) => {}
+            Err(e) => return Err(r.fail(e)),
+        }
+    }
+}
+
+/// Finish a connection's part: keep it if the batch completed on a clean stream.
+pub(crate) fn release(pc: PooledConn<'_>, ok: bool) {
+    if ok {
+        pc.checkin();
+    }
+}
+
+/// Run one batch on one destination: admitted by its breaker, outcome recorded.
+pub(crate) fn exchange<B: Batch>(
+    pool: &PoolRoute,
+    dest: &Destination,
+    batch: &mut B,
+    deadline: Instant,
+) -> Result<()> {
+    if pool.dropped(dest, batch) {
+        return Ok(());
+    }
+    if let Err(e) = pool.admit(dest) {
+        batch.fail(&e);
+        return Err(e);
+    }
+    let start = Instant::now();
+    let result = exchange_admitted(dest, batch, deadline);
+    dest.record(&result, start.elapsed());
+    result
+}
+
+fn exchange_admitted<B: Batch>(dest: &Destination, batch: &mut B, deadline: Instant) -> Result<()> {
+    let addr = dest.addr();
+    let mut pc = match dest.checkout(deadline) {
+        Ok(pc) => pc,
+        Err(e) => {
+            batch.fail(&e);
+            return Err(e);
+        }
+    };
+    let c = pc.conn();
+    batch.encode(dest.protocol(), &mut c.wbuf);
+    let run = (|| -> Result<()> {
+        c.send(deadline)?;
+        loop {
+            if batch.on_reply(c.recv(dest.decoder(), deadline)?)? {
+                return Ok(());
+            }
+        }
+    })();
+    match run {
+        Ok(()) => {
+            release(pc, true);
+            Ok(())
+        }
+        Err(e) => {
+            let e = e.at(addr);
+            batch.fail(&e);
+            drop(pc); // mid-reply failure: discard, never reuse
+            Err(e)
+        }
+    }
+}
+
+/// Run one batch per destination, all at once, under one deadline. Each batch ends with
+/// its results or its error; nothing here returns early.
+pub(crate) fn exchange_many<B: Batch>(work: &mut [Work<'_, B>], deadline: Instant) {
+    if let [w] = work {
+        let _ = exchange(w.pool, &w.pool.dests[w.dest], &mut w.batch, deadline);
+        return;
+    }
+    struct Slot<'c> {
+        pc: PooledConn<'c>,
+        work: usize,
+        sending: bool,
+    }
+    let start = Instant::now();
+    let mut live: Vec<Slot<'_>> = Vec::with_capacity(work.len());
+    for (i, w) in work.iter_mut().enumerate() {
+        let (pool, batch) = (w.pool, &mut w.batch);
+        let dest = &*pool.dests[w.dest];
+        if pool.dropped(dest, batch) {
+            continue;
+        }
+        if let Err(e) = pool.admit(dest) {
+            batch.fail(&e);
+            continue;
+        }
+        match dest.checkout(deadline) {
+            Ok(mut pc) => {
+                batch.encode(dest.protocol(), &mut pc.conn().wbuf);
+                live.push(Slot {
+                    pc,
+                    work: i,
+                    sending: true,
+                });
+            }
+            Err(e) => {
+                dest.record::<()>(&Err(e.clone()), start.elapsed());
+                batch.fail(&e);
+            }
+        }
+    }
+    // Every way a slot ends goes through here: the breaker hears about each server once.
+    let finish = |slot: Slot<'_>, outcome: Result<()>, batch: &mut B| {
+        let dest = slot.pc.destination();
+        match outcome {
+            Ok(()) => {
+                dest.record(&Ok::<(), Error>(()), start.elapsed());
+                release(slot.pc, true);
+            }
+            Err(e) => {
+                let e = e.at(dest.addr());
+                dest.record::<()>(&Err(e.clone()), start.elapsed());
+                batch.fail(&e);
+            }
+        }
+    };
+    // Write every batch first, then serve whichever connection is ready. Reading only
+    // after poll reports data avoids a speculative recv (EAGAIN) per server per call.
+    let mut i = live.len();
+    while i > 0 {
+        i -= 1;
+        match live[i].pc.conn().try_send() {
+            Ok(done) => live[i].sending = !done,
+            Err(e) => {
+                let slot = live.swap_remove(i);
+                let w = slot.work;
+                finish(slot, Err(e), &mut work[w].batch);
+            }
+        }
+    }
+    let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(live.len());
+    while !live.is_empty() {
+        pfds.clear();
+        for s in &mut live {
+            let events = if s.sending {
+                libc::POLLIN | libc::POLLOUT
+            } else {
+                libc::POLLIN
+            };
+            pfds.push(libc::pollfd {
+                fd: s.pc.conn().fd(),
+                events,
+                revents: 0,
+            });
+        }
+        if let Err(e) = conn::poll(&mut pfds, deadline) {
+            for slot in live.drain(..) {
+                let w = slot.work;
+                finish(slot, Err(e.clone()), &mut work[w].batch);
+            }
+            break;
+        }
+        // Descending, so that swap_remove(i) only moves an already-served slot into i and
+        // `pfds[i]` keeps describing `live[i]` for every slot still to be served.
+        let mut i = live.len();
+        while i > 0 {
+            i -= 1;
+            let revents = pfds[i].revents;
+            if revents == 0 {
+                continue;
+            }
+            let slot = &mut live[i];
+            let w = slot.work;
+            let batch = &mut work[w].batch;
+            let step: Result<bool> = (|| {
+                let decoder = *slot.pc.destination().decoder();
+                let c = slot.pc.conn();
+                if slot.sending && revents & libc::POLLOUT != 0 {
+                    slot.sending = !c.try_send()?;
+                }
+                if revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+                    c.try_fill()?;
+                    while let Some(resp) = c.try_decode(&decoder)? {
+                        if batch.on_reply(resp)? {
+                            return Ok(true);
+                        }
+                    }
+                }
+                Ok(false)
+            })();
+            match step {
+                Ok(false) => {}
+                Ok(true) => finish(live.swap_remove(i), Ok(()), &mut work[w].batch),
+                Err(e) => finish(live.swap_remove(i), Err(e), &mut work[w].batch),
+            }
+        }
+    }
+}
+
+/// A batch of requests on one connection, and what their replies mean.
+pub(crate) trait Batch {
+    /// Append the requests' bytes.
+    fn encode(&self, protocol: Protocol, out: &mut Vec<u8>);
+    /// Take one reply. `Ok(true)` when the batch is complete. `Err`: the stream can no longer
+    /// be trusted; the connection is discarded and unresolved entries get the error.
+    fn on_reply(&mut self, resp: Response) -> Result<bool>;
+    /// The connection failed: give `err` to every unresolved entry.
+    fn fail(&mut self, err: &Error);
+    /// The pool is `read_only`: if this batch writes, answer it locally as not done and
+    /// return true (nothing is sent). Reads and deletes return false and go to the server.
+    fn drop_writes(&mut self) -> bool {
+        false
+    }
+}
+
+pub(crate) fn server_error(kind: ServerErrorKind, message: String) -> Error {
+    let reason = match kind {
+        ServerErrorKind::ServerError => Reason::ServerError,
+        ServerErrorKind::ClientError | ServerErrorKind::Error => Reason::ClientError,
+    };
+    Error::with_detail(reason, message)
+}
+
+pub(crate) fn unexpected(resp: &Response) -> Error {
+    Error::with_detail(Reason::Protocol, format!("unexpected reply {resp:?}"))
+}
+
+/// get/gets/gat/gats of several keys on one server.
+pub(crate) struct GetBatch<'a> {
+    keys: Vec<&'a [u8]>,
+    /// Position of each key in the caller's list.
+    pub(crate) slots: Vec<usize>,
+    pub(crate) results: Vec<Option<Result<Option<Item>>>>,
+    opts: GetOpts,
+    /// Text: index of the next key a `VALUE` may answer (replies come in request order).
+    cursor: usize,
+    protocol: Protocol,
+    /// A key needs base64 (meta binary keys), so the batch must use `mg`.
+    binary: bool,
+    /// Meta: an error line in a quiet batch carries no opaque; it taints unresolved keys.
+    taint: Option<Error>,
+}
+
+impl<'a> GetBatch<'a> {
+    pub(crate) fn new(protocol: Protocol, opts: GetOpts) -> Self {
+        GetBatch {
+            keys: Vec::new(),
+            slots: Vec::new(),
+            results: Vec::new(),
+            opts,
+            cursor: 0,
+            protocol,
+            binary: false,
+            taint: None,
+        }
+    }
+
+    /// The wire format of this batch. A meta pool still sends a multi-key read of printable
+    /// keys as one text `get k1 k2 …` line (memcached ≥ 1.6 takes both on one connection):
+    /// one command to parse instead of one `mg` per key plus `mn`, which measured 1.4–1.6×
+    /// slower for 100 keys over 4 servers (docs/BENCHMARKS.md) and made memcached yield mid
+    /// batch past its 20-requests-per-event limit. Single keys and base64 keys use `mg`.
+    fn wire(&self) -> Protocol {
+        if self.protocol == Protocol::Meta && (self.keys.len() == 1 || self.binary || self.opts.ttl)
+        {
+            Protocol::Meta
+        } else {
+            Protocol::Text
+        }
+    }
+
+    pub(crate) fn push(&mut self, key: &'a [u8], slot: usize) {
+        self.binary |= key::needs_base64(key);
+        self.keys.push(key);
+        self.slots.push(slot);
+        self.results.push(None);
+    }
+
+    /// Add this batch's hits and misses to the destination's counters.
+    pub(crate) fn count_hits(&self, dest: &Destination) {
+        let (mut hits, mut misses) = (0, 0);
+        for r in self.results.iter().flatten() {
+            match r {
+                Ok(Some(_)) => hits += 1,
+                Ok(None) => misses += 1,
+                Err(_) => {}
+            }
+        }
+        dest.counters.hits.fetch_add(hits, Ordering::Relaxed);
+        dest.counters.misses.fetch_add(misses, Ordering::Relaxed);
+    }
+
+    fn hit(&mut self, i: usize, v: protocol::Value) {
+        let item = Item {
+            value: v.data,
+            flags: v.flags,
+            cas: v.cas.unwrap_or(0),
+            ttl: v.ttl,
+        };
+        self.results[i] = Some(Ok(Some(item)));
+    }
+}
+
+impl Batch for GetBatch<'_> {
+    fn encode(&self, _pool_protocol: Protocol, out: &mut Vec<u8>) {
+        protocol::encode(
+            self.wire(),
+            &Request::Get {
+                keys: &self.keys,
+                cas: self.opts.cas,
+                touch: self.opts.touch,
+                ttl: self.opts.ttl,
+            },
+            out,
+        );
+    }
+
+    fn on_reply(&mut self, resp: Response) -> Result<bool> {
+        match resp {
+            Response::Value(v) => {
+                let i = match self.wire() {
+                    Protocol::Text => {
+                        // A reply for a key we did not ask for (or out of order) means the
+                        // stream is not what we think it is: never hand out its value.
+                        let key = v.key.as_deref().unwrap_or_default();
+                        let pos = self.keys[self.cursor..].iter().position(|k| *k == key);
+                        let Some(pos) = pos else {
+                            return Err(Error::with_detail(
+                                Reason::Protocol,
+                                "VALUE for a key that was not requested",
+                            ));
+                        };
+                        self.cursor += pos + 1;
+                        self.cursor - 1
+                    }
+                    Protocol::Meta => {
+                        let i = v
+                            .opaque
+                            .map(|o| o as usize)
+                            .filter(|&i| i < self.keys.len());
+                        let Some(i) = i else {
+                            return Err(Error::with_detail(
+                                Reason::Protocol,
+                                "VA with a missing or unknown opaque",
+                            ));
+                        };
+                        if v.key.as_deref().is_some_and(|k| k != self.keys[i]) {
+                            return Err(Error::with_detail(
+                                Reason::Protocol,
+                                "VA key does not match its opaque",
+                            ));
+                        }
+                        i
+                    }
+                };
+                self.hit(i, v);
+                Ok(false)
+            }
+            Response::End => {
+                for r in &mut self.results {
+                    if r.is_none() {
+                        *r = Some(match &self.taint {
+                            Some(e) => Err(e.clone()),
+                            None => Ok(None),
+                        });
+                    }
+                }
+                Ok(true)
+            }
+            // A lone miss (meta touch without `q` never comes here: gets are always quiet).
+            Response::Status {
+                status: Status::Miss,
+                ..
+            } => Ok(false),
+            Response::Error { kind, message } => {
+                let e = server_error(kind, message);
+                if self.wire() == Protocol::Meta {
+                    // memcached still answers the trailing `mn`; keep reading to `MN`.
+                    self.taint = Some(e);
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn fail(&mut self, err: &Error) {
+        for r in &mut self.results {
+            if r.is_none() {
+                *r = Some(Err(err.clone()));
+            }
+        }
+    }
+}
+
+/// Commands that each get exactly one reply, in order.
+pub(crate) struct OpsBatch<'a> {
+    reqs: Vec<Request<'a>>,
+    pub(crate) slots: Vec<usize>,
+    pub(crate) replies: Vec<Result<Response>>,
+}
+
+impl<'a> OpsBatch<'a> {
+    pub(crate) fn new() -> Self {
+        OpsBatch {
+            reqs: Vec::new(),
+            slots: Vec::new(),
+            replies: Vec::new(),
+        }
+    }
+
+    pub(crate) fn one(req: Request<'a>) -> Self {
+        OpsBatch {
+            reqs: vec![req],
+            slots: vec![0],
+            replies: Vec::with_capacity(1),
+        }
+    }
+
+    pub(crate) fn push(&mut self, req: Request<'a>, slot: usize) {
+        self.reqs.push(req);
+        self.slots.push(slot);
+    }
+}
+
+impl Batch for OpsBatch<'_> {
+    fn encode(&self, protocol: Protocol, out: &mut Vec<u8>) {
+        for r in &self.reqs {
+            protocol::encode(protocol, r, out);
+        }
+    }
+
+    /// Stores answer `NOT_STORED`, incr/decr and touch `NOT_FOUND`. Deletes are never dropped
+    /// (invalidation is what keeps a cache correct while it is degraded), nor `flush_all` and
+    /// `version` (operator commands).
+    fn drop_writes(&mut self) -> bool {
+        let local = |r: &Request<'_>| match r {
+            Request::Store { .. } => Some(Status::NotStored),
+            Request::Arith { .. } | Request::Touch { .. } => Some(Status::NotFound),
+            _ => None,
+        };
+        if self.reqs.is_empty() || !self.reqs.iter().all(|r| local(r).is_some()) {
+            return false;
+        }
+        self.replies = self
+            .reqs
+            .iter()
+            .filter_map(local)
+            .map(|status| {
+                Ok(Response::Status {
+                    status,
+                    cas: None,
+                    opaque: None,
+                })
+            })
+            .collect();
+        true
+    }
+
+    fn on_reply(&mut self, resp: Response) -> Result<bool> {
+        let poisoned = match &resp {
+            // memcached swallows the data of a refused store and stays in sync after
+            // SERVER_ERROR; after CLIENT_ERROR/ERROR the rest of the stream is suspect.
+            Response::Error { kind, .. } => *kind != ServerErrorKind::ServerError,
+            _ => false,
+        };
+        let reply = match resp {
+            Response::Error { kind, message } => Err(server_error(kind, message)),
+            other => Ok(other),
+        };
+        let err = reply.as_ref().err().cloned();
+        self.replies.push(reply);
+        if poisoned {
+            return Err(err.unwrap_or_else(|| Error::new(Reason::Protocol)));
+        }
+        Ok(self.replies.len() == self.reqs.len())
+    }
+
+    fn fail(&mut self, err: &Error) {
+        while self.replies.len() < self.reqs.len() {
+            self.replies.push(Err(err.clone()));
+        }
+    }
+}
+
+/// `req` (flush_all, version) on every server of every pool, each server once, all at once.
+pub(crate) fn all_servers(
+    router: &super::Router,
+    req: Request<'_>,
+) -> Vec<(String, Result<Response>)> {
+    let mut work: Vec<Work<'_, OpsBatch<'_>>> = Vec::new();
+    let mut seen: Vec<*const Destination> = Vec::new();
+    for pool in router.pools.values() {
+        for (d, dest) in pool.dests.iter().enumerate() {
+            if seen.contains(&std::sync::Arc::as_ptr(dest)) {
+                continue;
+            }
+            seen.push(std::sync::Arc::as_ptr(dest));
+            work.push(Work {
+                pool,
+                dest: d,
+                batch: OpsBatch::one(req),
+            });
+        }
+    }
+    exchange_many(&mut work, Instant::now() + router.io_timeout);
+    work.into_iter()
+        .map(|mut w| {
+            let addr = w.pool.dests[w.dest].addr();
+            let r = w
+                .batch
+                .replies
+                .pop()
+                .unwrap_or_else(|| Err(Error::new(Reason::Protocol)));
+            (addr.to_string(), r.map_err(|e| e.or_at(addr)))
+        })
+        .collect()
+}

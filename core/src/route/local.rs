@@ -1,0 +1,277 @@
+//! `local`: an in-process LRU ([`crate::lru::LocalCache`]) with item and byte limits and TTLs.
+//!
+//! Without `route` it **is** the cache (the default when a config lists no servers): every
+//! command is answered by the process's own memory with memcached's semantics — get, gets
+//! (CAS tokens of its own), gat/gats, set/add/replace/append/prepend/cas, delete, incr/decr,
+//! touch. Nothing is shared between processes.
+//!
+//! With `route` it is a **near cache** in front of that route, with `ttl_ms` as the bound on
+//! staleness (another process's write is seen at most that late):
+//! - get/gat: a local hit is the reply; misses go to `route` as one batch, and its hits are
+//!   kept locally (for at most `ttl_ms`, and no longer than the item's own TTL when known).
+//! - gets/gats: straight to `route` (a CAS token must be the server's); the local copy is
+//!   dropped for gats, whose new TTL only the server knows.
+//! - set/add/replace/append/prepend/cas, incr/decr, touch, delete: to `route`, then the local
+//!   copy is dropped whatever the outcome, so this process reads its own writes.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::client::{Op, StoreOutcome};
+use crate::error::{Error, Result};
+use crate::item::Item;
+use crate::lru::LocalCache;
+use crate::protocol::{Request, Response, Status};
+use crate::stats::RouteCounters;
+
+use super::{GetOpts, Key, Route, Visit, Write, status, stored};
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct LocalRoute {
+    cache: LocalCache,
+    next: Option<Arc<dyn Route>>,
+    counters: RouteCounters,
+}
+
+impl LocalRoute {
+    /// A cache of at most `max_items` and `max_bytes` (0: that bound is off), entries living at
+    /// most `ttl`; in front of `next` when given.
+    pub fn new(
+        max_items: usize,
+        max_bytes: usize,
+        ttl: Option<Duration>,
+        next: Option<Arc<dyn Route>>,
+    ) -> LocalRoute {
+        LocalRoute {
+            cache: LocalCache::new(max_items, max_bytes, ttl),
+            next,
+            counters: RouteCounters::default(),
+        }
+    }
+
+    fn lookup(&self, key: &[u8], opts: GetOpts) -> Option<Item> {
+        let mut item = match opts.touch {
+            Some(t) => self.cache.get_and_touch(key, t),
+            None => self.cache.get(key),
+        }?;
+        if !opts.cas {
+            item.cas = 0;
+        }
+        if opts.ttl {
+            item.ttl = match self.cache.remaining_ttl(key) {
+                Some(Some(d)) => Some(d.as_secs() as i64),
+                _ => Some(-1),
+            };
+        }
+        Some(item)
+    }
+
+    /// Answer one write from the cache itself.
+    fn apply(&self, w: &Write<'_>) -> Result<Response> {
+        Ok(match w.req {
+            Request::Store {
+                op,
+                key,
+                value,
+                flags,
+                exptime,
+                ..
+            } => match self.cache.store(op, key, value, flags, exptime) {
+                StoreOutcome::Stored => stored(),
+                StoreOutcome::NotStored => status(Status::NotStored),
+                StoreOutcome::Exists => status(Status::Exists),
+                StoreOutcome::NotFound => status(Status::NotFound),
+            },
+            Request::Delete { key, .. } => match self.cache.delete(key) {
+                true => status(Status::Success),
+                false => status(Status::NotFound),
+            },
+            Request::Arith {
+                key, incr, delta, ..
+            } => match self.cache.arith(key, incr, delta).map_err(Error::from)? {
+                Some(n) => Response::Number(n),
+                None => status(Status::NotFound),
+            },
+            Request::Touch { key, exptime, .. } => match self.cache.touch(key, exptime) {
+                true => status(Status::Success),
+                false => status(Status::NotFound),
+            },
+            _ => status(Status::NotStored),
+        })
+    }
+}
+
+impl Route for LocalRoute {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+        self.counters.requests.fetch_add(keys.len() as u64, Relaxed);
+        let Some(next) = &self.next else {
+            return keys
+                .iter()
+                .map(|k| {
+                    let hit = self.lookup(k.key, opts);
+                    let c = match hit {
+                        Some(_) => &self.counters.local_hits,
+                        None => &self.counters.local_misses,
+                    };
+                    c.fetch_add(1, Relaxed);
+                    Ok(hit)
+                })
+                .collect();
+        };
+        if opts.cas {
+            if opts.touch.is_some() {
+                for k in keys {
+                    self.cache.delete(k.key);
+                }
+            }
+            return next.get(keys, opts);
+        }
+        let mut out: Vec<Result<Option<Item>>> = Vec::with_capacity(keys.len());
+        let mut misses: Vec<usize> = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            match self.lookup(k.key, opts) {
+                Some(item) => {
+                    self.counters.local_hits.fetch_add(1, Relaxed);
+                    out.push(Ok(Some(item)));
+                }
+                None => {
+                    self.counters.local_misses.fetch_add(1, Relaxed);
+                    misses.push(i);
+                    out.push(Ok(None));
+                }
+            }
+        }
+        if misses.is_empty() {
+            return out;
+        }
+        let sub: Vec<Key<'_>> = misses.iter().map(|&i| keys[i]).collect();
+        for (&i, r) in misses.iter().zip(next.get(&sub, opts)) {
+            if let Ok(Some(item)) = &r {
+                // The item's own TTL bounds the copy when the server told it (gat, or `t`).
+                let exptime = match (opts.touch, item.ttl) {
+                    (Some(t), _) => t,
+                    (None, Some(t)) if t > 0 => t as u32,
+                    _ => 0,
+                };
+                let op = crate::protocol::StoreOp::Set;
+                self.cache
+                    .store(op, keys[i].key, &item.value, item.flags, exptime);
+            }
+            out[i] = r;
+        }
+        out
+    }
+
+    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+        self.counters.requests.fetch_add(reqs.len() as u64, Relaxed);
+        match &self.next {
+            None => reqs.iter().map(|w| self.apply(w)).collect(),
+            Some(next) => {
+                let out = next.write(reqs);
+                for w in reqs {
+                    self.cache.delete(w.key());
+                }
+                out
+            }
+        }
+    }
+
+    fn traverse(&self, op: Op, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {
+        visit(Visit {
+            pool: "local",
+            addr: "local",
+        });
+        if let Some(n) = &self.next {
+            n.traverse(op, key, visit);
+        }
+    }
+
+    fn children(&self) -> Vec<(String, &Arc<dyn Route>)> {
+        self.next
+            .iter()
+            .map(|n| (".route".to_string(), n))
+            .collect()
+    }
+
+    fn counters(&self) -> Option<&RouteCounters> {
+        Some(&self.counters)
+    }
+
+    fn extra_stats(&self) -> Option<Value> {
+        let s = self.cache.stats();
+        Some(json!({
+            "items": s.items,
+            "bytes": s.bytes,
+            "evictions": s.evictions,
+            "expired": s.expired,
+        }))
+    }
+
+    fn flush_local(&self) {
+        self.cache.flush();
+        if let Some(n) = &self.next {
+            n.flush_local();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::testing::{Recorder, delete_req, get_keys, set_req};
+
+    #[test]
+    fn standalone_answers_like_memcached() {
+        let r = LocalRoute::new(100, 0, None, None);
+        assert!(get_keys(&r, &[b"k"])[0].as_ref().unwrap().is_none());
+        r.write(&[set_req(b"k", b"v")]);
+        assert_eq!(
+            get_keys(&r, &[b"k"])[0]
+                .as_ref()
+                .unwrap()
+                .as_ref()
+                .unwrap()
+                .value,
+            b"v"
+        );
+        let d = r.write(&[delete_req(b"k"), delete_req(b"k")]);
+        assert_eq!(d[0].as_ref().unwrap(), &status(Status::Success));
+        assert_eq!(d[1].as_ref().unwrap(), &status(Status::NotFound));
+        assert_eq!(r.counters.local_hits.load(Relaxed), 1);
+        assert_eq!(r.counters.local_misses.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn near_cache_serves_hits_locally_and_drops_on_write() {
+        let far = Recorder::new("far");
+        let r = LocalRoute::new(100, 0, Some(Duration::from_secs(5)), Some(far.route()));
+        let first = get_keys(&r, &[b"a", b"b"]);
+        assert_eq!(first[0].as_ref().unwrap().as_ref().unwrap().value, b"far:a");
+        assert_eq!(far.saw_keys(), ["a", "b"]);
+        get_keys(&r, &[b"a", b"b", b"c"]);
+        assert_eq!(
+            far.saw_keys(),
+            ["a", "b", "c"],
+            "only the local miss goes out"
+        );
+        r.write(&[set_req(b"a", b"new")]);
+        get_keys(&r, &[b"a"]);
+        assert_eq!(
+            far.saw_keys(),
+            ["a", "b", "c", "a", "a"],
+            "a write drops the copy"
+        );
+        assert_eq!(
+            crate::route::builder::destinations(&r, Op::Get, b"a"),
+            ["local/local", "far/far"]
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! `migrate`: move keys from one topology to another (4 → 6 servers, a new mode, a new
+//! cluster) without a cold cache, reversibly. The phase is config: moving forward or back is
+//! a reload.
+//!
+//! | phase | get | set/add/replace/append/prepend/cas, incr/decr, touch | delete |
+//! |---|---|---|---|
+//! | `from_only` | from | from | both, from's reply |
+//! | `dual_write` | from | both, from's reply | both, from's reply |
+//! | `dual_write_read_new` | to; a miss is read from `from`, copied forward (`add`) | both, to's reply | both, to's reply |
+//! | `to_only` | to | to | both, to's reply |
+//!
+//! Deletes reach both topologies in every phase: a value invalidated while one phase ran can
+//! never come back when an operator rolls back a phase. Writes to both run in one `poll(2)`
+//! loop when both sides are pools; the other side's failures are counted
+//! (`replica_failures`), not returned. Copies forward keep the old item's remaining TTL (meta
+//! `t`; `exptime` when the old side speaks text).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::client::Op;
+use crate::config::MigratePhase;
+use crate::error::Result;
+use crate::item::Item;
+use crate::protocol::Response;
+use crate::stats::RouteCounters;
+
+use super::warm_up::Fill;
+use super::{GetOpts, Key, Route, Visit, Write, write_all};
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct MigrateRoute {
+    from: Arc<dyn Route>,
+    to: Arc<dyn Route>,
+    phase: MigratePhase,
+    exptime: u32,
+    inline: bool,
+    /// [from, to] and [to, from]: the answering side first.
+    from_first: [Arc<dyn Route>; 2],
+    to_first: [Arc<dyn Route>; 2],
+    counters: RouteCounters,
+}
+
+impl MigrateRoute {
+    /// Migrate from `from` to `to`, now in `phase`; `exptime` for copies whose TTL the old side
+    /// cannot tell.
+    pub fn new(
+        from: Arc<dyn Route>,
+        to: Arc<dyn Route>,
+        phase: MigratePhase,
+        exptime: u32,
+        inline: bool,
+    ) -> MigrateRoute {
+        MigrateRoute {
+            from_first: [Arc::clone(&from), Arc::clone(&to)],
+            to_first: [Arc::clone(&to), Arc::clone(&from)],
+            from,
+            to,
+            phase,
+            exptime,
+            inline,
+            counters: RouteCounters::default(),
+        }
+    }
+
+    /// The side that answers in this phase.
+    fn answers_from_new(&self) -> bool {
+        matches!(
+            self.phase,
+            MigratePhase::DualWriteReadNew | MigratePhase::ToOnly
+        )
+    }
+
+    fn writes_both(&self) -> bool {
+        matches!(
+            self.phase,
+            MigratePhase::DualWrite | MigratePhase::DualWriteReadNew
+        )
+    }
+}
+
+impl Route for MigrateRoute {
+    fn name(&self) -> &'static str {
+        "migrate"
+    }
+
+    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+        self.counters.requests.fetch_add(keys.len() as u64, Relaxed);
+        match self.phase {
+            MigratePhase::FromOnly | MigratePhase::DualWrite => self.from.get(keys, opts),
+            MigratePhase::ToOnly => self.to.get(keys, opts),
+            MigratePhase::DualWriteReadNew => {
+                let mut out = self.to.get(keys, opts);
+                Fill {
+                    source: &self.from,
+                    target: &self.to,
+                    exptime: self.exptime,
+                    inline: self.inline,
+                    found: &self.counters.read_fallbacks,
+                    copied: &self.counters.copied_forward,
+                    dropped: &self.counters.background_dropped,
+                }
+                .misses(&mut out, keys, opts);
+                out
+            }
+        }
+    }
+
+    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+        self.counters.requests.fetch_add(reqs.len() as u64, Relaxed);
+        let new_first = self.answers_from_new();
+        let both = self.writes_both() || reqs.iter().all(|w| w.op() == Op::Delete);
+        if !both && reqs.iter().all(|w| w.op() != Op::Delete) {
+            let side = if new_first { &self.to } else { &self.from };
+            return side.write(reqs);
+        }
+        if !both {
+            // A batch mixing deletes with other writes outside a dual-write phase: deletes to
+            // both, the rest to the answering side.
+            let (dels, rest): (Vec<usize>, Vec<usize>) =
+                (0..reqs.len()).partition(|&i| reqs[i].op() == Op::Delete);
+            let side = if new_first { &self.to } else { &self.from };
+            let mut out: Vec<Option<Result<Response>>> = (0..reqs.len()).map(|_| None).collect();
+            let d: Vec<Write<'_>> = dels.iter().map(|&i| reqs[i]).collect();
+            let r: Vec<Write<'_>> = rest.iter().map(|&i| reqs[i]).collect();
+            for (i, x) in dels.iter().zip(self.write(&d)) {
+                out[*i] = Some(x);
+            }
+            for (i, x) in rest.iter().zip(side.write(&r)) {
+                out[*i] = Some(x);
+            }
+            return out
+                .into_iter()
+                .map(|x| x.expect("every request answered"))
+                .collect();
+        }
+        let pair = if new_first {
+            &self.to_first
+        } else {
+            &self.from_first
+        };
+        let mut per = write_all(pair, reqs);
+        let other = per.pop().unwrap_or_default();
+        let failed = other.iter().filter(|r| r.is_err()).count();
+        self.counters
+            .replica_failures
+            .fetch_add(failed as u64, Relaxed);
+        per.pop().unwrap_or_default()
+    }
+
+    fn traverse(&self, op: Op, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {
+        let new_first = self.answers_from_new();
+        let (first, second) = if new_first {
+            (&self.to, &self.from)
+        } else {
+            (&self.from, &self.to)
+        };
+        first.traverse(op, key, visit);
+        let also = match op {
+            Op::Delete => true,
+            Op::Get => self.phase == MigratePhase::DualWriteReadNew,
+            _ => self.writes_both(),
+        };
+        if also {
+            second.traverse(op, key, visit);
+        }
+    }
+
+    fn children(&self) -> Vec<(String, &Arc<dyn Route>)> {
+        vec![
+            (".from".to_string(), &self.from),
+            (".to".to_string(), &self.to),
+        ]
+    }
+
+    fn counters(&self) -> Option<&RouteCounters> {
+        Some(&self.counters)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::builder::destinations;
+    use crate::route::testing::{Recorder, delete_req, get_keys, set_req};
+
+    fn route(phase: MigratePhase) -> (Recorder, Recorder, MigrateRoute) {
+        let from = Recorder::new("old").store_values();
+        let to = Recorder::new("new").store_values();
+        let r = MigrateRoute::new(from.route(), to.route(), phase, 0, true);
+        (from, to, r)
+    }
+
+    #[test]
+    fn every_phase_routes_as_the_table_says() {
+        use MigratePhase::*;
+        for (phase, get, set, del) in [
+            (
+                FromOnly,
+                vec!["old/old"],
+                vec!["old/old"],
+                vec!["old/old", "new/new"],
+            ),
+            (
+                DualWrite,
+                vec!["old/old"],
+                vec!["old/old", "new/new"],
+                vec!["old/old", "new/new"],
+            ),
+            (
+                DualWriteReadNew,
+                vec!["new/new", "old/old"],
+                vec!["new/new", "old/old"],
+                vec!["new/new", "old/old"],
+            ),
+            (
+                ToOnly,
+                vec!["new/new"],
+                vec!["new/new"],
+                vec!["new/new", "old/old"],
+            ),
+        ] {
+            let (old, new, r) = route(phase);
+            assert_eq!(destinations(&r, Op::Get, b"k"), get, "{phase:?}");
+            assert_eq!(destinations(&r, Op::Set, b"k"), set, "{phase:?}");
+            assert_eq!(destinations(&r, Op::Delete, b"k"), del, "{phase:?}");
+            r.write(&[set_req(b"k", b"v")]);
+            r.write(&[delete_req(b"k")]);
+            let sets = |rec: &Recorder| rec.saw_ops().iter().filter(|o| *o == "set").count();
+            assert_eq!(sets(&old), set.contains(&"old/old") as usize, "{phase:?}");
+            assert_eq!(sets(&new), set.contains(&"new/new") as usize, "{phase:?}");
+            assert!(old.saw_ops().contains(&"delete".to_string()), "{phase:?}");
+            assert!(new.saw_ops().contains(&"delete".to_string()), "{phase:?}");
+        }
+    }
+
+    #[test]
+    fn read_new_falls_back_to_old_and_copies_forward() {
+        let (old, new, r) = route(MigratePhase::DualWriteReadNew);
+        old.route().write(&[set_req(b"k", b"old-value")]);
+        let out = get_keys(&r, &[b"k"]);
+        assert_eq!(
+            out[0].as_ref().unwrap().as_ref().unwrap().value,
+            b"old-value"
+        );
+        assert_eq!(new.value(b"k").unwrap(), b"old-value", "copied forward");
+        assert_eq!(new.saw_ops(), ["get", "add"]);
+        assert_eq!(r.counters.copied_forward.load(Relaxed), 1);
+    }
+}

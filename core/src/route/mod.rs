@@ -1,0 +1,503 @@
+//! The route tree: mcrouter's routing model, in-process.
+//!
+//! A config's `route` builds into a tree of [`Route`]s ([`builder`]); the [`Router`] holding it
+//! is swapped atomically on reload. Requests come in as slices of keys (a single `get` is a
+//! slice of one), so a route forwards a whole multi-key call to its children in one piece and
+//! the pools at the leaves pipeline it per server. One route per file:
+//!
+//! | route | file | in one line |
+//! |---|---|---|
+//! | `pool` | [`pool`] | hash the key, pick a server of the pool (leaf) |
+//! | `failover` | [`failover`] | children in order; the next one on listed failures |
+//! | `gutter` | [`gutter`] | a pool whose writes get a capped TTL; failover target for a dead server's keys |
+//! | `replicated` | [`replicated`] | every key on distinct hosts; writes all_sync/all_majority/all_async, reads first/random/hedged |
+//! | `shadow` | [`shadow`] | mirror a SipHash fraction of keys to another route, off the request path |
+//! | `warm_up` | [`warm_up`] | cold miss → warm get → `add` to cold with the remaining TTL |
+//! | `prefix` | [`prefix`] | longest key prefix chooses the route |
+//! | `operation` | [`operation`] | the command chooses the route |
+//! | `migrate` | [`migrate`] | move keys between topologies in reversible phases |
+//! | `local` | [`local`] | in-process LRU: the whole cache, or a near cache in front of a route |
+//!
+//! Every route states, in its module doc, what it does for get, set/add/replace/cas, delete,
+//! incr/decr and touch. `route/` knows nothing about sockets: the leaves hand batches to
+//! [`exchange`], which drives the connections.
+
+pub mod background;
+pub mod builder;
+pub(crate) mod exchange;
+pub mod failover;
+pub mod gutter;
+pub mod local;
+pub mod migrate;
+pub mod operation;
+pub mod pool;
+pub mod prefix;
+pub mod replicated;
+pub mod shadow;
+pub mod warm_up;
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::client::Op;
+use crate::error::{Error, Reason, Result};
+use crate::item::Item;
+use crate::pool::Destination;
+use crate::protocol::{Request, Response, Status};
+use crate::stats::RouteCounters;
+
+pub use pool::PoolRoute;
+
+/// One key of a read: the key stored on the server and the key that places it (the same
+/// slice, except for libmemcached's `*_by_key` calls).
+#[derive(Clone, Copy, Debug)]
+pub struct Key<'a> {
+    /// The key sent to the server.
+    pub key: &'a [u8],
+    /// The key that is hashed to choose the server.
+    pub place: &'a [u8],
+}
+
+impl<'a> Key<'a> {
+    /// A key placed by itself.
+    pub fn new(key: &'a [u8]) -> Key<'a> {
+        Key { key, place: key }
+    }
+}
+
+/// What a read asks for besides the value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GetOpts {
+    /// Return CAS tokens (gets/gats).
+    pub cas: bool,
+    /// Set a new expiry on hits (gat/gats).
+    pub touch: Option<u32>,
+    /// Return the remaining TTL ([`Item::ttl`]; meta protocol only).
+    pub ttl: bool,
+}
+
+/// One write (store, delete, incr/decr, touch) and the key that places it.
+#[derive(Clone, Copy, Debug)]
+pub struct Write<'a> {
+    /// The key that is hashed to choose the server.
+    pub place: &'a [u8],
+    /// The command.
+    pub req: Request<'a>,
+}
+
+impl<'a> Write<'a> {
+    /// A command placed by its own key.
+    pub fn new(req: Request<'a>) -> Write<'a> {
+        Write {
+            place: request_key(&req),
+            req,
+        }
+    }
+
+    /// The key the command is about.
+    pub fn key(&self) -> &'a [u8] {
+        request_key(&self.req)
+    }
+
+    /// The operation class (for `operation` and `failover_on`).
+    pub fn op(&self) -> Op {
+        match self.req {
+            Request::Store { .. } => Op::Set,
+            Request::Delete { .. } => Op::Delete,
+            Request::Arith { .. } => Op::Arith,
+            Request::Touch { .. } => Op::Touch,
+            _ => Op::Set,
+        }
+    }
+}
+
+fn request_key<'a>(req: &Request<'a>) -> &'a [u8] {
+    match *req {
+        Request::Store { key, .. }
+        | Request::Delete { key, .. }
+        | Request::Arith { key, .. }
+        | Request::Touch { key, .. } => key,
+        Request::Get { keys, .. } => keys.first().copied().unwrap_or_default(),
+        Request::FlushAll { .. } | Request::Version | Request::Noop => b"",
+    }
+}
+
+/// A destination a request could touch, as [`Route::traverse`] reports it.
+#[derive(Clone, Copy, Debug)]
+pub struct Visit<'a> {
+    /// The pool (or `local`).
+    pub pool: &'a str,
+    /// `host:port` (or `local`).
+    pub addr: &'a str,
+}
+
+/// A pool leaf a parent may drive directly: several leaves' batches then share one `poll(2)`
+/// loop (a replicated write is as fast as its slowest replica, not the sum), and a hedged read
+/// can race two of them.
+#[derive(Clone, Copy, Debug)]
+pub struct Leaf<'a> {
+    /// The pool.
+    pub pool: &'a PoolRoute,
+    /// Which copy of a key: 0 is the key's own server, 1.. are further distinct servers.
+    pub replica: usize,
+}
+
+impl Leaf<'_> {
+    /// The destination (index in the pool) of `place` for this leaf.
+    pub fn dest(&self, place: &[u8]) -> usize {
+        self.pool.replica_dest(place, self.replica)
+    }
+}
+
+/// A node of the route tree. Implementations are immutable after construction (a reload
+/// builds a new tree), `Send + Sync`, and never block on a lock across I/O.
+pub trait Route: Send + Sync + fmt::Debug {
+    /// Stable name (`"failover"`, `"warm_up"` …), used in stats and `route_for`.
+    fn name(&self) -> &'static str;
+
+    /// Read `keys`; the result is aligned with them: `Ok(Some)` hit, `Ok(None)` miss, `Err`
+    /// that key failed.
+    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>>;
+
+    /// Run `reqs` (stores, deletes, incr/decr, touch); one reply per request, aligned.
+    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>>;
+
+    /// Report every destination a request of `op` for `key` could touch (failover targets and
+    /// shadows included), without I/O.
+    fn traverse(&self, op: Op, key: &[u8], visit: &mut dyn FnMut(Visit<'_>));
+
+    /// The direct children with their config path suffix (`.children[0]`, `.cold` …), for
+    /// stats and the route dump.
+    fn children(&self) -> Vec<(String, &Arc<dyn Route>)> {
+        Vec::new()
+    }
+
+    /// This route's counters, if it keeps any (leaf pools count per destination instead).
+    fn counters(&self) -> Option<&RouteCounters> {
+        None
+    }
+
+    /// Set when this route is a pool leaf (see [`Leaf`]).
+    fn leaf(&self) -> Option<Leaf<'_>> {
+        None
+    }
+
+    /// Extra stats (gauges such as a local cache's size).
+    fn extra_stats(&self) -> Option<Value> {
+        None
+    }
+
+    /// Empty every in-process cache under this route (`flush_all` also empties them).
+    fn flush_local(&self) {
+        for (_, c) in self.children() {
+            c.flush_local();
+        }
+    }
+}
+
+/// Read `keys` from several children at once: `parts[i]` = (child, positions in `keys`).
+/// When every child is a pool leaf, all their batches run in one `poll(2)` loop; otherwise the
+/// children run one after another. Results are aligned with each part's positions.
+pub fn get_parts(
+    parts: &[(&Arc<dyn Route>, Vec<usize>)],
+    keys: &[Key<'_>],
+    opts: GetOpts,
+) -> Vec<Vec<Result<Option<Item>>>> {
+    let leaves: Option<Vec<Leaf<'_>>> = parts.iter().map(|(r, _)| r.leaf()).collect();
+    if let Some(leaves) = leaves
+        && parts.len() > 1
+    {
+        let with: Vec<(Leaf<'_>, &[usize])> = leaves
+            .into_iter()
+            .zip(parts)
+            .map(|(l, (_, pos))| (l, pos.as_slice()))
+            .collect();
+        return exchange::get_leaves(&with, keys, opts);
+    }
+    parts
+        .iter()
+        .map(|(r, pos)| {
+            if pos.len() == keys.len() {
+                r.get(keys, opts)
+            } else {
+                let sub: Vec<Key<'_>> = pos.iter().map(|&p| keys[p]).collect();
+                r.get(&sub, opts)
+            }
+        })
+        .collect()
+}
+
+/// Run `reqs` on several children at once (see [`get_parts`]).
+pub fn write_parts(
+    parts: &[(&Arc<dyn Route>, Vec<usize>)],
+    reqs: &[Write<'_>],
+) -> Vec<Vec<Result<Response>>> {
+    let leaves: Option<Vec<Leaf<'_>>> = parts.iter().map(|(r, _)| r.leaf()).collect();
+    if let Some(leaves) = leaves
+        && parts.len() > 1
+    {
+        let with: Vec<(Leaf<'_>, &[usize])> = leaves
+            .into_iter()
+            .zip(parts)
+            .map(|(l, (_, pos))| (l, pos.as_slice()))
+            .collect();
+        return exchange::write_leaves(&with, reqs);
+    }
+    parts
+        .iter()
+        .map(|(r, pos)| {
+            if pos.len() == reqs.len() {
+                r.write(reqs)
+            } else {
+                let sub: Vec<Write<'_>> = pos.iter().map(|&p| reqs[p]).collect();
+                r.write(&sub)
+            }
+        })
+        .collect()
+}
+
+/// `reqs` on every child of `children`, at once where possible: one reply list per child.
+pub fn write_all(children: &[Arc<dyn Route>], reqs: &[Write<'_>]) -> Vec<Vec<Result<Response>>> {
+    let all: Vec<usize> = (0..reqs.len()).collect();
+    let parts: Vec<(&Arc<dyn Route>, Vec<usize>)> =
+        children.iter().map(|c| (c, all.clone())).collect();
+    write_parts(&parts, reqs)
+}
+
+/// An owned copy of a batch of writes, for work done after the reply (shadows, async
+/// replicas, copies forward): the caller's buffers are gone by then.
+#[derive(Debug, Clone)]
+pub struct OwnedWrites {
+    data: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>,
+    reqs: Vec<OwnedReq>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum OwnedReq {
+    Store {
+        op: crate::protocol::StoreOp,
+        flags: u32,
+        exptime: u32,
+    },
+    Delete,
+    Arith {
+        incr: bool,
+        delta: u64,
+    },
+    Touch {
+        exptime: u32,
+    },
+}
+
+impl OwnedWrites {
+    /// Copy `reqs` (flush/version/noop are skipped: routes never see them).
+    pub fn copy(reqs: &[Write<'_>]) -> OwnedWrites {
+        let mut data = Vec::with_capacity(reqs.len());
+        let mut out = Vec::with_capacity(reqs.len());
+        for w in reqs {
+            let (r, value) = match w.req {
+                Request::Store {
+                    op,
+                    value,
+                    flags,
+                    exptime,
+                    ..
+                } => (OwnedReq::Store { op, flags, exptime }, value),
+                Request::Delete { .. } => (OwnedReq::Delete, &[][..]),
+                Request::Arith { incr, delta, .. } => (OwnedReq::Arith { incr, delta }, &[][..]),
+                Request::Touch { exptime, .. } => (OwnedReq::Touch { exptime }, &[][..]),
+                _ => continue,
+            };
+            data.push((w.key().to_vec(), w.place.to_vec(), value.to_vec()));
+            out.push(r);
+        }
+        OwnedWrites { data, reqs: out }
+    }
+
+    /// Borrow back as writes.
+    pub fn writes(&self) -> Vec<Write<'_>> {
+        self.data
+            .iter()
+            .zip(&self.reqs)
+            .map(|((key, place, value), r)| {
+                let req = match *r {
+                    OwnedReq::Store { op, flags, exptime } => Request::Store {
+                        op,
+                        key,
+                        value,
+                        flags,
+                        exptime,
+                        noreply: false,
+                    },
+                    OwnedReq::Delete => Request::Delete {
+                        key,
+                        noreply: false,
+                    },
+                    OwnedReq::Arith { incr, delta } => Request::Arith {
+                        key,
+                        incr,
+                        delta,
+                        noreply: false,
+                    },
+                    OwnedReq::Touch { exptime } => Request::Touch {
+                        key,
+                        exptime,
+                        noreply: false,
+                    },
+                };
+                Write { place, req }
+            })
+            .collect()
+    }
+
+    /// Number of writes.
+    pub fn len(&self) -> usize {
+        self.reqs.len()
+    }
+
+    /// No writes?
+    pub fn is_empty(&self) -> bool {
+        self.reqs.is_empty()
+    }
+}
+
+/// The reply of a successful store (`STORED` / `HD`).
+pub fn stored() -> Response {
+    Response::Status {
+        status: Status::Success,
+        cas: None,
+        opaque: None,
+    }
+}
+
+/// A status reply.
+pub fn status(status: Status) -> Response {
+    Response::Status {
+        status,
+        cas: None,
+        opaque: None,
+    }
+}
+
+/// memcached's relative/absolute expiry rule: ≤ 30 days is seconds from now.
+pub const RELATIVE_TTL_MAX: u32 = 60 * 60 * 24 * 30;
+
+/// Seconds since the epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `exptime` capped at `max` seconds from now (0 = never is capped too).
+pub fn cap_ttl(exptime: u32, max: u32) -> u32 {
+    let remaining = if exptime == 0 {
+        u64::MAX
+    } else if exptime <= RELATIVE_TTL_MAX {
+        u64::from(exptime)
+    } else {
+        // Absolute time: already past means "expired", which the server treats as such.
+        u64::from(exptime).saturating_sub(unix_now()).max(1)
+    };
+    remaining.min(u64::from(max)) as u32
+}
+
+/// The route tree of one config, with the pools and destinations under it.
+#[derive(Debug)]
+pub struct Router {
+    /// The root route.
+    pub root: Arc<dyn Route>,
+    /// Pools by name (every pool the config declares).
+    pub pools: BTreeMap<String, Arc<PoolRoute>>,
+    /// Every destination once, pools in name order, servers in config order.
+    pub dests: Vec<Arc<Destination>>,
+    /// Request deadline (`timeouts.io_ms`).
+    pub io_timeout: Duration,
+    /// Largest value accepted.
+    pub max_value_size: usize,
+    /// Keys may contain any byte (every pool is meta with `binary_keys`).
+    pub binary_keys: bool,
+    /// Probes and sweeps run on the supervisor thread.
+    pub background: bool,
+}
+
+impl Router {
+    /// Reject a bad key before any I/O.
+    pub fn check_key(&self, key: &[u8]) -> Result<()> {
+        crate::key::check(key, self.binary_keys)
+    }
+
+    /// Reject an oversized value before any I/O.
+    pub fn check_value(&self, value: &[u8]) -> Result<()> {
+        if value.len() > self.max_value_size {
+            return Err(Error::with_detail(
+                Reason::ValueTooLarge,
+                format!(
+                    "value is {} bytes; max_value_size is {}",
+                    value.len(),
+                    self.max_value_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Every destination `op` on `key` could touch, in tree order, each once.
+    pub fn route_for(&self, op: Op, key: &[u8]) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        self.root.traverse(op, key, &mut |v| {
+            if !out.iter().any(|(p, a)| p == v.pool && a == v.addr) {
+                out.push((v.pool.to_string(), v.addr.to_string()));
+            }
+        });
+        out
+    }
+
+    /// The tree as `(path, route)` pairs, root first (`route`, `route.children[0]`, …).
+    pub fn nodes(&self) -> Vec<(String, &Arc<dyn Route>)> {
+        fn walk<'a>(
+            path: String,
+            r: &'a Arc<dyn Route>,
+            out: &mut Vec<(String, &'a Arc<dyn Route>)>,
+        ) {
+            let kids = r.children();
+            out.push((path.clone(), r));
+            for (suffix, c) in kids {
+                walk(format!("{path}{suffix}"), c, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk("route".to_string(), &self.root, &mut out);
+        out
+    }
+
+    /// Route counters as JSON: `{"route.children[0]": {"type": "failover", "failovers": n, …}}`.
+    pub fn route_stats(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        for (path, r) in self.nodes() {
+            let mut v = json!({ "type": r.name() });
+            if let Some(c) = r.counters() {
+                for (name, n) in c.values() {
+                    v[name] = json!(n);
+                }
+            }
+            if let Some(Value::Object(extra)) = r.extra_stats() {
+                for (k, x) in extra {
+                    v[k] = x;
+                }
+            }
+            if r.counters().is_some() || r.extra_stats().is_some() {
+                m.insert(path, v);
+            }
+        }
+        Value::Object(m)
+    }
+}

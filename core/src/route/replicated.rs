@@ -1,0 +1,396 @@
+//! `replicated`: every key on several replicas, on distinct hosts (Facebook "Scaling
+//! Memcache" §3.2.3; mcrouter AllSync/AllMajority/AllAsync for writes). Replicas are either
+//! `children` (routes, usually pools with no server in common — checked at build time) or
+//! `pool` + `replicas` (copy r of a key on the r-th distinct server of one pool, copy 0 on the
+//! key's own server).
+//!
+//! Writes — set/add/replace/append/prepend/cas, incr/decr, touch and delete alike — go to
+//! every replica at once (one `poll(2)` loop when the replicas are pools). The reply:
+//! - `all_sync` (default): wait for all; a failure anywhere is the reply (the "worst" reply:
+//!   an error, else a NOT_STORED/EXISTS/NOT_FOUND, else success), so the caller knows a copy
+//!   may be missing and can retry or delete.
+//! - `all_majority`: wait for all; the reply that ⌊n/2⌋+1 replicas agree on (equal status or
+//!   number). Without a majority: the first error (`majority_failed` counts it), or the worst
+//!   reply when replicas answered differently.
+//! - `all_async`: the first replica's reply; the others are written in the background and
+//!   their replies dropped.
+//!
+//! Reads — get/gets/gat/gats — go to one replica; keys that fail there (a reason for which
+//! [`crate::Error::should_failover`] holds) go to the next replica, up to every replica.
+//! - `first`: replica 0 first (predictable; hot keys load one copy).
+//! - `random`: a random first replica per call (spreads the read load).
+//! - `hedged` (single-key reads; multi-key reads behave as `first`): replica 0, and if it has
+//!   not answered after `hedge_after_ms` (fixed, or `"p95"`: that server's observed p95, at
+//!   least 1 ms) the same read goes to replica 1; the first answer wins and the other request
+//!   is cancelled by discarding its connection. Hedges are budgeted: at most
+//!   `max_hedge_ratio` (default 0.05) of reads, with a burst of 10 ("The Tail at Scale":
+//!   hedging after the p95 costs about 5 % extra load).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::client::Op;
+use crate::config::{HedgeAfter, ReadPolicy, WritePolicy};
+use crate::error::Result;
+use crate::item::Item;
+use crate::protocol::{Response, Status};
+use crate::stats::RouteCounters;
+
+use super::exchange::{Hedge, get_hedged};
+use super::{GetOpts, Key, OwnedWrites, Route, Visit, Write, background, write_all};
+
+/// Hedge credits are kept in millionths of a hedge.
+const UNIT: u64 = 1_000_000;
+/// Hedges that may be sent back to back.
+const BURST: u64 = 10 * UNIT;
+/// The hedge delay before a destination has enough samples for a p95.
+const P95_DEFAULT: Duration = Duration::from_millis(10);
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct ReplicatedRoute {
+    children: Vec<Arc<dyn Route>>,
+    write: WritePolicy,
+    read: ReadPolicy,
+    hedge_after: HedgeAfter,
+    /// Credit per read, in millionths of a hedge.
+    hedge_credit: u64,
+    credits: AtomicU64,
+    rng: AtomicU64,
+    inline: bool,
+    counters: Arc<RouteCounters>,
+}
+
+/// Severity of a reply, for "the worst reply".
+fn severity(r: &Result<Response>) -> u8 {
+    match r {
+        Err(_) => 3,
+        Ok(Response::Status {
+            status: Status::Success,
+            ..
+        })
+        | Ok(Response::Number(_)) => 0,
+        Ok(Response::Status {
+            status: Status::NotFound | Status::Miss,
+            ..
+        }) => 1,
+        Ok(_) => 2,
+    }
+}
+
+/// What makes two replies "the same" for a majority: the status, or the number.
+fn outcome(r: &Response) -> (u8, u64) {
+    match r {
+        Response::Status { status, .. } => (0, *status as u64),
+        Response::Number(n) => (1, *n),
+        _ => (2, 0),
+    }
+}
+
+impl ReplicatedRoute {
+    /// Replicas `children`; policies as configured. `inline`: `all_async` copies run on the
+    /// caller's thread after its reply.
+    pub fn new(
+        children: Vec<Arc<dyn Route>>,
+        write: WritePolicy,
+        read: ReadPolicy,
+        hedge_after: HedgeAfter,
+        max_hedge_ratio: f64,
+        inline: bool,
+    ) -> ReplicatedRoute {
+        ReplicatedRoute {
+            children,
+            write,
+            read,
+            hedge_after,
+            hedge_credit: (max_hedge_ratio.clamp(0.0, 1.0) * UNIT as f64) as u64,
+            credits: AtomicU64::new(BURST),
+            rng: AtomicU64::new(0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id())),
+            inline,
+            counters: Arc::default(),
+        }
+    }
+
+    fn random(&self) -> u64 {
+        // splitmix64 over a shared counter: cheap, and good enough to spread reads.
+        let mut z = self.rng.fetch_add(0x9e37_79b9_7f4a_7c15, Relaxed);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Earn a read's share of hedge credit.
+    fn earn(&self) {
+        let _ = self.credits.fetch_update(Ordering::AcqRel, Relaxed, |c| {
+            (c < BURST).then(|| (c + self.hedge_credit).min(BURST))
+        });
+    }
+
+    /// Spend one hedge, if the budget allows.
+    fn take_hedge(&self) -> bool {
+        self.credits
+            .fetch_update(Ordering::AcqRel, Relaxed, |c| c.checked_sub(UNIT))
+            .is_ok()
+    }
+
+    /// Reads from replica `start`, then the next ones for keys that failed over.
+    fn read_from(
+        &self,
+        keys: &[Key<'_>],
+        opts: GetOpts,
+        start: usize,
+        tried: usize,
+        mut out: Option<Vec<Result<Option<Item>>>>,
+    ) -> Vec<Result<Option<Item>>> {
+        let n = self.children.len();
+        let mut out = out
+            .take()
+            .unwrap_or_else(|| self.children[start % n].get(keys, opts));
+        for t in tried..n {
+            let again: Vec<usize> = (0..keys.len())
+                .filter(|&i| matches!(&out[i], Err(e) if e.should_failover()))
+                .collect();
+            if again.is_empty() {
+                break;
+            }
+            self.counters
+                .failovers
+                .fetch_add(again.len() as u64, Relaxed);
+            let sub: Vec<Key<'_>> = again.iter().map(|&i| keys[i]).collect();
+            let res = self.children[(start + t) % n].get(&sub, opts);
+            for (i, r) in again.into_iter().zip(res) {
+                out[i] = r;
+            }
+        }
+        out
+    }
+
+    fn hedged(&self, key: Key<'_>, opts: GetOpts) -> Vec<Result<Option<Item>>> {
+        let (Some(a), Some(b)) = (self.children[0].leaf(), self.children[1].leaf()) else {
+            return self.read_from(&[key], opts, 0, 1, None);
+        };
+        let (da, db) = (a.dest(key.place), b.dest(key.place));
+        let after = match self.hedge_after {
+            HedgeAfter::Ms(ms) => Duration::from_millis(ms),
+            HedgeAfter::P95 => a.pool.dests[da]
+                .p95()
+                .map_or(P95_DEFAULT, |p| p.max(Duration::from_millis(1))),
+        };
+        self.earn();
+        let (r, how) = get_hedged((a.pool, da), (b.pool, db), key, opts, after, &|| {
+            self.take_hedge()
+        });
+        let c = &self.counters;
+        match how {
+            Hedge::NotNeeded => {}
+            Hedge::Suppressed => {
+                c.hedges_suppressed.fetch_add(1, Relaxed);
+            }
+            Hedge::Lost => {
+                c.hedges_sent.fetch_add(1, Relaxed);
+            }
+            Hedge::Won => {
+                c.hedges_sent.fetch_add(1, Relaxed);
+                c.hedges_won.fetch_add(1, Relaxed);
+            }
+        }
+        let tried = if matches!(how, Hedge::Lost | Hedge::Won) {
+            2
+        } else {
+            1
+        };
+        self.read_from(&[key], opts, 0, tried, Some(vec![r]))
+    }
+
+    /// Combine one request's replies from every replica per the write policy.
+    fn combine(&self, replies: Vec<Result<Response>>) -> Result<Response> {
+        let failed = replies.iter().filter(|r| r.is_err()).count();
+        self.counters
+            .replica_failures
+            .fetch_add(failed as u64, Relaxed);
+        if self.write == WritePolicy::AllMajority {
+            let need = replies.len() / 2 + 1;
+            for r in replies.iter().flatten() {
+                let k = outcome(r);
+                if replies.iter().flatten().filter(|x| outcome(x) == k).count() >= need {
+                    return Ok(r.clone());
+                }
+            }
+            self.counters.majority_failed.fetch_add(1, Relaxed);
+        }
+        let mut worst: Option<Result<Response>> = None;
+        for r in replies {
+            if worst.as_ref().is_none_or(|w| severity(&r) > severity(w)) {
+                worst = Some(r);
+            }
+        }
+        worst.unwrap_or(Ok(Response::End))
+    }
+}
+
+impl Route for ReplicatedRoute {
+    fn name(&self) -> &'static str {
+        "replicated"
+    }
+
+    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+        self.counters.requests.fetch_add(keys.len() as u64, Relaxed);
+        match self.read {
+            ReadPolicy::Hedged if keys.len() == 1 && self.children.len() > 1 => {
+                self.hedged(keys[0], opts)
+            }
+            ReadPolicy::Random => {
+                let start = (self.random() % self.children.len() as u64) as usize;
+                self.read_from(keys, opts, start, 1, None)
+            }
+            _ => self.read_from(keys, opts, 0, 1, None),
+        }
+    }
+
+    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+        self.counters.requests.fetch_add(reqs.len() as u64, Relaxed);
+        if self.write == WritePolicy::AllAsync {
+            let out = self.children[0].write(reqs);
+            if self.children.len() > 1 {
+                let owned = OwnedWrites::copy(reqs);
+                let rest: Vec<Arc<dyn Route>> = self.children[1..].to_vec();
+                let counters = Arc::clone(&self.counters);
+                let job = Box::new(move || {
+                    let per = write_all(&rest, &owned.writes());
+                    let failed = per.iter().flatten().filter(|r| r.is_err()).count();
+                    counters.replica_failures.fetch_add(failed as u64, Relaxed);
+                });
+                if !background::spawn(job, self.inline) {
+                    self.counters.background_dropped.fetch_add(1, Relaxed);
+                }
+            }
+            return out;
+        }
+        let per = write_all(&self.children, reqs);
+        let mut columns: Vec<std::vec::IntoIter<Result<Response>>> =
+            per.into_iter().map(|v| v.into_iter()).collect();
+        (0..reqs.len())
+            .map(|_| {
+                let replies: Vec<Result<Response>> =
+                    columns.iter_mut().filter_map(|c| c.next()).collect();
+                self.combine(replies)
+            })
+            .collect()
+    }
+
+    fn traverse(&self, op: Op, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {
+        for c in &self.children {
+            c.traverse(op, key, visit);
+        }
+    }
+
+    fn children(&self) -> Vec<(String, &Arc<dyn Route>)> {
+        self.children
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!(".children[{i}]"), c))
+            .collect()
+    }
+
+    fn counters(&self) -> Option<&RouteCounters> {
+        Some(&self.counters)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Reason;
+    use crate::route::testing::{Recorder, delete_req, get_keys, set_req};
+
+    fn three(write: WritePolicy, read: ReadPolicy) -> (Vec<Recorder>, ReplicatedRoute) {
+        let recs = vec![
+            Recorder::new("r0"),
+            Recorder::new("r1"),
+            Recorder::new("r2"),
+        ];
+        let kids = recs.iter().map(|r| r.route()).collect();
+        let r = ReplicatedRoute::new(kids, write, read, HedgeAfter::P95, 0.05, true);
+        (recs, r)
+    }
+
+    #[test]
+    fn writes_reach_every_replica_and_all_sync_reports_any_failure() {
+        let (recs, r) = three(WritePolicy::AllSync, ReadPolicy::First);
+        let ok = r.write(&[set_req(b"a", b"v"), delete_req(b"b")]);
+        assert!(ok.iter().all(|x| x.is_ok()));
+        for rec in &recs {
+            assert_eq!(rec.saw_ops(), ["set", "delete"]);
+        }
+        recs[2].fail_keys(&[b"a"], Reason::Timeout);
+        let w = r.write(&[set_req(b"a", b"v")]);
+        assert_eq!(w[0].as_ref().unwrap_err().reason(), Reason::Timeout);
+    }
+
+    #[test]
+    fn all_majority_survives_one_of_three_and_fails_with_two() {
+        let (recs, r) = three(WritePolicy::AllMajority, ReadPolicy::First);
+        recs[1].fail_keys(&[b"a"], Reason::ConnectRefused);
+        assert!(r.write(&[set_req(b"a", b"v")])[0].is_ok());
+        recs[2].fail_keys(&[b"a"], Reason::ConnectRefused);
+        let w = r.write(&[set_req(b"a", b"v")]);
+        assert_eq!(w[0].as_ref().unwrap_err().reason(), Reason::ConnectRefused);
+        assert_eq!(r.counters.majority_failed.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn all_async_answers_from_the_first_and_copies_the_rest() {
+        let (recs, r) = three(WritePolicy::AllAsync, ReadPolicy::First);
+        recs[1].fail_keys(&[b"a"], Reason::Timeout);
+        assert!(r.write(&[set_req(b"a", b"v")])[0].is_ok());
+        assert_eq!(
+            recs[2].saw_ops(),
+            ["set"],
+            "inline copies ran after the reply"
+        );
+        assert_eq!(r.counters.replica_failures.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn reads_go_to_one_replica_and_fail_over_per_key() {
+        let (recs, r) = three(WritePolicy::AllSync, ReadPolicy::First);
+        recs[0].fail_keys(&[b"b"], Reason::Tko);
+        recs[1].fail_keys(&[b"b"], Reason::Timeout);
+        let out = get_keys(&r, &[b"a", b"b"]);
+        assert_eq!(out[0].as_ref().unwrap().as_ref().unwrap().value, b"r0:a");
+        assert_eq!(out[1].as_ref().unwrap().as_ref().unwrap().value, b"r2:b");
+        assert_eq!(recs[1].saw_keys(), ["b"]);
+        // A miss is an answer: no other replica is asked.
+        recs[0].miss_keys(&[b"m"]);
+        get_keys(&r, &[b"m"]);
+        assert_eq!(recs[1].saw_keys(), ["b"]);
+    }
+
+    #[test]
+    fn random_reads_spread_over_replicas() {
+        let (recs, r) = three(WritePolicy::AllSync, ReadPolicy::Random);
+        for _ in 0..300 {
+            get_keys(&r, &[b"k"]);
+        }
+        for rec in &recs {
+            let n = rec.saw_keys().len();
+            assert!((60..140).contains(&n), "{n}");
+        }
+    }
+
+    #[test]
+    fn hedge_budget_allows_the_ratio_plus_a_burst() {
+        let (_, r) = three(WritePolicy::AllSync, ReadPolicy::Hedged);
+        let mut sent = 0;
+        for _ in 0..1000 {
+            r.earn();
+            if r.take_hedge() {
+                sent += 1;
+            }
+        }
+        // 10 of burst + 5 % of 1000 reads.
+        assert!((55..=61).contains(&sent), "{sent}");
+    }
+}

@@ -1,0 +1,197 @@
+//! `shadow`: mirror a fraction of keys to another route (mcrouter ShadowRoute), for testing a
+//! new cluster with production traffic. The key decides, not the request: a key is shadowed
+//! when `SipHash-1-3(key) / 2^64 < fraction`, so the shadow sees the complete life of the
+//! keys it gets (their sets, gets and deletes), the same keys in every process.
+//!
+//! - Every operation (get, set/add/replace/cas, delete, incr/decr, touch) is answered by
+//!   `route`; for shadowed keys a copy goes to `shadow` **after** the reply was computed, on
+//!   the background worker, and its reply is dropped. The shadow can never change a reply or
+//!   add latency: a full background queue drops the copy (`background_dropped`).
+
+use std::hash::Hasher;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use siphasher::sip::SipHasher13;
+
+use crate::client::Op;
+use crate::error::Result;
+use crate::item::Item;
+use crate::protocol::Response;
+use crate::stats::RouteCounters;
+
+use super::{GetOpts, Key, OwnedWrites, Route, Visit, Write, background};
+
+/// Is `key` in the shadowed fraction? (`threshold` = fraction × 2^64.)
+fn chosen(key: &[u8], threshold: u64, all: bool) -> bool {
+    if all {
+        return true;
+    }
+    let mut h = SipHasher13::new_with_keys(0x6661_652d_7368_6164, 0x6f77_2d6b_6579_7300);
+    h.write(key);
+    h.finish() < threshold
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct ShadowRoute {
+    route: Arc<dyn Route>,
+    shadow: Arc<dyn Route>,
+    threshold: u64,
+    all: bool,
+    inline: bool,
+    counters: Arc<RouteCounters>,
+}
+
+impl ShadowRoute {
+    /// Answer from `route`; mirror `fraction` of keys to `shadow`. `inline`: run the copies on
+    /// the caller's thread (after its reply), for processes without a background thread.
+    pub fn new(
+        route: Arc<dyn Route>,
+        shadow: Arc<dyn Route>,
+        fraction: f64,
+        inline: bool,
+    ) -> ShadowRoute {
+        ShadowRoute {
+            route,
+            shadow,
+            threshold: (fraction.clamp(0.0, 1.0) * u64::MAX as f64) as u64,
+            all: fraction >= 1.0,
+            inline,
+            counters: Arc::default(),
+        }
+    }
+
+    fn send(&self, n: usize, job: background::Job) {
+        self.counters.shadowed.fetch_add(n as u64, Relaxed);
+        if !background::spawn(job, self.inline) {
+            self.counters.background_dropped.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+impl Route for ShadowRoute {
+    fn name(&self) -> &'static str {
+        "shadow"
+    }
+
+    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+        self.counters.requests.fetch_add(keys.len() as u64, Relaxed);
+        let out = self.route.get(keys, opts);
+        let copies: Vec<(Vec<u8>, Vec<u8>)> = keys
+            .iter()
+            .filter(|k| chosen(k.key, self.threshold, self.all))
+            .map(|k| (k.key.to_vec(), k.place.to_vec()))
+            .collect();
+        if !copies.is_empty() {
+            let shadow = Arc::clone(&self.shadow);
+            let n = copies.len();
+            self.send(
+                n,
+                Box::new(move || {
+                    let keys: Vec<Key<'_>> = copies
+                        .iter()
+                        .map(|(k, p)| Key { key: k, place: p })
+                        .collect();
+                    let _ = shadow.get(&keys, opts);
+                }),
+            );
+        }
+        out
+    }
+
+    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+        self.counters.requests.fetch_add(reqs.len() as u64, Relaxed);
+        let out = self.route.write(reqs);
+        let chosen: Vec<Write<'_>> = reqs
+            .iter()
+            .filter(|w| chosen(w.key(), self.threshold, self.all))
+            .copied()
+            .collect();
+        if !chosen.is_empty() {
+            let owned = OwnedWrites::copy(&chosen);
+            let shadow = Arc::clone(&self.shadow);
+            self.send(
+                owned.len(),
+                Box::new(move || {
+                    let _ = shadow.write(&owned.writes());
+                }),
+            );
+        }
+        out
+    }
+
+    fn traverse(&self, op: Op, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {
+        self.route.traverse(op, key, visit);
+        if chosen(key, self.threshold, self.all) {
+            self.shadow.traverse(op, key, visit);
+        }
+    }
+
+    fn children(&self) -> Vec<(String, &Arc<dyn Route>)> {
+        vec![
+            (".route".to_string(), &self.route),
+            (".shadow".to_string(), &self.shadow),
+        ]
+    }
+
+    fn counters(&self) -> Option<&RouteCounters> {
+        Some(&self.counters)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::testing::{Recorder, get_keys, set_req};
+
+    #[test]
+    fn a_stable_fraction_of_keys_is_mirrored_after_the_reply() {
+        let main = Recorder::new("main");
+        let shadow = Recorder::new("shadow");
+        let r = ShadowRoute::new(main.route(), shadow.route(), 0.25, true);
+        let keys: Vec<Vec<u8>> = (0..4000).map(|i| format!("key:{i}").into_bytes()).collect();
+        let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        let out = get_keys(&r, &refs);
+        assert!(out.iter().all(|r| {
+            r.as_ref()
+                .unwrap()
+                .as_ref()
+                .unwrap()
+                .value
+                .starts_with(b"main:")
+        }));
+        let mirrored = shadow.saw_keys();
+        let share = mirrored.len() as f64 / keys.len() as f64;
+        assert!((0.22..0.28).contains(&share), "{share}");
+        // The same keys again, and for writes too: the choice is by key.
+        for k in &refs {
+            r.write(&[set_req(k, b"v")]);
+        }
+        let sets: Vec<String> = shadow.saw_keys()[mirrored.len()..].to_vec();
+        assert_eq!(sets, mirrored);
+        // A failing shadow changes nothing.
+        shadow.fail_keys(&[b"key:1"], crate::Reason::Timeout);
+        assert!(get_keys(&r, &[b"key:1"])[0].is_ok());
+        // traverse lists the shadow only for chosen keys.
+        let listed = crate::route::builder::destinations(&r, Op::Get, mirrored[0].as_bytes());
+        assert_eq!(listed, ["main/main", "shadow/shadow"]);
+    }
+
+    #[test]
+    fn copies_run_in_the_background() {
+        let main = Recorder::new("main");
+        let shadow = Recorder::new("shadow");
+        shadow.delay(std::time::Duration::from_millis(200));
+        let r = ShadowRoute::new(main.route(), shadow.route(), 1.0, false);
+        let t = std::time::Instant::now();
+        get_keys(&r, &[b"k"]);
+        assert!(
+            t.elapsed() < std::time::Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(background::drain(std::time::Duration::from_secs(5)));
+        assert_eq!(shadow.saw_keys(), ["k"]);
+    }
+}

@@ -1,0 +1,260 @@
+//! `warm_up`: bring a new (cold) cluster up without a cold cache (mcrouter WarmUpRoute;
+//! Facebook "Scaling Memcache" §4.3 cold cluster warmup).
+//!
+//! - get/gat: cold first; a cold miss is read from warm; a warm hit is the reply and is
+//!   `add`ed to cold in the background with the warm item's **remaining TTL** (asked with the
+//!   meta `t` flag; `exptime` when warm speaks text and cannot say; a gat's new TTL wins).
+//!   `add`, not `set`: a value written to cold meanwhile is newer and must win.
+//! - gets/gats: the same, but the `add` is synchronous and cold is read again, so the CAS
+//!   token handed out belongs to cold, where the following `cas` goes.
+//! - set/add/replace/append/prepend/cas, incr/decr, touch: cold only.
+//! - delete: **both**, cold's reply. mcrouter sends deletes to cold only; but a value left in
+//!   warm after an invalidation would be copied back into cold by the next cold miss, so the
+//!   invalidation goes to warm too (Facebook used a 2 s delete hold-off on cold for this).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::client::Op;
+use crate::error::Result;
+use crate::item::Item;
+use crate::protocol::{Request, Response, StoreOp};
+use crate::stats::RouteCounters;
+
+use super::{GetOpts, Key, OwnedWrites, Route, Visit, Write, background, write_all};
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct WarmUpRoute {
+    cold: Arc<dyn Route>,
+    warm: Arc<dyn Route>,
+    exptime: u32,
+    inline: bool,
+    counters: Arc<RouteCounters>,
+    both: [Arc<dyn Route>; 2],
+}
+
+/// The TTL a copy of `item` gets: its remaining TTL, or `fallback` when unknown; `None` when
+/// it is about to expire anyway.
+pub(crate) fn copy_ttl(item: &Item, fallback: u32) -> Option<u32> {
+    match item.ttl {
+        Some(-1) => Some(0),
+        Some(t) if t > 0 => Some(t.min(i64::from(super::RELATIVE_TTL_MAX)) as u32),
+        Some(_) => None,
+        None => Some(fallback),
+    }
+}
+
+/// Read-through of a target's misses from a source, with copies added to the target: the
+/// warm-up of a cold route, and a migration's fallback to the old topology.
+pub(crate) struct Fill<'a> {
+    pub(crate) source: &'a Arc<dyn Route>,
+    pub(crate) target: &'a Arc<dyn Route>,
+    /// TTL of copies when the source cannot tell.
+    pub(crate) exptime: u32,
+    pub(crate) inline: bool,
+    pub(crate) found: &'a std::sync::atomic::AtomicU64,
+    pub(crate) copied: &'a std::sync::atomic::AtomicU64,
+    pub(crate) dropped: &'a std::sync::atomic::AtomicU64,
+}
+
+impl Fill<'_> {
+    /// Replace the misses in `out` (the target's answers for `keys`) with the source's hits,
+    /// and `add` those to the target: in the background, or first and then read back from the
+    /// target for gets/gats (so the CAS token is the target's).
+    pub(crate) fn misses(&self, out: &mut [Result<Option<Item>>], keys: &[Key<'_>], opts: GetOpts) {
+        let misses: Vec<usize> = (0..keys.len())
+            .filter(|&i| matches!(out[i], Ok(None)))
+            .collect();
+        if misses.is_empty() {
+            return;
+        }
+        let sub: Vec<Key<'_>> = misses.iter().map(|&i| keys[i]).collect();
+        let source_opts = GetOpts {
+            cas: false,
+            touch: None,
+            ttl: true,
+        };
+        let found = self.source.get(&sub, source_opts);
+        let mut copies: Vec<(usize, Item, u32)> = Vec::new();
+        for (&i, r) in misses.iter().zip(found) {
+            if let Ok(Some(mut item)) = r {
+                self.found.fetch_add(1, Relaxed);
+                let ttl = opts.touch.or_else(|| copy_ttl(&item, self.exptime));
+                if let Some(ttl) = ttl {
+                    copies.push((i, item.clone(), ttl));
+                }
+                if !opts.ttl {
+                    item.ttl = None;
+                }
+                out[i] = Ok(Some(item));
+            }
+        }
+        if copies.is_empty() {
+            return;
+        }
+        self.copied.fetch_add(copies.len() as u64, Relaxed);
+        let adds: Vec<Write<'_>> = copies
+            .iter()
+            .map(|(i, item, ttl)| Write {
+                place: keys[*i].place,
+                req: Request::Store {
+                    op: StoreOp::Add,
+                    key: keys[*i].key,
+                    value: &item.value,
+                    flags: item.flags,
+                    exptime: *ttl,
+                    noreply: false,
+                },
+            })
+            .collect();
+        if opts.cas {
+            self.target.write(&adds);
+            let again: Vec<Key<'_>> = copies.iter().map(|(i, _, _)| keys[*i]).collect();
+            for ((i, _, _), r) in copies.iter().zip(self.target.get(&again, opts)) {
+                if let Ok(Some(item)) = r {
+                    out[*i] = Ok(Some(item));
+                }
+            }
+        } else {
+            let owned = OwnedWrites::copy(&adds);
+            let target = Arc::clone(self.target);
+            let job = Box::new(move || drop(target.write(&owned.writes())));
+            if !background::spawn(job, self.inline) {
+                self.dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+impl WarmUpRoute {
+    /// Fill `cold` from `warm`; `exptime` for copies whose TTL warm cannot tell.
+    pub fn new(
+        cold: Arc<dyn Route>,
+        warm: Arc<dyn Route>,
+        exptime: u32,
+        inline: bool,
+    ) -> WarmUpRoute {
+        WarmUpRoute {
+            both: [Arc::clone(&cold), Arc::clone(&warm)],
+            cold,
+            warm,
+            exptime,
+            inline,
+            counters: Arc::default(),
+        }
+    }
+}
+
+impl Route for WarmUpRoute {
+    fn name(&self) -> &'static str {
+        "warm_up"
+    }
+
+    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+        self.counters.requests.fetch_add(keys.len() as u64, Relaxed);
+        let mut out = self.cold.get(keys, opts);
+        let fill = Fill {
+            source: &self.warm,
+            target: &self.cold,
+            exptime: self.exptime,
+            inline: self.inline,
+            found: &self.counters.warm_hits,
+            copied: &self.counters.warm_adds,
+            dropped: &self.counters.background_dropped,
+        };
+        fill.misses(&mut out, keys, opts);
+        out
+    }
+
+    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+        self.counters.requests.fetch_add(reqs.len() as u64, Relaxed);
+        if reqs.iter().all(|w| w.op() != Op::Delete) {
+            return self.cold.write(reqs);
+        }
+        // Deletes go to both (in one poll loop when both are pools); cold answers.
+        let mut per = write_all(&self.both, reqs);
+        per.swap_remove(0)
+    }
+
+    fn traverse(&self, op: Op, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {
+        self.cold.traverse(op, key, visit);
+        if matches!(op, Op::Get | Op::Delete) {
+            self.warm.traverse(op, key, visit);
+        }
+    }
+
+    fn children(&self) -> Vec<(String, &Arc<dyn Route>)> {
+        vec![
+            (".cold".to_string(), &self.cold),
+            (".warm".to_string(), &self.warm),
+        ]
+    }
+
+    fn counters(&self) -> Option<&RouteCounters> {
+        Some(&self.counters)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::testing::{Recorder, delete_req, get_keys, set_req};
+
+    #[test]
+    fn cold_miss_reads_warm_and_adds_with_remaining_ttl() {
+        let cold = Recorder::new("cold").store_values();
+        let warm = Recorder::new("warm").store_values();
+        let w = warm.route();
+        w.write(&[Write::new(Request::Store {
+            op: StoreOp::Set,
+            key: b"k",
+            value: b"warm-value",
+            flags: 7,
+            exptime: 300,
+            noreply: false,
+        })]);
+        let r = WarmUpRoute::new(cold.route(), w, 60, true);
+        let out = get_keys(&r, &[b"k", b"absent"]);
+        let item = out[0].as_ref().unwrap().as_ref().unwrap();
+        assert_eq!(item.value, b"warm-value");
+        assert_eq!(item.ttl, None, "ttl only when asked");
+        assert_eq!(cold.saw_ops(), ["get", "get", "add"]);
+        assert_eq!(cold.saw_exptimes(), [300], "the warm item's remaining TTL");
+        assert_eq!(cold.value(b"k").unwrap(), b"warm-value");
+        assert!(
+            warm.saw_opts().last().unwrap().ttl,
+            "warm is asked for the TTL"
+        );
+        assert!(out[1].as_ref().unwrap().is_none());
+        // Now cold hits: warm is not asked again.
+        let before = warm.saw_keys().len();
+        get_keys(&r, &[b"k"]);
+        assert_eq!(warm.saw_keys().len(), before);
+    }
+
+    #[test]
+    fn writes_go_to_cold_and_deletes_to_both() {
+        let cold = Recorder::new("cold");
+        let warm = Recorder::new("warm");
+        let r = WarmUpRoute::new(cold.route(), warm.route(), 0, true);
+        r.write(&[set_req(b"a", b"v")]);
+        r.write(&[delete_req(b"a")]);
+        assert_eq!(cold.saw_ops(), ["set", "delete"]);
+        assert_eq!(warm.saw_ops(), ["delete"]);
+        assert_eq!(
+            crate::route::builder::destinations(&r, Op::Set, b"a"),
+            ["cold/cold"]
+        );
+    }
+
+    #[test]
+    fn unknown_ttl_uses_exptime_and_never_means_never() {
+        let mut item = Item::default();
+        assert_eq!(copy_ttl(&item, 42), Some(42));
+        item.ttl = Some(-1);
+        assert_eq!(copy_ttl(&item, 42), Some(0));
+        item.ttl = Some(0);
+        assert_eq!(copy_ttl(&item, 42), None);
+    }
+}
