@@ -868,7 +868,7 @@ mod tests {
             r#"{"type": "failover", "children": ["a"], "failover_on": ["slow"]}"#,
         ));
         assert!(
-            e.starts_with("route.failover_on[0]: unknown reason \"slow\""),
+            e.starts_with("route.failover_on: unknown reason \"slow\""),
             "{e}"
         );
         let e = err(&with_route(r#"{"type": "replicated", "pool": "a"}"#));
