@@ -282,8 +282,30 @@ pub fn merge_snapshots(snapshots: &[Value]) -> Value {
             })
             .sum()
     };
+    // Route counters: summed per config path; the type is kept (the same in every process
+    // that runs the same config; a process on another config contributes its own paths).
+    let mut routes: Map<String, Value> = Map::new();
+    for s in snapshots {
+        let Some(rs) = s.get("routes").and_then(Value::as_object) else {
+            continue;
+        };
+        for (path, r) in rs {
+            let entry = routes.entry(path.clone()).or_insert_with(|| json!({}));
+            let Some(r) = r.as_object() else { continue };
+            for (k, v) in r {
+                match v {
+                    Value::Number(n) => {
+                        let cur = entry.get(k).and_then(Value::as_u64).unwrap_or(0);
+                        entry[k.as_str()] = json!(cur + n.as_u64().unwrap_or(0));
+                    }
+                    other => entry[k.as_str()] = other.clone(),
+                }
+            }
+        }
+    }
     json!({
         "destinations": dests,
+        "routes": routes,
         "process": {
             "processes": snapshots.len(),
             "reloads": sum("reloads"),
@@ -316,5 +338,9 @@ mod tests {
         assert_eq!(d["states"], json!({"closed": 1, "open": 1}));
         assert_eq!(d["latency"]["count"], 1);
         assert_eq!(m["process"]["processes"], 2);
+        let a = json!({"routes": {"route": {"type": "failover", "failovers": 2}}});
+        let b = json!({"routes": {"route": {"type": "failover", "failovers": 3}}});
+        let m = merge_snapshots(&[a, b]);
+        assert_eq!(m["routes"]["route"], json!({"type": "failover", "failovers": 5}));
     }
 }

@@ -340,6 +340,34 @@ pub fn render_prometheus(snapshot: &Value) -> String {
             "fae_destination_latency_seconds_count{{destination=\"{a}\"}} {count}"
         );
     }
+    let routes = snapshot
+        .get("routes")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    if !routes.is_empty() {
+        for (counter, help) in RouteCounters::TABLE {
+            let name = format!("fae_route_{counter}_total");
+            let rows: Vec<(&String, u64, &str)> = routes
+                .iter()
+                .filter_map(|(path, r)| {
+                    let n = r.get(*counter).and_then(Value::as_u64)?;
+                    Some((path, n, r.get("type").and_then(Value::as_str).unwrap_or("")))
+                })
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            family(&mut out, &name, "counter", help);
+            for (path, n, ty) in rows {
+                let _ = writeln!(
+                    out,
+                    "{name}{{route=\"{}\",type=\"{}\"}} {n}",
+                    label(path),
+                    label(ty)
+                );
+            }
+        }
+    }
     if let Some(p) = snapshot.get("process").and_then(Value::as_object) {
         for (key, kind, help) in [
             (

@@ -28,7 +28,8 @@ const USAGE: &str = "usage:
   fae watch  (--etcd H:P[,...] [--prefix P] | --zookeeper H:P[,...] [--path P] | --file SRC) --out FILE
   fae COMMAND --help | fae --help | fae --version
 
-route prints `key,server` lines (with a `key,server` header), reading keys from stdin when
+route prints `key,server` lines (with a `key,server` header; several servers joined by `;`
+when the route tree sends the operation to more than one), reading keys from stdin when
 none are given. --config takes a JSON or TOML file (libfae's config schema); --servers and
 --mode stand in for one. Exit: 0 ok, 1 miss/not stored, 2 usage or config error, 3 server error.";
 
@@ -173,7 +174,10 @@ fn command_help(cmd: &str) -> Option<&'static str> {
 Print where each key lives, as `key,server` lines after a `key,server` header (the format of
 tests/placement/*.csv, so the output can be diffed against a real client's placement). Keys
 come from the arguments, or from stdin one per line. --op names the operation (get, set,
-delete, incr, touch, ...). No I/O: nothing is sent to any server.",
+delete, incr, touch, ...; default get). With a route tree, a key lists every destination that
+operation could touch, joined by `;` in route order (`key,10.0.0.1:11211;10.0.9.1:11211` for
+a failover to a gutter; `local` for an in-process cache). No I/O: nothing is sent to any
+server.",
         "get" => "fae get (--config FILE | --servers ...) [--mode NAME] KEY
 
 Write KEY's value to stdout. Exit 1 on a miss, 3 on a server or network error.",

@@ -485,8 +485,12 @@ impl Router {
         for (path, r) in self.nodes() {
             let mut v = json!({ "type": r.name() });
             if let Some(c) = r.counters() {
+                // Each route type uses a few rows of the shared table: show `requests` and
+                // the rows that moved, not a wall of zeros.
                 for (name, n) in c.values() {
-                    v[name] = json!(n);
+                    if n > 0 || name == "requests" {
+                        v[name] = json!(n);
+                    }
                 }
             }
             if let Some(Value::Object(extra)) = r.extra_stats() {
