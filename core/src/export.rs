@@ -341,6 +341,9 @@ mod tests {
         let a = json!({"routes": {"route": {"type": "failover", "failovers": 2}}});
         let b = json!({"routes": {"route": {"type": "failover", "failovers": 3}}});
         let m = merge_snapshots(&[a, b]);
-        assert_eq!(m["routes"]["route"], json!({"type": "failover", "failovers": 5}));
+        assert_eq!(
+            m["routes"]["route"],
+            json!({"type": "failover", "failovers": 5})
+        );
     }
 }

@@ -365,3 +365,35 @@ fn check_config_describes_a_valid_file_and_names_the_bad_key() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn route_counters_are_exported_per_config_path() {
+    let cluster = Cluster::start(2);
+    let [main, backup] = [&cluster.addrs()[0], &cluster.addrs()[1]];
+    let json = format!(
+        r#"{{"pools": {{"main": {{"servers": ["{main}"]}}, "backup": {{"servers": ["{backup}"]}}}},
+            "route": {{"type": "failover", "children": ["main", "backup"]}},
+            "timeouts": {{"connect_ms": 200, "io_ms": 300}}}}"#
+    );
+    let c = Client::new(&Config::from_json(&json).unwrap()).unwrap();
+    cluster[0].kill().unwrap();
+    for i in 0..10 {
+        c.set(format!("k{i}").as_bytes(), b"v", 0, 0).unwrap();
+    }
+    let text = c.stats_prometheus();
+    let series = parse_prometheus(&text);
+    let get = |s: &str| {
+        *series
+            .get(s)
+            .unwrap_or_else(|| panic!("missing {s}\n{text}"))
+    };
+    assert_eq!(
+        get(r#"fae_route_requests_total{route="route",type="failover"}"#),
+        10.0
+    );
+    assert_eq!(
+        get(r#"fae_route_failovers_total{route="route",type="failover"}"#),
+        10.0
+    );
+    assert_eq!(c.stats()["routes"]["route"]["failovers"], 10);
+}
