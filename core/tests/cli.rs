@@ -120,3 +120,53 @@ fn exit_codes() {
     // Nothing listens on port 1: a network error, not a miss.
     assert_eq!(code(&["get", "--servers", "127.0.0.1:1", "k"]), Some(3));
 }
+
+/// The README's Facebook-style example config is valid, and `fae route --op` lists every
+/// destination of its tree: both replicas and the gutter for a write, the shadow for the keys
+/// it mirrors.
+#[test]
+fn route_op_lists_every_destination_of_the_example_tree() {
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/config/facebook.json"
+    );
+    let out = fae().args(["check-config", config]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys: Vec<String> = (0..400).map(|i| format!("user:{i}")).collect();
+    let out = fae()
+        .args(["route", "--config", config, "--op", "set"])
+        .args(&keys)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut shadowed = 0;
+    for line in text.lines().skip(1) {
+        let (_, servers) = line.split_once(',').unwrap();
+        let list: Vec<&str> = servers.split(';').collect();
+        let regional: Vec<&&str> = list.iter().filter(|s| s.starts_with("10.0.1.")).collect();
+        assert_eq!(regional.len(), 2, "two copies on distinct hosts: {line}");
+        assert_ne!(regional[0], regional[1], "{line}");
+        assert_eq!(
+            list.iter().filter(|s| s.starts_with("10.0.9.")).count(),
+            1,
+            "{line}"
+        );
+        shadowed += list.iter().filter(|s| s.starts_with("10.0.2.")).count();
+    }
+    // 1 % of keys are shadowed: a handful of 400.
+    assert!(shadowed <= 15, "{shadowed}");
+    let out = fae()
+        .args(["route", "--config", config, "--op", "get", "user:1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines().nth(1).unwrap().starts_with("user:1,10.0.1."),
+        "{text}"
+    );
+}

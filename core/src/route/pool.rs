@@ -14,7 +14,7 @@
 //! 0 is the key's own server, so turning a plain pool into a replicated one keeps its data.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use serde_json::{Value, json};
@@ -306,6 +306,16 @@ impl Route for PoolRoute {
     }
 
     fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+        if let [k] = keys {
+            // The common case without the grouping machinery: one batch, one exchange.
+            let dest = &*self.dests[self.dest_index(k.place)];
+            let mut b = exchange::GetBatch::new(self.protocol, opts);
+            b.push(k.key, 0);
+            let _ = exchange::exchange(self, dest, &mut b, Instant::now() + self.io_timeout);
+            b.count_hits(dest);
+            let r = b.results.pop().flatten();
+            return vec![r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)))];
+        }
         let all: Vec<usize> = (0..keys.len()).collect();
         let leaf = Leaf {
             pool: self,
@@ -317,6 +327,16 @@ impl Route for PoolRoute {
     }
 
     fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+        if let [w] = reqs {
+            let dest = &*self.dests[self.dest_index(w.place)];
+            let mut b = exchange::OpsBatch::one(w.req);
+            let _ = exchange::exchange(self, dest, &mut b, Instant::now() + self.io_timeout);
+            let r = b.replies.pop();
+            return vec![
+                r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)))
+                    .map_err(|e| e.or_at(dest.addr())),
+            ];
+        }
         let all: Vec<usize> = (0..reqs.len()).collect();
         let leaf = Leaf {
             pool: self,
