@@ -29,12 +29,16 @@ struct State {
     generation: u64,
     jobs: VecDeque<Job>,
     worker: bool,
+    /// Jobs being run by the worker (per generation: a forked child runs none of the
+    /// parent's).
+    running: usize,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
     generation: 0,
     jobs: VecDeque::new(),
     worker: false,
+    running: 0,
 });
 static WAKE: Condvar = Condvar::new();
 
@@ -53,6 +57,7 @@ pub fn spawn(job: Job, inline: bool) -> bool {
         st.generation = generation;
         st.jobs.clear();
         st.worker = false;
+        st.running = 0;
     }
     if st.jobs.len() >= QUEUE_MAX {
         return false;
@@ -78,9 +83,14 @@ pub fn spawn(job: Job, inline: bool) -> bool {
     true
 }
 
-/// Jobs queued and not yet started (tests, stats).
+/// Jobs queued and not yet started in this process (tests, stats).
 pub fn pending() -> usize {
-    STATE.lock().jobs.len()
+    let st = STATE.lock();
+    if st.generation == fork::generation() {
+        st.jobs.len()
+    } else {
+        0
+    }
 }
 
 /// Wait until the queue is empty and the last job finished, at most `limit` (tests).
@@ -89,7 +99,8 @@ pub fn drain(limit: Duration) -> bool {
     while std::time::Instant::now() < end {
         {
             let st = STATE.lock();
-            if st.jobs.is_empty() && RUNNING.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            let ours = st.generation == fork::generation();
+            if !ours || (st.jobs.is_empty() && st.running == 0) {
                 return true;
             }
         }
@@ -98,15 +109,12 @@ pub fn drain(limit: Duration) -> bool {
     false
 }
 
-static RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
 fn run_one(job: Job) {
     // A panicking job must not take the worker (or an inline caller) down with it.
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
 }
 
 fn work(generation: u64) {
-    use std::sync::atomic::Ordering;
     let mut st = STATE.lock();
     loop {
         if fork::generation() != generation || st.generation != generation {
@@ -114,11 +122,13 @@ fn work(generation: u64) {
         }
         match st.jobs.pop_front() {
             Some(job) => {
-                RUNNING.fetch_add(1, Ordering::AcqRel);
+                st.running += 1;
                 drop(st);
                 run_one(job);
-                RUNNING.fetch_sub(1, Ordering::AcqRel);
                 st = STATE.lock();
+                if st.generation == generation {
+                    st.running -= 1;
+                }
             }
             None => {
                 if WAKE.wait_for(&mut st, IDLE_EXIT).timed_out() && st.jobs.is_empty() {
