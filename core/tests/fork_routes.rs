@@ -49,7 +49,7 @@ fn children_get_their_own_background_worker_and_local_cache() {
     let (main, shadow_server) = (&cluster.addrs()[0], &cluster.addrs()[1]);
     // The shadow is slow, so copies are queued while the parent forks.
     let slow = FaultProxy::start(shadow_server);
-    slow.set_fault(Fault::Delay(Duration::from_millis(20)));
+    slow.set_fault(Fault::Delay(Duration::from_millis(5)));
     let json = format!(
         r#"{{"pools": {{"main": {{"servers": ["{main}"]}}, "shadow": {{"servers": ["{}"]}}}},
             "route": {{"type": "shadow", "fraction": 1.0, "shadow": "shadow",
