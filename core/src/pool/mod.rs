@@ -467,6 +467,10 @@ impl Destination {
     /// Take a connection: an idle one, or a new validated one if fewer than `max_connections`
     /// exist, or wait for one to come back until `deadline`.
     pub fn checkout(&self, deadline: Instant) -> Result<PooledConn<'_>> {
+        if self.shut.load(Ordering::Acquire) {
+            // The client was closed: late work (a shadow copy still queued) must not dial.
+            return Err(Error::with_detail(Reason::Closed, "the client is closed").at(&self.addr));
+        }
         let generation = self.check_fork();
         let mut spins = 0u32;
         loop {
