@@ -2,9 +2,11 @@
 //!
 //! ```text
 //! Client (client.rs)                 sync API, thread-safe, one per process
-//!   └─ placement (hash/ + dist/)     key → server index, compatible with the client you leave
-//!        └─ Destination (pool/)      one per server address: idle connections, health
-//!             └─ Conn                socket + buffers; protocol codec (protocol/, sans I/O)
+//!   └─ Router (route/)               the route tree from config, swapped atomically on reload
+//!        └─ Route::get / write       failover, replicated, shadow, warm_up, prefix, migrate, local …
+//!             └─ PoolRoute           leaf: placement (hash/ + dist/), key → server index
+//!                  └─ Destination    one per server address (pool/): idle connections, health
+//!                       └─ Conn      socket + buffers; protocol codec (protocol/, sans I/O)
 //! ```
 //!
 //! The caller's thread does the I/O of its own request; a multi-key call groups keys by server
