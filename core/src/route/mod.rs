@@ -20,7 +20,7 @@
 //!
 //! Every route states, in its module doc, what it does for get, set/add/replace/cas, delete,
 //! incr/decr and touch. `route/` knows nothing about sockets: the leaves hand batches to
-//! [`exchange`], which drives the connections.
+//! `exchange`, which drives the connections.
 
 pub mod background;
 pub mod builder;

@@ -227,7 +227,7 @@ impl PoolRoute {
 }
 
 impl PoolRoute {
-    /// The destination of copy `replica` of `place`: copy 0 is [`PoolRoute::dest_index`];
+    /// The destination of copy `replica` of `place`: copy 0 is the key's own server;
     /// copy r is the first server, re-hashing `place` salted with 1, 2, …, that none of the
     /// copies before it uses. Deterministic, so every process agrees; a pool with fewer
     /// servers than copies wraps around (checked at build time).
