@@ -7,10 +7,11 @@
 //!
 //! With `route` it is a **near cache** in front of that route, with `ttl_ms` as the bound on
 //! staleness (another process's write is seen at most that late):
-//! - get/gat: a local hit is the reply; misses go to `route` as one batch, and its hits are
+//! - get: a local hit is the reply; misses go to `route` as one batch, and its hits are
 //!   kept locally (for at most `ttl_ms`, and no longer than the item's own TTL when known).
-//! - gets/gats: straight to `route` (a CAS token must be the server's); the local copy is
-//!   dropped for gats, whose new TTL only the server knows.
+//! - gets: straight to `route` (a CAS token must be the server's).
+//! - gat/gats: straight to `route` (the new TTL must reach the server: answered from a local
+//!   hit, the server's item would still expire at its old time); the local copy is dropped.
 //! - set/add/replace/append/prepend/cas, incr/decr, touch, delete: to `route`, then the local
 //!   copy is dropped whatever the outcome, so this process reads its own writes.
 
@@ -126,7 +127,9 @@ impl Route for LocalRoute {
                 })
                 .collect();
         };
-        if opts.cas {
+        // A gat used to be answered by a local hit, touching only the local copy: the server's
+        // item kept its old expiry (found by core/tests/e2e_routes.rs). Touches go out.
+        if opts.cas || opts.touch.is_some() {
             if opts.touch.is_some() {
                 for k in keys {
                     self.cache.delete(k.key);
@@ -272,6 +275,26 @@ mod tests {
         assert_eq!(
             crate::route::builder::destinations(&r, Op::Get, b"a"),
             ["local/local", "far/far"]
+        );
+    }
+
+    #[test]
+    fn near_cache_sends_gat_to_the_route_even_on_a_local_hit() {
+        let far = Recorder::new("far");
+        let r = LocalRoute::new(100, 0, Some(Duration::from_secs(5)), Some(far.route()));
+        get_keys(&r, &[b"a"]);
+        let gat = GetOpts {
+            touch: Some(100),
+            ..GetOpts::default()
+        };
+        let out = r.get(&[Key::new(b"a")], gat);
+        assert_eq!(out[0].as_ref().unwrap().as_ref().unwrap().value, b"far:a");
+        assert_eq!(far.saw_keys(), ["a", "a"], "the touch reached the route");
+        get_keys(&r, &[b"a"]);
+        assert_eq!(
+            far.saw_keys(),
+            ["a", "a", "a"],
+            "the local copy was dropped"
         );
     }
 }

@@ -14,6 +14,14 @@
 //! loop when both sides are pools; the other side's failures are counted
 //! (`replica_failures`), not returned. Copies forward keep the old item's remaining TTL (meta
 //! `t`; `exptime` when the old side speaks text).
+//!
+//! "Both" means the same command on both sides only for set, touch and delete, whose effect
+//! cannot depend on what a side holds. The side that does not answer gets a **delete** in
+//! place of add/replace/append/prepend/cas and incr/decr: a CAS token is one server's, and
+//! mid-migration a key often exists on one side only, so repeating them would leave that side
+//! with a value the caller was told was not stored (an `add` the old side refused), or keep
+//! the value the caller just replaced (a `cas` whose token the new side does not know).
+//! Invalidated instead, the key is read from the answering side or copied forward again.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -22,11 +30,31 @@ use crate::client::Op;
 use crate::config::MigratePhase;
 use crate::error::Result;
 use crate::item::Item;
-use crate::protocol::Response;
+use crate::protocol::{Request, Response, StoreOp};
 use crate::stats::RouteCounters;
 
 use super::warm_up::Fill;
-use super::{GetOpts, Key, Route, Visit, Write, write_all};
+use super::{GetOpts, Key, Route, Visit, Write, write_parts};
+
+/// What the side that does not answer gets for `w` in a phase that writes both (see the module
+/// docs): the same set, touch or delete; a delete for every write whose outcome depends on
+/// that side's state.
+fn mirror<'a>(w: &Write<'a>) -> Write<'a> {
+    match w.req {
+        Request::Store {
+            op: StoreOp::Set, ..
+        }
+        | Request::Touch { .. }
+        | Request::Delete { .. } => *w,
+        _ => Write {
+            place: w.place,
+            req: Request::Delete {
+                key: w.key(),
+                noreply: false,
+            },
+        },
+    }
+}
 
 /// See the module docs.
 #[derive(Debug)]
@@ -140,7 +168,20 @@ impl Route for MigrateRoute {
         } else {
             &self.from_first
         };
-        let mut per = write_all(pair, reqs);
+        // Both sides used to get the very same commands: a dual-write `cas` left the other side
+        // with the replaced value and an `add` refused by one side stored there, both served
+        // after the next phase switch (found by core/tests/e2e_routes.rs). Mirror instead.
+        let n = reqs.len();
+        let all: Vec<Write<'_>> = reqs
+            .iter()
+            .copied()
+            .chain(reqs.iter().map(mirror))
+            .collect();
+        let parts = [
+            (&pair[0], (0..n).collect()),
+            (&pair[1], (n..2 * n).collect()),
+        ];
+        let mut per = write_parts(&parts, &all);
         let other = per.pop().unwrap_or_default();
         let failed = other.iter().filter(|r| r.is_err()).count();
         self.counters
@@ -232,6 +273,63 @@ mod tests {
             assert_eq!(sets(&new), set.contains(&"new/new") as usize, "{phase:?}");
             assert!(old.saw_ops().contains(&"delete".to_string()), "{phase:?}");
             assert!(new.saw_ops().contains(&"delete".to_string()), "{phase:?}");
+        }
+    }
+
+    #[test]
+    fn dual_writes_invalidate_instead_of_repeating_conditional_writes() {
+        let store = |op: StoreOp| {
+            Write::new(Request::Store {
+                op,
+                key: b"k",
+                value: b"v",
+                flags: 0,
+                exptime: 0,
+                noreply: false,
+            })
+        };
+        let arith = Write::new(Request::Arith {
+            key: b"k",
+            incr: true,
+            delta: 1,
+            noreply: false,
+        });
+        let touch = Write::new(Request::Touch {
+            key: b"k",
+            exptime: 9,
+            noreply: false,
+        });
+        for (phase, answers_new) in [
+            (MigratePhase::DualWrite, false),
+            (MigratePhase::DualWriteReadNew, true),
+        ] {
+            let (old, new) = (Recorder::new("old"), Recorder::new("new"));
+            let r = MigrateRoute::new(old.route(), new.route(), phase, 0, true);
+            r.write(&[
+                store(StoreOp::Set),
+                store(StoreOp::Add),
+                store(StoreOp::Cas(7)),
+                store(StoreOp::Replace),
+                store(StoreOp::Append),
+                arith,
+                touch,
+                delete_req(b"k"),
+            ]);
+            let (answering, other) = if answers_new { (new, old) } else { (old, new) };
+            assert_eq!(
+                answering.saw_ops(),
+                [
+                    "set", "add", "cas", "replace", "append", "incr", "touch", "delete"
+                ],
+                "{phase:?}"
+            );
+            assert_eq!(
+                other.saw_ops(),
+                [
+                    "set", "delete", "delete", "delete", "delete", "delete", "touch", "delete"
+                ],
+                "{phase:?}"
+            );
         }
     }
 
