@@ -950,13 +950,9 @@ fn migration_from_4_to_6_servers_and_back_keeps_the_hit_rate() {
             load.hit_rate(),
             steady.hit_rate()
         );
-        // Forward, and back in dual_write_read_new, reads see every write. Back in
-        // dual_write/from_only, reads come from the old topology, which to_only's sets never
-        // reached: stale values are expected there (the documented phase table) and reported.
-        let reads_old_after_to_only = back && matches!(name, "dual_write" | "from_only");
-        if !reads_old_after_to_only {
-            assert_eq!(load.stale, 0, "{dir} {name}");
-        }
+        // Every phase, forward and back, reads every write: to_only keeps the old topology
+        // current (mirrored writes), so rolling back the cut-over reads no stale value.
+        assert_eq!(load.stale, 0, "{dir} {name}");
         if name == "dual_write_read_new" && !back {
             let k = keys[0].as_bytes();
             let dests = c.route_for(Op::Get, k).unwrap();
@@ -1314,7 +1310,11 @@ fn route_for_and_route_stats_cover_a_composite_tree() {
     let n = 2 * keys.len() as u64;
     assert_eq!(routes["route"]["type"], "failover");
     assert_eq!(routes["route"]["requests"], n);
-    assert_eq!(routes["route"]["failovers"], 0);
+    assert_eq!(
+        routes["route"]["failovers"].as_u64().unwrap_or(0),
+        0,
+        "counters that never moved are omitted"
+    );
     assert_eq!(routes["route.children[0]"]["type"], "shadow");
     assert_eq!(routes["route.children[0]"]["requests"], n);
     assert_eq!(routes["route.children[0]"]["shadowed"], 2 * chosen);
@@ -1333,5 +1333,9 @@ fn route_for_and_route_stats_cover_a_composite_tree() {
     }
     let routes = &c.stats()["routes"];
     assert_eq!(routes["route.children[0].route"]["failovers"], 40);
-    assert_eq!(routes["route"]["failovers"], 0);
+    assert_eq!(
+        routes["route"]["failovers"].as_u64().unwrap_or(0),
+        0,
+        "counters that never moved are omitted"
+    );
 }

@@ -4,13 +4,17 @@
 //!
 //! | phase | get | set/add/replace/append/prepend/cas, incr/decr, touch | delete |
 //! |---|---|---|---|
-//! | `from_only` | from | from | both, from's reply |
+//! | `from_only` | from | from; a delete on to | both, from's reply |
 //! | `dual_write` | from | both, from's reply | both, from's reply |
 //! | `dual_write_read_new` | to; a miss is read from `from`, copied forward (`add`) | both, to's reply | both, to's reply |
-//! | `to_only` | to | to | both, to's reply |
+//! | `to_only` | to | both, to's reply | both, to's reply |
 //!
-//! Deletes reach both topologies in every phase: a value invalidated while one phase ran can
-//! never come back when an operator rolls back a phase. Writes to both run in one `poll(2)`
+//! Every write reaches both topologies, so no phase, forward or back, reads a value older than
+//! the last write: `from_only` invalidates the key on `to` (which may hold copies from a
+//! dual-write phase an operator rolled back from); the other phases mirror the write (below).
+//! `to_only` differs from `dual_write_read_new` only in its reads (no fallback to `from`): it
+//! keeps `from` current so that rolling back a cut-over costs no hit rate. When the migration
+//! is over, replace the `migrate` route by the new pool and the old topology gets nothing. Writes to both run in one `poll(2)`
 //! loop when both sides are pools; the other side's failures are counted
 //! (`replica_failures`), not returned. Copies forward keep the old item's remaining TTL (meta
 //! `t`; `exptime` when the old side speaks text).
@@ -52,6 +56,17 @@ fn mirror<'a>(w: &Write<'a>) -> Write<'a> {
                 key: w.key(),
                 noreply: false,
             },
+        },
+    }
+}
+
+/// A delete of `w`'s key: what the other side gets in a single-side phase.
+fn invalidate<'a>(w: &Write<'a>) -> Write<'a> {
+    Write {
+        place: w.place,
+        req: Request::Delete {
+            key: w.key(),
+            noreply: false,
         },
     }
 }
@@ -99,13 +114,6 @@ impl MigrateRoute {
             MigratePhase::DualWriteReadNew | MigratePhase::ToOnly
         )
     }
-
-    fn writes_both(&self) -> bool {
-        matches!(
-            self.phase,
-            MigratePhase::DualWrite | MigratePhase::DualWriteReadNew
-        )
-    }
 }
 
 impl Route for MigrateRoute {
@@ -137,45 +145,26 @@ impl Route for MigrateRoute {
 
     fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
         self.counters.requests.fetch_add(reqs.len() as u64, Relaxed);
-        let new_first = self.answers_from_new();
-        let both = self.writes_both() || reqs.iter().all(|w| w.op() == Op::Delete);
-        if !both && reqs.iter().all(|w| w.op() != Op::Delete) {
-            let side = if new_first { &self.to } else { &self.from };
-            return side.write(reqs);
-        }
-        if !both {
-            // A batch mixing deletes with other writes outside a dual-write phase: deletes to
-            // both, the rest to the answering side.
-            let (dels, rest): (Vec<usize>, Vec<usize>) =
-                (0..reqs.len()).partition(|&i| reqs[i].op() == Op::Delete);
-            let side = if new_first { &self.to } else { &self.from };
-            let mut out: Vec<Option<Result<Response>>> = (0..reqs.len()).map(|_| None).collect();
-            let d: Vec<Write<'_>> = dels.iter().map(|&i| reqs[i]).collect();
-            let r: Vec<Write<'_>> = rest.iter().map(|&i| reqs[i]).collect();
-            for (i, x) in dels.iter().zip(self.write(&d)) {
-                out[*i] = Some(x);
-            }
-            for (i, x) in rest.iter().zip(side.write(&r)) {
-                out[*i] = Some(x);
-            }
-            return out
-                .into_iter()
-                .map(|x| x.expect("every request answered"))
-                .collect();
-        }
-        let pair = if new_first {
+        let pair = if self.answers_from_new() {
             &self.to_first
         } else {
             &self.from_first
         };
-        // Both sides used to get the very same commands: a dual-write `cas` left the other side
-        // with the replaced value and an `add` refused by one side stored there, both served
-        // after the next phase switch (found by core/tests/e2e_routes.rs). Mirror instead.
+        // The answering side gets the commands; the other one a mirror, or an invalidation in
+        // from_only, so that no phase, forward or back, can read a value older than the last
+        // write. Sending the same commands to both left a dual-write `cas`'s replaced value and
+        // a refused `add` on the other side, served after the next phase switch (found by
+        // core/tests/e2e_routes.rs); to_only's sets reaching only `to` made a rollback of the
+        // cut-over read stale values from `from`.
         let n = reqs.len();
+        let both = self.phase != MigratePhase::FromOnly;
         let all: Vec<Write<'_>> = reqs
             .iter()
             .copied()
-            .chain(reqs.iter().map(mirror))
+            .chain(
+                reqs.iter()
+                    .map(|w| if both { mirror(w) } else { invalidate(w) }),
+            )
             .collect();
         let parts = [
             (&pair[0], (0..n).collect()),
@@ -198,11 +187,8 @@ impl Route for MigrateRoute {
             (&self.from, &self.to)
         };
         first.traverse(op, key, visit);
-        let also = match op {
-            Op::Delete => true,
-            Op::Get => self.phase == MigratePhase::DualWriteReadNew,
-            _ => self.writes_both(),
-        };
+        // Every write reaches the other side (as itself, a mirror or an invalidation).
+        let also = op != Op::Get || self.phase == MigratePhase::DualWriteReadNew;
         if also {
             second.traverse(op, key, visit);
         }
@@ -236,43 +222,27 @@ mod tests {
     #[test]
     fn every_phase_routes_as_the_table_says() {
         use MigratePhase::*;
-        for (phase, get, set, del) in [
-            (
-                FromOnly,
-                vec!["old/old"],
-                vec!["old/old"],
-                vec!["old/old", "new/new"],
-            ),
-            (
-                DualWrite,
-                vec!["old/old"],
-                vec!["old/old", "new/new"],
-                vec!["old/old", "new/new"],
-            ),
-            (
-                DualWriteReadNew,
-                vec!["new/new", "old/old"],
-                vec!["new/new", "old/old"],
-                vec!["new/new", "old/old"],
-            ),
-            (
-                ToOnly,
-                vec!["new/new"],
-                vec!["new/new"],
-                vec!["new/new", "old/old"],
-            ),
+        let (old_new, new_old) = (vec!["old/old", "new/new"], vec!["new/new", "old/old"]);
+        // (phase, get, set and delete destinations, sets seen by old and new).
+        for (phase, get, writes, sets_seen) in [
+            (FromOnly, vec!["old/old"], &old_new, (1, 0)),
+            (DualWrite, vec!["old/old"], &old_new, (1, 1)),
+            (DualWriteReadNew, new_old.clone(), &new_old, (1, 1)),
+            (ToOnly, vec!["new/new"], &new_old, (1, 1)),
         ] {
             let (old, new, r) = route(phase);
             assert_eq!(destinations(&r, Op::Get, b"k"), get, "{phase:?}");
-            assert_eq!(destinations(&r, Op::Set, b"k"), set, "{phase:?}");
-            assert_eq!(destinations(&r, Op::Delete, b"k"), del, "{phase:?}");
+            assert_eq!(&destinations(&r, Op::Set, b"k"), writes, "{phase:?}");
+            assert_eq!(&destinations(&r, Op::Delete, b"k"), writes, "{phase:?}");
             r.write(&[set_req(b"k", b"v")]);
             r.write(&[delete_req(b"k")]);
             let sets = |rec: &Recorder| rec.saw_ops().iter().filter(|o| *o == "set").count();
-            assert_eq!(sets(&old), set.contains(&"old/old") as usize, "{phase:?}");
-            assert_eq!(sets(&new), set.contains(&"new/new") as usize, "{phase:?}");
-            assert!(old.saw_ops().contains(&"delete".to_string()), "{phase:?}");
-            assert!(new.saw_ops().contains(&"delete".to_string()), "{phase:?}");
+            assert_eq!((sets(&old), sets(&new)), sets_seen, "{phase:?}");
+            // from_only invalidates the new side: a delete for the set, and the delete.
+            let dels = |rec: &Recorder| rec.saw_ops().iter().filter(|o| *o == "delete").count();
+            let expect_new_dels = if phase == FromOnly { 2 } else { 1 };
+            assert_eq!(dels(&new), expect_new_dels, "{phase:?}");
+            assert_eq!(dels(&old), 1, "{phase:?}");
         }
     }
 
