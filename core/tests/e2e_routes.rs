@@ -422,6 +422,46 @@ fn replicated_pool_with_replicas_keeps_copies_on_distinct_servers() {
     assert_eq!(route_stat(&c, "route", "majority_failed"), 1);
 }
 
+/// Regression: a `cas` used to go to every replica, where only the server that issued the token
+/// could accept it: all_sync answered EXISTS while replica 0 had stored it, and the copies
+/// diverged. Now the cas goes to replica 0 and the others get the stored value.
+#[test]
+fn replicated_cas_keeps_every_copy_equal() {
+    let _g = shared();
+    let cluster = Cluster::start(3);
+    let a = cluster.addrs();
+    let pools = [pool("rp", &a, "")];
+    for read in ["first", "random", "hedged"] {
+        let c = client(
+            &pools,
+            &format!(
+                r#"{{"type": "replicated", "pool": "rp", "replicas": 3, "write": "all_sync", "read": "{read}"}}"#
+            ),
+            "",
+        );
+        for i in 0..10 {
+            let k = format!("cas:{read}:{i}");
+            set(&c, &k, "v1");
+            let item = c.gets(k.as_bytes()).unwrap().unwrap();
+            let out = c.cas(k.as_bytes(), b"v2", 0, 0, item.cas).unwrap();
+            assert_eq!(out, fae_core::StoreOutcome::Stored, "{k} ({read})");
+            for addr in &a {
+                assert_eq!(
+                    on_server(addr, &k).as_deref(),
+                    Some(&b"v2"[..]),
+                    "{k} on {addr}"
+                );
+            }
+            // A stale token is refused, and nothing changes anywhere.
+            let out = c.cas(k.as_bytes(), b"v3", 0, 0, item.cas).unwrap();
+            assert_eq!(out, fae_core::StoreOutcome::Exists);
+            for addr in &a {
+                assert_eq!(on_server(addr, &k).as_deref(), Some(&b"v2"[..]));
+            }
+        }
+    }
+}
+
 #[test]
 fn replicated_all_sync_reports_a_failure_and_all_async_copies_in_the_background() {
     let _g = shared();

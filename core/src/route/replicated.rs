@@ -15,6 +15,11 @@
 //! - `all_async`: the first replica's reply; the others are written in the background and
 //!   their replies dropped.
 //!
+//! `cas` is the exception: its token belongs to one server, so it goes to replica 0 (the next
+//! one if that fails over), and when it stored, the other replicas get a plain `set` of the
+//! same value under the write policy. gets/gats therefore read replica 0 first whatever the
+//! read policy.
+//!
 //! Reads — get/gets/gat/gats — go to one replica; keys that fail there (a reason for which
 //! [`crate::Error::should_failover`] holds) go to the next replica, up to every replica.
 //! - `first`: replica 0 first (predictable; hot keys load one copy).
@@ -25,6 +30,8 @@
 //!   is cancelled by discarding its connection. Hedges are budgeted: at most
 //!   `max_hedge_ratio` (default 0.05) of reads, with a burst of 10 ("The Tail at Scale":
 //!   hedging after the p95 costs about 5 % extra load).
+//!
+//! gat/gats also touch the replicas that did not answer, in the background.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -35,11 +42,25 @@ use crate::client::Op;
 use crate::config::{HedgeAfter, ReadPolicy, WritePolicy};
 use crate::error::Result;
 use crate::item::Item;
-use crate::protocol::{Response, Status};
+use crate::protocol::{Request, Response, Status, StoreOp};
 use crate::stats::RouteCounters;
 
 use super::exchange::{Hedge, get_hedged};
 use super::{GetOpts, Key, OwnedWrites, Route, Visit, Write, background, write_all};
+
+/// `touch key exptime` for each key (a gat's new TTL for the replicas that did not answer).
+fn touches<'a>(keys: &[Key<'a>], exptime: u32) -> Vec<Write<'a>> {
+    keys.iter()
+        .map(|k| Write {
+            place: k.place,
+            req: Request::Touch {
+                key: k.key,
+                exptime,
+                noreply: false,
+            },
+        })
+        .collect()
+}
 
 /// Hedge credits are kept in millionths of a hedge.
 const UNIT: u64 = 1_000_000;
@@ -204,6 +225,83 @@ impl ReplicatedRoute {
         self.read_from(&[key], opts, 0, tried, Some(vec![r]))
     }
 
+    /// `all_async`, and the touches of a gat: `reqs` on `children`, after the reply.
+    fn background_all(&self, children: &[Arc<dyn Route>], reqs: &[Write<'_>]) {
+        let owned = OwnedWrites::copy(reqs);
+        let rest: Vec<Arc<dyn Route>> = children.to_vec();
+        let counters = Arc::clone(&self.counters);
+        let job = Box::new(move || {
+            let per = write_all(&rest, &owned.writes());
+            let failed = per.iter().flatten().filter(|r| r.is_err()).count();
+            counters.replica_failures.fetch_add(failed as u64, Relaxed);
+        });
+        if !background::spawn(job, self.inline) {
+            self.counters.background_dropped.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A `cas`: its token belongs to one server (reads with CAS use replica 0 first), so it
+    /// goes to one replica at a time, in order, until one answers; when it stored, the other
+    /// replicas get a plain `set` of the same value (per the write policy: all at once, or in
+    /// the background for `all_async`), so the copies stay equal.
+    fn write_one_ordered(&self, w: &Write<'_>) -> Result<Response> {
+        let n = self.children.len();
+        let mut reply = Err(crate::Error::new(crate::Reason::NoServers));
+        let mut answered = 0;
+        for (i, c) in self.children.iter().enumerate() {
+            reply = c.write(std::slice::from_ref(w)).pop().unwrap_or(reply);
+            answered = i;
+            match &reply {
+                Err(e) if e.should_failover() && i + 1 < n => {
+                    self.counters.failovers.fetch_add(1, Relaxed);
+                }
+                _ => break,
+            }
+        }
+        let stored = matches!(
+            reply,
+            Ok(Response::Status {
+                status: Status::Success,
+                ..
+            })
+        );
+        if stored && n > 1 {
+            let mut set = *w;
+            if let Request::Store { op, .. } = &mut set.req {
+                *op = StoreOp::Set;
+            }
+            let others: Vec<Arc<dyn Route>> = (0..n)
+                .filter(|&i| i != answered)
+                .map(|i| Arc::clone(&self.children[i]))
+                .collect();
+            if self.write == WritePolicy::AllAsync {
+                self.background_all(&others, &[set]);
+            } else {
+                let per = write_all(&others, &[set]);
+                let replies: Vec<Result<Response>> = per.into_iter().flatten().collect();
+                if self.write == WritePolicy::AllSync {
+                    if let Some(e) = replies.iter().find_map(|r| r.as_ref().err()) {
+                        self.counters.replica_failures.fetch_add(1, Relaxed);
+                        return Err(e.clone());
+                    }
+                } else {
+                    let failed = replies.iter().filter(|r| r.is_err()).count();
+                    self.counters
+                        .replica_failures
+                        .fetch_add(failed as u64, Relaxed);
+                    if 1 + replies.len() - failed < n / 2 + 1 {
+                        self.counters.majority_failed.fetch_add(1, Relaxed);
+                        return Err(replies
+                            .into_iter()
+                            .find_map(|r| r.err())
+                            .unwrap_or_else(|| crate::Error::new(crate::Reason::NoServers)));
+                    }
+                }
+            }
+        }
+        reply
+    }
+
     /// Combine one request's replies from every replica per the write policy.
     fn combine(&self, replies: Vec<Result<Response>>) -> Result<Response> {
         let failed = replies.iter().filter(|r| r.is_err()).count();
@@ -237,7 +335,10 @@ impl Route for ReplicatedRoute {
 
     fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
         self.counters.requests.fetch_add(keys.len() as u64, Relaxed);
-        match self.read {
+        let out = match self.read {
+            // gets/gats: a CAS token is one server's; the `cas` that follows goes to replica 0
+            // first (see `write`), so the token must come from there too.
+            _ if opts.cas => self.read_from(keys, opts, 0, 1, None),
             ReadPolicy::Hedged if keys.len() == 1 && self.children.len() > 1 => {
                 self.hedged(keys[0], opts)
             }
@@ -246,25 +347,32 @@ impl Route for ReplicatedRoute {
                 self.read_from(keys, opts, start, 1, None)
             }
             _ => self.read_from(keys, opts, 0, 1, None),
+        };
+        if let Some(exptime) = opts.touch {
+            // gat/gats touched the replica that answered; the others get a touch in the
+            // background (the replica that answered gets a harmless second one).
+            self.background_all(&self.children, &touches(keys, exptime));
         }
+        out
     }
 
     fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
         self.counters.requests.fetch_add(reqs.len() as u64, Relaxed);
+        if reqs.iter().any(|w| {
+            matches!(
+                w.req,
+                Request::Store {
+                    op: StoreOp::Cas(_),
+                    ..
+                }
+            )
+        }) {
+            return reqs.iter().map(|w| self.write_one_ordered(w)).collect();
+        }
         if self.write == WritePolicy::AllAsync {
             let out = self.children[0].write(reqs);
             if self.children.len() > 1 {
-                let owned = OwnedWrites::copy(reqs);
-                let rest: Vec<Arc<dyn Route>> = self.children[1..].to_vec();
-                let counters = Arc::clone(&self.counters);
-                let job = Box::new(move || {
-                    let per = write_all(&rest, &owned.writes());
-                    let failed = per.iter().flatten().filter(|r| r.is_err()).count();
-                    counters.replica_failures.fetch_add(failed as u64, Relaxed);
-                });
-                if !background::spawn(job, self.inline) {
-                    self.counters.background_dropped.fetch_add(1, Relaxed);
-                }
+                self.background_all(&self.children[1..], reqs);
             }
             return out;
         }
@@ -366,6 +474,52 @@ mod tests {
         recs[0].miss_keys(&[b"m"]);
         get_keys(&r, &[b"m"]);
         assert_eq!(recs[1].saw_keys(), ["b"]);
+    }
+
+    #[test]
+    fn cas_goes_to_one_replica_then_sets_the_others() {
+        let (recs, r) = three(WritePolicy::AllMajority, ReadPolicy::Random);
+        let cas = Write::new(Request::Store {
+            op: StoreOp::Cas(7),
+            key: b"k",
+            value: b"v",
+            flags: 0,
+            exptime: 0,
+            noreply: false,
+        });
+        assert!(r.write(&[cas])[0].is_ok());
+        assert_eq!(recs[0].saw_ops(), ["cas"]);
+        assert_eq!(recs[1].saw_ops(), ["set"]);
+        assert_eq!(recs[2].saw_ops(), ["set"]);
+        // Replica 0 down: the cas goes to replica 1, the others get the set (a majority of
+        // copies is written; all_sync would report replica 0's failure).
+        recs[0].fail_keys(&[b"k"], Reason::Tko);
+        assert!(r.write(&[cas])[0].is_ok());
+        assert_eq!(recs[1].saw_ops(), ["set", "cas"]);
+        assert_eq!(recs[0].saw_ops(), ["cas", "cas", "set"]);
+        // gets read replica 0 first even with random reads.
+        let opts = GetOpts {
+            cas: true,
+            ..GetOpts::default()
+        };
+        recs[0].fail_keys(&[b"x"], Reason::Timeout);
+        let keys = [Key::new(b"g")];
+        for _ in 0..20 {
+            r.get(&keys, opts);
+        }
+        assert_eq!(recs[0].saw_keys().iter().filter(|k| *k == "g").count(), 20);
+    }
+
+    #[test]
+    fn gat_touches_the_other_replicas() {
+        let (recs, r) = three(WritePolicy::AllSync, ReadPolicy::First);
+        let opts = GetOpts {
+            touch: Some(60),
+            ..GetOpts::default()
+        };
+        r.get(&[Key::new(b"k")], opts);
+        assert_eq!(recs[1].saw_ops(), ["touch"]);
+        assert_eq!(recs[2].saw_exptimes(), [60]);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::item::Item;
 use crate::protocol::{Request, Response, StoreOp};
 use crate::stats::RouteCounters;
 
-use super::{GetOpts, Key, OwnedWrites, Route, Visit, Write, background, write_all};
+use super::{GetOpts, Key, OwnedWrites, Route, Visit, Write, background, write_parts};
 
 /// See the module docs.
 #[derive(Debug)]
@@ -172,8 +172,16 @@ impl Route for WarmUpRoute {
         if reqs.iter().all(|w| w.op() != Op::Delete) {
             return self.cold.write(reqs);
         }
-        // Deletes go to both (in one poll loop when both are pools); cold answers.
-        let mut per = write_all(&self.both, reqs);
+        // Deletes go to both (in one poll loop when both are pools), nothing else to warm;
+        // cold answers.
+        let deletes: Vec<usize> = (0..reqs.len())
+            .filter(|&i| reqs[i].op() == Op::Delete)
+            .collect();
+        let parts = [
+            (&self.both[0], (0..reqs.len()).collect()),
+            (&self.both[1], deletes),
+        ];
+        let mut per = write_parts(&parts, reqs);
         per.swap_remove(0)
     }
 
@@ -240,8 +248,10 @@ mod tests {
         let r = WarmUpRoute::new(cold.route(), warm.route(), 0, true);
         r.write(&[set_req(b"a", b"v")]);
         r.write(&[delete_req(b"a")]);
-        assert_eq!(cold.saw_ops(), ["set", "delete"]);
-        assert_eq!(warm.saw_ops(), ["delete"]);
+        // A batch mixing both: only the delete reaches warm.
+        r.write(&[set_req(b"b", b"v"), delete_req(b"a")]);
+        assert_eq!(cold.saw_ops(), ["set", "delete", "set", "delete"]);
+        assert_eq!(warm.saw_ops(), ["delete", "delete"]);
         assert_eq!(
             crate::route::builder::destinations(&r, Op::Set, b"a"),
             ["cold/cold"]
