@@ -858,7 +858,10 @@ mod tests {
         let e = err(&with_route(
             r#"{"type": "shadow", "route": "a", "shadow": "b", "fractoin": 1}"#,
         ));
-        assert!(e.starts_with("route.fractoin: unknown field `fractoin`"), "{e}");
+        assert!(
+            e.starts_with("route.fractoin: unknown field `fractoin`"),
+            "{e}"
+        );
         let e = err(&with_route(r#"{"type": "nope"}"#));
         assert!(
             e.starts_with("route.type: unknown route type \"nope\""),
