@@ -144,6 +144,15 @@ class Client
      *        "timeouts" => ["connect_ms" => 100, "io_ms" => 250], "mode" => ..., or "pools" + "route"]
      * @throws Exception on an invalid $config
      */
+    /**
+     * @param array|null $config the config file's schema: "servers" (plus "mode", "protocol",
+     *        "timeouts" …), or "pools" plus a "route" tree, e.g.
+     *        ['pools' => ['main' => ['servers' => ['10.0.0.1:11211']], 'gutter' => ['servers' => ['10.0.0.9:11211']]],
+     *         'route' => ['type' => 'failover', 'children' => ['main', ['type' => 'gutter', 'pool' => 'gutter', 'max_ttl' => 10]]]].
+     *        Without servers and without a "route", calls fail with RES_NO_SERVERS until addServer()
+     *        (as php-memcached); ['route' => ['type' => 'local']] is an in-process cache, no server needed.
+     * @throws Exception on an invalid $config (the message names the key's path)
+     */
     public function __construct(?string $persistent_id = null, ?array $config = null) {}
     public function getResultCode(): int {}
     public function getResultMessage(): string {}
@@ -196,10 +205,16 @@ class Client
     public function decrementByKey(string $server_key, string $key, int $offset = 1, ?int $initial_value = null, int $expiry = 0): int|false {}
     public function touch(string $key, int $expiration = 0): bool {}
     public function touchByKey(string $server_key, string $key, int $expiration = 0): bool {}
-    /** @return array{host: string, port: int, type: string, weight: int}|false */
+    /**
+     * The first server a get for $server_key asks (an in-process cache is skipped; false with
+     * RES_NO_SERVERS when the key lives only in one).
+     * @return array{host: string, port: int, type: string, weight: int}|false
+     */
     public function getServerByKey(string $server_key): array|false {}
     /**
-     * The servers ("host:port") a request for $key would touch, without I/O.
+     * Every destination a request of $op for $key could touch, each once, in route order, without
+     * I/O: "host:port" per server, "local" for an in-process cache. A failover lists every child,
+     * a shadowed key its shadow too, a replicated route every replica.
      * @param string $op get, set, add, replace, append, prepend, cas, delete, incr, decr, touch
      * @throws Exception on an unknown operation
      */
@@ -229,9 +244,12 @@ class Client
      */
     public function reload(array $config): bool {}
     /**
-     * libfae's own health and counters (not memcached's: see getStats()).
-     * @return array{pools: array, destinations: array<string, array>, process: array{pid: int,
-     *         config_version: int, reloads: int, reload_failures: int}, supervisor: array}|false
+     * libfae's own health and counters (not memcached's: see getStats()). "routes" holds the
+     * route tree's counters by config path ("route", "route.children[1]" …): type, requests,
+     * failovers, ttl_capped, replica_failures, shadowed, local_hits/local_misses, items, bytes …
+     * @return array{pools: array, destinations: array<string, array>, routes: array<string, array>,
+     *         process: array{pid: int, config_version: int, reloads: int, reload_failures: int},
+     *         supervisor: array}|false
      */
     public function clientStats(): array|false {}
 }

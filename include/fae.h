@@ -401,9 +401,12 @@ fae_result fae_client_delete_multi(const fae_client *client,
                                    size_t n,
                                    fae_result *results_out);
 
-// Write the server address(es) (`host:port`, comma-separated, not NUL-terminated) that a
-// request `op` (`"get"`, `"set"`, `"delete"`, `"incr"`, `"touch"`, ...) for `key` would go to,
-// without any I/O. `*out_n` receives the length.
+// Write every destination a request `op` (`"get"`, `"set"`, `"delete"`, `"incr"`, `"touch"`,
+// ...) for `key` could touch, without any I/O: comma-separated, each once, in route order, not
+// NUL-terminated; `host:port` per server and `local` for an in-process cache. With a route
+// tree in the config there may be several: every child of a failover
+// (`10.0.0.1:11211,10.0.0.9:11211` for a pool with a gutter), the shadow of a shadowed key,
+// every replica, `local` then the servers for a near cache. `*out_n` receives the length.
 //
 // If `len` is too small: `FAE_RESULT_INSUFFICIENT_SIZE`, `buf` untouched and `*out_n` = the
 // length needed (pass `NULL, 0` to ask). An unknown `op` gives `FAE_RESULT_INVALID_ARGUMENT`.
@@ -438,15 +441,23 @@ fae_result fae_client_version(const fae_client *client, char *buf, size_t len, s
 // Write a JSON snapshot of the client's health and counters (not NUL-terminated): per
 // destination its breaker `state` (`closed`/`open`/`half_open`), `requests`, `errors` by
 // reason, breaker transitions, probes, heartbeats and connection counts; per pool the number
-// of breakers not closed; whether the supervisor runs. The snapshot grows with the number of
-// servers, so ask for its size first (`NULL, 0`). Buffer rules as `fae_client_route_for`.
+// of breakers not closed; under `routes` the route tree's counters by config path
+// (`{"route": {"type": "failover", "failovers": n, ...}, "route.children[1]": ...}`); whether
+// the supervisor runs. The snapshot grows with the number of servers, so ask for its size
+// first (`NULL, 0`). Buffer rules as `fae_client_route_for`.
 //
 // # Safety
 // As `fae_client_servers`.
 fae_result fae_client_stats_json(const fae_client *client, char *buf, size_t len, size_t *out_n);
 
 // Parse a JSON configuration (`json_len` bytes, UTF-8, no NUL needed), for example
-// `{"servers": ["127.0.0.1:11211", "127.0.0.1:11212"]}`.
+// `{"servers": ["127.0.0.1:11211", "127.0.0.1:11212"]}`. A config may carry a route tree
+// over named pools, nested freely (failover, gutter, replicated, shadow, warm_up, prefix,
+// operation, migrate, local):
+// `{"pools": {"main": {"servers": ["10.0.0.1:11211"]}, "gutter": {"servers": ["10.0.0.9:11211"]}},
+//   "route": {"type": "failover", "children": ["main", {"type": "gutter", "pool": "gutter", "max_ttl": 10}]}}`.
+// A config with no servers and no pools (`{}`) is the embedded in-process cache (a `local`
+// route): every command answered from this process's memory, no server needed.
 //
 // On success `*config_out` receives a new `fae_config` that the caller frees with
 // `fae_config_free`. On failure (`FAE_RESULT_INVALID_CONFIG`) `*config_out` is untouched and
@@ -455,7 +466,9 @@ fae_result fae_client_stats_json(const fae_client *client, char *buf, size_t len
 // # Safety
 // `json` must be valid for reads of `json_len` bytes; `config_out` must be valid for a write
 // of one pointer.
-fae_result fae_config_from_json(const uint8_t *json, size_t json_len, fae_config **config_out);
+fae_result fae_config_from_json(const uint8_t *json,
+                                size_t json_len,
+                                fae_config **config_out);
 
 // Parse a TOML configuration; otherwise as `fae_config_from_json`.
 //

@@ -39,7 +39,7 @@ gcc -std=c99 -Wall -Wextra -Werror -Iinclude examples/c/demo.c -L"$LIB" -lfae -W
 echo "== PHP example (examples/php/demo.php: Fae\\Client as a drop-in for php-memcached)"
 php -n -d extension="$LIB/libfae_php.so" examples/php/demo.php "${SERVERS[@]}"
 
-echo "== Python example (examples/python/demo.py through the fae module)"
+echo "== Python example (examples/python/demo.py through the fae module, with a failover route)"
 VENV="$ROOT/.venv"
 (cd bindings-python && VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" \
   maturin develop --release -q --target-dir ../target/maturin >/dev/null)

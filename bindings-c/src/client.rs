@@ -714,9 +714,12 @@ macro_rules! text_out {
     }};
 }
 
-/// Write the server address(es) (`host:port`, comma-separated, not NUL-terminated) that a
-/// request `op` (`"get"`, `"set"`, `"delete"`, `"incr"`, `"touch"`, ...) for `key` would go to,
-/// without any I/O. `*out_n` receives the length.
+/// Write every destination a request `op` (`"get"`, `"set"`, `"delete"`, `"incr"`, `"touch"`,
+/// ...) for `key` could touch, without any I/O: comma-separated, each once, in route order, not
+/// NUL-terminated; `host:port` per server and `local` for an in-process cache. With a route
+/// tree in the config there may be several: every child of a failover
+/// (`10.0.0.1:11211,10.0.0.9:11211` for a pool with a gutter), the shadow of a shadowed key,
+/// every replica, `local` then the servers for a near cache. `*out_n` receives the length.
 ///
 /// If `len` is too small: `FAE_RESULT_INSUFFICIENT_SIZE`, `buf` untouched and `*out_n` = the
 /// length needed (pass `NULL, 0` to ask). An unknown `op` gives `FAE_RESULT_INVALID_ARGUMENT`.
@@ -810,8 +813,10 @@ pub unsafe extern "C" fn fae_client_version(
 /// Write a JSON snapshot of the client's health and counters (not NUL-terminated): per
 /// destination its breaker `state` (`closed`/`open`/`half_open`), `requests`, `errors` by
 /// reason, breaker transitions, probes, heartbeats and connection counts; per pool the number
-/// of breakers not closed; whether the supervisor runs. The snapshot grows with the number of
-/// servers, so ask for its size first (`NULL, 0`). Buffer rules as `fae_client_route_for`.
+/// of breakers not closed; under `routes` the route tree's counters by config path
+/// (`{"route": {"type": "failover", "failovers": n, ...}, "route.children[1]": ...}`); whether
+/// the supervisor runs. The snapshot grows with the number of servers, so ask for its size
+/// first (`NULL, 0`). Buffer rules as `fae_client_route_for`.
 ///
 /// # Safety
 /// As `fae_client_servers`.

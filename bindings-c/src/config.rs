@@ -24,7 +24,13 @@ fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, Error> {
 }
 
 /// Parse a JSON configuration (`json_len` bytes, UTF-8, no NUL needed), for example
-/// `{"servers": ["127.0.0.1:11211", "127.0.0.1:11212"]}`.
+/// `{"servers": ["127.0.0.1:11211", "127.0.0.1:11212"]}`. A config may carry a route tree
+/// over named pools, nested freely (failover, gutter, replicated, shadow, warm_up, prefix,
+/// operation, migrate, local):
+/// `{"pools": {"main": {"servers": ["10.0.0.1:11211"]}, "gutter": {"servers": ["10.0.0.9:11211"]}},
+///   "route": {"type": "failover", "children": ["main", {"type": "gutter", "pool": "gutter", "max_ttl": 10}]}}`.
+/// A config with no servers and no pools (`{}`) is the embedded in-process cache (a `local`
+/// route): every command answered from this process's memory, no server needed.
 ///
 /// On success `*config_out` receives a new `fae_config` that the caller frees with
 /// `fae_config_free`. On failure (`FAE_RESULT_INVALID_CONFIG`) `*config_out` is untouched and

@@ -843,7 +843,12 @@ impl FaeClient {
     #[php(name = "GET_ERROR_RETURN_VALUE")]
     pub const GET_ERROR_RETURN_VALUE: bool = false;
 
-    /// `new Fae\Client(?string $persistent_id = null, ?array $config = null)`.
+    /// `new Fae\Client(?string $persistent_id = null, ?array $config = null)`. `$config` is the
+    /// config file's schema, converted as is: `servers`, or `pools` plus a `route` tree
+    /// (failover, gutter, replicated, shadow, prefix, operation, local …). Without servers and
+    /// without a `route`, requests fail with `RES_NO_SERVERS` until `addServer()`, as
+    /// php-memcached's; a `route` that names no pool (`['type' => 'local']`) is an in-process
+    /// cache and needs no server.
     pub fn __construct(persistent_id: Option<String>, config: Option<&Zval>) -> PhpResult<Self> {
         crate::logging::install();
         let config = match config {
@@ -1292,17 +1297,27 @@ impl FaeClient {
             } else {
                 k.clone()
             };
+            // The first server a get would ask: an in-process cache (`local`) is not a server.
             Ok(match ctx.core.route_for(Op::Get, &routing) {
-                Ok(v) => {
-                    self.ok();
-                    self.server_array(v.first().map_or("", String::as_str))
-                }
+                Ok(v) => match v.iter().find(|a| a.as_str() != "local") {
+                    Some(addr) => {
+                        self.ok();
+                        self.server_array(addr)
+                    }
+                    None => self.fail((
+                        RES_NO_SERVERS,
+                        "the key lives in the in-process cache only".into(),
+                    )),
+                },
                 Err(e) => self.core_err(&e),
             })
         })
     }
 
-    /// `routeFor($key, $op = 'get')`: the servers (`host:port`) a request would touch.
+    /// `routeFor($key, $op = 'get')`: every destination a request of `$op` for `$key` could
+    /// touch, without I/O: `host:port` per server, `local` for an in-process cache; for a
+    /// failover every child, for a shadowed key the shadow too, for a replicated route every
+    /// replica.
     pub fn route_for(&mut self, key: &Zval, op: Option<String>) -> PhpResult<Zval> {
         let k = key_bytes(key)?;
         let op_name = op.unwrap_or_else(|| "get".into());
@@ -1464,6 +1479,7 @@ impl FaeClient {
 
     /// `clientStats(): array|false`: libfae's own counters and health (the core's `stats()`):
     /// `pools`, `destinations` (breaker state, requests, errors, latency, connections),
+    /// `routes` (the route tree's counters by config path: `route`, `route.children[1]` …),
     /// `process` (`pid`, `config_version`, `reloads`, `reload_failures`), `supervisor`.
     pub fn client_stats(&mut self) -> PhpResult<Zval> {
         guard(|| {

@@ -572,13 +572,14 @@ impl Shared {
     /// that no config `mode` names.
     fn core_config(&self) -> Result<(Config, Option<Placement>), Fail> {
         let mut doc = self.base.clone();
-        if !self.pools_config {
-            if self.servers.is_empty() {
-                return Err((
-                    RES_NO_SERVERS,
-                    "no servers: call addServer() or give $config[\"servers\"]".into(),
-                ));
-            }
+        let no_servers = !self.pools_config && self.servers.is_empty();
+        if no_servers && !self.base.contains_key("route") {
+            return Err((
+                RES_NO_SERVERS,
+                "no servers: call addServer() or give $config[\"servers\"]".into(),
+            ));
+        }
+        if !self.pools_config && !no_servers {
             let list: Vec<Value> = self
                 .servers
                 .iter()
@@ -599,6 +600,20 @@ impl Shared {
                 t.insert("io_ms".into(), Value::from(i));
             }
             doc.insert("timeouts".into(), Value::Object(t));
+        }
+        if no_servers {
+            // A `route` and no server: the config as given, which only builds when the route
+            // names no pool (a `local` cache); one that needs servers waits for addServer().
+            let cfg = Config::from_value(Value::Object(doc)).map_err(|e| {
+                (
+                    RES_NO_SERVERS,
+                    format!(
+                        "no servers: call addServer() or give $config[\"servers\"] ({})",
+                        e.detail().unwrap_or("")
+                    ),
+                )
+            })?;
+            return Ok((cfg, None));
         }
         let named_mode =
             !self.pools_config && self.base.contains_key("mode") && !self.placement_from_options;
@@ -649,8 +664,11 @@ struct Parsed {
 /// The one conversion of a `$config` (constructor and `reload()`): the whole document is
 /// validated by the core, so errors name their path.
 fn parse_config(config: Value) -> Result<Parsed, Fail> {
-    let Value::Object(mut base) = config else {
-        return Err(invalid("$config must be an array with string keys"));
+    let mut base = match config {
+        Value::Object(m) => m,
+        // `[]` converts as an empty list; as a $config it is an array with no keys.
+        Value::Array(a) if a.is_empty() => Map::new(),
+        _ => return Err(invalid("$config must be an array with string keys")),
     };
     if let Some(servers) = base.remove("servers") {
         let mut full = base.clone();

@@ -128,7 +128,8 @@ impl ConfigArgs<'_, '_> {
             return Err(client_error(
                 py,
                 "invalid_config",
-                "give exactly one of servers=, config= or config_file=",
+                "give exactly one of servers=, config= or config_file= \
+                 (config={} is libfae's in-process cache, no server needed)",
             ));
         }
         let pool_opts = [
@@ -515,7 +516,8 @@ impl Client {
         })
     }
 
-    /// The servers (`host:port`), in config order.
+    /// Every pool's servers (`host:port`; pools in name order, servers in config order);
+    /// empty for the in-process cache (`config={}`).
     #[getter]
     fn servers(&self) -> Vec<String> {
         self.inner.servers()
@@ -1028,13 +1030,17 @@ impl Client {
         json_to_py(py, &dests)
     }
 
-    /// The client's whole stats snapshot (pools, destinations, supervisor) as a dict; the
-    /// same JSON every binding and the CLI expose.
+    /// The client's whole stats snapshot (pools, destinations, routes, process, supervisor) as
+    /// a dict; the same JSON every binding and the CLI expose. `routes` holds the route tree's
+    /// counters by config path (`"route"`, `"route.children[1]"` …).
     fn client_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         json_to_py(py, &self.inner.stats())
     }
 
-    /// The servers a request for `key` would touch (`op`: get, set, delete, incr, touch …).
+    /// Every destination a request of `op` for `key` could touch, without I/O: `host:port`
+    /// per server, `local` for an in-process cache; for a failover every child, for a shadowed
+    /// key the shadow too, for a replicated route every replica (`op`: get, set, delete, incr,
+    /// touch …).
     #[pyo3(signature = (key, op="get"))]
     fn route_for(&self, py: Python<'_>, key: &Bound<'_, PyAny>, op: &str) -> PyResult<Vec<String>> {
         let op = Op::from_name(op).ok_or_else(|| {

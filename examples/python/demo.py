@@ -1,10 +1,15 @@
 """libfae from Python: route keys over several memcached servers, read a key another language
-wrote, and show where keys live.
+wrote, show where keys live, and fail over to a gutter pool when a server dies.
 
     python examples/python/demo.py 127.0.0.1:21211 127.0.0.1:21212 127.0.0.1:21213
 """
 
+import os
+import shutil
+import socket
+import subprocess
 import sys
+import time
 
 import fae
 
@@ -41,5 +46,60 @@ def main(servers):
     mc.close()
 
 
+def start_memcached():
+    """A throwaway memcached on a free port, for the failover demo to kill."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [shutil.which("memcached") or "memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0"]
+    if os.geteuid() == 0:
+        args += ["-u", "root"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            break
+        except OSError:
+            time.sleep(0.02)
+    return proc, f"127.0.0.1:{port}"
+
+
+def failover_demo(gutter):
+    """A route tree from a config dict: writes go to "main"; when main dies, to a gutter pool
+    whose TTLs are capped at 10 s (its entries expire without invalidation)."""
+    proc, main = start_memcached()
+    try:
+        mc = fae.Client(config={
+            "pools": {"main": {"servers": [main]}, "gutter": {"servers": [gutter]}},
+            "route": {"type": "failover",
+                      "children": ["main", {"type": "gutter", "pool": "gutter", "max_ttl": 10}]},
+            "timeouts": {"connect_ms": 200, "io_ms": 500},
+        })
+        print("route_for set py:fo  ->", mc.route_for("py:fo", op="set"), "(main, then gutter)")
+        mc.set("py:fo", "written to main", expire=3600)
+        print("get py:fo            ->", mc.get("py:fo"))
+        proc.kill()
+        proc.wait()
+        print(f"killed main          -> {main}")
+        mc.set("py:fo", "written to the gutter", expire=3600)
+        print("get py:fo            ->", mc.get("py:fo"))
+        routes = mc.client_stats()["routes"]
+        print("failovers            ->", routes["route"]["failovers"],
+              "| gutter ttl_capped ->", routes["route.children[1]"]["ttl_capped"])
+        assert mc.get("py:fo") == "written to the gutter"
+        mc.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    # No servers at all: config={} is libfae's in-process cache, memcached semantics included.
+    local = fae.Client(config={})
+    local.set("py:n", 41)
+    print("in-process cache     ->", local.route_for("py:n"), "incr ->", local.incr("py:n"))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["127.0.0.1:11211"])
+    servers = sys.argv[1:] or ["127.0.0.1:11211"]
+    main(servers)
+    failover_demo(servers[-1])

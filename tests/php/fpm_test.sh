@@ -2,7 +2,8 @@
 # A real php-fpm (4 static workers) running tests/php/fpm/app.php with the fae extension,
 # driven by cgi-fcgi. Checks: 500 requests keep memcached's curr_connections bounded (each
 # worker's persistent client reuses its connections), values stay correct across workers and
-# across a worker restart (SIGUSR2 reload), concurrent requests on one session id serialize on
+# across a worker restart (SIGUSR2 reload), a route config's local near cache lives per worker
+# across requests, concurrent requests on one session id serialize on
 # the lock, and a request dying on a fatal error releases its lock. Prints "N passed, N failed".
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -77,6 +78,24 @@ LAST=$(tail -1 "$TMP/out2" | php -n -r 'echo json_decode(stream_get_contents(STD
 check '[ "$LAST" -eq 540 ]' "counter continues after restart ($LAST)"
 NEWPIDS=$(php -n -r 'foreach(file($argv[1]) as $l){$p[json_decode($l)->pid]=1;} foreach(file($argv[2]) as $l){ if(isset($p[json_decode($l)->pid])) { echo "reused"; exit; } } echo "new";' "$TMP/out" "$TMP/out2")
 check '[ "$NEWPIDS" = new ]' "restart forked new workers"
+
+# A route tree per worker: a persistent client whose local near cache (ttl_ms 60 s) outlives
+# requests. A worker that cached "A" keeps answering "A" after memcached holds "B"; a worker
+# that never asked reads "B"; routeFor lists the local cache, then the server.
+rawset() { php -n -r '$c=stream_socket_client("tcp://127.0.0.1:'"$MC_PORT"'");fwrite($c,"set fpm:near 0 0 1\r\n'"$1"'\r\n");echo fgets($c);' >/dev/null; }
+rawset A
+: > "$TMP/near1"; for i in $(seq 40); do req near >> "$TMP/near1"; done
+rawset B
+: > "$TMP/near2"; for i in $(seq 40); do req near >> "$TMP/near2"; done
+NEAR=$(php -n -r '
+  $want = json_encode(["local", "127.0.0.1:'"$MC_PORT"'"]); $seen = []; $bad = 0; $stale = 0;
+  foreach (file($argv[1]) as $l) { $j = json_decode($l, true); $seen[$j["pid"]] = 1;
+    if ($j["v"] !== "A" || json_encode($j["route"]) !== $want) $bad++; }
+  foreach (file($argv[2]) as $l) { $j = json_decode($l, true);
+    $v = isset($seen[$j["pid"]]) ? "A" : "B"; if ($j["v"] !== $v) $bad++;
+    if ($j["v"] === "A" && $j["hits"] > 0) $stale++; }
+  echo ($bad === 0 && $stale > 0) ? "ok" : "bad=$bad stale=$stale";' "$TMP/near1" "$TMP/near2")
+check '[ "$NEAR" = ok ]' "near cache per php-fpm worker, kept across requests ($NEAR)"
 
 # Concurrent requests on one session id: the lock serializes them, no increment is lost.
 SID="fpmsess$RANDOM"

@@ -51,6 +51,15 @@ function mc_stat(string $addr, string $name): ?string {
     return $val;
 }
 
+/** One command on a fresh connection (raw protocol, no client involved); its first reply line. */
+function mc_command(string $addr, string $line): string {
+    $c = stream_socket_client("tcp://$addr", $e, $s, 1.0);
+    fwrite($c, $line);
+    $reply = rtrim((string)fgets($c));
+    fclose($c);
+    return $reply;
+}
+
 $GLOBALS['__passed'] = 0;
 $GLOBALS['__failed'] = 0;
 

@@ -419,5 +419,149 @@ test('core log records reach the PHP error log', function () {
     @unlink($log);
 });
 
+test('routes: failover to a gutter, against a killed server', function () use ($mc2) {
+    $main = new Memcached_Process();
+    $gutter = $mc2->addr();
+    $c = new Client(null, [
+        'pools' => ['main' => ['servers' => [$main->addr()]], 'gutter' => ['servers' => [$gutter]]],
+        'route' => ['type' => 'failover', 'children' => ['main', ['type' => 'gutter', 'pool' => 'gutter', 'max_ttl' => 10]]],
+        'timeouts' => ['connect_ms' => 200, 'io_ms' => 1000],
+    ]);
+    eq($c->routeFor('fo:k', 'set'), [$main->addr(), $gutter], 'routeFor set lists every child of the failover');
+    eq($c->routeFor('fo:k'), [$main->addr(), $gutter], 'routeFor get too');
+    eq(count($c->getServerList()), 2, 'getServerList: both pools');
+    $onMain = new Client(null, ['servers' => [$main->addr()]]);
+    $onGutter = new Client(null, ['servers' => [$gutter]]);
+    eq($c->set('fo:k', 'on main', 3600), true, 'set on main');
+    eq($onMain->get('fo:k'), 'on main', 'stored on main');
+    eq($onGutter->get('fo:k'), false, 'not in the gutter');
+    $main->stop();
+    eq($c->set('fo:k', 'in the gutter', 3600), true, 'set fails over');
+    eq($onGutter->get('fo:k'), 'in the gutter', 'stored in the gutter');
+    $ttl = (int)substr(mc_command($gutter, "mg fo:k t\r\n"), 4);
+    check($ttl > 0 && $ttl <= 10, "gutter TTL capped at max_ttl ($ttl)");
+    eq($c->get('fo:k'), 'in the gutter', 'get fails over');
+    eq($c->get('fo:none'), false, 'a gutter miss is a miss');
+    eq($c->getResultCode(), Client::RES_NOTFOUND, 'miss code');
+    eq($c->increment('fo:n', 1, 10), 10, 'increment with initial value through the failover');
+    eq($c->delete('fo:k'), true, 'delete fails over');
+    $st = $c->clientStats()['routes'];
+    eq($st['route']['type'], 'failover', 'clientStats routes: root');
+    check($st['route']['failovers'] >= 4, 'failovers counted: ' . $st['route']['failovers']);
+    eq($st['route.children[1]']['type'], 'gutter', 'clientStats routes: the gutter');
+    check($st['route.children[1]']['ttl_capped'] >= 1, 'ttl_capped counted');
+});
+
+test('routes: replicated, prefix and shadow from an array', function () use ($mc, $mc2) {
+    $a = $mc->addr(); $b = $mc2->addr();
+    $c = new Client(null, [
+        'pools' => ['a' => ['servers' => [$a]], 'b' => ['servers' => [$b]]],
+        'route' => ['type' => 'prefix', 'default' => 'a', 'routes' => [
+            'both:' => ['type' => 'replicated', 'children' => ['a', 'b'], 'write' => 'all_majority'],
+            'shadow:' => ['type' => 'shadow', 'route' => 'a', 'shadow' => 'b', 'fraction' => 1.0],
+        ]],
+    ]);
+    eq($c->routeFor('plain'), [$a], 'prefix default');
+    eq($c->routeFor('both:1', 'set'), [$a, $b], 'replicated: every replica');
+    eq($c->routeFor('shadow:1', 'set'), [$a, $b], 'shadow: the route and the shadow');
+    $onA = new Client(null, ['servers' => [$a]]);
+    $onB = new Client(null, ['servers' => [$b]]);
+    eq($c->set('both:1', ['x' => 1]), true, 'replicated set');
+    eq([$onA->get('both:1'), $onB->get('both:1')], [['x' => 1], ['x' => 1]], 'on both replicas');
+    eq($c->set('shadow:1', 'mirrored'), true, 'shadowed set');
+    eq($onA->get('shadow:1'), 'mirrored', 'answered by the route');
+    for ($i = 0; $i < 200 && $onB->get('shadow:1') === false; $i++) usleep(10000);
+    eq($onB->get('shadow:1'), 'mirrored', 'mirrored to the shadow');
+    eq($c->getMulti(['both:1', 'plain', 'shadow:1']), ['both:1' => ['x' => 1], 'shadow:1' => 'mirrored'], 'getMulti across routes');
+    $st = $c->clientStats()['routes'];
+    eq($st['route.routes.both:']['type'], 'replicated', 'routes: the replicated route by its path');
+    eq($st['route.routes.shadow:']['type'], 'shadow', 'routes: the shadow route by its path');
+    check($st['route.routes.shadow:']['shadowed'] >= 1, 'shadowed counted');
+});
+
+test('routes: local near cache with ttl_ms', function () use ($mc) {
+    $main = $mc->addr();
+    $c = new Client(null, [
+        'pools' => ['main' => ['servers' => [$main]]],
+        'route' => ['type' => 'local', 'ttl_ms' => 300, 'max_items' => 100, 'route' => 'main'],
+    ]);
+    $other = new Client(null, ['servers' => [$main]]);
+    eq($c->routeFor('near:1'), ['local', $main], 'routeFor: the local cache, then the server');
+    eq($c->getServerByKey('near:1')['port'], $mc->port, 'getServerByKey: the server, not the local cache');
+    eq($c->set('near:1', 'v1'), true, 'set');
+    eq($other->get('near:1'), 'v1', 'written through to memcached');
+    eq($c->get('near:1'), 'v1', 'get fills the near cache');
+    eq($other->set('near:1', 'v2'), true, 'another writer');
+    eq($c->get('near:1'), 'v1', 'near-cache hit: stale up to ttl_ms');
+    usleep(400000);
+    eq($c->get('near:1'), 'v2', 'after ttl_ms the server is asked again');
+    eq($c->set('near:1', 'v3'), true, 'own write');
+    eq($c->get('near:1'), 'v3', 'reads its own writes');
+    eq($c->delete('near:1'), true, 'delete');
+    eq($other->get('near:1'), false, 'deleted on memcached');
+    $st = $c->clientStats()['routes']['route'];
+    eq($st['type'], 'local', 'routes: local');
+    check($st['local_hits'] >= 1 && $st['local_misses'] >= 1, 'local hits and misses counted');
+});
+
+test('routes: embedded in-process cache', function () {
+    $c = new Client(null, ['route' => ['type' => 'local', 'max_items' => 1000]]);
+    eq($c->getServerList(), [], 'no servers');
+    eq($c->routeFor('k', 'set'), ['local'], 'routeFor: local');
+    eq($c->getServerByKey('k'), false, 'getServerByKey: no server');
+    eq($c->getResultCode(), Client::RES_NO_SERVERS, 'getServerByKey: RES_NO_SERVERS');
+    eq($c->get('k'), false, 'miss');
+    eq($c->getResultCode(), Client::RES_NOTFOUND, 'miss code');
+    eq($c->set('k', ['any' => 'value']), true, 'set');
+    eq($c->get('k'), ['any' => 'value'], 'get');
+    eq($c->add('k', 1), false, 'add existing');
+    eq($c->replace('none', 1), false, 'replace missing');
+    $x = $c->get('k', null, Client::GET_EXTENDED);
+    check(is_array($x) && $x['cas'] > 0, 'GET_EXTENDED has a cas');
+    eq($c->cas($x['cas'], 'k', 'swapped'), true, 'cas');
+    eq($c->cas($x['cas'], 'k', 'stale'), false, 'stale cas');
+    eq($c->getResultCode(), Client::RES_DATA_EXISTS, 'stale cas code');
+    eq($c->touch('k', 100), true, 'touch');
+    eq($c->touch('none', 100), false, 'touch missing');
+    eq($c->increment('n'), false, 'increment missing');
+    eq($c->increment('n', 5, 10), 10, 'increment with initial value');
+    eq($c->increment('n', 5), 15, 'increment');
+    eq($c->decrement('n', 100), 0, 'decrement floors at 0');
+    eq($c->delete('k'), true, 'delete');
+    eq($c->delete('k'), false, 'delete missing');
+    eq($c->setMulti(['a' => 1, 'b' => 2]), true, 'setMulti');
+    eq($c->getMulti(['a', 'none', 'b']), ['a' => 1, 'b' => 2], 'getMulti');
+    eq($c->flush(), true, 'flush');
+    eq($c->get('a'), false, 'flushed');
+    $st = $c->clientStats();
+    eq($st['destinations'], [], 'no destinations');
+    eq($st['routes']['route']['type'], 'local', 'routes: local');
+    eq((new Client(null, ['route' => ['type' => 'local']]))->get('n'), false, 'one cache per client');
+    // php-memcached's rule stays: no servers and no route of its own wait for addServer().
+    $e = new Client(null, []);
+    eq($e->get('x'), false, 'empty config: no servers');
+    eq($e->getResultCode(), Client::RES_NO_SERVERS, 'empty config: RES_NO_SERVERS');
+    $d = new Client(null, ['route' => ['type' => 'local', 'ttl_ms' => 100, 'route' => 'default']]);
+    eq($d->get('x'), false, 'a route that names a pool needs servers');
+    eq($d->getResultCode(), Client::RES_NO_SERVERS, 'RES_NO_SERVERS until addServer()');
+});
+
+test('routes: bad trees throw, reload into a tree', function () use ($mc, $mc2) {
+    try {
+        new Client(null, ['pools' => ['a' => ['servers' => [$mc->addr()]]],
+                          'route' => ['type' => 'failover', 'children' => ['a', ['type' => 'pool', 'pool' => 'nope']]]]);
+        check(false, 'unknown pool throws');
+    } catch (Fae\Exception $e) {
+        check(str_contains($e->getMessage(), 'route.children[1].pool: unknown pool "nope"'), 'error names the path: ' . $e->getMessage());
+    }
+    $c = new Client(null, ['servers' => [$mc->addr()]]);
+    eq($c->routeFor('rk', 'set'), [$mc->addr()], 'before reload');
+    eq($c->reload(['pools' => ['main' => ['servers' => [$mc->addr()]], 'gutter' => ['servers' => [$mc2->addr()]]],
+                   'route' => ['type' => 'gutter', 'pool' => 'gutter', 'max_ttl' => 5, 'route' => 'main']]), true, 'reload into a tree');
+    eq($c->routeFor('rk', 'set'), [$mc->addr(), $mc2->addr()], 'after reload: main and gutter');
+    eq($c->set('rk', 'v'), true, 'set after reload');
+    check(isset($c->clientStats()['routes']['route']), 'routes after reload');
+});
+
 $mc->stop(); $mc2->stop();
 finish();

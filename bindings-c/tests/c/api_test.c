@@ -801,6 +801,157 @@ static void test_flush_and_close(fae_client *c) {
   CHECK_RC(fae_client_close(c), FAE_RESULT_OK); /* closing twice is fine */
 }
 
+/* Does the whole output buffer buf[0..n) equal the NUL-terminated want? */
+static int text_is(const char *buf, size_t n, const char *want) {
+  return n == strlen(want) && memcmp(buf, want, n) == 0;
+}
+
+/* The client's stats JSON, malloc'ed and NUL-terminated (NULL on failure). */
+static char *stats_json(const fae_client *c) {
+  size_t need = 0, n = 0;
+  char *json;
+  if (fae_client_stats_json(c, NULL, 0, &need) != FAE_RESULT_INSUFFICIENT_SIZE) {
+    return NULL;
+  }
+  json = (char *)malloc(need + 1);
+  if (json == NULL) {
+    return NULL;
+  }
+  if (fae_client_stats_json(c, json, need, &n) != FAE_RESULT_OK) {
+    free(json);
+    return NULL;
+  }
+  json[n] = '\0';
+  return json;
+}
+
+/* Route trees from the config JSON: a failover from a dead pool to a gutter; a local near
+ * cache in front of a failover; route_for lists every destination a request could touch. */
+static void test_routes(const char *live1, const char *live2, const char *dead) {
+  char json[1024];
+  char buf[512];
+  char want[256];
+  size_t n = 0;
+  fae_client *c;
+  fae_item *item = SENTINEL_ITEM;
+  char *stats;
+
+  /* failover: main (dead) -> gutter (live2, TTLs capped at 10 s) */
+  snprintf(json, sizeof json,
+           "{\"pools\": {\"main\": {\"servers\": [\"%s\"]}, \"gutter\": {\"servers\": [\"%s\"]}},"
+           " \"route\": {\"type\": \"failover\", \"children\": [\"main\","
+           " {\"type\": \"gutter\", \"pool\": \"gutter\", \"max_ttl\": 10}]},"
+           " \"timeouts\": {\"connect_ms\": %d, \"io_ms\": %d}}",
+           dead, live2, 200 * slow(), 2000 * slow());
+  c = client_for(json);
+  CHECK(c != NULL);
+  if (c != NULL) {
+    snprintf(want, sizeof want, "%s,%s", dead, live2);
+    CHECK_RC(fae_client_route_for(c, "set", K("r:k"), buf, sizeof buf, &n), FAE_RESULT_OK);
+    CHECK(text_is(buf, n, want));
+    CHECK_RC(fae_client_route_for(c, "get", K("r:k"), buf, sizeof buf, &n), FAE_RESULT_OK);
+    CHECK(text_is(buf, n, want));
+    CHECK_RC(fae_client_route_for(c, "delete", K("r:k"), NULL, 0, &n),
+             FAE_RESULT_INSUFFICIENT_SIZE);
+    CHECK(n == strlen(want));
+    CHECK_RC(fae_client_set(c, K("r:k"), V("via the gutter"), 0, 3600), FAE_RESULT_OK);
+    CHECK(value_is(c, "r:k", "via the gutter"));
+    CHECK_RC(fae_client_get(c, K("r:missing"), &item), FAE_RESULT_NOT_FOUND);
+    CHECK_RC(fae_client_delete(c, K("r:k")), FAE_RESULT_OK);
+    CHECK_RC(fae_client_get(c, K("r:k"), &item), FAE_RESULT_NOT_FOUND);
+    CHECK(item == SENTINEL_ITEM);
+    stats = stats_json(c);
+    CHECK(stats != NULL);
+    if (stats != NULL) {
+      CHECK(strstr(stats, "\"routes\":{\"route\":{") != NULL);
+      CHECK(strstr(stats, "\"type\":\"failover\"") != NULL);
+      CHECK(strstr(stats, "\"route.children[1]\":{") != NULL);
+      CHECK(strstr(stats, "\"type\":\"gutter\"") != NULL);
+      free(stats);
+    }
+    fae_client_free(c);
+  }
+
+  /* a local near cache in front of the same failover over live servers */
+  snprintf(json, sizeof json,
+           "{\"pools\": {\"main\": {\"servers\": [\"%s\"]}, \"gutter\": {\"servers\": [\"%s\"]}},"
+           " \"route\": {\"type\": \"local\", \"ttl_ms\": 60000, \"max_items\": 100,"
+           " \"route\": {\"type\": \"failover\", \"children\": [\"main\","
+           " {\"type\": \"gutter\", \"pool\": \"gutter\", \"max_ttl\": 10}]}},"
+           " \"timeouts\": {\"connect_ms\": %d, \"io_ms\": %d}}",
+           live1, live2, 200 * slow(), 2000 * slow());
+  c = client_for(json);
+  CHECK(c != NULL);
+  if (c != NULL) {
+    snprintf(want, sizeof want, "local,%s,%s", live1, live2);
+    CHECK_RC(fae_client_route_for(c, "set", K("r:near"), buf, sizeof buf, &n), FAE_RESULT_OK);
+    CHECK(text_is(buf, n, want));
+    CHECK_RC(fae_client_set(c, K("r:near"), V("near"), 0, 0), FAE_RESULT_OK);
+    CHECK(value_is(c, "r:near", "near")); /* fills the near cache */
+    CHECK(value_is(c, "r:near", "near")); /* a local hit */
+    stats = stats_json(c);
+    CHECK(stats != NULL && strstr(stats, "\"type\":\"local\"") != NULL);
+    CHECK(stats != NULL && strstr(stats, "\"local_hits\":1") != NULL);
+    free(stats);
+    CHECK_RC(fae_client_delete(c, K("r:near")), FAE_RESULT_OK);
+    CHECK_RC(fae_client_get(c, K("r:near"), &item), FAE_RESULT_NOT_FOUND);
+    fae_client_free(c);
+  }
+}
+
+/* A config with no servers and no pools is the embedded in-process cache. */
+static void test_embedded_cache(void) {
+  char buf[64];
+  size_t n = 99;
+  uint64_t v = 0;
+  uint64_t cas;
+  fae_item *item = SENTINEL_ITEM;
+  fae_client *c = client_for("{}");
+  CHECK(c != NULL);
+  if (c == NULL) {
+    return;
+  }
+  CHECK_RC(fae_client_route_for(c, "set", K("e:k"), buf, sizeof buf, &n), FAE_RESULT_OK);
+  CHECK(text_is(buf, n, "local"));
+  CHECK_RC(fae_client_servers(c, buf, sizeof buf, &n), FAE_RESULT_OK);
+  CHECK(n == 0);
+  CHECK_RC(fae_client_get(c, K("e:k"), &item), FAE_RESULT_NOT_FOUND);
+  CHECK(item == SENTINEL_ITEM);
+  CHECK_RC(fae_client_set(c, K("e:k"), V("v"), 7, 0), FAE_RESULT_OK);
+  CHECK_RC(fae_client_get(c, K("e:k"), &item), FAE_RESULT_OK);
+  CHECK(item != SENTINEL_ITEM && item_is(item, "v") && fae_item_flags(item) == 7);
+  fae_item_free(item);
+  item = SENTINEL_ITEM;
+  CHECK_RC(fae_client_add(c, K("e:k"), V("no"), 0, 0), FAE_RESULT_NOT_STORED);
+  CHECK_RC(fae_client_replace(c, K("e:none"), V("no"), 0, 0), FAE_RESULT_NOT_STORED);
+  CHECK_RC(fae_client_append(c, K("e:k"), V("!")), FAE_RESULT_OK);
+  CHECK(value_is(c, "e:k", "v!"));
+  CHECK_RC(fae_client_gets(c, K("e:k"), &item), FAE_RESULT_OK);
+  cas = item != SENTINEL_ITEM ? fae_item_cas(item) : 0;
+  if (item != SENTINEL_ITEM) {
+    fae_item_free(item);
+  }
+  item = SENTINEL_ITEM;
+  CHECK(cas != 0);
+  CHECK_RC(fae_client_cas(c, K("e:k"), V("swapped"), 0, 0, cas), FAE_RESULT_OK);
+  CHECK_RC(fae_client_cas(c, K("e:k"), V("stale"), 0, 0, cas), FAE_RESULT_EXISTS);
+  CHECK_RC(fae_client_cas(c, K("e:none"), V("x"), 0, 0, cas), FAE_RESULT_NOT_FOUND);
+  CHECK(value_is(c, "e:k", "swapped"));
+  CHECK_RC(fae_client_touch(c, K("e:k"), 100), FAE_RESULT_OK);
+  CHECK_RC(fae_client_touch(c, K("e:none"), 100), FAE_RESULT_NOT_FOUND);
+  CHECK_RC(fae_client_incr(c, K("e:n"), 1, &v), FAE_RESULT_NOT_FOUND);
+  CHECK_RC(fae_client_set(c, K("e:n"), V("10"), 0, 0), FAE_RESULT_OK);
+  CHECK_RC(fae_client_incr(c, K("e:n"), 5, &v), FAE_RESULT_OK);
+  CHECK(v == 15);
+  CHECK_RC(fae_client_decr(c, K("e:n"), 20, &v), FAE_RESULT_OK);
+  CHECK(v == 0);
+  CHECK_RC(fae_client_delete(c, K("e:k")), FAE_RESULT_OK);
+  CHECK_RC(fae_client_delete(c, K("e:k")), FAE_RESULT_NOT_FOUND);
+  CHECK_RC(fae_client_flush_all(c, 0), FAE_RESULT_OK);
+  CHECK_RC(fae_client_get(c, K("e:n"), &item), FAE_RESULT_NOT_FOUND);
+  fae_client_free(c);
+}
+
 int main(int argc, char **argv) {
   char json[512];
   fae_client *c;
@@ -829,6 +980,8 @@ int main(int argc, char **argv) {
     fae_client_free(c);
   }
   test_dead_server(argv[1], argv[3]);
+  test_routes(argv[1], argv[2], argv[3]);
+  test_embedded_cache();
 
   printf("api_test: %d checks, %d failed\n", checks, failures);
   return failures == 0 ? 0 : 1;

@@ -38,11 +38,15 @@ class Client:
 
     Give exactly one of ``servers``, ``config`` (a dict in libfae's config schema) or
     ``config_file`` (JSON, or TOML when the name ends in ``.toml``). No socket is opened
-    until the first request.
+    until the first request. ``fae.Client()`` with none of them raises; ``config={}`` (a
+    config with no servers and no pools) is libfae's embedded in-process cache: an LRU with
+    memcached's semantics, private to the client, no server needed.
 
     Args:
         servers: a list of servers, or one string ``"h1:p1,h2:p2"`` (``;`` also separates).
-        config: libfae config dict (``{"servers": [...], "mode": ...}`` or ``pools``/``route``).
+        config: libfae config dict (``{"servers": [...], "mode": ...}``, or ``pools`` plus a
+            ``route`` tree such as ``{"type": "failover", "children": ["main", {"type":
+            "gutter", "pool": "gutter", "max_ttl": 10}]}``; ``{}`` for the in-process cache).
         config_file: path of a libfae config file. The client watches it (``reload.watch_ms``
             in the file, default 1000 ms; 0 turns it off) and reloads when it changes; a bad
             edit is rejected, logged and counted, and the old config stays.
@@ -90,7 +94,8 @@ class Client:
     ) -> None: ...
     @property
     def servers(self) -> List[str]:
-        """The servers (``"host:port"``), in config order."""
+        """Every pool's servers (``"host:port"``; pools in name order, servers in config
+        order); ``[]`` for the in-process cache."""
     @property
     def serde(self) -> str:
         """The serde name (``"custom"`` for an object)."""
@@ -224,8 +229,11 @@ class Client:
         """libfae's view per server: ``state`` (breaker), ``open_connections``,
         ``idle_connections``, request counters and ``errors`` by reason."""
     def client_stats(self) -> Dict[str, Any]:
-        """The whole stats snapshot (``pools``, ``destinations``, ``supervisor``, and
-        ``process``: ``config_version``, ``reloads``, ``reload_failures``)."""
+        """The whole stats snapshot: ``pools``, ``destinations``, ``routes`` (the route tree's
+        counters by config path: ``{"route": {"type": "failover", "failovers": n, ...},
+        "route.children[1]": {"type": "gutter", "ttl_capped": n, ...}}``; a ``local`` route
+        adds ``local_hits``, ``local_misses``, ``items``, ``bytes``), ``supervisor``, and
+        ``process``: ``config_version``, ``reloads``, ``reload_failures``."""
     def reload(
         self,
         config: Optional[Mapping[str, Any]] = None,
@@ -264,8 +272,14 @@ class Client:
                 ``client_stats()["process"]["reload_failures"]``).
         """
     def route_for(self, key: Key, op: str = "get") -> List[str]:
-        """The servers a request would touch (no I/O). ``op``: get, gets, gat, set, add,
-        replace, append, prepend, cas, delete, incr, decr, touch."""
+        """Every destination a request of ``op`` for ``key`` could touch, each once, in route
+        order, without I/O: ``"host:port"`` per server and ``"local"`` for an in-process
+        cache. A failover lists every child, a shadowed key its shadow too, a replicated route
+        every replica, a near cache ``"local"`` then its route's servers. ``op``: get, gets,
+        gat, gats, set, add, replace, append, prepend, cas, delete, incr, decr, touch.
+
+        Raises:
+            ClientError: an unknown ``op`` (``invalid_argument``) or an invalid key."""
     def disconnect_all(self) -> None:
         """Close idle connections now; the client stays usable."""
     def quit(self) -> None:

@@ -8,6 +8,13 @@ if ($action === 'counter') {
     $n = $m->increment('fpm:counter', 1, 1);
     $own = $m->set('fpm:pid:' . getmypid(), getmypid());
     echo json_encode(['pid' => getmypid(), 'n' => $n, 'pristine' => $m->isPristine(), 'check' => $m->get('fpm:pid:' . getmypid()) === getmypid() && $own]), "\n";
+} elseif ($action === 'near') {
+    // A route tree in a persistent client: a local near cache per worker in front of the pool.
+    $n = new Fae\Client('fpm-near', ['pools' => ['main' => ['servers' => $servers]],
+        'route' => ['type' => 'local', 'ttl_ms' => 60000, 'route' => 'main']]);
+    $st = $n->clientStats()['routes']['route'];
+    echo json_encode(['pid' => getmypid(), 'v' => $n->get('fpm:near'), 'route' => $n->routeFor('fpm:near'),
+        'hits' => $st['local_hits']]), "\n";
 } elseif ($action === 'session') {
     $h = new Fae\SessionHandler('fpm-sess', ['servers' => $servers], ['lock_wait_min' => 5, 'lock_wait_max' => 50, 'lock_retries' => 400]);
     session_set_save_handler($h, true);
