@@ -1302,6 +1302,21 @@ fn near_cache_serves_repeat_reads_locally_and_bounds_staleness_by_ttl_ms() {
         "stale after {:?}",
         t.elapsed()
     );
+
+    // A copy never outlives the item: a 1 s item is gone after 2 s even with a 10 s ttl_ms.
+    let long = client(
+        &pools,
+        r#"{"type": "local", "ttl_ms": 10000, "route": "main"}"#,
+        "",
+    );
+    other.set(b"brief", b"v", 0, 1).unwrap();
+    assert_eq!(get(&long, "brief").as_deref(), Some(&b"v"[..]));
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(
+        get(&long, "brief"),
+        None,
+        "the local copy outlived its item"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
