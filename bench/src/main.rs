@@ -36,10 +36,13 @@
 //! cargo run --release -p fae-bench                     # full run; prints only
 //! cargo run -p fae-bench -- --quick                    # smoke run (CI): a few hundred calls
 //! cargo run --release -p fae-bench -- health --write-docs  # a paused server (issue 4, item 10)
+//! cargo run --release -p fae-bench -- routes --write-docs  # hedged reads, migration, tree cost
 //! ```
 //!
 //! `health` is a separate run: one server SIGSTOPped under a 4-thread load of single gets; see
-//! the `health` module.
+//! the `health` module. So is `routes`: hedged vs plain replicated reads with one slow replica,
+//! a 4 → 6 server migration's hit rate per phase, and the route tree's cost per get; see the
+//! `routes` module.
 //!
 //! Flags: `--iterations N` (single-key calls per client; multi-gets get N/10), `--rounds R`,
 //! `--quick`, `--write-docs`, `--docs PATH`, `--only LABEL[,LABEL…]`. Needs `memcached` on
@@ -51,6 +54,7 @@ mod fae_rust;
 mod health;
 mod libmemcached;
 mod report;
+mod routes;
 mod subject;
 
 use std::process::ExitCode;
@@ -75,7 +79,8 @@ struct Args {
 
 const USAGE: &str = "usage: fae-bench [--iterations N] [--rounds R] [--quick] [--write-docs] \
                      [--docs PATH] [--only LABEL[,LABEL...]]\n       \
-                     fae-bench health [--quick] [--write-docs] [--docs PATH]";
+                     fae-bench health [--quick] [--write-docs] [--docs PATH]\n       \
+                     fae-bench routes [--quick] [--only PART[,PART...]] [--write-docs] [--docs PATH]";
 
 /// Single-key calls per client in a full run (≈ 60 s on 2 busy cores, all rows together).
 const DEFAULT_ITERATIONS: usize = 40_000;
@@ -165,6 +170,9 @@ fn main() -> ExitCode {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     if raw.first().map(String::as_str) == Some("health") {
         return health::main(raw[1..].to_vec());
+    }
+    if raw.first().map(String::as_str) == Some("routes") {
+        return routes::main(raw[1..].to_vec());
     }
     let args = match Args::parse(raw) {
         Ok(a) => a,

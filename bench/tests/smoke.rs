@@ -1,7 +1,8 @@
 //! The benchmark still runs: `fae-bench --quick` starts its 4 servers, checks every result and
 //! prints every table. It times nothing and asserts nothing about speed; the targets live in
 //! the benchmark's own output (`cargo run --release -p fae-bench`). The same goes for the
-//! `health` subcommand (`fae-bench health --quick`).
+//! `health` subcommand (`fae-bench health --quick`) and the `routes` subcommand
+//! (`fae-bench routes --quick`).
 
 use std::process::Command;
 
@@ -60,6 +61,36 @@ fn health_quick_run_pauses_a_server_and_prints_its_table() {
     assert_eq!(std::fs::read_to_string(docs).unwrap(), before);
 }
 
+/// `fae-bench routes --quick`: hedged reads behind a slow proxy, a 4 → 6 migration through
+/// every phase and the route-tree overhead, each in miniature (a few seconds). Every value is
+/// checked; nothing about speed is asserted.
+#[test]
+fn routes_quick_run_prints_its_three_tables() {
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/BENCHMARKS.md");
+    let before = std::fs::read_to_string(docs).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fae-bench"))
+        .args(["routes", "--quick"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    for row in [
+        "### (a) Hedged reads",
+        "| 5 % slow | `hedged`, `hedge_after_ms` p95 |",
+        "### (b) Migration 4 → 6 servers",
+        "| `dual_write_read_new` |",
+        "| naive: old → new |",
+        "### (c) Route-tree overhead per get",
+        "| memcached (`pool`) |",
+        "| in-process (`local`) |",
+    ] {
+        assert!(stdout.contains(row), "{row}:\n{stdout}");
+    }
+    assert!(stdout.contains("Command: `cargo run --release -p fae-bench -- routes --quick`"));
+    assert_eq!(std::fs::read_to_string(docs).unwrap(), before);
+}
+
 #[test]
 fn bad_arguments_are_refused() {
     let out = Command::new(env!("CARGO_BIN_EXE_fae-bench"))
@@ -70,6 +101,11 @@ fn bad_arguments_are_refused() {
     assert_eq!(out.status.code(), Some(2));
     let out = Command::new(env!("CARGO_BIN_EXE_fae-bench"))
         .args(["health", "--pause", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_fae-bench"))
+        .args(["routes", "--only", "everything"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
