@@ -28,6 +28,7 @@ use crate::lru::LocalCache;
 use crate::protocol::{Request, Response, Status};
 use crate::stats::RouteCounters;
 
+use super::warm_up::copy_ttl;
 use super::{GetOpts, Key, Route, Visit, Write, status, stored};
 
 /// See the module docs.
@@ -163,12 +164,8 @@ impl Route for LocalRoute {
         for (&i, mut r) in misses.iter().zip(next.get(&sub, fetch)) {
             if let Ok(Some(item)) = &mut r {
                 // The item's own TTL bounds the copy when the server told it (gat, or `t`).
-                let exptime = match (opts.touch, item.ttl) {
-                    (Some(t), _) => Some(t),
-                    (None, None | Some(-1)) => Some(0),
-                    (None, Some(t)) if t > 0 => Some(t as u32),
-                    _ => None, // expires this second: not worth keeping
-                };
+                // None: it expires this second, not worth keeping; unknown (text): ttl_ms alone.
+                let exptime = opts.touch.or_else(|| copy_ttl(item, 0));
                 if let Some(exptime) = exptime {
                     let op = crate::protocol::StoreOp::Set;
                     self.cache

@@ -263,6 +263,24 @@ pub fn write_parts(
         .collect()
 }
 
+/// Put each part's results (see [`get_parts`]) back in the caller's order; every position of
+/// `0..n` must be in exactly one part.
+pub fn merge_parts<T>(
+    n: usize,
+    parts: &[(&Arc<dyn Route>, Vec<usize>)],
+    results: Vec<Vec<T>>,
+) -> Vec<T> {
+    let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    for ((_, pos), res) in parts.iter().zip(results) {
+        for (p, r) in pos.iter().zip(res) {
+            out[*p] = Some(r);
+        }
+    }
+    out.into_iter()
+        .map(|r| r.expect("every position is in one part"))
+        .collect()
+}
+
 /// `reqs` on every child of `children`, at once where possible: one reply list per child.
 pub fn write_all(children: &[Arc<dyn Route>], reqs: &[Write<'_>]) -> Vec<Vec<Result<Response>>> {
     let all: Vec<usize> = (0..reqs.len()).collect();

@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::item::Item;
 use crate::protocol::Response;
 
-use super::{GetOpts, Key, Route, Visit, Write, write_parts};
+use super::{GetOpts, Key, Route, Visit, Write, merge_parts, write_parts};
 
 /// See the module docs.
 #[derive(Debug)]
@@ -82,15 +82,7 @@ impl Route for OperationRoute {
             .map(|(s, v)| (&self.by_op[s], v))
             .collect();
         let res = write_parts(&parts, reqs);
-        let mut out: Vec<Option<Result<Response>>> = (0..reqs.len()).map(|_| None).collect();
-        for ((_, pos), r) in parts.iter().zip(res) {
-            for (p, x) in pos.iter().zip(r) {
-                out[*p] = Some(x);
-            }
-        }
-        out.into_iter()
-            .map(|r| r.expect("every request is in one part"))
-            .collect()
+        merge_parts(reqs.len(), &parts, res)
     }
 
     fn traverse(&self, op: Op, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {

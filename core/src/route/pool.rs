@@ -300,37 +300,32 @@ impl PoolRoute {
     }
 }
 
-impl Route for PoolRoute {
-    fn name(&self) -> &'static str {
-        "pool"
-    }
-
+/// A leaf's requests: what both [`PoolRoute`] and [`PoolReplica`] do, on their copy of a key.
+impl Leaf<'_> {
     fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
         if let [k] = keys {
             // The common case without the grouping machinery: one batch, one exchange.
-            let dest = &*self.dests[self.dest_index(k.place)];
-            let mut b = exchange::GetBatch::new(self.protocol, opts);
+            let pool = self.pool;
+            let dest = &*pool.dests[self.dest(k.place)];
+            let mut b = exchange::GetBatch::new(pool.protocol, opts);
             b.push(k.key, 0);
-            let _ = exchange::exchange(self, dest, &mut b, Instant::now() + self.io_timeout);
+            let _ = exchange::exchange(pool, dest, &mut b, Instant::now() + pool.io_timeout);
             b.count_hits(dest);
             let r = b.results.pop().flatten();
             return vec![r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)))];
         }
         let all: Vec<usize> = (0..keys.len()).collect();
-        let leaf = Leaf {
-            pool: self,
-            replica: 0,
-        };
-        exchange::get_leaves(&[(leaf, &all)], keys, opts)
+        exchange::get_leaves(&[(*self, &all)], keys, opts)
             .pop()
             .unwrap_or_default()
     }
 
     fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
         if let [w] = reqs {
-            let dest = &*self.dests[self.dest_index(w.place)];
+            let pool = self.pool;
+            let dest = &*pool.dests[self.dest(w.place)];
             let mut b = exchange::OpsBatch::one(w.req);
-            let _ = exchange::exchange(self, dest, &mut b, Instant::now() + self.io_timeout);
+            let _ = exchange::exchange(pool, dest, &mut b, Instant::now() + pool.io_timeout);
             let r = b.replies.pop();
             return vec![
                 r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)))
@@ -338,27 +333,47 @@ impl Route for PoolRoute {
             ];
         }
         let all: Vec<usize> = (0..reqs.len()).collect();
-        let leaf = Leaf {
-            pool: self,
-            replica: 0,
-        };
-        exchange::write_leaves(&[(leaf, &all)], reqs)
+        exchange::write_leaves(&[(*self, &all)], reqs)
             .pop()
             .unwrap_or_default()
     }
 
-    fn traverse(&self, _op: Op, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {
+    fn traverse(&self, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {
         visit(Visit {
-            pool: &self.name,
-            addr: self.dests[self.dest_index(key)].addr(),
+            pool: &self.pool.name,
+            addr: self.pool.dests[self.dest(key)].addr(),
         });
+    }
+}
+
+impl Route for PoolRoute {
+    fn name(&self) -> &'static str {
+        "pool"
+    }
+
+    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+        self.leaf_ref().get(keys, opts)
+    }
+
+    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+        self.leaf_ref().write(reqs)
+    }
+
+    fn traverse(&self, _op: Op, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {
+        self.leaf_ref().traverse(key, visit);
     }
 
     fn leaf(&self) -> Option<Leaf<'_>> {
-        Some(Leaf {
+        Some(self.leaf_ref())
+    }
+}
+
+impl PoolRoute {
+    fn leaf_ref(&self) -> Leaf<'_> {
+        Leaf {
             pool: self,
             replica: 0,
-        })
+        }
     }
 }
 
@@ -383,24 +398,15 @@ impl Route for PoolReplica {
     }
 
     fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
-        let all: Vec<usize> = (0..keys.len()).collect();
-        exchange::get_leaves(&[(self.leaf_ref(), &all)], keys, opts)
-            .pop()
-            .unwrap_or_default()
+        self.leaf_ref().get(keys, opts)
     }
 
     fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
-        let all: Vec<usize> = (0..reqs.len()).collect();
-        exchange::write_leaves(&[(self.leaf_ref(), &all)], reqs)
-            .pop()
-            .unwrap_or_default()
+        self.leaf_ref().write(reqs)
     }
 
     fn traverse(&self, _op: Op, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {
-        visit(Visit {
-            pool: &self.pool.name,
-            addr: self.pool.dests[self.pool.replica_dest(key, self.replica)].addr(),
-        });
+        self.leaf_ref().traverse(key, visit);
     }
 
     fn leaf(&self) -> Option<Leaf<'_>> {

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::item::Item;
 use crate::protocol::Response;
 
-use super::{GetOpts, Key, Route, Visit, Write, get_parts, write_parts};
+use super::{GetOpts, Key, Route, Visit, Write, get_parts, merge_parts, write_parts};
 
 /// See the module docs.
 #[derive(Debug)]
@@ -66,19 +66,6 @@ impl PrefixRoute {
     }
 }
 
-/// Put each part's results back in the caller's order.
-fn merge<T>(n: usize, parts: &[(&Arc<dyn Route>, Vec<usize>)], results: Vec<Vec<T>>) -> Vec<T> {
-    let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
-    for ((_, pos), res) in parts.iter().zip(results) {
-        for (p, r) in pos.iter().zip(res) {
-            out[*p] = Some(r);
-        }
-    }
-    out.into_iter()
-        .map(|r| r.expect("every position is in one part"))
-        .collect()
-}
-
 impl Route for PrefixRoute {
     fn name(&self) -> &'static str {
         "prefix"
@@ -90,7 +77,7 @@ impl Route for PrefixRoute {
         }
         let parts = self.split(keys.iter().map(|k| self.pick(k.key)));
         let res = get_parts(&parts, keys, opts);
-        merge(keys.len(), &parts, res)
+        merge_parts(keys.len(), &parts, res)
     }
 
     fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
@@ -99,7 +86,7 @@ impl Route for PrefixRoute {
         }
         let parts = self.split(reqs.iter().map(|w| self.pick(w.key())));
         let res = write_parts(&parts, reqs);
-        merge(reqs.len(), &parts, res)
+        merge_parts(reqs.len(), &parts, res)
     }
 
     fn traverse(&self, op: Op, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {
