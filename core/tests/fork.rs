@@ -5,7 +5,7 @@
 //! hangs. One test per binary: fork() copies only the calling thread.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fae_core::{Client, Config};
 use fae_testkit::Cluster;
@@ -101,29 +101,7 @@ fn twenty_children_share_a_warm_client_with_their_parent() {
         assert_eq!(c.get(k.as_bytes()).unwrap().unwrap().value, k.as_bytes());
     }
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut codes = Vec::new();
-    for pid in pids {
-        let mut status = 0;
-        loop {
-            // SAFETY: waits for our own child; status points to a live i32.
-            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-            if r == pid {
-                break;
-            }
-            if Instant::now() > deadline {
-                // SAFETY: kills our own child process.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                panic!("child {pid} hung");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        codes.push(if libc::WIFEXITED(status) {
-            libc::WEXITSTATUS(status)
-        } else {
-            -1
-        });
-    }
+    let codes = fae_testkit::wait_forked(&pids, Duration::from_secs(30));
     assert!(codes.iter().all(|&c| c == 0), "child exit codes: {codes:?}");
     // The parent's connections are still its own and still in sync.
     for i in 0..50 {

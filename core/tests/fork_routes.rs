@@ -4,7 +4,7 @@
 //! replayed by a child, and nothing hangs. One test per binary: fork() copies only the calling
 //! thread.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fae_core::route::background;
 use fae_core::{Client, Config};
@@ -93,29 +93,7 @@ fn children_get_their_own_background_worker_and_local_cache() {
         let k = format!("parent:{i}");
         assert_eq!(c.get(k.as_bytes()).unwrap().unwrap().value, k.as_bytes());
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut codes = Vec::new();
-    for pid in pids {
-        let mut status = 0;
-        loop {
-            // SAFETY: waits for our own child; status points to a live i32.
-            let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-            if r == pid {
-                break;
-            }
-            if Instant::now() > deadline {
-                // SAFETY: kills our own child process.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                panic!("child {pid} hung");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        codes.push(if libc::WIFEXITED(status) {
-            libc::WEXITSTATUS(status)
-        } else {
-            -1
-        });
-    }
+    let codes = fae_testkit::wait_forked(&pids, Duration::from_secs(60));
     assert!(codes.iter().all(|&c| c == 0), "child exit codes: {codes:?}");
     assert!(background::drain(Duration::from_secs(30)));
     // Every child's keys reached the shadow (sets and gets were mirrored by the children's

@@ -79,3 +79,33 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 pub fn is_root() -> bool {
     sys::is_root()
 }
+
+/// Wait for forked children `pids` (forked by the calling test) to exit, for at most `limit`
+/// in all; a child still running then is killed (SIGKILL, by its PID) and the call panics
+/// naming it. Returns each child's exit code (-1 when it died of a signal), in `pids` order.
+pub fn wait_forked(pids: &[i32], limit: Duration) -> Vec<i32> {
+    let deadline = std::time::Instant::now() + limit;
+    pids.iter()
+        .map(|&pid| {
+            let mut status = 0;
+            loop {
+                // SAFETY: waits for the caller's own child; status points to a live i32.
+                let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+                if r == pid {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    // SAFETY: kills the caller's own child process.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    panic!("child {pid} hung");
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                -1
+            }
+        })
+        .collect()
+}
