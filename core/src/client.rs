@@ -20,11 +20,13 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use serde_json::{Value, json};
 
+use crate::coalesce::Role;
 use crate::config::Config;
 use crate::dist::Placement;
 use crate::error::{Error, Reason, Result};
 use crate::export::Exporter;
 use crate::item::Item;
+use crate::lease::{Computed, GetOrSetError, Lease, Stampede};
 use crate::pool::fork;
 use crate::pool::health::{BreakerState, now_ms};
 use crate::protocol::{Request, Response, Status, StoreOp};
@@ -134,6 +136,35 @@ fn arith_value(resp: Response) -> Result<Option<u64>> {
     }
 }
 
+/// A multi-key read of printable keys travels as one text `get` line even on a meta pool
+/// (faster, see `exchange`), and the text protocol shows a lease stub as an empty value with
+/// flags 0. Such values are read again over `mg` (asking `t` forces the meta wire), which
+/// tells a stub (a miss) from a real empty value. Costs a round trip only when a multi-get
+/// returns empty values with flags 0.
+fn recheck_empty(
+    route: &Router,
+    keys: &[Key<'_>],
+    opts: GetOpts,
+    out: &mut [Result<Option<Item>>],
+) {
+    let empty = |r: &Result<Option<Item>>| matches!(r, Ok(Some(it)) if it.value.is_empty() && it.flags == 0);
+    let again: Vec<usize> = (0..keys.len()).filter(|&i| empty(&out[i])).collect();
+    if again.is_empty() {
+        return;
+    }
+    let sub: Vec<Key<'_>> = again.iter().map(|&i| keys[i]).collect();
+    let meta = GetOpts { ttl: true, ..opts };
+    for (&i, mut r) in again.iter().zip(route.root.get(&sub, meta)) {
+        if let Ok(Some(it)) = &mut r {
+            it.ttl = if opts.ttl { it.ttl } else { None };
+        }
+        // A failure of the second read keeps the first answer.
+        if r.is_ok() {
+            out[i] = r;
+        }
+    }
+}
+
 /// A memcached client with compatible placement, pooled connections and a route tree.
 #[derive(Debug)]
 pub struct Client {
@@ -183,6 +214,8 @@ struct Inner {
     base: parking_lot::Mutex<Config>,
     /// (inode, mtime, size) stamp of the topology snapshot last applied.
     topology_stamp: AtomicU64,
+    /// Coalescing tables and lease counters.
+    stampede: Stampede,
 }
 
 /// A stamp that changes when a file is rewritten or replaced: mtime in ns, size and inode (an
@@ -241,6 +274,8 @@ impl Inner {
                     .filter(|d| old.dests.iter().any(|o| Arc::ptr_eq(o, d)))
                     .count();
                 self.route.store(Arc::new(route));
+                // Keys may live elsewhere now: no read begun before joins one after.
+                self.stampede.flights.wrote_all();
                 if let Some(nb) = new_base {
                     *base = nb.clone();
                 }
@@ -333,6 +368,7 @@ impl Inner {
             "pools": Value::Object(pools),
             "destinations": Value::Object(dests),
             "routes": router.route_stats(),
+            "stampede": self.stampede.json(),
             "process": {
                 "pid": std::process::id(),
                 "config_version": self.config_version.load(Ordering::Relaxed),
@@ -399,6 +435,7 @@ impl Client {
                     .and_then(file_stamp)
                     .unwrap_or(0),
             ),
+            stampede: Stampede::new(),
         });
         if background {
             let weak: std::sync::Weak<dyn Maintain> = Arc::downgrade(&inner) as _;
@@ -494,7 +531,11 @@ impl Client {
                 route.check_key(k.place)?;
             }
         }
-        Ok(route.root.get(keys, opts))
+        let mut out = route.root.get(keys, opts);
+        if keys.len() > 1 && !opts.leased() {
+            recheck_empty(&route, keys, opts, &mut out);
+        }
+        Ok(out)
     }
 
     fn read_one(&self, key: Key<'_>, opts: GetOpts) -> Result<Option<Item>> {
@@ -515,7 +556,13 @@ impl Client {
                 route.check_value(value)?;
             }
         }
-        Ok(route.root.write(reqs))
+        let out = route.root.write(reqs);
+        // After the replies: a get that starts from now on must not join a flight that began
+        // before these writes landed (read-your-writes, see `coalesce`).
+        for w in reqs {
+            self.inner.stampede.flights.wrote(w.key());
+        }
+        Ok(out)
     }
 
     fn run_one<T>(&self, w: Write<'_>, map: impl FnOnce(Response) -> Result<T>) -> Result<T> {
@@ -525,9 +572,109 @@ impl Client {
             .and_then(map)
     }
 
-    /// Get a value. `Ok(None)` on a miss.
+    /// Get a value. `Ok(None)` on a miss. Concurrent gets of the same key from threads of
+    /// this process share one request (`stampede.coalesce`), except across a write of this
+    /// process: a get never returns a value older than a write that completed before it.
     pub fn get(&self, key: &[u8]) -> Result<Option<Item>> {
-        self.read_one(Key::new(key), GetOpts::default())
+        let route = self.route()?;
+        if !route.stampede.coalesce {
+            drop(route);
+            return self.read_one(Key::new(key), GetOpts::default());
+        }
+        route.check_key(key)?;
+        let patience = route.io_timeout * 4 + Duration::from_secs(1);
+        drop(route);
+        let flights = &self.inner.stampede.flights;
+        match flights.join_get(key) {
+            Role::Leader(lead) => {
+                let r = self.read_one(Key::new(key), GetOpts::default());
+                lead.finish(&r);
+                r
+            }
+            // The leader's request has its own deadline (failover may try several); past a
+            // generous bound, or if it failed to answer, ask ourselves.
+            Role::Follower(f) => match f.wait(Instant::now() + patience) {
+                Some(r) => r,
+                None => self.read_one(Key::new(key), GetOpts::default()),
+            },
+        }
+    }
+
+    /// Lease read (see [`crate::lease`]): a value, a stale value (and perhaps the right to
+    /// refresh it), or a miss with a lease token (fill it with [`Client::set_with_lease`]) or
+    /// "another client is filling, wait". Never coalesced: every caller gets its own answer.
+    pub fn get_or_lease(&self, key: &[u8]) -> Result<Lease> {
+        let st = self.route()?.stampede;
+        let opts = GetOpts {
+            cas: true,
+            lease: Some(st.lease_ttl_s),
+            recache: (st.recache_below_s > 0).then_some(st.recache_below_s),
+            ..GetOpts::default()
+        };
+        let lease = Lease::from_read(self.read_one(Key::new(key), opts)?);
+        self.inner.stampede.count(&lease);
+        Ok(lease)
+    }
+
+    /// Fill a key with the token of [`Client::get_or_lease`]: stored only if nothing was
+    /// written to, deleted or invalidated since the lease (`Ok(false)`: a newer write won,
+    /// the value was not stored). Token `0` ("no lease could be had") stores with `add`.
+    pub fn set_with_lease(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        flags: u32,
+        exptime: u32,
+        token: u64,
+    ) -> Result<bool> {
+        let op = if token == 0 {
+            StoreOp::Add
+        } else {
+            StoreOp::Cas(token)
+        };
+        Ok(self.store(op, key, value, flags, exptime)? == StoreOutcome::Stored)
+    }
+
+    /// Invalidate a key instead of deleting it (meta `md I`): it stays readable as stale for
+    /// `stale_ttl` more seconds (0: its current TTL), lease readers are served the stale
+    /// value while one of them refreshes it, and outstanding fills fail. Plain reads see a
+    /// miss. On a text-protocol pool this is a `delete`. `Ok(false)` if the key was not there.
+    pub fn invalidate(&self, key: &[u8], stale_ttl: u32) -> Result<bool> {
+        let req = Request::Delete {
+            key,
+            noreply: false,
+            invalidate: Some(stale_ttl),
+        };
+        self.run_one(Write::new(req), found)
+    }
+
+    /// Read-through with stampede protection: the value of `key`, or `compute()`'s, stored
+    /// with `exptime` — computed once per expiry across every thread and process that shares
+    /// the servers, with the others served the new (or the stale) value after at most
+    /// `stampede.wait_ms`. See [`crate::lease`]. Cache failures do not fail the call: the
+    /// value is computed and returned without being stored.
+    pub fn get_or_set<E>(
+        &self,
+        key: &[u8],
+        exptime: u32,
+        compute: impl FnOnce() -> std::result::Result<Computed, E>,
+    ) -> std::result::Result<Item, GetOrSetError<E>> {
+        crate::lease::get_or_set(self, key, exptime, compute)
+    }
+
+    /// The current `stampede.wait_ms` and `stampede.coalesce` (fails on a closed client).
+    pub(crate) fn stampede_settings(&self) -> Result<(Duration, bool)> {
+        let st = self.route()?.stampede;
+        Ok((Duration::from_millis(st.wait_ms), st.coalesce))
+    }
+
+    pub(crate) fn stampede(&self) -> &Stampede {
+        &self.inner.stampede
+    }
+
+    /// Reject a bad key before any I/O.
+    pub(crate) fn check_key(&self, key: &[u8]) -> Result<()> {
+        self.route()?.check_key(key)
     }
 
     /// Get a value and its CAS token.
@@ -553,7 +700,7 @@ impl Client {
         let opts = GetOpts {
             cas: true,
             touch: Some(exptime),
-            ttl: false,
+            ..GetOpts::default()
         };
         self.read_one(Key::new(key), opts)
     }
@@ -658,7 +805,7 @@ impl Client {
         let opts = GetOpts {
             cas,
             touch,
-            ttl: false,
+            ..GetOpts::default()
         };
         self.read(&keys, opts)
     }
@@ -694,6 +841,7 @@ impl Client {
                 Write::new(Request::Delete {
                     key,
                     noreply: false,
+                    invalidate: None,
                 })
             })
             .collect();
@@ -713,7 +861,9 @@ impl Client {
             delay,
             noreply: false,
         };
-        for (_, r) in crate::route::exchange::all_servers(&route, req) {
+        let replies = crate::route::exchange::all_servers(&route, req);
+        self.inner.stampede.flights.wrote_all();
+        for (_, r) in replies {
             match r? {
                 Response::Status {
                     status: Status::Success,
@@ -980,6 +1130,7 @@ impl Client {
         let req = Request::Delete {
             key,
             noreply: false,
+            invalidate: None,
         };
         self.run_one(
             Write {

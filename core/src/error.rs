@@ -256,6 +256,19 @@ impl Error {
         }
     }
 
+    /// Is this the caller's fault (bad input, a closed client) rather than a cache failure?
+    /// `get_or_set` reports these; around cache failures it computes the value anyway.
+    pub fn is_caller_error(&self) -> bool {
+        matches!(
+            self.reason.kind(),
+            ErrorKind::InvalidKey
+                | ErrorKind::ValueTooLarge
+                | ErrorKind::InvalidConfig
+                | ErrorKind::InvalidArgument
+                | ErrorKind::ClientClosed
+        )
+    }
+
     /// Should a failover route try its next child? Caller errors never fail over: the next
     /// server would reject the request the same way.
     pub fn should_failover(&self) -> bool {

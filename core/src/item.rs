@@ -15,4 +15,19 @@ pub struct Item {
     /// Remaining lifetime in seconds, when the read asked for it and the server could say
     /// (meta protocol): `-1` never expires. `None` otherwise.
     pub ttl: Option<i64>,
+    /// Lease reads only (meta `W`): this client won the right to (re)fill the key.
+    pub win: bool,
+    /// Meta `X`: the item was invalidated (`md I`) and is served stale until refilled.
+    pub stale: bool,
+    /// Lease reads only (meta `Z`): another client already holds the win.
+    pub win_taken: bool,
+}
+
+impl Item {
+    /// An empty stub left by a lease read on a miss (meta `N`): no data, flags 0, and a win
+    /// handed out. A real empty value with flags 0 looks the same while it is being
+    /// recached; it is then refilled once more, which is harmless.
+    pub fn is_lease_stub(&self) -> bool {
+        self.value.is_empty() && self.flags == 0 && (self.win || self.win_taken)
+    }
 }

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod client;
+pub(crate) mod coalesce;
 pub mod config;
 pub mod discovery;
 pub mod dist;
@@ -22,6 +23,7 @@ pub mod export;
 pub mod hash;
 pub mod item;
 pub mod key;
+pub mod lease;
 pub mod lru;
 pub mod pool;
 pub mod protocol;

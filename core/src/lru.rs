@@ -611,7 +611,7 @@ impl Node {
             value: self.value.clone(),
             flags: self.flags,
             cas: self.cas,
-            ttl: None,
+            ..Item::default()
         }
     }
 }

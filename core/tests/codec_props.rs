@@ -618,6 +618,7 @@ mod live {
         c.exchange(&[Request::Delete {
             key: miss,
             noreply: true,
+            invalidate: None,
         }]);
         assert_eq!(
             c.one(set(StoreOp::Set, k, b"v\r\n1", false)),
@@ -641,6 +642,8 @@ mod live {
             cas: true,
             touch: None,
             ttl: false,
+            lease: None,
+            recache: None,
         }]);
         assert_eq!(r.len(), 2, "{r:?}");
         assert_eq!(r[1], Response::End);
@@ -698,19 +701,23 @@ mod live {
             cas: false,
             touch: Some(200),
             ttl: false,
+            lease: None,
+            recache: None,
         }]);
         assert_eq!(value_of(&r[0]).data, b"18446744073709551615");
         assert_eq!(
             c.one(Request::Delete {
                 key: k,
-                noreply: false
+                noreply: false,
+                invalidate: None,
             }),
             st(Status::Success)
         );
         assert_eq!(
             c.one(Request::Delete {
                 key: k,
-                noreply: false
+                noreply: false,
+                invalidate: None,
             }),
             st(Status::NotFound)
         );
@@ -735,10 +742,12 @@ mod live {
             Request::Delete {
                 key: b"fae-codec-q",
                 noreply: true,
+                invalidate: None,
             },
             Request::Delete {
                 key: b"fae-codec-q",
                 noreply: true,
+                invalidate: None,
             },
         ]);
         assert!(r.is_empty(), "{r:?}");
@@ -766,6 +775,7 @@ mod live {
         c.exchange(&[Request::Delete {
             key: gone,
             noreply: true,
+            invalidate: None,
         }]);
         let quiet_touch = |key| Request::Touch {
             key,
@@ -778,7 +788,11 @@ mod live {
             delta: 1,
             noreply: true,
         };
-        let quiet_delete = |key| Request::Delete { key, noreply: true };
+        let quiet_delete = |key| Request::Delete {
+            key,
+            noreply: true,
+            invalidate: None,
+        };
         let r = c.exchange(&[
             set(StoreOp::Set, k, b"1", true),          // HD hidden
             set(StoreOp::Add, k, b"1", true),          // NS
@@ -812,6 +826,8 @@ mod live {
             cas: false,
             touch: None,
             ttl: false,
+            lease: None,
+            recache: None,
         }]);
         assert_eq!(r.len(), 2, "{r:?}");
         assert_eq!(value_of(&r[0]).opaque, Some(1));

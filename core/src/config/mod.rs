@@ -62,6 +62,12 @@ pub mod defaults {
     pub const LOCAL_MAX_ITEMS: usize = 10_000;
     /// Bytes of a `local` route: keys + values + 160 bytes of bookkeeping per item.
     pub const LOCAL_MAX_BYTES: usize = 64 * 1024 * 1024;
+    /// Lifetime of a lease stub, seconds: if the winner dies, the next lease is handed out
+    /// after this (Facebook: one token per key per 10 s).
+    pub const LEASE_TTL_S: u32 = 10;
+    /// How long `get_or_set` waits for another client's fill before computing itself,
+    /// milliseconds.
+    pub const LEASE_WAIT_MS: u64 = 2000;
 }
 
 /// A validated configuration.
@@ -84,9 +90,41 @@ pub struct Config {
     pub reload: ReloadConfig,
     /// Server lists from a topology snapshot file (`fae watch` writes one).
     pub discovery: DiscoveryConfig,
+    /// Leases, `get_or_set` and request coalescing.
+    pub stampede: StampedeConfig,
     /// The file this config was read from ([`Config::from_file`]); a client built from it
     /// watches it for changes. Not a config key.
     pub source: Option<std::path::PathBuf>,
+}
+
+/// Stampede protection (config `stampede`): leases, `get_or_set`, request coalescing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StampedeConfig {
+    /// Seconds a lease stub lives (meta `N`): the winner must fill within this, or the next
+    /// reader wins a new lease.
+    pub lease_ttl_s: u32,
+    /// Longest `get_or_set` waits for another client's fill (polling with backoff) before it
+    /// computes the value itself (and then does not store it), milliseconds.
+    pub wait_ms: u64,
+    /// Early recache (meta `R`): the first lease read that finds less than this many seconds
+    /// left on an item refreshes it while everyone else keeps reading it. 0: off.
+    pub recache_below_s: u32,
+    /// Identical concurrent single-key `get`s (and `get_or_set`s) from threads of one
+    /// process share one request.
+    pub coalesce: bool,
+}
+
+impl Default for StampedeConfig {
+    fn default() -> Self {
+        Self {
+            lease_ttl_s: defaults::LEASE_TTL_S,
+            wait_ms: defaults::LEASE_WAIT_MS,
+            recache_below_s: 0,
+            coalesce: true,
+        }
+    }
 }
 
 /// Discovery (config `discovery`).
@@ -417,6 +455,8 @@ struct RawConfig {
     reload: ReloadConfig,
     #[serde(default)]
     discovery: DiscoveryConfig,
+    #[serde(default)]
+    stampede: StampedeConfig,
     #[serde(default = "max_value_size")]
     max_value_size: usize,
 }
@@ -497,6 +537,7 @@ impl Config {
             stats: StatsConfig::default(),
             reload: ReloadConfig::default(),
             discovery: DiscoveryConfig::default(),
+            stampede: StampedeConfig::default(),
             source: None,
         };
         cfg.validate()?;
@@ -587,6 +628,7 @@ impl Config {
             stats: raw.stats,
             reload: raw.reload,
             discovery: raw.discovery,
+            stampede: raw.stampede,
             source: None,
         };
         cfg.validate()?;
@@ -651,6 +693,13 @@ impl Config {
         }
         if self.max_value_size == 0 {
             return Err(invalid("max_value_size: must be at least 1"));
+        }
+        let st = &self.stampede;
+        if st.lease_ttl_s == 0 || st.lease_ttl_s > crate::route::RELATIVE_TTL_MAX {
+            // 0 would make the stub never expire: a dead winner would block the key forever.
+            return Err(invalid(
+                "stampede.lease_ttl_s: must be 1 .. 2592000 (30 days) seconds",
+            ));
         }
         let h = &self.health;
         let checks = [

@@ -4,10 +4,10 @@
 //! <flag2> <...>\r\n`". What libfae sends, per request:
 //!
 //! ```text
-//! Get     mg <key> v f k O<index>[ c][ T<ttl>] q\r\n        (per key)  then  mn\r\n
+//! Get     mg <key> v f k O<index>[ c][ t][ T<ttl>][ N<ttl>][ R<ttl>] q\r\n (per key), mn\r\n
 //!         mg <base64 key> b v f O<index>[ c][ T<ttl>] q\r\n (binary key: no `k`, see below)
 //! Store   ms <key> <datalen>[ b] F<flags> T<exptime> M<S|E|R|A|P>[ C<cas>][ q]\r\n<data>\r\n
-//! Delete  md <key>[ b][ q]\r\n
+//! Delete  md <key>[ b][ I[ T<ttl>]][ q]\r\n         (I: invalidate, keep the item as stale)
 //! Arith   ma <key>[ b] v M<I|D> D<delta>[ q]\r\n
 //! Touch   mg <key>[ b] T<exptime>[ q]\r\n
 //! Noop    mn\r\n
@@ -66,6 +66,8 @@ pub fn encode(req: &Request<'_>, out: &mut Vec<u8>) {
             cas,
             touch,
             ttl,
+            lease,
+            recache,
         } => {
             // Per key: about 30 bytes of command and flags plus the (possibly encoded) key.
             out.reserve(
@@ -93,6 +95,18 @@ pub fn encode(req: &Request<'_>, out: &mut Vec<u8>) {
                 if let Some(ttl) = touch {
                     // "T(token): update remaining TTL ... Similar to "touch" and "gat""
                     out.extend_from_slice(b" T");
+                    push_u32(out, ttl);
+                }
+                if let Some(ttl) = lease {
+                    // "N(token): vivify on miss, takes TTL as a argument": a miss becomes an
+                    // empty stub and `W`; a stub answers `VA 0` with `W` or `Z`, so even a
+                    // quiet (`q`) lease read always replies.
+                    out.extend_from_slice(b" N");
+                    push_u32(out, ttl);
+                }
+                if let Some(ttl) = recache {
+                    // "R(token): if token is less than remaining TTL win for recache"
+                    out.extend_from_slice(b" R");
                     push_u32(out, ttl);
                 }
                 // "With noreply enabled, the "EN\r\n" marker is suppressed."
@@ -145,9 +159,22 @@ pub fn encode(req: &Request<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(value);
             out.extend_from_slice(b"\r\n");
         }
-        Request::Delete { key, noreply } => {
+        Request::Delete {
+            key,
+            noreply,
+            invalidate,
+        } => {
             out.extend_from_slice(b"md");
             push_key(out, key);
+            if let Some(ttl) = invalidate {
+                // "I: invalidate. mark as stale, bumps CAS." / "T(token): updates TTL, only
+                // when paired with the 'I' flag".
+                out.extend_from_slice(b" I");
+                if ttl > 0 {
+                    out.extend_from_slice(b" T");
+                    push_u32(out, ttl);
+                }
+            }
             push_quiet(out, noreply);
             out.extend_from_slice(b"\r\n");
         }
@@ -254,6 +281,8 @@ mod tests {
                 cas,
                 touch,
                 ttl: false,
+                lease: None,
+                recache: None,
             })
         };
         assert_eq!(
@@ -277,6 +306,8 @@ mod tests {
             cas: false,
             touch: None,
             ttl: false,
+            lease: None,
+            recache: None,
         });
         assert_eq!(empty, b"mn\r\n");
     }
@@ -290,7 +321,9 @@ mod tests {
                 keys,
                 cas: false,
                 touch: None,
-                ttl: false
+                ttl: false,
+                lease: None,
+                recache: None
             }),
             b"mg plain v f k O0 q\r\nmg YSBiAA== b v f O1 q\r\nmn\r\n"
         );
@@ -301,7 +334,8 @@ mod tests {
         assert_eq!(
             enc(Request::Delete {
                 key: b"\r\n",
-                noreply: true
+                noreply: true,
+                invalidate: None
             }),
             b"md DQo= b q\r\n"
         );
@@ -326,7 +360,8 @@ mod tests {
         assert_eq!(
             enc(Request::Delete {
                 key: "ключ".as_bytes(),
-                noreply: false
+                noreply: false,
+                invalidate: None
             }),
             [&b"md "[..], "ключ".as_bytes(), b"\r\n"].concat()
         );
@@ -339,6 +374,7 @@ mod tests {
         let out = enc(Request::Delete {
             key: &k,
             noreply: false,
+            invalidate: None,
         });
         assert_eq!(out.len(), 3 + 248 + 4);
         assert!(out.starts_with(b"md AAAA"));
@@ -390,7 +426,13 @@ mod tests {
 
     #[test]
     fn other_commands() {
-        let del = |noreply| enc(Request::Delete { key: b"k", noreply });
+        let del = |noreply| {
+            enc(Request::Delete {
+                key: b"k",
+                noreply,
+                invalidate: None,
+            })
+        };
         assert_eq!(del(false), b"md k\r\n");
         assert_eq!(del(true), b"md k q\r\n");
         let arith = |incr, delta, noreply| {

@@ -78,6 +78,13 @@ pub enum Request<'a> {
         touch: Option<u32>,
         /// Ask for the remaining TTL (meta `t`; the text protocol cannot say and ignores it).
         ttl: bool,
+        /// Lease on a miss (meta `N<ttl>`): the server creates an empty stub living `ttl`
+        /// seconds and answers `W` (this client fills the key) or, to everyone after, `Z`.
+        /// Meta only: the text encoder ignores it (callers refuse leases on text pools).
+        lease: Option<u32>,
+        /// Early recache (meta `R<ttl>`): the first read that finds less than `ttl` seconds
+        /// left wins (`W`), later ones see `Z`. Meta only.
+        recache: Option<u32>,
     },
     /// A storage command.
     Store {
@@ -100,6 +107,11 @@ pub enum Request<'a> {
         key: &'a [u8],
         /// Ask the server not to reply.
         noreply: bool,
+        /// Invalidate instead of removing (meta `md I`): the item stays, marked stale with a
+        /// new CAS, for this many more seconds (`T`; 0 = keep its TTL). Lease readers are then
+        /// served the stale value while one of them refills; an outstanding lease's set fails.
+        /// Meta only: the text encoder sends a plain `delete`.
+        invalidate: Option<u32>,
     },
     /// `incr`/`decr`. Text replies with the new value or `NOT_FOUND`; meta asks for `v`, so the
     /// new value comes back as a `VA` whose data is the decimal number.

@@ -85,7 +85,7 @@ pub fn encode(req: &Request<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(value);
             out.extend_from_slice(b"\r\n");
         }
-        Request::Delete { key, noreply } => {
+        Request::Delete { key, noreply, .. } => {
             out.extend_from_slice(b"delete");
             push_key(out, key);
             push_noreply(out, noreply);
@@ -182,6 +182,8 @@ mod tests {
                 cas,
                 touch,
                 ttl: false,
+                lease: None,
+                recache: None,
             })
         };
         assert_eq!(get(false, None), b"get k1 k2\r\n");
@@ -194,7 +196,9 @@ mod tests {
                 keys: one,
                 cas: false,
                 touch: None,
-                ttl: false
+                ttl: false,
+                lease: None,
+                recache: None
             }),
             b"get only\r\n"
         );
@@ -203,7 +207,9 @@ mod tests {
                 keys: &[],
                 cas: false,
                 touch: None,
-                ttl: false
+                ttl: false,
+                lease: None,
+                recache: None
             }),
             b"get\r\n"
         );
@@ -254,7 +260,13 @@ mod tests {
 
     #[test]
     fn other_commands() {
-        let del = |noreply| enc(Request::Delete { key: b"k", noreply });
+        let del = |noreply| {
+            enc(Request::Delete {
+                key: b"k",
+                noreply,
+                invalidate: None,
+            })
+        };
         assert_eq!(del(false), b"delete k\r\n");
         assert_eq!(del(true), b"delete k noreply\r\n");
         let arith = |incr, delta, noreply| {
@@ -295,6 +307,7 @@ mod tests {
         enc(Request::Delete {
             key: b"a b",
             noreply: false,
+            invalidate: None,
         });
     }
 }

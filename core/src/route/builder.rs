@@ -97,6 +97,7 @@ pub fn build(
         max_value_size: config.max_value_size,
         binary_keys,
         background: config.health.background,
+        stampede: config.stampede,
     })
 }
 

@@ -584,7 +584,8 @@ impl<'a> GetBatch<'a> {
     /// slower for 100 keys over 4 servers (docs/BENCHMARKS.md) and made memcached yield mid
     /// batch past its 20-requests-per-event limit. Single keys and base64 keys use `mg`.
     fn wire(&self) -> Protocol {
-        if self.protocol == Protocol::Meta && (self.keys.len() == 1 || self.binary || self.opts.ttl)
+        if self.protocol == Protocol::Meta
+            && (self.keys.len() == 1 || self.binary || self.opts.ttl || self.opts.leased())
         {
             Protocol::Meta
         } else {
@@ -619,8 +620,14 @@ impl<'a> GetBatch<'a> {
             flags: v.flags,
             cas: v.cas.unwrap_or(0),
             ttl: v.ttl,
+            win: v.win,
+            stale: v.stale,
+            win_taken: v.win_taken,
         };
-        self.results[i] = Some(Ok(Some(item)));
+        // A read that does not take part in leases sees a lease stub (empty, someone is
+        // filling it) and an invalidated item as misses: for it they are deleted values.
+        let hidden = !self.opts.leased() && (item.stale || item.is_lease_stub());
+        self.results[i] = Some(Ok((!hidden).then_some(item)));
     }
 }
 
@@ -633,6 +640,8 @@ impl Batch for GetBatch<'_> {
                 cas: self.opts.cas,
                 touch: self.opts.touch,
                 ttl: self.opts.ttl,
+                lease: self.opts.lease,
+                recache: self.opts.recache,
             },
             out,
         );

@@ -129,6 +129,7 @@ mod tests {
         r.write(&[Write::new(Request::Delete {
             key: b"a",
             noreply: false,
+            invalidate: None,
         })]);
         let seen = g.saw_exptimes();
         assert_eq!(&seen[..3], &[10, 5, 10]);

@@ -55,6 +55,7 @@ fn mirror<'a>(w: &Write<'a>) -> Write<'a> {
             req: Request::Delete {
                 key: w.key(),
                 noreply: false,
+                invalidate: None,
             },
         },
     }
@@ -67,6 +68,7 @@ fn invalidate<'a>(w: &Write<'a>) -> Write<'a> {
         req: Request::Delete {
             key: w.key(),
             noreply: false,
+            invalidate: None,
         },
     }
 }

@@ -81,6 +81,20 @@ pub struct GetOpts {
     pub touch: Option<u32>,
     /// Return the remaining TTL ([`Item::ttl`]; meta protocol only).
     pub ttl: bool,
+    /// Lease read (meta `N<ttl>`, see [`crate::lease`]): a miss leaves an empty stub for
+    /// `ttl` seconds and comes back as an item with [`Item::win`] (fill it) or
+    /// [`Item::win_taken`] (someone else is). Implies a CAS read: the token is the CAS.
+    pub lease: Option<u32>,
+    /// Early recache (meta `R<ttl>`): a hit with less than `ttl` seconds left wins a refill.
+    pub recache: Option<u32>,
+}
+
+impl GetOpts {
+    /// Does this read take part in leases (`N`/`R`)? Such reads see stubs and stale items as
+    /// they are; every other read sees them as misses.
+    pub fn leased(&self) -> bool {
+        self.lease.is_some() || self.recache.is_some()
+    }
 }
 
 /// One write (store, delete, incr/decr, touch) and the key that places it.
@@ -304,7 +318,9 @@ enum OwnedReq {
         flags: u32,
         exptime: u32,
     },
-    Delete,
+    Delete {
+        invalidate: Option<u32>,
+    },
     Arith {
         incr: bool,
         delta: u64,
@@ -328,7 +344,7 @@ impl OwnedWrites {
                     exptime,
                     ..
                 } => (OwnedReq::Store { op, flags, exptime }, value),
-                Request::Delete { .. } => (OwnedReq::Delete, &[][..]),
+                Request::Delete { invalidate, .. } => (OwnedReq::Delete { invalidate }, &[][..]),
                 Request::Arith { incr, delta, .. } => (OwnedReq::Arith { incr, delta }, &[][..]),
                 Request::Touch { exptime, .. } => (OwnedReq::Touch { exptime }, &[][..]),
                 _ => continue,
@@ -354,9 +370,10 @@ impl OwnedWrites {
                         exptime,
                         noreply: false,
                     },
-                    OwnedReq::Delete => Request::Delete {
+                    OwnedReq::Delete { invalidate } => Request::Delete {
                         key,
                         noreply: false,
+                        invalidate,
                     },
                     OwnedReq::Arith { incr, delta } => Request::Arith {
                         key,
@@ -445,6 +462,8 @@ pub struct Router {
     pub binary_keys: bool,
     /// Probes and sweeps run on the supervisor thread.
     pub background: bool,
+    /// Leases, `get_or_set` and coalescing.
+    pub stampede: crate::config::StampedeConfig,
 }
 
 impl Router {

@@ -149,6 +149,7 @@ impl Route for Recorder {
                         } else {
                             i64::from(*exptime)
                         }),
+                        ..Item::default()
                     }));
                 }
                 Ok(Some(Item {
@@ -156,6 +157,7 @@ impl Route for Recorder {
                     flags: 0,
                     cas: 1,
                     ttl: opts.ttl.then_some(-1),
+                    ..Item::default()
                 }))
             })
             .collect()
@@ -259,5 +261,6 @@ pub fn delete_req(key: &[u8]) -> Write<'_> {
     Write::new(Request::Delete {
         key,
         noreply: false,
+        invalidate: None,
     })
 }

@@ -71,9 +71,8 @@ impl Fill<'_> {
         }
         let sub: Vec<Key<'_>> = misses.iter().map(|&i| keys[i]).collect();
         let source_opts = GetOpts {
-            cas: false,
-            touch: None,
             ttl: true,
+            ..GetOpts::default()
         };
         let found = self.source.get(&sub, source_opts);
         let mut copies: Vec<(usize, Item, u32)> = Vec::new();

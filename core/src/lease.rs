@@ -1,0 +1,427 @@
+//! Lookaside caching without stampedes: leases, stale-while-revalidate and `get_or_set`.
+//!
+//! The common use of memcached is lookaside: read, and on a miss compute (from the database)
+//! and fill. When a hot key expires, every reader misses at once and every one of them asks
+//! the database; and a fill computed before a delete can land after it and keep a stale value
+//! alive. Facebook's leases fix both ("Scaling Memcache at Facebook" §3.2.1: peak database
+//! rate 17 K/s → 1.3 K/s). memcached ≥ 1.6 has them natively in the meta protocol, and libfae
+//! uses exactly that, so leases work across every process and host that shares the servers:
+//!
+//! | step | wire | [`Lease`] |
+//! |---|---|---|
+//! | read with a lease | `mg <key> v f c t N<lease_ttl_s> [R<recache_below_s>]` | |
+//! | — a value | `VA <n> …` | [`Lease::Hit`] |
+//! | — a miss, first reader | `VA 0 … W` (an empty stub is created) | [`Lease::Miss`] with a token: compute and fill |
+//! | — a miss, later readers | `VA 0 … Z` | [`Lease::Wait`]: someone else is filling |
+//! | — invalidated, first reader | `VA <n> … X W` | [`Lease::Refresh`]: serve the stale value, refill |
+//! | — invalidated, later readers | `VA <n> … X Z` | [`Lease::Stale`]: serve it |
+//! | — under `recache_below_s` left | `VA <n> … W` | [`Lease::Refresh`] (not stale) |
+//! | fill | `ms <key> … C<token>` | stored only if nothing was written or deleted since the lease |
+//! | invalidate | `md <key> I T<s>` | keep the value as stale for `s` seconds; outstanding fills fail |
+//!
+//! A delete (or a set, or an invalidate) between the lease and the fill changes the item's CAS,
+//! so the late fill fails (`EX`/`NF`) and the newer state wins. The token is that CAS; `0`
+//! means "no lease could be had" (a text-protocol pool, the in-process `local` cache), and a
+//! fill with it is an `add`, which never overwrites a newer value either.
+//!
+//! Reads that do not take part in leases (plain `get`, `gets`, multi-gets over `mg`) see a stub
+//! and an invalidated item as a miss. A text-protocol multi-get cannot tell: it sees a stub as
+//! an empty value with flags 0 for the few milliseconds a fill takes.
+//!
+//! [`get_or_set`] puts it together: of N concurrent missers in a process, one leads (the
+//! others follow it, see [`crate::coalesce`]); across processes, one wins the lease and the
+//! others poll until the value lands (or serve the stale one), for at most `wait_ms`; then they
+//! compute it themselves and return it without storing.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::client::Client;
+use crate::coalesce::{Coalescer, Role};
+use crate::error::Error;
+use crate::item::Item;
+
+/// What a lease read found ([`Client::get_or_lease`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lease {
+    /// A current value.
+    Hit(Item),
+    /// A value to serve and to refresh: it is stale ([`Item::stale`], invalidated) or close to
+    /// expiry (`recache_below_s`), and this caller won the refresh. Compute, then
+    /// [`Client::set_with_lease`] with `token`.
+    Refresh {
+        /// The value to serve meanwhile.
+        item: Item,
+        /// The lease token.
+        token: u64,
+    },
+    /// A stale value that another client is refreshing: serve it.
+    Stale(Item),
+    /// A miss, and this caller holds the lease: compute, then [`Client::set_with_lease`] with
+    /// `token` (`0`: no lease could be had, the fill is an `add`).
+    Miss {
+        /// The lease token.
+        token: u64,
+    },
+    /// A miss that another client is filling: read again shortly.
+    Wait,
+}
+
+impl Lease {
+    /// Classify what a lease read returned.
+    pub(crate) fn from_read(found: Option<Item>) -> Lease {
+        let Some(item) = found else {
+            // The route could not lease (text pool, local cache): an `add` fills it.
+            return Lease::Miss { token: 0 };
+        };
+        if item.is_lease_stub() {
+            return if item.win {
+                Lease::Miss { token: item.cas }
+            } else {
+                Lease::Wait
+            };
+        }
+        if item.win {
+            let token = item.cas;
+            return Lease::Refresh { item, token };
+        }
+        if item.stale {
+            return Lease::Stale(item);
+        }
+        Lease::Hit(item)
+    }
+
+    /// Stable name (`hit`, `refresh`, `stale`, `miss`, `wait`), as the bindings report it.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Lease::Hit(_) => "hit",
+            Lease::Refresh { .. } => "refresh",
+            Lease::Stale(_) => "stale",
+            Lease::Miss { .. } => "miss",
+            Lease::Wait => "wait",
+        }
+    }
+
+    /// The value to serve, if any.
+    pub fn item(&self) -> Option<&Item> {
+        match self {
+            Lease::Hit(i) | Lease::Stale(i) | Lease::Refresh { item: i, .. } => Some(i),
+            Lease::Miss { .. } | Lease::Wait => None,
+        }
+    }
+
+    /// The token to fill with, if this caller should fill.
+    pub fn token(&self) -> Option<u64> {
+        match self {
+            Lease::Refresh { token, .. } | Lease::Miss { token } => Some(*token),
+            _ => None,
+        }
+    }
+}
+
+/// Why `get_or_set` failed: the cache refused the call (a bad key, a closed client), or the
+/// compute function failed (its error, untouched).
+#[derive(Debug)]
+pub enum GetOrSetError<E> {
+    /// A caller error from the cache, before any compute.
+    Cache(Error),
+    /// The compute function's own error.
+    Compute(E),
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for GetOrSetError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GetOrSetError::Cache(e) => write!(f, "{e}"),
+            GetOrSetError::Compute(e) => write!(f, "compute failed: {e}"),
+        }
+    }
+}
+
+impl<E: std::fmt::Debug + std::fmt::Display> std::error::Error for GetOrSetError<E> {}
+
+/// A computed value: the bytes and the client flags (each binding encodes its types).
+pub type Computed = (Vec<u8>, u32);
+
+/// A client's stampede state: the coalescing tables and the counters. Outlives reloads.
+#[derive(Debug)]
+pub(crate) struct Stampede {
+    pub(crate) flights: Coalescer,
+    /// Lease reads by outcome.
+    hits: AtomicU64,
+    misses: AtomicU64,
+    waits: AtomicU64,
+    stale: AtomicU64,
+    refreshes: AtomicU64,
+    /// get_or_set: compute calls, fills stored / lost to a newer write, waits that ran out,
+    /// lease reads that failed (the value was computed without the cache).
+    computes: AtomicU64,
+    fills_stored: AtomicU64,
+    fills_lost: AtomicU64,
+    wait_timeouts: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Stampede {
+    pub(crate) fn new() -> Stampede {
+        Stampede {
+            flights: Coalescer::new(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            waits: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            refreshes: AtomicU64::new(0),
+            computes: AtomicU64::new(0),
+            fills_stored: AtomicU64::new(0),
+            fills_lost: AtomicU64::new(0),
+            wait_timeouts: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        }
+    }
+
+    /// Count a lease read's outcome.
+    pub(crate) fn count(&self, lease: &Lease) {
+        let c = match lease {
+            Lease::Hit(_) => &self.hits,
+            Lease::Miss { .. } => &self.misses,
+            Lease::Wait => &self.waits,
+            Lease::Stale(_) => &self.stale,
+            Lease::Refresh { .. } => &self.refreshes,
+        };
+        c.fetch_add(1, Relaxed);
+    }
+
+    /// Counter rows (stats JSON `stampede`, Prometheus `fae_stampede_<name>_total`).
+    pub(crate) fn values(&self) -> [(&'static str, u64); 12] {
+        [
+            ("lease_hits", self.hits.load(Relaxed)),
+            ("lease_misses", self.misses.load(Relaxed)),
+            ("lease_waits", self.waits.load(Relaxed)),
+            ("lease_stale", self.stale.load(Relaxed)),
+            ("lease_refreshes", self.refreshes.load(Relaxed)),
+            ("computes", self.computes.load(Relaxed)),
+            ("fills_stored", self.fills_stored.load(Relaxed)),
+            ("fills_lost", self.fills_lost.load(Relaxed)),
+            ("wait_timeouts", self.wait_timeouts.load(Relaxed)),
+            ("lease_errors", self.errors.load(Relaxed)),
+            ("coalesced_gets", self.flights.coalesced_gets.load(Relaxed)),
+            (
+                "coalesced_fills",
+                self.flights.coalesced_fills.load(Relaxed),
+            ),
+        ]
+    }
+
+    pub(crate) fn json(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        for (k, v) in self.values() {
+            m.insert(k.to_string(), json!(v));
+        }
+        Value::Object(m)
+    }
+}
+
+/// Polls of a key someone else is filling: 1, 2, 4 … ms, at most 50 ms, jittered so that the
+/// waiters of many processes do not poll in lockstep.
+fn backoff(attempt: u32, salt: u64) -> Duration {
+    let base = 1u64 << attempt.min(6);
+    let ms = base.min(50);
+    // ±25 % from a cheap per-caller mix.
+    let x = salt
+        .wrapping_add(u64::from(attempt))
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let jitter = (x >> 33) % (ms * 500 + 1);
+    Duration::from_micros(ms * 750 + jitter)
+}
+
+/// [`Client::get_or_set`]: see the module docs.
+pub(crate) fn get_or_set<E>(
+    client: &Client,
+    key: &[u8],
+    exptime: u32,
+    compute: impl FnOnce() -> Result<Computed, E>,
+) -> Result<Item, GetOrSetError<E>> {
+    let (wait, coalesce) = client.stampede_settings().map_err(GetOrSetError::Cache)?;
+    client.check_key(key).map_err(GetOrSetError::Cache)?;
+    let st = client.stampede();
+    if coalesce {
+        match st.flights.join_fill(key) {
+            Role::Follower(f) => {
+                // The leader's own wait is bounded by `wait` plus its compute; ours by twice
+                // `wait`, after which we go on alone.
+                if let Some(item) = f.wait(Instant::now() + wait * 2) {
+                    return Ok(item);
+                }
+                return fill(client, st, key, exptime, wait, compute, None);
+            }
+            Role::Leader(lead) => {
+                return fill(client, st, key, exptime, wait, compute, Some(lead));
+            }
+        }
+    }
+    fill(client, st, key, exptime, wait, compute, None)
+}
+
+/// The lease dance for one caller (the leader of this process's callers, if coalescing).
+fn fill<E>(
+    client: &Client,
+    st: &Stampede,
+    key: &[u8],
+    exptime: u32,
+    wait: Duration,
+    compute: impl FnOnce() -> Result<Computed, E>,
+    lead: Option<crate::coalesce::Leader<Item>>,
+) -> Result<Item, GetOrSetError<E>> {
+    let deadline = Instant::now() + wait;
+    let salt = u64::from(std::process::id()) ^ (key.as_ptr() as u64);
+    let mut attempt = 0;
+    let finish = |lead: Option<crate::coalesce::Leader<Item>>, item: Item| {
+        if let Some(l) = lead {
+            l.finish(&item);
+        }
+        Ok(item)
+    };
+    let run = |compute: Box<dyn FnOnce() -> Result<Computed, E> + '_>| {
+        st.computes.fetch_add(1, Relaxed);
+        compute().map_err(GetOrSetError::Compute)
+    };
+    let mut compute: Option<Box<dyn FnOnce() -> Result<Computed, E> + '_>> =
+        Some(Box::new(compute));
+    let computed = |(value, flags): Computed| Item {
+        value,
+        flags,
+        ..Item::default()
+    };
+    loop {
+        let lease = match client.get_or_lease(key) {
+            Ok(l) => l,
+            Err(e) if e.is_caller_error() => return Err(GetOrSetError::Cache(e)),
+            Err(e) => {
+                // The cache is failing: the value still comes from its source (coalesced in
+                // this process), and nothing is stored.
+                st.errors.fetch_add(1, Relaxed);
+                log::debug!(target: "fae", "get_or_set: lease read failed ({e}); computing without the cache");
+                let item = computed(run(compute.take().expect("computed once"))?);
+                return finish(lead, item);
+            }
+        };
+        match lease {
+            Lease::Hit(item) | Lease::Stale(item) => return finish(lead, item),
+            Lease::Refresh { item, token } => {
+                // Others (in this process too) serve the stale value while we refresh it.
+                if let Some(l) = &lead {
+                    l.interim(&item);
+                }
+                let value = run(compute.take().expect("computed once"))?;
+                store(client, st, key, &value, exptime, token);
+                return finish(lead, computed(value));
+            }
+            Lease::Miss { token } => {
+                let value = run(compute.take().expect("computed once"))?;
+                store(client, st, key, &value, exptime, token);
+                return finish(lead, computed(value));
+            }
+            Lease::Wait => {
+                let pause = backoff(attempt, salt);
+                attempt += 1;
+                if Instant::now() + pause > deadline {
+                    // The filler is slow or gone (its stub lives lease_ttl_s): compute, but do
+                    // not store over its lease.
+                    st.wait_timeouts.fetch_add(1, Relaxed);
+                    let value = run(compute.take().expect("computed once"))?;
+                    return finish(lead, computed(value));
+                }
+                std::thread::sleep(pause);
+            }
+        }
+    }
+}
+
+/// Fill with the lease; a lost fill (a newer write won) is counted, not an error.
+fn store(client: &Client, st: &Stampede, key: &[u8], value: &Computed, exptime: u32, token: u64) {
+    match client.set_with_lease(key, &value.0, value.1, exptime, token) {
+        Ok(true) => st.fills_stored.fetch_add(1, Relaxed),
+        Ok(false) => st.fills_lost.fetch_add(1, Relaxed),
+        Err(e) => {
+            log::debug!(target: "fae", "get_or_set: fill failed ({e})");
+            st.errors.fetch_add(1, Relaxed)
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn it(value: &[u8], flags: u32, win: bool, stale: bool, taken: bool) -> Option<Item> {
+        Some(Item {
+            value: value.to_vec(),
+            flags,
+            cas: 7,
+            win,
+            stale,
+            win_taken: taken,
+            ..Item::default()
+        })
+    }
+
+    #[test]
+    fn replies_map_to_lease_outcomes() {
+        // The replies memcached 1.6.18 gave (checked by hand, see the module table).
+        assert_eq!(Lease::from_read(None), Lease::Miss { token: 0 });
+        assert_eq!(
+            Lease::from_read(it(b"", 0, true, false, false)),
+            Lease::Miss { token: 7 }
+        );
+        assert_eq!(
+            Lease::from_read(it(b"", 0, false, false, true)),
+            Lease::Wait
+        );
+        // An invalidated stub is still a stub.
+        assert_eq!(
+            Lease::from_read(it(b"", 0, true, true, false)),
+            Lease::Miss { token: 7 }
+        );
+        assert_eq!(Lease::from_read(it(b"", 0, false, true, true)), Lease::Wait);
+        let stale = Lease::from_read(it(b"old", 0, true, true, false));
+        assert_eq!(stale.status(), "refresh");
+        assert_eq!(stale.token(), Some(7));
+        assert_eq!(stale.item().unwrap().value, b"old");
+        assert_eq!(
+            Lease::from_read(it(b"old", 0, false, true, true)).status(),
+            "stale"
+        );
+        // Early recache: a current value and the win.
+        assert_eq!(
+            Lease::from_read(it(b"v", 3, true, false, false)).status(),
+            "refresh"
+        );
+        // Someone else recaching early: a plain hit.
+        assert_eq!(
+            Lease::from_read(it(b"v", 3, false, false, true)).status(),
+            "hit"
+        );
+        // A real empty value with flags is a value.
+        assert_eq!(
+            Lease::from_read(it(b"", 2, false, false, true)).status(),
+            "hit"
+        );
+        assert_eq!(
+            Lease::from_read(it(b"", 0, false, false, false)).status(),
+            "hit"
+        );
+    }
+
+    #[test]
+    fn backoff_grows_to_50ms_with_jitter() {
+        let d: Vec<Duration> = (0..10).map(|a| backoff(a, 12345)).collect();
+        assert!(d[0] >= Duration::from_micros(750) && d[0] <= Duration::from_micros(1250));
+        for x in &d[6..] {
+            assert!(*x >= Duration::from_micros(37_500) && *x <= Duration::from_micros(62_500));
+        }
+        assert_ne!(backoff(3, 1), backoff(3, 2));
+    }
+}
