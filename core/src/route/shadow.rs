@@ -7,6 +7,10 @@
 //!   `route`; for shadowed keys a copy goes to `shadow` **after** the reply was computed, on
 //!   the background worker, and its reply is dropped. The shadow can never change a reply or
 //!   add latency: a full background queue drops the copy (`background_dropped`).
+//! - Leases: a lease read is copied as a plain read (a stub on the shadow would never be
+//!   filled), and a `cas` (a lease fill included) that `route` stored is copied as a `set`: the
+//!   token belongs to `route`'s server, and the shadow must end up with the same value. A
+//!   `cas` that `route` refused is not copied.
 
 use std::hash::Hasher;
 use std::sync::Arc;
@@ -17,7 +21,7 @@ use siphasher::sip::SipHasher13;
 use crate::client::Op;
 use crate::error::Result;
 use crate::item::Item;
-use crate::protocol::Response;
+use crate::protocol::{Request, Response, Status, StoreOp};
 use crate::stats::RouteCounters;
 
 use super::{GetOpts, Key, OwnedWrites, Route, Visit, Write, background};
@@ -93,7 +97,12 @@ impl Route for ShadowRoute {
                         .iter()
                         .map(|(k, p)| Key { key: k, place: p })
                         .collect();
-                    let _ = shadow.get(&keys, opts);
+                    let plain = GetOpts {
+                        lease: None,
+                        recache: None,
+                        ..opts
+                    };
+                    let _ = shadow.get(&keys, plain);
                 }),
             );
         }
@@ -105,8 +114,36 @@ impl Route for ShadowRoute {
         let out = self.route.write(reqs);
         let chosen: Vec<Write<'_>> = reqs
             .iter()
-            .filter(|w| chosen(w.key(), self.threshold, self.all))
-            .copied()
+            .zip(&out)
+            .filter(|(w, _)| chosen(w.key(), self.threshold, self.all))
+            .filter_map(|(w, r)| match w.req {
+                Request::Store {
+                    op: StoreOp::Cas(_),
+                    key,
+                    value,
+                    flags,
+                    exptime,
+                    noreply,
+                } => matches!(
+                    r,
+                    Ok(Response::Status {
+                        status: Status::Success,
+                        ..
+                    })
+                )
+                .then_some(Write {
+                    place: w.place,
+                    req: Request::Store {
+                        op: StoreOp::Set,
+                        key,
+                        value,
+                        flags,
+                        exptime,
+                        noreply,
+                    },
+                }),
+                _ => Some(*w),
+            })
             .collect();
         if !chosen.is_empty() {
             let owned = OwnedWrites::copy(&chosen);
@@ -193,5 +230,35 @@ mod tests {
         );
         assert!(background::drain(std::time::Duration::from_secs(5)));
         assert_eq!(shadow.saw_keys(), ["k"]);
+    }
+
+    #[test]
+    fn lease_reads_and_fills_reach_the_shadow_as_plain_ones() {
+        let main = Recorder::new("main");
+        let shadow = Recorder::new("shadow");
+        let r = ShadowRoute::new(main.route(), shadow.route(), 1.0, true);
+        let lease = GetOpts {
+            cas: true,
+            lease: Some(10),
+            ..GetOpts::default()
+        };
+        r.get(&[Key::new(b"k")], lease);
+        assert_eq!(main.saw_opts(), [lease]);
+        assert!(!shadow.saw_opts()[0].leased());
+        main.fail_keys(&[b"lost"], crate::error::Reason::Timeout);
+        let cas = |key: &'static [u8]| {
+            Write::new(Request::Store {
+                op: StoreOp::Cas(7),
+                key,
+                value: b"v",
+                flags: 0,
+                exptime: 60,
+                noreply: false,
+            })
+        };
+        r.write(&[cas(b"won"), cas(b"lost")]);
+        // The stored fill arrives as a set; the refused one not at all.
+        assert_eq!(shadow.saw_ops(), ["get", "set"]);
+        assert_eq!(shadow.saw_keys(), ["k", "won"]);
     }
 }

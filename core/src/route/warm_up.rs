@@ -7,6 +7,9 @@
 //!   `add`, not `set`: a value written to cold meanwhile is newer and must win.
 //! - gets/gats: the same, but the `add` is synchronous and cold is read again, so the CAS
 //!   token handed out belongs to cold, where the following `cas` goes.
+//! - lease reads (`get_or_lease`): cold's stub counts as a miss. A warm hit fills a stub this
+//!   read won with a `cas` of its token (then cold is read again: a hit); a stub another
+//!   client holds is left to it, and the warm value is served.
 //! - set/add/replace/append/prepend/cas, incr/decr, touch: cold only.
 //! - delete: **both**, cold's reply. mcrouter sends deletes to cold only; but a value left in
 //!   warm after an invalidation would be copied back into cold by the next cold miss, so the
@@ -63,9 +66,13 @@ impl Fill<'_> {
     /// and `add` those to the target: in the background, or first and then read back from the
     /// target for gets/gats (so the CAS token is the target's).
     pub(crate) fn misses(&self, out: &mut [Result<Option<Item>>], keys: &[Key<'_>], opts: GetOpts) {
-        let misses: Vec<usize> = (0..keys.len())
-            .filter(|&i| matches!(out[i], Ok(None)))
-            .collect();
+        // A lease read's miss is a stub (see `crate::lease`): read through it too.
+        let missing = |r: &Result<Option<Item>>| match r {
+            Ok(None) => true,
+            Ok(Some(it)) => it.is_lease_stub(),
+            Err(_) => false,
+        };
+        let misses: Vec<usize> = (0..keys.len()).filter(|&i| missing(&out[i])).collect();
         if misses.is_empty() {
             return;
         }
@@ -75,13 +82,21 @@ impl Fill<'_> {
             ..GetOpts::default()
         };
         let found = self.source.get(&sub, source_opts);
-        let mut copies: Vec<(usize, Item, u32)> = Vec::new();
+        let mut copies: Vec<(usize, Item, u32, StoreOp)> = Vec::new();
         for (&i, r) in misses.iter().zip(found) {
             if let Ok(Some(mut item)) = r {
                 self.found.fetch_add(1, Relaxed);
                 let ttl = opts.touch.or_else(|| copy_ttl(&item, self.exptime));
-                if let Some(ttl) = ttl {
-                    copies.push((i, item.clone(), ttl));
+                // `add` where the target has nothing; into a stub this lease read won, a
+                // `cas` with its token (an `add` would fail on the stub); a stub someone else
+                // holds is theirs to fill.
+                let op = match &out[i] {
+                    Ok(Some(stub)) if stub.win => Some(StoreOp::Cas(stub.cas)),
+                    Ok(Some(_)) => None,
+                    _ => Some(StoreOp::Add),
+                };
+                if let (Some(ttl), Some(op)) = (ttl, op) {
+                    copies.push((i, item.clone(), ttl, op));
                 }
                 if !opts.ttl {
                     item.ttl = None;
@@ -95,10 +110,10 @@ impl Fill<'_> {
         self.copied.fetch_add(copies.len() as u64, Relaxed);
         let adds: Vec<Write<'_>> = copies
             .iter()
-            .map(|(i, item, ttl)| Write {
+            .map(|(i, item, ttl, op)| Write {
                 place: keys[*i].place,
                 req: Request::Store {
-                    op: StoreOp::Add,
+                    op: *op,
                     key: keys[*i].key,
                     value: &item.value,
                     flags: item.flags,
@@ -109,8 +124,8 @@ impl Fill<'_> {
             .collect();
         if opts.cas {
             self.target.write(&adds);
-            let again: Vec<Key<'_>> = copies.iter().map(|(i, _, _)| keys[*i]).collect();
-            for ((i, _, _), r) in copies.iter().zip(self.target.get(&again, opts)) {
+            let again: Vec<Key<'_>> = copies.iter().map(|(i, _, _, _)| keys[*i]).collect();
+            for ((i, _, _, _), r) in copies.iter().zip(self.target.get(&again, opts)) {
                 if let Ok(Some(item)) = r {
                     out[*i] = Ok(Some(item));
                 }
