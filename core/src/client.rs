@@ -593,10 +593,11 @@ impl Client {
             }
             // The leader's request has its own deadline (failover may try several); past a
             // generous bound, or if it failed to answer, ask ourselves.
-            Role::Follower(f) => match f.wait(Instant::now() + patience) {
-                Some(r) => r,
-                None => self.read_one(Key::new(key), GetOpts::default()),
-            },
+            Role::Follower(f) => {
+                inc(&self.inner.stampede.counters.coalesced_gets);
+                f.wait(Instant::now() + patience)
+                    .unwrap_or_else(|| self.read_one(Key::new(key), GetOpts::default()))
+            }
         }
     }
 

@@ -137,15 +137,6 @@ fn shard_of(key: &[u8]) -> usize {
     (h % SHARDS as u64) as usize
 }
 
-/// Which table a flight is in.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Kind {
-    /// Plain `get`.
-    Get,
-    /// `get_or_set`.
-    Fill,
-}
-
 /// A caller's part in a flight.
 pub(crate) enum Role<T: Clone + 'static> {
     /// Do the work, then [`Leader::finish`] (dropping it unfinished tells followers to try
@@ -206,9 +197,6 @@ impl<T: Clone + 'static> Drop for Leader<T> {
 #[derive(Debug)]
 pub(crate) struct Coalescer {
     tables: ArcSwap<Tables>,
-    /// Callers that followed another's flight, by kind.
-    pub(crate) coalesced_gets: AtomicU64,
-    pub(crate) coalesced_fills: AtomicU64,
 }
 
 impl Coalescer {
@@ -216,8 +204,6 @@ impl Coalescer {
         fork::install();
         Coalescer {
             tables: ArcSwap::from_pointee(Tables::new(fork::generation())),
-            coalesced_gets: AtomicU64::new(0),
-            coalesced_fills: AtomicU64::new(0),
         }
     }
 
@@ -256,20 +242,15 @@ impl Coalescer {
 
     /// Lead or follow the plain-get flight of `key`.
     pub(crate) fn join_get(&self, key: &[u8]) -> Role<GetResult> {
-        self.join(key, Kind::Get, |s| &s.gets)
+        self.join(key, |s| &s.gets)
     }
 
     /// Lead or follow the `get_or_set` flight of `key`.
     pub(crate) fn join_fill(&self, key: &[u8]) -> Role<Item> {
-        self.join(key, Kind::Fill, |s| &s.fills)
+        self.join(key, |s| &s.fills)
     }
 
-    fn join<T: Clone + 'static>(
-        &self,
-        key: &[u8],
-        kind: Kind,
-        pick: fn(&Shard) -> &FlightMap<T>,
-    ) -> Role<T> {
+    fn join<T: Clone + 'static>(&self, key: &[u8], pick: fn(&Shard) -> &FlightMap<T>) -> Role<T> {
         let tables = Guard::into_inner(self.current());
         let shard = tables.shard(key);
         let flight = {
@@ -280,11 +261,6 @@ impl Coalescer {
                 // new as one we would get ourselves.
                 Some((started, f)) if *started == writes => {
                     f.followers.fetch_add(1, Ordering::AcqRel);
-                    let counter = match kind {
-                        Kind::Get => &self.coalesced_gets,
-                        Kind::Fill => &self.coalesced_fills,
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
                     return Role::Follower(Arc::clone(f));
                 }
                 _ => {
@@ -360,7 +336,6 @@ mod tests {
             let got = h.join().unwrap().expect("a value");
             assert_eq!(got.unwrap().unwrap().value, b"v");
         }
-        assert_eq!(c.coalesced_gets.load(Ordering::Relaxed), 8);
         // The flight is over: the next caller leads.
         assert!(matches!(c.join_get(b"k"), Role::Leader(_)));
     }

@@ -303,9 +303,21 @@ pub fn merge_snapshots(snapshots: &[Value]) -> Value {
             }
         }
     }
+    // Stampede counters: summed.
+    let mut stampede: Map<String, Value> = Map::new();
+    for st in snapshots
+        .iter()
+        .filter_map(|s| s.get("stampede").and_then(Value::as_object))
+    {
+        for (k, v) in st {
+            let cur = stampede.get(k).and_then(Value::as_u64).unwrap_or(0);
+            stampede.insert(k.clone(), json!(cur + v.as_u64().unwrap_or(0)));
+        }
+    }
     json!({
         "destinations": dests,
         "routes": routes,
+        "stampede": stampede,
         "process": {
             "processes": snapshots.len(),
             "reloads": sum("reloads"),
@@ -345,5 +357,9 @@ mod tests {
             m["routes"]["route"],
             json!({"type": "failover", "failovers": 5})
         );
+        let a = json!({"stampede": {"computes": 1, "coalesced_gets": 4}});
+        let b = json!({"stampede": {"computes": 2, "coalesced_gets": 0}});
+        let m = merge_snapshots(&[a, b]);
+        assert_eq!(m["stampede"], json!({"computes": 3, "coalesced_gets": 4}));
     }
 }

@@ -33,7 +33,6 @@
 //! others poll until the value lands (or serve the stale one), for at most `wait_ms`; then they
 //! compute it themselves and return it without storing.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -43,6 +42,7 @@ use crate::client::Client;
 use crate::coalesce::{Coalescer, Role};
 use crate::error::Error;
 use crate::item::Item;
+use crate::stats::StampedeCounters;
 
 /// What a lease read found ([`Client::get_or_lease`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,74 +150,34 @@ pub type Computed = (Vec<u8>, u32);
 #[derive(Debug)]
 pub(crate) struct Stampede {
     pub(crate) flights: Coalescer,
-    /// Lease reads by outcome.
-    hits: AtomicU64,
-    misses: AtomicU64,
-    waits: AtomicU64,
-    stale: AtomicU64,
-    refreshes: AtomicU64,
-    /// get_or_set: compute calls, fills stored / lost to a newer write, waits that ran out,
-    /// lease reads that failed (the value was computed without the cache).
-    computes: AtomicU64,
-    fills_stored: AtomicU64,
-    fills_lost: AtomicU64,
-    wait_timeouts: AtomicU64,
-    errors: AtomicU64,
+    pub(crate) counters: StampedeCounters,
 }
 
 impl Stampede {
     pub(crate) fn new() -> Stampede {
         Stampede {
             flights: Coalescer::new(),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-            waits: AtomicU64::new(0),
-            stale: AtomicU64::new(0),
-            refreshes: AtomicU64::new(0),
-            computes: AtomicU64::new(0),
-            fills_stored: AtomicU64::new(0),
-            fills_lost: AtomicU64::new(0),
-            wait_timeouts: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
+            counters: StampedeCounters::default(),
         }
     }
 
     /// Count a lease read's outcome.
     pub(crate) fn count(&self, lease: &Lease) {
-        let c = match lease {
-            Lease::Hit(_) => &self.hits,
-            Lease::Miss { .. } => &self.misses,
-            Lease::Wait => &self.waits,
-            Lease::Stale(_) => &self.stale,
-            Lease::Refresh { .. } => &self.refreshes,
+        let c = &self.counters;
+        let n = match lease {
+            Lease::Hit(_) => &c.lease_hits,
+            Lease::Miss { .. } => &c.lease_misses,
+            Lease::Wait => &c.lease_waits,
+            Lease::Stale(_) => &c.lease_stale,
+            Lease::Refresh { .. } => &c.lease_refreshes,
         };
-        c.fetch_add(1, Relaxed);
+        n.fetch_add(1, Relaxed);
     }
 
-    /// Counter rows (stats JSON `stampede`, Prometheus `fae_stampede_<name>_total`).
-    pub(crate) fn values(&self) -> [(&'static str, u64); 12] {
-        [
-            ("lease_hits", self.hits.load(Relaxed)),
-            ("lease_misses", self.misses.load(Relaxed)),
-            ("lease_waits", self.waits.load(Relaxed)),
-            ("lease_stale", self.stale.load(Relaxed)),
-            ("lease_refreshes", self.refreshes.load(Relaxed)),
-            ("computes", self.computes.load(Relaxed)),
-            ("fills_stored", self.fills_stored.load(Relaxed)),
-            ("fills_lost", self.fills_lost.load(Relaxed)),
-            ("wait_timeouts", self.wait_timeouts.load(Relaxed)),
-            ("lease_errors", self.errors.load(Relaxed)),
-            ("coalesced_gets", self.flights.coalesced_gets.load(Relaxed)),
-            (
-                "coalesced_fills",
-                self.flights.coalesced_fills.load(Relaxed),
-            ),
-        ]
-    }
-
+    /// Every counter row (stats JSON `stampede`; Prometheus `fae_stampede_<name>_total`).
     pub(crate) fn json(&self) -> Value {
         let mut m = serde_json::Map::new();
-        for (k, v) in self.values() {
+        for (k, v) in self.counters.values() {
             m.insert(k.to_string(), json!(v));
         }
         Value::Object(m)
@@ -250,6 +210,7 @@ pub(crate) fn get_or_set<E>(
     if coalesce {
         match st.flights.join_fill(key) {
             Role::Follower(f) => {
+                st.counters.coalesced_fills.fetch_add(1, Relaxed);
                 // The leader's own wait is bounded by `wait` plus its compute; ours by twice
                 // `wait`, after which we go on alone.
                 if let Some(item) = f.wait(Instant::now() + wait * 2) {
@@ -285,7 +246,7 @@ fn fill<E>(
         Ok(item)
     };
     let run = |compute: Box<dyn FnOnce() -> Result<Computed, E> + '_>| {
-        st.computes.fetch_add(1, Relaxed);
+        st.counters.computes.fetch_add(1, Relaxed);
         compute().map_err(GetOrSetError::Compute)
     };
     let mut compute: Option<Box<dyn FnOnce() -> Result<Computed, E> + '_>> =
@@ -302,7 +263,7 @@ fn fill<E>(
             Err(e) => {
                 // The cache is failing: the value still comes from its source (coalesced in
                 // this process), and nothing is stored.
-                st.errors.fetch_add(1, Relaxed);
+                st.counters.lease_errors.fetch_add(1, Relaxed);
                 log::debug!(target: "fae", "get_or_set: lease read failed ({e}); computing without the cache");
                 let item = computed(run(compute.take().expect("computed once"))?);
                 return finish(lead, item);
@@ -330,7 +291,7 @@ fn fill<E>(
                 if Instant::now() + pause > deadline {
                     // The filler is slow or gone (its stub lives lease_ttl_s): compute, but do
                     // not store over its lease.
-                    st.wait_timeouts.fetch_add(1, Relaxed);
+                    st.counters.wait_timeouts.fetch_add(1, Relaxed);
                     let value = run(compute.take().expect("computed once"))?;
                     return finish(lead, computed(value));
                 }
@@ -343,11 +304,11 @@ fn fill<E>(
 /// Fill with the lease; a lost fill (a newer write won) is counted, not an error.
 fn store(client: &Client, st: &Stampede, key: &[u8], value: &Computed, exptime: u32, token: u64) {
     match client.set_with_lease(key, &value.0, value.1, exptime, token) {
-        Ok(true) => st.fills_stored.fetch_add(1, Relaxed),
-        Ok(false) => st.fills_lost.fetch_add(1, Relaxed),
+        Ok(true) => st.counters.fills_stored.fetch_add(1, Relaxed),
+        Ok(false) => st.counters.fills_lost.fetch_add(1, Relaxed),
         Err(e) => {
             log::debug!(target: "fae", "get_or_set: fill failed ({e})");
-            st.errors.fetch_add(1, Relaxed)
+            st.counters.lease_errors.fetch_add(1, Relaxed)
         }
     };
 }

@@ -82,6 +82,25 @@ counters! {
     }
 }
 
+counters! {
+    /// Lease reads by outcome, `get_or_set` work and request coalescing (one set per client;
+    /// see [`crate::lease`]).
+    pub struct StampedeCounters {
+        lease_hits: "lease reads that found a current value",
+        lease_misses: "lease reads that missed and won the lease (this caller fills)",
+        lease_waits: "lease reads that missed while another client held the lease",
+        lease_stale: "lease reads served a stale value another client is refreshing",
+        lease_refreshes: "lease reads that won the refresh of a stale or nearly expired value",
+        computes: "get_or_set compute calls",
+        fills_stored: "get_or_set fills stored with their lease",
+        fills_lost: "get_or_set fills refused because a newer write or delete won",
+        wait_timeouts: "get_or_set waits for another client's fill that ran out (computed, not stored)",
+        lease_errors: "get_or_set lease reads or fills that failed (value computed without the cache)",
+        coalesced_gets: "gets that shared another thread's request in flight",
+        coalesced_fills: "get_or_set calls that shared another thread's fill",
+    }
+}
+
 /// Sub-buckets per power of two: about 12 % relative precision.
 const SUB: usize = 8;
 /// Values below this many microseconds get one bucket each.
@@ -365,6 +384,15 @@ pub fn render_prometheus(snapshot: &Value) -> String {
                     label(path),
                     label(ty)
                 );
+            }
+        }
+    }
+    if let Some(st) = snapshot.get("stampede").and_then(Value::as_object) {
+        for (counter, help) in StampedeCounters::TABLE {
+            if let Some(n) = st.get(*counter).and_then(Value::as_u64) {
+                let name = format!("fae_stampede_{counter}_total");
+                family(&mut out, &name, "counter", help);
+                let _ = writeln!(out, "{name} {n}");
             }
         }
     }

@@ -126,6 +126,11 @@ fn prometheus_text_is_well_formed_and_counts_what_happened() {
         c.get(k.as_bytes()).unwrap();
         c.get(format!("missing{i}").as_bytes()).unwrap();
     }
+    // Stampede counters: one lease fill, one hit.
+    for _ in 0..2 {
+        c.get_or_set(b"filled", 60, || Ok::<_, ()>((b"v".to_vec(), 0)))
+            .unwrap();
+    }
     cluster[1].kill().unwrap();
     for i in 0..20 {
         let _ = c.get(format!("k{i}").as_bytes());
@@ -145,6 +150,10 @@ fn prometheus_text_is_well_formed_and_counts_what_happened() {
         "fae_destination_hits_total{{destination=\"{a1}\"}}"
     ));
     assert!(hits >= 20.0, "{hits}");
+    assert_eq!(get("fae_stampede_computes_total".into()), 1.0);
+    assert_eq!(get("fae_stampede_fills_stored_total".into()), 1.0);
+    assert_eq!(get("fae_stampede_lease_hits_total".into()), 1.0);
+    assert_eq!(get("fae_stampede_coalesced_gets_total".into()), 0.0);
     let misses = get(format!(
         "fae_destination_misses_total{{destination=\"{a0}\"}}"
     )) + get(format!(
