@@ -209,7 +209,11 @@ impl Coalescer {
 
     /// This process's tables (fresh ones in a forked child).
     fn current(&self) -> Guard<Arc<Tables>> {
-        let generation = fork::generation();
+        self.tables_at(fork::generation())
+    }
+
+    /// The tables for `generation`, replacing those of another (earlier) process.
+    fn tables_at(&self, generation: u64) -> Guard<Arc<Tables>> {
         let seen = self.tables.load();
         if seen.generation == generation {
             return seen;
@@ -390,6 +394,27 @@ mod tests {
         assert_eq!(early.wait(soon).unwrap().value, b"stale");
         assert_eq!(late.wait(soon).unwrap().value, b"stale");
         lead.finish(&item(b"fresh"));
+    }
+
+    #[test]
+    fn a_forked_child_starts_with_fresh_tables_even_if_a_lock_was_held() {
+        let c = Coalescer::new();
+        let Role::Leader(lead) = c.join_get(b"k") else {
+            panic!()
+        };
+        let old = c.tables.load_full();
+        // As if a thread that vanished at fork held a shard lock.
+        let held = old.shard(b"k").gets.lock();
+        let next = fork::generation() + 1;
+        let fresh = c.tables_at(next);
+        assert_eq!(fresh.generation, next);
+        assert!(fresh.shard(b"k").gets.lock().is_empty());
+        drop(held);
+        drop(fresh);
+        // Back in this process's generation (another reset): a leader again, not a follower
+        // of the parent's flight.
+        assert!(matches!(c.join_get(b"k"), Role::Leader(_)));
+        drop(lead);
     }
 
     #[test]
