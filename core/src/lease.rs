@@ -226,6 +226,17 @@ pub(crate) fn get_or_set<E>(
     fill(client, st, key, exptime, wait, compute, None)
 }
 
+/// What the lease dance decided.
+enum Next {
+    /// Serve this value.
+    Serve(Item),
+    /// Compute; store with `token` if there is one; let followers serve `interim` meanwhile.
+    Compute {
+        token: Option<u64>,
+        interim: Option<Item>,
+    },
+}
+
 /// The lease dance for one caller (the leader of this process's callers, if coalescing).
 fn fill<E>(
     client: &Client,
@@ -239,24 +250,7 @@ fn fill<E>(
     let deadline = Instant::now() + wait;
     let salt = u64::from(std::process::id()) ^ (key.as_ptr() as u64);
     let mut attempt = 0;
-    let finish = |lead: Option<crate::coalesce::Leader<Item>>, item: Item| {
-        if let Some(l) = lead {
-            l.finish(&item);
-        }
-        Ok(item)
-    };
-    let run = |compute: Box<dyn FnOnce() -> Result<Computed, E> + '_>| {
-        st.counters.computes.fetch_add(1, Relaxed);
-        compute().map_err(GetOrSetError::Compute)
-    };
-    let mut compute: Option<Box<dyn FnOnce() -> Result<Computed, E> + '_>> =
-        Some(Box::new(compute));
-    let computed = |(value, flags): Computed| Item {
-        value,
-        flags,
-        ..Item::default()
-    };
-    loop {
+    let next = loop {
         let lease = match client.get_or_lease(key) {
             Ok(l) => l,
             Err(e) if e.is_caller_error() => return Err(GetOrSetError::Cache(e)),
@@ -265,25 +259,26 @@ fn fill<E>(
                 // this process), and nothing is stored.
                 st.counters.lease_errors.fetch_add(1, Relaxed);
                 log::debug!(target: "fae", "get_or_set: lease read failed ({e}); computing without the cache");
-                let item = computed(run(compute.take().expect("computed once"))?);
-                return finish(lead, item);
+                break Next::Compute {
+                    token: None,
+                    interim: None,
+                };
             }
         };
         match lease {
-            Lease::Hit(item) | Lease::Stale(item) => return finish(lead, item),
+            Lease::Hit(item) | Lease::Stale(item) => break Next::Serve(item),
+            // Others (in this process too) serve the stale value while we refresh it.
             Lease::Refresh { item, token } => {
-                // Others (in this process too) serve the stale value while we refresh it.
-                if let Some(l) = &lead {
-                    l.interim(&item);
-                }
-                let value = run(compute.take().expect("computed once"))?;
-                store(client, st, key, &value, exptime, token);
-                return finish(lead, computed(value));
+                break Next::Compute {
+                    token: Some(token),
+                    interim: Some(item),
+                };
             }
             Lease::Miss { token } => {
-                let value = run(compute.take().expect("computed once"))?;
-                store(client, st, key, &value, exptime, token);
-                return finish(lead, computed(value));
+                break Next::Compute {
+                    token: Some(token),
+                    interim: None,
+                };
             }
             Lease::Wait => {
                 let pause = backoff(attempt, salt);
@@ -292,18 +287,51 @@ fn fill<E>(
                     // The filler is slow or gone (its stub lives lease_ttl_s): compute, but do
                     // not store over its lease.
                     st.counters.wait_timeouts.fetch_add(1, Relaxed);
-                    let value = run(compute.take().expect("computed once"))?;
-                    return finish(lead, computed(value));
+                    break Next::Compute {
+                        token: None,
+                        interim: None,
+                    };
                 }
                 std::thread::sleep(pause);
             }
         }
+    };
+    let item = match next {
+        Next::Serve(item) => item,
+        Next::Compute { token, interim } => {
+            if let (Some(l), Some(i)) = (&lead, &interim) {
+                l.interim(i);
+            }
+            st.counters.computes.fetch_add(1, Relaxed);
+            // On an error `lead` is dropped unfinished: followers then try themselves.
+            let (value, flags) = compute().map_err(GetOrSetError::Compute)?;
+            if let Some(token) = token {
+                store(client, st, key, &value, flags, exptime, token);
+            }
+            Item {
+                value,
+                flags,
+                ..Item::default()
+            }
+        }
+    };
+    if let Some(l) = lead {
+        l.finish(&item);
     }
+    Ok(item)
 }
 
 /// Fill with the lease; a lost fill (a newer write won) is counted, not an error.
-fn store(client: &Client, st: &Stampede, key: &[u8], value: &Computed, exptime: u32, token: u64) {
-    match client.set_with_lease(key, &value.0, value.1, exptime, token) {
+fn store(
+    client: &Client,
+    st: &Stampede,
+    key: &[u8],
+    value: &[u8],
+    flags: u32,
+    exptime: u32,
+    token: u64,
+) {
+    match client.set_with_lease(key, value, flags, exptime, token) {
         Ok(true) => st.counters.fills_stored.fetch_add(1, Relaxed),
         Ok(false) => st.counters.fills_lost.fetch_add(1, Relaxed),
         Err(e) => {
