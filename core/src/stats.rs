@@ -79,6 +79,11 @@ counters! {
         copied_forward: "migrate: old-topology hits copied to the new topology",
         local_hits: "local cache hits",
         local_misses: "local cache misses",
+        negative_hits: "keys a negative cache answered as misses without I/O",
+        negative_adds: "misses of the route behind a negative cache remembered as absent",
+        negative_evictions: "keys a negative cache forgot early to stay within max_keys",
+        negative_raced: "misses a negative cache did not remember: this process wrote, flushed or evicted the key while the read was out",
+        negative_bypassed: "keys of reads a negative cache sent straight on (gets, gat, lease, TTL and by-key reads)",
     }
 }
 

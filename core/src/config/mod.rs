@@ -62,6 +62,11 @@ pub mod defaults {
     pub const LOCAL_MAX_ITEMS: usize = 10_000;
     /// Bytes of a `local` route: keys + values + 160 bytes of bookkeeping per item.
     pub const LOCAL_MAX_BYTES: usize = 64 * 1024 * 1024;
+    /// How long a `negative` route remembers a key as absent, milliseconds: the longest
+    /// another process's write of that key can stay unseen by this one.
+    pub const NEGATIVE_TTL_MS: u64 = 500;
+    /// Keys a `negative` route remembers at most (each costs the key plus 160 bytes).
+    pub const NEGATIVE_MAX_KEYS: usize = 10_000;
     /// Lifetime of a lease stub, seconds: if the winner dies, the next lease is handed out
     /// after this (Facebook: one token per key per 10 s).
     pub const LEASE_TTL_S: u32 = 10;

@@ -130,6 +130,16 @@ pub enum RouteConfig {
         /// The route behind a near cache.
         route: Option<Box<RouteConfig>>,
     },
+    /// A negative cache in front of `route`: keys its plain gets found absent are answered as
+    /// misses from memory for `ttl_ms`, until this process writes them.
+    Negative {
+        /// How long a key is remembered as absent, milliseconds (at least 1).
+        ttl_ms: u64,
+        /// Keys remembered at most (at least 1); the least recently used go first.
+        max_keys: usize,
+        /// The route whose misses are remembered.
+        route: Box<RouteConfig>,
+    },
 }
 
 /// Failure reasons that move a failover to its next child, per operation class. A missing
@@ -243,6 +253,7 @@ impl RouteConfig {
             Self::Operation { .. } => "operation",
             Self::Migrate { .. } => "migrate",
             Self::Local { .. } => "local",
+            Self::Negative { .. } => "negative",
         }
     }
 
@@ -287,6 +298,7 @@ impl RouteConfig {
             .filter_map(|(n, r)| r.as_deref().map(|r| b(n, r)))
             .collect(),
             Self::Migrate { from, to, .. } => vec![b("from", from), b("to", to)],
+            Self::Negative { route, .. } => vec![b("route", route)],
         }
     }
 
@@ -378,6 +390,8 @@ impl RouteConfig {
             } if *max_items == 0 && *max_bytes == 0 => {
                 return fail("max_items", "give max_items or max_bytes (at least 1)");
             }
+            Self::Negative { ttl_ms: 0, .. } => return fail("ttl_ms", "must be at least 1"),
+            Self::Negative { max_keys: 0, .. } => return fail("max_keys", "must be at least 1"),
             Self::Prefix { routes, .. } if routes.keys().any(|p| p.is_empty()) => {
                 return fail(
                     "routes",
@@ -483,6 +497,14 @@ fn default_local_bytes() -> usize {
     super::defaults::LOCAL_MAX_BYTES
 }
 
+fn default_negative_ttl_ms() -> u64 {
+    super::defaults::NEGATIVE_TTL_MS
+}
+
+fn default_negative_keys() -> usize {
+    super::defaults::NEGATIVE_MAX_KEYS
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FailoverRaw {
@@ -578,6 +600,16 @@ struct LocalRaw {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct NegativeRaw {
+    #[serde(default = "default_negative_ttl_ms")]
+    ttl_ms: u64,
+    #[serde(default = "default_negative_keys")]
+    max_keys: usize,
+    route: Box<RouteConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PoolRaw {
     pool: String,
 }
@@ -593,6 +625,7 @@ const TYPES: &[&str] = &[
     "operation",
     "migrate",
     "local",
+    "negative",
 ];
 
 impl<'de> Deserialize<'de> for RouteConfig {
@@ -708,6 +741,14 @@ impl<'de> Deserialize<'de> for RouteConfig {
                             max_items: r.max_items,
                             max_bytes: r.max_bytes,
                             ttl_ms: r.ttl_ms,
+                            route: r.route,
+                        }
+                    }
+                    "negative" => {
+                        let r: NegativeRaw = typed(v)?;
+                        RouteConfig::Negative {
+                            ttl_ms: r.ttl_ms,
+                            max_keys: r.max_keys,
                             route: r.route,
                         }
                     }
@@ -888,6 +929,59 @@ mod tests {
             e.starts_with("route.phase: unknown variant `halfway`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn negative_route_parses_with_defaults_and_checks_its_bounds() {
+        use crate::config::{RouteConfig, defaults};
+        let c = Config::from_json(&with_route(r#"{"type": "negative", "route": "a"}"#)).unwrap();
+        assert_eq!(
+            c.route,
+            RouteConfig::Negative {
+                ttl_ms: defaults::NEGATIVE_TTL_MS,
+                max_keys: defaults::NEGATIVE_MAX_KEYS,
+                route: Box::new(RouteConfig::Pool { pool: "a".into() }),
+            }
+        );
+        assert_eq!(c.route.children()[0].0, ".route");
+        let c = Config::from_json(&with_route(
+            r#"{"type": "negative", "ttl_ms": 50, "max_keys": 7, "route": {"type": "failover", "children": ["a", "b"]}}"#,
+        ))
+        .unwrap();
+        assert!(matches!(
+            c.route,
+            RouteConfig::Negative {
+                ttl_ms: 50,
+                max_keys: 7,
+                ..
+            }
+        ));
+        assert_eq!(
+            err(&with_route(
+                r#"{"type": "negative", "ttl_ms": 0, "route": "a"}"#
+            )),
+            "route.ttl_ms: must be at least 1"
+        );
+        assert_eq!(
+            err(&with_route(
+                r#"{"type": "failover", "children": ["a", {"type": "negative", "max_keys": 0, "route": "b"}]}"#
+            )),
+            "route.children[1].max_keys: must be at least 1"
+        );
+        assert_eq!(
+            err(&with_route(r#"{"type": "negative", "route": "x"}"#)),
+            "route.route.pool: unknown pool \"x\""
+        );
+        let e = err(&with_route(
+            r#"{"type": "negative", "ttl_ms": -1, "route": "a"}"#,
+        ));
+        assert!(e.starts_with("route.ttl_ms: invalid value"), "{e}");
+        let e = err(&with_route(r#"{"type": "negative", "ttl_ms": 5}"#));
+        assert!(e.starts_with("route: missing field `route`"), "{e}");
+        let e = err(&with_route(
+            r#"{"type": "negative", "route": "a", "ttl": 5}"#,
+        ));
+        assert!(e.starts_with("route.ttl: unknown field `ttl`"), "{e}");
     }
 
     #[test]

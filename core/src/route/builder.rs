@@ -19,6 +19,7 @@ use super::failover::FailoverRoute;
 use super::gutter::GutterRoute;
 use super::local::LocalRoute;
 use super::migrate::MigrateRoute;
+use super::negative::NegativeRoute;
 use super::operation::OperationRoute;
 use super::pool::{PoolReplica, PoolRoute};
 use super::prefix::PrefixRoute;
@@ -284,6 +285,15 @@ impl Builder<'_> {
                     next,
                 ))
             }
+            RouteConfig::Negative {
+                ttl_ms,
+                max_keys,
+                route,
+            } => Arc::new(NegativeRoute::new(
+                child(route, ".route")?,
+                Duration::from_millis(*ttl_ms),
+                *max_keys,
+            )),
         })
     }
 }

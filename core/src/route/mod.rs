@@ -17,6 +17,7 @@
 //! | `operation` | [`operation`] | the command chooses the route |
 //! | `migrate` | [`migrate`] | move keys between topologies in reversible phases |
 //! | `local` | [`local`] | in-process LRU: the whole cache, or a near cache in front of a route |
+//! | `negative` | [`negative`] | remember a route's misses for `ttl_ms`: repeat reads of absent keys cost no I/O |
 //!
 //! Every route states, in its module doc, what it does for get, set/add/replace/cas, delete,
 //! incr/decr and touch. `route/` knows nothing about sockets: the leaves hand batches to
@@ -29,6 +30,7 @@ pub mod failover;
 pub mod gutter;
 pub mod local;
 pub mod migrate;
+pub mod negative;
 pub mod operation;
 pub mod pool;
 pub mod prefix;

@@ -264,3 +264,34 @@ pub fn delete_req(key: &[u8]) -> Write<'_> {
         invalidate: None,
     })
 }
+
+/// A store of `op` (set, add, cas …) with no flags and no expiry.
+pub fn store_req<'a>(op: StoreOp, key: &'a [u8], value: &'a [u8]) -> Write<'a> {
+    Write::new(Request::Store {
+        op,
+        key,
+        value,
+        flags: 0,
+        exptime: 0,
+        noreply: false,
+    })
+}
+
+/// An `incr key delta` write.
+pub fn incr_req(key: &[u8], delta: u64) -> Write<'_> {
+    Write::new(Request::Arith {
+        key,
+        incr: true,
+        delta,
+        noreply: false,
+    })
+}
+
+/// A `touch key exptime` write.
+pub fn touch_req(key: &[u8], exptime: u32) -> Write<'_> {
+    Write::new(Request::Touch {
+        key,
+        exptime,
+        noreply: false,
+    })
+}
