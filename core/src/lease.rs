@@ -28,8 +28,8 @@
 //! and an invalidated item as a miss. A text-protocol multi-get cannot tell: it sees a stub as
 //! an empty value with flags 0 for the few milliseconds a fill takes.
 //!
-//! [`get_or_set`] puts it together: of N concurrent missers in a process, one leads (the
-//! others follow it, see [`crate::coalesce`]); across processes, one wins the lease and the
+//! [`Client::get_or_set`] puts it together: of N concurrent missers in a process, one leads (the
+//! others follow it: request coalescing, `coalesce.rs`); across processes, one wins the lease and the
 //! others poll until the value lands (or serve the stale one), for at most `wait_ms`; then they
 //! compute it themselves and return it without storing.
 
