@@ -4,7 +4,8 @@
  * libfae C API conventions (every function follows them):
  *  - Every fallible function returns fae_result; FAE_RESULT_OK == 0. NOT_FOUND (1),
  *    NOT_STORED (2) and EXISTS (3) are outcomes, not errors; 1xx are caller errors found
- *    before any I/O; 2xx are server/network failures; 900 is a caught panic.
+ *    before any I/O; 2xx are server/network failures; 3xx are failures the caller's own
+ *    callback reported; 900 is a caught panic.
  *    fae_result_is_error() tells them apart; fae_result_message() names a code.
  *  - After an error code, fae_last_error_message() gives this thread's detailed text
  *    (cleared at the start of every fallible call).
@@ -36,6 +37,7 @@
 // - 1 to 3 are outcomes, not errors: the request was carried out and this is its answer.
 // - 1xx: the caller's error, detected before any I/O.
 // - 2xx: the server or the network failed.
+// - 3xx: the caller's own callback reported a failure.
 // - 900: a bug in libfae was caught at the boundary.
 //
 // Numbers are stable and never reused; a retired code stays here as a comment. Before C23
@@ -80,6 +82,10 @@ enum fae_result
   FAE_RESULT_NO_SERVER_AVAILABLE = 204,
   // The connection failed after it was made (reset, broken pipe, other I/O error).
   FAE_RESULT_CONNECTION_LOST = 205,
+  // The compute callback of `fae_client_get_or_set` failed (returned non-zero, or returned 0
+  // without a value); `fae_last_error_message` gives the number it returned. Nothing was
+  // stored.
+  FAE_RESULT_COMPUTE_FAILED = 300,
   // libfae panicked; the call was abandoned. Please report it.
   FAE_RESULT_PANIC = 900,
 };
@@ -88,6 +94,47 @@ enum fae_result
 typedef enum fae_result fae_result;
 #else
 typedef uint32_t fae_result;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// What a lease read found; `fae_lease_status` returns it. Before C23 the header types it as
+// `uint32_t`, like `fae_result`.
+//
+// | status | `fae_lease_item` | `fae_lease_token` | what to do |
+// |---|---|---|---|
+// | `FAE_LEASE_HIT` | the value | 0 | serve it |
+// | `FAE_LEASE_REFRESH` | a stale or nearly expired value | the token | serve it, compute, `fae_client_set_with_lease` |
+// | `FAE_LEASE_STALE` | a stale value | 0 | serve it (another client refreshes it) |
+// | `FAE_LEASE_MISS` | NULL | the token, or 0 | compute, `fae_client_set_with_lease` |
+// | `FAE_LEASE_WAIT` | NULL | 0 | another client is filling: read again shortly |
+//
+enum fae_lease_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // A current value: serve it.
+  FAE_LEASE_HIT = 0,
+  // A value to serve that needs refreshing, and this caller won the refresh: it was
+  // invalidated (`fae_client_invalidate`), or has less than `stampede.recache_below_s`
+  // seconds left. Serve it meanwhile, compute the new value and fill with
+  // `fae_client_set_with_lease` and the token.
+  FAE_LEASE_REFRESH = 1,
+  // An invalidated value that another client is refreshing: serve it.
+  FAE_LEASE_STALE = 2,
+  // A miss, and this caller holds the lease: compute the value and fill with
+  // `fae_client_set_with_lease` and the token. Token 0 means no lease could be had (a
+  // `text`-protocol pool, the in-process `local` cache): the fill is then an `add`.
+  FAE_LEASE_MISS = 3,
+  // A miss that another client is filling: nothing to serve and nothing to fill; read again
+  // in a few milliseconds (or let `fae_client_get_or_set` do the waiting).
+  FAE_LEASE_WAIT = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum fae_lease_kind fae_lease_kind;
+#else
+typedef uint32_t fae_lease_kind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -104,6 +151,15 @@ typedef struct fae_config fae_config;
 // freed with `fae_item_free`. Reading it from several threads is fine; freeing it while
 // another thread reads it is not.
 typedef struct fae_item fae_item;
+
+// The answer of a lease read (`fae_client_get_or_lease`): its status (`fae_lease_status`), the
+// value to serve (`fae_lease_item`) and the token to fill with (`fae_lease_token`). Owned by
+// the caller, freed with `fae_lease_free`.
+typedef struct fae_lease fae_lease;
+
+// Where a compute callback puts its value: `fae_value_sink_set`. Lent by libfae for the
+// duration of the callback only; never freed by the caller.
+typedef struct fae_value_sink fae_value_sink;
 
 // Called by `fae_client_get_multi` once per hit, in key order, on the calling thread.
 //
@@ -135,6 +191,27 @@ typedef struct {
   // Expiry: 0 = never, up to 30 days = seconds from now, larger = unix time.
   uint32_t exptime;
 } fae_set_item;
+
+// The compute function of `fae_client_get_or_set`: produce the value of `key` (from the
+// database, say), hand it over with `fae_value_sink_set(sink, data, len, flags)` and return 0;
+// return any other number to report a failure (nothing is stored, and `fae_client_get_or_set`
+// returns `FAE_RESULT_COMPUTE_FAILED` with that number in `fae_last_error_message`). Returning
+// 0 without calling `fae_value_sink_set` is a failure too.
+//
+// It runs on the thread that called `fae_client_get_or_set`, before that call returns, and at
+// most once per call. `userdata` is the caller's pointer, passed through untouched; `key` is
+// the caller's own key pointer; `sink` is valid only until the callback returns.
+//
+// The callback may call other libfae functions, on the same client too, except
+// `fae_client_free` of that client and `fae_client_get_or_set` of the same key (which would
+// wait for itself). It must return normally: it is called from Rust frames, so it must not
+// `longjmp` out of the callback or let a C++ exception escape it (undefined behaviour). A
+// panic inside a libfae function it calls is caught inside that function (which returns
+// `FAE_RESULT_PANIC`) and never unwinds through the callback.
+typedef int (*fae_compute_callback)(void *userdata,
+                                    const uint8_t *key,
+                                    size_t key_len,
+                                    fae_value_sink *sink);
 
 #ifdef __cplusplus
 extern "C" {
@@ -523,6 +600,151 @@ uint64_t fae_item_cas(const fae_item *item);
 // # Safety
 // `item` must be NULL or a pointer from a get function that has not been freed.
 void fae_item_free(fae_item *item);
+
+// Read `key` with a lease (meta `mg <key> v f c t N<lease_ttl_s> [R<recache_below_s>]`).
+// On `FAE_RESULT_OK`, `*lease_out` receives a new `fae_lease` whatever was found (all five
+// statuses are answers, not errors): read it with `fae_lease_status`, `fae_lease_item` and
+// `fae_lease_token`, and free it with `fae_lease_free`.
+//
+// The first reader of a missing key gets `FAE_LEASE_MISS` and a token: an empty stub is
+// created on the server and lives `stampede.lease_ttl_s` (default 10 s), and later readers
+// get `FAE_LEASE_WAIT` until the holder fills the key with `fae_client_set_with_lease` (or
+// the stub expires). Plain gets see the stub as a miss. After `fae_client_invalidate`, the
+// first reader gets `FAE_LEASE_REFRESH` and the others `FAE_LEASE_STALE`, both with the old
+// value to serve. Lease reads are never coalesced (each caller learns its own role), and
+// leases work across every process and host that shares the servers.
+//
+// `fae_client_get_or_set` does this whole dance (including the waiting) for you.
+//
+// # Safety
+// `client` must be NULL or a live client; `key` must be readable for `key_len` bytes;
+// `lease_out` must be valid for a write of one pointer.
+fae_result fae_client_get_or_lease(const fae_client *client,
+                                   const uint8_t *key,
+                                   size_t key_len,
+                                   fae_lease **lease_out);
+
+// What the lease read found (`FAE_LEASE_HIT` ... `FAE_LEASE_WAIT`, see `fae_lease_kind`);
+// `FAE_LEASE_WAIT` if `lease` is NULL (nothing to serve, nothing to fill).
+//
+// # Safety
+// `lease` must be NULL or a live lease from this library.
+fae_lease_kind fae_lease_status(const fae_lease *lease);
+
+// The value to serve: for `FAE_LEASE_HIT`, `FAE_LEASE_REFRESH` and `FAE_LEASE_STALE` an item
+// read with the `fae_item_*` accessors; NULL for `FAE_LEASE_MISS`, `FAE_LEASE_WAIT` and a NULL
+// `lease`. The item is borrowed from `lease`: valid until `fae_lease_free(lease)`, and never
+// passed to `fae_item_free`.
+//
+// # Safety
+// `lease` must be NULL or a live lease from this library.
+const fae_item *fae_lease_item(const fae_lease *lease);
+
+// The token to pass to `fae_client_set_with_lease`: set for `FAE_LEASE_MISS` and
+// `FAE_LEASE_REFRESH`, 0 for the other statuses and a NULL `lease`. A `FAE_LEASE_MISS` with
+// token 0 means no lease could be had (a `text`-protocol pool, the in-process `local` cache):
+// fill anyway, the fill is then an `add`. Decide whether to fill by the status, not the token.
+//
+// # Safety
+// `lease` must be NULL or a live lease from this library.
+uint64_t fae_lease_token(const fae_lease *lease);
+
+// Free a lease and the item it holds. NULL is accepted. Must not be called twice with the same
+// pointer. Freeing a lease does not release the lease on the server: a `FAE_LEASE_MISS`
+// holder that never fills leaves the stub until `stampede.lease_ttl_s` runs out.
+//
+// # Safety
+// `lease` must be NULL or a pointer from `fae_client_get_or_lease` that has not been freed.
+void fae_lease_free(fae_lease *lease);
+
+// Fill `key` with the token of `fae_client_get_or_lease` (`fae_lease_token`). The value is
+// stored only if nothing was written to, deleted or invalidated since the lease (meta
+// `ms <key> ... C<token>`); otherwise the newer state wins and nothing is stored. Token 0 ("no
+// lease could be had") stores with `add`, which never overwrites a newer value either.
+//
+// On `FAE_RESULT_OK`, `*stored` says whether the value was stored: `false` is an answer, not
+// an error. `value` may be NULL when `value_len` is 0; `exptime` as in `fae_client_set`.
+//
+// # Safety
+// `client` must be NULL or a live client; `key` must be readable for `key_len` bytes and
+// `value` for `value_len` bytes; `stored` must be valid for a write of one `bool`.
+fae_result fae_client_set_with_lease(const fae_client *client,
+                                     const uint8_t *key,
+                                     size_t key_len,
+                                     const uint8_t *value,
+                                     size_t value_len,
+                                     uint32_t flags,
+                                     uint32_t exptime,
+                                     uint64_t token,
+                                     bool *stored);
+
+// Invalidate `key` instead of deleting it (meta `md <key> I T<stale_ttl>`): the value stays on
+// the server, marked stale, for `stale_ttl` more seconds (0: its current TTL). The next lease
+// reader gets `FAE_LEASE_REFRESH` (serve the old value, refresh it), every other lease reader
+// `FAE_LEASE_STALE` (serve it) until the refresh lands; plain gets see a miss; fills of leases
+// taken before fail. On a `text`-protocol pool this is a plain delete.
+//
+// On `FAE_RESULT_OK`, `*found` says whether the key was there.
+//
+// # Safety
+// `client` must be NULL or a live client; `key` must be readable for `key_len` bytes; `found`
+// must be valid for a write of one `bool`.
+fae_result fae_client_invalidate(const fae_client *client,
+                                 const uint8_t *key,
+                                 size_t key_len,
+                                 uint32_t stale_ttl,
+                                 bool *found);
+
+// Hand the computed value to libfae from inside a `fae_compute_callback`: `len` bytes at
+// `data` (copied; NULL is fine when `len` is 0) and the client flags to store with them. A
+// second call replaces the first.
+//
+// # Safety
+// `sink` must be NULL or the pointer the running callback received, used before the callback
+// returns; `data` must be readable for `len` bytes.
+fae_result fae_value_sink_set(fae_value_sink *sink,
+                              const uint8_t *data,
+                              size_t len,
+                              uint32_t flags);
+
+// Read-through with stampede protection: the value of `key`, or the one `compute` makes,
+// stored with `exptime` (as in `fae_client_set`). The value is computed once per expiry
+// across every thread and process that shares the servers:
+//
+// - In this process, concurrent callers for the same key share one call: one leads (its
+//   `compute` runs), the others block until its value arrives (or, while it refreshes an
+//   invalidated value, are served the stale value at once). If the leader's `compute` fails,
+//   each of them runs its own.
+// - Across processes, the first to miss wins the lease (`fae_client_get_or_lease`); the
+//   others poll (1, 2, 4 ... 50 ms, jittered) until the value lands, for at most
+//   `stampede.wait_ms` (default 2000); then they run their own `compute` and return its value
+//   without storing it (the lease holder's fill stays authoritative).
+// - A failing cache (a server down) does not fail the call: `compute` runs and its value is
+//   returned, not stored.
+// - A delete, set or invalidate between the lease and the fill wins: the fill is refused and
+//   the caller still gets its computed value.
+//
+// `compute` (see `fae_compute_callback`) runs on this thread only, at most once per call,
+// with `userdata`; it must not `longjmp` or throw.
+//
+// On `FAE_RESULT_OK`, `*item_out` receives a new `fae_item` (the cached or the computed value
+// and flags; free it with `fae_item_free`). `FAE_RESULT_COMPUTE_FAILED`: `compute` returned
+// non-zero (or 0 without a value); nothing was stored, `*item_out` is untouched and
+// `fae_last_error_message` gives the number (`compute_failed: the compute callback returned
+// 7`). Caller errors (NULL, invalid key, closed client) are found before any I/O, without
+// calling `compute`.
+//
+// # Safety
+// `client` must be NULL or a live client; `key` must be readable for `key_len` bytes;
+// `compute` must be safe to call with `userdata`; `item_out` must be valid for a write of one
+// pointer.
+fae_result fae_client_get_or_set(const fae_client *client,
+                                 const uint8_t *key,
+                                 size_t key_len,
+                                 uint32_t exptime,
+                                 fae_compute_callback compute,
+                                 void *userdata,
+                                 fae_item **item_out);
 
 // Write the sentence for `result` into `buf`, truncated to `len` bytes (at a UTF-8 character
 // boundary), not NUL-terminated, and the number of bytes written into `*out_n`. An unknown

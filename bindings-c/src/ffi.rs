@@ -3,8 +3,9 @@
 //! default in infallible functions).
 //!
 //! Every handle type implements [`Castable`], naming its Rust type and its ownership marker
-//! ([`OwnershipBox`] or [`OwnershipArc`]). The helpers below are generic over that marker, so
-//! freeing a `Box` handle with the `Arc` helper (or the reverse) does not compile.
+//! ([`OwnershipBox`], [`OwnershipArc`] or [`OwnershipRef`]). The helpers below are generic over
+//! that marker, so freeing a `Box` handle with the `Arc` helper (or the reverse), or freeing a
+//! handle libfae only lends, does not compile.
 
 use std::sync::Arc;
 
@@ -18,10 +19,16 @@ pub(crate) struct OwnershipBox;
 #[derive(Debug)]
 pub(crate) struct OwnershipArc;
 
-/// Marker for the two ownership kinds.
+/// The handle is a `&mut RustType` that libfae lends to a callback for the duration of the
+/// call (`fae_value_sink`): C never owns it and there is no `_free`.
+#[derive(Debug)]
+pub(crate) struct OwnershipRef;
+
+/// Marker for the three ownership kinds.
 pub(crate) trait OwnershipMarker {}
 impl OwnershipMarker for OwnershipBox {}
 impl OwnershipMarker for OwnershipArc {}
+impl OwnershipMarker for OwnershipRef {}
 
 /// Ties an opaque C handle type to the Rust type it points to and to how that value is owned.
 /// One implementation per handle: a type cannot be both `Box` and `Arc` owned.
@@ -60,6 +67,25 @@ pub(crate) unsafe fn try_ref<'a, C: Castable>(ptr: *const C) -> Option<&'a C::Ru
     // SAFETY: per this function's contract the pointer is NULL or points to a live RustType
     // (the handle was made from Box/Arc::into_raw of exactly that type).
     unsafe { ptr.cast::<C::RustType>().as_ref() }
+}
+
+/// Lend `value` to C as a handle of type `C`, for as long as the borrow lasts (a callback's
+/// argument). Only [`try_mut`] may turn it back into a reference.
+pub(crate) fn lend_mut<C: Castable<Ownership = OwnershipRef>>(value: &mut C::RustType) -> *mut C {
+    std::ptr::from_mut(value).cast::<C>()
+}
+
+/// Borrow mutably the Rust value behind a lent handle. `None` for NULL.
+///
+/// # Safety
+/// A non-NULL `ptr` must come from [`lend_mut`] for the same `C`, and the borrow it was made
+/// from must still be live and not otherwise in use.
+pub(crate) unsafe fn try_mut<'a, C: Castable<Ownership = OwnershipRef>>(
+    ptr: *mut C,
+) -> Option<&'a mut C::RustType> {
+    // SAFETY: per this function's contract the pointer is NULL or comes from lend_mut of a live
+    // `&mut RustType` that nothing else uses while C holds the handle.
+    unsafe { ptr.cast::<C::RustType>().as_mut() }
 }
 
 /// Hand a new `Arc` to C through an out-param.
@@ -161,6 +187,19 @@ macro_rules! try_ref_from_ptr {
     };
 }
 pub(crate) use try_ref_from_ptr;
+
+/// Borrow mutably the value behind a lent handle ([`OwnershipRef`]), or return NULL_PARAMETER.
+macro_rules! try_mut_from_ptr {
+    ($var:ident) => {
+        // SAFETY: the exported function's `# Safety` section requires lent handles to be NULL
+        // or the live pointer libfae passed to the running callback.
+        match unsafe { $crate::ffi::try_mut($var) } {
+            Some(r) => r,
+            None => return $crate::ffi::null_parameter(stringify!($var)),
+        }
+    };
+}
+pub(crate) use try_mut_from_ptr;
 
 /// Turn an out-param into `&mut T`, or return NULL_PARAMETER.
 macro_rules! try_out_param {

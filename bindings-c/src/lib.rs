@@ -6,7 +6,8 @@
 //!
 //! - **Results.** Every fallible function returns `fae_result`; `FAE_RESULT_OK` is 0. Codes
 //!   1 to 3 (`NOT_FOUND`, `NOT_STORED`, `EXISTS`) are outcomes, not errors; 1xx are the caller's
-//!   errors, found before any I/O; 2xx are server and network failures; 900 is a caught panic.
+//!   errors, found before any I/O; 2xx are server and network failures; 3xx are failures the
+//!   caller's own callback reported (`FAE_RESULT_COMPUTE_FAILED`); 900 is a caught panic.
 //!   `fae_result_is_error()` tells errors from outcomes and `fae_result_message()` gives each
 //!   code a sentence. Numbers are never reused.
 //! - **Error text.** Every fallible function clears this thread's last error text when it
@@ -55,11 +56,13 @@ mod panic;
 pub mod client;
 pub mod config;
 pub mod item;
+pub mod lease;
 pub mod result;
 
 pub use client::{fae_client, fae_hit_callback, fae_set_item};
 pub use config::fae_config;
 pub use item::fae_item;
+pub use lease::{fae_compute_callback, fae_lease, fae_lease_kind, fae_value_sink};
 pub use result::fae_result;
 
 use std::ffi::c_char;

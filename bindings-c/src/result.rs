@@ -15,6 +15,7 @@ use crate::panic::ffi_panic_boundary_keep_error;
 /// - 1 to 3 are outcomes, not errors: the request was carried out and this is its answer.
 /// - 1xx: the caller's error, detected before any I/O.
 /// - 2xx: the server or the network failed.
+/// - 3xx: the caller's own callback reported a failure.
 /// - 900: a bug in libfae was caught at the boundary.
 ///
 /// Numbers are stable and never reused; a retired code stays here as a comment. Before C23
@@ -58,13 +59,17 @@ pub enum fae_result {
     NoServerAvailable = 204,
     /// The connection failed after it was made (reset, broken pipe, other I/O error).
     ConnectionLost = 205,
+    /// The compute callback of `fae_client_get_or_set` failed (returned non-zero, or returned 0
+    /// without a value); `fae_last_error_message` gives the number it returned. Nothing was
+    /// stored.
+    ComputeFailed = 300,
     /// libfae panicked; the call was abandoned. Please report it.
     Panic = 900,
 }
 
 impl fae_result {
     /// Every code, in numeric order.
-    pub(crate) const ALL: [fae_result; 18] = [
+    pub(crate) const ALL: [fae_result; 19] = [
         Self::Ok,
         Self::NotFound,
         Self::NotStored,
@@ -82,6 +87,7 @@ impl fae_result {
         Self::ProtocolError,
         Self::NoServerAvailable,
         Self::ConnectionLost,
+        Self::ComputeFailed,
         Self::Panic,
     ];
 
@@ -118,6 +124,7 @@ impl fae_result {
             Self::ProtocolError => "protocol error",
             Self::NoServerAvailable => "no server available",
             Self::ConnectionLost => "connection lost",
+            Self::ComputeFailed => "the compute callback failed",
             Self::Panic => "panic in libfae (a bug; please report it)",
         }
     }
@@ -315,7 +322,7 @@ mod tests {
     #[test]
     fn numbers_are_stable() {
         let expected = [
-            0, 1, 2, 3, 100, 101, 102, 103, 104, 105, 106, 200, 201, 202, 203, 204, 205, 900,
+            0, 1, 2, 3, 100, 101, 102, 103, 104, 105, 106, 200, 201, 202, 203, 204, 205, 300, 900,
         ];
         let got: Vec<u32> = fae_result::ALL.iter().map(|r| *r as u32).collect();
         assert_eq!(got, expected);

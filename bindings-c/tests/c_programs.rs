@@ -1,8 +1,8 @@
 //! The C API tested from C, against real memcached servers (fae-testkit):
 //!
-//! - `examples/c/demo.c` and `bindings-c/tests/c/api_test.c` are compiled with
-//!   `gcc -std=c99 -Wall -Wextra -Werror -pedantic` (and with g++), linked against the
-//!   `libfae.so` that cargo built for this test run, and run;
+//! - `examples/c/demo.c`, `examples/c/stampede.c` and `bindings-c/tests/c/api_test.c` are
+//!   compiled with `gcc -std=c99 -Wall -Wextra -Werror -pedantic` (and with g++), linked
+//!   against the `libfae.so` that cargo built for this test run, and run;
 //! - `api_test` runs once more under valgrind (no invalid access, no definite leak);
 //! - `api_test` is linked statically against `libfae.a`;
 //! - `bindings-c/install.sh` installs into a temporary prefix, and the demo builds with
@@ -121,6 +121,10 @@ fn demo_source() -> PathBuf {
     repo_root().join("examples/c/demo.c")
 }
 
+fn stampede_source() -> PathBuf {
+    repo_root().join("examples/c/stampede.c")
+}
+
 fn api_test_source() -> PathBuf {
     repo_root().join("bindings-c/tests/c/api_test.c")
 }
@@ -167,6 +171,24 @@ fn demo_runs_against_real_servers() {
 }
 
 #[test]
+fn stampede_example_runs_against_real_servers() {
+    let scratch = Scratch::new("stampede");
+    let exe = scratch.path("stampede");
+    compile_shared("gcc", STRICT_C, &stampede_source(), &exe);
+    let cluster = Cluster::start(2);
+    let out = run(program(&exe).args(cluster.addrs()), "stampede");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "get_or_set user:42 = row for user:42 (database queries: 1)\n\
+         get_or_set user:42 = row for user:42 (database queries: 1)",
+        "lease user:7: computed and filled (stored)",
+        "stampede: OK",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?}\n{stdout}");
+    }
+}
+
+#[test]
 fn demo_fails_cleanly_without_servers() {
     let scratch = Scratch::new("demo-fail");
     let exe = scratch.path("demo");
@@ -187,6 +209,12 @@ fn demo_fails_cleanly_without_servers() {
 fn c_sources_compile_as_cpp() {
     let scratch = Scratch::new("cpp");
     compile_shared("g++", STRICT_CXX, &demo_source(), &scratch.path("demo"));
+    compile_shared(
+        "g++",
+        STRICT_CXX,
+        &stampede_source(),
+        &scratch.path("stampede"),
+    );
     compile_shared(
         "g++",
         STRICT_CXX,

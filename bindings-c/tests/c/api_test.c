@@ -6,6 +6,10 @@
  * writable directory for config files. Run by bindings-c/tests/c_programs.rs (also under
  * valgrind). Prints one line per failed check and a summary; exit status 0 only if every check
  * passed. Compiles as C99 and as C++. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* nanosleep and pthread barriers under -std=c99 */
+#endif
+
 #include <fae.h>
 
 #include <inttypes.h>
@@ -13,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Timeouts are multiplied by 10 when FAE_TEST_SLOW is set (the valgrind run: the program is
  * 20-50x slower there, and a deadline meant for a live server must not expire on it). */
@@ -67,6 +72,7 @@ static int sentinel_storage;
 #define SENTINEL_ITEM ((fae_item *)(void *)&sentinel_storage)
 #define SENTINEL_CONFIG ((fae_config *)(void *)&sentinel_storage)
 #define SENTINEL_CLIENT ((fae_client *)(void *)&sentinel_storage)
+#define SENTINEL_LEASE ((fae_lease *)(void *)&sentinel_storage)
 
 /* The last error text on this thread, NUL-terminated in a static buffer. */
 static const char *last_error(void) {
@@ -140,7 +146,7 @@ static void test_results_and_messages(void) {
   CHECK(n == 7);
   {
     const uint32_t all[] = {0, 1, 2, 3, 100, 101, 102, 103, 104, 105, 106,
-                            200, 201, 202, 203, 204, 205, 900};
+                            200, 201, 202, 203, 204, 205, 300, 900};
     size_t i;
     for (i = 0; i < sizeof all / sizeof all[0]; i++) {
       fae_result_message(all[i], buf, sizeof buf, &n);
@@ -155,6 +161,7 @@ static void test_results_and_messages(void) {
   CHECK(fae_result_is_error(FAE_RESULT_NULL_PARAMETER));
   CHECK(fae_result_is_error(FAE_RESULT_CONNECTION_LOST));
   CHECK(fae_result_is_error(FAE_RESULT_PANIC));
+  CHECK(fae_result_is_error(FAE_RESULT_COMPUTE_FAILED));
   CHECK(fae_result_is_error(77));
   CHECK(sizeof(fae_result) == 4);
 }
@@ -762,6 +769,370 @@ static void test_threads(const fae_client *c) {
   }
 }
 
+/* Does the whole output buffer buf[0..n) equal the NUL-terminated want? */
+static int text_is(const char *buf, size_t n, const char *want) {
+  return n == strlen(want) && memcmp(buf, want, n) == 0;
+}
+
+/* The client's stats JSON, malloc'ed and NUL-terminated (NULL on failure). */
+static char *stats_json(const fae_client *c) {
+  size_t need = 0, n = 0;
+  char *json;
+  if (fae_client_stats_json(c, NULL, 0, &need) != FAE_RESULT_INSUFFICIENT_SIZE) {
+    return NULL;
+  }
+  json = (char *)malloc(need + 1);
+  if (json == NULL) {
+    return NULL;
+  }
+  if (fae_client_stats_json(c, json, need, &n) != FAE_RESULT_OK) {
+    free(json);
+    return NULL;
+  }
+  json[n] = '\0';
+  return json;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Stampede protection: leases, invalidate, get_or_set. */
+
+static void sleep_ms(int ms) {
+  struct timespec ts;
+  ts.tv_sec = ms / 1000;
+  ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+}
+
+/* Read `key` with a lease; *lease_out gets the lease (NULL on error). */
+static fae_lease_kind lease_read(const fae_client *c, const char *key, fae_lease **lease_out) {
+  *lease_out = NULL;
+  CHECK_RC(fae_client_get_or_lease(c, K(key), lease_out), FAE_RESULT_OK);
+  return fae_lease_status(*lease_out);
+}
+
+/* Does the lease carry exactly `want` (with `flags`) as its value to serve? */
+static int lease_item_is(const fae_lease *lease, const char *want, uint32_t flags) {
+  const fae_item *item = fae_lease_item(lease);
+  return item != NULL && item_is(item, want) && fae_item_flags(item) == flags;
+}
+
+/* miss -> token, wait, set_with_lease stored, hit; a delete between lease and fill wins;
+ * invalidate -> refresh, then stale. */
+static void test_leases(const fae_client *c) {
+  fae_lease *lease = SENTINEL_LEASE;
+  fae_item *item = SENTINEL_ITEM;
+  bool stored = false;
+  bool found = false;
+  uint64_t token;
+  uint64_t refresh_token;
+
+  /* caller errors: out-params untouched */
+  CHECK_RC(fae_client_get_or_lease(NULL, K("l:a"), &lease), FAE_RESULT_NULL_PARAMETER);
+  CHECK_RC(fae_client_get_or_lease(c, NULL, 3, &lease), FAE_RESULT_NULL_PARAMETER);
+  CHECK_RC(fae_client_get_or_lease(c, K("l:a"), NULL), FAE_RESULT_NULL_PARAMETER);
+  CHECK(strcmp(last_error(), "lease_out is NULL") == 0);
+  CHECK_RC(fae_client_get_or_lease(c, K("bad key"), &lease), FAE_RESULT_INVALID_KEY);
+  CHECK(lease == SENTINEL_LEASE);
+  CHECK_RC(fae_client_set_with_lease(NULL, K("l:a"), V("x"), 0, 0, 1, &stored),
+           FAE_RESULT_NULL_PARAMETER);
+  CHECK_RC(fae_client_set_with_lease(c, K("l:a"), NULL, 1, 0, 0, 1, &stored),
+           FAE_RESULT_NULL_PARAMETER);
+  CHECK_RC(fae_client_set_with_lease(c, K("l:a"), V("x"), 0, 0, 1, NULL),
+           FAE_RESULT_NULL_PARAMETER);
+  CHECK_RC(fae_client_set_with_lease(c, K("bad key"), V("x"), 0, 0, 1, &stored),
+           FAE_RESULT_INVALID_KEY);
+  CHECK_RC(fae_client_invalidate(NULL, K("l:a"), 0, &found), FAE_RESULT_NULL_PARAMETER);
+  CHECK_RC(fae_client_invalidate(c, K("l:a"), 0, NULL), FAE_RESULT_NULL_PARAMETER);
+  CHECK_RC(fae_client_invalidate(c, K("bad key"), 0, &found), FAE_RESULT_INVALID_KEY);
+  CHECK(!stored && !found);
+  CHECK(fae_lease_status(NULL) == FAE_LEASE_WAIT);
+  CHECK(fae_lease_item(NULL) == NULL && fae_lease_token(NULL) == 0);
+  fae_lease_free(NULL);
+
+  /* a miss wins the lease (a token, nothing to serve); the next reader waits */
+  fae_client_delete(c, K("l:a"));
+  CHECK(lease_read(c, "l:a", &lease) == FAE_LEASE_MISS);
+  CHECK(lease != SENTINEL_LEASE && lease != NULL);
+  token = fae_lease_token(lease);
+  CHECK(token != 0 && fae_lease_item(lease) == NULL);
+  fae_lease_free(lease);
+  CHECK(lease_read(c, "l:a", &lease) == FAE_LEASE_WAIT);
+  CHECK(fae_lease_token(lease) == 0 && fae_lease_item(lease) == NULL);
+  fae_lease_free(lease);
+  CHECK_RC(fae_client_get(c, K("l:a"), &item), FAE_RESULT_NOT_FOUND); /* the stub is a miss */
+  CHECK(item == SENTINEL_ITEM);
+  /* the holder fills; readers hit */
+  CHECK_RC(fae_client_set_with_lease(c, K("l:a"), V("filled"), 9, 0, token, &stored),
+           FAE_RESULT_OK);
+  CHECK(stored);
+  CHECK(lease_read(c, "l:a", &lease) == FAE_LEASE_HIT);
+  CHECK(lease_item_is(lease, "filled", 9) && fae_lease_token(lease) == 0);
+  fae_lease_free(lease);
+  CHECK(value_is(c, "l:a", "filled"));
+  /* a spent token fills nothing */
+  stored = true;
+  CHECK_RC(fae_client_set_with_lease(c, K("l:a"), V("again"), 0, 0, token, &stored),
+           FAE_RESULT_OK);
+  CHECK(!stored && value_is(c, "l:a", "filled"));
+
+  /* a delete between the lease and the fill wins: the late fill is not stored */
+  fae_client_delete(c, K("l:b"));
+  CHECK(lease_read(c, "l:b", &lease) == FAE_LEASE_MISS);
+  token = fae_lease_token(lease);
+  fae_lease_free(lease);
+  CHECK_RC(fae_client_delete(c, K("l:b")), FAE_RESULT_OK);
+  stored = true;
+  CHECK_RC(fae_client_set_with_lease(c, K("l:b"), V("late"), 0, 0, token, &stored),
+           FAE_RESULT_OK);
+  CHECK(!stored);
+  CHECK_RC(fae_client_get(c, K("l:b"), &item), FAE_RESULT_NOT_FOUND);
+  CHECK(item == SENTINEL_ITEM);
+
+  /* invalidate: the first lease reader refreshes, the others get it stale, plain reads miss.
+   * (Plain reads come last: memcached hands the refresh to the first reader of a stale item,
+   * lease read or not.) */
+  CHECK_RC(fae_client_set(c, K("l:c"), V("old"), 4, 0), FAE_RESULT_OK);
+  CHECK_RC(fae_client_invalidate(c, K("l:c"), 30, &found), FAE_RESULT_OK);
+  CHECK(found);
+  CHECK(lease_read(c, "l:c", &lease) == FAE_LEASE_REFRESH);
+  refresh_token = fae_lease_token(lease);
+  CHECK(refresh_token != 0 && lease_item_is(lease, "old", 4));
+  fae_lease_free(lease);
+  CHECK(lease_read(c, "l:c", &lease) == FAE_LEASE_STALE);
+  CHECK(fae_lease_token(lease) == 0 && lease_item_is(lease, "old", 4));
+  fae_lease_free(lease);
+  CHECK_RC(fae_client_get(c, K("l:c"), &item), FAE_RESULT_NOT_FOUND);
+  CHECK(item == SENTINEL_ITEM);
+  CHECK_RC(fae_client_set_with_lease(c, K("l:c"), V("new"), 5, 0, refresh_token, &stored),
+           FAE_RESULT_OK);
+  CHECK(stored);
+  CHECK(lease_read(c, "l:c", &lease) == FAE_LEASE_HIT);
+  CHECK(lease_item_is(lease, "new", 5));
+  fae_lease_free(lease);
+  /* a fill whose lease predates an invalidate fails */
+  CHECK_RC(fae_client_invalidate(c, K("l:c"), 30, &found), FAE_RESULT_OK);
+  CHECK(lease_read(c, "l:c", &lease) == FAE_LEASE_REFRESH);
+  token = fae_lease_token(lease);
+  fae_lease_free(lease);
+  CHECK_RC(fae_client_invalidate(c, K("l:c"), 30, &found), FAE_RESULT_OK);
+  CHECK_RC(fae_client_set_with_lease(c, K("l:c"), V("lost"), 0, 0, token, &stored),
+           FAE_RESULT_OK);
+  CHECK(!stored);
+  /* invalidating a missing key */
+  found = true;
+  fae_client_delete(c, K("l:missing"));
+  CHECK_RC(fae_client_invalidate(c, K("l:missing"), 30, &found), FAE_RESULT_OK);
+  CHECK(!found);
+}
+
+/* What a compute callback does, and what it saw. Shared by the storm's threads. */
+struct compute_ctx {
+  pthread_mutex_t lock;
+  int calls;
+  int ret;           /* what the callback returns */
+  const char *value; /* NULL: return without calling fae_value_sink_set */
+  uint32_t flags;
+  int sleep_ms;            /* how long computing takes */
+  const fae_client *reenter; /* non-NULL: call libfae from inside the callback */
+  char key[64];            /* the key it was called with */
+  fae_result sink_rc;
+};
+
+static void compute_init(struct compute_ctx *x, int ret, const char *value, uint32_t flags) {
+  memset(x, 0, sizeof *x);
+  pthread_mutex_init(&x->lock, NULL);
+  x->ret = ret;
+  x->value = value;
+  x->flags = flags;
+  x->sink_rc = (fae_result)999;
+}
+
+static int compute_calls(struct compute_ctx *x) {
+  int n;
+  pthread_mutex_lock(&x->lock);
+  n = x->calls;
+  pthread_mutex_unlock(&x->lock);
+  return n;
+}
+
+static int compute(void *userdata, const uint8_t *key, size_t key_len, fae_value_sink *sink) {
+  struct compute_ctx *x = (struct compute_ctx *)userdata;
+  int first;
+  pthread_mutex_lock(&x->lock);
+  first = x->calls++ == 0;
+  if (first && key_len < sizeof x->key) {
+    memcpy(x->key, key, key_len);
+    x->key[key_len] = '\0';
+  }
+  pthread_mutex_unlock(&x->lock);
+  if (x->sleep_ms > 0) {
+    sleep_ms(x->sleep_ms);
+  }
+  if (x->reenter != NULL) {
+    /* libfae calls are fine in here; this one fails and leaves an error text behind */
+    fae_item *item = NULL;
+    if (fae_client_get(x->reenter, K("bad key"), &item) != FAE_RESULT_INVALID_KEY) {
+      return -100;
+    }
+  }
+  if (x->value != NULL) {
+    fae_result rc = fae_value_sink_set(sink, V(x->value), x->flags);
+    if (first) {
+      x->sink_rc = rc;
+    }
+    if (rc != FAE_RESULT_OK) {
+      return -200;
+    }
+  }
+  return x->ret;
+}
+
+struct stormer {
+  const fae_client *client;
+  struct compute_ctx *ctx;
+  pthread_barrier_t *start;
+  fae_result rc;
+  int got_value;
+};
+
+static void *storm_main(void *arg) {
+  struct stormer *s = (struct stormer *)arg;
+  fae_item *item = NULL;
+  pthread_barrier_wait(s->start);
+  s->rc = fae_client_get_or_set(s->client, K("gos:storm"), 0, compute, s->ctx, &item);
+  if (s->rc == FAE_RESULT_OK) {
+    s->got_value = item_is(item, "storm value") && fae_item_flags(item) == 3;
+    fae_item_free(item);
+  }
+  return NULL;
+}
+
+/* get_or_set: computed once then hit; a failing callback stores nothing; 16 threads storming
+ * one key run the callback once and all get its value. */
+static void test_get_or_set(const char *live1, const char *live2) {
+  char json[512];
+  fae_client *c;
+  fae_item *item = SENTINEL_ITEM;
+  struct compute_ctx ctx;
+
+  /* followers wait for the leader for up to 2 * wait_ms: generous, for valgrind */
+  snprintf(json, sizeof json,
+           "{\"servers\": [\"%s\", \"%s\"], \"timeouts\": {\"connect_ms\": %d, \"io_ms\": %d},"
+           " \"stampede\": {\"wait_ms\": %d}}",
+           live1, live2, 200 * slow(), 2000 * slow(), 5000 * slow());
+  c = client_for(json);
+  CHECK(c != NULL);
+  if (c == NULL) {
+    return;
+  }
+
+  /* caller errors: found before any I/O, the callback is not called */
+  compute_init(&ctx, 0, "x", 0);
+  CHECK_RC(fae_client_get_or_set(NULL, K("gos:a"), 0, compute, &ctx, &item),
+           FAE_RESULT_NULL_PARAMETER);
+  CHECK_RC(fae_client_get_or_set(c, NULL, 1, 0, compute, &ctx, &item), FAE_RESULT_NULL_PARAMETER);
+  CHECK_RC(fae_client_get_or_set(c, K("gos:a"), 0, NULL, &ctx, &item), FAE_RESULT_NULL_PARAMETER);
+  CHECK(strcmp(last_error(), "compute is NULL") == 0);
+  CHECK_RC(fae_client_get_or_set(c, K("gos:a"), 0, compute, &ctx, NULL),
+           FAE_RESULT_NULL_PARAMETER);
+  CHECK_RC(fae_client_get_or_set(c, K("bad key"), 0, compute, &ctx, &item),
+           FAE_RESULT_INVALID_KEY);
+  CHECK(compute_calls(&ctx) == 0 && item == SENTINEL_ITEM);
+  CHECK_RC(fae_value_sink_set(NULL, V("x"), 0), FAE_RESULT_NULL_PARAMETER);
+  pthread_mutex_destroy(&ctx.lock);
+
+  /* a miss: computed once (with the caller's key), stored with its flags; then a hit */
+  fae_client_delete(c, K("gos:once"));
+  compute_init(&ctx, 0, "computed", 11);
+  ctx.reenter = c;
+  CHECK_RC(fae_client_get_or_set(c, K("gos:once"), 300, compute, &ctx, &item), FAE_RESULT_OK);
+  CHECK(item != SENTINEL_ITEM && item_is(item, "computed") && fae_item_flags(item) == 11);
+  fae_item_free(item);
+  CHECK(compute_calls(&ctx) == 1 && strcmp(ctx.key, "gos:once") == 0);
+  CHECK(ctx.sink_rc == FAE_RESULT_OK);
+  CHECK(strcmp(last_error(), "") == 0); /* the callback's failed get left no text */
+  item = SENTINEL_ITEM;
+  CHECK_RC(fae_client_get_or_set(c, K("gos:once"), 300, compute, &ctx, &item), FAE_RESULT_OK);
+  CHECK(item != SENTINEL_ITEM && item_is(item, "computed") && fae_item_flags(item) == 11);
+  fae_item_free(item);
+  CHECK(compute_calls(&ctx) == 1);
+  CHECK(value_is(c, "gos:once", "computed"));
+  pthread_mutex_destroy(&ctx.lock);
+
+  /* a failing callback: COMPUTE_FAILED with its number, nothing stored */
+  fae_client_delete(c, K("gos:fail"));
+  compute_init(&ctx, 7, "never stored", 0);
+  item = SENTINEL_ITEM;
+  CHECK_RC(fae_client_get_or_set(c, K("gos:fail"), 0, compute, &ctx, &item),
+           FAE_RESULT_COMPUTE_FAILED);
+  CHECK(fae_result_is_error(FAE_RESULT_COMPUTE_FAILED));
+  CHECK(strcmp(last_error(), "compute_failed: the compute callback returned 7") == 0);
+  CHECK(compute_calls(&ctx) == 1 && item == SENTINEL_ITEM);
+  CHECK_RC(fae_client_get(c, K("gos:fail"), &item), FAE_RESULT_NOT_FOUND);
+  CHECK(item == SENTINEL_ITEM);
+  pthread_mutex_destroy(&ctx.lock);
+  /* returning 0 without a value is a failure too */
+  fae_client_delete(c, K("gos:novalue"));
+  compute_init(&ctx, 0, NULL, 0);
+  CHECK_RC(fae_client_get_or_set(c, K("gos:novalue"), 0, compute, &ctx, &item),
+           FAE_RESULT_COMPUTE_FAILED);
+  CHECK(strstr(last_error(), "without calling fae_value_sink_set") != NULL);
+  CHECK_RC(fae_client_get(c, K("gos:novalue"), &item), FAE_RESULT_NOT_FOUND);
+  CHECK(item == SENTINEL_ITEM);
+  pthread_mutex_destroy(&ctx.lock);
+  /* an empty value is a value */
+  fae_client_delete(c, K("gos:empty"));
+  compute_init(&ctx, 0, "", 6);
+  CHECK_RC(fae_client_get_or_set(c, K("gos:empty"), 0, compute, &ctx, &item), FAE_RESULT_OK);
+  CHECK(item != SENTINEL_ITEM && item_is(item, "") && fae_item_flags(item) == 6);
+  fae_item_free(item);
+  item = SENTINEL_ITEM;
+  pthread_mutex_destroy(&ctx.lock);
+
+  /* 16 threads storm one missing key: the callback runs once and everyone gets its value */
+  {
+    enum { N = 16 };
+    pthread_t threads[N];
+    struct stormer stormers[N];
+    pthread_barrier_t start;
+    int i;
+    fae_client_delete(c, K("gos:storm"));
+    compute_init(&ctx, 0, "storm value", 3);
+    ctx.sleep_ms = 200 * slow();
+    pthread_barrier_init(&start, NULL, N);
+    for (i = 0; i < N; i++) {
+      stormers[i].client = c;
+      stormers[i].ctx = &ctx;
+      stormers[i].start = &start;
+      stormers[i].rc = (fae_result)999;
+      stormers[i].got_value = 0;
+      if (pthread_create(&threads[i], NULL, storm_main, &stormers[i]) != 0) {
+        fprintf(stderr, "FAIL: pthread_create (the started threads wait at the barrier)\n");
+        exit(1);
+      }
+    }
+    for (i = 0; i < N; i++) {
+      pthread_join(threads[i], NULL);
+      CHECK_RC(stormers[i].rc, FAE_RESULT_OK);
+      CHECK(stormers[i].got_value);
+    }
+    CHECK(compute_calls(&ctx) == 1);
+    CHECK(value_is(c, "gos:storm", "storm value"));
+    pthread_barrier_destroy(&start);
+    pthread_mutex_destroy(&ctx.lock);
+  }
+
+  /* the stampede counters are in the stats */
+  {
+    char *stats = stats_json(c);
+    CHECK(stats != NULL && strstr(stats, "\"stampede\":{") != NULL);
+    CHECK(stats != NULL && strstr(stats, "\"computes\":") != NULL);
+    free(stats);
+  }
+  fae_client_free(c);
+}
+
 static void test_flush_and_close(fae_client *c) {
   fae_item *item = SENTINEL_ITEM;
   uint64_t v = 9;
@@ -798,31 +1169,20 @@ static void test_flush_and_close(fae_client *c) {
   it.exptime = 0;
   CHECK_RC(fae_client_set_multi(c, &it, 1, results), FAE_RESULT_CLIENT_CLOSED);
   CHECK(results[0] == 999 && seen.calls == 0 && item == SENTINEL_ITEM && v == 9);
+  {
+    fae_lease *lease = SENTINEL_LEASE;
+    bool flag = false;
+    struct compute_ctx ctx;
+    compute_init(&ctx, 0, "x", 0);
+    CHECK_RC(fae_client_get_or_lease(c, K("k"), &lease), FAE_RESULT_CLIENT_CLOSED);
+    CHECK_RC(fae_client_set_with_lease(c, K("k"), V("v"), 0, 0, 1, &flag),
+             FAE_RESULT_CLIENT_CLOSED);
+    CHECK_RC(fae_client_invalidate(c, K("k"), 0, &flag), FAE_RESULT_CLIENT_CLOSED);
+    CHECK_RC(fae_client_get_or_set(c, K("k"), 0, compute, &ctx, &item), FAE_RESULT_CLIENT_CLOSED);
+    CHECK(lease == SENTINEL_LEASE && !flag && item == SENTINEL_ITEM && compute_calls(&ctx) == 0);
+    pthread_mutex_destroy(&ctx.lock);
+  }
   CHECK_RC(fae_client_close(c), FAE_RESULT_OK); /* closing twice is fine */
-}
-
-/* Does the whole output buffer buf[0..n) equal the NUL-terminated want? */
-static int text_is(const char *buf, size_t n, const char *want) {
-  return n == strlen(want) && memcmp(buf, want, n) == 0;
-}
-
-/* The client's stats JSON, malloc'ed and NUL-terminated (NULL on failure). */
-static char *stats_json(const fae_client *c) {
-  size_t need = 0, n = 0;
-  char *json;
-  if (fae_client_stats_json(c, NULL, 0, &need) != FAE_RESULT_INSUFFICIENT_SIZE) {
-    return NULL;
-  }
-  json = (char *)malloc(need + 1);
-  if (json == NULL) {
-    return NULL;
-  }
-  if (fae_client_stats_json(c, json, need, &n) != FAE_RESULT_OK) {
-    free(json);
-    return NULL;
-  }
-  json[n] = '\0';
-  return json;
 }
 
 /* Route trees from the config JSON: a failover from a dead pool to a gutter; a local near
@@ -949,6 +1309,20 @@ static void test_embedded_cache(void) {
   CHECK_RC(fae_client_delete(c, K("e:k")), FAE_RESULT_NOT_FOUND);
   CHECK_RC(fae_client_flush_all(c, 0), FAE_RESULT_OK);
   CHECK_RC(fae_client_get(c, K("e:n"), &item), FAE_RESULT_NOT_FOUND);
+  /* no leases in-process: a miss has token 0, and its fill is an add */
+  {
+    fae_lease *lease = NULL;
+    bool stored = false;
+    CHECK(lease_read(c, "e:l", &lease) == FAE_LEASE_MISS);
+    CHECK(fae_lease_token(lease) == 0 && fae_lease_item(lease) == NULL);
+    fae_lease_free(lease);
+    CHECK_RC(fae_client_set_with_lease(c, K("e:l"), V("v"), 1, 0, 0, &stored), FAE_RESULT_OK);
+    CHECK(stored);
+    CHECK_RC(fae_client_set_with_lease(c, K("e:l"), V("w"), 1, 0, 0, &stored), FAE_RESULT_OK);
+    CHECK(!stored && value_is(c, "e:l", "v"));
+    CHECK(lease_read(c, "e:l", &lease) == FAE_LEASE_HIT && lease_item_is(lease, "v", 1));
+    fae_lease_free(lease);
+  }
   fae_client_free(c);
 }
 
@@ -976,11 +1350,13 @@ int main(int argc, char **argv) {
     test_invalid_input(c);
     test_route_and_servers(c, argv[1], argv[2]);
     test_threads(c);
+    test_leases(c);
     test_flush_and_close(c);
     fae_client_free(c);
   }
   test_dead_server(argv[1], argv[3]);
   test_routes(argv[1], argv[2], argv[3]);
+  test_get_or_set(argv[1], argv[2]);
   test_embedded_cache();
 
   printf("api_test: %d checks, %d failed\n", checks, failures);
