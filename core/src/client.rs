@@ -636,6 +636,30 @@ impl Client {
         Ok(self.store(op, key, value, flags, exptime)? == StoreOutcome::Stored)
     }
 
+    /// Hand back a lease without filling it (the compute failed): the key is marked stale
+    /// again (meta `md C<token> I`), which lets the next lease reader win at once instead of
+    /// everyone waiting for the stub to expire. Only if nothing was written since the lease
+    /// (`Ok(false)` otherwise, or for token 0). Use it for a `miss` lease or the refresh of a
+    /// stale value; an early-recache refresh of a current value simply lapses.
+    pub fn release_lease(&self, key: &[u8], token: u64) -> Result<bool> {
+        if token == 0 {
+            return Ok(false);
+        }
+        let req = Request::Delete {
+            key,
+            noreply: false,
+            invalidate: Some(0),
+            cas: Some(token),
+        };
+        self.run_one(Write::new(req), |r| match r {
+            Response::Status {
+                status: Status::Exists,
+                ..
+            } => Ok(false),
+            other => found(other),
+        })
+    }
+
     /// Invalidate a key instead of deleting it (meta `md I`): it stays readable as stale for
     /// `stale_ttl` more seconds (0: its current TTL), lease readers are served the stale
     /// value while one of them refreshes it, and outstanding fills fail. Plain reads see a
@@ -645,6 +669,7 @@ impl Client {
             key,
             noreply: false,
             invalidate: Some(stale_ttl),
+            cas: None,
         };
         self.run_one(Write::new(req), found)
     }
@@ -843,6 +868,7 @@ impl Client {
                     key,
                     noreply: false,
                     invalidate: None,
+                    cas: None,
                 })
             })
             .collect();
@@ -1132,6 +1158,7 @@ impl Client {
             key,
             noreply: false,
             invalidate: None,
+            cas: None,
         };
         self.run_one(
             Write {

@@ -231,9 +231,12 @@ enum Next {
     /// Serve this value.
     Serve(Item),
     /// Compute; store with `token` if there is one; let followers serve `interim` meanwhile.
+    /// `release`: hand the lease back if the compute fails (a stub or a stale value's refresh,
+    /// not an early recache of a current value).
     Compute {
         token: Option<u64>,
         interim: Option<Item>,
+        release: bool,
     },
 }
 
@@ -262,6 +265,7 @@ fn fill<E>(
                 break Next::Compute {
                     token: None,
                     interim: None,
+                    release: false,
                 };
             }
         };
@@ -271,6 +275,7 @@ fn fill<E>(
             Lease::Refresh { item, token } => {
                 break Next::Compute {
                     token: Some(token),
+                    release: item.stale,
                     interim: Some(item),
                 };
             }
@@ -278,6 +283,7 @@ fn fill<E>(
                 break Next::Compute {
                     token: Some(token),
                     interim: None,
+                    release: true,
                 };
             }
             Lease::Wait => {
@@ -290,6 +296,7 @@ fn fill<E>(
                     break Next::Compute {
                         token: None,
                         interim: None,
+                        release: false,
                     };
                 }
                 std::thread::sleep(pause);
@@ -298,13 +305,27 @@ fn fill<E>(
     };
     let item = match next {
         Next::Serve(item) => item,
-        Next::Compute { token, interim } => {
+        Next::Compute {
+            token,
+            interim,
+            release,
+        } => {
             if let (Some(l), Some(i)) = (&lead, &interim) {
                 l.interim(i);
             }
             st.counters.computes.fetch_add(1, Relaxed);
-            // On an error `lead` is dropped unfinished: followers then try themselves.
-            let (value, flags) = compute().map_err(GetOrSetError::Compute)?;
+            let (value, flags) = match compute() {
+                Ok(v) => v,
+                Err(e) => {
+                    // Hand the lease back so the next reader (here or elsewhere) wins at once
+                    // instead of waiting out the stub; `lead` is dropped unfinished, so this
+                    // process's followers try themselves.
+                    if let (true, Some(t)) = (release, token) {
+                        let _ = client.release_lease(key, t);
+                    }
+                    return Err(GetOrSetError::Compute(e));
+                }
+            };
             if let Some(token) = token {
                 store(client, st, key, &value, flags, exptime, token);
             }

@@ -619,6 +619,7 @@ mod live {
             key: miss,
             noreply: true,
             invalidate: None,
+            cas: None,
         }]);
         assert_eq!(
             c.one(set(StoreOp::Set, k, b"v\r\n1", false)),
@@ -710,6 +711,7 @@ mod live {
                 key: k,
                 noreply: false,
                 invalidate: None,
+                cas: None,
             }),
             st(Status::Success)
         );
@@ -718,6 +720,7 @@ mod live {
                 key: k,
                 noreply: false,
                 invalidate: None,
+                cas: None,
             }),
             st(Status::NotFound)
         );
@@ -743,11 +746,13 @@ mod live {
                 key: b"fae-codec-q",
                 noreply: true,
                 invalidate: None,
+                cas: None,
             },
             Request::Delete {
                 key: b"fae-codec-q",
                 noreply: true,
                 invalidate: None,
+                cas: None,
             },
         ]);
         assert!(r.is_empty(), "{r:?}");
@@ -776,6 +781,7 @@ mod live {
             key: gone,
             noreply: true,
             invalidate: None,
+            cas: None,
         }]);
         let quiet_touch = |key| Request::Touch {
             key,
@@ -792,6 +798,7 @@ mod live {
             key,
             noreply: true,
             invalidate: None,
+            cas: None,
         };
         let r = c.exchange(&[
             set(StoreOp::Set, k, b"1", true),          // HD hidden

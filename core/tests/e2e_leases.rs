@@ -377,3 +377,57 @@ fn coalesced_gets_keep_read_your_writes() {
     }
     assert!(c.stats()["stampede"]["coalesced_gets"].as_u64().unwrap() > 0);
 }
+
+/// A failed compute hands its lease back: the next reader wins at once instead of waiting for
+/// the stub to expire; a stale value's refresh handed back keeps the stale value.
+#[test]
+fn a_failed_compute_releases_its_lease() {
+    let mc = Memcached::start();
+    let c = client(&mc, "");
+    let failed = c.get_or_set(b"k", 60, || Err::<(Vec<u8>, u32), _>("db down"));
+    assert!(failed.is_err());
+    let Lease::Miss { token } = c.get_or_lease(b"k").unwrap() else {
+        panic!("the next reader wins the lease at once")
+    };
+    assert!(c.set_with_lease(b"k", b"v", 0, 60, token).unwrap());
+    c.invalidate(b"k", 30).unwrap();
+    assert!(
+        c.get_or_set(b"k", 60, || Err::<(Vec<u8>, u32), _>("db down"))
+            .is_err()
+    );
+    let Lease::Refresh { item, .. } = c.get_or_lease(b"k").unwrap() else {
+        panic!("the refresh is up for grabs again")
+    };
+    assert_eq!(item.value, b"v");
+    // A spent or stale token releases nothing.
+    assert!(!c.release_lease(b"k", token).unwrap());
+}
+
+/// memcached hands the refresh of an invalidated item to any `mg`; a plain get gives it back,
+/// so the next lease reader still refreshes. (A multi-get of printable keys travels as text
+/// `get`, which takes no win and serves the stale value.)
+#[test]
+fn plain_reads_do_not_steal_the_refresh() {
+    let mc = Memcached::start();
+    let c = client(&mc, "");
+    c.set(b"k", b"v", 0, 300).unwrap();
+    assert!(c.invalidate(b"k", 30).unwrap());
+    assert_eq!(c.get(b"k").unwrap(), None);
+    assert_eq!(c.gets(b"k").unwrap(), None);
+    let multi = c.get_multi(&[b"k", b"other"]).unwrap();
+    assert_eq!(multi[0].as_ref().unwrap().as_ref().unwrap().value, b"v");
+    let Lease::Refresh { item, token } = c.get_or_lease(b"k").unwrap() else {
+        panic!("the refresh is still up for grabs after plain reads")
+    };
+    assert_eq!(item.value, b"v");
+    assert!(c.set_with_lease(b"k", b"fresh", 0, 300, token).unwrap());
+    assert_eq!(c.get(b"k").unwrap().unwrap().value, b"fresh");
+    // A stub whose lease was handed back (stale, its win free again): a plain read gives the
+    // win back too, and the next lease reader wins it.
+    assert!(
+        c.get_or_set(b"stub", 60, || Err::<(Vec<u8>, u32), _>(()))
+            .is_err()
+    );
+    assert_eq!(c.get(b"stub").unwrap(), None);
+    assert!(matches!(c.get_or_lease(b"stub").unwrap(), Lease::Miss { token } if token != 0));
+}

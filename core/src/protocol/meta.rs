@@ -163,9 +163,15 @@ pub fn encode(req: &Request<'_>, out: &mut Vec<u8>) {
             key,
             noreply,
             invalidate,
+            cas,
         } => {
             out.extend_from_slice(b"md");
             push_key(out, key);
+            if let Some(cas) = cas {
+                // "C(token): compare CAS value"
+                out.extend_from_slice(b" C");
+                push_u64(out, cas);
+            }
             if let Some(ttl) = invalidate {
                 // "I: invalidate. mark as stale, bumps CAS." / "T(token): updates TTL, only
                 // when paired with the 'I' flag".
@@ -335,7 +341,8 @@ mod tests {
             enc(Request::Delete {
                 key: b"\r\n",
                 noreply: true,
-                invalidate: None
+                invalidate: None,
+                cas: None
             }),
             b"md DQo= b q\r\n"
         );
@@ -361,7 +368,8 @@ mod tests {
             enc(Request::Delete {
                 key: "ключ".as_bytes(),
                 noreply: false,
-                invalidate: None
+                invalidate: None,
+                cas: None
             }),
             [&b"md "[..], "ключ".as_bytes(), b"\r\n"].concat()
         );
@@ -375,6 +383,7 @@ mod tests {
             key: &k,
             noreply: false,
             invalidate: None,
+            cas: None,
         });
         assert_eq!(out.len(), 3 + 248 + 4);
         assert!(out.starts_with(b"md AAAA"));
@@ -431,6 +440,7 @@ mod tests {
                 key: b"k",
                 noreply,
                 invalidate: None,
+                cas: None,
             })
         };
         assert_eq!(del(false), b"md k\r\n");

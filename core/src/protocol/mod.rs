@@ -112,6 +112,9 @@ pub enum Request<'a> {
         /// served the stale value while one of them refills; an outstanding lease's set fails.
         /// Meta only: the text encoder sends a plain `delete`.
         invalidate: Option<u32>,
+        /// Only if the item's CAS is still this (meta `C`; `EX` otherwise). Meta only: the text
+        /// encoder sends a plain `delete` (callers never ask it of a text pool).
+        cas: Option<u64>,
     },
     /// `incr`/`decr`. Text replies with the new value or `NOT_FOUND`; meta asks for `v`, so the
     /// new value comes back as a `VA` whose data is the decimal number.

@@ -265,6 +265,7 @@ mod tests {
                 key: b"k",
                 noreply,
                 invalidate: None,
+                cas: None,
             })
         };
         assert_eq!(del(false), b"delete k\r\n");
@@ -308,6 +309,7 @@ mod tests {
             key: b"a b",
             noreply: false,
             invalidate: None,
+            cas: None,
         });
     }
 }

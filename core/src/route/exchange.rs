@@ -79,6 +79,7 @@ pub(crate) fn get_leaves(
         .collect();
     for (w, pi) in work.into_iter().zip(owner) {
         w.batch.count_hits(&w.pool.dests[w.dest]);
+        w.batch.give_back(w.pool, &w.pool.dests[w.dest]);
         for (slot, r) in w.batch.slots.into_iter().zip(w.batch.results) {
             out[pi][slot] = r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)));
         }
@@ -562,6 +563,9 @@ pub(crate) struct GetBatch<'a> {
     binary: bool,
     /// Meta: an error line in a quiet batch carries no opaque; it taints unresolved keys.
     taint: Option<Error>,
+    /// Stale items whose refresh win a plain read took (key index, CAS): handed back after
+    /// the exchange ([`GetBatch::give_back`]).
+    won_stale: Vec<(usize, u64)>,
 }
 
 impl<'a> GetBatch<'a> {
@@ -575,6 +579,7 @@ impl<'a> GetBatch<'a> {
             protocol,
             binary: false,
             taint: None,
+            won_stale: Vec::new(),
         }
     }
 
@@ -614,6 +619,28 @@ impl<'a> GetBatch<'a> {
         dest.counters.misses.fetch_add(misses, Ordering::Relaxed);
     }
 
+    /// Hand back the refresh wins this plain read took (memcached gives the win of a stale
+    /// item to the first `mg` of any kind): `md <key> C<cas> I` marks the item stale again and
+    /// clears the win, so the next lease reader refreshes it instead of everyone being served
+    /// the stale value until its stale TTL ends. Only if the CAS still matches (nobody wrote
+    /// meanwhile). One extra round trip, only after reading an invalidated key plainly.
+    pub(crate) fn give_back(&self, pool: &PoolRoute, dest: &Destination) {
+        if self.won_stale.is_empty() {
+            return;
+        }
+        let mut b = OpsBatch::new();
+        for (slot, &(i, cas)) in self.won_stale.iter().enumerate() {
+            let req = Request::Delete {
+                key: self.keys[i],
+                noreply: false,
+                invalidate: Some(0),
+                cas: Some(cas),
+            };
+            b.push(req, slot);
+        }
+        let _ = exchange(pool, dest, &mut b, Instant::now() + pool.io_timeout);
+    }
+
     fn hit(&mut self, i: usize, v: protocol::Value) {
         let item = Item {
             value: v.data,
@@ -627,6 +654,15 @@ impl<'a> GetBatch<'a> {
         // A read that does not take part in leases sees a lease stub (empty, someone is
         // filling it) and an invalidated item as misses: for it they are deleted values.
         let hidden = !self.opts.leased() && (item.stale || item.is_lease_stub());
+        if hidden && item.stale && item.win {
+            // memcached hands the refresh of a stale item to any `mg`, ours included; a plain
+            // read will not refresh, so it must give the win back (see `give_back`).
+            self.won_stale.push((i, item.cas));
+        }
+        let mut item = item;
+        if !self.opts.cas {
+            item.cas = 0;
+        }
         self.results[i] = Some(Ok((!hidden).then_some(item)));
     }
 }
@@ -637,7 +673,9 @@ impl Batch for GetBatch<'_> {
             self.wire(),
             &Request::Get {
                 keys: &self.keys,
-                cas: self.opts.cas,
+                // Meta: always ask the CAS (a few bytes), needed to hand back a refresh win a
+                // plain read took (`give_back`); `hit` drops it when the caller did not ask.
+                cas: self.opts.cas || self.wire() == Protocol::Meta,
                 touch: self.opts.touch,
                 ttl: self.opts.ttl,
                 lease: self.opts.lease,

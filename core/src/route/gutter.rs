@@ -130,6 +130,7 @@ mod tests {
             key: b"a",
             noreply: false,
             invalidate: None,
+            cas: None,
         })]);
         let seen = g.saw_exptimes();
         assert_eq!(&seen[..3], &[10, 5, 10]);

@@ -56,6 +56,7 @@ fn mirror<'a>(w: &Write<'a>) -> Write<'a> {
                 key: w.key(),
                 noreply: false,
                 invalidate: None,
+                cas: None,
             },
         },
     }
@@ -69,6 +70,7 @@ fn invalidate<'a>(w: &Write<'a>) -> Write<'a> {
             key: w.key(),
             noreply: false,
             invalidate: None,
+            cas: None,
         },
     }
 }

@@ -322,6 +322,7 @@ enum OwnedReq {
     },
     Delete {
         invalidate: Option<u32>,
+        cas: Option<u64>,
     },
     Arith {
         incr: bool,
@@ -346,7 +347,9 @@ impl OwnedWrites {
                     exptime,
                     ..
                 } => (OwnedReq::Store { op, flags, exptime }, value),
-                Request::Delete { invalidate, .. } => (OwnedReq::Delete { invalidate }, &[][..]),
+                Request::Delete {
+                    invalidate, cas, ..
+                } => (OwnedReq::Delete { invalidate, cas }, &[][..]),
                 Request::Arith { incr, delta, .. } => (OwnedReq::Arith { incr, delta }, &[][..]),
                 Request::Touch { exptime, .. } => (OwnedReq::Touch { exptime }, &[][..]),
                 _ => continue,
@@ -372,10 +375,11 @@ impl OwnedWrites {
                         exptime,
                         noreply: false,
                     },
-                    OwnedReq::Delete { invalidate } => Request::Delete {
+                    OwnedReq::Delete { invalidate, cas } => Request::Delete {
                         key,
                         noreply: false,
                         invalidate,
+                        cas,
                     },
                     OwnedReq::Arith { incr, delta } => Request::Arith {
                         key,

@@ -262,6 +262,7 @@ pub fn delete_req(key: &[u8]) -> Write<'_> {
         key,
         noreply: false,
         invalidate: None,
+        cas: None,
     })
 }
 
