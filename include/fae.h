@@ -530,7 +530,7 @@ fae_result fae_client_stats_json(const fae_client *client, char *buf, size_t len
 // Parse a JSON configuration (`json_len` bytes, UTF-8, no NUL needed), for example
 // `{"servers": ["127.0.0.1:11211", "127.0.0.1:11212"]}`. A config may carry a route tree
 // over named pools, nested freely (failover, gutter, replicated, shadow, warm_up, prefix,
-// operation, migrate, local):
+// operation, migrate, local, negative), and a `stampede` section (leases, `get_or_set`):
 // `{"pools": {"main": {"servers": ["10.0.0.1:11211"]}, "gutter": {"servers": ["10.0.0.9:11211"]}},
 //   "route": {"type": "failover", "children": ["main", {"type": "gutter", "pool": "gutter", "max_ttl": 10}]}}`.
 // A config with no servers and no pools (`{}`) is the embedded in-process cache (a `local`
