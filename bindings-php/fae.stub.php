@@ -146,7 +146,8 @@ class Client
      */
     /**
      * @param array|null $config the config file's schema: "servers" (plus "mode", "protocol",
-     *        "timeouts" …), or "pools" plus a "route" tree, e.g.
+     *        "timeouts", "stampede" => ["lease_ttl_s" => 10, "wait_ms" => 2000,
+     *        "recache_below_s" => 0, "coalesce" => true] …), or "pools" plus a "route" tree, e.g.
      *        ['pools' => ['main' => ['servers' => ['10.0.0.1:11211']], 'gutter' => ['servers' => ['10.0.0.9:11211']]],
      *         'route' => ['type' => 'failover', 'children' => ['main', ['type' => 'gutter', 'pool' => 'gutter', 'max_ttl' => 10]]]].
      *        Without servers and without a "route", calls fail with RES_NO_SERVERS until addServer()
@@ -168,9 +169,18 @@ class Client
     public function setOption(int $option, mixed $value): bool {}
     public function setOptions(array $options): bool {}
     public function getOption(int $option): mixed {}
-    /** @param int $get_flags GET_EXTENDED: ['value' => ..., 'cas' => int, 'flags' => int]. $cache_cb must be null. */
-    public function get(string $key, mixed $cache_cb = null, int $get_flags = 0): mixed {}
-    public function getByKey(string $server_key, string $key, mixed $cache_cb = null, int $get_flags = 0): mixed {}
+    /**
+     * @param ?callable $cache_cb php-memcached's read-through callback, run on a miss:
+     *        function (Client $memc, string $key, &$value, &$expiration): bool. True: $value is
+     *        stored (with $expiration, default 0) and returned; false: get returns false with
+     *        RES_NOTFOUND and nothing is stored. With GET_EXTENDED it gets ($memc, $key, &$value)
+     *        and sets $value = ['value' => ...]. Runs on the core's getOrSet path: concurrent
+     *        missers in every process sharing the servers call it once (see getOrSet()).
+     *        An exception it throws reaches the caller.
+     * @param int $get_flags GET_EXTENDED: ['value' => ..., 'cas' => int, 'flags' => int]
+     */
+    public function get(string $key, ?callable $cache_cb = null, int $get_flags = 0): mixed {}
+    public function getByKey(string $server_key, string $key, ?callable $cache_cb = null, int $get_flags = 0): mixed {}
     /** @param int $get_flags GET_PRESERVE_ORDER | GET_EXTENDED */
     public function getMulti(array $keys, int $get_flags = 0): array|false {}
     public function getMultiByKey(string $server_key, array $keys, int $get_flags = 0): array|false {}
@@ -219,6 +229,43 @@ class Client
      * @throws Exception on an unknown operation
      */
     public function routeFor(string $key, string $op = 'get'): array|false {}
+    /**
+     * Stampede protection, step by step: a lease read. "miss" (you hold the lease: compute, then
+     * setWithLease() with the token), "wait" (another client is filling: retry shortly), "hit",
+     * "refresh" (a stale or near-expiry value to serve, and you won the refresh: setWithLease()),
+     * "stale" (a stale value another client is refreshing: serve it). The value is decoded like
+     * get()'s; the token is set for "miss" and "refresh" (0: no lease could be had, the fill is
+     * an add). Plain get() never sees a lease stub or an invalidated value (RES_NOTFOUND).
+     * @return array{status: 'hit'|'refresh'|'stale'|'miss'|'wait', value: mixed, token: ?int}|false
+     * @throws Exception (RES_NOT_SUPPORTED) when OPT_PREFIX_KEY without OPT_HASH_WITH_PREFIX_KEY
+     *         places $key on another server than the prefixed key it stores
+     */
+    public function getOrLease(string $key): array|false {}
+    /**
+     * Fill a key with getOrLease()'s token; $value is encoded like set()'s. False with
+     * RES_NOTSTORED when the key was written, deleted or invalidated since the lease (the newer
+     * state wins).
+     * @throws \ValueError on a negative token
+     */
+    public function setWithLease(string $key, mixed $value, int $token, int $expiration = 0): bool {}
+    /**
+     * Invalidate instead of delete: the value stays readable as stale for $stale_ttl seconds (0:
+     * its remaining TTL); lease readers get "refresh" (one of them) or "stale", plain get() a
+     * miss, outstanding fills fail. False with RES_NOTFOUND if the key was not there.
+     */
+    public function invalidate(string $key, int $stale_ttl = 0): bool {}
+    /**
+     * Read-through with stampede protection: the cached value, or $compute($key)'s, encoded like
+     * set() and stored with $expiration. Across every thread and process sharing the servers one
+     * caller computes per expiry; the others wait for its value (at most stampede.wait_ms, then
+     * compute themselves without storing) or are served the stale one. A cache that is down
+     * does not fail it: the value is computed and returned unstored. An exception $compute throws
+     * reaches the caller unchanged, nothing is stored.
+     * @param callable(string): mixed $compute
+     * @return mixed the value; false with the result code set on a bad key or an encode failure
+     * @throws Exception (RES_NOT_SUPPORTED) as getOrLease()
+     */
+    public function getOrSet(string $key, callable $compute, int $expiration = 0): mixed {}
     /** memcached's stats per server: ['host:port' => [name => value]]; $type e.g. "items", "slabs", "settings". */
     public function getStats(?string $type = null): array|false {}
     /** @return array<string, string> */
@@ -247,9 +294,11 @@ class Client
      * libfae's own health and counters (not memcached's: see getStats()). "routes" holds the
      * route tree's counters by config path ("route", "route.children[1]" …): type, requests,
      * failovers, ttl_capped, replica_failures, shadowed, local_hits/local_misses, items, bytes …
+     * "stampede": lease_hits, lease_misses, lease_waits, lease_stale, lease_refreshes, computes,
+     * fills_stored, fills_lost, wait_timeouts, lease_errors, coalesced_gets, coalesced_fills.
      * @return array{pools: array, destinations: array<string, array>, routes: array<string, array>,
      *         process: array{pid: int, config_version: int, reloads: int, reload_failures: int},
-     *         supervisor: array}|false
+     *         supervisor: array, stampede: array<string, int>}|false
      */
     public function clientStats(): array|false {}
 }

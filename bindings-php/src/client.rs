@@ -9,7 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use ext_php_rs::prelude::*;
-use ext_php_rs::types::{ZendHashTable, Zval};
+use ext_php_rs::types::{ZendClassObject, ZendHashTable, Zval};
 use fae_core::protocol::StoreOp;
 use fae_core::{Item, Op, StoreOutcome};
 use parking_lot::Mutex;
@@ -18,6 +18,8 @@ use crate::codes::*;
 use crate::convert::*;
 use crate::state::{Shared, SharedRef, persistent};
 use crate::values::{self, Fail, ValueOpts};
+
+mod stampede;
 
 /// Run `f`, turning a Rust panic into a `Fae\Exception`.
 /// Also writes the core's queued log records to PHP's error log, before and after the call.
@@ -156,14 +158,8 @@ impl FaeClient {
         &mut self,
         server_key: Option<&Zval>,
         key: &Zval,
-        cb: Option<&Zval>,
         flags: Option<i64>,
     ) -> PhpResult<Zval> {
-        if cb.is_some_and(|c| !c.is_null()) {
-            return Err(exception(
-                "read-through cache callbacks are not supported; check for false and set()",
-            ));
-        }
         let key = key_bytes(key)?;
         let skey = server_key.map(key_bytes).transpose()?;
         let flags = flags.unwrap_or(0);
@@ -188,6 +184,23 @@ impl FaeClient {
                 Err(e) => self.core_err(&e),
             })
         })
+    }
+
+    fn get_with_callback(
+        obj: &mut ZendClassObject<FaeClient>,
+        server_key: Option<&Zval>,
+        key: &Zval,
+        cb: Option<&Zval>,
+        flags: Option<i64>,
+    ) -> PhpResult<Zval> {
+        let Some(cb) = cb.filter(|c| !c.is_null()) else {
+            return obj.do_get(server_key, key, flags);
+        };
+        // `$memc`, the callback's first argument: this very object.
+        let mut this = Zval::new();
+        this.set_object(obj.get_mut_zend_obj());
+        let done = obj.do_read_through(this, server_key, key, cb, flags.unwrap_or(0))?;
+        Ok(done.into_value())
     }
 
     fn do_get_multi(
@@ -1039,23 +1052,25 @@ impl FaeClient {
         }
     }
 
+    /// `get($key, $cache_cb = null, $get_flags = 0)`. With `$cache_cb`, php-memcached's
+    /// read-through callback on the core's `get_or_set` (see `client/stampede.rs`).
     pub fn get(
-        &mut self,
+        self_: &mut ZendClassObject<FaeClient>,
         key: &Zval,
         cache_cb: Option<&Zval>,
         get_flags: Option<i64>,
     ) -> PhpResult<Zval> {
-        self.do_get(None, key, cache_cb, get_flags)
+        Self::get_with_callback(self_, None, key, cache_cb, get_flags)
     }
 
     pub fn get_by_key(
-        &mut self,
+        self_: &mut ZendClassObject<FaeClient>,
         server_key: &Zval,
         key: &Zval,
         cache_cb: Option<&Zval>,
         get_flags: Option<i64>,
     ) -> PhpResult<Zval> {
-        self.do_get(Some(server_key), key, cache_cb, get_flags)
+        Self::get_with_callback(self_, Some(server_key), key, cache_cb, get_flags)
     }
 
     pub fn get_multi(&mut self, keys: &Zval, get_flags: Option<i64>) -> PhpResult<Zval> {
@@ -1283,6 +1298,47 @@ impl FaeClient {
         expiration: Option<i64>,
     ) -> PhpResult<Zval> {
         self.do_touch(Some(server_key), key, expiration)
+    }
+
+    /// `getOrLease($key)`: a lease read, `['status' => 'hit'|'refresh'|'stale'|'miss'|'wait',
+    /// 'value' => mixed|null, 'token' => int|null]` (value decoded like `get`; a token for
+    /// `refresh` and `miss`: compute, then `setWithLease`). False with the result code set
+    /// when the read fails.
+    pub fn get_or_lease(&mut self, key: &Zval) -> PhpResult<Zval> {
+        self.do_get_or_lease(key)
+    }
+
+    /// `setWithLease($key, $value, $token, $expiration = 0)`: fill with the token of
+    /// `getOrLease`; false (`RES_NOTSTORED`) when the key was written, deleted or invalidated
+    /// since (the newer state wins).
+    pub fn set_with_lease(
+        &mut self,
+        key: &Zval,
+        value: &Zval,
+        token: i64,
+        expiration: Option<i64>,
+    ) -> PhpResult<bool> {
+        self.do_set_with_lease(key, value, token, expiration.unwrap_or(0))
+    }
+
+    /// `invalidate($key, $stale_ttl = 0)`: keep the value as stale for `$stale_ttl` seconds
+    /// (0: its current TTL); lease readers get `refresh` (one of them) or `stale`, plain gets
+    /// a miss, outstanding fills fail. False (`RES_NOTFOUND`) if the key was not there.
+    pub fn invalidate(&mut self, key: &Zval, stale_ttl: Option<i64>) -> PhpResult<bool> {
+        self.do_invalidate(key, stale_ttl.unwrap_or(0))
+    }
+
+    /// `getOrSet($key, $compute, $expiration = 0)`: the cached value, or `$compute($key)`'s,
+    /// stored with `$expiration`, computed once across the processes sharing the servers.
+    /// An exception `$compute` throws reaches the caller unchanged.
+    pub fn get_or_set(
+        &mut self,
+        key: &Zval,
+        compute: &Zval,
+        expiration: Option<i64>,
+    ) -> PhpResult<Zval> {
+        let done = self.do_get_or_set(key, compute, expiration.unwrap_or(0))?;
+        Ok(done.into_value())
     }
 
     pub fn get_server_by_key(&mut self, server_key: &Zval) -> PhpResult<Zval> {

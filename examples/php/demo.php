@@ -20,6 +20,9 @@ var_dump($m->get('php:user:1'));
 printf("visits=%d\n", $m->get('php:visits'));
 printf("get missing: %s (code %d, %s)\n", var_export($m->get('php:nope'), true), $m->getResultCode(), $m->getResultMessage());
 print_r($m->getMulti(['php:user:1', 'php:visits', 'php:nope']));
+// Stampede protection: of all the processes asking at once, one computes; the rest get its value.
+$report = $m->getOrSet('php:report', fn(string $key) => ['key' => $key, 'built_by' => getmypid()], 60);
+printf("getOrSet: %s built by pid %d\n", $report['key'], $report['built_by']);
 foreach (['php:user:1', 'php:visits', 'demo:a'] as $k) {
     $s = $m->getServerByKey($k);
     printf("%-12s -> %s:%d\n", $k, $s['host'], $s['port']);

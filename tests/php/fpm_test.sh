@@ -3,7 +3,8 @@
 # driven by cgi-fcgi. Checks: 500 requests keep memcached's curr_connections bounded (each
 # worker's persistent client reuses its connections), values stay correct across workers and
 # across a worker restart (SIGUSR2 reload), a route config's local near cache lives per worker
-# across requests, concurrent requests on one session id serialize on
+# across requests, a getOrSet storm computes once across workers (and a fatal error inside
+# \$compute leaves its worker healthy), concurrent requests on one session id serialize on
 # the lock, and a request dying on a fatal error releases its lock. Prints "N passed, N failed".
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -96,6 +97,43 @@ NEAR=$(php -n -r '
     if ($j["v"] === "A" && $j["hits"] > 0) $stale++; }
   echo ($bad === 0 && $stale > 0) ? "ok" : "bad=$bad stale=$stale";' "$TMP/near1" "$TMP/near2")
 check '[ "$NEAR" = ok ]' "near cache per php-fpm worker, kept across requests ($NEAR)"
+
+# getOrSet storm: 24 concurrent requests on one fresh key across the 4 workers: one compute,
+# every request gets the value.
+GKEY="fpmgos$RANDOM"
+GPIDS=()
+for i in $(seq 24); do req getorset "$GKEY" > "$TMP/g$i" & GPIDS+=($!); done
+wait "${GPIDS[@]}"
+STORM=$(php -n -r '
+  $ok = 0; $max = 0; $computes = null;
+  for ($i = 1; $i <= 24; $i++) { $j = json_decode((string)file_get_contents($argv[1] . "/g$i"), true);
+    if (($j["v"] ?? null) === "value of " . $argv[2]) $ok++; $max = max($max, $j["ms"] ?? 1e9); }
+  $j = json_decode((string)file_get_contents($argv[1] . "/g24"), true);
+  echo "$ok ", (int)($j["computes"] ?? 0), " ", round($max);' "$TMP" "$GKEY")
+read -r G_OK G_COMPUTES G_MAX <<< "$STORM"
+check '[ "$G_OK" -eq 24 ]' "getOrSet storm: 24 requests got the value ($G_OK)"
+check '[ "$G_COMPUTES" -eq 1 ]' "getOrSet storm: one compute across the workers ($G_COMPUTES)"
+echo "fpm: getOrSet storm, 24 requests, $G_COMPUTES compute, slowest getOrSet ${G_MAX} ms"
+
+# A fatal error inside $compute (a bailout) leaves no trace in that worker's persistent client:
+# once the dead request's lease stub is gone (deleted here over a raw connection, which the
+# workers' in-process state knows nothing of), every worker, the one that died included,
+# answers at once. (Had the longjmp skipped the core's frames, that worker would wait
+# 2 x wait_ms as a follower of the dead request on every call for the key.)
+FKEY="fpmfatalgos$RANDOM"
+FATAL_PID=$(req getorset-fatal "$FKEY" | head -1 | php -n -r 'echo json_decode(fgets(STDIN))->pid ?? 0;')
+php -n -r '$c=stream_socket_client("tcp://127.0.0.1:'"$MC_PORT"'");fwrite($c,"md '"$FKEY"'\r\n");echo fgets($c);' >/dev/null
+FPIDS=()
+for i in $(seq 8); do req getorset "$FKEY" > "$TMP/f$i" & FPIDS+=($!); done
+wait "${FPIDS[@]}"
+AFTER=$(php -n -r '
+  $ok = 0; $max = 0; $pids = [];
+  for ($i = 1; $i <= 8; $i++) { $j = json_decode((string)file_get_contents($argv[1] . "/f$i"), true);
+    if (($j["v"] ?? null) === "value of " . $argv[2]) $ok++; $max = max($max, $j["ms"] ?? 1e9); $pids[$j["pid"] ?? 0] = 1; }
+  echo "$ok ", round($max), " ", isset($pids[(int)$argv[3]]) ? "yes" : "no";' "$TMP" "$FKEY" "$FATAL_PID")
+read -r F_OK F_MAX F_SEEN <<< "$AFTER"
+check '[ "$FATAL_PID" -gt 0 ] && [ "$F_SEEN" = yes ]' "the worker whose compute died served again (pid $FATAL_PID: $F_SEEN)"
+check '[ "$F_OK" -eq 8 ] && [ "$F_MAX" -lt 1000 ]' "after a fatal error in \$compute: 8/8 answered ($F_OK), slowest ${F_MAX} ms"
 
 # Concurrent requests on one session id: the lock serializes them, no increment is lost.
 SID="fpmsess$RANDOM"

@@ -60,6 +60,87 @@ function mc_command(string $addr, string $line): string {
     return $reply;
 }
 
+/** This PHP's command line without the script (binary, -n, -d extension=…): another PHP
+ *  started with it loads the same extensions. */
+function php_command(): array {
+    $cmd = explode("\0", rtrim((string)@file_get_contents('/proc/self/cmdline'), "\0"));
+    $i = array_search($_SERVER['argv'][0] ?? '', $cmd, true);
+    return $i === false || $i === 0 ? [PHP_BINARY] : array_slice($cmd, 0, $i);
+}
+
+/** Run a PHP script in a fresh process with this one's options; its stdout, or null if it
+ *  did not finish within $timeout seconds (then it is killed). */
+function run_php(string $script, array $args, float $timeout): ?string {
+    $p = proc_open(array_merge(php_command(), [$script], $args), [0 => ['file', '/dev/null', 'r'], 1 => ['pipe', 'w'], 2 => STDERR], $pipes);
+    stream_set_blocking($pipes[1], false);
+    $out = '';
+    $deadline = microtime(true) + $timeout;
+    while (!feof($pipes[1]) && microtime(true) < $deadline) {
+        $r = [$pipes[1]]; $w = $e = null;
+        if (stream_select($r, $w, $e, 0, 50000)) $out .= (string)fread($pipes[1], 65536);
+    }
+    $done = feof($pipes[1]);
+    fclose($pipes[1]);
+    if (!$done) proc_terminate($p, 9);
+    proc_close($p);
+    return $done ? $out : null;
+}
+
+/**
+ * Run $body($i, $put) in $n forked children at once; returns [$i => what $body returned or
+ * last passed to $put (JSON round trip), or null if the child died or missed the deadline]. A
+ * child leaves through exec, never through PHP's shutdown: the parent's objects (memcached
+ * processes) must not be destroyed twice. Every wait is bounded by $timeout; stragglers are
+ * killed. Fork from a process that has not used a Fae\Client yet (see run_php()), as php-fpm's
+ * master does: no libfae thread exists at fork time.
+ */
+function run_forked(int $n, callable $body, float $timeout = 20.0): array {
+    $dir = sys_get_temp_dir() . '/fae-fork-' . getmypid() . '-' . bin2hex(random_bytes(4));
+    mkdir($dir);
+    $pids = []; $how = [];
+    for ($i = 0; $i < $n; $i++) {
+        $pid = pcntl_fork();
+        if ($pid === -1) throw new RuntimeException('pcntl_fork failed');
+        if ($pid === 0) {
+            // Even after a fatal error: the exec is queued behind the body's own shutdown functions.
+            register_shutdown_function(function () {
+                register_shutdown_function(function () { pcntl_exec('/bin/true'); });
+            });
+            $put = function ($r) use ($dir, $i) {
+                file_put_contents("$dir/$i.tmp", json_encode($r));
+                rename("$dir/$i.tmp", "$dir/$i");
+            };
+            $put($body($i, $put));
+            pcntl_exec('/bin/true');
+            exit(1);
+        }
+        $pids[$i] = $pid;
+    }
+    $deadline = microtime(true) + $timeout;
+    while ($pids && microtime(true) < $deadline) {
+        foreach ($pids as $i => $pid) {
+            if (pcntl_waitpid($pid, $status, WNOHANG) === 0) continue;
+            $how[$i] = pcntl_wifsignaled($status) ? 'signal ' . pcntl_wtermsig($status) : 'exit ' . pcntl_wexitstatus($status);
+            unset($pids[$i]);
+        }
+        usleep(5000);
+    }
+    foreach ($pids as $i => $pid) {
+        $how[$i] = 'killed at the deadline';
+        exec('kill -9 ' . (int)$pid);
+        pcntl_waitpid($pid, $status);
+    }
+    $out = [];
+    for ($i = 0; $i < $n; $i++) {
+        $f = "$dir/$i";
+        $out[$i] = is_file($f) ? json_decode((string)file_get_contents($f), true) : null;
+        if ($out[$i] === null) fwrite(STDERR, "run_forked: child $i gave no result ({$how[$i]})\n");
+        @unlink($f);
+    }
+    @rmdir($dir);
+    return $out;
+}
+
 $GLOBALS['__passed'] = 0;
 $GLOBALS['__failed'] = 0;
 

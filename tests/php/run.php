@@ -563,5 +563,312 @@ test('routes: bad trees throw, reload into a tree', function () use ($mc, $mc2) 
     check(isset($c->clientStats()['routes']['route']), 'routes after reload');
 });
 
+// ---- Stampede protection: leases, getOrSet, read-through callbacks (core get_or_set) ----
+
+test('stampede: lease flow', function () use ($mc) {
+    $cfg = ['servers' => [$mc->addr()], 'stampede' => ['lease_ttl_s' => 10, 'wait_ms' => 500]];
+    $a = new Client(null, $cfg);
+    $b = new Client(null, $cfg);
+    $k = 'lf:' . uniqid();
+    $l = $a->getOrLease($k);
+    eq($l['status'], 'miss', 'first reader: miss');
+    check(is_int($l['token']) && $l['token'] > 0, 'miss carries a token');
+    eq($l['value'], null, 'miss has no value');
+    eq(array_keys($l), ['status', 'value', 'token'], 'getOrLease array shape');
+    eq($b->getOrLease($k), ['status' => 'wait', 'value' => null, 'token' => null], 'second reader: wait');
+    eq($a->getOrLease($k)['status'], 'wait', 'the lease holder asking again: wait');
+    eq($b->get($k), false, 'plain get does not see the stub');
+    eq($b->getResultCode(), Client::RES_NOTFOUND, 'stub: RES_NOTFOUND');
+    eq($b->getMulti([$k]), [], 'getMulti does not see the stub');
+    eq($a->setWithLease($k, ['v' => 1], $l['token'], 60), true, 'setWithLease with the token');
+    eq($a->getResultCode(), Client::RES_SUCCESS, 'setWithLease code');
+    eq($b->getOrLease($k), ['status' => 'hit', 'value' => ['v' => 1], 'token' => null], 'then a hit');
+    eq($b->get($k), ['v' => 1], 'plain get sees the value');
+    $ttl = (int)substr(mc_command($mc->addr(), "mg $k t\r\n"), 4);
+    check($ttl > 0 && $ttl <= 60, "setWithLease expiration applied ($ttl)");
+
+    // A delete between the lease and the fill: the late fill loses.
+    $k2 = 'lf2:' . uniqid();
+    $l2 = $a->getOrLease($k2);
+    eq($l2['status'], 'miss', 'k2 miss');
+    $b->delete($k2);
+    eq($a->setWithLease($k2, 'late', $l2['token']), false, 'fill after a delete: false');
+    eq($a->getResultCode(), Client::RES_NOTSTORED, 'lost lease: RES_NOTSTORED');
+    check(str_contains($a->getResultMessage(), 'lease was lost'), 'lost lease message: ' . $a->getResultMessage());
+    eq($b->get($k2), false, 'nothing stored after the delete');
+    // A set between the lease and the fill: the newer set wins.
+    $l2 = $a->getOrLease($k2);
+    $b->set($k2, 'newer');
+    eq($a->setWithLease($k2, 'older', $l2['token']), false, 'fill after a set: false');
+    eq($b->get($k2), 'newer', 'the newer set stays');
+
+    // invalidate: one lease reader refreshes with the old value, the others get it stale.
+    $k3 = 'lf3:' . uniqid();
+    eq($a->set($k3, 'old', 300), true, 'set k3');
+    eq($a->invalidate($k3, 30), true, 'invalidate');
+    eq($a->getResultCode(), Client::RES_SUCCESS, 'invalidate code');
+    $r = $a->getOrLease($k3);
+    eq([$r['status'], $r['value']], ['refresh', 'old'], 'first lease reader: refresh with the old value');
+    check(is_int($r['token']) && $r['token'] > 0, 'refresh carries a token');
+    eq($b->getOrLease($k3), ['status' => 'stale', 'value' => 'old', 'token' => null], 'next lease reader: stale');
+    eq($b->get($k3), false, 'plain get: an invalidated key is a miss');
+    eq($b->getResultCode(), Client::RES_NOTFOUND, 'invalidated: RES_NOTFOUND');
+    eq($a->setWithLease($k3, 'new', $r['token'], 300), true, 'refresh fill');
+    eq($b->getOrLease($k3)['status'], 'hit', 'hit after the refresh');
+    eq($b->get($k3), 'new', 'plain get sees the refreshed value');
+    // An invalidate also fails an outstanding fill.
+    $k4 = 'lf4:' . uniqid();
+    $l4 = $a->getOrLease($k4);
+    eq($b->invalidate($k4), true, 'invalidate the stub');
+    eq($a->setWithLease($k4, 'x', $l4['token']), false, 'fill after invalidate: false');
+    eq($a->invalidate('lf:absent:' . uniqid()), false, 'invalidate a missing key');
+    eq($a->getResultCode(), Client::RES_NOTFOUND, 'invalidate missing: RES_NOTFOUND');
+    // Token 0 ("no lease could be had") fills with add: it never overwrites.
+    $k5 = 'lf5:' . uniqid();
+    eq($a->setWithLease($k5, 'first', 0), true, 'token 0 on an absent key: stored');
+    eq($a->setWithLease($k5, 'second', 0), false, 'token 0 on a present key: not stored');
+    eq($a->get($k5), 'first', 'token 0 is an add');
+    try { $a->setWithLease($k5, 'x', -1); check(false, 'negative token throws'); } catch (ValueError $e) { check(true, 'negative token: ValueError'); }
+    try { $a->invalidate($k5, -1); check(false, 'negative stale_ttl throws'); } catch (ValueError $e) { check(true, 'negative stale_ttl: ValueError'); }
+    eq($a->getOrLease('bad key'), false, 'bad key: false');
+    eq($a->getResultCode(), Client::RES_BAD_KEY_PROVIDED, 'bad key code');
+    $st = $a->clientStats()['stampede'];
+    foreach (['lease_hits', 'lease_misses', 'lease_waits', 'lease_stale', 'lease_refreshes', 'computes', 'fills_stored',
+              'fills_lost', 'wait_timeouts', 'lease_errors', 'coalesced_gets', 'coalesced_fills'] as $name) {
+        check(isset($st[$name]) && is_int($st[$name]), "clientStats stampede.$name");
+    }
+    check($st['lease_misses'] >= 4 && $st['lease_waits'] >= 1 && $st['lease_refreshes'] >= 1, 'lease outcomes counted');
+});
+
+test('stampede: getOrSet', function () use ($mc) {
+    $c = new Client(null, ['servers' => [$mc->addr()], 'stampede' => ['lease_ttl_s' => 10, 'wait_ms' => 500]]);
+    $k = 'gos:' . uniqid();
+    $calls = 0; $seen = null;
+    $f = function ($key) use (&$calls, &$seen) { $calls++; $seen = $key; return ['n' => 42]; };
+    eq($c->getOrSet($k, $f, 60), ['n' => 42], 'computed');
+    eq($c->getResultCode(), Client::RES_SUCCESS, 'computed: RES_SUCCESS');
+    eq([$calls, $seen], [1, $k], 'called once, with $key');
+    eq($c->getOrSet($k, $f, 60), ['n' => 42], 'then a hit');
+    eq($calls, 1, 'not called on a hit');
+    eq($c->get($k), ['n' => 42], 'stored for plain get');
+    $ttl = (int)substr(mc_command($mc->addr(), "mg $k t\r\n"), 4);
+    check($ttl > 0 && $ttl <= 60, "expiration applied ($ttl)");
+
+    // Every type round trips (computed, then from the cache), encoded like set().
+    $obj = new stdClass; $obj->a = [1, 'b'];
+    $cases = ['s' => 'hello', 'empty' => '', 'bin' => "\x00\xff\r\n", 'i' => 42, 'neg' => -7, 'max' => PHP_INT_MAX,
+              'd' => 1.5, 'inf' => INF, 'nan' => NAN, 't' => true, 'f' => false, 'arr' => [1, 'two' => [3]],
+              'null' => null, 'obj' => $obj, 'big' => str_repeat('compressible ', 1000)];
+    foreach ($cases as $name => $v) {
+        $key = "gos:t:$name:" . uniqid();
+        $same = fn($got) => is_object($v) ? $got == $v : ($got === $v || (is_float($v) && is_nan($v) && is_float($got) && is_nan($got)));
+        check($same($c->getOrSet($key, fn() => $v)), "getOrSet computes $name");
+        check($same($c->getOrSet($key, function () { throw new LogicException('must not run'); })), "getOrSet hits $name");
+        check($same($c->get($key)), "get reads $name");
+    }
+    $plain = new Client(null, ['servers' => [$mc->addr()]]);
+    $plain->setOption(Client::OPT_COMPRESSION, false);
+    $raw = $plain->get("gos:t:big:" . uniqid()); // (absent: only checks the option is per client)
+    eq($raw, false, 'absent key');
+
+    // An exception from $compute reaches the caller unchanged; nothing is stored.
+    $ke = 'gos:ex:' . uniqid();
+    $thrown = new DomainException('db down', 7);
+    try { $c->getOrSet($ke, function () use ($thrown) { throw $thrown; }); check(false, 'exception propagates'); }
+    catch (DomainException $e) { check($e === $thrown, 'the same exception object'); }
+    eq($c->getResultCode(), Client::RES_FAILURE, 'after a throw: RES_FAILURE');
+    eq($c->get($ke), false, 'nothing stored after a throw');
+    try { $c->getOrSet($ke, fn() => undefined_function_xyz()); check(false, 'Error propagates'); }
+    catch (Error $e) { check(str_contains($e->getMessage(), 'undefined_function_xyz'), 'an Error propagates too'); }
+    // The failed computes left their lease stub (core: it lives lease_ttl_s): the next call
+    // waits at most wait_ms, computes, and returns the value.
+    $t = microtime(true);
+    eq($c->getOrSet($ke, fn() => 'recovered'), 'recovered', 'a later getOrSet after a throw');
+    check(microtime(true) - $t < 1.5, 'bounded by wait_ms');
+
+    // Arguments and errors.
+    try { $c->getOrSet('gos:x', 'no_such_function'); check(false, 'non-callable throws'); } catch (TypeError $e) { check(true, 'non-callable: TypeError'); }
+    $calls = 0;
+    eq($c->getOrSet('bad key', $f), false, 'bad key: false');
+    eq([$c->getResultCode(), $calls], [Client::RES_BAD_KEY_PROVIDED, 0], 'bad key: code, not computed');
+    // A value that cannot be encoded: false with the payload code.
+    $c->setOption(Client::OPT_ITEM_SIZE_LIMIT, 10);
+    eq($c->getOrSet('gos:big:' . uniqid(), fn() => str_repeat('x', 100)), false, 'over OPT_ITEM_SIZE_LIMIT: false');
+    eq($c->getResultCode(), Client::RES_E2BIG, 'encode failure code');
+    $c->setOption(Client::OPT_ITEM_SIZE_LIMIT, 0);
+
+    // The cache being down does not fail it: computed, returned, not stored.
+    $dead = new Client(null, ['servers' => ['127.0.0.1:' . free_port()], 'timeouts' => ['connect_ms' => 100, 'io_ms' => 200]]);
+    eq($dead->getOrSet('gos:dead', fn() => 'from the source'), 'from the source', 'dead server: computed anyway');
+    check($dead->clientStats()['stampede']['lease_errors'] >= 1, 'lease_errors counted');
+
+    // Re-entrant: the compute can use the same client.
+    $kr = 'gos:re:' . uniqid();
+    eq($c->getOrSet($kr, function ($key) use ($c) { $c->set("$key:side", 'side'); return $c->get("$key:side") . '!'; }), 'side!', 'compute using the same client');
+    eq($c->get("$kr:side"), 'side', 'its own write landed');
+
+    $st = $c->clientStats()['stampede'];
+    check($st['computes'] >= 20 && $st['fills_stored'] >= 15, "computes {$st['computes']}, fills_stored {$st['fills_stored']}");
+});
+
+test('stampede: config keys and placement', function () use ($mc, $mc2) {
+    try { new Client(null, ['servers' => [$mc->addr()], 'stampede' => ['lease_ttl_s' => 0]]); check(false, 'bad stampede config throws'); }
+    catch (Fae\Exception $e) { check(str_contains($e->getMessage(), 'stampede.lease_ttl_s'), 'error names stampede.lease_ttl_s: ' . $e->getMessage()); }
+    try { new Client(null, ['servers' => [$mc->addr()], 'stampede' => ['nope' => 1]]); check(false, 'unknown stampede key throws'); }
+    catch (Fae\Exception $e) { check(str_contains($e->getMessage(), 'nope'), 'unknown stampede key named'); }
+    $c = new Client(null, ['servers' => [$mc->addr()], 'stampede' => ['coalesce' => false, 'wait_ms' => 100]]);
+    eq($c->reload(['stampede' => ['lease_ttl_s' => 3, 'wait_ms' => 100, 'recache_below_s' => 0, 'coalesce' => true]]), true, 'reload with a stampede section');
+    $k = 'cfg:' . uniqid();
+    eq($c->getOrLease($k)['status'], 'miss', 'lease after reload');
+    $ttl = (int)substr(mc_command($mc->addr(), "mg $k t\r\n"), 4);
+    check($ttl > 0 && $ttl <= 3, "the stub lives lease_ttl_s = 3 ($ttl)");
+
+    // A prefix on one server: the stored key carries it, $compute gets the caller's key.
+    $p = new Client(null, ['servers' => [$mc->addr()]]);
+    $p->setOption(Client::OPT_PREFIX_KEY, 'app:');
+    $seen = null;
+    eq($p->getOrSet('pk', function ($key) use (&$seen) { $seen = $key; return 'pv'; }), 'pv', 'prefixed getOrSet');
+    eq($seen, 'pk', '$compute gets the unprefixed key');
+    eq((new Client(null, ['servers' => [$mc->addr()]]))->get('app:pk'), 'pv', 'stored under the prefixed key');
+    eq($p->invalidate('pk'), true, 'prefixed invalidate');
+    eq($p->getOrLease('pk')['status'], 'refresh', 'prefixed lease read');
+
+    // A prefix that is not hashed, on two servers: a lease on the prefixed key would guard
+    // another server than get/set use, so the stampede methods refuse such keys.
+    $two = ['servers' => [$mc->addr(), $mc2->addr()]];
+    $q = new Client(null, $two); $q->setOption(Client::OPT_PREFIX_KEY, 'ns:');
+    $plain = new Client(null, $two);
+    $moved = null; $same = null;
+    for ($i = 0; ($moved === null || $same === null) && $i < 1000; $i++) {
+        $d = $q->getServerByKey("k$i")['port'] !== $plain->getServerByKey("ns:k$i")['port'];
+        if ($d) $moved ??= "k$i"; else $same ??= "k$i";
+    }
+    try { $q->getOrSet($moved, fn() => 1); check(false, 'placement mismatch throws'); }
+    catch (Fae\Exception $e) {
+        check(str_contains($e->getMessage(), 'OPT_HASH_WITH_PREFIX_KEY'), 'the message says what to do: ' . $e->getMessage());
+        eq($e->getCode(), Client::RES_NOT_SUPPORTED, 'exception code RES_NOT_SUPPORTED');
+    }
+    eq($q->getResultCode(), Client::RES_NOT_SUPPORTED, 'result code RES_NOT_SUPPORTED');
+    eq($q->getOrSet($same, fn() => 'same server'), 'same server', 'a key both place on the same server works');
+    // The read-through callback still works there: php-memcached's own get, callback, set.
+    eq($q->get($moved, function ($m, $key, &$v) { $v = "rt:$key"; return true; }), "rt:$moved", 'read-through on a mismatched key');
+    eq($q->get($moved), "rt:$moved", 'stored where get looks');
+    eq($q->get($moved, function () { throw new LogicException('must not run'); }), "rt:$moved", 'then a hit');
+    $q->setOption(Client::OPT_HASH_WITH_PREFIX_KEY, true);
+    eq($q->getOrSet($moved, fn() => 'hashed'), 'hashed', 'OPT_HASH_WITH_PREFIX_KEY: protected');
+});
+
+test('stampede: read-through cache callback', function () use ($mc, $mc2) {
+    $c = new Client(null, ['servers' => [$mc->addr()], 'stampede' => ['lease_ttl_s' => 10, 'wait_ms' => 2000]]);
+    $k = 'rt:' . uniqid();
+    $args = null;
+    $v = $c->get($k, function ($memc, $key, &$value, &$expiration) use (&$args) {
+        $args = [$memc, $key, $value, $expiration];
+        $value = ['hello' => 'world']; $expiration = 30;
+        return true;
+    });
+    eq($v, ['hello' => 'world'], 'callback true: its $value is returned');
+    eq($c->getResultCode(), Client::RES_SUCCESS, 'callback true: RES_SUCCESS');
+    check($args[0] === $c, '$memc is the client itself');
+    eq(array_slice($args, 1), [$k, null, null], '$key, and $value/$expiration start null');
+    eq($c->get($k), ['hello' => 'world'], 'callback true: stored');
+    $ttl = (int)substr(mc_command($mc->addr(), "mg $k t\r\n"), 4);
+    check($ttl > 0 && $ttl <= 30, "the callback's \$expiration applied ($ttl)");
+    eq($c->get($k, function () { throw new LogicException('must not run'); }), ['hello' => 'world'], 'a hit does not call it');
+
+    $k2 = 'rt2:' . uniqid();
+    $n = 0;
+    $no = function ($memc, $key, &$value) use (&$n) { $n++; $value = 'ignored'; return false; };
+    eq($c->get($k2, $no), false, 'callback false: get returns false');
+    eq($c->getResultCode(), Client::RES_NOTFOUND, 'callback false: RES_NOTFOUND');
+    eq($c->get($k2), false, 'callback false: nothing stored');
+    $t = microtime(true);
+    eq($c->get($k2, $no), false, 'callback false again');
+    eq($n, 2, 'a declined key calls the callback on the next miss');
+    check(microtime(true) - $t < 0.5, 'and does not wait for a lease nobody fills (' . round(microtime(true) - $t, 3) . ' s)');
+    eq($c->get($k2, fn($m, $key, &$value) => 0), false, 'a falsy return declines too');
+
+    $k3 = 'rt3:' . uniqid();
+    $thrown = new RuntimeException('cb');
+    try { $c->get($k3, function () use ($thrown) { throw $thrown; }); check(false, 'callback exception propagates'); }
+    catch (RuntimeException $e) { check($e === $thrown, 'the same exception object'); }
+    eq($c->getResultCode(), Client::RES_NOTFOUND, 'after a throw: RES_NOTFOUND, as php-memcached');
+    eq($c->get($k3), false, 'nothing stored after a throw');
+
+    // GET_EXTENDED: ($memc, $key, &$value), $value = ['value' => …].
+    $k4 = 'rt4:' . uniqid();
+    $x = $c->get($k4, function ($memc, $key, &$value) { $value = ['value' => 'ext']; return true; }, Client::GET_EXTENDED);
+    check(is_array($x) && $x['value'] === 'ext' && array_key_exists('cas', $x) && $x['flags'] === 0, 'GET_EXTENDED callback result: ' . json_encode($x));
+    eq($c->get($k4), 'ext', 'GET_EXTENDED: $value["value"] stored');
+    eq($c->get('rt5:' . uniqid(), function ($m, $key, &$value) { $value = 'not an array'; return true; }, Client::GET_EXTENDED), false, 'GET_EXTENDED without ["value"]: false');
+
+    // The callback can use $memc (re-entrant).
+    $k6 = 'rt6:' . uniqid();
+    eq($c->get($k6, function ($m, $key, &$value) { $m->set("$key:side", 1); $value = $m->get("$key:side") + 1; return true; }), 2, 'callback using $memc');
+    eq($c->get($k6), 2, 'stored');
+
+    // getByKey: stored on the server key's server.
+    $two = new Client(null, ['servers' => [$mc->addr(), $mc2->addr()]]);
+    $k7 = 'rt7:' . uniqid();
+    eq($two->getByKey('group', $k7, function ($m, $key, &$value) { $value = 'by key'; return true; }), 'by key', 'getByKey with a callback');
+    eq($two->getByKey('group', $k7), 'by key', 'getByKey reads it back');
+    $port = $two->getServerByKey('group')['port'];
+    eq((new Client(null, ['servers' => ["127.0.0.1:$port"]]))->get($k7), 'by key', "stored on the server key's server");
+
+    try { $c->get('rt:x', 'no_such_function'); check(false, 'non-callable throws'); } catch (TypeError $e) { check(true, 'non-callable: TypeError'); }
+    eq($c->get('rt:none:' . uniqid(), null), false, 'null callback: plain get');
+
+    // Same answers as php-memcached itself.
+    if (class_exists('Memcached')) {
+        $p = new Memcached(); $p->addServer('127.0.0.1', $mc->port);
+        foreach ([true, false] as $ret) {
+            $cb = function ($memc, $key, &$value, &$expiration) use ($ret) { $value = "v:$key"; $expiration = 20; return $ret; };
+            $kp = 'rtp:' . uniqid(); $kf = 'rtf:' . uniqid();
+            $want = [$p->get($kp, $cb), $p->getResultCode(), $p->get($kp)];
+            $got = [$c->get($kf, $cb), $c->getResultCode(), $c->get($kf)];
+            $want[0] = is_string($want[0]) ? str_replace($kp, 'K', $want[0]) : $want[0];
+            $want[2] = is_string($want[2]) ? str_replace($kp, 'K', $want[2]) : $want[2];
+            $got[0] = is_string($got[0]) ? str_replace($kf, 'K', $got[0]) : $got[0];
+            $got[2] = is_string($got[2]) ? str_replace($kf, 'K', $got[2]) : $got[2];
+            eq($got, $want, 'callback returning ' . var_export($ret, true) . ': same as php-memcached');
+        }
+    }
+});
+
+test('stampede: 8 processes, one compute', function () use ($mc, $m) {
+    if (!function_exists('pcntl_fork')) { check(false, 'pcntl_fork is needed for the multi-process test'); return; }
+    foreach (['getOrSet', 'read-through'] as $how) {
+        $key = 'storm:' . uniqid();
+        eq($m->set("$key:computes", 0), true, "$how: counter");
+        $json = run_php(__DIR__ . '/stampede_fork.php', ['storm', $mc->addr(), $how, $key, '8'], 30.0);
+        $out = json_decode((string)$json, true);
+        check(is_array($out), "$how: the forking process finished");
+        $done = array_filter((array)$out);
+        eq(count($done), 8, "$how: all 8 processes answered");
+        $computes = (int)$m->get("$key:computes");
+        $errors = array_sum(array_map(fn($r) => $r['stats']['lease_errors'], $done));
+        eq($computes, 1, "$how: exactly one compute across 8 processes ($errors lease errors)");
+        eq(count(array_unique(array_map(fn($r) => json_encode($r['v']), $done))), 1, "$how: all 8 got the same value");
+        $first = $done ? reset($done)['v'] : null;
+        check(is_array($first) && isset($first['by']), "$how: the computed value");
+        eq($m->get($key), $first, "$how: and it is stored");
+        eq(array_sum(array_map(fn($r) => $r['stats']['computes'], $done)), 1, "$how: stampede.computes sums to 1");
+        $waits = array_sum(array_map(fn($r) => $r['stats']['lease_waits'], $done));
+        $slowest = $done ? max(array_map(fn($r) => $r['ms'], $done)) : 0;
+        check($slowest < 2000, "$how: slowest process " . round($slowest) . ' ms');
+        fwrite(STDERR, sprintf("stampede %s: 8 processes, %d compute, %d lease-wait polls, slowest %.1f ms\n", $how, $computes, $waits, $slowest));
+    }
+});
+
+test('stampede: a fatal error in $compute releases the key in-process', function () {
+    if (!function_exists('pcntl_fork')) { check(false, 'pcntl_fork is needed'); return; }
+    $json = run_php(__DIR__ . '/stampede_fork.php', ['fatal', 'fatal:' . uniqid()], 30.0);
+    $out = json_decode((string)$json, true);
+    check(is_array($out[0] ?? null), 'the child reported from its shutdown function');
+    eq($out[0]['v'] ?? null, 'after the fatal error', 'getOrSet works after the fatal error');
+    check(($out[0]['ms'] ?? 1e9) < 500, 'without waiting for the dead flight (' . round($out[0]['ms'] ?? -1, 1) . ' ms)');
+    eq($out[0]['stats']['computes'] ?? null, 2, 'both computes ran');
+});
+
 $mc->stop(); $mc2->stop();
 finish();

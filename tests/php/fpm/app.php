@@ -1,5 +1,5 @@
 <?php
-// The php-fpm test's application: a persistent Fae\Client per worker, and a locked session.
+// The php-fpm test's application: a persistent Fae\Client per worker, getOrSet, and a locked session.
 $servers = explode(',', getenv('FAE_SERVERS') ?: ($_SERVER['FAE_SERVERS'] ?? ''));
 $m = new Fae\Client('fpm-test', ['servers' => $servers]);
 $action = $_SERVER['FAE_ACTION'] ?? 'counter';
@@ -15,6 +15,24 @@ if ($action === 'counter') {
     $st = $n->clientStats()['routes']['route'];
     echo json_encode(['pid' => getmypid(), 'v' => $n->get('fpm:near'), 'route' => $n->routeFor('fpm:near'),
         'hits' => $st['local_hits']]), "\n";
+} elseif ($action === 'getorset' || $action === 'getorset-fatal') {
+    // Stampede protection across php-fpm workers: one compute per key for the whole pool.
+    $g = new Fae\Client('fpm-stampede', ['servers' => $servers, 'stampede' => ['lease_ttl_s' => 5, 'wait_ms' => 3000]]);
+    $key = $_SERVER['FAE_SID'];
+    if ($action === 'getorset-fatal') {
+        echo json_encode(['pid' => getmypid()]), "\n";
+        flush();
+        $g->getOrSet($key, function () { trigger_error('fatal inside $compute', E_USER_ERROR); });
+    }
+    $t = microtime(true);
+    $v = $g->getOrSet($key, function ($k) use ($g) {
+        usleep(20000); // a slow source: without leases every concurrent request would compute
+        $g->increment("$k:computes", 1, 1);
+        return "value of $k";
+    }, 60);
+    $ms = (microtime(true) - $t) * 1000;
+    usleep(100000); // hold the worker so that concurrent requests reach every worker
+    echo json_encode(['pid' => getmypid(), 'v' => $v, 'ms' => $ms, 'computes' => $g->get("$key:computes")]), "\n";
 } elseif ($action === 'session') {
     $h = new Fae\SessionHandler('fpm-sess', ['servers' => $servers], ['lock_wait_min' => 5, 'lock_wait_max' => 50, 'lock_retries' => 400]);
     session_set_save_handler($h, true);
