@@ -8,15 +8,18 @@
 //! documented in `python/fae/_fae.pyi` and `bindings-python/README.md`.
 
 mod error;
+mod lease;
 mod logging;
 mod serde;
 
+use fae_core::lease::{GetOrSetError, Lease as CoreLease};
 use fae_core::protocol::StoreOp;
 use fae_core::{Config, Op, SetItem, StoreOutcome};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::error::{client_error, to_py};
+use crate::lease::Lease;
 use crate::serde::{EncodeOpts, Payload, Serde};
 
 /// memcached reads an exptime above 30 days as a unix time; one in the past expires the item
@@ -962,6 +965,140 @@ impl Client {
         py.detach(|| inner.touch(kb, t)).map_err(|e| to_py(py, &e))
     }
 
+    // Stampede protection: the core's leases and get_or_set, converted. No lease, retry or
+    // coalescing logic lives here (see `fae_core::lease`).
+
+    /// A lease read (meta `mg <key> … N`): a `fae.Lease` whose `status` says what to do —
+    /// `hit` serve `value`; `refresh` serve the stale `value`, compute, `set_with_lease` with
+    /// `token`; `stale` serve `value` (someone else refreshes it); `miss` compute and
+    /// `set_with_lease` with `token`; `wait` someone else is filling, read again shortly.
+    fn get_or_lease(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Lease> {
+        let k = self.key(key)?;
+        let kb = k.as_slice();
+        let inner = &self.inner;
+        let lease = py
+            .detach(|| inner.get_or_lease(kb))
+            .map_err(|e| to_py(py, &e))?;
+        let (status, token) = (lease.status(), lease.token());
+        let item = match lease {
+            CoreLease::Hit(i) | CoreLease::Stale(i) | CoreLease::Refresh { item: i, .. } => Some(i),
+            CoreLease::Miss { .. } | CoreLease::Wait => None,
+        };
+        let stale = item.as_ref().is_some_and(|i| i.stale);
+        let value = match item {
+            Some(i) => self.decode(py, kb, i)?.unbind(),
+            None => py.None(),
+        };
+        Ok(Lease::new(status, value, token, stale))
+    }
+
+    /// Fill a key with the token of `get_or_lease` (value encoded like `set`). True stored;
+    /// False a delete, set or invalidate happened since the lease (the newer state wins).
+    /// Token 0 (no lease could be had) stores with `add`.
+    #[pyo3(signature = (key, value, token, expire=None))]
+    fn set_with_lease(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        token: &Bound<'_, PyAny>,
+        expire: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let token: u64 = token.extract().map_err(|_| {
+            client_error(
+                py,
+                "invalid_argument",
+                format!(
+                    "token must be the int Lease.token of a \"miss\" or \"refresh\" lease, not {}",
+                    type_name(token)
+                ),
+            )
+        })?;
+        let k = self.key(key)?;
+        let exp = exptime(py, expire)?;
+        let (payload, f) = self.value(k.as_slice(), value, None, None)?;
+        let (kb, vb) = (k.as_slice(), payload.as_slice());
+        let inner = &self.inner;
+        py.detach(|| inner.set_with_lease(kb, vb, f, exp, token))
+            .map_err(|e| to_py(py, &e))
+    }
+
+    /// Invalidate instead of delete (meta `md <key> I T<stale_ttl>`): the value stays, marked
+    /// stale, for `stale_ttl` more seconds (0: its current TTL); lease readers get it as
+    /// `refresh` (the first) or `stale`, plain reads see a miss, outstanding fills fail. True
+    /// if the key was there. On a text-protocol pool this is a delete.
+    #[pyo3(signature = (key, stale_ttl=None))]
+    fn invalidate(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        stale_ttl: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let ttl = match stale_ttl {
+            Some(t) if !t.is_none() => t.extract::<u32>().map_err(|_| {
+                client_error(
+                    py,
+                    "invalid_argument",
+                    "stale_ttl must be an int of seconds in 0..2**32",
+                )
+            })?,
+            _ => 0,
+        };
+        let k = self.key(key)?;
+        let kb = k.as_slice();
+        let inner = &self.inner;
+        py.detach(|| inner.invalidate(kb, ttl))
+            .map_err(|e| to_py(py, &e))
+    }
+
+    /// Read-through with stampede protection: the value of `key`, or `fn()`'s, stored with
+    /// `expire` — `fn` runs once per expiry across the threads and processes sharing the
+    /// servers. `fn` takes no arguments (as Django's callable default); its value is encoded
+    /// like `set`'s and returned decoded like `get`'s. Waiting callers hold no GIL; `fn` runs
+    /// on the calling thread with the GIL, and its exception propagates as raised. A bad key
+    /// or a closed client raises `fae.ClientError` before `fn` is called.
+    #[pyo3(signature = (key, r#fn, expire=None))]
+    fn get_or_set<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        r#fn: &Bound<'py, PyAny>,
+        expire: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let k = self.key(key)?;
+        let exp = exptime(py, expire)?;
+        if !r#fn.is_callable() {
+            return Err(client_error(
+                py,
+                "invalid_argument",
+                format!(
+                    "fn must be a callable taking no arguments, not {}",
+                    type_name(r#fn)
+                ),
+            ));
+        }
+        let kb = k.as_slice();
+        let compute = r#fn.as_unbound();
+        let inner = &self.inner;
+        let r = py.detach(|| {
+            inner.get_or_set(kb, exp, || {
+                // The core calls this on this thread, only when this caller must compute;
+                // every caller waiting for it waits with the GIL released.
+                Python::attach(|py| {
+                    let v = compute.bind(py).call0()?;
+                    let (payload, f) = self.value(kb, &v, None, None)?;
+                    Ok::<_, PyErr>((payload.into_vec(), f))
+                })
+            })
+        });
+        match r {
+            Ok(item) => self.decode(py, kb, item),
+            Err(GetOrSetError::Cache(e)) => Err(to_py(py, &e)),
+            // `fn`'s own exception (or the serde's), as raised.
+            Err(GetOrSetError::Compute(e)) => Err(e),
+        }
+    }
+
     /// `flush_all` on every server. Returns True.
     #[pyo3(signature = (delay=0, noreply=None))]
     fn flush_all(&self, py: Python<'_>, delay: u32, noreply: Option<bool>) -> PyResult<bool> {
@@ -1209,6 +1346,7 @@ fn version() -> &'static str {
 #[pymodule(name = "_fae")]
 fn fae_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Client>()?;
+    m.add_class::<Lease>()?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(_fork_generation, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;

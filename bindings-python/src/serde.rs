@@ -157,6 +157,14 @@ impl Payload<'_> {
             Payload::Owned(v) => v,
         }
     }
+
+    /// The bytes as an owned buffer (a copy only when borrowed).
+    pub fn into_vec(self) -> Vec<u8> {
+        match self {
+            Payload::Borrowed(b) => b.as_bytes().to_vec(),
+            Payload::Owned(v) => v,
+        }
+    }
 }
 
 /// Options of one encode.

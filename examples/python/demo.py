@@ -35,6 +35,23 @@ def main(servers):
     raw = fae.Client(servers, serde="raw")
     print("get demo:a (from C)  ->", raw.get("demo:a"))
 
+    # Lookaside without a stampede: the loader runs once per expiry, however many threads and
+    # processes miss at once; invalidate keeps the old value served while one caller refills.
+    loads = []
+
+    def load_user():  # stands in for a database query
+        loads.append(1)
+        return {"name": "bob", "version": len(loads)}
+
+    mc.delete("py:user:2")
+    for _ in range(3):
+        user = mc.get_or_set("py:user:2", load_user, expire=300)
+    print("get_or_set x3        ->", user, f"({len(loads)} load)")
+    mc.invalidate("py:user:2", stale_ttl=30)  # e.g. after the row changed
+    user = mc.get_or_set("py:user:2", load_user, expire=300)
+    print("after invalidate     ->", user, f"({len(loads)} loads)")
+    assert user["version"] == 2 and len(loads) == 2
+
     for key in ("py:user:1", "py:greeting", "py:visits"):
         print(f"route_for {key:<12} -> {mc.route_for(key)[0]}")
 

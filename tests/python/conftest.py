@@ -72,6 +72,23 @@ class Memcached:
 
     def pause(self) -> None:
         os.kill(self.proc.pid, signal.SIGSTOP)
+        # kill() returns before every thread has stopped: on a loaded machine a worker thread
+        # could still answer the next request. Wait (bounded) until all of them show state T.
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and not self._stopped():
+            time.sleep(0.001)
+
+    def _stopped(self) -> bool:
+        tasks = f"/proc/{self.proc.pid}/task"
+        try:
+            for tid in os.listdir(tasks):
+                with open(f"{tasks}/{tid}/stat") as f:
+                    # "pid (comm) state ...": the state follows the last ')'.
+                    if f.read().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+                        return False
+        except OSError:
+            return True  # no /proc (or the process is gone): nothing more to wait for
+        return True
 
     def resume(self) -> None:
         os.kill(self.proc.pid, signal.SIGCONT)

@@ -28,12 +28,13 @@ from ._errors import (
     ServerError,
     TimeoutError,
 )
-from ._fae import Client
+from ._fae import Client, Lease
 
 __version__: str = _fae.version()
 
 __all__ = [
     "Client",
+    "Lease",
     "Error",
     "ClientError",
     "ServerError",

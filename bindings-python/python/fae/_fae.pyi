@@ -2,7 +2,21 @@
 
 from os import PathLike
 from types import TracebackType
-from typing import Any, Dict, Iterable, List, Literal, Mapping, Optional, Protocol, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Literal,
+    Mapping,
+    Optional,
+    Protocol,
+    Tuple,
+    TypeVar,
+    Union,
+    final,
+)
 
 Key = Union[str, bytes]
 """A key: ``str`` is UTF-8 encoded, ``bytes`` is sent as is; ``key_prefix`` is prepended."""
@@ -11,6 +25,10 @@ Server = Union[str, Tuple[str, int], Tuple[str, int, int]]
 """``"host:port[:weight]"`` (IPv6 as ``"[::1]:11211"``) or ``(host, port[, weight])``."""
 
 SerdeName = Literal["pymemcache", "pylibmc", "raw", "interop"]
+
+LeaseStatus = Literal["hit", "refresh", "stale", "miss", "wait"]
+
+T = TypeVar("T")
 
 class Serde(Protocol):
     """pymemcache's serde protocol, for ``serde=`` objects."""
@@ -33,6 +51,43 @@ def _logging_shutdown() -> None:
 def _logging_refresh() -> None:
     """Re-read the ``"fae"`` logger's level now (it is otherwise re-read within a second)."""
 
+@final
+class Lease:
+    """What ``Client.get_or_lease`` found: an immutable record (memcached's meta lease reply,
+    the value decoded like ``get``).
+
+    - ``hit``: ``value`` is current; serve it.
+    - ``refresh``: ``value`` is stale (invalidated) or nearly expired
+      (``stampede.recache_below_s``) and this caller won the right to refresh it: serve it,
+      compute the new value, then ``set_with_lease(key, new, token)``.
+    - ``stale``: ``value`` is stale and another client is refreshing it; serve it.
+    - ``miss``: no value, and this caller holds the lease: compute, then
+      ``set_with_lease(key, new, token)``.
+    - ``wait``: no value, another client is filling it: read again shortly (or use
+      ``get_or_set``, which does).
+
+    A token of ``0`` means no lease could be had (a ``"text"`` protocol pool, the in-process
+    cache): ``set_with_lease`` then stores with ``add``, which never overwrites either.
+    """
+
+    @property
+    def status(self) -> LeaseStatus:
+        """``"hit"``, ``"refresh"``, ``"stale"``, ``"miss"`` or ``"wait"``."""
+    @property
+    def value(self) -> Any:
+        """The value to serve (``hit``, ``refresh``, ``stale``), decoded like ``get``; else
+        None."""
+    @property
+    def token(self) -> Optional[int]:
+        """The lease token for ``set_with_lease`` (``miss``, ``refresh``); else None."""
+    @property
+    def stale(self) -> bool:
+        """True when the value was invalidated (``invalidate``) and is being served stale.
+        A ``refresh`` of a nearly expired value (``stampede.recache_below_s``) is not stale."""
+    def __repr__(self) -> str:
+        """``fae.Lease(status='refresh', value='old', token=42, stale=True)`` (a long value
+        repr is cut at 80 characters)."""
+
 class Client:
     """A memcached client with libfae's router inside; one per process, shared by threads.
 
@@ -46,7 +101,9 @@ class Client:
         servers: a list of servers, or one string ``"h1:p1,h2:p2"`` (``;`` also separates).
         config: libfae config dict (``{"servers": [...], "mode": ...}``, or ``pools`` plus a
             ``route`` tree such as ``{"type": "failover", "children": ["main", {"type":
-            "gutter", "pool": "gutter", "max_ttl": 10}]}``; ``{}`` for the in-process cache).
+            "gutter", "pool": "gutter", "max_ttl": 10}]}``; ``{}`` for the in-process cache). A
+            ``stampede`` section (``{"lease_ttl_s": 10, "wait_ms": 2000, "recache_below_s": 0,
+            "coalesce": True}``) tunes ``get_or_set`` and leases.
         config_file: path of a libfae config file. The client watches it (``reload.watch_ms``
             in the file, default 1000 ms; 0 turns it off) and reloads when it changes; a bad
             edit is rejected, logged and counted, and the old config stays.
@@ -218,6 +275,64 @@ class Client:
     def touch(self, key: Key, expire: int = 0, noreply: Optional[bool] = None) -> bool:
         """Set the expiry. True if the key exists."""
 
+    # Stampede protection (README "Stampede protection"; config section ``stampede``:
+    # ``lease_ttl_s``, ``wait_ms``, ``recache_below_s``, ``coalesce``). The lease logic is the
+    # core's and memcached's (meta ``mg N``/``R``, ``ms C``, ``md I``); leases need the
+    # ``"meta"`` protocol, which is the default.
+    def get_or_set(self, key: Key, fn: Callable[[], T], expire: int = 0) -> T:
+        """Read-through with stampede protection: the value of ``key`` if cached (a stale,
+        invalidated one included while another caller refreshes it), else ``fn()``'s, stored
+        with ``expire``.
+
+        ``fn`` takes no arguments (as Django's ``cache.get_or_set`` callable default; bind
+        what it needs with a lambda or ``functools.partial``) and returns any value ``set``
+        takes; it is encoded by the client's serde exactly like ``set``, and the result is
+        decoded like ``get`` (so ``fn``'s own caller gets the same type as everyone else).
+        ``fn`` runs once per expiry across every thread and process sharing the servers: in
+        this process one caller computes and the others wait for its value, with the GIL
+        released; across processes the first to miss wins memcached's lease and the others
+        poll until the value lands, at most ``stampede.wait_ms`` (default 2000 ms), after
+        which they call ``fn`` themselves and return its value without storing it. ``fn``
+        runs on the calling thread, holding the GIL.
+
+        A cache failure (a server down or timing out) does not raise: ``fn()``'s value is
+        returned unstored. ``ignore_exc`` does not change this method.
+
+        Raises:
+            Exception: whatever ``fn`` raised, as raised (then other waiting callers each try
+                ``fn`` themselves).
+            ClientError: an invalid key (``invalid_key``), ``fn`` not callable or a bad
+                ``expire`` (``invalid_argument``), a closed client (``closed``) — all before
+                ``fn`` is called; or a value the serde cannot store (``invalid_value``).
+        """
+    def get_or_lease(self, key: Key) -> Lease:
+        """A lease read (meta ``mg <key> v f c t N<lease_ttl_s>``): see ``Lease`` for what
+        each status asks the caller to do. Plain reads (``get``, ``get_many``) never take
+        part in leases: they see a lease stub and an invalidated key as a miss.
+
+        Raises:
+            ClientError: an invalid key, a closed client. Server and network errors raise
+                as for ``get`` (``ignore_exc`` does not apply to lease reads).
+        """
+    def set_with_lease(self, key: Key, value: Any, token: int, expire: int = 0) -> bool:
+        """Fill ``key`` with the ``Lease.token`` of a ``miss`` or ``refresh`` (meta
+        ``ms <key> C<token>``), ``value`` encoded like ``set``. True stored; False a delete,
+        set or invalidate of the key happened since the lease, so the newer state wins and
+        ``value`` is not stored. Token 0 stores with ``add``.
+
+        Raises:
+            ClientError: a token that is not an int in 0..2**64 (``invalid_argument``), an
+                invalid key, a value too large or the serde cannot store.
+        """
+    def invalidate(self, key: Key, stale_ttl: int = 0) -> bool:
+        """Mark ``key`` stale instead of deleting it (meta ``md <key> I T<stale_ttl>``), for
+        stale-while-revalidate: the value stays for ``stale_ttl`` more seconds (0: its
+        current TTL); the first lease reader (``get_or_lease``, ``get_or_set``) gets it as
+        ``refresh`` with a token and refills it, the others get ``stale`` and serve the old
+        value at once; plain reads see a miss; fills of leases taken before fail. True if the
+        key was there. On a ``"text"`` protocol pool this is a plain delete.
+        """
+
     # Admin.
     def flush_all(self, delay: int = 0, noreply: Optional[bool] = None) -> bool:
         """``flush_all`` on every server. True."""
@@ -233,7 +348,10 @@ class Client:
         counters by config path: ``{"route": {"type": "failover", "failovers": n, ...},
         "route.children[1]": {"type": "gutter", "ttl_capped": n, ...}}``; a ``local`` route
         adds ``local_hits``, ``local_misses``, ``items``, ``bytes``), ``supervisor``, and
-        ``process``: ``config_version``, ``reloads``, ``reload_failures``."""
+        ``process``: ``config_version``, ``reloads``, ``reload_failures``; and ``stampede``:
+        ``lease_hits``, ``lease_misses``, ``lease_waits``, ``lease_stale``,
+        ``lease_refreshes``, ``computes``, ``fills_stored``, ``fills_lost``,
+        ``wait_timeouts``, ``lease_errors``, ``coalesced_gets``, ``coalesced_fills``."""
     def reload(
         self,
         config: Optional[Mapping[str, Any]] = None,
