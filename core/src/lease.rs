@@ -326,8 +326,15 @@ fn fill<E>(
                     return Err(GetOrSetError::Compute(e));
                 }
             };
-            if let Some(token) = token {
-                store(client, st, key, &value, flags, exptime, token);
+            if let Some(token) = token
+                && let Err(e) = store(client, st, key, &value, flags, exptime, token)
+            {
+                // A value `set` would refuse (over max_value_size) is refused here too, and
+                // the lease handed back.
+                if release {
+                    let _ = client.release_lease(key, token);
+                }
+                return Err(GetOrSetError::Cache(e));
             }
             Item {
                 value,
@@ -342,7 +349,8 @@ fn fill<E>(
     Ok(item)
 }
 
-/// Fill with the lease; a lost fill (a newer write won) is counted, not an error.
+/// Fill with the lease; a lost fill (a newer write won) is counted, not an error, and so is
+/// a cache failure. A caller error (a value over `max_value_size`) is returned.
 fn store(
     client: &Client,
     st: &Stampede,
@@ -351,15 +359,17 @@ fn store(
     flags: u32,
     exptime: u32,
     token: u64,
-) {
+) -> Result<(), Error> {
     match client.set_with_lease(key, value, flags, exptime, token) {
         Ok(true) => st.counters.fills_stored.fetch_add(1, Relaxed),
         Ok(false) => st.counters.fills_lost.fetch_add(1, Relaxed),
+        Err(e) if e.is_caller_error() => return Err(e),
         Err(e) => {
             log::debug!(target: "fae", "get_or_set: fill failed ({e})");
             st.counters.lease_errors.fetch_add(1, Relaxed)
         }
     };
+    Ok(())
 }
 
 #[cfg(test)]

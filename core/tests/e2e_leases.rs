@@ -431,3 +431,15 @@ fn plain_reads_do_not_steal_the_refresh() {
     assert_eq!(c.get(b"stub").unwrap(), None);
     assert!(matches!(c.get_or_lease(b"stub").unwrap(), Lease::Miss { token } if token != 0));
 }
+
+/// A computed value `set` would refuse is refused by `get_or_set` too, and the lease released.
+#[test]
+fn an_oversized_computed_value_is_an_error() {
+    let mc = Memcached::start();
+    let c = client(&mc, r#", "max_value_size": 1000"#);
+    let big = c.get_or_set(b"k", 60, || Ok::<_, ()>((vec![b'x'; 2000], 0)));
+    assert!(
+        matches!(big, Err(fae_core::lease::GetOrSetError::Cache(e)) if e.reason() == fae_core::Reason::ValueTooLarge)
+    );
+    assert!(matches!(c.get_or_lease(b"k").unwrap(), Lease::Miss { token } if token != 0));
+}

@@ -143,8 +143,8 @@ def test_invalidate_serves_stale_to_lease_readers(server):
     c = client(server)
     assert c.set("page", "old", expire=60)
     assert c.invalidate("page", 30) is True
-    # The lease reads come first: memcached hands the refresh right (meta W) to the first read
-    # of a stale item of any kind (see the xfail test below).
+    # A plain get would also be fine first: it hands back the refresh right it is given (see
+    # test_a_plain_get_does_not_take_the_refresh).
     refresh = c.get_or_lease("page")
     assert (refresh.status, refresh.value, refresh.stale) == ("refresh", "old", True)
     assert isinstance(refresh.token, int) and refresh.token > 0
@@ -164,13 +164,9 @@ def test_invalidate_serves_stale_to_lease_readers(server):
     assert (st["lease_refreshes"], st["lease_stale"]) == (1, 1)
 
 
-@pytest.mark.xfail(
-    reason="core gap: memcached 1.6.18 gives the refresh right (W) to the first meta read of a "
-    "stale item, even a plain `mg k v f`; fae's plain get reports a miss and drops it, so no "
-    "lease reader gets 'refresh' until stale_ttl runs out (reported, not fixed here)",
-    strict=False,
-)
 def test_a_plain_get_does_not_take_the_refresh(server):
+    # memcached 1.6.18 gives the refresh right (W) to the first meta read of a stale item, even
+    # a plain `mg k v f`; the core hands it back (md C<cas> I), so a lease reader still refreshes.
     c = client(server)
     assert c.set("p", "old", expire=60)
     assert c.invalidate("p", 30)
@@ -404,12 +400,8 @@ def test_fn_exception_propagates_as_raised(server):
     assert e.value.reason == "invalid_value"
 
 
-@pytest.mark.xfail(
-    reason="core gap: a failed compute leaves its lease stub for lease_ttl_s, so the next "
-    "get_or_set waits wait_ms and computes without storing (reported, not fixed here)",
-    strict=False,
-)
 def test_after_a_failed_compute_the_next_caller_fills(server):
+    # The failed compute hands its lease back: the next caller wins it at once.
     c = client(server, wait_ms=300)
     with pytest.raises(ValueError):
         c.get_or_set("after-fail", lambda: int("not a number"))
