@@ -37,12 +37,15 @@
 //! cargo run -p fae-bench -- --quick                    # smoke run (CI): a few hundred calls
 //! cargo run --release -p fae-bench -- health --write-docs  # a paused server (issue 4, item 10)
 //! cargo run --release -p fae-bench -- routes --write-docs  # hedged reads, migration, tree cost
+//! cargo run --release -p fae-bench -- stampede --write-docs  # hot-key expiry storms, 5 ms backend
 //! ```
 //!
 //! `health` is a separate run: one server SIGSTOPped under a 4-thread load of single gets; see
 //! the `health` module. So is `routes`: hedged vs plain replicated reads with one slow replica,
 //! a 4 → 6 server migration's hit rate per phase, and the route tree's cost per get; see the
-//! `routes` module.
+//! `routes` module. And `stampede`: 64 callers (1 process × 64 threads, 8 processes × 8
+//! threads) reading a hot key through a 5 ms backend as it expires or is invalidated, naive
+//! lookaside against `get_or_set` (leases, coalescing); see the `stampede` module.
 //!
 //! Flags: `--iterations N` (single-key calls per client; multi-gets get N/10), `--rounds R`,
 //! `--quick`, `--write-docs`, `--docs PATH`, `--only LABEL[,LABEL…]`. Needs `memcached` on
@@ -55,6 +58,7 @@ mod health;
 mod libmemcached;
 mod report;
 mod routes;
+mod stampede;
 mod subject;
 
 use std::process::ExitCode;
@@ -80,7 +84,8 @@ struct Args {
 const USAGE: &str = "usage: fae-bench [--iterations N] [--rounds R] [--quick] [--write-docs] \
                      [--docs PATH] [--only LABEL[,LABEL...]]\n       \
                      fae-bench health [--quick] [--write-docs] [--docs PATH]\n       \
-                     fae-bench routes [--quick] [--only PART[,PART...]] [--write-docs] [--docs PATH]";
+                     fae-bench routes [--quick] [--only PART[,PART...]] [--write-docs] [--docs PATH]\n       \
+                     fae-bench stampede [--quick] [--write-docs] [--docs PATH]";
 
 /// Single-key calls per client in a full run (≈ 60 s on 2 busy cores, all rows together).
 const DEFAULT_ITERATIONS: usize = 40_000;
@@ -173,6 +178,9 @@ fn main() -> ExitCode {
     }
     if raw.first().map(String::as_str) == Some("routes") {
         return routes::main(raw[1..].to_vec());
+    }
+    if raw.first().map(String::as_str) == Some("stampede") {
+        return stampede::main(raw[1..].to_vec());
     }
     let args = match Args::parse(raw) {
         Ok(a) => a,
