@@ -605,6 +605,12 @@ impl Client {
     /// refresh it), or a miss with a lease token (fill it with [`Client::set_with_lease`]) or
     /// "another client is filling, wait". Never coalesced: every caller gets its own answer.
     pub fn get_or_lease(&self, key: &[u8]) -> Result<Lease> {
+        self.lease_read(key).map(|(lease, _)| lease)
+    }
+
+    /// [`Client::get_or_lease`], and the CAS of what it read (for `Wait`: the stub's, which
+    /// `get_or_set` may replace once its wait runs out).
+    pub(crate) fn lease_read(&self, key: &[u8]) -> Result<(Lease, u64)> {
         let st = self.route()?.stampede;
         let opts = GetOpts {
             cas: true,
@@ -612,9 +618,11 @@ impl Client {
             recache: (st.recache_below_s > 0).then_some(st.recache_below_s),
             ..GetOpts::default()
         };
-        let lease = Lease::from_read(self.read_one(Key::new(key), opts)?);
+        let found = self.read_one(Key::new(key), opts)?;
+        let cas = found.as_ref().map_or(0, |it| it.cas);
+        let lease = Lease::from_read(found);
         self.inner.stampede.count(&lease);
-        Ok(lease)
+        Ok((lease, cas))
     }
 
     /// Fill a key with the token of [`Client::get_or_lease`]: stored only if nothing was

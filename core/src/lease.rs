@@ -31,7 +31,8 @@
 //! [`Client::get_or_set`] puts it together: of N concurrent missers in a process, one leads (the
 //! others follow it: request coalescing, `coalesce.rs`); across processes, one wins the lease and the
 //! others poll until the value lands (or serve the stale one), for at most `wait_ms`; then they
-//! compute it themselves and return it without storing.
+//! compute it themselves and fill the stub they waited for with its CAS (stored only if it is
+//! still unfilled: a winner that died stops blocking the key).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -253,10 +254,25 @@ fn fill<E>(
     let deadline = Instant::now() + wait;
     let salt = u64::from(std::process::id()) ^ (key.as_ptr() as u64);
     let mut attempt = 0;
+    // The CAS of the stub we were last told to wait for.
+    let mut stub = None;
     let next = loop {
-        let lease = match client.get_or_lease(key) {
-            Ok(l) => l,
+        let lease = match client.lease_read(key) {
+            Ok((l, cas)) => {
+                if l == Lease::Wait {
+                    stub = Some(cas);
+                }
+                l
+            }
             Err(e) if e.is_caller_error() => return Err(GetOrSetError::Cache(e)),
+            // Already waiting for someone's fill: a failed poll (all connections busy, a
+            // timeout) is one more wait, not a reason to give up on the cache.
+            Err(_) if stub.is_some() && Instant::now() + backoff(attempt, salt) <= deadline => {
+                st.counters.lease_errors.fetch_add(1, Relaxed);
+                std::thread::sleep(backoff(attempt, salt));
+                attempt += 1;
+                continue;
+            }
             Err(e) => {
                 // The cache is failing: the value still comes from its source (coalesced in
                 // this process), and nothing is stored.
@@ -290,11 +306,14 @@ fn fill<E>(
                 let pause = backoff(attempt, salt);
                 attempt += 1;
                 if Instant::now() + pause > deadline {
-                    // The filler is slow or gone (its stub lives lease_ttl_s): compute, but do
-                    // not store over its lease.
+                    // The filler is slow or gone (its stub would block the key for
+                    // lease_ttl_s): compute, and fill with the stub's CAS — stored only if the
+                    // stub is still unfilled and nothing was written or deleted meanwhile, so a
+                    // dead winner stops costing every reader `wait_ms`. A slow winner's late
+                    // fill then loses to this (newer) value.
                     st.counters.wait_timeouts.fetch_add(1, Relaxed);
                     break Next::Compute {
-                        token: None,
+                        token: stub.filter(|&c| c != 0),
                         interim: None,
                         release: false,
                     };

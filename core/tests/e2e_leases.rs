@@ -443,3 +443,35 @@ fn an_oversized_computed_value_is_an_error() {
     );
     assert!(matches!(c.get_or_lease(b"k").unwrap(), Lease::Miss { token } if token != 0));
 }
+
+/// A lease winner that never fills (died, timed out): after `wait_ms` the next caller computes
+/// and fills the stub with its CAS, so the key does not stay blocked for `lease_ttl_s`.
+#[test]
+fn a_dead_winner_blocks_the_key_for_one_wait_only() {
+    let mc = Memcached::start();
+    let c = client(&mc, r#", "stampede": {"wait_ms": 300}"#);
+    let other = client(&mc, "");
+    let Lease::Miss { .. } = other.get_or_lease(b"k").unwrap() else {
+        panic!()
+    };
+    drop(other); // the winner "dies" without filling
+    let t = Instant::now();
+    let v = c
+        .get_or_set(b"k", 60, || Ok::<_, ()>((b"v".to_vec(), 0)))
+        .unwrap();
+    assert_eq!(v.value, b"v");
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(c.stats()["stampede"]["wait_timeouts"], 1);
+    assert_eq!(c.stats()["stampede"]["fills_stored"], 1);
+    // Stored: the next caller is served at once.
+    let t = Instant::now();
+    let v = c
+        .get_or_set(b"k", 60, || Ok::<_, ()>((b"other".to_vec(), 0)))
+        .unwrap();
+    assert_eq!(v.value, b"v");
+    assert!(t.elapsed() < Duration::from_millis(100));
+}
