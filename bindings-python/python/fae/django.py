@@ -12,7 +12,7 @@
 
 It behaves like Django's ``PyMemcacheCache`` (same ``BaseMemcachedCache`` contract): timeouts
 ``None`` (never expire), ``0`` and negative (expire at once), over 30 days (sent as a unix
-time); ``get_or_set``, ``touch``, ``incr``/``decr`` raising ``ValueError`` on a missing key,
+time); ``get_or_set`` (with stampede protection: leases, see ``fae.Client.get_or_set``), ``touch``, ``incr``/``decr`` raising ``ValueError`` on a missing key,
 ``clear`` (``flush_all``), and ``InvalidCacheKey`` for keys memcached cannot take. Values use
 ``serde="pymemcache"`` by default, the layout ``PyMemcacheCache`` writes, so its entries read
 back; coming from ``PyLibMCCache``, set ``OPTIONS = {"serde": "pylibmc"}``. Keys land where the
@@ -45,6 +45,20 @@ class FaeCache(BaseMemcachedCache):
     @property
     def client_servers(self) -> List[str]:
         return [s.strip() for s in self._servers if s.strip()]
+
+    def get_or_set(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Any = DEFAULT_TIMEOUT,
+        version: Optional[int] = None,
+    ) -> Any:
+        """Django's ``get_or_set`` with stampede protection: a missing key's ``default`` (called
+        if callable) is computed once across every thread and process sharing the servers; the
+        others get its value (``fae.Client.get_or_set``: memcached leases)."""
+        key = self.make_and_validate_key(key, version=version)
+        compute = default if callable(default) else (lambda: default)
+        return self._cache.get_or_set(key, compute, expire=self.get_backend_timeout(timeout))
 
     def set(
         self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Optional[int] = None
