@@ -8,16 +8,16 @@
 //!   drops the dead ones. It exits when no client is left, and the next request starts it again.
 //! - The registry lock is taken by a `pthread_atfork` prepare handler and released in both
 //!   parent and child, so `fork()` can never leave it held by a thread the child does not have.
-//! - If the thread cannot be spawned, [`is_running`] stays false and requests do the work
+//!   It is a [`SpinLock`], not a parking_lot mutex (see there why), so nothing slow happens
+//!   under it: the thread is spawned after it is released.
+//! - If the thread cannot be spawned, [`is_running`] is false again and requests do the work
 //!   inline, as with `background: false`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use parking_lot::Mutex;
-
-use crate::pool::fork;
+use crate::pool::fork::{self, SpinLock};
 
 /// Something with periodic background work.
 pub(crate) trait Maintain: Send + Sync {
@@ -31,7 +31,7 @@ const TICK: Duration = Duration::from_millis(20);
 
 const NOT_RUNNING: u64 = u64::MAX;
 
-pub(crate) static REGISTRY: Mutex<Vec<Weak<dyn Maintain>>> = Mutex::new(Vec::new());
+pub(crate) static REGISTRY: SpinLock<Vec<Weak<dyn Maintain>>> = SpinLock::new(Vec::new());
 /// The generation whose thread is running, or `NOT_RUNNING`.
 static RUNNING: AtomicU64 = AtomicU64::new(NOT_RUNNING);
 /// Threads started so far (all generations), for tests and stats.
@@ -66,26 +66,32 @@ pub(crate) fn ensure_running() {
 #[cold]
 fn start() {
     let generation = fork::generation();
-    let reg = REGISTRY.lock();
-    if RUNNING.load(Ordering::Acquire) == generation || reg.is_empty() {
-        return;
+    {
+        let reg = REGISTRY.lock();
+        if RUNNING.load(Ordering::Acquire) == generation || reg.is_empty() {
+            return;
+        }
+        // Claimed under the lock, so one caller spawns; the spawn itself is done unlocked.
+        RUNNING.store(generation, Ordering::Release);
     }
     let spawned = std::thread::Builder::new()
         .name("fae-supervisor".into())
         .spawn(move || run(generation));
-    let failed = match spawned {
+    match spawned {
         Ok(_) => {
-            RUNNING.store(generation, Ordering::Release);
             STARTED.fetch_add(1, Ordering::Relaxed);
-            None
         }
-        Err(e) => Some(e),
-    };
-    // Log only after the registry lock is released: a logger may need a lock of its own (the
-    // Python binding takes the GIL), which a fork handler could hold while waiting for ours.
-    drop(reg);
-    if let Some(e) = failed {
-        log::error!(target: "fae", "supervisor thread not started: {e}; doing its work inline");
+        Err(e) => {
+            // Give the claim back (unless a fork since made it moot); requests work inline
+            // and the next one tries again.
+            let _ = RUNNING.compare_exchange(
+                generation,
+                NOT_RUNNING,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+            log::error!(target: "fae", "supervisor thread not started: {e}; doing its work inline");
+        }
     }
 }
 
@@ -116,12 +122,12 @@ fn run(generation: u64) {
 
 /// `pthread_atfork` prepare: hold the registry so no other thread holds it across fork.
 pub(crate) fn before_fork() {
-    std::mem::forget(REGISTRY.lock());
+    REGISTRY.before_fork();
 }
 
 /// `pthread_atfork` parent and child: release what `before_fork` took.
 pub(crate) fn after_fork() {
-    // SAFETY: `before_fork` locked REGISTRY in this same thread and forgot the guard; nothing
-    // else can have unlocked it, so it is locked and ours to release.
-    unsafe { REGISTRY.force_unlock() };
+    // SAFETY: the prepare handler (`before_fork`) took REGISTRY on this same thread, and only
+    // this handler releases it.
+    unsafe { REGISTRY.after_fork() };
 }

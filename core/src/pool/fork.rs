@@ -5,9 +5,16 @@
 //! generation in the child; every destination compares it (one relaxed load) on checkout and,
 //! in a new generation, drops the inherited connections. `getpid()` would cost a syscall per
 //! request (glibc stopped caching it in 2.25).
+//!
+//! The two process-wide locks (supervisor registry, background queue) are [`SpinLock`]s, held
+//! by the prepare handler across `fork()` and reset in the child; see there for why not
+//! parking_lot.
 
+use std::cell::UnsafeCell;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
 use std::sync::Once;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 static REGISTER: Once = Once::new();
@@ -23,8 +30,8 @@ extern "C" fn after_fork_in_parent() {
 }
 
 extern "C" fn after_fork_in_child() {
-    // Async-signal-safe: a single atomic add, no allocation; then release the locks the
-    // prepare handler took (background queue, supervisor registry), in reverse order.
+    // Async-signal-safe: a single atomic add, no allocation; then reset the locks the prepare
+    // handler took (background queue, supervisor registry): two atomic stores.
     GENERATION.fetch_add(1, Ordering::AcqRel);
     crate::route::background::after_fork();
     crate::supervisor::after_fork();
@@ -32,11 +39,12 @@ extern "C" fn after_fork_in_child() {
 
 /// Install the `pthread_atfork` handlers (once per process; called when the first client is
 /// built, never at load time): the child bumps the generation, and the supervisor registry
-/// lock is held across the fork so no vanished thread can own it in the child.
+/// and background queue locks are held across the fork so no vanished thread can own them in
+/// the child.
 pub fn install() {
     REGISTER.call_once(|| {
         // SAFETY: the handlers are plain `extern "C"` functions that take and release two
-        // locks and bump an atomic; they live for the whole process.
+        // spin locks and bump an atomic; they live for the whole process.
         let rc = unsafe {
             libc::pthread_atfork(
                 Some(before_fork),
@@ -52,4 +60,235 @@ pub fn install() {
 #[inline]
 pub fn generation() -> u64 {
     GENERATION.load(Ordering::Acquire)
+}
+
+/// Spins before each `yield_now` once the lock has been seen taken this many times.
+const SPINS: u32 = 64;
+
+/// A lock for the state the `pthread_atfork` handlers hold across `fork()`.
+///
+/// Not parking_lot: a thread that waits on a parking_lot mutex parks in parking_lot_core's
+/// global hash table. The child inherits that table with the waiting threads still queued,
+/// but not the threads; unlocking in the child then wakes (and, on a fair unlock, hands the
+/// lock to) a thread that does not exist, so the child's next `lock()` blocks forever. A
+/// bucket lock of that table held by another parent thread at fork time would hang it too.
+/// Here the whole state is one flag, so the child just clears it.
+///
+/// Critical sections must stay short (no I/O, no thread spawning, no blocking, no dropping
+/// of foreign values): waiters spin, then yield.
+pub(crate) struct SpinLock<T> {
+    locked: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: the value is only reached through a guard, and `locked` (acquire on lock, release
+// on unlock) lets one guard exist at a time, so moving `T` between threads is all it takes.
+unsafe impl<T: Send> Sync for SpinLock<T> {}
+
+impl<T> SpinLock<T> {
+    pub(crate) const fn new(value: T) -> SpinLock<T> {
+        SpinLock {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
+        self.acquire();
+        SpinGuard {
+            lock: self,
+            _value: PhantomData,
+        }
+    }
+
+    fn acquire(&self) {
+        let mut seen = 0u32;
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            // Wait on a plain load (the line stays shared) until it looks free.
+            while self.locked.load(Ordering::Relaxed) {
+                if seen < SPINS {
+                    seen += 1;
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+
+    /// `pthread_atfork` prepare: take the lock without a guard, so no other thread holds it
+    /// across `fork()`. Release it with [`after_fork`](Self::after_fork).
+    pub(crate) fn before_fork(&self) {
+        self.acquire();
+    }
+
+    /// `pthread_atfork` parent and child: release what [`before_fork`](Self::before_fork)
+    /// took. In the child this is a reset: the child has only the forking thread, and no
+    /// other thread's state is tied to the flag.
+    ///
+    /// # Safety
+    ///
+    /// `before_fork` must have taken the lock on this thread (in this process or in the
+    /// parent it was forked from), with no release since.
+    pub(crate) unsafe fn after_fork(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+}
+
+/// Holds a [`SpinLock`]; releases it on drop.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub(crate) struct SpinGuard<'a, T> {
+    lock: &'a SpinLock<T>,
+    /// Send and Sync as a `&mut T` is.
+    _value: PhantomData<&'a mut T>,
+}
+
+impl<T> Deref for SpinGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: the guard holds the lock, so no `&mut T` exists elsewhere.
+        unsafe { &*self.lock.value.get() }
+    }
+}
+
+impl<T> DerefMut for SpinGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard holds the lock, and `&mut self` makes this the only reference.
+        unsafe { &mut *self.lock.value.get() }
+    }
+}
+
+impl<T> Drop for SpinGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.locked.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SpinLock;
+    use crate::route::background;
+    use crate::supervisor::REGISTRY;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn spin_lock_excludes_and_resets() {
+        let n = SpinLock::new(0u64);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..10_000 {
+                        let mut g = n.lock();
+                        let v = *g;
+                        std::hint::spin_loop();
+                        *g = v + 1;
+                    }
+                });
+            }
+        });
+        assert_eq!(*n.lock(), 40_000);
+        n.before_fork();
+        // SAFETY: taken by `before_fork` just above, on this thread.
+        unsafe { n.after_fork() };
+        *n.lock() += 1;
+        assert_eq!(*n.lock(), 40_001);
+    }
+
+    /// Threads hammer the two locks the fork handlers hold while this thread forks, so
+    /// waiters are queued on them at almost every fork. With parking_lot mutexes the child's
+    /// unlock handed the lock to such a waiter (a fair unlock, to a thread the child does not
+    /// have), and the child hung on its next lock: 29 to 58 of the 100 children in each of 5
+    /// runs. Each child takes both locks, runs a background job on a worker of its own and
+    /// exits.
+    #[test]
+    fn fork_while_threads_contend_for_the_handler_locks() {
+        super::install();
+        // 64 MiB of touched pages make each fork() take a millisecond or more (page tables
+        // are copied), longer than parking_lot's fairness interval: without it the old code
+        // hung only a few children per run.
+        let mut ballast = vec![0u8; 64 << 20];
+        ballast.iter_mut().step_by(4096).for_each(|b| *b = 1);
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let stop = &stop;
+                s.spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        if t % 2 == 0 {
+                            drop(REGISTRY.lock());
+                        } else {
+                            background::pending();
+                        }
+                    }
+                });
+            }
+            let mut pids = Vec::new();
+            for _ in 0..100 {
+                // SAFETY: the child touches only our own locks, the allocator and a thread of
+                // its own, and leaves with _exit, so nothing of the test harness runs in it.
+                let pid = unsafe { libc::fork() };
+                assert!(pid >= 0, "fork failed");
+                if pid == 0 {
+                    drop(REGISTRY.lock());
+                    let code = if background::pending() != 0 {
+                        2 // the parent's queue leaked into the child
+                    } else if !background::spawn(Box::new(|| {}), false)
+                        || !background::drain(Duration::from_secs(5))
+                    {
+                        3
+                    } else {
+                        0
+                    };
+                    // SAFETY: terminates the child immediately.
+                    unsafe { libc::_exit(code) };
+                }
+                pids.push(pid);
+            }
+            stop.store(true, Ordering::Relaxed);
+            drop(ballast);
+            let codes = reap(&pids, Duration::from_secs(20));
+            let hung = codes.iter().filter(|c| c.is_none()).count();
+            assert_eq!(hung, 0, "{hung} of {} children hung", pids.len());
+            assert!(codes.iter().all(|&c| c == Some(0)), "exit codes: {codes:?}");
+        });
+    }
+
+    /// Each child's exit code (-1: killed by a signal), waiting until `limit`; the children
+    /// still running then are killed and reaped, and reported as `None`.
+    fn reap(pids: &[i32], limit: Duration) -> Vec<Option<i32>> {
+        let deadline = Instant::now() + limit;
+        let mut codes = vec![None; pids.len()];
+        let mut left: Vec<usize> = (0..pids.len()).collect();
+        while !left.is_empty() && Instant::now() < deadline {
+            left.retain(|&i| {
+                let mut status = 0;
+                // SAFETY: waits for our own child; status points to a live i32.
+                if unsafe { libc::waitpid(pids[i], &mut status, libc::WNOHANG) } != pids[i] {
+                    return true;
+                }
+                codes[i] = Some(if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    -1
+                });
+                false
+            });
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for &i in &left {
+            let mut status = 0;
+            // SAFETY: kills and reaps our own child; status points to a live i32.
+            unsafe {
+                libc::kill(pids[i], libc::SIGKILL);
+                libc::waitpid(pids[i], &mut status, 0);
+            }
+        }
+        codes
+    }
 }

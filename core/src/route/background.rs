@@ -4,17 +4,19 @@
 //! (`background_dropped`), so a slow shadow can never grow memory or slow the caller.
 //!
 //! Fork: the queue lock is held across `fork()` by a `pthread_atfork` prepare handler (see
-//! `pool::fork`), so the child never inherits it locked. A forked child drops the parent's
-//! queued jobs (running them would repeat the parent's writes) and starts its own worker.
+//! `pool::fork`), so the child never inherits it locked. It is a [`SpinLock`] (not a
+//! parking_lot mutex and condvar, whose waiters a child inherits without their threads), held
+//! only to move a job in or out: the worker sleeps in `park_timeout` with the lock released,
+//! and a producer wakes it with `unpark`. A forked child drops the parent's queued jobs
+//! (running them would repeat the parent's writes) and starts its own worker.
 //! With `health.background: false` the caller runs the job itself, after its own reply was
 //! computed.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::thread::Thread;
+use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
-
-use crate::pool::fork;
+use crate::pool::fork::{self, SpinLock};
 
 /// A job: owns everything it touches.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -28,19 +30,22 @@ const IDLE_EXIT: Duration = Duration::from_secs(5);
 struct State {
     generation: u64,
     jobs: VecDeque<Job>,
+    /// A worker runs, or is being started, for this generation.
     worker: bool,
+    /// The worker's thread, to `unpark` it; set by the worker itself once it runs.
+    waker: Option<Thread>,
     /// Jobs being run by the worker (per generation: a forked child runs none of the
     /// parent's).
     running: usize,
 }
 
-static STATE: Mutex<State> = Mutex::new(State {
+static STATE: SpinLock<State> = SpinLock::new(State {
     generation: 0,
     jobs: VecDeque::new(),
     worker: false,
+    waker: None,
     running: 0,
 });
-static WAKE: Condvar = Condvar::new();
 
 /// Queue `job`; `false` when the queue is full (the job is dropped). `inline`: run it now on
 /// this thread instead (`health.background: false`).
@@ -52,34 +57,42 @@ pub fn spawn(job: Job, inline: bool) -> bool {
     fork::install();
     let generation = fork::generation();
     let mut st = STATE.lock();
-    if st.generation != generation {
-        // A forked child: the parent's jobs and worker are not ours.
+    // A forked child: the parent's jobs and worker are not ours. They are dropped once the
+    // lock is released (a job's drop runs arbitrary code).
+    let inherited = if st.generation != generation {
         st.generation = generation;
-        st.jobs.clear();
         st.worker = false;
         st.running = 0;
-    }
+        Some((std::mem::take(&mut st.jobs), st.waker.take()))
+    } else {
+        None
+    };
     if st.jobs.len() >= QUEUE_MAX {
+        drop(st);
         return false;
     }
     st.jobs.push_back(job);
-    if !st.worker {
+    let start = !st.worker;
+    st.worker = true;
+    let waker = st.waker.clone();
+    drop(st);
+    drop(inherited);
+    if start {
         let spawned = std::thread::Builder::new()
             .name("fae-background".into())
             .spawn(move || work(generation));
-        match spawned {
-            Ok(_) => st.worker = true,
-            Err(_) => {
-                // No thread to be had: run what is queued here rather than lose it.
-                let jobs: Vec<Job> = st.jobs.drain(..).collect();
-                drop(st);
-                jobs.into_iter().for_each(run_one);
-                return true;
-            }
+        if spawned.is_err() {
+            // No thread to be had: run what is queued here rather than lose it.
+            let jobs = {
+                let mut st = STATE.lock();
+                st.worker = false;
+                std::mem::take(&mut st.jobs)
+            };
+            jobs.into_iter().for_each(run_one);
         }
+    } else if let Some(w) = waker {
+        w.unpark();
     }
-    drop(st);
-    WAKE.notify_one();
     true
 }
 
@@ -95,8 +108,8 @@ pub fn pending() -> usize {
 
 /// Wait until the queue is empty and the last job finished, at most `limit` (tests).
 pub fn drain(limit: Duration) -> bool {
-    let end = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < end {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
         {
             let st = STATE.lock();
             let ours = st.generation == fork::generation();
@@ -115,26 +128,45 @@ fn run_one(job: Job) {
 }
 
 fn work(generation: u64) {
-    let mut st = STATE.lock();
+    let me = std::thread::current();
+    STATE.lock().waker = Some(me);
+    // Since when the queue has been seen empty.
+    let mut idle_since: Option<Instant> = None;
     loop {
-        if fork::generation() != generation || st.generation != generation {
-            return;
-        }
-        match st.jobs.pop_front() {
+        let job = {
+            let mut st = STATE.lock();
+            if fork::generation() != generation || st.generation != generation {
+                return;
+            }
+            let job = st.jobs.pop_front();
+            match job {
+                Some(_) => st.running += 1,
+                None if idle_since.is_some_and(|t| t.elapsed() >= IDLE_EXIT) => {
+                    // Decided under the lock: a job queued after this starts a new worker.
+                    st.worker = false;
+                    let me = st.waker.take();
+                    drop(st);
+                    drop(me);
+                    return;
+                }
+                None => {}
+            }
+            job
+        };
+        match job {
             Some(job) => {
-                st.running += 1;
-                drop(st);
+                idle_since = None;
                 run_one(job);
-                st = STATE.lock();
+                let mut st = STATE.lock();
                 if st.generation == generation {
                     st.running -= 1;
                 }
             }
             None => {
-                if WAKE.wait_for(&mut st, IDLE_EXIT).timed_out() && st.jobs.is_empty() {
-                    st.worker = false;
-                    return;
-                }
+                // An `unpark` since the queue was seen empty makes this return at once, so no
+                // job is missed; spurious wake-ups just go round again.
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                std::thread::park_timeout(IDLE_EXIT.saturating_sub(since.elapsed()));
             }
         }
     }
@@ -142,14 +174,14 @@ fn work(generation: u64) {
 
 /// `pthread_atfork` prepare: hold the queue lock so no other thread holds it across fork.
 pub(crate) fn before_fork() {
-    std::mem::forget(STATE.lock());
+    STATE.before_fork();
 }
 
 /// `pthread_atfork` parent and child: release what `before_fork` took.
 pub(crate) fn after_fork() {
-    // SAFETY: `before_fork` locked STATE on this same thread and forgot the guard; nothing
-    // else can have unlocked it, so it is locked and ours to release.
-    unsafe { STATE.force_unlock() };
+    // SAFETY: the prepare handler (`before_fork`) took STATE on this same thread, and only
+    // this handler releases it.
+    unsafe { STATE.after_fork() };
 }
 
 #[cfg(test)]
