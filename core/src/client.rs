@@ -577,17 +577,22 @@ impl Client {
     /// process: a get never returns a value older than a write that completed before it.
     pub fn get(&self, key: &[u8]) -> Result<Option<Item>> {
         let route = self.route()?;
-        if !route.stampede.coalesce {
+        // Without servers every read is in-process already: nothing to share.
+        if !route.stampede.coalesce || route.pools.is_empty() {
             drop(route);
             return self.read_one(Key::new(key), GetOpts::default());
         }
         route.check_key(key)?;
-        let patience = route.io_timeout * 4 + Duration::from_secs(1);
-        drop(route);
-        let flights = &self.inner.stampede.flights;
-        match flights.join_get(key) {
+        let one = |route: &Router| {
+            route
+                .root
+                .get(&[Key::new(key)], GetOpts::default())
+                .pop()
+                .unwrap_or_else(|| Err(Error::new(Reason::Protocol)))
+        };
+        match self.inner.stampede.flights.join_get(key) {
             Role::Leader(lead) => {
-                let r = self.read_one(Key::new(key), GetOpts::default());
+                let r = one(&route);
                 lead.finish(&r);
                 r
             }
@@ -595,8 +600,9 @@ impl Client {
             // generous bound, or if it failed to answer, ask ourselves.
             Role::Follower(f) => {
                 inc(&self.inner.stampede.counters.coalesced_gets);
+                let patience = route.io_timeout * 4 + Duration::from_secs(1);
                 f.wait(Instant::now() + patience)
-                    .unwrap_or_else(|| self.read_one(Key::new(key), GetOpts::default()))
+                    .unwrap_or_else(|| one(&route))
             }
         }
     }
