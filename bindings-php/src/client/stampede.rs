@@ -311,16 +311,10 @@ impl FaeClient {
         exp: i64,
     ) -> PhpResult<Done> {
         let key = key_bytes(key)?;
-        let callable = ZendCallable::new(compute).map_err(|_| {
-            PhpException::new(
-                format!(
-                    "getOrSet(): Argument #2 ($compute) must be a valid callback, {} given",
-                    compute.dereference().get_type()
-                ),
-                0,
-                ext_php_rs::zend::ce::type_error(),
-            )
-        })?;
+        let callable = callable(
+            compute,
+            "getOrSet(): Argument #2 ($compute) must be a valid callback",
+        )?;
         let vopts = self.shared.lock().values.clone();
         guard(|| {
             let ctx = match self.ctx() {
@@ -380,16 +374,10 @@ impl FaeClient {
     ) -> PhpResult<Done> {
         let key = key_bytes(key)?;
         let skey = server_key.map(key_bytes).transpose()?;
-        let callable = ZendCallable::new(cb).map_err(|_| {
-            PhpException::new(
-                format!(
-                    "get(): Argument #2 ($cache_cb) must be a valid callback or null, {} given",
-                    cb.dereference().get_type()
-                ),
-                0,
-                ext_php_rs::zend::ce::type_error(),
-            )
-        })?;
+        let callable = callable(
+            cb,
+            "get(): Argument #2 ($cache_cb) must be a valid callback or null",
+        )?;
         let extended = flags & crate::GET_EXTENDED != 0;
         let vopts = self.shared.lock().values.clone();
         guard(|| {
@@ -502,4 +490,15 @@ impl FaeClient {
         };
         Done::Value(self.hit(ctx, item, flags))
     }
+}
+
+/// `z` as a callable, or PHP's `TypeError` ("`what`, <type> given").
+fn callable<'a>(z: &'a Zval, what: &str) -> PhpResult<ZendCallable<'a>> {
+    ZendCallable::new(z).map_err(|_| {
+        PhpException::new(
+            format!("{what}, {} given", z.dereference().get_type()),
+            0,
+            ext_php_rs::zend::ce::type_error(),
+        )
+    })
 }
