@@ -8,7 +8,7 @@
 //!   drops the dead ones. It exits when no client is left, and the next request starts it again.
 //! - The registry lock is taken by a `pthread_atfork` prepare handler and released in both
 //!   parent and child, so `fork()` can never leave it held by a thread the child does not have.
-//!   It is a [`SpinLock`], not a parking_lot mutex (see there why), so nothing slow happens
+//!   It is a `SpinLock` (`pool::fork`), not a parking_lot mutex (see there why), so nothing slow happens
 //!   under it: the thread is spawned after it is released.
 //! - If the thread cannot be spawned, [`is_running`] is false again and requests do the work
 //!   inline, as with `background: false`.

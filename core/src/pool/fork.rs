@@ -6,7 +6,7 @@
 //! in a new generation, drops the inherited connections. `getpid()` would cost a syscall per
 //! request (glibc stopped caching it in 2.25).
 //!
-//! The two process-wide locks (supervisor registry, background queue) are [`SpinLock`]s, held
+//! The two process-wide locks (supervisor registry, background queue) are `SpinLock`s, held
 //! by the prepare handler across `fork()` and reset in the child; see there for why not
 //! parking_lot.
 
