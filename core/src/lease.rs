@@ -37,7 +37,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::client::Client;
 use crate::coalesce::{Coalescer, Role};
@@ -178,9 +178,7 @@ impl Stampede {
     /// Every counter row (stats JSON `stampede`; Prometheus `fae_stampede_<name>_total`).
     pub(crate) fn json(&self) -> Value {
         let mut m = serde_json::Map::new();
-        for (k, v) in self.counters.values() {
-            m.insert(k.to_string(), json!(v));
-        }
+        self.counters.insert_into(&mut m);
         Value::Object(m)
     }
 }

@@ -27,6 +27,14 @@ macro_rules! counters {
             pub fn values(&self) -> Vec<(&'static str, u64)> {
                 vec![$((stringify!($field), self.$field.load(Ordering::Relaxed)),)*]
             }
+
+            /// Add every row to a stats JSON object, zeros included: stats keys are API, and a
+            /// key that appears only once its counter moves breaks readers that index it.
+            pub fn insert_into(&self, m: &mut Map<String, Value>) {
+                for (name, n) in self.values() {
+                    m.insert(name.to_string(), json!(n));
+                }
+            }
         }
     };
 }

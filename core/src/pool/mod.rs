@@ -415,9 +415,7 @@ impl Destination {
             "latency": self.latency.to_json(),
         });
         if let Value::Object(m) = &mut v {
-            for (name, n) in self.counters.values() {
-                m.insert(name.to_string(), json!(n));
-            }
+            self.counters.insert_into(m);
         }
         v
     }

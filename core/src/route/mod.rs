@@ -527,12 +527,8 @@ impl Router {
         let mut m = serde_json::Map::new();
         for (path, r) in self.nodes() {
             let mut v = json!({ "type": r.name() });
-            if let Some(c) = r.counters() {
-                // Every row, zeros included: stats keys are API, and a key that appears only
-                // once its counter moves breaks readers that index it (php-fpm test).
-                for (name, n) in c.values() {
-                    v[name] = json!(n);
-                }
+            if let (Some(c), Value::Object(o)) = (r.counters(), &mut v) {
+                c.insert_into(o);
             }
             if let Some(Value::Object(extra)) = r.extra_stats() {
                 for (k, x) in extra {
