@@ -136,6 +136,28 @@ fn arith_value(resp: Response) -> Result<Option<u64>> {
     }
 }
 
+/// Read `keys` on `route` after checking them (and their placing keys).
+fn read_on(route: &Router, keys: &[Key<'_>], opts: GetOpts) -> Result<Vec<Result<Option<Item>>>> {
+    for k in keys {
+        route.check_key(k.key)?;
+        if !std::ptr::eq(k.key, k.place) {
+            route.check_key(k.place)?;
+        }
+    }
+    let mut out = route.root.get(keys, opts);
+    if keys.len() > 1 && !opts.leased() {
+        recheck_empty(route, keys, opts, &mut out);
+    }
+    Ok(out)
+}
+
+/// The single result of a one-key call (a reply list that lost it is a protocol error).
+fn only<T>(mut results: Vec<Result<T>>) -> Result<T> {
+    results
+        .pop()
+        .unwrap_or_else(|| Err(Error::new(Reason::Protocol)))
+}
+
 /// A multi-key read of printable keys travels as one text `get` line even on a meta pool
 /// (faster, see `exchange`), and the text protocol shows a lease stub as an empty value with
 /// flags 0. Such values are read again over `mg` (asking `t` forces the meta wire), which
@@ -525,23 +547,11 @@ impl Client {
     /// Read `keys` through the route tree, after checking them.
     fn read(&self, keys: &[Key<'_>], opts: GetOpts) -> Result<Vec<Result<Option<Item>>>> {
         let route = self.route()?;
-        for k in keys {
-            route.check_key(k.key)?;
-            if !std::ptr::eq(k.key, k.place) {
-                route.check_key(k.place)?;
-            }
-        }
-        let mut out = route.root.get(keys, opts);
-        if keys.len() > 1 && !opts.leased() {
-            recheck_empty(&route, keys, opts, &mut out);
-        }
-        Ok(out)
+        read_on(&route, keys, opts)
     }
 
     fn read_one(&self, key: Key<'_>, opts: GetOpts) -> Result<Option<Item>> {
-        self.read(&[key], opts)?
-            .pop()
-            .unwrap_or_else(|| Err(Error::new(Reason::Protocol)))
+        only(self.read(&[key], opts)?)
     }
 
     /// Run `reqs` through the route tree, after checking keys and values.
@@ -566,10 +576,7 @@ impl Client {
     }
 
     fn run_one<T>(&self, w: Write<'_>, map: impl FnOnce(Response) -> Result<T>) -> Result<T> {
-        self.run(&[w])?
-            .pop()
-            .unwrap_or_else(|| Err(Error::new(Reason::Protocol)))
-            .and_then(map)
+        only(self.run(&[w])?).and_then(map)
     }
 
     /// Get a value. `Ok(None)` on a miss. Concurrent gets of the same key from threads of
@@ -577,22 +584,15 @@ impl Client {
     /// process: a get never returns a value older than a write that completed before it.
     pub fn get(&self, key: &[u8]) -> Result<Option<Item>> {
         let route = self.route()?;
+        let one = || only(read_on(&route, &[Key::new(key)], GetOpts::default())?);
         // Without servers every read is in-process already: nothing to share.
         if !route.stampede.coalesce || route.pools.is_empty() {
-            drop(route);
-            return self.read_one(Key::new(key), GetOpts::default());
+            return one();
         }
         route.check_key(key)?;
-        let one = |route: &Router| {
-            route
-                .root
-                .get(&[Key::new(key)], GetOpts::default())
-                .pop()
-                .unwrap_or_else(|| Err(Error::new(Reason::Protocol)))
-        };
         match self.inner.stampede.flights.join_get(key) {
             Role::Leader(lead) => {
-                let r = one(&route);
+                let r = one();
                 lead.finish(&r);
                 r
             }
@@ -601,8 +601,7 @@ impl Client {
             Role::Follower(f) => {
                 inc(&self.inner.stampede.counters.coalesced_gets);
                 let patience = route.io_timeout * 4 + Duration::from_secs(1);
-                f.wait(Instant::now() + patience)
-                    .unwrap_or_else(|| one(&route))
+                f.wait(Instant::now() + patience).unwrap_or_else(one)
             }
         }
     }
@@ -702,19 +701,16 @@ impl Client {
         crate::lease::get_or_set(self, key, exptime, compute)
     }
 
-    /// The current `stampede.wait_ms` and `stampede.coalesce` (fails on a closed client).
-    pub(crate) fn stampede_settings(&self) -> Result<(Duration, bool)> {
-        let st = self.route()?.stampede;
-        Ok((Duration::from_millis(st.wait_ms), st.coalesce))
+    /// The `stampede` settings in force for a call on `key`, after checking the key (fails on
+    /// a bad key or a closed client, before any I/O).
+    pub(crate) fn stampede_for(&self, key: &[u8]) -> Result<crate::config::StampedeConfig> {
+        let route = self.route()?;
+        route.check_key(key)?;
+        Ok(route.stampede)
     }
 
     pub(crate) fn stampede(&self) -> &Stampede {
         &self.inner.stampede
-    }
-
-    /// Reject a bad key before any I/O.
-    pub(crate) fn check_key(&self, key: &[u8]) -> Result<()> {
-        self.route()?.check_key(key)
     }
 
     /// Get a value and its CAS token.

@@ -203,10 +203,10 @@ pub(crate) fn get_or_set<E>(
     exptime: u32,
     compute: impl FnOnce() -> Result<Computed, E>,
 ) -> Result<Item, GetOrSetError<E>> {
-    let (wait, coalesce) = client.stampede_settings().map_err(GetOrSetError::Cache)?;
-    client.check_key(key).map_err(GetOrSetError::Cache)?;
+    let settings = client.stampede_for(key).map_err(GetOrSetError::Cache)?;
+    let wait = Duration::from_millis(settings.wait_ms);
     let st = client.stampede();
-    if coalesce {
+    if settings.coalesce {
         match st.flights.join_fill(key) {
             Role::Follower(f) => {
                 st.counters.coalesced_fills.fetch_add(1, Relaxed);
