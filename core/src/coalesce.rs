@@ -13,19 +13,19 @@
 //!
 //! Fork safety (php-fpm, gunicorn and uwsgi fork after loading): the tables are tagged with
 //! [`fork::generation`], and a call that sees another generation swaps in fresh, empty tables
-//! without touching a lock the parent's vanished threads may have held.
+//! without touching a lock the parent's vanished threads may have held (`fork::PerProcess`, shared with the local cache).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use arc_swap::{ArcSwap, Guard};
+use arc_swap::Guard;
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::Result;
 use crate::item::Item;
-use crate::pool::fork;
+use crate::pool::fork::{self, PerProcess};
 
 /// Shards per table: enough that 64 threads on different keys rarely share a lock.
 const SHARDS: usize = 32;
@@ -107,6 +107,18 @@ struct Shard {
 struct Tables {
     generation: u64,
     shards: Box<[Shard]>,
+}
+
+impl fork::Generational for Tables {
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn unlocked(&self) -> bool {
+        self.shards
+            .iter()
+            .all(|s| s.gets.try_lock().is_some() && s.fills.try_lock().is_some())
+    }
 }
 
 impl Tables {
@@ -196,52 +208,25 @@ impl<T: Clone + 'static> Drop for Leader<T> {
 /// The coalescing tables of one client; see the module docs.
 #[derive(Debug)]
 pub(crate) struct Coalescer {
-    tables: ArcSwap<Tables>,
+    tables: PerProcess<Tables>,
 }
 
 impl Coalescer {
     pub(crate) fn new() -> Coalescer {
-        fork::install();
         Coalescer {
-            tables: ArcSwap::from_pointee(Tables::new(fork::generation())),
+            tables: PerProcess::new(Tables::new(fork::generation())),
         }
     }
 
     /// This process's tables (fresh ones in a forked child).
     fn current(&self) -> Guard<Arc<Tables>> {
-        self.tables_at(fork::generation())
+        self.tables.current(Tables::new)
     }
 
-    /// The tables for `generation`, replacing those of another (earlier) process.
+    /// The tables for `generation` (tests: as if forked).
+    #[cfg(test)]
     fn tables_at(&self, generation: u64) -> Guard<Arc<Tables>> {
-        let seen = self.tables.load();
-        if seen.generation == generation {
-            return seen;
-        }
-        self.reset(seen, generation)
-    }
-
-    #[cold]
-    fn reset(&self, seen: Guard<Arc<Tables>>, generation: u64) -> Guard<Arc<Tables>> {
-        let prev = self
-            .tables
-            .compare_and_swap(&seen, Arc::new(Tables::new(generation)));
-        if Arc::ptr_eq(&prev, &seen) {
-            drop(seen);
-            let inherited = Guard::into_inner(prev);
-            // A lock held at fork belongs to a thread that does not exist here: never wait
-            // on it, and do not free a map that may be mid-update.
-            let free = inherited
-                .shards
-                .iter()
-                .all(|s| s.gets.try_lock().is_some() && s.fills.try_lock().is_some());
-            if free {
-                drop(inherited);
-            } else {
-                std::mem::forget(inherited);
-            }
-        }
-        self.tables.load()
+        self.tables.at(generation, Tables::new)
     }
 
     /// Lead or follow the plain-get flight of `key`.

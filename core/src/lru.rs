@@ -37,7 +37,8 @@
 //! Fork safety: php-fpm, gunicorn and uwsgi fork after loading. A shard mutex held by another
 //! thread at `fork()` would stay locked forever in the child, so no call ever waits on a lock
 //! it might have inherited: the shard set is tagged with [`crate::pool::fork::generation`], and
-//! a call that sees another generation swaps in a fresh, empty set first. A child starts with
+//! a call that sees another generation swaps in a fresh, empty set first (`fork::PerProcess`,
+//! shared with the coalescing tables). A child starts with
 //! an empty local cache: the parent's copy may be mid-update, and a local cache is per process
 //! anyway. The inherited set is freed only if none of its locks is held; otherwise it is
 //! leaked, because a half-updated map is not safe even to drop.
@@ -45,9 +46,9 @@
 use crate::client::StoreOutcome;
 use crate::error::{Error, Reason};
 use crate::item::Item;
-use crate::pool::fork;
+use crate::pool::fork::{self, PerProcess};
 use crate::protocol::StoreOp;
-use arc_swap::{ArcSwap, Guard};
+use arc_swap::Guard;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
@@ -134,7 +135,7 @@ pub struct LocalStats {
 /// A bounded, thread-safe, in-process LRU cache with memcached command semantics. See the
 /// module documentation for the exact behaviour.
 pub struct LocalCache {
-    shards: ArcSwap<Shards>,
+    shards: PerProcess<Shards>,
     limits: Limits,
     next_cas: AtomicU64,
 }
@@ -195,11 +196,8 @@ impl LocalCache {
             max_ttl,
             shards,
         };
-        // Without the atfork handler the generation never moves and a child would reuse
-        // (possibly locked) shards; a Client installs it too, this covers standalone use.
-        fork::install();
         LocalCache {
-            shards: ArcSwap::from_pointee(Shards::new(&limits, fork::generation())),
+            shards: PerProcess::new(Shards::new(&limits, fork::generation())),
             limits,
             next_cas: AtomicU64::new(1),
         }
@@ -424,39 +422,15 @@ impl LocalCache {
         f(&mut s, &shards.counters)
     }
 
-    /// The shard set of this process.
+    /// The shard set of this process (a forked child's first call swaps in an empty one).
     fn current(&self) -> Guard<Arc<Shards>> {
-        self.shards_at(fork::generation())
+        self.shards.current(|g| Shards::new(&self.limits, g))
     }
 
-    /// The shard set for `generation`, replacing one made in another (earlier) process. The
-    /// hot path is one atomic load and a compare.
+    /// The shard set for `generation` (tests: as if forked).
+    #[cfg(test)]
     fn shards_at(&self, generation: u64) -> Guard<Arc<Shards>> {
-        let seen = self.shards.load();
-        if seen.generation == generation {
-            return seen;
-        }
-        self.reset(seen, generation)
-    }
-
-    #[cold]
-    fn reset(&self, seen: Guard<Arc<Shards>>, generation: u64) -> Guard<Arc<Shards>> {
-        let fresh = Arc::new(Shards::new(&self.limits, generation));
-        let prev = self.shards.compare_and_swap(&seen, fresh);
-        if Arc::ptr_eq(&prev, &seen) {
-            // We replaced it; another thread that raced us lost the swap and just reloads.
-            drop(seen);
-            let inherited = Guard::into_inner(prev);
-            // A lock held at fork can only belong to a thread that no longer exists (no
-            // thread of this process has used the old set): its map may be mid-update, and
-            // even dropping it could touch freed or half-moved memory.
-            if inherited.shards.iter().all(|s| s.try_lock().is_some()) {
-                drop(inherited);
-            } else {
-                std::mem::forget(inherited);
-            }
-        }
-        self.shards.load()
+        self.shards.at(generation, |g| Shards::new(&self.limits, g))
     }
 
     /// The expiry for memcached `exptime`, capped to `max_ttl`, with the instant it was
@@ -555,6 +529,16 @@ struct Shards {
     hasher: RandomState,
     shards: Box<[Mutex<Shard>]>,
     counters: Counters,
+}
+
+impl fork::Generational for Shards {
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn unlocked(&self) -> bool {
+        self.shards.iter().all(|s| s.try_lock().is_some())
+    }
 }
 
 impl Shards {
@@ -1336,7 +1320,7 @@ mod tests {
         assert_eq!(Arc::strong_count(&old), 2);
         // The fresh set works while the old lock is still held.
         drop(c.shards_at(next));
-        assert_eq!(c.shards.load().generation, next);
+        assert_eq!(c.shards.load_full().generation, next);
         assert_eq!(value(&c, "k"), None);
         drop(held);
     }

@@ -11,6 +11,9 @@
 //! parking_lot.
 
 use std::cell::UnsafeCell;
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Guard};
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::Once;
@@ -60,6 +63,79 @@ pub fn install() {
 #[inline]
 pub fn generation() -> u64 {
     GENERATION.load(Ordering::Acquire)
+}
+
+/// State that belongs to one process generation ([`PerProcess`]).
+pub(crate) trait Generational {
+    /// The generation it was made in.
+    fn generation(&self) -> u64;
+    /// No lock inside it is held, so it may be dropped.
+    fn unlocked(&self) -> bool;
+}
+
+/// Process-local state behind locks (a near cache's shards, the coalescing tables) that a
+/// forked child must not share. A lock held at `fork()` would stay locked forever in the
+/// child, so no call ever waits on a lock it might have inherited: the state is tagged with
+/// the [`generation`] it was made in, and a call that sees another generation swaps in a fresh
+/// value first. The hot path is one atomic load and a compare.
+pub(crate) struct PerProcess<T> {
+    cell: ArcSwap<T>,
+}
+
+impl<T: Generational> PerProcess<T> {
+    /// `value` for this process; installs the atfork handlers (without them the generation
+    /// never moves and a child would reuse the parent's state).
+    pub(crate) fn new(value: T) -> PerProcess<T> {
+        install();
+        PerProcess {
+            cell: ArcSwap::from_pointee(value),
+        }
+    }
+
+    /// The state of this process ([`generation`]); `fresh(generation)` makes a new one.
+    pub(crate) fn current(&self, fresh: impl FnOnce(u64) -> T) -> Guard<Arc<T>> {
+        self.at(generation(), fresh)
+    }
+
+    /// The state for `generation`, replacing one made in another (earlier) process.
+    pub(crate) fn at(&self, generation: u64, fresh: impl FnOnce(u64) -> T) -> Guard<Arc<T>> {
+        let seen = self.cell.load();
+        if seen.generation() == generation {
+            return seen;
+        }
+        self.reset(seen, fresh(generation))
+    }
+
+    #[cold]
+    fn reset(&self, seen: Guard<Arc<T>>, fresh: T) -> Guard<Arc<T>> {
+        let prev = self.cell.compare_and_swap(&seen, Arc::new(fresh));
+        if Arc::ptr_eq(&prev, &seen) {
+            // We replaced it; another thread that raced us lost the swap and just reloads.
+            drop(seen);
+            let inherited = Guard::into_inner(prev);
+            // A lock held at fork can only belong to a thread that no longer exists (no
+            // thread of this process has used the old state): its maps may be mid-update,
+            // and even dropping it could touch freed or half-moved memory.
+            if inherited.unlocked() {
+                drop(inherited);
+            } else {
+                std::mem::forget(inherited);
+            }
+        }
+        self.cell.load()
+    }
+
+    /// The state as it is, whatever its generation (tests).
+    #[cfg(test)]
+    pub(crate) fn load_full(&self) -> Arc<T> {
+        self.cell.load_full()
+    }
+}
+
+impl<T> std::fmt::Debug for PerProcess<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PerProcess")
+    }
 }
 
 /// Spins before each `yield_now` once the lock has been seen taken this many times.
