@@ -71,33 +71,6 @@ fn a_delete_between_lease_and_fill_wins() {
 }
 
 #[test]
-fn get_or_set_computes_once_for_64_threads() {
-    let mc = Memcached::start();
-    let c = Arc::new(client(&mc, ""));
-    let computes = Arc::new(AtomicUsize::new(0));
-    let barrier = Arc::new(Barrier::new(64));
-    let handles: Vec<_> = (0..64)
-        .map(|_| {
-            let (c, computes, barrier) = (c.clone(), computes.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                c.get_or_set(b"hot", 60, || {
-                    computes.fetch_add(1, Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_millis(5));
-                    Ok::<_, ()>((b"value".to_vec(), 0))
-                })
-                .unwrap()
-            })
-        })
-        .collect();
-    for h in handles {
-        assert_eq!(h.join().unwrap().value, b"value");
-    }
-    assert_eq!(computes.load(Ordering::SeqCst), 1);
-    println!("{}", c.stats()["stampede"]);
-}
-
-#[test]
 fn coalesced_gets_share_one_request() {
     let mc = Memcached::start();
     let c = Arc::new(client(&mc, ""));
@@ -119,7 +92,8 @@ fn coalesced_gets_share_one_request() {
     println!("{:?} {}", t.elapsed(), c.stats()["stampede"]);
 }
 
-/// 64 threads at once on a hot key with a 1 s TTL, twice (before and after it expires).
+/// 64 threads at once on a hot key with a 1 s TTL, twice (before and after it expires): one
+/// compute each time, every thread gets the value.
 #[test]
 fn one_compute_per_expiry_for_64_threads() {
     let mc = Memcached::start();
