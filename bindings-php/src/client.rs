@@ -509,11 +509,7 @@ impl FaeClient {
         let skey = server_key.map(key_bytes).transpose()?;
         let offset = offset.unwrap_or(1);
         if offset < 0 {
-            return Err(PhpException::new(
-                "offset cannot be a negative value".into(),
-                0,
-                ext_php_rs::zend::ce::value_error(),
-            ));
+            return Err(value_error("offset cannot be a negative value"));
         }
         guard(|| {
             let ctx = match self.ctx() {
@@ -1511,14 +1507,10 @@ impl FaeClient {
     /// stays in force. On a persistent client this reloads this process's shared client only.
     pub fn reload(&mut self, config: &Zval) -> PhpResult<bool> {
         if !config.dereference().is_array() {
-            return Err(PhpException::new(
-                format!(
-                    "reload(): $config must be an array, {} given",
-                    config.dereference().get_type()
-                ),
-                0,
-                ext_php_rs::zend::ce::type_error(),
-            ));
+            return Err(type_error(format!(
+                "reload(): $config must be an array, {} given",
+                config.dereference().get_type()
+            )));
         }
         let config = to_json(config)?;
         guard(|| {

@@ -11,6 +11,16 @@ pub fn exception(msg: impl Into<String>) -> PhpException {
     PhpException::from_class::<FaeException>(msg.into())
 }
 
+/// PHP's `TypeError` with `msg` (a wrong argument type).
+pub fn type_error(msg: impl Into<String>) -> PhpException {
+    PhpException::new(msg.into(), 0, ext_php_rs::zend::ce::type_error())
+}
+
+/// PHP's `ValueError` with `msg` (an argument of the right type but out of range).
+pub fn value_error(msg: impl Into<String>) -> PhpException {
+    PhpException::new(msg.into(), 0, ext_php_rs::zend::ce::value_error())
+}
+
 /// A key argument: strings as bytes (binary-safe), ints and floats as PHP prints them.
 pub fn key_bytes(z: &Zval) -> PhpResult<Vec<u8>> {
     let z = z.dereference();
@@ -25,11 +35,10 @@ pub fn key_bytes(z: &Zval) -> PhpResult<Vec<u8>> {
             return Ok(s.into_bytes());
         }
     }
-    Err(PhpException::new(
-        format!("key must be a string, {} given", z.get_type()),
-        0,
-        ext_php_rs::zend::ce::type_error(),
-    ))
+    Err(type_error(format!(
+        "key must be a string, {} given",
+        z.get_type()
+    )))
 }
 
 fn array_key_string(k: &ArrayKey<'_>) -> Vec<u8> {

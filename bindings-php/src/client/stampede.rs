@@ -228,11 +228,7 @@ impl FaeClient {
     ) -> PhpResult<bool> {
         let key = key_bytes(key)?;
         let token = u64::try_from(token).map_err(|_| {
-            PhpException::new(
-                "setWithLease(): $token must be >= 0 (a token from getOrLease())".into(),
-                0,
-                ext_php_rs::zend::ce::value_error(),
-            )
+            value_error("setWithLease(): $token must be >= 0 (a token from getOrLease())")
         })?;
         let vopts = self.shared.lock().values.clone();
         let (payload, flags) = match values::encode(value, &vopts) {
@@ -272,13 +268,8 @@ impl FaeClient {
 
     pub(super) fn do_invalidate(&mut self, key: &Zval, stale_ttl: i64) -> PhpResult<bool> {
         let key = key_bytes(key)?;
-        let ttl = u32::try_from(stale_ttl).map_err(|_| {
-            PhpException::new(
-                "invalidate(): $stale_ttl must be 0 .. 4294967295 seconds".into(),
-                0,
-                ext_php_rs::zend::ce::value_error(),
-            )
-        })?;
+        let ttl = u32::try_from(stale_ttl)
+            .map_err(|_| value_error("invalidate(): $stale_ttl must be 0 .. 4294967295 seconds"))?;
         guard(|| {
             let ctx = match self.ctx() {
                 Ok(c) => c,
@@ -494,11 +485,6 @@ impl FaeClient {
 
 /// `z` as a callable, or PHP's `TypeError` ("`what`, <type> given").
 fn callable<'a>(z: &'a Zval, what: &str) -> PhpResult<ZendCallable<'a>> {
-    ZendCallable::new(z).map_err(|_| {
-        PhpException::new(
-            format!("{what}, {} given", z.dereference().get_type()),
-            0,
-            ext_php_rs::zend::ce::type_error(),
-        )
-    })
+    ZendCallable::new(z)
+        .map_err(|_| type_error(format!("{what}, {} given", z.dereference().get_type())))
 }
