@@ -94,12 +94,7 @@ impl Args {
     }
 
     fn command(&self) -> String {
-        let mut c = String::from("cargo run --release -p fae-bench -- health");
-        for a in &self.raw {
-            c.push(' ');
-            c.push_str(a);
-        }
-        c
+        crate::report::command(Some("health"), &self.raw)
     }
 }
 

@@ -156,12 +156,7 @@ impl Args {
 
     /// The command line that reproduces this run.
     fn command(&self) -> String {
-        let mut c = String::from("cargo run --release -p fae-bench");
-        if !self.raw.is_empty() {
-            c.push_str(" -- ");
-            c.push_str(&self.raw.join(" "));
-        }
-        c
+        crate::report::command(None, &self.raw)
     }
 
     fn wants(&self, label: &str) -> bool {

@@ -221,6 +221,21 @@ impl Facts {
     }
 }
 
+/// The command line that reproduces a run: `subcommand` (`None`: the default run) and the
+/// arguments it was given.
+pub fn command(subcommand: Option<&str>, raw: &[String]) -> String {
+    let words: Vec<&str> = subcommand
+        .into_iter()
+        .chain(raw.iter().map(String::as_str))
+        .collect();
+    let mut c = String::from("cargo run --release -p fae-bench");
+    if !words.is_empty() {
+        c.push_str(" -- ");
+        c.push_str(&words.join(" "));
+    }
+    c
+}
+
 /// The text of `/proc/loadavg`'s 1-minute figure.
 pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")

@@ -123,12 +123,7 @@ impl Args {
     }
 
     fn command(&self) -> String {
-        let mut c = String::from("cargo run --release -p fae-bench -- routes");
-        for a in &self.raw {
-            c.push(' ');
-            c.push_str(a);
-        }
-        c
+        crate::report::command(Some("routes"), &self.raw)
     }
 
     fn wants(&self, p: Part) -> bool {

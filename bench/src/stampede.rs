@@ -306,12 +306,7 @@ impl Args {
     }
 
     fn command(&self) -> String {
-        let mut c = String::from("cargo run --release -p fae-bench -- stampede");
-        for a in &self.raw {
-            c.push(' ');
-            c.push_str(a);
-        }
-        c
+        crate::report::command(Some("stampede"), &self.raw)
     }
 }
 
