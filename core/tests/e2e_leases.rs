@@ -449,3 +449,20 @@ fn a_dead_winner_blocks_the_key_for_one_wait_only() {
     assert_eq!(v.value, b"v");
     assert!(t.elapsed() < Duration::from_millis(100));
 }
+
+/// The hedged read path hands the refresh win back too (every pool read settles the same way).
+#[test]
+fn hedged_plain_reads_do_not_steal_the_refresh() {
+    let cluster = Cluster::start(3);
+    let c = tree(
+        &cluster,
+        r#"{"type": "replicated", "children": ["a", "b"], "read": "hedged"}"#,
+    );
+    c.set(b"k", b"v", 0, 300).unwrap();
+    assert!(c.invalidate(b"k", 30).unwrap());
+    assert_eq!(c.get(b"k").unwrap(), None);
+    let Lease::Refresh { item, .. } = c.get_or_lease(b"k").unwrap() else {
+        panic!("the refresh is still up for grabs after a hedged plain read")
+    };
+    assert_eq!(item.value, b"v");
+}

@@ -572,7 +572,7 @@ pub struct PooledConn<'a> {
     conn: Option<Conn>,
 }
 
-impl PooledConn<'_> {
+impl<'a> PooledConn<'a> {
     /// The connection.
     pub fn conn(&mut self) -> &mut Conn {
         self.conn
@@ -581,7 +581,7 @@ impl PooledConn<'_> {
     }
 
     /// The destination it belongs to.
-    pub fn destination(&self) -> &Destination {
+    pub fn destination(&self) -> &'a Destination {
         self.dest
     }
 

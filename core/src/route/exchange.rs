@@ -78,8 +78,7 @@ pub(crate) fn get_leaves(
         .map(|(_, pos)| (0..pos.len()).map(|_| Ok(None)).collect())
         .collect();
     for (w, pi) in work.into_iter().zip(owner) {
-        w.batch.count_hits(&w.pool.dests[w.dest]);
-        w.batch.give_back(w.pool, &w.pool.dests[w.dest]);
+        w.batch.settle(w.pool, &w.pool.dests[w.dest]);
         for (slot, r) in w.batch.slots.into_iter().zip(w.batch.results) {
             out[pi][slot] = r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)));
         }
@@ -146,6 +145,7 @@ pub(crate) enum Hedge {
 
 /// One racer of a hedged read.
 struct Racer<'c, 'k> {
+    pool: &'c PoolRoute,
     pc: PooledConn<'c>,
     batch: GetBatch<'k>,
     sending: bool,
@@ -170,6 +170,7 @@ impl<'c, 'k> Racer<'c, 'k> {
         batch.push(key, 0);
         batch.encode(dest.protocol(), &mut pc.conn().wbuf);
         let mut r = Racer {
+            pool,
             pc,
             batch,
             sending: true,
@@ -217,9 +218,9 @@ impl<'c, 'k> Racer<'c, 'k> {
     fn finish(mut self) -> Result<Option<Item>> {
         let dest = self.pc.destination();
         dest.record(&Ok::<(), Error>(()), self.start.elapsed());
-        self.batch.count_hits(dest);
-        let r = self.batch.results.pop().flatten();
         release(self.pc, true);
+        self.batch.settle(self.pool, dest);
+        let r = self.batch.results.pop().flatten();
         r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)))
     }
 
@@ -605,8 +606,15 @@ impl<'a> GetBatch<'a> {
         self.results.push(None);
     }
 
+    /// The batch's reply is complete: count its hits and misses, and hand back any refresh
+    /// win it took ([`GetBatch::give_back`]). Every read of a pool leaf ends here.
+    pub(crate) fn settle(&self, pool: &PoolRoute, dest: &Destination) {
+        self.count_hits(dest);
+        self.give_back(pool, dest);
+    }
+
     /// Add this batch's hits and misses to the destination's counters.
-    pub(crate) fn count_hits(&self, dest: &Destination) {
+    fn count_hits(&self, dest: &Destination) {
         let (mut hits, mut misses) = (0, 0);
         for r in self.results.iter().flatten() {
             match r {
@@ -624,7 +632,7 @@ impl<'a> GetBatch<'a> {
     /// clears the win, so the next lease reader refreshes it instead of everyone being served
     /// the stale value until its stale TTL ends. Only if the CAS still matches (nobody wrote
     /// meanwhile). One extra round trip, only after reading an invalidated key plainly.
-    pub(crate) fn give_back(&self, pool: &PoolRoute, dest: &Destination) {
+    fn give_back(&self, pool: &PoolRoute, dest: &Destination) {
         if self.won_stale.is_empty() {
             return;
         }

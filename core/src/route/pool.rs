@@ -310,8 +310,7 @@ impl Leaf<'_> {
             let mut b = exchange::GetBatch::new(pool.protocol, opts);
             b.push(k.key, 0);
             let _ = exchange::exchange(pool, dest, &mut b, Instant::now() + pool.io_timeout);
-            b.count_hits(dest);
-            b.give_back(pool, dest);
+            b.settle(pool, dest);
             let r = b.results.pop().flatten();
             return vec![r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)))];
         }
