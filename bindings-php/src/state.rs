@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use fae_core::dist::{Mode, Node, Placement};
 use fae_core::hash::HashFn;
+use fae_core::placement::{Mode, Node, Placement};
 use fae_core::{Client, Config};
 use parking_lot::Mutex;
 use serde_json::{Map, Value};

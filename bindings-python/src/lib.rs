@@ -1325,7 +1325,7 @@ fn json_to_py<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py
 /// The core's process generation (0 in the process that loaded libfae, +1 per fork since).
 #[pyfunction]
 fn _fork_generation() -> u64 {
-    fae_core::pool::fork::generation()
+    fae_core::process::fork::generation()
 }
 
 /// Called by `os.register_at_fork(after_in_child=...)`. `os.fork()` runs the core's
@@ -1334,7 +1334,7 @@ fn _fork_generation() -> u64 {
 /// for its own later forks (it is otherwise installed when the first client is built).
 #[pyfunction]
 fn _after_fork_in_child() {
-    fae_core::pool::fork::install();
+    fae_core::process::fork::install();
 }
 
 /// The libfae version.

@@ -22,74 +22,19 @@ use serde_json::{Value, json};
 
 use crate::coalesce::Role;
 use crate::config::Config;
-use crate::dist::Placement;
 use crate::error::{Error, Reason, Result};
 use crate::export::Exporter;
 use crate::item::Item;
 use crate::lease::{Computed, GetOrSetError, Lease, Stampede};
-use crate::pool::fork;
+pub use crate::op::{GetOpts, Key, Op, SetItem, StoreOutcome, Write};
+use crate::placement::Placement;
 use crate::pool::health::{BreakerState, now_ms};
+use crate::process::fork;
+use crate::process::supervisor::{self, Maintain};
 use crate::protocol::{Request, Response, Status, StoreOp};
 use crate::route::exchange::unexpected;
-use crate::route::{GetOpts, Key, Router, Write, builder};
+use crate::route::{Router, builder};
 use crate::stats::inc;
-use crate::supervisor::{self, Maintain};
-
-/// The outcome of a storage command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StoreOutcome {
-    /// The value was stored.
-    Stored,
-    /// Not stored: `add` on an existing key, `replace`/`append`/`prepend` on a missing one.
-    NotStored,
-    /// `cas`: the item changed since the CAS token was read.
-    Exists,
-    /// `cas`: the item does not exist.
-    NotFound,
-}
-
-/// The operations `route_for` can be asked about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Op {
-    /// get, gets, gat, gats.
-    Get,
-    /// set, add, replace, append, prepend, cas.
-    Set,
-    /// delete.
-    Delete,
-    /// incr, decr.
-    Arith,
-    /// touch.
-    Touch,
-}
-
-impl Op {
-    /// Parse an operation name (`get`, `set`, `add`, `delete`, `incr`, …).
-    pub fn from_name(name: &str) -> Option<Op> {
-        Some(match name {
-            "get" | "gets" | "gat" | "gats" => Op::Get,
-            "set" | "add" | "replace" | "append" | "prepend" | "cas" => Op::Set,
-            "delete" => Op::Delete,
-            "incr" | "decr" => Op::Arith,
-            "touch" => Op::Touch,
-            _ => return None,
-        })
-    }
-}
-
-/// One item of a `set_multi`.
-#[derive(Clone, Copy, Debug)]
-pub struct SetItem<'a> {
-    /// The key.
-    pub key: &'a [u8],
-    /// The value.
-    pub value: &'a [u8],
-    /// Client flags.
-    pub flags: u32,
-    /// Expiry (0 = never).
-    pub exptime: u32,
-}
 
 fn store_outcome(resp: Response) -> Result<StoreOutcome> {
     match resp {

@@ -25,7 +25,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::error::Result;
 use crate::item::Item;
-use crate::pool::fork::{self, PerProcess};
+use crate::process::fork::{self, PerProcess};
 
 /// Shards per table: enough that 64 threads on different keys rarely share a lock.
 const SHARDS: usize = 32;

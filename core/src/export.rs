@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use crate::pool::fork;
 use crate::pool::health::now_ms;
+use crate::process::fork;
 use crate::stats::{merge_latency, render_prometheus};
 
 /// Distinguishes several clients of one process in snapshot file names.

@@ -4,7 +4,7 @@
 //! Client (client.rs)                 sync API, thread-safe, one per process
 //!   └─ Router (route/)               the route tree from config, swapped atomically on reload
 //!        └─ Route::get / write       failover, replicated, shadow, warm_up, prefix, migrate, local …
-//!             └─ PoolRoute           leaf: placement (hash/ + dist/), key → server index
+//!             └─ PoolRoute           leaf: placement (hash/ + placement/), key → server index
 //!                  └─ Destination    one per server address (pool/): idle connections, health
 //!                       └─ Conn      socket + buffers; protocol codec (protocol/, sans I/O)
 //! ```
@@ -17,7 +17,7 @@ pub mod client;
 pub(crate) mod coalesce;
 pub mod config;
 pub mod discovery;
-pub mod dist;
+
 pub mod error;
 pub mod export;
 pub mod hash;
@@ -25,14 +25,17 @@ pub mod item;
 pub mod key;
 pub mod lease;
 pub mod lru;
+pub mod op;
+pub mod placement;
 pub mod pool;
+pub mod process;
 pub mod protocol;
 pub mod route;
 pub mod stats;
-pub mod supervisor;
 
-pub use client::{Client, Op, SetItem, StoreOutcome};
+pub use client::Client;
 pub use config::Config;
 pub use error::{Error, ErrorKind, Reason, Result};
 pub use item::Item;
+pub use op::{Op, SetItem, StoreOutcome};
 pub use protocol::StoreOp;

@@ -36,17 +36,17 @@
 //!
 //! Fork safety: php-fpm, gunicorn and uwsgi fork after loading. A shard mutex held by another
 //! thread at `fork()` would stay locked forever in the child, so no call ever waits on a lock
-//! it might have inherited: the shard set is tagged with [`crate::pool::fork::generation`], and
+//! it might have inherited: the shard set is tagged with [`crate::process::fork::generation`], and
 //! a call that sees another generation swaps in a fresh, empty set first (`fork::PerProcess`,
 //! shared with the coalescing tables). A child starts with
 //! an empty local cache: the parent's copy may be mid-update, and a local cache is per process
 //! anyway. The inherited set is freed only if none of its locks is held; otherwise it is
 //! leaked, because a half-updated map is not safe even to drop.
 
-use crate::client::StoreOutcome;
 use crate::error::{Error, Reason};
 use crate::item::Item;
-use crate::pool::fork::{self, PerProcess};
+use crate::op::StoreOutcome;
+use crate::process::fork::{self, PerProcess};
 use crate::protocol::StoreOp;
 use arc_swap::Guard;
 use parking_lot::Mutex;

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use fae_core::lease::Lease;
-use fae_core::{Client, Config, Op, route::background};
+use fae_core::{Client, Config, Op, process::background};
 use fae_testkit::{Cluster, raw};
 
 const TTL_MS: u64 = 500;

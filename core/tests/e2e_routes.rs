@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use fae_core::route::background;
+use fae_core::process::background;
 use fae_core::{Client, Config, Op, Reason, SetItem, StoreOutcome};
 use fae_testkit::{Cluster, Fault, FaultProxy, raw, wait_until};
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use fae_core::route::background;
+use fae_core::process::background;
 use fae_core::{Client, Config};
 use fae_testkit::{Cluster, FaultProxy, proxy::Fault};
 

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::PathBuf;
 
-use fae_core::dist::{Mode, Node, Placement};
+use fae_core::placement::{Mode, Node, Placement};
 
 /// File → mode, from the table in `tests/placement/README.md`.
 const FILES: [(&str, Mode); 9] = [

@@ -2,8 +2,8 @@
 //! stored key (`*_routed`), a placement from libmemcached's behavior state
 //! (`Client::with_placement`). Real memcached.
 
-use fae_core::dist::{Node, Placement};
 use fae_core::hash::HashFn;
+use fae_core::placement::{Node, Placement};
 use fae_core::protocol::StoreOp;
 use fae_core::{Client, Config, StoreOutcome};
 use fae_testkit::Cluster;

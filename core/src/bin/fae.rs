@@ -15,7 +15,7 @@
 use std::io::{self, BufRead, Read, Write};
 use std::process::ExitCode;
 
-use fae_core::dist::Mode;
+use fae_core::placement::Mode;
 use fae_core::{Client, Config, Error, Op};
 
 const USAGE: &str = "usage:

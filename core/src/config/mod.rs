@@ -21,8 +21,8 @@ use std::path::Path;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
-use crate::dist::{Mode, Node};
 use crate::error::{Error, Reason, Result};
+use crate::placement::{Mode, Node};
 use crate::protocol::Protocol;
 
 mod route;
@@ -700,7 +700,7 @@ impl Config {
             return Err(invalid("max_value_size: must be at least 1"));
         }
         let st = &self.stampede;
-        if st.lease_ttl_s == 0 || st.lease_ttl_s > crate::route::RELATIVE_TTL_MAX {
+        if st.lease_ttl_s == 0 || st.lease_ttl_s > crate::op::RELATIVE_TTL_MAX {
             // 0 would make the stub never expire: a dead winner would block the key forever.
             return Err(invalid(
                 "stampede.lease_ttl_s: must be 1 .. 2592000 (30 days) seconds",

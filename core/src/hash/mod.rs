@@ -2,7 +2,7 @@
 //!
 //! One file per function; [`HashFn`] names them with libmemcached's numbering
 //! (`hashkit_hash_algorithm_t`, php-memcached `Memcached::HASH_*`), which is also the set
-//! twemproxy and pylibmc offer. The placement modes in [`crate::dist`] pick one of them, or a
+//! twemproxy and pylibmc offer. The placement modes in [`crate::placement`] pick one of them, or a
 //! client-specific variant ([`crc32::crc32_pecl_standard`], [`murmur::murmur3_32_parts`],
 //! [`murmur::murmur64a`]).
 //!

@@ -22,7 +22,6 @@
 //! fleet does not reconnect in step).
 
 pub mod conn;
-pub mod fork;
 pub mod health;
 
 use std::sync::Arc;
@@ -36,6 +35,7 @@ pub use conn::Conn;
 use health::{BreakerSettings, Health, PoolHealth, Transition, jitter_fraction, now_ms};
 
 use crate::error::{Error, Reason, Result};
+use crate::process::fork;
 use crate::protocol::{Decoder, Protocol};
 use crate::stats::{DestCounters, ErrorCounters, Histogram, inc};
 

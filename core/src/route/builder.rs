@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Config, FailoverOn, ReadPolicy, RouteConfig};
-use crate::dist::Placement;
 use crate::error::{Error, Reason, Result};
+use crate::placement::Placement;
 use crate::pool::{ConnSettings, Destination};
 
 use super::failover::FailoverRoute;
@@ -340,7 +340,7 @@ fn distinct_hosts(kids: &[Arc<dyn Route>], path: &str) -> Result<()> {
 }
 
 /// Every destination of `route` for `op` and `key` (see [`Route::traverse`]), for tests.
-pub fn destinations(route: &dyn Route, op: crate::client::Op, key: &[u8]) -> Vec<String> {
+pub fn destinations(route: &dyn Route, op: crate::op::Op, key: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
     route.traverse(op, key, &mut |v: Visit<'_>| {
         out.push(format!("{}/{}", v.pool, v.addr));

@@ -14,10 +14,10 @@
 
 use std::sync::Arc;
 
-use crate::client::Op;
 use crate::config::FailoverOn;
 use crate::error::{Error, Reason, Result};
 use crate::item::Item;
+use crate::op::Op;
 use crate::protocol::Response;
 use crate::stats::RouteCounters;
 

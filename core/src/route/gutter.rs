@@ -14,9 +14,9 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::client::Op;
 use crate::error::Result;
 use crate::item::Item;
+use crate::op::Op;
 use crate::protocol::{Request, Response};
 use crate::stats::RouteCounters;
 

@@ -21,10 +21,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::client::{Op, StoreOutcome};
 use crate::error::{Error, Result};
 use crate::item::Item;
 use crate::lru::LocalCache;
+use crate::op::{Op, StoreOutcome};
 use crate::protocol::{Request, Response, Status};
 use crate::stats::RouteCounters;
 

@@ -30,10 +30,10 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::client::Op;
 use crate::config::MigratePhase;
 use crate::error::Result;
 use crate::item::Item;
+use crate::op::Op;
 use crate::protocol::{Request, Response, StoreOp};
 use crate::stats::RouteCounters;
 

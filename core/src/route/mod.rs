@@ -23,7 +23,6 @@
 //! incr/decr and touch. `route/` knows nothing about sockets: the leaves hand batches to
 //! `exchange`, which drives the connections.
 
-pub mod background;
 pub mod builder;
 pub(crate) mod exchange;
 pub mod failover;
@@ -48,102 +47,14 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::client::Op;
 use crate::error::{Error, Reason, Result};
 use crate::item::Item;
 use crate::pool::Destination;
 use crate::protocol::{Request, Response, Status};
 use crate::stats::RouteCounters;
 
+pub use crate::op::{GetOpts, Key, Op, RELATIVE_TTL_MAX, Write, cap_ttl, unix_now};
 pub use pool::PoolRoute;
-
-/// One key of a read: the key stored on the server and the key that places it (the same
-/// slice, except for libmemcached's `*_by_key` calls).
-#[derive(Clone, Copy, Debug)]
-pub struct Key<'a> {
-    /// The key sent to the server.
-    pub key: &'a [u8],
-    /// The key that is hashed to choose the server.
-    pub place: &'a [u8],
-}
-
-impl<'a> Key<'a> {
-    /// A key placed by itself.
-    pub fn new(key: &'a [u8]) -> Key<'a> {
-        Key { key, place: key }
-    }
-}
-
-/// What a read asks for besides the value.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GetOpts {
-    /// Return CAS tokens (gets/gats).
-    pub cas: bool,
-    /// Set a new expiry on hits (gat/gats).
-    pub touch: Option<u32>,
-    /// Return the remaining TTL ([`Item::ttl`]; meta protocol only).
-    pub ttl: bool,
-    /// Lease read (meta `N<ttl>`, see [`crate::lease`]): a miss leaves an empty stub for
-    /// `ttl` seconds and comes back as an item with [`Item::win`] (fill it) or
-    /// [`Item::win_taken`] (someone else is). Implies a CAS read: the token is the CAS.
-    pub lease: Option<u32>,
-    /// Early recache (meta `R<ttl>`): a hit with less than `ttl` seconds left wins a refill.
-    pub recache: Option<u32>,
-}
-
-impl GetOpts {
-    /// Does this read take part in leases (`N`/`R`)? Such reads see stubs and stale items as
-    /// they are; every other read sees them as misses.
-    pub fn leased(&self) -> bool {
-        self.lease.is_some() || self.recache.is_some()
-    }
-}
-
-/// One write (store, delete, incr/decr, touch) and the key that places it.
-#[derive(Clone, Copy, Debug)]
-pub struct Write<'a> {
-    /// The key that is hashed to choose the server.
-    pub place: &'a [u8],
-    /// The command.
-    pub req: Request<'a>,
-}
-
-impl<'a> Write<'a> {
-    /// A command placed by its own key.
-    pub fn new(req: Request<'a>) -> Write<'a> {
-        Write {
-            place: request_key(&req),
-            req,
-        }
-    }
-
-    /// The key the command is about.
-    pub fn key(&self) -> &'a [u8] {
-        request_key(&self.req)
-    }
-
-    /// The operation class (for `operation` and `failover_on`).
-    pub fn op(&self) -> Op {
-        match self.req {
-            Request::Store { .. } => Op::Set,
-            Request::Delete { .. } => Op::Delete,
-            Request::Arith { .. } => Op::Arith,
-            Request::Touch { .. } => Op::Touch,
-            _ => Op::Set,
-        }
-    }
-}
-
-fn request_key<'a>(req: &Request<'a>) -> &'a [u8] {
-    match *req {
-        Request::Store { key, .. }
-        | Request::Delete { key, .. }
-        | Request::Arith { key, .. }
-        | Request::Touch { key, .. } => key,
-        Request::Get { keys, .. } => keys.first().copied().unwrap_or_default(),
-        Request::FlushAll { .. } | Request::Version | Request::Noop => b"",
-    }
-}
 
 /// A destination a request could touch, as [`Route::traverse`] reports it.
 #[derive(Clone, Copy, Debug)]
@@ -425,30 +336,6 @@ pub fn status(status: Status) -> Response {
         cas: None,
         opaque: None,
     }
-}
-
-/// memcached's relative/absolute expiry rule: ≤ 30 days is seconds from now.
-pub const RELATIVE_TTL_MAX: u32 = 60 * 60 * 24 * 30;
-
-/// Seconds since the epoch.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// `exptime` capped at `max` seconds from now (0 = never is capped too).
-pub fn cap_ttl(exptime: u32, max: u32) -> u32 {
-    let remaining = if exptime == 0 {
-        u64::MAX
-    } else if exptime <= RELATIVE_TTL_MAX {
-        u64::from(exptime)
-    } else {
-        // Absolute time: already past means "expired", which the server treats as such.
-        u64::from(exptime).saturating_sub(unix_now()).max(1)
-    };
-    remaining.min(u64::from(max)) as u32
 }
 
 /// The route tree of one config, with the pools and destinations under it.

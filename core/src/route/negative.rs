@@ -47,11 +47,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::client::{Op, StoreOutcome};
 use crate::error::Result;
 use crate::item::Item;
 use crate::lru::LocalCache;
-use crate::pool::fork;
+use crate::op::{Op, StoreOutcome};
+use crate::process::fork;
 use crate::protocol::{Response, StoreOp};
 use crate::stats::RouteCounters;
 

@@ -19,16 +19,16 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use serde_json::{Value, json};
 
-use crate::client::Op;
 use crate::config::{Config, OnDown, PoolConfig};
-use crate::dist::{Mode, Node, Placement};
 use crate::error::{Error, Reason, Result};
 use crate::item::Item;
+use crate::op::Op;
+use crate::placement::{Mode, Node, Placement};
 use crate::pool::health::{BreakerSettings, BreakerState, PoolHealth};
 use crate::pool::{ConnSettings, Destination};
+use crate::process::supervisor;
 use crate::protocol::{Decoder, Protocol, Response};
 use crate::stats::inc;
-use crate::supervisor;
 
 use super::exchange::{self, Batch};
 use super::{GetOpts, Key, Leaf, Route, Visit, Write};

@@ -8,9 +8,9 @@
 
 use std::sync::Arc;
 
-use crate::client::Op;
 use crate::error::Result;
 use crate::item::Item;
+use crate::op::Op;
 use crate::protocol::Response;
 
 use super::{GetOpts, Key, Route, Visit, Write, get_parts, merge_parts, write_parts};

@@ -38,15 +38,16 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::client::Op;
 use crate::config::{HedgeAfter, ReadPolicy, WritePolicy};
 use crate::error::Result;
 use crate::item::Item;
+use crate::op::Op;
 use crate::protocol::{Request, Response, Status, StoreOp};
 use crate::stats::RouteCounters;
 
 use super::exchange::{Hedge, get_hedged};
-use super::{GetOpts, Key, OwnedWrites, Route, Visit, Write, background, write_all};
+use super::{GetOpts, Key, OwnedWrites, Route, Visit, Write, write_all};
+use crate::process::background;
 
 /// `touch key exptime` for each key (a gat's new TTL for the replicas that did not answer).
 fn touches<'a>(keys: &[Key<'a>], exptime: u32) -> Vec<Write<'a>> {

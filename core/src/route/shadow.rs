@@ -18,13 +18,14 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use siphasher::sip::SipHasher13;
 
-use crate::client::Op;
 use crate::error::Result;
 use crate::item::Item;
+use crate::op::Op;
 use crate::protocol::{Request, Response, Status, StoreOp};
 use crate::stats::RouteCounters;
 
-use super::{GetOpts, Key, OwnedWrites, Route, Visit, Write, background};
+use super::{GetOpts, Key, OwnedWrites, Route, Visit, Write};
+use crate::process::background;
 
 /// Is `key` in the shadowed fraction? (`threshold` = fraction × 2^64.)
 fn chosen(key: &[u8], threshold: u64, all: bool) -> bool {

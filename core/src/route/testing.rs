@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::client::Op;
 use crate::error::{Error, Reason, Result};
 use crate::item::Item;
+use crate::op::Op;
 use crate::protocol::{Request, Response, Status, StoreOp};
 
 use super::{GetOpts, Key, Route, Visit, Write, status, stored};

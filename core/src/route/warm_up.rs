@@ -18,13 +18,14 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::client::Op;
 use crate::error::Result;
 use crate::item::Item;
+use crate::op::Op;
 use crate::protocol::{Request, Response, StoreOp};
 use crate::stats::RouteCounters;
 
-use super::{GetOpts, Key, OwnedWrites, Route, Visit, Write, background, write_parts};
+use super::{GetOpts, Key, OwnedWrites, Route, Visit, Write, write_parts};
+use crate::process::background;
 
 /// See the module docs.
 #[derive(Debug)]

@@ -23,21 +23,21 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 static REGISTER: Once = Once::new();
 
 extern "C" fn before_fork() {
-    crate::supervisor::before_fork();
-    crate::route::background::before_fork();
+    crate::process::supervisor::before_fork();
+    crate::process::background::before_fork();
 }
 
 extern "C" fn after_fork_in_parent() {
-    crate::route::background::after_fork();
-    crate::supervisor::after_fork();
+    crate::process::background::after_fork();
+    crate::process::supervisor::after_fork();
 }
 
 extern "C" fn after_fork_in_child() {
     // Async-signal-safe: a single atomic add, no allocation; then reset the locks the prepare
     // handler took (background queue, supervisor registry): two atomic stores.
     GENERATION.fetch_add(1, Ordering::AcqRel);
-    crate::route::background::after_fork();
-    crate::supervisor::after_fork();
+    crate::process::background::after_fork();
+    crate::process::supervisor::after_fork();
 }
 
 /// Install the `pthread_atfork` handlers (once per process; called when the first client is
@@ -248,8 +248,8 @@ impl<T> Drop for SpinGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::SpinLock;
-    use crate::route::background;
-    use crate::supervisor::REGISTRY;
+    use crate::process::background;
+    use crate::process::supervisor::REGISTRY;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
 

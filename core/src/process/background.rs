@@ -4,7 +4,7 @@
 //! (`background_dropped`), so a slow shadow can never grow memory or slow the caller.
 //!
 //! Fork: the queue lock is held across `fork()` by a `pthread_atfork` prepare handler (see
-//! `pool::fork`), so the child never inherits it locked. It is a `SpinLock` (not a
+//! `process::fork`), so the child never inherits it locked. It is a `SpinLock` (not a
 //! parking_lot mutex and condvar, whose waiters a child inherits without their threads), held
 //! only to move a job in or out: the worker sleeps in `park_timeout` with the lock released,
 //! and a producer wakes it with `unpark`. A forked child drops the parent's queued jobs
@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use crate::pool::fork::{self, SpinLock};
+use crate::process::fork::{self, SpinLock};
 
 /// A job: owns everything it touches.
 pub type Job = Box<dyn FnOnce() + Send + 'static>;

@@ -3,12 +3,12 @@
 //!
 //! - Started lazily, on a client's first request, never at load time: php-fpm, gunicorn and
 //!   uwsgi load libfae and then fork, and a forked child has no threads. Each process
-//!   generation ([`crate::pool::fork::generation`]) starts its own on first use.
+//!   generation ([`crate::process::fork::generation`]) starts its own on first use.
 //! - Clients register a `Weak` handle; the thread upgrades them each tick, maintains them and
 //!   drops the dead ones. It exits when no client is left, and the next request starts it again.
 //! - The registry lock is taken by a `pthread_atfork` prepare handler and released in both
 //!   parent and child, so `fork()` can never leave it held by a thread the child does not have.
-//!   It is a `SpinLock` (`pool::fork`), not a parking_lot mutex (see there why), so nothing slow happens
+//!   It is a `SpinLock` (`process::fork`), not a parking_lot mutex (see there why), so nothing slow happens
 //!   under it: the thread is spawned after it is released.
 //! - If the thread cannot be spawned, [`is_running`] is false again and requests do the work
 //!   inline, as with `background: false`.
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::pool::fork::{self, SpinLock};
+use crate::process::fork::{self, SpinLock};
 
 /// Something with periodic background work.
 pub(crate) trait Maintain: Send + Sync {

@@ -1,0 +1,174 @@
+//! The shared vocabulary of every layer: operation kinds, store outcomes, keys, reads and
+//! writes as routes see them, and memcached's TTL rule. It sits at the bottom of the core (it
+//! imports only the protocol's request type), so the route tree, the caches and the client
+//! facade all speak it without importing each other.
+
+use crate::protocol::Request;
+
+/// The outcome of a storage command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// The value was stored.
+    Stored,
+    /// Not stored: `add` on an existing key, `replace`/`append`/`prepend` on a missing one.
+    NotStored,
+    /// `cas`: the item changed since the CAS token was read.
+    Exists,
+    /// `cas`: the item does not exist.
+    NotFound,
+}
+
+/// The operations `route_for` can be asked about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Op {
+    /// get, gets, gat, gats.
+    Get,
+    /// set, add, replace, append, prepend, cas.
+    Set,
+    /// delete.
+    Delete,
+    /// incr, decr.
+    Arith,
+    /// touch.
+    Touch,
+}
+
+impl Op {
+    /// Parse an operation name (`get`, `set`, `add`, `delete`, `incr`, …).
+    pub fn from_name(name: &str) -> Option<Op> {
+        Some(match name {
+            "get" | "gets" | "gat" | "gats" => Op::Get,
+            "set" | "add" | "replace" | "append" | "prepend" | "cas" => Op::Set,
+            "delete" => Op::Delete,
+            "incr" | "decr" => Op::Arith,
+            "touch" => Op::Touch,
+            _ => return None,
+        })
+    }
+}
+
+/// One item of a `set_multi`.
+#[derive(Clone, Copy, Debug)]
+pub struct SetItem<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// The value.
+    pub value: &'a [u8],
+    /// Client flags.
+    pub flags: u32,
+    /// Expiry (0 = never).
+    pub exptime: u32,
+}
+
+/// One key of a read: the key stored on the server and the key that places it (the same
+/// slice, except for libmemcached's `*_by_key` calls).
+#[derive(Clone, Copy, Debug)]
+pub struct Key<'a> {
+    /// The key sent to the server.
+    pub key: &'a [u8],
+    /// The key that is hashed to choose the server.
+    pub place: &'a [u8],
+}
+
+impl<'a> Key<'a> {
+    /// A key placed by itself.
+    pub fn new(key: &'a [u8]) -> Key<'a> {
+        Key { key, place: key }
+    }
+}
+
+/// What a read asks for besides the value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GetOpts {
+    /// Return CAS tokens (gets/gats).
+    pub cas: bool,
+    /// Set a new expiry on hits (gat/gats).
+    pub touch: Option<u32>,
+    /// Return the remaining TTL ([`Item::ttl`]; meta protocol only).
+    pub ttl: bool,
+    /// Lease read (meta `N<ttl>`, see [`crate::lease`]): a miss leaves an empty stub for
+    /// `ttl` seconds and comes back as an item with [`Item::win`] (fill it) or
+    /// [`Item::win_taken`] (someone else is). Implies a CAS read: the token is the CAS.
+    pub lease: Option<u32>,
+    /// Early recache (meta `R<ttl>`): a hit with less than `ttl` seconds left wins a refill.
+    pub recache: Option<u32>,
+}
+
+impl GetOpts {
+    /// Does this read take part in leases (`N`/`R`)? Such reads see stubs and stale items as
+    /// they are; every other read sees them as misses.
+    pub fn leased(&self) -> bool {
+        self.lease.is_some() || self.recache.is_some()
+    }
+}
+
+/// One write (store, delete, incr/decr, touch) and the key that places it.
+#[derive(Clone, Copy, Debug)]
+pub struct Write<'a> {
+    /// The key that is hashed to choose the server.
+    pub place: &'a [u8],
+    /// The command.
+    pub req: Request<'a>,
+}
+
+impl<'a> Write<'a> {
+    /// A command placed by its own key.
+    pub fn new(req: Request<'a>) -> Write<'a> {
+        Write {
+            place: request_key(&req),
+            req,
+        }
+    }
+
+    /// The key the command is about.
+    pub fn key(&self) -> &'a [u8] {
+        request_key(&self.req)
+    }
+
+    /// The operation class (for `operation` and `failover_on`).
+    pub fn op(&self) -> Op {
+        match self.req {
+            Request::Store { .. } => Op::Set,
+            Request::Delete { .. } => Op::Delete,
+            Request::Arith { .. } => Op::Arith,
+            Request::Touch { .. } => Op::Touch,
+            _ => Op::Set,
+        }
+    }
+}
+
+fn request_key<'a>(req: &Request<'a>) -> &'a [u8] {
+    match *req {
+        Request::Store { key, .. }
+        | Request::Delete { key, .. }
+        | Request::Arith { key, .. }
+        | Request::Touch { key, .. } => key,
+        Request::Get { keys, .. } => keys.first().copied().unwrap_or_default(),
+        Request::FlushAll { .. } | Request::Version | Request::Noop => b"",
+    }
+}
+
+/// memcached's relative/absolute expiry rule: ≤ 30 days is seconds from now.
+pub const RELATIVE_TTL_MAX: u32 = 60 * 60 * 24 * 30;
+
+/// Seconds since the epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `exptime` capped at `max` seconds from now (0 = never is capped too).
+pub fn cap_ttl(exptime: u32, max: u32) -> u32 {
+    let remaining = if exptime == 0 {
+        u64::MAX
+    } else if exptime <= RELATIVE_TTL_MAX {
+        u64::from(exptime)
+    } else {
+        // Absolute time: already past means "expired", which the server treats as such.
+        u64::from(exptime).saturating_sub(unix_now()).max(1)
+    };
+    remaining.min(u64::from(max)) as u32
+}

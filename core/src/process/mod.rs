@@ -1,0 +1,15 @@
+//! Process-wide machinery: what a process has once, whatever number of clients it holds.
+//!
+//! - [`fork`]: the `pthread_atfork` handlers, the process generation every per-process
+//!   structure compares against, and the lock types that survive `fork()`.
+//! - [`supervisor`]: the one lazily started thread per process that probes, heartbeats,
+//!   recycles, watches config files and exports stats for every registered client.
+//! - [`background`]: the one lazily started worker per process for work done after a reply
+//!   (shadow copies, async replicas, warm-up adds, migration copies).
+//!
+//! php-fpm, gunicorn and uwsgi fork after loading the library, so nothing here starts a thread
+//! at load time, and a forked child starts its own threads on first use.
+
+pub mod background;
+pub mod fork;
+pub mod supervisor;
