@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what libfae needs on a fresh Debian/Ubuntu machine (idempotent; root or sudo).
-# Rust (cargo 1.85+) must already be installed: https://rustup.rs
+# Rust (cargo 1.88+) must already be installed: https://rustup.rs
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 

@@ -12,6 +12,12 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== MSRV (rust-version covers every dependency; clippy's incompatible_msrv covers std APIs)"
+python3 scripts/check-msrv.py
+echo "== cargo doc (warnings are errors: broken intra-doc links, missing docs)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
+echo "== the bindings' core carries no coordinator code (feature watch off)"
+cargo check -q -p fae-core --no-default-features --lib
 echo "== cargo test"
 cargo test --workspace
 echo "== Python: build the fae module into the venv, run pytest against real memcached"

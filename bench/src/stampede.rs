@@ -26,7 +26,7 @@
 //! Every case runs in fresh child processes: the bench binary re-executes itself with the
 //! hidden `--child` flag, one process per worker process, each building its own `Client`.
 //! Children report "ready" once every thread has a connection, start together when the parent
-//! answers "go <unix ms>", and print their counts and samples on stdout when their time is up.
+//! answers `go <unix ms>`, and print their counts and samples on stdout when their time is up.
 //! The parent kills (by its own child handles) any child still running past a deadline.
 //!
 //! Reported per case: backend calls; expiry events, counted from the calls themselves (the
@@ -608,7 +608,7 @@ fn worker(
 }
 
 /// `fae-bench stampede --child …`: build a client, connect every thread, say "ready", wait for
-/// "go <unix ms>" on stdin, run, print the results, say "done".
+/// `go <unix ms>` on stdin, run, print the results, say "done".
 fn child(spec: &ChildSpec) -> Result<(), String> {
     let c = Arc::new(client(&spec.addr, spec.strategy.coalesce())?);
     let keys: Arc<Vec<Vec<u8>>> = Arc::new((0..=WARM_KEYS).map(|i| key(&spec.prefix, i)).collect());

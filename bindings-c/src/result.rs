@@ -1,5 +1,5 @@
 //! `fae_result`: the code every fallible function returns, its text, and the one translation
-//! from the core's [`fae_core::Error`] ([`map_error`]). Also the thread's last error message.
+//! from the core's [`fae_core::Error`] (`map_error`). Also the thread's last error message.
 
 use std::cell::RefCell;
 use std::ffi::c_char;
@@ -210,10 +210,10 @@ pub(crate) fn clear_last_error() {
 pub(crate) fn ensure_last_error(r: fae_result) {
     if r.is_error() {
         let _ = LAST_ERROR.try_with(|m| {
-            if let Ok(mut m) = m.try_borrow_mut() {
-                if m.is_empty() {
-                    m.push_str(r.message());
-                }
+            if let Ok(mut m) = m.try_borrow_mut()
+                && m.is_empty()
+            {
+                m.push_str(r.message());
             }
         });
     }

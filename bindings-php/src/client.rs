@@ -594,10 +594,10 @@ impl FaeClient {
         if t.is_double() {
             return Ok(t.double().unwrap_or(0.0) as u64);
         }
-        if let Some(s) = t.str() {
-            if let Ok(v) = s.trim().parse::<u64>() {
-                return Ok(v);
-            }
+        if let Some(s) = t.str()
+            && let Ok(v) = s.trim().parse::<u64>()
+        {
+            return Ok(v);
         }
         Err(exception(
             "cas token must be an int, float or numeric string",

@@ -30,10 +30,10 @@ pub fn key_bytes(z: &Zval) -> PhpResult<Vec<u8>> {
     if let Some(l) = z.long() {
         return Ok(l.to_string().into_bytes());
     }
-    if z.is_double() || z.is_bool() {
-        if let Some(s) = z.coerce_to_string() {
-            return Ok(s.into_bytes());
-        }
+    if (z.is_double() || z.is_bool())
+        && let Some(s) = z.coerce_to_string()
+    {
+        return Ok(s.into_bytes());
     }
     Err(type_error(format!(
         "key must be a string, {} given",

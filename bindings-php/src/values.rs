@@ -151,11 +151,13 @@ pub fn encode(value: &Zval, o: &ValueOpts) -> Result<(Vec<u8>, u32), Fail> {
         serialize(value, o.serializer)?
     };
     let compressible = !matches!(flags, VAL_LONG | VAL_DOUBLE | VAL_BOOL);
-    if o.compression && compressible && payload.len() >= o.compression_threshold {
-        if let Some((c, cflag)) = compress(&payload, o)? {
-            payload = c;
-            flags |= VAL_COMPRESSED | cflag;
-        }
+    if o.compression
+        && compressible
+        && payload.len() >= o.compression_threshold
+        && let Some((c, cflag)) = compress(&payload, o)?
+    {
+        payload = c;
+        flags |= VAL_COMPRESSED | cflag;
     }
     if o.item_size_limit > 0 && payload.len() > o.item_size_limit {
         return Err((

@@ -1,8 +1,8 @@
 //! `fae._fae`: the Python binding of libfae, kept thin over `fae-core`.
 //!
 //! This crate converts types and nothing else: keys (`str` → UTF-8, `bytes` as is, plus the
-//! client's `key_prefix`), values (the serde layouts in [`serde`]), exptimes, and errors
-//! ([`error`], mapped once). Routing, pooling, retries and fork handling are the core's. Every
+//! client's `key_prefix`), values (the serde layouts in `serde`), exptimes, and errors
+//! (`error`, mapped once). Routing, pooling, retries and fork handling are the core's. Every
 //! call that can touch a socket runs inside `py.detach`, so other Python threads run while
 //! this one waits on memcached. The public Python API (names, defaults, return values) is
 //! documented in `python/fae/_fae.pyi` and `bindings-python/README.md`.
@@ -901,10 +901,10 @@ impl Client {
         let results = py
             .detach(|| inner.delete_multi(&slices))
             .map_err(|e| to_py(py, &e))?;
-        if !self.ignore_exc {
-            if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
-                return Err(to_py(py, &e));
-            }
+        if !self.ignore_exc
+            && let Some(Err(e)) = results.into_iter().find(Result::is_err)
+        {
+            return Err(to_py(py, &e));
         }
         Ok(true)
     }

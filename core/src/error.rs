@@ -3,8 +3,9 @@
 //! An [`Error`] carries a [`Reason`] (a stable string such as `"timeout"`, used in errors, stats
 //! and logs), the destination it concerns, and an optional detail message. The coarse
 //! [`ErrorKind`] is derived from the reason and is what the bindings map to their own codes
-//! (C `fae_result`, Python exception classes, PHP result codes). Retry, failover and connection
-//! poisoning are decided here, in one total `match` each, never at call sites.
+//! (C `fae_result`, Python exception classes, PHP result codes). Retry and failover are decided
+//! here, in one total `match` each, never at call sites. A connection that saw any error
+//! mid-reply is discarded by the exchange whatever the reason (a reply may be half read).
 //!
 //! Outcomes such as "not found", "not stored" or "exists" are not errors: the client returns them
 //! as values.
@@ -295,33 +296,6 @@ impl Error {
         }
     }
 
-    /// Must the connection this error happened on be discarded? True whenever the stream may
-    /// hold bytes of a reply we did not read: reusing it could attribute them to the next
-    /// request. A complete `SERVER_ERROR` line leaves the stream in sync.
-    pub fn poisons_connection(&self) -> bool {
-        match self.reason {
-            Reason::Timeout
-            | Reason::ConnectTimeout
-            | Reason::ConnectRefused
-            | Reason::ConnectFailed
-            | Reason::Reset
-            | Reason::Io
-            | Reason::ClientError
-            | Reason::Protocol => true,
-            Reason::InvalidKey
-            | Reason::ValueTooLarge
-            | Reason::InvalidConfig
-            | Reason::InvalidArgument
-            | Reason::Closed
-            | Reason::PoolTimeout
-            | Reason::ServerError
-            | Reason::Tko
-            | Reason::NoServers
-            | Reason::Disabled
-            | Reason::ReadOnly => false,
-        }
-    }
-
     /// Is this a transport or server failure that counts against the destination's health?
     pub fn is_destination_failure(&self) -> bool {
         matches!(
@@ -366,7 +340,6 @@ mod tests {
         );
         assert_eq!(e.kind(), ErrorKind::ServerError);
         assert!(e.should_failover());
-        assert!(!e.poisons_connection());
     }
 
     #[test]
@@ -377,7 +350,7 @@ mod tests {
             Reason::InvalidArgument,
         ] {
             let e = Error::new(r);
-            assert!(!e.is_retryable() && !e.should_failover() && !e.poisons_connection());
+            assert!(!e.is_retryable() && !e.should_failover());
         }
     }
 
@@ -389,8 +362,8 @@ mod tests {
     }
 
     #[test]
-    fn a_timeout_poisons_the_connection() {
+    fn a_timeout_is_retried_and_fails_over() {
         let e = Error::new(Reason::Timeout);
-        assert!(e.poisons_connection() && e.is_retryable() && e.should_failover());
+        assert!(e.is_retryable() && e.should_failover());
     }
 }

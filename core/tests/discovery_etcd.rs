@@ -1,13 +1,12 @@
 //! etcd discovery against a real etcd (Debian etcd-server) started by fae-testkit.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use fae_core::discovery::{EtcdSource, Source, Topology, cli};
+use fae_core::discovery::{EtcdSource, Source, Topology};
 use fae_testkit::{Etcd, wait_until};
+
+mod support_watch;
 
 fn out_path(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("fae-disc-etcd-{tag}-{}", std::process::id()));
@@ -32,16 +31,6 @@ fn skip() -> bool {
     false
 }
 
-/// Runs the watcher (the `fae watch` function) in a thread until the returned flag is set.
-fn spawn_watch(a: Vec<String>) -> (Arc<AtomicBool>, std::thread::JoinHandle<ExitCode>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let s2 = stop.clone();
-    (
-        stop,
-        std::thread::spawn(move || cli::watch_with_stop(&a, &s2)),
-    )
-}
-
 #[test]
 fn etcd_watch_latency_kill_keeps_last_good_and_recovers() {
     if skip() {
@@ -50,7 +39,7 @@ fn etcd_watch_latency_kill_keeps_last_good_and_recovers() {
     let etcd = Etcd::start();
     etcd.put("/fae/pools/main", r#"["10.0.0.1:11211"]"#);
     let out = out_path("watch");
-    let (stop, h) = spawn_watch(args(&[
+    let mut watch = support_watch::Watch::spawn(&args(&[
         "--etcd",
         &etcd.endpoint(),
         "--prefix",
@@ -114,7 +103,7 @@ fn etcd_watch_latency_kill_keeps_last_good_and_recovers() {
         before,
         "last good topology kept"
     );
-    assert!(!h.is_finished(), "watcher keeps running");
+    assert!(watch.running(), "watcher keeps running");
 
     // Restart (same data): the watcher reconnects and sees later changes.
     etcd.restart().unwrap();
@@ -129,8 +118,7 @@ fn etcd_watch_latency_kill_keeps_last_good_and_recovers() {
     eprintln!("etcd: change after restart seen in {:?}", t0.elapsed());
     assert!(Topology::read(&out).unwrap().version > v_before);
 
-    stop.store(true, Ordering::SeqCst);
-    assert_eq!(h.join().unwrap(), ExitCode::SUCCESS);
+    assert_eq!(watch.stop(), Some(0), "SIGTERM must stop fae watch with 0");
 }
 
 #[test]
@@ -165,13 +153,13 @@ fn etcd_compaction_rewatch_and_source_api() {
 
 #[test]
 fn etcd_cli_once_and_exit_codes() {
-    assert_eq!(cli::watch_main(&args(&["--help"])), ExitCode::SUCCESS);
-    assert_eq!(cli::watch_main(&args(&["--etcd", "x"])), ExitCode::from(2));
+    assert_eq!(support_watch::run(&args(&["--help"])), 0);
+    assert_eq!(support_watch::run(&args(&["--etcd", "x"])), 2);
     let out = out_path("once");
     let o = out.to_str().unwrap();
     assert_eq!(
-        cli::watch_main(&args(&["--etcd", "127.0.0.1:1", "--once", "--out", o])),
-        ExitCode::from(3)
+        support_watch::run(&args(&["--etcd", "127.0.0.1:1", "--once", "--out", o])),
+        3
     );
     assert!(!out.exists());
     if skip() {
@@ -188,20 +176,20 @@ fn etcd_cli_once_and_exit_codes() {
         "--out",
         o,
     ]);
-    assert_eq!(cli::watch_main(&a), ExitCode::SUCCESS);
+    assert_eq!(support_watch::run(&a), 0);
     let t = Topology::read(&out).unwrap();
     assert_eq!(t.version, 1);
     assert_eq!(t.source, format!("etcd:{}/x/", etcd.endpoint()));
     assert_eq!(t.pools["main"], vec!["10.0.0.1:11211", "10.0.0.2:11211:2"]);
     // Unchanged: not rewritten, version stays.
-    assert_eq!(cli::watch_main(&a), ExitCode::SUCCESS);
+    assert_eq!(support_watch::run(&a), 0);
     assert_eq!(Topology::read(&out).unwrap().version, 1);
     etcd.put("/x/main", r#"["10.0.0.3:11211"]"#);
-    assert_eq!(cli::watch_main(&a), ExitCode::SUCCESS);
+    assert_eq!(support_watch::run(&a), 0);
     assert_eq!(Topology::read(&out).unwrap().version, 2);
     // Invalid data with --once: exit 1, snapshot untouched.
     etcd.put("/x/main", r#"["10.0.0.3:0"]"#);
-    assert_eq!(cli::watch_main(&a), ExitCode::from(1));
+    assert_eq!(support_watch::run(&a), 1);
     assert_eq!(Topology::read(&out).unwrap().version, 2);
 }
 

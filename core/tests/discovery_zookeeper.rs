@@ -2,13 +2,14 @@
 //! fae-testkit. Layout: /fae/pools/<pool>/<server> (children are the server strings).
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fae_core::discovery::{Source, Topology, ZkClient, ZkSessionStats, ZkSource, cli};
+use fae_core::discovery::{Source, Topology, ZkClient, ZkSessionStats, ZkSource};
 use fae_testkit::{Fault, FaultProxy, ZooKeeper, wait_until};
+
+mod support_watch;
 
 fn skip() -> bool {
     if !ZooKeeper::available() {
@@ -64,9 +65,7 @@ fn zk_watch_latency_kill_keeps_last_good_and_recovers() {
         "--session-timeout-ms",
         "2000",
     ]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let s2 = stop.clone();
-    let h = std::thread::spawn(move || cli::watch_with_stop(&a, &s2));
+    let mut watch = support_watch::Watch::spawn(&a);
     assert!(wait_until(Duration::from_secs(5), || servers(&out, "main")
         == Some(v(&["10.0.0.1:11211"]))));
 
@@ -119,7 +118,7 @@ fn zk_watch_latency_kill_keeps_last_good_and_recovers() {
         good,
         "last good topology kept"
     );
-    assert!(!h.is_finished());
+    assert!(watch.running());
     zk.restart().unwrap();
     let mut w = writer(&zk);
     let t0 = Instant::now();
@@ -130,8 +129,7 @@ fn zk_watch_latency_kill_keeps_last_good_and_recovers() {
         "change after restart not seen"
     );
     eprintln!("zookeeper: change after restart seen in {:?}", t0.elapsed());
-    stop.store(true, Ordering::SeqCst);
-    assert_eq!(h.join().unwrap(), ExitCode::SUCCESS);
+    assert_eq!(watch.stop(), Some(0), "SIGTERM must stop fae watch with 0");
 }
 
 /// The fae bug: after session expiry, watches must be re-armed. A black-holing proxy between
@@ -231,8 +229,8 @@ fn zk_cli_once_and_missing_root() {
     let out = out_path("once");
     let o = out.to_str().unwrap();
     assert_eq!(
-        cli::watch_main(&v(&["--zookeeper", "127.0.0.1:1", "--once", "--out", o])),
-        ExitCode::from(3)
+        support_watch::run(&v(&["--zookeeper", "127.0.0.1:1", "--once", "--out", o])),
+        3
     );
     if skip() {
         return;
@@ -248,13 +246,13 @@ fn zk_cli_once_and_missing_root() {
         o,
     ]);
     // Root missing: invalid (exit 1), nothing written.
-    assert_eq!(cli::watch_main(&a), ExitCode::from(1));
+    assert_eq!(support_watch::run(&a), 1);
     assert!(!out.exists());
     let mut w = writer(&zk);
     w.create_all("/svc/pools/main").unwrap();
     w.create("/svc/pools/main/[::1]:11211:3", b"").unwrap();
     w.create("/svc/pools/main/127.0.0.1:11211", b"").unwrap();
-    assert_eq!(cli::watch_main(&a), ExitCode::SUCCESS);
+    assert_eq!(support_watch::run(&a), 0);
     let t = Topology::read(&out).unwrap();
     assert_eq!(t.version, 1);
     assert_eq!(t.pools["main"], v(&["127.0.0.1:11211", "[::1]:11211:3"]));

@@ -253,10 +253,11 @@ impl Source for EtcdSource {
                 .pointer("/header/revision")
                 .and_then(as_i64)
                 .unwrap_or(i64::MAX);
-            if has_events && rev > self.revision {
-                if let Some(t) = self.refresh()? {
-                    return Ok(Some(t));
-                }
+            if has_events
+                && rev > self.revision
+                && let Some(t) = self.refresh()?
+            {
+                return Ok(Some(t));
             }
             if Instant::now() >= deadline {
                 return Ok(None);

@@ -24,10 +24,14 @@
 //! When a coordinator is unreachable a source returns an error and the caller keeps the last
 //! good topology; the next call reconnects.
 
-pub mod cli;
+// The coordinator clients: only the `fae watch` tool talks to etcd or ZooKeeper, so the
+// bindings build without them (feature `watch`, on by default for the CLI).
+#[cfg(feature = "watch")]
 pub mod etcd;
 pub mod file;
+#[cfg(feature = "watch")]
 pub mod zk_proto;
+#[cfg(feature = "watch")]
 pub mod zookeeper;
 
 use std::collections::BTreeMap;
@@ -38,8 +42,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "watch")]
 pub use etcd::EtcdSource;
 pub use file::FileSource;
+#[cfg(feature = "watch")]
 pub use zookeeper::{ZkClient, ZkSessionStats, ZkSource};
 
 /// Why a discovery operation failed.
@@ -224,6 +230,13 @@ pub trait Source: Send {
     fn wait_change(&mut self, timeout: Duration) -> Result<Option<Topology>>;
 }
 
+impl fmt::Debug for dyn Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+#[cfg(feature = "watch")]
 /// Splits `HOST:PORT[,HOST:PORT…]` into endpoints, checking each has a port.
 pub fn parse_endpoints(list: &str) -> Result<Vec<String>> {
     let eps: Vec<String> = list
@@ -248,6 +261,7 @@ pub fn parse_endpoints(list: &str) -> Result<Vec<String>> {
     Ok(eps)
 }
 
+#[cfg(feature = "watch")]
 /// Connects to `endpoint` (`HOST:PORT`) trying every resolved address, each with `timeout`.
 pub(crate) fn connect(endpoint: &str, timeout: Duration) -> Result<std::net::TcpStream> {
     use std::net::ToSocketAddrs;
@@ -334,6 +348,7 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[cfg(feature = "watch")]
     #[test]
     fn endpoints() {
         assert_eq!(parse_endpoints("a:1, b:2").unwrap(), vec!["a:1", "b:2"]);

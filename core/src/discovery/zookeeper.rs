@@ -279,24 +279,6 @@ impl ZkClient {
             .map_err(|e| proto_err(&self.ep, e))
     }
 
-    /// Data of `path`, `None` if it does not exist; `watch` arms a one-shot data watch.
-    pub fn get_data(&mut self, path: &str, watch: bool) -> Result<Option<Vec<u8>>> {
-        let mut b = Encoder::new();
-        b.string(path).bool(watch);
-        let (err, body) = self.call(proto::op::GET_DATA, &b)?;
-        if err == proto::code::NO_NODE {
-            return Ok(None);
-        }
-        self.check(path, err)?;
-        let mut d = Decoder::new(&body);
-        Ok(Some(
-            d.buffer()
-                .map_err(|e| proto_err(&self.ep, e))?
-                .unwrap_or_default()
-                .to_vec(),
-        ))
-    }
-
     /// Whether `path` exists; `watch` arms a one-shot watch (also when it does not exist).
     pub fn exists(&mut self, path: &str, watch: bool) -> Result<bool> {
         let mut b = Encoder::new();
@@ -311,11 +293,6 @@ impl ZkClient {
     /// Creates a persistent node with an open ACL. `Ok(false)` if it already exists.
     pub fn create(&mut self, path: &str, data: &[u8]) -> Result<bool> {
         self.create_node(path, data, false)
-    }
-
-    /// Creates an ephemeral node (deleted when this session ends). `Ok(false)` if it exists.
-    pub fn create_ephemeral(&mut self, path: &str, data: &[u8]) -> Result<bool> {
-        self.create_node(path, data, true)
     }
 
     fn create_node(&mut self, path: &str, data: &[u8], ephemeral: bool) -> Result<bool> {
@@ -378,13 +355,13 @@ impl ZkClient {
                 .min(self.last_send + self.ping_interval())
                 .min(self.last_recv + self.read_timeout())
                 .max(now + Duration::from_millis(1));
-            if let Some(payload) = self.read_frame(until)? {
-                if let Some((h, _)) = self.dispatch(&payload)? {
-                    return Err(Error::Unavailable(format!(
-                        "{}: unexpected reply xid {}",
-                        self.ep, h.xid
-                    )));
-                }
+            if let Some(payload) = self.read_frame(until)?
+                && let Some((h, _)) = self.dispatch(&payload)?
+            {
+                return Err(Error::Unavailable(format!(
+                    "{}: unexpected reply xid {}",
+                    self.ep, h.xid
+                )));
             }
         }
     }

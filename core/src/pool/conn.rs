@@ -4,8 +4,8 @@
 //! The first wait for a reply is one blocking `recv`: a single-key request costs two syscalls
 //! (`send`, `recv`), as with a blocking libmemcached. Every other read and write passes
 //! `MSG_DONTWAIT` and waits in `poll(2)` against the request's deadline, so a reply that
-//! trickles in can never stretch a request past its deadline, and the multi-server loop in
-//! `client.rs` drives the same sockets without switching their mode.
+//! trickles in can never stretch a request past its deadline, and the multi-server `poll(2)`
+//! loop (the exchange engine) drives the same sockets without switching their mode.
 //!
 //! A `Conn` that saw any error, or a timeout in the middle of a reply, is dropped by its owner
 //! (see [`super::PooledConn`]): bytes of an unread reply could otherwise be taken for the answer
@@ -133,8 +133,9 @@ pub(crate) fn poll(fds: &mut [libc::pollfd], deadline: Instant) -> Result<usize>
 }
 
 impl Conn {
-    /// Dial `host:port` within `connect_timeout` (and `deadline`), set `TCP_NODELAY` and
-    /// non-blocking mode. The caller validates the connection before first use.
+    /// Dial `host:port` within `connect_timeout` (and `deadline`) and set `TCP_NODELAY`; the
+    /// socket stays blocking (see the module doc). The caller validates the connection before
+    /// first use.
     pub fn connect(
         host: &str,
         port: u16,

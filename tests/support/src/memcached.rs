@@ -206,10 +206,10 @@ impl Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let text = self.stderr_text();
-        if let Some(t) = self.stderr_thread.take() {
-            if t.is_finished() {
-                let _ = t.join();
-            }
+        if let Some(t) = self.stderr_thread.take()
+            && t.is_finished()
+        {
+            let _ = t.join();
         }
         text
     }

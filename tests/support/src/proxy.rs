@@ -629,7 +629,7 @@ fn client_writer(shared: Arc<ProxyShared>, conn: Arc<Conn>, rx: mpsc::Receiver<I
             Fault::DelayEveryNth { delay, every_nth } => {
                 let k = shared.nth.fetch_add(1, Ordering::SeqCst) + 1;
                 if every_nth > 0
-                    && k % every_nth as u64 == 0
+                    && k.is_multiple_of(every_nth as u64)
                     && !sleep_until(&shared, &conn, at + delay)
                 {
                     return;

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{Error, EtcdSource, FileSource, Source, Topology, ZkSource, parse_endpoints};
+use fae_core::discovery::{
+    Error, EtcdSource, FileSource, Source, Topology, ZkSource, parse_endpoints,
+};
 
 /// Usage text of `fae watch`.
 pub const USAGE: &str = "\
@@ -67,12 +69,6 @@ struct Opts {
     out: PathBuf,
     once: bool,
     interval: Duration,
-}
-
-impl std::fmt::Debug for dyn Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.describe())
-    }
 }
 
 enum Parsed {
@@ -228,16 +224,7 @@ fn nap(d: Duration, stop: &AtomicBool) {
 /// signalled, keeping the last good snapshot while the source is unreachable or invalid.
 /// Installs SIGTERM/SIGINT handlers (process-wide) unless `--once` or `--help`.
 pub fn watch_main(args: &[String]) -> ExitCode {
-    run(args, &STOP, true)
-}
-
-/// [`watch_main`] without signal handlers, stopping when `stop` becomes true (checked at
-/// least once per `--interval-ms`). For embedding the watcher in a thread, and for tests.
-pub fn watch_with_stop(args: &[String], stop: &AtomicBool) -> ExitCode {
-    run(args, stop, false)
-}
-
-fn run(args: &[String], stop: &AtomicBool, signals: bool) -> ExitCode {
+    let stop = &STOP;
     let opts = match parse(args) {
         Ok(Parsed::Help) => {
             print!("{USAGE}");
@@ -281,20 +268,18 @@ fn run(args: &[String], stop: &AtomicBool, signals: bool) -> ExitCode {
         };
     }
 
-    if signals {
-        install_signal_handlers();
-    }
+    install_signal_handlers();
     eprintln!("fae watch: watching {describe} -> {}", writer.out.display());
     let mut pending: Option<Topology> = None;
     let mut last_err: Option<String> = None;
     while !stop.load(Ordering::SeqCst) {
-        if let Some(t) = pending.take() {
-            if let Err(e) = writer.publish(t.clone()) {
-                eprintln!("fae watch: {e}");
-                pending = Some(t);
-                nap(interval, stop);
-                continue;
-            }
+        if let Some(t) = pending.take()
+            && let Err(e) = writer.publish(t.clone())
+        {
+            eprintln!("fae watch: {e}");
+            pending = Some(t);
+            nap(interval, stop);
+            continue;
         }
         match source.wait_change(interval) {
             Ok(Some(mut t)) => {

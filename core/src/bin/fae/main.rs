@@ -15,6 +15,8 @@
 use std::io::{self, BufRead, Read, Write};
 use std::process::ExitCode;
 
+mod watch;
+
 use fae_core::placement::Mode;
 use fae_core::{Client, Config, Error, Op};
 
@@ -368,7 +370,7 @@ fn main() -> ExitCode {
         match cmd {
             "check-config" => return check_config(&args),
             "stats" => return stats_cmd(&args),
-            "watch" => return fae_core::discovery::cli::watch_main(&args),
+            "watch" => return watch::watch_main(&args),
             _ => {}
         }
     }
