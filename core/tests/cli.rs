@@ -170,3 +170,74 @@ fn route_op_lists_every_destination_of_the_example_tree() {
         "{text}"
     );
 }
+
+/// Keys are bytes: a non-UTF-8 argument (valid for memcached, accepted by C, Python and PHP)
+/// is a key like any other, never a panic (exit 101).
+#[test]
+fn non_utf8_keys_and_values_are_bytes() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let mc = fae_testkit::Memcached::start();
+    let servers = mc.addr();
+    let key = OsStr::from_bytes(b"k\xff\xfe");
+    let value = OsStr::from_bytes(b"v\xc3\x28");
+    let st = fae()
+        .args(["set", "--servers", &servers])
+        .arg(key)
+        .arg(value)
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(0), "set of a non-UTF-8 key");
+    let out = fae()
+        .args(["get", "--servers", &servers])
+        .arg(key)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(out.stdout, b"v\xc3\x28");
+    let out = fae()
+        .args(["route", "--servers", &servers])
+        .arg(key)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let mut want = b"key,server\nk\xff\xfe,".to_vec();
+    want.extend_from_slice(servers.as_bytes());
+    want.push(b'\n');
+    assert_eq!(out.stdout, want);
+    // From stdin too.
+    let mut child = fae()
+        .args(["route", "--servers", &servers])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"k\xff\xfe\r\n")
+        .unwrap();
+    assert_eq!(child.wait_with_output().unwrap().stdout, want);
+    // An option's value must be text: a clear usage error (2), not a panic (101).
+    let st = fae()
+        .arg("get")
+        .arg("--servers")
+        .arg(OsStr::from_bytes(b"\xff"))
+        .arg("k")
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(2));
+    let st = fae()
+        .arg("check-config")
+        .arg(OsStr::from_bytes(b"\xff"))
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(2));
+    let out = fae()
+        .args(["delete", "--servers", &servers])
+        .arg(key)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}

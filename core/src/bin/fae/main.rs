@@ -43,7 +43,19 @@ struct Args {
     op: String,
     flags: u32,
     exptime: u32,
-    rest: Vec<String>,
+    /// Keys and values: bytes, as memcached keys are (a key need not be UTF-8).
+    rest: Vec<Vec<u8>>,
+}
+
+/// The process arguments after `skip`: options must be UTF-8, keys and values are taken as the
+/// bytes they are (`OsStr` on Unix is bytes; `std::env::args` would panic on them).
+fn raw_args(skip: usize) -> Vec<std::ffi::OsString> {
+    std::env::args_os().skip(skip).collect()
+}
+
+fn utf8(arg: std::ffi::OsString, what: &str) -> Result<String, String> {
+    arg.into_string()
+        .map_err(|a| format!("{what} is not UTF-8: {:?}", a.to_string_lossy()))
 }
 
 fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
@@ -52,8 +64,9 @@ fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut it = std::env::args().skip(1);
-    let cmd = it.next().ok_or("missing command")?;
+    use std::os::unix::ffi::OsStringExt;
+    let mut it = raw_args(1).into_iter();
+    let cmd = utf8(it.next().ok_or("missing command")?, "the command")?;
     let mut a = Args {
         cmd,
         config: None,
@@ -65,8 +78,12 @@ fn parse_args() -> Result<Args, String> {
         rest: Vec::new(),
     };
     while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        match arg.as_str() {
+        let mut value = |name: &str| utf8(it.next().ok_or(format!("{name} needs a value"))?, name);
+        let Some(opt) = arg.to_str() else {
+            a.rest.push(arg.into_vec());
+            continue;
+        };
+        match opt {
             "--config" => a.config = Some(value("--config")?),
             "--servers" => a.servers = Some(value("--servers")?),
             "--mode" => a.mode = Some(value("--mode")?),
@@ -81,9 +98,9 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|_| "--exptime takes a number")?;
             }
-            "--" => a.rest.extend(it.by_ref()),
+            "--" => a.rest.extend(it.by_ref().map(OsStringExt::into_vec)),
             s if s.starts_with("--") => return Err(format!("unknown option {s}")),
-            _ => a.rest.push(arg),
+            _ => a.rest.push(arg.into_vec()),
         }
     }
     Ok(a)
@@ -114,28 +131,29 @@ fn load_config(a: &Args) -> Result<Config, String> {
     }
 }
 
-fn route(client: &Client, op: Op, keys: Vec<String>) -> ExitCode {
+fn route(client: &Client, op: Op, keys: Vec<Vec<u8>>) -> ExitCode {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let _ = writeln!(out, "key,server");
-    let mut emit = |key: &str| -> Result<(), ExitCode> {
-        match client.route_for(op, key.as_bytes()) {
+    let mut emit = |key: &[u8]| -> Result<(), ExitCode> {
+        match client.route_for(op, key) {
             Ok(servers) => {
-                let _ = writeln!(out, "{key},{}", servers.join(";"));
+                let _ = out.write_all(key);
+                let _ = writeln!(out, ",{}", servers.join(";"));
                 Ok(())
             }
             Err(e) => {
-                eprintln!("fae: key {key:?}: {e}");
+                eprintln!("fae: key {:?}: {e}", String::from_utf8_lossy(key));
                 Err(ExitCode::from(2))
             }
         }
     };
     if keys.is_empty() {
-        for line in io::stdin().lock().lines() {
+        for line in io::stdin().lock().split(b'\n') {
             let Ok(line) = line else {
                 return ExitCode::from(2);
             };
-            let key = line.trim_end_matches('\r');
+            let key = line.strip_suffix(b"\r").unwrap_or(&line);
             if key.is_empty() {
                 continue;
             }
@@ -355,8 +373,22 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let first = std::env::args().nth(1);
-    let args: Vec<String> = std::env::args().skip(2).collect();
+    let first = raw_args(1)
+        .into_iter()
+        .next()
+        .map(|a| a.to_string_lossy().into_owned());
+    // The subcommands with options only (check-config, stats, watch) take UTF-8 arguments.
+    let args: Vec<String> = match raw_args(2)
+        .into_iter()
+        .map(|a| utf8(a, "an argument"))
+        .collect::<Result<_, _>>()
+    {
+        Ok(a) => a,
+        Err(e) if matches!(first.as_deref(), Some("check-config" | "stats" | "watch")) => {
+            return usage_error(e);
+        }
+        Err(_) => Vec::new(),
+    };
     if let Some(cmd) = first.as_deref() {
         if cmd != "watch" && args.iter().any(|a| a == "--help" || a == "-h") {
             return match command_help(cmd) {
@@ -404,7 +436,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let one_key = |n: usize| -> Result<&String, ExitCode> {
+    let one_key = |n: usize| -> Result<&[u8], ExitCode> {
         if a.rest.is_empty() || a.rest.len() > n {
             Err(usage_error(format!(
                 "{} takes KEY{}",
@@ -412,7 +444,7 @@ fn main() -> ExitCode {
                 if n == 2 { " [VALUE]" } else { "" }
             )))
         } else {
-            Ok(&a.rest[0])
+            Ok(&a.rest[0][..])
         }
     };
     match a.cmd.as_str() {
@@ -425,7 +457,7 @@ fn main() -> ExitCode {
                 Ok(k) => k,
                 Err(c) => return c,
             };
-            match client.get(key.as_bytes()) {
+            match client.get(key) {
                 Ok(Some(item)) => {
                     let mut out = io::stdout().lock();
                     let _ = out.write_all(&item.value);
@@ -442,7 +474,7 @@ fn main() -> ExitCode {
                 Err(c) => return c,
             };
             let value = match a.rest.get(1) {
-                Some(v) => v.clone().into_bytes(),
+                Some(v) => v.clone(),
                 None => {
                     let mut buf = Vec::new();
                     if io::stdin().read_to_end(&mut buf).is_err() {
@@ -451,7 +483,7 @@ fn main() -> ExitCode {
                     buf
                 }
             };
-            match client.set(key.as_bytes(), &value, a.flags, a.exptime) {
+            match client.set(key, &value, a.flags, a.exptime) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
@@ -461,7 +493,7 @@ fn main() -> ExitCode {
                 Ok(k) => k,
                 Err(c) => return c,
             };
-            match client.delete(key.as_bytes()) {
+            match client.delete(key) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(1),
                 Err(e) => fail(&e),
