@@ -32,6 +32,7 @@ pub mod process;
 pub mod protocol;
 pub mod route;
 pub mod stats;
+pub mod textfile;
 
 pub use client::Client;
 pub use config::Config;

@@ -241,3 +241,14 @@ fn non_utf8_keys_and_values_are_bytes() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
+
+/// A config path that is not a regular file (a device that never ends, a FIFO nobody writes)
+/// is a config error at once, not unbounded memory or a hang.
+#[test]
+fn check_config_refuses_devices_at_once() {
+    let t = std::time::Instant::now();
+    let out = fae().args(["check-config", "/dev/zero"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+}

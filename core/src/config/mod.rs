@@ -499,7 +499,7 @@ impl Config {
     /// Read a file: TOML if its name ends in `.toml`, JSON otherwise.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Config> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
+        let text = crate::textfile::read(path)
             .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
         let parsed = if path.extension().is_some_and(|e| e == "toml") {
             Self::from_toml(&text)

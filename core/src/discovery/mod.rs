@@ -154,7 +154,7 @@ impl Topology {
     pub fn read(path: impl AsRef<Path>) -> Result<Topology> {
         let path = path.as_ref();
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path)
+        let text = crate::textfile::read(path)
             .map_err(|e| Error::Unavailable(format!("{origin}: {e}")))?;
         if path
             .extension()
