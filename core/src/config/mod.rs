@@ -28,6 +28,18 @@ use crate::protocol::Protocol;
 mod route;
 pub use route::{FailoverOn, HedgeAfter, MigratePhase, ReadPolicy, RouteConfig, WritePolicy};
 
+/// The upper bounds of numeric settings (checked by `Config::validate`; README "Configuration").
+pub mod limits {
+    /// Connections per server per process.
+    pub const MAX_CONNECTIONS: u64 = 1024;
+    /// Any `_ms` duration: one day.
+    pub const MAX_DURATION_MS: u64 = 86_400_000;
+    /// The largest value memcached itself can store (`-I 1024m`).
+    pub const MAX_VALUE_SIZE: u64 = 1 << 30;
+    /// Counts such as `tko_soft_threshold` and `half_open_requests`.
+    pub const MAX_COUNT: u64 = 1_000_000;
+}
+
 /// Every default, with its unit, in one place.
 pub mod defaults {
     /// Largest value accepted before any I/O (memcached's default item size limit is 1 MiB).
@@ -663,6 +675,76 @@ impl Config {
     }
 
     /// Check cross-field rules; errors name the path.
+    /// Every number has a documented range (README "Configuration"), checked at load: a huge
+    /// `max_connections` would size queues at startup, and a huge duration would overflow the
+    /// deadline arithmetic of the first request.
+    fn check_ranges(&self) -> Result<()> {
+        let mut nums: Vec<(String, u64, u64, u64)> = Vec::new();
+        for (name, p) in &self.pools {
+            nums.push((
+                format!("pools.{name}.max_connections"),
+                p.max_connections as u64,
+                1,
+                limits::MAX_CONNECTIONS,
+            ));
+        }
+        let h = &self.health;
+        let st = &self.stampede;
+        let day = limits::MAX_DURATION_MS;
+        nums.extend([
+            (
+                "timeouts.connect_ms".into(),
+                self.timeouts.connect_ms,
+                1,
+                day,
+            ),
+            ("timeouts.io_ms".into(), self.timeouts.io_ms, 1, day),
+            (
+                "max_value_size".into(),
+                self.max_value_size as u64,
+                1,
+                limits::MAX_VALUE_SIZE,
+            ),
+            ("stampede.wait_ms".into(), st.wait_ms, 0, day),
+            (
+                "stampede.recache_below_s".into(),
+                u64::from(st.recache_below_s),
+                0,
+                u64::from(crate::op::RELATIVE_TTL_MAX),
+            ),
+            ("reload.watch_ms".into(), self.reload.watch_ms, 0, day),
+            ("stats.interval_ms".into(), self.stats.interval_ms, 1, day),
+            (
+                "health.heartbeat_interval_ms".into(),
+                h.heartbeat_interval_ms,
+                1,
+                day,
+            ),
+            (
+                "health.tko_soft_threshold".into(),
+                u64::from(h.tko_soft_threshold),
+                1,
+                limits::MAX_COUNT,
+            ),
+            ("health.probe_initial_ms".into(), h.probe_initial_ms, 0, day),
+            ("health.probe_max_ms".into(), h.probe_max_ms, 1, day),
+            (
+                "health.half_open_requests".into(),
+                u64::from(h.half_open_requests),
+                1,
+                limits::MAX_COUNT,
+            ),
+            ("health.max_idle_ms".into(), h.max_idle_ms, 0, day),
+            ("health.max_age_ms".into(), h.max_age_ms, 0, day),
+        ]);
+        match nums.into_iter().find(|(_, v, lo, hi)| v < lo || v > hi) {
+            Some((name, v, lo, hi)) => Err(invalid(format!(
+                "{name}: {v} is out of range ({lo} ..= {hi})"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     fn validate(&self) -> Result<()> {
         for (name, p) in &self.pools {
             if p.servers.is_empty() {
@@ -736,6 +818,7 @@ impl Config {
         if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
             return Err(invalid(*msg));
         }
+        self.check_ranges()?;
         if let Some(l) = &self.stats.listen {
             if !self.health.background {
                 return Err(invalid(
@@ -868,6 +951,34 @@ mod tests {
         .unwrap();
         assert_eq!(c.pools["default"].mode, Mode::Pymemcache);
         assert_eq!(c.timeouts.io_ms, 9);
+    }
+
+    /// Numbers out of their documented range are config errors naming the key, never an abort
+    /// (a 2^32 `max_connections` used to size queues up front) or an overflow on first use.
+    #[test]
+    fn numbers_have_ranges() {
+        let e = err(r#"{"servers": ["a:1"], "max_connections": 4294967296}"#);
+        assert_eq!(
+            e,
+            "pools.default.max_connections: 4294967296 is out of range (1 ..= 1024)"
+        );
+        assert!(
+            err(r#"{"servers": ["a:1"], "max_connections": 18446744073709551615}"#)
+                .starts_with("pools.default.max_connections: 18446744073709551615 is out of range")
+        );
+        assert!(
+            err(r#"{"servers": ["a:1"], "timeouts": {"io_ms": 18446744073709551615}}"#)
+                .starts_with("timeouts.io_ms: ")
+        );
+        assert!(
+            err(r#"{"servers": ["a:1"], "health": {"probe_max_ms": 9223372036854775808}}"#)
+                .starts_with("health.probe_max_ms: ")
+        );
+        assert!(
+            err(r#"{"servers": ["a:1"], "max_value_size": 1099511627776}"#)
+                .starts_with("max_value_size: ")
+        );
+        assert!(Config::from_json(r#"{"servers": ["a:1"], "max_connections": 1024}"#).is_ok());
     }
 
     #[test]
