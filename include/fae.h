@@ -32,6 +32,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// libfae's major version, for `#if` checks at compile time (SemVer: a new major version may
+// break the C API; minor versions only add). Equals `fae_version()`'s first number.
+#define FAE_VERSION_MAJOR 0
+
+// libfae's minor version.
+#define FAE_VERSION_MINOR 1
+
+// libfae's patch version.
+#define FAE_VERSION_PATCH 0
+
 // The result of a libfae call. `FAE_RESULT_OK` is 0.
 //
 // - 1 to 3 are outcomes, not errors: the request was carried out and this is its answer.
@@ -138,6 +148,31 @@ typedef uint32_t fae_lease_kind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// Severity of a log record, most severe first; a callback set for one level receives that
+// level and the more severe ones.
+//
+enum fae_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // A failure libfae could not work around (the supervisor thread could not start).
+  FAE_LOG_ERROR = 1,
+  // A server's breaker opened, a reload was rejected, a discovery file is missing.
+  FAE_LOG_WARN = 2,
+  // Recoveries and reloads: breaker half-open/closed, reload applied.
+  FAE_LOG_INFO = 3,
+  // Detail for debugging.
+  FAE_LOG_DEBUG = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum fae_log_level fae_log_level;
+#else
+typedef uint32_t fae_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // A memcached client: placement, pooled connections, health. Thread-safe: every function
 // taking a `const fae_client *` may be called from many threads at once. Free with
 // `fae_client_free` once no thread uses it.
@@ -212,6 +247,18 @@ typedef int (*fae_compute_callback)(void *userdata,
                                     const uint8_t *key,
                                     size_t key_len,
                                     fae_value_sink *sink);
+
+// Receives one log record. `message` is one line of `key=value` fields, for example
+// `destination=10.0.0.1:11211 breaker=open reason=connect_refused`: `message_len` bytes,
+// followed by a NUL, borrowed until the callback returns.
+//
+// It may be called from any thread, including libfae's supervisor thread and threads inside
+// a libfae call, so it must be thread-safe and quick, must not call libfae, and must not
+// unwind (C++ exceptions, `longjmp`) through libfae.
+typedef void (*fae_log_callback)(void *userdata,
+                                 fae_log_level level,
+                                 const char *message,
+                                 size_t message_len);
 
 #ifdef __cplusplus
 extern "C" {
@@ -745,6 +792,19 @@ fae_result fae_client_get_or_set(const fae_client *client,
                                  fae_compute_callback compute,
                                  void *userdata,
                                  fae_item **item_out);
+
+// Deliver libfae's log records of `max_level` and more severe ones to `callback`, with
+// `userdata` passed back unchanged. `callback` NULL stops delivery. Process-wide: the last
+// call wins. Without a callback nothing is logged (libfae never writes to stdout/stderr).
+//
+// Fails with `FAE_RESULT_INVALID_ARGUMENT` when `max_level` is not a `fae_log_level`, and
+// when another logger of the Rust `log` crate already owns this process (a Rust program that
+// links libfae and installed its own: libfae's records go to that one).
+//
+// # Safety
+// `callback` must be NULL or a function of the documented signature that stays callable,
+// with `userdata`, until it is replaced or the process exits.
+fae_result fae_set_log_callback(uint32_t max_level, fae_log_callback callback, void *userdata);
 
 // Write the sentence for `result` into `buf`, truncated to `len` bytes (at a UTF-8 character
 // boundary), not NUL-terminated, and the number of bytes written into `*out_n`. An unknown

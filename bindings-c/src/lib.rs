@@ -57,15 +57,25 @@ pub mod client;
 pub mod config;
 pub mod item;
 pub mod lease;
+pub mod logging;
 pub mod result;
 
 pub use client::{fae_client, fae_hit_callback, fae_set_item};
 pub use config::fae_config;
 pub use item::fae_item;
 pub use lease::{fae_compute_callback, fae_lease, fae_lease_kind, fae_value_sink};
+pub use logging::{fae_log_callback, fae_log_level};
 pub use result::fae_result;
 
 use std::ffi::c_char;
+
+/// libfae's major version, for `#if` checks at compile time (SemVer: a new major version may
+/// break the C API; minor versions only add). Equals `fae_version()`'s first number.
+pub const FAE_VERSION_MAJOR: u32 = 0;
+/// libfae's minor version.
+pub const FAE_VERSION_MINOR: u32 = 1;
+/// libfae's patch version.
+pub const FAE_VERSION_PATCH: u32 = 0;
 
 /// NUL-terminated version string of libfae, for example `"0.1.0"`. Static: never free it.
 static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
@@ -75,4 +85,20 @@ static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 #[unsafe(no_mangle)]
 pub extern "C" fn fae_version() -> *const c_char {
     VERSION.as_ptr().cast::<c_char>()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The header's version macros are literals (cbindgen copies them); they must follow
+    /// the package version.
+    #[test]
+    fn version_macros_follow_the_package_version() {
+        let v = format!(
+            "{}.{}.{}",
+            super::FAE_VERSION_MAJOR,
+            super::FAE_VERSION_MINOR,
+            super::FAE_VERSION_PATCH
+        );
+        assert_eq!(v, env!("CARGO_PKG_VERSION"));
+    }
 }

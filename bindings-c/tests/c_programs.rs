@@ -359,3 +359,17 @@ fn install_script_and_pkg_config() {
         "the demo must load the installed library:\n{ldd}"
     );
 }
+
+/// `fae_set_log_callback`: a breaker opening (warn) and a reload (info) reach the C callback,
+/// with levels filtered and NULL stopping delivery.
+#[test]
+fn log_callback_receives_records() {
+    let scratch = Scratch::new("log");
+    let exe = scratch.path("log_test");
+    let source = repo_root().join("bindings-c/tests/c/log_test.c");
+    compile_shared("gcc", STRICT_C, &source, &exe);
+    let (cluster, dead) = servers();
+    let out = run(program(&exe).args([dead, cluster[0].addr()]), "log_test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("log_test: OK"), "{stdout}");
+}
