@@ -5,8 +5,13 @@
 //!   at load time) and answers `GET /metrics` (Prometheus text) and `GET /stats.json`. Only the
 //!   process that bound it serves: a forked child inherits the socket but leaves it alone.
 //! - `stats.dir = "/run/fae"`: every `stats.interval_ms` each process writes its snapshot to
-//!   `fae-<pid>-<n>.json` (temp file + rename, so readers never see half a file) and deletes
-//!   files of processes that no longer exist. `fae stats --dir DIR` merges them.
+//!   `fae-<pid>-<n>.json` (temp file + rename, so readers never see half a file). The file of a
+//!   process that no longer exists is folded into `fae-retired.json` (its counters and latency
+//!   histograms added, its gauges dropped) and then deleted, under a lock on
+//!   `.fae-retired.lock`, so each dead file is counted exactly once. `fae stats --dir DIR`
+//!   merges the live files with the retired totals: php-fpm recycling its workers
+//!   (`pm.max_requests`) never makes a merged counter go down, which Prometheus `rate()` would
+//!   read as a reset.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -179,31 +184,118 @@ pub(crate) fn write_snapshot(dir: &Path, id: u64, snapshot: &Value) -> std::io::
     let tmp = dir.join(format!(".{name}.tmp"));
     std::fs::write(&tmp, snapshot.to_string())?;
     std::fs::rename(&tmp, dir.join(&name))?;
-    remove_stale(dir);
+    retire_dead(dir)?;
     Ok(())
 }
 
-/// Delete snapshot files whose process is gone; returns the live ones.
-fn remove_stale(dir: &Path) -> Vec<PathBuf> {
+/// The accumulated counters of processes that are gone.
+const RETIRED: &str = "fae-retired.json";
+/// Serialises folding: two processes must not fold the same dead file twice.
+const RETIRE_LOCK: &str = ".fae-retired.lock";
+
+/// A POSIX record lock on a file, held until dropped. Record locks belong to the process (a
+/// forked child does not inherit them), so a fork while one is held leaves no lock behind.
+struct DirLock {
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    fn take(path: &Path) -> std::io::Result<DirLock> {
+        use std::os::fd::AsRawFd;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        // SAFETY: zeroed is a valid flock; the fields that matter are set below.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        loop {
+            // SAFETY: a valid fd and a valid flock for the call's duration.
+            if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLKW, &fl) } == 0 {
+                return Ok(DirLock { _file: f });
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+fn read_json(path: &Path) -> Option<Value> {
+    crate::textfile::read(path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+}
+
+/// Counters and histograms only: what a dead process contributes to the totals for good.
+fn counters_only(mut v: Value) -> Value {
+    if let Some(ds) = v.get_mut("destinations").and_then(Value::as_object_mut) {
+        for d in ds.values_mut().filter_map(Value::as_object_mut) {
+            for gauge in ["state", "states", "open_connections", "idle_connections"] {
+                d.remove(gauge);
+            }
+        }
+    }
+    if let Some(rs) = v.get_mut("routes").and_then(Value::as_object_mut) {
+        for r in rs.values_mut().filter_map(Value::as_object_mut) {
+            r.retain(|k, _| {
+                k == "type"
+                    || crate::stats::RouteCounters::TABLE
+                        .iter()
+                        .any(|(c, _)| c == k)
+            });
+        }
+    }
+    if let Some(p) = v.get_mut("process").and_then(Value::as_object_mut) {
+        p.retain(|k, _| k == "reloads" || k == "reload_failures");
+    }
+    v
+}
+
+/// Fold the files of processes that are gone into [`RETIRED`] and delete them; returns the
+/// live files. A file that cannot be read is deleted without being counted.
+fn retire_dead(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let _lock = DirLock::take(&dir.join(RETIRE_LOCK))?;
     let mut live = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return live;
-    };
-    for e in entries.flatten() {
+    let mut dead = Vec::new();
+    for e in std::fs::read_dir(dir)?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let Some(pid) = file_pid(&name) else { continue };
         if pid_alive(pid) {
             live.push(e.path());
         } else {
-            let _ = std::fs::remove_file(e.path());
+            dead.push(e.path());
         }
     }
     live.sort();
-    live
+    if dead.is_empty() {
+        return Ok(live);
+    }
+    let retired_path = dir.join(RETIRED);
+    let mut parts: Vec<Value> = read_json(&retired_path).into_iter().collect();
+    parts.extend(dead.iter().filter_map(|p| read_json(p)));
+    let mut total = counters_only(merge_snapshots(&parts));
+    total["process"]["retired_processes"] = json!(
+        read_json(&retired_path)
+            .and_then(|r| r["process"]["retired_processes"].as_u64())
+            .unwrap_or(0)
+            + dead.len() as u64
+    );
+    let tmp = dir.join(format!(".{RETIRED}.tmp"));
+    std::fs::write(&tmp, total.to_string())?;
+    std::fs::rename(&tmp, &retired_path)?;
+    for p in dead {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(live)
 }
 
-/// Merge the snapshots of every live process in `dir` (stale files are deleted): counters and
-/// connection counts are summed, latency histograms merged exactly, breaker states counted.
+/// Merge the snapshots of every live process in `dir` with the retired totals of the processes
+/// that are gone (see the module doc): counters and connection counts are summed, latency
+/// histograms merged exactly, breaker states counted over the live processes.
 pub fn aggregate_dir(dir: &Path) -> std::io::Result<Value> {
     if !dir.is_dir() {
         return Err(std::io::Error::new(
@@ -211,12 +303,22 @@ pub fn aggregate_dir(dir: &Path) -> std::io::Result<Value> {
             format!("{} is not a directory", dir.display()),
         ));
     }
-    let snapshots: Vec<Value> = remove_stale(dir)
+    let live: Vec<Value> = retire_dead(dir)?
         .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .filter_map(|t| serde_json::from_str(&t).ok())
+        .filter_map(|p| read_json(p))
         .collect();
-    Ok(merge_snapshots(&snapshots))
+    let processes = live.len();
+    let mut all = live;
+    let retired = read_json(&dir.join(RETIRED));
+    let retired_processes = retired
+        .as_ref()
+        .and_then(|r| r["process"]["retired_processes"].as_u64())
+        .unwrap_or(0);
+    all.extend(retired);
+    let mut merged = merge_snapshots(&all);
+    merged["process"]["processes"] = json!(processes);
+    merged["process"]["retired_processes"] = json!(retired_processes);
+    Ok(merged)
 }
 
 /// Merge client snapshots (see [`aggregate_dir`]).
@@ -335,6 +437,55 @@ mod tests {
         assert_eq!(file_pid("fae-123-0.json"), Some(123));
         assert_eq!(file_pid(".fae-123-0.json.tmp"), None);
         assert_eq!(file_pid("other.json"), None);
+    }
+
+    /// A dead process's counters are folded into the retired totals exactly once and never
+    /// go away; its gauges do; the live process count covers live files only.
+    #[test]
+    fn dead_processes_keep_their_counters_once() {
+        let dir = std::env::temp_dir().join(format!("fae-retire-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let me = std::process::id();
+        std::fs::write(
+            dir.join(format!("fae-{me}-77.json")),
+            r#"{"destinations": {"x:1": {"requests": 5, "open_connections": 1, "state": "closed"}}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("fae-999999-0.json"),
+            r#"{"destinations": {"x:1": {"requests": 1000, "open_connections": 3, "state": "open",
+                 "errors": {"timeout": 2}}},
+               "routes": {"route": {"type": "local", "local_hits": 4, "items": 9}},
+               "process": {"reloads": 1, "config_version": 3}}"#,
+        )
+        .unwrap();
+        for _ in 0..2 {
+            let m = aggregate_dir(&dir).unwrap();
+            let d = &m["destinations"]["x:1"];
+            assert_eq!(d["requests"], 1005);
+            assert_eq!(d["errors"]["timeout"], 2);
+            assert_eq!(
+                d["open_connections"], 1,
+                "a dead process's gauges are dropped"
+            );
+            assert_eq!(d["states"], json!({"closed": 1}));
+            assert_eq!(m["routes"]["route"]["local_hits"], 4);
+            assert!(m["routes"]["route"].get("items").is_none());
+            assert_eq!(m["process"]["processes"], 1);
+            assert_eq!(m["process"]["retired_processes"], 1);
+            assert_eq!(m["process"]["reloads"], 1);
+            assert!(!dir.join("fae-999999-0.json").exists());
+        }
+        std::fs::write(
+            dir.join("fae-999998-0.json"),
+            r#"{"destinations": {"x:1": {"requests": 1}}}"#,
+        )
+        .unwrap();
+        let m = aggregate_dir(&dir).unwrap();
+        assert_eq!(m["destinations"]["x:1"]["requests"], 1006);
+        assert_eq!(m["process"]["retired_processes"], 2);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

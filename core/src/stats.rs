@@ -421,6 +421,11 @@ pub fn render_prometheus(snapshot: &Value) -> String {
                 "gauge",
                 "configuration version in force (reloads applied)",
             ),
+            (
+                "retired_processes",
+                "counter",
+                "processes gone whose final counters are included",
+            ),
             ("reloads", "counter", "configuration reloads applied"),
             (
                 "reload_failures",

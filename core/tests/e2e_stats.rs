@@ -259,7 +259,7 @@ fn stats_listen_serves_metrics_and_json() {
 }
 
 #[test]
-fn stats_dir_snapshots_merge_and_stale_files_go() {
+fn stats_dir_snapshots_merge_and_dead_processes_retire() {
     let cluster = Cluster::start(2);
     let dir = std::env::temp_dir().join(format!("fae-stats-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -311,10 +311,15 @@ fn stats_dir_snapshots_merge_and_stale_files_go() {
     let m = merged();
     assert_eq!(
         m["process"]["processes"], 2,
-        "two clients, one file each; the dead pid's file is gone"
+        "two clients, one file each; the dead pid's file is folded in and gone"
     );
-    assert!(m["destinations"].get("x:1").is_none());
+    assert_eq!(
+        m["destinations"]["x:1"]["requests"], 1000,
+        "a dead process's counters stay in the totals"
+    );
+    assert_eq!(m["process"]["retired_processes"], 1);
     assert!(!dir.join("fae-999999-0.json").exists());
+    assert!(dir.join("fae-retired.json").exists());
     let prom = Command::new(fae)
         .args(["stats", "--dir", dir.to_str().unwrap()])
         .output()
