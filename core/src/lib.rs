@@ -30,6 +30,7 @@ pub mod protocol;
 pub mod route;
 pub mod stats;
 pub mod supervisor;
+pub mod values;
 
 pub use client::{Client, Op, SetItem, StoreOutcome};
 pub use config::Config;
