@@ -29,8 +29,8 @@ use crate::error::client_error;
 /// php-memcached's default `compression_threshold`.
 pub const INTEROP_COMPRESS_THRESHOLD: usize = 2000;
 
-/// The flags pymemcache and pylibmc write (pylibmc's names differ; the bits are the same).
-use pm::{BYTES, COMPRESSED, INTEGER, LONG, PICKLE, TEXT};
+/// pymemcache's flags; pylibmc's ([`fae_core::values::pylibmc`]) are the same bits.
+use pm::{BYTES, COMPRESSED, INTEGER, PICKLE, TEXT};
 
 fn value_error(py: Python<'_>, e: ValueError) -> PyErr {
     let reason = match e.kind() {
@@ -199,17 +199,21 @@ pub fn encode<'py>(
             }
         }
         Serde::Pylibmc => {
+            use fae_core::values::pylibmc as f;
             if let Ok(b) = v.cast::<PyBytes>() {
-                (Payload::Borrowed(b.clone()), BYTES)
+                (Payload::Borrowed(b.clone()), f::NONE)
             } else if let Ok(s) = v.cast::<PyString>() {
-                (Payload::Owned(s.to_str()?.as_bytes().to_vec()), TEXT)
+                (Payload::Owned(s.to_str()?.as_bytes().to_vec()), f::TEXT)
             } else if let Ok(b) = v.cast::<PyBool>() {
                 let bytes = if b.is_true() { b"1" } else { b"0" };
-                (Payload::Owned(bytes.to_vec()), INTEGER)
+                (Payload::Owned(bytes.to_vec()), f::INTEGER)
             } else if v.is_instance_of::<PyInt>() {
-                (Payload::Owned(decimal(v)?), LONG)
+                (Payload::Owned(decimal(v)?), f::LONG)
             } else {
-                (Payload::Owned(pickle(py, v, opts.pickle_protocol)?), PICKLE)
+                (
+                    Payload::Owned(pickle(py, v, opts.pickle_protocol)?),
+                    f::PICKLE,
+                )
             }
         }
         Serde::Interop => return encode_interop(py, v, opts),
