@@ -26,9 +26,6 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyT
 
 use crate::error::client_error;
 
-/// php-memcached's default `compression_threshold`.
-pub const INTEROP_COMPRESS_THRESHOLD: usize = 2000;
-
 /// pymemcache's flags; pylibmc's ([`fae_core::values::pylibmc`]) are the same bits.
 use pm::{BYTES, COMPRESSED, INTEGER, PICKLE, TEXT};
 
@@ -99,7 +96,8 @@ impl Serde {
     /// The compression threshold when the caller gave none.
     pub fn default_min_compress_len(&self) -> usize {
         match self {
-            Serde::Interop => INTEROP_COMPRESS_THRESHOLD,
+            // php-memcached's default `compression_threshold` (2000).
+            Serde::Interop => Compress::default().threshold,
             _ => 0,
         }
     }

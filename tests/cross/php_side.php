@@ -4,8 +4,8 @@
 //   php php_side.php write SERVERS   fae_* keys with Fae\Client, pmc_* keys with php-memcached
 //                                    (if loaded), both with php-memcached's default settings
 //                                    (FastLZ above 2000 bytes); arrays with SERIALIZER_JSON
-//   php php_side.php read SERVERS    the py_* keys Python's serde="interop" wrote, read back
-//                                    with both
+//   php php_side.php read SERVERS    the py_* keys Python's serde="interop" wrote, and the
+//                                    fae_* / pmc_* keys, read back with both
 //   php php_side.php place SERVERS N OUT   where place0..N-1 live, one line per key:
 //                                    "key fae pmc fae_ketama pmc_ketama fae_hashed_prefix"
 //                                    (default placement, then OPT_LIBKETAMA_COMPATIBLE), and
@@ -91,6 +91,13 @@ case 'read':
     $readers = ['fae' => client(Client::class, $addrs, $json)];
     if ($have_pmc) $readers['pmc'] = client(Memcached::class, $addrs, [Memcached::OPT_SERIALIZER => Memcached::SERIALIZER_JSON_ARRAY]);
     foreach ($readers as $ns => $c) {
+        // Each PHP client reads what the other wrote (php-memcached's FastLZ level 2 for "huge").
+        foreach (array_keys($readers) as $writer) {
+            foreach (php_values() + php_arrays() as $k => $want) {
+                $got = $c->get("{$writer}_$k");
+                check("$ns reads {$writer}_$k", $got === $want, var_export($got, true));
+            }
+        }
         foreach (py_values() as $k => $want) {
             $got = $c->get("py_$k");
             check("$ns reads py_$k", $got === $want, var_export($got, true) . ' (result ' . $c->getResultCode() . ' ' . $c->getResultMessage() . ')');
