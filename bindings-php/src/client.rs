@@ -11,6 +11,7 @@ use std::sync::Arc;
 use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendClassObject, ZendHashTable, Zval};
 use fae_core::protocol::StoreOp;
+use fae_core::values::KeyPrefix;
 use fae_core::{Item, Op, StoreOutcome};
 use parking_lot::Mutex;
 
@@ -51,28 +52,14 @@ fn guarded<T>(f: impl FnOnce() -> PhpResult<T>) -> PhpResult<T> {
 struct Ctx {
     core: Arc<fae_core::Client>,
     values: ValueOpts,
-    prefix: Vec<u8>,
-    hash_with_prefix: bool,
+    prefix: KeyPrefix,
     retries: i64,
 }
 
 impl Ctx {
     /// (stored key, routing key or None when it is the stored key).
     fn keys(&self, key: &[u8], server_key: Option<&[u8]>) -> (Vec<u8>, Option<Vec<u8>>) {
-        let mut stored = self.prefix.clone();
-        stored.extend_from_slice(key);
-        let routing = match server_key {
-            Some(s) => Some(if self.hash_with_prefix {
-                let mut r = self.prefix.clone();
-                r.extend_from_slice(s);
-                r
-            } else {
-                s.to_vec()
-            }),
-            None if !self.prefix.is_empty() && !self.hash_with_prefix => Some(key.to_vec()),
-            None => None,
-        };
-        (stored, routing)
+        self.prefix.apply(key, server_key).into_parts()
     }
 }
 
@@ -131,7 +118,6 @@ impl FaeClient {
             core,
             values: s.values.clone(),
             prefix: s.prefix.clone(),
-            hash_with_prefix: s.hash_with_prefix,
             retries: s.store_retry_count,
         })
     }
@@ -1344,11 +1330,7 @@ impl FaeClient {
                 Ok(c) => c,
                 Err(f) => return Ok(self.fail(f)),
             };
-            let routing = if ctx.hash_with_prefix {
-                [ctx.prefix.as_slice(), &k].concat()
-            } else {
-                k.clone()
-            };
+            let routing = ctx.prefix.placing(&k);
             // The first server a get would ask: an in-process cache (`local`) is not a server.
             Ok(match ctx.core.route_for(Op::Get, &routing) {
                 Ok(v) => match v.iter().find(|a| a.as_str() != "local") {

@@ -12,7 +12,6 @@ mod client;
 #[allow(dead_code)] // the full RES_* table, as php-memcached defines it
 mod codes;
 mod convert;
-mod fastlz;
 mod logging;
 mod session;
 mod state;

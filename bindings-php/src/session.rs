@@ -19,6 +19,7 @@ use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendCallable, Zval};
 use ext_php_rs::zend::ClassEntry;
 use fae_core::protocol::StoreOp;
+use fae_core::values::KeyPrefix;
 use fae_core::{Client, StoreOutcome};
 
 use crate::client::guard;
@@ -54,7 +55,8 @@ fn ini_long(name: &str, default: i64) -> i64 {
 
 #[derive(Clone, Debug)]
 struct SessOpts {
-    prefix: Vec<u8>,
+    /// `memcached.sess_prefix`: a namespace, never hashed (php-memcached places by the sid).
+    prefix: KeyPrefix,
     locking: bool,
     lock_wait_min: u64,
     lock_wait_max: u64,
@@ -81,7 +83,8 @@ pub struct FaeSessionHandler {
 
 impl FaeSessionHandler {
     fn keys(&self, sid: &[u8]) -> (Vec<u8>, Vec<u8>) {
-        ([self.opts.prefix.as_slice(), sid].concat(), sid.to_vec())
+        let k = self.opts.prefix.apply(sid, Some(sid));
+        (k.key().to_vec(), k.place().to_vec())
     }
 
     fn release(&mut self) {
@@ -95,8 +98,7 @@ impl FaeSessionHandler {
     }
 
     fn acquire(&mut self, core: &Client, sid: &[u8]) -> bool {
-        let routing = [b"lock.".as_slice(), sid].concat();
-        let key = [self.opts.prefix.as_slice(), &routing].concat();
+        let (key, routing) = self.keys(&[b"lock.".as_slice(), sid].concat());
         let expire = if self.opts.lock_expire > 0 {
             self.opts.lock_expire
         } else {
@@ -169,7 +171,7 @@ impl FaeSessionHandler {
             _ => None,
         };
         let mut o = SessOpts {
-            prefix: b"memc.sess.key.".to_vec(),
+            prefix: KeyPrefix::new(b"memc.sess.key.".to_vec(), false),
             locking: true,
             lock_wait_min: 150,
             lock_wait_max: 150,
@@ -180,7 +182,7 @@ impl FaeSessionHandler {
         };
         if let Some(a) = options.and_then(|z| z.dereference().array()) {
             if let Some(p) = a.get("prefix").and_then(|p| p.zend_str()) {
-                o.prefix = p.as_bytes().to_vec();
+                o.prefix.set_prefix(p.as_bytes());
             }
             o.locking = opt_bool(a, "locking", o.locking);
             o.lock_wait_min = u64::try_from(opt_long(a, "lock_wait_min", 150))
@@ -197,8 +199,9 @@ impl FaeSessionHandler {
                 o.hash_type = t.to_string();
             }
         }
-        if o.prefix.len() > 128
+        if o.prefix.prefix().len() > 128
             || o.prefix
+                .prefix()
                 .iter()
                 .any(|&b| fae_core::key::is_forbidden_byte(b))
         {

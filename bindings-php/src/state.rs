@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use fae_core::hash::HashFn;
 use fae_core::placement::{Mode, Node, Placement};
+use fae_core::values::KeyPrefix;
 use fae_core::{Client, Config};
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
@@ -173,8 +174,8 @@ pub struct Shared {
     pub hash: i64,
     pub libketama_hash: i64,
     pub values: ValueOpts,
-    pub prefix: Vec<u8>,
-    pub hash_with_prefix: bool,
+    /// OPT_PREFIX_KEY and OPT_HASH_WITH_PREFIX_KEY (off by default, as in php-memcached).
+    pub prefix: KeyPrefix,
     pub store_retry_count: i64,
     connect_ms: Option<u64>,
     io_ms: Option<u64>,
@@ -212,8 +213,7 @@ impl Shared {
             hash: 0,
             libketama_hash: 0,
             values: ValueOpts::default(),
-            prefix: Vec::new(),
-            hash_with_prefix: false,
+            prefix: KeyPrefix::new(Vec::new(), false),
             store_retry_count: 0,
             connect_ms: None,
             io_ms: None,
@@ -325,7 +325,9 @@ impl Shared {
         let v = &self.values;
         Some(match o {
             opt::COMPRESSION => Value::from(v.compression),
-            opt::PREFIX_KEY => Value::from(String::from_utf8_lossy(&self.prefix).into_owned()),
+            opt::PREFIX_KEY => {
+                Value::from(String::from_utf8_lossy(self.prefix.prefix()).into_owned())
+            }
             opt::SERIALIZER => Value::from(v.serializer),
             opt::COMPRESSION_TYPE => Value::from(v.compression_type),
             opt::STORE_RETRY_COUNT => Value::from(self.store_retry_count),
@@ -336,7 +338,7 @@ impl Shared {
             opt::DISTRIBUTION => Value::from(self.distribution),
             opt::LIBKETAMA_COMPATIBLE => Value::from(i64::from(self.weighted)),
             opt::LIBKETAMA_HASH => Value::from(self.libketama_hash),
-            opt::HASH_WITH_PREFIX_KEY => Value::from(i64::from(self.hash_with_prefix)),
+            opt::HASH_WITH_PREFIX_KEY => Value::from(i64::from(self.prefix.hashed())),
             opt::CONNECT_TIMEOUT => Value::from(
                 self.connect_ms
                     .unwrap_or_else(|| self.config_timeout("connect_ms")),
@@ -395,7 +397,7 @@ impl Shared {
                         ),
                     ));
                 }
-                self.prefix = sval.to_vec();
+                self.prefix.set_prefix(sval);
             }
             opt::SERIALIZER => {
                 use crate::values::*;
@@ -507,7 +509,7 @@ impl Shared {
             }
             // Stored but unused since libmemcached 0.51 (client-anchors §2.4.1): same here.
             opt::LIBKETAMA_HASH => self.libketama_hash = ival,
-            opt::HASH_WITH_PREFIX_KEY => self.hash_with_prefix = b,
+            opt::HASH_WITH_PREFIX_KEY => self.prefix.set_hashed(b),
             opt::CONNECT_TIMEOUT => {
                 self.connect_ms = Some(u64::try_from(ival.max(1)).unwrap_or(1));
                 self.changed();

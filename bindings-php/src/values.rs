@@ -1,35 +1,13 @@
-//! php-memcached's value format: the flags layout and payloads of `s_zval_to_payload` /
-//! `php_memc_zval_from_payload` (notes/client-anchors.md §3.4), so values written by
-//! php-memcached read back here and the other way round.
-//!
-//! ```text
-//! flags = [ 31..16 user flags | 15..4 internal | 3..0 type ]
-//! type: 0 string, 1 long, 2 double, 3 bool, 4 serialize(), 5 igbinary, 6 JSON, 7 msgpack
-//! internal: 0x10 compressed, 0x20 zlib, 0x40 fastlz (0x80 zstd: not supported)
-//! compressed payload = original length (u32, native endian) ‖ stream
-//! ```
-
-use std::io::{Read, Write};
+//! PHP values ⇄ php-memcached's stored layout. The layout itself (flags, compression, the
+//! length prefix) is the core's `fae_core::values::php`; this file only turns zvals into
+//! (type, payload) and back, calling PHP's own serializers.
 
 use ext_php_rs::convert::IntoZvalDyn;
 use ext_php_rs::types::{ZendCallable, ZendStr, Zval};
+use fae_core::values::php::{self, Compress, Method};
+use fae_core::values::{ValueError, ValueErrorKind};
 
 use crate::codes::{RES_E2BIG, RES_INVALID_ARGUMENTS, RES_PAYLOAD_FAILURE};
-use crate::fastlz;
-
-pub const VAL_STRING: u32 = 0;
-pub const VAL_LONG: u32 = 1;
-pub const VAL_DOUBLE: u32 = 2;
-pub const VAL_BOOL: u32 = 3;
-pub const VAL_SERIALIZED: u32 = 4;
-pub const VAL_IGBINARY: u32 = 5;
-pub const VAL_JSON: u32 = 6;
-pub const VAL_MSGPACK: u32 = 7;
-const TYPE_MASK: u32 = 0xf;
-pub const VAL_COMPRESSED: u32 = 0x10;
-pub const VAL_ZLIB: u32 = 0x20;
-pub const VAL_FASTLZ: u32 = 0x40;
-pub const VAL_ZSTD: u32 = 0x80;
 
 pub const SERIALIZER_PHP: i64 = 1;
 pub const SERIALIZER_IGBINARY: i64 = 2;
@@ -59,8 +37,8 @@ impl Default for ValueOpts {
             compression: true,
             compression_type: COMPRESSION_FASTLZ,
             compression_level: 3,
-            compression_threshold: 2000,
-            compression_factor: 1.3,
+            compression_threshold: Compress::default().threshold,
+            compression_factor: Compress::default().factor,
             serializer: SERIALIZER_PHP,
             user_flags: 0,
             item_size_limit: 0,
@@ -97,34 +75,13 @@ fn zval_bytes(z: &Zval) -> Option<Vec<u8>> {
     z.zend_str().map(|s| s.as_bytes().to_vec())
 }
 
-/// PHP's double → text: shortest round trip, with php-memcached's spellings of the
-/// non-finite values (its reader accepts "Infinity", "-Infinity" and "NaN").
-fn format_double(d: f64) -> String {
-    if d.is_nan() {
-        "NaN".into()
-    } else if d.is_infinite() {
-        if d > 0.0 { "Infinity" } else { "-Infinity" }.into()
-    } else {
-        format!("{d:?}")
-    }
-}
-
-fn parse_double(s: &str) -> f64 {
-    match s.trim() {
-        "Infinity" | "INF" | "inf" => f64::INFINITY,
-        "-Infinity" | "-INF" | "-inf" => f64::NEG_INFINITY,
-        "NaN" | "NAN" | "nan" => f64::NAN,
-        t => t.parse().unwrap_or(0.0),
-    }
-}
-
 /// Serialize an array, object or null with the configured serializer.
 fn serialize(value: &Zval, serializer: i64) -> Result<(Vec<u8>, u32), Fail> {
     let (func, ty): (&str, u32) = match serializer {
-        SERIALIZER_PHP => ("serialize", VAL_SERIALIZED),
-        SERIALIZER_IGBINARY => ("igbinary_serialize", VAL_IGBINARY),
-        SERIALIZER_JSON | SERIALIZER_JSON_ARRAY => ("json_encode", VAL_JSON),
-        SERIALIZER_MSGPACK => ("msgpack_pack", VAL_MSGPACK),
+        SERIALIZER_PHP => ("serialize", php::SERIALIZED),
+        SERIALIZER_IGBINARY => ("igbinary_serialize", php::IGBINARY),
+        SERIALIZER_JSON | SERIALIZER_JSON_ARRAY => ("json_encode", php::JSON),
+        SERIALIZER_MSGPACK => ("msgpack_pack", php::MSGPACK),
         s => return Err((RES_INVALID_ARGUMENTS, format!("unknown serializer {s}"))),
     };
     let arg = value.shallow_clone();
@@ -134,31 +91,54 @@ fn serialize(value: &Zval, serializer: i64) -> Result<(Vec<u8>, u32), Fail> {
     Ok((bytes, ty))
 }
 
+impl ValueOpts {
+    /// The core's compression settings, `None` when compression is off.
+    fn compress(&self) -> Option<Compress> {
+        self.compression.then(|| Compress {
+            method: match self.compression_type {
+                COMPRESSION_ZLIB => {
+                    Method::Zlib(u32::try_from(self.compression_level.clamp(0, 9)).unwrap_or(3))
+                }
+                _ => Method::FastLz,
+            },
+            threshold: self.compression_threshold,
+            factor: self.compression_factor,
+        })
+    }
+}
+
+fn value_fail(e: ValueError) -> Fail {
+    let code = match e.kind() {
+        ValueErrorKind::TooLarge => RES_E2BIG,
+        _ => RES_PAYLOAD_FAILURE,
+    };
+    (code, e.message().to_string())
+}
+
 /// PHP value → (payload, flags).
 pub fn encode(value: &Zval, o: &ValueOpts) -> Result<(Vec<u8>, u32), Fail> {
     let value = value.dereference();
-    let (mut payload, mut flags) = if let Some(s) = value.zend_str() {
-        (s.as_bytes().to_vec(), VAL_STRING)
+    let (plain, ty) = if let Some(s) = value.zend_str() {
+        (s.as_bytes().to_vec(), php::STRING)
     } else if let Some(l) = value.long() {
-        (l.to_string().into_bytes(), VAL_LONG)
+        (l.to_string().into_bytes(), php::LONG)
     } else if value.is_double() {
         let d = value.double().unwrap_or(0.0);
-        (format_double(d).into_bytes(), VAL_DOUBLE)
+        (php::format_double(d).into_bytes(), php::DOUBLE)
     } else if value.is_bool() {
         let b = value.bool().unwrap_or(false);
-        (if b { b"1".to_vec() } else { Vec::new() }, VAL_BOOL)
+        (php::bool_payload(b).to_vec(), php::BOOL)
     } else {
         serialize(value, o.serializer)?
     };
-    let compressible = !matches!(flags, VAL_LONG | VAL_DOUBLE | VAL_BOOL);
-    if o.compression
-        && compressible
-        && payload.len() >= o.compression_threshold
-        && let Some((c, cflag)) = compress(&payload, o)?
-    {
-        payload = c;
-        flags |= VAL_COMPRESSED | cflag;
-    }
+    // OPT_USER_FLAGS is checked to be 0..=65535 when set.
+    let user_flags = u16::try_from(o.user_flags).unwrap_or(u16::MAX);
+    let (stored, flags) =
+        php::encode(ty, &plain, user_flags, o.compress().as_ref()).map_err(value_fail)?;
+    let payload = match stored {
+        std::borrow::Cow::Owned(v) => v,
+        std::borrow::Cow::Borrowed(_) => plain,
+    };
     if o.item_size_limit > 0 && payload.len() > o.item_size_limit {
         return Err((
             RES_E2BIG,
@@ -169,89 +149,21 @@ pub fn encode(value: &Zval, o: &ValueOpts) -> Result<(Vec<u8>, u32), Fail> {
             ),
         ));
     }
-    flags |= o.user_flags << 16;
     Ok((payload, flags))
-}
-
-/// Compress; `None` when it does not pay (`plain > compressed × factor` fails).
-fn compress(plain: &[u8], o: &ValueOpts) -> Result<Option<(Vec<u8>, u32)>, Fail> {
-    let len = u32::try_from(plain.len()).map_err(|_| payload_fail("value too large"))?;
-    let (stream, flag) = match o.compression_type {
-        COMPRESSION_ZLIB => {
-            let level = u32::try_from(o.compression_level.clamp(0, 9)).unwrap_or(3);
-            let mut e = flate2::write::ZlibEncoder::new(
-                Vec::with_capacity(plain.len() / 2),
-                flate2::Compression::new(level),
-            );
-            e.write_all(plain)
-                .and_then(|()| e.finish())
-                .map(|v| (v, VAL_ZLIB))
-                .map_err(|err| payload_fail(format!("zlib: {err}")))?
-        }
-        COMPRESSION_FASTLZ => (fastlz::compress(plain), VAL_FASTLZ),
-        t => {
-            return Err((
-                RES_INVALID_ARGUMENTS,
-                format!("unknown compression type {t}"),
-            ));
-        }
-    };
-    if (plain.len() as f64) <= (stream.len() as f64) * o.compression_factor {
-        return Ok(None);
-    }
-    let mut out = Vec::with_capacity(stream.len() + 4);
-    out.extend_from_slice(&len.to_ne_bytes());
-    out.extend_from_slice(&stream);
-    Ok(Some((out, flag)))
-}
-
-fn decompress(data: &[u8], flags: u32) -> Result<Vec<u8>, Fail> {
-    if data.len() < 4 {
-        return Err(payload_fail(
-            "compressed value shorter than its length prefix",
-        ));
-    }
-    let want = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
-    let stream = &data[4..];
-    if flags & VAL_ZLIB != 0 {
-        let mut out = Vec::with_capacity(want);
-        flate2::read::ZlibDecoder::new(stream)
-            .take(want as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| payload_fail(format!("could not decompress value (zlib): {e}")))?;
-        if out.len() != want {
-            return Err(payload_fail("could not decompress value: length mismatch"));
-        }
-        Ok(out)
-    } else if flags & VAL_FASTLZ != 0 {
-        fastlz::decompress(stream, want)
-            .map_err(|e| payload_fail(format!("could not decompress value: {e}")))
-    } else if flags & VAL_ZSTD != 0 {
-        Err(payload_fail("zstd-compressed value: zstd is not supported"))
-    } else {
-        Err(payload_fail("unrecognised compression type"))
-    }
 }
 
 /// (payload, flags) → PHP value.
 pub fn decode(data: &[u8], flags: u32, serializer: i64) -> Result<Zval, Fail> {
-    let owned;
-    let data = if flags & VAL_COMPRESSED != 0 {
-        owned = decompress(data, flags)?;
-        &owned[..]
-    } else {
-        data
-    };
+    let d = php::decode(data, flags).map_err(value_fail)?;
+    let data = &d.payload[..];
     let mut z = Zval::new();
-    match flags & TYPE_MASK {
-        VAL_STRING => return Ok(bytes_zval(data)),
-        VAL_LONG => {
-            let s = String::from_utf8_lossy(data);
-            z.set_long(s.trim().parse::<i64>().unwrap_or(0));
-        }
-        VAL_DOUBLE => z.set_double(parse_double(&String::from_utf8_lossy(data))),
-        VAL_BOOL => z.set_bool(data.first() == Some(&b'1')),
-        VAL_SERIALIZED => {
+    match d.ty {
+        php::STRING => return Ok(bytes_zval(data)),
+        // php-memcached reads with strtol/zend_strtod: text that is not a number reads as 0.
+        php::LONG => z.set_long(php::parse_long(data).unwrap_or(0)),
+        php::DOUBLE => z.set_double(php::parse_double(data).unwrap_or(0.0)),
+        php::BOOL => z.set_bool(php::parse_bool(data)),
+        php::SERIALIZED => {
             let arg = bytes_zval(data);
             let out = call("unserialize", vec![&arg])?;
             if out.is_false() && data != b"b:0;" {
@@ -259,15 +171,15 @@ pub fn decode(data: &[u8], flags: u32, serializer: i64) -> Result<Zval, Fail> {
             }
             return Ok(out);
         }
-        VAL_IGBINARY => {
+        php::IGBINARY => {
             let arg = bytes_zval(data);
             return call("igbinary_unserialize", vec![&arg]);
         }
-        VAL_MSGPACK => {
+        php::MSGPACK => {
             let arg = bytes_zval(data);
             return call("msgpack_unpack", vec![&arg]);
         }
-        VAL_JSON => {
+        php::JSON => {
             let arg = bytes_zval(data);
             let assoc = serializer == SERIALIZER_JSON_ARRAY;
             let out = call("json_decode", vec![&arg, &assoc])?;

@@ -14,6 +14,7 @@ mod serde;
 
 use fae_core::lease::{GetOrSetError, Lease as CoreLease};
 use fae_core::protocol::StoreOp;
+use fae_core::values::KeyPrefix;
 use fae_core::{Config, Op, SetItem, StoreOutcome};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -52,7 +53,8 @@ type Hit<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, u64);
 struct Client {
     inner: fae_core::Client,
     serde: Serde,
-    key_prefix: Vec<u8>,
+    /// `key_prefix`, hashed with the key as pymemcache and pylibmc do.
+    key_prefix: KeyPrefix,
     encode: EncodeOpts,
     ignore_exc: bool,
 }
@@ -271,13 +273,12 @@ impl Client {
                 format!("key must be str or bytes, not {}", type_name(key)),
             ));
         };
-        if self.key_prefix.is_empty() {
+        if self.key_prefix.prefix().is_empty() {
             return Ok(buf);
         }
-        let mut v = Vec::with_capacity(self.key_prefix.len() + buf.as_slice().len());
-        v.extend_from_slice(&self.key_prefix);
-        v.extend_from_slice(buf.as_slice());
-        Ok(KeyBuf::Owned(v))
+        // pymemcache and pylibmc hash the prefixed key, so it places itself (no routing key).
+        let (stored, _) = self.key_prefix.apply(buf.as_slice(), None).into_parts();
+        Ok(KeyBuf::Owned(stored))
     }
 
     fn keys<'py>(
@@ -513,7 +514,7 @@ impl Client {
         Ok(Client {
             inner,
             serde,
-            key_prefix,
+            key_prefix: KeyPrefix::new(key_prefix, true),
             encode,
             ignore_exc,
         })
@@ -535,7 +536,7 @@ impl Client {
     /// The prefix added to every key.
     #[getter]
     fn key_prefix<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.key_prefix)
+        PyBytes::new(py, self.key_prefix.prefix())
     }
 
     /// Has `close()` been called?

@@ -5,76 +5,37 @@
 //! | `pymemcache` (default) | bytes 0, str 16, int 2, other pickle 1 (exact types, like pymemcache's `pickle_serde`) | 0, 16, 2, 4, 1, +8 zlib |
 //! | `pylibmc` | bytes 0, str 16, bool 2, int 4, other pickle 1 (subclasses too, like pylibmc) | same as pymemcache (2 reads as int, as pylibmc does) |
 //! | `raw` | bytes only, flags 0 | bytes, whatever the flags |
-//! | `interop` | php-memcached's layout: bytes 0, str 0 + user flag 0x8000, int 1, float 2, bool 3, dict/list/None JSON 6, other pickle 0xF; zlib 0x30 with a 4-byte length prefix | that layout, plus pymemcache/pylibmc text (16) and zlib (8) |
+//! | `interop` | php-memcached's layout: bytes 0, str 0 + user flag 0x8000, int 1, float 2, bool 3, dict/list/None JSON 6, other pickle 0xF; zlib 0x30 with a 4-byte length prefix | that layout (FastLZ 0x50 too, php-memcached's default), plus pymemcache/pylibmc text (16) and zlib (8) |
 //! | an object | `serde.serialize(key, value) -> (bytes, flags)` | `serde.deserialize(key, bytes, flags)` (pymemcache's serde protocol) |
 //!
 //! Compression (zlib) is opt-in for the Python layouts (`min_compress_len > 0`, as pylibmc's
-//! per-call argument and pymemcache's `CompressedSerde`) and on for `interop` above 2000 bytes
+//! per-call argument and pymemcache's `CompressedSerde`) and on for `interop` from 2000 bytes
 //! when it saves 23 % (php-memcached's `compression_threshold` and `compression_factor` 1.3).
+//!
+//! The layouts themselves (flag bits, compression, php-memcached's length prefix) are the
+//! core's `fae_core::values`; this file maps Python objects to (type, payload bytes) and back.
 
-use std::io::{Read, Write};
+use std::borrow::Cow;
 
-use flate2::Compression;
-use flate2::read::ZlibDecoder;
-use flate2::write::ZlibEncoder;
+use fae_core::values::php::{self, Compress, Method};
+use fae_core::values::pymemcache::{self as pm, Kind};
+use fae_core::values::{ValueError, ValueErrorKind};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use crate::error::client_error;
 
-/// pymemcache / pylibmc flags.
-pub mod py_flags {
-    /// Raw bytes.
-    pub const BYTES: u32 = 0;
-    /// Pickled object.
-    pub const PICKLE: u32 = 1;
-    /// pymemcache: int; pylibmc: bool.
-    pub const INTEGER: u32 = 2;
-    /// pylibmc: int; pymemcache reads it as int.
-    pub const LONG: u32 = 4;
-    /// zlib stream, no length prefix.
-    pub const COMPRESSED: u32 = 8;
-    /// UTF-8 text.
-    pub const TEXT: u32 = 16;
-}
+/// pymemcache's flags; pylibmc's ([`fae_core::values::pylibmc`]) are the same bits.
+use pm::{BYTES, COMPRESSED, INTEGER, PICKLE, TEXT};
 
-/// php-memcached flags (`php_memcached.c`): type nibble, internal bits, user flags ≥ 16.
-pub mod php_flags {
-    /// Type: string.
-    pub const STRING: u32 = 0;
-    /// Type: long, decimal text.
-    pub const LONG: u32 = 1;
-    /// Type: double, shortest round-trip text.
-    pub const DOUBLE: u32 = 2;
-    /// Type: bool, "1" or "".
-    pub const BOOL: u32 = 3;
-    /// Type: PHP `serialize()`.
-    pub const SERIALIZED: u32 = 4;
-    /// Type: igbinary.
-    pub const IGBINARY: u32 = 5;
-    /// Type: JSON.
-    pub const JSON: u32 = 6;
-    /// Type: msgpack.
-    pub const MSGPACK: u32 = 7;
-    /// fae interop: Python pickle (PHP cannot read it; PHP reports an unknown type).
-    pub const FAE_PICKLE: u32 = 0xF;
-    /// Mask of the type nibble.
-    pub const TYPE_MASK: u32 = 0xF;
-    /// Internal: compressed.
-    pub const COMPRESSED: u32 = 0x10;
-    /// Internal: zlib.
-    pub const ZLIB: u32 = 0x20;
-    /// Internal: fastlz.
-    pub const FASTLZ: u32 = 0x40;
-    /// Internal: zstd.
-    pub const ZSTD: u32 = 0x80;
-    /// fae interop: user flag 0x8000 marks a Python `str` stored as a PHP string.
-    pub const FAE_TEXT: u32 = 0x8000 << 16;
+fn value_error(py: Python<'_>, e: ValueError) -> PyErr {
+    let reason = match e.kind() {
+        ValueErrorKind::Unsupported => "unsupported_value",
+        _ => "invalid_value",
+    };
+    client_error(py, reason, e.message())
 }
-
-/// php-memcached's default `compression_threshold`.
-pub const INTEROP_COMPRESS_THRESHOLD: usize = 2000;
 
 /// Which layout a client uses.
 #[derive(Debug)]
@@ -135,7 +96,8 @@ impl Serde {
     /// The compression threshold when the caller gave none.
     pub fn default_min_compress_len(&self) -> usize {
         match self {
-            Serde::Interop => INTEROP_COMPRESS_THRESHOLD,
+            // php-memcached's default `compression_threshold` (2000).
+            Serde::Interop => Compress::default().threshold,
             _ => 0,
         }
     }
@@ -194,41 +156,6 @@ fn unpickle<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     loads.call1((PyBytes::new(py, data),))
 }
 
-fn compress(data: &[u8], level: u32) -> Option<Vec<u8>> {
-    let mut e = ZlibEncoder::new(
-        Vec::with_capacity(data.len() / 2 + 64),
-        Compression::new(level.min(9)),
-    );
-    e.write_all(data).ok()?;
-    e.finish().ok()
-}
-
-fn decompress(py: Python<'_>, data: &[u8]) -> PyResult<Vec<u8>> {
-    let mut out = Vec::with_capacity(data.len() * 3);
-    ZlibDecoder::new(data)
-        .read_to_end(&mut out)
-        .map_err(|e| client_error(py, "invalid_value", format!("zlib data is corrupt: {e}")))?;
-    Ok(out)
-}
-
-/// Python float → php-memcached's double text (shortest round trip; PHP's spellings of the
-/// non-finite values).
-fn php_double(f: f64) -> String {
-    if f.is_nan() {
-        "NaN".into()
-    } else if f.is_infinite() {
-        if f > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        }
-    } else {
-        // Rust's Display of f64 is the shortest text that round-trips, like Python's repr
-        // and David Gay's g_fmt; `{:?}` keeps a ".0" PHP reads back as a double as well.
-        format!("{f:?}")
-    }
-}
-
 fn decimal(v: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     Ok(v.str()?.to_str()?.as_bytes().to_vec())
 }
@@ -243,7 +170,7 @@ pub fn encode<'py>(
 ) -> PyResult<(Payload<'py>, u32)> {
     let (payload, flags) = match serde {
         Serde::Raw => match v.cast::<PyBytes>() {
-            Ok(b) => (Payload::Borrowed(b.clone()), py_flags::BYTES),
+            Ok(b) => (Payload::Borrowed(b.clone()), BYTES),
             Err(_) => {
                 return Err(client_error(
                     py,
@@ -259,39 +186,31 @@ pub fn encode<'py>(
             // Exact types, as pymemcache: a str or int subclass is pickled and comes back as
             // its own class.
             if v.is_exact_instance_of::<PyBytes>() {
-                (
-                    Payload::Borrowed(v.cast::<PyBytes>()?.clone()),
-                    py_flags::BYTES,
-                )
+                (Payload::Borrowed(v.cast::<PyBytes>()?.clone()), BYTES)
             } else if v.is_exact_instance_of::<PyString>() {
                 let s = v.cast::<PyString>()?.to_str()?;
-                (Payload::Owned(s.as_bytes().to_vec()), py_flags::TEXT)
+                (Payload::Owned(s.as_bytes().to_vec()), TEXT)
             } else if v.is_exact_instance_of::<PyInt>() {
-                (Payload::Owned(decimal(v)?), py_flags::INTEGER)
+                (Payload::Owned(decimal(v)?), INTEGER)
             } else {
-                (
-                    Payload::Owned(pickle(py, v, opts.pickle_protocol)?),
-                    py_flags::PICKLE,
-                )
+                (Payload::Owned(pickle(py, v, opts.pickle_protocol)?), PICKLE)
             }
         }
         Serde::Pylibmc => {
+            use fae_core::values::pylibmc as f;
             if let Ok(b) = v.cast::<PyBytes>() {
-                (Payload::Borrowed(b.clone()), py_flags::BYTES)
+                (Payload::Borrowed(b.clone()), f::NONE)
             } else if let Ok(s) = v.cast::<PyString>() {
-                (
-                    Payload::Owned(s.to_str()?.as_bytes().to_vec()),
-                    py_flags::TEXT,
-                )
+                (Payload::Owned(s.to_str()?.as_bytes().to_vec()), f::TEXT)
             } else if let Ok(b) = v.cast::<PyBool>() {
                 let bytes = if b.is_true() { b"1" } else { b"0" };
-                (Payload::Owned(bytes.to_vec()), py_flags::INTEGER)
+                (Payload::Owned(bytes.to_vec()), f::INTEGER)
             } else if v.is_instance_of::<PyInt>() {
-                (Payload::Owned(decimal(v)?), py_flags::LONG)
+                (Payload::Owned(decimal(v)?), f::LONG)
             } else {
                 (
                     Payload::Owned(pickle(py, v, opts.pickle_protocol)?),
-                    py_flags::PICKLE,
+                    f::PICKLE,
                 )
             }
         }
@@ -315,14 +234,11 @@ pub fn encode<'py>(
             return Ok((payload, flags));
         }
     };
-    if opts.min_compress_len > 0 && payload.as_slice().len() > opts.min_compress_len {
-        let plain = payload.as_slice();
-        let packed = py.detach(|| compress(plain, opts.compress_level));
-        if let Some(packed) = packed.filter(|p| p.len() < plain.len()) {
-            return Ok((Payload::Owned(packed), flags | py_flags::COMPRESSED));
-        }
+    let plain = payload.as_slice();
+    match py.detach(|| pm::compress(plain, opts.min_compress_len, opts.compress_level)) {
+        Some(packed) => Ok((Payload::Owned(packed), flags | COMPRESSED)),
+        None => Ok((payload, flags)),
     }
-    Ok((payload, flags))
 }
 
 fn encode_interop<'py>(
@@ -330,34 +246,33 @@ fn encode_interop<'py>(
     v: &Bound<'py, PyAny>,
     opts: EncodeOpts,
 ) -> PyResult<(Payload<'py>, u32)> {
-    use php_flags as f;
-    let (payload, flags, compressible) = if let Ok(b) = v.cast::<PyBytes>() {
-        (Payload::Borrowed(b.clone()), f::STRING, true)
+    let pickled = |v: &Bound<'py, PyAny>| -> PyResult<(Payload<'py>, u32, u16)> {
+        Ok((
+            Payload::Owned(pickle(py, v, opts.pickle_protocol)?),
+            php::FAE_PICKLE,
+            0,
+        ))
+    };
+    let (payload, ty, user_flags) = if let Ok(b) = v.cast::<PyBytes>() {
+        (Payload::Borrowed(b.clone()), php::STRING, 0)
     } else if let Ok(s) = v.cast::<PyString>() {
         (
             Payload::Owned(s.to_str()?.as_bytes().to_vec()),
-            f::STRING | f::FAE_TEXT,
-            true,
+            php::STRING,
+            (php::FAE_TEXT >> php::USER_FLAGS_SHIFT) as u16,
         )
     } else if let Ok(b) = v.cast::<PyBool>() {
-        let bytes: &[u8] = if b.is_true() { b"1" } else { b"" };
-        (Payload::Owned(bytes.to_vec()), f::BOOL, false)
+        let bytes = php::bool_payload(b.is_true());
+        (Payload::Owned(bytes.to_vec()), php::BOOL, 0)
     } else if let Ok(i) = v.cast::<PyInt>() {
         // PHP's long is 64-bit; a larger int goes as a pickle (PHP cannot read it).
         match i.extract::<i64>() {
-            Ok(n) => (Payload::Owned(n.to_string().into_bytes()), f::LONG, false),
-            Err(_) => (
-                Payload::Owned(pickle(py, v, opts.pickle_protocol)?),
-                f::FAE_PICKLE,
-                true,
-            ),
+            Ok(n) => (Payload::Owned(n.to_string().into_bytes()), php::LONG, 0),
+            Err(_) => pickled(v)?,
         }
     } else if let Ok(x) = v.cast::<PyFloat>() {
-        (
-            Payload::Owned(php_double(x.value()).into_bytes()),
-            f::DOUBLE,
-            false,
-        )
+        let text = php::format_double(x.value());
+        (Payload::Owned(text.into_bytes()), php::DOUBLE, 0)
     } else if v.is_none()
         || v.is_exact_instance_of::<PyDict>()
         || v.is_exact_instance_of::<PyList>()
@@ -369,36 +284,29 @@ fn encode_interop<'py>(
         match dumps.call((v,), Some(&kwargs)) {
             Ok(text) => (
                 Payload::Owned(text.cast::<PyString>()?.to_str()?.as_bytes().to_vec()),
-                f::JSON,
-                true,
+                php::JSON,
+                0,
             ),
             // Not JSON-serializable (a set inside, a non-str key …): keep it exact.
-            Err(_) => (
-                Payload::Owned(pickle(py, v, opts.pickle_protocol)?),
-                f::FAE_PICKLE,
-                true,
-            ),
+            Err(_) => pickled(v)?,
         }
     } else {
-        (
-            Payload::Owned(pickle(py, v, opts.pickle_protocol)?),
-            f::FAE_PICKLE,
-            true,
-        )
+        pickled(v)?
     };
+    // zlib, which every php-memcached build reads whatever its own compression_type.
+    let compress = (opts.min_compress_len > 0).then(|| Compress {
+        method: Method::Zlib(opts.compress_level),
+        threshold: opts.min_compress_len,
+        ..Compress::default()
+    });
     let plain = payload.as_slice();
-    if compressible && opts.min_compress_len > 0 && plain.len() >= opts.min_compress_len {
-        let packed = py.detach(|| compress(plain, opts.compress_level));
-        // php-memcached keeps the compressed form only if plain > compressed × 1.3.
-        if let Some(packed) = packed.filter(|p| plain.len() as f64 > p.len() as f64 * 1.3) {
-            let len = u32::try_from(plain.len()).unwrap_or(u32::MAX);
-            let mut out = Vec::with_capacity(packed.len() + 4);
-            out.extend_from_slice(&len.to_le_bytes());
-            out.extend_from_slice(&packed);
-            return Ok((Payload::Owned(out), flags | f::COMPRESSED | f::ZLIB));
-        }
-    }
-    Ok((payload, flags))
+    let (stored, flags) = py
+        .detach(|| php::encode(ty, plain, user_flags, compress.as_ref()))
+        .map_err(|e| value_error(py, e))?;
+    Ok(match stored {
+        Cow::Owned(v) => (Payload::Owned(v), flags),
+        Cow::Borrowed(_) => (payload, flags),
+    })
 }
 
 fn parse_int<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
@@ -433,7 +341,6 @@ pub fn decode<'py>(
     data: Vec<u8>,
     flags: u32,
 ) -> PyResult<Bound<'py, PyAny>> {
-    use py_flags as f;
     match serde {
         Serde::Raw => Ok(PyBytes::new(py, &data).into_any()),
         Serde::Custom(obj) => obj.bind(py).call_method1(
@@ -442,100 +349,56 @@ pub fn decode<'py>(
         ),
         Serde::Interop => decode_interop(py, data, flags),
         Serde::Pymemcache | Serde::Pylibmc => {
-            if flags == 0 {
-                return Ok(PyBytes::new(py, &data).into_any());
-            }
-            let data = if flags & f::COMPRESSED != 0 {
-                decompress(py, &data)?
-            } else {
-                data
-            };
-            // pymemcache's order: text, integer, long, pickle. pylibmc's types are disjoint
+            // pymemcache's order: text, integer, long, pickle. pylibmc's types are the same
             // bits, so the same order reads its values (its bool "1"/"0" reads as int, as
             // pylibmc itself returns it).
-            if flags & f::TEXT != 0 {
-                text(py, &data)
-            } else if flags & (f::INTEGER | f::LONG) != 0 {
-                parse_int(py, &data)
-            } else if flags & f::PICKLE != 0 {
-                unpickle(py, &data)
-            } else {
-                Ok(PyBytes::new(py, &data).into_any())
-            }
+            let (kind, data) = pm::decode(&data, flags).map_err(|e| value_error(py, e))?;
+            from_kind(py, kind, &data)
         }
     }
 }
 
+fn from_kind<'py>(py: Python<'py>, kind: Kind, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    match kind {
+        Kind::Bytes => Ok(PyBytes::new(py, data).into_any()),
+        Kind::Text => text(py, data),
+        Kind::Int => parse_int(py, data),
+        Kind::Pickle => unpickle(py, data),
+    }
+}
+
 fn decode_interop<'py>(py: Python<'py>, data: Vec<u8>, flags: u32) -> PyResult<Bound<'py, PyAny>> {
-    use php_flags as f;
-    let low = flags & 0xFFFF;
     // pymemcache/pylibmc values PHP never writes: text 16 (0x10 alone would be "compressed,
     // no method" in PHP), zlib 8 and 24.
-    if low == py_flags::TEXT {
-        return text(py, &data);
+    let low = flags & 0xFFFF;
+    if low == TEXT || low == COMPRESSED || low == COMPRESSED | TEXT {
+        let (kind, data) = pm::decode(&data, low).map_err(|e| value_error(py, e))?;
+        return from_kind(py, kind, &data);
     }
-    if low == py_flags::COMPRESSED || low == py_flags::COMPRESSED | py_flags::TEXT {
-        let plain = decompress(py, &data)?;
-        return if low & py_flags::TEXT != 0 {
-            text(py, &plain)
-        } else {
-            Ok(PyBytes::new(py, &plain).into_any())
-        };
-    }
-    let data = if flags & f::COMPRESSED != 0 {
-        if flags & f::ZLIB != 0 {
-            if data.len() < 4 {
-                return Err(client_error(
-                    py,
-                    "invalid_value",
-                    "php-memcached zlib value shorter than its length prefix",
-                ));
-            }
-            decompress(py, &data[4..])?
-        } else {
-            let method = if flags & f::FASTLZ != 0 {
-                "fastlz"
-            } else if flags & f::ZSTD != 0 {
-                "zstd"
-            } else {
-                "unknown"
-            };
-            return Err(client_error(
+    let d = php::decode(&data, flags).map_err(|e| value_error(py, e))?;
+    let data = &d.payload[..];
+    match d.ty {
+        php::STRING if flags & php::FAE_TEXT != 0 => text(py, data),
+        php::STRING => Ok(PyBytes::new(py, data).into_any()),
+        php::LONG => parse_int(py, data),
+        php::DOUBLE => match php::parse_double(data) {
+            Some(x) => Ok(PyFloat::new(py, x).into_any()),
+            None => Err(client_error(
                 py,
-                "unsupported_value",
-                format!(
-                    "php-memcached value compressed with {method} (flags {flags:#x}); set \
-                     memcached.compression_type=zlib in PHP to share compressed values"
-                ),
-            ));
-        }
-    } else {
-        data
-    };
-    match flags & f::TYPE_MASK {
-        f::STRING if flags & f::FAE_TEXT != 0 => text(py, &data),
-        f::STRING => Ok(PyBytes::new(py, &data).into_any()),
-        f::LONG => parse_int(py, &data),
-        f::DOUBLE => {
-            let s = std::str::from_utf8(&data).unwrap_or("").trim();
-            // Rust parses "Infinity", "-Infinity", "NaN", "INF" and decimal/exponent text.
-            let x: f64 = s
-                .parse()
-                .map_err(|_| client_error(py, "invalid_value", format!("not a double: {s:?}")))?;
-            Ok(PyFloat::new(py, x).into_any())
-        }
-        f::BOOL => Ok(PyBool::new(py, !data.is_empty() && data != b"0")
-            .to_owned()
-            .into_any()),
-        f::JSON => {
+                "invalid_value",
+                format!("not a double: {:?}", String::from_utf8_lossy(data)),
+            )),
+        },
+        php::BOOL => Ok(PyBool::new(py, php::parse_bool(data)).to_owned().into_any()),
+        php::JSON => {
             let loads = JSON_LOADS.import(py, "json", "loads")?;
-            loads.call1((PyBytes::new(py, &data),))
+            loads.call1((PyBytes::new(py, data),))
         }
-        f::FAE_PICKLE => unpickle(py, &data),
-        t @ (f::SERIALIZED | f::IGBINARY | f::MSGPACK) => {
+        php::FAE_PICKLE => unpickle(py, data),
+        t @ (php::SERIALIZED | php::IGBINARY | php::MSGPACK) => {
             let name = match t {
-                f::SERIALIZED => "PHP serialize()",
-                f::IGBINARY => "igbinary",
+                php::SERIALIZED => "PHP serialize()",
+                php::IGBINARY => "igbinary",
                 _ => "msgpack",
             };
             Err(client_error(

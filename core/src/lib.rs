@@ -33,6 +33,7 @@ pub mod protocol;
 pub mod route;
 pub mod stats;
 pub mod textfile;
+pub mod values;
 
 pub use client::Client;
 pub use config::Config;

@@ -152,12 +152,24 @@ def test_interop_reads_php_memcached_layout(server):
     assert c.get("php_uf") == b"user flags ignored"
     assert c.get("php_z") == text
     assert c.get("php_jz") == {"k": "vvvv"}
+    # FastLZ, php-memcached's default compression: the bytes php-memcached 3.2 stored for
+    # str_repeat("hello fastlz ", 4) . "end" (compression_threshold=10).
+    fastlz = bytes.fromhex("370000000c68656c6c6f20666173746c7a20e01e0c02656e64")
+    put_raw(server, "php_fastlz", 0x50, fastlz)
+    assert c.get("php_fastlz") == b"hello fastlz " * 4 + b"end"
     put_raw(server, "php_ser", 4, b'a:1:{i:0;s:1:"x";}')
-    put_raw(server, "php_fastlz", 0x50, b"\x00\x00\x00\x00junk")
-    for key in ("php_ser", "php_fastlz"):
+    put_raw(server, "php_zstd", 0x90, b"\x04\x00\x00\x00zstd")
+    for key in ("php_ser", "php_zstd"):
         with pytest.raises(fae.ClientError) as e:
             c.get(key)
         assert e.value.reason == "unsupported_value"
+    put_raw(server, "php_badlz", 0x50, b"\x00\x00\x00\x00junk")
+    put_raw(server, "php_badlen", 0x50, b"\x36" + fastlz[1:])
+    put_raw(server, "php_nomethod", 0x16, fastlz)  # compressed, no method
+    for key in ("php_badlz", "php_badlen", "php_nomethod"):
+        with pytest.raises(fae.ClientError) as e:
+            c.get(key)
+        assert e.value.reason == "invalid_value", key
     assert raw_command(server, b"get php_ser\r\n", b"END\r\n").startswith(b"VALUE"), "kept"
 
 
