@@ -20,6 +20,8 @@ echo "== the bindings' core carries no coordinator code (feature watch off)"
 cargo check -q -p fae-core --no-default-features --lib
 echo "== cargo test"
 cargo test --workspace
+echo "== Prometheus: a client's stats_prometheus() and \`fae stats --dir\` pass promtool check metrics"
+FAE_REQUIRE_PROMTOOL=1 cargo test -q -p fae-core --test e2e_stats promtool
 echo "== Python: build the fae module into the venv, run pytest against real memcached"
 # Own target dir: maturin sets PYO3_BUILD_EXTENSION_MODULE, which would otherwise rebuild pyo3
 # in target/ on every alternation with cargo test.
