@@ -3,7 +3,11 @@
 //!
 //! - `stats.listen = "127.0.0.1:9150"`: the supervisor thread binds it on its first tick (never
 //!   at load time) and answers `GET /metrics` (Prometheus text) and `GET /stats.json`. Only the
-//!   process that bound it serves: a forked child inherits the socket but leaves it alone.
+//!   process that bound it serves: a forked child closes its inherited copy and competes for
+//!   the port like every process, retrying every few seconds, so when the holder exits another
+//!   takes over. With `stats.dir` set too, the holder serves the merged view of the directory,
+//!   which is what a pre-fork server (gunicorn, php-fpm) needs: all its workers write
+//!   snapshots, whichever holds the port serves everyone's numbers.
 //! - `stats.dir = "/run/fae"`: every `stats.interval_ms` each process writes its snapshot to
 //!   `fae-<pid>-<n>.json` (temp file + rename, so readers never see half a file). The file of a
 //!   process that no longer exists is folded into `fae-retired.json` (its counters and latency
@@ -16,10 +20,11 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use serde_json::{Map, Value, json};
 
 use crate::pool::health::now_ms;
@@ -29,12 +34,23 @@ use crate::stats::{merge_latency, render_prometheus};
 /// Distinguishes several clients of one process in snapshot file names.
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
+/// How often a process whose `stats.listen` port another process holds tries again: when the
+/// holder exits (php-fpm recycling the worker that bound it), another takes over.
+const REBIND_MS: u64 = 5_000;
+
 /// Stats export state of one client.
 #[derive(Debug)]
 pub(crate) struct Exporter {
     listen: Option<String>,
-    listener: OnceLock<(u64, TcpListener)>,
-    listen_failed: AtomicBool,
+    /// The bound listener and the fork generation that bound it. A swap, not a lock: a fork
+    /// while another thread held a lock would leave the child unable to take it.
+    listener: ArcSwapOption<(u64, TcpListener)>,
+    /// When to try binding next (ms since the epoch); `u64::MAX`: never (a hard error).
+    next_bind_ms: AtomicU64,
+    /// The "another process holds the port" message is logged once per process.
+    in_use_logged: AtomicBool,
+    /// One thread serves at a time (tick runs on request threads without a supervisor).
+    serving: AtomicBool,
     dir: Option<PathBuf>,
     interval_ms: u64,
     last_write_ms: AtomicU64,
@@ -52,8 +68,10 @@ impl Exporter {
         }
         Some(Exporter {
             listen,
-            listener: OnceLock::new(),
-            listen_failed: AtomicBool::new(false),
+            listener: ArcSwapOption::empty(),
+            next_bind_ms: AtomicU64::new(0),
+            in_use_logged: AtomicBool::new(false),
+            serving: AtomicBool::new(false),
             dir,
             interval_ms,
             last_write_ms: AtomicU64::new(0),
@@ -61,11 +79,8 @@ impl Exporter {
         })
     }
 
-    /// Serve pending HTTP requests and write a due snapshot. `snapshot` builds the JSON.
+    /// Write a due snapshot and serve pending HTTP requests. `snapshot` builds the JSON.
     pub(crate) fn tick(&self, snapshot: &dyn Fn() -> Value) {
-        if let Some(addr) = &self.listen {
-            self.serve(addr, snapshot);
-        }
         if let Some(dir) = &self.dir {
             let now = now_ms();
             let last = self.last_write_ms.load(Ordering::Relaxed);
@@ -76,33 +91,87 @@ impl Exporter {
                 }
             }
         }
+        if let Some(addr) = &self.listen
+            && self
+                .serving
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.serve(addr, snapshot);
+            self.serving.store(false, Ordering::Release);
+        }
+    }
+
+    /// What the listener serves: with `stats.dir`, the merged view of every process writing
+    /// there (the workers of a pre-fork server all write to it, one of them holds the port);
+    /// without, this process's own snapshot.
+    fn served(&self, snapshot: &dyn Fn() -> Value) -> Value {
+        let Some(dir) = &self.dir else {
+            return snapshot();
+        };
+        aggregate_dir(dir).unwrap_or_else(|e| {
+            log::warn!(target: "fae", "stats.dir={} merge failed, serving this process only: {e}", dir.display());
+            snapshot()
+        })
     }
 
     fn serve(&self, addr: &str, snapshot: &dyn Fn() -> Value) {
         let generation = fork::generation();
-        if self.listener.get().is_none() && !self.listen_failed.load(Ordering::Relaxed) {
+        if self
+            .listener
+            .load()
+            .as_ref()
+            .is_some_and(|l| l.0 != generation)
+        {
+            // A forked child: the socket is its parent's. Close this process's copy (it would
+            // keep the port open, never accepting, after the parent exits) and compete for the
+            // port like any other process.
+            self.listener.store(None);
+        }
+        if self.listener.load().is_none() {
+            let now = now_ms();
+            if now < self.next_bind_ms.load(Ordering::Relaxed) {
+                return;
+            }
             match TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l)) {
                 Ok(l) => {
-                    log::info!(target: "fae", "stats.listen={addr} serving /metrics and /stats.json");
-                    let _ = self.listener.set((generation, l));
+                    let what = if self.dir.is_some() {
+                        "the merged stats.dir view"
+                    } else {
+                        "this process's stats"
+                    };
+                    log::info!(target: "fae", "stats.listen={addr} serving /metrics and /stats.json ({what})");
+                    self.listener.store(Some(Arc::new((generation, l))));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    // A pre-fork server: another worker (or the parent) holds the port. Expected
+                    // with stats.dir (that process serves everyone's numbers); without it, each
+                    // worker's numbers stay unserved, which the operator should hear about.
+                    self.next_bind_ms.store(now + REBIND_MS, Ordering::Relaxed);
+                    if !self.in_use_logged.swap(true, Ordering::Relaxed) {
+                        if self.dir.is_some() {
+                            log::debug!(target: "fae", "stats.listen={addr} is held by another process, which serves the merged stats.dir view; retrying every {REBIND_MS} ms");
+                        } else {
+                            log::warn!(target: "fae", "stats.listen={addr} is held by another process: only its own numbers are served; set stats.dir (or run `fae stats --dir DIR --listen ADDR`) to serve every process's");
+                        }
+                    }
+                    return;
                 }
                 Err(e) => {
-                    self.listen_failed.store(true, Ordering::Relaxed);
+                    self.next_bind_ms.store(u64::MAX, Ordering::Relaxed);
                     log::error!(target: "fae", "stats.listen={addr} bind failed: {e}");
+                    return;
                 }
             }
         }
-        let Some((bound_in, listener)) = self.listener.get() else {
+        let Some(bound) = self.listener.load_full() else {
             return;
         };
-        if *bound_in != generation {
-            return; // a forked child: the parent serves
-        }
         // Bounded: at most a handful of requests per tick, each with short socket timeouts.
         for _ in 0..16 {
-            match listener.accept() {
+            match bound.1.accept() {
                 Ok((stream, _)) => {
-                    let _ = answer(stream, snapshot);
+                    let _ = answer(stream, &|| self.served(snapshot));
                 }
                 Err(_) => break,
             }
