@@ -24,9 +24,12 @@ use serde::de::{self, Deserializer};
 use crate::error::{Error, Reason, Result};
 use crate::placement::{Mode, Node};
 use crate::protocol::Protocol;
+use crate::route::schema::split_nested;
 
-mod route;
-pub use route::{FailoverOn, HedgeAfter, MigratePhase, ReadPolicy, RouteConfig, WritePolicy};
+pub use crate::route::RouteConfig;
+pub use crate::route::failover::FailoverOn;
+pub use crate::route::migrate::MigratePhase;
+pub use crate::route::replicated::{HedgeAfter, ReadPolicy, WritePolicy};
 
 /// Every default, with its unit, in one place.
 pub mod defaults {
@@ -533,9 +536,7 @@ impl Config {
         };
         let cfg = Config {
             pools: BTreeMap::from([(defaults::POOL.to_string(), pool)]),
-            route: RouteConfig::Pool {
-                pool: defaults::POOL.to_string(),
-            },
+            route: RouteConfig::pool(defaults::POOL),
             timeouts: Timeouts::default(),
             max_value_size: defaults::MAX_VALUE_SIZE,
             health: HealthConfig::default(),
@@ -593,15 +594,10 @@ impl Config {
         }
         let route = match raw.route {
             Some(r) => r,
-            None if pools.is_empty() => RouteConfig::Local {
-                max_items: defaults::LOCAL_MAX_ITEMS,
-                max_bytes: defaults::LOCAL_MAX_BYTES,
-                ttl_ms: None,
-                route: None,
-            },
-            None if pools.len() == 1 => RouteConfig::Pool {
-                pool: pools.keys().next().cloned().unwrap_or_default(),
-            },
+            None if pools.is_empty() => RouteConfig::Local(Default::default()),
+            None if pools.len() == 1 => {
+                RouteConfig::pool(pools.keys().next().cloned().unwrap_or_default())
+            }
             None => {
                 return Err(invalid(
                     "route: several pools are configured; say which one requests go to",
@@ -760,8 +756,8 @@ impl Config {
 fn path_error<E: fmt::Display>(e: serde_path_to_error::Error<E>) -> Error {
     let outer = e.path().to_string();
     let inner = e.into_inner().to_string();
-    // A nested route reports the path inside it (see `route::NESTED`): join the two.
-    let (sub, msg) = route::split_nested(&inner);
+    // A nested route reports the path inside it (see `route::schema::NESTED`): join the two.
+    let (sub, msg) = split_nested(&inner);
     let path = match (outer.as_str(), sub) {
         (p, "") => p.to_string(),
         ("." | "", q) => q.to_string(),
@@ -807,9 +803,9 @@ mod tests {
         assert_eq!(p.servers[2].weight, 5);
         assert_eq!(
             c.route,
-            RouteConfig::Pool {
+            RouteConfig::Pool(crate::route::pool::Config {
                 pool: "default".into()
-            }
+            })
         );
         assert_eq!(c.timeouts, Timeouts::default());
     }
