@@ -1,6 +1,6 @@
 //! Config → route tree. Pools are built first (once each, shared by every route that names
 //! them); then `route` is built depth-first, each node by its route file's
-//! [`RouteSpec::build`] through [`Builder`], with each error prefixed by its config path
+//! [`RouteSpec::build`](super::RouteSpec::build) through [`Builder`], with each error prefixed by its config path
 //! (`route.children[1]: replicas must be on distinct hosts …`).
 //!
 //! On reload the previous [`Router`]'s destinations are offered back by address and settings
@@ -12,18 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::error::{Error, Reason, Result};
+use crate::error::Result;
 use crate::placement::Placement;
 use crate::pool::{ConnSettings, Destination};
 
 use super::pool::PoolRoute;
-use super::schema::RouteSpec;
+use super::schema::{Builder, invalid};
 use super::{Route, RouteConfig, Router, Visit};
-
-/// A config error at `path` (`route.children[1]: …`).
-pub(crate) fn invalid(path: &str, msg: impl std::fmt::Display) -> Error {
-    Error::with_detail(Reason::InvalidConfig, format!("{path}: {msg}"))
-}
 
 /// Build the router for `config`. `previous`: the router being replaced (its destinations are
 /// reused where address and settings match). `placement`: a placement that replaces the mode
@@ -54,7 +49,7 @@ pub fn build(
             claimed.push(Arc::as_ptr(&found));
             Some(found)
         };
-        let mut pool = PoolRoute::build(name, pc, config, &mut reuse)?;
+        let mut pool = PoolRoute::build(name, pc, &config.pool_shared(), &mut reuse)?;
         if let RouteConfig::Pool(routed) = &config.route
             && routed.pool == *name
             && let Some(p) = placement.take()
@@ -93,43 +88,6 @@ pub fn build(
         background: config.health.background,
         stampede: config.stampede,
     })
-}
-
-/// What routes need while being built.
-#[derive(Debug)]
-pub struct Builder<'a> {
-    /// Pools by name.
-    pub pools: &'a BTreeMap<String, Arc<PoolRoute>>,
-    /// Background work runs on the caller's thread (`health.background: false`).
-    pub inline: bool,
-}
-
-impl Builder<'_> {
-    /// The pool `name`, named by the route at `path` (the error names `path.pool`).
-    pub fn pool(&self, name: &str, path: &str) -> Result<Arc<PoolRoute>> {
-        self.pools
-            .get(name)
-            .cloned()
-            .ok_or_else(|| invalid(&format!("{path}.pool"), format!("unknown pool \"{name}\"")))
-    }
-
-    /// Build `cfg`, found at `path`: the route file's [`RouteSpec::build`].
-    pub fn route(&mut self, cfg: &RouteConfig, path: &str) -> Result<Arc<dyn Route>> {
-        cfg.spec().build(self, path)
-    }
-
-    /// Build the child `cfg` of the route at `path`, found at `path` + `suffix` (`.cold`).
-    pub fn child(&mut self, cfg: &RouteConfig, path: &str, suffix: &str) -> Result<Arc<dyn Route>> {
-        self.route(cfg, &format!("{path}{suffix}"))
-    }
-
-    /// Build every child of `spec` (the route at `path`), in order.
-    pub fn children(&mut self, spec: &dyn RouteSpec, path: &str) -> Result<Vec<Arc<dyn Route>>> {
-        spec.children()
-            .into_iter()
-            .map(|(suffix, c)| self.child(c, path, &suffix))
-            .collect()
-    }
 }
 
 /// Every destination of `route` for `op` and `key` (see [`Route::traverse`]), for tests.

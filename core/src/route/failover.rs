@@ -24,8 +24,7 @@ use crate::op::Op;
 use crate::protocol::Response;
 use crate::stats::RouteCounters;
 
-use super::builder::Builder;
-use super::schema::{RouteSpec, invalid_field, typed};
+use super::schema::{Builder, RouteSpec, invalid_field, typed};
 use super::{GetOpts, Key, Route, RouteConfig, Visit, Write};
 
 /// `{"type": "failover", "children": [...], "failover_on": [...], "max_tries": 2}`.

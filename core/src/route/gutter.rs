@@ -22,9 +22,8 @@ use crate::op::Op;
 use crate::protocol::{Request, Response};
 use crate::stats::RouteCounters;
 
-use super::builder::Builder;
 use super::failover::{FailoverOn, FailoverRoute};
-use super::schema::RouteSpec;
+use super::schema::{Builder, RouteSpec};
 use super::{GetOpts, Key, Route, RouteConfig, Visit, Write, cap_ttl};
 
 /// `{"type": "gutter", "pool": "gutter", "max_ttl": 10}`, optionally with the `route` it

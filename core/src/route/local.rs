@@ -30,8 +30,7 @@ use crate::op::{Op, StoreOutcome};
 use crate::protocol::{Request, Response, Status};
 use crate::stats::RouteCounters;
 
-use super::builder::Builder;
-use super::schema::{RouteSpec, invalid_field};
+use super::schema::{Builder, RouteSpec, invalid_field};
 use super::warm_up::copy_ttl;
 use super::{GetOpts, Key, Route, RouteConfig, Visit, Write, status, stored};
 

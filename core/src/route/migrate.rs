@@ -38,8 +38,7 @@ use crate::op::Op;
 use crate::protocol::{Request, Response, StoreOp};
 use crate::stats::RouteCounters;
 
-use super::builder::Builder;
-use super::schema::RouteSpec;
+use super::schema::{Builder, RouteSpec};
 use super::warm_up::Fill;
 use super::{GetOpts, Key, Route, RouteConfig, Visit, Write, write_parts};
 

@@ -382,7 +382,7 @@ pub struct Router {
     /// Probes and sweeps run on the supervisor thread.
     pub background: bool,
     /// Leases, `get_or_set` and coalescing.
-    pub stampede: crate::config::StampedeConfig,
+    pub stampede: crate::config::sections::StampedeConfig,
 }
 
 impl Router {

@@ -57,8 +57,7 @@ use crate::process::fork;
 use crate::protocol::{Response, StoreOp};
 use crate::stats::RouteCounters;
 
-use super::builder::Builder;
-use super::schema::{RouteSpec, invalid_field};
+use super::schema::{Builder, RouteSpec, invalid_field};
 use super::{GetOpts, Key, Route, RouteConfig, Visit, Write};
 
 /// `{"type": "negative", "ttl_ms": 500, "max_keys": 10000, "route": "main"}`.

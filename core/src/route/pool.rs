@@ -20,7 +20,7 @@ use arc_swap::ArcSwap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::config::{OnDown, PoolConfig};
+use crate::config::sections::{OnDown, PoolConfig, PoolShared};
 use crate::error::{Error, Reason, Result};
 use crate::item::Item;
 use crate::op::Op;
@@ -31,9 +31,8 @@ use crate::process::supervisor;
 use crate::protocol::{Decoder, Protocol, Response};
 use crate::stats::inc;
 
-use super::builder::Builder;
 use super::exchange::{self, Batch};
-use super::schema::RouteSpec;
+use super::schema::{Builder, RouteSpec};
 use super::{GetOpts, Key, Leaf, Route, Visit, Write};
 
 /// `{"type": "pool", "pool": "main"}`, or just `"main"`: every key goes to that pool.
@@ -178,7 +177,7 @@ impl PoolRoute {
     pub(crate) fn build(
         pool: &str,
         pc: &PoolConfig,
-        config: &crate::config::Config,
+        config: &PoolShared,
         previous: &mut dyn FnMut(&str, &ConnSettings) -> Option<Arc<Destination>>,
     ) -> Result<PoolRoute> {
         let placement = Placement::new(pc.mode, &pc.servers)

@@ -16,8 +16,7 @@ use crate::item::Item;
 use crate::op::Op;
 use crate::protocol::Response;
 
-use super::builder::Builder;
-use super::schema::{RouteSpec, invalid_field};
+use super::schema::{Builder, RouteSpec, invalid_field};
 use super::{GetOpts, Key, Route, RouteConfig, Visit, Write, get_parts, merge_parts, write_parts};
 
 /// `{"type": "prefix", "routes": {"user:": "users"}, "default": "main"}`.

@@ -47,11 +47,10 @@ use crate::op::Op;
 use crate::protocol::{Request, Response, Status, StoreOp};
 use crate::stats::RouteCounters;
 
-use super::builder::{Builder, invalid};
 use super::exchange::{Hedge, get_hedged};
 use super::failover::indexed;
 use super::pool::PoolReplica;
-use super::schema::{RouteSpec, invalid_field};
+use super::schema::{Builder, RouteSpec, invalid, invalid_field};
 use super::{GetOpts, Key, OwnedWrites, Route, RouteConfig, Visit, Write, write_all};
 use crate::process::background;
 

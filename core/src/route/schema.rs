@@ -12,8 +12,10 @@
 //! Each route file owns its part: a `Config` struct (serde, `deny_unknown_fields`) that
 //! implements [`RouteSpec`] (its children, the pools it names, its rules, its `build`). This
 //! module holds only what is common to all of them: the `"type"` dispatch, the path-named
-//! errors, the tree walks. The list of route types is the `routes!` table in `route/mod.rs`.
+//! errors, the tree walks, and the [`Builder`] that `build` gets. The list of route types is
+//! the `routes!` table in `route/mod.rs`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -21,9 +23,9 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
-use crate::error::Result;
+use crate::error::{Error, Reason, Result};
 
-use super::builder::Builder;
+use super::pool::PoolRoute;
 use super::{Route, RouteConfig};
 
 /// What a route file's `Config` tells the schema and the builder.
@@ -48,6 +50,48 @@ pub trait RouteSpec: fmt::Debug {
     /// Build the route found at `path`, its children through [`Builder::child`]. Rules that
     /// need the built pools (server counts, pool leaves) are checked here.
     fn build(&self, b: &mut Builder<'_>, path: &str) -> Result<Arc<dyn Route>>;
+}
+
+/// What routes need while being built.
+#[derive(Debug)]
+pub struct Builder<'a> {
+    /// Pools by name.
+    pub pools: &'a BTreeMap<String, Arc<PoolRoute>>,
+    /// Background work runs on the caller's thread (`health.background: false`).
+    pub inline: bool,
+}
+
+impl Builder<'_> {
+    /// The pool `name`, named by the route at `path` (the error names `path.pool`).
+    pub fn pool(&self, name: &str, path: &str) -> Result<Arc<PoolRoute>> {
+        self.pools
+            .get(name)
+            .cloned()
+            .ok_or_else(|| invalid(&format!("{path}.pool"), format!("unknown pool \"{name}\"")))
+    }
+
+    /// Build `cfg`, found at `path`: the route file's [`RouteSpec::build`].
+    pub fn route(&mut self, cfg: &RouteConfig, path: &str) -> Result<Arc<dyn Route>> {
+        cfg.spec().build(self, path)
+    }
+
+    /// Build the child `cfg` of the route at `path`, found at `path` + `suffix` (`.cold`).
+    pub fn child(&mut self, cfg: &RouteConfig, path: &str, suffix: &str) -> Result<Arc<dyn Route>> {
+        self.route(cfg, &format!("{path}{suffix}"))
+    }
+
+    /// Build every child of `spec` (the route at `path`), in order.
+    pub fn children(&mut self, spec: &dyn RouteSpec, path: &str) -> Result<Vec<Arc<dyn Route>>> {
+        spec.children()
+            .into_iter()
+            .map(|(suffix, c)| self.child(c, path, &suffix))
+            .collect()
+    }
+}
+
+/// A config error at `path` (`route.children[1]: …`).
+pub fn invalid(path: &str, msg: impl std::fmt::Display) -> Error {
+    Error::with_detail(Reason::InvalidConfig, format!("{path}: {msg}"))
 }
 
 /// Declares [`RouteConfig`] from the table of route types in `route/mod.rs`, one row per route:

@@ -25,8 +25,7 @@ use crate::op::Op;
 use crate::protocol::{Request, Response, Status, StoreOp};
 use crate::stats::RouteCounters;
 
-use super::builder::Builder;
-use super::schema::{RouteSpec, invalid_field};
+use super::schema::{Builder, RouteSpec, invalid_field};
 use super::{GetOpts, Key, OwnedWrites, Route, RouteConfig, Visit, Write};
 use crate::process::background;
 

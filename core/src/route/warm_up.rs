@@ -26,8 +26,7 @@ use crate::op::Op;
 use crate::protocol::{Request, Response, StoreOp};
 use crate::stats::RouteCounters;
 
-use super::builder::Builder;
-use super::schema::RouteSpec;
+use super::schema::{Builder, RouteSpec};
 use super::{GetOpts, Key, OwnedWrites, Route, RouteConfig, Visit, Write, write_parts};
 use crate::process::background;
 
