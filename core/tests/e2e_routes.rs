@@ -1,7 +1,7 @@
 //! Every route of the tree end to end, against real memcached servers (issue: route e2e).
 //!
-//! Each test builds its config as JSON (`pools` + `route`, the schema of
-//! `core/src/config/route.rs`), starts its own servers with the testkit, and checks what the
+//! Each test builds its config as JSON (`pools` + `route`, the schema of each route's
+//! `Config` in `core/src/route/`), starts its own servers with the testkit, and checks what the
 //! route promises in its module doc by looking at what the **servers** hold (`raw::get`,
 //! `raw::keys`, the meta `t` flag for TTLs), not only at what the client answers:
 //!

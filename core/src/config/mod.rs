@@ -24,9 +24,12 @@ use serde::de::{self, Deserializer};
 use crate::error::{Error, Reason, Result};
 use crate::placement::{Mode, Node};
 use crate::protocol::Protocol;
+use crate::route::schema::split_nested;
 
-mod route;
-pub use route::{FailoverOn, HedgeAfter, MigratePhase, ReadPolicy, RouteConfig, WritePolicy};
+pub use crate::route::RouteConfig;
+pub use crate::route::failover::FailoverOn;
+pub use crate::route::migrate::MigratePhase;
+pub use crate::route::replicated::{HedgeAfter, ReadPolicy, WritePolicy};
 
 /// The upper bounds of numeric settings (checked by `Config::validate`; README "Configuration").
 pub mod limits {
@@ -40,52 +43,12 @@ pub mod limits {
     pub const MAX_COUNT: u64 = 1_000_000;
 }
 
-/// Every default, with its unit, in one place.
-pub mod defaults {
-    /// Largest value accepted before any I/O (memcached's default item size limit is 1 MiB).
-    pub const MAX_VALUE_SIZE: usize = 1024 * 1024;
-    /// Connections per server per process.
-    pub const MAX_CONNECTIONS: usize = 8;
-    /// TCP connect timeout, milliseconds.
-    pub const CONNECT_MS: u64 = 100;
-    /// Deadline for one request (send + complete reply), milliseconds.
-    pub const IO_MS: u64 = 250;
-    /// memcached's port, assumed when a server string has none.
-    pub const PORT: u16 = 11211;
-    /// Name of the pool the `servers` shorthand creates.
-    pub const POOL: &str = "default";
-    /// Idle connections unused this long get a heartbeat, milliseconds.
-    pub const HEARTBEAT_INTERVAL_MS: u64 = 5000;
-    /// Consecutive soft failures (timeouts) that open a breaker.
-    pub const TKO_SOFT_THRESHOLD: u32 = 3;
-    /// First probe delay after a breaker opens, milliseconds.
-    pub const PROBE_INITIAL_MS: u64 = 250;
-    /// Longest probe delay, milliseconds.
-    pub const PROBE_MAX_MS: u64 = 10_000;
-    /// Trial requests a half-open breaker admits.
-    pub const HALF_OPEN_REQUESTS: u32 = 3;
-    /// Largest fraction of a pool whose breakers may be open at once.
-    pub const MAX_TKO_FRACTION: f64 = 0.5;
-    /// Idle connections unused this long are closed, milliseconds (0: never).
-    pub const MAX_IDLE_MS: u64 = 60_000;
-    /// Connections older than this are closed when idle, milliseconds (0: never).
-    pub const MAX_AGE_MS: u64 = 0;
-    /// Items of a `local` route (and of the embedded cache a config without servers gets).
-    pub const LOCAL_MAX_ITEMS: usize = 10_000;
-    /// Bytes of a `local` route: keys + values + 160 bytes of bookkeeping per item.
-    pub const LOCAL_MAX_BYTES: usize = 64 * 1024 * 1024;
-    /// How long a `negative` route remembers a key as absent, milliseconds: the longest
-    /// another process's write of that key can stay unseen by this one.
-    pub const NEGATIVE_TTL_MS: u64 = 500;
-    /// Keys a `negative` route remembers at most (each costs the key plus 160 bytes).
-    pub const NEGATIVE_MAX_KEYS: usize = 10_000;
-    /// Lifetime of a lease stub, seconds: if the winner dies, the next lease is handed out
-    /// after this (Facebook: one token per key per 10 s).
-    pub const LEASE_TTL_S: u32 = 10;
-    /// How long `get_or_set` waits for another client's fill before computing itself,
-    /// milliseconds.
-    pub const LEASE_WAIT_MS: u64 = 2000;
-}
+pub mod defaults;
+pub(crate) mod sections;
+pub use sections::{
+    DiscoveryConfig, HealthConfig, OnDown, PoolConfig, PoolShared, ReloadConfig, StampedeConfig,
+    StatsConfig, Timeouts,
+};
 
 /// A validated configuration.
 #[derive(Clone, Debug, PartialEq)]
@@ -112,231 +75,6 @@ pub struct Config {
     /// The file this config was read from ([`Config::from_file`]); a client built from it
     /// watches it for changes. Not a config key.
     pub source: Option<std::path::PathBuf>,
-}
-
-/// Stampede protection (config `stampede`): leases, `get_or_set`, request coalescing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct StampedeConfig {
-    /// Seconds a lease stub lives (meta `N`): the winner must fill within this, or the next
-    /// reader wins a new lease.
-    pub lease_ttl_s: u32,
-    /// Longest `get_or_set` waits for another client's fill (polling with backoff) before it
-    /// computes the value itself (and then does not store it), milliseconds.
-    pub wait_ms: u64,
-    /// Early recache (meta `R`): the first lease read that finds less than this many seconds
-    /// left on an item refreshes it while everyone else keeps reading it. 0: off.
-    pub recache_below_s: u32,
-    /// Identical concurrent single-key `get`s (and `get_or_set`s) from threads of one
-    /// process share one request.
-    pub coalesce: bool,
-}
-
-impl Default for StampedeConfig {
-    fn default() -> Self {
-        Self {
-            lease_ttl_s: defaults::LEASE_TTL_S,
-            wait_ms: defaults::LEASE_WAIT_MS,
-            recache_below_s: 0,
-            coalesce: true,
-        }
-    }
-}
-
-/// Discovery (config `discovery`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct DiscoveryConfig {
-    /// A topology snapshot (`{"pools": {"main": ["host:port", …]}}`, as `fae watch` writes it).
-    /// Pools it names take their server lists from it; the config's own lists are the fallback
-    /// while the file is missing. The supervisor re-reads it when it changes (checked every
-    /// `reload.watch_ms`); an invalid snapshot is rejected and the last good one stays.
-    pub file: Option<std::path::PathBuf>,
-}
-
-/// Reloading (config `reload`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct ReloadConfig {
-    /// How often a client built from a config file checks its mtime and size, milliseconds
-    /// (0: never). A changed file is parsed and swapped in; a bad one is rejected and counted.
-    pub watch_ms: u64,
-}
-
-impl Default for ReloadConfig {
-    fn default() -> Self {
-        Self { watch_ms: 1000 }
-    }
-}
-
-/// Stats export (config `stats`).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct StatsConfig {
-    /// Serve `GET /metrics` (Prometheus) and `GET /stats.json` on this address from the
-    /// supervisor thread (long-lived processes; needs `health.background`).
-    pub listen: Option<String>,
-    /// Write this process's snapshot into this directory every `interval_ms` (php-fpm:
-    /// `fae stats --dir DIR` merges the workers' files).
-    pub dir: Option<std::path::PathBuf>,
-    /// How often the snapshot file is rewritten, milliseconds.
-    pub interval_ms: u64,
-}
-
-impl Default for StatsConfig {
-    fn default() -> Self {
-        Self {
-            listen: None,
-            dir: None,
-            interval_ms: 1000,
-        }
-    }
-}
-
-/// What happens to the keys of a server whose breaker is open.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnDown {
-    /// Its keys fail fast (`tko`); nothing rehashes, so no stale data when it returns.
-    #[default]
-    FailFast,
-    /// Take it off the ring while open: its keys go to the other servers (twemproxy
-    /// `auto_eject_hosts`, libmemcached `REMOVE_FAILED_SERVERS`). Risk: values written
-    /// elsewhere meanwhile are stale or missing when it returns.
-    Eject,
-}
-
-impl OnDown {
-    /// Stable config name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::FailFast => "fail_fast",
-            Self::Eject => "eject",
-        }
-    }
-}
-
-/// Heartbeats, the circuit breaker and the supervisor (config `health`).
-#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct HealthConfig {
-    /// Idle connections unused this long get a `mn`/`version` heartbeat, milliseconds.
-    pub heartbeat_interval_ms: u64,
-    /// Consecutive soft failures (timeouts, resets) that open a breaker.
-    pub tko_soft_threshold: u32,
-    /// First probe delay after a breaker opens, milliseconds (× 1.5 per failed probe).
-    pub probe_initial_ms: u64,
-    /// Longest probe delay, milliseconds.
-    pub probe_max_ms: u64,
-    /// Trial requests a half-open breaker admits; that many successes close it.
-    pub half_open_requests: u32,
-    /// No breaker opens if that would leave more than this fraction of its pool open.
-    pub max_tko_fraction: f64,
-    /// Idle connections unused this long are closed, milliseconds (0: never).
-    pub max_idle_ms: u64,
-    /// Connections older than this (jittered −20 %) are closed when idle, milliseconds (0: never).
-    pub max_age_ms: u64,
-    /// Run probes and heartbeats on a supervisor thread (started on first use). When false,
-    /// requests run due probes and sweeps inline, for environments that forbid threads.
-    pub background: bool,
-}
-
-impl Default for HealthConfig {
-    fn default() -> Self {
-        Self {
-            heartbeat_interval_ms: defaults::HEARTBEAT_INTERVAL_MS,
-            tko_soft_threshold: defaults::TKO_SOFT_THRESHOLD,
-            probe_initial_ms: defaults::PROBE_INITIAL_MS,
-            probe_max_ms: defaults::PROBE_MAX_MS,
-            half_open_requests: defaults::HALF_OPEN_REQUESTS,
-            max_tko_fraction: defaults::MAX_TKO_FRACTION,
-            max_idle_ms: defaults::MAX_IDLE_MS,
-            max_age_ms: defaults::MAX_AGE_MS,
-            background: true,
-        }
-    }
-}
-
-/// One pool: servers that share a placement.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct PoolConfig {
-    /// The servers, in config order (order matters for mcrouter modes).
-    pub servers: Vec<Node>,
-    /// Placement compatibility mode.
-    pub mode: Mode,
-    /// Wire protocol.
-    pub protocol: Protocol,
-    /// Connections per server per process.
-    pub max_connections: usize,
-    /// Allow keys with spaces or control bytes (meta protocol only; sent base64-encoded).
-    pub binary_keys: bool,
-    /// What happens to a down server's keys.
-    pub on_down: OnDown,
-    /// Switched off: every request fails fast with `disabled`, without I/O (graceful degrade).
-    pub disabled: bool,
-    /// Writes (set/add/replace/append/prepend/cas, incr/decr, touch) are answered locally as
-    /// not stored and counted; reads and deletes still go to the servers (graceful degrade).
-    pub read_only: bool,
-}
-
-/// Connect and request deadlines.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[non_exhaustive]
-pub struct Timeouts {
-    /// TCP connect timeout, milliseconds.
-    #[serde(default = "connect_ms")]
-    pub connect_ms: u64,
-    /// Deadline for one request, from the call to its complete reply, milliseconds.
-    #[serde(default = "io_ms")]
-    pub io_ms: u64,
-}
-
-fn connect_ms() -> u64 {
-    defaults::CONNECT_MS
-}
-fn io_ms() -> u64 {
-    defaults::IO_MS
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            connect_ms: defaults::CONNECT_MS,
-            io_ms: defaults::IO_MS,
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Mode {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Mode::from_name(&s).ok_or_else(|| {
-            let names: Vec<&str> = Mode::ALL.iter().map(|m| m.as_str()).collect();
-            de::Error::custom(format!(
-                "unknown mode \"{s}\"; expected one of {}",
-                names.join(", ")
-            ))
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for Protocol {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        match String::deserialize(d)?.as_str() {
-            "meta" => Ok(Protocol::Meta),
-            "text" | "ascii" => Ok(Protocol::Text),
-            s => Err(de::Error::custom(format!(
-                "unknown protocol \"{s}\"; expected meta or text"
-            ))),
-        }
-    }
 }
 
 /// A server entry: `"host:port"`, `"host:port:weight"`, `"host"` (port 11211), `"[::1]:11211"`,
@@ -487,6 +225,15 @@ fn invalid(msg: impl Into<String>) -> Error {
 }
 
 impl Config {
+    /// The sections every pool is built from besides its own (see [`PoolShared`]).
+    pub fn pool_shared(&self) -> PoolShared {
+        PoolShared {
+            timeouts: self.timeouts,
+            health: self.health,
+            max_value_size: self.max_value_size,
+        }
+    }
+
     /// Parse a JSON document.
     pub fn from_json(text: &str) -> Result<Config> {
         let de = &mut serde_json::Deserializer::from_str(text);
@@ -545,9 +292,7 @@ impl Config {
         };
         let cfg = Config {
             pools: BTreeMap::from([(defaults::POOL.to_string(), pool)]),
-            route: RouteConfig::Pool {
-                pool: defaults::POOL.to_string(),
-            },
+            route: RouteConfig::pool(defaults::POOL),
             timeouts: Timeouts::default(),
             max_value_size: defaults::MAX_VALUE_SIZE,
             health: HealthConfig::default(),
@@ -605,15 +350,10 @@ impl Config {
         }
         let route = match raw.route {
             Some(r) => r,
-            None if pools.is_empty() => RouteConfig::Local {
-                max_items: defaults::LOCAL_MAX_ITEMS,
-                max_bytes: defaults::LOCAL_MAX_BYTES,
-                ttl_ms: None,
-                route: None,
-            },
-            None if pools.len() == 1 => RouteConfig::Pool {
-                pool: pools.keys().next().cloned().unwrap_or_default(),
-            },
+            None if pools.is_empty() => RouteConfig::Local(Default::default()),
+            None if pools.len() == 1 => {
+                RouteConfig::pool(pools.keys().next().cloned().unwrap_or_default())
+            }
             None => {
                 return Err(invalid(
                     "route: several pools are configured; say which one requests go to",
@@ -843,8 +583,8 @@ impl Config {
 fn path_error<E: fmt::Display>(e: serde_path_to_error::Error<E>) -> Error {
     let outer = e.path().to_string();
     let inner = e.into_inner().to_string();
-    // A nested route reports the path inside it (see `route::NESTED`): join the two.
-    let (sub, msg) = route::split_nested(&inner);
+    // A nested route reports the path inside it (see `route::schema::NESTED`): join the two.
+    let (sub, msg) = split_nested(&inner);
     let path = match (outer.as_str(), sub) {
         (p, "") => p.to_string(),
         ("." | "", q) => q.to_string(),
@@ -890,9 +630,9 @@ mod tests {
         assert_eq!(p.servers[2].weight, 5);
         assert_eq!(
             c.route,
-            RouteConfig::Pool {
+            RouteConfig::Pool(crate::route::pool::Config {
                 pool: "default".into()
-            }
+            })
         );
         assert_eq!(c.timeouts, Timeouts::default());
     }

@@ -14,14 +14,132 @@
 
 use std::sync::Arc;
 
-use crate::config::FailoverOn;
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+use serde_json::Value;
+
 use crate::error::{Error, Reason, Result};
 use crate::item::Item;
 use crate::op::Op;
 use crate::protocol::Response;
 use crate::stats::RouteCounters;
 
-use super::{GetOpts, Key, Route, Visit, Write};
+use super::schema::{Builder, RouteSpec, invalid_field, typed};
+use super::{GetOpts, Key, Route, RouteConfig, Visit, Write};
+
+/// `{"type": "failover", "children": [...], "failover_on": [...], "max_tries": 2}`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// The routes to try, in order.
+    pub children: Vec<RouteConfig>,
+    /// Which failure reasons move to the next child, per operation class.
+    #[serde(default)]
+    pub failover_on: FailoverOn,
+    /// Children tried at most (default: all).
+    pub max_tries: Option<usize>,
+}
+
+impl RouteSpec for Config {
+    fn children(&self) -> Vec<(String, &RouteConfig)> {
+        indexed(&self.children)
+    }
+
+    fn check(&self, path: &str) -> Result<(), String> {
+        if self.children.is_empty() {
+            return invalid_field(path, "children", "a failover needs at least one child");
+        }
+        if self.max_tries == Some(0) {
+            return invalid_field(path, "max_tries", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    fn build(&self, b: &mut Builder<'_>, path: &str) -> Result<Arc<dyn Route>> {
+        let kids = b.children(self, path)?;
+        let tries = self.max_tries.unwrap_or(kids.len());
+        Ok(Arc::new(FailoverRoute::new(kids, &self.failover_on, tries)))
+    }
+}
+
+/// `children` as `(".children[i]", child)`, the path suffixes of a list of routes.
+pub(crate) fn indexed(children: &[RouteConfig]) -> Vec<(String, &RouteConfig)> {
+    children
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!(".children[{i}]"), c))
+        .collect()
+}
+
+/// Failure reasons that move a failover to its next child, per operation class. A missing
+/// class keeps the default: every reason for which [`crate::Error::should_failover`] holds.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct FailoverOn {
+    /// get, gets, gat, gats.
+    pub gets: Option<Vec<Reason>>,
+    /// set, add, replace, append, prepend, cas, incr, decr, touch.
+    pub updates: Option<Vec<Reason>>,
+    /// delete.
+    pub deletes: Option<Vec<Reason>>,
+}
+
+/// Reason names, as in errors and stats (`timeout`, `connect_refused`, `tko`, …).
+fn reasons<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Reason>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    names
+        .iter()
+        .map(|n| {
+            Reason::ALL
+                .iter()
+                .copied()
+                .find(|r| r.as_str() == n)
+                .ok_or_else(|| {
+                    let all: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+                    de::Error::custom(format!(
+                        "unknown reason \"{n}\"; expected one of {}",
+                        all.join(", ")
+                    ))
+                })
+        })
+        .collect()
+}
+
+impl<'de> Deserialize<'de> for FailoverOn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct PerClass {
+            #[serde(default, deserialize_with = "opt_reasons")]
+            gets: Option<Vec<Reason>>,
+            #[serde(default, deserialize_with = "opt_reasons")]
+            updates: Option<Vec<Reason>>,
+            #[serde(default, deserialize_with = "opt_reasons")]
+            deletes: Option<Vec<Reason>>,
+        }
+        fn opt_reasons<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Reason>>, D::Error> {
+            reasons(d).map(Some)
+        }
+        #[derive(Deserialize)]
+        struct All(#[serde(deserialize_with = "reasons")] Vec<Reason>);
+        // An array applies to every class; an object sets classes one by one.
+        let v = Value::deserialize(d)?;
+        if v.is_array() {
+            let All(list) = typed(v)?;
+            return Ok(FailoverOn {
+                gets: Some(list.clone()),
+                updates: Some(list.clone()),
+                deletes: Some(list),
+            });
+        }
+        let p: PerClass = typed(v)?;
+        Ok(FailoverOn {
+            gets: p.gets,
+            updates: p.updates,
+            deletes: p.deletes,
+        })
+    }
+}
 
 /// Reasons as a bit set over [`Reason::ALL`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

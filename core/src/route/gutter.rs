@@ -14,13 +14,83 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::error::Result;
+use serde::Deserialize;
+
+use crate::error::{Reason, Result};
 use crate::item::Item;
 use crate::op::Op;
 use crate::protocol::{Request, Response};
 use crate::stats::RouteCounters;
 
-use super::{GetOpts, Key, Route, Visit, Write, cap_ttl};
+use super::failover::{FailoverOn, FailoverRoute};
+use super::schema::{Builder, RouteSpec};
+use super::{GetOpts, Key, Route, RouteConfig, Visit, Write, cap_ttl};
+
+/// `{"type": "gutter", "pool": "gutter", "max_ttl": 10}`, optionally with the `route` it
+/// protects (and `failover_on`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// The gutter pool.
+    pub pool: String,
+    /// Longest TTL stored in the gutter pool, seconds.
+    pub max_ttl: u32,
+    /// The route the gutter protects (optional: without it, use this inside a failover).
+    pub route: Option<Box<RouteConfig>>,
+    /// With `route`: which failures go to the gutter (default: a dead server's, see
+    /// [`dead_server`]).
+    #[serde(default)]
+    pub failover_on: FailoverOn,
+}
+
+impl RouteSpec for Config {
+    fn children(&self) -> Vec<(String, &RouteConfig)> {
+        self.route
+            .iter()
+            .map(|r| (".route".to_string(), &**r))
+            .collect()
+    }
+
+    fn pools(&self) -> Vec<(&'static str, &str)> {
+        vec![("pool", &self.pool)]
+    }
+
+    fn build(&self, b: &mut Builder<'_>, path: &str) -> Result<Arc<dyn Route>> {
+        let gutter: Arc<dyn Route> =
+            Arc::new(GutterRoute::new(b.pool(&self.pool, path)?, self.max_ttl));
+        let Some(route) = &self.route else {
+            return Ok(gutter);
+        };
+        let main = b.child(route, path, ".route")?;
+        let on = if self.failover_on == FailoverOn::default() {
+            dead_server()
+        } else {
+            self.failover_on.clone()
+        };
+        Ok(Arc::new(FailoverRoute::new(vec![main, gutter], &on, 2)))
+    }
+}
+
+/// A gutter takes what a dead or unreachable server leaves: connection failures, timeouts and
+/// open breakers (Facebook: "when a get gets no response"), not server replies.
+pub fn dead_server() -> FailoverOn {
+    use Reason::*;
+    let dead = vec![
+        Timeout,
+        ConnectTimeout,
+        ConnectRefused,
+        ConnectFailed,
+        Reset,
+        Io,
+        Tko,
+    ];
+    FailoverOn {
+        gets: Some(dead.clone()),
+        updates: Some(dead.clone()),
+        deletes: Some(dead),
+    }
+}
 
 /// See the module docs.
 #[derive(Debug)]

@@ -19,8 +19,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::config::defaults;
 use crate::error::{Error, Result};
 use crate::item::Item;
 use crate::lru::LocalCache;
@@ -28,8 +30,81 @@ use crate::op::{Op, StoreOutcome};
 use crate::protocol::{Request, Response, Status};
 use crate::stats::RouteCounters;
 
+use super::schema::{Builder, RouteSpec, invalid_field};
 use super::warm_up::copy_ttl;
-use super::{GetOpts, Key, Route, Visit, Write, status, stored};
+use super::{GetOpts, Key, Route, RouteConfig, Visit, Write, status, stored};
+
+/// `{"type": "local", "max_items": 10000, "max_bytes": 67108864, "ttl_ms": 1000, "route": "main"}`
+/// (every field optional).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// Largest number of items.
+    #[serde(default = "default_items")]
+    pub max_items: usize,
+    /// Largest total size, bytes (keys + values + 160 bytes of bookkeeping per item).
+    #[serde(default = "default_bytes")]
+    pub max_bytes: usize,
+    /// Longest lifetime of an item, milliseconds (a near cache's staleness bound).
+    pub ttl_ms: Option<u64>,
+    /// The route behind a near cache.
+    pub route: Option<Box<RouteConfig>>,
+}
+
+fn default_items() -> usize {
+    defaults::LOCAL_MAX_ITEMS
+}
+
+fn default_bytes() -> usize {
+    defaults::LOCAL_MAX_BYTES
+}
+
+impl Default for Config {
+    /// The whole cache, with the default bounds (what a config without servers gets).
+    fn default() -> Config {
+        Config {
+            max_items: default_items(),
+            max_bytes: default_bytes(),
+            ttl_ms: None,
+            route: None,
+        }
+    }
+}
+
+impl RouteSpec for Config {
+    fn children(&self) -> Vec<(String, &RouteConfig)> {
+        self.route
+            .iter()
+            .map(|r| (".route".to_string(), &**r))
+            .collect()
+    }
+
+    fn check(&self, path: &str) -> Result<(), String> {
+        if self.max_items == 0 && self.max_bytes == 0 {
+            return invalid_field(
+                path,
+                "max_items",
+                "give max_items or max_bytes (at least 1)",
+            );
+        }
+        Ok(())
+    }
+
+    fn build(&self, b: &mut Builder<'_>, path: &str) -> Result<Arc<dyn Route>> {
+        let next = self
+            .route
+            .as_deref()
+            .map(|r| b.child(r, path, ".route"))
+            .transpose()?;
+        Ok(Arc::new(LocalRoute::new(
+            self.max_items,
+            self.max_bytes,
+            self.ttl_ms.map(Duration::from_millis),
+            next,
+        )))
+    }
+}
 
 /// See the module docs.
 #[derive(Debug)]

@@ -30,15 +30,79 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::config::MigratePhase;
+use serde::Deserialize;
+
 use crate::error::Result;
 use crate::item::Item;
 use crate::op::Op;
 use crate::protocol::{Request, Response, StoreOp};
 use crate::stats::RouteCounters;
 
+use super::schema::{Builder, RouteSpec};
 use super::warm_up::Fill;
-use super::{GetOpts, Key, Route, Visit, Write, write_parts};
+use super::{GetOpts, Key, Route, RouteConfig, Visit, Write, write_parts};
+
+/// `{"type": "migrate", "from": "old", "to": "new", "phase": "dual_write", "exptime": 0}`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// The current topology.
+    pub from: Box<RouteConfig>,
+    /// The new topology.
+    pub to: Box<RouteConfig>,
+    /// Where the migration stands.
+    pub phase: MigratePhase,
+    /// TTL of copies forward when `from` cannot say (text protocol), seconds (0: none).
+    #[serde(default)]
+    pub exptime: u32,
+}
+
+impl RouteSpec for Config {
+    fn children(&self) -> Vec<(String, &RouteConfig)> {
+        vec![
+            (".from".to_string(), &self.from),
+            (".to".to_string(), &self.to),
+        ]
+    }
+
+    fn build(&self, b: &mut Builder<'_>, path: &str) -> Result<Arc<dyn Route>> {
+        Ok(Arc::new(MigrateRoute::new(
+            b.child(&self.from, path, ".from")?,
+            b.child(&self.to, path, ".to")?,
+            self.phase,
+            self.exptime,
+            b.inline,
+        )))
+    }
+}
+
+/// Where a migration stands. Deletes go to both topologies in every phase, so moving back
+/// one phase (a config change) never exposes a value that was invalidated meanwhile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigratePhase {
+    /// Reads and writes on `from` (deletes on both).
+    FromOnly,
+    /// Writes on both, reads from `from`.
+    DualWrite,
+    /// Writes on both, reads from `to`; a miss there is read from `from` and copied forward.
+    DualWriteReadNew,
+    /// Reads and writes on `to` (deletes on both).
+    ToOnly,
+}
+
+impl MigratePhase {
+    /// Stable config name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::FromOnly => "from_only",
+            Self::DualWrite => "dual_write",
+            Self::DualWriteReadNew => "dual_write_read_new",
+            Self::ToOnly => "to_only",
+        }
+    }
+}
 
 /// What the side that does not answer gets for `w` in a phase that writes both (see the module
 /// docs): the same set, touch or delete; a delete for every write whose outcome depends on

@@ -19,12 +19,22 @@
 //! | `local` | [`local`] | in-process LRU: the whole cache, or a near cache in front of a route |
 //! | `negative` | [`negative`] | remember a route's misses for `ttl_ms`: repeat reads of absent keys cost no I/O |
 //!
+//! A route file holds the whole route, top to bottom: its `Config` (the config object's
+//! fields, serde with `deny_unknown_fields`) with its [`RouteSpec`] impl (children, pools it
+//! names, the rules of its fields, `build`), then the route and its `Route` impl, then its
+//! tests. [`schema`] holds what all routes share: the `"type"` dispatch, the path-named errors
+//! and [`RouteConfig`], declared by the `routes!` table below, one row per route. Adding a
+//! route is its file, its `pub mod` line and its row in that table (README, "Contributing:
+//! adding a route").
+//!
 //! Every route states, in its module doc, what it does for get, set/add/replace/cas, delete,
 //! incr/decr and touch. `route/` knows nothing about sockets: the leaves hand batches to
 //! `exchange`, which drives the connections.
 
 pub mod builder;
 pub(crate) mod exchange;
+pub mod schema;
+
 pub mod failover;
 pub mod gutter;
 pub mod local;
@@ -36,6 +46,21 @@ pub mod prefix;
 pub mod replicated;
 pub mod shadow;
 pub mod warm_up;
+
+// The route types: one row each, `Variant(module::Config) = "type"` (see `schema::routes!`).
+schema::routes! {
+    Pool(pool::Config) = "pool",
+    Failover(failover::Config) = "failover",
+    Gutter(gutter::Config) = "gutter",
+    Replicated(replicated::Config) = "replicated",
+    Shadow(shadow::Config) = "shadow",
+    WarmUp(warm_up::Config) = "warm_up",
+    Prefix(prefix::Config) = "prefix",
+    Operation(operation::Config) = "operation",
+    Migrate(migrate::Config) = "migrate",
+    Local(local::Config) = "local",
+    Negative(negative::Config) = "negative",
+}
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -55,6 +80,7 @@ use crate::stats::RouteCounters;
 
 pub use crate::op::{GetOpts, Key, Op, RELATIVE_TTL_MAX, Write, cap_ttl, unix_now};
 pub use pool::PoolRoute;
+pub use schema::RouteSpec;
 
 /// A destination a request could touch, as [`Route::traverse`] reports it.
 #[derive(Clone, Copy, Debug)]
@@ -356,7 +382,7 @@ pub struct Router {
     /// Probes and sweeps run on the supervisor thread.
     pub background: bool,
     /// Leases, `get_or_set` and coalescing.
-    pub stampede: crate::config::StampedeConfig,
+    pub stampede: crate::config::sections::StampedeConfig,
 }
 
 impl Router {

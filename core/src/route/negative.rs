@@ -45,8 +45,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::config::defaults;
 use crate::error::Result;
 use crate::item::Item;
 use crate::lru::LocalCache;
@@ -55,7 +57,55 @@ use crate::process::fork;
 use crate::protocol::{Response, StoreOp};
 use crate::stats::RouteCounters;
 
-use super::{GetOpts, Key, Route, Visit, Write};
+use super::schema::{Builder, RouteSpec, invalid_field};
+use super::{GetOpts, Key, Route, RouteConfig, Visit, Write};
+
+/// `{"type": "negative", "ttl_ms": 500, "max_keys": 10000, "route": "main"}`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// How long a key is remembered as absent, milliseconds (at least 1).
+    #[serde(default = "default_ttl_ms")]
+    pub ttl_ms: u64,
+    /// Keys remembered at most (at least 1); the least recently used go first.
+    #[serde(default = "default_keys")]
+    pub max_keys: usize,
+    /// The route whose misses are remembered.
+    pub route: Box<RouteConfig>,
+}
+
+fn default_ttl_ms() -> u64 {
+    defaults::NEGATIVE_TTL_MS
+}
+
+fn default_keys() -> usize {
+    defaults::NEGATIVE_MAX_KEYS
+}
+
+impl RouteSpec for Config {
+    fn children(&self) -> Vec<(String, &RouteConfig)> {
+        vec![(".route".to_string(), &self.route)]
+    }
+
+    fn check(&self, path: &str) -> Result<(), String> {
+        if self.ttl_ms == 0 {
+            return invalid_field(path, "ttl_ms", "must be at least 1");
+        }
+        if self.max_keys == 0 {
+            return invalid_field(path, "max_keys", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    fn build(&self, b: &mut Builder<'_>, path: &str) -> Result<Arc<dyn Route>> {
+        Ok(Arc::new(NegativeRoute::new(
+            b.child(&self.route, path, ".route")?,
+            Duration::from_millis(self.ttl_ms),
+            self.max_keys,
+        )))
+    }
+}
 
 /// Flags of a placeholder: a read of the key is out, nothing is known yet.
 const PLACEHOLDER: u32 = 0;
@@ -676,5 +726,70 @@ mod tests {
         for t in readers {
             t.join().unwrap();
         }
+    }
+
+    #[test]
+    fn config_parses_with_defaults_and_checks_its_bounds() {
+        use crate::config::{Config as Fae, RouteConfig};
+        fn err(json: &str) -> String {
+            Fae::from_json(json)
+                .unwrap_err()
+                .detail()
+                .unwrap_or("")
+                .to_string()
+        }
+        fn with_route(route: &str) -> String {
+            format!(
+                r#"{{"pools": {{"a": {{"servers": ["127.0.0.1:1"]}}, "b": {{"servers": ["127.0.0.1:2"]}}}}, "route": {route}}}"#
+            )
+        }
+        let c = Fae::from_json(&with_route(r#"{"type": "negative", "route": "a"}"#)).unwrap();
+        assert_eq!(
+            c.route,
+            RouteConfig::Negative(Config {
+                ttl_ms: defaults::NEGATIVE_TTL_MS,
+                max_keys: defaults::NEGATIVE_MAX_KEYS,
+                route: Box::new(RouteConfig::pool("a")),
+            })
+        );
+        assert_eq!(c.route.children()[0].0, ".route");
+        let c = Fae::from_json(&with_route(
+            r#"{"type": "negative", "ttl_ms": 50, "max_keys": 7, "route": {"type": "failover", "children": ["a", "b"]}}"#,
+        ))
+        .unwrap();
+        assert!(matches!(
+            c.route,
+            RouteConfig::Negative(Config {
+                ttl_ms: 50,
+                max_keys: 7,
+                ..
+            })
+        ));
+        assert_eq!(
+            err(&with_route(
+                r#"{"type": "negative", "ttl_ms": 0, "route": "a"}"#
+            )),
+            "route.ttl_ms: must be at least 1"
+        );
+        assert_eq!(
+            err(&with_route(
+                r#"{"type": "failover", "children": ["a", {"type": "negative", "max_keys": 0, "route": "b"}]}"#
+            )),
+            "route.children[1].max_keys: must be at least 1"
+        );
+        assert_eq!(
+            err(&with_route(r#"{"type": "negative", "route": "x"}"#)),
+            "route.route.pool: unknown pool \"x\""
+        );
+        let e = err(&with_route(
+            r#"{"type": "negative", "ttl_ms": -1, "route": "a"}"#,
+        ));
+        assert!(e.starts_with("route.ttl_ms: invalid value"), "{e}");
+        let e = err(&with_route(r#"{"type": "negative", "ttl_ms": 5}"#));
+        assert!(e.starts_with("route: missing field `route`"), "{e}");
+        let e = err(&with_route(
+            r#"{"type": "negative", "route": "a", "ttl": 5}"#,
+        ));
+        assert!(e.starts_with("route.ttl: unknown field `ttl`"), "{e}");
     }
 }

@@ -7,12 +7,83 @@
 
 use std::sync::Arc;
 
+use serde::Deserialize;
+
 use crate::error::Result;
 use crate::item::Item;
 use crate::op::Op;
 use crate::protocol::Response;
 
-use super::{GetOpts, Key, Route, Visit, Write, merge_parts, write_parts};
+use super::schema::{Builder, RouteSpec, invalid_field};
+use super::{GetOpts, Key, Route, RouteConfig, Visit, Write, merge_parts, write_parts};
+
+/// `{"type": "operation", "get": "replicas", "default": "main"}`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// get, gets, gat, gats.
+    pub get: Option<Box<RouteConfig>>,
+    /// set, add, replace, append, prepend, cas.
+    pub set: Option<Box<RouteConfig>>,
+    /// delete.
+    pub delete: Option<Box<RouteConfig>>,
+    /// incr, decr.
+    pub arith: Option<Box<RouteConfig>>,
+    /// touch.
+    pub touch: Option<Box<RouteConfig>>,
+    /// Operations without a route of their own.
+    pub default: Option<Box<RouteConfig>>,
+}
+
+impl Config {
+    /// Each operation's route with its key, `default` last.
+    fn by_name(&self) -> [(&'static str, &Option<Box<RouteConfig>>); 6] {
+        [
+            ("get", &self.get),
+            ("set", &self.set),
+            ("delete", &self.delete),
+            ("arith", &self.arith),
+            ("touch", &self.touch),
+            ("default", &self.default),
+        ]
+    }
+}
+
+impl RouteSpec for Config {
+    fn children(&self) -> Vec<(String, &RouteConfig)> {
+        self.by_name()
+            .into_iter()
+            .filter_map(|(n, r)| r.as_deref().map(|r| (format!(".{n}"), r)))
+            .collect()
+    }
+
+    fn check(&self, path: &str) -> Result<(), String> {
+        let all = self.by_name()[..5].iter().all(|(_, r)| r.is_some());
+        if self.default.is_none() && !all {
+            return invalid_field(
+                path,
+                "default",
+                "give \"default\" unless get, set, delete, arith and touch all have a route",
+            );
+        }
+        Ok(())
+    }
+
+    fn build(&self, b: &mut Builder<'_>, path: &str) -> Result<Arc<dyn Route>> {
+        let [get, set, delete, arith, touch, default] = self
+            .by_name()
+            .map(|(n, r)| r.as_deref().map(|c| b.child(c, path, &format!(".{n}"))));
+        Ok(Arc::new(OperationRoute::new(
+            get.transpose()?,
+            set.transpose()?,
+            delete.transpose()?,
+            arith.transpose()?,
+            touch.transpose()?,
+            default.transpose()?,
+        )))
+    }
+}
 
 /// See the module docs.
 #[derive(Debug)]

@@ -17,9 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::config::{Config, OnDown, PoolConfig};
+use crate::config::sections::{OnDown, PoolConfig, PoolShared};
 use crate::error::{Error, Reason, Result};
 use crate::item::Item;
 use crate::op::Op;
@@ -31,7 +32,27 @@ use crate::protocol::{Decoder, Protocol, Response};
 use crate::stats::inc;
 
 use super::exchange::{self, Batch};
+use super::schema::{Builder, RouteSpec};
 use super::{GetOpts, Key, Leaf, Route, Visit, Write};
+
+/// `{"type": "pool", "pool": "main"}`, or just `"main"`: every key goes to that pool.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// The pool's name.
+    pub pool: String,
+}
+
+impl RouteSpec for Config {
+    fn pools(&self) -> Vec<(&'static str, &str)> {
+        vec![("pool", &self.pool)]
+    }
+
+    fn build(&self, b: &mut Builder<'_>, path: &str) -> Result<Arc<dyn Route>> {
+        Ok(b.pool(&self.pool, path)?)
+    }
+}
 
 /// A pool of servers with its placement: the leaf of every route tree.
 #[derive(Debug)]
@@ -156,7 +177,7 @@ impl PoolRoute {
     pub(crate) fn build(
         pool: &str,
         pc: &PoolConfig,
-        config: &Config,
+        config: &PoolShared,
         previous: &mut dyn FnMut(&str, &ConnSettings) -> Option<Arc<Destination>>,
     ) -> Result<PoolRoute> {
         let placement = Placement::new(pc.mode, &pc.servers)

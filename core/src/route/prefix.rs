@@ -6,14 +6,64 @@
 //! whose routes are plain pools share one `poll(2)` loop); results come back in the caller's
 //! order.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use serde::Deserialize;
 
 use crate::error::Result;
 use crate::item::Item;
 use crate::op::Op;
 use crate::protocol::Response;
 
-use super::{GetOpts, Key, Route, Visit, Write, get_parts, merge_parts, write_parts};
+use super::schema::{Builder, RouteSpec, invalid_field};
+use super::{GetOpts, Key, Route, RouteConfig, Visit, Write, get_parts, merge_parts, write_parts};
+
+/// `{"type": "prefix", "routes": {"user:": "users"}, "default": "main"}`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// Prefix → route.
+    pub routes: BTreeMap<String, RouteConfig>,
+    /// Keys matching no prefix.
+    pub default: Box<RouteConfig>,
+}
+
+impl RouteSpec for Config {
+    fn children(&self) -> Vec<(String, &RouteConfig)> {
+        self.routes
+            .iter()
+            .map(|(p, r)| (format!(".routes.{p}"), r))
+            .chain(std::iter::once((".default".to_string(), &*self.default)))
+            .collect()
+    }
+
+    fn check(&self, path: &str) -> Result<(), String> {
+        if self.routes.keys().any(|p| p.is_empty()) {
+            return invalid_field(
+                path,
+                "routes",
+                "an empty prefix matches everything; use \"default\"",
+            );
+        }
+        Ok(())
+    }
+
+    fn build(&self, b: &mut Builder<'_>, path: &str) -> Result<Arc<dyn Route>> {
+        let mut table = Vec::with_capacity(self.routes.len());
+        for (prefix, r) in &self.routes {
+            table.push((
+                prefix.clone(),
+                b.child(r, path, &format!(".routes.{prefix}"))?,
+            ));
+        }
+        Ok(Arc::new(PrefixRoute::new(
+            table,
+            b.child(&self.default, path, ".default")?,
+        )))
+    }
+}
 
 /// See the module docs.
 #[derive(Debug)]

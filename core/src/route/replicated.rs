@@ -38,7 +38,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::config::{HedgeAfter, ReadPolicy, WritePolicy};
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+
 use crate::error::Result;
 use crate::item::Item;
 use crate::op::Op;
@@ -46,8 +48,212 @@ use crate::protocol::{Request, Response, Status, StoreOp};
 use crate::stats::RouteCounters;
 
 use super::exchange::{Hedge, get_hedged};
-use super::{GetOpts, Key, OwnedWrites, Route, Visit, Write, write_all};
+use super::failover::indexed;
+use super::pool::PoolReplica;
+use super::schema::{Builder, RouteSpec, invalid, invalid_field};
+use super::{GetOpts, Key, OwnedWrites, Route, RouteConfig, Visit, Write, write_all};
 use crate::process::background;
+
+/// `{"type": "replicated", "children": [...]}` or `{"type": "replicated", "pool": "main",
+/// "replicas": 2}`, with `write`, `read`, `hedge_after_ms` and `max_hedge_ratio`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// One route per replica (usually pools with no server in common).
+    #[serde(default)]
+    pub children: Vec<RouteConfig>,
+    /// Or: one pool, each key on `replicas` distinct servers of it.
+    pub pool: Option<String>,
+    /// With `pool`: copies per key.
+    pub replicas: Option<usize>,
+    /// How writes are sent and which reply counts.
+    #[serde(default)]
+    pub write: WritePolicy,
+    /// Which replica serves a read.
+    #[serde(default)]
+    pub read: ReadPolicy,
+    /// `read: hedged`: when the second replica is asked.
+    #[serde(default, rename = "hedge_after_ms")]
+    pub hedge_after: HedgeAfter,
+    /// `read: hedged`: at most this fraction of reads may send a hedge.
+    #[serde(default = "default_hedge_ratio")]
+    pub max_hedge_ratio: f64,
+}
+
+fn default_hedge_ratio() -> f64 {
+    0.05
+}
+
+impl RouteSpec for Config {
+    fn children(&self) -> Vec<(String, &RouteConfig)> {
+        indexed(&self.children)
+    }
+
+    fn pools(&self) -> Vec<(&'static str, &str)> {
+        self.pool.iter().map(|p| ("pool", p.as_str())).collect()
+    }
+
+    fn check(&self, path: &str) -> Result<(), String> {
+        let fail = |key: &str, why: &str| invalid_field(path, key, why);
+        match (self.children.is_empty(), &self.pool) {
+            (true, None) => fail(
+                "children",
+                "give the replicas as \"children\" or as \"pool\" + \"replicas\"",
+            ),
+            (false, Some(_)) => fail("pool", "give either \"children\" or \"pool\", not both"),
+            (_, Some(_)) if self.replicas.is_none_or(|r| r < 1) => {
+                fail("replicas", "with \"pool\", give \"replicas\" (at least 1)")
+            }
+            (_, None) if self.replicas.is_some() => {
+                fail("replicas", "\"replicas\" goes with \"pool\"")
+            }
+            _ if !(0.0..=1.0).contains(&self.max_hedge_ratio) => {
+                fail("max_hedge_ratio", "must be between 0 and 1")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn build(&self, b: &mut Builder<'_>, path: &str) -> Result<Arc<dyn Route>> {
+        let kids: Vec<Arc<dyn Route>> = match &self.pool {
+            Some(name) => {
+                let p = b.pool(name, path)?;
+                let n = self.replicas.unwrap_or(1);
+                if n > p.dests.len() {
+                    return Err(invalid(
+                        &format!("{path}.replicas"),
+                        format!(
+                            "{n} copies need {n} servers; pool \"{name}\" has {}",
+                            p.dests.len()
+                        ),
+                    ));
+                }
+                (0..n)
+                    .map(|r| Arc::new(PoolReplica::new(Arc::clone(&p), r)) as _)
+                    .collect()
+            }
+            None => {
+                let kids = b.children(self, path)?;
+                distinct_hosts(&kids, path)?;
+                kids
+            }
+        };
+        if self.read == ReadPolicy::Hedged && kids.iter().any(|k| k.leaf().is_none()) {
+            return Err(invalid(
+                &format!("{path}.read"),
+                "hedged reads race two servers: the replicas must be pools",
+            ));
+        }
+        Ok(Arc::new(ReplicatedRoute::new(
+            kids,
+            self.write,
+            self.read,
+            self.hedge_after,
+            self.max_hedge_ratio,
+            b.inline,
+        )))
+    }
+}
+
+/// Replicas given as routes must not share a server: two copies on one host are one copy.
+fn distinct_hosts(kids: &[Arc<dyn Route>], path: &str) -> Result<()> {
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for (i, k) in kids.iter().enumerate() {
+        let Some(leaf) = k.leaf() else { continue };
+        for d in &leaf.pool.dests {
+            if let Some((_, j)) = seen.iter().find(|(a, j)| **a == **d.addr() && *j != i) {
+                return Err(invalid(
+                    &format!("{path}.children[{i}]"),
+                    format!(
+                        "server {} is also in children[{j}]; replicas must be on distinct hosts",
+                        d.addr()
+                    ),
+                ));
+            }
+            seen.push((d.addr().to_string(), i));
+        }
+    }
+    Ok(())
+}
+
+/// How a replicated route writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WritePolicy {
+    /// Every replica, waiting for all; any failure is the reply (mcrouter AllSyncRoute).
+    #[default]
+    AllSync,
+    /// Every replica, waiting for all; the reply a majority gave (mcrouter AllMajorityRoute).
+    AllMajority,
+    /// The first replica answers; the others are written in the background.
+    AllAsync,
+}
+
+impl WritePolicy {
+    /// Stable config name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::AllSync => "all_sync",
+            Self::AllMajority => "all_majority",
+            Self::AllAsync => "all_async",
+        }
+    }
+}
+
+/// Which replica a replicated route reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadPolicy {
+    /// The first replica; the next ones on failure.
+    #[default]
+    First,
+    /// A random replica; the next ones on failure.
+    Random,
+    /// The first replica; a second one after `hedge_after` without a reply.
+    Hedged,
+}
+
+impl ReadPolicy {
+    /// Stable config name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::First => "first",
+            Self::Random => "random",
+            Self::Hedged => "hedged",
+        }
+    }
+}
+
+/// When a hedged read asks the second replica.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub enum HedgeAfter {
+    /// The primary destination's observed p95 latency (at least 1 ms).
+    #[default]
+    P95,
+    /// A fixed delay, milliseconds.
+    Ms(u64),
+}
+
+impl<'de> Deserialize<'de> for HedgeAfter {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Ms(u64),
+            Name(String),
+        }
+        match Raw::deserialize(d)
+            .map_err(|_| de::Error::custom("expected milliseconds or \"p95\""))?
+        {
+            Raw::Ms(ms) => Ok(HedgeAfter::Ms(ms.max(1))),
+            Raw::Name(s) if s == "p95" => Ok(HedgeAfter::P95),
+            Raw::Name(s) => Err(de::Error::custom(format!(
+                "expected milliseconds or \"p95\", got \"{s}\""
+            ))),
+        }
+    }
+}
 
 /// `touch key exptime` for each key (a gat's new TTL for the replicas that did not answer).
 fn touches<'a>(keys: &[Key<'a>], exptime: u32) -> Vec<Write<'a>> {

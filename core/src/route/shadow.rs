@@ -16,6 +16,7 @@ use std::hash::Hasher;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
+use serde::Deserialize;
 use siphasher::sip::SipHasher13;
 
 use crate::error::Result;
@@ -24,8 +25,52 @@ use crate::op::Op;
 use crate::protocol::{Request, Response, Status, StoreOp};
 use crate::stats::RouteCounters;
 
-use super::{GetOpts, Key, OwnedWrites, Route, Visit, Write};
+use super::schema::{Builder, RouteSpec, invalid_field};
+use super::{GetOpts, Key, OwnedWrites, Route, RouteConfig, Visit, Write};
 use crate::process::background;
+
+/// `{"type": "shadow", "route": "main", "shadow": "new", "fraction": 0.1}`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// The route that answers.
+    pub route: Box<RouteConfig>,
+    /// The route that receives the copies.
+    pub shadow: Box<RouteConfig>,
+    /// Fraction of keys (by a SipHash of the key) that are mirrored, 0..=1.
+    #[serde(default = "all")]
+    pub fraction: f64,
+}
+
+fn all() -> f64 {
+    1.0
+}
+
+impl RouteSpec for Config {
+    fn children(&self) -> Vec<(String, &RouteConfig)> {
+        vec![
+            (".route".to_string(), &self.route),
+            (".shadow".to_string(), &self.shadow),
+        ]
+    }
+
+    fn check(&self, path: &str) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.fraction) {
+            return invalid_field(path, "fraction", "must be between 0 and 1");
+        }
+        Ok(())
+    }
+
+    fn build(&self, b: &mut Builder<'_>, path: &str) -> Result<Arc<dyn Route>> {
+        Ok(Arc::new(ShadowRoute::new(
+            b.child(&self.route, path, ".route")?,
+            b.child(&self.shadow, path, ".shadow")?,
+            self.fraction,
+            b.inline,
+        )))
+    }
+}
 
 /// Is `key` in the shadowed fraction? (`threshold` = fraction × 2^64.)
 fn chosen(key: &[u8], threshold: u64, all: bool) -> bool {

@@ -18,14 +18,49 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
+use serde::Deserialize;
+
 use crate::error::Result;
 use crate::item::Item;
 use crate::op::Op;
 use crate::protocol::{Request, Response, StoreOp};
 use crate::stats::RouteCounters;
 
-use super::{GetOpts, Key, OwnedWrites, Route, Visit, Write, write_parts};
+use super::schema::{Builder, RouteSpec};
+use super::{GetOpts, Key, OwnedWrites, Route, RouteConfig, Visit, Write, write_parts};
 use crate::process::background;
+
+/// `{"type": "warm_up", "cold": "new", "warm": "old", "exptime": 0}`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// The new (cold) route that takes all writes.
+    pub cold: Box<RouteConfig>,
+    /// The route with the data.
+    pub warm: Box<RouteConfig>,
+    /// TTL of the copies when warm cannot say (text protocol), seconds (0: none).
+    #[serde(default)]
+    pub exptime: u32,
+}
+
+impl RouteSpec for Config {
+    fn children(&self) -> Vec<(String, &RouteConfig)> {
+        vec![
+            (".cold".to_string(), &self.cold),
+            (".warm".to_string(), &self.warm),
+        ]
+    }
+
+    fn build(&self, b: &mut Builder<'_>, path: &str) -> Result<Arc<dyn Route>> {
+        Ok(Arc::new(WarmUpRoute::new(
+            b.child(&self.cold, path, ".cold")?,
+            b.child(&self.warm, path, ".warm")?,
+            self.exptime,
+            b.inline,
+        )))
+    }
+}
 
 /// See the module docs.
 #[derive(Debug)]
