@@ -55,8 +55,14 @@ pub fn entries(ht: &ZendHashTable) -> Vec<(Vec<u8>, &Zval)> {
     ht.iter().map(|(k, v)| (array_key_string(&k), v)).collect()
 }
 
-/// A PHP value as JSON (for `$config`): lists become arrays, other arrays objects.
+/// A PHP value as JSON (for `$config`): lists become arrays, other arrays objects. Nesting is
+/// limited as for every config (`config::limits::MAX_DEPTH`), which also stops an array that
+/// refers to itself before the recursion overflows the stack.
 pub fn to_json(z: &Zval) -> PhpResult<Value> {
+    to_json_at(z, 1)
+}
+
+fn to_json_at(z: &Zval, depth: usize) -> PhpResult<Value> {
     let z = z.dereference();
     if z.is_null() {
         return Ok(Value::Null);
@@ -76,16 +82,25 @@ pub fn to_json(z: &Zval) -> PhpResult<Value> {
         ));
     }
     if let Some(ht) = z.array() {
+        if depth > fae_core::config::limits::MAX_DEPTH {
+            return Err(exception(format!(
+                "invalid_config: $config nests arrays deeper than {} levels (or refers to itself)",
+                fae_core::config::limits::MAX_DEPTH
+            )));
+        }
         if ht.has_sequential_keys() {
             return ht
                 .values()
-                .map(to_json)
+                .map(|v| to_json_at(v, depth + 1))
                 .collect::<PhpResult<Vec<_>>>()
                 .map(Value::Array);
         }
         let mut m = serde_json::Map::new();
         for (k, v) in entries(ht) {
-            m.insert(String::from_utf8_lossy(&k).into_owned(), to_json(v)?);
+            m.insert(
+                String::from_utf8_lossy(&k).into_owned(),
+                to_json_at(v, depth + 1)?,
+            );
         }
         return Ok(Value::Object(m));
     }

@@ -870,5 +870,20 @@ test('stampede: a fatal error in $compute releases the key in-process', function
     eq($out[0]['stats']['computes'] ?? null, 2, 'both computes ran');
 });
 
+test('hostile $config arrays: deep nesting and self-reference are errors, not crashes', function () {
+    $deep = 'x';
+    for ($i = 0; $i < 5000; $i++) { $deep = ['route' => $deep]; }
+    try { new Client(null, ['servers' => ['127.0.0.1:1'], 'nope' => $deep]); check(false, 'deep array throws'); }
+    catch (Fae\Exception $e) { check(str_contains($e->getMessage(), 'deeper than 64'), 'deep array: ' . $e->getMessage()); }
+    $self = ['servers' => ['127.0.0.1:1']];
+    $self['loop'] = &$self;
+    try { new Client(null, $self); check(false, 'self-referencing array throws'); }
+    catch (Fae\Exception $e) { check(str_contains($e->getMessage(), 'refers to itself'), 'self reference: ' . $e->getMessage()); }
+    $route = 'default';
+    for ($i = 0; $i < 31; $i++) { $route = ['type' => 'failover', 'children' => [$route]]; }
+    $ok = new Client(null, ['servers' => ['127.0.0.1:1'], 'route' => $route]);
+    check($ok instanceof Client, '31 route levels are fine (the limit is the JSON one)');
+});
+
 $mc->stop(); $mc2->stop();
 finish();

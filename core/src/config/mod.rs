@@ -41,6 +41,64 @@ pub mod limits {
     pub const MAX_VALUE_SIZE: u64 = 1 << 30;
     /// Counts such as `tko_soft_threshold` and `half_open_requests`.
     pub const MAX_COUNT: u64 = 1_000_000;
+    /// Nesting of objects and arrays in a config document, counted the same from JSON, TOML,
+    /// a Python dict or a PHP array (about 30 levels of routes: each adds an object and a
+    /// `children` array). Deeper documents are `invalid_config` before anything recurses.
+    pub const MAX_DEPTH: usize = 64;
+}
+
+fn too_deep() -> Error {
+    invalid(format!(
+        "config nests objects and arrays deeper than {} levels",
+        limits::MAX_DEPTH
+    ))
+}
+
+/// Depth of `{`/`[` nesting in JSON (or TOML inline) text, outside strings: checked before
+/// the parser recurses into it.
+fn check_text_depth(text: &str) -> Result<()> {
+    let (mut depth, mut in_str, mut quote, mut escaped) = (0usize, false, b'"', false);
+    for &b in text.as_bytes() {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' && quote == b'"' {
+                escaped = true;
+            } else if b == quote {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' | b'\'' => (in_str, quote) = (true, b),
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limits::MAX_DEPTH {
+                    return Err(too_deep());
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The same limit over an in-memory value (what the bindings build), without recursion.
+pub fn check_value_depth(value: &serde_json::Value) -> Result<()> {
+    let mut stack = vec![(value, 1usize)];
+    while let Some((v, d)) = stack.pop() {
+        let kids: Box<dyn Iterator<Item = &serde_json::Value>> = match v {
+            serde_json::Value::Array(a) => Box::new(a.iter()),
+            serde_json::Value::Object(o) => Box::new(o.values()),
+            _ => continue,
+        };
+        if d > limits::MAX_DEPTH {
+            return Err(too_deep());
+        }
+        stack.extend(kids.map(|k| (k, d + 1)));
+    }
+    Ok(())
 }
 
 pub mod defaults;
@@ -236,6 +294,7 @@ impl Config {
 
     /// Parse a JSON document.
     pub fn from_json(text: &str) -> Result<Config> {
+        check_text_depth(text)?;
         let de = &mut serde_json::Deserializer::from_str(text);
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(path_error)?;
         Self::from_raw(raw)
@@ -243,6 +302,7 @@ impl Config {
 
     /// Parse a TOML document.
     pub fn from_toml(text: &str) -> Result<Config> {
+        check_text_depth(text)?;
         let de = toml::Deserializer::new(text);
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(path_error)?;
         Self::from_raw(raw)
@@ -251,6 +311,7 @@ impl Config {
     /// Build from an in-memory value (what the Python and PHP bindings convert dicts and
     /// arrays into).
     pub fn from_value(value: serde_json::Value) -> Result<Config> {
+        check_value_depth(&value)?;
         let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(path_error)?;
         Self::from_raw(raw)
     }
@@ -691,6 +752,34 @@ mod tests {
         .unwrap();
         assert_eq!(c.pools["default"].mode, Mode::Pymemcache);
         assert_eq!(c.timeouts.io_ms, 9);
+    }
+
+    /// One nesting limit for every entry point: JSON and TOML text, and in-memory values.
+    #[test]
+    fn depth_is_limited_everywhere_alike() {
+        let nest = |levels: usize| -> String {
+            let mut route = String::from("\"default\"");
+            for _ in 0..levels {
+                route = format!(r#"{{"type": "failover", "children": [{route}]}}"#);
+            }
+            format!(r#"{{"servers": ["a:1"], "route": {route}}}"#)
+        };
+        // 1 (top) + 1 (route object) + 2 per further failover level.
+        assert!(Config::from_json(&nest(31)).is_ok());
+        let e = err(&nest(32));
+        assert_eq!(e, "config nests objects and arrays deeper than 64 levels");
+        let value: serde_json::Value = serde_json::from_str(&nest(31)).unwrap();
+        assert!(Config::from_value(value).is_ok());
+        let value: serde_json::Value = serde_json::from_str(&nest(32)).unwrap();
+        let e = Config::from_value(value).unwrap_err();
+        assert_eq!(e.reason(), Reason::InvalidConfig);
+        // Far deeper than any parser recursion: refused before parsing, no stack overflow.
+        let e = err(&"[".repeat(1_000_000));
+        assert!(e.contains("deeper than 64"), "{e}");
+        assert!(Config::from_toml(&format!("x = {}", "[".repeat(100_000))).is_err());
+        // Brackets inside strings do not count.
+        let s = format!(r#"{{"servers": ["a:1"], "mode": "{}"}}"#, "[".repeat(200));
+        assert!(!err(&s).contains("deeper"));
     }
 
     /// Numbers out of their documented range are config errors naming the key, never an abort
