@@ -995,16 +995,13 @@ impl FaeClient {
             return Err(exception("setOptions(): $options must be an array"));
         };
         let mut all = true;
-        let pairs: Vec<(i64, Zval)> = arr
-            .iter()
+        let pairs: Vec<(i64, Zval)> = crate::convert::entries(arr)
+            .into_iter()
             .map(|(k, v)| {
-                let k = match k {
-                    ext_php_rs::types::ArrayKey::Long(l) => l,
-                    other => String::try_from(other)
-                        .ok()
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(i64::MIN),
-                };
+                let k = std::str::from_utf8(&k)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(i64::MIN);
                 (k, v.shallow_clone())
             })
             .collect();
@@ -1473,7 +1470,18 @@ impl FaeClient {
                 Ok(c) => c,
                 Err(f) => return Ok(self.fail(f).is_true()),
             };
-            Ok(match ctx.core.flush_all(exptime(delay.unwrap_or(0))) {
+            // A negative delay is refused (php-memcached's server answers CLIENT_ERROR), and
+            // one past u32 is one more than 30 days ahead, which the core refuses too.
+            let delay = delay.unwrap_or(0);
+            let Ok(delay) = u32::try_from(delay) else {
+                return Ok(self
+                    .fail((
+                        RES_INVALID_ARGUMENTS,
+                        format!("flush delay {delay} is out of range"),
+                    ))
+                    .is_true());
+            };
+            Ok(match ctx.core.flush_all(delay) {
                 Ok(()) => {
                     self.ok();
                     true

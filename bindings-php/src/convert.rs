@@ -2,7 +2,7 @@
 
 use ext_php_rs::boxed::ZBox;
 use ext_php_rs::prelude::*;
-use ext_php_rs::types::{ArrayKey, ZendHashTable, Zval};
+use ext_php_rs::types::{ZendHashTable, Zval};
 use serde_json::Value;
 
 use crate::FaeException;
@@ -41,18 +41,23 @@ pub fn key_bytes(z: &Zval) -> PhpResult<Vec<u8>> {
     )))
 }
 
-fn array_key_string(k: &ArrayKey<'_>) -> Vec<u8> {
-    match k {
-        ArrayKey::Long(l) => l.to_string().into_bytes(),
-        ArrayKey::String(s) => s.as_bytes().to_vec(),
-        ArrayKey::Str(s) => s.as_bytes().to_vec(),
-        ArrayKey::ZendString(s) => s.as_bytes().to_vec(),
-    }
-}
-
-/// `(key, value)` pairs of an array, keys as bytes.
+/// `(key, value)` pairs of an array, keys as bytes. Keys are read as zvals: a string key that
+/// is not UTF-8 (`["\xff" => 1]`, a valid memcached key) would make ext-php-rs's `ArrayKey`
+/// iterator panic.
 pub fn entries(ht: &ZendHashTable) -> Vec<(Vec<u8>, &Zval)> {
-    ht.iter().map(|(k, v)| (array_key_string(&k), v)).collect()
+    let mut it = ext_php_rs::types::array::Iter::new(ht);
+    let mut out = Vec::with_capacity(ht.len());
+    while let Some((k, v)) = it.next_zval() {
+        let key = match k.long() {
+            Some(l) => l.to_string().into_bytes(),
+            None => k
+                .zend_str()
+                .map(|s| s.as_bytes().to_vec())
+                .unwrap_or_default(),
+        };
+        out.push((key, v));
+    }
+    out
 }
 
 /// A PHP value as JSON (for `$config`): lists become arrays, other arrays objects. Nesting is

@@ -835,8 +835,12 @@ impl Client {
     }
 
     /// `flush_all` on every server (after `delay` seconds), and every local cache emptied.
-    /// Fails with the first server error, after every server was asked.
+    /// Fails with the first server error, after every server was asked. `delay` follows
+    /// memcached's exptime rule, except that an absolute time in the past flushes now and one
+    /// more than 30 days ahead is `invalid_argument` ([`crate::op::flush_delay`]): memcached
+    /// would otherwise bring back items an earlier flush removed.
     pub fn flush_all(&self, delay: u32) -> Result<()> {
+        let delay = crate::op::flush_delay(delay)?;
         let route = self.route()?;
         route.root.flush_local();
         let req = Request::FlushAll {

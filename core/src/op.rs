@@ -172,3 +172,45 @@ pub fn cap_ttl(exptime: u32, max: u32) -> u32 {
     };
     remaining.min(u64::from(max)) as u32
 }
+
+/// The delay `flush_all` sends, or an error. memcached reads it as an exptime: up to 30 days
+/// is relative; more is an absolute unix time, and an absolute time in the past would move
+/// the server's flush horizon back and bring items an earlier `flush_all` removed back to
+/// life. So a past absolute time flushes now (0), and one more than 30 days ahead is refused.
+pub fn flush_delay(delay: u32) -> crate::Result<u32> {
+    if delay <= RELATIVE_TTL_MAX {
+        return Ok(delay);
+    }
+    let now = unix_now();
+    if u64::from(delay) <= now {
+        return Ok(0);
+    }
+    if u64::from(delay) - now <= u64::from(RELATIVE_TTL_MAX) {
+        return Ok(delay);
+    }
+    Err(crate::Error::with_detail(
+        crate::Reason::InvalidArgument,
+        format!("flush_all delay {delay} is more than 30 days ahead"),
+    ))
+}
+
+#[cfg(test)]
+mod flush_tests {
+    use super::*;
+
+    #[test]
+    fn flush_delays_never_move_the_horizon_back() {
+        assert_eq!(flush_delay(0).unwrap(), 0);
+        assert_eq!(flush_delay(RELATIVE_TTL_MAX).unwrap(), RELATIVE_TTL_MAX);
+        // 30 days + 1 s is an absolute time in 1970: flush now.
+        assert_eq!(flush_delay(RELATIVE_TTL_MAX + 1).unwrap(), 0);
+        assert_eq!(
+            flush_delay(u32::try_from(unix_now() - 5).unwrap()).unwrap(),
+            0
+        );
+        let soon = u32::try_from(unix_now() + 60).unwrap();
+        assert_eq!(flush_delay(soon).unwrap(), soon);
+        let e = flush_delay(u32::MAX).unwrap_err();
+        assert_eq!(e.reason(), crate::Reason::InvalidArgument);
+    }
+}

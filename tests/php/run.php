@@ -870,6 +870,32 @@ test('stampede: a fatal error in $compute releases the key in-process', function
     eq($out[0]['stats']['computes'] ?? null, 2, 'both computes ran');
 });
 
+test('array keys that are not UTF-8 are keys like any other, never a panic', function () use ($m) {
+    $r = $m->setMulti(["\xff\xfe" => 'v1', "k\x80" => 'v2']);
+    eq($r, true, 'setMulti with non-UTF-8 keys');
+    eq($m->get("\xff\xfe"), 'v1', 'read back one');
+    $got = $m->getMulti(["\xff\xfe", "k\x80"]);
+    eq($got, ["\xff\xfe" => 'v1', "k\x80" => 'v2'], 'getMulti returns them under the same keys');
+    eq($m->setOptions(["\xff" => 1]), false, 'setOptions with a junk key: false, no panic');
+    eq($m->deleteMulti(["\xff\xfe", "k\x80"]), ["\xff\xfe" => true, "k\x80" => true], 'deleteMulti');
+});
+
+test('flush delays never bring flushed items back', function () use ($m) {
+    $m->set('fl:a', 'x');
+    eq($m->flush(), true, 'flush');
+    eq($m->get('fl:a'), false, 'flushed');
+    eq($m->flush(-1), false, 'negative delay refused');
+    eq($m->getResultCode(), Client::RES_INVALID_ARGUMENTS, 'negative delay: invalid arguments');
+    eq($m->get('fl:a'), false, 'still flushed after flush(-1)');
+    eq($m->flush(2 ** 40), false, 'delay past 32 bits refused');
+    eq($m->flush(time() + 86400 * 60), false, 'absolute delay 60 days ahead refused');
+    eq($m->get('fl:a'), false, 'still flushed after the refused delays');
+    $m->set('fl:b', 'y');
+    eq($m->flush(time() - 10), true, 'an absolute time in the past flushes now');
+    eq($m->get('fl:b'), false, 'flushed at once');
+    eq($m->get('fl:a'), false, 'and the first flush still holds');
+});
+
 test('hostile $config arrays: deep nesting and self-reference are errors, not crashes', function () {
     $deep = 'x';
     for ($i = 0; $i < 5000; $i++) { $deep = ['route' => $deep]; }
