@@ -1,10 +1,12 @@
 //! The client facade: every memcached command, single and multi-key, thread-safe.
 //!
 //! One `Client` per process is the intended use; it is `Send + Sync` and every method takes
-//! `&self`. A call checks its keys and values (before any I/O), then hands them to the route
-//! tree built from the config ([`crate::route`]); the pools at its leaves do the I/O on the
-//! caller's thread: a single-key command checks out a pooled connection to the key's server,
-//! writes, and reads the reply under one deadline (`timeouts.io_ms`). A multi-key command
+//! `&self`. A call checks its keys and values (before any I/O), makes the request's context
+//! ([`Cx`]: one deadline, `timeouts.io_ms` from now) and hands both to the route tree built
+//! from the config ([`crate::route`]); every route of the tree, its failovers and retries
+//! included, shares that deadline. The pools at its leaves do the I/O on the caller's thread:
+//! a single-key command checks out a pooled connection to the key's server, writes, and reads
+//! the reply by the deadline. A multi-key command
 //! groups keys by server, writes one pipelined batch per server and drives all those
 //! connections at once with `poll(2)`, under one deadline: a slow or dead server delays only
 //! its own keys, and its keys come back as per-key errors next to the other servers' results.
@@ -26,7 +28,7 @@ use crate::error::{Error, Reason, Result};
 use crate::export::Exporter;
 use crate::item::Item;
 use crate::lease::{Computed, GetOrSetError, Lease, Stampede};
-pub use crate::op::{GetOpts, Key, Op, SetItem, StoreOutcome, Write};
+pub use crate::op::{Cx, GetOpts, Key, Op, SetItem, StoreOutcome, Write};
 use crate::placement::Placement;
 use crate::pool::health::{BreakerState, now_ms};
 use crate::process::fork;
@@ -81,17 +83,22 @@ fn arith_value(resp: Response) -> Result<Option<u64>> {
     }
 }
 
-/// Read `keys` on `route` after checking them (and their placing keys).
-fn read_on(route: &Router, keys: &[Key<'_>], opts: GetOpts) -> Result<Vec<Result<Option<Item>>>> {
+/// Read `keys` on `route` after checking them (and their placing keys), by `cx.deadline`.
+fn read_on(
+    route: &Router,
+    cx: &Cx,
+    keys: &[Key<'_>],
+    opts: GetOpts,
+) -> Result<Vec<Result<Option<Item>>>> {
     for k in keys {
         route.check_key(k.key)?;
         if !std::ptr::eq(k.key, k.place) {
             route.check_key(k.place)?;
         }
     }
-    let mut out = route.root.get(keys, opts);
+    let mut out = route.root.get(cx, keys, opts);
     if keys.len() > 1 && !opts.leased() {
-        recheck_empty(route, keys, opts, &mut out);
+        recheck_empty(route, cx, keys, opts, &mut out);
     }
     Ok(out)
 }
@@ -110,6 +117,7 @@ fn only<T>(mut results: Vec<Result<T>>) -> Result<T> {
 /// returns empty values with flags 0.
 fn recheck_empty(
     route: &Router,
+    cx: &Cx,
     keys: &[Key<'_>],
     opts: GetOpts,
     out: &mut [Result<Option<Item>>],
@@ -121,7 +129,7 @@ fn recheck_empty(
     }
     let sub: Vec<Key<'_>> = again.iter().map(|&i| keys[i]).collect();
     let meta = GetOpts { ttl: true, ..opts };
-    for (&i, mut r) in again.iter().zip(route.root.get(&sub, meta)) {
+    for (&i, mut r) in again.iter().zip(route.root.get(cx, &sub, meta)) {
         if let Ok(Some(it)) = &mut r {
             it.ttl = if opts.ttl { it.ttl } else { None };
         }
@@ -489,10 +497,10 @@ impl Client {
         self.inner.closed.load(Ordering::Relaxed)
     }
 
-    /// Read `keys` through the route tree, after checking them.
+    /// Read `keys` through the route tree, after checking them: one request, one deadline.
     fn read(&self, keys: &[Key<'_>], opts: GetOpts) -> Result<Vec<Result<Option<Item>>>> {
         let route = self.route()?;
-        read_on(&route, keys, opts)
+        read_on(&route, &route.cx(), keys, opts)
     }
 
     fn read_one(&self, key: Key<'_>, opts: GetOpts) -> Result<Option<Item>> {
@@ -511,7 +519,7 @@ impl Client {
                 route.check_value(value)?;
             }
         }
-        let out = route.root.write(reqs);
+        let out = route.root.write(&route.cx(), reqs);
         // After the replies: a get that starts from now on must not join a flight that began
         // before these writes landed (read-your-writes, see `coalesce`).
         for w in reqs {
@@ -529,24 +537,24 @@ impl Client {
     /// process: a get never returns a value older than a write that completed before it.
     pub fn get(&self, key: &[u8]) -> Result<Option<Item>> {
         let route = self.route()?;
-        let one = || only(read_on(&route, &[Key::new(key)], GetOpts::default())?);
+        let cx = route.cx();
+        let one = || only(read_on(&route, &cx, &[Key::new(key)], GetOpts::default())?);
         // Without servers every read is in-process already: nothing to share.
         if !route.stampede.coalesce || route.pools.is_empty() {
             return one();
         }
         route.check_key(key)?;
-        match self.inner.stampede.flights.join_get(key) {
+        match self.inner.stampede.flights.join_get(key, cx.deadline) {
             Role::Leader(lead) => {
                 let r = one();
                 lead.finish(&r);
                 r
             }
-            // The leader's request has its own deadline (failover may try several); past a
-            // generous bound, or if it failed to answer, ask ourselves.
+            // The leader's whole request ends by its deadline, however many servers its tree
+            // tries; if it failed to answer by then, ask ourselves (in what is left of ours).
             Role::Follower(f) => {
                 inc(&self.inner.stampede.counters.coalesced_gets);
-                let patience = route.io_timeout * 4 + Duration::from_secs(1);
-                f.wait(Instant::now() + patience).unwrap_or_else(one)
+                f.wait(f.deadline()).unwrap_or_else(one)
             }
         }
     }
@@ -843,7 +851,7 @@ impl Client {
             delay,
             noreply: false,
         };
-        let replies = crate::route::exchange::all_servers(&route, req);
+        let replies = crate::route::exchange::all_servers(&route.cx(), &route, req);
         self.inner.stampede.flights.wrote_all();
         for (_, r) in replies {
             match r? {
@@ -861,7 +869,7 @@ impl Client {
     pub fn version(&self) -> Result<Vec<(String, Result<String>)>> {
         let route = self.route()?;
         Ok(
-            crate::route::exchange::all_servers(&route, Request::Version)
+            crate::route::exchange::all_servers(&route.cx(), &route, Request::Version)
                 .into_iter()
                 .map(|(addr, r)| {
                     let v = r.and_then(|resp| match resp {

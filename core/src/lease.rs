@@ -207,7 +207,7 @@ pub(crate) fn get_or_set<E>(
     let wait = Duration::from_millis(settings.wait_ms);
     let st = client.stampede();
     if settings.coalesce {
-        match st.flights.join_fill(key) {
+        match st.flights.join_fill(key, Instant::now() + wait * 2) {
             Role::Follower(f) => {
                 st.counters.coalesced_fills.fetch_add(1, Relaxed);
                 // The leader's own wait is bounded by `wait` plus its compute; ours by twice

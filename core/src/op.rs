@@ -1,9 +1,53 @@
 //! The shared vocabulary of every layer: operation kinds, store outcomes, keys, reads and
-//! writes as routes see them, and memcached's TTL rule. It sits at the bottom of the core (it
-//! imports only the protocol's request type), so the route tree, the caches and the client
-//! facade all speak it without importing each other.
+//! writes as routes see them, a request's context ([`Cx`]: its one deadline), and memcached's
+//! TTL rule. It sits at the bottom of the core (it imports only the protocol's request type),
+//! so the route tree, the caches and the client facade all speak it without importing each
+//! other.
+
+use std::time::{Duration, Instant};
 
 use crate::protocol::Request;
+
+/// One request's context: made once per call by the client (from `timeouts.io_ms`) and handed
+/// to every route of the tree, so every child, retry, failover, warm-up copy, hedge and lease
+/// poll of the call shares its one deadline: a request through any tree ends within `io_ms`
+/// (plus scheduling slack), however many servers it tries.
+///
+/// Work done after the reply (shadow copies, `all_async` replicas, background warm-up adds,
+/// migration copies) is not part of the request: it takes [`Cx::renewed`] when it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cx {
+    /// Every exchange of the request ends by then (a connect by `min(deadline, now +
+    /// connect_ms)`).
+    pub deadline: Instant,
+    /// The budget of one request (`timeouts.io_ms`), for the contexts of later work.
+    pub budget: Duration,
+}
+
+impl Cx {
+    /// A request that starts now and may take `budget`.
+    pub fn within(budget: Duration) -> Cx {
+        Cx {
+            deadline: Instant::now() + budget,
+            budget,
+        }
+    }
+
+    /// A request with the caller's own `deadline`; later work gets `budget`.
+    pub fn until(deadline: Instant, budget: Duration) -> Cx {
+        Cx { deadline, budget }
+    }
+
+    /// A fresh context with the same budget, starting now (for work after the reply).
+    pub fn renewed(&self) -> Cx {
+        Cx::within(self.budget)
+    }
+
+    /// Time left before the deadline (zero once it passed).
+    pub fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
 
 /// The outcome of a storage command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use crate::protocol::{self, Protocol, Request, Response, ServerErrorKind, Status
 use std::sync::atomic::Ordering;
 
 use super::pool::PoolRoute;
-use super::{GetOpts, Key, Leaf, Write};
+use super::{Cx, GetOpts, Key, Leaf, Write};
 
 /// One batch for one destination of one pool.
 pub(crate) struct Work<'p, B> {
@@ -38,23 +38,15 @@ fn group(n_dests: usize, dests: impl Iterator<Item = usize>) -> Vec<(usize, Vec<
         .collect()
 }
 
-fn deadline_of(leaves: &[(Leaf<'_>, &[usize])]) -> Instant {
-    let io = leaves
-        .iter()
-        .map(|(l, _)| l.pool.io_timeout)
-        .max()
-        .unwrap_or(Duration::from_millis(crate::config::defaults::IO_MS));
-    Instant::now() + io
-}
-
 /// Read, for each `(leaf, positions)`, the keys at `positions` from that leaf, all leaves and
-/// servers at once. Results are aligned with each part's positions.
+/// servers at once, by `cx.deadline`. Results are aligned with each part's positions.
 pub(crate) fn get_leaves(
+    cx: &Cx,
     parts: &[(Leaf<'_>, &[usize])],
     keys: &[Key<'_>],
     opts: GetOpts,
 ) -> Vec<Vec<Result<Option<Item>>>> {
-    let deadline = deadline_of(parts);
+    let deadline = cx.deadline;
     let mut work: Vec<Work<'_, GetBatch<'_>>> = Vec::new();
     let mut owner: Vec<usize> = Vec::new();
     for (pi, (leaf, positions)) in parts.iter().enumerate() {
@@ -78,7 +70,7 @@ pub(crate) fn get_leaves(
         .map(|(_, pos)| (0..pos.len()).map(|_| Ok(None)).collect())
         .collect();
     for (w, pi) in work.into_iter().zip(owner) {
-        w.batch.settle(w.pool, &w.pool.dests[w.dest]);
+        w.batch.settle(w.pool, &w.pool.dests[w.dest], deadline);
         for (slot, r) in w.batch.slots.into_iter().zip(w.batch.results) {
             out[pi][slot] = r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)));
         }
@@ -89,10 +81,11 @@ pub(crate) fn get_leaves(
 /// Run, for each `(leaf, positions)`, the writes at `positions` on that leaf, all at once.
 /// Replies are aligned with each part's positions; errors name their destination.
 pub(crate) fn write_leaves(
+    cx: &Cx,
     parts: &[(Leaf<'_>, &[usize])],
     reqs: &[Write<'_>],
 ) -> Vec<Vec<Result<Response>>> {
-    let deadline = deadline_of(parts);
+    let deadline = cx.deadline;
     let mut work: Vec<Work<'_, OpsBatch<'_>>> = Vec::new();
     let mut owner: Vec<usize> = Vec::new();
     for (pi, (leaf, positions)) in parts.iter().enumerate() {
@@ -161,6 +154,9 @@ impl<'c, 'k> Racer<'c, 'k> {
         opts: GetOpts,
         deadline: Instant,
     ) -> Result<Racer<'c, 'k>> {
+        if let Some(e) = expired(dest, deadline) {
+            return Err(e);
+        }
         pool.admit(dest)?;
         let start = Instant::now();
         let mut pc = dest.checkout(deadline).inspect_err(|e| {
@@ -215,11 +211,11 @@ impl<'c, 'k> Racer<'c, 'k> {
     }
 
     /// The reply is complete: record, return the connection, hand out the result.
-    fn finish(mut self) -> Result<Option<Item>> {
+    fn finish(mut self, deadline: Instant) -> Result<Option<Item>> {
         let dest = self.pc.destination();
         dest.record(&Ok::<(), Error>(()), self.start.elapsed());
         release(self.pc, true);
-        self.batch.settle(self.pool, dest);
+        self.batch.settle(self.pool, dest, deadline);
         let r = self.batch.results.pop().flatten();
         r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)))
     }
@@ -239,7 +235,9 @@ impl<'c, 'k> Racer<'c, 'k> {
 /// safe way to never read its reply later), and is not counted against its server's breaker:
 /// being slower than a hedge is not a failure. An error from the primary before the hedge is
 /// returned at once (the caller fails over); an error of one racer leaves the other running.
+/// Both racers end by `cx.deadline`.
 pub(crate) fn get_hedged(
+    cx: &Cx,
     primary: (&PoolRoute, usize),
     secondary: (&PoolRoute, usize),
     key: Key<'_>,
@@ -247,7 +245,7 @@ pub(crate) fn get_hedged(
     hedge_after: Duration,
     may_hedge: &dyn Fn() -> bool,
 ) -> (Result<Option<Item>>, Hedge) {
-    let deadline = Instant::now() + primary.0.io_timeout.max(secondary.0.io_timeout);
+    let deadline = cx.deadline;
     let hedge_at = Instant::now() + hedge_after;
     let (pp, pd) = (primary.0, &*primary.0.dests[primary.1]);
     let mut first = match Racer::start(pp, pd, key.key, opts, deadline) {
@@ -259,7 +257,7 @@ pub(crate) fn get_hedged(
         let mut pfd = [first.pollfd()];
         match conn::poll(&mut pfd, hedge_at.min(deadline)) {
             Ok(_) => match first.step(pfd[0].revents) {
-                Ok(true) => return (first.finish(), Hedge::NotNeeded),
+                Ok(true) => return (first.finish(deadline), Hedge::NotNeeded),
                 Ok(false) => {}
                 Err(e) => return (Err(first.fail(e)), Hedge::NotNeeded),
             },
@@ -304,7 +302,7 @@ pub(crate) fn get_hedged(
                     };
                     // The loser's connection is dropped here: discarded, never reused.
                     drop(racers);
-                    return (winner.finish(), how);
+                    return (winner.finish(deadline), how);
                 }
                 Ok(false) => {}
                 Err(e) => {
@@ -328,11 +326,24 @@ fn finish_alone(mut r: Racer<'_, '_>, deadline: Instant) -> Result<Option<Item>>
             return Err(r.fail(e));
         }
         match r.step(pfd[0].revents) {
-            Ok(true) => return r.finish(),
+            Ok(true) => return r.finish(deadline),
             Ok(false) => {}
             Err(e) => return Err(r.fail(e)),
         }
     }
+}
+
+/// The request's deadline passed before a batch could go out (an earlier child, retry or
+/// failover used it up): the batch fails with `timeout` and nothing is sent, so no write lands
+/// after its caller was told it timed out. Not the server's fault: its breaker hears nothing.
+fn expired(dest: &Destination, deadline: Instant) -> Option<Error> {
+    (Instant::now() >= deadline).then(|| {
+        Error::with_detail(
+            Reason::Timeout,
+            "the request's deadline passed before this server was asked",
+        )
+        .at(dest.addr())
+    })
 }
 
 /// Finish a connection's part: keep it if the batch completed on a clean stream.
@@ -351,6 +362,10 @@ pub(crate) fn exchange<B: Batch>(
 ) -> Result<()> {
     if pool.dropped(dest, batch) {
         return Ok(());
+    }
+    if let Some(e) = expired(dest, deadline) {
+        batch.fail(&e);
+        return Err(e);
     }
     if let Err(e) = pool.admit(dest) {
         batch.fail(&e);
@@ -413,6 +428,10 @@ pub(crate) fn exchange_many<B: Batch>(work: &mut [Work<'_, B>], deadline: Instan
         let (pool, batch) = (w.pool, &mut w.batch);
         let dest = &*pool.dests[w.dest];
         if pool.dropped(dest, batch) {
+            continue;
+        }
+        if let Some(e) = expired(dest, deadline) {
+            batch.fail(&e);
             continue;
         }
         if let Err(e) = pool.admit(dest) {
@@ -607,10 +626,11 @@ impl<'a> GetBatch<'a> {
     }
 
     /// The batch's reply is complete: count its hits and misses, and hand back any refresh
-    /// win it took ([`GetBatch::give_back`]). Every read of a pool leaf ends here.
-    pub(crate) fn settle(&self, pool: &PoolRoute, dest: &Destination) {
+    /// win it took ([`GetBatch::give_back`], by the read's `deadline`). Every read of a pool
+    /// leaf ends here.
+    pub(crate) fn settle(&self, pool: &PoolRoute, dest: &Destination, deadline: Instant) {
         self.count_hits(dest);
-        self.give_back(pool, dest);
+        self.give_back(pool, dest, deadline);
     }
 
     /// Add this batch's hits and misses to the destination's counters.
@@ -632,7 +652,7 @@ impl<'a> GetBatch<'a> {
     /// clears the win, so the next lease reader refreshes it instead of everyone being served
     /// the stale value until its stale TTL ends. Only if the CAS still matches (nobody wrote
     /// meanwhile). One extra round trip, only after reading an invalidated key plainly.
-    fn give_back(&self, pool: &PoolRoute, dest: &Destination) {
+    fn give_back(&self, pool: &PoolRoute, dest: &Destination, deadline: Instant) {
         if self.won_stale.is_empty() {
             return;
         }
@@ -646,7 +666,7 @@ impl<'a> GetBatch<'a> {
             };
             b.push(req, slot);
         }
-        let _ = exchange(pool, dest, &mut b, Instant::now() + pool.io_timeout);
+        let _ = exchange(pool, dest, &mut b, deadline);
     }
 
     fn hit(&mut self, i: usize, v: protocol::Value) {
@@ -863,8 +883,10 @@ impl Batch for OpsBatch<'_> {
     }
 }
 
-/// `req` (flush_all, version) on every server of every pool, each server once, all at once.
+/// `req` (flush_all, version) on every server of every pool, each server once, all at once,
+/// by `cx.deadline`.
 pub(crate) fn all_servers(
+    cx: &Cx,
     router: &super::Router,
     req: Request<'_>,
 ) -> Vec<(String, Result<Response>)> {
@@ -883,7 +905,7 @@ pub(crate) fn all_servers(
             });
         }
     }
-    exchange_many(&mut work, Instant::now() + router.io_timeout);
+    exchange_many(&mut work, cx.deadline);
     work.into_iter()
         .map(|mut w| {
             let addr = w.pool.dests[w.dest].addr();

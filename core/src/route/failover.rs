@@ -21,7 +21,7 @@ use crate::op::Op;
 use crate::protocol::Response;
 use crate::stats::RouteCounters;
 
-use super::{GetOpts, Key, Route, Visit, Write};
+use super::{Cx, GetOpts, Key, Route, Visit, Write};
 
 /// Reasons as a bit set over [`Reason::ALL`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,25 +148,25 @@ impl Route for FailoverRoute {
         "failover"
     }
 
-    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+    fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
         self.run(
             keys.len(),
-            |c| c.get(keys, opts),
+            |c| c.get(cx, keys, opts),
             |c, pos| {
                 let sub: Vec<Key<'_>> = pos.iter().map(|&p| keys[p]).collect();
-                c.get(&sub, opts)
+                c.get(cx, &sub, opts)
             },
             |_, e| self.policy.fails_over(Op::Get, e),
         )
     }
 
-    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+    fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
         self.run(
             reqs.len(),
-            |c| c.write(reqs),
+            |c| c.write(cx, reqs),
             |c, pos| {
                 let sub: Vec<Write<'_>> = pos.iter().map(|&p| reqs[p]).collect();
-                c.write(&sub)
+                c.write(cx, &sub)
             },
             |i, e| self.policy.fails_over(reqs[i].op(), e),
         )
@@ -194,7 +194,7 @@ impl Route for FailoverRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::route::testing::{Recorder, get_keys, set_req};
+    use crate::route::testing::{Recorder, cx, get_keys, set_req};
 
     #[test]
     fn misses_do_not_fail_over_and_failures_do_per_key() {
@@ -235,7 +235,7 @@ mod tests {
         };
         let r = FailoverRoute::new(vec![a.route(), b.route(), c.route()], &on, 2);
         // Updates never fail over with an empty list.
-        let w = r.write(&[set_req(b"k", b"v")]);
+        let w = r.write(&cx(), &[set_req(b"k", b"v")]);
         assert_eq!(w[0].as_ref().unwrap_err().reason(), Reason::Timeout);
         assert!(b.saw_ops().is_empty());
         // Gets stop after max_tries = 2 and return the last error.

@@ -20,7 +20,12 @@
 //! | `negative` | [`negative`] | remember a route's misses for `ttl_ms`: repeat reads of absent keys cost no I/O |
 //!
 //! Every route states, in its module doc, what it does for get, set/add/replace/cas, delete,
-//! incr/decr and touch. `route/` knows nothing about sockets: the leaves hand batches to
+//! incr/decr and touch.
+//!
+//! A request carries one context ([`Cx`]) down the whole tree: its deadline, set once by the
+//! client, bounds every child, retry, failover, warm-up read and hedge of that request. Work a
+//! route does after the reply (shadow copies, `all_async` replicas, background copies) runs
+//! under [`Cx::renewed`], a context of its own made when the work runs. `route/` knows nothing about sockets: the leaves hand batches to
 //! `exchange`, which drives the connections.
 
 pub mod builder;
@@ -53,7 +58,7 @@ use crate::pool::Destination;
 use crate::protocol::{Request, Response, Status};
 use crate::stats::RouteCounters;
 
-pub use crate::op::{GetOpts, Key, Op, RELATIVE_TTL_MAX, Write, cap_ttl, unix_now};
+pub use crate::op::{Cx, GetOpts, Key, Op, RELATIVE_TTL_MAX, Write, cap_ttl, unix_now};
 pub use pool::PoolRoute;
 
 /// A destination a request could touch, as [`Route::traverse`] reports it.
@@ -90,11 +95,13 @@ pub trait Route: Send + Sync + fmt::Debug {
     fn name(&self) -> &'static str;
 
     /// Read `keys`; the result is aligned with them: `Ok(Some)` hit, `Ok(None)` miss, `Err`
-    /// that key failed.
-    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>>;
+    /// that key failed. Everything the read does, children and retries included, ends by
+    /// `cx.deadline`.
+    fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>>;
 
-    /// Run `reqs` (stores, deletes, incr/decr, touch); one reply per request, aligned.
-    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>>;
+    /// Run `reqs` (stores, deletes, incr/decr, touch); one reply per request, aligned. Ends by
+    /// `cx.deadline`, like [`Route::get`].
+    fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>>;
 
     /// Report every destination a request of `op` for `key` could touch (failover targets and
     /// shadows included), without I/O.
@@ -133,6 +140,7 @@ pub trait Route: Send + Sync + fmt::Debug {
 /// When every child is a pool leaf, all their batches run in one `poll(2)` loop; otherwise the
 /// children run one after another. Results are aligned with each part's positions.
 pub fn get_parts(
+    cx: &Cx,
     parts: &[(&Arc<dyn Route>, Vec<usize>)],
     keys: &[Key<'_>],
     opts: GetOpts,
@@ -146,16 +154,16 @@ pub fn get_parts(
             .zip(parts)
             .map(|(l, (_, pos))| (l, pos.as_slice()))
             .collect();
-        return exchange::get_leaves(&with, keys, opts);
+        return exchange::get_leaves(cx, &with, keys, opts);
     }
     parts
         .iter()
         .map(|(r, pos)| {
             if pos.len() == keys.len() {
-                r.get(keys, opts)
+                r.get(cx, keys, opts)
             } else {
                 let sub: Vec<Key<'_>> = pos.iter().map(|&p| keys[p]).collect();
-                r.get(&sub, opts)
+                r.get(cx, &sub, opts)
             }
         })
         .collect()
@@ -163,6 +171,7 @@ pub fn get_parts(
 
 /// Run `reqs` on several children at once (see [`get_parts`]).
 pub fn write_parts(
+    cx: &Cx,
     parts: &[(&Arc<dyn Route>, Vec<usize>)],
     reqs: &[Write<'_>],
 ) -> Vec<Vec<Result<Response>>> {
@@ -175,16 +184,16 @@ pub fn write_parts(
             .zip(parts)
             .map(|(l, (_, pos))| (l, pos.as_slice()))
             .collect();
-        return exchange::write_leaves(&with, reqs);
+        return exchange::write_leaves(cx, &with, reqs);
     }
     parts
         .iter()
         .map(|(r, pos)| {
             if pos.len() == reqs.len() {
-                r.write(reqs)
+                r.write(cx, reqs)
             } else {
                 let sub: Vec<Write<'_>> = pos.iter().map(|&p| reqs[p]).collect();
-                r.write(&sub)
+                r.write(cx, &sub)
             }
         })
         .collect()
@@ -209,11 +218,15 @@ pub fn merge_parts<T>(
 }
 
 /// `reqs` on every child of `children`, at once where possible: one reply list per child.
-pub fn write_all(children: &[Arc<dyn Route>], reqs: &[Write<'_>]) -> Vec<Vec<Result<Response>>> {
+pub fn write_all(
+    cx: &Cx,
+    children: &[Arc<dyn Route>],
+    reqs: &[Write<'_>],
+) -> Vec<Vec<Result<Response>>> {
     let all: Vec<usize> = (0..reqs.len()).collect();
     let parts: Vec<(&Arc<dyn Route>, Vec<usize>)> =
         children.iter().map(|c| (c, all.clone())).collect();
-    write_parts(&parts, reqs)
+    write_parts(cx, &parts, reqs)
 }
 
 /// An owned copy of a batch of writes, for work done after the reply (shadows, async
@@ -347,7 +360,7 @@ pub struct Router {
     pub pools: BTreeMap<String, Arc<PoolRoute>>,
     /// Every destination once, pools in name order, servers in config order.
     pub dests: Vec<Arc<Destination>>,
-    /// Request deadline (`timeouts.io_ms`).
+    /// The budget of one request (`timeouts.io_ms`): see [`Router::cx`].
     pub io_timeout: Duration,
     /// Largest value accepted.
     pub max_value_size: usize,
@@ -360,6 +373,12 @@ pub struct Router {
 }
 
 impl Router {
+    /// The context of a request starting now: its deadline is `io_ms` away, for the whole
+    /// tree.
+    pub fn cx(&self) -> Cx {
+        Cx::within(self.io_timeout)
+    }
+
     /// Reject a bad key before any I/O.
     pub fn check_key(&self, key: &[u8]) -> Result<()> {
         crate::key::check(key, self.binary_keys)

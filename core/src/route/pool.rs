@@ -14,7 +14,7 @@
 //! 0 is the key's own server, so turning a plain pool into a replicated one keeps its data.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use serde_json::{Value, json};
@@ -31,7 +31,7 @@ use crate::protocol::{Decoder, Protocol, Response};
 use crate::stats::inc;
 
 use super::exchange::{self, Batch};
-use super::{GetOpts, Key, Leaf, Route, Visit, Write};
+use super::{Cx, GetOpts, Key, Leaf, Route, Visit, Write};
 
 /// A pool of servers with its placement: the leaf of every route tree.
 #[derive(Debug)]
@@ -52,8 +52,6 @@ pub struct PoolRoute {
     /// Graceful degrade switches (config `disabled`, `read_only`).
     disabled: bool,
     pub(crate) read_only: bool,
-    /// Deadline of one request (`timeouts.io_ms`).
-    pub(crate) io_timeout: Duration,
 }
 
 /// The ring without the ejected servers.
@@ -221,7 +219,6 @@ impl PoolRoute {
             background: h.background,
             disabled: pc.disabled,
             read_only: pc.read_only,
-            io_timeout: ms(config.timeouts.io_ms),
         })
     }
 }
@@ -302,30 +299,30 @@ impl PoolRoute {
 
 /// A leaf's requests: what both [`PoolRoute`] and [`PoolReplica`] do, on their copy of a key.
 impl Leaf<'_> {
-    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+    fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
         if let [k] = keys {
             // The common case without the grouping machinery: one batch, one exchange.
             let pool = self.pool;
             let dest = &*pool.dests[self.dest(k.place)];
             let mut b = exchange::GetBatch::new(pool.protocol, opts);
             b.push(k.key, 0);
-            let _ = exchange::exchange(pool, dest, &mut b, Instant::now() + pool.io_timeout);
-            b.settle(pool, dest);
+            let _ = exchange::exchange(pool, dest, &mut b, cx.deadline);
+            b.settle(pool, dest, cx.deadline);
             let r = b.results.pop().flatten();
             return vec![r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)))];
         }
         let all: Vec<usize> = (0..keys.len()).collect();
-        exchange::get_leaves(&[(*self, &all)], keys, opts)
+        exchange::get_leaves(cx, &[(*self, &all)], keys, opts)
             .pop()
             .unwrap_or_default()
     }
 
-    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+    fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
         if let [w] = reqs {
             let pool = self.pool;
             let dest = &*pool.dests[self.dest(w.place)];
             let mut b = exchange::OpsBatch::one(w.req);
-            let _ = exchange::exchange(pool, dest, &mut b, Instant::now() + pool.io_timeout);
+            let _ = exchange::exchange(pool, dest, &mut b, cx.deadline);
             let r = b.replies.pop();
             return vec![
                 r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)))
@@ -333,7 +330,7 @@ impl Leaf<'_> {
             ];
         }
         let all: Vec<usize> = (0..reqs.len()).collect();
-        exchange::write_leaves(&[(*self, &all)], reqs)
+        exchange::write_leaves(cx, &[(*self, &all)], reqs)
             .pop()
             .unwrap_or_default()
     }
@@ -351,12 +348,12 @@ impl Route for PoolRoute {
         "pool"
     }
 
-    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
-        self.leaf_ref().get(keys, opts)
+    fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+        self.leaf_ref().get(cx, keys, opts)
     }
 
-    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
-        self.leaf_ref().write(reqs)
+    fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+        self.leaf_ref().write(cx, reqs)
     }
 
     fn traverse(&self, _op: Op, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {
@@ -397,12 +394,12 @@ impl Route for PoolReplica {
         "pool"
     }
 
-    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
-        self.leaf_ref().get(keys, opts)
+    fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+        self.leaf_ref().get(cx, keys, opts)
     }
 
-    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
-        self.leaf_ref().write(reqs)
+    fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+        self.leaf_ref().write(cx, reqs)
     }
 
     fn traverse(&self, _op: Op, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {
