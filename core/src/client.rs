@@ -27,43 +27,16 @@ use crate::config::Config;
 use crate::error::{Error, Reason, Result};
 use crate::export::Exporter;
 use crate::item::Item;
-use crate::lease::{Computed, GetOrSetError, Lease, Stampede};
+use crate::lease::{self, Computed, GetOrSetError, Lease, Stampede};
 pub use crate::op::{Cx, GetOpts, Key, Op, SetItem, StoreOutcome, Write};
+use crate::op::{found, unexpected};
 use crate::placement::Placement;
 use crate::pool::health::{BreakerState, now_ms};
 use crate::process::fork;
 use crate::process::supervisor::{self, Maintain};
 use crate::protocol::{Request, Response, Status, StoreOp};
-use crate::route::exchange::unexpected;
 use crate::route::{Router, builder};
 use crate::stats::inc;
-
-fn store_outcome(resp: Response) -> Result<StoreOutcome> {
-    match resp {
-        Response::Status { status, .. } => match status {
-            Status::Success => Ok(StoreOutcome::Stored),
-            Status::NotStored => Ok(StoreOutcome::NotStored),
-            Status::Exists => Ok(StoreOutcome::Exists),
-            Status::NotFound => Ok(StoreOutcome::NotFound),
-            Status::Miss => Err(unexpected(&resp)),
-        },
-        other => Err(unexpected(&other)),
-    }
-}
-
-fn found(resp: Response) -> Result<bool> {
-    match resp {
-        Response::Status {
-            status: Status::Success,
-            ..
-        } => Ok(true),
-        Response::Status {
-            status: Status::NotFound | Status::Miss,
-            ..
-        } => Ok(false),
-        other => Err(unexpected(&other)),
-    }
-}
 
 fn arith_value(resp: Response) -> Result<Option<u64>> {
     match resp {
@@ -90,13 +63,7 @@ fn read_on(
     keys: &[Key<'_>],
     opts: GetOpts,
 ) -> Result<Vec<Result<Option<Item>>>> {
-    for k in keys {
-        route.check_key(k.key)?;
-        if !std::ptr::eq(k.key, k.place) {
-            route.check_key(k.place)?;
-        }
-    }
-    let mut out = route.root.get(cx, keys, opts);
+    let mut out = route.read(cx, keys, opts)?;
     if keys.len() > 1 && !opts.leased() {
         recheck_empty(route, cx, keys, opts, &mut out);
     }
@@ -510,16 +477,7 @@ impl Client {
     /// Run `reqs` through the route tree, after checking keys and values.
     fn run(&self, reqs: &[Write<'_>]) -> Result<Vec<Result<Response>>> {
         let route = self.route()?;
-        for w in reqs {
-            route.check_key(w.key())?;
-            if !std::ptr::eq(w.key(), w.place) {
-                route.check_key(w.place)?;
-            }
-            if let Request::Store { value, .. } = w.req {
-                route.check_value(value)?;
-            }
-        }
-        let out = route.root.write(&route.cx(), reqs);
+        let out = route.write(&route.cx(), reqs)?;
         // After the replies: a get that starts from now on must not join a flight that began
         // before these writes landed (read-your-writes, see `coalesce`).
         for w in reqs {
@@ -563,24 +521,8 @@ impl Client {
     /// refresh it), or a miss with a lease token (fill it with [`Client::set_with_lease`]) or
     /// "another client is filling, wait". Never coalesced: every caller gets its own answer.
     pub fn get_or_lease(&self, key: &[u8]) -> Result<Lease> {
-        self.lease_read(key).map(|(lease, _)| lease)
-    }
-
-    /// [`Client::get_or_lease`], and the CAS of what it read (for `Wait`: the stub's, which
-    /// `get_or_set` may replace once its wait runs out).
-    pub(crate) fn lease_read(&self, key: &[u8]) -> Result<(Lease, u64)> {
-        let st = self.route()?.stampede;
-        let opts = GetOpts {
-            cas: true,
-            lease: Some(st.lease_ttl_s),
-            recache: (st.recache_below_s > 0).then_some(st.recache_below_s),
-            ..GetOpts::default()
-        };
-        let found = self.read_one(Key::new(key), opts)?;
-        let cas = found.as_ref().map_or(0, |it| it.cas);
-        let lease = Lease::from_read(found);
-        self.inner.stampede.count(&lease);
-        Ok((lease, cas))
+        let route = self.route()?;
+        lease::read(&route, &route.cx(), &self.inner.stampede, key).map(|(lease, _)| lease)
     }
 
     /// Fill a key with the token of [`Client::get_or_lease`]: stored only if nothing was
@@ -594,12 +536,9 @@ impl Client {
         exptime: u32,
         token: u64,
     ) -> Result<bool> {
-        let op = if token == 0 {
-            StoreOp::Add
-        } else {
-            StoreOp::Cas(token)
-        };
-        Ok(self.store(op, key, value, flags, exptime)? == StoreOutcome::Stored)
+        let route = self.route()?;
+        let set = (key, value, flags, exptime);
+        lease::fill(&route, &route.cx(), &self.inner.stampede, set, token)
     }
 
     /// Hand back a lease without filling it (the compute failed): the key is marked stale
@@ -611,19 +550,8 @@ impl Client {
         if token == 0 {
             return Ok(false);
         }
-        let req = Request::Delete {
-            key,
-            noreply: false,
-            invalidate: Some(0),
-            cas: Some(token),
-        };
-        self.run_one(Write::new(req), |r| match r {
-            Response::Status {
-                status: Status::Exists,
-                ..
-            } => Ok(false),
-            other => found(other),
-        })
+        let route = self.route()?;
+        lease::release(&route, &route.cx(), &self.inner.stampede, key, token)
     }
 
     /// Invalidate a key instead of deleting it (meta `md I`): it stays readable as stale for
@@ -651,19 +579,13 @@ impl Client {
         exptime: u32,
         compute: impl FnOnce() -> std::result::Result<Computed, E>,
     ) -> std::result::Result<Item, GetOrSetError<E>> {
-        crate::lease::get_or_set(self, key, exptime, compute)
-    }
-
-    /// The `stampede` settings in force for a call on `key`, after checking the key (fails on
-    /// a bad key or a closed client, before any I/O).
-    pub(crate) fn stampede_for(&self, key: &[u8]) -> Result<crate::config::StampedeConfig> {
-        let route = self.route()?;
-        route.check_key(key)?;
-        Ok(route.stampede)
-    }
-
-    pub(crate) fn stampede(&self) -> &Stampede {
-        &self.inner.stampede
+        lease::get_or_set(
+            &|| self.route(),
+            &self.inner.stampede,
+            key,
+            exptime,
+            compute,
+        )
     }
 
     /// Get a value and its CAS token.
@@ -817,7 +739,7 @@ impl Client {
         Ok(self
             .run(&reqs)?
             .into_iter()
-            .map(|r| r.and_then(store_outcome))
+            .map(|r| r.and_then(StoreOutcome::from_reply))
             .collect())
     }
 
@@ -1111,7 +1033,7 @@ impl Client {
                 place: server_key,
                 req,
             },
-            store_outcome,
+            StoreOutcome::from_reply,
         )
     }
 

@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::protocol::Request;
+use crate::error::{Error, Reason, Result};
+use crate::protocol::{Request, Response, Status};
 
 /// One request's context: made once per call by the client (from `timeouts.io_ms`) and handed
 /// to every route of the tree, so every child, retry, failover, warm-up copy, hedge and lease
@@ -43,6 +44,15 @@ impl Cx {
         Cx::within(self.budget)
     }
 
+    /// One step of a longer request (a lease poll of `get_or_set`): at most `max` from now,
+    /// and never past this request's deadline.
+    pub fn step(&self, max: Duration) -> Cx {
+        Cx {
+            deadline: self.deadline.min(Instant::now() + max),
+            budget: self.budget,
+        }
+    }
+
     /// Time left before the deadline (zero once it passed).
     pub fn left(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
@@ -60,6 +70,42 @@ pub enum StoreOutcome {
     Exists,
     /// `cas`: the item does not exist.
     NotFound,
+}
+
+impl StoreOutcome {
+    /// What a storage command's reply means.
+    pub(crate) fn from_reply(resp: Response) -> Result<StoreOutcome> {
+        match resp {
+            Response::Status { status, .. } => match status {
+                Status::Success => Ok(StoreOutcome::Stored),
+                Status::NotStored => Ok(StoreOutcome::NotStored),
+                Status::Exists => Ok(StoreOutcome::Exists),
+                Status::NotFound => Ok(StoreOutcome::NotFound),
+                Status::Miss => Err(unexpected(&resp)),
+            },
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// What a delete's or touch's reply means: `Ok(true)` done, `Ok(false)` the key was not there.
+pub(crate) fn found(resp: Response) -> Result<bool> {
+    match resp {
+        Response::Status {
+            status: Status::Success,
+            ..
+        } => Ok(true),
+        Response::Status {
+            status: Status::NotFound | Status::Miss,
+            ..
+        } => Ok(false),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// A reply the command cannot have: the stream is not what we think it is.
+pub(crate) fn unexpected(resp: &Response) -> Error {
+    Error::with_detail(Reason::Protocol, format!("unexpected reply {resp:?}"))
 }
 
 /// The operations `route_for` can be asked about.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Reason, Result};
 use crate::item::Item;
 use crate::key;
+use crate::op::unexpected;
 use crate::pool::{Destination, PooledConn, conn};
 use crate::protocol::{self, Protocol, Request, Response, ServerErrorKind, Status};
 use std::sync::atomic::Ordering;
@@ -563,10 +564,6 @@ pub(crate) fn server_error(kind: ServerErrorKind, message: String) -> Error {
         ServerErrorKind::ClientError | ServerErrorKind::Error => Reason::ClientError,
     };
     Error::with_detail(reason, message)
-}
-
-pub(crate) fn unexpected(resp: &Response) -> Error {
-    Error::with_detail(Reason::Protocol, format!("unexpected reply {resp:?}"))
 }
 
 /// get/gets/gat/gats of several keys on one server.

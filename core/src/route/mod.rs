@@ -384,6 +384,38 @@ impl Router {
         crate::key::check(key, self.binary_keys)
     }
 
+    /// Read `keys` through the tree by `cx.deadline`, after checking them (and their placing
+    /// keys): a bad key fails the whole call before any I/O.
+    pub fn read(
+        &self,
+        cx: &Cx,
+        keys: &[Key<'_>],
+        opts: GetOpts,
+    ) -> Result<Vec<Result<Option<Item>>>> {
+        for k in keys {
+            self.check_key(k.key)?;
+            if !std::ptr::eq(k.key, k.place) {
+                self.check_key(k.place)?;
+            }
+        }
+        Ok(self.root.get(cx, keys, opts))
+    }
+
+    /// Run `reqs` through the tree by `cx.deadline`, after checking keys and values: a bad
+    /// one fails the whole call before any I/O.
+    pub fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Result<Vec<Result<Response>>> {
+        for w in reqs {
+            self.check_key(w.key())?;
+            if !std::ptr::eq(w.key(), w.place) {
+                self.check_key(w.place)?;
+            }
+            if let Request::Store { value, .. } = w.req {
+                self.check_value(value)?;
+            }
+        }
+        Ok(self.root.write(cx, reqs))
+    }
+
     /// Reject an oversized value before any I/O.
     pub fn check_value(&self, value: &[u8]) -> Result<()> {
         if value.len() > self.max_value_size {
