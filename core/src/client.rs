@@ -56,55 +56,11 @@ fn arith_value(resp: Response) -> Result<Option<u64>> {
     }
 }
 
-/// Read `keys` on `route` after checking them (and their placing keys), by `cx.deadline`.
-fn read_on(
-    route: &Router,
-    cx: &Cx,
-    keys: &[Key<'_>],
-    opts: GetOpts,
-) -> Result<Vec<Result<Option<Item>>>> {
-    let mut out = route.read(cx, keys, opts)?;
-    if keys.len() > 1 && !opts.leased() {
-        recheck_empty(route, cx, keys, opts, &mut out);
-    }
-    Ok(out)
-}
-
 /// The single result of a one-key call (a reply list that lost it is a protocol error).
 fn only<T>(mut results: Vec<Result<T>>) -> Result<T> {
     results
         .pop()
         .unwrap_or_else(|| Err(Error::new(Reason::Protocol)))
-}
-
-/// A multi-key read of printable keys travels as one text `get` line even on a meta pool
-/// (faster, see `exchange`), and the text protocol shows a lease stub as an empty value with
-/// flags 0. Such values are read again over `mg` (asking `t` forces the meta wire), which
-/// tells a stub (a miss) from a real empty value. Costs a round trip only when a multi-get
-/// returns empty values with flags 0.
-fn recheck_empty(
-    route: &Router,
-    cx: &Cx,
-    keys: &[Key<'_>],
-    opts: GetOpts,
-    out: &mut [Result<Option<Item>>],
-) {
-    let empty = |r: &Result<Option<Item>>| matches!(r, Ok(Some(it)) if it.value.is_empty() && it.flags == 0);
-    let again: Vec<usize> = (0..keys.len()).filter(|&i| empty(&out[i])).collect();
-    if again.is_empty() {
-        return;
-    }
-    let sub: Vec<Key<'_>> = again.iter().map(|&i| keys[i]).collect();
-    let meta = GetOpts { ttl: true, ..opts };
-    for (&i, mut r) in again.iter().zip(route.root.get(cx, &sub, meta)) {
-        if let Ok(Some(it)) = &mut r {
-            it.ttl = if opts.ttl { it.ttl } else { None };
-        }
-        // A failure of the second read keeps the first answer.
-        if r.is_ok() {
-            out[i] = r;
-        }
-    }
 }
 
 /// A memcached client with compatible placement, pooled connections and a route tree.
@@ -467,7 +423,7 @@ impl Client {
     /// Read `keys` through the route tree, after checking them: one request, one deadline.
     fn read(&self, keys: &[Key<'_>], opts: GetOpts) -> Result<Vec<Result<Option<Item>>>> {
         let route = self.route()?;
-        read_on(&route, &route.cx(), keys, opts)
+        route.read(&route.cx(), keys, opts)
     }
 
     fn read_one(&self, key: Key<'_>, opts: GetOpts) -> Result<Option<Item>> {
@@ -496,7 +452,7 @@ impl Client {
     pub fn get(&self, key: &[u8]) -> Result<Option<Item>> {
         let route = self.route()?;
         let cx = route.cx();
-        let one = || only(read_on(&route, &cx, &[Key::new(key)], GetOpts::default())?);
+        let one = || only(route.read(&cx, &[Key::new(key)], GetOpts::default())?);
         // Without servers every read is in-process already: nothing to share.
         if !route.stampede.coalesce || route.pools.is_empty() {
             return one();
@@ -773,7 +729,7 @@ impl Client {
             delay,
             noreply: false,
         };
-        let replies = crate::route::exchange::all_servers(&route.cx(), &route, req);
+        let replies = route.all_servers(&route.cx(), req);
         self.inner.stampede.flights.wrote_all();
         for (_, r) in replies {
             match r? {
@@ -790,18 +746,17 @@ impl Client {
     /// Each server's version string, every pool's servers once, in config order.
     pub fn version(&self) -> Result<Vec<(String, Result<String>)>> {
         let route = self.route()?;
-        Ok(
-            crate::route::exchange::all_servers(&route.cx(), &route, Request::Version)
-                .into_iter()
-                .map(|(addr, r)| {
-                    let v = r.and_then(|resp| match resp {
-                        Response::Version(v) => Ok(v),
-                        other => Err(unexpected(&other)),
-                    });
-                    (addr, v)
-                })
-                .collect(),
-        )
+        Ok(route
+            .all_servers(&route.cx(), Request::Version)
+            .into_iter()
+            .map(|(addr, r)| {
+                let v = r.and_then(|resp| match resp {
+                    Response::Version(v) => Ok(v),
+                    other => Err(unexpected(&other)),
+                });
+                (addr, v)
+            })
+            .collect())
     }
 
     /// The servers (`host:port`, or `local` for an in-process cache) a request of `op` for

@@ -20,16 +20,15 @@
 //! | `negative` | [`negative`] | remember a route's misses for `ttl_ms`: repeat reads of absent keys cost no I/O |
 //!
 //! Every route states, in its module doc, what it does for get, set/add/replace/cas, delete,
-//! incr/decr and touch.
+//! incr/decr and touch. `route/` knows nothing about sockets: the leaves hand per-destination
+//! batches to the exchange engine below them (`pool::exchange`), which drives the connections.
 //!
 //! A request carries one context ([`Cx`]) down the whole tree: its deadline, set once by the
 //! client, bounds every child, retry, failover, warm-up read and hedge of that request. Work a
 //! route does after the reply (shadow copies, `all_async` replicas, background copies) runs
-//! under [`Cx::renewed`], a context of its own made when the work runs. `route/` knows nothing about sockets: the leaves hand batches to
-//! `exchange`, which drives the connections.
+//! under [`Cx::renewed`], a context of its own made when the work runs.
 
 pub mod builder;
-pub(crate) mod exchange;
 pub mod failover;
 pub mod gutter;
 pub mod local;
@@ -55,6 +54,7 @@ use serde_json::{Value, json};
 use crate::error::{Error, Reason, Result};
 use crate::item::Item;
 use crate::pool::Destination;
+use crate::pool::exchange::{OpsBatch, Work, exchange_many};
 use crate::protocol::{Request, Response, Status};
 use crate::stats::RouteCounters;
 
@@ -154,7 +154,7 @@ pub fn get_parts(
             .zip(parts)
             .map(|(l, (_, pos))| (l, pos.as_slice()))
             .collect();
-        return exchange::get_leaves(cx, &with, keys, opts);
+        return pool::get_leaves(cx, &with, keys, opts);
     }
     parts
         .iter()
@@ -184,7 +184,7 @@ pub fn write_parts(
             .zip(parts)
             .map(|(l, (_, pos))| (l, pos.as_slice()))
             .collect();
-        return exchange::write_leaves(cx, &with, reqs);
+        return pool::write_leaves(cx, &with, reqs);
     }
     parts
         .iter()
@@ -429,6 +429,36 @@ impl Router {
             ));
         }
         Ok(())
+    }
+
+    /// `req` (flush_all, version) on every server of every pool, each server once, all at
+    /// once, by `cx.deadline`: `(addr, reply)` in pool-name and config order.
+    pub(crate) fn all_servers(&self, cx: &Cx, req: Request<'_>) -> Vec<(String, Result<Response>)> {
+        let mut work: Vec<Work<'_, OpsBatch<'_>>> = Vec::new();
+        for pool in self.pools.values() {
+            for dest in &pool.dests {
+                if work.iter().any(|w| std::ptr::eq(w.dest, &**dest)) {
+                    continue;
+                }
+                work.push(Work {
+                    dest,
+                    admission: &pool.admission,
+                    batch: OpsBatch::one(req),
+                });
+            }
+        }
+        exchange_many(&mut work, cx.deadline);
+        work.into_iter()
+            .map(|mut w| {
+                let addr = w.dest.addr();
+                let r = w
+                    .batch
+                    .replies
+                    .pop()
+                    .unwrap_or_else(|| Err(Error::new(Reason::Protocol)));
+                (addr.to_string(), r.map_err(|e| e.or_at(addr)))
+            })
+            .collect()
     }
 
     /// Every destination `op` on `key` could touch, in tree order, each once.

@@ -45,8 +45,9 @@ use crate::op::Op;
 use crate::protocol::{Request, Response, Status, StoreOp};
 use crate::stats::RouteCounters;
 
-use super::exchange::{Hedge, get_hedged};
+use super::pool::get_hedged;
 use super::{Cx, GetOpts, Key, OwnedWrites, Route, Visit, Write, write_all};
+use crate::pool::exchange::Hedge;
 use crate::process::background;
 
 /// `touch key exptime` for each key (a gat's new TTL for the replicas that did not answer).
@@ -202,7 +203,7 @@ impl ReplicatedRoute {
                 .map_or(P95_DEFAULT, |p| p.max(Duration::from_millis(1))),
         };
         self.earn();
-        let (r, how) = get_hedged(cx, (a.pool, da), (b.pool, db), key, opts, after, &|| {
+        let (r, how) = get_hedged(cx, (a, da), (b, db), key, opts, after, &|| {
             self.take_hedge()
         });
         let c = &self.counters;
