@@ -175,11 +175,11 @@ pub struct GetOpts {
     pub cas: bool,
     /// Set a new expiry on hits (gat/gats).
     pub touch: Option<u32>,
-    /// Return the remaining TTL ([`Item::ttl`]; meta protocol only).
+    /// Return the remaining TTL ([`Item::ttl`](crate::Item::ttl); meta protocol only).
     pub ttl: bool,
     /// Lease read (meta `N<ttl>`, see [`crate::lease`]): a miss leaves an empty stub for
-    /// `ttl` seconds and comes back as an item with [`Item::win`] (fill it) or
-    /// [`Item::win_taken`] (someone else is). Implies a CAS read: the token is the CAS.
+    /// `ttl` seconds and comes back as an item with [`Item::win`](crate::Item::win) (fill it) or
+    /// [`Item::win_taken`](crate::Item::win_taken) (someone else is). Implies a CAS read: the token is the CAS.
     pub lease: Option<u32>,
     /// Early recache (meta `R<ttl>`): a hit with less than `ttl` seconds left wins a refill.
     pub recache: Option<u32>,
