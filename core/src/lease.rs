@@ -325,14 +325,14 @@ pub(crate) fn get_or_set<R: Deref<Target = Router>, E>(
                 if let Some(item) = f.wait(Instant::now() + wait * 2) {
                     return Ok(item);
                 }
-                return fills.run(compute, None);
+                return lease_dance(&fills, compute, None);
             }
             Role::Leader(lead) => {
-                return fills.run(compute, Some(lead));
+                return lease_dance(&fills, compute, Some(lead));
             }
         }
     }
-    fills.run(compute, None)
+    lease_dance(&fills, compute, None)
 }
 
 /// One caller's `get_or_set` of `key`, and where it runs.
@@ -373,136 +373,6 @@ impl<R: Deref<Target = Router>> Fills<'_, R> {
         let r = (self.route)()?;
         release(&r, &r.cx(), self.st, self.key, token)
     }
-
-    /// The lease dance for one caller (the leader of this process's callers, if coalescing).
-    fn run<E>(
-        &self,
-        compute: impl FnOnce() -> Result<Computed, E>,
-        lead: Option<crate::coalesce::Leader<Item>>,
-    ) -> Result<Item, GetOrSetError<E>> {
-        let (st, key, wait) = (self.st, self.key, self.wait);
-        // Waiting for another's fill takes at most `wait`, and the poll then running at most
-        // one `io_ms` more: every lease read of this call runs in this one context.
-        let cx = Cx::within(wait + self.io);
-        let deadline = Instant::now() + wait;
-        let salt = u64::from(std::process::id()) ^ (key.as_ptr() as u64);
-        let mut attempt = 0;
-        // The CAS of the stub we were last told to wait for.
-        let mut stub = None;
-        let next = loop {
-            let lease = match self.poll(&cx) {
-                Ok((l, cas)) => {
-                    if l == Lease::Wait {
-                        stub = Some(cas);
-                    }
-                    l
-                }
-                Err(e) if e.is_caller_error() => return Err(GetOrSetError::Cache(e)),
-                // Already waiting for someone's fill: a failed poll (all connections busy, a
-                // timeout) is one more wait, not a reason to give up on the cache.
-                Err(_) if stub.is_some() && Instant::now() + backoff(attempt, salt) <= deadline => {
-                    st.counters.lease_errors.fetch_add(1, Relaxed);
-                    std::thread::sleep(backoff(attempt, salt));
-                    attempt += 1;
-                    continue;
-                }
-                Err(e) => {
-                    // The cache is failing: the value still comes from its source (coalesced in
-                    // this process), and nothing is stored.
-                    st.counters.lease_errors.fetch_add(1, Relaxed);
-                    log::debug!(target: "fae", "get_or_set: lease read failed ({e}); computing without the cache");
-                    break Next::Compute {
-                        token: None,
-                        interim: None,
-                        release: false,
-                    };
-                }
-            };
-            match lease {
-                Lease::Hit(item) | Lease::Stale(item) => break Next::Serve(item),
-                // Others (in this process too) serve the stale value while we refresh it.
-                Lease::Refresh { item, token } => {
-                    break Next::Compute {
-                        token: Some(token),
-                        release: item.stale,
-                        interim: Some(item),
-                    };
-                }
-                Lease::Miss { token } => {
-                    break Next::Compute {
-                        token: Some(token),
-                        interim: None,
-                        release: true,
-                    };
-                }
-                Lease::Wait => {
-                    let pause = backoff(attempt, salt);
-                    attempt += 1;
-                    if Instant::now() + pause > deadline {
-                        // The filler is slow or gone (its stub would block the key for
-                        // lease_ttl_s): compute, and fill with the stub's CAS — stored only if the
-                        // stub is still unfilled and nothing was written or deleted meanwhile, so a
-                        // dead winner stops costing every reader `wait_ms`. A slow winner's late
-                        // fill then loses to this (newer) value.
-                        st.counters.wait_timeouts.fetch_add(1, Relaxed);
-                        break Next::Compute {
-                            token: stub.filter(|&c| c != 0),
-                            interim: None,
-                            release: false,
-                        };
-                    }
-                    std::thread::sleep(pause);
-                }
-            }
-        };
-        let item = match next {
-            Next::Serve(item) => item,
-            Next::Compute {
-                token,
-                interim,
-                release,
-            } => {
-                if let (Some(l), Some(i)) = (&lead, &interim) {
-                    l.interim(i);
-                }
-                st.counters.computes.fetch_add(1, Relaxed);
-                let (value, flags) = match compute() {
-                    Ok(v) => v,
-                    Err(e) => {
-                        // Hand the lease back so the next reader (here or elsewhere) wins at once
-                        // instead of waiting out the stub; `lead` is dropped unfinished, so this
-                        // process's followers try themselves.
-                        if let (true, Some(t)) = (release, token) {
-                            let _ = self.release(t);
-                        }
-                        return Err(GetOrSetError::Compute(e));
-                    }
-                };
-                if let Some(token) = token
-                    && let Err(e) = self.store(&value, flags, token)
-                {
-                    // A value `set` would refuse (over max_value_size) is refused here too, and
-                    // the lease handed back.
-                    if release {
-                        let _ = self.release(token);
-                    }
-                    return Err(GetOrSetError::Cache(e));
-                }
-                Item {
-                    value,
-                    flags,
-                    ..Item::default()
-                }
-            }
-        };
-        if let Some(l) = lead {
-            l.finish(&item);
-        }
-        Ok(item)
-    }
-}
-
-impl<R: Deref<Target = Router>> Fills<'_, R> {
     /// Fill with the lease after the compute, as a request of its own (the compute was the
     /// caller's time). A lost fill (a newer write won) is counted, not an error, and so is a
     /// cache failure. A caller error (a value over `max_value_size`) is returned.
@@ -521,6 +391,133 @@ impl<R: Deref<Target = Router>> Fills<'_, R> {
         };
         Ok(())
     }
+}
+
+/// The lease dance for one caller (the leader of this process's callers, if coalescing).
+fn lease_dance<R: Deref<Target = Router>, E>(
+    fills: &Fills<'_, R>,
+    compute: impl FnOnce() -> Result<Computed, E>,
+    lead: Option<crate::coalesce::Leader<Item>>,
+) -> Result<Item, GetOrSetError<E>> {
+    let (st, key, wait) = (fills.st, fills.key, fills.wait);
+    // Waiting for another's fill takes at most `wait`, and the poll then running at most
+    // one `io_ms` more: every lease read of this call runs in this one context.
+    let cx = Cx::within(wait + fills.io);
+    let deadline = Instant::now() + wait;
+    let salt = u64::from(std::process::id()) ^ (key.as_ptr() as u64);
+    let mut attempt = 0;
+    // The CAS of the stub we were last told to wait for.
+    let mut stub = None;
+    let next = loop {
+        let lease = match fills.poll(&cx) {
+            Ok((l, cas)) => {
+                if l == Lease::Wait {
+                    stub = Some(cas);
+                }
+                l
+            }
+            Err(e) if e.is_caller_error() => return Err(GetOrSetError::Cache(e)),
+            // Already waiting for someone's fill: a failed poll (all connections busy, a
+            // timeout) is one more wait, not a reason to give up on the cache.
+            Err(_) if stub.is_some() && Instant::now() + backoff(attempt, salt) <= deadline => {
+                st.counters.lease_errors.fetch_add(1, Relaxed);
+                std::thread::sleep(backoff(attempt, salt));
+                attempt += 1;
+                continue;
+            }
+            Err(e) => {
+                // The cache is failing: the value still comes from its source (coalesced in
+                // this process), and nothing is stored.
+                st.counters.lease_errors.fetch_add(1, Relaxed);
+                log::debug!(target: "fae", "get_or_set: lease read failed ({e}); computing without the cache");
+                break Next::Compute {
+                    token: None,
+                    interim: None,
+                    release: false,
+                };
+            }
+        };
+        match lease {
+            Lease::Hit(item) | Lease::Stale(item) => break Next::Serve(item),
+            // Others (in this process too) serve the stale value while we refresh it.
+            Lease::Refresh { item, token } => {
+                break Next::Compute {
+                    token: Some(token),
+                    release: item.stale,
+                    interim: Some(item),
+                };
+            }
+            Lease::Miss { token } => {
+                break Next::Compute {
+                    token: Some(token),
+                    interim: None,
+                    release: true,
+                };
+            }
+            Lease::Wait => {
+                let pause = backoff(attempt, salt);
+                attempt += 1;
+                if Instant::now() + pause > deadline {
+                    // The filler is slow or gone (its stub would block the key for
+                    // lease_ttl_s): compute, and fill with the stub's CAS — stored only if the
+                    // stub is still unfilled and nothing was written or deleted meanwhile, so a
+                    // dead winner stops costing every reader `wait_ms`. A slow winner's late
+                    // fill then loses to this (newer) value.
+                    st.counters.wait_timeouts.fetch_add(1, Relaxed);
+                    break Next::Compute {
+                        token: stub.filter(|&c| c != 0),
+                        interim: None,
+                        release: false,
+                    };
+                }
+                std::thread::sleep(pause);
+            }
+        }
+    };
+    let item = match next {
+        Next::Serve(item) => item,
+        Next::Compute {
+            token,
+            interim,
+            release,
+        } => {
+            if let (Some(l), Some(i)) = (&lead, &interim) {
+                l.interim(i);
+            }
+            st.counters.computes.fetch_add(1, Relaxed);
+            let (value, flags) = match compute() {
+                Ok(v) => v,
+                Err(e) => {
+                    // Hand the lease back so the next reader (here or elsewhere) wins at once
+                    // instead of waiting out the stub; `lead` is dropped unfinished, so this
+                    // process's followers try themselves.
+                    if let (true, Some(t)) = (release, token) {
+                        let _ = fills.release(t);
+                    }
+                    return Err(GetOrSetError::Compute(e));
+                }
+            };
+            if let Some(token) = token
+                && let Err(e) = fills.store(&value, flags, token)
+            {
+                // A value `set` would refuse (over max_value_size) is refused here too, and
+                // the lease handed back.
+                if release {
+                    let _ = fills.release(token);
+                }
+                return Err(GetOrSetError::Cache(e));
+            }
+            Item {
+                value,
+                flags,
+                ..Item::default()
+            }
+        }
+    };
+    if let Some(l) = lead {
+        l.finish(&item);
+    }
+    Ok(item)
 }
 
 #[cfg(test)]
