@@ -32,9 +32,14 @@ fn pool(name: &str, addrs: &[String]) -> String {
 }
 
 fn client(pools: &[String], route: &str) -> Client {
+    client_with(pools, route, "")
+}
+
+/// [`client`] with more top-level fields (`, "health": {...}`).
+fn client_with(pools: &[String], route: &str, extra: &str) -> Client {
     let json = format!(
         r#"{{"pools": {{{}}}, "route": {route},
-            "timeouts": {{"connect_ms": {IO_MS}, "io_ms": {IO_MS}}}}}"#,
+            "timeouts": {{"connect_ms": {IO_MS}, "io_ms": {IO_MS}}}{extra}}}"#,
         pools.join(", ")
     );
     Client::new(&Config::from_json(&json).unwrap_or_else(|e| panic!("{e}: {json}"))).unwrap()
@@ -166,4 +171,27 @@ fn warm_up_with_a_black_holed_warm_side_ends_within_one_io_ms() {
         "cold's misses are the answers: {out:?}"
     );
     assert!(timeouts_of(&c, &px[1].addr()) >= 1, "warm was asked");
+}
+
+/// The other side of one deadline: a child that timed out used it up, so the backup is not
+/// asked in the same request; once the dead server's breaker is open (a connect timeout opens
+/// it at once; `max_tko_fraction` 1.0 lets a one-server pool open), its keys go to the backup
+/// without waiting.
+#[test]
+fn after_a_timeout_the_backup_serves_once_the_breaker_is_open() {
+    let _g = serial();
+    let cluster = Cluster::start(2);
+    let px = proxies(&cluster);
+    let pools = [pool("a", &[px[0].addr()]), pool("b", &[px[1].addr()])];
+    client(&pools, r#""b""#).set(b"k", b"from-b", 0, 0).unwrap();
+    px[0].set_fault(Fault::BlackHole);
+    let c = client_with(
+        &pools,
+        r#"{"type": "failover", "children": ["a", "b"]}"#,
+        r#", "health": {"max_tko_fraction": 1.0}"#,
+    );
+    let r = timed("the first get", || c.get(b"k"));
+    assert!(r.is_err(), "a's timeout used up the deadline: {r:?}");
+    let r = timed("a get past the open breaker", || c.get(b"k"));
+    assert_eq!(r.unwrap().map(|i| i.value), Some(b"from-b".to_vec()));
 }

@@ -11,6 +11,12 @@
 //! holds (timeouts, connection failures, resets, `tko`, `SERVER_ERROR`, protocol errors, a
 //! disabled or read-only pool); caller errors (bad key, value too large) never fail over.
 //! Multi-key calls fail over per key: only the failed keys are re-sent, as one batch.
+//!
+//! All children share the request's context ([`Cx`]): a child that failed fast (refused,
+//! reset, `tko`) leaves the rest of the deadline to the next one; after a timeout nothing is
+//! left, and the next children fail with `timeout` without being asked. A failover over any
+//! number of dead servers thus ends within one `io_ms`; the keys of a server that keeps timing
+//! out fail over at once when its breaker opens.
 
 use std::sync::Arc;
 
