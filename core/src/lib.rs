@@ -1,16 +1,22 @@
 //! libfae core: a memcached client with a router inside.
 //!
 //! ```text
-//! Client (client.rs)                 sync API, thread-safe, one per process
+//! Client (client.rs)                 sync API, thread-safe, one per process; one Cx per call
+//!   ├─ lease.rs, coalesce.rs         get_or_set and leases on the route layer; shared gets
 //!   └─ Router (route/)               the route tree from config, swapped atomically on reload
 //!        └─ Route::get / write       failover, replicated, shadow, warm_up, prefix, migrate, local …
-//!             └─ PoolRoute           leaf: placement (hash/ + placement/), key → server index
-//!                  └─ Destination    one per server address (pool/): idle connections, health
-//!                       └─ Conn      socket + buffers; protocol codec (protocol/, sans I/O)
+//!             └─ PoolRoute           leaf: placement (hash/ + placement/), key → server index;
+//!                  │                 what a reply means (lease stubs hidden, hits counted)
+//!                  └─ exchange       the engine (pool/exchange.rs): per-destination batches
+//!                       └─ Destination   one per server address (pool/): idle connections, health
+//!                            └─ Conn     socket + buffers; protocol codec (protocol/, sans I/O)
 //! ```
 //!
-//! The caller's thread does the I/O of its own request; a multi-key call groups keys by server
-//! and drives every server's connection at once from the caller's thread, under one deadline.
+//! Imports run down this picture, never up; the vocabulary every layer speaks (`op.rs`: keys,
+//! reads, writes, outcomes, the request context `Cx`) sits below all of it. The caller's
+//! thread does the I/O of its own request; a multi-key call groups keys by server and drives
+//! every server's connection at once from the caller's thread, and every route, child and
+//! retry of a call shares the one deadline of its `Cx`.
 #![deny(missing_docs)]
 
 pub mod client;

@@ -22,6 +22,7 @@
 //! fleet does not reconnect in step).
 
 pub mod conn;
+pub(crate) mod exchange;
 pub mod health;
 
 use std::sync::Arc;
