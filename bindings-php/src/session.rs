@@ -225,7 +225,7 @@ impl FaeSessionHandler {
             if s.servers.is_empty() && !s.pools_config {
                 for entry in path.split(',').map(str::trim).filter(|e| !e.is_empty()) {
                     let entry = entry.replace(' ', ":");
-                    let n = fae_core::config::parse_server(&entry)
+                    let n = fae_core::addr::parse_server(&entry)
                         .map_err(|e| (crate::codes::RES_INVALID_ARGUMENTS, e))?;
                     s.add_server(&n.host, n.port, n.weight, true)?;
                 }

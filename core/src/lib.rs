@@ -13,6 +13,7 @@
 //! and drives every server's connection at once from the caller's thread, under one deadline.
 #![deny(missing_docs)]
 
+pub mod addr;
 pub mod client;
 pub(crate) mod coalesce;
 pub mod config;
