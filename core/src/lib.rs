@@ -9,6 +9,9 @@
 //!                       └─ Conn      socket + buffers; protocol codec (protocol/, sans I/O)
 //! ```
 //!
+//! `addr.rs` (server addresses: [`addr::Node`], [`addr::parse_server`], TCP or Unix-domain
+//! socket) is the bottom every layer above may use; it imports nothing from the crate.
+//!
 //! The caller's thread does the I/O of its own request; a multi-key call groups keys by server
 //! and drives every server's connection at once from the caller's thread, under one deadline.
 #![deny(missing_docs)]
