@@ -530,3 +530,61 @@ impl Conn {
         self.start == self.end && self.sent == 0 && self.wbuf.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dial(path: &str) -> Error {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        Stream::dial(path, 0, Duration::from_secs(1), deadline).unwrap_err()
+    }
+
+    #[test]
+    fn socket_dial_errors_name_the_path() {
+        let e = dial("/nonexistent-dir/m.sock");
+        assert_eq!(e.reason(), Reason::ConnectFailed);
+        let d = e.detail().unwrap();
+        assert!(
+            d.contains("/nonexistent-dir/m.sock") && d.contains("No such file"),
+            "{d}"
+        );
+
+        let long = format!("/{}", "x".repeat(200));
+        let d = dial(&long).detail().unwrap().to_string();
+        assert!(d.contains("at most 107 bytes"), "{d}");
+
+        // No permission (root is never refused, so the mapping is checked directly).
+        let e = connect_error(
+            "/run/m.sock",
+            &io::Error::from(io::ErrorKind::PermissionDenied),
+        );
+        assert_eq!(e.reason(), Reason::ConnectFailed);
+        assert!(e.detail().unwrap().contains("/run/m.sock"));
+        let e = connect_error("/run/m.sock", &io::Error::from(io::ErrorKind::WouldBlock));
+        assert_eq!(
+            e.reason(),
+            Reason::ConnectTimeout,
+            "a full backlog until SO_SNDTIMEO"
+        );
+    }
+
+    #[test]
+    fn a_socket_in_a_directory_we_may_not_enter_is_a_connect_error() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            return; // root bypasses file permissions
+        }
+        let dir = std::env::temp_dir().join(format!("fae-conn-perm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let e = dial(path.to_str().unwrap());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(e.reason(), Reason::ConnectFailed, "{e}");
+        assert!(e.detail().unwrap().contains("ermission denied"), "{e}");
+    }
+}
