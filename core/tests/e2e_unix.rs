@@ -1,7 +1,7 @@
 //! Unix-domain socket servers against real memcached listening on sockets the testkit creates
 //! (`memcached -s PATH`): a pool mixing sockets and TCP, stats and `route_for` by path, reload
-//! keeping warm connections, a killed and restarted server, a stopped one (SIGSTOP), a socket
-//! file removed and re-created, and paths that do not exist.
+//! keeping warm connections, heartbeats and recycling, a killed and restarted server, a stopped
+//! one (SIGSTOP), a socket file removed and re-created, and paths that do not exist.
 
 use std::time::{Duration, Instant};
 
@@ -254,4 +254,24 @@ fn a_path_nobody_created_is_a_clear_connect_error() {
     let e = c.get(b"k").unwrap_err();
     assert_eq!(e.reason(), Reason::ConnectRefused, "{e}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn idle_socket_connections_are_heartbeaten_then_recycled() {
+    let s1 = sock();
+    let c = client(
+        &[s1.addr()],
+        r#", "health": {"heartbeat_interval_ms": 40, "max_idle_ms": 400}"#,
+    );
+    c.set(b"k", b"v", 0, 0).unwrap();
+    let d = |name: &str| {
+        c.stats()["destinations"][&s1.addr()][name]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(wait_until(Duration::from_secs(2), || d("heartbeats_ok") >= 2));
+    assert!(wait_until(Duration::from_secs(2), || d(
+        "connections_recycled"
+    ) == 1));
+    assert_eq!(c.get(b"k").unwrap().unwrap().value, b"v");
 }
