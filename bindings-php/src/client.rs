@@ -593,11 +593,18 @@ impl FaeClient {
     fn server_array(&self, addr: &str) -> Zval {
         let s = self.shared.lock();
         let node = s.servers.iter().find(|n| n.addr() == addr);
-        let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "0"));
+        // A socket server as php-memcached reports it: host = the path, type SOCKET, and the
+        // port libmemcached stored for it (from a `$config` pool: 0).
+        let (host, port, kind) = if fae_core::addr::unix_path(addr).is_some() {
+            (addr, node.map_or(0, |n| i64::from(n.port)), "SOCKET")
+        } else {
+            let (h, p) = addr.rsplit_once(':').unwrap_or((addr, "0"));
+            (h, p.parse().unwrap_or(0), "TCP")
+        };
         let mut ht = ZendHashTable::new();
         let _ = ht.insert("host", str_zval(host));
-        let _ = ht.insert("port", long_zval(port.parse().unwrap_or(0)));
-        let _ = ht.insert("type", str_zval("TCP"));
+        let _ = ht.insert("port", long_zval(port));
+        let _ = ht.insert("type", str_zval(kind));
         let _ = ht.insert("weight", long_zval(node.map_or(1, |n| i64::from(n.weight))));
         array_zval(ht)
     }

@@ -863,10 +863,10 @@ impl Client {
 /// One server's `stats` reply: `(name, value)` pairs in the server's order.
 pub type ServerStats = Vec<(String, String)>;
 
-/// One `stats` exchange on a fresh connection to `addr` (`host:port`, IPv6 host unbracketed).
+/// One `stats` exchange on a fresh connection to `addr` (`host:port`, IPv6 host unbracketed, or
+/// a Unix-domain socket path).
 fn admin_stats(addr: &str, line: &str, io_timeout: Duration) -> Result<Vec<(String, String)>> {
     use std::io::{Read, Write};
-    use std::net::{TcpStream, ToSocketAddrs};
     let io_err = |e: std::io::Error| {
         let reason = match e.kind() {
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Reason::Timeout,
@@ -878,16 +878,15 @@ fn admin_stats(addr: &str, line: &str, io_timeout: Duration) -> Result<Vec<(Stri
         };
         Error::with_detail(reason, format!("stats: {e}"))
     };
-    let (host, port) = addr
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-        .ok_or_else(|| Error::with_detail(Reason::ConnectFailed, "bad server address"))?;
-    let sa = (host.trim_matches(|c| c == '[' || c == ']'), port)
-        .to_socket_addrs()
-        .map_err(io_err)?
-        .next()
-        .ok_or_else(|| Error::with_detail(Reason::ConnectFailed, "address did not resolve"))?;
-    let mut s = TcpStream::connect_timeout(&sa, io_timeout).map_err(io_err)?;
+    let (host, port) = match crate::addr::unix_path(addr) {
+        Some(path) => (path, 0),
+        None => addr
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            .ok_or_else(|| Error::with_detail(Reason::ConnectFailed, "bad server address"))?,
+    };
+    let mut s =
+        crate::pool::conn::Stream::dial(host, port, io_timeout, Instant::now() + io_timeout)?;
     let deadline = Instant::now() + io_timeout;
     s.set_write_timeout(Some(io_timeout)).map_err(io_err)?;
     s.write_all(line.as_bytes()).map_err(io_err)?;

@@ -17,13 +17,16 @@
 //! thread does the I/O of its own request; a multi-key call groups keys by server and drives
 //! every server's connection at once from the caller's thread, and every route, child and
 //! retry of a call shares the one deadline of its `Cx`.
+//!
+//! `addr.rs` (server addresses: [`addr::Node`], [`addr::parse_server`], TCP or Unix-domain
+//! socket) is the bottom every layer above may use; it imports nothing from the crate.
 #![deny(missing_docs)]
 
+pub mod addr;
 pub mod client;
 pub(crate) mod coalesce;
 pub mod config;
 pub mod discovery;
-
 pub mod error;
 pub mod export;
 pub mod hash;

@@ -290,6 +290,80 @@ test('session handler (CLI)', function () use ($mc, $mc2) {
     eq($h6->read('sid2'), '', 'lock released when the handler is freed');
 });
 
+test('unix socket servers', function () use ($mc, $root) {
+    $sock = new Memcached_Socket_Process();
+    $path = $sock->path();
+    $c = new Client();
+    eq($c->addServer($path, 0), true, 'addServer(path, 0)');
+    eq($c->addServer('127.0.0.1', $mc->port), true, 'addServer(tcp)');
+    for ($i = 0; $i < 50; $i++) eq($c->set("u:$i", "v$i"), true, "set u:$i");
+    $got = $c->getMulti(array_map(fn($i) => "u:$i", range(0, 49)));
+    eq(count($got), 50, 'getMulti over socket + tcp');
+    $onSocket = 0;
+    for ($i = 0; $i < 50; $i++) if ($c->getServerByKey("u:$i")['host'] === $path) $onSocket++;
+    check($onSocket > 5 && $onSocket < 45, "keys on both servers ($onSocket on the socket)");
+    eq((int)mc_stat($path, 'curr_items'), $onSocket, 'the socket server holds the keys placed on it');
+    // Reported as php-memcached reports it: host = path, port 11211 (addServer's 0), SOCKET.
+    $list = $c->getServerList();
+    eq([$list[0]['host'], $list[0]['port'], $list[0]['type']], [$path, 11211, 'SOCKET'], 'getServerList socket entry');
+    eq($list[1]['type'], 'TCP', 'getServerList tcp entry');
+    eq($c->routeFor('u:1') !== [], true, 'routeFor');
+    $a = new Client();
+    eq($a->addServers([[$path, 0, 1], ['127.0.0.1', $mc->port]]), true, 'addServers');
+    eq($a->getServerList()[0]['port'], 0, 'addServers stores port 0 for a socket (libmemcached)');
+    eq($a->get('u:1') === 'v1' || $a->getResultCode() === Client::RES_NOTFOUND, true, 'addServers client reads');
+    if (class_exists('Memcached')) {
+        foreach (['addServer' => fn($m) => [$m->addServer($path, 0, 2), $m->addServer('127.0.0.1', $mc->port)],
+                  'addServers' => fn($m) => $m->addServers([[$path, 0, 2], ['127.0.0.1', $mc->port, 1]])] as $how => $add) {
+            $p = new Memcached(); $f = new Client();
+            $p->setOption(Memcached::OPT_LIBKETAMA_COMPATIBLE, true); $f->setOption(Client::OPT_LIBKETAMA_COMPATIBLE, true);
+            $add($p); $add($f);
+            eq(array_map(fn($s) => [$s['host'], $s['port'], $s['type']], $f->getServerList()),
+               array_map(fn($s) => [$s['host'], $s['port'], $s['type']], $p->getServerList()), "$how: getServerList equals php-memcached's");
+            $bad = 0;
+            for ($k = 0; $k < 2000; $k++) {
+                $x = $p->getServerByKey("key:$k"); $y = $f->getServerByKey("key:$k");
+                if ([$x['host'], $x['port']] !== [$y['host'], $y['port']]) $bad++;
+            }
+            eq($bad, 0, "$how: getServerByKey equals php-memcached on 2000 keys");
+        }
+    }
+    // Golden vectors made by php-memcached (tests/placement/README.md).
+    $pool = [['/tmp/fae-placement/m1.sock', 0], ['127.0.0.1', 21211], ['/tmp/fae-placement/m2.sock', 0], ['127.0.0.1', 21212]];
+    foreach (['php-memcached_unix.csv' => [true, [1, 1, 1, 1]], 'php-memcached_unix_w1234.csv' => [true, [1, 2, 3, 4]],
+              'php-memcached-default_unix.csv' => [false, [1, 1, 1, 1]]] as $file => [$ketama, $weights]) {
+        $v = new Client();
+        if ($ketama) $v->setOption(Client::OPT_LIBKETAMA_COMPATIBLE, true);
+        foreach ($pool as $i => [$h, $port]) $v->addServer($h, $port, $weights[$i]);
+        $rows = array_map('str_getcsv', array_slice(file("$root/tests/placement/$file", FILE_IGNORE_NEW_LINES), 1));
+        $bad = 0;
+        foreach ($rows as [$key, $want]) {
+            $g = $v->getServerByKey($key);
+            if (($g['type'] === 'SOCKET' ? $g['host'] : "{$g['host']}:{$g['port']}") !== $want) $bad++;
+        }
+        eq($bad, 0, "$file: " . count($rows) . ' keys');
+    }
+    // $config and session save paths take the path too.
+    $cfg = new Client(null, ['servers' => [$path]]);
+    eq($cfg->get('u:0') === false ? $cfg->set('u:0', 'x') : true, true, '$config servers: [path]');
+    eq($cfg->getServerByKey('u:0')['host'], $path, '$config: getServerByKey host');
+    $h = new Fae\SessionHandler();
+    eq($h->open("$path:0:1", 'PHPSESSID'), true, 'session save_path with a socket');
+    eq($h->read('usid'), '', 'session read');
+    eq($h->write('usid', 'a|i:1;'), true, 'session write over the socket');
+    eq($h->close(), true, 'session close');
+    // A path nobody listens on: a clear error naming it, at once, no crash.
+    $d = new Client();
+    eq($d->addServer('/nonexistent-dir/m.sock', 0), true, 'addServer(missing path)');
+    $t = microtime(true);
+    eq($d->get('k'), false, 'get on a missing socket');
+    check($d->getResultCode() !== Client::RES_SUCCESS && $d->getResultCode() !== Client::RES_NOTFOUND, 'an error code: ' . $d->getResultCode());
+    check(str_contains($d->getResultMessage(), '/nonexistent-dir/m.sock'), 'message names the path: ' . $d->getResultMessage());
+    check(microtime(true) - $t < 0.5, 'fails at once');
+    $sock->stop();
+    eq($c->get('u:1') === false || $c->get('u:1') === 'v1', true, 'a killed socket server is an error, not a crash');
+});
+
 test('reload', function () use ($mc, $mc2) {
     $c = new Client(null, ['servers' => [$mc->addr()]]);
     eq($c->set('r:k', 'v1'), true, 'set before reload');
