@@ -12,14 +12,29 @@
 //!                            └─ Conn     socket + buffers; protocol codec (protocol/, sans I/O)
 //! ```
 //!
-//! Imports run down this picture, never up; the vocabulary every layer speaks (`op.rs`: keys,
-//! reads, writes, outcomes, the request context `Cx`) sits below all of it. The caller's
-//! thread does the I/O of its own request; a multi-key call groups keys by server and drives
-//! every server's connection at once from the caller's thread, and every route, child and
-//! retry of a call shares the one deadline of its `Cx`.
+//! The caller's thread does the I/O of its own request; a multi-key call groups keys by server
+//! and drives every server's connection at once from the caller's thread, and every route,
+//! child and retry of a call shares the one deadline of its `Cx`.
 //!
-//! `addr.rs` (server addresses: [`addr::Node`], [`addr::parse_server`], TCP or Unix-domain
-//! socket) is the bottom every layer above may use; it imports nothing from the crate.
+//! # Layers
+//!
+//! A module imports only from its own layer's helpers and the layers below it (the few
+//! intra-doc links that point up, such as `op`'s to [`lease`], are not imports):
+//!
+//! | layer | modules | what |
+//! |---|---|---|
+//! | 1 vocabulary | [`addr`], [`error`], [`item`], [`key`], [`op`], [`textfile`] | server addresses (TCP or Unix socket), the one error type, items, key rules, operations, outcomes, reads and writes, the request context `Cx`, bounded file reads |
+//! | 2 pure functions | [`hash`], [`placement`], [`protocol`], [`values`], [`stats`] | key → u32, u32 → server, the sans-I/O codec, stored-value layouts of each client family with zlib/FastLZ and the key prefix, counter tables |
+//! | 3 process | [`process`] | what a process has once: the fork generation, the supervisor thread, the background worker |
+//! | 4 I/O and in-process state | [`pool`] (with `pool::exchange`, the `poll(2)` engine), [`lru`], `coalesce` | connections, health and batches per destination; the in-process LRU; shared gets |
+//! | 5 schema pieces | `config::sections`, [`config::defaults`], [`discovery`] | plain config sections and defaults; topology snapshot files (etcd/ZooKeeper sources with feature `watch`) |
+//! | 6 routes | [`route`] | the tree: one file per route with its config struct, `route::schema` for what they share |
+//! | 7 the document | [`config::Config`], `route::builder` | the whole config (pools + route tree), and the tree built from it |
+//! | 8 on the tree | [`lease`] | leases and `get_or_set` on a `Router` |
+//! | 9 facade | [`client`], [`export`] | `Client`, reload and stats export |
+//!
+//! Above the library: the `fae` binary (`src/bin/fae/`, feature `watch`) and the bindings.
+//!
 #![deny(missing_docs)]
 
 pub mod addr;
