@@ -159,6 +159,11 @@ class Client
     public function getResultMessage(): string {}
     public function isPersistent(): bool {}
     public function isPristine(): bool {}
+    /**
+     * $host may be a Unix-domain socket path ('/run/memcached/memcached.sock', port 0), as with
+     * php-memcached: reported as host = path, type SOCKET, and placed as php-memcached places
+     * it (port 0 is stored as 11211 by addServer, as 0 by addServers).
+     */
     public function addServer(string $host, int $port, int $weight = 0): bool {}
     /** @param array<array{0: string, 1: int, 2?: int}> $servers */
     public function addServers(array $servers): bool {}

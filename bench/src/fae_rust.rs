@@ -39,9 +39,20 @@ impl FaeRust {
 }
 
 /// The JSON config every libfae row uses: the servers in the order libmemcached gets them, the
-/// default mode (`libmemcached` = KETAMA_WEIGHTED) and `protocol`.
+/// default mode (`libmemcached` = KETAMA_WEIGHTED) and `protocol`. A Unix socket path is given
+/// with port 11211, the port libmemcached's `memcached_server_add(path, 0)` stores and hashes
+/// (as php-memcached's `addServer`), so both place keys alike.
 pub fn config_json(addrs: &[String], protocol: &str) -> String {
-    let servers: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+    let servers: Vec<String> = addrs
+        .iter()
+        .map(|a| {
+            if a.starts_with('/') {
+                format!("{{\"addr\": \"{a}\", \"port\": 11211}}")
+            } else {
+                format!("\"{a}\"")
+            }
+        })
+        .collect();
     format!(
         "{{\"servers\": [{}], \"protocol\": \"{protocol}\"}}",
         servers.join(", ")

@@ -203,9 +203,13 @@ impl Libmemcached {
             mc.check(rc, &format!("memcached_behavior_set({name})"))?;
         }
         for addr in addrs {
-            let (host, port) = addr
-                .rsplit_once(':')
-                .ok_or_else(|| format!("bad address {addr}"))?;
+            // A Unix socket path goes in as php-memcached's addServer(path, 0) passes it.
+            let (host, port) = if addr.starts_with('/') {
+                (addr.as_str(), "0")
+            } else {
+                addr.rsplit_once(':')
+                    .ok_or_else(|| format!("bad address {addr}"))?
+            };
             let port: u16 = port.parse().map_err(|_| format!("bad port in {addr}"))?;
             let host = CString::new(host).map_err(|_| format!("bad host in {addr}"))?;
             // SAFETY: `st` is live and `host` is a NUL-terminated string that outlives the
@@ -254,6 +258,9 @@ impl Libmemcached {
                 memcached_server_port(inst),
             )
         };
+        if name.starts_with('/') {
+            return Ok(name); // a Unix socket, named by its path as libfae names it
+        }
         Ok(format!("{name}:{port}"))
     }
 }

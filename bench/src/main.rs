@@ -48,7 +48,8 @@
 //! lookaside against `get_or_set` (leases, coalescing); see the `stampede` module.
 //!
 //! Flags: `--iterations N` (single-key calls per client; multi-gets get N/10), `--rounds R`,
-//! `--quick`, `--write-docs`, `--docs PATH`, `--only LABEL[,LABEL…]`. Needs `memcached` on
+//! `--quick`, `--write-docs`, `--docs PATH`, `--only LABEL[,LABEL…]`, `--unix` (the 4 servers
+//! on Unix-domain sockets; `--write-docs` then writes its own block). Needs `memcached` on
 //! `PATH` and `libmemcached.so`. Speed targets are printed as PASS/MISS and never fail the run;
 //! a wrong result does (exit status 1).
 
@@ -78,11 +79,13 @@ struct Args {
     write_docs: bool,
     docs: String,
     only: Vec<String>,
+    /// The 4 servers listen on Unix-domain sockets instead of 127.0.0.1 ports.
+    unix: bool,
     raw: Vec<String>,
 }
 
 const USAGE: &str = "usage: fae-bench [--iterations N] [--rounds R] [--quick] [--write-docs] \
-                     [--docs PATH] [--only LABEL[,LABEL...]]\n       \
+                     [--docs PATH] [--only LABEL[,LABEL...]] [--unix]\n       \
                      fae-bench health [--quick] [--write-docs] [--docs PATH]\n       \
                      fae-bench routes [--quick] [--only PART[,PART...]] [--write-docs] [--docs PATH]\n       \
                      fae-bench stampede [--quick] [--write-docs] [--docs PATH]";
@@ -101,6 +104,7 @@ impl Args {
             write_docs: false,
             docs: concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/BENCHMARKS.md").into(),
             only: Vec::new(),
+            unix: false,
             raw: raw.clone(),
         };
         let mut it = raw.into_iter();
@@ -124,6 +128,7 @@ impl Args {
                     }
                 }
                 "--quick" => a.quick = true,
+                "--unix" => a.unix = true,
                 "--write-docs" => a.write_docs = true,
                 "--docs" => a.docs = value("--docs")?,
                 "--only" => {
@@ -276,7 +281,11 @@ fn run(args: &Args) -> Result<(), String> {
         );
     }
     let load_start = report::loadavg();
-    let cluster = fae_testkit::Cluster::try_start_with(4, &fae_testkit::Memcached::builder())
+    let mut builder = fae_testkit::Memcached::builder();
+    if args.unix {
+        builder = builder.unix_socket();
+    }
+    let cluster = fae_testkit::Cluster::try_start_with(4, &builder)
         .map_err(|e| format!("cannot start 4 memcached servers: {e}"))?;
     let addrs = cluster.addrs();
     eprintln!("fae-bench: 4 memcached servers: {}", addrs.join(" "));
@@ -345,7 +354,18 @@ fn run(args: &Args) -> Result<(), String> {
     let text = report::render(&facts, &tables, args);
     println!("{text}");
     if args.write_docs {
-        report::write_docs(&args.docs, &text)?;
+        if args.unix {
+            // Its own block: the TCP results above stay as they are.
+            report::write_block(
+                &args.docs,
+                "<!-- fae-bench unix results: begin -->",
+                "<!-- fae-bench unix results: end -->",
+                "## The same over Unix-domain sockets",
+                &text,
+            )?;
+        } else {
+            report::write_docs(&args.docs, &text)?;
+        }
         eprintln!("fae-bench: wrote {}", args.docs);
     }
     Ok(())

@@ -1,8 +1,6 @@
 //! Percentiles, the result tables, machine facts and the `docs/BENCHMARKS.md` results block.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::Args;
@@ -153,6 +151,8 @@ pub struct Facts {
     pub(crate) cpu: String,
     pub(crate) kernel: String,
     pub(crate) memcached: String,
+    /// Where the servers listen: `127.0.0.1` or `Unix-domain sockets`.
+    pub(crate) listen: &'static str,
     pub(crate) libmemcached: String,
     pub(crate) commit: String,
     pub(crate) load_start: String,
@@ -213,6 +213,11 @@ impl Facts {
                 .first()
                 .and_then(|a| server_version(a))
                 .unwrap_or_else(|| "unknown".into()),
+            listen: if addrs.iter().all(|a| a.starts_with('/')) {
+                "Unix-domain sockets"
+            } else {
+                "127.0.0.1"
+            },
             libmemcached: crate::libmemcached::lib_version(),
             commit,
             load_start,
@@ -246,12 +251,7 @@ pub fn loadavg() -> String {
 
 /// Ask a running server for its version (`version\r\n` → `VERSION x.y.z`).
 fn server_version(addr: &str) -> Option<String> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    s.write_all(b"version\r\n").ok()?;
-    let mut line = String::new();
-    BufReader::new(s).read_line(&mut line).ok()?;
-    line.trim().strip_prefix("VERSION ").map(str::to_string)
+    fae_testkit::raw::try_version(addr, Duration::from_secs(1)).ok()
 }
 
 /// Now as `YYYY-MM-DD HH:MM UTC`.
@@ -294,8 +294,8 @@ pub fn render(f: &Facts, tables: &[Table], args: &Args) -> String {
     );
     let _ = writeln!(
         out,
-        "- Servers: 4 × memcached {} on 127.0.0.1 (`-t 2`), same machine; libmemcached {}",
-        f.memcached, f.libmemcached
+        "- Servers: 4 × memcached {} on {} (`-t 2`), same machine; libmemcached {}",
+        f.memcached, f.listen, f.libmemcached
     );
     let _ = writeln!(
         out,

@@ -170,6 +170,28 @@ fn demo_runs_against_real_servers() {
     }
 }
 
+/// The demo over a pool of two Unix-domain socket servers (config JSON with paths): every call
+/// works, and `fae_client_route_for` names a socket by its path.
+#[test]
+fn demo_runs_against_unix_socket_servers() {
+    let scratch = Scratch::new("demo-unix");
+    let exe = scratch.path("demo");
+    compile_shared("gcc", STRICT_C, &demo_source(), &exe);
+    let a = fae_testkit::Memcached::builder().unix_socket().start();
+    let b = fae_testkit::Memcached::builder().unix_socket().start();
+    let out = run(program(&exe).args([a.addr(), b.addr()]), "demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "get demo:greeting = hello from C (flags 42)",
+        "hit [1] demo:b = banana",
+        "route_for get demo:a -> /",
+        "incr demo:counter by 5 -> 15",
+        "demo: OK",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?}\n{stdout}");
+    }
+}
+
 #[test]
 fn stampede_example_runs_against_real_servers() {
     let scratch = Scratch::new("stampede");

@@ -593,11 +593,18 @@ impl FaeClient {
     fn server_array(&self, addr: &str) -> Zval {
         let s = self.shared.lock();
         let node = s.servers.iter().find(|n| n.addr() == addr);
-        let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "0"));
+        // A socket server as php-memcached reports it: host = the path, type SOCKET, and the
+        // port libmemcached stored for it (from a `$config` pool: 0).
+        let (host, port, kind) = if fae_core::addr::unix_path(addr).is_some() {
+            (addr, node.map_or(0, |n| i64::from(n.port)), "SOCKET")
+        } else {
+            let (h, p) = addr.rsplit_once(':').unwrap_or((addr, "0"));
+            (h, p.parse().unwrap_or(0), "TCP")
+        };
         let mut ht = ZendHashTable::new();
         let _ = ht.insert("host", str_zval(host));
-        let _ = ht.insert("port", long_zval(port.parse().unwrap_or(0)));
-        let _ = ht.insert("type", str_zval("TCP"));
+        let _ = ht.insert("port", long_zval(port));
+        let _ = ht.insert("type", str_zval(kind));
         let _ = ht.insert("weight", long_zval(node.map_or(1, |n| i64::from(n.weight))));
         array_zval(ht)
     }
@@ -995,16 +1002,13 @@ impl FaeClient {
             return Err(exception("setOptions(): $options must be an array"));
         };
         let mut all = true;
-        let pairs: Vec<(i64, Zval)> = arr
-            .iter()
+        let pairs: Vec<(i64, Zval)> = crate::convert::entries(arr)
+            .into_iter()
             .map(|(k, v)| {
-                let k = match k {
-                    ext_php_rs::types::ArrayKey::Long(l) => l,
-                    other => String::try_from(other)
-                        .ok()
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(i64::MIN),
-                };
+                let k = std::str::from_utf8(&k)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(i64::MIN);
                 (k, v.shallow_clone())
             })
             .collect();
@@ -1473,7 +1477,18 @@ impl FaeClient {
                 Ok(c) => c,
                 Err(f) => return Ok(self.fail(f).is_true()),
             };
-            Ok(match ctx.core.flush_all(exptime(delay.unwrap_or(0))) {
+            // A negative delay is refused (php-memcached's server answers CLIENT_ERROR), and
+            // one past u32 is one more than 30 days ahead, which the core refuses too.
+            let delay = delay.unwrap_or(0);
+            let Ok(delay) = u32::try_from(delay) else {
+                return Ok(self
+                    .fail((
+                        RES_INVALID_ARGUMENTS,
+                        format!("flush delay {delay} is out of range"),
+                    ))
+                    .is_true());
+            };
+            Ok(match ctx.core.flush_all(delay) {
                 Ok(()) => {
                     self.ok();
                     true

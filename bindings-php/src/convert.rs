@@ -2,7 +2,7 @@
 
 use ext_php_rs::boxed::ZBox;
 use ext_php_rs::prelude::*;
-use ext_php_rs::types::{ArrayKey, ZendHashTable, Zval};
+use ext_php_rs::types::{ZendHashTable, Zval};
 use serde_json::Value;
 
 use crate::FaeException;
@@ -41,22 +41,33 @@ pub fn key_bytes(z: &Zval) -> PhpResult<Vec<u8>> {
     )))
 }
 
-fn array_key_string(k: &ArrayKey<'_>) -> Vec<u8> {
-    match k {
-        ArrayKey::Long(l) => l.to_string().into_bytes(),
-        ArrayKey::String(s) => s.as_bytes().to_vec(),
-        ArrayKey::Str(s) => s.as_bytes().to_vec(),
-        ArrayKey::ZendString(s) => s.as_bytes().to_vec(),
-    }
-}
-
-/// `(key, value)` pairs of an array, keys as bytes.
+/// `(key, value)` pairs of an array, keys as bytes. Keys are read as zvals: a string key that
+/// is not UTF-8 (`["\xff" => 1]`, a valid memcached key) would make ext-php-rs's `ArrayKey`
+/// iterator panic.
 pub fn entries(ht: &ZendHashTable) -> Vec<(Vec<u8>, &Zval)> {
-    ht.iter().map(|(k, v)| (array_key_string(&k), v)).collect()
+    let mut it = ext_php_rs::types::array::Iter::new(ht);
+    let mut out = Vec::with_capacity(ht.len());
+    while let Some((k, v)) = it.next_zval() {
+        let key = match k.long() {
+            Some(l) => l.to_string().into_bytes(),
+            None => k
+                .zend_str()
+                .map(|s| s.as_bytes().to_vec())
+                .unwrap_or_default(),
+        };
+        out.push((key, v));
+    }
+    out
 }
 
-/// A PHP value as JSON (for `$config`): lists become arrays, other arrays objects.
+/// A PHP value as JSON (for `$config`): lists become arrays, other arrays objects. Nesting is
+/// limited as for every config (`config::limits::MAX_DEPTH`), which also stops an array that
+/// refers to itself before the recursion overflows the stack.
 pub fn to_json(z: &Zval) -> PhpResult<Value> {
+    to_json_at(z, 1)
+}
+
+fn to_json_at(z: &Zval, depth: usize) -> PhpResult<Value> {
     let z = z.dereference();
     if z.is_null() {
         return Ok(Value::Null);
@@ -76,16 +87,25 @@ pub fn to_json(z: &Zval) -> PhpResult<Value> {
         ));
     }
     if let Some(ht) = z.array() {
+        if depth > fae_core::config::limits::MAX_DEPTH {
+            return Err(exception(format!(
+                "invalid_config: $config nests arrays deeper than {} levels (or refers to itself)",
+                fae_core::config::limits::MAX_DEPTH
+            )));
+        }
         if ht.has_sequential_keys() {
             return ht
                 .values()
-                .map(to_json)
+                .map(|v| to_json_at(v, depth + 1))
                 .collect::<PhpResult<Vec<_>>>()
                 .map(Value::Array);
         }
         let mut m = serde_json::Map::new();
         for (k, v) in entries(ht) {
-            m.insert(String::from_utf8_lossy(&k).into_owned(), to_json(v)?);
+            m.insert(
+                String::from_utf8_lossy(&k).into_owned(),
+                to_json_at(v, depth + 1)?,
+            );
         }
         return Ok(Value::Object(m));
     }

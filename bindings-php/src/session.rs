@@ -228,7 +228,7 @@ impl FaeSessionHandler {
             if s.servers.is_empty() && !s.pools_config {
                 for entry in path.split(',').map(str::trim).filter(|e| !e.is_empty()) {
                     let entry = entry.replace(' ', ":");
-                    let n = fae_core::config::parse_server(&entry)
+                    let n = session_server(&entry)
                         .map_err(|e| (crate::codes::RES_INVALID_ARGUMENTS, e))?;
                     s.add_server(&n.host, n.port, n.weight, true)?;
                 }
@@ -350,4 +350,25 @@ impl FaeSessionHandler {
     pub fn get_last_error(&self) -> String {
         self.last_error.clone()
     }
+}
+
+/// One save-path entry. A socket path is read as php-memcached's `memcached_servers_parse`
+/// reads it: the path ends at the first `:`, then an ignored port and a weight
+/// (`/run/m.sock`, `/run/m.sock:0:2`).
+fn session_server(entry: &str) -> Result<fae_core::addr::Node, String> {
+    if entry.starts_with('/') {
+        let mut parts = entry.splitn(3, ':');
+        let path = parts.next().unwrap_or(entry);
+        let _port = parts.next();
+        let weight = match parts.next() {
+            Some(w) => w
+                .parse::<u32>()
+                .map_err(|_| format!("bad server \"{entry}\": weight must be a whole number"))?,
+            None => 1,
+        };
+        let mut n = fae_core::addr::parse_server(path)?;
+        n.weight = weight.max(1);
+        return Ok(n);
+    }
+    fae_core::addr::parse_server(entry)
 }

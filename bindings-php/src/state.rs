@@ -192,11 +192,15 @@ fn unsupported(msg: impl Into<String>) -> Fail {
     (RES_NOT_SUPPORTED, msg.into())
 }
 
-fn server_string(n: &Node) -> String {
-    if n.host.contains(':') && !n.host.starts_with('[') {
-        format!("[{}]:{}:{}", n.host, n.port, n.weight)
+/// A server entry of the config schema. A socket server is an object so that the port it is
+/// hashed with (see `add_server`) survives.
+fn server_entry(n: &Node) -> Value {
+    if n.unix_path().is_some() {
+        serde_json::json!({ "addr": n.host, "port": n.port, "weight": n.weight })
+    } else if n.host.contains(':') && !n.host.starts_with('[') {
+        Value::from(format!("[{}]:{}:{}", n.host, n.port, n.weight))
     } else {
-        format!("{}:{}:{}", n.host, n.port, n.weight)
+        Value::from(format!("{}:{}:{}", n.host, n.port, n.weight))
     }
 }
 
@@ -296,10 +300,15 @@ impl Shared {
         if host.is_empty() || host.bytes().any(|b| b.is_ascii_whitespace()) {
             return Err((RES_HOST_LOOKUP_FAILURE, format!("bad host {host:?}")));
         }
-        if host.starts_with('/') {
-            return Err(unsupported("unix socket servers are not supported"));
-        }
-        let port = if port == 0 { 11211 } else { port };
+        // A Unix-domain socket: the port is never dialled but ketama hashes it, so it is kept
+        // as libmemcached stores it for php-memcached: `addServer` goes through
+        // `memcached_server_add_with_weight` (port 0 → 11211, others kept), `addServers` and
+        // session save paths through `memcached_server_list_append_with_weight` (always 0).
+        let port = match (host.starts_with('/'), push) {
+            (true, true) => 0,
+            (_, _) if port == 0 => 11211,
+            _ => port,
+        };
         let node = Node {
             host: host.to_string(),
             port,
@@ -582,11 +591,7 @@ impl Shared {
             ));
         }
         if !self.pools_config && !no_servers {
-            let list: Vec<Value> = self
-                .servers
-                .iter()
-                .map(|n| Value::from(server_string(n)))
-                .collect();
+            let list: Vec<Value> = self.servers.iter().map(server_entry).collect();
             doc.insert("servers".into(), Value::from(list));
         }
         if self.connect_ms.is_some() || self.io_ms.is_some() {

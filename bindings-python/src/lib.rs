@@ -71,22 +71,17 @@ fn seconds_to_ms(py: Python<'_>, name: &str, v: Option<f64>) -> PyResult<Option<
     }
 }
 
-fn server_spec(item: &Bound<'_, PyAny>) -> PyResult<String> {
+fn server_spec(item: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
     if let Ok(s) = item.cast::<PyString>() {
-        return Ok(s.to_str()?.trim().to_string());
+        return Ok(s.to_str()?.trim().into());
     }
     if let Ok(t) = item.cast::<PyTuple>() {
         // pymemcache's (host, port) and pylibmc's (host, port, weight) tuples.
         let host: String = t.get_item(0)?.extract()?;
         let port: u16 = t.get_item(1)?.extract()?;
-        let host = if host.contains(':') && !host.starts_with('[') {
-            format!("[{host}]")
-        } else {
-            host
-        };
-        return Ok(match t.len() {
-            2 => format!("{host}:{port}"),
-            3 => format!("{host}:{port}:{}", t.get_item(2)?.extract::<u32>()?),
+        let weight = match t.len() {
+            2 => None,
+            3 => Some(t.get_item(2)?.extract::<u32>()?),
             n => {
                 return Err(client_error(
                     item.py(),
@@ -94,13 +89,29 @@ fn server_spec(item: &Bound<'_, PyAny>) -> PyResult<String> {
                     format!("a server tuple has 2 or 3 items, not {n}"),
                 ));
             }
-        });
+        };
+        if host.starts_with('/') {
+            // A Unix-domain socket ("/path", 0[, weight]): the port is only hashed.
+            return Ok(serde_json::json!({
+                "addr": host, "port": port, "weight": weight.unwrap_or(1)
+            }));
+        }
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        return Ok(match weight {
+            None => format!("{host}:{port}"),
+            Some(w) => format!("{host}:{port}:{w}"),
+        }
+        .into());
     }
     Err(client_error(
         item.py(),
         "invalid_config",
         format!(
-            "a server is \"host:port[:weight]\" or (host, port[, weight]), not {}",
+            "a server is \"host:port[:weight]\", a socket path \"/path\" or (host, port[, weight]), not {}",
             item.get_type().name()?
         ),
     ))
@@ -152,7 +163,7 @@ impl ConfigArgs<'_, '_> {
                         .split([',', ';'])
                         .map(str::trim)
                         .filter(|s| !s.is_empty())
-                        .map(String::from),
+                        .map(serde_json::Value::from),
                 );
             } else {
                 for item in list.try_iter()? {

@@ -1,10 +1,12 @@
 //! The client facade: every memcached command, single and multi-key, thread-safe.
 //!
 //! One `Client` per process is the intended use; it is `Send + Sync` and every method takes
-//! `&self`. A call checks its keys and values (before any I/O), then hands them to the route
-//! tree built from the config ([`crate::route`]); the pools at its leaves do the I/O on the
-//! caller's thread: a single-key command checks out a pooled connection to the key's server,
-//! writes, and reads the reply under one deadline (`timeouts.io_ms`). A multi-key command
+//! `&self`. A call checks its keys and values (before any I/O), makes the request's context
+//! ([`Cx`]: one deadline, `timeouts.io_ms` from now) and hands both to the route tree built
+//! from the config ([`crate::route`]); every route of the tree, its failovers and retries
+//! included, shares that deadline. The pools at its leaves do the I/O on the caller's thread:
+//! a single-key command checks out a pooled connection to the key's server, writes, and reads
+//! the reply by the deadline. A multi-key command
 //! groups keys by server, writes one pipelined batch per server and drives all those
 //! connections at once with `poll(2)`, under one deadline: a slow or dead server delays only
 //! its own keys, and its keys come back as per-key errors next to the other servers' results.
@@ -25,43 +27,16 @@ use crate::config::Config;
 use crate::error::{Error, Reason, Result};
 use crate::export::Exporter;
 use crate::item::Item;
-use crate::lease::{Computed, GetOrSetError, Lease, Stampede};
-pub use crate::op::{GetOpts, Key, Op, SetItem, StoreOutcome, Write};
+use crate::lease::{self, Computed, GetOrSetError, Lease, Stampede};
+pub use crate::op::{Cx, GetOpts, Key, Op, SetItem, StoreOutcome, Write};
+use crate::op::{found, unexpected};
 use crate::placement::Placement;
 use crate::pool::health::{BreakerState, now_ms};
 use crate::process::fork;
 use crate::process::supervisor::{self, Maintain};
 use crate::protocol::{Request, Response, Status, StoreOp};
-use crate::route::exchange::unexpected;
 use crate::route::{Router, builder};
 use crate::stats::inc;
-
-fn store_outcome(resp: Response) -> Result<StoreOutcome> {
-    match resp {
-        Response::Status { status, .. } => match status {
-            Status::Success => Ok(StoreOutcome::Stored),
-            Status::NotStored => Ok(StoreOutcome::NotStored),
-            Status::Exists => Ok(StoreOutcome::Exists),
-            Status::NotFound => Ok(StoreOutcome::NotFound),
-            Status::Miss => Err(unexpected(&resp)),
-        },
-        other => Err(unexpected(&other)),
-    }
-}
-
-fn found(resp: Response) -> Result<bool> {
-    match resp {
-        Response::Status {
-            status: Status::Success,
-            ..
-        } => Ok(true),
-        Response::Status {
-            status: Status::NotFound | Status::Miss,
-            ..
-        } => Ok(false),
-        other => Err(unexpected(&other)),
-    }
-}
 
 fn arith_value(resp: Response) -> Result<Option<u64>> {
     match resp {
@@ -81,55 +56,11 @@ fn arith_value(resp: Response) -> Result<Option<u64>> {
     }
 }
 
-/// Read `keys` on `route` after checking them (and their placing keys).
-fn read_on(route: &Router, keys: &[Key<'_>], opts: GetOpts) -> Result<Vec<Result<Option<Item>>>> {
-    for k in keys {
-        route.check_key(k.key)?;
-        if !std::ptr::eq(k.key, k.place) {
-            route.check_key(k.place)?;
-        }
-    }
-    let mut out = route.root.get(keys, opts);
-    if keys.len() > 1 && !opts.leased() {
-        recheck_empty(route, keys, opts, &mut out);
-    }
-    Ok(out)
-}
-
 /// The single result of a one-key call (a reply list that lost it is a protocol error).
 fn only<T>(mut results: Vec<Result<T>>) -> Result<T> {
     results
         .pop()
         .unwrap_or_else(|| Err(Error::new(Reason::Protocol)))
-}
-
-/// A multi-key read of printable keys travels as one text `get` line even on a meta pool
-/// (faster, see `exchange`), and the text protocol shows a lease stub as an empty value with
-/// flags 0. Such values are read again over `mg` (asking `t` forces the meta wire), which
-/// tells a stub (a miss) from a real empty value. Costs a round trip only when a multi-get
-/// returns empty values with flags 0.
-fn recheck_empty(
-    route: &Router,
-    keys: &[Key<'_>],
-    opts: GetOpts,
-    out: &mut [Result<Option<Item>>],
-) {
-    let empty = |r: &Result<Option<Item>>| matches!(r, Ok(Some(it)) if it.value.is_empty() && it.flags == 0);
-    let again: Vec<usize> = (0..keys.len()).filter(|&i| empty(&out[i])).collect();
-    if again.is_empty() {
-        return;
-    }
-    let sub: Vec<Key<'_>> = again.iter().map(|&i| keys[i]).collect();
-    let meta = GetOpts { ttl: true, ..opts };
-    for (&i, mut r) in again.iter().zip(route.root.get(&sub, meta)) {
-        if let Ok(Some(it)) = &mut r {
-            it.ttl = if opts.ttl { it.ttl } else { None };
-        }
-        // A failure of the second read keeps the first answer.
-        if r.is_ok() {
-            out[i] = r;
-        }
-    }
 }
 
 /// A memcached client with compatible placement, pooled connections and a route tree.
@@ -489,10 +420,10 @@ impl Client {
         self.inner.closed.load(Ordering::Relaxed)
     }
 
-    /// Read `keys` through the route tree, after checking them.
+    /// Read `keys` through the route tree, after checking them: one request, one deadline.
     fn read(&self, keys: &[Key<'_>], opts: GetOpts) -> Result<Vec<Result<Option<Item>>>> {
         let route = self.route()?;
-        read_on(&route, keys, opts)
+        route.read(&route.cx(), keys, opts)
     }
 
     fn read_one(&self, key: Key<'_>, opts: GetOpts) -> Result<Option<Item>> {
@@ -502,16 +433,7 @@ impl Client {
     /// Run `reqs` through the route tree, after checking keys and values.
     fn run(&self, reqs: &[Write<'_>]) -> Result<Vec<Result<Response>>> {
         let route = self.route()?;
-        for w in reqs {
-            route.check_key(w.key())?;
-            if !std::ptr::eq(w.key(), w.place) {
-                route.check_key(w.place)?;
-            }
-            if let Request::Store { value, .. } = w.req {
-                route.check_value(value)?;
-            }
-        }
-        let out = route.root.write(reqs);
+        let out = route.write(&route.cx(), reqs)?;
         // After the replies: a get that starts from now on must not join a flight that began
         // before these writes landed (read-your-writes, see `coalesce`).
         for w in reqs {
@@ -529,24 +451,24 @@ impl Client {
     /// process: a get never returns a value older than a write that completed before it.
     pub fn get(&self, key: &[u8]) -> Result<Option<Item>> {
         let route = self.route()?;
-        let one = || only(read_on(&route, &[Key::new(key)], GetOpts::default())?);
+        let cx = route.cx();
+        let one = || only(route.read(&cx, &[Key::new(key)], GetOpts::default())?);
         // Without servers every read is in-process already: nothing to share.
         if !route.stampede.coalesce || route.pools.is_empty() {
             return one();
         }
         route.check_key(key)?;
-        match self.inner.stampede.flights.join_get(key) {
+        match self.inner.stampede.flights.join_get(key, cx.deadline) {
             Role::Leader(lead) => {
                 let r = one();
                 lead.finish(&r);
                 r
             }
-            // The leader's request has its own deadline (failover may try several); past a
-            // generous bound, or if it failed to answer, ask ourselves.
+            // The leader's whole request ends by its deadline, however many servers its tree
+            // tries; if it failed to answer by then, ask ourselves (in what is left of ours).
             Role::Follower(f) => {
                 inc(&self.inner.stampede.counters.coalesced_gets);
-                let patience = route.io_timeout * 4 + Duration::from_secs(1);
-                f.wait(Instant::now() + patience).unwrap_or_else(one)
+                f.wait(f.deadline()).unwrap_or_else(one)
             }
         }
     }
@@ -555,24 +477,8 @@ impl Client {
     /// refresh it), or a miss with a lease token (fill it with [`Client::set_with_lease`]) or
     /// "another client is filling, wait". Never coalesced: every caller gets its own answer.
     pub fn get_or_lease(&self, key: &[u8]) -> Result<Lease> {
-        self.lease_read(key).map(|(lease, _)| lease)
-    }
-
-    /// [`Client::get_or_lease`], and the CAS of what it read (for `Wait`: the stub's, which
-    /// `get_or_set` may replace once its wait runs out).
-    pub(crate) fn lease_read(&self, key: &[u8]) -> Result<(Lease, u64)> {
-        let st = self.route()?.stampede;
-        let opts = GetOpts {
-            cas: true,
-            lease: Some(st.lease_ttl_s),
-            recache: (st.recache_below_s > 0).then_some(st.recache_below_s),
-            ..GetOpts::default()
-        };
-        let found = self.read_one(Key::new(key), opts)?;
-        let cas = found.as_ref().map_or(0, |it| it.cas);
-        let lease = Lease::from_read(found);
-        self.inner.stampede.count(&lease);
-        Ok((lease, cas))
+        let route = self.route()?;
+        lease::read(&route, &route.cx(), &self.inner.stampede, key).map(|(lease, _)| lease)
     }
 
     /// Fill a key with the token of [`Client::get_or_lease`]: stored only if nothing was
@@ -586,12 +492,9 @@ impl Client {
         exptime: u32,
         token: u64,
     ) -> Result<bool> {
-        let op = if token == 0 {
-            StoreOp::Add
-        } else {
-            StoreOp::Cas(token)
-        };
-        Ok(self.store(op, key, value, flags, exptime)? == StoreOutcome::Stored)
+        let route = self.route()?;
+        let set = (key, value, flags, exptime);
+        lease::fill(&route, &route.cx(), &self.inner.stampede, set, token)
     }
 
     /// Hand back a lease without filling it (the compute failed): the key is marked stale
@@ -603,19 +506,8 @@ impl Client {
         if token == 0 {
             return Ok(false);
         }
-        let req = Request::Delete {
-            key,
-            noreply: false,
-            invalidate: Some(0),
-            cas: Some(token),
-        };
-        self.run_one(Write::new(req), |r| match r {
-            Response::Status {
-                status: Status::Exists,
-                ..
-            } => Ok(false),
-            other => found(other),
-        })
+        let route = self.route()?;
+        lease::release(&route, &route.cx(), &self.inner.stampede, key, token)
     }
 
     /// Invalidate a key instead of deleting it (meta `md I`): it stays readable as stale for
@@ -643,19 +535,13 @@ impl Client {
         exptime: u32,
         compute: impl FnOnce() -> std::result::Result<Computed, E>,
     ) -> std::result::Result<Item, GetOrSetError<E>> {
-        crate::lease::get_or_set(self, key, exptime, compute)
-    }
-
-    /// The `stampede` settings in force for a call on `key`, after checking the key (fails on
-    /// a bad key or a closed client, before any I/O).
-    pub(crate) fn stampede_for(&self, key: &[u8]) -> Result<crate::config::StampedeConfig> {
-        let route = self.route()?;
-        route.check_key(key)?;
-        Ok(route.stampede)
-    }
-
-    pub(crate) fn stampede(&self) -> &Stampede {
-        &self.inner.stampede
+        lease::get_or_set(
+            &|| self.route(),
+            &self.inner.stampede,
+            key,
+            exptime,
+            compute,
+        )
     }
 
     /// Get a value and its CAS token.
@@ -809,7 +695,7 @@ impl Client {
         Ok(self
             .run(&reqs)?
             .into_iter()
-            .map(|r| r.and_then(store_outcome))
+            .map(|r| r.and_then(StoreOutcome::from_reply))
             .collect())
     }
 
@@ -835,15 +721,19 @@ impl Client {
     }
 
     /// `flush_all` on every server (after `delay` seconds), and every local cache emptied.
-    /// Fails with the first server error, after every server was asked.
+    /// Fails with the first server error, after every server was asked. `delay` follows
+    /// memcached's exptime rule, except that an absolute time in the past flushes now and one
+    /// more than 30 days ahead is `invalid_argument` ([`crate::op::flush_delay`]): memcached
+    /// would otherwise bring back items an earlier flush removed.
     pub fn flush_all(&self, delay: u32) -> Result<()> {
+        let delay = crate::op::flush_delay(delay)?;
         let route = self.route()?;
         route.root.flush_local();
         let req = Request::FlushAll {
             delay,
             noreply: false,
         };
-        let replies = crate::route::exchange::all_servers(&route, req);
+        let replies = route.all_servers(&route.cx(), req);
         self.inner.stampede.flights.wrote_all();
         for (_, r) in replies {
             match r? {
@@ -860,18 +750,17 @@ impl Client {
     /// Each server's version string, every pool's servers once, in config order.
     pub fn version(&self) -> Result<Vec<(String, Result<String>)>> {
         let route = self.route()?;
-        Ok(
-            crate::route::exchange::all_servers(&route, Request::Version)
-                .into_iter()
-                .map(|(addr, r)| {
-                    let v = r.and_then(|resp| match resp {
-                        Response::Version(v) => Ok(v),
-                        other => Err(unexpected(&other)),
-                    });
-                    (addr, v)
-                })
-                .collect(),
-        )
+        Ok(route
+            .all_servers(&route.cx(), Request::Version)
+            .into_iter()
+            .map(|(addr, r)| {
+                let v = r.and_then(|resp| match resp {
+                    Response::Version(v) => Ok(v),
+                    other => Err(unexpected(&other)),
+                });
+                (addr, v)
+            })
+            .collect())
     }
 
     /// The servers (`host:port`, or `local` for an in-process cache) a request of `op` for
@@ -974,10 +863,10 @@ impl Client {
 /// One server's `stats` reply: `(name, value)` pairs in the server's order.
 pub type ServerStats = Vec<(String, String)>;
 
-/// One `stats` exchange on a fresh connection to `addr` (`host:port`, IPv6 host unbracketed).
+/// One `stats` exchange on a fresh connection to `addr` (`host:port`, IPv6 host unbracketed, or
+/// a Unix-domain socket path).
 fn admin_stats(addr: &str, line: &str, io_timeout: Duration) -> Result<Vec<(String, String)>> {
     use std::io::{Read, Write};
-    use std::net::{TcpStream, ToSocketAddrs};
     let io_err = |e: std::io::Error| {
         let reason = match e.kind() {
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Reason::Timeout,
@@ -989,16 +878,15 @@ fn admin_stats(addr: &str, line: &str, io_timeout: Duration) -> Result<Vec<(Stri
         };
         Error::with_detail(reason, format!("stats: {e}"))
     };
-    let (host, port) = addr
-        .rsplit_once(':')
-        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-        .ok_or_else(|| Error::with_detail(Reason::ConnectFailed, "bad server address"))?;
-    let sa = (host.trim_matches(|c| c == '[' || c == ']'), port)
-        .to_socket_addrs()
-        .map_err(io_err)?
-        .next()
-        .ok_or_else(|| Error::with_detail(Reason::ConnectFailed, "address did not resolve"))?;
-    let mut s = TcpStream::connect_timeout(&sa, io_timeout).map_err(io_err)?;
+    let (host, port) = match crate::addr::unix_path(addr) {
+        Some(path) => (path, 0),
+        None => addr
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            .ok_or_else(|| Error::with_detail(Reason::ConnectFailed, "bad server address"))?,
+    };
+    let mut s =
+        crate::pool::conn::Stream::dial(host, port, io_timeout, Instant::now() + io_timeout)?;
     let deadline = Instant::now() + io_timeout;
     s.set_write_timeout(Some(io_timeout)).map_err(io_err)?;
     s.write_all(line.as_bytes()).map_err(io_err)?;
@@ -1103,7 +991,7 @@ impl Client {
                 place: server_key,
                 req,
             },
-            store_outcome,
+            StoreOutcome::from_reply,
         )
     }
 

@@ -55,15 +55,23 @@ pub(crate) struct Flight<T> {
     /// Followers that joined (under the shard lock): the leader clones its result only when
     /// someone waits for it.
     followers: AtomicUsize,
+    /// When the leader's work ends at the latest (a plain get: its request's deadline).
+    deadline: Instant,
 }
 
 impl<T: Clone> Flight<T> {
-    fn new() -> Flight<T> {
+    fn new(deadline: Instant) -> Flight<T> {
         Flight {
             state: Mutex::new(State::Pending),
             ready: Condvar::new(),
             followers: AtomicUsize::new(0),
+            deadline,
         }
+    }
+
+    /// When the leader's work ends at the latest (given by the leader when it joined).
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
     }
 
     fn publish(&self, state: State<T>) {
@@ -229,17 +237,23 @@ impl Coalescer {
         self.tables.at(generation, Tables::new)
     }
 
-    /// Lead or follow the plain-get flight of `key`.
-    pub(crate) fn join_get(&self, key: &[u8]) -> Role<GetResult> {
-        self.join(key, |s| &s.gets)
+    /// Lead or follow the plain-get flight of `key`; a leader's request ends by `deadline`.
+    pub(crate) fn join_get(&self, key: &[u8], deadline: Instant) -> Role<GetResult> {
+        self.join(key, deadline, |s| &s.gets)
     }
 
-    /// Lead or follow the `get_or_set` flight of `key`.
-    pub(crate) fn join_fill(&self, key: &[u8]) -> Role<Item> {
-        self.join(key, |s| &s.fills)
+    /// Lead or follow the `get_or_set` flight of `key`; a leader expects to be done by
+    /// `deadline`.
+    pub(crate) fn join_fill(&self, key: &[u8], deadline: Instant) -> Role<Item> {
+        self.join(key, deadline, |s| &s.fills)
     }
 
-    fn join<T: Clone + 'static>(&self, key: &[u8], pick: fn(&Shard) -> &FlightMap<T>) -> Role<T> {
+    fn join<T: Clone + 'static>(
+        &self,
+        key: &[u8],
+        deadline: Instant,
+        pick: fn(&Shard) -> &FlightMap<T>,
+    ) -> Role<T> {
         let tables = Guard::into_inner(self.current());
         let shard = tables.shard(key);
         let flight = {
@@ -255,7 +269,7 @@ impl Coalescer {
                 _ => {
                     // None, or a flight older than a write: ours replaces it in the table
                     // (its leader still answers its own followers).
-                    let f = Arc::new(Flight::new());
+                    let f = Arc::new(Flight::new(deadline));
                     m.insert(key.into(), (writes, Arc::clone(&f)));
                     f
                 }
@@ -292,6 +306,11 @@ mod tests {
     use std::sync::Barrier;
     use std::time::Duration;
 
+    /// A leader's deadline far enough away never to matter.
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
     fn item(v: &[u8]) -> Item {
         Item {
             value: v.to_vec(),
@@ -302,7 +321,7 @@ mod tests {
     #[test]
     fn followers_share_the_leaders_result() {
         let c = Arc::new(Coalescer::new());
-        let Role::Leader(lead) = c.join_get(b"k") else {
+        let Role::Leader(lead) = c.join_get(b"k", soon()) else {
             panic!("first caller leads")
         };
         let barrier = Arc::new(Barrier::new(9));
@@ -310,7 +329,7 @@ mod tests {
             .map(|_| {
                 let (c, barrier) = (Arc::clone(&c), Arc::clone(&barrier));
                 std::thread::spawn(move || {
-                    let role = c.join_get(b"k");
+                    let role = c.join_get(b"k", soon());
                     barrier.wait();
                     match role {
                         Role::Follower(f) => f.wait(Instant::now() + Duration::from_secs(5)),
@@ -326,53 +345,53 @@ mod tests {
             assert_eq!(got.unwrap().unwrap().value, b"v");
         }
         // The flight is over: the next caller leads.
-        assert!(matches!(c.join_get(b"k"), Role::Leader(_)));
+        assert!(matches!(c.join_get(b"k", soon()), Role::Leader(_)));
     }
 
     #[test]
     fn a_completed_write_closes_the_flight_to_new_followers() {
         let c = Coalescer::new();
-        let Role::Leader(_lead) = c.join_get(b"k") else {
+        let Role::Leader(_lead) = c.join_get(b"k", soon()) else {
             panic!()
         };
-        assert!(matches!(c.join_get(b"k"), Role::Follower(_)));
+        assert!(matches!(c.join_get(b"k", soon()), Role::Follower(_)));
         c.wrote(b"k");
         // Read-your-writes: a caller after the write starts its own request.
-        assert!(matches!(c.join_get(b"k"), Role::Leader(_)));
+        assert!(matches!(c.join_get(b"k", soon()), Role::Leader(_)));
         // Other keys' flights are unaffected unless they share the shard.
-        let Role::Leader(_other) = c.join_get(b"other") else {
+        let Role::Leader(_other) = c.join_get(b"other", soon()) else {
             panic!()
         };
         if shard_of(b"other") != shard_of(b"k") {
-            assert!(matches!(c.join_get(b"other"), Role::Follower(_)));
+            assert!(matches!(c.join_get(b"other", soon()), Role::Follower(_)));
         }
     }
 
     #[test]
     fn a_dropped_leader_releases_its_followers() {
         let c = Coalescer::new();
-        let Role::Leader(lead) = c.join_fill(b"k") else {
+        let Role::Leader(lead) = c.join_fill(b"k", soon()) else {
             panic!()
         };
-        let Role::Follower(f) = c.join_fill(b"k") else {
+        let Role::Follower(f) = c.join_fill(b"k", soon()) else {
             panic!()
         };
         drop(lead);
         assert!(f.wait(Instant::now() + Duration::from_secs(5)).is_none());
-        assert!(matches!(c.join_fill(b"k"), Role::Leader(_)));
+        assert!(matches!(c.join_fill(b"k", soon()), Role::Leader(_)));
     }
 
     #[test]
     fn interim_values_reach_early_and_late_followers() {
         let c = Coalescer::new();
-        let Role::Leader(lead) = c.join_fill(b"k") else {
+        let Role::Leader(lead) = c.join_fill(b"k", soon()) else {
             panic!()
         };
-        let Role::Follower(early) = c.join_fill(b"k") else {
+        let Role::Follower(early) = c.join_fill(b"k", soon()) else {
             panic!()
         };
         lead.interim(&item(b"stale"));
-        let Role::Follower(late) = c.join_fill(b"k") else {
+        let Role::Follower(late) = c.join_fill(b"k", soon()) else {
             panic!()
         };
         let soon = Instant::now() + Duration::from_millis(10);
@@ -384,7 +403,7 @@ mod tests {
     #[test]
     fn a_forked_child_starts_with_fresh_tables_even_if_a_lock_was_held() {
         let c = Coalescer::new();
-        let Role::Leader(lead) = c.join_get(b"k") else {
+        let Role::Leader(lead) = c.join_get(b"k", soon()) else {
             panic!()
         };
         let old = c.tables.load_full();
@@ -398,17 +417,17 @@ mod tests {
         drop(fresh);
         // Back in this process's generation (another reset): a leader again, not a follower
         // of the parent's flight.
-        assert!(matches!(c.join_get(b"k"), Role::Leader(_)));
+        assert!(matches!(c.join_get(b"k", soon()), Role::Leader(_)));
         drop(lead);
     }
 
     #[test]
     fn a_follower_gives_up_at_its_deadline() {
         let c = Coalescer::new();
-        let Role::Leader(_lead) = c.join_get(b"k") else {
+        let Role::Leader(_lead) = c.join_get(b"k", soon()) else {
             panic!()
         };
-        let Role::Follower(f) = c.join_get(b"k") else {
+        let Role::Follower(f) = c.join_get(b"k", soon()) else {
             panic!()
         };
         let t = Instant::now();

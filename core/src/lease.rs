@@ -28,31 +28,40 @@
 //! and an invalidated item as a miss. A text-protocol multi-get cannot tell: it sees a stub as
 //! an empty value with flags 0 for the few milliseconds a fill takes.
 //!
-//! [`Client::get_or_set`] puts it together: of N concurrent missers in a process, one leads (the
+//! [`crate::Client::get_or_set`] puts it together: of N concurrent missers in a process, one leads (the
 //! others follow it: request coalescing, `coalesce.rs`); across processes, one wins the lease and the
 //! others poll until the value lands (or serve the stale one), for at most `wait_ms`; then they
 //! compute it themselves and fill the stub they waited for with its CAS (stored only if it is
 //! still unfilled: a winner that died stops blocking the key).
+//!
+//! This module sits on top of the route layer: it runs its reads and fills on a [`Router`]
+//! with a request context ([`Cx`]), and the client facade calls into it, never the reverse.
+//! The lease reads of one `get_or_set` share one context: each poll may take `io_ms`, and
+//! none runs past `wait_ms` + `io_ms` from the call; the fill after the compute (user time)
+//! is a request of its own.
 
+use std::ops::Deref;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::client::Client;
 use crate::coalesce::{Coalescer, Role};
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::item::Item;
+use crate::op::{Cx, GetOpts, Key, StoreOutcome, Write, found};
+use crate::protocol::{Request, Response, Status, StoreOp};
+use crate::route::Router;
 use crate::stats::StampedeCounters;
 
-/// What a lease read found ([`Client::get_or_lease`]).
+/// What a lease read found ([`crate::Client::get_or_lease`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Lease {
     /// A current value.
     Hit(Item),
     /// A value to serve and to refresh: it is stale ([`Item::stale`], invalidated) or close to
     /// expiry (`recache_below_s`), and this caller won the refresh. Compute, then
-    /// [`Client::set_with_lease`] with `token`.
+    /// [`crate::Client::set_with_lease`] with `token`.
     Refresh {
         /// The value to serve meanwhile.
         item: Item,
@@ -61,7 +70,8 @@ pub enum Lease {
     },
     /// A stale value that another client is refreshing: serve it.
     Stale(Item),
-    /// A miss, and this caller holds the lease: compute, then [`Client::set_with_lease`] with
+    /// A miss, and this caller holds the lease: compute, then [`crate::Client::set_with_lease`]
+    /// with
     /// `token` (`0`: no lease could be had, the fill is an `add`).
     Miss {
         /// The lease token.
@@ -196,18 +206,118 @@ fn backoff(attempt: u32, salt: u64) -> Duration {
     Duration::from_micros(ms * 750 + jitter)
 }
 
-/// [`Client::get_or_set`]: see the module docs.
-pub(crate) fn get_or_set<E>(
-    client: &Client,
+/// A lease read of `key` (`crate::Client::get_or_lease`), counted; with the CAS of what it
+/// read (for `Wait`: the stub's, which `get_or_set` may replace once its wait runs out).
+pub(crate) fn read(router: &Router, cx: &Cx, st: &Stampede, key: &[u8]) -> Result<(Lease, u64)> {
+    let s = &router.stampede;
+    let opts = GetOpts {
+        cas: true,
+        lease: Some(s.lease_ttl_s),
+        recache: (s.recache_below_s > 0).then_some(s.recache_below_s),
+        ..GetOpts::default()
+    };
+    let found = one(router.read(cx, &[Key::new(key)], opts)?)?;
+    let cas = found.as_ref().map_or(0, |it| it.cas);
+    let lease = Lease::from_read(found);
+    st.count(&lease);
+    Ok((lease, cas))
+}
+
+/// Fill `key` with a lease `token` (`crate::Client::set_with_lease`): a `cas` with it, or an
+/// `add` for token 0. `Ok(false)`: a newer write won, nothing was stored.
+pub(crate) fn fill(
+    router: &Router,
+    cx: &Cx,
+    st: &Stampede,
+    set: (&[u8], &[u8], u32, u32),
+    token: u64,
+) -> Result<bool> {
+    let (key, value, flags, exptime) = set;
+    let op = if token == 0 {
+        StoreOp::Add
+    } else {
+        StoreOp::Cas(token)
+    };
+    let req = Request::Store {
+        op,
+        key,
+        value,
+        flags,
+        exptime,
+        noreply: false,
+    };
+    let reply = write_one(router, cx, st, Write::new(req))?;
+    Ok(StoreOutcome::from_reply(reply)? == StoreOutcome::Stored)
+}
+
+/// Hand back a lease without filling it (`crate::Client::release_lease`): `md <key> C<token>
+/// I`. `Ok(false)` when something was written since (or for token 0).
+pub(crate) fn release(
+    router: &Router,
+    cx: &Cx,
+    st: &Stampede,
+    key: &[u8],
+    token: u64,
+) -> Result<bool> {
+    if token == 0 {
+        return Ok(false);
+    }
+    let req = Request::Delete {
+        key,
+        noreply: false,
+        invalidate: Some(0),
+        cas: Some(token),
+    };
+    match write_one(router, cx, st, Write::new(req))? {
+        Response::Status {
+            status: Status::Exists,
+            ..
+        } => Ok(false),
+        other => found(other),
+    }
+}
+
+/// One write through the tree; then no get that starts later may join a flight begun before
+/// it (read-your-writes, see `coalesce`).
+fn write_one(router: &Router, cx: &Cx, st: &Stampede, w: Write<'_>) -> Result<Response> {
+    let reply = one(router.write(cx, std::slice::from_ref(&w))?);
+    st.flights.wrote(w.key());
+    reply
+}
+
+/// The single result of a one-key call (a reply list that lost it is a protocol error).
+fn one<T>(mut results: Vec<Result<T>>) -> Result<T> {
+    results
+        .pop()
+        .unwrap_or_else(|| Err(Error::new(crate::error::Reason::Protocol)))
+}
+
+/// [`crate::Client::get_or_set`]: see the module docs. `route` gives the route in force for
+/// each step (a reload between two polls takes effect; the client counts each step as a
+/// request in flight), after checking that the client is still open.
+pub(crate) fn get_or_set<R: Deref<Target = Router>, E>(
+    route: &dyn Fn() -> Result<R>,
+    st: &Stampede,
     key: &[u8],
     exptime: u32,
     compute: impl FnOnce() -> Result<Computed, E>,
 ) -> Result<Item, GetOrSetError<E>> {
-    let settings = client.stampede_for(key).map_err(GetOrSetError::Cache)?;
+    let (settings, io) = {
+        let r = route().map_err(GetOrSetError::Cache)?;
+        r.check_key(key).map_err(GetOrSetError::Cache)?;
+        (r.stampede, r.io_timeout)
+    };
     let wait = Duration::from_millis(settings.wait_ms);
-    let st = client.stampede();
+    let fills = Fills {
+        route,
+        st,
+        key,
+        exptime,
+        wait,
+        io,
+    };
     if settings.coalesce {
-        match st.flights.join_fill(key) {
+        match st.flights.join_fill(key, Instant::now() + wait * 2) {
             Role::Follower(f) => {
                 st.counters.coalesced_fills.fetch_add(1, Relaxed);
                 // The leader's own wait is bounded by `wait` plus its compute; ours by twice
@@ -215,14 +325,26 @@ pub(crate) fn get_or_set<E>(
                 if let Some(item) = f.wait(Instant::now() + wait * 2) {
                     return Ok(item);
                 }
-                return fill(client, st, key, exptime, wait, compute, None);
+                return lease_dance(&fills, compute, None);
             }
             Role::Leader(lead) => {
-                return fill(client, st, key, exptime, wait, compute, Some(lead));
+                return lease_dance(&fills, compute, Some(lead));
             }
         }
     }
-    fill(client, st, key, exptime, wait, compute, None)
+    lease_dance(&fills, compute, None)
+}
+
+/// One caller's `get_or_set` of `key`, and where it runs.
+struct Fills<'a, R> {
+    route: &'a dyn Fn() -> Result<R>,
+    st: &'a Stampede,
+    key: &'a [u8],
+    exptime: u32,
+    /// `stampede.wait_ms`.
+    wait: Duration,
+    /// `timeouts.io_ms` when the call began.
+    io: Duration,
 }
 
 /// What the lease dance decided.
@@ -239,23 +361,55 @@ enum Next {
     },
 }
 
+impl<R: Deref<Target = Router>> Fills<'_, R> {
+    /// A lease read in the current route, one step of the call's context.
+    fn poll(&self, cx: &Cx) -> Result<(Lease, u64)> {
+        let r = (self.route)()?;
+        read(&r, &cx.step(self.io), self.st, self.key)
+    }
+
+    /// Hand the lease back after a failed compute.
+    fn release(&self, token: u64) -> Result<bool> {
+        let r = (self.route)()?;
+        release(&r, &r.cx(), self.st, self.key, token)
+    }
+    /// Fill with the lease after the compute, as a request of its own (the compute was the
+    /// caller's time). A lost fill (a newer write won) is counted, not an error, and so is a
+    /// cache failure. A caller error (a value over `max_value_size`) is returned.
+    fn store(&self, value: &[u8], flags: u32, token: u64) -> Result<(), Error> {
+        let st = self.st;
+        let set = (self.key, value, flags, self.exptime);
+        let stored = (self.route)().and_then(|r| fill(&r, &r.cx(), st, set, token));
+        match stored {
+            Ok(true) => st.counters.fills_stored.fetch_add(1, Relaxed),
+            Ok(false) => st.counters.fills_lost.fetch_add(1, Relaxed),
+            Err(e) if e.is_caller_error() => return Err(e),
+            Err(e) => {
+                log::debug!(target: "fae", "get_or_set: fill failed ({e})");
+                st.counters.lease_errors.fetch_add(1, Relaxed)
+            }
+        };
+        Ok(())
+    }
+}
+
 /// The lease dance for one caller (the leader of this process's callers, if coalescing).
-fn fill<E>(
-    client: &Client,
-    st: &Stampede,
-    key: &[u8],
-    exptime: u32,
-    wait: Duration,
+fn lease_dance<R: Deref<Target = Router>, E>(
+    fills: &Fills<'_, R>,
     compute: impl FnOnce() -> Result<Computed, E>,
     lead: Option<crate::coalesce::Leader<Item>>,
 ) -> Result<Item, GetOrSetError<E>> {
+    let (st, key, wait) = (fills.st, fills.key, fills.wait);
+    // Waiting for another's fill takes at most `wait`, and the poll then running at most
+    // one `io_ms` more: every lease read of this call runs in this one context.
+    let cx = Cx::within(wait + fills.io);
     let deadline = Instant::now() + wait;
     let salt = u64::from(std::process::id()) ^ (key.as_ptr() as u64);
     let mut attempt = 0;
     // The CAS of the stub we were last told to wait for.
     let mut stub = None;
     let next = loop {
-        let lease = match client.lease_read(key) {
+        let lease = match fills.poll(&cx) {
             Ok((l, cas)) => {
                 if l == Lease::Wait {
                     stub = Some(cas);
@@ -338,18 +492,18 @@ fn fill<E>(
                     // instead of waiting out the stub; `lead` is dropped unfinished, so this
                     // process's followers try themselves.
                     if let (true, Some(t)) = (release, token) {
-                        let _ = client.release_lease(key, t);
+                        let _ = fills.release(t);
                     }
                     return Err(GetOrSetError::Compute(e));
                 }
             };
             if let Some(token) = token
-                && let Err(e) = store(client, st, key, &value, flags, exptime, token)
+                && let Err(e) = fills.store(&value, flags, token)
             {
                 // A value `set` would refuse (over max_value_size) is refused here too, and
                 // the lease handed back.
                 if release {
-                    let _ = client.release_lease(key, token);
+                    let _ = fills.release(token);
                 }
                 return Err(GetOrSetError::Cache(e));
             }
@@ -364,29 +518,6 @@ fn fill<E>(
         l.finish(&item);
     }
     Ok(item)
-}
-
-/// Fill with the lease; a lost fill (a newer write won) is counted, not an error, and so is
-/// a cache failure. A caller error (a value over `max_value_size`) is returned.
-fn store(
-    client: &Client,
-    st: &Stampede,
-    key: &[u8],
-    value: &[u8],
-    flags: u32,
-    exptime: u32,
-    token: u64,
-) -> Result<(), Error> {
-    match client.set_with_lease(key, value, flags, exptime, token) {
-        Ok(true) => st.counters.fills_stored.fetch_add(1, Relaxed),
-        Ok(false) => st.counters.fills_lost.fetch_add(1, Relaxed),
-        Err(e) if e.is_caller_error() => return Err(e),
-        Err(e) => {
-            log::debug!(target: "fae", "get_or_set: fill failed ({e})");
-            st.counters.lease_errors.fetch_add(1, Relaxed)
-        }
-    };
-    Ok(())
 }
 
 #[cfg(test)]

@@ -42,46 +42,102 @@ const FILES: [(&str, &str, [u32; 4]); 9] = [
     ("mcrouter-crc32.csv", "mcrouter-crc32", [1, 1, 1, 1]),
 ];
 
+/// `fae route --mode MODE --servers SERVERS` over the keys of `file` reproduces it exactly.
+fn route_matches(file: &str, mode: &str, servers: &str) {
+    let golden = std::fs::read_to_string(placement_dir().join(file)).unwrap();
+    let keys: String = golden
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().to_string() + "\n")
+        .collect();
+    let mut child = fae()
+        .args(["route", "--mode", mode, "--servers", servers])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(keys.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(
+        out.status.success(),
+        "{file}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = String::from_utf8(out.stdout).unwrap();
+    let mismatches: Vec<_> = got
+        .lines()
+        .zip(golden.lines())
+        .filter(|(a, b)| a != b)
+        .take(5)
+        .collect();
+    assert!(
+        mismatches.is_empty(),
+        "{file} ({mode}): first mismatches {mismatches:?}"
+    );
+    assert_eq!(got.lines().count(), golden.lines().count(), "{file}");
+}
+
 #[test]
 fn route_reproduces_every_golden_file() {
     for (file, mode, weights) in FILES {
-        let golden = std::fs::read_to_string(placement_dir().join(file)).unwrap();
-        let keys: String = golden
-            .lines()
-            .skip(1)
-            .map(|l| l.split(',').next().unwrap().to_string() + "\n")
-            .collect();
         let servers: Vec<String> = (0..4)
             .map(|i| format!("127.0.0.1:{}:{}", 21211 + i, weights[i]))
             .collect();
-        let mut child = fae()
-            .args(["route", "--mode", mode, "--servers", &servers.join(",")])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let writer = std::thread::spawn(move || stdin.write_all(keys.as_bytes()));
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap().unwrap();
-        assert!(
-            out.status.success(),
-            "{file}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let got = String::from_utf8(out.stdout).unwrap();
-        let mismatches: Vec<_> = got
-            .lines()
-            .zip(golden.lines())
-            .filter(|(a, b)| a != b)
-            .take(5)
-            .collect();
-        assert!(
-            mismatches.is_empty(),
-            "{file} ({mode}): first mismatches {mismatches:?}"
-        );
-        assert_eq!(got.lines().count(), golden.lines().count(), "{file}");
+        route_matches(file, mode, &servers.join(","));
     }
+}
+
+/// Socket servers given as paths: the vector files whose clients hash a socket with port 0
+/// (libmemcached's unix-socket API, pylibmc) or by its bare path (pymemcache).
+#[test]
+fn route_reproduces_the_socket_server_golden_files() {
+    let mixed =
+        "/tmp/fae-placement/m1.sock,127.0.0.1:21211,/tmp/fae-placement/m2.sock,127.0.0.1:21212";
+    route_matches("libmemcached_unix.csv", "libmemcached", mixed);
+    route_matches("pymemcache_unix.csv", "pymemcache", mixed);
+    let sockets: Vec<String> = (1..=4)
+        .map(|i| format!("/tmp/fae-placement/m{i}.sock"))
+        .collect();
+    route_matches("pylibmc_unix.csv", "libmemcached", &sockets.join(","));
+    route_matches(
+        "pylibmc-ketama_unix.csv",
+        "libmemcached-ketama",
+        &sockets.join(","),
+    );
+}
+
+/// `fae set/get/delete --servers PATH` talk to a real memcached on a Unix-domain socket.
+#[test]
+fn get_and_set_over_a_unix_socket() {
+    let mc = fae_testkit::Memcached::builder().unix_socket().start();
+    let addr = mc.addr();
+    let run = |args: &[&str]| {
+        let mut a = vec![args[0], "--servers", addr.as_str()];
+        a.extend_from_slice(&args[1..]);
+        fae().args(&a).output().unwrap()
+    };
+    assert!(run(&["set", "cli:k", "hello"]).status.success());
+    let out = run(&["get", "cli:k"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello");
+    let out = run(&["route", "cli:k"]);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("key,server\ncli:k,{}\n", mc.addr())
+    );
+    assert_eq!(
+        fae_testkit::raw::get(&mc.addr(), "cli:k").unwrap().1,
+        b"hello"
+    );
+    // A path where nothing listens: a network error (3), naming the path.
+    let out = fae()
+        .args(["get", "--servers", "/nonexistent-dir/m.sock", "k"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent-dir/m.sock"));
 }
 
 #[test]

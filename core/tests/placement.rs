@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use fae_core::placement::{Mode, Node, Placement};
 
 /// File → mode, from the table in `tests/placement/README.md`.
-const FILES: [(&str, Mode); 9] = [
+const FILES: [(&str, Mode); 17] = [
     ("libmemcached.csv", Mode::Libmemcached),
     ("libmemcached_w1234.csv", Mode::Libmemcached),
     ("libmemcached-ketama.csv", Mode::LibmemcachedKetama),
@@ -18,6 +18,15 @@ const FILES: [(&str, Mode); 9] = [
     ("pymemcache.csv", Mode::Pymemcache),
     ("mcrouter-ch3.csv", Mode::Mcrouter),
     ("mcrouter-crc32.csv", Mode::McrouterCrc32),
+    // Pools with Unix-domain socket servers (see `nodes_for`).
+    ("libmemcached_unix.csv", Mode::Libmemcached),
+    ("libmemcached_unix_w1234.csv", Mode::Libmemcached),
+    ("php-memcached_unix.csv", Mode::Libmemcached),
+    ("php-memcached_unix_w1234.csv", Mode::Libmemcached),
+    ("php-memcached-default_unix.csv", Mode::PhpMemcachedDefault),
+    ("pymemcache_unix.csv", Mode::Pymemcache),
+    ("pylibmc_unix.csv", Mode::Libmemcached),
+    ("pylibmc-ketama_unix.csv", Mode::LibmemcachedKetama),
 ];
 
 const KEYS_PER_FILE: usize = 10_000;
@@ -26,17 +35,37 @@ fn vector_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/placement")
 }
 
-/// `127.0.0.1:21211..=21214`, weights 1, 2, 3, 4 for `libmemcached_w1234.csv`, else 1.
+/// The pool a file was produced with (tests/placement/README.md): `127.0.0.1:21211..=21214`;
+/// for `*_unix*` files the mixed pool `m1.sock, 127.0.0.1:21211, m2.sock, 127.0.0.1:21212`
+/// (pylibmc: sockets `m1..m4.sock` only), socket servers with the port their client stores
+/// (php-memcached 11211, the others 0). Weights 1, 2, 3, 4 for `*w1234*`, else 1.
 fn nodes_for(file: &str) -> Vec<Node> {
+    let sock = |i: u16| format!("/tmp/fae-placement/m{i}.sock");
+    let socket_port = if file.starts_with("php-memcached") {
+        11211
+    } else {
+        0
+    };
     (0..4u16)
-        .map(|i| Node {
-            host: "127.0.0.1".to_string(),
-            port: 21211 + i,
-            weight: if file == "libmemcached_w1234.csv" {
-                u32::from(i) + 1
+        .map(|i| {
+            let (host, port) = if !file.contains("_unix") {
+                ("127.0.0.1".to_string(), 21211 + i)
+            } else if file.starts_with("pylibmc") {
+                (sock(i + 1), socket_port)
+            } else if i % 2 == 0 {
+                (sock(i / 2 + 1), socket_port)
             } else {
-                1
-            },
+                ("127.0.0.1".to_string(), 21211 + i / 2)
+            };
+            Node {
+                host,
+                port,
+                weight: if file.contains("w1234") {
+                    u32::from(i) + 1
+                } else {
+                    1
+                },
+            }
         })
         .collect()
 }
@@ -53,7 +82,8 @@ fn check_file(file: &str, mode: Mode) -> Result<usize, String> {
     }
     let (mut total, mut mismatches) = (0, Vec::new());
     for (n, line) in lines.enumerate() {
-        // Keys are `key:N` (no commas) and servers `host:port`: split on the last comma.
+        // Keys are `key:N` (no commas) and servers `host:port` or a socket path: split on the
+        // last comma.
         let (key, server) = line
             .rsplit_once(',')
             .ok_or_else(|| format!("{file}:{}: no comma in {line:?}", n + 2))?;

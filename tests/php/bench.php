@@ -4,11 +4,14 @@
 // its default meta protocol. Run (release build):
 //   cargo build --release -p fae-php
 //   php -n -d extension=igbinary -d extension=msgpack -d extension=memcached \
-//       -d extension=$PWD/target/release/libfae_php.so tests/php/bench.php [iterations]
+//       -d extension=$PWD/target/release/libfae_php.so tests/php/bench.php [iterations] [unix]
+// With `unix` the 4 servers listen on Unix-domain sockets and both clients use
+// addServer($path, 0) (no TCP_NODELAY effect).
 require __DIR__ . '/lib.php';
 
 $iters = (int)($argv[1] ?? 20000);
-$procs = []; for ($i = 0; $i < 4; $i++) $procs[] = new Memcached_Process();
+$unix = ($argv[2] ?? '') === 'unix';
+$procs = []; for ($i = 0; $i < 4; $i++) $procs[] = $unix ? new Memcached_Socket_Process() : new Memcached_Process();
 function clients(array $procs): array {
     $p = new Memcached();
     $p->setOption(Memcached::OPT_LIBKETAMA_COMPATIBLE, true);
@@ -17,7 +20,10 @@ function clients(array $procs): array {
     $f = new Fae\Client();
     $f->setOption(Fae\Client::OPT_LIBKETAMA_COMPATIBLE, true);
     $f->setOption(Fae\Client::OPT_TCP_NODELAY, true);
-    foreach ($procs as $m) { $p->addServer('127.0.0.1', $m->port); $f->addServer('127.0.0.1', $m->port); }
+    foreach ($procs as $m) {
+        [$h, $port] = $m instanceof Memcached_Socket_Process ? [$m->path(), 0] : ['127.0.0.1', $m->port];
+        $p->addServer($h, $port); $f->addServer($h, $port);
+    }
     return ['php-memcached' => $p, 'fae' => $f];
 }
 $cl = clients($procs);
@@ -61,5 +67,6 @@ foreach ($rows as [$name, $a, $b, $target]) {
     $t = $target === null ? '' : sprintf('≤ %.1f: %s', $target, $ratio <= $target ? 'PASS' : 'MISS');
     printf("| %s | %s | %s | %.3f | %s |\n", $name, number_format($a, $a > 1000 ? 0 : 1), number_format($b, $b > 1000 ? 0 : 1), $ratio, $t);
 }
-printf("(%d iterations per op, best p50 of 3 interleaved rounds, 4 local memcached, 100-byte values)\n", $iters);
+printf("(%d iterations per op, best p50 of 3 interleaved rounds, 4 local memcached on %s, 100-byte values)\n",
+    $iters, $unix ? 'Unix-domain sockets' : '127.0.0.1 TCP');
 foreach ($procs as $m) $m->stop();

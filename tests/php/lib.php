@@ -36,9 +36,38 @@ final class Memcached_Process {
     public function __destruct() { $this->stop(); }
 }
 
+/** memcached on a Unix-domain socket in a fresh temporary directory (`memcached -s PATH`). */
+final class Memcached_Socket_Process {
+    public $proc;
+    public string $dir;
+    public int $pid;
+    public function __construct() {
+        $this->dir = sys_get_temp_dir() . '/fae-php-sock-' . getmypid() . '-' . bin2hex(random_bytes(4));
+        mkdir($this->dir);
+        $args = ['memcached', '-s', $this->path(), '-m', '64'];
+        if (function_exists('posix_getuid') ? posix_getuid() === 0 : trim((string)shell_exec('id -u')) === '0') {
+            array_push($args, '-u', 'root');
+        }
+        $this->proc = proc_open($args, [0 => ['file', '/dev/null', 'r'], 1 => ['file', '/dev/null', 'w'], 2 => ['file', '/dev/null', 'w']], $pipes);
+        $this->pid = proc_get_status($this->proc)['pid'];
+        for ($i = 0; $i < 100; $i++) {
+            $c = @stream_socket_client('unix://' . $this->path(), $e, $s, 0.1);
+            if ($c) { fclose($c); return; }
+            usleep(20000);
+        }
+        throw new RuntimeException('memcached on ' . $this->path() . ' did not start');
+    }
+    public function path(): string { return $this->dir . '/memcached.sock'; }
+    public function stop(): void {
+        if ($this->proc) { proc_terminate($this->proc); proc_close($this->proc); $this->proc = null; }
+        @unlink($this->path()); @rmdir($this->dir);
+    }
+    public function __destruct() { $this->stop(); }
+}
+
 /** One memcached stat (raw protocol, no client involved). */
 function mc_stat(string $addr, string $name): ?string {
-    $c = stream_socket_client("tcp://$addr", $e, $s, 1.0);
+    $c = stream_socket_client(($addr[0] === '/' ? 'unix://' : 'tcp://') . $addr, $e, $s, 1.0);
     fwrite($c, "stats\r\n");
     $val = null;
     while (($l = fgets($c)) !== false) {

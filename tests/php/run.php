@@ -290,6 +290,80 @@ test('session handler (CLI)', function () use ($mc, $mc2) {
     eq($h6->read('sid2'), '', 'lock released when the handler is freed');
 });
 
+test('unix socket servers', function () use ($mc, $root) {
+    $sock = new Memcached_Socket_Process();
+    $path = $sock->path();
+    $c = new Client();
+    eq($c->addServer($path, 0), true, 'addServer(path, 0)');
+    eq($c->addServer('127.0.0.1', $mc->port), true, 'addServer(tcp)');
+    for ($i = 0; $i < 50; $i++) eq($c->set("u:$i", "v$i"), true, "set u:$i");
+    $got = $c->getMulti(array_map(fn($i) => "u:$i", range(0, 49)));
+    eq(count($got), 50, 'getMulti over socket + tcp');
+    $onSocket = 0;
+    for ($i = 0; $i < 50; $i++) if ($c->getServerByKey("u:$i")['host'] === $path) $onSocket++;
+    check($onSocket > 5 && $onSocket < 45, "keys on both servers ($onSocket on the socket)");
+    eq((int)mc_stat($path, 'curr_items'), $onSocket, 'the socket server holds the keys placed on it');
+    // Reported as php-memcached reports it: host = path, port 11211 (addServer's 0), SOCKET.
+    $list = $c->getServerList();
+    eq([$list[0]['host'], $list[0]['port'], $list[0]['type']], [$path, 11211, 'SOCKET'], 'getServerList socket entry');
+    eq($list[1]['type'], 'TCP', 'getServerList tcp entry');
+    eq($c->routeFor('u:1') !== [], true, 'routeFor');
+    $a = new Client();
+    eq($a->addServers([[$path, 0, 1], ['127.0.0.1', $mc->port]]), true, 'addServers');
+    eq($a->getServerList()[0]['port'], 0, 'addServers stores port 0 for a socket (libmemcached)');
+    eq($a->get('u:1') === 'v1' || $a->getResultCode() === Client::RES_NOTFOUND, true, 'addServers client reads');
+    if (class_exists('Memcached')) {
+        foreach (['addServer' => fn($m) => [$m->addServer($path, 0, 2), $m->addServer('127.0.0.1', $mc->port)],
+                  'addServers' => fn($m) => $m->addServers([[$path, 0, 2], ['127.0.0.1', $mc->port, 1]])] as $how => $add) {
+            $p = new Memcached(); $f = new Client();
+            $p->setOption(Memcached::OPT_LIBKETAMA_COMPATIBLE, true); $f->setOption(Client::OPT_LIBKETAMA_COMPATIBLE, true);
+            $add($p); $add($f);
+            eq(array_map(fn($s) => [$s['host'], $s['port'], $s['type']], $f->getServerList()),
+               array_map(fn($s) => [$s['host'], $s['port'], $s['type']], $p->getServerList()), "$how: getServerList equals php-memcached's");
+            $bad = 0;
+            for ($k = 0; $k < 2000; $k++) {
+                $x = $p->getServerByKey("key:$k"); $y = $f->getServerByKey("key:$k");
+                if ([$x['host'], $x['port']] !== [$y['host'], $y['port']]) $bad++;
+            }
+            eq($bad, 0, "$how: getServerByKey equals php-memcached on 2000 keys");
+        }
+    }
+    // Golden vectors made by php-memcached (tests/placement/README.md).
+    $pool = [['/tmp/fae-placement/m1.sock', 0], ['127.0.0.1', 21211], ['/tmp/fae-placement/m2.sock', 0], ['127.0.0.1', 21212]];
+    foreach (['php-memcached_unix.csv' => [true, [1, 1, 1, 1]], 'php-memcached_unix_w1234.csv' => [true, [1, 2, 3, 4]],
+              'php-memcached-default_unix.csv' => [false, [1, 1, 1, 1]]] as $file => [$ketama, $weights]) {
+        $v = new Client();
+        if ($ketama) $v->setOption(Client::OPT_LIBKETAMA_COMPATIBLE, true);
+        foreach ($pool as $i => [$h, $port]) $v->addServer($h, $port, $weights[$i]);
+        $rows = array_map('str_getcsv', array_slice(file("$root/tests/placement/$file", FILE_IGNORE_NEW_LINES), 1));
+        $bad = 0;
+        foreach ($rows as [$key, $want]) {
+            $g = $v->getServerByKey($key);
+            if (($g['type'] === 'SOCKET' ? $g['host'] : "{$g['host']}:{$g['port']}") !== $want) $bad++;
+        }
+        eq($bad, 0, "$file: " . count($rows) . ' keys');
+    }
+    // $config and session save paths take the path too.
+    $cfg = new Client(null, ['servers' => [$path]]);
+    eq($cfg->get('u:0') === false ? $cfg->set('u:0', 'x') : true, true, '$config servers: [path]');
+    eq($cfg->getServerByKey('u:0')['host'], $path, '$config: getServerByKey host');
+    $h = new Fae\SessionHandler();
+    eq($h->open("$path:0:1", 'PHPSESSID'), true, 'session save_path with a socket');
+    eq($h->read('usid'), '', 'session read');
+    eq($h->write('usid', 'a|i:1;'), true, 'session write over the socket');
+    eq($h->close(), true, 'session close');
+    // A path nobody listens on: a clear error naming it, at once, no crash.
+    $d = new Client();
+    eq($d->addServer('/nonexistent-dir/m.sock', 0), true, 'addServer(missing path)');
+    $t = microtime(true);
+    eq($d->get('k'), false, 'get on a missing socket');
+    check($d->getResultCode() !== Client::RES_SUCCESS && $d->getResultCode() !== Client::RES_NOTFOUND, 'an error code: ' . $d->getResultCode());
+    check(str_contains($d->getResultMessage(), '/nonexistent-dir/m.sock'), 'message names the path: ' . $d->getResultMessage());
+    check(microtime(true) - $t < 0.5, 'fails at once');
+    $sock->stop();
+    eq($c->get('u:1') === false || $c->get('u:1') === 'v1', true, 'a killed socket server is an error, not a crash');
+});
+
 test('reload', function () use ($mc, $mc2) {
     $c = new Client(null, ['servers' => [$mc->addr()]]);
     eq($c->set('r:k', 'v1'), true, 'set before reload');
@@ -868,6 +942,47 @@ test('stampede: a fatal error in $compute releases the key in-process', function
     eq($out[0]['v'] ?? null, 'after the fatal error', 'getOrSet works after the fatal error');
     check(($out[0]['ms'] ?? 1e9) < 500, 'without waiting for the dead flight (' . round($out[0]['ms'] ?? -1, 1) . ' ms)');
     eq($out[0]['stats']['computes'] ?? null, 2, 'both computes ran');
+});
+
+test('array keys that are not UTF-8 are keys like any other, never a panic', function () use ($m) {
+    $r = $m->setMulti(["\xff\xfe" => 'v1', "k\x80" => 'v2']);
+    eq($r, true, 'setMulti with non-UTF-8 keys');
+    eq($m->get("\xff\xfe"), 'v1', 'read back one');
+    $got = $m->getMulti(["\xff\xfe", "k\x80"]);
+    eq($got, ["\xff\xfe" => 'v1', "k\x80" => 'v2'], 'getMulti returns them under the same keys');
+    eq($m->setOptions(["\xff" => 1]), false, 'setOptions with a junk key: false, no panic');
+    eq($m->deleteMulti(["\xff\xfe", "k\x80"]), ["\xff\xfe" => true, "k\x80" => true], 'deleteMulti');
+});
+
+test('flush delays never bring flushed items back', function () use ($m) {
+    $m->set('fl:a', 'x');
+    eq($m->flush(), true, 'flush');
+    eq($m->get('fl:a'), false, 'flushed');
+    eq($m->flush(-1), false, 'negative delay refused');
+    eq($m->getResultCode(), Client::RES_INVALID_ARGUMENTS, 'negative delay: invalid arguments');
+    eq($m->get('fl:a'), false, 'still flushed after flush(-1)');
+    eq($m->flush(2 ** 40), false, 'delay past 32 bits refused');
+    eq($m->flush(time() + 86400 * 60), false, 'absolute delay 60 days ahead refused');
+    eq($m->get('fl:a'), false, 'still flushed after the refused delays');
+    $m->set('fl:b', 'y');
+    eq($m->flush(time() - 10), true, 'an absolute time in the past flushes now');
+    eq($m->get('fl:b'), false, 'flushed at once');
+    eq($m->get('fl:a'), false, 'and the first flush still holds');
+});
+
+test('hostile $config arrays: deep nesting and self-reference are errors, not crashes', function () {
+    $deep = 'x';
+    for ($i = 0; $i < 5000; $i++) { $deep = ['route' => $deep]; }
+    try { new Client(null, ['servers' => ['127.0.0.1:1'], 'nope' => $deep]); check(false, 'deep array throws'); }
+    catch (Fae\Exception $e) { check(str_contains($e->getMessage(), 'deeper than 64'), 'deep array: ' . $e->getMessage()); }
+    $self = ['servers' => ['127.0.0.1:1']];
+    $self['loop'] = &$self;
+    try { new Client(null, $self); check(false, 'self-referencing array throws'); }
+    catch (Fae\Exception $e) { check(str_contains($e->getMessage(), 'refers to itself'), 'self reference: ' . $e->getMessage()); }
+    $route = 'default';
+    for ($i = 0; $i < 31; $i++) { $route = ['type' => 'failover', 'children' => [$route]]; }
+    $ok = new Client(null, ['servers' => ['127.0.0.1:1'], 'route' => $route]);
+    check($ok instanceof Client, '31 route levels are fine (the limit is the JSON one)');
 });
 
 $mc->stop(); $mc2->stop();

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from typing import Iterator, List
 
@@ -26,9 +27,16 @@ def _free_port() -> int:
 
 
 def raw_command(addr: str, line: bytes, until: bytes = b"\r\n") -> bytes:
-    """Send one command on a fresh socket and read until the reply ends with ``until``."""
-    host, port = addr.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=2) as s:
+    """Send one command on a fresh socket and read until the reply ends with ``until``.
+    ``addr`` is ``host:port`` or a Unix-domain socket path."""
+    if addr.startswith("/"):
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.settimeout(2)
+        conn.connect(addr)
+    else:
+        host, port = addr.rsplit(":", 1)
+        conn = socket.create_connection((host, int(port)), timeout=2)
+    with conn as s:
         s.sendall(line)
         buf = b""
         while not buf.endswith(until):
@@ -98,6 +106,50 @@ class Memcached:
             os.kill(self.proc.pid, signal.SIGCONT)
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+
+
+class SocketMemcached:
+    """One memcached on a Unix-domain socket (``memcached -s PATH``) in a temporary directory."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="fae-py-sock-")
+        self.addr = os.path.join(self.dir, "memcached.sock")
+        self.start()
+
+    def start(self) -> None:
+        args = [MEMCACHED, "-s", self.addr, "-m", "64"]
+        if os.geteuid() == 0:
+            args += ["-u", "root"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                raw_command(self.addr, b"version\r\n")
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"memcached on {self.addr} did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def pause(self) -> None:
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+
+@pytest.fixture
+def socket_memcached() -> Iterator[SocketMemcached]:
+    """A memcached on a Unix-domain socket of this test's own."""
+    m = SocketMemcached()
+    yield m
+    m.stop()
+    shutil.rmtree(m.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

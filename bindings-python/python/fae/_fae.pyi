@@ -99,6 +99,9 @@ class Client:
 
     Args:
         servers: a list of servers, or one string ``"h1:p1,h2:p2"`` (``;`` also separates).
+            A server is ``"host:port[:weight]"``, ``(host, port[, weight])``, or a Unix-domain
+            socket path ``"/run/memcached/memcached.sock"`` (as pylibmc and pymemcache take it;
+            ``("/path", 0, weight)`` weights one).
         config: libfae config dict (``{"servers": [...], "mode": ...}``, or ``pools`` plus a
             ``route`` tree such as ``{"type": "failover", "children": ["main", {"type":
             "gutter", "pool": "gutter", "max_ttl": 10}]}``; ``{}`` for the in-process cache). A
@@ -151,8 +154,8 @@ class Client:
     ) -> None: ...
     @property
     def servers(self) -> List[str]:
-        """Every pool's servers (``"host:port"``; pools in name order, servers in config
-        order); ``[]`` for the in-process cache."""
+        """Every pool's servers (``"host:port"``, or a socket server's path; pools in name
+        order, servers in config order); ``[]`` for the in-process cache."""
     @property
     def serde(self) -> str:
         """The serde name (``"custom"`` for an object)."""

@@ -9,7 +9,7 @@ pub const CONNECT_MS: u64 = 100;
 /// Deadline for one request (send + complete reply), milliseconds.
 pub const IO_MS: u64 = 250;
 /// memcached's port, assumed when a server string has none.
-pub const PORT: u16 = 11211;
+pub const PORT: u16 = crate::addr::DEFAULT_PORT;
 /// Name of the pool the `servers` shorthand creates.
 pub const POOL: &str = "default";
 /// Idle connections unused this long get a heartbeat, milliseconds.

@@ -21,8 +21,9 @@ use std::path::Path;
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
+use crate::addr::{Node, parse_server};
 use crate::error::{Error, Reason, Result};
-use crate::placement::{Mode, Node};
+use crate::placement::Mode;
 use crate::protocol::Protocol;
 use crate::route::schema::split_nested;
 
@@ -41,6 +42,64 @@ pub mod limits {
     pub const MAX_VALUE_SIZE: u64 = 1 << 30;
     /// Counts such as `tko_soft_threshold` and `half_open_requests`.
     pub const MAX_COUNT: u64 = 1_000_000;
+    /// Nesting of objects and arrays in a config document, counted the same from JSON, TOML,
+    /// a Python dict or a PHP array (about 30 levels of routes: each adds an object and a
+    /// `children` array). Deeper documents are `invalid_config` before anything recurses.
+    pub const MAX_DEPTH: usize = 64;
+}
+
+fn too_deep() -> Error {
+    invalid(format!(
+        "config nests objects and arrays deeper than {} levels",
+        limits::MAX_DEPTH
+    ))
+}
+
+/// Depth of `{`/`[` nesting in JSON (or TOML inline) text, outside strings: checked before
+/// the parser recurses into it.
+fn check_text_depth(text: &str) -> Result<()> {
+    let (mut depth, mut in_str, mut quote, mut escaped) = (0usize, false, b'"', false);
+    for &b in text.as_bytes() {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' && quote == b'"' {
+                escaped = true;
+            } else if b == quote {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' | b'\'' => (in_str, quote) = (true, b),
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limits::MAX_DEPTH {
+                    return Err(too_deep());
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The same limit over an in-memory value (what the bindings build), without recursion.
+pub fn check_value_depth(value: &serde_json::Value) -> Result<()> {
+    let mut stack = vec![(value, 1usize)];
+    while let Some((v, d)) = stack.pop() {
+        let kids: Box<dyn Iterator<Item = &serde_json::Value>> = match v {
+            serde_json::Value::Array(a) => Box::new(a.iter()),
+            serde_json::Value::Object(o) => Box::new(o.values()),
+            _ => continue,
+        };
+        if d > limits::MAX_DEPTH {
+            return Err(too_deep());
+        }
+        stack.extend(kids.map(|k| (k, d + 1)));
+    }
+    Ok(())
 }
 
 pub mod defaults;
@@ -78,7 +137,9 @@ pub struct Config {
 }
 
 /// A server entry: `"host:port"`, `"host:port:weight"`, `"host"` (port 11211), `"[::1]:11211"`,
-/// or `{ "addr": "host:port", "weight": 2 }`.
+/// a Unix-domain socket path `"/run/memcached.sock"`, or `{ "addr": "host:port", "weight": 2 }`
+/// (the way to weight a socket server: `{ "addr": "/run/memcached.sock", "weight": 2 }`; its
+/// optional `"port"` is the port the replaced client hashes for it, see [`Node`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct ServerEntry(Node);
 
@@ -95,71 +156,39 @@ impl<'de> Deserialize<'de> for ServerEntry {
         struct Obj {
             addr: String,
             weight: Option<u32>,
+            port: Option<u16>,
         }
         let raw = Raw::deserialize(d).map_err(|_| {
             de::Error::custom(
-                "expected \"host:port[:weight]\" or {\"addr\": \"host:port\", \"weight\": n}",
+                "expected \"host:port[:weight]\", \"/socket/path\" or {\"addr\": \"host:port\", \"weight\": n}",
             )
         })?;
         let node = match raw {
             Raw::Str(s) => parse_server(&s),
             Raw::Obj(o) => {
-                if o.addr.matches(':').count() > 1 && !o.addr.starts_with('[') {
+                let plain = !o.addr.starts_with('[') && !o.addr.starts_with('/');
+                if plain && o.addr.matches(':').count() > 1 {
                     return Err(de::Error::custom(
                         "\"addr\" takes host:port; give the weight in \"weight\"",
                     ));
                 }
-                parse_server(&o.addr).map(|mut n| {
+                parse_server(&o.addr).and_then(|mut n| {
                     n.weight = o.weight.unwrap_or(1).max(1);
-                    n
+                    if let Some(port) = o.port {
+                        // A socket server's port is only hashed (see `addr::Node`); a TCP
+                        // server's port belongs in "addr".
+                        if n.unix_path().is_none() {
+                            return Err("\"port\" is for a socket path's placement; give a TCP port in \"addr\"".to_string());
+                        }
+                        n.port = port;
+                    }
+                    Ok(n)
                 })
             }
         }
         .map_err(de::Error::custom)?;
         Ok(ServerEntry(node))
     }
-}
-
-/// Parse `host[:port[:weight]]`; IPv6 hosts in brackets. Weight 0 is stored as 1, as
-/// libmemcached does, so a weight-0 list places keys like the client it came from.
-pub fn parse_server(s: &str) -> std::result::Result<Node, String> {
-    let bad = |why: &str| format!("bad server \"{s}\": {why}");
-    let (host, rest) = if let Some(stripped) = s.strip_prefix('[') {
-        let end = stripped.find(']').ok_or_else(|| bad("missing ']'"))?;
-        (&s[..end + 2], &stripped[end + 1..])
-    } else {
-        match s.find(':') {
-            Some(i) => (&s[..i], &s[i..]),
-            None => (s, ""),
-        }
-    };
-    if host.is_empty() || host.bytes().any(|b| b.is_ascii_whitespace()) {
-        return Err(bad("empty host or whitespace"));
-    }
-    let mut parts = rest.strip_prefix(':').map(|r| r.split(':'));
-    let port = match parts.as_mut().and_then(|p| p.next()) {
-        None => defaults::PORT,
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|&p| p != 0)
-            .ok_or_else(|| bad("port must be 1-65535"))?,
-    };
-    let weight = match parts.as_mut().and_then(|p| p.next()) {
-        None => 1,
-        Some(w) => w
-            .parse::<u32>()
-            .map_err(|_| bad("weight must be a whole number"))?
-            .max(1),
-    };
-    if parts.and_then(|mut p| p.next()).is_some() || (!rest.is_empty() && !rest.starts_with(':')) {
-        return Err(bad("expected host:port[:weight]"));
-    }
-    Ok(Node {
-        host: host.to_string(),
-        port,
-        weight,
-    })
 }
 
 #[derive(Deserialize)]
@@ -236,6 +265,7 @@ impl Config {
 
     /// Parse a JSON document.
     pub fn from_json(text: &str) -> Result<Config> {
+        check_text_depth(text)?;
         let de = &mut serde_json::Deserializer::from_str(text);
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(path_error)?;
         Self::from_raw(raw)
@@ -243,6 +273,7 @@ impl Config {
 
     /// Parse a TOML document.
     pub fn from_toml(text: &str) -> Result<Config> {
+        check_text_depth(text)?;
         let de = toml::Deserializer::new(text);
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(path_error)?;
         Self::from_raw(raw)
@@ -251,6 +282,7 @@ impl Config {
     /// Build from an in-memory value (what the Python and PHP bindings convert dicts and
     /// arrays into).
     pub fn from_value(value: serde_json::Value) -> Result<Config> {
+        check_value_depth(&value)?;
         let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(path_error)?;
         Self::from_raw(raw)
     }
@@ -504,7 +536,8 @@ impl Config {
             }
             let mut seen = std::collections::HashSet::new();
             for (i, s) in p.servers.iter().enumerate() {
-                if !seen.insert((s.host.as_str(), s.port)) {
+                // By address: a socket path is one server whatever port it is hashed with.
+                if !seen.insert(s.addr()) {
                     return Err(invalid(format!(
                         "pools.{name}.servers[{i}]: {} is listed twice",
                         s.addr()
@@ -693,6 +726,34 @@ mod tests {
         assert_eq!(c.timeouts.io_ms, 9);
     }
 
+    /// One nesting limit for every entry point: JSON and TOML text, and in-memory values.
+    #[test]
+    fn depth_is_limited_everywhere_alike() {
+        let nest = |levels: usize| -> String {
+            let mut route = String::from("\"default\"");
+            for _ in 0..levels {
+                route = format!(r#"{{"type": "failover", "children": [{route}]}}"#);
+            }
+            format!(r#"{{"servers": ["a:1"], "route": {route}}}"#)
+        };
+        // 1 (top) + 1 (route object) + 2 per further failover level.
+        assert!(Config::from_json(&nest(31)).is_ok());
+        let e = err(&nest(32));
+        assert_eq!(e, "config nests objects and arrays deeper than 64 levels");
+        let value: serde_json::Value = serde_json::from_str(&nest(31)).unwrap();
+        assert!(Config::from_value(value).is_ok());
+        let value: serde_json::Value = serde_json::from_str(&nest(32)).unwrap();
+        let e = Config::from_value(value).unwrap_err();
+        assert_eq!(e.reason(), Reason::InvalidConfig);
+        // Far deeper than any parser recursion: refused before parsing, no stack overflow.
+        let e = err(&"[".repeat(1_000_000));
+        assert!(e.contains("deeper than 64"), "{e}");
+        assert!(Config::from_toml(&format!("x = {}", "[".repeat(100_000))).is_err());
+        // Brackets inside strings do not count.
+        let s = format!(r#"{{"servers": ["a:1"], "mode": "{}"}}"#, "[".repeat(200));
+        assert!(!err(&s).contains("deeper"));
+    }
+
     /// Numbers out of their documented range are config errors naming the key, never an abort
     /// (a 2^32 `max_connections` used to size queues up front) or an overflow on first use.
     #[test]
@@ -752,18 +813,26 @@ mod tests {
     }
 
     #[test]
-    fn server_strings() {
-        assert_eq!(parse_server("h").unwrap(), Node::new("h", 11211));
+    fn socket_servers() {
+        let c = Config::from_json(
+            r#"{"servers": ["/tmp/a.sock", {"addr": "/tmp/b.sock", "weight": 2, "port": 11211}, "h:1"]}"#,
+        )
+        .unwrap();
+        let s = &c.pools["default"].servers;
+        assert_eq!(s[0], Node::unix("/tmp/a.sock"));
         assert_eq!(
-            parse_server("[::1]:2:0").unwrap(),
-            Node {
-                host: "[::1]".into(),
-                port: 2,
-                weight: 1
-            }
+            (s[1].host.as_str(), s[1].port, s[1].weight),
+            ("/tmp/b.sock", 11211, 2)
         );
-        for bad in ["", ":1", "h:x", "h:1:2:3", "h:70000", "[::1", "h :1"] {
-            assert!(parse_server(bad).is_err(), "{bad}");
-        }
+        assert_eq!(s[1].addr(), "/tmp/b.sock");
+        assert!(
+            err(r#"{"servers": [{"addr": "h:1", "port": 2}]}"#)
+                .contains("\"port\" is for a socket")
+        );
+        assert!(
+            err(r#"{"servers": ["/tmp/a.sock", {"addr": "/tmp/a.sock", "port": 11211}]}"#)
+                .contains("listed twice")
+        );
+        assert!(err(r#"{"servers": ["unix:relative"]}"#).contains("absolute"));
     }
 }

@@ -108,7 +108,7 @@ impl Topology {
         }
     }
 
-    /// Checks every pool name and server string (with [`crate::config::parse_server`]).
+    /// Checks every pool name and server string (with [`crate::addr::parse_server`]).
     /// `origin` prefixes the error message (a path, a key, a node).
     pub fn validate(&self, origin: &str) -> Result<()> {
         for (pool, servers) in &self.pools {
@@ -116,7 +116,7 @@ impl Topology {
                 return Err(Error::Invalid(format!("{origin}: bad pool name {pool:?}")));
             }
             for (i, s) in servers.iter().enumerate() {
-                crate::config::parse_server(s)
+                crate::addr::parse_server(s)
                     .map_err(|e| Error::Invalid(format!("{origin}: pools.{pool}[{i}]: {e}")))?;
             }
         }

@@ -15,6 +15,7 @@
 
 use std::fmt;
 
+pub use crate::addr::Node;
 use crate::hash::HashFn;
 use crate::hash::crc32::{crc32, crc32_pecl_standard};
 
@@ -25,38 +26,10 @@ pub mod modula;
 pub mod pecl_consistent;
 pub mod rendezvous;
 
-/// One server as placement sees it: the host string exactly as configured (no DNS: `localhost`
-/// and `127.0.0.1` are different points on a ketama ring), the port and the weight (≥ 1).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Node {
-    /// Host exactly as configured.
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-    /// Relative weight, ≥ 1 (0 is stored as 1, as libmemcached does).
-    pub weight: u32,
-}
-
 /// The weight placement uses: `weight`, with 0 read as 1 (libmemcached stores `weight ? weight :
 /// 1`; pecl `memcache` rejects weights < 1).
 pub(crate) fn effective_weight(node: &Node) -> u32 {
     node.weight.max(1)
-}
-
-impl Node {
-    /// A node with weight 1.
-    pub fn new(host: impl Into<String>, port: u16) -> Self {
-        Self {
-            host: host.into(),
-            port,
-            weight: 1,
-        }
-    }
-
-    /// `host:port`, the destination address and the name used in `route_for` output.
-    pub fn addr(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
 }
 
 /// A placement compatibility mode (see DESIGN.md "Placement: compatibility modes").

@@ -27,7 +27,8 @@ impl Rendezvous {
     pub fn new(nodes: &[Node]) -> Rendezvous {
         let prefixes = nodes
             .iter()
-            .map(|n| format!("{}:{}-", n.host, n.port).into_bytes())
+            // pymemcache names a socket server by its bare path (`_make_client_key`).
+            .map(|n| format!("{}-", n.addr()).into_bytes())
             .collect();
         Rendezvous { prefixes }
     }

@@ -1,4 +1,6 @@
-//! One connection to one server: a socket, a read buffer, a write buffer.
+//! One connection to one server: a socket (TCP or Unix-domain stream, see [`Stream`]), a read
+//! buffer, a write buffer. Both kinds of socket share every send/recv/poll path below: they
+//! are only ever touched through their fd.
 //!
 //! The socket stays in blocking mode with `SO_RCVTIMEO` set to the request deadline (`io_ms`).
 //! The first wait for a reply is one blocking `recv`: a single-key request costs two syscalls
@@ -13,7 +15,8 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Reason, Result};
@@ -25,7 +28,7 @@ const READ_CHUNK: usize = 16 * 1024;
 /// A connection and its buffers.
 #[derive(Debug)]
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     /// Always fully initialised up to `buf.len()`; bytes `start..end` are unread.
     buf: Vec<u8>,
     start: usize,
@@ -46,6 +49,173 @@ pub struct Conn {
     /// Bytes moved since the destination last collected them (stats).
     bytes_sent: u64,
     bytes_received: u64,
+}
+
+/// A connected socket: TCP, or a Unix-domain stream socket for a server given as a path.
+#[derive(Debug)]
+pub enum Stream {
+    /// A TCP connection (`TCP_NODELAY` set).
+    Tcp(TcpStream),
+    /// A Unix-domain stream socket.
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// Dial `host:port`, or the socket at `host` when it is a path (port ignored), within
+    /// `connect_timeout` and `deadline`.
+    pub fn dial(
+        host: &str,
+        port: u16,
+        connect_timeout: Duration,
+        deadline: Instant,
+    ) -> Result<Stream> {
+        if let Some(path) = crate::addr::unix_path(host) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::with_detail(
+                    Reason::ConnectTimeout,
+                    "deadline passed before connect",
+                ));
+            }
+            return connect_unix(path, connect_timeout.min(left)).map(Stream::Unix);
+        }
+        let mut last = Error::new(Reason::ConnectFailed);
+        for addr in resolve(host, port)? {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::with_detail(
+                    Reason::ConnectTimeout,
+                    "deadline passed before connect",
+                ));
+            }
+            match TcpStream::connect_timeout(&addr, connect_timeout.min(left)) {
+                Ok(stream) => {
+                    stream.set_nodelay(true).map_err(|e| io_error(&e))?;
+                    return Ok(Stream::Tcp(stream));
+                }
+                Err(e) => last = connect_error(&addr.to_string(), &e),
+            }
+        }
+        Err(last)
+    }
+
+    /// The raw file descriptor, for `send`/`recv`/`poll(2)`.
+    pub fn fd(&self) -> i32 {
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
+    /// `SO_RCVTIMEO`.
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(t),
+            Stream::Unix(s) => s.set_read_timeout(t),
+        }
+    }
+
+    /// `SO_SNDTIMEO`.
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_write_timeout(t),
+            Stream::Unix(s) => s.set_write_timeout(t),
+        }
+    }
+
+    /// The local TCP address; `None` for a Unix-domain socket.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Stream::Tcp(s) => s.local_addr().ok(),
+            Stream::Unix(_) => None,
+        }
+    }
+}
+
+impl io::Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl io::Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A failed connect to `what` (an address or a socket path) as a connect error.
+fn connect_error(what: &str, e: &io::Error) -> Error {
+    let reason = match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Reason::ConnectTimeout,
+        io::ErrorKind::ConnectionRefused => Reason::ConnectRefused,
+        _ => Reason::ConnectFailed,
+    };
+    Error::with_detail(reason, format!("connect {what}: {e}"))
+}
+
+/// Connect a Unix-domain stream socket to `path` within `timeout`. Linux bounds a blocking
+/// `connect(2)` on a Unix socket by `SO_SNDTIMEO` (it waits only when the listener's backlog
+/// is full, e.g. a stopped server): the wait then ends in `EAGAIN`, a connect timeout. A
+/// missing file is `ENOENT`, a file nobody listens on `ECONNREFUSED`, no permission `EACCES`:
+/// each a connect error naming the path.
+fn connect_unix(path: &str, timeout: Duration) -> Result<UnixStream> {
+    let fail = |e: io::Error| connect_error(path, &e);
+    // SAFETY: a plain socket(2) call; the returned fd is checked and owned below.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(fail(io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` is a fresh socket nobody else owns; the stream closes it on every path.
+    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    stream
+        .set_write_timeout(Some(timeout.max(Duration::from_millis(1))))
+        .map_err(fail)?;
+    // SAFETY: sockaddr_un is plain old data; all-zero is a valid value.
+    let mut sa: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    sa.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_bytes();
+    if bytes.len() >= sa.sun_path.len() {
+        return Err(Error::with_detail(
+            Reason::ConnectFailed,
+            format!(
+                "connect {path}: a socket path has at most {} bytes",
+                sa.sun_path.len() - 1
+            ),
+        ));
+    }
+    for (d, &b) in sa.sun_path.iter_mut().zip(bytes) {
+        *d = b as libc::c_char;
+    }
+    let len = (std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1) as libc::socklen_t;
+    loop {
+        // SAFETY: `sa` is a valid sockaddr_un that outlives the call and `len` covers its
+        // family, the path and the terminating NUL within the struct.
+        let rc = unsafe {
+            libc::connect(
+                stream.as_raw_fd(),
+                (&sa as *const libc::sockaddr_un).cast(),
+                len,
+            )
+        };
+        if rc == 0 {
+            return Ok(stream);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(fail(e));
+        }
+    }
 }
 
 /// What a readiness wait is for.
@@ -133,9 +303,9 @@ pub(crate) fn poll(fds: &mut [libc::pollfd], deadline: Instant) -> Result<usize>
 }
 
 impl Conn {
-    /// Dial `host:port` within `connect_timeout` (and `deadline`) and set `TCP_NODELAY`; the
-    /// socket stays blocking (see the module doc). The caller validates the connection before
-    /// first use.
+    /// Dial `host:port` (or the Unix-domain socket at `host`, a path) within
+    /// `connect_timeout` (and `deadline`); TCP gets `TCP_NODELAY`. The socket stays blocking (see
+    /// the module doc). The caller validates the connection before first use.
     pub fn connect(
         host: &str,
         port: u16,
@@ -144,51 +314,26 @@ impl Conn {
         deadline: Instant,
         generation: u64,
     ) -> Result<Conn> {
-        let mut last = Error::new(Reason::ConnectFailed);
-        for addr in resolve(host, port)? {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Error::with_detail(
-                    Reason::ConnectTimeout,
-                    "deadline passed before connect",
-                ));
-            }
-            match TcpStream::connect_timeout(&addr, connect_timeout.min(left)) {
-                Ok(stream) => {
-                    stream.set_nodelay(true).map_err(|e| io_error(&e))?;
-                    stream
-                        .set_read_timeout(Some(read_timeout))
-                        .map_err(|e| io_error(&e))?;
-                    return Ok(Conn {
-                        stream,
-                        buf: vec![0; READ_CHUNK],
-                        start: 0,
-                        end: 0,
-                        wbuf: Vec::with_capacity(1024),
-                        sent: 0,
-                        created: Instant::now(),
-                        last_used: Instant::now(),
-                        last_checked: Instant::now(),
-                        max_age: None,
-                        generation,
-                        read_timeout,
-                        bytes_sent: 0,
-                        bytes_received: 0,
-                    });
-                }
-                Err(e) => {
-                    let reason = match e.kind() {
-                        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-                            Reason::ConnectTimeout
-                        }
-                        io::ErrorKind::ConnectionRefused => Reason::ConnectRefused,
-                        _ => Reason::ConnectFailed,
-                    };
-                    last = Error::with_detail(reason, format!("connect {addr}: {e}"));
-                }
-            }
-        }
-        Err(last)
+        let stream = Stream::dial(host, port, connect_timeout, deadline)?;
+        stream
+            .set_read_timeout(Some(read_timeout))
+            .map_err(|e| io_error(&e))?;
+        Ok(Conn {
+            stream,
+            buf: vec![0; READ_CHUNK],
+            start: 0,
+            end: 0,
+            wbuf: Vec::with_capacity(1024),
+            sent: 0,
+            created: Instant::now(),
+            last_used: Instant::now(),
+            last_checked: Instant::now(),
+            max_age: None,
+            generation,
+            read_timeout,
+            bytes_sent: 0,
+            bytes_received: 0,
+        })
     }
 
     /// Prove the server speaks memcached before the connection is used (memcached's own proxy
@@ -225,14 +370,14 @@ impl Conn {
         self.created.elapsed()
     }
 
-    /// The local address of the socket.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+    /// The local TCP address of the socket; `None` for a Unix-domain socket.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.stream.local_addr()
     }
 
     /// The raw file descriptor, for `poll(2)`.
     pub(crate) fn fd(&self) -> i32 {
-        self.stream.as_raw_fd()
+        self.stream.fd()
     }
 
     /// Write what is left of `wbuf` without blocking. `Ok(true)` when all of it is written.
@@ -312,7 +457,7 @@ impl Conn {
             // `spare.len()` bytes for the whole call; recv writes at most that many.
             let n = unsafe {
                 libc::recv(
-                    self.stream.as_raw_fd(),
+                    self.stream.fd(),
                     spare.as_mut_ptr().cast(),
                     spare.len(),
                     flags,
@@ -384,5 +529,63 @@ impl Conn {
     /// which a connection may go back to the pool.
     pub fn is_clean(&self) -> bool {
         self.start == self.end && self.sent == 0 && self.wbuf.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dial(path: &str) -> Error {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        Stream::dial(path, 0, Duration::from_secs(1), deadline).unwrap_err()
+    }
+
+    #[test]
+    fn socket_dial_errors_name_the_path() {
+        let e = dial("/nonexistent-dir/m.sock");
+        assert_eq!(e.reason(), Reason::ConnectFailed);
+        let d = e.detail().unwrap();
+        assert!(
+            d.contains("/nonexistent-dir/m.sock") && d.contains("No such file"),
+            "{d}"
+        );
+
+        let long = format!("/{}", "x".repeat(200));
+        let d = dial(&long).detail().unwrap().to_string();
+        assert!(d.contains("at most 107 bytes"), "{d}");
+
+        // No permission (root is never refused, so the mapping is checked directly).
+        let e = connect_error(
+            "/run/m.sock",
+            &io::Error::from(io::ErrorKind::PermissionDenied),
+        );
+        assert_eq!(e.reason(), Reason::ConnectFailed);
+        assert!(e.detail().unwrap().contains("/run/m.sock"));
+        let e = connect_error("/run/m.sock", &io::Error::from(io::ErrorKind::WouldBlock));
+        assert_eq!(
+            e.reason(),
+            Reason::ConnectTimeout,
+            "a full backlog until SO_SNDTIMEO"
+        );
+    }
+
+    #[test]
+    fn a_socket_in_a_directory_we_may_not_enter_is_a_connect_error() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            return; // root bypasses file permissions
+        }
+        let dir = std::env::temp_dir().join(format!("fae-conn-perm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("m.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let e = dial(path.to_str().unwrap());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(e.reason(), Reason::ConnectFailed, "{e}");
+        assert!(e.detail().unwrap().contains("ermission denied"), "{e}");
     }
 }

@@ -22,6 +22,7 @@
 //! fleet does not reconnect in step).
 
 pub mod conn;
+pub(crate) mod exchange;
 pub mod health;
 
 use std::sync::Arc;
@@ -95,7 +96,8 @@ pub struct Destination {
 }
 
 impl Destination {
-    /// A destination for `host:port` in a pool whose breakers share `pool`. Dials nothing.
+    /// A destination for `host:port`, or for the Unix-domain socket at `host` when it is a path
+    /// (port 0), in a pool whose breakers share `pool`. Dials nothing.
     pub fn new(
         host: &str,
         port: u16,
@@ -103,7 +105,7 @@ impl Destination {
         pool: Arc<PoolHealth>,
     ) -> Destination {
         Destination {
-            addr: Arc::from(format!("{host}:{port}")),
+            addr: Arc::from(crate::addr::Node::new(host, port).addr()),
             host: host.to_string(),
             port,
             settings,
@@ -387,12 +389,13 @@ impl Destination {
         }
     }
 
-    /// Local addresses of the idle connections (diagnostics: which sockets this process holds).
+    /// Local addresses of the idle TCP connections (diagnostics: which sockets this process
+    /// holds; Unix-domain sockets have none).
     pub fn idle_local_addrs(&self) -> Vec<std::net::SocketAddr> {
         let mut out = Vec::new();
         for _ in 0..self.idle.len() {
             let Some(conn) = self.idle.pop() else { break };
-            if let Ok(a) = conn.local_addr() {
+            if let Some(a) = conn.local_addr() {
                 out.push(a);
             }
             if let Err(conn) = self.idle.push(conn) {
@@ -423,7 +426,7 @@ impl Destination {
         &self.settings
     }
 
-    /// `host:port`.
+    /// `host:port`, or the socket path of a Unix-domain socket server.
     pub fn addr(&self) -> &Arc<str> {
         &self.addr
     }

@@ -11,6 +11,12 @@
 //! holds (timeouts, connection failures, resets, `tko`, `SERVER_ERROR`, protocol errors, a
 //! disabled or read-only pool); caller errors (bad key, value too large) never fail over.
 //! Multi-key calls fail over per key: only the failed keys are re-sent, as one batch.
+//!
+//! All children share the request's context ([`Cx`]): a child that failed fast (refused,
+//! reset, `tko`) leaves the rest of the deadline to the next one; after a timeout nothing is
+//! left, and the next children fail with `timeout` without being asked. A failover over any
+//! number of dead servers thus ends within one `io_ms`; the keys of a server that keeps timing
+//! out fail over at once when its breaker opens.
 
 use std::sync::Arc;
 
@@ -25,7 +31,7 @@ use crate::protocol::Response;
 use crate::stats::RouteCounters;
 
 use super::schema::{Builder, RouteSpec, invalid_field, typed};
-use super::{GetOpts, Key, Route, RouteConfig, Visit, Write};
+use super::{Cx, GetOpts, Key, Route, RouteConfig, Visit, Write};
 
 /// `{"type": "failover", "children": [...], "failover_on": [...], "max_tries": 2}`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -266,25 +272,25 @@ impl Route for FailoverRoute {
         "failover"
     }
 
-    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+    fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
         self.run(
             keys.len(),
-            |c| c.get(keys, opts),
+            |c| c.get(cx, keys, opts),
             |c, pos| {
                 let sub: Vec<Key<'_>> = pos.iter().map(|&p| keys[p]).collect();
-                c.get(&sub, opts)
+                c.get(cx, &sub, opts)
             },
             |_, e| self.policy.fails_over(Op::Get, e),
         )
     }
 
-    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+    fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
         self.run(
             reqs.len(),
-            |c| c.write(reqs),
+            |c| c.write(cx, reqs),
             |c, pos| {
                 let sub: Vec<Write<'_>> = pos.iter().map(|&p| reqs[p]).collect();
-                c.write(&sub)
+                c.write(cx, &sub)
             },
             |i, e| self.policy.fails_over(reqs[i].op(), e),
         )
@@ -312,7 +318,7 @@ impl Route for FailoverRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::route::testing::{Recorder, get_keys, set_req};
+    use crate::route::testing::{Recorder, cx, get_keys, set_req};
 
     #[test]
     fn misses_do_not_fail_over_and_failures_do_per_key() {
@@ -353,7 +359,7 @@ mod tests {
         };
         let r = FailoverRoute::new(vec![a.route(), b.route(), c.route()], &on, 2);
         // Updates never fail over with an empty list.
-        let w = r.write(&[set_req(b"k", b"v")]);
+        let w = r.write(&cx(), &[set_req(b"k", b"v")]);
         assert_eq!(w[0].as_ref().unwrap_err().reason(), Reason::Timeout);
         assert!(b.saw_ops().is_empty());
         // Gets stop after max_tries = 2 and return the last error.

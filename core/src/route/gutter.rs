@@ -24,7 +24,7 @@ use crate::stats::RouteCounters;
 
 use super::failover::{FailoverOn, FailoverRoute};
 use super::schema::{Builder, RouteSpec};
-use super::{GetOpts, Key, Route, RouteConfig, Visit, Write, cap_ttl};
+use super::{Cx, GetOpts, Key, Route, RouteConfig, Visit, Write, cap_ttl};
 
 /// `{"type": "gutter", "pool": "gutter", "max_ttl": 10}`, optionally with the `route` it
 /// protects (and `failover_on`).
@@ -116,16 +116,16 @@ impl Route for GutterRoute {
         "gutter"
     }
 
-    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+    fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
         self.counters.requests.fetch_add(keys.len() as u64, Relaxed);
         let opts = GetOpts {
             touch: opts.touch.map(|t| cap_ttl(t, self.max_ttl)),
             ..opts
         };
-        self.pool.get(keys, opts)
+        self.pool.get(cx, keys, opts)
     }
 
-    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+    fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
         self.counters.requests.fetch_add(reqs.len() as u64, Relaxed);
         let capped: Vec<Write<'_>> = reqs
             .iter()
@@ -144,7 +144,7 @@ impl Route for GutterRoute {
                 w
             })
             .collect();
-        self.pool.write(&capped)
+        self.pool.write(cx, &capped)
     }
 
     fn traverse(&self, op: Op, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {
@@ -164,7 +164,7 @@ impl Route for GutterRoute {
 mod tests {
     use super::*;
     use crate::protocol::StoreOp;
-    use crate::route::testing::Recorder;
+    use crate::route::testing::{Recorder, cx};
     use crate::route::unix_now;
 
     fn store(key: &[u8], exptime: u32) -> Write<'_> {
@@ -184,24 +184,33 @@ mod tests {
         let r = GutterRoute::new(g.route(), 10);
         let abs_far = (unix_now() + 3600) as u32;
         let abs_near = (unix_now() + 5) as u32;
-        r.write(&[
-            store(b"a", 0),
-            store(b"b", 5),
-            store(b"c", 100),
-            store(b"d", abs_far),
-            store(b"e", abs_near),
-        ]);
-        r.write(&[Write::new(Request::Touch {
-            key: b"a",
-            exptime: 60,
-            noreply: false,
-        })]);
-        r.write(&[Write::new(Request::Delete {
-            key: b"a",
-            noreply: false,
-            invalidate: None,
-            cas: None,
-        })]);
+        r.write(
+            &cx(),
+            &[
+                store(b"a", 0),
+                store(b"b", 5),
+                store(b"c", 100),
+                store(b"d", abs_far),
+                store(b"e", abs_near),
+            ],
+        );
+        r.write(
+            &cx(),
+            &[Write::new(Request::Touch {
+                key: b"a",
+                exptime: 60,
+                noreply: false,
+            })],
+        );
+        r.write(
+            &cx(),
+            &[Write::new(Request::Delete {
+                key: b"a",
+                noreply: false,
+                invalidate: None,
+                cas: None,
+            })],
+        );
         let seen = g.saw_exptimes();
         assert_eq!(&seen[..3], &[10, 5, 10]);
         assert_eq!(seen[3], 10);

@@ -32,7 +32,7 @@ use crate::stats::RouteCounters;
 
 use super::schema::{Builder, RouteSpec, invalid_field};
 use super::warm_up::copy_ttl;
-use super::{GetOpts, Key, Route, RouteConfig, Visit, Write, status, stored};
+use super::{Cx, GetOpts, Key, Route, RouteConfig, Visit, Write, status, stored};
 
 /// `{"type": "local", "max_items": 10000, "max_bytes": 67108864, "ttl_ms": 1000, "route": "main"}`
 /// (every field optional).
@@ -187,7 +187,7 @@ impl Route for LocalRoute {
         "local"
     }
 
-    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+    fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
         self.counters.requests.fetch_add(keys.len() as u64, Relaxed);
         let Some(next) = &self.next else {
             return keys
@@ -211,7 +211,7 @@ impl Route for LocalRoute {
                     self.cache.delete(k.key);
                 }
             }
-            return next.get(keys, opts);
+            return next.get(cx, keys, opts);
         }
         let mut out: Vec<Result<Option<Item>>> = Vec::with_capacity(keys.len());
         let mut misses: Vec<usize> = Vec::new();
@@ -236,7 +236,7 @@ impl Route for LocalRoute {
         // item must not be served for the whole ttl_ms. Costs an `mg` per key instead of one
         // text `get` line on meta pools; text pools cannot say and ttl_ms alone bounds them.
         let fetch = GetOpts { ttl: true, ..opts };
-        for (&i, mut r) in misses.iter().zip(next.get(&sub, fetch)) {
+        for (&i, mut r) in misses.iter().zip(next.get(cx, &sub, fetch)) {
             if let Ok(Some(item)) = &mut r {
                 // The item's own TTL bounds the copy when the server told it (gat, or `t`).
                 // None: it expires this second, not worth keeping; unknown (text): ttl_ms alone.
@@ -255,12 +255,12 @@ impl Route for LocalRoute {
         out
     }
 
-    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+    fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
         self.counters.requests.fetch_add(reqs.len() as u64, Relaxed);
         match &self.next {
             None => reqs.iter().map(|w| self.apply(w)).collect(),
             Some(next) => {
-                let out = next.write(reqs);
+                let out = next.write(cx, reqs);
                 for w in reqs {
                     self.cache.delete(w.key());
                 }
@@ -311,13 +311,13 @@ impl Route for LocalRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::route::testing::{Recorder, delete_req, get_keys, set_req};
+    use crate::route::testing::{Recorder, cx, delete_req, get_keys, set_req};
 
     #[test]
     fn standalone_answers_like_memcached() {
         let r = LocalRoute::new(100, 0, None, None);
         assert!(get_keys(&r, &[b"k"])[0].as_ref().unwrap().is_none());
-        r.write(&[set_req(b"k", b"v")]);
+        r.write(&cx(), &[set_req(b"k", b"v")]);
         assert_eq!(
             get_keys(&r, &[b"k"])[0]
                 .as_ref()
@@ -327,7 +327,7 @@ mod tests {
                 .value,
             b"v"
         );
-        let d = r.write(&[delete_req(b"k"), delete_req(b"k")]);
+        let d = r.write(&cx(), &[delete_req(b"k"), delete_req(b"k")]);
         assert_eq!(d[0].as_ref().unwrap(), &status(Status::Success));
         assert_eq!(d[1].as_ref().unwrap(), &status(Status::NotFound));
         assert_eq!(r.counters.local_hits.load(Relaxed), 1);
@@ -347,7 +347,7 @@ mod tests {
             ["a", "b", "c"],
             "only the local miss goes out"
         );
-        r.write(&[set_req(b"a", b"new")]);
+        r.write(&cx(), &[set_req(b"a", b"new")]);
         get_keys(&r, &[b"a"]);
         assert_eq!(
             far.saw_keys(),
@@ -369,7 +369,7 @@ mod tests {
             touch: Some(100),
             ..GetOpts::default()
         };
-        let out = r.get(&[Key::new(b"a")], gat);
+        let out = r.get(&cx(), &[Key::new(b"a")], gat);
         assert_eq!(out[0].as_ref().unwrap().as_ref().unwrap().value, b"far:a");
         assert_eq!(far.saw_keys(), ["a", "a"], "the touch reached the route");
         get_keys(&r, &[b"a"]);

@@ -40,7 +40,7 @@ use crate::stats::RouteCounters;
 
 use super::schema::{Builder, RouteSpec};
 use super::warm_up::Fill;
-use super::{GetOpts, Key, Route, RouteConfig, Visit, Write, write_parts};
+use super::{Cx, GetOpts, Key, Route, RouteConfig, Visit, Write, write_parts};
 
 /// `{"type": "migrate", "from": "old", "to": "new", "phase": "dual_write", "exptime": 0}`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -189,13 +189,13 @@ impl Route for MigrateRoute {
         "migrate"
     }
 
-    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+    fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
         self.counters.requests.fetch_add(keys.len() as u64, Relaxed);
         match self.phase {
-            MigratePhase::FromOnly | MigratePhase::DualWrite => self.from.get(keys, opts),
-            MigratePhase::ToOnly => self.to.get(keys, opts),
+            MigratePhase::FromOnly | MigratePhase::DualWrite => self.from.get(cx, keys, opts),
+            MigratePhase::ToOnly => self.to.get(cx, keys, opts),
             MigratePhase::DualWriteReadNew => {
-                let mut out = self.to.get(keys, opts);
+                let mut out = self.to.get(cx, keys, opts);
                 Fill {
                     source: &self.from,
                     target: &self.to,
@@ -205,13 +205,13 @@ impl Route for MigrateRoute {
                     copied: &self.counters.copied_forward,
                     dropped: &self.counters.background_dropped,
                 }
-                .misses(&mut out, keys, opts);
+                .misses(cx, &mut out, keys, opts);
                 out
             }
         }
     }
 
-    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+    fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
         self.counters.requests.fetch_add(reqs.len() as u64, Relaxed);
         let pair = if self.answers_from_new() {
             &self.to_first
@@ -238,7 +238,7 @@ impl Route for MigrateRoute {
             (&pair[0], (0..n).collect()),
             (&pair[1], (n..2 * n).collect()),
         ];
-        let mut per = write_parts(&parts, &all);
+        let mut per = write_parts(cx, &parts, &all);
         let other = per.pop().unwrap_or_default();
         let failed = other.iter().filter(|r| r.is_err()).count();
         self.counters
@@ -278,7 +278,7 @@ impl Route for MigrateRoute {
 mod tests {
     use super::*;
     use crate::route::builder::destinations;
-    use crate::route::testing::{Recorder, delete_req, get_keys, set_req};
+    use crate::route::testing::{Recorder, cx, delete_req, get_keys, set_req};
 
     fn route(phase: MigratePhase) -> (Recorder, Recorder, MigrateRoute) {
         let from = Recorder::new("old").store_values();
@@ -302,8 +302,8 @@ mod tests {
             assert_eq!(destinations(&r, Op::Get, b"k"), get, "{phase:?}");
             assert_eq!(&destinations(&r, Op::Set, b"k"), writes, "{phase:?}");
             assert_eq!(&destinations(&r, Op::Delete, b"k"), writes, "{phase:?}");
-            r.write(&[set_req(b"k", b"v")]);
-            r.write(&[delete_req(b"k")]);
+            r.write(&cx(), &[set_req(b"k", b"v")]);
+            r.write(&cx(), &[delete_req(b"k")]);
             let sets = |rec: &Recorder| rec.saw_ops().iter().filter(|o| *o == "set").count();
             assert_eq!((sets(&old), sets(&new)), sets_seen, "{phase:?}");
             // from_only invalidates the new side: a delete for the set, and the delete.
@@ -343,16 +343,19 @@ mod tests {
         ] {
             let (old, new) = (Recorder::new("old"), Recorder::new("new"));
             let r = MigrateRoute::new(old.route(), new.route(), phase, 0, true);
-            r.write(&[
-                store(StoreOp::Set),
-                store(StoreOp::Add),
-                store(StoreOp::Cas(7)),
-                store(StoreOp::Replace),
-                store(StoreOp::Append),
-                arith,
-                touch,
-                delete_req(b"k"),
-            ]);
+            r.write(
+                &cx(),
+                &[
+                    store(StoreOp::Set),
+                    store(StoreOp::Add),
+                    store(StoreOp::Cas(7)),
+                    store(StoreOp::Replace),
+                    store(StoreOp::Append),
+                    arith,
+                    touch,
+                    delete_req(b"k"),
+                ],
+            );
             let (answering, other) = if answers_new { (new, old) } else { (old, new) };
             assert_eq!(
                 answering.saw_ops(),
@@ -374,7 +377,7 @@ mod tests {
     #[test]
     fn read_new_falls_back_to_old_and_copies_forward() {
         let (old, new, r) = route(MigratePhase::DualWriteReadNew);
-        old.route().write(&[set_req(b"k", b"old-value")]);
+        old.route().write(&cx(), &[set_req(b"k", b"old-value")]);
         let out = get_keys(&r, &[b"k"]);
         assert_eq!(
             out[0].as_ref().unwrap().as_ref().unwrap().value,

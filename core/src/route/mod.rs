@@ -28,11 +28,15 @@
 //! adding a route").
 //!
 //! Every route states, in its module doc, what it does for get, set/add/replace/cas, delete,
-//! incr/decr and touch. `route/` knows nothing about sockets: the leaves hand batches to
-//! `exchange`, which drives the connections.
+//! incr/decr and touch. `route/` knows nothing about sockets: the leaves hand per-destination
+//! batches to the exchange engine below them (`pool::exchange`), which drives the connections.
+//!
+//! A request carries one context ([`Cx`]) down the whole tree: its deadline, set once by the
+//! client, bounds every child, retry, failover, warm-up read and hedge of that request. Work a
+//! route does after the reply (shadow copies, `all_async` replicas, background copies) runs
+//! under [`Cx::renewed`], a context of its own made when the work runs.
 
 pub mod builder;
-pub(crate) mod exchange;
 pub mod schema;
 
 pub mod failover;
@@ -75,10 +79,11 @@ use serde_json::{Value, json};
 use crate::error::{Error, Reason, Result};
 use crate::item::Item;
 use crate::pool::Destination;
+use crate::pool::exchange::{OpsBatch, Work, exchange_many};
 use crate::protocol::{Request, Response, Status};
 use crate::stats::RouteCounters;
 
-pub use crate::op::{GetOpts, Key, Op, RELATIVE_TTL_MAX, Write, cap_ttl, unix_now};
+pub use crate::op::{Cx, GetOpts, Key, Op, RELATIVE_TTL_MAX, Write, cap_ttl, unix_now};
 pub use pool::PoolRoute;
 pub use schema::RouteSpec;
 
@@ -116,11 +121,13 @@ pub trait Route: Send + Sync + fmt::Debug {
     fn name(&self) -> &'static str;
 
     /// Read `keys`; the result is aligned with them: `Ok(Some)` hit, `Ok(None)` miss, `Err`
-    /// that key failed.
-    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>>;
+    /// that key failed. Everything the read does, children and retries included, ends by
+    /// `cx.deadline`.
+    fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>>;
 
-    /// Run `reqs` (stores, deletes, incr/decr, touch); one reply per request, aligned.
-    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>>;
+    /// Run `reqs` (stores, deletes, incr/decr, touch); one reply per request, aligned. Ends by
+    /// `cx.deadline`, like [`Route::get`].
+    fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>>;
 
     /// Report every destination a request of `op` for `key` could touch (failover targets and
     /// shadows included), without I/O.
@@ -159,6 +166,7 @@ pub trait Route: Send + Sync + fmt::Debug {
 /// When every child is a pool leaf, all their batches run in one `poll(2)` loop; otherwise the
 /// children run one after another. Results are aligned with each part's positions.
 pub fn get_parts(
+    cx: &Cx,
     parts: &[(&Arc<dyn Route>, Vec<usize>)],
     keys: &[Key<'_>],
     opts: GetOpts,
@@ -172,16 +180,16 @@ pub fn get_parts(
             .zip(parts)
             .map(|(l, (_, pos))| (l, pos.as_slice()))
             .collect();
-        return exchange::get_leaves(&with, keys, opts);
+        return pool::get_leaves(cx, &with, keys, opts);
     }
     parts
         .iter()
         .map(|(r, pos)| {
             if pos.len() == keys.len() {
-                r.get(keys, opts)
+                r.get(cx, keys, opts)
             } else {
                 let sub: Vec<Key<'_>> = pos.iter().map(|&p| keys[p]).collect();
-                r.get(&sub, opts)
+                r.get(cx, &sub, opts)
             }
         })
         .collect()
@@ -189,6 +197,7 @@ pub fn get_parts(
 
 /// Run `reqs` on several children at once (see [`get_parts`]).
 pub fn write_parts(
+    cx: &Cx,
     parts: &[(&Arc<dyn Route>, Vec<usize>)],
     reqs: &[Write<'_>],
 ) -> Vec<Vec<Result<Response>>> {
@@ -201,16 +210,16 @@ pub fn write_parts(
             .zip(parts)
             .map(|(l, (_, pos))| (l, pos.as_slice()))
             .collect();
-        return exchange::write_leaves(&with, reqs);
+        return pool::write_leaves(cx, &with, reqs);
     }
     parts
         .iter()
         .map(|(r, pos)| {
             if pos.len() == reqs.len() {
-                r.write(reqs)
+                r.write(cx, reqs)
             } else {
                 let sub: Vec<Write<'_>> = pos.iter().map(|&p| reqs[p]).collect();
-                r.write(&sub)
+                r.write(cx, &sub)
             }
         })
         .collect()
@@ -235,11 +244,15 @@ pub fn merge_parts<T>(
 }
 
 /// `reqs` on every child of `children`, at once where possible: one reply list per child.
-pub fn write_all(children: &[Arc<dyn Route>], reqs: &[Write<'_>]) -> Vec<Vec<Result<Response>>> {
+pub fn write_all(
+    cx: &Cx,
+    children: &[Arc<dyn Route>],
+    reqs: &[Write<'_>],
+) -> Vec<Vec<Result<Response>>> {
     let all: Vec<usize> = (0..reqs.len()).collect();
     let parts: Vec<(&Arc<dyn Route>, Vec<usize>)> =
         children.iter().map(|c| (c, all.clone())).collect();
-    write_parts(&parts, reqs)
+    write_parts(cx, &parts, reqs)
 }
 
 /// An owned copy of a batch of writes, for work done after the reply (shadows, async
@@ -373,7 +386,7 @@ pub struct Router {
     pub pools: BTreeMap<String, Arc<PoolRoute>>,
     /// Every destination once, pools in name order, servers in config order.
     pub dests: Vec<Arc<Destination>>,
-    /// Request deadline (`timeouts.io_ms`).
+    /// The budget of one request (`timeouts.io_ms`): see [`Router::cx`].
     pub io_timeout: Duration,
     /// Largest value accepted.
     pub max_value_size: usize,
@@ -386,9 +399,47 @@ pub struct Router {
 }
 
 impl Router {
+    /// The context of a request starting now: its deadline is `io_ms` away, for the whole
+    /// tree.
+    pub fn cx(&self) -> Cx {
+        Cx::within(self.io_timeout)
+    }
+
     /// Reject a bad key before any I/O.
     pub fn check_key(&self, key: &[u8]) -> Result<()> {
         crate::key::check(key, self.binary_keys)
+    }
+
+    /// Read `keys` through the tree by `cx.deadline`, after checking them (and their placing
+    /// keys): a bad key fails the whole call before any I/O.
+    pub fn read(
+        &self,
+        cx: &Cx,
+        keys: &[Key<'_>],
+        opts: GetOpts,
+    ) -> Result<Vec<Result<Option<Item>>>> {
+        for k in keys {
+            self.check_key(k.key)?;
+            if !std::ptr::eq(k.key, k.place) {
+                self.check_key(k.place)?;
+            }
+        }
+        Ok(self.root.get(cx, keys, opts))
+    }
+
+    /// Run `reqs` through the tree by `cx.deadline`, after checking keys and values: a bad
+    /// one fails the whole call before any I/O.
+    pub fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Result<Vec<Result<Response>>> {
+        for w in reqs {
+            self.check_key(w.key())?;
+            if !std::ptr::eq(w.key(), w.place) {
+                self.check_key(w.place)?;
+            }
+            if let Request::Store { value, .. } = w.req {
+                self.check_value(value)?;
+            }
+        }
+        Ok(self.root.write(cx, reqs))
     }
 
     /// Reject an oversized value before any I/O.
@@ -404,6 +455,36 @@ impl Router {
             ));
         }
         Ok(())
+    }
+
+    /// `req` (flush_all, version) on every server of every pool, each server once, all at
+    /// once, by `cx.deadline`: `(addr, reply)` in pool-name and config order.
+    pub(crate) fn all_servers(&self, cx: &Cx, req: Request<'_>) -> Vec<(String, Result<Response>)> {
+        let mut work: Vec<Work<'_, OpsBatch<'_>>> = Vec::new();
+        for pool in self.pools.values() {
+            for dest in &pool.dests {
+                if work.iter().any(|w| std::ptr::eq(w.dest, &**dest)) {
+                    continue;
+                }
+                work.push(Work {
+                    dest,
+                    admission: &pool.admission,
+                    batch: OpsBatch::one(req),
+                });
+            }
+        }
+        exchange_many(&mut work, cx.deadline);
+        work.into_iter()
+            .map(|mut w| {
+                let addr = w.dest.addr();
+                let r = w
+                    .batch
+                    .replies
+                    .pop()
+                    .unwrap_or_else(|| Err(Error::new(Reason::Protocol)));
+                (addr.to_string(), r.map_err(|e| e.or_at(addr)))
+            })
+            .collect()
     }
 
     /// Every destination `op` on `key` could touch, in tree order, each once.

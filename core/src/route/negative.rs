@@ -58,7 +58,7 @@ use crate::protocol::{Response, StoreOp};
 use crate::stats::RouteCounters;
 
 use super::schema::{Builder, RouteSpec, invalid_field};
-use super::{GetOpts, Key, Route, RouteConfig, Visit, Write};
+use super::{Cx, GetOpts, Key, Route, RouteConfig, Visit, Write};
 
 /// `{"type": "negative", "ttl_ms": 500, "max_keys": 10000, "route": "main"}`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -230,7 +230,7 @@ impl Route for NegativeRoute {
         "negative"
     }
 
-    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+    fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
         self.counters.requests.fetch_add(keys.len() as u64, Relaxed);
         // Asking the TTL changes nothing about a miss (the `local` near cache asks it).
         let plain = GetOpts { ttl: false, ..opts } == GetOpts::default();
@@ -238,7 +238,7 @@ impl Route for NegativeRoute {
             self.counters
                 .negative_bypassed
                 .fetch_add(keys.len() as u64, Relaxed);
-            let out = self.next.get(keys, opts);
+            let out = self.next.get(cx, keys, opts);
             for (k, r) in keys.iter().zip(&out) {
                 // The key exists (or has a lease stub): whatever was remembered is stale.
                 if matches!(r, Ok(Some(_))) {
@@ -262,10 +262,10 @@ impl Route for NegativeRoute {
             return out;
         }
         let replies = if ask.len() == keys.len() {
-            self.next.get(keys, opts)
+            self.next.get(cx, keys, opts)
         } else {
             let sub: Vec<Key<'_>> = ask.iter().map(|&(i, _)| keys[i]).collect();
-            self.next.get(&sub, opts)
+            self.next.get(cx, &sub, opts)
         };
         for (&(i, token), r) in ask.iter().zip(replies) {
             let key = keys[i].key;
@@ -282,10 +282,10 @@ impl Route for NegativeRoute {
         out
     }
 
-    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+    fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
         self.counters.requests.fetch_add(reqs.len() as u64, Relaxed);
         self.forget(reqs);
-        let out = self.next.write(reqs);
+        let out = self.next.write(cx, reqs);
         // Again: a read that left its placeholder during the write may have remembered an
         // absence the server answered before the write landed (see the module docs).
         self.forget(reqs);
@@ -327,7 +327,7 @@ mod tests {
     use super::*;
     use crate::error::Reason;
     use crate::route::testing::{
-        Recorder, delete_req, get_keys, incr_req, set_req, store_req, touch_req,
+        Recorder, cx, delete_req, get_keys, incr_req, set_req, store_req, touch_req,
     };
 
     fn negative(next: &Recorder, ttl_ms: u64, max_keys: usize) -> NegativeRoute {
@@ -412,12 +412,12 @@ mod tests {
             ("touch", touch_req(b"k", 10)),
         ];
         for (name, w) in writes {
-            r.write(&[delete_req(b"k")]);
+            r.write(&cx(), &[delete_req(b"k")]);
             get_keys(&r, &[b"k"]);
             let before = far.saw_ops().len();
             get_keys(&r, &[b"k"]);
             assert_eq!(far.saw_ops().len(), before, "{name}: remembered first");
-            r.write(&[w]);
+            r.write(&cx(), &[w]);
             let before = far.saw_ops().len();
             get_keys(&r, &[b"k"]);
             assert_eq!(
@@ -427,15 +427,15 @@ mod tests {
             );
         }
         // A set is read back at once.
-        r.write(&[delete_req(b"k")]);
+        r.write(&cx(), &[delete_req(b"k")]);
         assert!(is_miss(&get_keys(&r, &[b"k"])[0]));
-        r.write(&[set_req(b"k", b"mine")]);
+        r.write(&cx(), &[set_req(b"k", b"mine")]);
         assert_eq!(value(&get_keys(&r, &[b"k"])[0]), b"mine");
         // A failed write forgets too: it may have landed.
         far.miss_keys(&[b"f"]);
         get_keys(&r, &[b"f"]);
         far.fail_keys(&[b"f"], Reason::Timeout);
-        assert!(r.write(&[set_req(b"f", b"v")])[0].is_err());
+        assert!(r.write(&cx(), &[set_req(b"f", b"v")])[0].is_err());
         let e = get_keys(&r, &[b"f"]).remove(0).unwrap_err();
         assert_eq!(e.reason(), Reason::Timeout, "went out");
     }
@@ -466,7 +466,7 @@ mod tests {
         ];
         for opts in special {
             for _ in 0..2 {
-                assert!(is_miss(&r.get(&[Key::new(b"k")], opts)[0]));
+                assert!(is_miss(&r.get(&cx(), &[Key::new(b"k")], opts)[0]));
             }
         }
         assert_eq!(far.saw_keys().len(), 8, "every one went out");
@@ -475,7 +475,7 @@ mod tests {
         // Even when the key is remembered, and the opts are passed on unchanged.
         get_keys(&r, &[b"k"]);
         for opts in special {
-            r.get(&[Key::new(b"k")], opts);
+            r.get(&cx(), &[Key::new(b"k")], opts);
         }
         assert_eq!(far.saw_keys().len(), 13);
         assert_eq!(far.saw_opts()[9..], special);
@@ -484,7 +484,7 @@ mod tests {
             key: b"k",
             place: b"elsewhere",
         };
-        r.get(&[by_key], GetOpts::default());
+        r.get(&cx(), &[by_key], GetOpts::default());
         assert_eq!(far.saw_keys().len(), 14);
         // Asking the TTL is still a plain read (the `local` near cache asks it): answered here.
         let ttl = GetOpts {
@@ -493,20 +493,20 @@ mod tests {
         };
         get_keys(&r, &[b"k"]);
         let seen = far.saw_keys().len();
-        assert!(is_miss(&r.get(&[Key::new(b"k")], ttl)[0]));
+        assert!(is_miss(&r.get(&cx(), &[Key::new(b"k")], ttl)[0]));
         assert_eq!(far.saw_keys().len(), seen);
         // A bypassing read that finds the key forgets the absence.
         let far = Recorder::new("far").store_values();
         let r = negative(&far, 60_000, 100);
         get_keys(&r, &[b"k"]);
-        far.write(&[set_req(b"k", b"theirs")]); // another process's write
+        far.write(&cx(), &[set_req(b"k", b"theirs")]); // another process's write
         assert!(is_miss(&get_keys(&r, &[b"k"])[0]), "not seen yet");
         let gets = GetOpts {
             cas: true,
             ..GetOpts::default()
         };
         assert!(
-            r.get(&[Key::new(b"k")], gets)[0]
+            r.get(&cx(), &[Key::new(b"k")], gets)[0]
                 .as_ref()
                 .unwrap()
                 .is_some()
@@ -633,16 +633,16 @@ mod tests {
         fn name(&self) -> &'static str {
             "hooked"
         }
-        fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+        fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
             // The server answers first, then the hook runs before the reply is handled.
-            let out = self.inner.get(keys, opts);
+            let out = self.inner.get(cx, keys, opts);
             self.run(&self.on_get);
             out
         }
-        fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+        fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
             // The hook runs after the first forget, before the write lands.
             self.run(&self.on_write);
-            self.inner.write(reqs)
+            self.inner.write(cx, reqs)
         }
         fn traverse(&self, op: Op, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {
             self.inner.traverse(op, key, visit);
@@ -671,7 +671,7 @@ mod tests {
         // (both forgets); then the read's reply is handled. Remembering it would hide the set.
         let far = Recorder::new("far").store_values();
         let set: Hook = Box::new(|r| {
-            r.write(&[set_req(b"k", b"v")]);
+            r.write(&cx(), &[set_req(b"k", b"v")]);
         });
         let r = hooked(&far, Some(set), None);
         assert!(is_miss(&get_keys(&*r, &[b"k"])[0]), "the read missed");
@@ -690,7 +690,7 @@ mod tests {
             assert_eq!(count(r, "negative_adds"), 1);
         });
         let r = hooked(&far, None, Some(read));
-        r.write(&[set_req(b"k", b"v")]);
+        r.write(&cx(), &[set_req(b"k", b"v")]);
         assert_eq!(
             value(&get_keys(&*r, &[b"k"])[0]),
             b"v",
@@ -717,10 +717,10 @@ mod tests {
             .collect();
         for i in 0..2000 {
             let k = format!("k{}", i % 3);
-            r.write(&[set_req(k.as_bytes(), b"v")]);
+            r.write(&cx(), &[set_req(k.as_bytes(), b"v")]);
             let got = get_keys(&*r, &[k.as_bytes()]).remove(0);
             assert!(matches!(got, Ok(Some(_))), "round {i}: a set was hidden");
-            r.write(&[delete_req(k.as_bytes())]);
+            r.write(&cx(), &[delete_req(k.as_bytes())]);
         }
         stop.store(true, Relaxed);
         for t in readers {

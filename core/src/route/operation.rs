@@ -15,7 +15,7 @@ use crate::op::Op;
 use crate::protocol::Response;
 
 use super::schema::{Builder, RouteSpec, invalid_field};
-use super::{GetOpts, Key, Route, RouteConfig, Visit, Write, merge_parts, write_parts};
+use super::{Cx, GetOpts, Key, Route, RouteConfig, Visit, Write, merge_parts, write_parts};
 
 /// `{"type": "operation", "get": "replicas", "default": "main"}`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -133,14 +133,14 @@ impl Route for OperationRoute {
         "operation"
     }
 
-    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
-        self.by_op[0].get(keys, opts)
+    fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+        self.by_op[0].get(cx, keys, opts)
     }
 
-    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+    fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
         let first = slot(reqs.first().map(|w| w.op()).unwrap_or(Op::Set));
         if reqs.iter().all(|w| slot(w.op()) == first) {
-            return self.by_op[first].write(reqs);
+            return self.by_op[first].write(cx, reqs);
         }
         let mut by: Vec<Vec<usize>> = vec![Vec::new(); 5];
         for (i, w) in reqs.iter().enumerate() {
@@ -152,7 +152,7 @@ impl Route for OperationRoute {
             .filter(|(_, v)| !v.is_empty())
             .map(|(s, v)| (&self.by_op[s], v))
             .collect();
-        let res = write_parts(&parts, reqs);
+        let res = write_parts(cx, &parts, reqs);
         merge_parts(reqs.len(), &parts, res)
     }
 
@@ -175,7 +175,7 @@ impl Route for OperationRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::route::testing::{Recorder, delete_req, get_keys, set_req};
+    use crate::route::testing::{Recorder, cx, delete_req, get_keys, set_req};
 
     #[test]
     fn each_command_goes_to_its_route() {
@@ -191,7 +191,10 @@ mod tests {
             Some(rest.route()),
         );
         get_keys(&r, &[b"a"]);
-        r.write(&[set_req(b"b", b"v"), delete_req(b"c"), set_req(b"d", b"v")]);
+        r.write(
+            &cx(),
+            &[set_req(b"b", b"v"), delete_req(b"c"), set_req(b"d", b"v")],
+        );
         assert_eq!(reads.saw_keys(), ["a"]);
         assert_eq!(rest.saw_keys(), ["b", "d"]);
         assert_eq!(deletes.saw_ops(), ["delete"]);

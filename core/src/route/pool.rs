@@ -14,7 +14,8 @@
 //! 0 is the key's own server, so turning a plain pool into a replicated one keeps its data.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use serde::Deserialize;
@@ -25,15 +26,14 @@ use crate::error::{Error, Reason, Result};
 use crate::item::Item;
 use crate::op::Op;
 use crate::placement::{Mode, Node, Placement};
+use crate::pool::exchange::{self, Admission, GetBatch, Hedge, OpsBatch, Work};
 use crate::pool::health::{BreakerSettings, BreakerState, PoolHealth};
 use crate::pool::{ConnSettings, Destination};
-use crate::process::supervisor;
-use crate::protocol::{Decoder, Protocol, Response};
+use crate::protocol::{Decoder, Protocol, Request, Response};
 use crate::stats::inc;
 
-use super::exchange::{self, Batch};
 use super::schema::{Builder, RouteSpec};
-use super::{GetOpts, Key, Leaf, Route, Visit, Write};
+use super::{Cx, GetOpts, Key, Leaf, Route, Visit, Write};
 
 /// `{"type": "pool", "pool": "main"}`, or just `"main"`: every key goes to that pool.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -68,13 +68,9 @@ pub struct PoolRoute {
     /// `on_down: eject`: the placement over the servers whose breaker is not open, rebuilt
     /// when the pool's breaker epoch moves.
     live: ArcSwap<LiveView>,
-    /// Probes and sweeps run on the supervisor thread (config `health.background`).
-    background: bool,
-    /// Graceful degrade switches (config `disabled`, `read_only`).
-    disabled: bool,
-    pub(crate) read_only: bool,
-    /// Deadline of one request (`timeouts.io_ms`).
-    pub(crate) io_timeout: Duration,
+    /// What the pool lets through (config `disabled`, `read_only`; who probes a breaker),
+    /// handed to the exchange engine with every batch.
+    pub(crate) admission: Admission,
 }
 
 /// The ring without the ejected servers.
@@ -130,29 +126,6 @@ impl PoolRoute {
         self.live.store(Arc::clone(&fresh));
         fresh
     }
-
-    /// Admit a request to `dest`: not when the pool is disabled, nor while its breaker is
-    /// open (probing inline when no supervisor does it).
-    pub(crate) fn admit(&self, dest: &Destination) -> Result<()> {
-        if self.disabled {
-            dest.errors.add(Reason::Disabled);
-            let e = Error::with_detail(
-                Reason::Disabled,
-                format!("pool \"{}\" is disabled", self.name),
-            );
-            return Err(e.at(dest.addr()));
-        }
-        dest.admit(self.background && supervisor::is_running())
-    }
-
-    /// A `read_only` pool answers writes locally (counted per destination).
-    pub(crate) fn dropped<B: Batch>(&self, dest: &Destination, batch: &mut B) -> bool {
-        if self.read_only && batch.drop_writes() {
-            inc(&dest.counters.writes_dropped);
-            return true;
-        }
-        false
-    }
 }
 
 impl PoolRoute {
@@ -164,8 +137,8 @@ impl PoolRoute {
             "protocol": self.protocol.as_str(),
             "on_down": self.on_down.as_str(),
             "breakers_not_closed": self.health.not_closed(),
-            "disabled": self.disabled,
-            "read_only": self.read_only,
+            "disabled": self.admission.disabled,
+            "read_only": self.admission.read_only,
         })
     }
 }
@@ -239,10 +212,12 @@ impl PoolRoute {
                 map: Vec::new(),
             }),
             health,
-            background: h.background,
-            disabled: pc.disabled,
-            read_only: pc.read_only,
-            io_timeout: ms(config.timeouts.io_ms),
+            admission: Admission {
+                pool: pool.to_string(),
+                disabled: pc.disabled,
+                read_only: pc.read_only,
+                background: h.background,
+            },
         })
     }
 }
@@ -321,32 +296,291 @@ impl PoolRoute {
     }
 }
 
+/// The wire of a read of `keys` on a pool speaking `protocol`. A meta pool still sends a
+/// multi-key read of printable keys as one text `get k1 k2 …` line (memcached ≥ 1.6 takes both
+/// on one connection): one command to parse instead of one `mg` per key plus `mn`, which
+/// measured 1.4–1.6× slower for 100 keys over 4 servers (docs/BENCHMARKS.md) and made
+/// memcached yield mid batch past its 20-requests-per-event limit. Single keys, base64 keys,
+/// TTL and lease reads use `mg`. Text cannot tell a lease stub from an empty value: [`settle`]
+/// re-reads those.
+fn read_wire<'k>(
+    protocol: Protocol,
+    mut keys: impl ExactSizeIterator<Item = &'k [u8]>,
+    opts: GetOpts,
+) -> Protocol {
+    if protocol == Protocol::Meta
+        && (keys.len() == 1 || opts.ttl || opts.leased() || keys.any(crate::key::needs_base64))
+    {
+        Protocol::Meta
+    } else {
+        Protocol::Text
+    }
+}
+
+/// One server's read of `keys` (with the caller's positions), on the wire [`read_wire`] picks.
+/// Over meta it always asks the CAS (a few bytes), needed to hand back a refresh win a plain
+/// read took; [`settle`] drops it when the caller did not ask.
+fn read_batch<'k>(
+    protocol: Protocol,
+    opts: GetOpts,
+    keys: impl ExactSizeIterator<Item = (&'k [u8], usize)> + Clone,
+) -> GetBatch<'k> {
+    let wire = read_wire(protocol, keys.clone().map(|(k, _)| k), opts);
+    let asked = GetOpts {
+        cas: opts.cas || wire == Protocol::Meta,
+        ..opts
+    };
+    let mut b = GetBatch::new(wire, asked);
+    for (k, s) in keys {
+        b.push(k, s);
+    }
+    b
+}
+
+/// A pool read's reply is complete: make it what the caller asked for. Every read of a pool
+/// leaf ends here.
+/// - A text read on a meta pool shows a lease stub as an empty value with flags 0: such values
+///   are read again over `mg`, which tells a stub from a real empty value (a round trip only
+///   when a multi-get returns empty values with flags 0; a failure keeps the first answer).
+/// - A read that does not take part in leases sees a lease stub (someone is filling it) and an
+///   invalidated item as misses: for it they are deleted values. A refresh win such a read
+///   took is handed back ([`give_back`]).
+/// - The CAS is dropped unless asked; hits and misses are counted on the destination.
+fn settle(pool: &PoolRoute, dest: &Destination, cx: &Cx, opts: GetOpts, b: &mut GetBatch<'_>) {
+    if b.wire() == Protocol::Text && pool.protocol == Protocol::Meta {
+        let empty = |r: &Option<Result<Option<Item>>>| matches!(r, Some(Ok(Some(it))) if it.value.is_empty() && it.flags == 0);
+        let again: Vec<usize> = (0..b.keys.len())
+            .filter(|&i| empty(&b.results[i]))
+            .collect();
+        if !again.is_empty() {
+            let mut meta = GetBatch::new(Protocol::Meta, GetOpts { cas: true, ..opts });
+            for (j, &i) in again.iter().enumerate() {
+                meta.push(b.keys[i], j);
+            }
+            let _ = exchange::exchange(&pool.admission, dest, &mut meta, cx.deadline);
+            for (&i, r) in again.iter().zip(meta.results) {
+                if let Some(r @ Ok(_)) = r {
+                    b.results[i] = Some(r);
+                }
+            }
+        }
+    }
+    let mut won: Vec<(usize, u64)> = Vec::new();
+    let (mut hits, mut misses) = (0, 0);
+    for (i, r) in b.results.iter_mut().enumerate() {
+        if let Some(Ok(found)) = r {
+            if let Some(item) = found {
+                let hidden = !opts.leased() && (item.stale || item.is_lease_stub());
+                if hidden && item.stale && item.win {
+                    // memcached hands the refresh of a stale item to any `mg`, ours included;
+                    // a plain read will not refresh, so it must give the win back.
+                    won.push((i, item.cas));
+                }
+                if hidden {
+                    *found = None;
+                } else if !opts.cas {
+                    item.cas = 0;
+                }
+            }
+            match found {
+                Some(_) => hits += 1,
+                None => misses += 1,
+            }
+        }
+    }
+    dest.counters.hits.fetch_add(hits, Relaxed);
+    dest.counters.misses.fetch_add(misses, Relaxed);
+    give_back(pool, dest, cx, b, &won);
+}
+
+/// Hand back the refresh wins a plain read took (memcached gives the win of a stale item to
+/// the first `mg` of any kind): `md <key> C<cas> I` marks the item stale again and clears the
+/// win, so the next lease reader refreshes it instead of everyone being served the stale value
+/// until its stale TTL ends. Only if the CAS still matches (nobody wrote meanwhile). One extra
+/// round trip, only after reading an invalidated key plainly, by the read's deadline.
+fn give_back(
+    pool: &PoolRoute,
+    dest: &Destination,
+    cx: &Cx,
+    b: &GetBatch<'_>,
+    won: &[(usize, u64)],
+) {
+    if won.is_empty() {
+        return;
+    }
+    let mut ops = OpsBatch::new();
+    for (slot, &(i, cas)) in won.iter().enumerate() {
+        let req = Request::Delete {
+            key: b.keys[i],
+            noreply: false,
+            invalidate: Some(0),
+            cas: Some(cas),
+        };
+        ops.push(req, slot);
+    }
+    let _ = exchange::exchange(&pool.admission, dest, &mut ops, cx.deadline);
+}
+
+/// `positions` grouped by destination: `(destination, indexes into positions)`.
+fn group(n_dests: usize, dests: impl Iterator<Item = usize>) -> Vec<(usize, Vec<usize>)> {
+    let mut by_dest: Vec<Vec<usize>> = vec![Vec::new(); n_dests];
+    for (j, d) in dests.enumerate() {
+        by_dest[d].push(j);
+    }
+    by_dest
+        .into_iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
+}
+
+/// Read, for each `(leaf, positions)`, the keys at `positions` from that leaf, all leaves and
+/// servers at once, by `cx.deadline`. Results are aligned with each part's positions.
+pub(crate) fn get_leaves(
+    cx: &Cx,
+    parts: &[(Leaf<'_>, &[usize])],
+    keys: &[Key<'_>],
+    opts: GetOpts,
+) -> Vec<Vec<Result<Option<Item>>>> {
+    let mut work: Vec<Work<'_, GetBatch<'_>>> = Vec::new();
+    let mut owner: Vec<usize> = Vec::new();
+    for (pi, (leaf, positions)) in parts.iter().enumerate() {
+        let dests = positions.iter().map(|&p| leaf.dest(keys[p].place));
+        for (d, js) in group(leaf.pool.dests.len(), dests) {
+            let batch = read_batch(
+                leaf.pool.protocol,
+                opts,
+                js.iter().map(|&j| (keys[positions[j]].key, j)),
+            );
+            work.push(Work {
+                dest: &leaf.pool.dests[d],
+                admission: &leaf.pool.admission,
+                batch,
+            });
+            owner.push(pi);
+        }
+    }
+    exchange::exchange_many(&mut work, cx.deadline);
+    let mut out: Vec<Vec<Result<Option<Item>>>> = parts
+        .iter()
+        .map(|(_, pos)| (0..pos.len()).map(|_| Ok(None)).collect())
+        .collect();
+    for (mut w, pi) in work.into_iter().zip(owner) {
+        settle(parts[pi].0.pool, w.dest, cx, opts, &mut w.batch);
+        for (slot, r) in w.batch.slots.into_iter().zip(w.batch.results) {
+            out[pi][slot] = r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)));
+        }
+    }
+    out
+}
+
+/// Run, for each `(leaf, positions)`, the writes at `positions` on that leaf, all at once.
+/// Replies are aligned with each part's positions; errors name their destination.
+pub(crate) fn write_leaves(
+    cx: &Cx,
+    parts: &[(Leaf<'_>, &[usize])],
+    reqs: &[Write<'_>],
+) -> Vec<Vec<Result<Response>>> {
+    let mut work: Vec<Work<'_, OpsBatch<'_>>> = Vec::new();
+    let mut owner: Vec<usize> = Vec::new();
+    for (pi, (leaf, positions)) in parts.iter().enumerate() {
+        let dests = positions.iter().map(|&p| leaf.dest(reqs[p].place));
+        for (d, js) in group(leaf.pool.dests.len(), dests) {
+            let mut b = OpsBatch::new();
+            for j in js {
+                b.push(reqs[positions[j]].req, j);
+            }
+            work.push(Work {
+                dest: &leaf.pool.dests[d],
+                admission: &leaf.pool.admission,
+                batch: b,
+            });
+            owner.push(pi);
+        }
+    }
+    exchange::exchange_many(&mut work, cx.deadline);
+    let mut out: Vec<Vec<Option<Result<Response>>>> = parts
+        .iter()
+        .map(|(_, pos)| (0..pos.len()).map(|_| None).collect())
+        .collect();
+    for (w, pi) in work.into_iter().zip(owner) {
+        let addr = w.dest.addr();
+        for (slot, r) in w.batch.slots.into_iter().zip(w.batch.replies) {
+            out[pi][slot] = Some(r.map_err(|e| e.or_at(addr)));
+        }
+    }
+    out.into_iter()
+        .map(|v| {
+            v.into_iter()
+                .map(|r| r.unwrap_or_else(|| Err(Error::new(Reason::Protocol))))
+                .collect()
+        })
+        .collect()
+}
+
+/// A hedged read of `key` ([`exchange::get_hedged`]): from `primary` (a leaf and the key's
+/// destination in it), and from `secondary` too if the primary is slower than `hedge_after`
+/// and `may_hedge()` agrees. The winner's reply is settled like any pool read.
+pub(crate) fn get_hedged<'p>(
+    cx: &Cx,
+    primary: (Leaf<'p>, usize),
+    secondary: (Leaf<'p>, usize),
+    key: Key<'_>,
+    opts: GetOpts,
+    hedge_after: Duration,
+    may_hedge: &dyn Fn() -> bool,
+) -> (Result<Option<Item>>, Hedge) {
+    let racer = |pool: &'p PoolRoute, d: usize| {
+        let batch = read_batch(pool.protocol, opts, [(key.key, 0)].into_iter());
+        (&*pool.dests[d], &pool.admission, batch)
+    };
+    let (raced, how) = exchange::get_hedged(
+        racer(primary.0.pool, primary.1),
+        racer(secondary.0.pool, secondary.1),
+        cx.deadline,
+        hedge_after,
+        may_hedge,
+    );
+    let r = raced.and_then(|mut b| {
+        let (leaf, d) = if how == Hedge::Won {
+            secondary
+        } else {
+            primary
+        };
+        settle(leaf.pool, &leaf.pool.dests[d], cx, opts, &mut b);
+        b.results
+            .pop()
+            .flatten()
+            .unwrap_or_else(|| Err(Error::new(Reason::Protocol)))
+    });
+    (r, how)
+}
+
 /// A leaf's requests: what both [`PoolRoute`] and [`PoolReplica`] do, on their copy of a key.
 impl Leaf<'_> {
-    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+    fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
         if let [k] = keys {
             // The common case without the grouping machinery: one batch, one exchange.
             let pool = self.pool;
             let dest = &*pool.dests[self.dest(k.place)];
-            let mut b = exchange::GetBatch::new(pool.protocol, opts);
-            b.push(k.key, 0);
-            let _ = exchange::exchange(pool, dest, &mut b, Instant::now() + pool.io_timeout);
-            b.settle(pool, dest);
+            let mut b = read_batch(pool.protocol, opts, [(k.key, 0)].into_iter());
+            let _ = exchange::exchange(&pool.admission, dest, &mut b, cx.deadline);
+            settle(pool, dest, cx, opts, &mut b);
             let r = b.results.pop().flatten();
             return vec![r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)))];
         }
         let all: Vec<usize> = (0..keys.len()).collect();
-        exchange::get_leaves(&[(*self, &all)], keys, opts)
+        get_leaves(cx, &[(*self, &all)], keys, opts)
             .pop()
             .unwrap_or_default()
     }
 
-    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+    fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
         if let [w] = reqs {
             let pool = self.pool;
             let dest = &*pool.dests[self.dest(w.place)];
-            let mut b = exchange::OpsBatch::one(w.req);
-            let _ = exchange::exchange(pool, dest, &mut b, Instant::now() + pool.io_timeout);
+            let mut b = OpsBatch::one(w.req);
+            let _ = exchange::exchange(&pool.admission, dest, &mut b, cx.deadline);
             let r = b.replies.pop();
             return vec![
                 r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)))
@@ -354,7 +588,7 @@ impl Leaf<'_> {
             ];
         }
         let all: Vec<usize> = (0..reqs.len()).collect();
-        exchange::write_leaves(&[(*self, &all)], reqs)
+        write_leaves(cx, &[(*self, &all)], reqs)
             .pop()
             .unwrap_or_default()
     }
@@ -372,12 +606,12 @@ impl Route for PoolRoute {
         "pool"
     }
 
-    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
-        self.leaf_ref().get(keys, opts)
+    fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+        self.leaf_ref().get(cx, keys, opts)
     }
 
-    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
-        self.leaf_ref().write(reqs)
+    fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+        self.leaf_ref().write(cx, reqs)
     }
 
     fn traverse(&self, _op: Op, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {
@@ -418,12 +652,12 @@ impl Route for PoolReplica {
         "pool"
     }
 
-    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
-        self.leaf_ref().get(keys, opts)
+    fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+        self.leaf_ref().get(cx, keys, opts)
     }
 
-    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
-        self.leaf_ref().write(reqs)
+    fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+        self.leaf_ref().write(cx, reqs)
     }
 
     fn traverse(&self, _op: Op, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {

@@ -17,7 +17,9 @@ use crate::op::Op;
 use crate::protocol::Response;
 
 use super::schema::{Builder, RouteSpec, invalid_field};
-use super::{GetOpts, Key, Route, RouteConfig, Visit, Write, get_parts, merge_parts, write_parts};
+use super::{
+    Cx, GetOpts, Key, Route, RouteConfig, Visit, Write, get_parts, merge_parts, write_parts,
+};
 
 /// `{"type": "prefix", "routes": {"user:": "users"}, "default": "main"}`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -121,21 +123,21 @@ impl Route for PrefixRoute {
         "prefix"
     }
 
-    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+    fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
         if let [k] = keys {
-            return self.route_at(self.pick(k.key)).get(keys, opts);
+            return self.route_at(self.pick(k.key)).get(cx, keys, opts);
         }
         let parts = self.split(keys.iter().map(|k| self.pick(k.key)));
-        let res = get_parts(&parts, keys, opts);
+        let res = get_parts(cx, &parts, keys, opts);
         merge_parts(keys.len(), &parts, res)
     }
 
-    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+    fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
         if let [w] = reqs {
-            return self.route_at(self.pick(w.key())).write(reqs);
+            return self.route_at(self.pick(w.key())).write(cx, reqs);
         }
         let parts = self.split(reqs.iter().map(|w| self.pick(w.key())));
-        let res = write_parts(&parts, reqs);
+        let res = write_parts(cx, &parts, reqs);
         merge_parts(reqs.len(), &parts, res)
     }
 
@@ -158,7 +160,7 @@ impl Route for PrefixRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::route::testing::{Recorder, get_keys, set_req};
+    use crate::route::testing::{Recorder, cx, get_keys, set_req};
 
     #[test]
     fn longest_prefix_wins_and_batches_split_in_order() {
@@ -189,7 +191,7 @@ mod tests {
             ]
         );
         assert_eq!(user.saw_keys(), ["user:1", "user:3"], "one batch per route");
-        r.write(&[set_req(b"user:big:9", b"v")]);
+        r.write(&cx(), &[set_req(b"user:big:9", b"v")]);
         assert_eq!(user_big.saw_ops(), ["get", "set"]);
         assert_eq!(
             crate::route::builder::destinations(&r, Op::Delete, b"zzz"),

@@ -47,11 +47,12 @@ use crate::op::Op;
 use crate::protocol::{Request, Response, Status, StoreOp};
 use crate::stats::RouteCounters;
 
-use super::exchange::{Hedge, get_hedged};
 use super::failover::indexed;
 use super::pool::PoolReplica;
+use super::pool::get_hedged;
 use super::schema::{Builder, RouteSpec, invalid, invalid_field};
-use super::{GetOpts, Key, OwnedWrites, Route, RouteConfig, Visit, Write, write_all};
+use super::{Cx, GetOpts, Key, OwnedWrites, Route, RouteConfig, Visit, Write, write_all};
+use crate::pool::exchange::Hedge;
 use crate::process::background;
 
 /// `{"type": "replicated", "children": [...]}` or `{"type": "replicated", "pool": "main",
@@ -361,6 +362,7 @@ impl ReplicatedRoute {
     /// Reads from replica `start`, then the next ones for keys that failed over.
     fn read_from(
         &self,
+        cx: &Cx,
         keys: &[Key<'_>],
         opts: GetOpts,
         start: usize,
@@ -370,7 +372,7 @@ impl ReplicatedRoute {
         let n = self.children.len();
         let mut out = out
             .take()
-            .unwrap_or_else(|| self.children[start % n].get(keys, opts));
+            .unwrap_or_else(|| self.children[start % n].get(cx, keys, opts));
         for t in tried..n {
             let again: Vec<usize> = (0..keys.len())
                 .filter(|&i| matches!(&out[i], Err(e) if e.should_failover()))
@@ -382,7 +384,7 @@ impl ReplicatedRoute {
                 .failovers
                 .fetch_add(again.len() as u64, Relaxed);
             let sub: Vec<Key<'_>> = again.iter().map(|&i| keys[i]).collect();
-            let res = self.children[(start + t) % n].get(&sub, opts);
+            let res = self.children[(start + t) % n].get(cx, &sub, opts);
             for (i, r) in again.into_iter().zip(res) {
                 out[i] = r;
             }
@@ -390,9 +392,9 @@ impl ReplicatedRoute {
         out
     }
 
-    fn hedged(&self, key: Key<'_>, opts: GetOpts) -> Vec<Result<Option<Item>>> {
+    fn hedged(&self, cx: &Cx, key: Key<'_>, opts: GetOpts) -> Vec<Result<Option<Item>>> {
         let (Some(a), Some(b)) = (self.children[0].leaf(), self.children[1].leaf()) else {
-            return self.read_from(&[key], opts, 0, 1, None);
+            return self.read_from(cx, &[key], opts, 0, 1, None);
         };
         let (da, db) = (a.dest(key.place), b.dest(key.place));
         let after = match self.hedge_after {
@@ -402,7 +404,7 @@ impl ReplicatedRoute {
                 .map_or(P95_DEFAULT, |p| p.max(Duration::from_millis(1))),
         };
         self.earn();
-        let (r, how) = get_hedged((a.pool, da), (b.pool, db), key, opts, after, &|| {
+        let (r, how) = get_hedged(cx, (a, da), (b, db), key, opts, after, &|| {
             self.take_hedge()
         });
         let c = &self.counters;
@@ -424,16 +426,18 @@ impl ReplicatedRoute {
         } else {
             1
         };
-        self.read_from(&[key], opts, 0, tried, Some(vec![r]))
+        self.read_from(cx, &[key], opts, 0, tried, Some(vec![r]))
     }
 
-    /// `all_async`, and the touches of a gat: `reqs` on `children`, after the reply.
-    fn background_all(&self, children: &[Arc<dyn Route>], reqs: &[Write<'_>]) {
+    /// `all_async`, and the touches of a gat: `reqs` on `children`, after the reply (with a
+    /// context of their own, renewed from the request's `cx` when the job runs).
+    fn background_all(&self, cx: &Cx, children: &[Arc<dyn Route>], reqs: &[Write<'_>]) {
         let owned = OwnedWrites::copy(reqs);
         let rest: Vec<Arc<dyn Route>> = children.to_vec();
         let counters = Arc::clone(&self.counters);
+        let cx = *cx;
         let job = Box::new(move || {
-            let per = write_all(&rest, &owned.writes());
+            let per = write_all(&cx.renewed(), &rest, &owned.writes());
             let failed = per.iter().flatten().filter(|r| r.is_err()).count();
             counters.replica_failures.fetch_add(failed as u64, Relaxed);
         });
@@ -446,12 +450,12 @@ impl ReplicatedRoute {
     /// goes to one replica at a time, in order, until one answers; when it stored, the other
     /// replicas get a plain `set` of the same value (per the write policy: all at once, or in
     /// the background for `all_async`), so the copies stay equal.
-    fn write_one_ordered(&self, w: &Write<'_>) -> Result<Response> {
+    fn write_one_ordered(&self, cx: &Cx, w: &Write<'_>) -> Result<Response> {
         let n = self.children.len();
         let mut reply = Err(crate::Error::new(crate::Reason::NoServers));
         let mut answered = 0;
         for (i, c) in self.children.iter().enumerate() {
-            reply = c.write(std::slice::from_ref(w)).pop().unwrap_or(reply);
+            reply = c.write(cx, std::slice::from_ref(w)).pop().unwrap_or(reply);
             answered = i;
             match &reply {
                 Err(e) if e.should_failover() && i + 1 < n => {
@@ -477,9 +481,9 @@ impl ReplicatedRoute {
                 .map(|i| Arc::clone(&self.children[i]))
                 .collect();
             if self.write == WritePolicy::AllAsync {
-                self.background_all(&others, &[set]);
+                self.background_all(cx, &others, &[set]);
             } else {
-                let per = write_all(&others, &[set]);
+                let per = write_all(cx, &others, &[set]);
                 let replies: Vec<Result<Response>> = per.into_iter().flatten().collect();
                 if self.write == WritePolicy::AllSync {
                     if let Some(e) = replies.iter().find_map(|r| r.as_ref().err()) {
@@ -535,30 +539,30 @@ impl Route for ReplicatedRoute {
         "replicated"
     }
 
-    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+    fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
         self.counters.requests.fetch_add(keys.len() as u64, Relaxed);
         let out = match self.read {
             // gets/gats: a CAS token is one server's; the `cas` that follows goes to replica 0
             // first (see `write`), so the token must come from there too.
-            _ if opts.cas => self.read_from(keys, opts, 0, 1, None),
+            _ if opts.cas => self.read_from(cx, keys, opts, 0, 1, None),
             ReadPolicy::Hedged if keys.len() == 1 && self.children.len() > 1 => {
-                self.hedged(keys[0], opts)
+                self.hedged(cx, keys[0], opts)
             }
             ReadPolicy::Random => {
                 let start = (self.random() % self.children.len() as u64) as usize;
-                self.read_from(keys, opts, start, 1, None)
+                self.read_from(cx, keys, opts, start, 1, None)
             }
-            _ => self.read_from(keys, opts, 0, 1, None),
+            _ => self.read_from(cx, keys, opts, 0, 1, None),
         };
         if let Some(exptime) = opts.touch {
             // gat/gats touched the replica that answered; the others get a touch in the
             // background (the replica that answered gets a harmless second one).
-            self.background_all(&self.children, &touches(keys, exptime));
+            self.background_all(cx, &self.children, &touches(keys, exptime));
         }
         out
     }
 
-    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+    fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
         self.counters.requests.fetch_add(reqs.len() as u64, Relaxed);
         if reqs.iter().any(|w| {
             matches!(
@@ -569,16 +573,16 @@ impl Route for ReplicatedRoute {
                 }
             )
         }) {
-            return reqs.iter().map(|w| self.write_one_ordered(w)).collect();
+            return reqs.iter().map(|w| self.write_one_ordered(cx, w)).collect();
         }
         if self.write == WritePolicy::AllAsync {
-            let out = self.children[0].write(reqs);
+            let out = self.children[0].write(cx, reqs);
             if self.children.len() > 1 {
-                self.background_all(&self.children[1..], reqs);
+                self.background_all(cx, &self.children[1..], reqs);
             }
             return out;
         }
-        let per = write_all(&self.children, reqs);
+        let per = write_all(cx, &self.children, reqs);
         let mut columns: Vec<std::vec::IntoIter<Result<Response>>> =
             per.into_iter().map(|v| v.into_iter()).collect();
         (0..reqs.len())
@@ -613,7 +617,7 @@ impl Route for ReplicatedRoute {
 mod tests {
     use super::*;
     use crate::Reason;
-    use crate::route::testing::{Recorder, delete_req, get_keys, set_req};
+    use crate::route::testing::{Recorder, cx, delete_req, get_keys, set_req};
 
     fn three(write: WritePolicy, read: ReadPolicy) -> (Vec<Recorder>, ReplicatedRoute) {
         let recs = vec![
@@ -629,13 +633,13 @@ mod tests {
     #[test]
     fn writes_reach_every_replica_and_all_sync_reports_any_failure() {
         let (recs, r) = three(WritePolicy::AllSync, ReadPolicy::First);
-        let ok = r.write(&[set_req(b"a", b"v"), delete_req(b"b")]);
+        let ok = r.write(&cx(), &[set_req(b"a", b"v"), delete_req(b"b")]);
         assert!(ok.iter().all(|x| x.is_ok()));
         for rec in &recs {
             assert_eq!(rec.saw_ops(), ["set", "delete"]);
         }
         recs[2].fail_keys(&[b"a"], Reason::Timeout);
-        let w = r.write(&[set_req(b"a", b"v")]);
+        let w = r.write(&cx(), &[set_req(b"a", b"v")]);
         assert_eq!(w[0].as_ref().unwrap_err().reason(), Reason::Timeout);
     }
 
@@ -643,9 +647,9 @@ mod tests {
     fn all_majority_survives_one_of_three_and_fails_with_two() {
         let (recs, r) = three(WritePolicy::AllMajority, ReadPolicy::First);
         recs[1].fail_keys(&[b"a"], Reason::ConnectRefused);
-        assert!(r.write(&[set_req(b"a", b"v")])[0].is_ok());
+        assert!(r.write(&cx(), &[set_req(b"a", b"v")])[0].is_ok());
         recs[2].fail_keys(&[b"a"], Reason::ConnectRefused);
-        let w = r.write(&[set_req(b"a", b"v")]);
+        let w = r.write(&cx(), &[set_req(b"a", b"v")]);
         assert_eq!(w[0].as_ref().unwrap_err().reason(), Reason::ConnectRefused);
         assert_eq!(r.counters.majority_failed.load(Relaxed), 1);
     }
@@ -654,7 +658,7 @@ mod tests {
     fn all_async_answers_from_the_first_and_copies_the_rest() {
         let (recs, r) = three(WritePolicy::AllAsync, ReadPolicy::First);
         recs[1].fail_keys(&[b"a"], Reason::Timeout);
-        assert!(r.write(&[set_req(b"a", b"v")])[0].is_ok());
+        assert!(r.write(&cx(), &[set_req(b"a", b"v")])[0].is_ok());
         assert_eq!(
             recs[2].saw_ops(),
             ["set"],
@@ -689,14 +693,14 @@ mod tests {
             exptime: 0,
             noreply: false,
         });
-        assert!(r.write(&[cas])[0].is_ok());
+        assert!(r.write(&cx(), &[cas])[0].is_ok());
         assert_eq!(recs[0].saw_ops(), ["cas"]);
         assert_eq!(recs[1].saw_ops(), ["set"]);
         assert_eq!(recs[2].saw_ops(), ["set"]);
         // Replica 0 down: the cas goes to replica 1, the others get the set (a majority of
         // copies is written; all_sync would report replica 0's failure).
         recs[0].fail_keys(&[b"k"], Reason::Tko);
-        assert!(r.write(&[cas])[0].is_ok());
+        assert!(r.write(&cx(), &[cas])[0].is_ok());
         assert_eq!(recs[1].saw_ops(), ["set", "cas"]);
         assert_eq!(recs[0].saw_ops(), ["cas", "cas", "set"]);
         // gets read replica 0 first even with random reads.
@@ -707,7 +711,7 @@ mod tests {
         recs[0].fail_keys(&[b"x"], Reason::Timeout);
         let keys = [Key::new(b"g")];
         for _ in 0..20 {
-            r.get(&keys, opts);
+            r.get(&cx(), &keys, opts);
         }
         assert_eq!(recs[0].saw_keys().iter().filter(|k| *k == "g").count(), 20);
     }
@@ -719,7 +723,7 @@ mod tests {
             touch: Some(60),
             ..GetOpts::default()
         };
-        r.get(&[Key::new(b"k")], opts);
+        r.get(&cx(), &[Key::new(b"k")], opts);
         assert_eq!(recs[1].saw_ops(), ["touch"]);
         assert_eq!(recs[2].saw_exptimes(), [60]);
     }

@@ -26,7 +26,7 @@ use crate::protocol::{Request, Response, Status, StoreOp};
 use crate::stats::RouteCounters;
 
 use super::schema::{Builder, RouteSpec, invalid_field};
-use super::{GetOpts, Key, OwnedWrites, Route, RouteConfig, Visit, Write};
+use super::{Cx, GetOpts, Key, OwnedWrites, Route, RouteConfig, Visit, Write};
 use crate::process::background;
 
 /// `{"type": "shadow", "route": "main", "shadow": "new", "fraction": 0.1}`.
@@ -125,9 +125,9 @@ impl Route for ShadowRoute {
         "shadow"
     }
 
-    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+    fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
         self.counters.requests.fetch_add(keys.len() as u64, Relaxed);
-        let out = self.route.get(keys, opts);
+        let out = self.route.get(cx, keys, opts);
         let copies: Vec<(Vec<u8>, Vec<u8>)> = keys
             .iter()
             .filter(|k| chosen(k.key, self.threshold, self.all))
@@ -136,6 +136,7 @@ impl Route for ShadowRoute {
         if !copies.is_empty() {
             let shadow = Arc::clone(&self.shadow);
             let n = copies.len();
+            let cx = *cx;
             self.send(
                 n,
                 Box::new(move || {
@@ -148,16 +149,16 @@ impl Route for ShadowRoute {
                         recache: None,
                         ..opts
                     };
-                    let _ = shadow.get(&keys, plain);
+                    let _ = shadow.get(&cx.renewed(), &keys, plain);
                 }),
             );
         }
         out
     }
 
-    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+    fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
         self.counters.requests.fetch_add(reqs.len() as u64, Relaxed);
-        let out = self.route.write(reqs);
+        let out = self.route.write(cx, reqs);
         let chosen: Vec<Write<'_>> = reqs
             .iter()
             .zip(&out)
@@ -194,10 +195,11 @@ impl Route for ShadowRoute {
         if !chosen.is_empty() {
             let owned = OwnedWrites::copy(&chosen);
             let shadow = Arc::clone(&self.shadow);
+            let cx = *cx;
             self.send(
                 owned.len(),
                 Box::new(move || {
-                    let _ = shadow.write(&owned.writes());
+                    let _ = shadow.write(&cx.renewed(), &owned.writes());
                 }),
             );
         }
@@ -226,7 +228,7 @@ impl Route for ShadowRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::route::testing::{Recorder, get_keys, set_req};
+    use crate::route::testing::{Recorder, cx, get_keys, set_req};
 
     #[test]
     fn a_stable_fraction_of_keys_is_mirrored_after_the_reply() {
@@ -249,7 +251,7 @@ mod tests {
         assert!((0.22..0.28).contains(&share), "{share}");
         // The same keys again, and for writes too: the choice is by key.
         for k in &refs {
-            r.write(&[set_req(k, b"v")]);
+            r.write(&cx(), &[set_req(k, b"v")]);
         }
         let sets: Vec<String> = shadow.saw_keys()[mirrored.len()..].to_vec();
         assert_eq!(sets, mirrored);
@@ -288,7 +290,7 @@ mod tests {
             lease: Some(10),
             ..GetOpts::default()
         };
-        r.get(&[Key::new(b"k")], lease);
+        r.get(&cx(), &[Key::new(b"k")], lease);
         assert_eq!(main.saw_opts(), [lease]);
         assert!(!shadow.saw_opts()[0].leased());
         main.fail_keys(&[b"lost"], crate::error::Reason::Timeout);
@@ -302,7 +304,7 @@ mod tests {
                 noreply: false,
             })
         };
-        r.write(&[cas(b"won"), cas(b"lost")]);
+        r.write(&cx(), &[cas(b"won"), cas(b"lost")]);
         // The stored fill arrives as a set; the refused one not at all.
         assert_eq!(shadow.saw_ops(), ["get", "set"]);
         assert_eq!(shadow.saw_keys(), ["k", "won"]);

@@ -14,7 +14,7 @@ use crate::item::Item;
 use crate::op::Op;
 use crate::protocol::{Request, Response, Status, StoreOp};
 
-use super::{GetOpts, Key, Route, Visit, Write, status, stored};
+use super::{Cx, GetOpts, Key, Route, Visit, Write, status, stored};
 
 /// key → (value, flags, exptime).
 type Store = HashMap<Vec<u8>, (Vec<u8>, u32, u32)>;
@@ -125,7 +125,7 @@ impl Route for Recorder {
         "recorder"
     }
 
-    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+    fn get(&self, _cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
         self.pause();
         let mut st = self.state.lock();
         st.saw_opts.push(opts);
@@ -163,7 +163,7 @@ impl Route for Recorder {
             .collect()
     }
 
-    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+    fn write(&self, _cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
         self.pause();
         let mut st = self.state.lock();
         reqs.iter()
@@ -238,10 +238,15 @@ impl Route for Recorder {
     }
 }
 
+/// The context of a test request: a deadline far enough away never to matter.
+pub fn cx() -> Cx {
+    Cx::within(Duration::from_secs(5))
+}
+
 /// `route.get` of plain keys.
 pub fn get_keys(route: &dyn Route, keys: &[&[u8]]) -> Vec<Result<Option<Item>>> {
     let keys: Vec<Key<'_>> = keys.iter().map(|k| Key::new(k)).collect();
-    route.get(&keys, GetOpts::default())
+    route.get(&cx(), &keys, GetOpts::default())
 }
 
 /// A `set key value` write.

@@ -27,7 +27,7 @@ use crate::protocol::{Request, Response, StoreOp};
 use crate::stats::RouteCounters;
 
 use super::schema::{Builder, RouteSpec};
-use super::{GetOpts, Key, OwnedWrites, Route, RouteConfig, Visit, Write, write_parts};
+use super::{Cx, GetOpts, Key, OwnedWrites, Route, RouteConfig, Visit, Write, write_parts};
 use crate::process::background;
 
 /// `{"type": "warm_up", "cold": "new", "warm": "old", "exptime": 0}`.
@@ -100,8 +100,15 @@ pub(crate) struct Fill<'a> {
 impl Fill<'_> {
     /// Replace the misses in `out` (the target's answers for `keys`) with the source's hits,
     /// and `add` those to the target: in the background, or first and then read back from the
-    /// target for gets/gats (so the CAS token is the target's).
-    pub(crate) fn misses(&self, out: &mut [Result<Option<Item>>], keys: &[Key<'_>], opts: GetOpts) {
+    /// target for gets/gats (so the CAS token is the target's). The source's read and the
+    /// synchronous adds share the request's `cx`; background adds get their own when they run.
+    pub(crate) fn misses(
+        &self,
+        cx: &Cx,
+        out: &mut [Result<Option<Item>>],
+        keys: &[Key<'_>],
+        opts: GetOpts,
+    ) {
         // A lease read's miss is a stub (see `crate::lease`): read through it too.
         let missing = |r: &Result<Option<Item>>| match r {
             Ok(None) => true,
@@ -117,7 +124,7 @@ impl Fill<'_> {
             ttl: true,
             ..GetOpts::default()
         };
-        let found = self.source.get(&sub, source_opts);
+        let found = self.source.get(cx, &sub, source_opts);
         let mut copies: Vec<(usize, Item, u32, StoreOp)> = Vec::new();
         for (&i, r) in misses.iter().zip(found) {
             if let Ok(Some(mut item)) = r {
@@ -159,9 +166,9 @@ impl Fill<'_> {
             })
             .collect();
         if opts.cas {
-            self.target.write(&adds);
+            self.target.write(cx, &adds);
             let again: Vec<Key<'_>> = copies.iter().map(|(i, _, _, _)| keys[*i]).collect();
-            for ((i, _, _, _), r) in copies.iter().zip(self.target.get(&again, opts)) {
+            for ((i, _, _, _), r) in copies.iter().zip(self.target.get(cx, &again, opts)) {
                 if let Ok(Some(item)) = r {
                     out[*i] = Ok(Some(item));
                 }
@@ -169,7 +176,8 @@ impl Fill<'_> {
         } else {
             let owned = OwnedWrites::copy(&adds);
             let target = Arc::clone(self.target);
-            let job = Box::new(move || drop(target.write(&owned.writes())));
+            let cx = *cx;
+            let job = Box::new(move || drop(target.write(&cx.renewed(), &owned.writes())));
             if !background::spawn(job, self.inline) {
                 self.dropped.fetch_add(1, Relaxed);
             }
@@ -201,9 +209,9 @@ impl Route for WarmUpRoute {
         "warm_up"
     }
 
-    fn get(&self, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
+    fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
         self.counters.requests.fetch_add(keys.len() as u64, Relaxed);
-        let mut out = self.cold.get(keys, opts);
+        let mut out = self.cold.get(cx, keys, opts);
         let fill = Fill {
             source: &self.warm,
             target: &self.cold,
@@ -213,14 +221,14 @@ impl Route for WarmUpRoute {
             copied: &self.counters.warm_adds,
             dropped: &self.counters.background_dropped,
         };
-        fill.misses(&mut out, keys, opts);
+        fill.misses(cx, &mut out, keys, opts);
         out
     }
 
-    fn write(&self, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
+    fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
         self.counters.requests.fetch_add(reqs.len() as u64, Relaxed);
         if reqs.iter().all(|w| w.op() != Op::Delete) {
-            return self.cold.write(reqs);
+            return self.cold.write(cx, reqs);
         }
         // Deletes go to both (in one poll loop when both are pools), nothing else to warm;
         // cold answers.
@@ -231,7 +239,7 @@ impl Route for WarmUpRoute {
             (&self.both[0], (0..reqs.len()).collect()),
             (&self.both[1], deletes),
         ];
-        let mut per = write_parts(&parts, reqs);
+        let mut per = write_parts(cx, &parts, reqs);
         per.swap_remove(0)
     }
 
@@ -257,21 +265,24 @@ impl Route for WarmUpRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::route::testing::{Recorder, delete_req, get_keys, set_req};
+    use crate::route::testing::{Recorder, cx, delete_req, get_keys, set_req};
 
     #[test]
     fn cold_miss_reads_warm_and_adds_with_remaining_ttl() {
         let cold = Recorder::new("cold").store_values();
         let warm = Recorder::new("warm").store_values();
         let w = warm.route();
-        w.write(&[Write::new(Request::Store {
-            op: StoreOp::Set,
-            key: b"k",
-            value: b"warm-value",
-            flags: 7,
-            exptime: 300,
-            noreply: false,
-        })]);
+        w.write(
+            &cx(),
+            &[Write::new(Request::Store {
+                op: StoreOp::Set,
+                key: b"k",
+                value: b"warm-value",
+                flags: 7,
+                exptime: 300,
+                noreply: false,
+            })],
+        );
         let r = WarmUpRoute::new(cold.route(), w, 60, true);
         let out = get_keys(&r, &[b"k", b"absent"]);
         let item = out[0].as_ref().unwrap().as_ref().unwrap();
@@ -296,10 +307,10 @@ mod tests {
         let cold = Recorder::new("cold");
         let warm = Recorder::new("warm");
         let r = WarmUpRoute::new(cold.route(), warm.route(), 0, true);
-        r.write(&[set_req(b"a", b"v")]);
-        r.write(&[delete_req(b"a")]);
+        r.write(&cx(), &[set_req(b"a", b"v")]);
+        r.write(&cx(), &[delete_req(b"a")]);
         // A batch mixing both: only the delete reaches warm.
-        r.write(&[set_req(b"b", b"v"), delete_req(b"a")]);
+        r.write(&cx(), &[set_req(b"b", b"v"), delete_req(b"a")]);
         assert_eq!(cold.saw_ops(), ["set", "delete", "set", "delete"]);
         assert_eq!(warm.saw_ops(), ["delete", "delete"]);
         assert_eq!(

@@ -34,6 +34,7 @@ pub const BIN_ENV: &str = "FAE_MEMCACHED_BIN";
 /// [-u root] EXTRA...`.
 #[derive(Debug, Clone)]
 pub struct MemcachedBuilder {
+    unix_socket: bool,
     memory_mb: u32,
     max_item_size: Option<String>,
     threads: u32,
@@ -45,6 +46,7 @@ pub struct MemcachedBuilder {
 impl Default for MemcachedBuilder {
     fn default() -> Self {
         MemcachedBuilder {
+            unix_socket: false,
             memory_mb: 64,
             max_item_size: None,
             threads: 2,
@@ -56,6 +58,14 @@ impl Default for MemcachedBuilder {
 }
 
 impl MemcachedBuilder {
+    /// Listen on a Unix-domain socket in a fresh temporary directory
+    /// (`memcached -s PATH` instead of `-l 127.0.0.1 -p PORT`): then
+    /// [`Memcached::addr`] is the socket's path and [`Memcached::port`] 0.
+    pub fn unix_socket(mut self) -> Self {
+        self.unix_socket = true;
+        self
+    }
+
     /// Cache size in megabytes (`-m`). Default 64.
     pub fn memory_mb(mut self, mb: u32) -> Self {
         self.memory_mb = mb;
@@ -114,14 +124,34 @@ impl MemcachedBuilder {
     /// `stats` report our child's pid, or an error (with stderr) after the
     /// start timeout.
     pub fn try_start(self) -> io::Result<Memcached> {
+        if self.unix_socket {
+            let dir = crate::child::temp_dir("mc-sock")?;
+            let path = dir.join("memcached.sock");
+            let listen = Listen::Path(path.clone());
+            let proc = launch(&self, &listen).map_err(|e| match e {
+                LaunchError::AddrInUse(e) | LaunchError::Other(e) => e,
+            })?;
+            return Ok(Memcached {
+                addr: path.to_string_lossy().into_owned(),
+                port: 0,
+                socket_dir: Some(dir),
+                local: Some(Mutex::new(Local {
+                    config: self,
+                    proc: Some(proc),
+                    paused: false,
+                    last_stderr: String::new(),
+                })),
+            });
+        }
         let mut last_err = None;
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port()?;
-            match launch(&self, port) {
+            match launch(&self, &Listen::Port(port)) {
                 Ok(proc) => {
                     return Ok(Memcached {
                         addr: format!("127.0.0.1:{port}"),
                         port,
+                        socket_dir: None,
                         local: Some(Mutex::new(Local {
                             config: self,
                             proc: Some(proc),
@@ -155,10 +185,13 @@ impl MemcachedBuilder {
         PathBuf::from("/usr/bin/memcached")
     }
 
-    fn command(&self, port: u16) -> Command {
+    fn command(&self, listen: &Listen) -> Command {
         let mut cmd = Command::new(self.binary_path());
-        cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"])
-            .args(["-t", &self.threads.to_string(), "-c", "1024"])
+        match listen {
+            Listen::Port(port) => cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"]),
+            Listen::Path(path) => cmd.arg("-s").arg(path),
+        };
+        cmd.args(["-t", &self.threads.to_string(), "-c", "1024"])
             .args(["-m", &self.memory_mb.to_string()]);
         if let Some(size) = &self.max_item_size {
             cmd.args(["-I", size]);
@@ -215,13 +248,28 @@ impl Proc {
     }
 }
 
+/// Where a server listens.
+enum Listen {
+    Port(u16),
+    Path(PathBuf),
+}
+
+impl Listen {
+    fn addr(&self) -> String {
+        match self {
+            Listen::Port(port) => format!("127.0.0.1:{port}"),
+            Listen::Path(path) => path.to_string_lossy().into_owned(),
+        }
+    }
+}
+
 enum LaunchError {
     AddrInUse(io::Error),
     Other(io::Error),
 }
 
-fn launch(cfg: &MemcachedBuilder, port: u16) -> Result<Proc, LaunchError> {
-    let cmd = cfg.command(port);
+fn launch(cfg: &MemcachedBuilder, listen: &Listen) -> Result<Proc, LaunchError> {
+    let cmd = cfg.command(listen);
     let shown = format!("{cmd:?}");
     let mut child = spawn_child(cmd)
         .map_err(|e| LaunchError::Other(io::Error::new(e.kind(), format!("spawn {shown}: {e}"))))?;
@@ -251,7 +299,7 @@ fn launch(cfg: &MemcachedBuilder, port: u16) -> Result<Proc, LaunchError> {
         stderr,
         stderr_thread,
     };
-    let addr = format!("127.0.0.1:{port}");
+    let addr = listen.addr();
     let deadline = Instant::now() + cfg.start_timeout;
     loop {
         match proc.child.try_wait() {
@@ -331,6 +379,8 @@ struct Local {
 pub struct Memcached {
     addr: String,
     port: u16,
+    /// The temporary directory holding a Unix-socket server's socket.
+    socket_dir: Option<PathBuf>,
     /// `None` for an external server.
     local: Option<Mutex<Local>>,
 }
@@ -374,31 +424,45 @@ impl Memcached {
         }
     }
 
-    /// A handle to an already-running server at `addr` (`host:port`) that we
-    /// do not own: nothing is started, and nothing is stopped on drop.
+    /// A handle to an already-running server at `addr` (`host:port`, or a
+    /// Unix-domain socket path) that we do not own: nothing is started, and
+    /// nothing is stopped on drop.
     ///
     /// # Panics
-    /// If `addr` has no numeric `:port` suffix.
+    /// If `addr` is neither a path nor has a numeric `:port` suffix.
     pub fn external(addr: &str) -> Memcached {
-        let port = addr
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse::<u16>().ok())
-            .unwrap_or_else(|| panic!("fae-testkit: {addr:?} is not host:port"));
+        let port = if addr.starts_with('/') {
+            0
+        } else {
+            addr.rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .unwrap_or_else(|| panic!("fae-testkit: {addr:?} is not host:port"))
+        };
         Memcached {
             addr: addr.to_string(),
             port,
+            socket_dir: None,
             local: None,
         }
     }
 
-    /// `"127.0.0.1:PORT"` (or the external address as given).
+    /// `"127.0.0.1:PORT"`, the socket path of a [`unix_socket`] server (or
+    /// the external address as given).
+    ///
+    /// [`unix_socket`]: MemcachedBuilder::unix_socket
     pub fn addr(&self) -> String {
         self.addr.clone()
     }
 
-    /// The TCP port.
+    /// The TCP port; 0 for a Unix-socket server.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The socket path of a [`unix_socket`](MemcachedBuilder::unix_socket)
+    /// server.
+    pub fn socket_path(&self) -> Option<PathBuf> {
+        self.socket_dir.as_ref().map(|_| PathBuf::from(&self.addr))
     }
 
     /// The pid of the current process (it changes on
@@ -496,7 +560,8 @@ impl Memcached {
     }
 
     /// Kills the process (if running) and starts a new, empty one on the
-    /// **same port** with the same options, returning once it answers
+    /// **same port** (or socket path: memcached replaces a stale or removed
+    /// socket file) with the same options, returning once it answers
     /// `version`. If the port is briefly unavailable, binding is retried
     /// until the start timeout.
     pub fn restart(&self) -> io::Result<()> {
@@ -506,8 +571,12 @@ impl Memcached {
         }
         l.paused = false;
         let deadline = Instant::now() + l.config.start_timeout;
+        let listen = match self.socket_dir {
+            Some(_) => Listen::Path(PathBuf::from(&self.addr)),
+            None => Listen::Port(self.port),
+        };
         loop {
-            match launch(&l.config, self.port) {
+            match launch(&l.config, &listen) {
                 Ok(p) => {
                     l.proc = Some(p);
                     return Ok(());
@@ -547,6 +616,9 @@ impl Drop for Memcached {
                 }
                 p.kill();
             }
+        }
+        if let Some(dir) = &self.socket_dir {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 /// Timeout used by the convenience functions for connecting and for a whole
@@ -149,13 +150,60 @@ fn resolve(addr: &str) -> Result<SocketAddr, RawError> {
         .ok_or_else(|| RawError::new(ErrorKind::InvalidInput, "connect", addr, Vec::new()))
 }
 
+/// A TCP connection, or a Unix-domain socket one for an address that is a path.
+#[derive(Debug)]
+pub enum Stream {
+    /// `host:port`.
+    Tcp(TcpStream),
+    /// A socket path (starts with `/`).
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(t),
+            Stream::Unix(s) => s.set_read_timeout(t),
+        }
+    }
+
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_write_timeout(t),
+            Stream::Unix(s) => s.set_write_timeout(t),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A persistent blocking connection with an internal read buffer.
 ///
 /// Each read call has its own overall deadline of [`Conn::timeout`]; bytes
 /// that arrive after a terminator stay buffered for the next read.
 #[derive(Debug)]
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     addr: String,
     buf: Vec<u8>,
     timeout: Duration,
@@ -170,12 +218,20 @@ impl Conn {
     }
 
     /// Connects with `timeout` as the connect timeout and as the deadline of
-    /// each later read/write call.
+    /// each later read/write call. An `addr` starting with `/` is a
+    /// Unix-domain socket path (its connect is immediate or refused).
     pub fn connect_timeout(addr: &str, timeout: Duration) -> Result<Conn, RawError> {
-        let sa = resolve(addr)?;
-        let stream = TcpStream::connect_timeout(&sa, timeout)
-            .map_err(|e| RawError::io("connect", addr, Vec::new(), e))?;
-        let _ = stream.set_nodelay(true);
+        let stream = if addr.starts_with('/') {
+            UnixStream::connect(addr)
+                .map(Stream::Unix)
+                .map_err(|e| RawError::io("connect", addr, Vec::new(), e))?
+        } else {
+            let sa = resolve(addr)?;
+            let tcp = TcpStream::connect_timeout(&sa, timeout)
+                .map_err(|e| RawError::io("connect", addr, Vec::new(), e))?;
+            let _ = tcp.set_nodelay(true);
+            Stream::Tcp(tcp)
+        };
         Ok(Conn {
             stream,
             addr: addr.to_string(),
@@ -196,7 +252,7 @@ impl Conn {
     }
 
     /// The underlying socket (e.g. to `shutdown` it).
-    pub fn stream(&self) -> &TcpStream {
+    pub fn stream(&self) -> &Stream {
         &self.stream
     }
 

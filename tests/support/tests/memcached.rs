@@ -216,3 +216,29 @@ fn cluster_of_three() {
     assert_eq!(c[1].addr(), addrs[1]);
     assert!(wait_until(Duration::from_secs(1), || c[1].is_running()));
 }
+
+#[test]
+fn a_unix_socket_server_starts_restarts_and_cleans_up() {
+    let mc = Memcached::builder().unix_socket().start();
+    let path = mc.socket_path().expect("a socket server has a path");
+    assert_eq!(mc.addr(), path.to_string_lossy());
+    assert_eq!(mc.port(), 0);
+    assert!(path.exists());
+    let pid = mc.pid().unwrap();
+    assert_eq!(raw::stats(&mc.addr())["pid"], pid.to_string());
+    raw::set(&mc.addr(), "k", 0, b"v");
+    assert_eq!(raw::get(&mc.addr(), "k"), Some((0, b"v".to_vec())));
+
+    mc.kill().unwrap();
+    let e = raw::try_version(&mc.addr(), Duration::from_millis(200)).unwrap_err();
+    assert!(e.is_refused(), "{e}");
+    // Removed socket file: memcached creates it again on restart.
+    std::fs::remove_file(&path).unwrap();
+    mc.restart().unwrap();
+    assert!(path.exists());
+    assert_ne!(mc.pid(), Some(pid));
+    assert_eq!(raw::get(&mc.addr(), "k"), None);
+    let dir = path.parent().unwrap().to_path_buf();
+    drop(mc);
+    assert!(!dir.exists(), "the socket's directory is removed on drop");
+}

@@ -33,7 +33,7 @@ const USAGE: &str = "usage:
 route prints `key,server` lines (with a `key,server` header; several servers joined by `;`
 when the route tree sends the operation to more than one), reading keys from stdin when
 none are given. --config takes a JSON or TOML file (libfae's config schema); --servers and
---mode stand in for one. Exit: 0 ok, 1 miss/not stored, 2 usage or config error, 3 server error.";
+--mode stand in for one (a server is host:port[:weight], or a Unix socket's /path). Exit: 0 ok, 1 miss/not stored, 2 usage or config error, 3 server error.";
 
 struct Args {
     cmd: String,

@@ -1,6 +1,11 @@
-//! Connections at work: batches of requests on pooled connections, one destination at a time
+//! The exchange engine: batches of requests on pooled connections, one destination at a time
 //! ([`exchange`]) or many at once under one deadline ([`exchange_many`], `poll(2)` from the
 //! caller's thread), and a hedged race of two destinations ([`get_hedged`]).
+//!
+//! Routes hand it per-destination batches ([`Work`]: a destination, the admission rules of the
+//! pool that sent it, a [`Batch`]) and a deadline; it knows nothing of route types. What a
+//! reply means to a caller (a lease stub hidden from a plain read, a refresh win handed back,
+//! hit counts) is the pool route's business, after the exchange.
 //!
 //! A slow or dead server delays only its own batch, whose entries come back as errors next to
 //! the other servers' results. A connection is returned to its pool only when its batch
@@ -10,124 +15,56 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Reason, Result};
 use crate::item::Item;
-use crate::key;
+use crate::op::{GetOpts, unexpected};
 use crate::pool::{Destination, PooledConn, conn};
+use crate::process::supervisor;
 use crate::protocol::{self, Protocol, Request, Response, ServerErrorKind, Status};
-use std::sync::atomic::Ordering;
+use crate::stats::inc;
 
-use super::pool::PoolRoute;
-use super::{GetOpts, Key, Leaf, Write};
+/// What a pool lets through to its servers: its degrade switches (config `disabled`,
+/// `read_only`) and who probes an open breaker. A route passes its pool's with every batch.
+#[derive(Clone, Debug)]
+pub(crate) struct Admission {
+    /// The pool's name (for the `disabled` error).
+    pub(crate) pool: String,
+    /// Every request fails fast with `disabled`.
+    pub(crate) disabled: bool,
+    /// Writes are answered locally as not done (deletes still go out).
+    pub(crate) read_only: bool,
+    /// Probes run on the supervisor thread (config `health.background`), when it runs.
+    pub(crate) background: bool,
+}
 
-/// One batch for one destination of one pool.
+impl Admission {
+    /// Admit a request to `dest`: not when the pool is disabled, nor while its breaker is
+    /// open (probing inline when no supervisor does it).
+    pub(crate) fn admit(&self, dest: &Destination) -> Result<()> {
+        if self.disabled {
+            dest.errors.add(Reason::Disabled);
+            let e = Error::with_detail(
+                Reason::Disabled,
+                format!("pool \"{}\" is disabled", self.pool),
+            );
+            return Err(e.at(dest.addr()));
+        }
+        dest.admit(self.background && supervisor::is_running())
+    }
+
+    /// A `read_only` pool answers writes locally (counted per destination).
+    pub(crate) fn dropped<B: Batch>(&self, dest: &Destination, batch: &mut B) -> bool {
+        if self.read_only && batch.drop_writes() {
+            inc(&dest.counters.writes_dropped);
+            return true;
+        }
+        false
+    }
+}
+
+/// One batch for one destination.
 pub(crate) struct Work<'p, B> {
-    pub(crate) pool: &'p PoolRoute,
-    pub(crate) dest: usize,
+    pub(crate) dest: &'p Destination,
+    pub(crate) admission: &'p Admission,
     pub(crate) batch: B,
-}
-
-/// `positions` grouped by destination: `(destination, indexes into positions)`.
-fn group(n_dests: usize, dests: impl Iterator<Item = usize>) -> Vec<(usize, Vec<usize>)> {
-    let mut by_dest: Vec<Vec<usize>> = vec![Vec::new(); n_dests];
-    for (j, d) in dests.enumerate() {
-        by_dest[d].push(j);
-    }
-    by_dest
-        .into_iter()
-        .enumerate()
-        .filter(|(_, v)| !v.is_empty())
-        .collect()
-}
-
-fn deadline_of(leaves: &[(Leaf<'_>, &[usize])]) -> Instant {
-    let io = leaves
-        .iter()
-        .map(|(l, _)| l.pool.io_timeout)
-        .max()
-        .unwrap_or(Duration::from_millis(crate::config::defaults::IO_MS));
-    Instant::now() + io
-}
-
-/// Read, for each `(leaf, positions)`, the keys at `positions` from that leaf, all leaves and
-/// servers at once. Results are aligned with each part's positions.
-pub(crate) fn get_leaves(
-    parts: &[(Leaf<'_>, &[usize])],
-    keys: &[Key<'_>],
-    opts: GetOpts,
-) -> Vec<Vec<Result<Option<Item>>>> {
-    let deadline = deadline_of(parts);
-    let mut work: Vec<Work<'_, GetBatch<'_>>> = Vec::new();
-    let mut owner: Vec<usize> = Vec::new();
-    for (pi, (leaf, positions)) in parts.iter().enumerate() {
-        let dests = positions.iter().map(|&p| leaf.dest(keys[p].place));
-        for (d, js) in group(leaf.pool.dests.len(), dests) {
-            let mut b = GetBatch::new(leaf.pool.protocol, opts);
-            for j in js {
-                b.push(keys[positions[j]].key, j);
-            }
-            work.push(Work {
-                pool: leaf.pool,
-                dest: d,
-                batch: b,
-            });
-            owner.push(pi);
-        }
-    }
-    exchange_many(&mut work, deadline);
-    let mut out: Vec<Vec<Result<Option<Item>>>> = parts
-        .iter()
-        .map(|(_, pos)| (0..pos.len()).map(|_| Ok(None)).collect())
-        .collect();
-    for (w, pi) in work.into_iter().zip(owner) {
-        w.batch.settle(w.pool, &w.pool.dests[w.dest]);
-        for (slot, r) in w.batch.slots.into_iter().zip(w.batch.results) {
-            out[pi][slot] = r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)));
-        }
-    }
-    out
-}
-
-/// Run, for each `(leaf, positions)`, the writes at `positions` on that leaf, all at once.
-/// Replies are aligned with each part's positions; errors name their destination.
-pub(crate) fn write_leaves(
-    parts: &[(Leaf<'_>, &[usize])],
-    reqs: &[Write<'_>],
-) -> Vec<Vec<Result<Response>>> {
-    let deadline = deadline_of(parts);
-    let mut work: Vec<Work<'_, OpsBatch<'_>>> = Vec::new();
-    let mut owner: Vec<usize> = Vec::new();
-    for (pi, (leaf, positions)) in parts.iter().enumerate() {
-        let dests = positions.iter().map(|&p| leaf.dest(reqs[p].place));
-        for (d, js) in group(leaf.pool.dests.len(), dests) {
-            let mut b = OpsBatch::new();
-            for j in js {
-                b.push(reqs[positions[j]].req, j);
-            }
-            work.push(Work {
-                pool: leaf.pool,
-                dest: d,
-                batch: b,
-            });
-            owner.push(pi);
-        }
-    }
-    exchange_many(&mut work, deadline);
-    let mut out: Vec<Vec<Option<Result<Response>>>> = parts
-        .iter()
-        .map(|(_, pos)| (0..pos.len()).map(|_| None).collect())
-        .collect();
-    for (w, pi) in work.into_iter().zip(owner) {
-        let addr = w.pool.dests[w.dest].addr();
-        for (slot, r) in w.batch.slots.into_iter().zip(w.batch.replies) {
-            out[pi][slot] = Some(r.map_err(|e| e.or_at(addr)));
-        }
-    }
-    out.into_iter()
-        .map(|v| {
-            v.into_iter()
-                .map(|r| r.unwrap_or_else(|| Err(Error::new(Reason::Protocol))))
-                .collect()
-        })
-        .collect()
 }
 
 /// How a hedged read went.
@@ -145,7 +82,6 @@ pub(crate) enum Hedge {
 
 /// One racer of a hedged read.
 struct Racer<'c, 'k> {
-    pool: &'c PoolRoute,
     pc: PooledConn<'c>,
     batch: GetBatch<'k>,
     sending: bool,
@@ -154,23 +90,18 @@ struct Racer<'c, 'k> {
 }
 
 impl<'c, 'k> Racer<'c, 'k> {
-    fn start(
-        pool: &'c PoolRoute,
-        dest: &'c Destination,
-        key: &'k [u8],
-        opts: GetOpts,
-        deadline: Instant,
-    ) -> Result<Racer<'c, 'k>> {
-        pool.admit(dest)?;
+    fn start(racer: Hedged<'c, 'k>, deadline: Instant) -> Result<Racer<'c, 'k>> {
+        let (dest, admission, batch) = racer;
+        if let Some(e) = expired(dest, deadline) {
+            return Err(e);
+        }
+        admission.admit(dest)?;
         let start = Instant::now();
         let mut pc = dest.checkout(deadline).inspect_err(|e| {
             dest.record::<()>(&Err(e.clone()), start.elapsed());
         })?;
-        let mut batch = GetBatch::new(pool.protocol, opts);
-        batch.push(key, 0);
         batch.encode(dest.protocol(), &mut pc.conn().wbuf);
         let mut r = Racer {
-            pool,
             pc,
             batch,
             sending: true,
@@ -214,14 +145,12 @@ impl<'c, 'k> Racer<'c, 'k> {
         Ok(false)
     }
 
-    /// The reply is complete: record, return the connection, hand out the result.
-    fn finish(mut self) -> Result<Option<Item>> {
+    /// The reply is complete: record, return the connection, hand out the batch.
+    fn finish(self) -> GetBatch<'k> {
         let dest = self.pc.destination();
         dest.record(&Ok::<(), Error>(()), self.start.elapsed());
         release(self.pc, true);
-        self.batch.settle(self.pool, dest);
-        let r = self.batch.results.pop().flatten();
-        r.unwrap_or_else(|| Err(Error::new(Reason::Protocol)))
+        self.batch
     }
 
     /// The racer failed: record it (a real failure of its server), discard the connection.
@@ -233,24 +162,26 @@ impl<'c, 'k> Racer<'c, 'k> {
     }
 }
 
-/// Read `key` from `primary`; if no reply came within `hedge_after` and `may_hedge()` agrees,
+/// A racer of [`get_hedged`]: the destination, its pool's admission, the one-key read.
+pub(crate) type Hedged<'c, 'k> = (&'c Destination, &'c Admission, GetBatch<'k>);
+
+/// Read a key from `primary`; if no reply came within `hedge_after` and `may_hedge()` agrees,
 /// send the same read to `secondary` and take whichever answers first. The other request is
 /// cancelled by discarding its connection (memcached has no cancel; the socket is the only
 /// safe way to never read its reply later), and is not counted against its server's breaker:
 /// being slower than a hedge is not a failure. An error from the primary before the hedge is
 /// returned at once (the caller fails over); an error of one racer leaves the other running.
-pub(crate) fn get_hedged(
-    primary: (&PoolRoute, usize),
-    secondary: (&PoolRoute, usize),
-    key: Key<'_>,
-    opts: GetOpts,
+/// Both racers end by `deadline`. The answer is the winner's batch (`Hedge::Won`: the
+/// secondary's), or the error.
+pub(crate) fn get_hedged<'c, 'k>(
+    primary: Hedged<'c, 'k>,
+    secondary: Hedged<'c, 'k>,
+    deadline: Instant,
     hedge_after: Duration,
     may_hedge: &dyn Fn() -> bool,
-) -> (Result<Option<Item>>, Hedge) {
-    let deadline = Instant::now() + primary.0.io_timeout.max(secondary.0.io_timeout);
+) -> (Result<GetBatch<'k>>, Hedge) {
     let hedge_at = Instant::now() + hedge_after;
-    let (pp, pd) = (primary.0, &*primary.0.dests[primary.1]);
-    let mut first = match Racer::start(pp, pd, key.key, opts, deadline) {
+    let mut first = match Racer::start(primary, deadline) {
         Ok(r) => r,
         Err(e) => return (Err(e), Hedge::NotNeeded),
     };
@@ -259,7 +190,7 @@ pub(crate) fn get_hedged(
         let mut pfd = [first.pollfd()];
         match conn::poll(&mut pfd, hedge_at.min(deadline)) {
             Ok(_) => match first.step(pfd[0].revents) {
-                Ok(true) => return (first.finish(), Hedge::NotNeeded),
+                Ok(true) => return (Ok(first.finish()), Hedge::NotNeeded),
                 Ok(false) => {}
                 Err(e) => return (Err(first.fail(e)), Hedge::NotNeeded),
             },
@@ -270,8 +201,7 @@ pub(crate) fn get_hedged(
     if !may_hedge() {
         return (finish_alone(first, deadline), Hedge::Suppressed);
     }
-    let (sp, sd) = (secondary.0, &*secondary.0.dests[secondary.1]);
-    let mut second = match Racer::start(sp, sd, key.key, opts, deadline) {
+    let mut second = match Racer::start(secondary, deadline) {
         Ok(r) => r,
         Err(_) => return (finish_alone(first, deadline), Hedge::Lost),
     };
@@ -304,7 +234,7 @@ pub(crate) fn get_hedged(
                     };
                     // The loser's connection is dropped here: discarded, never reused.
                     drop(racers);
-                    return (winner.finish(), how);
+                    return (Ok(winner.finish()), how);
                 }
                 Ok(false) => {}
                 Err(e) => {
@@ -321,18 +251,31 @@ pub(crate) fn get_hedged(
 }
 
 /// Drive one racer to its end.
-fn finish_alone(mut r: Racer<'_, '_>, deadline: Instant) -> Result<Option<Item>> {
+fn finish_alone<'k>(mut r: Racer<'_, 'k>, deadline: Instant) -> Result<GetBatch<'k>> {
     loop {
         let mut pfd = [r.pollfd()];
         if let Err(e) = conn::poll(&mut pfd, deadline) {
             return Err(r.fail(e));
         }
         match r.step(pfd[0].revents) {
-            Ok(true) => return r.finish(),
+            Ok(true) => return Ok(r.finish()),
             Ok(false) => {}
             Err(e) => return Err(r.fail(e)),
         }
     }
+}
+
+/// The request's deadline passed before a batch could go out (an earlier child, retry or
+/// failover used it up): the batch fails with `timeout` and nothing is sent, so no write lands
+/// after its caller was told it timed out. Not the server's fault: its breaker hears nothing.
+fn expired(dest: &Destination, deadline: Instant) -> Option<Error> {
+    (Instant::now() >= deadline).then(|| {
+        Error::with_detail(
+            Reason::Timeout,
+            "the request's deadline passed before this server was asked",
+        )
+        .at(dest.addr())
+    })
 }
 
 /// Finish a connection's part: keep it if the batch completed on a clean stream.
@@ -342,17 +285,21 @@ pub(crate) fn release(pc: PooledConn<'_>, ok: bool) {
     }
 }
 
-/// Run one batch on one destination: admitted by its breaker, outcome recorded.
+/// Run one batch on one destination: admitted by its pool and its breaker, outcome recorded.
 pub(crate) fn exchange<B: Batch>(
-    pool: &PoolRoute,
+    admission: &Admission,
     dest: &Destination,
     batch: &mut B,
     deadline: Instant,
 ) -> Result<()> {
-    if pool.dropped(dest, batch) {
+    if admission.dropped(dest, batch) {
         return Ok(());
     }
-    if let Err(e) = pool.admit(dest) {
+    if let Some(e) = expired(dest, deadline) {
+        batch.fail(&e);
+        return Err(e);
+    }
+    if let Err(e) = admission.admit(dest) {
         batch.fail(&e);
         return Err(e);
     }
@@ -399,7 +346,7 @@ fn exchange_admitted<B: Batch>(dest: &Destination, batch: &mut B, deadline: Inst
 /// its results or its error; nothing here returns early.
 pub(crate) fn exchange_many<B: Batch>(work: &mut [Work<'_, B>], deadline: Instant) {
     if let [w] = work {
-        let _ = exchange(w.pool, &w.pool.dests[w.dest], &mut w.batch, deadline);
+        let _ = exchange(w.admission, w.dest, &mut w.batch, deadline);
         return;
     }
     struct Slot<'c> {
@@ -410,12 +357,15 @@ pub(crate) fn exchange_many<B: Batch>(work: &mut [Work<'_, B>], deadline: Instan
     let start = Instant::now();
     let mut live: Vec<Slot<'_>> = Vec::with_capacity(work.len());
     for (i, w) in work.iter_mut().enumerate() {
-        let (pool, batch) = (w.pool, &mut w.batch);
-        let dest = &*pool.dests[w.dest];
-        if pool.dropped(dest, batch) {
+        let (admission, dest, batch) = (w.admission, w.dest, &mut w.batch);
+        if admission.dropped(dest, batch) {
             continue;
         }
-        if let Err(e) = pool.admit(dest) {
+        if let Some(e) = expired(dest, deadline) {
+            batch.fail(&e);
+            continue;
+        }
+        if let Err(e) = admission.admit(dest) {
             batch.fail(&e);
             continue;
         }
@@ -546,111 +496,48 @@ pub(crate) fn server_error(kind: ServerErrorKind, message: String) -> Error {
     Error::with_detail(reason, message)
 }
 
-pub(crate) fn unexpected(resp: &Response) -> Error {
-    Error::with_detail(Reason::Protocol, format!("unexpected reply {resp:?}"))
-}
-
-/// get/gets/gat/gats of several keys on one server.
+/// get/gets/gat/gats of several keys on one server, on the wire its caller chose: the items
+/// as the server sent them (lease stubs, stale items and CAS tokens included).
 pub(crate) struct GetBatch<'a> {
-    keys: Vec<&'a [u8]>,
+    pub(crate) keys: Vec<&'a [u8]>,
     /// Position of each key in the caller's list.
     pub(crate) slots: Vec<usize>,
     pub(crate) results: Vec<Option<Result<Option<Item>>>>,
     opts: GetOpts,
     /// Text: index of the next key a `VALUE` may answer (replies come in request order).
     cursor: usize,
-    protocol: Protocol,
-    /// A key needs base64 (meta binary keys), so the batch must use `mg`.
-    binary: bool,
+    wire: Protocol,
     /// Meta: an error line in a quiet batch carries no opaque; it taints unresolved keys.
     taint: Option<Error>,
-    /// Stale items whose refresh win a plain read took (key index, CAS): handed back after
-    /// the exchange ([`GetBatch::give_back`]).
-    won_stale: Vec<(usize, u64)>,
 }
 
 impl<'a> GetBatch<'a> {
-    pub(crate) fn new(protocol: Protocol, opts: GetOpts) -> Self {
+    /// A read sent as `wire` (text `get`/`gets`/`gat`/`gats`, or meta `mg`), asking `opts`.
+    pub(crate) fn new(wire: Protocol, opts: GetOpts) -> Self {
         GetBatch {
             keys: Vec::new(),
             slots: Vec::new(),
             results: Vec::new(),
             opts,
             cursor: 0,
-            protocol,
-            binary: false,
+            wire,
             taint: None,
-            won_stale: Vec::new(),
         }
     }
 
-    /// The wire format of this batch. A meta pool still sends a multi-key read of printable
-    /// keys as one text `get k1 k2 …` line (memcached ≥ 1.6 takes both on one connection):
-    /// one command to parse instead of one `mg` per key plus `mn`, which measured 1.4–1.6×
-    /// slower for 100 keys over 4 servers (docs/BENCHMARKS.md) and made memcached yield mid
-    /// batch past its 20-requests-per-event limit. Single keys and base64 keys use `mg`.
-    fn wire(&self) -> Protocol {
-        if self.protocol == Protocol::Meta
-            && (self.keys.len() == 1 || self.binary || self.opts.ttl || self.opts.leased())
-        {
-            Protocol::Meta
-        } else {
-            Protocol::Text
-        }
+    /// The wire format of this batch.
+    pub(crate) fn wire(&self) -> Protocol {
+        self.wire
     }
 
     pub(crate) fn push(&mut self, key: &'a [u8], slot: usize) {
-        self.binary |= key::needs_base64(key);
         self.keys.push(key);
         self.slots.push(slot);
         self.results.push(None);
     }
 
-    /// The batch's reply is complete: count its hits and misses, and hand back any refresh
-    /// win it took ([`GetBatch::give_back`]). Every read of a pool leaf ends here.
-    pub(crate) fn settle(&self, pool: &PoolRoute, dest: &Destination) {
-        self.count_hits(dest);
-        self.give_back(pool, dest);
-    }
-
-    /// Add this batch's hits and misses to the destination's counters.
-    fn count_hits(&self, dest: &Destination) {
-        let (mut hits, mut misses) = (0, 0);
-        for r in self.results.iter().flatten() {
-            match r {
-                Ok(Some(_)) => hits += 1,
-                Ok(None) => misses += 1,
-                Err(_) => {}
-            }
-        }
-        dest.counters.hits.fetch_add(hits, Ordering::Relaxed);
-        dest.counters.misses.fetch_add(misses, Ordering::Relaxed);
-    }
-
-    /// Hand back the refresh wins this plain read took (memcached gives the win of a stale
-    /// item to the first `mg` of any kind): `md <key> C<cas> I` marks the item stale again and
-    /// clears the win, so the next lease reader refreshes it instead of everyone being served
-    /// the stale value until its stale TTL ends. Only if the CAS still matches (nobody wrote
-    /// meanwhile). One extra round trip, only after reading an invalidated key plainly.
-    fn give_back(&self, pool: &PoolRoute, dest: &Destination) {
-        if self.won_stale.is_empty() {
-            return;
-        }
-        let mut b = OpsBatch::new();
-        for (slot, &(i, cas)) in self.won_stale.iter().enumerate() {
-            let req = Request::Delete {
-                key: self.keys[i],
-                noreply: false,
-                invalidate: Some(0),
-                cas: Some(cas),
-            };
-            b.push(req, slot);
-        }
-        let _ = exchange(pool, dest, &mut b, Instant::now() + pool.io_timeout);
-    }
-
     fn hit(&mut self, i: usize, v: protocol::Value) {
-        let item = Item {
+        self.results[i] = Some(Ok(Some(Item {
             value: v.data,
             flags: v.flags,
             cas: v.cas.unwrap_or(0),
@@ -658,20 +545,7 @@ impl<'a> GetBatch<'a> {
             win: v.win,
             stale: v.stale,
             win_taken: v.win_taken,
-        };
-        // A read that does not take part in leases sees a lease stub (empty, someone is
-        // filling it) and an invalidated item as misses: for it they are deleted values.
-        let hidden = !self.opts.leased() && (item.stale || item.is_lease_stub());
-        if hidden && item.stale && item.win {
-            // memcached hands the refresh of a stale item to any `mg`, ours included; a plain
-            // read will not refresh, so it must give the win back (see `give_back`).
-            self.won_stale.push((i, item.cas));
-        }
-        let mut item = item;
-        if !self.opts.cas {
-            item.cas = 0;
-        }
-        self.results[i] = Some(Ok((!hidden).then_some(item)));
+        })));
     }
 }
 
@@ -681,9 +555,7 @@ impl Batch for GetBatch<'_> {
             self.wire(),
             &Request::Get {
                 keys: &self.keys,
-                // Meta: always ask the CAS (a few bytes), needed to hand back a refresh win a
-                // plain read took (`give_back`); `hit` drops it when the caller did not ask.
-                cas: self.opts.cas || self.wire() == Protocol::Meta,
+                cas: self.opts.cas,
                 touch: self.opts.touch,
                 ttl: self.opts.ttl,
                 lease: self.opts.lease,
@@ -861,38 +733,4 @@ impl Batch for OpsBatch<'_> {
             self.replies.push(Err(err.clone()));
         }
     }
-}
-
-/// `req` (flush_all, version) on every server of every pool, each server once, all at once.
-pub(crate) fn all_servers(
-    router: &super::Router,
-    req: Request<'_>,
-) -> Vec<(String, Result<Response>)> {
-    let mut work: Vec<Work<'_, OpsBatch<'_>>> = Vec::new();
-    let mut seen: Vec<*const Destination> = Vec::new();
-    for pool in router.pools.values() {
-        for (d, dest) in pool.dests.iter().enumerate() {
-            if seen.contains(&std::sync::Arc::as_ptr(dest)) {
-                continue;
-            }
-            seen.push(std::sync::Arc::as_ptr(dest));
-            work.push(Work {
-                pool,
-                dest: d,
-                batch: OpsBatch::one(req),
-            });
-        }
-    }
-    exchange_many(&mut work, Instant::now() + router.io_timeout);
-    work.into_iter()
-        .map(|mut w| {
-            let addr = w.pool.dests[w.dest].addr();
-            let r = w
-                .batch
-                .replies
-                .pop()
-                .unwrap_or_else(|| Err(Error::new(Reason::Protocol)));
-            (addr.to_string(), r.map_err(|e| e.or_at(addr)))
-        })
-        .collect()
 }
