@@ -63,8 +63,11 @@ struct Target {
     /// JSON or TOML config file (libfae's config schema)
     #[arg(long, value_name = "FILE")]
     config: Option<String>,
-    /// servers, comma separated: host:port[:weight] or a Unix socket's /path
-    #[arg(long, value_name = "H:P[:W],...")]
+    #[arg(
+        long,
+        value_name = "H:P[:W],...",
+        help = "servers, comma separated: host:port[:weight] or a Unix socket's /path"
+    )]
     servers: Option<String>,
     /// placement mode with --servers (libmemcached, php-memcached-default, mcrouter, ...)
     #[arg(long, value_name = "NAME")]
