@@ -115,6 +115,9 @@ install -d "$F/usr/share/bash-completion/completions" "$F/usr/share/zsh/vendor-c
 "$F/usr/bin/fae" completions zsh > "$F/usr/share/zsh/vendor-completions/_fae"
 "$F/usr/bin/fae" completions fish > "$F/usr/share/fish/vendor_completions.d/fae.fish"
 "$F/usr/bin/fae" man | gzip -9n > "$F/usr/share/man/man1/fae.1.gz"
+for cmd in route get set delete check-config stats watch completions man; do
+  "$F/usr/bin/fae" man "$cmd" | gzip -9n > "$F/usr/share/man/man1/fae-$cmd.1.gz"
+done
 copyright "$F/usr/share/doc/fae"
 printf '%s\n' /etc/default/fae-stats /etc/default/fae-watch > "$F/DEBIAN/conffiles"
 cat > "$F/DEBIAN/control" <<CONTROL

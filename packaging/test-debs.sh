@@ -24,7 +24,7 @@ check 'dpkg-deb --field "$PHP_DEB" Depends | grep -q "phpapi-$(php-config --phpa
 check 'dpkg-deb --ctrl-tarfile "$PHP_DEB" | tar -xO ./conffiles | grep -q mods-available/fae.ini' "fae.ini is a conffile"
 dpkg-deb --contents "$FAE_DEB" > "$TMP/fae.contents"
 for f in usr/bin/fae lib/systemd/system/fae-stats.service lib/systemd/system/fae-watch.service \
-  usr/lib/tmpfiles.d/fae.conf etc/default/fae-stats usr/share/man/man1/fae.1.gz \
+  usr/lib/tmpfiles.d/fae.conf etc/default/fae-stats usr/share/man/man1/fae.1.gz usr/share/man/man1/fae-stats.1.gz \
   usr/share/bash-completion/completions/fae; do
   check 'grep -q " \./$f\$" "$TMP/fae.contents"' "fae ships /$f"
 done

@@ -369,7 +369,20 @@ fn equals_options_concise_errors_completions_and_man_page() {
     let out = fae().arg("man").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     let man = String::from_utf8(out.stdout).unwrap();
-    assert!(man.contains(".TH fae 1") && man.contains("stats"), "{man}");
+    assert!(
+        man.contains(".TH fae 1") && man.contains("fae\\-stats(1)"),
+        "{man}"
+    );
+    let out = fae().args(["man", "stats"]).output().unwrap();
+    let man = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        man.contains(".TH fae-stats 1") && man.contains("listen"),
+        "{man}"
+    );
+    assert_eq!(
+        fae().args(["man", "nope"]).output().unwrap().status.code(),
+        Some(2)
+    );
     let out = fae().arg("--version").output().unwrap();
     assert_eq!(
         String::from_utf8(out.stdout).unwrap().trim(),

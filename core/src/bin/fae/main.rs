@@ -32,7 +32,7 @@ const USAGE: &str = "usage:
   fae stats  --dir DIR [--json] [--listen ADDR]
   fae watch  (--etcd H:P[,...] [--prefix P] | --zookeeper H:P[,...] [--path P] | --file SRC) --out FILE
   fae completions bash|zsh|fish|elvish|powershell
-  fae man
+  fae man [COMMAND]
   fae COMMAND --help | fae --help | fae --version
 
 route prints `key,server` lines (with a `key,server` header; several servers joined by `;`
@@ -153,9 +153,13 @@ enum Cmd {
         #[arg(value_name = "SHELL")]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) to stdout
+    /// Print the man page (roff) of fae, or of one command (fae-COMMAND(1)), to stdout
     #[command(override_help = MAN_HELP)]
-    Man,
+    Man {
+        /// the command whose page to print (route, get, set, ...); none: fae(1)
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
 
 /// A usage or config error: one line, and where to look, never the whole usage.
@@ -280,9 +284,10 @@ const COMPLETIONS_HELP: &str = "fae completions SHELL
 
 Print the completion script for SHELL (bash, zsh, fish, elvish, powershell) to stdout, e.g.
   fae completions bash > /usr/share/bash-completion/completions/fae";
-const MAN_HELP: &str = "fae man
+const MAN_HELP: &str = "fae man [COMMAND]
 
-Print fae's man page (roff) to stdout, e.g.  fae man > fae.1 && man ./fae.1";
+Print fae's man page fae(1), or with COMMAND the page fae-COMMAND(1), in roff to stdout, e.g.
+  fae man > fae.1 && fae man route > fae-route.1 && man ./fae.1";
 
 fn check_config(path: &str) -> ExitCode {
     let config = match Config::from_file(path) {
@@ -413,6 +418,29 @@ fn serve_one(
     )
 }
 
+/// `fae man [COMMAND]`: fae(1), or fae-COMMAND(1) (the pages fae(1) lists).
+fn man(command: Option<&str>) -> ExitCode {
+    let cli = Cli::command();
+    let page = match command {
+        None => cli,
+        Some(name) => match cli.find_subcommand(name) {
+            Some(sub) => sub
+                .clone()
+                .display_name(format!("fae-{name}"))
+                .bin_name(format!("fae {name}"))
+                .version(env!("CARGO_PKG_VERSION")),
+            None => return usage_error("man", format!("no command \"{name}\"")),
+        },
+    };
+    match clap_mangen::Man::new(page).render(&mut io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fae: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // Rust ignores SIGPIPE, so `fae route … | head` would panic on a closed stdout. Die
     // quietly instead, as Unix tools do.
@@ -430,16 +458,7 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "fae", &mut io::stdout());
             return ExitCode::SUCCESS;
         }
-        Cmd::Man => {
-            let mut out = io::stdout().lock();
-            return match clap_mangen::Man::new(Cli::command()).render(&mut out) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("fae: {e}");
-                    ExitCode::from(1)
-                }
-            };
-        }
+        Cmd::Man { command } => return man(command.as_deref()),
         Cmd::Route { ref target, .. } => ("route", target),
         Cmd::Get { ref target, .. } => ("get", target),
         Cmd::Set { ref target, .. } => ("set", target),
