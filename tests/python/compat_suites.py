@@ -9,7 +9,7 @@ counts. Nothing of theirs is written into this repository.
 
 pylibmc's tests are in its sdist only: pass ``--pylibmc-sdist pylibmc-1.6.3.tar.gz`` (from
 ``pip download --no-binary :all: --no-deps pylibmc==1.6.3``) to measure ``fae.pylibmc`` the
-same way, once it exists.
+same way (``pylibmc`` and its C module ``_pylibmc`` aliased to ``fae.pylibmc``).
 
     python tests/python/compat_suites.py [--pylibmc-sdist FILE] [-v]
 """
@@ -45,7 +45,26 @@ PYMEMCACHE_MODULES = [
     "pymemcache.exceptions",
     "pymemcache.serde",
 ]
-PYLIBMC_MODULES = ["pylibmc", "pylibmc.pools", "pylibmc.client", "pylibmc.consts", "pylibmc.test"]
+PYLIBMC_MODULES = [
+    "pylibmc",
+    "pylibmc.client",
+    "pylibmc.consts",
+    "pylibmc.pools",
+    "pylibmc.test",
+    "pylibmc.autoconf",
+]
+
+# pylibmc's autoconf tests read the server from PylibmcTestCase's class attributes (default
+# 127.0.0.1:11211) rather than the environment; point them at the test server, in both runs.
+PYLIBMC_PORT = '''
+import os as _os
+
+
+def pytest_configure(config):
+    import tests
+
+    tests.PylibmcTestCase.memcached_port = _os.environ["MEMCACHED_PORT"]
+'''
 
 
 def run_pytest(path: str, extra: list, verbose: bool) -> dict:
@@ -101,20 +120,28 @@ def pylibmc_suite(tmp: str, sdist: str, server: Memcached, verbose: bool) -> Non
         t.extractall(os.path.join(tmp, "sdist"), filter="data")
     (root,) = os.listdir(os.path.join(tmp, "sdist"))
     src = os.path.join(tmp, "sdist", root, "tests")
-    files = [os.path.join(src, f) for f in os.listdir(src) if f.endswith(".py")]
-    alias = ALIAS.format(fae="fae.pylibmc", orig="pylibmc", modules=PYLIBMC_MODULES[:-1])
-    env_before = os.environ.get("MEMCACHED_PORT")
+    alias = ALIAS.format(fae="fae.pylibmc", orig="pylibmc", modules=PYLIBMC_MODULES)
+    alias += '\nimport fae.pylibmc._pylibmc\nsys.modules["_pylibmc"] = fae.pylibmc._pylibmc\n'
+    saved = {k: os.environ.get(k) for k in ("MEMCACHED_HOST", "MEMCACHED_PORT")}
     os.environ["MEMCACHED_HOST"], os.environ["MEMCACHED_PORT"] = "127.0.0.1", str(server.port)
     results = {}
     try:
-        for name, a in (("pylibmc", None), ("fae.pylibmc", alias)):
+        import pylibmc
+
+        for name, a in (("pylibmc " + pylibmc.__version__, None), ("fae.pylibmc", alias)):
             d = os.path.join(tmp, "pylibmc-" + ("fae" if a else "orig"))
-            copy_tests(files, d, a)
+            # Their tests are a package (`from tests import ...`) under a root conftest.
+            shutil.copytree(src, os.path.join(d, "tests"))
+            with open(os.path.join(d, "conftest.py"), "w") as fh:
+                fh.write((a or "") + PYLIBMC_PORT)
             results[name] = run_pytest(d, [], verbose)
     finally:
-        if env_before is None:
-            os.environ.pop("MEMCACHED_PORT", None)
-    print("pylibmc tests/ against a live memcached:")
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    print("pylibmc tests/ (from its sdist) against a live memcached:")
     for name, c in results.items():
         print("  " + line(name, c))
 
