@@ -12,6 +12,7 @@ miss for reads and ``False`` for writes.
 from __future__ import annotations
 
 import pickle
+import re
 import weakref
 import zlib
 from typing import Any, Dict, Iterable, List, Optional, Tuple
@@ -100,6 +101,8 @@ _DEFAULT_BEHAVIORS: Dict[str, Any] = {
 # pylibmc value flags (the "pylibmc" layout libfae reads and writes natively).
 _F_PICKLE, _F_INTEGER, _F_LONG, _F_ZLIB, _F_TEXT = 1, 2, 4, 8, 16
 _MAX_KEY = 250
+# Bytes the text protocol cannot carry in a key (the same rule as libfae's key check).
+_FORBIDDEN = re.compile(rb"[\x00-\x20\x7f]")
 _MISS = object()
 
 
@@ -214,7 +217,8 @@ class client:
             # The server judges value sizes (libmemcached has no limit of its own).
             "max_value_size": 2**31 - 1,
         }
-        if self._overridden():
+        self._custom = self._overridden()
+        if self._custom:
             kwargs["serde"] = _MethodSerde(self)
         else:
             kwargs["serde"] = "pylibmc"
@@ -265,7 +269,7 @@ class client:
             raise ValueError("key length %d too long, max is %d" % (len(k), _MAX_KEY))
         if not k:
             return None
-        if not self._binary and any(c <= 0x20 or c == 0x7F for c in k):
+        if not self._binary and _FORBIDDEN.search(k):
             return None
         return k
 
@@ -300,6 +304,21 @@ class client:
         return (None, None) if v is _MISS else (v, cas)
 
     def get_multi(self, keys: Iterable[Any], key_prefix: Any = None) -> Dict[Any, Any]:
+        if not key_prefix:
+            # Fast path: libfae takes the key objects as they are and answers keyed by them;
+            # only when it refuses a key does the per-key path below apply pylibmc's rules.
+            keys = keys if isinstance(keys, (list, tuple)) else list(keys)
+            try:
+                got = self._c.get_many(keys)
+            except _errors.ClientError:
+                pass
+            except _errors.Error as e:
+                raise _translate(e) from None
+            else:
+                keys = None
+                box = [{k: v for k, v in got.items() if v is not _MISS} if self._custom else got]
+                got = None
+                return box.pop()
         wire: Dict[bytes, Any] = {}
         for key in keys:
             k = self._key(key, key_prefix)
