@@ -107,7 +107,7 @@ def test_serde_objects(server):
     # The same bytes and flags as pymemcache: each reads what the other wrote.
     from pymemcache.client.base import Client as RealClient
 
-    real = RealClient(addr, serde=pserde.compressed_serde)
+    real = RealClient(addr, serde=pserde.compressed_serde, default_noreply=False)
     ours = Client(addr, serde=fpm.serde.compressed_serde)
     big = ["x" * 50] * 100
     ours.set("c", big)
@@ -156,3 +156,8 @@ def test_ignore_exc(own_memcached):
     c = Client(hostport(own_memcached.addr), ignore_exc=True, connect_timeout=0.2, timeout=0.2)
     own_memcached.stop()
     assert c.get("k") is None and c.get_many(["a"]) == {}
+    # pymemcache's Client ignores errors of reads only; HashClient of every call.
+    with pytest.raises(OSError):
+        c.set("k", b"v")
+    h = HashClient([hostport(own_memcached.addr)], ignore_exc=True, connect_timeout=0.2, timeout=0.2)
+    assert h.set("k", b"v", noreply=False) is False and h.get("k") is None

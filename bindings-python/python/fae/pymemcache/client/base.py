@@ -84,6 +84,7 @@ class Client:
     and ignored (libfae sets TCP_NODELAY itself)."""
 
     _mode: Optional[str] = None
+    _ignore_writes = False
 
     def __init__(
         self,
@@ -102,7 +103,6 @@ class Client:
         allow_unicode_keys: bool = False,
         encoding: str = "ascii",
         tls_context: Any = None,
-        **kwargs: Any,
     ) -> None:
         self.server = normalize_server_spec(server) if not isinstance(server, list) else server
         if isinstance(key_prefix, str):
@@ -170,11 +170,21 @@ class Client:
                 return default
             raise translate(e) from None
 
+    def _written(self, default: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """A write: ``ignore_exc`` covers reads only in pymemcache's Client (HashClient's
+        covers every call)."""
+        if self._ignore_writes:
+            return self._ignored(default, fn, *args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except _errors.Error as e:
+            raise translate(e) from None
+
     # -- storage ---------------------------------------------------------------------------
 
     def _store(self, name: str, key: Any, value: Any, expire: int, noreply: Optional[bool], flags: Any) -> bool:
         self._key(key)
-        r = self._ignored(False, getattr(self._c, name), key, self._value(value), expire, flags=flags)
+        r = self._written(False, getattr(self._c, name), key, self._value(value), expire, flags=flags)
         return True if self._noreply(noreply) else bool(r)
 
     def set(self, key: Any, value: Any, expire: int = 0, noreply: Optional[bool] = None, flags: Optional[int] = None) -> bool:
@@ -188,19 +198,19 @@ class Client:
 
     def append(self, key: Any, value: Any, expire: int = 0, noreply: Optional[bool] = None, flags: Optional[int] = None) -> bool:
         self._key(key)
-        r = self._ignored(False, self._c.append, key, self._value(value))
+        r = self._written(False, self._c.append, key, self._value(value))
         return True if self._noreply(noreply) else bool(r)
 
     def prepend(self, key: Any, value: Any, expire: int = 0, noreply: Optional[bool] = None, flags: Optional[int] = None) -> bool:
         self._key(key)
-        r = self._ignored(False, self._c.prepend, key, self._value(value))
+        r = self._written(False, self._c.prepend, key, self._value(value))
         return True if self._noreply(noreply) else bool(r)
 
     def set_many(self, values: Dict[Any, Any], expire: int = 0, noreply: Optional[bool] = None, flags: Optional[int] = None) -> List[Any]:
         for k in values:
             self._key(k)
         vals = {k: self._value(v) for k, v in values.items()} if self._raw else values
-        failed = self._ignored(list(values), self._c.set_many, vals, expire, flags=flags)
+        failed = self._written(list(values), self._c.set_many, vals, expire, flags=flags)
         return [] if self._noreply(noreply) else list(failed)
 
     set_multi = set_many
@@ -211,7 +221,7 @@ class Client:
             cas = cas.encode("ascii")
         if isinstance(cas, bytes) and not cas.isdigit():
             raise MemcacheIllegalInputError("CAS must be an int or decimal bytes: %r" % cas)
-        r = self._ignored(False, self._c.cas, key, self._value(value), cas, expire, flags=flags)
+        r = self._written(False, self._c.cas, key, self._value(value), cas, expire, flags=flags)
         return True if noreply else r
 
     # -- reads -----------------------------------------------------------------------------
@@ -257,7 +267,7 @@ class Client:
 
     def delete(self, key: Any, noreply: Optional[bool] = None) -> bool:
         self._key(key)
-        r = self._ignored(False, self._c.delete, key)
+        r = self._written(False, self._c.delete, key)
         return True if self._noreply(noreply) else bool(r)
 
     def delete_many(self, keys: Iterable[Any], noreply: Optional[bool] = None) -> bool:
@@ -266,7 +276,7 @@ class Client:
             return True
         for k in keys:
             self._key(k)
-        self._ignored(True, self._c.delete_many, keys)
+        self._written(True, self._c.delete_many, keys)
         return True
 
     delete_multi = delete_many
@@ -278,7 +288,7 @@ class Client:
                 value = int(value)
             except (TypeError, ValueError):
                 raise MemcacheIllegalInputError("value must be an int: %r" % (value,))
-        r = self._ignored(None, getattr(self._c, name), key, value)
+        r = self._written(None, getattr(self._c, name), key, value)
         return None if noreply else r
 
     def incr(self, key: Any, value: Any, noreply: Optional[bool] = False) -> Optional[int]:
@@ -289,7 +299,7 @@ class Client:
 
     def touch(self, key: Any, expire: int = 0, noreply: Optional[bool] = None) -> bool:
         self._key(key)
-        r = self._ignored(False, self._c.touch, key, expire)
+        r = self._written(False, self._c.touch, key, expire)
         return True if self._noreply(noreply) else bool(r)
 
     def stats(self, *args: Any) -> Dict[bytes, Any]:
@@ -306,7 +316,7 @@ class Client:
         return next(iter(versions.values()), "").encode()
 
     def flush_all(self, delay: int = 0, noreply: Optional[bool] = None) -> bool:
-        self._ignored(False, self._c.flush_all, delay)
+        self._written(False, self._c.flush_all, delay)
         return True
 
     def cache_memlimit(self, memlimit: int) -> bool:

@@ -20,6 +20,7 @@ class HashClient(Client):
     """pymemcache's ``HashClient``: same constructor arguments, same placement."""
 
     _mode = "pymemcache"
+    _ignore_writes = True
     client_class = Client
 
     def __init__(
