@@ -24,6 +24,7 @@ use crate::error::{client_error, to_py};
 use crate::lease::Lease;
 use crate::serde::{EncodeOpts, Payload, Serde};
 use fae_core::placement::rendezvous::python_bytes_repr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// memcached reads an exptime above 30 days as a unix time; one in the past expires the item
 /// at once. Negative Python exptimes (Django's "expire now") are sent as this value.
@@ -60,8 +61,8 @@ struct Client {
     ignore_exc: bool,
     /// `mode="pymemcache"` with `servers=`: keys are placed as pymemcache's `HashClient`
     /// places them, by the key without `key_prefix`, a `bytes` key by its `repr` (see
-    /// [`Client::place`]).
-    pymemcache_place: bool,
+    /// [`Client::place`]). Follows `reload`.
+    pymemcache_place: AtomicBool,
 }
 
 fn seconds_to_ms(py: Python<'_>, name: &str, v: Option<f64>) -> PyResult<Option<u64>> {
@@ -82,24 +83,32 @@ fn server_spec(item: &Bound<'_, PyAny>) -> PyResult<String> {
     }
     if let Ok(t) = item.cast::<PyTuple>() {
         // pymemcache's (host, port) and pylibmc's (host, port, weight) tuples.
-        let host: String = t.get_item(0)?.extract()?;
-        let port: u16 = t.get_item(1)?.extract()?;
+        let bad = |_| {
+            client_error(
+                item.py(),
+                "invalid_config",
+                "a server tuple is (host: str, port: 0..65536[, weight: int])",
+            )
+        };
+        if !(2..=3).contains(&t.len()) {
+            return Err(client_error(
+                item.py(),
+                "invalid_config",
+                format!("a server tuple has 2 or 3 items, not {}", t.len()),
+            ));
+        }
+        let host: String = t.get_item(0)?.extract().map_err(bad)?;
+        let port: u16 = t.get_item(1)?.extract().map_err(bad)?;
         let host = if host.contains(':') && !host.starts_with('[') {
             format!("[{host}]")
         } else {
             host
         };
-        return Ok(match t.len() {
-            2 => format!("{host}:{port}"),
-            3 => format!("{host}:{port}:{}", t.get_item(2)?.extract::<u32>()?),
-            n => {
-                return Err(client_error(
-                    item.py(),
-                    "invalid_config",
-                    format!("a server tuple has 2 or 3 items, not {n}"),
-                ));
-            }
-        });
+        if t.len() == 2 {
+            return Ok(format!("{host}:{port}"));
+        }
+        let weight: u32 = t.get_item(2)?.extract().map_err(bad)?;
+        return Ok(format!("{host}:{port}:{weight}"));
     }
     Err(client_error(
         item.py(),
@@ -296,7 +305,7 @@ impl Client {
     /// without `key_prefix`, and for `bytes` the `repr` pymemcache formats (the hash itself is
     /// the core's). None: the wire key places itself.
     fn place(&self, key: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
-        if !self.pymemcache_place {
+        if !self.pymemcache_place.load(Ordering::Relaxed) {
             return None;
         }
         if let Ok(b) = key.cast::<PyBytes>() {
@@ -589,7 +598,7 @@ impl Client {
             key_prefix,
             encode,
             ignore_exc,
-            pymemcache_place: servers.is_some() && mode == Some("pymemcache"),
+            pymemcache_place: AtomicBool::new(servers.is_some() && mode == Some("pymemcache")),
         })
     }
 
@@ -1335,7 +1344,11 @@ impl Client {
         // The reload's own record (`reload=ok ...`) should see a level set just before.
         logging::refresh(py);
         let inner = &self.inner;
-        py.detach(|| inner.reload(&cfg)).map_err(|e| to_py(py, &e))
+        py.detach(|| inner.reload(&cfg))
+            .map_err(|e| to_py(py, &e))?;
+        let pymemcache = servers.is_some() && mode == Some("pymemcache");
+        self.pymemcache_place.store(pymemcache, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Close idle connections now; the client stays usable (pymemcache/pylibmc

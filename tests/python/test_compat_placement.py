@@ -76,3 +76,13 @@ def test_leases_refuse_keys_they_would_misplace(servers):
     with pytest.raises(fae.ClientError):
         c.get_or_lease("k")
     assert fae.Client(servers, mode="pymemcache").get_or_set("k", lambda: b"v") == b"v"
+
+
+def test_placement_follows_reload(servers):
+    c = fae.Client(servers, mode="pymemcache", key_prefix=b"app:")
+    pm = fae.Client(servers, mode="pymemcache")
+    assert c.route_for("k") == pm.route_for("k"), "pymemcache hashes the key without its prefix"
+    c.reload(servers=servers)
+    assert c.route_for("k") == fae.Client(servers).route_for("app:k")
+    c.reload(servers=servers, mode="pymemcache")
+    assert c.route_for(b"k") == pm.route_for(b"k")

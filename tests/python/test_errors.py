@@ -80,3 +80,9 @@ def test_client_error_reply_is_a_client_error(servers):
     assert isinstance(e.value, ValueError)
     with pytest.raises(fae.ClientError):
         c.decr("n", 1)
+
+
+@pytest.mark.parametrize("bad", [("h",), ("h", 99999), ("h", 1, -1), (5, 1), ("h", 1, 2, 3)])
+def test_bad_server_tuples(bad):
+    with pytest.raises(fae.ClientError):
+        fae.Client([bad])
