@@ -286,11 +286,18 @@ class client:
     # subclass that stores such errors holds no extra references to keys (as pylibmc's C).
 
     def get(self, key: Any, default: Any = None) -> Any:
-        k = self._key(key)
-        del key
-        if k is None:
-            return default
-        v = self._call(self._c.get, k, _MISS)
+        # Fast path: libfae takes str/bytes keys as they are; pylibmc's key rules (a miss,
+        # TypeError, ValueError) only when libfae refuses the key.
+        try:
+            v = self._c.get(key, _MISS)
+        except _errors.Error as e:
+            if e.reason != "invalid_key":
+                raise _translate(e) from None
+            k = self._key(key)
+            if k is None:
+                return default
+            v = self._call(self._c.get, k, _MISS)
+        key = None
         return default if v is _MISS else v
 
     def gets(self, key: Any) -> Tuple[Any, Optional[int]]:
@@ -335,11 +342,15 @@ class client:
     # -- writes ----------------------------------------------------------------------------
 
     def _store(self, name: str, key: Any, val: Any, time: int, min_compress_len: int) -> bool:
-        k = self._key(key)
-        if k is None:
-            return False
+        fn = getattr(self._c, name)
         m = min_compress_len or None
-        return bool(self._call(lambda: getattr(self._c, name)(k, val, time, min_compress_len=m)))
+        try:
+            return bool(fn(key, val, time, min_compress_len=m))
+        except _errors.Error as e:
+            if e.reason != "invalid_key":
+                raise _translate(e) from None
+        k = self._key(key)
+        return False if k is None else bool(self._call(lambda: fn(k, val, time, min_compress_len=m)))
 
     def set(self, key: Any, val: Any, time: int = 0, min_compress_len: int = 0, compress_level: int = -1) -> bool:
         return self._store("set", key, val, time, min_compress_len)
