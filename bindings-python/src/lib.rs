@@ -291,12 +291,20 @@ fn placed<'a>(places: &'a [Option<Vec<u8>>], wire: &[&'a [u8]]) -> Vec<&'a [u8]>
 
 /// The one result of a one-key multi call.
 fn only<T>(r: fae_core::Result<Vec<fae_core::Result<T>>>) -> fae_core::Result<T> {
-    r?.pop().expect("one key, one result")
+    r?.pop().unwrap_or_else(|| {
+        Err(fae_core::Error::with_detail(
+            fae_core::Reason::Protocol,
+            "a one-key call returned no result",
+        ))
+    })
 }
 
 impl Client {
     /// [`Client::place`] of every key; None when no key needs one.
     fn places(&self, keys: &[Bound<'_, PyAny>]) -> Option<Vec<Option<Vec<u8>>>> {
+        if !self.pymemcache_place.load(Ordering::Relaxed) {
+            return None;
+        }
         let p: Vec<Option<Vec<u8>>> = keys.iter().map(|k| self.place(k)).collect();
         p.iter().any(Option::is_some).then_some(p)
     }
