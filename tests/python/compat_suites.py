@@ -1,7 +1,8 @@
 """Measure fae's drop-in modules with the original clients' own test suites.
 
 pymemcache ships its tests inside its package (``pymemcache/test/``); its integration tests
-(``test_integration.py``) run against a live memcached. This script copies them into a
+(``test_integration.py``) run against a live memcached, ``test_serde.py`` checks its serde
+module. (Its other test files drive the clients over mock sockets: internals, not API.) This script copies them into a
 temporary directory twice, runs one copy with the real pymemcache and the other with
 ``pymemcache`` aliased to ``fae.pymemcache`` (``sys.modules``, set up by a conftest in the
 copy), each against a memcached it starts on a free 127.0.0.1 port, and prints both pass
@@ -102,7 +103,7 @@ def pymemcache_suite(tmp: str, server: Memcached, verbose: bool) -> None:
     import pymemcache
 
     src = os.path.join(os.path.dirname(pymemcache.__file__), "test")
-    files = [os.path.join(src, f) for f in ("conftest.py", "test_integration.py")]
+    files = [os.path.join(src, f) for f in ("conftest.py", "test_integration.py", "test_serde.py")]
     alias = ALIAS.format(fae="fae.pymemcache", orig="pymemcache", modules=PYMEMCACHE_MODULES)
     extra = ["--server", "127.0.0.1", "--port", str(server.port)]
     results = {}
@@ -110,7 +111,7 @@ def pymemcache_suite(tmp: str, server: Memcached, verbose: bool) -> None:
         d = os.path.join(tmp, "pymemcache-" + ("fae" if a else "orig"))
         copy_tests(files, d, a)
         results[name] = run_pytest(d, extra, verbose)
-    print("pymemcache test_integration.py against a live memcached:")
+    print("pymemcache test_integration.py (against a live memcached) and test_serde.py:")
     for name, c in results.items():
         print("  " + line(name, c))
 

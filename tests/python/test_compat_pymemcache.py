@@ -114,6 +114,11 @@ def test_serde_objects(server):
     assert real.get("c") == big
     real.set("d", {"k": big})
     assert ours.get("d") == {"k": big}
+    # min_compress_len=0 never compresses, as in pymemcache; above it, flag 8 is added.
+    for n, flags in ((0, b"1"), (100, b"9")):
+        c = Client(addr, serde=fpm.serde.CompressedSerde(min_compress_len=n))
+        c.set("z", big)
+        assert c.raw_command(b"get z", b"END\r\n").split(b"\r\n")[0].split()[2] == flags
 
 
 def test_hash_client_matches_pymemcache(servers):

@@ -7,6 +7,7 @@ methods (pymemcache's own serde objects included) is called as is."""
 
 from __future__ import annotations
 
+import logging
 import pickle
 import zlib
 from typing import Any, Callable, Optional, Tuple
@@ -19,6 +20,43 @@ FLAG_COMPRESSED = 1 << 3
 FLAG_TEXT = 1 << 4
 
 DEFAULT_PICKLE_VERSION = pickle.HIGHEST_PROTOCOL
+
+
+def _python_memcache_serializer(key: Any, value: Any, pickle_version: Optional[int] = None) -> Tuple[Any, int]:
+    """python-memcache's layout as pymemcache writes it: bytes 0, str 16, int 2, else pickle 1."""
+    if type(value) is bytes:
+        return value, FLAG_BYTES
+    if type(value) is str:
+        return value.encode("utf8"), FLAG_TEXT
+    if type(value) is int:
+        return "%d" % value, FLAG_INTEGER
+    return pickle.dumps(value, DEFAULT_PICKLE_VERSION if pickle_version is None else pickle_version), FLAG_PICKLE
+
+
+def get_python_memcache_serializer(pickle_version: int = DEFAULT_PICKLE_VERSION) -> Callable[[Any, Any], Tuple[Any, int]]:
+    """A python-memcache serializer with ``pickle_version``."""
+    return lambda key, value: _python_memcache_serializer(key, value, pickle_version)
+
+
+python_memcache_serializer = get_python_memcache_serializer()
+
+
+def python_memcache_deserializer(key: Any, value: bytes, flags: int) -> Any:
+    """Reads what ``python_memcache_serializer`` (or python-memcache) wrote; a pickle that
+    fails to load reads as None, as in pymemcache."""
+    if flags == 0:
+        return value
+    if flags & FLAG_TEXT:
+        return value.decode("utf8")
+    if flags & (FLAG_INTEGER | FLAG_LONG):
+        return int(value)
+    if flags & FLAG_PICKLE:
+        try:
+            return pickle.loads(value)
+        except Exception:
+            logging.getLogger(__name__).info("Pickle error", exc_info=True)
+            return None
+    return value
 
 
 class PickleSerde:
@@ -76,7 +114,8 @@ class CompressedSerde:
             and isinstance(self._serde, PickleSerde)
         ):
             return {"serde": "pymemcache", "pickle_protocol": self._serde._pickle_version,
-                    "min_compress_len": max(self._min_compress_len, 1)}
+                    # libfae's rule is pymemcache's: longer than this, 0 = never.
+                    "min_compress_len": max(self._min_compress_len, 0)}
         return None
 
     def serialize(self, key: Any, value: Any) -> Tuple[bytes, int]:
@@ -84,10 +123,11 @@ class CompressedSerde:
         if len(value) > self._min_compress_len > 0:
             old_value = value
             value = self._compress(value)
-            if len(value) < len(old_value):
-                flags |= FLAG_COMPRESSED
-            else:
+            # As pymemcache: the compressed form unless it came out larger.
+            if len(old_value) < len(value):
                 value = old_value
+            else:
+                flags |= FLAG_COMPRESSED
         return value, flags
 
     def deserialize(self, key: Any, value: bytes, flags: int) -> Any:
