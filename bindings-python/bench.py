@@ -1,6 +1,6 @@
 """Python clients on the same memcached servers: fae vs pylibmc vs pymemcache.
 
-    .venv/bin/python bindings-python/bench.py [--calls 20000] [--rounds 10] [--write-docs]
+    .venv/bin/python bindings-python/bench.py [--calls 20000] [--rounds 10] [--write-docs] [--compat]
 
 Starts four memcached processes on free 127.0.0.1 ports (killed by PID at exit) and measures,
 single-threaded, with 100-byte bytes values (flags 0: no serialization cost for anyone):
@@ -10,7 +10,8 @@ single-threaded, with 100-byte bytes values (flags 0: no serialization cost for 
 
 for fae (4 servers, mode libmemcached), pylibmc (4 servers, ketama_weighted, tcp_nodelay),
 pymemcache HashClient (4 servers) and pymemcache Client on ONE server (the round-trip baseline:
-no hashing). pymemcache runs with default_noreply=False so that its sets wait for the reply as
+no hashing); with --compat also fae.pylibmc (same behaviors) and fae.pymemcache's HashClient
+(the drop-in modules over fae). pymemcache runs with default_noreply=False so that its sets wait for the reply as
 the others' do. Calls are interleaved in rounds (each client does calls/rounds, then the next)
 so drift on this shared machine hits every client alike. Ratios are fae ÷ pylibmc.
 Targets: get p50 ≤ 1.0 × pylibmc, 100-key get_many p50 ≤ 0.7 × pylibmc.
@@ -36,6 +37,8 @@ from pymemcache.client.base import Client as PmClient
 from pymemcache.client.hash import HashClient
 
 import fae
+import fae.pylibmc
+import fae.pymemcache
 
 ROOT = Path(__file__).resolve().parent.parent
 VALUE = b"v" * 100
@@ -74,24 +77,28 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(len(xs) * p))]
 
 
-def clients(addrs):
+def clients(addrs, compat=False):
     hp = [(a.split(":")[0], int(a.split(":")[1])) for a in addrs]
-    return {
+    cs = {
         "fae": fae.Client(addrs, timeout=1.0),
         "pylibmc": pylibmc.Client(addrs, behaviors={"ketama_weighted": True, "tcp_nodelay": True}),
         "pymemcache HashClient": HashClient(hp, no_delay=True, default_noreply=False),
         "pymemcache Client (1 server)": PmClient(hp[0], no_delay=True, default_noreply=False),
     }
+    if compat:
+        cs["fae.pylibmc"] = fae.pylibmc.Client(addrs, behaviors={"ketama_weighted": True, "tcp_nodelay": True})
+        cs["fae.pymemcache HashClient"] = fae.pymemcache.HashClient(hp, timeout=1.0, default_noreply=False)
+    return cs
 
 
 def multi(c):
     return c.get_multi if hasattr(c, "get_multi") else c.get_many
 
 
-def bench(calls: int, rounds: int):
+def bench(calls: int, rounds: int, compat: bool = False):
     procs, addrs = start_servers(4)
     try:
-        cs = clients(addrs)
+        cs = clients(addrs, compat)
         keys = [f"bench:key:{i}" for i in range(NKEYS)]
         batches = [keys[i : i + 100] for i in range(0, NKEYS, 100)]
         for name, c in cs.items():  # warm: connections open, keys present
@@ -178,8 +185,9 @@ def main():
     ap.add_argument("--calls", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument("--compat", action="store_true", help="also fae.pylibmc and fae.pymemcache's HashClient")
     a = ap.parse_args()
-    lat, ncalls, nmulti = bench(a.calls, a.rounds)
+    lat, ncalls, nmulti = bench(a.calls, a.rounds, a.compat)
     rows, verdict, info = table(lat, ncalls, nmulti)
     print(rows)
     print()

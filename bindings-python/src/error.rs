@@ -5,7 +5,7 @@
 //! Every exception carries `reason` (the core's stable reason name), `destination` and
 //! `detail`.
 
-use fae_core::{Error, ErrorKind};
+use fae_core::{Error, ErrorKind, Reason};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -46,11 +46,21 @@ fn raise(
     made.unwrap_or_else(|e| PyRuntimeError::new_err(format!("{message} (and {e})")))
 }
 
+/// The class for one error: by kind, except that memcached's `CLIENT_ERROR` reply (the server
+/// saying the request was wrong, e.g. `incr` of a non-number) is a `fae.ClientError`, as
+/// pymemcache reports it as `MemcacheClientError`.
+pub fn class_of(e: &Error) -> &'static str {
+    if e.reason() == Reason::ClientError {
+        return "ClientError";
+    }
+    class_name(e.kind())
+}
+
 /// A core error as the matching `fae.*` exception.
 pub fn to_py(py: Python<'_>, e: &Error) -> PyErr {
     raise(
         py,
-        class_name(e.kind()),
+        class_of(e),
         e.to_string(),
         e.reason().as_str(),
         e.destination(),
@@ -68,7 +78,6 @@ pub fn client_error(py: Python<'_>, reason: &str, message: impl Into<String>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fae_core::Reason;
 
     #[test]
     fn every_reason_has_a_named_class() {
@@ -79,5 +88,16 @@ mod tests {
                 "{r} falls to the wildcard arm"
             );
         }
+    }
+
+    #[test]
+    fn client_error_reply_is_a_client_error() {
+        let e = Error::with_detail(
+            Reason::ClientError,
+            "cannot increment or decrement non-numeric value",
+        );
+        assert_eq!(class_of(&e), "ClientError");
+        let e = Error::with_detail(Reason::ServerError, "out of memory");
+        assert_eq!(class_of(&e), "ServerError");
     }
 }

@@ -7,6 +7,7 @@
 //! this one waits on memcached. The public Python API (names, defaults, return values) is
 //! documented in `python/fae/_fae.pyi` and `bindings-python/README.md`.
 
+mod arg;
 mod error;
 mod lease;
 mod logging;
@@ -19,9 +20,12 @@ use fae_core::{Config, Op, SetItem, StoreOutcome};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
+use crate::arg::{Num, opt};
 use crate::error::{client_error, to_py};
 use crate::lease::Lease;
 use crate::serde::{EncodeOpts, Payload, Serde};
+use fae_core::placement::rendezvous::python_bytes_repr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// memcached reads an exptime above 30 days as a unix time; one in the past expires the item
 /// at once. Negative Python exptimes (Django's "expire now") are sent as this value.
@@ -57,6 +61,10 @@ struct Client {
     key_prefix: KeyPrefix,
     encode: EncodeOpts,
     ignore_exc: bool,
+    /// `mode="pymemcache"` with `servers=`: keys are placed as pymemcache's `HashClient`
+    /// places them, by the key without `key_prefix`, a `bytes` key by its `repr` (see
+    /// [`Client::place`]). Follows `reload`.
+    pymemcache_place: AtomicBool,
 }
 
 fn seconds_to_ms(py: Python<'_>, name: &str, v: Option<f64>) -> PyResult<Option<u64>> {
@@ -77,18 +85,25 @@ fn server_spec(item: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
     }
     if let Ok(t) = item.cast::<PyTuple>() {
         // pymemcache's (host, port) and pylibmc's (host, port, weight) tuples.
-        let host: String = t.get_item(0)?.extract()?;
-        let port: u16 = t.get_item(1)?.extract()?;
+        let bad = |_| {
+            client_error(
+                item.py(),
+                "invalid_config",
+                "a server tuple is (host: str, port: 0..65536[, weight: int])",
+            )
+        };
+        if !(2..=3).contains(&t.len()) {
+            return Err(client_error(
+                item.py(),
+                "invalid_config",
+                format!("a server tuple has 2 or 3 items, not {}", t.len()),
+            ));
+        }
+        let host: String = t.get_item(0)?.extract().map_err(bad)?;
+        let port: u16 = t.get_item(1)?.extract().map_err(bad)?;
         let weight = match t.len() {
-            2 => None,
-            3 => Some(t.get_item(2)?.extract::<u32>()?),
-            n => {
-                return Err(client_error(
-                    item.py(),
-                    "invalid_config",
-                    format!("a server tuple has 2 or 3 items, not {n}"),
-                ));
-            }
+            3 => Some(t.get_item(2)?.extract::<u32>().map_err(bad)?),
+            _ => None,
         };
         if host.starts_with('/') {
             // A Unix-domain socket ("/path", 0[, weight]): the port is only hashed.
@@ -194,13 +209,28 @@ impl ConfigArgs<'_, '_> {
                 ));
             }
             if let Some(c) = self.config {
+                // json.dumps rejects cycles, and the core refuses nesting deeper than
+                // `config::limits::MAX_DEPTH` before it parses (the limit of every config
+                // document); far deeper, json.dumps itself runs out of Python stack first.
                 let dumps = py.import("json")?.getattr("dumps")?;
-                let text: String = dumps.call1((c,))?.extract().map_err(|_| {
-                    client_error(py, "invalid_config", "config must be a JSON-like dict")
-                })?;
-                let value: serde_json::Value = serde_json::from_str(&text)
-                    .map_err(|e| client_error(py, "invalid_config", e.to_string()))?;
-                Config::from_value(value).map_err(|e| to_py(py, &e))?
+                let text: String = dumps
+                    .call1((c,))
+                    .map_err(|e| {
+                        let why = if e.is_instance_of::<pyo3::exceptions::PyRecursionError>(py) {
+                            format!(
+                                "config nests objects and arrays deeper than {} levels",
+                                fae_core::config::limits::MAX_DEPTH
+                            )
+                        } else {
+                            format!("config must be a JSON-like dict without cycles: {e}")
+                        };
+                        client_error(py, "invalid_config", why)
+                    })?
+                    .extract()
+                    .map_err(|_| {
+                        client_error(py, "invalid_config", "config must be a JSON-like dict")
+                    })?;
+                Config::from_json(&text).map_err(|e| to_py(py, &e))?
             } else {
                 let path = self.config_file.expect("one source was given");
                 let path: std::path::PathBuf = path.extract()?;
@@ -263,7 +293,63 @@ fn flags_arg(py: Python<'_>, flags: Option<&Bound<'_, PyAny>>) -> PyResult<Optio
     }
 }
 
+/// Per-key placing keys: the given one, else the wire key.
+fn placed<'a>(places: &'a [Option<Vec<u8>>], wire: &[&'a [u8]]) -> Vec<&'a [u8]> {
+    places
+        .iter()
+        .zip(wire)
+        .map(|(p, w)| p.as_deref().unwrap_or(w))
+        .collect()
+}
+
+/// The one result of a one-key multi call.
+fn only<T>(r: fae_core::Result<Vec<fae_core::Result<T>>>) -> fae_core::Result<T> {
+    r?.pop().unwrap_or_else(|| {
+        Err(fae_core::Error::with_detail(
+            fae_core::Reason::Protocol,
+            "a one-key call returned no result",
+        ))
+    })
+}
+
 impl Client {
+    /// [`Client::place`] of every key; None when no key needs one.
+    fn places(&self, keys: &[Bound<'_, PyAny>]) -> Option<Vec<Option<Vec<u8>>>> {
+        if !self.pymemcache_place.load(Ordering::Relaxed) {
+            return None;
+        }
+        let p: Vec<Option<Vec<u8>>> = keys.iter().map(|k| self.place(k)).collect();
+        p.iter().any(Option::is_some).then_some(p)
+    }
+
+    /// The key that places `key` when it is not its wire key: in pymemcache placement, the key
+    /// without `key_prefix`, and for `bytes` the `repr` pymemcache formats (the hash itself is
+    /// the core's). None: the wire key places itself.
+    fn place(&self, key: &Bound<'_, PyAny>) -> Option<Vec<u8>> {
+        if !self.pymemcache_place.load(Ordering::Relaxed) {
+            return None;
+        }
+        if let Ok(b) = key.cast::<PyBytes>() {
+            return Some(python_bytes_repr(b.as_bytes()));
+        }
+        let s = key.cast::<PyString>().ok()?;
+        (!self.key_prefix.prefix().is_empty())
+            .then(|| s.to_str().map(|s| s.as_bytes().to_vec()).ok())?
+    }
+
+    /// Leases and `get_or_set` place by the wire key only.
+    fn unplaced(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        if self.place(key).is_some() {
+            return Err(client_error(
+                key.py(),
+                "invalid_argument",
+                "leases and get_or_set are not available for bytes keys or with a key_prefix \
+                 in pymemcache placement (they place by the stored key)",
+            ));
+        }
+        Ok(())
+    }
+
     fn key<'py>(&self, key: &Bound<'py, PyAny>) -> PyResult<KeyBuf<'py>> {
         let py = key.py();
         let buf = if let Ok(b) = key.cast::<PyBytes>() {
@@ -354,8 +440,10 @@ impl Client {
         let flags = flags_arg(py, flags)?;
         let (payload, f) = self.value(k.as_slice(), value, flags, min_compress_len)?;
         let (kb, vb) = (k.as_slice(), payload.as_slice());
+        let place = self.place(key);
+        let pb = place.as_deref().unwrap_or(kb);
         let inner = &self.inner;
-        py.detach(|| inner.store(op, kb, vb, f, exp))
+        py.detach(|| inner.store_routed(pb, op, kb, vb, f, exp))
             .map_err(|e| to_py(py, &e))
     }
 
@@ -369,11 +457,14 @@ impl Client {
         let k = self.key(key)?;
         let kb = k.as_slice();
         let inner = &self.inner;
-        let r = py.detach(|| match (cas, touch) {
-            (false, None) => inner.get(kb),
-            (true, None) => inner.gets(kb),
-            (false, Some(t)) => inner.gat(kb, t),
-            (true, Some(t)) => inner.gats(kb, t),
+        let place = self.place(key);
+        let r = py.detach(|| match (cas, touch, place.as_deref()) {
+            (_, None, Some(pb)) => inner.get_routed(pb, kb, cas),
+            (_, Some(t), Some(pb)) => only(inner.get_multi_routed_opts(&[kb], &[pb], cas, Some(t))),
+            (false, None, None) => inner.get(kb),
+            (true, None, None) => inner.gets(kb),
+            (false, Some(t), None) => inner.gat(kb, t),
+            (true, Some(t), None) => inner.gats(kb, t),
         });
         match r {
             Ok(Some(item)) => {
@@ -397,9 +488,13 @@ impl Client {
             return Ok(Vec::new());
         }
         let slices: Vec<&[u8]> = bufs.iter().map(KeyBuf::as_slice).collect();
+        let places = self.places(&objs);
         let inner = &self.inner;
         let results = py
-            .detach(|| inner.get_multi_opts(&slices, cas, None))
+            .detach(|| match &places {
+                None => inner.get_multi_opts(&slices, cas, None),
+                Some(p) => inner.get_multi_routed_opts(&slices, &placed(p, &slices), cas, None),
+            })
             .map_err(|e| to_py(py, &e))?;
         let mut out = Vec::with_capacity(results.len());
         for ((obj, kb), r) in objs.into_iter().zip(&slices).zip(results) {
@@ -435,15 +530,11 @@ impl Client {
         })?;
         let k = self.key(key)?;
         let kb = k.as_slice();
+        let place = self.place(key);
+        let pb = place.as_deref().unwrap_or(kb);
         let inner = &self.inner;
-        py.detach(|| {
-            if incr {
-                inner.incr(kb, delta)
-            } else {
-                inner.decr(kb, delta)
-            }
-        })
-        .map_err(|e| to_py(py, &e))
+        py.detach(|| inner.arith_routed(pb, kb, incr, delta))
+            .map_err(|e| to_py(py, &e))
     }
 }
 
@@ -453,7 +544,7 @@ impl Client {
     #[pyo3(signature = (
         servers=None, *, config=None, config_file=None, mode=None, protocol=None, serde=None,
         key_prefix=None, connect_timeout=None, timeout=None, max_connections=None,
-        max_value_size=None, binary_keys=None, min_compress_len=None, compress_level=6,
+        max_value_size=None, binary_keys=None, min_compress_len=None, compress_level=Num(6),
         pickle_protocol=None, ignore_exc=false
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -466,14 +557,14 @@ impl Client {
         protocol: Option<&str>,
         serde: Option<&Bound<'_, PyAny>>,
         key_prefix: Option<&Bound<'_, PyAny>>,
-        connect_timeout: Option<f64>,
-        timeout: Option<f64>,
-        max_connections: Option<usize>,
-        max_value_size: Option<usize>,
+        connect_timeout: Option<Num<f64>>,
+        timeout: Option<Num<f64>>,
+        max_connections: Option<Num<usize>>,
+        max_value_size: Option<Num<usize>>,
         binary_keys: Option<bool>,
-        min_compress_len: Option<usize>,
-        compress_level: u32,
-        pickle_protocol: Option<i32>,
+        min_compress_len: Option<Num<usize>>,
+        compress_level: Num<u32>,
+        pickle_protocol: Option<Num<i32>>,
         ignore_exc: bool,
     ) -> PyResult<Self> {
         let cfg = ConfigArgs {
@@ -482,11 +573,11 @@ impl Client {
             config_file,
             mode,
             protocol,
-            max_connections,
+            max_connections: opt(max_connections),
             binary_keys,
-            connect_timeout,
-            timeout,
-            max_value_size,
+            connect_timeout: opt(connect_timeout),
+            timeout: opt(timeout),
+            max_value_size: opt(max_value_size),
         }
         .build(py)?;
         let serde = match serde {
@@ -511,10 +602,10 @@ impl Client {
             }
         };
         let encode = EncodeOpts {
-            min_compress_len: min_compress_len.unwrap_or(serde.default_min_compress_len()),
-            compress_level: compress_level.min(9),
+            min_compress_len: opt(min_compress_len).unwrap_or(serde.default_min_compress_len()),
+            compress_level: compress_level.0.min(9),
             // pickle.HIGHEST_PROTOCOL, like pymemcache's pickle_serde and pylibmc's default.
-            pickle_protocol: pickle_protocol.unwrap_or(-1),
+            pickle_protocol: opt(pickle_protocol).unwrap_or(-1),
         };
         logging::refresh(py);
         // Detached: building registers with the supervisor (a core lock), and a thread that
@@ -528,6 +619,7 @@ impl Client {
             key_prefix: KeyPrefix::new(key_prefix, true),
             encode,
             ignore_exc,
+            pymemcache_place: AtomicBool::new(servers.is_some() && mode == Some("pymemcache")),
         })
     }
 
@@ -670,7 +762,7 @@ impl Client {
         expire: Option<&Bound<'_, PyAny>>,
         noreply: Option<bool>,
         flags: Option<&Bound<'_, PyAny>>,
-        min_compress_len: Option<usize>,
+        min_compress_len: Option<Num<usize>>,
     ) -> PyResult<bool> {
         let _ = noreply;
         let r = self.store(
@@ -680,7 +772,7 @@ impl Client {
             value,
             expire,
             flags,
-            min_compress_len,
+            opt(min_compress_len),
         )?;
         Ok(r == StoreOutcome::Stored)
     }
@@ -694,7 +786,7 @@ impl Client {
         expire: Option<&Bound<'py, PyAny>>,
         noreply: Option<bool>,
         flags: Option<&Bound<'py, PyAny>>,
-        min_compress_len: Option<usize>,
+        min_compress_len: Option<Num<usize>>,
     ) -> PyResult<Bound<'py, PyList>> {
         let _ = noreply;
         let exp = exptime(py, expire)?;
@@ -716,7 +808,7 @@ impl Client {
                 )
             })?;
             let kb = self.key(&k)?;
-            payloads.push(self.value(kb.as_slice(), &v, flags, min_compress_len)?);
+            payloads.push(self.value(kb.as_slice(), &v, flags, opt(min_compress_len))?);
             keys.push(kb);
             objs.push(k);
         }
@@ -734,9 +826,15 @@ impl Client {
                 exptime: exp,
             })
             .collect();
+        let places = self.places(&objs);
+        let slices: Vec<&[u8]> = keys.iter().map(KeyBuf::as_slice).collect();
+        let server_keys = places.as_deref().map(|p| placed(p, &slices));
         let inner = &self.inner;
         let results = py
-            .detach(|| inner.set_multi(&items))
+            .detach(|| match &server_keys {
+                None => inner.set_multi(&items),
+                Some(p) => inner.set_multi_routed(&items, p),
+            })
             .map_err(|e| to_py(py, &e))?;
         for (obj, r) in objs.into_iter().zip(results) {
             if !matches!(r, Ok(StoreOutcome::Stored)) {
@@ -755,7 +853,7 @@ impl Client {
         expire: Option<&Bound<'py, PyAny>>,
         noreply: Option<bool>,
         flags: Option<&Bound<'py, PyAny>>,
-        min_compress_len: Option<usize>,
+        min_compress_len: Option<Num<usize>>,
     ) -> PyResult<Bound<'py, PyList>> {
         self.set_many(py, values, expire, noreply, flags, min_compress_len)
     }
@@ -771,7 +869,7 @@ impl Client {
         expire: Option<&Bound<'_, PyAny>>,
         noreply: Option<bool>,
         flags: Option<&Bound<'_, PyAny>>,
-        min_compress_len: Option<usize>,
+        min_compress_len: Option<Num<usize>>,
     ) -> PyResult<bool> {
         let _ = noreply;
         let r = self.store(
@@ -781,7 +879,7 @@ impl Client {
             value,
             expire,
             flags,
-            min_compress_len,
+            opt(min_compress_len),
         )?;
         Ok(r == StoreOutcome::Stored)
     }
@@ -797,7 +895,7 @@ impl Client {
         expire: Option<&Bound<'_, PyAny>>,
         noreply: Option<bool>,
         flags: Option<&Bound<'_, PyAny>>,
-        min_compress_len: Option<usize>,
+        min_compress_len: Option<Num<usize>>,
     ) -> PyResult<bool> {
         let _ = noreply;
         let r = self.store(
@@ -807,7 +905,7 @@ impl Client {
             value,
             expire,
             flags,
-            min_compress_len,
+            opt(min_compress_len),
         )?;
         Ok(r == StoreOutcome::Stored)
     }
@@ -891,8 +989,11 @@ impl Client {
         let _ = noreply;
         let k = self.key(key)?;
         let kb = k.as_slice();
+        let place = self.place(key);
+        let pb = place.as_deref().unwrap_or(kb);
         let inner = &self.inner;
-        py.detach(|| inner.delete(kb)).map_err(|e| to_py(py, &e))
+        py.detach(|| inner.delete_routed(pb, kb))
+            .map_err(|e| to_py(py, &e))
     }
 
     /// Delete many keys (pipelined per server). Returns True.
@@ -904,14 +1005,18 @@ impl Client {
         noreply: Option<bool>,
     ) -> PyResult<bool> {
         let _ = noreply;
-        let (_, bufs) = self.keys(keys)?;
+        let (objs, bufs) = self.keys(keys)?;
         if bufs.is_empty() {
             return Ok(true);
         }
         let slices: Vec<&[u8]> = bufs.iter().map(KeyBuf::as_slice).collect();
+        let places = self.places(&objs);
         let inner = &self.inner;
         let results = py
-            .detach(|| inner.delete_multi(&slices))
+            .detach(|| match &places {
+                None => inner.delete_multi(&slices),
+                Some(p) => inner.delete_multi_routed(&slices, &placed(p, &slices)),
+            })
             .map_err(|e| to_py(py, &e))?;
         if !self.ignore_exc
             && let Some(Err(e)) = results.into_iter().find(Result::is_err)
@@ -973,8 +1078,11 @@ impl Client {
         let t = exptime(py, expire)?;
         let k = self.key(key)?;
         let kb = k.as_slice();
+        let place = self.place(key);
+        let pb = place.as_deref().unwrap_or(kb);
         let inner = &self.inner;
-        py.detach(|| inner.touch(kb, t)).map_err(|e| to_py(py, &e))
+        py.detach(|| inner.touch_routed(pb, kb, t))
+            .map_err(|e| to_py(py, &e))
     }
 
     // Stampede protection: the core's leases and get_or_set, converted. No lease, retry or
@@ -985,6 +1093,7 @@ impl Client {
     /// `token`; `stale` serve `value` (someone else refreshes it); `miss` compute and
     /// `set_with_lease` with `token`; `wait` someone else is filling, read again shortly.
     fn get_or_lease(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Lease> {
+        self.unplaced(key)?;
         let k = self.key(key)?;
         let kb = k.as_slice();
         let inner = &self.inner;
@@ -1026,6 +1135,7 @@ impl Client {
                 ),
             )
         })?;
+        self.unplaced(key)?;
         let k = self.key(key)?;
         let exp = exptime(py, expire)?;
         let (payload, f) = self.value(k.as_slice(), value, None, None)?;
@@ -1056,6 +1166,7 @@ impl Client {
             })?,
             _ => 0,
         };
+        self.unplaced(key)?;
         let k = self.key(key)?;
         let kb = k.as_slice();
         let inner = &self.inner;
@@ -1077,6 +1188,7 @@ impl Client {
         r#fn: &Bound<'py, PyAny>,
         expire: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        self.unplaced(key)?;
         let k = self.key(key)?;
         let exp = exptime(py, expire)?;
         if !r#fn.is_callable() {
@@ -1112,9 +1224,10 @@ impl Client {
     }
 
     /// `flush_all` on every server. Returns True.
-    #[pyo3(signature = (delay=0, noreply=None))]
-    fn flush_all(&self, py: Python<'_>, delay: u32, noreply: Option<bool>) -> PyResult<bool> {
+    #[pyo3(signature = (delay=Num(0), noreply=None))]
+    fn flush_all(&self, py: Python<'_>, delay: Num<u32>, noreply: Option<bool>) -> PyResult<bool> {
         let _ = noreply;
+        let delay = delay.0;
         let inner = &self.inner;
         py.detach(|| inner.flush_all(delay))
             .map_err(|e| to_py(py, &e))?;
@@ -1196,8 +1309,10 @@ impl Client {
             client_error(py, "invalid_argument", format!("unknown operation {op:?}"))
         })?;
         let k = self.key(key)?;
+        // A pymemcache-placed client is one pool: its route is the placing key's server.
+        let place = self.place(key);
         self.inner
-            .route_for(op, k.as_slice())
+            .route_for(op, place.as_deref().unwrap_or(k.as_slice()))
             .map_err(|e| to_py(py, &e))
     }
 
@@ -1228,10 +1343,10 @@ impl Client {
         servers: Option<&Bound<'_, PyAny>>,
         mode: Option<&str>,
         protocol: Option<&str>,
-        connect_timeout: Option<f64>,
-        timeout: Option<f64>,
-        max_connections: Option<usize>,
-        max_value_size: Option<usize>,
+        connect_timeout: Option<Num<f64>>,
+        timeout: Option<Num<f64>>,
+        max_connections: Option<Num<usize>>,
+        max_value_size: Option<Num<usize>>,
         binary_keys: Option<bool>,
     ) -> PyResult<()> {
         let cfg = ConfigArgs {
@@ -1240,17 +1355,21 @@ impl Client {
             config_file,
             mode,
             protocol,
-            max_connections,
+            max_connections: opt(max_connections),
             binary_keys,
-            connect_timeout,
-            timeout,
-            max_value_size,
+            connect_timeout: opt(connect_timeout),
+            timeout: opt(timeout),
+            max_value_size: opt(max_value_size),
         }
         .build(py)?;
         // The reload's own record (`reload=ok ...`) should see a level set just before.
         logging::refresh(py);
         let inner = &self.inner;
-        py.detach(|| inner.reload(&cfg)).map_err(|e| to_py(py, &e))
+        py.detach(|| inner.reload(&cfg))
+            .map_err(|e| to_py(py, &e))?;
+        let pymemcache = servers.is_some() && mode == Some("pymemcache");
+        self.pymemcache_place.store(pymemcache, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Close idle connections now; the client stays usable (pymemcache/pylibmc
@@ -1317,15 +1436,17 @@ impl Client {
         };
         let k = self.key(key)?;
         let kb = k.as_slice();
+        let place = self.place(key);
+        let pb = place.as_deref().unwrap_or(kb);
+        let op = if append {
+            StoreOp::Append
+        } else {
+            StoreOp::Prepend
+        };
         let inner = &self.inner;
-        py.detach(|| {
-            if append {
-                inner.append(kb, &data)
-            } else {
-                inner.prepend(kb, &data)
-            }
-        })
-        .map_err(|e| to_py(py, &e))
+        py.detach(|| inner.store_routed(pb, op, kb, &data, 0, 0))
+            .map(|r| r == StoreOutcome::Stored)
+            .map_err(|e| to_py(py, &e))
     }
 }
 

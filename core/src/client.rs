@@ -1059,12 +1059,19 @@ impl Client {
         server_keys: &[&[u8]],
         cas: bool,
     ) -> Result<Vec<Result<Option<Item>>>> {
-        if keys.len() != server_keys.len() {
-            return Err(Error::with_detail(
-                Reason::InvalidArgument,
-                "get_multi_routed: keys and server_keys differ in length",
-            ));
-        }
+        self.get_multi_routed_opts(keys, server_keys, cas, None)
+    }
+
+    /// [`Client::get_multi_opts`] where `keys[i]` is placed by `server_keys[i]` (a `touch`
+    /// makes it get-and-touch). The two slices must have the same length.
+    pub fn get_multi_routed_opts(
+        &self,
+        keys: &[&[u8]],
+        server_keys: &[&[u8]],
+        cas: bool,
+        touch: Option<u32>,
+    ) -> Result<Vec<Result<Option<Item>>>> {
+        same_len("get_multi_routed", keys.len(), server_keys.len())?;
         let keys: Vec<Key<'_>> = keys
             .iter()
             .zip(server_keys)
@@ -1072,10 +1079,77 @@ impl Client {
             .collect();
         let opts = GetOpts {
             cas,
+            touch,
             ..GetOpts::default()
         };
         self.read(&keys, opts)
     }
+
+    /// [`Client::set_multi`] where `items[i]` is placed by `server_keys[i]`.
+    pub fn set_multi_routed(
+        &self,
+        items: &[SetItem<'_>],
+        server_keys: &[&[u8]],
+    ) -> Result<Vec<Result<StoreOutcome>>> {
+        same_len("set_multi_routed", items.len(), server_keys.len())?;
+        let reqs: Vec<Write<'_>> = items
+            .iter()
+            .zip(server_keys)
+            .map(|(it, place)| Write {
+                place,
+                req: Request::Store {
+                    op: StoreOp::Set,
+                    key: it.key,
+                    value: it.value,
+                    flags: it.flags,
+                    exptime: it.exptime,
+                    noreply: false,
+                },
+            })
+            .collect();
+        Ok(self
+            .run(&reqs)?
+            .into_iter()
+            .map(|r| r.and_then(StoreOutcome::from_reply))
+            .collect())
+    }
+
+    /// [`Client::delete_multi`] where `keys[i]` is placed by `server_keys[i]`.
+    pub fn delete_multi_routed(
+        &self,
+        keys: &[&[u8]],
+        server_keys: &[&[u8]],
+    ) -> Result<Vec<Result<bool>>> {
+        same_len("delete_multi_routed", keys.len(), server_keys.len())?;
+        let reqs: Vec<Write<'_>> = keys
+            .iter()
+            .zip(server_keys)
+            .map(|(key, place)| Write {
+                place,
+                req: Request::Delete {
+                    key,
+                    noreply: false,
+                    invalidate: None,
+                    cas: None,
+                },
+            })
+            .collect();
+        Ok(self
+            .run(&reqs)?
+            .into_iter()
+            .map(|r| r.and_then(found))
+            .collect())
+    }
+}
+
+fn same_len(what: &str, keys: usize, server_keys: usize) -> Result<()> {
+    if keys == server_keys {
+        return Ok(());
+    }
+    Err(Error::with_detail(
+        Reason::InvalidArgument,
+        format!("{what}: {keys} keys but {server_keys} server keys"),
+    ))
 }
 
 #[cfg(test)]

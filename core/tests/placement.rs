@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::PathBuf;
 
+use fae_core::placement::rendezvous::python_bytes_repr;
 use fae_core::placement::{Mode, Node, Placement};
 
 /// File → mode, from the table in `tests/placement/README.md`.
@@ -110,9 +111,54 @@ fn check_file(file: &str, mode: Mode) -> Result<usize, String> {
     Ok(total)
 }
 
+/// Python keys as pymemcache's `HashClient` places them (`tests/placement/gen/`): `str` keys of
+/// any characters (placed by their UTF-8 form) and `bytes` keys (placed by their `repr`, as a
+/// binding does); pymemcache hashes the key without `key_prefix`, so that column is the
+/// Python tests' (tests/python/test_compat_placement.py).
+const PYTHON_FILE: &str = "pymemcache-python.csv";
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+#[test]
+fn pymemcache_python_keys_match_100_percent() {
+    let text = fs::read_to_string(vector_dir().join(PYTHON_FILE)).expect("vector file");
+    let nodes = nodes_for(PYTHON_FILE);
+    let placement = Placement::new(Mode::Pymemcache, &nodes).expect("placement");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("kind,key_prefix,key,server"));
+    let (mut total, mut bad) = (0, Vec::new());
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        let key = unhex(f[2]);
+        let place = match f[0] {
+            "str" => key,
+            "bytes" => python_bytes_repr(&key),
+            other => panic!("unknown kind {other}"),
+        };
+        let got = nodes[placement.pick(&place)].addr();
+        total += 1;
+        if got != f[3] {
+            bad.push(format!("  {line}: got {got}"));
+        }
+    }
+    assert_eq!(total, KEYS_PER_FILE);
+    assert!(
+        bad.is_empty(),
+        "{} of {total} differ:\n{}",
+        bad.len(),
+        bad[..bad.len().min(5)].join("\n")
+    );
+}
+
 #[test]
 fn every_vector_file_is_known() {
-    let known: BTreeSet<&str> = FILES.iter().map(|(f, _)| *f).collect();
+    let mut known: BTreeSet<&str> = FILES.iter().map(|(f, _)| *f).collect();
+    known.insert(PYTHON_FILE);
     let present: BTreeSet<String> = fs::read_dir(vector_dir())
         .expect("tests/placement exists")
         .map(|e| e.expect("readable dir entry").file_name())

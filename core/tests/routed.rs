@@ -5,7 +5,7 @@
 use fae_core::hash::HashFn;
 use fae_core::placement::{Node, Placement};
 use fae_core::protocol::StoreOp;
-use fae_core::{Client, Config, StoreOutcome};
+use fae_core::{Client, Config, SetItem, StoreOutcome};
 use fae_testkit::Cluster;
 
 fn client(servers: &[String], protocol: &str) -> Client {
@@ -56,6 +56,45 @@ fn routed_commands_land_on_the_server_key_server() {
         assert!(!c.delete_routed(skey, key).unwrap());
         assert!(c.get_multi_routed(&[key], &[], false).is_err());
         assert!(c.get_routed(b"bad key", key, false).is_err());
+
+        // The multi-key writes and get-and-touch, placed by server keys.
+        let items = [
+            SetItem {
+                key: b"m1",
+                value: b"a",
+                flags: 0,
+                exptime: 0,
+            },
+            SetItem {
+                key: b"m2",
+                value: b"b",
+                flags: 0,
+                exptime: 0,
+            },
+        ];
+        let stored = c.set_multi_routed(&items, &[skey, skey]).unwrap();
+        assert!(
+            stored
+                .iter()
+                .all(|r| *r.as_ref().unwrap() == StoreOutcome::Stored)
+        );
+        let there = c.route_for(fae_core::Op::Get, skey).unwrap();
+        for k in [&b"m1"[..], b"m2"] {
+            if c.route_for(fae_core::Op::Get, k).unwrap() != there {
+                assert_eq!(c.get(k).unwrap(), None, "{proto}: not on its own server");
+            }
+        }
+        let touched = c
+            .get_multi_routed_opts(&[b"m1", b"m2"], &[skey, skey], true, Some(100))
+            .unwrap();
+        assert!(touched.iter().all(|r| r.as_ref().unwrap().is_some()));
+        let deleted = c
+            .delete_multi_routed(&[b"m1", b"m2", b"m3"], &[skey, skey, skey])
+            .unwrap();
+        let deleted: Vec<bool> = deleted.into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(deleted, [true, true, false]);
+        assert!(c.set_multi_routed(&items, &[skey]).is_err());
+        assert!(c.delete_multi_routed(&[b"m1"], &[]).is_err());
     }
 }
 

@@ -7,8 +7,9 @@ one, and the ``detail`` message.
 ::
 
     fae.Error
-     ├─ fae.ClientError        (also a ValueError)     bad key/value/argument, closed client
-     ├─ fae.ServerError                                 SERVER_ERROR/CLIENT_ERROR, bad reply
+     ├─ fae.ClientError        (also a ValueError)     bad key/value/argument/config, closed
+     │                                                  client, memcached's CLIENT_ERROR/ERROR
+     ├─ fae.ServerError                                 SERVER_ERROR, a reply that cannot be parsed
      ├─ fae.TimeoutError       (also a TimeoutError)    the request's deadline passed
      ├─ fae.ConnectionError    (also a ConnectionError) connect failed, reset, I/O error
      └─ fae.NoServerAvailable                           breaker open (tko) or no server
@@ -55,12 +56,15 @@ class ClientError(Error, ValueError):
     """The caller's input was rejected before any I/O: an invalid key (reason
     ``invalid_key``), a value over ``max_value_size`` (``value_too_large``), a value the serde
     cannot store or read (``invalid_value``, ``unsupported_value``), a bad argument or config
-    (``invalid_argument``, ``invalid_config``), or a closed client (``closed``)."""
+    (``invalid_argument``, ``invalid_config``; numbers out of range too, and config dicts that are
+    cyclic or nested deeper than 128 levels), a closed client (``closed``), or memcached
+    refusing the request as malformed: its ``CLIENT_ERROR``/``ERROR`` reply, e.g. ``incr`` of a
+    non-numeric value (``client_error``, as pymemcache's ``MemcacheClientError``)."""
 
 
 class ServerError(Error):
-    """memcached answered ``SERVER_ERROR``/``CLIENT_ERROR`` (``server_error``,
-    ``client_error``) or a reply that could not be parsed (``protocol``)."""
+    """memcached answered ``SERVER_ERROR`` (``server_error``) or a reply that could not be
+    parsed (``protocol``)."""
 
 
 class TimeoutError(Error, builtins.TimeoutError):

@@ -112,6 +112,10 @@ class Client:
             edit is rejected, logged and counted, and the old config stays.
         mode: placement mode (``"libmemcached"`` default, ``"pymemcache"``, ``"libmemcached-ketama"``,
             ``"php-memcached-default"``, ``"mcrouter"``, ``"jump"`` …); only with ``servers``.
+            ``"pymemcache"`` places keys exactly as pymemcache's ``HashClient``: by the key
+            without ``key_prefix``, a ``str`` by its characters, a ``bytes`` key by its
+            ``repr``. Leases and ``get_or_set`` then refuse ``bytes`` keys and keys with a
+            ``key_prefix`` (they place by the stored key), raising ``ClientError``.
         protocol: ``"meta"`` (default) or ``"text"``; only with ``servers``.
         serde: ``"pymemcache"`` (default), ``"pylibmc"``, ``"raw"``, ``"interop"`` or an object
             with pymemcache's ``serialize``/``deserialize`` methods.
@@ -129,7 +133,9 @@ class Client:
             network failure (caller errors still raise).
 
     Raises:
-        ClientError: the configuration is invalid (reason ``invalid_config``).
+        ClientError: the configuration is invalid (reason ``invalid_config``: a config dict
+            with a cycle or nested deeper than 64 levels too) or a number is out of range
+            (``invalid_argument``).
     """
 
     def __init__(
@@ -338,7 +344,7 @@ class Client:
 
     # Admin.
     def flush_all(self, delay: int = 0, noreply: Optional[bool] = None) -> bool:
-        """``flush_all`` on every server. True."""
+        """``flush_all`` on every server (after ``delay`` seconds, 0..2**32). True."""
     def version(self) -> Dict[str, str]:
         """``{server: version}``."""
     def stats(self, *args: str) -> Dict[str, Dict[str, Union[int, float, str]]]:

@@ -8,10 +8,13 @@
 //! tie goes to the lexicographically larger node name (`max(str(node), str(winner))`). Weights
 //! are ignored: pymemcache has none.
 //!
-//! The key here is the byte string pymemcache formats into `f"{node}-{key}"`. For a Python `str`
-//! key that is its characters with each code point masked to 8 bits (pymemcache's murmur3 reads
-//! `ord(c) & 0xff`), which equals the UTF-8 bytes only for ASCII; a Python `bytes` key formats as
-//! `b'...'`. Those conversions belong to the binding that receives Python objects.
+//! pymemcache formats the key into a Python `str` and its murmur3 reads one "byte" per
+//! character: `ord(c) & 0xff` (the fourth byte of a block is unmasked, but only the low 32 bits
+//! of the result count, so it is masked too). [`Rendezvous::pick`] therefore takes the key as
+//! UTF-8 (what a `str` key travels as), decodes it and hashes each code point's low byte; for
+//! ASCII that is the key itself. A byte that is not part of valid UTF-8 is hashed as itself.
+//! A Python `bytes` key is formatted as its `repr`, `b'...'`: a binding places such a key by
+//! [`python_bytes_repr`] of it. pymemcache hashes the key without `key_prefix`.
 
 use super::Node;
 use crate::hash::murmur::murmur3_32_parts;
@@ -39,8 +42,15 @@ impl Rendezvous {
         prefix.strip_suffix(b"-").unwrap_or(prefix)
     }
 
-    /// The winning node for `key` (0 for an empty list). No allocation.
+    /// The winning node for `key` (0 for an empty list). No allocation for an ASCII key.
     pub fn pick(&self, key: &[u8]) -> usize {
+        let masked;
+        let key = if key.is_ascii() {
+            key
+        } else {
+            masked = code_point_low_bytes(key);
+            &masked[..]
+        };
         let mut winner = 0;
         let mut high = None;
         for (i, prefix) in self.prefixes.iter().enumerate() {
@@ -57,6 +67,52 @@ impl Rendezvous {
         }
         winner
     }
+}
+
+/// What pymemcache's murmur3 reads from the `str` whose UTF-8 form is `key`: the low byte of
+/// every code point. Bytes that are not valid UTF-8 stay as they are (as Python's
+/// `surrogateescape` decoding would give them, masked).
+fn code_point_low_bytes(key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len());
+    for chunk in key.utf8_chunks() {
+        out.extend(chunk.valid().chars().map(|c| (u32::from(c) & 0xff) as u8));
+        out.extend_from_slice(chunk.invalid());
+    }
+    out
+}
+
+/// Python's `repr()` of a `bytes` object, which is how pymemcache's `f"{node}-{key}"` formats a
+/// `bytes` key: `b'...'` (or `b"..."` when the bytes hold `'` and no `"`), with `\\`, `\t`,
+/// `\n`, `\r`, the quote escaped and other bytes outside `0x20..0x7f` as `\xhh`.
+pub fn python_bytes_repr(key: &[u8]) -> Vec<u8> {
+    let quote = if key.contains(&b'\'') && !key.contains(&b'"') {
+        b'"'
+    } else {
+        b'\''
+    };
+    let mut out = Vec::with_capacity(key.len() + 3);
+    out.extend_from_slice(&[b'b', quote]);
+    for &c in key {
+        match c {
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            c if c == quote => out.extend_from_slice(&[b'\\', c]),
+            c if !(0x20..0x7f).contains(&c) => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'x',
+                    HEX[usize::from(c >> 4)],
+                    HEX[usize::from(c & 15)],
+                ]);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
 }
 
 /// pymemcache's comparison: a higher score wins; an equal score wins if its node name is larger
@@ -96,6 +152,33 @@ mod tests {
         assert!(!beats(4, b"z:1", 5, b"a:1"));
         let r = Rendezvous::new(&[Node::new("a", 1), Node::new("a", 1)]);
         assert_eq!(r.pick(b"k"), 0, "a duplicate node keeps the first index");
+    }
+
+    #[test]
+    fn non_ascii_hashes_code_point_low_bytes() {
+        let nodes = [Node::new("127.0.0.1", 21211), Node::new("127.0.0.1", 21212)];
+        let r = Rendezvous::new(&nodes);
+        // "é" is U+00E9: pymemcache hashes the one byte 0xe9, not UTF-8's c3 a9.
+        assert_eq!(code_point_low_bytes("é€x".as_bytes()), [0xe9, 0xac, b'x']);
+        assert_eq!(code_point_low_bytes(b"a\xffb"), b"a\xffb");
+        let s: Vec<u32> = ["127.0.0.1:21211-", "127.0.0.1:21212-"]
+            .iter()
+            .map(|p| murmur3_32(&[p.as_bytes(), &[0xe9, 0xac, b'x']].concat(), 0))
+            .collect();
+        let want = if s[1] > s[0] { 1 } else { 0 };
+        assert_eq!(r.pick("é€x".as_bytes()), want);
+    }
+
+    #[test]
+    fn bytes_repr_is_pythons() {
+        assert_eq!(python_bytes_repr(b"foo"), b"b'foo'");
+        assert_eq!(python_bytes_repr(b""), b"b''");
+        assert_eq!(python_bytes_repr(b"it's"), b"b\"it's\"");
+        assert_eq!(python_bytes_repr(b"'\""), b"b'\\'\"'");
+        assert_eq!(
+            python_bytes_repr(b"a\\b\t\n\r\x00\x7f\xe9"),
+            b"b'a\\\\b\\t\\n\\r\\x00\\x7f\\xe9'"
+        );
     }
 
     #[test]

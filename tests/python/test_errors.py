@@ -1,0 +1,97 @@
+"""Every failure of a ``fae`` call is an ``fae.Error``: overflowing numbers, deep or cyclic
+config dicts, and memcached's ``CLIENT_ERROR`` replies (a client error, as pymemcache reports
+it)."""
+
+from __future__ import annotations
+
+import pytest
+
+import fae
+
+
+@pytest.mark.parametrize("delay", [-1, 2**40, "soon"])
+def test_flush_all_bad_delay(servers, delay):
+    with pytest.raises(fae.ClientError):
+        fae.Client(servers).flush_all(delay)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"compress_level": -1},
+        {"compress_level": 2**40},
+        {"max_connections": -1},
+        {"max_value_size": 2**70},
+        {"min_compress_len": -5},
+        {"timeout": 10**400},
+        {"connect_timeout": "x"},
+        {"pickle_protocol": 2**40},
+    ],
+)
+def test_constructor_numbers(servers, kwargs):
+    with pytest.raises(fae.ClientError):
+        fae.Client(servers, **kwargs)
+
+
+def test_per_call_numbers(servers):
+    c = fae.Client(servers)
+    with pytest.raises(fae.ClientError):
+        c.set("k", b"v", min_compress_len=-1)
+    with pytest.raises(fae.ClientError):
+        c.set_many({"k": b"v"}, min_compress_len=2**70)
+
+
+def nested_route(depth: int, pool: str) -> dict:
+    route: object = pool
+    for _ in range(depth):
+        route = {"type": "failover", "children": [route]}
+    return route  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("depth", [200, 1000, 5000])
+def test_deep_config(servers, depth):
+    cfg = {"pools": {"a": {"servers": servers[:1]}}, "route": nested_route(depth, "a")}
+    with pytest.raises(fae.ClientError, match="nest|recursion"):
+        fae.Client(config=cfg)
+    with pytest.raises(fae.ClientError):
+        fae.Client(servers).reload(config=cfg)
+
+
+def test_depth_limit_is_the_core_one(servers):
+    # The same limit as a JSON or TOML config (config::limits::MAX_DEPTH = 64 levels).
+    ok = {"pools": {"a": {"servers": servers[:1]}}, "route": nested_route(31, "a")}
+    fae.Client(config=ok)
+    deep = {"pools": {"a": {"servers": servers[:1]}}, "route": nested_route(32, "a")}
+    with pytest.raises(fae.ClientError, match="deeper than 64 levels"):
+        fae.Client(config=deep)
+
+
+def test_shallow_nesting_is_fine(servers):
+    cfg = {"pools": {"a": {"servers": servers[:1]}}, "route": nested_route(20, "a")}
+    c = fae.Client(config=cfg)
+    assert c.set("k", b"v") and c.get("k") == b"v"
+
+
+def test_cyclic_config(servers):
+    cfg: dict = {"pools": {"a": {"servers": servers[:1]}}}
+    cfg["route"] = {"type": "failover", "children": ["a"]}
+    cfg["route"]["children"].append(cfg["route"])
+    with pytest.raises(fae.ClientError, match="cycle|[Cc]ircular"):
+        fae.Client(config=cfg)
+
+
+def test_client_error_reply_is_a_client_error(servers):
+    c = fae.Client(servers, serde="raw")
+    c.set("n", b"not a number")
+    with pytest.raises(fae.ClientError) as e:
+        c.incr("n", 1)
+    assert e.value.reason == "client_error"
+    assert isinstance(e.value, ValueError)
+    with pytest.raises(fae.ClientError):
+        c.decr("n", 1)
+
+
+@pytest.mark.parametrize("bad", [("h",), ("h", 99999), ("h", 1, -1), (5, 1), ("h", 1, 2, 3)])
+def test_bad_server_tuples(bad):
+    with pytest.raises(fae.ClientError):
+        fae.Client([bad])
