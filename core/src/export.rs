@@ -49,8 +49,10 @@ pub(crate) struct Exporter {
     next_bind_ms: AtomicU64,
     /// The "another process holds the port" message is logged once per process.
     in_use_logged: AtomicBool,
-    /// One thread serves at a time (tick runs on request threads without a supervisor).
-    serving: AtomicBool,
+    /// One thread serves at a time (tick runs on request threads without a supervisor): the
+    /// fork generation + 1 of the thread serving, 0 when none. A value from another generation
+    /// was left by a thread that a fork did not copy, and is free.
+    serving: AtomicU64,
     dir: Option<PathBuf>,
     interval_ms: u64,
     last_write_ms: AtomicU64,
@@ -71,7 +73,7 @@ impl Exporter {
             listener: ArcSwapOption::empty(),
             next_bind_ms: AtomicU64::new(0),
             in_use_logged: AtomicBool::new(false),
-            serving: AtomicBool::new(false),
+            serving: AtomicU64::new(0),
             dir,
             interval_ms,
             last_write_ms: AtomicU64::new(0),
@@ -91,14 +93,17 @@ impl Exporter {
                 }
             }
         }
+        let me = fork::generation() + 1;
+        let holder = self.serving.load(Ordering::Relaxed);
         if let Some(addr) = &self.listen
+            && holder != me
             && self
                 .serving
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
         {
             self.serve(addr, snapshot);
-            self.serving.store(false, Ordering::Release);
+            self.serving.store(0, Ordering::Release);
         }
     }
 
