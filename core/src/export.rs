@@ -56,6 +56,9 @@ pub(crate) struct Exporter {
     dir: Option<PathBuf>,
     interval_ms: u64,
     last_write_ms: AtomicU64,
+    /// The fork generation + 1 that last made a request (0: none yet). A forked process that
+    /// never made one writes no final snapshot: its counters would be its parent's.
+    used_in: AtomicU64,
     id: u64,
 }
 
@@ -77,8 +80,35 @@ impl Exporter {
             dir,
             interval_ms,
             last_write_ms: AtomicU64::new(0),
+            used_in: AtomicU64::new(0),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         })
+    }
+
+    /// A request ran in this process (one relaxed load per request once marked).
+    pub(crate) fn mark_used(&self) {
+        let g = fork::generation() + 1;
+        if self.used_in.load(Ordering::Relaxed) != g {
+            self.used_in.store(g, Ordering::Relaxed);
+        }
+    }
+
+    /// Does this exporter write snapshot files (`stats.dir`)?
+    pub(crate) fn writes_files(&self) -> bool {
+        self.dir.is_some()
+    }
+
+    /// Write the snapshot now, whatever the interval: at close, drop and process exit, so the
+    /// counts of the last interval are in the file that `fae stats --dir` folds into the
+    /// retired totals (php-fpm recycles a worker right after its last request).
+    pub(crate) fn write_final(&self, snapshot: &dyn Fn() -> Value) {
+        let Some(dir) = &self.dir else { return };
+        if self.used_in.load(Ordering::Relaxed) != fork::generation() + 1 {
+            return;
+        }
+        if let Err(e) = write_snapshot(dir, self.id, &snapshot()) {
+            log::warn!(target: "fae", "stats.dir={} final write failed: {e}", dir.display());
+        }
     }
 
     /// Write a due snapshot and serve pending HTTP requests. `snapshot` builds the JSON.
@@ -500,6 +530,59 @@ pub fn merge_snapshots(snapshots: &[Value]) -> Value {
             "reload_failures": sum("reload_failures"),
         },
     })
+}
+
+/// A client whose final snapshot is written when the process exits.
+pub(crate) trait FinalSnapshot: Send + Sync {
+    /// Write it (a no-op without `stats.dir`).
+    fn write_final(&self);
+}
+
+struct ExitNode {
+    client: std::sync::Weak<dyn FinalSnapshot>,
+    next: *mut ExitNode,
+}
+
+/// Clients to flush at exit: a push-only lock-free list (a fork at any moment leaves it usable;
+/// a process has a handful of clients, so nodes are never freed).
+static AT_EXIT: std::sync::atomic::AtomicPtr<ExitNode> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+static INSTALL_AT_EXIT: std::sync::Once = std::sync::Once::new();
+
+/// Write `client`'s final snapshot when the process exits (`atexit`; for the PHP extension,
+/// glibc runs it when PHP unloads the module at shutdown).
+pub(crate) fn write_at_exit(client: std::sync::Weak<dyn FinalSnapshot>) {
+    let node = Box::into_raw(Box::new(ExitNode {
+        client,
+        next: std::ptr::null_mut(),
+    }));
+    let mut head = AT_EXIT.load(Ordering::Acquire);
+    loop {
+        // SAFETY: `node` is ours until the exchange below publishes it.
+        unsafe { (*node).next = head };
+        match AT_EXIT.compare_exchange_weak(head, node, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(h) => head = h,
+        }
+    }
+    INSTALL_AT_EXIT.call_once(|| {
+        // SAFETY: registering a plain `extern "C" fn()` that never unwinds.
+        unsafe { libc::atexit(flush_at_exit) };
+    });
+}
+
+extern "C" fn flush_at_exit() {
+    let _ = std::panic::catch_unwind(|| {
+        let mut p = AT_EXIT.load(Ordering::Acquire);
+        while !p.is_null() {
+            // SAFETY: published nodes are never freed.
+            let node = unsafe { &*p };
+            if let Some(c) = node.client.upgrade() {
+                c.write_final();
+            }
+            p = node.next;
+        }
+    });
 }
 
 #[cfg(test)]

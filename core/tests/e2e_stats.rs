@@ -557,3 +557,53 @@ fn promtool_accepts_client_and_merged_metrics() {
     drop(c);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Short-lived processes (php-fpm recycling workers, CLI runs) are counted exactly: each one
+/// writes its final snapshot at exit, even when it exits long before its `interval_ms`, and the
+/// merged counters only go up as they are folded into the retired totals.
+#[test]
+fn stats_dir_counts_every_request_of_short_lived_processes() {
+    let cluster = Cluster::start(1);
+    let dir = std::env::temp_dir().join(format!("fae-stats-exit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("cfg.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"servers": ["{}"], "stats": {{"dir": "{}", "interval_ms": 60000}}}}"#,
+            cluster[0].addr(),
+            dir.join("snap").display()
+        ),
+    )
+    .unwrap();
+    let fae = env!("CARGO_BIN_EXE_fae");
+    let requests = || -> u64 {
+        let out = Command::new(fae)
+            .args([
+                "stats",
+                "--dir",
+                dir.join("snap").to_str().unwrap(),
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["destinations"][cluster[0].addr()]["requests"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let mut last = 0;
+    for i in 1..=12u64 {
+        let st = Command::new(fae)
+            .args(["get", "--config", cfg.to_str().unwrap(), &format!("k{i}")])
+            .status()
+            .unwrap();
+        assert_eq!(st.code(), Some(1), "a miss");
+        let n = requests();
+        assert!(n >= last, "merged requests went down: {last} -> {n}");
+        assert_eq!(n, i, "every process's requests are counted, once");
+        last = n;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
