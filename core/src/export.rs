@@ -347,6 +347,7 @@ fn counters_only(mut v: Value) -> Value {
         for r in rs.values_mut().filter_map(Value::as_object_mut) {
             r.retain(|k, _| {
                 k == "type"
+                    || k == "latency"
                     || crate::stats::RouteCounters::TABLE
                         .iter()
                         .any(|(c, _)| c == k)
@@ -491,6 +492,7 @@ pub fn merge_snapshots(snapshots: &[Value]) -> Value {
     // Route counters: summed per config path; the type is kept (the same in every process
     // that runs the same config; a process on another config contributes its own paths).
     let mut routes: Map<String, Value> = Map::new();
+    let mut route_latencies: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
     for s in snapshots {
         let Some(rs) = s.get("routes").and_then(Value::as_object) else {
             continue;
@@ -500,6 +502,12 @@ pub fn merge_snapshots(snapshots: &[Value]) -> Value {
             let Some(r) = r.as_object() else { continue };
             for (k, v) in r {
                 match v {
+                    _ if k == "latency" => {
+                        route_latencies
+                            .entry(path.clone())
+                            .or_default()
+                            .push(v.clone());
+                    }
                     Value::Number(n) => {
                         let cur = entry.get(k).and_then(Value::as_u64).unwrap_or(0);
                         entry[k.as_str()] = json!(cur + n.as_u64().unwrap_or(0));
@@ -508,6 +516,9 @@ pub fn merge_snapshots(snapshots: &[Value]) -> Value {
                 }
             }
         }
+    }
+    for (path, ls) in route_latencies {
+        routes[&path]["latency"] = merge_latency(ls.iter());
     }
     // Stampede counters: summed.
     let mut stampede: Map<String, Value> = Map::new();
@@ -664,6 +675,19 @@ mod tests {
         assert_eq!(
             m["routes"]["route"],
             json!({"type": "failover", "failovers": 5})
+        );
+        let lat = json!({"count": 2, "sum_us": 20, "max_us": 12, "buckets": {"8": 1, "12": 1}});
+        let a = json!({"routes": {"route": {"type": "failover", "latency": lat}}});
+        let b = json!({"routes": {"route": {"type": "failover", "latency": lat}}});
+        let m = merge_snapshots(&[a, b]);
+        assert_eq!(
+            m["routes"]["route"]["latency"]["count"], 4,
+            "route latency merged"
+        );
+        assert_eq!(
+            counters_only(m)["routes"]["route"]["latency"]["count"],
+            4,
+            "and kept"
         );
         let a = json!({"stampede": {"computes": 1, "coalesced_gets": 4}});
         let b = json!({"stampede": {"computes": 2, "coalesced_gets": 0}});

@@ -451,6 +451,24 @@ pub fn render_prometheus(snapshot: &Value) -> String {
             }
         }
     }
+    if routes.values().any(|r| r.get("latency").is_some()) {
+        family(
+            &mut out,
+            "fae_route_latency_seconds",
+            "histogram",
+            "request latency through a route node, its children, retries and failovers included",
+        );
+        for (path, r) in routes {
+            let Some(l) = r.get("latency") else { continue };
+            let ty = r.get("type").and_then(Value::as_str).unwrap_or("");
+            write_histogram(
+                &mut out,
+                "fae_route_latency_seconds",
+                &format!("route=\"{}\",type=\"{}\"", label(path), label(ty)),
+                l,
+            );
+        }
+    }
     if let Some(st) = snapshot.get("stampede").and_then(Value::as_object) {
         for (counter, help) in StampedeCounters::TABLE {
             if let Some(n) = st.get(*counter).and_then(Value::as_u64) {

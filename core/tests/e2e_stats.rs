@@ -441,6 +441,17 @@ fn route_counters_are_exported_per_config_path() {
         10.0
     );
     assert_eq!(c.stats()["routes"]["route"]["failovers"], 10);
+    // Latency per route node: a histogram with one observation per call through it.
+    assert_eq!(
+        get(r#"fae_route_latency_seconds_count{route="route",type="failover"}"#),
+        10.0
+    );
+    assert_eq!(
+        get(r#"fae_route_latency_seconds_bucket{route="route",type="failover",le="+Inf"}"#),
+        10.0
+    );
+    assert_eq!(c.stats()["routes"]["route"]["latency"]["count"], 10);
+    promtool_check(&text, "a client's route latency histogram");
 }
 
 /// Run `promtool check metrics` (Prometheus's own linter: naming conventions, units, histogram

@@ -72,7 +72,7 @@ impl Builder<'_> {
 
     /// Build `cfg`, found at `path`: the route file's [`RouteSpec::build`].
     pub fn route(&mut self, cfg: &RouteConfig, path: &str) -> Result<Arc<dyn Route>> {
-        cfg.spec().build(self, path)
+        Ok(super::timed::Timed::wrap(cfg.spec().build(self, path)?))
     }
 
     /// Build the child `cfg` of the route at `path`, found at `path` + `suffix` (`.cold`).
