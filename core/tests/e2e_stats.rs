@@ -418,6 +418,7 @@ fn route_counters_are_exported_per_config_path() {
     let json = format!(
         r#"{{"pools": {{"main": {{"servers": ["{main}"]}}, "backup": {{"servers": ["{backup}"]}}}},
             "route": {{"type": "failover", "children": ["main", "backup"]}},
+            "stats": {{"route_latency": true}},
             "timeouts": {{"connect_ms": 200, "io_ms": 300}}}}"#
     );
     let c = Client::new(&Config::from_json(&json).unwrap()).unwrap();
@@ -502,7 +503,7 @@ fn promtool_accepts_client_and_merged_metrics() {
         r#"{{"pools": {{"main": {{"servers": ["{main}"]}}, "backup": {{"servers": ["{backup}"]}}}},
             "route": {{"type": "failover", "children": ["main", "backup"]}},
             "timeouts": {{"connect_ms": 200, "io_ms": 300}},
-            "stats": {{"dir": "{}", "interval_ms": 30}}}}"#,
+            "stats": {{"dir": "{}", "interval_ms": 30, "route_latency": true}}}}"#,
         dir.display()
     );
     let c = Client::new(&Config::from_json(&json).unwrap()).unwrap();

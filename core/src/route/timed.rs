@@ -1,10 +1,13 @@
-//! Latency per route node: the builder wraps every route that has children (pool leaves and a
-//! standalone `local` cache are measured per destination or need no clock) in [`Timed`], which
+//! Latency per route node (`stats.route_latency: true`): the builder wraps every route that has
+//! children (pool leaves and a standalone `local` cache are measured per destination or need no
+//! clock) in [`Timed`], which
 //! records how long each call through that node took, children, retries and failovers
 //! included. `stats()["routes"][path]["latency"]` and Prometheus
 //! `fae_route_latency_seconds{route,type}` report it; histograms merge across processes.
 //!
-//! Cost: two clock reads per wrapped node per call (about 40 ns), nothing on pool leaves.
+//! Cost: two clock reads per wrapped node per call (measured: `failover → replicated` in front of
+//! an in-process leaf costs +0.14 µs per get instead of +0.02 µs), nothing on pool leaves; so it
+//! is off unless asked for.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -96,7 +99,8 @@ mod tests {
     #[test]
     fn composite_routes_are_timed_and_leaves_are_not() {
         let json = r#"{"pools": {"a": {"servers": ["127.0.0.1:1"]}, "b": {"servers": ["127.0.0.1:2"]}},
-                       "route": {"type": "failover", "children": ["a", "b"]}}"#;
+                       "route": {"type": "failover", "children": ["a", "b"]},
+                       "stats": {"route_latency": true}}"#;
         let cfg = Config::from_json(json).unwrap();
         let router = builder::build(&cfg, None, None).unwrap();
         assert!(router.root.latency().is_some(), "failover is timed");
@@ -108,7 +112,12 @@ mod tests {
         assert_eq!(router.root.latency().unwrap().count(), 1);
         let stats = router.route_stats();
         assert_eq!(stats["route"]["latency"]["count"], 1);
-        let local = Config::from_json(r#"{"route": {"type": "local"}}"#).unwrap();
+        let off = Config::from_json(&json.replace(r#""route_latency": true"#, "")).unwrap();
+        let router = builder::build(&off, None, None).unwrap();
+        assert!(router.root.latency().is_none(), "off unless asked for");
+        let local =
+            Config::from_json(r#"{"route": {"type": "local"}, "stats": {"route_latency": true}}"#)
+                .unwrap();
         let router = builder::build(&local, None, None).unwrap();
         assert!(
             router.root.latency().is_none(),
