@@ -383,7 +383,7 @@ impl Client {
             return Err(Error::with_detail(Reason::Closed, "the client is closed"));
         }
         if let Some(e) = &inner.exporter {
-            e.mark_used();
+            e.mark_used(&|| inner.stats());
         }
         if inner.background {
             supervisor::ensure_running();

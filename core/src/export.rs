@@ -59,6 +59,10 @@ pub(crate) struct Exporter {
     /// The fork generation + 1 that last made a request (0: none yet). A forked process that
     /// never made one writes no final snapshot: its counters would be its parent's.
     used_in: AtomicU64,
+    /// The counters this process had when it made its first request, with its fork generation:
+    /// a forked worker inherits its parent's counters, and its snapshot files must count only
+    /// its own (a swap, not a lock: fork-safe).
+    baseline: arc_swap::ArcSwapOption<(u64, Value)>,
     id: u64,
 }
 
@@ -81,15 +85,30 @@ impl Exporter {
             interval_ms,
             last_write_ms: AtomicU64::new(0),
             used_in: AtomicU64::new(0),
+            baseline: arc_swap::ArcSwapOption::empty(),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         })
     }
 
-    /// A request ran in this process (one relaxed load per request once marked).
-    pub(crate) fn mark_used(&self) {
+    /// A request is about to run in this process (one relaxed load per request once marked).
+    /// The first one in a process takes the baseline: the counters inherited at fork (none in
+    /// the process that built the client).
+    pub(crate) fn mark_used(&self, snapshot: &dyn Fn() -> Value) {
         let g = fork::generation() + 1;
         if self.used_in.load(Ordering::Relaxed) != g {
             self.used_in.store(g, Ordering::Relaxed);
+            if self.dir.is_some() {
+                self.baseline
+                    .store(Some(std::sync::Arc::new((g, snapshot()))));
+            }
+        }
+    }
+
+    /// This process's own counters: the snapshot less the baseline of this generation.
+    fn own(&self, snapshot: Value) -> Value {
+        match &*self.baseline.load() {
+            Some(b) if b.0 == fork::generation() + 1 => subtract_counters(snapshot, &b.1),
+            _ => snapshot,
         }
     }
 
@@ -106,7 +125,7 @@ impl Exporter {
         if self.used_in.load(Ordering::Relaxed) != fork::generation() + 1 {
             return;
         }
-        if let Err(e) = write_snapshot(dir, self.id, &snapshot()) {
+        if let Err(e) = write_snapshot(dir, self.id, &self.own(snapshot())) {
             log::warn!(target: "fae", "stats.dir={} final write failed: {e}", dir.display());
         }
     }
@@ -118,7 +137,7 @@ impl Exporter {
             let last = self.last_write_ms.load(Ordering::Relaxed);
             if last == 0 || now.saturating_sub(last) >= self.interval_ms {
                 self.last_write_ms.store(now.max(1), Ordering::Relaxed);
-                if let Err(e) = write_snapshot(dir, self.id, &snapshot()) {
+                if let Err(e) = write_snapshot(dir, self.id, &self.own(snapshot())) {
                     log::warn!(target: "fae", "stats.dir={} write failed: {e}", dir.display());
                 }
             }
@@ -541,6 +560,70 @@ pub fn merge_snapshots(snapshots: &[Value]) -> Value {
             "reload_failures": sum("reload_failures"),
         },
     })
+}
+
+/// `snap` less `base` in every counter and latency histogram (destinations, routes, stampede,
+/// reloads); gauges and names stay as `snap` has them.
+fn subtract_counters(mut snap: Value, base: &Value) -> Value {
+    fn minus(v: &mut Value, b: &Value) {
+        if let (Some(n), Some(m)) = (v.as_u64(), b.as_u64()) {
+            *v = json!(n.saturating_sub(m));
+        }
+    }
+    fn minus_latency(v: &mut Value, b: &Value) {
+        let max = v["max_us"].clone();
+        if let Some(buckets) = v.get_mut("buckets").and_then(Value::as_object_mut) {
+            for (k, n) in buckets.iter_mut() {
+                minus(n, &b["buckets"][k]);
+            }
+        }
+        minus(&mut v["count"], &b["count"]);
+        minus(&mut v["sum_us"], &b["sum_us"]);
+        let mut h = crate::stats::Histogram::from_json(v).to_json();
+        h["max_us"] = max;
+        *v = h;
+    }
+    fn minus_table(entry: &mut Value, base: &Value, counters: &[(&str, &str)]) {
+        for (c, _) in counters {
+            if let Some(v) = entry.get_mut(*c) {
+                minus(v, &base[*c]);
+            }
+        }
+        if let Some(l) = entry.get_mut("latency")
+            && base.get("latency").is_some()
+        {
+            minus_latency(l, &base["latency"]);
+        }
+    }
+    if let Some(ds) = snap.get_mut("destinations").and_then(Value::as_object_mut) {
+        for (addr, d) in ds.iter_mut() {
+            let b = &base["destinations"][addr];
+            minus_table(d, b, crate::stats::DestCounters::TABLE);
+            if let Some(errs) = d.get_mut("errors").and_then(Value::as_object_mut) {
+                for (r, n) in errs.iter_mut() {
+                    minus(n, &b["errors"][r]);
+                }
+            }
+        }
+    }
+    if let Some(rs) = snap.get_mut("routes").and_then(Value::as_object_mut) {
+        for (path, r) in rs.iter_mut() {
+            minus_table(r, &base["routes"][path], crate::stats::RouteCounters::TABLE);
+        }
+    }
+    if let Some(st) = snap.get_mut("stampede").and_then(Value::as_object_mut) {
+        for (k, n) in st.iter_mut() {
+            minus(n, &base["stampede"][k]);
+        }
+    }
+    if let Some(p) = snap.get_mut("process").and_then(Value::as_object_mut) {
+        for k in ["reloads", "reload_failures"] {
+            if let Some(n) = p.get_mut(k) {
+                minus(n, &base["process"][k]);
+            }
+        }
+    }
+    snap
 }
 
 /// A client whose final snapshot is written when the process exits.
