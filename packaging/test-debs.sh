@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The Debian packages work with no Rust on the machine: build them (packaging/build-debs.sh),
-# check their metadata, unpack them into a temporary root with dpkg -x (nothing is installed
-# on this machine) and, with a PATH that holds no cargo or rustc, load the extension by name
+# check their metadata, unpack them into a temporary root with dpkg -x and, with a PATH that holds no cargo or rustc, load the extension by name
 # (extension=fae from the unpacked extension dir) and run the unpacked fae against a real
 # memcached. Also: every fae.* INI setting the extension registers is documented in the
-# shipped fae.ini, and systemd accepts the units. Prints "N passed, N failed".
+# shipped fae.ini, and systemd accepts the units. Then, as root, dpkg -i for real, checked and
+# purged again. Prints "N passed, N failed".
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TMP="$(mktemp -d)"
@@ -69,6 +69,24 @@ if command -v systemd-analyze >/dev/null; then
     sed "s|/usr/bin/fae|$R/usr/bin/fae|" "$R/lib/systemd/system/$unit.service" > "$TMP/units/$unit.service"
     check 'systemd-analyze verify "$TMP/units/$unit.service" >"$TMP/verify" 2>&1 && [ ! -s "$TMP/verify" ] || { cat "$TMP/verify" >&2; false; }' "systemd-analyze verify $unit.service"
   done
+fi
+
+# The real thing: dpkg -i on this machine (root; skipped if either package is already
+# installed, so a developer's own install is never removed), the system's php loading the
+# extension through the ini that postinst enabled, /usr/bin/fae on a PATH without Rust, then
+# dpkg --purge. FAE_DEB_INSTALL=0 skips it.
+if [ "$(id -u)" -eq 0 ] && [ "${FAE_DEB_INSTALL:-1}" = 1 ] \
+  && ! dpkg -s php-fae >/dev/null 2>&1 && ! dpkg -s fae >/dev/null 2>&1; then
+  purge() { dpkg --purge fae php-fae >/dev/null 2>&1; }
+  trap 'purge; cleanup' EXIT
+  check 'DEBIAN_FRONTEND=noninteractive dpkg -i "$PHP_DEB" "$FAE_DEB" >"$TMP/dpkg.log" 2>&1 || { cat "$TMP/dpkg.log" >&2; false; }' "dpkg -i php-fae fae"
+  check '[ "$(env -i PATH=$NORUST_PATH php -r "echo extension_loaded(\"fae\") ? \"yes\" : \"no\";")" = yes ]' "after dpkg -i, php loads fae through its ini"
+  check '[ "$(env -i PATH=$NORUST_PATH php -r "\$m = new Fae\\Client(); \$m->addServer(\"127.0.0.1\", $PORT); echo \$m->get(\"deb:k\");")" = v1 ]' "the installed extension reads what fae wrote"
+  check '[ "$(env -i PATH=$NORUST_PATH fae --version)" = "fae $VERSION" ]' "the installed fae is on PATH"
+  check 'env -i PATH=$NORUST_PATH fae get --servers 127.0.0.1:$PORT deb:k | grep -qx v1' "the installed fae reads the value"
+  purge
+  check '! dpkg -s php-fae >/dev/null 2>&1 && ! [ -e /usr/bin/fae ]' "dpkg --purge removes both"
+  trap cleanup EXIT
 fi
 
 echo "$PASSED passed, $FAILED failed"

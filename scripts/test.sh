@@ -41,6 +41,6 @@ echo "== Cross-language: PHP, Python and C share values and placement (tests/cro
 FAE_PHP_EXT="$PHP_EXT" bash tests/cross/run.sh
 echo "== PHP under a real php-fpm"
 FAE_PHP_EXT="$PHP_EXT" bash tests/php/fpm_test.sh
-echo "== Debian packages (packaging/build-debs.sh): unpacked with dpkg -x, used with no Rust on PATH"
+echo "== Debian packages (packaging/build-debs.sh): unpacked (dpkg -x) and installed (dpkg -i, then purged), used with no Rust on PATH"
 # Bounded: the release builds are most of it (about 3 minutes on 2 cores).
 timeout 1200 bash packaging/test-debs.sh
