@@ -525,6 +525,45 @@ impl Conn {
         }
     }
 
+    /// Bytes the server sent beyond the replies read so far are buffered. After a batch's last
+    /// reply this means the server answered something that was not asked.
+    pub(crate) fn has_unread(&self) -> bool {
+        self.start != self.end
+    }
+
+    /// Whether the socket of an idle connection has no byte waiting. A server sends nothing
+    /// unasked, so bytes here are unsolicited (or the late part of an earlier reply) and would
+    /// be read as the answer to the next request: the connection must be discarded instead.
+    /// One non-blocking `MSG_PEEK`, no data consumed. An end of stream alone counts as quiet:
+    /// the request then fails on it as before (a soft `reset`), which carries no reply to
+    /// misread.
+    pub(crate) fn is_quiet(&self) -> bool {
+        if self.has_unread() {
+            return false;
+        }
+        let mut byte = 0u8;
+        loop {
+            // SAFETY: `byte` is a live, exclusively borrowed one-byte buffer for the whole
+            // call; MSG_PEEK leaves the data in the socket.
+            let n = unsafe {
+                libc::recv(
+                    self.stream.fd(),
+                    std::ptr::from_mut(&mut byte).cast(),
+                    1,
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                )
+            };
+            if n >= 0 {
+                return n == 0;
+            }
+            match io::Error::last_os_error().kind() {
+                io::ErrorKind::WouldBlock => return true,
+                io::ErrorKind::Interrupted => {}
+                _ => return false,
+            }
+        }
+    }
+
     /// True when no unread byte is buffered and nothing is left to send: the only state in
     /// which a connection may go back to the pool.
     pub fn is_clean(&self) -> bool {

@@ -476,6 +476,11 @@ impl Destination {
         let mut spins = 0u32;
         loop {
             if let Some(conn) = self.idle.pop() {
+                if conn.generation == generation && !conn.is_quiet() {
+                    // Unsolicited bytes or a close while idle: never read them as a reply.
+                    self.release(Some(conn), false);
+                    continue;
+                }
                 if conn.generation == generation {
                     return Ok(PooledConn {
                         dest: self,
