@@ -37,8 +37,8 @@ const TICK: Duration = Duration::from_millis(50);
 pub enum Misbehave {
     /// The true answer.
     Honest,
-    /// The answer and then a second, made-up block for the same key (a second status line
-    /// for a command answered by status; a made-up block twice for a miss).
+    /// The answer and then made-up blocks for the same key, one more than the request asked
+    /// for it (a second status line for a command answered by status).
     Duplicate,
     /// A made-up block for a key that was not asked (same opaque).
     OtherKey,
@@ -409,19 +409,15 @@ impl Session<'_> {
                     let second = if honest.is_empty() { &evil } else { &honest };
                     [&honest[..], &second[..]].concat()
                 } else {
-                    // Before the terminator: a made-up block after the true one, or twice
-                    // for a miss (once would be a well-formed lie no client can catch).
+                    // Before the terminator: one made-up block more than the key was asked
+                    // for (a text `get` may name a key twice; fewer blocks could be a
+                    // well-formed answer no client can tell from the truth).
                     let (body, end) = match honest.strip_suffix(b"END\r\n") {
                         Some(body) => (body, &b"END\r\n"[..]),
                         None => (&honest[..], &b""[..]),
                     };
-                    let missing = !body.starts_with(b"V");
-                    let twice = if missing {
-                        evil.repeat(2)
-                    } else {
-                        evil.clone()
-                    };
-                    [body, &twice[..], end].concat()
+                    let asked = t.iter().skip(1).filter(|k| **k == key).count().max(1);
+                    [body, &evil.repeat(asked + 1)[..], end].concat()
                 };
                 self.reply(&o, is_read)
             }
