@@ -198,14 +198,21 @@ fn after_a_timeout_the_backup_serves_once_the_breaker_is_open() {
 
 /// A server SIGSTOPped and resumed again and again under 32 threads (more than the pool's 8
 /// connections, so threads also wait for a connection): no request may end later than its
-/// deadline plus [`STOP_SLACK`]. Bounded: three stop/resume cycles.
+/// deadline plus [`STOP_SLACK`]. Bounded: three stop/resume cycles. Probes on the supervisor
+/// thread, then inline (`background: false`), where a probe is part of a request.
 #[test]
 fn a_stopped_server_keeps_every_request_within_its_deadline() {
     let _s = serial();
+    for background in [true, false] {
+        stopped_server_run(background);
+    }
+}
+
+fn stopped_server_run(background: bool) {
     let mc = fae_testkit::Memcached::start();
     let json = format!(
         r#"{{"servers": ["{}"], "timeouts": {{"connect_ms": {STOP_IO_MS}, "io_ms": {STOP_IO_MS}}},
-            "health": {{"probe_initial_ms": 50, "probe_max_ms": 200}}}}"#,
+            "health": {{"probe_initial_ms": 50, "probe_max_ms": 200, "background": {background}}}}}"#,
         mc.addr()
     );
     let c = Client::new(&Config::from_json(&json).unwrap()).unwrap();
@@ -251,7 +258,7 @@ fn a_stopped_server_keeps_every_request_within_its_deadline() {
     });
     let (worst, outcome) = worst.into_inner().unwrap();
     eprintln!(
-        "{} requests, worst {worst:?}: {outcome} (io_ms {STOP_IO_MS})",
+        "background {background}: {} requests, worst {worst:?}: {outcome} (io_ms {STOP_IO_MS})",
         requests.into_inner()
     );
     assert!(

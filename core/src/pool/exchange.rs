@@ -38,7 +38,7 @@ pub(crate) struct Admission {
 impl Admission {
     /// Admit a request to `dest`: not when the pool is disabled, nor while its breaker is
     /// open (probing inline when no supervisor does it).
-    pub(crate) fn admit(&self, dest: &Destination) -> Result<()> {
+    pub(crate) fn admit(&self, dest: &Destination, deadline: Instant) -> Result<()> {
         if self.disabled {
             dest.errors.add(Reason::Disabled);
             let e = Error::with_detail(
@@ -47,7 +47,7 @@ impl Admission {
             );
             return Err(e.at(dest.addr()));
         }
-        dest.admit(self.background && supervisor::is_running())
+        dest.admit(self.background && supervisor::is_running(), deadline)
     }
 
     /// A `read_only` pool answers writes locally (counted per destination).
@@ -95,7 +95,7 @@ impl<'c, 'k> Racer<'c, 'k> {
         if let Some(e) = expired(dest, deadline) {
             return Err(e);
         }
-        admission.admit(dest)?;
+        admission.admit(dest, deadline)?;
         let start = Instant::now();
         let mut pc = dest.checkout(deadline).inspect_err(|e| {
             dest.record::<()>(&Err(e.clone()), start.elapsed());
@@ -312,7 +312,7 @@ pub(crate) fn exchange<B: Batch>(
         batch.fail(&e);
         return Err(e);
     }
-    if let Err(e) = admission.admit(dest) {
+    if let Err(e) = admission.admit(dest, deadline) {
         batch.fail(&e);
         return Err(e);
     }
@@ -378,7 +378,7 @@ pub(crate) fn exchange_many<B: Batch>(work: &mut [Work<'_, B>], deadline: Instan
             batch.fail(&e);
             continue;
         }
-        if let Err(e) = admission.admit(dest) {
+        if let Err(e) = admission.admit(dest, deadline) {
             batch.fail(&e);
             continue;
         }
