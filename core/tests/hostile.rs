@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use fae_core::lease::Lease;
 use fae_core::{Client, Config, Error, Item, Reason};
-use fae_testkit::{EVIL, HostileServer, Misbehave};
+use fae_testkit::{EVIL, HostileServer, Misbehave, wait_until};
 
 const IO_MS: u64 = 100;
 const BOUND: Duration = Duration::from_millis(IO_MS + 50);
@@ -100,6 +100,7 @@ fn case(server: &HostileServer, c: &Client, proto: &str, how: Misbehave, op: &st
     // Settle on one idle connection first, so that "a new connection" is observable.
     assert!(matches!(item(c.get(b"warm")), Got::Ok(None)));
     let before = server.connections();
+    let late = server.late_written();
     server.script([how]);
     let t = Instant::now();
     let got = run(c, op, key);
@@ -132,7 +133,8 @@ fn case(server: &HostileServer, c: &Client, proto: &str, how: Misbehave, op: &st
     }
     if how == Misbehave::Late {
         // The unasked block arrives after the reply: wait for it, as an idle pool would.
-        std::thread::sleep(Duration::from_millis(40));
+        assert!(wait_until(Duration::from_secs(2), || server.late_written() > late));
+        std::thread::sleep(Duration::from_millis(5));
     }
     // The next request is served right, on a new connection.
     server.put(key, 0, good);
@@ -229,7 +231,8 @@ fn unsolicited_bytes_on_an_idle_connection_discard_it() {
         // `Late`: the true (miss) reply, then 20 ms later a block for the key, unasked.
         server.script([Misbehave::Late]);
         assert!(c.get(b"absent").unwrap().is_none());
-        std::thread::sleep(Duration::from_millis(40));
+        assert!(wait_until(Duration::from_secs(2), || server.late_written() > 0));
+        std::thread::sleep(Duration::from_millis(5));
         let conns = server.connections();
         server.put(b"absent", 0, b"good");
         let v = c.get(b"absent").unwrap().map(|i| i.value);

@@ -102,6 +102,8 @@ struct Shared {
     commands: AtomicU64,
     /// Milliseconds every key command waits before its reply.
     delay_ms: AtomicU64,
+    /// `Late` blocks written so far.
+    late: AtomicU64,
     conns: Mutex<Vec<TcpStream>>,
 }
 
@@ -155,6 +157,7 @@ impl HostileServer {
             accepted: AtomicUsize::new(0),
             commands: AtomicU64::new(0),
             delay_ms: AtomicU64::new(0),
+            late: AtomicU64::new(0),
             conns: Mutex::new(Vec::new()),
         });
         let sh = Arc::clone(&shared);
@@ -199,6 +202,11 @@ impl HostileServer {
     /// How many connections were accepted so far.
     pub fn connections(&self) -> usize {
         self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// How many [`Misbehave::Late`] blocks were written so far (to wait for one).
+    pub fn late_written(&self) -> u64 {
+        self.shared.late.load(Ordering::SeqCst)
     }
 
     /// How many key commands were answered (or not) so far.
@@ -529,7 +537,9 @@ impl Session<'_> {
         }
         if let Some(bytes) = later {
             thread::sleep(Duration::from_millis(20));
-            if !self.write(&bytes) {
+            let written = self.write(&bytes);
+            self.sh.late.fetch_add(1, Ordering::SeqCst);
+            if !written {
                 return After::Close;
             }
         }
