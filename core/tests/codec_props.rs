@@ -382,6 +382,32 @@ fn decode_garbage(d: Decoder, buf: &[u8]) {
     }
 }
 
+/// The replies decoded from `buf` fed in chunks cut at `cuts` (each modulo the length), and
+/// how decoding ended: `Some(true)` an error, `Some(false)` bytes left waiting for more, `None`
+/// everything consumed.
+fn outcomes(d: Decoder, buf: &[u8], cuts: &[usize]) -> (Vec<Response>, Option<bool>) {
+    let mut ends: Vec<usize> = cuts.iter().map(|&c| c % (buf.len() + 1)).collect();
+    ends.push(buf.len());
+    ends.sort_unstable();
+    let mut out = Vec::new();
+    let mut at = 0;
+    for end in ends {
+        loop {
+            match d.decode(&buf[at..end]) {
+                Ok(Some((r, used))) => {
+                    assert!(used > 0 && at + used <= end);
+                    out.push(r);
+                    at += used;
+                }
+                Ok(None) => break,
+                Err(_) => return (out, Some(true)),
+            }
+        }
+    }
+    let waiting = at < buf.len();
+    (out, waiting.then_some(false))
+}
+
 // ===== properties =====
 
 proptest! {
@@ -419,6 +445,24 @@ proptest! {
     fn garbage_never_panics(buf in prop::collection::vec(any::<u8>(), 0..4096), small in any::<bool>()) {
         let d = Decoder { max_value_size: if small { 16 } else { MAX_VALUE } };
         decode_garbage(d, &buf);
+    }
+
+    /// Arbitrary bytes read in arbitrary chunks decode exactly as read whole: the same replies,
+    /// then the same end (an error, or waiting for more). What a reply means never depends on
+    /// how the network split it.
+    #[test]
+    fn garbage_decodes_the_same_split_or_whole(
+        buf in prop::collection::vec(prop_oneof![
+            3 => any::<u8>(),
+            1 => Just(b'\r'),
+            1 => Just(b'\n'),
+            1 => Just(b' '),
+        ], 0..2048),
+        cuts in prop::collection::vec(any::<usize>(), 0..12),
+        small in any::<bool>(),
+    ) {
+        let d = Decoder { max_value_size: if small { 16 } else { MAX_VALUE } };
+        prop_assert_eq!(outcomes(d, &buf, &[]), outcomes(d, &buf, &cuts));
     }
 
     /// Garbage made of protocol fragments reaches deeper into the parser.

@@ -195,3 +195,79 @@ fn after_a_timeout_the_backup_serves_once_the_breaker_is_open() {
     let r = timed("a get past the open breaker", || c.get(b"k"));
     assert_eq!(r.unwrap().map(|i| i.value), Some(b"from-b".to_vec()));
 }
+
+/// A server SIGSTOPped and resumed again and again under 32 threads (more than the pool's 8
+/// connections, so threads also wait for a connection): no request may end later than its
+/// deadline plus [`STOP_SLACK`]. Bounded: three stop/resume cycles. Probes on the supervisor
+/// thread, then inline (`background: false`), where a probe is part of a request.
+#[test]
+fn a_stopped_server_keeps_every_request_within_its_deadline() {
+    let _s = serial();
+    for background in [true, false] {
+        stopped_server_run(background);
+    }
+}
+
+fn stopped_server_run(background: bool) {
+    let mc = fae_testkit::Memcached::start();
+    let json = format!(
+        r#"{{"servers": ["{}"], "timeouts": {{"connect_ms": {STOP_IO_MS}, "io_ms": {STOP_IO_MS}}},
+            "health": {{"probe_initial_ms": 50, "probe_max_ms": 200, "background": {background}}}}}"#,
+        mc.addr()
+    );
+    let c = Client::new(&Config::from_json(&json).unwrap()).unwrap();
+    c.set(b"k", b"v", 0, 0).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let worst = Mutex::new((Duration::ZERO, String::new()));
+    let requests = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for t in 0..32 {
+            let (c, stop, worst, requests) = (&c, &stop, &worst, &requests);
+            s.spawn(move || {
+                let mut mine = (Duration::ZERO, String::new());
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let key = format!("k{}", (t * 7 + i) % 64);
+                    let start = Instant::now();
+                    let r = if i.is_multiple_of(4) {
+                        c.set(key.as_bytes(), b"v", 0, 0).map(|_| ())
+                    } else {
+                        c.get(key.as_bytes()).map(|_| ())
+                    };
+                    let took = start.elapsed();
+                    if took > mine.0 {
+                        mine = (took, format!("{r:?}"));
+                    }
+                    i += 1;
+                }
+                requests.fetch_add(i, std::sync::atomic::Ordering::Relaxed);
+                let mut w = worst.lock().unwrap();
+                if mine.0 > w.0 {
+                    *w = mine;
+                }
+            });
+        }
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(400));
+            mc.pause().unwrap();
+            std::thread::sleep(Duration::from_millis(600));
+            mc.resume().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let (worst, outcome) = worst.into_inner().unwrap();
+    eprintln!(
+        "background {background}: {} requests, worst {worst:?}: {outcome} (io_ms {STOP_IO_MS})",
+        requests.into_inner()
+    );
+    assert!(
+        worst <= Duration::from_millis(STOP_IO_MS) + STOP_SLACK,
+        "worst request took {worst:?}: io_ms is {STOP_IO_MS} ms"
+    );
+}
+
+const STOP_IO_MS: u64 = 250;
+/// The client itself keeps within `io_ms` + 10 ms; 32 threads on a shared 2-core CI runner
+/// add their own scheduling delay on top (a thread ready at its deadline waits for a core).
+const STOP_SLACK: Duration = Duration::from_millis(40);

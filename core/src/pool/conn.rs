@@ -2,9 +2,9 @@
 //! buffer, a write buffer. Both kinds of socket share every send/recv/poll path below: they
 //! are only ever touched through their fd.
 //!
-//! The socket stays in blocking mode with `SO_RCVTIMEO` set to the request deadline (`io_ms`).
-//! The first wait for a reply is one blocking `recv`: a single-key request costs two syscalls
-//! (`send`, `recv`), as with a blocking libmemcached. Every other read and write passes
+//! The socket stays in blocking mode with `SO_RCVTIMEO` set well short of the request deadline
+//! (`io_ms`, see `blocking_wait`). The first wait for a reply is one blocking `recv`: a
+//! single-key request costs two syscalls (`send`, `recv`), as with a blocking libmemcached. Every other read and write passes
 //! `MSG_DONTWAIT` and waits in `poll(2)` against the request's deadline, so a reply that
 //! trickles in can never stretch a request past its deadline, and the multi-server `poll(2)`
 //! loop (the exchange engine) drives the same sockets without switching their mode.
@@ -44,8 +44,8 @@ pub struct Conn {
     /// Recycle once this old (jittered per connection); `None`: never.
     pub(crate) max_age: Option<Duration>,
     pub(crate) generation: u64,
-    /// The `SO_RCVTIMEO` set at connect: a blocking `recv` may wait this long.
-    read_timeout: Duration,
+    /// The `SO_RCVTIMEO` set at connect ([`blocking_wait`]); `None`: never block in `recv`.
+    read_timeout: Option<Duration>,
     /// Bytes moved since the destination last collected them (stats).
     bytes_sent: u64,
     bytes_received: u64,
@@ -218,6 +218,18 @@ fn connect_unix(path: &str, timeout: Duration) -> Result<UnixStream> {
     }
 }
 
+/// The `SO_RCVTIMEO` for a request deadline of `io`: a blocking `recv` must end before the
+/// deadline, because only `poll(2)` waits precisely. A socket timeout runs on the kernel's timer
+/// wheel, which fires a timeout of T up to T/8 late (plus a jiffy): 250 ms at `HZ=250` is 63
+/// jiffies + 1, level 1 of the wheel, 32 ms granularity — the 13–16 % by which requests
+/// outlived a 250 ms deadline when a stopped server made every first wait time out. Waiting
+/// 7/8 of `io` less 10 ms in `recv` and the rest in `poll(2)` keeps the deadline exact. `None`
+/// when that leaves less than a millisecond (tiny `io_ms`): always poll.
+fn blocking_wait(io: Duration) -> Option<Duration> {
+    let t = (io / 8 * 7).saturating_sub(Duration::from_millis(10));
+    (t >= Duration::from_millis(1)).then_some(t)
+}
+
 /// What a readiness wait is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Want {
@@ -315,8 +327,9 @@ impl Conn {
         generation: u64,
     ) -> Result<Conn> {
         let stream = Stream::dial(host, port, connect_timeout, deadline)?;
+        let read_timeout = blocking_wait(read_timeout);
         stream
-            .set_read_timeout(Some(read_timeout))
+            .set_read_timeout(Some(read_timeout.unwrap_or(Duration::from_millis(1))))
             .map_err(|e| io_error(&e))?;
         Ok(Conn {
             stream,
@@ -507,20 +520,59 @@ impl Conn {
             if let Some(resp) = self.try_decode(decoder)? {
                 return Ok(resp);
             }
-            // The first wait is a plain blocking recv when the socket timeout cannot outlast
-            // the deadline (the common case: the request started microseconds ago). Later
-            // waits, and waits with less time left, poll against the exact deadline.
+            // The first wait is a plain blocking recv when the socket timeout (well short of
+            // `io_ms`, see `blocking_wait`) ends before the deadline: the common case, a
+            // request that started microseconds ago. If it times out, and for every later
+            // wait, poll(2) waits for the rest against the exact deadline.
             let left = deadline.saturating_duration_since(Instant::now());
-            if may_block && left + Duration::from_millis(1) >= self.read_timeout {
+            if may_block && self.read_timeout.is_some_and(|t| left >= t) {
                 may_block = false;
                 if self.fill(0)? {
                     continue;
                 }
-                return Err(Error::new(Reason::Timeout));
             }
             may_block = false;
             if !self.try_fill()? {
                 wait(self.fd(), Want::Read, deadline)?;
+            }
+        }
+    }
+
+    /// Bytes the server sent beyond the replies read so far are buffered. After a batch's last
+    /// reply this means the server answered something that was not asked.
+    pub(crate) fn has_unread(&self) -> bool {
+        self.start != self.end
+    }
+
+    /// Whether the socket of an idle connection has no byte waiting. A server sends nothing
+    /// unasked, so bytes here are unsolicited (or the late part of an earlier reply) and would
+    /// be read as the answer to the next request: the connection must be discarded instead.
+    /// One non-blocking `MSG_PEEK`, no data consumed. An end of stream alone counts as quiet:
+    /// the request then fails on it as before (a soft `reset`), which carries no reply to
+    /// misread.
+    pub(crate) fn is_quiet(&self) -> bool {
+        if self.has_unread() {
+            return false;
+        }
+        let mut byte = 0u8;
+        loop {
+            // SAFETY: `byte` is a live, exclusively borrowed one-byte buffer for the whole
+            // call; MSG_PEEK leaves the data in the socket.
+            let n = unsafe {
+                libc::recv(
+                    self.stream.fd(),
+                    std::ptr::from_mut(&mut byte).cast(),
+                    1,
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                )
+            };
+            if n >= 0 {
+                return n == 0;
+            }
+            match io::Error::last_os_error().kind() {
+                io::ErrorKind::WouldBlock => return true,
+                io::ErrorKind::Interrupted => {}
+                _ => return false,
             }
         }
     }

@@ -38,7 +38,7 @@ pub(crate) struct Admission {
 impl Admission {
     /// Admit a request to `dest`: not when the pool is disabled, nor while its breaker is
     /// open (probing inline when no supervisor does it).
-    pub(crate) fn admit(&self, dest: &Destination) -> Result<()> {
+    pub(crate) fn admit(&self, dest: &Destination, deadline: Instant) -> Result<()> {
         if self.disabled {
             dest.errors.add(Reason::Disabled);
             let e = Error::with_detail(
@@ -47,7 +47,7 @@ impl Admission {
             );
             return Err(e.at(dest.addr()));
         }
-        dest.admit(self.background && supervisor::is_running())
+        dest.admit(self.background && supervisor::is_running(), deadline)
     }
 
     /// A `read_only` pool answers writes locally (counted per destination).
@@ -95,7 +95,7 @@ impl<'c, 'k> Racer<'c, 'k> {
         if let Some(e) = expired(dest, deadline) {
             return Err(e);
         }
-        admission.admit(dest)?;
+        admission.admit(dest, deadline)?;
         let start = Instant::now();
         let mut pc = dest.checkout(deadline).inspect_err(|e| {
             dest.record::<()>(&Err(e.clone()), start.elapsed());
@@ -138,6 +138,7 @@ impl<'c, 'k> Racer<'c, 'k> {
             c.try_fill()?;
             while let Some(resp) = c.try_decode(&decoder)? {
                 if self.batch.on_reply(resp)? {
+                    nothing_after(c)?;
                     return Ok(true);
                 }
             }
@@ -278,6 +279,18 @@ fn expired(dest: &Destination, deadline: Instant) -> Option<Error> {
     })
 }
 
+/// A batch's last reply was read: any byte already buffered behind it answers nothing that
+/// was asked (a duplicate block, a second status, garbage), so the whole reply is suspect.
+fn nothing_after(c: &conn::Conn) -> Result<()> {
+    if c.has_unread() {
+        return Err(Error::with_detail(
+            Reason::Protocol,
+            "bytes after the end of the reply",
+        ));
+    }
+    Ok(())
+}
+
 /// Finish a connection's part: keep it if the batch completed on a clean stream.
 pub(crate) fn release(pc: PooledConn<'_>, ok: bool) {
     if ok {
@@ -299,7 +312,7 @@ pub(crate) fn exchange<B: Batch>(
         batch.fail(&e);
         return Err(e);
     }
-    if let Err(e) = admission.admit(dest) {
+    if let Err(e) = admission.admit(dest, deadline) {
         batch.fail(&e);
         return Err(e);
     }
@@ -324,7 +337,7 @@ fn exchange_admitted<B: Batch>(dest: &Destination, batch: &mut B, deadline: Inst
         c.send(deadline)?;
         loop {
             if batch.on_reply(c.recv(dest.decoder(), deadline)?)? {
-                return Ok(());
+                return nothing_after(c);
             }
         }
     })();
@@ -365,7 +378,7 @@ pub(crate) fn exchange_many<B: Batch>(work: &mut [Work<'_, B>], deadline: Instan
             batch.fail(&e);
             continue;
         }
-        if let Err(e) = admission.admit(dest) {
+        if let Err(e) = admission.admit(dest, deadline) {
             batch.fail(&e);
             continue;
         }
@@ -457,6 +470,7 @@ pub(crate) fn exchange_many<B: Batch>(work: &mut [Work<'_, B>], deadline: Instan
                     c.try_fill()?;
                     while let Some(resp) = c.try_decode(&decoder)? {
                         if batch.on_reply(resp)? {
+                            nothing_after(c)?;
                             return Ok(true);
                         }
                     }
@@ -600,6 +614,14 @@ impl Batch for GetBatch<'_> {
                                 "VA key does not match its opaque",
                             ));
                         }
+                        if self.results[i].is_some() {
+                            // One `mg` gets one reply: a second block for the same key is not
+                            // an answer to anything asked, and neither block can be trusted.
+                            return Err(Error::with_detail(
+                                Reason::Protocol,
+                                "a second reply for the same key",
+                            ));
+                        }
                         i
                     }
                 };
@@ -617,11 +639,18 @@ impl Batch for GetBatch<'_> {
                 }
                 Ok(true)
             }
-            // A lone miss (meta touch without `q` never comes here: gets are always quiet).
+            // Gets are always quiet (`q`): memcached hides `EN`. Tolerated only as the one
+            // answer to an unanswered key it names by opaque; anything else was not asked.
             Response::Status {
                 status: Status::Miss,
+                opaque: Some(o),
                 ..
-            } => Ok(false),
+            } if self.wire() == Protocol::Meta
+                && self.results.get(o as usize).is_some_and(Option::is_none) =>
+            {
+                self.results[o as usize] = Some(Ok(None));
+                Ok(false)
+            }
             Response::Error { kind, message } => {
                 let e = server_error(kind, message);
                 if self.wire() == Protocol::Meta {
@@ -636,9 +665,11 @@ impl Batch for GetBatch<'_> {
         }
     }
 
+    /// A protocol error taints the whole reply: values read before it are replaced too.
     fn fail(&mut self, err: &Error) {
+        let all = err.reason() == Reason::Protocol;
         for r in &mut self.results {
-            if r.is_none() {
+            if r.is_none() || all {
                 *r = Some(Err(err.clone()));
             }
         }
@@ -710,6 +741,15 @@ impl Batch for OpsBatch<'_> {
     }
 
     fn on_reply(&mut self, resp: Response) -> Result<bool> {
+        let Some(req) = self.reqs.get(self.replies.len()) else {
+            return Err(Error::with_detail(
+                Reason::Protocol,
+                "a reply nobody asked for",
+            ));
+        };
+        if !answers(req, &resp) {
+            return Err(unexpected(&resp));
+        }
         let poisoned = match &resp {
             // memcached swallows the data of a refused store and stays in sync after
             // SERVER_ERROR; after CLIENT_ERROR/ERROR the rest of the stream is suspect.
@@ -728,9 +768,51 @@ impl Batch for OpsBatch<'_> {
         Ok(self.replies.len() == self.reqs.len())
     }
 
+    /// A protocol error taints the whole reply: replies read before it are replaced too.
     fn fail(&mut self, err: &Error) {
+        if err.reason() == Reason::Protocol {
+            self.replies.clear();
+        }
         while self.replies.len() < self.reqs.len() {
             self.replies.push(Err(err.clone()));
         }
+    }
+}
+
+/// Whether `resp` can be the reply to `req` (text or meta, as libfae encodes it): a status of
+/// the request's kind, a number only for incr/decr. Error lines answer anything. Requests of
+/// an `OpsBatch` carry no opaque, so a reply naming one answers something else.
+fn answers(req: &Request<'_>, resp: &Response) -> bool {
+    use Status::*;
+    let status = |ok: &[Status]| match resp {
+        Response::Status {
+            status,
+            opaque: None,
+            ..
+        } => ok.contains(status),
+        _ => false,
+    };
+    match req {
+        _ if matches!(resp, Response::Error { .. }) => true,
+        Request::Store { .. } => status(&[Success, NotStored, Exists, NotFound]),
+        // Exists: a meta delete with `C` whose CAS no longer matches.
+        Request::Delete { .. } => status(&[Success, NotFound, Exists]),
+        // Text: the new value or NOT_FOUND; meta `ma … v`: `VA <n>` with the number, or NF.
+        Request::Arith { .. } => match resp {
+            Response::Number(_) => true,
+            Response::Value(v) => {
+                v.key.is_none()
+                    && v.opaque.is_none()
+                    && !v.data.trim_ascii().is_empty()
+                    && v.data.trim_ascii().iter().all(u8::is_ascii_digit)
+            }
+            _ => status(&[NotFound]),
+        },
+        // Text `touch`: TOUCHED/NOT_FOUND; meta `mg … T`: HD/EN.
+        Request::Touch { .. } => status(&[Success, NotFound, Miss]),
+        Request::FlushAll { .. } => status(&[Success]),
+        Request::Version => matches!(resp, Response::Version(_)),
+        Request::Noop => matches!(resp, Response::End | Response::Version(_)),
+        Request::Get { .. } => false,
     }
 }

@@ -127,12 +127,13 @@ impl Destination {
 
     /// May a request go to this server now? Fails fast with `tko` (no socket touched) while
     /// the breaker is open. Without a supervisor the caller's thread runs a due probe first.
-    pub fn admit(&self, supervised: bool) -> Result<()> {
+    pub fn admit(&self, supervised: bool, deadline: Instant) -> Result<()> {
         if self.health.admit() {
             return Ok(());
         }
         if !supervised && self.health.claim_probe() {
-            self.run_probe();
+            // An inline probe is part of the request: it ends by the request's deadline.
+            self.run_probe(deadline);
             if self.health.admit() {
                 return Ok(());
             }
@@ -279,10 +280,10 @@ impl Destination {
     }
 
     /// Probe an open breaker: dial + validate. A good connection joins the idle pool.
-    fn run_probe(&self) {
+    fn run_probe(&self, deadline: Instant) {
         let generation = self.check_fork();
         let ok = if self.reserve_slot() {
-            match self.dial(Instant::now() + self.settings.connect_timeout, generation) {
+            match self.dial(deadline, generation) {
                 Ok(conn) => {
                     self.release(Some(conn), true);
                     true
@@ -318,7 +319,7 @@ impl Destination {
             return;
         }
         if self.health.claim_probe() {
-            self.run_probe();
+            self.run_probe(Instant::now() + self.settings.connect_timeout);
         }
         let now = now_ms();
         let interval = self.settings.heartbeat_interval.as_millis() as u64;
@@ -474,6 +475,11 @@ impl Destination {
         let mut spins = 0u32;
         loop {
             if let Some(conn) = self.idle.pop() {
+                if conn.generation == generation && !conn.is_quiet() {
+                    // Unsolicited bytes or a close while idle: never read them as a reply.
+                    self.release(Some(conn), false);
+                    continue;
+                }
                 if conn.generation == generation {
                     return Ok(PooledConn {
                         dest: self,

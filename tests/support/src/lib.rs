@@ -11,6 +11,8 @@
 //!   `127.0.0.1` port, with `kill`/`pause`/`resume`/`restart` for failure
 //!   tests. Honors `FAE_TEST_SERVER=host:port` (see [`Memcached::start`]).
 //! * [`Cluster`] — `n` such servers.
+//! * [`HostileServer`] — a scripted fake server that answers with duplicate
+//!   blocks, other keys, wrong opaques, impossible lengths, garbage and more.
 //! * [`raw`] — `command`, `stats`, `keys` (via `lru_crawler metadump all`),
 //!   `get`, `set`, `delete`, `flush`, and a persistent [`raw::Conn`].
 //! * [`FaultProxy`] — a TCP proxy in front of one upstream whose behaviour
@@ -43,6 +45,7 @@
 
 mod child;
 pub mod etcd;
+pub mod hostile;
 pub mod memcached;
 pub mod proxy;
 pub mod raw;
@@ -50,6 +53,7 @@ mod sys;
 pub mod zookeeper;
 
 pub use etcd::Etcd;
+pub use hostile::{EVIL, HostileServer, Misbehave};
 pub use memcached::{Cluster, Memcached, MemcachedBuilder};
 pub use proxy::{Fault, FaultProxy, GARBAGE};
 pub use zookeeper::ZooKeeper;
