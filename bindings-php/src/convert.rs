@@ -5,10 +5,10 @@ use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendHashTable, Zval};
 use serde_json::Value;
 
-use crate::FaeException;
-
+/// `Fae\Exception` (`MemcachedException` when this extension provides that class, a
+/// subclass, so that both `catch` clauses see it) with `msg`.
 pub fn exception(msg: impl Into<String>) -> PhpException {
-    PhpException::from_class::<FaeException>(msg.into())
+    PhpException::new(msg.into(), 0, crate::compat::exception_ce())
 }
 
 /// PHP's `TypeError` with `msg` (a wrong argument type).

@@ -23,6 +23,7 @@ use fae_core::values::KeyPrefix;
 use fae_core::{Client, StoreOutcome};
 
 use crate::client::guard;
+use crate::compat::register_classes as register_late_classes;
 use crate::convert::*;
 use crate::state::{Shared, opt};
 
@@ -68,6 +69,8 @@ struct SessOpts {
 
 #[php_class]
 #[php(name = "Fae\\SessionHandler")]
+// Registered after Fae\Client: Fae\Exception and the php-memcached names go in here.
+#[php(modifier = register_late_classes)]
 #[php(implements(ce = session_handler_interface, stub = "\\SessionHandlerInterface"))]
 #[php(implements(ce = session_update_timestamp_interface, stub = "\\SessionUpdateTimestampHandlerInterface"))]
 #[derive(Debug)]

@@ -1,0 +1,138 @@
+//! The php.ini-only switch from php-memcached: with `fae.provide_memcached_classes` on (the
+//! default) and the `memcached` extension not loaded, this extension registers `Memcached`
+//! (a subclass of `Fae\Client`) and `MemcachedException` (of `Fae\Exception`), so code
+//! written for php-memcached runs unchanged. With php-memcached loaded, its classes stay.
+use std::ffi::{c_int, c_void};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+use ext_php_rs::builders::ClassBuilder;
+use ext_php_rs::class::RegisteredClass;
+use ext_php_rs::ffi::{HashTable, zend_hash_str_find, zend_ini_entry, zend_string};
+use ext_php_rs::flags::IniEntryPermission;
+use ext_php_rs::zend::ClassEntry;
+use ext_php_rs::zend::{IniEntryDef, IniEntryDefs};
+
+use crate::client::FaeClient;
+
+static PROVIDE: AtomicBool = AtomicBool::new(true);
+static PROVIDED: AtomicBool = AtomicBool::new(false);
+/// `Fae\Exception`, then `MemcachedException` when provided: what `exception_ce` throws.
+static EXCEPTION: AtomicPtr<ClassEntry> = AtomicPtr::new(ptr::null_mut());
+
+/// Whether this process serves `Memcached` itself (for phpinfo and the session handler).
+pub fn provides_memcached() -> bool {
+    PROVIDED.load(Ordering::Relaxed)
+}
+
+fn truthy(bytes: &[u8]) -> Option<bool> {
+    match bytes.to_ascii_lowercase().as_slice() {
+        b"1" | b"on" | b"yes" | b"true" => Some(true),
+        b"" | b"0" | b"off" | b"no" | b"false" | b"none" => Some(false),
+        _ => None,
+    }
+}
+
+unsafe extern "C" fn on_provide(
+    _entry: *mut zend_ini_entry,
+    new_value: *mut zend_string,
+    _a1: *mut c_void,
+    _a2: *mut c_void,
+    _a3: *mut c_void,
+    _stage: c_int,
+) -> c_int {
+    // SAFETY: the engine passes a valid zend_string (or null).
+    let bytes = unsafe { new_value.as_ref() }.map_or(&[][..], |s| s.as_bytes());
+    match truthy(bytes) {
+        Some(b) => {
+            PROVIDE.store(b, Ordering::Relaxed);
+            0
+        }
+        None => -1,
+    }
+}
+
+const fn provide_entry() -> IniEntryDef {
+    // System-wide: the classes exist (or not) from module startup on.
+    let mut e = IniEntryDef::new(
+        c"fae.provide_memcached_classes",
+        c"1",
+        IniEntryPermission::System,
+    );
+    e.on_modify = Some(on_provide);
+    e
+}
+
+static INI: IniEntryDefs<2> = IniEntryDefs::new([provide_entry(), IniEntryDef::end()]);
+
+/// MINIT (before the classes): read `fae.provide_memcached_classes`.
+pub fn register_ini(module_number: i32) {
+    IniEntryDef::register(INI.as_slice(), module_number);
+}
+
+/// The class our errors are thrown as.
+pub fn exception_ce() -> &'static ClassEntry {
+    // SAFETY: set in MINIT to a class entry the engine keeps for the process' life; a
+    // throw happens only in a request, after MINIT.
+    unsafe { EXCEPTION.load(Ordering::Acquire).as_ref() }
+        .unwrap_or_else(ext_php_rs::zend::ce::exception)
+}
+
+unsafe extern "C" {
+    // SPL's RuntimeException, which php-memcached's MemcachedException extends (SPL is
+    // built into PHP and starts before any shared extension).
+    static spl_ce_RuntimeException: *mut ClassEntry;
+    // The engine's table of loaded modules (Zend/zend_API.c); filled from every
+    // `extension=` line before any module starts, so order in php.ini does not matter.
+    static mut module_registry: HashTable;
+}
+
+fn memcached_loaded() -> bool {
+    let name = b"memcached";
+    // SAFETY: MINIT runs single-threaded after every extension was loaded; the lookup only
+    // reads the table.
+    !unsafe { zend_hash_str_find(&raw const module_registry, name.as_ptr().cast(), name.len()) }
+        .is_null()
+}
+
+fn runtime_exception() -> &'static ClassEntry {
+    // SAFETY: SPL set this in its MINIT, which ran before ours; never freed.
+    unsafe { spl_ce_RuntimeException.as_ref() }.unwrap_or_else(ext_php_rs::zend::ce::exception)
+}
+
+fn fae_exception() -> &'static ClassEntry {
+    // SAFETY: as in `exception_ce`; called only after `Fae\Exception` was registered.
+    unsafe { EXCEPTION.load(Ordering::Acquire).as_ref() }.unwrap_or_else(runtime_exception)
+}
+
+/// Builder modifier of the class registered after `Fae\Client` (ext-php-rs registers
+/// classes in order, so its entry exists here): registers `Fae\Exception` (a plain
+/// RuntimeException, constructible from PHP) and the php-memcached class names when wanted.
+pub fn register_classes(builder: ClassBuilder) -> ClassBuilder {
+    PROVIDED.store(false, Ordering::Relaxed);
+    EXCEPTION.store(ptr::null_mut(), Ordering::Release);
+    let fae = ClassBuilder::new("Fae\\Exception")
+        .extends((runtime_exception, "\\RuntimeException"))
+        .registration(|ce, _| EXCEPTION.store(ptr::from_mut(ce), Ordering::Release))
+        .register();
+    if let Err(e) = fae {
+        log::warn!("fae: level=warn event=exception_class_not_registered reason={e}");
+    }
+    if !PROVIDE.load(Ordering::Relaxed) || memcached_loaded() {
+        return builder;
+    }
+    let client = ClassBuilder::new("Memcached")
+        .extends((|| FaeClient::get_metadata().ce(), "\\Fae\\Client"))
+        .registration(|_, _| {})
+        .register();
+    let exception = ClassBuilder::new("MemcachedException")
+        .extends((fae_exception, "\\Fae\\Exception"))
+        .registration(|ce, _| EXCEPTION.store(ptr::from_mut(ce), Ordering::Release))
+        .register();
+    if let Err(e) = client.and(exception) {
+        log::warn!("fae: level=warn event=memcached_classes_not_registered reason={e}");
+    } else {
+        PROVIDED.store(true, Ordering::Relaxed);
+    }
+    builder
+}
