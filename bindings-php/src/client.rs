@@ -80,10 +80,154 @@ pub struct FaeClient {
     persistent_id: Option<String>,
     pristine: bool,
     code: i64,
+    /// The last call's result text with our reason (`getLastErrorMessage()`);
+    /// `getResultMessage()` is the code's text alone, as php-memcached's.
     message: String,
+    /// php-memcached's on-new-object callback, run by `compat::construct` once the object
+    /// exists: `($memc, $persistent_id)`.
+    pending_init: Option<Zval>,
+    /// `getDelayed()` results not yet taken by `fetch()`/`fetchAll()`.
+    delayed: std::collections::VecDeque<Zval>,
+}
+
+/// Where a client's config comes from.
+enum ConfigArg<'a> {
+    Array(&'a Zval),
+    /// A JSON file (the config file's schema).
+    File(String),
 }
 
 impl FaeClient {
+    fn build(persistent_id: Option<String>, config: Option<ConfigArg<'_>>) -> PhpResult<Self> {
+        let config = match config {
+            Some(ConfigArg::Array(z)) => Some(to_json(z)?),
+            Some(ConfigArg::File(path)) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| exception(format!("cannot read {path}: {e}")))?;
+                Some(
+                    serde_json::from_str(&text)
+                        .map_err(|e| exception(format!("{path}: not a JSON config: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        guard(|| {
+            let pid = persistent_id.filter(|p| !p.is_empty());
+            let made = match &pid {
+                Some(id) => persistent(id, || Shared::new(config.clone())),
+                None => Shared::new(config.clone()).map(|s| (Arc::new(Mutex::new(s)), true)),
+            };
+            let (shared, pristine) =
+                made.map_err(|f| exception(format!("invalid $config: {}", f.1)))?;
+            Ok(FaeClient {
+                shared,
+                persistent_id: pid,
+                pristine,
+                code: RES_SUCCESS,
+                message: text(RES_SUCCESS).into(),
+                pending_init: None,
+                delayed: std::collections::VecDeque::new(),
+            })
+        })
+    }
+
+    /// libmemcached's configuration string: its `--SERVER=host[:port][/?weight]` entries
+    /// become servers; the other options have php-memcached `setOption` equivalents.
+    fn apply_connection_str(&mut self, conn: &str) {
+        let mut s = self.shared.lock();
+        for tok in conn.split_whitespace() {
+            let Some(spec) = tok
+                .strip_prefix("--SERVER=")
+                .or(tok.strip_prefix("--server="))
+            else {
+                continue;
+            };
+            let (addr, weight) = match spec.split_once("/?") {
+                Some((a, w)) => (a, w.parse().unwrap_or(0)),
+                None => (spec, 0),
+            };
+            let (host, port) = match addr.rsplit_once(':') {
+                Some((h, p)) if !h.is_empty() => (h, p.parse().unwrap_or(11211)),
+                _ => (addr, 11211),
+            };
+            let _ = s.add_server(host, port, weight, true);
+        }
+    }
+
+    /// Runs php-memcached's on-new-object callback (see `compat::construct`).
+    pub fn run_init_callback(obj: &mut ZendClassObject<FaeClient>) {
+        let Some(cb) = obj.pending_init.take() else {
+            return;
+        };
+        let pid = obj.persistent_id.clone();
+        let mut this = Zval::new();
+        this.set_object(obj.get_mut_zend_obj());
+        if let Ok(f) = ext_php_rs::types::ZendCallable::new(&cb) {
+            // An exception the callback throws stays pending and leaves `new` with it.
+            let _ = f.try_call(vec![&this, &pid]);
+        }
+    }
+
+    fn delayed_impl(
+        obj: &mut ZendClassObject<FaeClient>,
+        server_key: Option<&Zval>,
+        keys: &Zval,
+        with_cas: bool,
+        value_cb: Option<&Zval>,
+    ) -> PhpResult<bool> {
+        let cb = match value_cb.filter(|c| !c.is_null()) {
+            Some(c) => Some(ext_php_rs::types::ZendCallable::new(c).map_err(|_| {
+                type_error(format!(
+                    "getDelayed(): Argument #3 ($value_cb) must be a valid callback or null, {} given",
+                    c.dereference().get_type()
+                ))
+            })?),
+            None => None,
+        };
+        let got = obj.do_get_multi(server_key, keys, Some(crate::GET_EXTENDED))?;
+        let Some(arr) = got.array() else {
+            return Ok(false);
+        };
+        let (code, message) = (obj.code, obj.message.clone());
+        obj.delayed.clear();
+        let mut results = Vec::with_capacity(arr.len());
+        for (k, v) in entries(arr) {
+            let Some(ext) = v.array() else { continue };
+            let mut ht = ZendHashTable::new();
+            let _ = ht.insert("key", values::bytes_zval(&k));
+            if let Some(value) = ext.get("value") {
+                let _ = ht.insert("value", value.shallow_clone());
+            }
+            if with_cas {
+                for f in ["cas", "flags"] {
+                    if let Some(x) = ext.get(f) {
+                        let _ = ht.insert(f, x.shallow_clone());
+                    }
+                }
+            }
+            results.push(array_zval(ht));
+        }
+        drop(got);
+        match cb {
+            Some(f) => {
+                let mut this = Zval::new();
+                this.set_object(obj.get_mut_zend_obj());
+                for r in results {
+                    if f.try_call(vec![&this, &r]).is_err() {
+                        if !ext_php_rs::zend::ExecutorGlobals::has_exception() {
+                            warn("could not invoke result callback");
+                        }
+                        return Ok(false);
+                    }
+                }
+            }
+            None => obj.delayed.extend(results),
+        }
+        obj.code = code;
+        obj.message = message;
+        Ok(true)
+    }
+
     fn ok(&mut self) {
         self.code = RES_SUCCESS;
         self.message = text(RES_SUCCESS).into();
@@ -845,39 +989,59 @@ impl FaeClient {
     #[php(name = "GET_ERROR_RETURN_VALUE")]
     pub const GET_ERROR_RETURN_VALUE: bool = false;
 
-    /// `new Fae\Client(?string $persistent_id = null, ?array $config = null)`. `$config` is the
-    /// config file's schema, converted as is: `servers`, or `pools` plus a `route` tree
-    /// (failover, gutter, replicated, shadow, prefix, operation, local …). Without servers and
-    /// without a `route`, requests fail with `RES_NO_SERVERS` until `addServer()`, as
-    /// php-memcached's; a `route` that names no pool (`['type' => 'local']`) is an in-process
-    /// cache and needs no server.
-    pub fn __construct(persistent_id: Option<String>, config: Option<&Zval>) -> PhpResult<Self> {
+    /// `new Fae\Client(?string $persistent_id = null, array|callable|null $config_or_callback
+    /// = null, ?string $connection_str = null)`: php-memcached's constructor, plus a config
+    /// array in the second place (`Fae\Client::fromConfig()` is the same). A callable there is
+    /// php-memcached's on-new-object callback, called with `($memc, $persistent_id)` once per
+    /// new persistent id (every time without one). `$config` is the config file's schema:
+    /// `servers`, or `pools` plus a `route` tree. Without servers and without a `route`,
+    /// requests fail with `RES_NO_SERVERS` until `addServer()`, as php-memcached's; a
+    /// `$connection_str` is libmemcached's (`--SERVER=host:port` entries are used).
+    pub fn __construct(
+        persistent_id: Option<String>,
+        config_or_callback: Option<&Zval>,
+        connection_str: Option<String>,
+    ) -> PhpResult<Self> {
         crate::logging::install();
-        let config = match config {
+        let (config, callback) = match config_or_callback {
+            Some(z) if z.is_callable() => (None, Some(z.shallow_clone())),
+            Some(z) if z.dereference().is_array() => (Some(z), None),
             Some(z) if !z.is_null() => {
-                if !z.dereference().is_array() {
-                    return Err(exception("$config must be an array"));
-                }
-                Some(to_json(z)?)
+                return Err(type_error(format!(
+                    "Memcached::__construct(): Argument #2 ($callback) must be a valid callback or a config array, {} given",
+                    z.dereference().get_type()
+                )));
             }
-            _ => None,
+            _ => (None, None),
         };
-        guard(|| {
-            let pid = persistent_id.filter(|p| !p.is_empty());
-            let made = match &pid {
-                Some(id) => persistent(id, || Shared::new(config.clone())),
-                None => Shared::new(config.clone()).map(|s| (Arc::new(Mutex::new(s)), true)),
-            };
-            let (shared, pristine) =
-                made.map_err(|f| exception(format!("invalid $config: {}", f.1)))?;
-            Ok(FaeClient {
-                shared,
-                persistent_id: pid,
-                pristine,
-                code: RES_SUCCESS,
-                message: text(RES_SUCCESS).into(),
-            })
-        })
+        let mut c = Self::build(persistent_id, config.map(ConfigArg::Array))?;
+        if let Some(conn) = connection_str.filter(|s| !s.is_empty())
+            && c.pristine
+        {
+            c.apply_connection_str(&conn);
+        }
+        if c.pristine {
+            c.pending_init = callback;
+        }
+        Ok(c)
+    }
+
+    /// `Fae\Client::fromConfig(array|string $config, ?string $persistent_id = null)`: a client
+    /// from a config array or a config file (JSON or TOML, as the other bindings read).
+    pub fn from_config(config: &Zval, persistent_id: Option<String>) -> PhpResult<Self> {
+        crate::logging::install();
+        let d = config.dereference();
+        let arg = if d.is_array() {
+            ConfigArg::Array(config)
+        } else if let Some(path) = d.str() {
+            ConfigArg::File(path.to_string())
+        } else {
+            return Err(type_error(format!(
+                "Fae\\Client::fromConfig(): $config must be an array or a file path, {} given",
+                d.get_type()
+            )));
+        };
+        Self::build(persistent_id, Some(arg))
     }
 
     pub fn get_result_code(&self) -> i64 {
@@ -885,7 +1049,138 @@ impl FaeClient {
     }
 
     pub fn get_result_message(&self) -> String {
+        text(self.code).to_string()
+    }
+
+    /// The last call's result with libfae's reason for it (php-memcached: libmemcached's
+    /// last error message).
+    pub fn get_last_error_message(&self) -> String {
         self.message.clone()
+    }
+
+    pub fn get_last_error_code(&self) -> i64 {
+        self.code
+    }
+
+    pub fn get_last_error_errno(&self) -> i64 {
+        0
+    }
+
+    /// Servers are marked down by the core's breakers, not by a last-disconnected slot.
+    pub fn get_last_disconnected_server(&self) -> bool {
+        false
+    }
+
+    /// Writes are never buffered (`OPT_BUFFER_WRITES` is refused): nothing to flush.
+    pub fn flush_buffers(&mut self) -> bool {
+        self.ok();
+        true
+    }
+
+    /// php-memcached's key check: 1..250 bytes of printable non-space ASCII (the prefix is
+    /// not counted). Sets `RES_BAD_KEY_PROVIDED` when it fails.
+    pub fn check_key(&mut self, key: &Zval) -> PhpResult<bool> {
+        let key = key_bytes(key)?;
+        let ok = !key.is_empty() && key.len() <= 250 && key.iter().all(|&c| c.is_ascii_graphic());
+        if ok {
+            self.ok();
+        } else {
+            self.set_code(RES_BAD_KEY_PROVIDED);
+        }
+        Ok(ok)
+    }
+
+    /// vBucket placement is not implemented: false with `RES_NOT_SUPPORTED` (and
+    /// php-memcached's warning for an empty map).
+    pub fn set_bucket(
+        &mut self,
+        host_map: &Zval,
+        _forward_map: Option<&Zval>,
+        _replicas: i64,
+    ) -> bool {
+        if host_map.dereference().array().is_some_and(|a| a.is_empty()) {
+            warn("server map cannot be empty");
+            self.set_code(RES_INVALID_ARGUMENTS);
+            return false;
+        }
+        self.fail((
+            RES_NOT_SUPPORTED,
+            "vbucket placement is not supported".into(),
+        ));
+        false
+    }
+
+    /// SASL is not supported (`HAVE_SASL` is false): php-memcached's warning, false.
+    pub fn set_sasl_auth_data(&mut self, _username: String, _password: String) -> bool {
+        warn("SASL support (memcached.use_sasl) isn't enabled in php.ini");
+        self.fail((RES_NOT_SUPPORTED, "SASL is not supported".into()));
+        false
+    }
+
+    /// Value encryption is not supported (`HAVE_ENCODING` is false).
+    pub fn set_encoding_key(&mut self, _key: String) -> bool {
+        self.fail((
+            RES_NOT_SUPPORTED,
+            "value encryption is not supported".into(),
+        ));
+        false
+    }
+
+    /// Key dumps (`lru_crawler metadump`) are not supported.
+    pub fn get_all_keys(&mut self) -> bool {
+        self.fail((RES_NOT_SUPPORTED, "getAllKeys is not supported".into()));
+        false
+    }
+
+    /// `getDelayed(array $keys, bool $with_cas = false, ?callable $value_cb = null)`: fetch
+    /// now; results go to `$value_cb($memc, $result)` or wait for `fetch()`/`fetchAll()`.
+    pub fn get_delayed(
+        self_: &mut ZendClassObject<FaeClient>,
+        keys: &Zval,
+        with_cas: Option<bool>,
+        value_cb: Option<&Zval>,
+    ) -> PhpResult<bool> {
+        Self::delayed_impl(self_, None, keys, with_cas.unwrap_or(false), value_cb)
+    }
+
+    pub fn get_delayed_by_key(
+        self_: &mut ZendClassObject<FaeClient>,
+        server_key: &Zval,
+        keys: &Zval,
+        with_cas: Option<bool>,
+        value_cb: Option<&Zval>,
+    ) -> PhpResult<bool> {
+        Self::delayed_impl(
+            self_,
+            Some(server_key),
+            keys,
+            with_cas.unwrap_or(false),
+            value_cb,
+        )
+    }
+
+    /// The next `getDelayed()` result, or false with `RES_END`.
+    pub fn fetch(&mut self) -> Zval {
+        match self.delayed.pop_front() {
+            Some(r) => {
+                self.ok();
+                r
+            }
+            None => {
+                self.set_code(RES_END);
+                bool_zval(false)
+            }
+        }
+    }
+
+    /// Every remaining `getDelayed()` result, as a list.
+    pub fn fetch_all(&mut self) -> Zval {
+        let mut ht = ZendHashTable::new();
+        for r in self.delayed.drain(..) {
+            let _ = ht.push(r);
+        }
+        self.ok();
+        array_zval(ht)
     }
 
     pub fn is_persistent(&self) -> bool {

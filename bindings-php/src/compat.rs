@@ -8,9 +8,13 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use ext_php_rs::builders::ClassBuilder;
 use ext_php_rs::class::RegisteredClass;
-use ext_php_rs::ffi::{HashTable, zend_hash_str_find, zend_ini_entry, zend_string};
+use ext_php_rs::ffi::{
+    HashTable, zend_execute_data, zend_hash_str_find, zend_ini_entry, zend_string, zif_handler,
+    zval,
+};
 use ext_php_rs::flags::IniEntryPermission;
 use ext_php_rs::zend::ClassEntry;
+use ext_php_rs::zend::ExecuteData;
 use ext_php_rs::zend::{IniEntryDef, IniEntryDefs};
 
 use crate::client::FaeClient;
@@ -109,6 +113,7 @@ fn fae_exception() -> &'static ClassEntry {
 /// classes in order, so its entry exists here): registers `Fae\Exception` (a plain
 /// RuntimeException, constructible from PHP) and the php-memcached class names when wanted.
 pub fn register_classes(builder: ClassBuilder) -> ClassBuilder {
+    wrap_constructor();
     PROVIDED.store(false, Ordering::Relaxed);
     EXCEPTION.store(ptr::null_mut(), Ordering::Release);
     let fae = ClassBuilder::new("Fae\\Exception")
@@ -135,4 +140,44 @@ pub fn register_classes(builder: ClassBuilder) -> ClassBuilder {
         PROVIDED.store(true, Ordering::Relaxed);
     }
     builder
+}
+
+/// `Fae\Client::__construct` as ext-php-rs generated it (it builds the Rust object).
+static CONSTRUCT: std::sync::OnceLock<zif_handler> = std::sync::OnceLock::new();
+
+/// php-memcached calls its on-new-object callback with the constructed object, which an
+/// ext-php-rs constructor (returning `Self`) cannot do: so `Fae\Client::__construct` (and with
+/// it every subclass's, `Memcached` included, which share the internal function) is wrapped
+/// to run the callback once the object exists.
+fn wrap_constructor() {
+    let ce = FaeClient::get_metadata().ce();
+    // SAFETY: MINIT, single-threaded; the constructor is the internal function ext-php-rs
+    // registered for the class just before, and lives as long as the class.
+    unsafe {
+        let Some(f) = ce.constructor.as_mut() else {
+            return;
+        };
+        let orig = f.internal_function.handler;
+        let current = *CONSTRUCT.get_or_init(|| orig);
+        if current.is_some() {
+            f.internal_function.handler = Some(construct);
+        }
+    }
+}
+
+unsafe extern "C" fn construct(ex: *mut zend_execute_data, rv: *mut zval) {
+    if let Some(Some(orig)) = CONSTRUCT.get() {
+        // SAFETY: the engine's arguments, passed on unchanged to the handler they were for.
+        unsafe { orig(ex, rv) };
+    }
+    if ext_php_rs::zend::ExecutorGlobals::has_exception() {
+        return;
+    }
+    // SAFETY: the engine passes its live frame; `ExecuteData` is that struct.
+    let Some(ex) = (unsafe { ex.cast::<ExecuteData>().as_mut() }) else {
+        return;
+    };
+    if let Some(obj) = ex.get_object::<FaeClient>() {
+        FaeClient::run_init_callback(obj);
+    }
 }

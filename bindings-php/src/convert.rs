@@ -173,3 +173,57 @@ pub fn insert_bytes(ht: &mut ZendHashTable, key: &[u8], v: Zval) {
     let zs = ext_php_rs::types::ZendStr::new(key, false);
     let _ = ht.insert(&*zs, v);
 }
+
+unsafe extern "C" {
+    fn zend_error(ty: std::ffi::c_int, format: *const std::ffi::c_char, ...);
+}
+
+/// An `E_WARNING` as php-memcached raises them: "Memcached::method(): `msg`". The methods
+/// are `Fae\Client`'s, which `Memcached` inherits, so the class named is `Memcached` when
+/// this extension provides it (php-memcached names its own class for subclasses too).
+pub fn warn(msg: &str) {
+    let eg = ext_php_rs::zend::ExecutorGlobals::get();
+    // SAFETY: a warning is raised from inside a method call, whose frame and function
+    // (names interned by the engine) are live; null pointers are checked.
+    let (class, method) = unsafe {
+        let f = eg
+            .current_execute_data
+            .as_ref()
+            .and_then(|ex| ex.func.as_ref());
+        let method = f
+            .and_then(|f| f.common.function_name.as_ref())
+            .map_or(String::new(), |n| {
+                String::from_utf8_lossy(n.as_bytes()).into_owned()
+            });
+        let class = f
+            .and_then(|f| f.common.scope.as_ref())
+            .and_then(|c| c.name.as_ref())
+            .map_or(String::new(), |n| {
+                String::from_utf8_lossy(n.as_bytes()).into_owned()
+            });
+        (class, method)
+    };
+    let class = if class == "Fae\\Client" && crate::compat::provides_memcached() {
+        "Memcached".to_string()
+    } else {
+        class
+    };
+    let text = if method.is_empty() {
+        msg.to_string()
+    } else if class.is_empty() {
+        format!("{method}(): {msg}")
+    } else {
+        format!("{class}::{method}(): {msg}")
+    };
+    let Ok(c) = std::ffi::CString::new(text) else {
+        return;
+    };
+    // SAFETY: a "%s" format with one NUL-terminated string argument.
+    unsafe {
+        zend_error(
+            ext_php_rs::ffi::E_WARNING as std::ffi::c_int,
+            c"%s".as_ptr(),
+            c.as_ptr(),
+        );
+    }
+}

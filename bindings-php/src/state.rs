@@ -84,11 +84,6 @@ const FIXED: &[(i64, i64, &str)] = &[
         0,
         "servers keep the order they were added in",
     ),
-    (
-        opt::BINARY_PROTOCOL,
-        0,
-        "the binary protocol is deprecated by memcached; libfae speaks meta (default) or text: set \"protocol\" in $config",
-    ),
     (opt::NOREPLY, 0, "every command waits for its reply"),
     (opt::USE_UDP, 0, "UDP is not supported"),
     (
@@ -359,7 +354,9 @@ impl Shared {
                 Value::from(self.io_ms.unwrap_or_else(|| self.config_timeout("io_ms")) * 1000)
             }
             opt::TCP_NODELAY => Value::from(*self.misc.get(&o).unwrap_or(&1)),
-            opt::NO_BLOCK | opt::VERIFY_KEY => Value::from(*self.misc.get(&o).unwrap_or(&0)),
+            opt::NO_BLOCK | opt::VERIFY_KEY | opt::BINARY_PROTOCOL => {
+                Value::from(*self.misc.get(&o).unwrap_or(&0))
+            }
             _ => Value::from(FIXED.iter().find(|f| f.0 == o)?.1),
         })
     }
@@ -541,7 +538,10 @@ impl Shared {
                 self.misc.insert(o, 1);
             }
             // libfae's I/O is always non-blocking with deadlines, and keys are always verified.
-            opt::NO_BLOCK | opt::VERIFY_KEY => {
+            // BINARY_PROTOCOL: what applications want from it (CAS on every reply, quiet
+            // pipelined requests) the meta protocol gives too, so it is accepted and reported
+            // as set; requests stay on meta.
+            opt::NO_BLOCK | opt::VERIFY_KEY | opt::BINARY_PROTOCOL => {
                 self.misc.insert(o, i64::from(b));
             }
             _ => {

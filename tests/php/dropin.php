@@ -35,4 +35,74 @@ test('our errors are MemcachedException (and Fae\Exception)', function () {
     catch (MemcachedException $e) { check($e instanceof Fae\Exception, 'caught as both'); }
 });
 
+test('constructor: callback once per new persistent id, connection string, fromConfig', function () use ($host, $port) {
+    $calls = [];
+    $cb = function ($m, $id) use (&$calls, $host, $port) {
+        $calls[] = [get_class($m), $id];
+        $m->addServer($host, $port);
+    };
+    $id = 'dropin-' . getmypid();
+    $a = new Memcached($id, $cb);
+    $b = new Memcached($id, $cb);
+    eq($calls, [['Memcached', $id]], 'called once, with the object and the id');
+    eq(count($b->getServerList()), 1, 'the second object shares what the callback set up');
+    check(!$b->isPristine(), 'second object not pristine');
+    $calls = [];
+    new Memcached(null, $cb); new Memcached(null, $cb);
+    eq(count($calls), 2, 'without a persistent id: every time');
+    eq($calls[0][1], null, 'id is null');
+    try { new Memcached(null, function () { throw new RuntimeException('from cb'); }); check(false, 'throws'); }
+    catch (RuntimeException $e) { eq($e->getMessage(), 'from cb', 'a callback exception leaves new'); }
+    $c = new Memcached(null, null, "--SERVER=$host:$port --BINARY-PROTOCOL");
+    eq(count($c->getServerList()), 1, 'connection string servers');
+    eq($c->set('dropin:cs', 'v'), true, 'and they serve');
+    $d = Fae\Client::fromConfig(['servers' => ["$host:$port"]]);
+    eq($d->get('dropin:cs'), 'v', 'fromConfig(array)');
+    $f = tempnam(sys_get_temp_dir(), 'fae-cfg');
+    file_put_contents($f, json_encode(['servers' => ["$host:$port"]]));
+    eq(Fae\Client::fromConfig($f)->get('dropin:cs'), 'v', 'fromConfig(JSON file)');
+    unlink($f);
+    $e = new Memcached(null, ['servers' => ["$host:$port"]]);
+    eq($e->get('dropin:cs'), 'v', 'a config array in the second place still works');
+});
+
+test('getDelayed, getDelayedByKey, fetch, fetchAll', function () {
+    $m = fresh();
+    $m->setMulti(['gd:a' => 1, 'gd:b' => 'two']);
+    eq($m->getDelayed(['gd:a', 'gd:b', 'gd:none']), true, 'getDelayed');
+    eq($m->fetch(), ['key' => 'gd:a', 'value' => 1], 'fetch one');
+    eq($m->fetchAll(), [['key' => 'gd:b', 'value' => 'two']], 'fetchAll the rest');
+    eq($m->fetch(), false, 'fetch when none left');
+    eq($m->getResultCode(), Memcached::RES_END, 'RES_END');
+    eq($m->getDelayedByKey('srv', ['gd:a'], true), true, 'getDelayedByKey with cas');
+    $r = $m->fetch();
+    check(is_int($r['cas']) && $r['cas'] > 0 && $r['flags'] === 0, 'cas and flags with $with_cas');
+    $seen = [];
+    eq($m->getDelayed(['gd:a', 'gd:b'], false, function ($memc, $r) use (&$seen, $m) { $seen[] = $r['key']; check($memc === $m, 'callback gets the object'); }), true, 'with callback');
+    eq($seen, ['gd:a', 'gd:b'], 'callback per result');
+    eq($m->fetch(), false, 'callback results are not queued');
+});
+
+test('checkKey, flushBuffers, setBucket, binary protocol, result messages', function () {
+    $m = fresh();
+    eq($m->checkKey('ok_key'), true, 'valid key');
+    eq($m->checkKey('with space'), false, 'space');
+    eq($m->getResultCode(), Memcached::RES_BAD_KEY_PROVIDED, 'bad key code');
+    eq($m->checkKey(str_repeat('k', 251)), false, 'too long');
+    eq($m->flushBuffers(), true, 'flushBuffers');
+    eq($m->setBucket([1, 2], null, 0), false, 'setBucket not supported');
+    eq($m->getResultCode(), Memcached::RES_NOT_SUPPORTED, 'setBucket code');
+    eq(@$m->setBucket([], null, 0), false, 'empty map');
+    eq(error_get_last()['message'] ?? '', 'Memcached::setBucket(): server map cannot be empty', 'empty map warning');
+    eq($m->setOption(Memcached::OPT_BINARY_PROTOCOL, true), true, 'binary protocol accepted');
+    eq($m->getOption(Memcached::OPT_BINARY_PROTOCOL), 1, 'reported as set');
+    eq($m->set('bp:k', 'v'), true, 'and requests still work');
+    eq($m->get('bp:absent'), false, 'miss');
+    eq($m->getResultMessage(), 'NOT FOUND', 'message is the code text');
+    $n = new Memcached();
+    eq($n->get('x'), false, 'no servers');
+    eq($n->getResultMessage(), 'NO SERVERS DEFINED', 'no reason appended');
+    check(strlen($n->getLastErrorMessage()) > strlen('NO SERVERS DEFINED'), 'reason in getLastErrorMessage');
+});
+
 finish();

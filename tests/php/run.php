@@ -95,10 +95,15 @@ test('bad input', function () use ($m) {
     eq($m->set('big', random_bytes(2 * 1024 * 1024)), false, 'over max_value_size');
     eq($m->getResultCode(), Client::RES_E2BIG, 'E2BIG');
     $m->setOption(Client::OPT_COMPRESSION, true);
-    eq($m->setOption(Client::OPT_BINARY_PROTOCOL, true), false, 'binary protocol refused');
+    eq($m->setOption(Client::OPT_BINARY_PROTOCOL, true), true, 'binary protocol accepted (served over meta)');
+    eq($m->getOption(Client::OPT_BINARY_PROTOCOL), 1, 'and reported as set');
+    eq($m->setOption(Client::OPT_BINARY_PROTOCOL, false), true, 'binary protocol off');
+    eq($m->setOption(Client::OPT_USE_UDP, true), false, 'UDP refused');
     eq($m->getResultCode(), Client::RES_NOT_SUPPORTED, 'unsupported code');
-    check(str_contains($m->getResultMessage(), 'binary protocol'), 'unsupported message says why');
-    eq($m->setOption(Client::OPT_BINARY_PROTOCOL, false), true, 'default value accepted');
+    eq($m->getResultMessage(), 'ACTION NOT SUPPORTED', 'result message is php-memcached\'s text');
+    check(str_contains($m->getLastErrorMessage(), 'UDP'), 'last error message says why');
+    eq($m->getLastErrorCode(), Client::RES_NOT_SUPPORTED, 'last error code');
+    eq($m->setOption(Client::OPT_USE_UDP, false), true, 'default value accepted');
     eq($m->setOption(Client::OPT_DISTRIBUTION, 3), false, 'random distribution refused');
     eq($m->setOption(12345, 1), false, 'unknown option');
     eq($m->setOption(Client::OPT_USER_FLAGS, 70000), false, 'user flags range');
@@ -358,7 +363,7 @@ test('unix socket servers', function () use ($mc, $root) {
     $t = microtime(true);
     eq($d->get('k'), false, 'get on a missing socket');
     check($d->getResultCode() !== Client::RES_SUCCESS && $d->getResultCode() !== Client::RES_NOTFOUND, 'an error code: ' . $d->getResultCode());
-    check(str_contains($d->getResultMessage(), '/nonexistent-dir/m.sock'), 'message names the path: ' . $d->getResultMessage());
+    check(str_contains($d->getLastErrorMessage(), '/nonexistent-dir/m.sock'), 'message names the path: ' . $d->getLastErrorMessage());
     check(microtime(true) - $t < 0.5, 'fails at once');
     $sock->stop();
     eq($c->get('u:1') === false || $c->get('u:1') === 'v1', true, 'a killed socket server is an error, not a crash');
@@ -385,7 +390,7 @@ test('reload', function () use ($mc, $mc2) {
     // A bad config: false with a code and message; the old config keeps serving.
     eq($c->reload(['servers' => [$mc->addr()], 'nope' => 1]), false, 'bad config refused');
     eq($c->getResultCode(), Client::RES_INVALID_ARGUMENTS, 'bad config code');
-    check(str_contains($c->getResultMessage(), 'nope'), 'bad config message names the key: ' . $c->getResultMessage());
+    check(str_contains($c->getLastErrorMessage(), 'nope'), 'bad config message names the key: ' . $c->getLastErrorMessage());
     eq($c->reload(['servers' => []]), false, 'empty server list refused');
     eq($c->reload(['timeouts' => ['io_ms' => 'slow']]), false, 'bad field type refused');
     eq($c->get('r:k'), 'v2', 'old config still serves');
@@ -668,7 +673,7 @@ test('stampede: lease flow', function () use ($mc) {
     $b->delete($k2);
     eq($a->setWithLease($k2, 'late', $l2['token']), false, 'fill after a delete: false');
     eq($a->getResultCode(), Client::RES_NOTSTORED, 'lost lease: RES_NOTSTORED');
-    check(str_contains($a->getResultMessage(), 'lease was lost'), 'lost lease message: ' . $a->getResultMessage());
+    check(str_contains($a->getLastErrorMessage(), 'lease was lost'), 'lost lease message: ' . $a->getLastErrorMessage());
     eq($b->get($k2), false, 'nothing stored after the delete');
     // A set between the lease and the fill: the newer set wins.
     $l2 = $a->getOrLease($k2);
