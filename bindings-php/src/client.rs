@@ -291,7 +291,7 @@ impl FaeClient {
         flags: Option<i64>,
     ) -> PhpResult<Zval> {
         let key = key_bytes(key)?;
-        let skey = server_key.map(key_bytes).transpose()?;
+        let skey = server_key_bytes(server_key)?;
         let flags = flags.unwrap_or(0);
         guard(|| {
             let ctx = match self.ctx() {
@@ -343,8 +343,13 @@ impl FaeClient {
             return Err(exception("getMulti(): $keys must be an array"));
         };
         let keys: Vec<Vec<u8>> = arr.values().map(key_bytes).collect::<PhpResult<_>>()?;
-        let skey = server_key.map(key_bytes).transpose()?;
+        let skey = server_key_bytes(server_key)?;
         let flags = flags.unwrap_or(0);
+        if keys.is_empty() {
+            // libmemcached's mget of no keys: NOTFOUND, and php-memcached returns [].
+            self.set_code(RES_NOTFOUND);
+            return Ok(array_zval(ZendHashTable::new()));
+        }
         guard(|| {
             let ctx = match self.ctx() {
                 Ok(c) => c,
@@ -417,12 +422,13 @@ impl FaeClient {
         exp: i64,
     ) -> PhpResult<Zval> {
         let key = key_bytes(key)?;
-        let skey = server_key.map(key_bytes).transpose()?;
+        let skey = server_key_bytes(server_key)?;
         let vopts = self.shared.lock().values.clone();
         let raw_append = matches!(op, StoreOp::Append | StoreOp::Prepend);
         if raw_append && vopts.compression {
             // php-memcached refuses these with compression on (a compressed value cannot
-            // grow in place) and returns null.
+            // grow in place): a warning and null.
+            warn("cannot append/prepend with compression turned on");
             self.fail((
                 RES_INVALID_ARGUMENTS,
                 "cannot append/prepend with compression turned on".into(),
@@ -497,7 +503,7 @@ impl FaeClient {
         let Some(arr) = items.dereference().array() else {
             return Err(exception("setMulti(): $items must be an array"));
         };
-        let skey = server_key.map(key_bytes).transpose()?;
+        let skey = server_key_bytes(server_key)?;
         let vopts = self.shared.lock().values.clone();
         let mut encoded = Vec::with_capacity(arr.len());
         for (k, v) in entries(arr) {
@@ -564,7 +570,7 @@ impl FaeClient {
         time: Option<i64>,
     ) -> PhpResult<Zval> {
         let key = key_bytes(key)?;
-        let skey = server_key.map(key_bytes).transpose()?;
+        let skey = server_key_bytes(server_key)?;
         if time.unwrap_or(0) != 0 {
             return Ok(self.fail((
                 RES_NOT_SUPPORTED,
@@ -636,10 +642,12 @@ impl FaeClient {
         expiry: Option<i64>,
     ) -> PhpResult<Zval> {
         let key = key_bytes(key)?;
-        let skey = server_key.map(key_bytes).transpose()?;
+        let skey = server_key_bytes(server_key)?;
         let offset = offset.unwrap_or(1);
         if offset < 0 {
-            return Err(value_error("offset cannot be a negative value"));
+            // php-memcached: a warning and false, the result code unchanged.
+            warn("offset cannot be a negative value");
+            return Ok(bool_zval(false));
         }
         guard(|| {
             let ctx = match self.ctx() {
@@ -689,7 +697,7 @@ impl FaeClient {
         exp: Option<i64>,
     ) -> PhpResult<Zval> {
         let key = key_bytes(key)?;
-        let skey = server_key.map(key_bytes).transpose()?;
+        let skey = server_key_bytes(server_key)?;
         guard(|| {
             let ctx = match self.ctx() {
                 Ok(c) => c,
@@ -729,12 +737,20 @@ impl FaeClient {
         {
             return Ok(v);
         }
-        Err(exception(
-            "cas token must be an int, float or numeric string",
-        ))
+        if t.is_null() || t.is_bool() || t.is_string() {
+            // php-memcached reads the token as a number: null, false and text are 0, a
+            // token no item has (the store fails with a result code).
+            return Ok(0);
+        }
+        Err(type_error(format!(
+            "cas token must be an int, float or numeric string, {} given",
+            t.get_type()
+        )))
     }
 
-    fn server_array(&self, addr: &str) -> Zval {
+    /// A server as php-memcached reports it: `getServerList()` gives host, port and type;
+    /// `getServerByKey()` gives host, port and a weight of 0 (`by_key`).
+    fn server_array(&self, addr: &str, by_key: bool) -> Zval {
         let s = self.shared.lock();
         let node = s.servers.iter().find(|n| n.addr() == addr);
         // A socket server as php-memcached reports it: host = the path, type SOCKET, and the
@@ -748,8 +764,11 @@ impl FaeClient {
         let mut ht = ZendHashTable::new();
         let _ = ht.insert("host", str_zval(host));
         let _ = ht.insert("port", long_zval(port));
-        let _ = ht.insert("type", str_zval(kind));
-        let _ = ht.insert("weight", long_zval(node.map_or(1, |n| i64::from(n.weight))));
+        if by_key {
+            let _ = ht.insert("weight", long_zval(0));
+        } else {
+            let _ = ht.insert("type", str_zval(kind));
+        }
         array_zval(ht)
     }
 }
@@ -1207,33 +1226,41 @@ impl FaeClient {
         })
     }
 
+    /// php-memcached's `addServers`: each entry's first, second and third values (whatever
+    /// their keys) are host, port and weight; a bad entry is skipped with its warning.
     pub fn add_servers(&mut self, servers: &Zval) -> PhpResult<bool> {
         let Some(arr) = servers.dereference().array() else {
-            return Err(exception(
-                "addServers(): $servers must be an array of [host, port, weight?]",
-            ));
+            return Err(type_error(format!(
+                "addServers(): Argument #1 ($servers) must be of type array, {} given",
+                servers.dereference().get_type()
+            )));
         };
         let mut list = Vec::new();
         for (i, s) in arr.values().enumerate() {
+            let n = i + 1;
             let Some(e) = s.dereference().array() else {
-                return Err(exception(format!(
-                    "addServers(): entry {i} is not an array"
-                )));
+                warn(&format!("server list entry #{n} is not an array"));
+                continue;
             };
-            let host = e.get_index(0).and_then(|h| h.str().map(str::to_string));
-            let port = e.get_index(1).map_or(Some(11211), |p| p.coerce_to_long());
-            let weight = e.get_index(2).map_or(Some(0), |w| w.coerce_to_long());
-            match (
-                host,
-                port.and_then(|p| u16::try_from(p).ok()),
-                weight.and_then(|w| u32::try_from(w).ok()),
-            ) {
-                (Some(h), Some(p), Some(w)) => list.push((h, p, w)),
-                _ => {
-                    return Err(exception(format!(
-                        "addServers(): entry {i} must be [host, port, weight?]"
-                    )));
-                }
+            let vals: Vec<&Zval> = e.values().collect();
+            if vals.len() < 2 {
+                warn(&format!(
+                    "could not add entry #{} to the server list",
+                    n + 1
+                ));
+                continue;
+            }
+            let host = vals[0].dereference().coerce_to_string().unwrap_or_default();
+            let port = vals[1].dereference().coerce_to_long().unwrap_or(0);
+            let weight = vals
+                .get(2)
+                .map_or(0, |w| w.dereference().coerce_to_long().unwrap_or(0));
+            match (u16::try_from(port), u32::try_from(weight)) {
+                (Ok(p), Ok(w)) => list.push((host, p, w)),
+                _ => warn(&format!(
+                    "could not add entry #{} to the server list",
+                    n + 1
+                )),
             }
         }
         let mut s = self.shared.lock();
@@ -1259,7 +1286,7 @@ impl FaeClient {
         };
         let mut ht = ZendHashTable::new();
         for a in addrs {
-            let _ = ht.push(self.server_array(&a));
+            let _ = ht.push(self.server_array(&a, false));
         }
         array_zval(ht)
     }
@@ -1288,7 +1315,24 @@ impl FaeClient {
                 self.ok();
                 true
             }
-            Err(f) => self.fail(f).is_true(),
+            Err(f) => {
+                // php-memcached's warnings for the same refusals.
+                let code = f.0;
+                self.fail(f);
+                match option {
+                    crate::state::opt::PREFIX_KEY => {
+                        self.code = RES_INVALID_ARGUMENTS;
+                        warn("bad key provided");
+                    }
+                    crate::state::opt::SERIALIZER => warn("invalid serializer provided"),
+                    crate::state::opt::USER_FLAGS => warn("MEMC_OPT_USER_FLAGS must be < 65535"),
+                    o if o >= 0 => {
+                        warn(&format!("error setting memcached option: {}", text(code)));
+                    }
+                    _ => {}
+                }
+                false
+            }
         })
     }
 
@@ -1297,16 +1341,18 @@ impl FaeClient {
             return Err(exception("setOptions(): $options must be an array"));
         };
         let mut all = true;
-        let pairs: Vec<(i64, Zval)> = crate::convert::entries(arr)
-            .into_iter()
-            .map(|(k, v)| {
-                let k = std::str::from_utf8(&k)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(i64::MIN);
-                (k, v.shallow_clone())
-            })
-            .collect();
+        let mut pairs: Vec<(i64, Zval)> = Vec::with_capacity(arr.len());
+        let mut it = ext_php_rs::types::array::Iter::new(arr);
+        while let Some((k, v)) = it.next_zval() {
+            match k.long() {
+                Some(k) => pairs.push((k, v.shallow_clone())),
+                None => {
+                    // php-memcached: option names are integers (the OPT_* constants).
+                    warn("invalid configuration option");
+                    all = false;
+                }
+            }
+        }
         let mut first_fail: Option<(i64, String)> = None;
         for (k, v) in pairs {
             if !self.set_option(k, &v)? {
@@ -1323,6 +1369,15 @@ impl FaeClient {
 
     pub fn get_option(&mut self, option: i64) -> Zval {
         crate::logging::drain();
+        if matches!(
+            option,
+            crate::state::opt::SOCKET_SEND_SIZE | crate::state::opt::SOCKET_RECV_SIZE
+        ) && self.get_server_list().array().is_some_and(|a| a.is_empty())
+        {
+            // php-memcached asks the first server's socket for these.
+            warn("no servers defined");
+            return Zval::null();
+        }
         let v = self.shared.lock().get_option(option);
         match v {
             Some(v) => {
@@ -1635,7 +1690,7 @@ impl FaeClient {
                 Ok(v) => match v.iter().find(|a| a.as_str() != "local") {
                     Some(addr) => {
                         self.ok();
-                        self.server_array(addr)
+                        self.server_array(addr, true)
                     }
                     None => self.fail((
                         RES_NO_SERVERS,

@@ -35,10 +35,27 @@ pub fn key_bytes(z: &Zval) -> PhpResult<Vec<u8>> {
     {
         return Ok(s.into_bytes());
     }
+    if z.is_null() {
+        // php-memcached's `string $key` takes null as "" (a deprecation in PHP 8.1+): an
+        // empty key, which the call refuses with RES_BAD_KEY_PROVIDED.
+        return Ok(Vec::new());
+    }
+    if let Some(obj) = z.object()
+        && !obj.get_class_entry().__tostring.is_null()
+        && let Ok(s) = obj.try_call_method("__toString", vec![])
+        && let Some(b) = s.zend_str()
+    {
+        return Ok(b.as_bytes().to_vec());
+    }
     Err(type_error(format!(
         "key must be a string, {} given",
         z.get_type()
     )))
+}
+
+/// A `$server_key`: an empty one means none (php-memcached places by the key then).
+pub fn server_key_bytes(z: Option<&Zval>) -> PhpResult<Option<Vec<u8>>> {
+    Ok(z.map(key_bytes).transpose()?.filter(|k| !k.is_empty()))
 }
 
 /// `(key, value)` pairs of an array, keys as bytes. Keys are read as zvals: a string key that

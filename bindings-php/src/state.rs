@@ -591,7 +591,15 @@ impl Shared {
             ));
         }
         if !self.pools_config && !no_servers {
-            let list: Vec<Value> = self.servers.iter().map(server_entry).collect();
+            // libmemcached keeps a server added twice as two entries (getServerList shows
+            // both); the pool holds each address once, so the duplicate only stays listed.
+            let mut seen = std::collections::HashSet::new();
+            let list: Vec<Value> = self
+                .servers
+                .iter()
+                .filter(|n| seen.insert((n.host.as_str(), n.port)))
+                .map(server_entry)
+                .collect();
             doc.insert("servers".into(), Value::from(list));
         }
         if self.connect_ms.is_some() || self.io_ms.is_some() {

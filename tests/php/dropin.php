@@ -105,4 +105,46 @@ test('checkKey, flushBuffers, setBucket, binary protocol, result messages', func
     check(strlen($n->getLastErrorMessage()) > strlen('NO SERVERS DEFINED'), 'reason in getLastErrorMessage');
 });
 
+test('php-memcached results and warnings for odd arguments', function () use ($host, $port) {
+    $m = fresh();
+    eq($m->setByKey('', 'bk:a', 1), true, 'empty server key: placed by the key');
+    eq($m->getByKey('', 'bk:a'), 1, 'getByKey with an empty server key');
+    eq($m->getMulti([]), [], 'getMulti of nothing');
+    eq($m->getResultCode(), Memcached::RES_NOTFOUND, 'is NOTFOUND');
+    $obj = new class { public function __toString(): string { return 'ts:key'; } };
+    eq($m->set($obj, 'v'), true, 'an object with __toString is a key');
+    eq($m->get('ts:key'), 'v', 'stored under its string');
+    eq($m->getMulti([$obj]), ['ts:key' => 'v'], 'also in getMulti');
+    eq(@$m->set(null, 'v'), false, 'set(null, ...) is false');
+    eq($m->getResultCode(), Memcached::RES_BAD_KEY_PROVIDED, 'with a bad-key code');
+    $m->set('neg', 5);
+    eq(@$m->increment('neg', -1), false, 'negative offset: false');
+    eq(error_get_last()['message'] ?? '', 'Memcached::increment(): offset cannot be a negative value', 'php-memcached\'s warning');
+    eq($m->get('neg'), 5, 'value untouched');
+    eq($m->cas(null, 'neg', 6), false, 'null CAS token: false');
+    check(in_array($m->getResultCode(), [Memcached::RES_DATA_EXISTS, Memcached::RES_NOTFOUND], true), 'with a result code');
+    $m->setOption(Memcached::OPT_COMPRESSION, true);
+    eq(@$m->append('neg', 'x'), null, 'append with compression: null');
+    eq(error_get_last()['message'] ?? '', 'Memcached::append(): cannot append/prepend with compression turned on', 'and its warning');
+    eq(@$m->setOption(Memcached::OPT_PREFIX_KEY, "\x01"), false, 'bad prefix');
+    eq(error_get_last()['message'] ?? '', 'Memcached::setOption(): bad key provided', 'bad prefix warning');
+    eq(@$m->setOptions(['not_an_option' => 1]), false, 'string option name');
+    eq(error_get_last()['message'] ?? '', 'Memcached::setOptions(): invalid configuration option', 'its warning');
+    $n = new Memcached();
+    eq(@$n->getOption(Memcached::OPT_SOCKET_SEND_SIZE), null, 'socket option with no servers: NULL');
+    eq(error_get_last()['message'] ?? '', 'Memcached::getOption(): no servers defined', 'its warning');
+});
+
+test('server lists as php-memcached reports them', function () use ($host, $port) {
+    $m = new Memcached();
+    eq($m->addServers([['KEYHERE' => $host, $port, 3]]), true, 'entry with a string key');
+    eq($m->getServerList(), [['host' => $host, 'port' => $port, 'type' => 'TCP']], 'host, port, type');
+    $m->addServers([['KEYHERE' => $host, $port, 3]]);
+    eq(count($m->getServerList()), 2, 'the same server twice is listed twice');
+    eq($m->set('dup:k', 1), true, 'and calls still work');
+    eq($m->getServerByKey('dup:k'), ['host' => $host, 'port' => $port, 'weight' => 0], 'getServerByKey: host, port, weight 0');
+    eq(@$m->addServers(['nope']), true, 'a non-array entry is skipped');
+    eq(error_get_last()['message'] ?? '', 'Memcached::addServers(): server list entry #1 is not an array', 'with its warning');
+});
+
 finish();

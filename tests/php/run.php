@@ -72,8 +72,9 @@ test('commands', function () use ($m) {
     eq($m->decrement('c:n', 200), 0, 'decr floors at 0');
     eq($m->decrement('c:m', 1, 7), 7, 'decr with initial');
     $m->setOption(Client::OPT_COMPRESSION, true);
-    eq($m->append('c:m', 'x'), null, 'append with compression on is refused like php-memcached');
-    try { $m->increment('c:n', -1); check(false, 'negative offset throws'); } catch (ValueError $e) { check(true, 'negative offset throws'); }
+    eq(@$m->append('c:m', 'x'), null, 'append with compression on is refused like php-memcached');
+    eq(@$m->increment('c:n', -1), false, 'negative offset: false');
+    eq(error_get_last()['message'] ?? '', Client::class . '::increment(): offset cannot be a negative value', 'with php-memcached\'s warning');
     eq($m->setMulti(['m1' => 1, 'm2' => 'two', 'm3' => [3]], 60), true, 'setMulti');
     eq($m->getMulti(['m3', 'nope', 'm1', 'm2']), ['m3' => [3], 'm1' => 1, 'm2' => 'two'], 'getMulti in request order');
     eq($m->getMulti(['m1', 'nope'], Client::GET_PRESERVE_ORDER), ['m1' => 1, 'nope' => null], 'GET_PRESERVE_ORDER');
@@ -98,15 +99,15 @@ test('bad input', function () use ($m) {
     eq($m->setOption(Client::OPT_BINARY_PROTOCOL, true), true, 'binary protocol accepted (served over meta)');
     eq($m->getOption(Client::OPT_BINARY_PROTOCOL), 1, 'and reported as set');
     eq($m->setOption(Client::OPT_BINARY_PROTOCOL, false), true, 'binary protocol off');
-    eq($m->setOption(Client::OPT_USE_UDP, true), false, 'UDP refused');
+    eq(@$m->setOption(Client::OPT_USE_UDP, true), false, 'UDP refused');
     eq($m->getResultCode(), Client::RES_NOT_SUPPORTED, 'unsupported code');
     eq($m->getResultMessage(), 'ACTION NOT SUPPORTED', 'result message is php-memcached\'s text');
     check(str_contains($m->getLastErrorMessage(), 'UDP'), 'last error message says why');
     eq($m->getLastErrorCode(), Client::RES_NOT_SUPPORTED, 'last error code');
     eq($m->setOption(Client::OPT_USE_UDP, false), true, 'default value accepted');
-    eq($m->setOption(Client::OPT_DISTRIBUTION, 3), false, 'random distribution refused');
-    eq($m->setOption(12345, 1), false, 'unknown option');
-    eq($m->setOption(Client::OPT_USER_FLAGS, 70000), false, 'user flags range');
+    eq(@$m->setOption(Client::OPT_DISTRIBUTION, 3), false, 'random distribution refused');
+    eq(@$m->setOption(12345, 1), false, 'unknown option');
+    eq(@$m->setOption(Client::OPT_USER_FLAGS, 70000), false, 'user flags range');
     try { new Client(null, ['servers' => ['127.0.0.1:1'], 'nope' => 1]); check(false, 'bad config throws'); }
     catch (Fae\Exception $e) { check(str_contains($e->getMessage(), 'nope'), 'bad config names the key'); }
     try { $m->routeFor('k', 'explode'); check(false, 'bad op throws'); } catch (Fae\Exception $e) { check(true, 'bad op throws'); }
@@ -344,7 +345,7 @@ test('unix socket servers', function () use ($mc, $root) {
         $bad = 0;
         foreach ($rows as [$key, $want]) {
             $g = $v->getServerByKey($key);
-            if (($g['type'] === 'SOCKET' ? $g['host'] : "{$g['host']}:{$g['port']}") !== $want) $bad++;
+            if ((str_starts_with($g['host'], '/') ? $g['host'] : "{$g['host']}:{$g['port']}") !== $want) $bad++;
         }
         eq($bad, 0, "$file: " . count($rows) . ' keys');
     }
@@ -955,7 +956,7 @@ test('array keys that are not UTF-8 are keys like any other, never a panic', fun
     eq($m->get("\xff\xfe"), 'v1', 'read back one');
     $got = $m->getMulti(["\xff\xfe", "k\x80"]);
     eq($got, ["\xff\xfe" => 'v1', "k\x80" => 'v2'], 'getMulti returns them under the same keys');
-    eq($m->setOptions(["\xff" => 1]), false, 'setOptions with a junk key: false, no panic');
+    eq(@$m->setOptions(["\xff" => 1]), false, 'setOptions with a junk key: false, no panic');
     eq($m->deleteMulti(["\xff\xfe", "k\x80"]), ["\xff\xfe" => true, "k\x80" => true], 'deleteMulti');
 });
 

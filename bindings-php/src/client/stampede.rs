@@ -363,7 +363,7 @@ impl FaeClient {
         flags: i64,
     ) -> PhpResult<Done> {
         let key = key_bytes(key)?;
-        let skey = server_key.map(key_bytes).transpose()?;
+        let skey = server_key_bytes(server_key)?;
         let callable = callable(
             cb,
             "get(): Argument #2 ($cache_cb) must be a valid callback or null",
