@@ -163,8 +163,13 @@ impl FaeClient {
         let mut this = Zval::new();
         this.set_object(obj.get_mut_zend_obj());
         if let Ok(f) = ext_php_rs::types::ZendCallable::new(&cb) {
-            // An exception the callback throws stays pending and leaves `new` with it.
-            let _ = f.try_call(vec![&this, &pid]);
+            // An exception the callback throws stays pending and leaves `new` with it; the
+            // persistent id stays unused, so the next `new` calls the callback again.
+            let failed = f.try_call(vec![&this, &pid]).is_err()
+                || ext_php_rs::zend::ExecutorGlobals::has_exception();
+            if failed && let Some(id) = &pid {
+                crate::state::forget_persistent(id, &obj.shared);
+            }
         }
     }
 
@@ -1090,7 +1095,8 @@ impl FaeClient {
         false
     }
 
-    /// Writes are never buffered (`OPT_BUFFER_WRITES` is refused): nothing to flush.
+    /// Writes are never buffered (`OPT_BUFFER_WRITES` is accepted, writes go at once):
+    /// nothing to flush.
     pub fn flush_buffers(&mut self) -> bool {
         self.ok();
         true
@@ -1380,10 +1386,8 @@ impl FaeClient {
         }
         let v = self.shared.lock().get_option(option);
         match v {
-            Some(v) => {
-                self.ok();
-                json_to_zval(&v)
-            }
+            // Like php-memcached's, reading an option leaves the last result code alone.
+            Some(v) => json_to_zval(&v),
             None => self.fail((RES_INVALID_ARGUMENTS, format!("unknown option {option}"))),
         }
     }

@@ -75,11 +75,6 @@ const FIXED: &[(i64, i64, &str)] = &[
     ),
     (opt::CACHE_LOOKUPS, 0, "DNS lookups are not cached"),
     (
-        opt::BUFFER_WRITES,
-        0,
-        "writes are not buffered; use setMulti() to batch",
-    ),
-    (
         opt::SORT_HOSTS,
         0,
         "servers keep the order they were added in",
@@ -151,6 +146,17 @@ pub fn persistent(
     let s = Arc::new(Mutex::new(make()?));
     map.insert(id.to_string(), Arc::clone(&s));
     Ok((s, true))
+}
+
+/// Drop `id`'s state if it is still `s` (php-memcached registers a persistent object only
+/// after its on-new-object callback succeeded; a failed one leaves the id unused).
+pub fn forget_persistent(id: &str, s: &SharedRef) {
+    if let Some(reg) = REGISTRY.get() {
+        let mut map = reg.lock();
+        if map.get(id).is_some_and(|cur| Arc::ptr_eq(cur, s)) {
+            map.remove(id);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -354,7 +360,7 @@ impl Shared {
                 Value::from(self.io_ms.unwrap_or_else(|| self.config_timeout("io_ms")) * 1000)
             }
             opt::TCP_NODELAY => Value::from(*self.misc.get(&o).unwrap_or(&1)),
-            opt::NO_BLOCK | opt::VERIFY_KEY | opt::BINARY_PROTOCOL => {
+            opt::NO_BLOCK | opt::VERIFY_KEY | opt::BINARY_PROTOCOL | opt::BUFFER_WRITES => {
                 Value::from(*self.misc.get(&o).unwrap_or(&0))
             }
             _ => Value::from(FIXED.iter().find(|f| f.0 == o)?.1),
@@ -541,7 +547,9 @@ impl Shared {
             // BINARY_PROTOCOL: what applications want from it (CAS on every reply, quiet
             // pipelined requests) the meta protocol gives too, so it is accepted and reported
             // as set; requests stay on meta.
-            opt::NO_BLOCK | opt::VERIFY_KEY | opt::BINARY_PROTOCOL => {
+            // BUFFER_WRITES: writes are sent at once (flushBuffers() has nothing to do); a
+            // buffered write only ever becomes visible later, so sooner is not a surprise.
+            opt::NO_BLOCK | opt::VERIFY_KEY | opt::BINARY_PROTOCOL | opt::BUFFER_WRITES => {
                 self.misc.insert(o, i64::from(b));
             }
             _ => {

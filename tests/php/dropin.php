@@ -147,4 +147,25 @@ test('server lists as php-memcached reports them', function () use ($host, $port
     eq(error_get_last()['message'] ?? '', 'Memcached::addServers(): server list entry #1 is not an array', 'with its warning');
 });
 
+test('callback exceptions, option reads, buffered writes', function () use ($host, $port) {
+    $id = 'dropin-throw-' . getmypid();
+    $n = 0;
+    $throw = function () use (&$n) { $n++; throw new RuntimeException('no'); };
+    foreach ([1, 2] as $_) { try { new Memcached($id, $throw); } catch (RuntimeException $e) {} }
+    eq($n, 2, 'a throwing callback leaves the persistent id unused: called again');
+    $called = 0;
+    new Memcached($id, function () use (&$called) { $called++; });
+    new Memcached($id, function () use (&$called) { $called++; });
+    eq($called, 1, 'then a good callback runs once');
+    $m = fresh();
+    $m->get('absent:key');
+    $m->getOption(Memcached::OPT_BINARY_PROTOCOL);
+    eq($m->getResultCode(), Memcached::RES_NOTFOUND, 'getOption leaves the result code alone');
+    eq($m->setOption(Memcached::OPT_BUFFER_WRITES, true), true, 'OPT_BUFFER_WRITES accepted');
+    eq($m->getOption(Memcached::OPT_BUFFER_WRITES), 1, 'and reported');
+    eq($m->set('bw:k', 'v'), true, 'a write');
+    eq($m->flushBuffers(), true, 'flushBuffers');
+    eq($m->get('bw:k'), 'v', 'the write is there');
+});
+
 finish();
