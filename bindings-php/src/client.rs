@@ -90,6 +90,47 @@ pub struct FaeClient {
     delayed: std::collections::VecDeque<Zval>,
 }
 
+/// php-memcached's `memcached.*` defaults for a new object (declared by this extension when
+/// it provides `Memcached`). A value the client cannot take is left at libfae's default.
+fn ini_defaults(s: &mut Shared) {
+    use crate::compat::{ini, ini_bool};
+    use crate::state::opt;
+    let serializer = match ini("memcached.serializer").as_deref().map(str::trim) {
+        Some("igbinary") => values::SERIALIZER_IGBINARY,
+        Some("json") => values::SERIALIZER_JSON,
+        Some("json_array") => values::SERIALIZER_JSON_ARRAY,
+        Some("msgpack") => values::SERIALIZER_MSGPACK,
+        _ => values::SERIALIZER_PHP,
+    };
+    let _ = s.set_option(opt::SERIALIZER, serializer, b"");
+    let ct = match ini("memcached.compression_type").as_deref().map(str::trim) {
+        Some("zlib") => values::COMPRESSION_ZLIB,
+        _ => values::COMPRESSION_FASTLZ,
+    };
+    let _ = s.set_option(opt::COMPRESSION_TYPE, ct, b"");
+    if let Some(t) = ini("memcached.compression_threshold").and_then(|v| v.trim().parse().ok()) {
+        s.values.compression_threshold = t;
+    }
+    if let Some(f) = ini("memcached.compression_factor").and_then(|v| v.trim().parse().ok()) {
+        s.values.compression_factor = f;
+    }
+    if let Some(n) = ini("memcached.store_retry_count").and_then(|v| v.trim().parse().ok()) {
+        let _ = s.set_option(opt::STORE_RETRY_COUNT, n, b"");
+    }
+    if ini_bool("memcached.default_consistent_hash") == Some(true) {
+        let _ = s.set_option(opt::DISTRIBUTION, 1, b"");
+    }
+    if ini_bool("memcached.default_binary_protocol") == Some(true) {
+        let _ = s.set_option(opt::BINARY_PROTOCOL, 1, b"");
+    }
+    if let Some(ms) = ini("memcached.default_connect_timeout")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|&ms| ms > 0)
+    {
+        let _ = s.set_option(opt::CONNECT_TIMEOUT, ms, b"");
+    }
+}
+
 /// Where a client's config comes from.
 enum ConfigArg<'a> {
     Array(&'a Zval),
@@ -111,11 +152,18 @@ impl FaeClient {
             }
             None => None,
         };
+        let make = || {
+            let mut s = Shared::new(config.clone())?;
+            if crate::compat::provides_memcached() {
+                ini_defaults(&mut s);
+            }
+            Ok(s)
+        };
         guard(|| {
             let pid = persistent_id.filter(|p| !p.is_empty());
             let made = match &pid {
-                Some(id) => persistent(id, || Shared::new(config.clone())),
-                None => Shared::new(config.clone()).map(|s| (Arc::new(Mutex::new(s)), true)),
+                Some(id) => persistent(id, make),
+                None => make().map(|s| (Arc::new(Mutex::new(s)), true)),
             };
             let (shared, pristine) =
                 made.map_err(|f| exception(format!("invalid $config: {}", f.1)))?;

@@ -69,9 +69,129 @@ const fn provide_entry() -> IniEntryDef {
 
 static INI: IniEntryDefs<2> = IniEntryDefs::new([provide_entry(), IniEntryDef::end()]);
 
-/// MINIT (before the classes): read `fae.provide_memcached_classes`.
+/// php-memcached's sess_prefix check: printable, no spaces, at most 249 bytes; a refused
+/// value keeps the old one, with php-memcached's warnings.
+unsafe extern "C" fn on_sess_prefix(
+    _entry: *mut zend_ini_entry,
+    new_value: *mut zend_string,
+    _a1: *mut c_void,
+    _a2: *mut c_void,
+    _a3: *mut c_void,
+    _stage: c_int,
+) -> c_int {
+    // SAFETY: the engine passes a valid zend_string (or null).
+    let bytes = unsafe { new_value.as_ref() }.map_or(&[][..], |s| s.as_bytes());
+    if bytes.len() > 249 {
+        crate::convert::warn("memcached.sess_prefix too long (max: 249)");
+        return -1;
+    }
+    if !bytes.iter().all(u8::is_ascii_graphic) {
+        crate::convert::warn(
+            "memcached.sess_prefix cannot contain whitespace or control characters",
+        );
+        return -1;
+    }
+    0
+}
+
+unsafe extern "C" fn on_hash_type(
+    _entry: *mut zend_ini_entry,
+    new_value: *mut zend_string,
+    _a1: *mut c_void,
+    _a2: *mut c_void,
+    _a3: *mut c_void,
+    _stage: c_int,
+) -> c_int {
+    // SAFETY: as above.
+    let bytes = unsafe { new_value.as_ref() }.map_or(&[][..], |s| s.as_bytes());
+    if matches!(bytes, b"" | b"ketama" | b"ketama_weighted") {
+        0
+    } else {
+        crate::convert::warn(
+            "memcached.sess_consistent_hash_type must be ketama or ketama_weighted",
+        );
+        -1
+    }
+}
+
+const fn entry(name: &'static std::ffi::CStr, default: &'static std::ffi::CStr) -> IniEntryDef {
+    IniEntryDef::new(name, default, IniEntryPermission::All)
+}
+
+const fn checked(
+    name: &'static std::ffi::CStr,
+    default: &'static std::ffi::CStr,
+    check: unsafe extern "C" fn(
+        *mut zend_ini_entry,
+        *mut zend_string,
+        *mut c_void,
+        *mut c_void,
+        *mut c_void,
+        c_int,
+    ) -> c_int,
+) -> IniEntryDef {
+    let mut e = IniEntryDef::new(name, default, IniEntryPermission::All);
+    e.on_modify = Some(check);
+    e
+}
+
+/// php-memcached's `memcached.*` settings with its defaults, declared when this extension
+/// provides `Memcached` (php-memcached declares them itself otherwise). Read with `ini()`
+/// where they apply: new `Memcached` objects and the `memcached` session handler.
+static MEMCACHED_INI: IniEntryDefs<27> = IniEntryDefs::new([
+    entry(c"memcached.sess_locking", c"1"),
+    entry(c"memcached.sess_lock_wait_min", c"150"),
+    entry(c"memcached.sess_lock_wait_max", c"150"),
+    entry(c"memcached.sess_lock_retries", c"5"),
+    entry(c"memcached.sess_lock_expire", c"0"),
+    entry(c"memcached.sess_binary_protocol", c"1"),
+    entry(c"memcached.sess_consistent_hash", c"1"),
+    checked(
+        c"memcached.sess_consistent_hash_type",
+        c"ketama",
+        on_hash_type,
+    ),
+    entry(c"memcached.sess_number_of_replicas", c"0"),
+    entry(c"memcached.sess_randomize_replica_read", c"0"),
+    entry(c"memcached.sess_remove_failed_servers", c"0"),
+    entry(c"memcached.sess_server_failure_limit", c"0"),
+    entry(c"memcached.sess_connect_timeout", c"0"),
+    entry(c"memcached.sess_sasl_username", c""),
+    entry(c"memcached.sess_sasl_password", c""),
+    entry(c"memcached.sess_persistent", c"0"),
+    checked(c"memcached.sess_prefix", c"memc.sess.key.", on_sess_prefix),
+    entry(c"memcached.compression_type", c"fastlz"),
+    entry(c"memcached.compression_factor", c"1.3"),
+    entry(c"memcached.compression_threshold", c"2000"),
+    entry(c"memcached.serializer", c"php"),
+    entry(c"memcached.store_retry_count", c"0"),
+    entry(c"memcached.default_consistent_hash", c"0"),
+    entry(c"memcached.default_binary_protocol", c"0"),
+    entry(c"memcached.default_connect_timeout", c"0"),
+    entry(c"memcached.sess_lock_wait", c"not set"),
+    IniEntryDef::end(),
+]);
+
+/// MINIT (before the classes): read `fae.provide_memcached_classes`, and declare the
+/// `memcached.*` settings when this extension will provide `Memcached`.
 pub fn register_ini(module_number: i32) {
     IniEntryDef::register(INI.as_slice(), module_number);
+    if PROVIDE.load(Ordering::Relaxed) && !memcached_loaded() {
+        IniEntryDef::register(MEMCACHED_INI.as_slice(), module_number);
+    }
+}
+
+/// A php.ini setting's current value (`ini_get`), if declared.
+pub fn ini(name: &str) -> Option<String> {
+    ext_php_rs::types::ZendCallable::try_from_name("ini_get")
+        .ok()
+        .and_then(|f| f.try_call(vec![&name]).ok())
+        .and_then(|z| z.str().map(str::to_string))
+}
+
+/// php.ini's idea of true ("1", "on", "yes", "true").
+pub fn ini_bool(name: &str) -> Option<bool> {
+    ini(name).and_then(|v| truthy(v.trim().as_bytes()))
 }
 
 /// The class our errors are thrown as.
@@ -114,6 +234,7 @@ fn fae_exception() -> &'static ClassEntry {
 /// RuntimeException, constructible from PHP) and the php-memcached class names when wanted.
 pub fn register_classes(builder: ClassBuilder) -> ClassBuilder {
     wrap_constructor();
+    crate::session_module::register(PROVIDE.load(Ordering::Relaxed) && !memcached_loaded());
     PROVIDED.store(false, Ordering::Relaxed);
     EXCEPTION.store(ptr::null_mut(), Ordering::Release);
     let fae = ClassBuilder::new("Fae\\Exception")

@@ -14,6 +14,7 @@ mod compat;
 mod convert;
 mod logging;
 mod session;
+mod session_module;
 mod state;
 mod values;
 

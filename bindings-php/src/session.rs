@@ -142,6 +142,78 @@ impl FaeSessionHandler {
     }
 }
 
+/// Used by the native `session.save_handler` (`session_module.rs`).
+impl FaeSessionHandler {
+    /// A handler configured from php.ini: `memcached.sess_*` (php-memcached's settings; this
+    /// extension declares them when it provides `Memcached`).
+    pub(crate) fn from_ini() -> Result<Self, String> {
+        use crate::compat::{ini, ini_bool};
+        let long = |k: &str, d: i64| {
+            ini(k)
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .unwrap_or(d)
+        };
+        let mut o = SessOpts {
+            prefix: KeyPrefix::new(b"memc.sess.key.".to_vec(), false),
+            locking: ini_bool("memcached.sess_locking").unwrap_or(true),
+            lock_wait_min: u64::try_from(long("memcached.sess_lock_wait_min", 150)).unwrap_or(150),
+            lock_wait_max: u64::try_from(long("memcached.sess_lock_wait_max", 150)).unwrap_or(150),
+            lock_retries: long("memcached.sess_lock_retries", 5),
+            lock_expire: long("memcached.sess_lock_expire", 0),
+            hash_type: ini("memcached.sess_consistent_hash_type")
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| "ketama".into()),
+            consistent: ini_bool("memcached.sess_consistent_hash").unwrap_or(true),
+        };
+        if let Some(p) = ini("memcached.sess_prefix") {
+            o.prefix.set_prefix(p.as_bytes());
+        }
+        let replicas = long("memcached.sess_number_of_replicas", 0);
+        if replicas > 0 {
+            return Err(format!(
+                "memcached.sess_number_of_replicas = {replicas} is not supported (replication is a route in a config file)"
+            ));
+        }
+        let persistent = ini_bool("memcached.sess_persistent").unwrap_or(false);
+        Ok(FaeSessionHandler {
+            // Persistent: one client per save path for the process' life.
+            persistent_id: persistent.then(|| ini("session.save_path").unwrap_or_default()),
+            config: None,
+            opts: o,
+            core: None,
+            lock: None,
+            last_error: String::new(),
+        })
+    }
+
+    pub(crate) fn last_error(&self) -> &str {
+        &self.last_error
+    }
+
+    pub(crate) fn write_bytes(&mut self, id: &str, bytes: &[u8]) -> bool {
+        let Ok(core) = self.need_core() else {
+            return false;
+        };
+        let (k, r) = self.keys(id.as_bytes());
+        match core.store_routed(&r, StoreOp::Set, &k, bytes, 0, Self::ttl()) {
+            Ok(StoreOutcome::Stored) => true,
+            Ok(_) => false,
+            Err(e) => {
+                self.last_error = e.to_string();
+                false
+            }
+        }
+    }
+
+    pub(crate) fn touch(&mut self, id: &str) -> bool {
+        let Ok(core) = self.need_core() else {
+            return false;
+        };
+        let (k, r) = self.keys(id.as_bytes());
+        core.touch_routed(&r, &k, Self::ttl()).unwrap_or(false)
+    }
+}
+
 impl Drop for FaeSessionHandler {
     fn drop(&mut self) {
         // A request that died (fatal error, exit in a shutdown function) may never call

@@ -168,4 +168,55 @@ test('callback exceptions, option reads, buffered writes', function () use ($hos
     eq($m->get('bw:k'), 'v', 'the write is there');
 });
 
+test('memcached.* php.ini settings apply to new objects', function () {
+    eq(ini_get('memcached.serializer'), 'php', 'memcached.serializer declared, php-memcached\'s default');
+    eq((new Memcached())->getOption(Memcached::OPT_SERIALIZER), Memcached::SERIALIZER_PHP, 'default serializer');
+    ini_set('memcached.serializer', 'json');
+    ini_set('memcached.default_consistent_hash', '1');
+    ini_set('memcached.default_binary_protocol', '1');
+    ini_set('memcached.default_connect_timeout', '1212');
+    $m = new Memcached();
+    eq($m->getOption(Memcached::OPT_SERIALIZER), Memcached::SERIALIZER_JSON, 'memcached.serializer');
+    eq($m->getOption(Memcached::OPT_DISTRIBUTION), Memcached::DISTRIBUTION_CONSISTENT, 'default_consistent_hash');
+    eq($m->getOption(Memcached::OPT_BINARY_PROTOCOL), 1, 'default_binary_protocol');
+    eq($m->getOption(Memcached::OPT_CONNECT_TIMEOUT), 1212, 'default_connect_timeout');
+    foreach (['serializer', 'default_consistent_hash', 'default_binary_protocol', 'default_connect_timeout'] as $k) ini_restore("memcached.$k");
+    eq(@ini_set('memcached.sess_prefix', ' bad '), false, 'sess_prefix with spaces refused');
+    eq(error_get_last()['message'] ?? '', 'ini_set(): memcached.sess_prefix cannot contain whitespace or control characters', 'its warning');
+    eq(@ini_set('memcached.sess_prefix', str_repeat('a', 300)), false, 'too long');
+    eq(error_get_last()['message'] ?? '', 'ini_set(): memcached.sess_prefix too long (max: 249)', 'its warning');
+    eq(ini_get('memcached.sess_prefix'), 'memc.sess.key.', 'unchanged');
+});
+
+test('session.save_handler = memcached (and = fae) from php.ini alone', function () use ($host, $port) {
+    $script = sys_get_temp_dir() . '/fae-dropin-sess-' . getmypid() . '.php';
+    file_put_contents($script, <<<'PHP'
+<?php
+ob_start();
+session_start();
+$_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1;
+$id = session_id();
+session_write_close();
+$_SESSION = [];
+session_id($id);
+session_start();
+$n = $_SESSION['n'];
+$m = new Memcached(); [$h, $p] = explode(':', ini_get('session.save_path'));
+$m->addServer($h, (int)$p);
+$raw = $m->get(ini_get('memcached.sess_prefix') . $id);
+session_destroy();
+$gone = $m->get(ini_get('memcached.sess_prefix') . $id);
+ob_end_clean();
+echo json_encode([$n, $raw, $gone]);
+PHP);
+    foreach (['memcached', 'fae'] as $handler) {
+        $cmd = array_merge(php_command(), ['-d', "session.save_handler=$handler", '-d', "session.save_path=$host:$port", '-d', 'memcached.sess_prefix=dropin.sess.', $script]);
+        $out = shell_exec(implode(' ', array_map('escapeshellarg', $cmd)));
+        eq(json_decode((string)$out, true), [1, 'n|i:1;', false], "$handler: session written, read back under the prefix, destroyed");
+    }
+    $cmd = array_merge(php_command(), ['-d', 'session.save_handler=memcached', '-d', 'session.save_path=', '-r', 'ob_start(); @session_start(); echo error_get_last()["message"] ?? "";']);
+    eq(shell_exec(implode(' ', array_map('escapeshellarg', $cmd))), 'session_start(): Failed to initialize storage module: memcached (path: )', 'an empty save path fails like php-memcached');
+    unlink($script);
+});
+
 finish();
