@@ -237,6 +237,11 @@ impl FaeClient {
             })?),
             None => None,
         };
+        if keys.dereference().array().is_some_and(|a| a.is_empty()) {
+            // libmemcached's mget of no keys fails; php-memcached returns false.
+            obj.set_code(RES_NOTFOUND);
+            return Ok(false);
+        }
         let got = obj.do_get_multi(server_key, keys, Some(crate::GET_EXTENDED))?;
         let Some(arr) = got.array() else {
             return Ok(false);
@@ -1081,7 +1086,7 @@ impl FaeClient {
             Some(z) if !z.is_null() => {
                 return Err(type_error(format!(
                     "Memcached::__construct(): Argument #2 ($callback) must be a valid callback or a config array, {} given",
-                    z.dereference().get_type()
+                    php_type_name(z)
                 )));
             }
             _ => (None, None),
@@ -1163,24 +1168,46 @@ impl FaeClient {
         Ok(ok)
     }
 
-    /// vBucket placement is not implemented: false with `RES_NOT_SUPPORTED` (and
-    /// php-memcached's warning for an empty map).
+    /// vBucket placement is not implemented: false with `RES_NOT_SUPPORTED`, after
+    /// php-memcached's argument checks and warnings.
     pub fn set_bucket(
         &mut self,
         host_map: &Zval,
-        _forward_map: Option<&Zval>,
-        _replicas: i64,
-    ) -> bool {
-        if host_map.dereference().array().is_some_and(|a| a.is_empty()) {
-            warn("server map cannot be empty");
+        forward_map: Option<&Zval>,
+        replicas: i64,
+    ) -> PhpResult<bool> {
+        let Some(map) = host_map.dereference().array() else {
+            return Err(type_error(format!(
+                "Memcached::setBucket(): Argument #1 ($host_map) must be of type array, {} given",
+                php_type_name(host_map)
+            )));
+        };
+        let forward = forward_map.and_then(|f| f.dereference().array());
+        let warned = if map.is_empty() {
+            Some("server map cannot be empty")
+        } else if forward.is_some_and(|f| f.len() != map.len()) {
+            Some("forward_map length must match the server_map length")
+        } else if replicas < 0 {
+            Some("replicas must be larger than zero")
+        } else if map
+            .values()
+            .chain(forward.into_iter().flat_map(|f| f.values()))
+            .any(|v| v.dereference().coerce_to_long().is_none_or(|n| n < 0))
+        {
+            Some("the map must contain positive integers")
+        } else {
+            None
+        };
+        if let Some(w) = warned {
+            warn(w);
             self.set_code(RES_INVALID_ARGUMENTS);
-            return false;
+            return Ok(false);
         }
         self.fail((
             RES_NOT_SUPPORTED,
             "vbucket placement is not supported".into(),
         ));
-        false
+        Ok(false)
     }
 
     /// SASL is not supported (`HAVE_SASL` is false): php-memcached's warning, false.
@@ -1286,7 +1313,7 @@ impl FaeClient {
         let Some(arr) = servers.dereference().array() else {
             return Err(type_error(format!(
                 "addServers(): Argument #1 ($servers) must be of type array, {} given",
-                servers.dereference().get_type()
+                php_type_name(servers)
             )));
         };
         let mut list = Vec::new();
@@ -1380,7 +1407,9 @@ impl FaeClient {
                     }
                     crate::state::opt::SERIALIZER => warn("invalid serializer provided"),
                     crate::state::opt::USER_FLAGS => warn("MEMC_OPT_USER_FLAGS must be < 65535"),
-                    o if o >= 0 => {
+                    // php-memcached's own options (-1001..-1008) fail quietly; libmemcached's
+                    // and unknown ones warn.
+                    o if !(-1008..=-1001).contains(&o) => {
                         warn(&format!("error setting memcached option: {}", text(code)));
                     }
                     _ => {}

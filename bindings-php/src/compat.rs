@@ -114,6 +114,24 @@ unsafe extern "C" fn on_hash_type(
     }
 }
 
+unsafe extern "C" fn on_serializer(
+    _entry: *mut zend_ini_entry,
+    new_value: *mut zend_string,
+    _a1: *mut c_void,
+    _a2: *mut c_void,
+    _a3: *mut c_void,
+    _stage: c_int,
+) -> c_int {
+    // SAFETY: as above.
+    let bytes = unsafe { new_value.as_ref() }.map_or(&[][..], |s| s.as_bytes());
+    match bytes {
+        b"php" | b"json" | b"json_array" => 0,
+        // Known only once the other extensions are loaded: checked where it is used.
+        b"igbinary" | b"msgpack" => 0,
+        _ => -1,
+    }
+}
+
 const fn entry(name: &'static std::ffi::CStr, default: &'static std::ffi::CStr) -> IniEntryDef {
     IniEntryDef::new(name, default, IniEntryPermission::All)
 }
@@ -163,7 +181,7 @@ static MEMCACHED_INI: IniEntryDefs<27> = IniEntryDefs::new([
     entry(c"memcached.compression_type", c"fastlz"),
     entry(c"memcached.compression_factor", c"1.3"),
     entry(c"memcached.compression_threshold", c"2000"),
-    entry(c"memcached.serializer", c"php"),
+    checked(c"memcached.serializer", c"php", on_serializer),
     entry(c"memcached.store_retry_count", c"0"),
     entry(c"memcached.default_consistent_hash", c"0"),
     entry(c"memcached.default_binary_protocol", c"0"),

@@ -244,3 +244,25 @@ pub fn warn(msg: &str) {
         );
     }
 }
+
+/// A value's type as PHP's own TypeErrors name it (`null`, `int`, `stdClass`, …).
+pub fn php_type_name(z: &Zval) -> String {
+    let z = z.dereference();
+    if z.is_null() {
+        "null".into()
+    } else if z.is_bool() {
+        "bool".into()
+    } else if z.is_long() {
+        "int".into()
+    } else if z.is_double() {
+        "float".into()
+    } else if z.is_string() {
+        "string".into()
+    } else if z.is_array() {
+        "array".into()
+    } else if let Some(o) = z.object() {
+        o.get_class_name().unwrap_or_else(|_| "object".into())
+    } else {
+        format!("{}", z.get_type()).to_lowercase()
+    }
+}

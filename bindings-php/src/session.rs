@@ -4,7 +4,7 @@
 //! - Data: key `prefix.sid`, stored raw with flags 0, placed by the sid (the prefix is a
 //!   namespace, not hashed), TTL `session.gc_maxlifetime`.
 //! - Lock: `add(prefix."lock.".sid, "1", lock_expire)` placed by `"lock.".sid`; on failure
-//!   sleep `lock_wait_min` ms, doubling up to `lock_wait_max`, for `lock_retries` tries, then
+//!   sleep `lock_wait_min` ms, doubling up to `lock_wait_max`, for `lock_retries` retries, then
 //!   read fails ("Unable to clear session lock record"). Released (deleted) on close and
 //!   destroy, and when the handler is freed at the end of a request that died on a fatal error.
 //! - Placement: `consistent_hash_type` `ketama` (php-memcached 3.x default: unweighted
@@ -111,8 +111,10 @@ impl FaeSessionHandler {
             }
         };
         let expire = u32::try_from(expire).unwrap_or(30);
-        let mut wait = self.opts.lock_wait_min.max(1);
-        let mut retries = self.opts.lock_retries.max(1);
+        // php-memcached's loop: an attempt, then (while retries remain) a sleep that starts
+        // at lock_wait_min and doubles up to lock_wait_max; lock_retries + 1 attempts.
+        let mut wait = self.opts.lock_wait_min;
+        let mut retries = self.opts.lock_retries;
         loop {
             match core.store_routed(&routing, StoreOp::Add, &key, b"1", 0, expire) {
                 Ok(StoreOutcome::Stored) => {
@@ -121,17 +123,21 @@ impl FaeSessionHandler {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    self.last_error = format!("session lock: {e}");
+                    self.last_error = format!("Failed to write session lock: {e}");
                     return false;
                 }
             }
-            retries -= 1;
             if retries <= 0 {
                 self.last_error = "Unable to clear session lock record".into();
                 return false;
             }
             std::thread::sleep(Duration::from_millis(wait));
-            wait = (wait * 2).min(self.opts.lock_wait_max.max(self.opts.lock_wait_min));
+            wait = if self.opts.lock_wait_max > 0 {
+                self.opts.lock_wait_max.min(wait.saturating_mul(2))
+            } else {
+                wait.saturating_mul(2)
+            };
+            retries -= 1;
         }
     }
 

@@ -219,4 +219,33 @@ PHP);
     unlink($script);
 });
 
+test('setBucket checks, getDelayed of nothing, serializer setting, unknown options', function () {
+    $m = fresh();
+    eq(@$m->setBucket([-1], [-1], 1), false, 'negative map entries');
+    eq(error_get_last()['message'] ?? '', 'Memcached::setBucket(): the map must contain positive integers', 'its warning');
+    eq(@$m->setBucket([1, 2], [1], 1), false, 'forward map length');
+    eq(error_get_last()['message'] ?? '', 'Memcached::setBucket(): forward_map length must match the server_map length', 'its warning');
+    try { $m->setBucket(null, [], 1); check(false, 'null map throws'); }
+    catch (TypeError $e) { eq($e->getMessage(), 'Memcached::setBucket(): Argument #1 ($host_map) must be of type array, null given', 'TypeError text'); }
+    eq($m->getDelayed([]), false, 'getDelayed of no keys is false');
+    foreach (['asdf', '', 'php.'] as $bad) eq(ini_set('memcached.serializer', $bad), false, "serializer '$bad' refused");
+    eq(ini_get('memcached.serializer'), 'php', 'unchanged');
+    eq(@$m->setOption(-1, 1), false, 'unknown negative option');
+    eq(error_get_last()['message'] ?? '', 'Memcached::setOption(): error setting memcached option: INVALID ARGUMENTS', 'warns');
+});
+
+test('session lock waits as php-memcached (lock_retries + 1 attempts, doubling sleeps)', function () use ($host, $port) {
+    $m = fresh();
+    $sid = 'dropinlock' . getmypid();
+    $m->set("dropin.lock.lock.$sid", '1');
+    $cmd = array_merge(php_command(), ['-d', 'session.save_handler=memcached', '-d', "session.save_path=$host:$port",
+        '-d', 'memcached.sess_prefix=dropin.lock.', '-d', 'memcached.sess_lock_wait_min=100', '-d', 'memcached.sess_lock_wait_max=200',
+        '-d', 'memcached.sess_lock_retries=3', '-r',
+        "ob_start(); session_id('$sid'); \$t = microtime(true); \$ok = @session_start(); \$e = error_get_last()['message'] ?? ''; ob_end_clean(); echo json_encode([\$ok, round(microtime(true) - \$t, 1)]);"]);
+    $out = json_decode((string)shell_exec(implode(' ', array_map('escapeshellarg', $cmd))), true);
+    eq($out[0] ?? null, false, 'a held lock fails session_start');
+    eq($out[1] ?? null, 0.5, 'after 100 + 200 + 200 ms of waiting');
+    $m->delete("dropin.lock.lock.$sid");
+});
+
 finish();
