@@ -16,6 +16,7 @@ use fae_core::{Item, Op, StoreOutcome};
 use parking_lot::Mutex;
 
 use crate::codes::*;
+use crate::compat::client_constants;
 use crate::convert::*;
 use crate::state::{Shared, SharedRef, persistent};
 use crate::values::{self, Fail, ValueOpts};
@@ -74,6 +75,7 @@ fn exptime(e: i64) -> u32 {
 
 #[php_class]
 #[php(name = "Fae\\Client")]
+#[php(modifier = client_constants)]
 #[derive(Debug)]
 pub struct FaeClient {
     shared: SharedRef,

@@ -229,12 +229,30 @@ unsafe extern "C" {
     static mut module_registry: HashTable;
 }
 
-fn memcached_loaded() -> bool {
-    let name = b"memcached";
-    // SAFETY: MINIT runs single-threaded after every extension was loaded; the lookup only
-    // reads the table.
+/// Whether the extension `name` (lower case) is loaded; valid from MINIT on.
+pub fn module_loaded(name: &str) -> bool {
+    // SAFETY: MINIT runs single-threaded after every extension was loaded (later the table
+    // is only read); the lookup only reads it.
     !unsafe { zend_hash_str_find(&raw const module_registry, name.as_ptr().cast(), name.len()) }
         .is_null()
+}
+
+fn memcached_loaded() -> bool {
+    module_loaded("memcached")
+}
+
+/// Builder modifier of `Fae\Client`: php-memcached's `HAVE_IGBINARY` and `HAVE_MSGPACK`,
+/// which depend on the extensions loaded with this one.
+pub fn client_constants(builder: ClassBuilder) -> ClassBuilder {
+    let mut b = builder;
+    for (name, ext) in [("HAVE_IGBINARY", "igbinary"), ("HAVE_MSGPACK", "msgpack")] {
+        let flags = ext_php_rs::flags::ConstantFlags::Public;
+        b = match b.constant(name, module_loaded(ext), &[], flags) {
+            Ok(b) => b,
+            Err(_) => unreachable!("a bool always converts"),
+        };
+    }
+    b
 }
 
 fn runtime_exception() -> &'static ClassEntry {

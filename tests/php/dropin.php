@@ -24,6 +24,8 @@ test('php.ini switch: Memcached and MemcachedException are provided', function (
     $e = new MemcachedException('boom', 7);
     eq([$e->getMessage(), $e->getCode()], ['boom', 7], 'MemcachedException is constructible');
     eq(get_class(new Memcached()), 'Memcached', 'new Memcached');
+    eq(Memcached::HAVE_IGBINARY, extension_loaded('igbinary'), 'HAVE_IGBINARY follows the loaded extensions');
+    eq(Memcached::HAVE_MSGPACK, extension_loaded('msgpack'), 'HAVE_MSGPACK too');
     eq(ini_get('fae.provide_memcached_classes'), '1', 'default on');
     $php = php_command();
     $off = shell_exec(implode(' ', array_map('escapeshellarg', array_merge($php, ['-d', 'fae.provide_memcached_classes=0', '-r', 'var_export([class_exists("Memcached"), class_exists("Fae\\\\Client"), class_exists("Fae\\\\Exception")]);']))));
