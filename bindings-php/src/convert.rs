@@ -196,17 +196,30 @@ unsafe extern "C" {
 }
 
 /// An `E_WARNING` as php-memcached raises them: "Memcached::method(): `msg`". The methods
-/// are `Fae\Client`'s, which `Memcached` inherits, so the class named is `Memcached` when
-/// this extension provides it (php-memcached names its own class for subclasses too).
+/// are `Fae\Client`'s, which `Memcached` inherits, so the class named is `Memcached` for a
+/// `Memcached` object (or a subclass's: php-memcached names its own class then too) and
+/// `Fae\Client` for the others.
 pub fn warn(msg: &str) {
     let eg = ext_php_rs::zend::ExecutorGlobals::get();
-    // SAFETY: a warning is raised from inside a method call, whose frame and function
+    // SAFETY: a warning is raised from inside a method call, whose frame, object and function
     // (names interned by the engine) are live; null pointers are checked.
-    let (class, method) = unsafe {
-        let f = eg
-            .current_execute_data
-            .as_ref()
-            .and_then(|ex| ex.func.as_ref());
+    let (class, method, is_memcached) = unsafe {
+        let ex = eg.current_execute_data.as_ref();
+        let mut is_memcached = false;
+        let mut ce = ex
+            .and_then(|ex| ex.This.object())
+            .and_then(|o| o.ce.as_ref());
+        while let Some(c) = ce {
+            if c.name
+                .as_ref()
+                .is_some_and(|n| n.as_bytes() == b"Memcached")
+            {
+                is_memcached = true;
+                break;
+            }
+            ce = c.parent();
+        }
+        let f = ex.and_then(|ex| ex.func.as_ref());
         let method = f
             .and_then(|f| f.common.function_name.as_ref())
             .map_or(String::new(), |n| {
@@ -218,9 +231,9 @@ pub fn warn(msg: &str) {
             .map_or(String::new(), |n| {
                 String::from_utf8_lossy(n.as_bytes()).into_owned()
             });
-        (class, method)
+        (class, method, is_memcached)
     };
-    let class = if class == "Fae\\Client" && crate::compat::provides_memcached() {
+    let class = if class == "Fae\\Client" && is_memcached {
         "Memcached".to_string()
     } else {
         class

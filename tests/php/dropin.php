@@ -123,6 +123,12 @@ test('php-memcached results and warnings for odd arguments', function () use ($h
     eq(@$m->increment('neg', -1), false, 'negative offset: false');
     eq(error_get_last()['message'] ?? '', 'Memcached::increment(): offset cannot be a negative value', 'php-memcached\'s warning');
     eq($m->get('neg'), 5, 'value untouched');
+    $f = new Fae\Client(); $f->addServer($host, $port);
+    @$f->increment('neg', -1);
+    eq(error_get_last()['message'] ?? '', 'Fae\Client::increment(): offset cannot be a negative value', 'a Fae\Client names its own class');
+    $sub = new class extends Memcached {}; $sub->addServer($host, $port);
+    @$sub->increment('neg', -1);
+    eq(error_get_last()['message'] ?? '', 'Memcached::increment(): offset cannot be a negative value', 'a Memcached subclass says Memcached');
     eq($m->cas(null, 'neg', 6), false, 'null CAS token: false');
     check(in_array($m->getResultCode(), [Memcached::RES_DATA_EXISTS, Memcached::RES_NOTFOUND], true), 'with a result code');
     $m->setOption(Memcached::OPT_COMPRESSION, true);

@@ -34,7 +34,7 @@ test('constants match php-memcached', function () {
     eq(Client::OPT_PREFIX_KEY, -1002, 'OPT_PREFIX_KEY');
     eq(Client::RES_PAYLOAD_FAILURE, -1001, 'RES_PAYLOAD_FAILURE');
     eq(Client::GET_EXTENDED, 2, 'GET_EXTENDED');
-    if (class_exists('Memcached')) {
+    if (extension_loaded('memcached')) {
         $r = new ReflectionClass('Memcached'); $ours = new ReflectionClass(Client::class);
         $same = 0; $diff = [];
         foreach ($r->getConstants() as $name => $v) {
@@ -192,7 +192,7 @@ test('placement equals the golden vectors', function () use ($root) {
         }
         eq($bad, 0, "$file: " . count($rows) . ' keys');
     }
-    if (class_exists('Memcached')) {
+    if (extension_loaded('memcached')) {
         // Combinations no golden file has: compare with php-memcached itself.
         $combos = [
             [Memcached::OPT_HASH => Memcached::HASH_MD5],
@@ -217,7 +217,7 @@ test('placement equals the golden vectors', function () use ($root) {
 });
 
 test('interop with php-memcached', function () use ($mc) {
-    if (!class_exists('Memcached')) { fwrite(STDERR, "skip: php-memcached not loaded\n"); return; }
+    if (!extension_loaded('memcached')) { fwrite(STDERR, "skip: php-memcached not loaded\n"); return; }
     $obj = new stdClass; $obj->x = [1, 2];
     $values = ['str' => 'héllo', 'bin' => "\0\1\2", 'long' => 123456789, 'neg' => -5, 'double' => 3.25, 'tiny' => 0.1,
                'true' => true, 'false' => false, 'arr' => ['a' => [1, 2.5, 'x']], 'obj' => $obj, 'null' => null,
@@ -318,7 +318,7 @@ test('unix socket servers', function () use ($mc, $root) {
     eq($a->addServers([[$path, 0, 1], ['127.0.0.1', $mc->port]]), true, 'addServers');
     eq($a->getServerList()[0]['port'], 0, 'addServers stores port 0 for a socket (libmemcached)');
     eq($a->get('u:1') === 'v1' || $a->getResultCode() === Client::RES_NOTFOUND, true, 'addServers client reads');
-    if (class_exists('Memcached')) {
+    if (extension_loaded('memcached')) {
         foreach (['addServer' => fn($m) => [$m->addServer($path, 0, 2), $m->addServer('127.0.0.1', $mc->port)],
                   'addServers' => fn($m) => $m->addServers([[$path, 0, 2], ['127.0.0.1', $mc->port, 1]])] as $how => $add) {
             $p = new Memcached(); $f = new Client();
@@ -899,7 +899,7 @@ test('stampede: read-through cache callback', function () use ($mc, $mc2) {
     eq($c->get('rt:none:' . uniqid(), null), false, 'null callback: plain get');
 
     // Same answers as php-memcached itself.
-    if (class_exists('Memcached')) {
+    if (extension_loaded('memcached')) {
         $p = new Memcached(); $p->addServer('127.0.0.1', $mc->port);
         foreach ([true, false] as $ret) {
             $cb = function ($memc, $key, &$value, &$expiration) use ($ret) { $value = "v:$key"; $expiration = 20; return $ret; };
