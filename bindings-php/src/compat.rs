@@ -338,3 +338,33 @@ unsafe extern "C" fn construct(ex: *mut zend_execute_data, rv: *mut zval) {
         FaeClient::run_init_callback(obj);
     }
 }
+
+unsafe extern "C" {
+    // ext/standard/info.c: the module's php.ini table, which phpinfo() shows by default.
+    fn display_ini_entries(module: *mut ext_php_rs::zend::ModuleEntry);
+}
+
+/// `phpinfo()`: what this extension serves, then its php.ini settings.
+pub extern "C" fn module_info(module: *mut ext_php_rs::zend::ModuleEntry) {
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    ext_php_rs::info_table_start!();
+    ext_php_rs::info_table_row!("fae support", "enabled");
+    ext_php_rs::info_table_row!("libfae version", env!("CARGO_PKG_VERSION"));
+    ext_php_rs::info_table_row!(
+        "provides Memcached, MemcachedException",
+        yes_no(provides_memcached())
+    );
+    ext_php_rs::info_table_row!(
+        "session save handlers",
+        if provides_memcached() {
+            "fae, memcached"
+        } else {
+            "fae"
+        }
+    );
+    ext_php_rs::info_table_row!("igbinary support", yes_no(module_loaded("igbinary")));
+    ext_php_rs::info_table_row!("msgpack support", yes_no(module_loaded("msgpack")));
+    ext_php_rs::info_table_end!();
+    // SAFETY: the engine's module entry for this extension, passed to its info function.
+    unsafe { display_ini_entries(module) };
+}

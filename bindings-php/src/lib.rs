@@ -50,6 +50,7 @@ pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
         .name("fae")
         .startup_function(logging::module_startup)
         .request_shutdown_function(logging::request_shutdown)
+        .info_function(compat::module_info)
         .class::<FaeClient>()
         .class::<FaeSessionHandler>()
         .function(wrap_function!(have_serializer))

@@ -32,6 +32,13 @@ test('php.ini switch: Memcached and MemcachedException are provided', function (
     eq($off, "array (\n  0 => false,\n  1 => true,\n  2 => true,\n)", 'off keeps only Fae\*');
 });
 
+test('phpinfo says what the extension serves', function () {
+    ob_start(); phpinfo(INFO_MODULES); $info = ob_get_clean();
+    check(str_contains($info, 'provides Memcached, MemcachedException => yes'), 'provides line');
+    check(str_contains($info, 'session save handlers => fae, memcached'), 'session handlers line');
+    check(str_contains($info, 'memcached.sess_prefix => memc.sess.key.'), 'php.ini settings listed');
+});
+
 test('our errors are MemcachedException (and Fae\Exception)', function () {
     try { new Memcached(null, ['servers' => 'not a list']); check(false, 'bad config throws'); }
     catch (MemcachedException $e) { check($e instanceof Fae\Exception, 'caught as both'); }
