@@ -133,6 +133,15 @@ fn ini_defaults(s: &mut Shared) {
     }
 }
 
+/// php-memcached's TypeError for a `$persistent_id` that is not a string.
+fn ctor_type_error(z: &Zval) -> PhpException {
+    let (class, _) = called_method();
+    type_error(format!(
+        "{class}::__construct(): Argument #1 ($persistent_id) must be of type ?string, {} given",
+        php_type_name(z)
+    ))
+}
+
 /// Where a client's config comes from.
 enum ConfigArg<'a> {
     Array(&'a Zval),
@@ -1077,11 +1086,30 @@ impl FaeClient {
     /// requests fail with `RES_NO_SERVERS` until `addServer()`, as php-memcached's; a
     /// `$connection_str` is libmemcached's (`--SERVER=host:port` entries are used).
     pub fn __construct(
-        persistent_id: Option<String>,
+        persistent_id: Option<&Zval>,
         config_or_callback: Option<&Zval>,
         connection_str: Option<String>,
     ) -> PhpResult<Self> {
         crate::logging::install();
+        let persistent_id = match persistent_id.map(Zval::dereference) {
+            None => None,
+            Some(z) if z.is_null() => None,
+            Some(z)
+                if z.is_string()
+                    || z.is_long()
+                    || z.is_double()
+                    || z.is_bool()
+                    || z.is_object() =>
+            {
+                match key_bytes(z) {
+                    Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                    Err(_) => None,
+                }
+                .ok_or_else(|| ctor_type_error(z))
+                .map(Some)?
+            }
+            Some(z) => return Err(ctor_type_error(z)),
+        };
         let (config, callback) = match config_or_callback {
             Some(z) if z.is_callable() => (None, Some(z.shallow_clone())),
             Some(z) if z.dereference().is_array() => (Some(z), None),

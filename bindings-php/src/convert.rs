@@ -195,14 +195,14 @@ unsafe extern "C" {
     fn zend_error(ty: std::ffi::c_int, format: *const std::ffi::c_char, ...);
 }
 
-/// An `E_WARNING` as php-memcached raises them: "Memcached::method(): `msg`". The methods
-/// are `Fae\Client`'s, which `Memcached` inherits, so the class named is `Memcached` for a
-/// `Memcached` object (or a subclass's: php-memcached names its own class then too) and
-/// `Fae\Client` for the others.
-pub fn warn(msg: &str) {
+/// The class and method being called, as php-memcached names them in its messages: the
+/// methods are `Fae\Client`'s, which `Memcached` inherits, so the class is `Memcached` for a
+/// `Memcached` object (or a subclass's: php-memcached names its own class then too) and the
+/// method's class for the others.
+pub fn called_method() -> (String, String) {
     let eg = ext_php_rs::zend::ExecutorGlobals::get();
-    // SAFETY: a warning is raised from inside a method call, whose frame, object and function
-    // (names interned by the engine) are live; null pointers are checked.
+    // SAFETY: called from inside a method call, whose frame, object and function (names
+    // interned by the engine) are live; null pointers are checked.
     let (class, method, is_memcached) = unsafe {
         let ex = eg.current_execute_data.as_ref();
         let mut is_memcached = false;
@@ -233,11 +233,16 @@ pub fn warn(msg: &str) {
             });
         (class, method, is_memcached)
     };
-    let class = if class == "Fae\\Client" && is_memcached {
-        "Memcached".to_string()
+    if class == "Fae\\Client" && is_memcached {
+        ("Memcached".to_string(), method)
     } else {
-        class
-    };
+        (class, method)
+    }
+}
+
+/// An `E_WARNING` as php-memcached raises them: "Memcached::method(): `msg`".
+pub fn warn(msg: &str) {
+    let (class, method) = called_method();
     let text = if method.is_empty() {
         msg.to_string()
     } else if class.is_empty() {

@@ -71,6 +71,9 @@ test('constructor: callback once per new persistent id, connection string, fromC
     file_put_contents($f, json_encode(['servers' => ["$host:$port"]]));
     eq(Fae\Client::fromConfig($f)->get('dropin:cs'), 'v', 'fromConfig(JSON file)');
     unlink($f);
+    try { new Memcached((object)[]); check(false, 'object persistent id throws'); }
+    catch (TypeError $t) { eq($t->getMessage(), 'Memcached::__construct(): Argument #1 ($persistent_id) must be of type ?string, stdClass given', 'php-memcached\'s TypeError'); }
+    check((new Memcached(123))->isPersistent(), 'an int persistent id is a string id');
     $e = new Memcached(null, ['servers' => ["$host:$port"]]);
     eq($e->get('dropin:cs'), 'v', 'a config array in the second place still works');
 });
