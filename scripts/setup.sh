@@ -14,10 +14,14 @@ export DEBIAN_FRONTEND=noninteractive
 # etcd-server, etcd-client: the real etcd the discovery tests start (measured: 7 s to install).
 # zookeeper: the real ZooKeeper (run with java; not zookeeperd, which adds a system service);
 #   45 packages incl. a JRE, measured 11 s to install.
+# prometheus: for its promtool, which lints the exported metrics (`promtool check metrics`);
+#   on a machine run by systemd apt also enables its server (`systemctl disable --now
+#   prometheus` if unwanted); containers without a service manager start nothing.
 PACKAGES=(memcached libmemcached-dev gcc pkg-config valgrind ca-certificates
   python3-venv python3-dev zlib1g-dev
   etcd-server etcd-client zookeeper
-  php-cli php-dev libclang-dev php-memcached php-fpm libfcgi-bin)
+  php-cli php-dev libclang-dev php-memcached php-fpm libfcgi-bin
+  prometheus)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

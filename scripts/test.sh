@@ -20,6 +20,8 @@ echo "== the bindings' core carries no coordinator code (feature watch off)"
 cargo check -q -p fae-core --no-default-features --lib
 echo "== cargo test"
 cargo test --workspace
+echo "== Prometheus: a client's stats_prometheus() and \`fae stats --dir\` pass promtool check metrics"
+FAE_REQUIRE_PROMTOOL=1 cargo test -q -p fae-core --test e2e_stats promtool
 echo "== Python: build the fae module into the venv, run pytest against real memcached"
 # Own target dir: maturin sets PYO3_BUILD_EXTENSION_MODULE, which would otherwise rebuild pyo3
 # in target/ on every alternation with cargo test.
@@ -41,3 +43,6 @@ echo "== Cross-language: PHP, Python and C share values and placement (tests/cro
 FAE_PHP_EXT="$PHP_EXT" bash tests/cross/run.sh
 echo "== PHP under a real php-fpm"
 FAE_PHP_EXT="$PHP_EXT" bash tests/php/fpm_test.sh
+echo "== Debian packages (packaging/build-debs.sh): unpacked (dpkg -x) and installed (dpkg -i, then purged), used with no Rust on PATH"
+# Bounded: the release builds are most of it (about 3 minutes on 2 cores).
+timeout 1200 bash packaging/test-debs.sh

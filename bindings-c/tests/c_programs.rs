@@ -334,14 +334,24 @@ fn install_script_and_pkg_config() {
             .arg(lib_dir()),
         "install.sh",
     );
+    let soname = format!("libfae.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
+    let real = format!("libfae.so.{}", env!("CARGO_PKG_VERSION"));
     for f in [
-        "lib/libfae.so",
-        "lib/libfae.a",
-        "include/fae.h",
-        "lib/pkgconfig/fae.pc",
+        format!("lib/{real}"),
+        "lib/libfae.a".into(),
+        "include/fae.h".into(),
+        "lib/pkgconfig/fae.pc".into(),
     ] {
-        assert!(prefix.join(f).is_file(), "{f} not installed");
+        assert!(prefix.join(&f).is_file(), "{f} not installed");
     }
+    // The runtime name points at the real file, the link-time name at the runtime name.
+    let link = |name: &str| std::fs::read_link(prefix.join("lib").join(name)).unwrap();
+    assert_eq!(link(&soname), Path::new(&real));
+    assert_eq!(link("libfae.so"), Path::new(&soname));
+    // The static library is installed without debug sections: smaller, still linkable (the
+    // static test links the build tree's; this links the installed one below).
+    let size = |p: PathBuf| std::fs::metadata(p).unwrap().len();
+    assert!(size(prefix.join("lib/libfae.a")) < size(lib_dir().join("libfae.a")));
     let pkg_config = |args: &[&str]| -> String {
         let out = run(
             Command::new("pkg-config")
@@ -377,9 +387,61 @@ fn install_script_and_pkg_config() {
     let ldd = run(program("ldd").arg(&exe), "ldd");
     let ldd = String::from_utf8_lossy(&ldd.stdout);
     assert!(
-        ldd.contains(&prefix.join("lib/libfae.so").display().to_string()),
-        "the demo must load the installed library:\n{ldd}"
+        ldd.contains(&format!(
+            "{soname} => {}",
+            prefix.join("lib").join(&soname).display()
+        )),
+        "the demo must load the installed library by its SONAME:\n{ldd}"
     );
+    // A static link against the installed (debug-stripped) archive works too.
+    let static_exe = scratch.path("demo_static");
+    run(
+        Command::new("gcc")
+            .args(STRICT_C)
+            .args(cflags.split_whitespace())
+            .arg(demo_source())
+            .arg(prefix.join("lib/libfae.a"))
+            .args(["-lpthread", "-ldl", "-lm", "-lrt", "-lutil"])
+            .arg("-o")
+            .arg(&static_exe),
+        "gcc with the installed libfae.a",
+    );
+    let out = run(program(&static_exe).args(cluster.addrs()), "static demo");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("demo: OK"));
+}
+
+/// `libfae.so` carries the SONAME `libfae.so.MAJOR`, which a program linked with `-lfae`
+/// records and loads; the build tree has a file by that name next to `libfae.so`, so programs
+/// linked against the build tree run.
+#[test]
+fn shared_library_has_a_versioned_soname() {
+    let lib = lib_dir();
+    let soname = format!("libfae.so.{}", env!("CARGO_PKG_VERSION_MAJOR"));
+    let dynamic = |file: &Path| -> String {
+        let out = run(Command::new("readelf").arg("-d").arg(file), "readelf -d");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = dynamic(&lib.join("libfae.so"));
+    assert!(
+        text.contains(&format!("Library soname: [{soname}]")),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::canonicalize(lib.join(&soname)).unwrap(),
+        std::fs::canonicalize(lib.join("libfae.so")).unwrap(),
+        "{soname} in the build tree is libfae.so"
+    );
+    let scratch = Scratch::new("soname");
+    let exe = scratch.path("demo");
+    compile_shared("gcc", STRICT_C, &demo_source(), &exe);
+    let text = dynamic(&exe);
+    assert!(
+        text.contains(&format!("Shared library: [{soname}]")),
+        "{text}"
+    );
+    let cluster = Cluster::start(1);
+    let out = run(program(&exe).args(cluster.addrs()), "demo");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("demo: OK"));
 }
 
 /// `fae_set_log_callback`: a breaker opening (warn) and a reload (info) reach the C callback,

@@ -282,6 +282,20 @@ impl Inner {
     }
 }
 
+impl crate::export::FinalSnapshot for Inner {
+    fn write_final(&self) {
+        if let Some(e) = &self.exporter {
+            e.write_final(&|| self.stats());
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        crate::export::FinalSnapshot::write_final(self);
+    }
+}
+
 impl Maintain for Inner {
     fn maintain(&self) -> bool {
         if self.closed.load(Ordering::Relaxed) {
@@ -339,6 +353,11 @@ impl Client {
             let weak: std::sync::Weak<dyn Maintain> = Arc::downgrade(&inner) as _;
             supervisor::register(weak);
         }
+        if inner.exporter.as_ref().is_some_and(Exporter::writes_files) {
+            let weak: std::sync::Weak<dyn crate::export::FinalSnapshot> =
+                Arc::downgrade(&inner) as _;
+            crate::export::write_at_exit(weak);
+        }
         Ok(Client { inner })
     }
 
@@ -362,6 +381,9 @@ impl Client {
         // Checked after counting: a close() that saw no request in flight has already set it.
         if inner.closed.load(Ordering::Acquire) {
             return Err(Error::with_detail(Reason::Closed, "the client is closed"));
+        }
+        if let Some(e) = &inner.exporter {
+            e.mark_used(&|| inner.stats());
         }
         if inner.background {
             supervisor::ensure_running();
@@ -413,6 +435,7 @@ impl Client {
         for d in &inner.route.load().dests {
             d.shut();
         }
+        crate::export::FinalSnapshot::write_final(inner);
         drained
     }
     /// Has [`Client::close`] been called?

@@ -3,7 +3,11 @@
 //!
 //! - `stats.listen = "127.0.0.1:9150"`: the supervisor thread binds it on its first tick (never
 //!   at load time) and answers `GET /metrics` (Prometheus text) and `GET /stats.json`. Only the
-//!   process that bound it serves: a forked child inherits the socket but leaves it alone.
+//!   process that bound it serves: a forked child closes its inherited copy and competes for
+//!   the port like every process, retrying every few seconds, so when the holder exits another
+//!   takes over. With `stats.dir` set too, the holder serves the merged view of the directory,
+//!   which is what a pre-fork server (gunicorn, php-fpm) needs: all its workers write
+//!   snapshots, whichever holds the port serves everyone's numbers.
 //! - `stats.dir = "/run/fae"`: every `stats.interval_ms` each process writes its snapshot to
 //!   `fae-<pid>-<n>.json` (temp file + rename, so readers never see half a file). The file of a
 //!   process that no longer exists is folded into `fae-retired.json` (its counters and latency
@@ -16,10 +20,11 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use serde_json::{Map, Value, json};
 
 use crate::pool::health::now_ms;
@@ -29,15 +34,35 @@ use crate::stats::{merge_latency, render_prometheus};
 /// Distinguishes several clients of one process in snapshot file names.
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
+/// How often a process whose `stats.listen` port another process holds tries again: when the
+/// holder exits (php-fpm recycling the worker that bound it), another takes over.
+const REBIND_MS: u64 = 5_000;
+
 /// Stats export state of one client.
 #[derive(Debug)]
 pub(crate) struct Exporter {
     listen: Option<String>,
-    listener: OnceLock<(u64, TcpListener)>,
-    listen_failed: AtomicBool,
+    /// The bound listener and the fork generation that bound it. A swap, not a lock: a fork
+    /// while another thread held a lock would leave the child unable to take it.
+    listener: ArcSwapOption<(u64, TcpListener)>,
+    /// When to try binding next (ms since the epoch); `u64::MAX`: never (a hard error).
+    next_bind_ms: AtomicU64,
+    /// The "another process holds the port" message is logged once per process.
+    in_use_logged: AtomicBool,
+    /// One thread serves at a time (tick runs on request threads without a supervisor): the
+    /// fork generation + 1 of the thread serving, 0 when none. A value from another generation
+    /// was left by a thread that a fork did not copy, and is free.
+    serving: AtomicU64,
     dir: Option<PathBuf>,
     interval_ms: u64,
     last_write_ms: AtomicU64,
+    /// The fork generation + 1 that last made a request (0: none yet). A forked process that
+    /// never made one writes no final snapshot: its counters would be its parent's.
+    used_in: AtomicU64,
+    /// The counters this process had when it made its first request, with its fork generation:
+    /// a forked worker inherits its parent's counters, and its snapshot files must count only
+    /// its own (a swap, not a lock: fork-safe).
+    baseline: arc_swap::ArcSwapOption<(u64, Value)>,
     id: u64,
 }
 
@@ -52,57 +77,155 @@ impl Exporter {
         }
         Some(Exporter {
             listen,
-            listener: OnceLock::new(),
-            listen_failed: AtomicBool::new(false),
+            listener: ArcSwapOption::empty(),
+            next_bind_ms: AtomicU64::new(0),
+            in_use_logged: AtomicBool::new(false),
+            serving: AtomicU64::new(0),
             dir,
             interval_ms,
             last_write_ms: AtomicU64::new(0),
+            used_in: AtomicU64::new(0),
+            baseline: arc_swap::ArcSwapOption::empty(),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         })
     }
 
-    /// Serve pending HTTP requests and write a due snapshot. `snapshot` builds the JSON.
-    pub(crate) fn tick(&self, snapshot: &dyn Fn() -> Value) {
-        if let Some(addr) = &self.listen {
-            self.serve(addr, snapshot);
+    /// A request is about to run in this process (one relaxed load per request once marked).
+    /// The first one in a process takes the baseline: the counters inherited at fork (none in
+    /// the process that built the client).
+    pub(crate) fn mark_used(&self, snapshot: &dyn Fn() -> Value) {
+        let g = fork::generation() + 1;
+        if self.used_in.load(Ordering::Relaxed) != g {
+            self.used_in.store(g, Ordering::Relaxed);
+            if self.dir.is_some() {
+                self.baseline
+                    .store(Some(std::sync::Arc::new((g, snapshot()))));
+            }
         }
+    }
+
+    /// This process's own counters: the snapshot less the baseline of this generation.
+    fn own(&self, snapshot: Value) -> Value {
+        match &*self.baseline.load() {
+            Some(b) if b.0 == fork::generation() + 1 => subtract_counters(snapshot, &b.1),
+            _ => snapshot,
+        }
+    }
+
+    /// Does this exporter write snapshot files (`stats.dir`)?
+    pub(crate) fn writes_files(&self) -> bool {
+        self.dir.is_some()
+    }
+
+    /// Write the snapshot now, whatever the interval: at close, drop and process exit, so the
+    /// counts of the last interval are in the file that `fae stats --dir` folds into the
+    /// retired totals (php-fpm recycles a worker right after its last request).
+    pub(crate) fn write_final(&self, snapshot: &dyn Fn() -> Value) {
+        let Some(dir) = &self.dir else { return };
+        if self.used_in.load(Ordering::Relaxed) != fork::generation() + 1 {
+            return;
+        }
+        if let Err(e) = write_snapshot(dir, self.id, &self.own(snapshot())) {
+            log::warn!(target: "fae", "stats.dir={} final write failed: {e}", dir.display());
+        }
+    }
+
+    /// Write a due snapshot and serve pending HTTP requests. `snapshot` builds the JSON.
+    pub(crate) fn tick(&self, snapshot: &dyn Fn() -> Value) {
         if let Some(dir) = &self.dir {
             let now = now_ms();
             let last = self.last_write_ms.load(Ordering::Relaxed);
             if last == 0 || now.saturating_sub(last) >= self.interval_ms {
                 self.last_write_ms.store(now.max(1), Ordering::Relaxed);
-                if let Err(e) = write_snapshot(dir, self.id, &snapshot()) {
+                if let Err(e) = write_snapshot(dir, self.id, &self.own(snapshot())) {
                     log::warn!(target: "fae", "stats.dir={} write failed: {e}", dir.display());
                 }
             }
         }
+        let me = fork::generation() + 1;
+        let holder = self.serving.load(Ordering::Relaxed);
+        if let Some(addr) = &self.listen
+            && holder != me
+            && self
+                .serving
+                .compare_exchange(holder, me, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.serve(addr, snapshot);
+            self.serving.store(0, Ordering::Release);
+        }
+    }
+
+    /// What the listener serves: with `stats.dir`, the merged view of every process writing
+    /// there (the workers of a pre-fork server all write to it, one of them holds the port);
+    /// without, this process's own snapshot.
+    fn served(&self, snapshot: &dyn Fn() -> Value) -> Value {
+        let Some(dir) = &self.dir else {
+            return snapshot();
+        };
+        aggregate_dir(dir).unwrap_or_else(|e| {
+            log::warn!(target: "fae", "stats.dir={} merge failed, serving this process only: {e}", dir.display());
+            snapshot()
+        })
     }
 
     fn serve(&self, addr: &str, snapshot: &dyn Fn() -> Value) {
         let generation = fork::generation();
-        if self.listener.get().is_none() && !self.listen_failed.load(Ordering::Relaxed) {
+        if self
+            .listener
+            .load()
+            .as_ref()
+            .is_some_and(|l| l.0 != generation)
+        {
+            // A forked child: the socket is its parent's. Close this process's copy (it would
+            // keep the port open, never accepting, after the parent exits) and compete for the
+            // port like any other process.
+            self.listener.store(None);
+        }
+        if self.listener.load().is_none() {
+            let now = now_ms();
+            if now < self.next_bind_ms.load(Ordering::Relaxed) {
+                return;
+            }
             match TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|()| l)) {
                 Ok(l) => {
-                    log::info!(target: "fae", "stats.listen={addr} serving /metrics and /stats.json");
-                    let _ = self.listener.set((generation, l));
+                    let what = if self.dir.is_some() {
+                        "the merged stats.dir view"
+                    } else {
+                        "this process's stats"
+                    };
+                    log::info!(target: "fae", "stats.listen={addr} serving /metrics and /stats.json ({what})");
+                    self.listener.store(Some(Arc::new((generation, l))));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    // A pre-fork server: another worker (or the parent) holds the port. Expected
+                    // with stats.dir (that process serves everyone's numbers); without it, each
+                    // worker's numbers stay unserved, which the operator should hear about.
+                    self.next_bind_ms.store(now + REBIND_MS, Ordering::Relaxed);
+                    if !self.in_use_logged.swap(true, Ordering::Relaxed) {
+                        if self.dir.is_some() {
+                            log::debug!(target: "fae", "stats.listen={addr} is held by another process, which serves the merged stats.dir view; retrying every {REBIND_MS} ms");
+                        } else {
+                            log::warn!(target: "fae", "stats.listen={addr} is held by another process: only its own numbers are served; set stats.dir (or run `fae stats --dir DIR --listen ADDR`) to serve every process's");
+                        }
+                    }
+                    return;
                 }
                 Err(e) => {
-                    self.listen_failed.store(true, Ordering::Relaxed);
+                    self.next_bind_ms.store(u64::MAX, Ordering::Relaxed);
                     log::error!(target: "fae", "stats.listen={addr} bind failed: {e}");
+                    return;
                 }
             }
         }
-        let Some((bound_in, listener)) = self.listener.get() else {
+        let Some(bound) = self.listener.load_full() else {
             return;
         };
-        if *bound_in != generation {
-            return; // a forked child: the parent serves
-        }
         // Bounded: at most a handful of requests per tick, each with short socket timeouts.
         for _ in 0..16 {
-            match listener.accept() {
+            match bound.1.accept() {
                 Ok((stream, _)) => {
-                    let _ = answer(stream, snapshot);
+                    let _ = answer(stream, &|| self.served(snapshot));
                 }
                 Err(_) => break,
             }
@@ -243,6 +366,7 @@ fn counters_only(mut v: Value) -> Value {
         for r in rs.values_mut().filter_map(Value::as_object_mut) {
             r.retain(|k, _| {
                 k == "type"
+                    || k == "latency"
                     || crate::stats::RouteCounters::TABLE
                         .iter()
                         .any(|(c, _)| c == k)
@@ -387,6 +511,7 @@ pub fn merge_snapshots(snapshots: &[Value]) -> Value {
     // Route counters: summed per config path; the type is kept (the same in every process
     // that runs the same config; a process on another config contributes its own paths).
     let mut routes: Map<String, Value> = Map::new();
+    let mut route_latencies: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
     for s in snapshots {
         let Some(rs) = s.get("routes").and_then(Value::as_object) else {
             continue;
@@ -396,6 +521,12 @@ pub fn merge_snapshots(snapshots: &[Value]) -> Value {
             let Some(r) = r.as_object() else { continue };
             for (k, v) in r {
                 match v {
+                    _ if k == "latency" => {
+                        route_latencies
+                            .entry(path.clone())
+                            .or_default()
+                            .push(v.clone());
+                    }
                     Value::Number(n) => {
                         let cur = entry.get(k).and_then(Value::as_u64).unwrap_or(0);
                         entry[k.as_str()] = json!(cur + n.as_u64().unwrap_or(0));
@@ -404,6 +535,9 @@ pub fn merge_snapshots(snapshots: &[Value]) -> Value {
                 }
             }
         }
+    }
+    for (path, ls) in route_latencies {
+        routes[&path]["latency"] = merge_latency(ls.iter());
     }
     // Stampede counters: summed.
     let mut stampede: Map<String, Value> = Map::new();
@@ -426,6 +560,123 @@ pub fn merge_snapshots(snapshots: &[Value]) -> Value {
             "reload_failures": sum("reload_failures"),
         },
     })
+}
+
+/// `snap` less `base` in every counter and latency histogram (destinations, routes, stampede,
+/// reloads); gauges and names stay as `snap` has them.
+fn subtract_counters(mut snap: Value, base: &Value) -> Value {
+    fn minus(v: &mut Value, b: &Value) {
+        if let (Some(n), Some(m)) = (v.as_u64(), b.as_u64()) {
+            *v = json!(n.saturating_sub(m));
+        }
+    }
+    fn minus_latency(v: &mut Value, b: &Value) {
+        let max = v["max_us"].clone();
+        if let Some(buckets) = v.get_mut("buckets").and_then(Value::as_object_mut) {
+            for (k, n) in buckets.iter_mut() {
+                minus(n, &b["buckets"][k]);
+            }
+        }
+        minus(&mut v["count"], &b["count"]);
+        minus(&mut v["sum_us"], &b["sum_us"]);
+        let mut h = crate::stats::Histogram::from_json(v).to_json();
+        h["max_us"] = max;
+        *v = h;
+    }
+    fn minus_table(entry: &mut Value, base: &Value, counters: &[(&str, &str)]) {
+        for (c, _) in counters {
+            if let Some(v) = entry.get_mut(*c) {
+                minus(v, &base[*c]);
+            }
+        }
+        if let Some(l) = entry.get_mut("latency")
+            && base.get("latency").is_some()
+        {
+            minus_latency(l, &base["latency"]);
+        }
+    }
+    if let Some(ds) = snap.get_mut("destinations").and_then(Value::as_object_mut) {
+        for (addr, d) in ds.iter_mut() {
+            let b = &base["destinations"][addr];
+            minus_table(d, b, crate::stats::DestCounters::TABLE);
+            if let Some(errs) = d.get_mut("errors").and_then(Value::as_object_mut) {
+                for (r, n) in errs.iter_mut() {
+                    minus(n, &b["errors"][r]);
+                }
+            }
+        }
+    }
+    if let Some(rs) = snap.get_mut("routes").and_then(Value::as_object_mut) {
+        for (path, r) in rs.iter_mut() {
+            minus_table(r, &base["routes"][path], crate::stats::RouteCounters::TABLE);
+        }
+    }
+    if let Some(st) = snap.get_mut("stampede").and_then(Value::as_object_mut) {
+        for (k, n) in st.iter_mut() {
+            minus(n, &base["stampede"][k]);
+        }
+    }
+    if let Some(p) = snap.get_mut("process").and_then(Value::as_object_mut) {
+        for k in ["reloads", "reload_failures"] {
+            if let Some(n) = p.get_mut(k) {
+                minus(n, &base["process"][k]);
+            }
+        }
+    }
+    snap
+}
+
+/// A client whose final snapshot is written when the process exits.
+pub(crate) trait FinalSnapshot: Send + Sync {
+    /// Write it (a no-op without `stats.dir`).
+    fn write_final(&self);
+}
+
+struct ExitNode {
+    client: std::sync::Weak<dyn FinalSnapshot>,
+    next: *mut ExitNode,
+}
+
+/// Clients to flush at exit: a push-only lock-free list (a fork at any moment leaves it usable;
+/// a process has a handful of clients, so nodes are never freed).
+static AT_EXIT: std::sync::atomic::AtomicPtr<ExitNode> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+static INSTALL_AT_EXIT: std::sync::Once = std::sync::Once::new();
+
+/// Write `client`'s final snapshot when the process exits (`atexit`; for the PHP extension,
+/// glibc runs it when PHP unloads the module at shutdown).
+pub(crate) fn write_at_exit(client: std::sync::Weak<dyn FinalSnapshot>) {
+    let node = Box::into_raw(Box::new(ExitNode {
+        client,
+        next: std::ptr::null_mut(),
+    }));
+    let mut head = AT_EXIT.load(Ordering::Acquire);
+    loop {
+        // SAFETY: `node` is ours until the exchange below publishes it.
+        unsafe { (*node).next = head };
+        match AT_EXIT.compare_exchange_weak(head, node, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(h) => head = h,
+        }
+    }
+    INSTALL_AT_EXIT.call_once(|| {
+        // SAFETY: registering a plain `extern "C" fn()` that never unwinds.
+        unsafe { libc::atexit(flush_at_exit) };
+    });
+}
+
+extern "C" fn flush_at_exit() {
+    let _ = std::panic::catch_unwind(|| {
+        let mut p = AT_EXIT.load(Ordering::Acquire);
+        while !p.is_null() {
+            // SAFETY: published nodes are never freed.
+            let node = unsafe { &*p };
+            if let Some(c) = node.client.upgrade() {
+                c.write_final();
+            }
+            p = node.next;
+        }
+    });
 }
 
 #[cfg(test)]
@@ -507,6 +758,19 @@ mod tests {
         assert_eq!(
             m["routes"]["route"],
             json!({"type": "failover", "failovers": 5})
+        );
+        let lat = json!({"count": 2, "sum_us": 20, "max_us": 12, "buckets": {"8": 1, "12": 1}});
+        let a = json!({"routes": {"route": {"type": "failover", "latency": lat}}});
+        let b = json!({"routes": {"route": {"type": "failover", "latency": lat}}});
+        let m = merge_snapshots(&[a, b]);
+        assert_eq!(
+            m["routes"]["route"]["latency"]["count"], 4,
+            "route latency merged"
+        );
+        assert_eq!(
+            counters_only(m)["routes"]["route"]["latency"]["count"],
+            4,
+            "and kept"
         );
         let a = json!({"stampede": {"computes": 1, "coalesced_gets": 4}});
         let b = json!({"stampede": {"computes": 2, "coalesced_gets": 0}});

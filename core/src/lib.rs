@@ -25,7 +25,7 @@
 //! |---|---|---|
 //! | 1 vocabulary | [`addr`], [`error`], [`item`], [`key`], [`op`], [`textfile`] | server addresses (TCP or Unix socket), the one error type, items, key rules, operations, outcomes, reads and writes, the request context `Cx`, bounded file reads |
 //! | 2 pure functions | [`hash`], [`placement`], [`protocol`], [`values`], [`stats`] | key → u32, u32 → server, the sans-I/O codec, stored-value layouts of each client family with zlib/FastLZ and the key prefix, counter tables |
-//! | 3 process | [`process`] | what a process has once: the fork generation, the supervisor thread, the background worker |
+//! | 3 process | [`process`] | what a process has once: the fork generation, the supervisor thread, the background worker, random numbers a fork does not share |
 //! | 4 I/O and in-process state | [`pool`] (with `pool::exchange`, the `poll(2)` engine), [`lru`], `coalesce` | connections, health and batches per destination; the in-process LRU; shared gets |
 //! | 5 schema pieces | `config::sections`, [`config::defaults`], [`discovery`] | plain config sections and defaults; topology snapshot files (etcd/ZooKeeper sources with feature `watch`) |
 //! | 6 routes | [`route`] | the tree: one file per route with its config struct, `route::schema` for what they share |

@@ -264,6 +264,59 @@ pub fn merge_latency<'a>(items: impl IntoIterator<Item = &'a Value>) -> Value {
     total.to_json()
 }
 
+/// Upper bounds of the exported Prometheus histogram buckets, microseconds: 50 µs to 10 s, the
+/// range a memcached round trip falls in. Fixed, so every process and host exports the same
+/// `le` labels and `sum by (le)` adds them up.
+pub const PROMETHEUS_BUCKETS_US: &[u64] = &[
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+/// The Prometheus name of a counter row: the unit goes last, before `_total`
+/// (`bytes_sent` -> `sent_bytes`), as the naming conventions ask. Stats JSON keys keep the row
+/// name.
+fn prometheus_counter_name(row: &str) -> std::borrow::Cow<'_, str> {
+    match row.strip_prefix("bytes_") {
+        Some(what) => format!("{what}_bytes").into(),
+        None => row.into(),
+    }
+}
+
+/// Write the `_bucket`, `_sum` and `_count` series of one latency histogram (a
+/// [`Histogram::to_json`] object). A core bucket counts under the first `le` at or above its
+/// upper end, so `le` counts are exact for the core's buckets (values are never counted below
+/// their bound; a value at most one core bucket, 12 %, under a bound may count in the next).
+fn write_histogram(out: &mut String, name: &str, labels: &str, latency: &Value) {
+    use std::fmt::Write;
+    let h = Histogram::from_json(latency);
+    let mut cumulative = vec![0u64; PROMETHEUS_BUCKETS_US.len()];
+    for (i, b) in h.buckets.iter().enumerate() {
+        let n = b.load(Ordering::Relaxed);
+        if n == 0 {
+            continue;
+        }
+        let upper = bucket_upper(i);
+        if let Some(j) = PROMETHEUS_BUCKETS_US.iter().position(|&le| upper <= le) {
+            cumulative[j] += n;
+        }
+    }
+    let mut running = 0;
+    for (le, n) in PROMETHEUS_BUCKETS_US.iter().zip(&cumulative) {
+        running += n;
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels},le=\"{}\"}} {running}",
+            *le as f64 / 1e6
+        );
+    }
+    // +Inf is the count, so `_bucket{le="+Inf"} == _count` holds even for a snapshot whose
+    // buckets were lost (an older writer).
+    let count = h.count().max(running);
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum_us() as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+}
+
 /// Escape a Prometheus label value.
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -286,8 +339,19 @@ pub fn render_prometheus(snapshot: &Value) -> String {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} {kind}");
     };
+    family(
+        &mut out,
+        "fae_build_info",
+        "gauge",
+        "always 1; the libfae version that rendered these metrics",
+    );
+    let _ = writeln!(
+        out,
+        "fae_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
     for (counter, help) in DestCounters::TABLE {
-        let name = format!("fae_destination_{counter}_total");
+        let name = format!("fae_destination_{}_total", prometheus_counter_name(counter));
         family(&mut out, &name, "counter", help);
         for (addr, d) in dests {
             let n = d.get(*counter).and_then(Value::as_u64).unwrap_or(0);
@@ -347,29 +411,16 @@ pub fn render_prometheus(snapshot: &Value) -> String {
     family(
         &mut out,
         "fae_destination_latency_seconds",
-        "summary",
+        "histogram",
         "request latency, checkout to complete reply",
     );
     for (addr, d) in dests {
         let Some(l) = d.get("latency") else { continue };
-        let a = label(addr);
-        for (q, key) in [("0.5", "p50_us"), ("0.95", "p95_us"), ("0.99", "p99_us")] {
-            let us = l.get(key).and_then(Value::as_u64).unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "fae_destination_latency_seconds{{destination=\"{a}\",quantile=\"{q}\"}} {}",
-                us as f64 / 1e6
-            );
-        }
-        let sum = l.get("sum_us").and_then(Value::as_u64).unwrap_or(0) as f64 / 1e6;
-        let count = l.get("count").and_then(Value::as_u64).unwrap_or(0);
-        let _ = writeln!(
-            out,
-            "fae_destination_latency_seconds_sum{{destination=\"{a}\"}} {sum}"
-        );
-        let _ = writeln!(
-            out,
-            "fae_destination_latency_seconds_count{{destination=\"{a}\"}} {count}"
+        write_histogram(
+            &mut out,
+            "fae_destination_latency_seconds",
+            &format!("destination=\"{}\"", label(addr)),
+            l,
         );
     }
     let routes = snapshot
@@ -398,6 +449,24 @@ pub fn render_prometheus(snapshot: &Value) -> String {
                     label(ty)
                 );
             }
+        }
+    }
+    if routes.values().any(|r| r.get("latency").is_some()) {
+        family(
+            &mut out,
+            "fae_route_latency_seconds",
+            "histogram",
+            "request latency through a route node, its children, retries and failovers included",
+        );
+        for (path, r) in routes {
+            let Some(l) = r.get("latency") else { continue };
+            let ty = r.get("type").and_then(Value::as_str).unwrap_or("");
+            write_histogram(
+                &mut out,
+                "fae_route_latency_seconds",
+                &format!("route=\"{}\",type=\"{}\"", label(path), label(ty)),
+                l,
+            );
         }
     }
     if let Some(st) = snapshot.get("stampede").and_then(Value::as_object) {

@@ -308,3 +308,84 @@ fn check_config_refuses_devices_at_once() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
 }
+
+/// `--opt=value` works like `--opt value`; a usage error is one message and a pointer to
+/// `--help`, not the whole usage; completions and the man page come from the same parser.
+#[test]
+fn equals_options_concise_errors_completions_and_man_page() {
+    let mc = fae_testkit::Memcached::start();
+    let servers = format!("--servers={}", mc.addr());
+    let st = fae()
+        .args(["set", &servers, "--flags=7", "--exptime=60", "eq:k", "v"])
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(0));
+    let out = fae().args(["get", &servers, "eq:k"]).output().unwrap();
+    assert_eq!(out.stdout, b"v");
+    assert_eq!(
+        fae_testkit::raw::get(&mc.addr(), "eq:k").unwrap().0,
+        7,
+        "flags"
+    );
+    // A key that starts with '-' goes after `--`.
+    let st = fae()
+        .args(["set", &servers, "--", "-dash", "v"])
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(0));
+    assert_eq!(fae_testkit::raw::get(&mc.addr(), "-dash").unwrap().1, b"v");
+    for (args, needle) in [
+        (&["get", "--bogus", "k"][..], "--bogus"),
+        (&["set", "--flags=x", "--servers=a:1", "k"][..], "--flags"),
+        (&["route"][..], "--config"),
+        (&["frobnicate"][..], "frobnicate"),
+    ] {
+        let out = fae().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(err.contains("--help"), "{args:?}: {err}");
+        assert!(
+            err.lines().count() <= 8 && !err.contains("fae watch"),
+            "{args:?}: the whole usage again:\n{err}"
+        );
+    }
+    let out = fae().args(["completions", "bash"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let script = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        script.contains("_fae") && script.contains("check-config"),
+        "{script}"
+    );
+    assert_eq!(
+        fae()
+            .args(["completions", "tcsh"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
+    let out = fae().arg("man").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let man = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        man.contains(".TH fae 1") && man.contains("fae\\-stats(1)"),
+        "{man}"
+    );
+    let out = fae().args(["man", "stats"]).output().unwrap();
+    let man = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        man.contains(".TH fae-stats 1") && man.contains("listen"),
+        "{man}"
+    );
+    assert_eq!(
+        fae().args(["man", "nope"]).output().unwrap().status.code(),
+        Some(2)
+    );
+    let out = fae().arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("fae {}", env!("CARGO_PKG_VERSION"))
+    );
+}

@@ -95,11 +95,15 @@ fn parse_prometheus(text: &str) -> HashMap<String, f64> {
                     .unwrap_or(&after[end + 1..]);
             }
         }
-        let family = ["_sum", "_count"]
+        let family = ["_sum", "_count", "_bucket"]
             .iter()
-            .find_map(|s| name.strip_suffix(s))
-            .filter(|f| types.get(*f).is_some_and(|k| k == "summary"))
-            .unwrap_or(name);
+            .find_map(|s| Some((*s, name.strip_suffix(s)?)))
+            .filter(|(suffix, f)| {
+                types
+                    .get(*f)
+                    .is_some_and(|k| k == "histogram" || (k == "summary" && *suffix != "_bucket"))
+            })
+            .map_or(name, |(_, f)| f);
         let kind = types
             .get(family)
             .unwrap_or_else(|| panic!("sample before its TYPE: {ctx}"));
@@ -162,7 +166,7 @@ fn prometheus_text_is_well_formed_and_counts_what_happened() {
     assert!(misses >= 20.0);
     assert!(
         get(format!(
-            "fae_destination_bytes_sent_total{{destination=\"{a0}\"}}"
+            "fae_destination_sent_bytes_total{{destination=\"{a0}\"}}"
         )) > 0.0
     );
     let count = |a: &str| {
@@ -174,10 +178,37 @@ fn prometheus_text_is_well_formed_and_counts_what_happened() {
         count(a0) + count(a1) >= 60.0,
         "20 sets, 20 hits and 20 misses before the kill"
     );
-    let p99 = get(format!(
-        "fae_destination_latency_seconds{{destination=\"{a0}\",quantile=\"0.99\"}}"
-    ));
-    assert!(p99 > 0.0 && p99 < 1.0, "{p99}");
+    // Latency is a histogram: cumulative buckets that never go down, `+Inf` equal to the count,
+    // and (on loopback) every request under one second.
+    let mut last = 0.0;
+    for le in [
+        "0.00005", "0.0001", "0.001", "0.01", "0.1", "1", "10", "+Inf",
+    ] {
+        let n = get(format!(
+            "fae_destination_latency_seconds_bucket{{destination=\"{a0}\",le=\"{le}\"}}"
+        ));
+        assert!(n >= last, "le={le}: {n} < {last}");
+        last = n;
+    }
+    assert_eq!(last, count(a0));
+    assert_eq!(
+        get(format!(
+            "fae_destination_latency_seconds_bucket{{destination=\"{a0}\",le=\"1\"}}"
+        )),
+        count(a0)
+    );
+    assert!(
+        get(format!(
+            "fae_destination_latency_seconds_sum{{destination=\"{a0}\"}}"
+        )) > 0.0
+    );
+    assert_eq!(
+        get(format!(
+            "fae_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        1.0
+    );
     // The killed server: refused connections, then tko, and its breaker state.
     assert!(
         get(format!(
@@ -387,6 +418,7 @@ fn route_counters_are_exported_per_config_path() {
     let json = format!(
         r#"{{"pools": {{"main": {{"servers": ["{main}"]}}, "backup": {{"servers": ["{backup}"]}}}},
             "route": {{"type": "failover", "children": ["main", "backup"]}},
+            "stats": {{"route_latency": true}},
             "timeouts": {{"connect_ms": 200, "io_ms": 300}}}}"#
     );
     let c = Client::new(&Config::from_json(&json).unwrap()).unwrap();
@@ -410,4 +442,180 @@ fn route_counters_are_exported_per_config_path() {
         10.0
     );
     assert_eq!(c.stats()["routes"]["route"]["failovers"], 10);
+    // Latency per route node: a histogram with one observation per call through it.
+    assert_eq!(
+        get(r#"fae_route_latency_seconds_count{route="route",type="failover"}"#),
+        10.0
+    );
+    assert_eq!(
+        get(r#"fae_route_latency_seconds_bucket{route="route",type="failover",le="+Inf"}"#),
+        10.0
+    );
+    assert_eq!(c.stats()["routes"]["route"]["latency"]["count"], 10);
+    promtool_check(&text, "a client's route latency histogram");
+}
+
+/// Run `promtool check metrics` (Prometheus's own linter: naming conventions, units, histogram
+/// shape) on a text. Without promtool on PATH the check is skipped, unless
+/// `FAE_REQUIRE_PROMTOOL=1` (scripts/test.sh sets it; setup.sh installs promtool).
+fn promtool_check(text: &str, what: &str) {
+    let spawned = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(
+                std::env::var_os("FAE_REQUIRE_PROMTOOL").is_none(),
+                "promtool: {e}"
+            );
+            eprintln!("promtool not found: {what} not linted");
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics on {what}:\n{}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A client's own text and the `fae stats --dir` merge of several processes' snapshots (one of
+/// them dead, with a route tree, stampede counters and errors) pass promtool.
+#[test]
+fn promtool_accepts_client_and_merged_metrics() {
+    let cluster = Cluster::start(2);
+    let dir = std::env::temp_dir().join(format!("fae-promtool-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let [main, backup] = [&cluster.addrs()[0], &cluster.addrs()[1]];
+    let json = format!(
+        r#"{{"pools": {{"main": {{"servers": ["{main}"]}}, "backup": {{"servers": ["{backup}"]}}}},
+            "route": {{"type": "failover", "children": ["main", "backup"]}},
+            "timeouts": {{"connect_ms": 200, "io_ms": 300}},
+            "stats": {{"dir": "{}", "interval_ms": 30, "route_latency": true}}}}"#,
+        dir.display()
+    );
+    let c = Client::new(&Config::from_json(&json).unwrap()).unwrap();
+    for i in 0..20 {
+        let k = format!("k{i}");
+        c.set(k.as_bytes(), b"v", 0, 0).unwrap();
+        c.get(k.as_bytes()).unwrap();
+    }
+    c.get_or_set(b"filled", 60, || Ok::<_, ()>((b"v".to_vec(), 0)))
+        .unwrap();
+    cluster[0].kill().unwrap();
+    for i in 0..5 {
+        let _ = c.get(format!("k{i}").as_bytes());
+    }
+    promtool_check(&c.stats_prometheus(), "a client's stats_prometheus()");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("fae-999999-0.json"),
+        r#"{"destinations": {"x:1": {"requests": 3, "errors": {"timeout": 1},
+             "latency": {"count": 3, "sum_us": 900, "max_us": 400, "buckets": {"207": 2, "415": 1}}}}}"#,
+    )
+    .unwrap();
+    let fae = env!("CARGO_BIN_EXE_fae");
+    assert!(wait_until(Duration::from_secs(3), || {
+        std::fs::read_dir(&dir).unwrap().flatten().any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("fae-{}-", std::process::id()))
+        })
+    }));
+    let out = Command::new(fae)
+        .args(["stats", "--dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("fae_retired_processes_total 1"), "{text}");
+    parse_prometheus(&text);
+    promtool_check(&text, "fae stats --dir");
+    // Every metric the Grafana dashboard queries by full name is in the merged text.
+    let dashboard = include_str!("../../examples/grafana/fae.json");
+    let mut names: Vec<&str> = dashboard
+        .match_indices("fae_")
+        .map(|(i, _)| {
+            let rest = &dashboard[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .filter(|n| !n.ends_with('_'))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() > 10, "{names:?}");
+    for name in names {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' '])),
+            "the dashboard queries {name}, which fae stats does not export"
+        );
+    }
+    drop(c);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Short-lived processes (php-fpm recycling workers, CLI runs) are counted exactly: each one
+/// writes its final snapshot at exit, even when it exits long before its `interval_ms`, and the
+/// merged counters only go up as they are folded into the retired totals.
+#[test]
+fn stats_dir_counts_every_request_of_short_lived_processes() {
+    let cluster = Cluster::start(1);
+    let dir = std::env::temp_dir().join(format!("fae-stats-exit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("cfg.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"servers": ["{}"], "stats": {{"dir": "{}", "interval_ms": 60000}}}}"#,
+            cluster[0].addr(),
+            dir.join("snap").display()
+        ),
+    )
+    .unwrap();
+    let fae = env!("CARGO_BIN_EXE_fae");
+    let requests = || -> u64 {
+        let out = Command::new(fae)
+            .args([
+                "stats",
+                "--dir",
+                dir.join("snap").to_str().unwrap(),
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["destinations"][cluster[0].addr()]["requests"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let mut last = 0;
+    for i in 1..=12u64 {
+        let st = Command::new(fae)
+            .args(["get", "--config", cfg.to_str().unwrap(), &format!("k{i}")])
+            .status()
+            .unwrap();
+        assert_eq!(st.code(), Some(1), "a miss");
+        let n = requests();
+        assert!(n >= last, "merged requests went down: {last} -> {n}");
+        assert_eq!(n, i, "every process's requests are counted, once");
+        last = n;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -182,5 +182,41 @@ check '[ "$D_SESS" -eq 10 ] && [ "$D_HANDLER" = memcached ]' "session.save_handl
 RAW=$(php -n -r '$c=stream_socket_client("tcp://127.0.0.1:'"$MC_PORT"'");fwrite($c,"get memc.sess.key.'"$DSID"'\r\n");$h=fgets($c);echo str_starts_with($h,"VALUE")?rtrim(fgets($c)):rtrim($h);')
 check '[ "$RAW" = "n|i:10;" ]' "the session is in memcached under php-memcached's key ($RAW; prefix $D_PREFIX)"
 
+# stats.dir under worker churn (pm.max_requests = 50): 2000 requests, each one get. The merged
+# counter of `fae stats --dir` never goes down as workers exit and are folded into the retired
+# totals, and once the pool has stopped gracefully (SIGQUIT with a process_control_timeout, so
+# the last workers exit through PHP's shutdown and write their final snapshots) it equals the
+# requests made.
+FAE_BIN="${FAE_BIN:-$ROOT/target/debug/fae}"
+if [ -x "$FAE_BIN" ]; then
+  STATS_DIR="$TMP/stats"; mkdir -p "$STATS_DIR"
+  FPM2_PORT=$(free_port)
+  sed -e '/^\[dropin\]/,$d' -e "s/^listen = .*/listen = 127.0.0.1:$FPM2_PORT/" -e "s/^pm.max_requests = 0/pm.max_requests = 50/" \
+      -e "s#^pid = .*#pid = $TMP/fpm2.pid\nprocess_control_timeout = 10s#" -e "s#^error_log = .*#error_log = $TMP/fpm2.log#" \
+      "$TMP/fpm.conf" > "$TMP/fpm2.conf"
+  "$FPM" -n "${FPM_ARGS[@]}" -y "$TMP/fpm2.conf" -F & FPM2_PID=$!
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$FPM2_PORT") 2>/dev/null && break; sleep 0.1; done
+  merged() { "$FAE_BIN" stats --dir "$STATS_DIR" --json | php -n -r '$j=json_decode(stream_get_contents(STDIN),true); echo (int)($j["destinations"]["127.0.0.1:'"$MC_PORT"'"]["requests"] ?? 0), " ", (int)($j["process"]["retired_processes"] ?? 0);'; }
+  PREV=0; DOWN=0
+  for i in $(seq 2000); do
+    env -i REQUEST_METHOD=GET SCRIPT_FILENAME="$ROOT/tests/php/fpm/app.php" SCRIPT_NAME=/app.php \
+      FAE_SERVERS="127.0.0.1:$MC_PORT" FAE_ACTION=stats FAE_SID="$STATS_DIR" \
+      cgi-fcgi -bind -connect "127.0.0.1:$FPM2_PORT" >/dev/null 2>&1
+    if [ $((i % 100)) -eq 0 ]; then
+      read -r NOW _ <<< "$(merged)"
+      [ "$NOW" -lt "$PREV" ] && DOWN=$((DOWN+1)) && echo "merged requests went down: $PREV -> $NOW" >&2
+      PREV=$NOW
+    fi
+  done
+  kill -QUIT "$FPM2_PID"; wait "$FPM2_PID" 2>/dev/null
+  read -r TOTAL RETIRED <<< "$(merged)"
+  check '[ "$DOWN" -eq 0 ]' "stats.dir: merged counters never went down across worker restarts"
+  check '[ "$TOTAL" -eq 2000 ]' "stats.dir: merged requests equal the 2000 requests made ($TOTAL)"
+  check '[ "$RETIRED" -ge 40 ]' "stats.dir: 2000 requests / pm.max_requests 50 retired >= 40 workers ($RETIRED)"
+  echo "fpm: stats.dir with pm.max_requests=50: 2000 requests -> merged $TOTAL, $RETIRED processes retired"
+else
+  bad "fae CLI not built at $FAE_BIN (cargo build -p fae-core)"
+fi
+
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

@@ -128,17 +128,9 @@ pub(crate) fn now_ms() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
-/// A small xorshift generator for jitter (not for anything that needs real randomness).
-pub(crate) fn jitter_fraction(seed: &AtomicU64) -> f64 {
-    let mut x = seed.load(Ordering::Relaxed);
-    if x == 0 {
-        x = 0x9e37_79b9_7f4a_7c15 ^ (std::process::id() as u64) ^ now_ms().rotate_left(17);
-    }
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    seed.store(x, Ordering::Relaxed);
-    (x >> 11) as f64 / (1u64 << 53) as f64
+/// A random fraction in `[0, 1)` for jitter, different in every forked worker.
+pub(crate) fn jitter_fraction() -> f64 {
+    crate::process::random::fraction()
 }
 
 const STATE_SHIFT: u32 = 32;
@@ -172,7 +164,6 @@ pub struct Health {
     probe_delay_ms: AtomicU64,
     next_probe_ms: AtomicU64,
     probing: AtomicBool,
-    rng: AtomicU64,
     settings: BreakerSettings,
     /// The pool bookkeeping this breaker counts in; replaced when a reload moves the
     /// destination into a rebuilt pool.
@@ -197,7 +188,6 @@ impl Health {
             probe_delay_ms: AtomicU64::new(settings.probe_initial.as_millis() as u64),
             next_probe_ms: AtomicU64::new(0),
             probing: AtomicBool::new(false),
-            rng: AtomicU64::new(0),
             settings,
             pool: ArcSwap::new(pool),
         }
@@ -371,7 +361,7 @@ impl Health {
     }
 
     fn schedule_probe(&self, delay_ms: u64) {
-        let jitter = (delay_ms as f64 * 0.25 * jitter_fraction(&self.rng)) as u64;
+        let jitter = (delay_ms as f64 * 0.25 * jitter_fraction()) as u64;
         self.next_probe_ms
             .store(now_ms() + delay_ms + jitter, Ordering::Release);
     }

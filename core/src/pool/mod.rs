@@ -90,7 +90,6 @@ pub struct Destination {
     shut: AtomicBool,
     last_sweep_ms: AtomicU64,
     last_fail_open_log_ms: AtomicU64,
-    rng: AtomicU64,
     /// `p95()` cache: (value in µs, when computed in ms).
     p95_us: AtomicU64,
     p95_at_ms: AtomicU64,
@@ -121,7 +120,6 @@ impl Destination {
             shut: AtomicBool::new(false),
             last_sweep_ms: AtomicU64::new(now_ms()),
             last_fail_open_log_ms: AtomicU64::new(0),
-            rng: AtomicU64::new(0),
             p95_us: AtomicU64::new(0),
             p95_at_ms: AtomicU64::new(0),
         }
@@ -269,7 +267,7 @@ impl Destination {
             Ok(mut conn) => {
                 inc(&self.counters.connections_opened);
                 if let Some(age) = self.settings.max_age {
-                    conn.max_age = Some(age.mul_f64(0.8 + 0.2 * jitter_fraction(&self.rng)));
+                    conn.max_age = Some(age.mul_f64(0.8 + 0.2 * jitter_fraction()));
                 }
                 Ok(conn)
             }

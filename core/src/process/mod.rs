@@ -6,10 +6,12 @@
 //!   recycles, watches config files and exports stats for every registered client.
 //! - [`background`]: the one lazily started worker per process for work done after a reply
 //!   (shadow copies, async replicas, warm-up adds, migration copies).
+//! - [`random`]: random numbers that a forked child does not share with its parent.
 //!
 //! php-fpm, gunicorn and uwsgi fork after loading the library, so nothing here starts a thread
 //! at load time, and a forked child starts its own threads on first use.
 
 pub mod background;
 pub mod fork;
+pub mod random;
 pub mod supervisor;

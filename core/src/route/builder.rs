@@ -67,6 +67,7 @@ pub fn build(
     let mut b = Builder {
         pools: &pools,
         inline: !config.health.background,
+        timed: config.stats.route_latency,
     };
     let root = b.route(&config.route, "route")?;
     let mut dests: Vec<Arc<Destination>> = Vec::new();

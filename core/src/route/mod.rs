@@ -38,6 +38,7 @@
 
 pub mod builder;
 pub mod schema;
+pub mod timed;
 
 pub mod failover;
 pub mod gutter;
@@ -151,6 +152,11 @@ pub trait Route: Send + Sync + fmt::Debug {
 
     /// Extra stats (gauges such as a local cache's size).
     fn extra_stats(&self) -> Option<Value> {
+        None
+    }
+
+    /// This node's latency histogram, when it is timed ([`timed::Timed`]).
+    fn latency(&self) -> Option<&crate::stats::Histogram> {
         None
     }
 
@@ -529,7 +535,10 @@ impl Router {
                     v[k] = x;
                 }
             }
-            if r.counters().is_some() || r.extra_stats().is_some() {
+            if let Some(h) = r.latency() {
+                v["latency"] = h.to_json();
+            }
+            if r.counters().is_some() || r.extra_stats().is_some() || r.latency().is_some() {
                 m.insert(path, v);
             }
         }

@@ -287,7 +287,6 @@ pub struct ReplicatedRoute {
     /// Credit per read, in millionths of a hedge.
     hedge_credit: u64,
     credits: AtomicU64,
-    rng: AtomicU64,
     inline: bool,
     counters: Arc<RouteCounters>,
 }
@@ -336,18 +335,14 @@ impl ReplicatedRoute {
             hedge_after,
             hedge_credit: (max_hedge_ratio.clamp(0.0, 1.0) * UNIT as f64) as u64,
             credits: AtomicU64::new(BURST),
-            rng: AtomicU64::new(0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id())),
             inline,
             counters: Arc::default(),
         }
     }
 
     fn random(&self) -> u64 {
-        // splitmix64 over a shared counter: cheap, and good enough to spread reads.
-        let mut z = self.rng.fetch_add(0x9e37_79b9_7f4a_7c15, Relaxed);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        // Per thread and per process: forked workers do not share a sequence.
+        crate::process::random::next_u64()
     }
 
     /// Earn a read's share of hedge credit.

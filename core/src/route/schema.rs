@@ -59,6 +59,8 @@ pub struct Builder<'a> {
     pub pools: &'a BTreeMap<String, Arc<PoolRoute>>,
     /// Background work runs on the caller's thread (`health.background: false`).
     pub inline: bool,
+    /// Wrap routes with children in [`super::timed::Timed`] (`stats.route_latency`).
+    pub timed: bool,
 }
 
 impl Builder<'_> {
@@ -72,7 +74,12 @@ impl Builder<'_> {
 
     /// Build `cfg`, found at `path`: the route file's [`RouteSpec::build`].
     pub fn route(&mut self, cfg: &RouteConfig, path: &str) -> Result<Arc<dyn Route>> {
-        cfg.spec().build(self, path)
+        let route = cfg.spec().build(self, path)?;
+        Ok(if self.timed {
+            super::timed::Timed::wrap(route)
+        } else {
+            route
+        })
     }
 
     /// Build the child `cfg` of the route at `path`, found at `path` + `suffix` (`.cold`).

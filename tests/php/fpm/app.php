@@ -33,6 +33,12 @@ if ($action === 'counter') {
     $ms = (microtime(true) - $t) * 1000;
     usleep(100000); // hold the worker so that concurrent requests reach every worker
     echo json_encode(['pid' => getmypid(), 'v' => $v, 'ms' => $ms, 'computes' => $g->get("$key:computes")]), "\n";
+} elseif ($action === 'stats') {
+    // stats.dir under worker churn: every request is one get, counted by its worker's snapshot.
+    $s = new Fae\Client('fpm-stats', ['servers' => $servers,
+        'stats' => ['dir' => $_SERVER['FAE_SID'], 'interval_ms' => 60000]]);
+    $s->get('fpm:stats');
+    echo json_encode(['pid' => getmypid()]), "\n";
 } elseif ($action === 'session') {
     $h = new Fae\SessionHandler('fpm-sess', ['servers' => $servers], ['lock_wait_min' => 5, 'lock_wait_max' => 50, 'lock_retries' => 400]);
     session_set_save_handler($h, true);

@@ -12,8 +12,11 @@
 //! stdin when none is given. Exit codes: 0 ok, 1 miss / not stored / not found, 2 usage or
 //! config error, 3 server or network error.
 
+use std::ffi::OsString;
 use std::io::{self, BufRead, Read, Write};
 use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod watch;
 
@@ -28,85 +31,144 @@ const USAGE: &str = "usage:
   fae check-config FILE
   fae stats  --dir DIR [--json] [--listen ADDR]
   fae watch  (--etcd H:P[,...] [--prefix P] | --zookeeper H:P[,...] [--path P] | --file SRC) --out FILE
+  fae completions bash|zsh|fish|elvish|powershell
+  fae man [COMMAND]
   fae COMMAND --help | fae --help | fae --version
 
 route prints `key,server` lines (with a `key,server` header; several servers joined by `;`
 when the route tree sends the operation to more than one), reading keys from stdin when
 none are given. --config takes a JSON or TOML file (libfae's config schema); --servers and
---mode stand in for one (a server is host:port[:weight], or a Unix socket's /path). Exit: 0 ok, 1 miss/not stored, 2 usage or config error, 3 server error.";
+--mode stand in for one (a server is host:port[:weight], or a Unix socket's /path).
+Options take their value as `--opt VALUE` or `--opt=VALUE`; a key that starts with `-` goes
+after `--`. Exit: 0 ok, 1 miss/not stored, 2 usage or config error, 3 server error.";
 
-struct Args {
-    cmd: String,
+/// libfae's command-line tool: placement checks, get/set/delete, config checks, stats merging
+/// and topology watching.
+#[derive(Debug, Parser)]
+#[command(
+    name = "fae",
+    version,
+    override_help = USAGE,
+    arg_required_else_help = true,
+    disable_help_subcommand = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// Where the servers come from: a config file, or a server list (and placement mode).
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// JSON or TOML config file (libfae's config schema)
+    #[arg(long, value_name = "FILE")]
     config: Option<String>,
+    #[arg(
+        long,
+        value_name = "H:P[:W],...",
+        help = "servers, comma separated: host:port[:weight] or a Unix socket's /path"
+    )]
     servers: Option<String>,
+    /// placement mode with --servers (libmemcached, php-memcached-default, mcrouter, ...)
+    #[arg(long, value_name = "NAME")]
     mode: Option<String>,
-    op: String,
-    flags: u32,
-    exptime: u32,
-    /// Keys and values: bytes, as memcached keys are (a key need not be UTF-8).
-    rest: Vec<Vec<u8>>,
 }
 
-/// The process arguments after `skip`: options must be UTF-8, keys and values are taken as the
-/// bytes they are (`OsStr` on Unix is bytes; `std::env::args` would panic on them).
-fn raw_args(skip: usize) -> Vec<std::ffi::OsString> {
-    std::env::args_os().skip(skip).collect()
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Print the server(s) each key maps to, as `key,server` lines
+    #[command(override_help = ROUTE_HELP)]
+    Route {
+        #[command(flatten)]
+        target: Target,
+        /// the operation whose destinations to list (get, set, delete, incr, touch, ...)
+        #[arg(long, value_name = "OP", default_value = "get")]
+        op: String,
+        /// keys (bytes, need not be UTF-8); none: read them from stdin, one per line
+        #[arg(value_name = "KEY")]
+        keys: Vec<OsString>,
+    },
+    /// Write a key's value to stdout (exit 1 on a miss)
+    #[command(override_help = GET_HELP)]
+    Get {
+        #[command(flatten)]
+        target: Target,
+        /// the key (bytes)
+        #[arg(value_name = "KEY")]
+        key: OsString,
+    },
+    /// Store a value (from the argument, or stdin) under a key
+    #[command(override_help = SET_HELP)]
+    Set {
+        #[command(flatten)]
+        target: Target,
+        /// client flags stored with the value
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        flags: u32,
+        /// expiry: seconds, or a Unix time
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        exptime: u32,
+        /// the key (bytes)
+        #[arg(value_name = "KEY")]
+        key: OsString,
+        /// the value (bytes); none: read it from stdin
+        #[arg(value_name = "VALUE")]
+        value: Option<OsString>,
+    },
+    /// Delete a key (exit 1 if it was not there)
+    #[command(override_help = DELETE_HELP)]
+    Delete {
+        #[command(flatten)]
+        target: Target,
+        /// the key (bytes)
+        #[arg(value_name = "KEY")]
+        key: OsString,
+    },
+    /// Validate a config file and print what it builds
+    #[command(override_help = CHECK_CONFIG_HELP)]
+    CheckConfig {
+        /// JSON or TOML config file
+        #[arg(value_name = "FILE")]
+        file: String,
+    },
+    /// Merge the stats snapshots of a directory; print them or serve them over HTTP
+    #[command(override_help = STATS_HELP)]
+    Stats {
+        /// the directory the clients' "stats": {"dir": ...} names
+        #[arg(long, value_name = "DIR")]
+        dir: String,
+        /// print JSON instead of the Prometheus text format
+        #[arg(long)]
+        json: bool,
+        /// serve GET /metrics and /stats.json on this address until killed
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Render a discovery source (etcd, ZooKeeper, file) into a snapshot file
+    Watch(watch::WatchArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
+    #[command(override_help = COMPLETIONS_HELP)]
+    Completions {
+        /// the shell
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) of fae, or of one command (fae-COMMAND(1)), to stdout
+    #[command(override_help = MAN_HELP)]
+    Man {
+        /// the command whose page to print (route, get, set, ...); none: fae(1)
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
 
-fn utf8(arg: std::ffi::OsString, what: &str) -> Result<String, String> {
-    arg.into_string()
-        .map_err(|a| format!("{what} is not UTF-8: {:?}", a.to_string_lossy()))
-}
-
-fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("fae: {msg}\n\n{USAGE}");
+/// A usage or config error: one line, and where to look, never the whole usage.
+fn usage_error(cmd: &str, msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("fae: {msg}\n(fae {cmd} --help for the options)");
     ExitCode::from(2)
 }
 
-fn parse_args() -> Result<Args, String> {
-    use std::os::unix::ffi::OsStringExt;
-    let mut it = raw_args(1).into_iter();
-    let cmd = utf8(it.next().ok_or("missing command")?, "the command")?;
-    let mut a = Args {
-        cmd,
-        config: None,
-        servers: None,
-        mode: None,
-        op: "get".into(),
-        flags: 0,
-        exptime: 0,
-        rest: Vec::new(),
-    };
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| utf8(it.next().ok_or(format!("{name} needs a value"))?, name);
-        let Some(opt) = arg.to_str() else {
-            a.rest.push(arg.into_vec());
-            continue;
-        };
-        match opt {
-            "--config" => a.config = Some(value("--config")?),
-            "--servers" => a.servers = Some(value("--servers")?),
-            "--mode" => a.mode = Some(value("--mode")?),
-            "--op" => a.op = value("--op")?,
-            "--flags" => {
-                a.flags = value("--flags")?
-                    .parse()
-                    .map_err(|_| "--flags takes a number")?;
-            }
-            "--exptime" => {
-                a.exptime = value("--exptime")?
-                    .parse()
-                    .map_err(|_| "--exptime takes a number")?;
-            }
-            "--" => a.rest.extend(it.by_ref().map(OsStringExt::into_vec)),
-            s if s.starts_with("--") => return Err(format!("unknown option {s}")),
-            _ => a.rest.push(arg.into_vec()),
-        }
-    }
-    Ok(a)
-}
-
-fn load_config(a: &Args) -> Result<Config, String> {
+fn load_config(a: &Target) -> Result<Config, String> {
     let mode = match &a.mode {
         Some(m) => Some(Mode::from_name(m).ok_or_else(|| {
             let names: Vec<&str> = Mode::ALL.iter().map(|m| m.as_str()).collect();
@@ -186,10 +248,9 @@ fn fail(e: &Error) -> ExitCode {
     }
 }
 
-/// One paragraph per command, for `fae COMMAND --help`.
-fn command_help(cmd: &str) -> Option<&'static str> {
-    Some(match cmd {
-        "route" => "fae route (--config FILE | --servers H:P[:W],... [--mode NAME]) [--op OP] [KEY...]
+// `fae COMMAND --help`: one paragraph per command.
+const ROUTE_HELP: &str =
+    "fae route (--config FILE | --servers H:P[:W],... [--mode NAME]) [--op OP] [KEY...]
 
 Print where each key lives, as `key,server` lines after a `key,server` header (the format of
 tests/placement/*.csv, so the output can be diffed against a real client's placement). Keys
@@ -197,35 +258,38 @@ come from the arguments, or from stdin one per line. --op names the operation (g
 delete, incr, touch, ...; default get). With a route tree, a key lists every destination that
 operation could touch, joined by `;` in route order (`key,10.0.0.1:11211;10.0.9.1:11211` for
 a failover to a gutter; `local` for an in-process cache). No I/O: nothing is sent to any
-server.",
-        "get" => "fae get (--config FILE | --servers ...) [--mode NAME] KEY
+server.";
+const GET_HELP: &str = "fae get (--config FILE | --servers ...) [--mode NAME] KEY
 
-Write KEY's value to stdout. Exit 1 on a miss, 3 on a server or network error.",
-        "set" => "fae set (--config FILE | --servers ...) [--mode NAME] [--flags N] [--exptime N] KEY [VALUE]
+Write KEY's value to stdout. Exit 1 on a miss, 3 on a server or network error.";
+const SET_HELP: &str =
+    "fae set (--config FILE | --servers ...) [--mode NAME] [--flags N] [--exptime N] KEY [VALUE]
 
-Store VALUE (or stdin when no VALUE is given) under KEY with the given flags and expiry.",
-        "delete" => "fae delete (--config FILE | --servers ...) [--mode NAME] KEY
+Store VALUE (or stdin when no VALUE is given) under KEY with the given flags and expiry.";
+const DELETE_HELP: &str = "fae delete (--config FILE | --servers ...) [--mode NAME] KEY
 
-Delete KEY. Exit 1 if it was not there.",
-        "check-config" => "fae check-config FILE
+Delete KEY. Exit 1 if it was not there.";
+const CHECK_CONFIG_HELP: &str = "fae check-config FILE
 
 Validate a JSON or TOML config file and print what it builds: pools, servers with weights,
 placement mode, protocol, dead-server policy, the route, timeouts, health and stats settings.
-Exit 2 with the offending key's path if it is invalid. No I/O.",
-        "stats" => "fae stats --dir DIR [--json] [--listen ADDR]
+Exit 2 with the offending key's path if it is invalid. No I/O.";
+const STATS_HELP: &str = "fae stats --dir DIR [--json] [--listen ADDR]
 
 Merge the snapshot files that processes configured with \"stats\": {\"dir\": DIR} write
-(php-fpm workers), deleting files of processes that are gone, and print the result in the
-Prometheus text format (--json: as JSON). With --listen ADDR, serve GET /metrics and
-/stats.json on ADDR instead, merging afresh on every request, until killed.",
-        _ => return None,
-    })
-}
+(php-fpm workers), folding files of processes that are gone into the retired totals, and print
+the result in the Prometheus text format (--json: as JSON). With --listen ADDR, serve GET
+/metrics and /stats.json on ADDR instead, merging afresh on every request, until killed.";
+const COMPLETIONS_HELP: &str = "fae completions SHELL
 
-fn check_config(args: &[String]) -> ExitCode {
-    let [path] = args else {
-        return usage_error("check-config takes FILE");
-    };
+Print the completion script for SHELL (bash, zsh, fish, elvish, powershell) to stdout, e.g.
+  fae completions bash > /usr/share/bash-completion/completions/fae";
+const MAN_HELP: &str = "fae man [COMMAND]
+
+Print fae's man page fae(1), or with COMMAND the page fae-COMMAND(1), in roff to stdout, e.g.
+  fae man > fae.1 && fae man route > fae-route.1 && man ./fae.1";
+
+fn check_config(path: &str) -> ExitCode {
     let config = match Config::from_file(path) {
         Ok(c) => c,
         Err(e) => {
@@ -284,20 +348,8 @@ fn check_config(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn stats_cmd(args: &[String]) -> ExitCode {
-    let (mut dir, mut json, mut listen) = (None, false, None);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--dir" => dir = it.next().cloned(),
-            "--json" => json = true,
-            "--listen" => listen = it.next().cloned(),
-            other => return usage_error(format!("stats: unexpected argument {other}")),
-        }
-    }
-    let Some(dir) = dir.map(std::path::PathBuf::from) else {
-        return usage_error("stats needs --dir DIR");
-    };
+fn stats_cmd(dir: &str, json: bool, listen: Option<String>) -> ExitCode {
+    let dir = std::path::PathBuf::from(dir);
     let render = |as_json: bool| -> Result<String, String> {
         let merged = fae_core::export::aggregate_dir(&dir).map_err(|e| e.to_string())?;
         Ok(if as_json {
@@ -366,6 +418,29 @@ fn serve_one(
     )
 }
 
+/// `fae man [COMMAND]`: fae(1), or fae-COMMAND(1) (the pages fae(1) lists).
+fn man(command: Option<&str>) -> ExitCode {
+    let cli = Cli::command();
+    let page = match command {
+        None => cli,
+        Some(name) => match cli.find_subcommand(name) {
+            Some(sub) => sub
+                .clone()
+                .display_name(format!("fae-{name}"))
+                .bin_name(format!("fae {name}"))
+                .version(env!("CARGO_PKG_VERSION")),
+            None => return usage_error("man", format!("no command \"{name}\"")),
+        },
+    };
+    match clap_mangen::Man::new(page).render(&mut io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fae: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // Rust ignores SIGPIPE, so `fae route … | head` would panic on a closed stdout. Die
     // quietly instead, as Unix tools do.
@@ -373,131 +448,77 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let first = raw_args(1)
-        .into_iter()
-        .next()
-        .map(|a| a.to_string_lossy().into_owned());
-    // The subcommands with options only (check-config, stats, watch) take UTF-8 arguments.
-    let args: Vec<String> = match raw_args(2)
-        .into_iter()
-        .map(|a| utf8(a, "an argument"))
-        .collect::<Result<_, _>>()
-    {
-        Ok(a) => a,
-        Err(e) if matches!(first.as_deref(), Some("check-config" | "stats" | "watch")) => {
-            return usage_error(e);
-        }
-        Err(_) => Vec::new(),
-    };
-    if let Some(cmd) = first.as_deref() {
-        if cmd != "watch" && args.iter().any(|a| a == "--help" || a == "-h") {
-            return match command_help(cmd) {
-                Some(h) => {
-                    println!("{h}");
-                    ExitCode::SUCCESS
-                }
-                None => usage_error(format!("unknown command \"{cmd}\"")),
-            };
-        }
-        match cmd {
-            "check-config" => return check_config(&args),
-            "stats" => return stats_cmd(&args),
-            "watch" => return watch::watch_main(&args),
-            _ => {}
-        }
-    }
-    match first.as_deref() {
-        Some("--help" | "-h" | "help") | None => {
-            println!("{USAGE}");
-            return if first.is_some() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            };
-        }
-        Some("--version") => {
-            println!("fae {}", env!("CARGO_PKG_VERSION"));
+    // Usage errors exit 2 with one line and a pointer to --help; --help and --version exit 0.
+    let cli = Cli::parse();
+    let (name, target) = match cli.cmd {
+        Cmd::CheckConfig { file } => return check_config(&file),
+        Cmd::Stats { dir, json, listen } => return stats_cmd(&dir, json, listen),
+        Cmd::Watch(args) => return watch::watch_main(args),
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "fae", &mut io::stdout());
             return ExitCode::SUCCESS;
         }
-        _ => {}
-    }
-    let a = match parse_args() {
-        Ok(a) => a,
-        Err(e) => return usage_error(e),
+        Cmd::Man { command } => return man(command.as_deref()),
+        Cmd::Route { ref target, .. } => ("route", target),
+        Cmd::Get { ref target, .. } => ("get", target),
+        Cmd::Set { ref target, .. } => ("set", target),
+        Cmd::Delete { ref target, .. } => ("delete", target),
     };
-    if !matches!(a.cmd.as_str(), "route" | "get" | "set" | "delete") {
-        return usage_error(format!("unknown command \"{}\"", a.cmd));
-    }
-    let config = match load_config(&a) {
+    let config = match load_config(target) {
         Ok(c) => c,
-        Err(e) => return usage_error(e),
+        Err(e) => return usage_error(name, e),
     };
     let client = match Client::new(&config) {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let one_key = |n: usize| -> Result<&[u8], ExitCode> {
-        if a.rest.is_empty() || a.rest.len() > n {
-            Err(usage_error(format!(
-                "{} takes KEY{}",
-                a.cmd,
-                if n == 2 { " [VALUE]" } else { "" }
-            )))
-        } else {
-            Ok(&a.rest[0][..])
-        }
-    };
-    match a.cmd.as_str() {
-        "route" => match Op::from_name(&a.op) {
-            Some(op) => route(&client, op, a.rest.clone()),
-            None => usage_error(format!("unknown --op \"{}\"", a.op)),
+    use std::os::unix::ffi::OsStrExt;
+    match &cli.cmd {
+        Cmd::Route { op, keys, .. } => match Op::from_name(op) {
+            Some(op) => route(
+                &client,
+                op,
+                keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
+            ),
+            None => usage_error(name, format!("unknown --op \"{op}\"")),
         },
-        "get" => {
-            let key = match one_key(1) {
-                Ok(k) => k,
-                Err(c) => return c,
-            };
-            match client.get(key) {
-                Ok(Some(item)) => {
-                    let mut out = io::stdout().lock();
-                    let _ = out.write_all(&item.value);
-                    let _ = out.flush();
-                    ExitCode::SUCCESS
-                }
-                Ok(None) => ExitCode::from(1),
-                Err(e) => fail(&e),
+        Cmd::Get { key, .. } => match client.get(key.as_bytes()) {
+            Ok(Some(item)) => {
+                let mut out = io::stdout().lock();
+                let _ = out.write_all(&item.value);
+                let _ = out.flush();
+                ExitCode::SUCCESS
             }
-        }
-        "set" => {
-            let key = match one_key(2) {
-                Ok(k) => k,
-                Err(c) => return c,
-            };
-            let value = match a.rest.get(1) {
-                Some(v) => v.clone(),
+            Ok(None) => ExitCode::from(1),
+            Err(e) => fail(&e),
+        },
+        Cmd::Set {
+            key,
+            value,
+            flags,
+            exptime,
+            ..
+        } => {
+            let value = match value {
+                Some(v) => v.as_bytes().to_vec(),
                 None => {
                     let mut buf = Vec::new();
                     if io::stdin().read_to_end(&mut buf).is_err() {
-                        return usage_error("cannot read the value from stdin");
+                        return usage_error(name, "cannot read the value from stdin");
                     }
                     buf
                 }
             };
-            match client.set(key, &value, a.flags, a.exptime) {
+            match client.set(key.as_bytes(), &value, *flags, *exptime) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
         }
-        _ => {
-            let key = match one_key(1) {
-                Ok(k) => k,
-                Err(c) => return c,
-            };
-            match client.delete(key) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::from(1),
-                Err(e) => fail(&e),
-            }
-        }
+        Cmd::Delete { key, .. } => match client.delete(key.as_bytes()) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => fail(&e),
+        },
+        _ => unreachable!("handled above"),
     }
 }

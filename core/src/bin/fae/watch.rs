@@ -71,54 +71,51 @@ struct Opts {
     interval: Duration,
 }
 
-enum Parsed {
-    Run(Opts),
-    Help,
+/// The arguments of `fae watch` (help text: [`USAGE`]).
+#[derive(Debug, clap::Args)]
+#[command(override_help = USAGE)]
+pub struct WatchArgs {
+    /// etcd v3 endpoints (JSON gateway, plain HTTP)
+    #[arg(long, value_name = "HOST:PORT[,...]")]
+    etcd: Option<String>,
+    /// etcd key prefix, one key per pool (default /fae/pools/)
+    #[arg(long, value_name = "P")]
+    prefix: Option<String>,
+    /// ZooKeeper endpoints
+    #[arg(long, value_name = "HOST:PORT[,...]")]
+    zookeeper: Option<String>,
+    /// ZooKeeper path with one child per pool (default /fae/pools)
+    #[arg(long, value_name = "P")]
+    path: Option<String>,
+    /// requested ZooKeeper session timeout, ms
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    session_timeout_ms: u64,
+    /// a JSON (or .toml) topology file
+    #[arg(long, value_name = "SRC")]
+    file: Option<String>,
+    /// snapshot to write
+    #[arg(long, value_name = "FILE")]
+    out: Option<String>,
+    /// read once, write if changed, exit
+    #[arg(long)]
+    once: bool,
+    /// poll interval of --file, longest wait per watch call and pause after an error
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    interval_ms: u64,
 }
 
-fn parse(args: &[String]) -> std::result::Result<Parsed, String> {
-    let mut etcd = None;
-    let mut zk = None;
-    let mut file = None;
-    let mut prefix = None;
-    let mut path = None;
-    let mut out = None;
-    let mut once = false;
-    let mut interval_ms: u64 = 1000;
-    let mut session_ms: u64 = 10_000;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match a.as_str() {
-            "-h" | "--help" => return Ok(Parsed::Help),
-            "--etcd" => etcd = Some(val(a)?),
-            "--zookeeper" => zk = Some(val(a)?),
-            "--file" => file = Some(val(a)?),
-            "--prefix" => prefix = Some(val(a)?),
-            "--path" => path = Some(val(a)?),
-            "--out" => out = Some(val(a)?),
-            "--once" => once = true,
-            "--interval-ms" => {
-                interval_ms = val(a)?
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or("--interval-ms must be a positive whole number")?;
-            }
-            "--session-timeout-ms" => {
-                session_ms = val(a)?
-                    .parse()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or("--session-timeout-ms must be a positive whole number")?;
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
+fn parse(a: WatchArgs) -> std::result::Result<Opts, String> {
+    let WatchArgs {
+        etcd,
+        prefix,
+        zookeeper: zk,
+        path,
+        session_timeout_ms: session_ms,
+        file,
+        out,
+        once,
+        interval_ms,
+    } = a;
     let n = [etcd.is_some(), zk.is_some(), file.is_some()]
         .iter()
         .filter(|&&b| b)
@@ -153,12 +150,12 @@ fn parse(args: &[String]) -> std::result::Result<Parsed, String> {
         }
         Box::new(FileSource::new(src).poll_interval(interval.min(Duration::from_millis(100))))
     };
-    Ok(Parsed::Run(Opts {
+    Ok(Opts {
         source,
         out,
         once,
         interval,
-    }))
+    })
 }
 
 /// Writes snapshots, numbering them.
@@ -223,16 +220,12 @@ fn nap(d: Duration, stop: &AtomicBool) {
 /// `--once`, 2 usage, 3 source unreachable with `--once`. Without `--once` it runs until
 /// signalled, keeping the last good snapshot while the source is unreachable or invalid.
 /// Installs SIGTERM/SIGINT handlers (process-wide) unless `--once` or `--help`.
-pub fn watch_main(args: &[String]) -> ExitCode {
+pub fn watch_main(args: WatchArgs) -> ExitCode {
     let stop = &STOP;
     let opts = match parse(args) {
-        Ok(Parsed::Help) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Ok(Parsed::Run(o)) => o,
+        Ok(o) => o,
         Err(e) => {
-            eprintln!("fae watch: {e}\n\n{USAGE}");
+            eprintln!("fae watch: {e}\n(fae watch --help for the options)");
             return ExitCode::from(2);
         }
     };
@@ -317,9 +310,19 @@ pub fn watch_main(args: &[String]) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
+    #[derive(Debug, Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: WatchArgs,
+    }
+
+    /// Parse as `fae watch ARGS` does: clap, then the checks that span options.
+    fn parse_args(v: &[&str]) -> Result<Opts, String> {
+        let cmd = Cmd::try_parse_from(std::iter::once("watch").chain(v.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        parse(cmd.args)
     }
 
     #[test]
@@ -336,19 +339,21 @@ mod tests {
             &["--file", "a", "--out", "b", "--prefix", "/x/"],
             &["--out"],
         ] {
-            assert!(parse(&s(bad)).is_err(), "{bad:?}");
+            assert!(parse_args(bad).is_err(), "{bad:?}");
         }
-        assert!(matches!(parse(&s(&["--help"])), Ok(Parsed::Help)));
-        assert!(matches!(
-            parse(&s(&[
+        let help = Cmd::try_parse_from(["watch", "--help"]).unwrap_err();
+        assert_eq!(help.kind(), clap::error::ErrorKind::DisplayHelp);
+        assert!(help.to_string().starts_with("usage: fae watch"));
+        assert!(
+            parse_args(&[
                 "--zookeeper",
                 "h:1,h:2",
                 "--path",
                 "/p",
-                "--out",
-                "o"
-            ])),
-            Ok(Parsed::Run(_))
-        ));
+                "--out=o",
+                "--interval-ms=500"
+            ])
+            .is_ok()
+        );
     }
 }
