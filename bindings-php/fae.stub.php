@@ -7,11 +7,14 @@
 // records (breaker transitions, reloads, discovery, stats export) go to PHP's error log, as
 // "fae: level=warn destination=10.0.0.2:11211 breaker=open reason=timeout"; errors and
 // warnings always, info/debug when this setting asks for them.
+// INI: fae.provide_memcached_classes = 1 (default, PHP_INI_SYSTEM): when php-memcached is not
+// loaded, register \Memcached and \MemcachedException (below), php-memcached's memcached.*
+// settings and session.save_handler = memcached. session.save_handler = fae always works.
 
-namespace Fae;
+namespace Fae {
 
 /** Invalid arguments and configuration. Operational failures return false instead. */
-class Exception extends \Exception {}
+class Exception extends \RuntimeException {}
 
 /** Is the serializer ("php", "json", "json_array", "igbinary", "msgpack") usable in this process? */
 function have_serializer(string $name): bool {}
@@ -135,26 +138,61 @@ class Client
     public const HAVE_SESSION = true;
     public const HAVE_ZSTD = false;
     public const HAVE_ENCODING = false;
+    /** Whether the igbinary / msgpack extension was loaded with this one. */
+    public const HAVE_IGBINARY = false;
+    public const HAVE_MSGPACK = false;
     public const HAVE_SASL = false;
     public const GET_ERROR_RETURN_VALUE = false;
 
     /**
+     * php-memcached's constructor, plus libfae's config in the second place.
      * @param string|null $persistent_id one shared client (servers, options, warm connections) per id per process
-     * @param array|null $config the config-file schema: ["servers" => [...], "protocol" => "meta"|"text",
-     *        "timeouts" => ["connect_ms" => 100, "io_ms" => 250], "mode" => ..., or "pools" + "route"]
-     * @throws Exception on an invalid $config
-     */
-    /**
-     * @param array|null $config the config file's schema: "servers" (plus "mode", "protocol",
+     * @param callable|array|null $callback php-memcached's on-new-object callback, called as
+     *        $callback($memc, $persistent_id) once per new persistent id (every time without one);
+     *        or libfae's $config, the config file's schema: "servers" (plus "mode", "protocol",
      *        "timeouts", "stampede" => ["lease_ttl_s" => 10, "wait_ms" => 2000,
      *        "recache_below_s" => 0, "coalesce" => true] …), or "pools" plus a "route" tree, e.g.
      *        ['pools' => ['main' => ['servers' => ['10.0.0.1:11211']], 'gutter' => ['servers' => ['10.0.0.9:11211']]],
      *         'route' => ['type' => 'failover', 'children' => ['main', ['type' => 'gutter', 'pool' => 'gutter', 'max_ttl' => 10]]]].
      *        Without servers and without a "route", calls fail with RES_NO_SERVERS until addServer()
      *        (as php-memcached); ['route' => ['type' => 'local']] is an in-process cache, no server needed.
+     * @param string|null $connection_str libmemcached's configuration string; its
+     *        "--SERVER=host:port[/?weight]" entries are used
      * @throws Exception on an invalid $config (the message names the key's path)
      */
-    public function __construct(?string $persistent_id = null, ?array $config = null) {}
+    public function __construct(?string $persistent_id = null, callable|array|null $callback = null, ?string $connection_str = null) {}
+    /**
+     * A client from libfae's config: an array (the constructor's $config schema) or a JSON
+     * config file's path.
+     * @throws Exception on an invalid $config
+     */
+    public static function fromConfig(array|string $config, ?string $persistent_id = null): static {}
+    /** getDelayed(): fetch now; results go to $value_cb($memc, $result) or wait for fetch()/fetchAll(). */
+    public function getDelayed(array $keys, bool $with_cas = false, ?callable $value_cb = null): bool {}
+    public function getDelayedByKey(string $server_key, array $keys, bool $with_cas = false, ?callable $value_cb = null): bool {}
+    /** @return array{key: string, value: mixed, cas?: int, flags?: int}|false false and RES_END when none is left */
+    public function fetch(): array|false {}
+    /** @return list<array{key: string, value: mixed, cas?: int, flags?: int}> */
+    public function fetchAll(): array|false {}
+    /** Writes are sent at once: nothing to flush. */
+    public function flushBuffers(): bool {}
+    /** php-memcached's key check (1..250 printable non-space ASCII bytes); false sets RES_BAD_KEY_PROVIDED. */
+    public function checkKey(string $key): bool {}
+    /** vBuckets are not implemented: false with RES_NOT_SUPPORTED (after php-memcached's argument checks). */
+    public function setBucket(array $host_map, ?array $forward_map, int $replicas): bool {}
+    /** SASL is not supported: false with RES_NOT_SUPPORTED and php-memcached's warning. */
+    public function setSaslAuthData(string $username, string $password): bool {}
+    /** Value encryption is not supported: false with RES_NOT_SUPPORTED. */
+    public function setEncodingKey(string $key): bool {}
+    /** Key dumps are not supported: false with RES_NOT_SUPPORTED. */
+    public function getAllKeys(): array|false {}
+    /** The last call's result text with libfae's reason (getResultMessage() is the code's text alone). */
+    public function getLastErrorMessage(): string {}
+    public function getLastErrorCode(): int {}
+    /** Always 0. */
+    public function getLastErrorErrno(): int {}
+    /** Always false: dead servers are libfae's breakers. */
+    public function getLastDisconnectedServer(): array|false {}
     public function getResultCode(): int {}
     public function getResultMessage(): string {}
     public function isPersistent(): bool {}
@@ -331,4 +369,16 @@ class SessionHandler implements \SessionHandlerInterface, \SessionUpdateTimestam
     public function validateId(string $id): bool {}
     public function updateTimestamp(string $id, string $data): bool {}
     public function getLastError(): string {}
+}
+}
+
+namespace {
+    /**
+     * Registered by the extension when php-memcached is not loaded and
+     * fae.provide_memcached_classes is on (the default), so php-memcached code runs unchanged.
+     */
+    class Memcached extends \Fae\Client {}
+
+    /** What this extension throws when it provides Memcached (catchable as Fae\Exception too). */
+    class MemcachedException extends \Fae\Exception {}
 }

@@ -16,6 +16,7 @@ use fae_core::{Item, Op, StoreOutcome};
 use parking_lot::Mutex;
 
 use crate::codes::*;
+use crate::compat::client_constants;
 use crate::convert::*;
 use crate::state::{Shared, SharedRef, persistent};
 use crate::values::{self, Fail, ValueOpts};
@@ -74,16 +75,228 @@ fn exptime(e: i64) -> u32 {
 
 #[php_class]
 #[php(name = "Fae\\Client")]
+#[php(modifier = client_constants)]
 #[derive(Debug)]
 pub struct FaeClient {
     shared: SharedRef,
     persistent_id: Option<String>,
     pristine: bool,
     code: i64,
+    /// The last call's result text with our reason (`getLastErrorMessage()`);
+    /// `getResultMessage()` is the code's text alone, as php-memcached's.
     message: String,
+    /// php-memcached's on-new-object callback, run by `compat::construct` once the object
+    /// exists: `($memc, $persistent_id)`.
+    pending_init: Option<Zval>,
+    /// `getDelayed()` results not yet taken by `fetch()`/`fetchAll()`.
+    delayed: std::collections::VecDeque<Zval>,
+}
+
+/// php-memcached's `memcached.*` defaults for a new object (declared by this extension when
+/// it provides `Memcached`). A value the client cannot take is left at libfae's default.
+fn ini_defaults(s: &mut Shared) {
+    use crate::compat::{ini, ini_bool};
+    use crate::state::opt;
+    let serializer = match ini("memcached.serializer").as_deref().map(str::trim) {
+        Some("igbinary") => values::SERIALIZER_IGBINARY,
+        Some("json") => values::SERIALIZER_JSON,
+        Some("json_array") => values::SERIALIZER_JSON_ARRAY,
+        Some("msgpack") => values::SERIALIZER_MSGPACK,
+        _ => values::SERIALIZER_PHP,
+    };
+    let _ = s.set_option(opt::SERIALIZER, serializer, b"");
+    let ct = match ini("memcached.compression_type").as_deref().map(str::trim) {
+        Some("zlib") => values::COMPRESSION_ZLIB,
+        _ => values::COMPRESSION_FASTLZ,
+    };
+    let _ = s.set_option(opt::COMPRESSION_TYPE, ct, b"");
+    if let Some(t) = ini("memcached.compression_threshold").and_then(|v| v.trim().parse().ok()) {
+        s.values.compression_threshold = t;
+    }
+    if let Some(f) = ini("memcached.compression_factor").and_then(|v| v.trim().parse().ok()) {
+        s.values.compression_factor = f;
+    }
+    if let Some(n) = ini("memcached.store_retry_count").and_then(|v| v.trim().parse().ok()) {
+        let _ = s.set_option(opt::STORE_RETRY_COUNT, n, b"");
+    }
+    if ini_bool("memcached.default_consistent_hash") == Some(true) {
+        let _ = s.set_option(opt::DISTRIBUTION, 1, b"");
+    }
+    if ini_bool("memcached.default_binary_protocol") == Some(true) {
+        let _ = s.set_option(opt::BINARY_PROTOCOL, 1, b"");
+    }
+    if let Some(ms) = ini("memcached.default_connect_timeout")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|&ms| ms > 0)
+    {
+        let _ = s.set_option(opt::CONNECT_TIMEOUT, ms, b"");
+    }
+}
+
+/// php-memcached's TypeError for a `$persistent_id` that is not a string.
+fn ctor_type_error(z: &Zval) -> PhpException {
+    let (class, _) = called_method();
+    type_error(format!(
+        "{class}::__construct(): Argument #1 ($persistent_id) must be of type ?string, {} given",
+        php_type_name(z)
+    ))
+}
+
+/// Where a client's config comes from.
+enum ConfigArg<'a> {
+    Array(&'a Zval),
+    /// A JSON file (the config file's schema).
+    File(String),
 }
 
 impl FaeClient {
+    fn build(persistent_id: Option<String>, config: Option<ConfigArg<'_>>) -> PhpResult<Self> {
+        let config = match config {
+            Some(ConfigArg::Array(z)) => Some(to_json(z)?),
+            Some(ConfigArg::File(path)) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| exception(format!("cannot read {path}: {e}")))?;
+                Some(
+                    serde_json::from_str(&text)
+                        .map_err(|e| exception(format!("{path}: not a JSON config: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        let make = || {
+            let mut s = Shared::new(config.clone())?;
+            if crate::compat::provides_memcached() {
+                ini_defaults(&mut s);
+            }
+            Ok(s)
+        };
+        guard(|| {
+            let pid = persistent_id.filter(|p| !p.is_empty());
+            let made = match &pid {
+                Some(id) => persistent(id, make),
+                None => make().map(|s| (Arc::new(Mutex::new(s)), true)),
+            };
+            let (shared, pristine) =
+                made.map_err(|f| exception(format!("invalid $config: {}", f.1)))?;
+            Ok(FaeClient {
+                shared,
+                persistent_id: pid,
+                pristine,
+                code: RES_SUCCESS,
+                message: text(RES_SUCCESS).into(),
+                pending_init: None,
+                delayed: std::collections::VecDeque::new(),
+            })
+        })
+    }
+
+    /// libmemcached's configuration string: its `--SERVER=host[:port][/?weight]` entries
+    /// become servers; the other options have php-memcached `setOption` equivalents.
+    fn apply_connection_str(&mut self, conn: &str) {
+        let mut s = self.shared.lock();
+        for tok in conn.split_whitespace() {
+            let Some(spec) = tok
+                .strip_prefix("--SERVER=")
+                .or(tok.strip_prefix("--server="))
+            else {
+                continue;
+            };
+            let (addr, weight) = match spec.split_once("/?") {
+                Some((a, w)) => (a, w.parse().unwrap_or(0)),
+                None => (spec, 0),
+            };
+            let (host, port) = match addr.rsplit_once(':') {
+                Some((h, p)) if !h.is_empty() => (h, p.parse().unwrap_or(11211)),
+                _ => (addr, 11211),
+            };
+            let _ = s.add_server(host, port, weight, true);
+        }
+    }
+
+    /// Runs php-memcached's on-new-object callback (see `compat::construct`).
+    pub fn run_init_callback(obj: &mut ZendClassObject<FaeClient>) {
+        let Some(cb) = obj.pending_init.take() else {
+            return;
+        };
+        let pid = obj.persistent_id.clone();
+        let mut this = Zval::new();
+        this.set_object(obj.get_mut_zend_obj());
+        if let Ok(f) = ext_php_rs::types::ZendCallable::new(&cb) {
+            // An exception the callback throws stays pending and leaves `new` with it; the
+            // persistent id stays unused, so the next `new` calls the callback again.
+            let failed = f.try_call(vec![&this, &pid]).is_err()
+                || ext_php_rs::zend::ExecutorGlobals::has_exception();
+            if failed && let Some(id) = &pid {
+                crate::state::forget_persistent(id, &obj.shared);
+            }
+        }
+    }
+
+    fn delayed_impl(
+        obj: &mut ZendClassObject<FaeClient>,
+        server_key: Option<&Zval>,
+        keys: &Zval,
+        with_cas: bool,
+        value_cb: Option<&Zval>,
+    ) -> PhpResult<bool> {
+        let cb = match value_cb.filter(|c| !c.is_null()) {
+            Some(c) => Some(ext_php_rs::types::ZendCallable::new(c).map_err(|_| {
+                type_error(format!(
+                    "getDelayed(): Argument #3 ($value_cb) must be a valid callback or null, {} given",
+                    c.dereference().get_type()
+                ))
+            })?),
+            None => None,
+        };
+        if keys.dereference().array().is_some_and(|a| a.is_empty()) {
+            // libmemcached's mget of no keys fails; php-memcached returns false.
+            obj.set_code(RES_NOTFOUND);
+            return Ok(false);
+        }
+        let got = obj.do_get_multi(server_key, keys, Some(crate::GET_EXTENDED))?;
+        let Some(arr) = got.array() else {
+            return Ok(false);
+        };
+        let (code, message) = (obj.code, obj.message.clone());
+        obj.delayed.clear();
+        let mut results = Vec::with_capacity(arr.len());
+        for (k, v) in entries(arr) {
+            let Some(ext) = v.array() else { continue };
+            let mut ht = ZendHashTable::new();
+            let _ = ht.insert("key", values::bytes_zval(&k));
+            if let Some(value) = ext.get("value") {
+                let _ = ht.insert("value", value.shallow_clone());
+            }
+            if with_cas {
+                for f in ["cas", "flags"] {
+                    if let Some(x) = ext.get(f) {
+                        let _ = ht.insert(f, x.shallow_clone());
+                    }
+                }
+            }
+            results.push(array_zval(ht));
+        }
+        drop(got);
+        match cb {
+            Some(f) => {
+                let mut this = Zval::new();
+                this.set_object(obj.get_mut_zend_obj());
+                for r in results {
+                    if f.try_call(vec![&this, &r]).is_err() {
+                        if !ext_php_rs::zend::ExecutorGlobals::has_exception() {
+                            warn("could not invoke result callback");
+                        }
+                        return Ok(false);
+                    }
+                }
+            }
+            None => obj.delayed.extend(results),
+        }
+        obj.code = code;
+        obj.message = message;
+        Ok(true)
+    }
+
     fn ok(&mut self) {
         self.code = RES_SUCCESS;
         self.message = text(RES_SUCCESS).into();
@@ -147,7 +360,7 @@ impl FaeClient {
         flags: Option<i64>,
     ) -> PhpResult<Zval> {
         let key = key_bytes(key)?;
-        let skey = server_key.map(key_bytes).transpose()?;
+        let skey = server_key_bytes(server_key)?;
         let flags = flags.unwrap_or(0);
         guard(|| {
             let ctx = match self.ctx() {
@@ -199,8 +412,13 @@ impl FaeClient {
             return Err(exception("getMulti(): $keys must be an array"));
         };
         let keys: Vec<Vec<u8>> = arr.values().map(key_bytes).collect::<PhpResult<_>>()?;
-        let skey = server_key.map(key_bytes).transpose()?;
+        let skey = server_key_bytes(server_key)?;
         let flags = flags.unwrap_or(0);
+        if keys.is_empty() {
+            // libmemcached's mget of no keys: NOTFOUND, and php-memcached returns [].
+            self.set_code(RES_NOTFOUND);
+            return Ok(array_zval(ZendHashTable::new()));
+        }
         guard(|| {
             let ctx = match self.ctx() {
                 Ok(c) => c,
@@ -273,12 +491,13 @@ impl FaeClient {
         exp: i64,
     ) -> PhpResult<Zval> {
         let key = key_bytes(key)?;
-        let skey = server_key.map(key_bytes).transpose()?;
+        let skey = server_key_bytes(server_key)?;
         let vopts = self.shared.lock().values.clone();
         let raw_append = matches!(op, StoreOp::Append | StoreOp::Prepend);
         if raw_append && vopts.compression {
             // php-memcached refuses these with compression on (a compressed value cannot
-            // grow in place) and returns null.
+            // grow in place): a warning and null.
+            warn("cannot append/prepend with compression turned on");
             self.fail((
                 RES_INVALID_ARGUMENTS,
                 "cannot append/prepend with compression turned on".into(),
@@ -353,7 +572,7 @@ impl FaeClient {
         let Some(arr) = items.dereference().array() else {
             return Err(exception("setMulti(): $items must be an array"));
         };
-        let skey = server_key.map(key_bytes).transpose()?;
+        let skey = server_key_bytes(server_key)?;
         let vopts = self.shared.lock().values.clone();
         let mut encoded = Vec::with_capacity(arr.len());
         for (k, v) in entries(arr) {
@@ -420,7 +639,7 @@ impl FaeClient {
         time: Option<i64>,
     ) -> PhpResult<Zval> {
         let key = key_bytes(key)?;
-        let skey = server_key.map(key_bytes).transpose()?;
+        let skey = server_key_bytes(server_key)?;
         if time.unwrap_or(0) != 0 {
             return Ok(self.fail((
                 RES_NOT_SUPPORTED,
@@ -492,10 +711,12 @@ impl FaeClient {
         expiry: Option<i64>,
     ) -> PhpResult<Zval> {
         let key = key_bytes(key)?;
-        let skey = server_key.map(key_bytes).transpose()?;
+        let skey = server_key_bytes(server_key)?;
         let offset = offset.unwrap_or(1);
         if offset < 0 {
-            return Err(value_error("offset cannot be a negative value"));
+            // php-memcached: a warning and false, the result code unchanged.
+            warn("offset cannot be a negative value");
+            return Ok(bool_zval(false));
         }
         guard(|| {
             let ctx = match self.ctx() {
@@ -545,7 +766,7 @@ impl FaeClient {
         exp: Option<i64>,
     ) -> PhpResult<Zval> {
         let key = key_bytes(key)?;
-        let skey = server_key.map(key_bytes).transpose()?;
+        let skey = server_key_bytes(server_key)?;
         guard(|| {
             let ctx = match self.ctx() {
                 Ok(c) => c,
@@ -585,12 +806,20 @@ impl FaeClient {
         {
             return Ok(v);
         }
-        Err(exception(
-            "cas token must be an int, float or numeric string",
-        ))
+        if t.is_null() || t.is_bool() || t.is_string() {
+            // php-memcached reads the token as a number: null, false and text are 0, a
+            // token no item has (the store fails with a result code).
+            return Ok(0);
+        }
+        Err(type_error(format!(
+            "cas token must be an int, float or numeric string, {} given",
+            t.get_type()
+        )))
     }
 
-    fn server_array(&self, addr: &str) -> Zval {
+    /// A server as php-memcached reports it: `getServerList()` gives host, port and type;
+    /// `getServerByKey()` gives host, port and a weight of 0 (`by_key`).
+    fn server_array(&self, addr: &str, by_key: bool) -> Zval {
         let s = self.shared.lock();
         let node = s.servers.iter().find(|n| n.addr() == addr);
         // A socket server as php-memcached reports it: host = the path, type SOCKET, and the
@@ -604,8 +833,11 @@ impl FaeClient {
         let mut ht = ZendHashTable::new();
         let _ = ht.insert("host", str_zval(host));
         let _ = ht.insert("port", long_zval(port));
-        let _ = ht.insert("type", str_zval(kind));
-        let _ = ht.insert("weight", long_zval(node.map_or(1, |n| i64::from(n.weight))));
+        if by_key {
+            let _ = ht.insert("weight", long_zval(0));
+        } else {
+            let _ = ht.insert("type", str_zval(kind));
+        }
         array_zval(ht)
     }
 }
@@ -845,39 +1077,78 @@ impl FaeClient {
     #[php(name = "GET_ERROR_RETURN_VALUE")]
     pub const GET_ERROR_RETURN_VALUE: bool = false;
 
-    /// `new Fae\Client(?string $persistent_id = null, ?array $config = null)`. `$config` is the
-    /// config file's schema, converted as is: `servers`, or `pools` plus a `route` tree
-    /// (failover, gutter, replicated, shadow, prefix, operation, local …). Without servers and
-    /// without a `route`, requests fail with `RES_NO_SERVERS` until `addServer()`, as
-    /// php-memcached's; a `route` that names no pool (`['type' => 'local']`) is an in-process
-    /// cache and needs no server.
-    pub fn __construct(persistent_id: Option<String>, config: Option<&Zval>) -> PhpResult<Self> {
+    /// `new Fae\Client(?string $persistent_id = null, array|callable|null $config_or_callback
+    /// = null, ?string $connection_str = null)`: php-memcached's constructor, plus a config
+    /// array in the second place (`Fae\Client::fromConfig()` is the same). A callable there is
+    /// php-memcached's on-new-object callback, called with `($memc, $persistent_id)` once per
+    /// new persistent id (every time without one). `$config` is the config file's schema:
+    /// `servers`, or `pools` plus a `route` tree. Without servers and without a `route`,
+    /// requests fail with `RES_NO_SERVERS` until `addServer()`, as php-memcached's; a
+    /// `$connection_str` is libmemcached's (`--SERVER=host:port` entries are used).
+    pub fn __construct(
+        persistent_id: Option<&Zval>,
+        config_or_callback: Option<&Zval>,
+        connection_str: Option<String>,
+    ) -> PhpResult<Self> {
         crate::logging::install();
-        let config = match config {
-            Some(z) if !z.is_null() => {
-                if !z.dereference().is_array() {
-                    return Err(exception("$config must be an array"));
+        let persistent_id = match persistent_id.map(Zval::dereference) {
+            None => None,
+            Some(z) if z.is_null() => None,
+            Some(z)
+                if z.is_string()
+                    || z.is_long()
+                    || z.is_double()
+                    || z.is_bool()
+                    || z.is_object() =>
+            {
+                match key_bytes(z) {
+                    Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                    Err(_) => None,
                 }
-                Some(to_json(z)?)
+                .ok_or_else(|| ctor_type_error(z))
+                .map(Some)?
             }
-            _ => None,
+            Some(z) => return Err(ctor_type_error(z)),
         };
-        guard(|| {
-            let pid = persistent_id.filter(|p| !p.is_empty());
-            let made = match &pid {
-                Some(id) => persistent(id, || Shared::new(config.clone())),
-                None => Shared::new(config.clone()).map(|s| (Arc::new(Mutex::new(s)), true)),
-            };
-            let (shared, pristine) =
-                made.map_err(|f| exception(format!("invalid $config: {}", f.1)))?;
-            Ok(FaeClient {
-                shared,
-                persistent_id: pid,
-                pristine,
-                code: RES_SUCCESS,
-                message: text(RES_SUCCESS).into(),
-            })
-        })
+        let (config, callback) = match config_or_callback {
+            Some(z) if z.is_callable() => (None, Some(z.shallow_clone())),
+            Some(z) if z.dereference().is_array() => (Some(z), None),
+            Some(z) if !z.is_null() => {
+                return Err(type_error(format!(
+                    "Memcached::__construct(): Argument #2 ($callback) must be a valid callback or a config array, {} given",
+                    php_type_name(z)
+                )));
+            }
+            _ => (None, None),
+        };
+        let mut c = Self::build(persistent_id, config.map(ConfigArg::Array))?;
+        if let Some(conn) = connection_str.filter(|s| !s.is_empty())
+            && c.pristine
+        {
+            c.apply_connection_str(&conn);
+        }
+        if c.pristine {
+            c.pending_init = callback;
+        }
+        Ok(c)
+    }
+
+    /// `Fae\Client::fromConfig(array|string $config, ?string $persistent_id = null)`: a client
+    /// from a config array or a config file (JSON or TOML, as the other bindings read).
+    pub fn from_config(config: &Zval, persistent_id: Option<String>) -> PhpResult<Self> {
+        crate::logging::install();
+        let d = config.dereference();
+        let arg = if d.is_array() {
+            ConfigArg::Array(config)
+        } else if let Some(path) = d.str() {
+            ConfigArg::File(path.to_string())
+        } else {
+            return Err(type_error(format!(
+                "Fae\\Client::fromConfig(): $config must be an array or a file path, {} given",
+                d.get_type()
+            )));
+        };
+        Self::build(persistent_id, Some(arg))
     }
 
     pub fn get_result_code(&self) -> i64 {
@@ -885,7 +1156,161 @@ impl FaeClient {
     }
 
     pub fn get_result_message(&self) -> String {
+        text(self.code).to_string()
+    }
+
+    /// The last call's result with libfae's reason for it (php-memcached: libmemcached's
+    /// last error message).
+    pub fn get_last_error_message(&self) -> String {
         self.message.clone()
+    }
+
+    pub fn get_last_error_code(&self) -> i64 {
+        self.code
+    }
+
+    pub fn get_last_error_errno(&self) -> i64 {
+        0
+    }
+
+    /// Servers are marked down by the core's breakers, not by a last-disconnected slot.
+    pub fn get_last_disconnected_server(&self) -> bool {
+        false
+    }
+
+    /// Writes are never buffered (`OPT_BUFFER_WRITES` is accepted, writes go at once):
+    /// nothing to flush.
+    pub fn flush_buffers(&mut self) -> bool {
+        self.ok();
+        true
+    }
+
+    /// php-memcached's key check: 1..250 bytes of printable non-space ASCII (the prefix is
+    /// not counted). Sets `RES_BAD_KEY_PROVIDED` when it fails.
+    pub fn check_key(&mut self, key: &Zval) -> PhpResult<bool> {
+        let key = key_bytes(key)?;
+        let ok = !key.is_empty() && key.len() <= 250 && key.iter().all(|&c| c.is_ascii_graphic());
+        if ok {
+            self.ok();
+        } else {
+            self.set_code(RES_BAD_KEY_PROVIDED);
+        }
+        Ok(ok)
+    }
+
+    /// vBucket placement is not implemented: false with `RES_NOT_SUPPORTED`, after
+    /// php-memcached's argument checks and warnings.
+    pub fn set_bucket(
+        &mut self,
+        host_map: &Zval,
+        forward_map: Option<&Zval>,
+        replicas: i64,
+    ) -> PhpResult<bool> {
+        let Some(map) = host_map.dereference().array() else {
+            return Err(type_error(format!(
+                "Memcached::setBucket(): Argument #1 ($host_map) must be of type array, {} given",
+                php_type_name(host_map)
+            )));
+        };
+        let forward = forward_map.and_then(|f| f.dereference().array());
+        let warned = if map.is_empty() {
+            Some("server map cannot be empty")
+        } else if forward.is_some_and(|f| f.len() != map.len()) {
+            Some("forward_map length must match the server_map length")
+        } else if replicas < 0 {
+            Some("replicas must be larger than zero")
+        } else if map
+            .values()
+            .chain(forward.into_iter().flat_map(|f| f.values()))
+            .any(|v| v.dereference().coerce_to_long().is_none_or(|n| n < 0))
+        {
+            Some("the map must contain positive integers")
+        } else {
+            None
+        };
+        if let Some(w) = warned {
+            warn(w);
+            self.set_code(RES_INVALID_ARGUMENTS);
+            return Ok(false);
+        }
+        self.fail((
+            RES_NOT_SUPPORTED,
+            "vbucket placement is not supported".into(),
+        ));
+        Ok(false)
+    }
+
+    /// SASL is not supported (`HAVE_SASL` is false): php-memcached's warning, false.
+    pub fn set_sasl_auth_data(&mut self, _username: String, _password: String) -> bool {
+        warn("SASL support (memcached.use_sasl) isn't enabled in php.ini");
+        self.fail((RES_NOT_SUPPORTED, "SASL is not supported".into()));
+        false
+    }
+
+    /// Value encryption is not supported (`HAVE_ENCODING` is false).
+    pub fn set_encoding_key(&mut self, _key: String) -> bool {
+        self.fail((
+            RES_NOT_SUPPORTED,
+            "value encryption is not supported".into(),
+        ));
+        false
+    }
+
+    /// Key dumps (`lru_crawler metadump`) are not supported.
+    pub fn get_all_keys(&mut self) -> bool {
+        self.fail((RES_NOT_SUPPORTED, "getAllKeys is not supported".into()));
+        false
+    }
+
+    /// `getDelayed(array $keys, bool $with_cas = false, ?callable $value_cb = null)`: fetch
+    /// now; results go to `$value_cb($memc, $result)` or wait for `fetch()`/`fetchAll()`.
+    pub fn get_delayed(
+        self_: &mut ZendClassObject<FaeClient>,
+        keys: &Zval,
+        with_cas: Option<bool>,
+        value_cb: Option<&Zval>,
+    ) -> PhpResult<bool> {
+        Self::delayed_impl(self_, None, keys, with_cas.unwrap_or(false), value_cb)
+    }
+
+    pub fn get_delayed_by_key(
+        self_: &mut ZendClassObject<FaeClient>,
+        server_key: &Zval,
+        keys: &Zval,
+        with_cas: Option<bool>,
+        value_cb: Option<&Zval>,
+    ) -> PhpResult<bool> {
+        Self::delayed_impl(
+            self_,
+            Some(server_key),
+            keys,
+            with_cas.unwrap_or(false),
+            value_cb,
+        )
+    }
+
+    /// The next `getDelayed()` result, or false with `RES_END`.
+    pub fn fetch(&mut self) -> Zval {
+        match self.delayed.pop_front() {
+            Some(r) => {
+                self.ok();
+                r
+            }
+            None => {
+                self.set_code(RES_END);
+                bool_zval(false)
+            }
+        }
+    }
+
+    /// Every remaining `getDelayed()` result, as a list.
+    pub fn fetch_all(&mut self) -> Zval {
+        let mut ht = ZendHashTable::new();
+        for r in self.delayed.drain(..) {
+            let _ = ht.push(r);
+        }
+        self.ok();
+        array_zval(ht)
     }
 
     pub fn is_persistent(&self) -> bool {
@@ -912,33 +1337,41 @@ impl FaeClient {
         })
     }
 
+    /// php-memcached's `addServers`: each entry's first, second and third values (whatever
+    /// their keys) are host, port and weight; a bad entry is skipped with its warning.
     pub fn add_servers(&mut self, servers: &Zval) -> PhpResult<bool> {
         let Some(arr) = servers.dereference().array() else {
-            return Err(exception(
-                "addServers(): $servers must be an array of [host, port, weight?]",
-            ));
+            return Err(type_error(format!(
+                "addServers(): Argument #1 ($servers) must be of type array, {} given",
+                php_type_name(servers)
+            )));
         };
         let mut list = Vec::new();
         for (i, s) in arr.values().enumerate() {
+            let n = i + 1;
             let Some(e) = s.dereference().array() else {
-                return Err(exception(format!(
-                    "addServers(): entry {i} is not an array"
-                )));
+                warn(&format!("server list entry #{n} is not an array"));
+                continue;
             };
-            let host = e.get_index(0).and_then(|h| h.str().map(str::to_string));
-            let port = e.get_index(1).map_or(Some(11211), |p| p.coerce_to_long());
-            let weight = e.get_index(2).map_or(Some(0), |w| w.coerce_to_long());
-            match (
-                host,
-                port.and_then(|p| u16::try_from(p).ok()),
-                weight.and_then(|w| u32::try_from(w).ok()),
-            ) {
-                (Some(h), Some(p), Some(w)) => list.push((h, p, w)),
-                _ => {
-                    return Err(exception(format!(
-                        "addServers(): entry {i} must be [host, port, weight?]"
-                    )));
-                }
+            let vals: Vec<&Zval> = e.values().collect();
+            if vals.len() < 2 {
+                warn(&format!(
+                    "could not add entry #{} to the server list",
+                    n + 1
+                ));
+                continue;
+            }
+            let host = vals[0].dereference().coerce_to_string().unwrap_or_default();
+            let port = vals[1].dereference().coerce_to_long().unwrap_or(0);
+            let weight = vals
+                .get(2)
+                .map_or(0, |w| w.dereference().coerce_to_long().unwrap_or(0));
+            match (u16::try_from(port), u32::try_from(weight)) {
+                (Ok(p), Ok(w)) => list.push((host, p, w)),
+                _ => warn(&format!(
+                    "could not add entry #{} to the server list",
+                    n + 1
+                )),
             }
         }
         let mut s = self.shared.lock();
@@ -964,7 +1397,7 @@ impl FaeClient {
         };
         let mut ht = ZendHashTable::new();
         for a in addrs {
-            let _ = ht.push(self.server_array(&a));
+            let _ = ht.push(self.server_array(&a, false));
         }
         array_zval(ht)
     }
@@ -993,7 +1426,26 @@ impl FaeClient {
                 self.ok();
                 true
             }
-            Err(f) => self.fail(f).is_true(),
+            Err(f) => {
+                // php-memcached's warnings for the same refusals.
+                let code = f.0;
+                self.fail(f);
+                match option {
+                    crate::state::opt::PREFIX_KEY => {
+                        self.code = RES_INVALID_ARGUMENTS;
+                        warn("bad key provided");
+                    }
+                    crate::state::opt::SERIALIZER => warn("invalid serializer provided"),
+                    crate::state::opt::USER_FLAGS => warn("MEMC_OPT_USER_FLAGS must be < 65535"),
+                    // php-memcached's own options (-1001..-1008) fail quietly; libmemcached's
+                    // and unknown ones warn.
+                    o if !(-1008..=-1001).contains(&o) => {
+                        warn(&format!("error setting memcached option: {}", text(code)));
+                    }
+                    _ => {}
+                }
+                false
+            }
         })
     }
 
@@ -1002,16 +1454,18 @@ impl FaeClient {
             return Err(exception("setOptions(): $options must be an array"));
         };
         let mut all = true;
-        let pairs: Vec<(i64, Zval)> = crate::convert::entries(arr)
-            .into_iter()
-            .map(|(k, v)| {
-                let k = std::str::from_utf8(&k)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(i64::MIN);
-                (k, v.shallow_clone())
-            })
-            .collect();
+        let mut pairs: Vec<(i64, Zval)> = Vec::with_capacity(arr.len());
+        let mut it = ext_php_rs::types::array::Iter::new(arr);
+        while let Some((k, v)) = it.next_zval() {
+            match k.long() {
+                Some(k) => pairs.push((k, v.shallow_clone())),
+                None => {
+                    // php-memcached: option names are integers (the OPT_* constants).
+                    warn("invalid configuration option");
+                    all = false;
+                }
+            }
+        }
         let mut first_fail: Option<(i64, String)> = None;
         for (k, v) in pairs {
             if !self.set_option(k, &v)? {
@@ -1028,12 +1482,19 @@ impl FaeClient {
 
     pub fn get_option(&mut self, option: i64) -> Zval {
         crate::logging::drain();
+        if matches!(
+            option,
+            crate::state::opt::SOCKET_SEND_SIZE | crate::state::opt::SOCKET_RECV_SIZE
+        ) && self.get_server_list().array().is_some_and(|a| a.is_empty())
+        {
+            // php-memcached asks the first server's socket for these.
+            warn("no servers defined");
+            return Zval::null();
+        }
         let v = self.shared.lock().get_option(option);
         match v {
-            Some(v) => {
-                self.ok();
-                json_to_zval(&v)
-            }
+            // Like php-memcached's, reading an option leaves the last result code alone.
+            Some(v) => json_to_zval(&v),
             None => self.fail((RES_INVALID_ARGUMENTS, format!("unknown option {option}"))),
         }
     }
@@ -1340,7 +1801,7 @@ impl FaeClient {
                 Ok(v) => match v.iter().find(|a| a.as_str() != "local") {
                     Some(addr) => {
                         self.ok();
-                        self.server_array(addr)
+                        self.server_array(addr, true)
                     }
                     None => self.fail((
                         RES_NO_SERVERS,

@@ -5,10 +5,10 @@ use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendHashTable, Zval};
 use serde_json::Value;
 
-use crate::FaeException;
-
+/// `Fae\Exception` (`MemcachedException` when this extension provides that class, a
+/// subclass, so that both `catch` clauses see it) with `msg`.
 pub fn exception(msg: impl Into<String>) -> PhpException {
-    PhpException::from_class::<FaeException>(msg.into())
+    PhpException::new(msg.into(), 0, crate::compat::exception_ce())
 }
 
 /// PHP's `TypeError` with `msg` (a wrong argument type).
@@ -35,10 +35,27 @@ pub fn key_bytes(z: &Zval) -> PhpResult<Vec<u8>> {
     {
         return Ok(s.into_bytes());
     }
+    if z.is_null() {
+        // php-memcached's `string $key` takes null as "" (a deprecation in PHP 8.1+): an
+        // empty key, which the call refuses with RES_BAD_KEY_PROVIDED.
+        return Ok(Vec::new());
+    }
+    if let Some(obj) = z.object()
+        && !obj.get_class_entry().__tostring.is_null()
+        && let Ok(s) = obj.try_call_method("__toString", vec![])
+        && let Some(b) = s.zend_str()
+    {
+        return Ok(b.as_bytes().to_vec());
+    }
     Err(type_error(format!(
         "key must be a string, {} given",
         z.get_type()
     )))
+}
+
+/// A `$server_key`: an empty one means none (php-memcached places by the key then).
+pub fn server_key_bytes(z: Option<&Zval>) -> PhpResult<Option<Vec<u8>>> {
+    Ok(z.map(key_bytes).transpose()?.filter(|k| !k.is_empty()))
 }
 
 /// `(key, value)` pairs of an array, keys as bytes. Keys are read as zvals: a string key that
@@ -172,4 +189,98 @@ pub fn str_zval(s: &str) -> Zval {
 pub fn insert_bytes(ht: &mut ZendHashTable, key: &[u8], v: Zval) {
     let zs = ext_php_rs::types::ZendStr::new(key, false);
     let _ = ht.insert(&*zs, v);
+}
+
+unsafe extern "C" {
+    fn zend_error(ty: std::ffi::c_int, format: *const std::ffi::c_char, ...);
+}
+
+/// The class and method being called, as php-memcached names them in its messages: the
+/// methods are `Fae\Client`'s, which `Memcached` inherits, so the class is `Memcached` for a
+/// `Memcached` object (or a subclass's: php-memcached names its own class then too) and the
+/// method's class for the others.
+pub fn called_method() -> (String, String) {
+    let eg = ext_php_rs::zend::ExecutorGlobals::get();
+    // SAFETY: called from inside a method call, whose frame, object and function (names
+    // interned by the engine) are live; null pointers are checked.
+    let (class, method, is_memcached) = unsafe {
+        let ex = eg.current_execute_data.as_ref();
+        let mut is_memcached = false;
+        let mut ce = ex
+            .and_then(|ex| ex.This.object())
+            .and_then(|o| o.ce.as_ref());
+        while let Some(c) = ce {
+            if c.name
+                .as_ref()
+                .is_some_and(|n| n.as_bytes() == b"Memcached")
+            {
+                is_memcached = true;
+                break;
+            }
+            ce = c.parent();
+        }
+        let f = ex.and_then(|ex| ex.func.as_ref());
+        let method = f
+            .and_then(|f| f.common.function_name.as_ref())
+            .map_or(String::new(), |n| {
+                String::from_utf8_lossy(n.as_bytes()).into_owned()
+            });
+        let class = f
+            .and_then(|f| f.common.scope.as_ref())
+            .and_then(|c| c.name.as_ref())
+            .map_or(String::new(), |n| {
+                String::from_utf8_lossy(n.as_bytes()).into_owned()
+            });
+        (class, method, is_memcached)
+    };
+    if class == "Fae\\Client" && is_memcached {
+        ("Memcached".to_string(), method)
+    } else {
+        (class, method)
+    }
+}
+
+/// An `E_WARNING` as php-memcached raises them: "Memcached::method(): `msg`".
+pub fn warn(msg: &str) {
+    let (class, method) = called_method();
+    let text = if method.is_empty() {
+        msg.to_string()
+    } else if class.is_empty() {
+        format!("{method}(): {msg}")
+    } else {
+        format!("{class}::{method}(): {msg}")
+    };
+    let Ok(c) = std::ffi::CString::new(text) else {
+        return;
+    };
+    // SAFETY: a "%s" format with one NUL-terminated string argument.
+    unsafe {
+        zend_error(
+            ext_php_rs::ffi::E_WARNING as std::ffi::c_int,
+            c"%s".as_ptr(),
+            c.as_ptr(),
+        );
+    }
+}
+
+/// A value's type as PHP's own TypeErrors name it (`null`, `int`, `stdClass`, …).
+pub fn php_type_name(z: &Zval) -> String {
+    let z = z.dereference();
+    if z.is_null() {
+        "null".into()
+    } else if z.is_bool() {
+        "bool".into()
+    } else if z.is_long() {
+        "int".into()
+    } else if z.is_double() {
+        "float".into()
+    } else if z.is_string() {
+        "string".into()
+    } else if z.is_array() {
+        "array".into()
+    } else if let Some(o) = z.object() {
+        o.get_class_name().unwrap_or_else(|_| "object".into())
+    } else {
+        format!("{}", z.get_type()).to_lowercase()
+    }
 }

@@ -6,14 +6,15 @@
 #![allow(clippy::too_many_arguments, clippy::needless_pass_by_value)]
 
 use ext_php_rs::prelude::*;
-use ext_php_rs::zend::ce;
 
 mod client;
 #[allow(dead_code)] // the full RES_* table, as php-memcached defines it
 mod codes;
+mod compat;
 mod convert;
 mod logging;
 mod session;
+mod session_module;
 mod state;
 mod values;
 
@@ -23,16 +24,6 @@ pub use session::FaeSessionHandler;
 /// `GET_PRESERVE_ORDER` / `GET_EXTENDED` get flags.
 pub const GET_PRESERVE_ORDER: i64 = 1;
 pub const GET_EXTENDED: i64 = 2;
-
-/// `Fae\Exception`: invalid arguments and configuration (operational failures return false).
-#[php_class]
-#[php(name = "Fae\\Exception")]
-#[php(extends(ce = ce::exception, stub = "\\Exception"))]
-#[derive(Default, Debug)]
-pub struct FaeException;
-
-#[php_impl]
-impl FaeException {}
 
 /// `HAVE_IGBINARY` / `HAVE_MSGPACK` depend on other extensions, known only at run time.
 #[php_function]
@@ -59,7 +50,7 @@ pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
         .name("fae")
         .startup_function(logging::module_startup)
         .request_shutdown_function(logging::request_shutdown)
-        .class::<FaeException>()
+        .info_function(compat::module_info)
         .class::<FaeClient>()
         .class::<FaeSessionHandler>()
         .function(wrap_function!(have_serializer))

@@ -196,6 +196,7 @@ static INI: IniEntryDefs<2> = IniEntryDefs::new([log_level_entry(), IniEntryDef:
 /// MINIT: register `fae.log_level` (nothing else happens at module load).
 pub extern "C" fn module_startup(_ty: i32, module_number: i32) -> i32 {
     IniEntryDef::register(INI.as_slice(), module_number);
+    crate::compat::register_ini(module_number);
     0
 }
 

@@ -4,7 +4,7 @@
 //! - Data: key `prefix.sid`, stored raw with flags 0, placed by the sid (the prefix is a
 //!   namespace, not hashed), TTL `session.gc_maxlifetime`.
 //! - Lock: `add(prefix."lock.".sid, "1", lock_expire)` placed by `"lock.".sid`; on failure
-//!   sleep `lock_wait_min` ms, doubling up to `lock_wait_max`, for `lock_retries` tries, then
+//!   sleep `lock_wait_min` ms, doubling up to `lock_wait_max`, for `lock_retries` retries, then
 //!   read fails ("Unable to clear session lock record"). Released (deleted) on close and
 //!   destroy, and when the handler is freed at the end of a request that died on a fatal error.
 //! - Placement: `consistent_hash_type` `ketama` (php-memcached 3.x default: unweighted
@@ -23,6 +23,7 @@ use fae_core::values::KeyPrefix;
 use fae_core::{Client, StoreOutcome};
 
 use crate::client::guard;
+use crate::compat::register_classes as register_late_classes;
 use crate::convert::*;
 use crate::state::{Shared, opt};
 
@@ -68,6 +69,8 @@ struct SessOpts {
 
 #[php_class]
 #[php(name = "Fae\\SessionHandler")]
+// Registered after Fae\Client: Fae\Exception and the php-memcached names go in here.
+#[php(modifier = register_late_classes)]
 #[php(implements(ce = session_handler_interface, stub = "\\SessionHandlerInterface"))]
 #[php(implements(ce = session_update_timestamp_interface, stub = "\\SessionUpdateTimestampHandlerInterface"))]
 #[derive(Debug)]
@@ -108,8 +111,10 @@ impl FaeSessionHandler {
             }
         };
         let expire = u32::try_from(expire).unwrap_or(30);
-        let mut wait = self.opts.lock_wait_min.max(1);
-        let mut retries = self.opts.lock_retries.max(1);
+        // php-memcached's loop: an attempt, then (while retries remain) a sleep that starts
+        // at lock_wait_min and doubles up to lock_wait_max; lock_retries + 1 attempts.
+        let mut wait = self.opts.lock_wait_min;
+        let mut retries = self.opts.lock_retries;
         loop {
             match core.store_routed(&routing, StoreOp::Add, &key, b"1", 0, expire) {
                 Ok(StoreOutcome::Stored) => {
@@ -118,17 +123,21 @@ impl FaeSessionHandler {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    self.last_error = format!("session lock: {e}");
+                    self.last_error = format!("Failed to write session lock: {e}");
                     return false;
                 }
             }
-            retries -= 1;
             if retries <= 0 {
                 self.last_error = "Unable to clear session lock record".into();
                 return false;
             }
             std::thread::sleep(Duration::from_millis(wait));
-            wait = (wait * 2).min(self.opts.lock_wait_max.max(self.opts.lock_wait_min));
+            wait = if self.opts.lock_wait_max > 0 {
+                self.opts.lock_wait_max.min(wait.saturating_mul(2))
+            } else {
+                wait.saturating_mul(2)
+            };
+            retries -= 1;
         }
     }
 
@@ -136,6 +145,78 @@ impl FaeSessionHandler {
         self.core
             .clone()
             .ok_or_else(|| exception("Fae\\SessionHandler: open() was not called"))
+    }
+}
+
+/// Used by the native `session.save_handler` (`session_module.rs`).
+impl FaeSessionHandler {
+    /// A handler configured from php.ini: `memcached.sess_*` (php-memcached's settings; this
+    /// extension declares them when it provides `Memcached`).
+    pub(crate) fn from_ini() -> Result<Self, String> {
+        use crate::compat::{ini, ini_bool};
+        let long = |k: &str, d: i64| {
+            ini(k)
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .unwrap_or(d)
+        };
+        let mut o = SessOpts {
+            prefix: KeyPrefix::new(b"memc.sess.key.".to_vec(), false),
+            locking: ini_bool("memcached.sess_locking").unwrap_or(true),
+            lock_wait_min: u64::try_from(long("memcached.sess_lock_wait_min", 150)).unwrap_or(150),
+            lock_wait_max: u64::try_from(long("memcached.sess_lock_wait_max", 150)).unwrap_or(150),
+            lock_retries: long("memcached.sess_lock_retries", 5),
+            lock_expire: long("memcached.sess_lock_expire", 0),
+            hash_type: ini("memcached.sess_consistent_hash_type")
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| "ketama".into()),
+            consistent: ini_bool("memcached.sess_consistent_hash").unwrap_or(true),
+        };
+        if let Some(p) = ini("memcached.sess_prefix") {
+            o.prefix.set_prefix(p.as_bytes());
+        }
+        let replicas = long("memcached.sess_number_of_replicas", 0);
+        if replicas > 0 {
+            return Err(format!(
+                "memcached.sess_number_of_replicas = {replicas} is not supported (replication is a route in a config file)"
+            ));
+        }
+        let persistent = ini_bool("memcached.sess_persistent").unwrap_or(false);
+        Ok(FaeSessionHandler {
+            // Persistent: one client per save path for the process' life.
+            persistent_id: persistent.then(|| ini("session.save_path").unwrap_or_default()),
+            config: None,
+            opts: o,
+            core: None,
+            lock: None,
+            last_error: String::new(),
+        })
+    }
+
+    pub(crate) fn last_error(&self) -> &str {
+        &self.last_error
+    }
+
+    pub(crate) fn write_bytes(&mut self, id: &str, bytes: &[u8]) -> bool {
+        let Ok(core) = self.need_core() else {
+            return false;
+        };
+        let (k, r) = self.keys(id.as_bytes());
+        match core.store_routed(&r, StoreOp::Set, &k, bytes, 0, Self::ttl()) {
+            Ok(StoreOutcome::Stored) => true,
+            Ok(_) => false,
+            Err(e) => {
+                self.last_error = e.to_string();
+                false
+            }
+        }
+    }
+
+    pub(crate) fn touch(&mut self, id: &str) -> bool {
+        let Ok(core) = self.need_core() else {
+            return false;
+        };
+        let (k, r) = self.keys(id.as_bytes());
+        core.touch_routed(&r, &k, Self::ttl()).unwrap_or(false)
     }
 }
 

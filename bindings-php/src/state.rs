@@ -75,19 +75,9 @@ const FIXED: &[(i64, i64, &str)] = &[
     ),
     (opt::CACHE_LOOKUPS, 0, "DNS lookups are not cached"),
     (
-        opt::BUFFER_WRITES,
-        0,
-        "writes are not buffered; use setMulti() to batch",
-    ),
-    (
         opt::SORT_HOSTS,
         0,
         "servers keep the order they were added in",
-    ),
-    (
-        opt::BINARY_PROTOCOL,
-        0,
-        "the binary protocol is deprecated by memcached; libfae speaks meta (default) or text: set \"protocol\" in $config",
     ),
     (opt::NOREPLY, 0, "every command waits for its reply"),
     (opt::USE_UDP, 0, "UDP is not supported"),
@@ -156,6 +146,17 @@ pub fn persistent(
     let s = Arc::new(Mutex::new(make()?));
     map.insert(id.to_string(), Arc::clone(&s));
     Ok((s, true))
+}
+
+/// Drop `id`'s state if it is still `s` (php-memcached registers a persistent object only
+/// after its on-new-object callback succeeded; a failed one leaves the id unused).
+pub fn forget_persistent(id: &str, s: &SharedRef) {
+    if let Some(reg) = REGISTRY.get() {
+        let mut map = reg.lock();
+        if map.get(id).is_some_and(|cur| Arc::ptr_eq(cur, s)) {
+            map.remove(id);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -359,7 +360,9 @@ impl Shared {
                 Value::from(self.io_ms.unwrap_or_else(|| self.config_timeout("io_ms")) * 1000)
             }
             opt::TCP_NODELAY => Value::from(*self.misc.get(&o).unwrap_or(&1)),
-            opt::NO_BLOCK | opt::VERIFY_KEY => Value::from(*self.misc.get(&o).unwrap_or(&0)),
+            opt::NO_BLOCK | opt::VERIFY_KEY | opt::BINARY_PROTOCOL | opt::BUFFER_WRITES => {
+                Value::from(*self.misc.get(&o).unwrap_or(&0))
+            }
             _ => Value::from(FIXED.iter().find(|f| f.0 == o)?.1),
         })
     }
@@ -541,7 +544,12 @@ impl Shared {
                 self.misc.insert(o, 1);
             }
             // libfae's I/O is always non-blocking with deadlines, and keys are always verified.
-            opt::NO_BLOCK | opt::VERIFY_KEY => {
+            // BINARY_PROTOCOL: what applications want from it (CAS on every reply, quiet
+            // pipelined requests) the meta protocol gives too, so it is accepted and reported
+            // as set; requests stay on meta.
+            // BUFFER_WRITES: writes are sent at once (flushBuffers() has nothing to do); a
+            // buffered write only ever becomes visible later, so sooner is not a surprise.
+            opt::NO_BLOCK | opt::VERIFY_KEY | opt::BINARY_PROTOCOL | opt::BUFFER_WRITES => {
                 self.misc.insert(o, i64::from(b));
             }
             _ => {
@@ -591,7 +599,15 @@ impl Shared {
             ));
         }
         if !self.pools_config && !no_servers {
-            let list: Vec<Value> = self.servers.iter().map(server_entry).collect();
+            // libmemcached keeps a server added twice as two entries (getServerList shows
+            // both); the pool holds each address once, so the duplicate only stays listed.
+            let mut seen = std::collections::HashSet::new();
+            let list: Vec<Value> = self
+                .servers
+                .iter()
+                .filter(|n| seen.insert((n.host.as_str(), n.port)))
+                .map(server_entry)
+                .collect();
             doc.insert("servers".into(), Value::from(list));
         }
         if self.connect_ms.is_some() || self.io_ms.is_some() {

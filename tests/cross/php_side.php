@@ -17,7 +17,7 @@ use Fae\Client;
 
 [$_, $mode, $servers] = $argv;
 $addrs = array_map(fn($a) => [explode(':', $a)[0], (int)explode(':', $a)[1]], explode(',', $servers));
-$have_pmc = class_exists('Memcached');
+$have_pmc = extension_loaded('memcached'); // not class_exists: fae provides Memcached when php-memcached is absent
 
 function check(string $name, bool $ok, string $detail = ''): void {
     echo ($ok ? 'PASS' : 'FAIL') . " php: $name" . ($ok ? '' : ": $detail") . "\n";

@@ -5,7 +5,9 @@
 # across a worker restart (SIGUSR2 reload), a route config's local near cache lives per worker
 # across requests, a getOrSet storm computes once across workers (and a fatal error inside
 # \$compute leaves its worker healthy), concurrent requests on one session id serialize on
-# the lock, and a request dying on a fatal error releases its lock. Prints "N passed, N failed".
+# the lock, and a request dying on a fatal error releases its lock. A second pool runs an
+# unchanged php-memcached application (tests/php/fpm/memcached_app.php: `new Memcached`,
+# session.save_handler = memcached) configured by ini values only. Prints "N passed, N failed".
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 EXT="${FAE_PHP_EXT:-$ROOT/target/debug/libfae_php.so}"
@@ -26,6 +28,7 @@ trap cleanup EXIT
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$MC_PORT") 2>/dev/null && break; sleep 0.1; done
 
 FPM_PORT=$(free_port)
+DROPIN_PORT=$(free_port)
 cat > "$TMP/fpm.conf" <<CONF
 [global]
 error_log = $TMP/fpm.log
@@ -41,6 +44,16 @@ catch_workers_output = yes
 php_admin_value[extension] = $EXT
 php_admin_value[session.save_handler] = files
 php_admin_value[max_execution_time] = 30
+[dropin]
+; A php-memcached application moved by php.ini alone: this extension provides Memcached and
+; serves session.save_handler = memcached (php-memcached is not loaded).
+listen = 127.0.0.1:$DROPIN_PORT
+pm = static
+pm.max_children = 2
+catch_workers_output = yes
+php_admin_value[extension] = $EXT
+php_admin_value[session.save_handler] = memcached
+php_admin_value[session.save_path] = 127.0.0.1:$MC_PORT
 CONF
 [ "$(id -u)" -eq 0 ] && FPM_ARGS=(-R) || FPM_ARGS=()
 "$FPM" -n "${FPM_ARGS[@]}" -y "$TMP/fpm.conf" -F & FPM_PID=$!
@@ -151,6 +164,24 @@ N=$(req session "$SID2" | php -n -r 'echo json_decode(stream_get_contents(STDIN)
 MS=$(( ($(date +%s%N) - START) / 1000000 ))
 check '[ "$N" -ge 1 ] && [ "$MS" -lt 1500 ]' "lock released after a fatal error (next request in ${MS} ms)"
 
+# The php-memcached application in the [dropin] pool: cache and sessions, no code change.
+dropin() { # sid
+  env -i REQUEST_METHOD=GET SCRIPT_FILENAME="$ROOT/tests/php/fpm/memcached_app.php" SCRIPT_NAME=/app.php \
+    HTTP_COOKIE="PHPSESSID=$1" cgi-fcgi -bind -connect "127.0.0.1:$DROPIN_PORT" 2>/dev/null | tr -d '\r' | sed '1,/^$/d'
+}
+DSID="dropin$RANDOM$RANDOM"
+: > "$TMP/dropin"
+for i in $(seq 10); do dropin "$DSID" >> "$TMP/dropin"; done
+DROPIN=$(php -n -r '
+  $l = array_map(fn($x) => json_decode($x, true), file($argv[1]));
+  $last = end($l);
+  echo count($l), " ", $last["class"] ?? "?", " ", $last["hits"] ?? 0, " ", $last["n"] ?? 0, " ", $last["handler"] ?? "?", " ", $last["prefix"] ?? "?";' "$TMP/dropin")
+read -r D_N D_CLASS D_HITS D_SESS D_HANDLER D_PREFIX <<< "$DROPIN"
+check '[ "$D_N" -eq 10 ] && [ "$D_CLASS" = Memcached ] && [ "$D_HITS" -eq 10 ]' "php-memcached app, php.ini only: Memcached served 10 requests ($DROPIN)"
+check '[ "$D_SESS" -eq 10 ] && [ "$D_HANDLER" = memcached ]' "session.save_handler = memcached kept the session across 10 requests ($D_SESS)"
+RAW=$(php -n -r '$c=stream_socket_client("tcp://127.0.0.1:'"$MC_PORT"'");fwrite($c,"get memc.sess.key.'"$DSID"'\r\n");$h=fgets($c);echo str_starts_with($h,"VALUE")?rtrim(fgets($c)):rtrim($h);')
+check '[ "$RAW" = "n|i:10;" ]' "the session is in memcached under php-memcached's key ($RAW; prefix $D_PREFIX)"
+
 # stats.dir under worker churn (pm.max_requests = 50): 2000 requests, each one get. The merged
 # counter of `fae stats --dir` never goes down as workers exit and are folded into the retired
 # totals, and once the pool has stopped gracefully (SIGQUIT with a process_control_timeout, so
@@ -160,7 +191,7 @@ FAE_BIN="${FAE_BIN:-$ROOT/target/debug/fae}"
 if [ -x "$FAE_BIN" ]; then
   STATS_DIR="$TMP/stats"; mkdir -p "$STATS_DIR"
   FPM2_PORT=$(free_port)
-  sed -e "s/^listen = .*/listen = 127.0.0.1:$FPM2_PORT/" -e "s/^pm.max_requests = 0/pm.max_requests = 50/" \
+  sed -e '/^\[dropin\]/,$d' -e "s/^listen = .*/listen = 127.0.0.1:$FPM2_PORT/" -e "s/^pm.max_requests = 0/pm.max_requests = 50/" \
       -e "s#^pid = .*#pid = $TMP/fpm2.pid\nprocess_control_timeout = 10s#" -e "s#^error_log = .*#error_log = $TMP/fpm2.log#" \
       "$TMP/fpm.conf" > "$TMP/fpm2.conf"
   "$FPM" -n "${FPM_ARGS[@]}" -y "$TMP/fpm2.conf" -F & FPM2_PID=$!

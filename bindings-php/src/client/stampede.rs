@@ -17,7 +17,6 @@ use std::alloc::Layout;
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
 
-use ext_php_rs::class::RegisteredClass;
 use ext_php_rs::convert::IntoZvalDyn;
 use ext_php_rs::ffi::zend_reference;
 use ext_php_rs::prelude::*;
@@ -172,7 +171,7 @@ impl FaeClient {
                 Err(PhpException::new(
                     format!("{}: {m}", text(RES_NOT_SUPPORTED)),
                     RES_NOT_SUPPORTED as i32,
-                    crate::FaeException::get_metadata().ce(),
+                    crate::compat::exception_ce(),
                 ))
             }
         }
@@ -364,7 +363,7 @@ impl FaeClient {
         flags: i64,
     ) -> PhpResult<Done> {
         let key = key_bytes(key)?;
-        let skey = server_key.map(key_bytes).transpose()?;
+        let skey = server_key_bytes(server_key)?;
         let callable = callable(
             cb,
             "get(): Argument #2 ($cache_cb) must be a valid callback or null",

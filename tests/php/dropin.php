@@ -1,0 +1,269 @@
+<?php
+// php-memcached drop-in behaviour, run with ONLY the fae extension loaded (and optionally
+// igbinary/msgpack), as an unchanged php-memcached application would run:
+//   php -n -d extension=$PWD/target/debug/libfae_php.so tests/php/dropin.php
+// Prints "N passed, N failed".
+require __DIR__ . '/lib.php';
+
+if (!extension_loaded('fae')) { fwrite(STDERR, "the fae extension is not loaded\n"); exit(2); }
+if (extension_loaded('memcached')) { fwrite(STDERR, "run without php-memcached loaded\n"); exit(2); }
+
+$mc = new Memcached_Process();
+[$host, $port] = ['127.0.0.1', $mc->port];
+function fresh(): Memcached {
+    global $host, $port;
+    $m = new Memcached();
+    $m->addServer($host, $port);
+    return $m;
+}
+
+test('php.ini switch: Memcached and MemcachedException are provided', function () {
+    check(class_exists('Memcached', false), 'Memcached exists');
+    eq(get_parent_class('Memcached'), 'Fae\Client', 'Memcached extends Fae\Client');
+    eq(class_parents('MemcachedException'), ['Fae\Exception' => 'Fae\Exception', 'RuntimeException' => 'RuntimeException', 'Exception' => 'Exception'], 'MemcachedException parents');
+    $e = new MemcachedException('boom', 7);
+    eq([$e->getMessage(), $e->getCode()], ['boom', 7], 'MemcachedException is constructible');
+    eq(get_class(new Memcached()), 'Memcached', 'new Memcached');
+    eq(Memcached::HAVE_IGBINARY, extension_loaded('igbinary'), 'HAVE_IGBINARY follows the loaded extensions');
+    eq(Memcached::HAVE_MSGPACK, extension_loaded('msgpack'), 'HAVE_MSGPACK too');
+    eq(ini_get('fae.provide_memcached_classes'), '1', 'default on');
+    $php = php_command();
+    $off = shell_exec(implode(' ', array_map('escapeshellarg', array_merge($php, ['-d', 'fae.provide_memcached_classes=0', '-r', 'var_export([class_exists("Memcached"), class_exists("Fae\\\\Client"), class_exists("Fae\\\\Exception")]);']))));
+    eq($off, "array (\n  0 => false,\n  1 => true,\n  2 => true,\n)", 'off keeps only Fae\*');
+});
+
+test('phpinfo says what the extension serves', function () {
+    ob_start(); phpinfo(INFO_MODULES); $info = ob_get_clean();
+    check(str_contains($info, 'provides Memcached, MemcachedException => yes'), 'provides line');
+    check(str_contains($info, 'session save handlers => fae, memcached'), 'session handlers line');
+    check(str_contains($info, 'memcached.sess_prefix => memc.sess.key.'), 'php.ini settings listed');
+});
+
+test('our errors are MemcachedException (and Fae\Exception)', function () {
+    try { new Memcached(null, ['servers' => 'not a list']); check(false, 'bad config throws'); }
+    catch (MemcachedException $e) { check($e instanceof Fae\Exception, 'caught as both'); }
+});
+
+test('constructor: callback once per new persistent id, connection string, fromConfig', function () use ($host, $port) {
+    $calls = [];
+    $cb = function ($m, $id) use (&$calls, $host, $port) {
+        $calls[] = [get_class($m), $id];
+        $m->addServer($host, $port);
+    };
+    $id = 'dropin-' . getmypid();
+    $a = new Memcached($id, $cb);
+    $b = new Memcached($id, $cb);
+    eq($calls, [['Memcached', $id]], 'called once, with the object and the id');
+    eq(count($b->getServerList()), 1, 'the second object shares what the callback set up');
+    check(!$b->isPristine(), 'second object not pristine');
+    $calls = [];
+    new Memcached(null, $cb); new Memcached(null, $cb);
+    eq(count($calls), 2, 'without a persistent id: every time');
+    eq($calls[0][1], null, 'id is null');
+    try { new Memcached(null, function () { throw new RuntimeException('from cb'); }); check(false, 'throws'); }
+    catch (RuntimeException $e) { eq($e->getMessage(), 'from cb', 'a callback exception leaves new'); }
+    $c = new Memcached(null, null, "--SERVER=$host:$port --BINARY-PROTOCOL");
+    eq(count($c->getServerList()), 1, 'connection string servers');
+    eq($c->set('dropin:cs', 'v'), true, 'and they serve');
+    $d = Fae\Client::fromConfig(['servers' => ["$host:$port"]]);
+    eq($d->get('dropin:cs'), 'v', 'fromConfig(array)');
+    $f = tempnam(sys_get_temp_dir(), 'fae-cfg');
+    file_put_contents($f, json_encode(['servers' => ["$host:$port"]]));
+    eq(Fae\Client::fromConfig($f)->get('dropin:cs'), 'v', 'fromConfig(JSON file)');
+    unlink($f);
+    try { new Memcached((object)[]); check(false, 'object persistent id throws'); }
+    catch (TypeError $t) { eq($t->getMessage(), 'Memcached::__construct(): Argument #1 ($persistent_id) must be of type ?string, stdClass given', 'php-memcached\'s TypeError'); }
+    check((new Memcached(123))->isPersistent(), 'an int persistent id is a string id');
+    $e = new Memcached(null, ['servers' => ["$host:$port"]]);
+    eq($e->get('dropin:cs'), 'v', 'a config array in the second place still works');
+});
+
+test('getDelayed, getDelayedByKey, fetch, fetchAll', function () {
+    $m = fresh();
+    $m->setMulti(['gd:a' => 1, 'gd:b' => 'two']);
+    eq($m->getDelayed(['gd:a', 'gd:b', 'gd:none']), true, 'getDelayed');
+    eq($m->fetch(), ['key' => 'gd:a', 'value' => 1], 'fetch one');
+    eq($m->fetchAll(), [['key' => 'gd:b', 'value' => 'two']], 'fetchAll the rest');
+    eq($m->fetch(), false, 'fetch when none left');
+    eq($m->getResultCode(), Memcached::RES_END, 'RES_END');
+    eq($m->getDelayedByKey('srv', ['gd:a'], true), true, 'getDelayedByKey with cas');
+    $r = $m->fetch();
+    check(is_int($r['cas']) && $r['cas'] > 0 && $r['flags'] === 0, 'cas and flags with $with_cas');
+    $seen = [];
+    eq($m->getDelayed(['gd:a', 'gd:b'], false, function ($memc, $r) use (&$seen, $m) { $seen[] = $r['key']; check($memc === $m, 'callback gets the object'); }), true, 'with callback');
+    eq($seen, ['gd:a', 'gd:b'], 'callback per result');
+    eq($m->fetch(), false, 'callback results are not queued');
+});
+
+test('checkKey, flushBuffers, setBucket, binary protocol, result messages', function () {
+    $m = fresh();
+    eq($m->checkKey('ok_key'), true, 'valid key');
+    eq($m->checkKey('with space'), false, 'space');
+    eq($m->getResultCode(), Memcached::RES_BAD_KEY_PROVIDED, 'bad key code');
+    eq($m->checkKey(str_repeat('k', 251)), false, 'too long');
+    eq($m->flushBuffers(), true, 'flushBuffers');
+    eq($m->setBucket([1, 2], null, 0), false, 'setBucket not supported');
+    eq($m->getResultCode(), Memcached::RES_NOT_SUPPORTED, 'setBucket code');
+    eq(@$m->setBucket([], null, 0), false, 'empty map');
+    eq(error_get_last()['message'] ?? '', 'Memcached::setBucket(): server map cannot be empty', 'empty map warning');
+    eq($m->setOption(Memcached::OPT_BINARY_PROTOCOL, true), true, 'binary protocol accepted');
+    eq($m->getOption(Memcached::OPT_BINARY_PROTOCOL), 1, 'reported as set');
+    eq($m->set('bp:k', 'v'), true, 'and requests still work');
+    eq($m->get('bp:absent'), false, 'miss');
+    eq($m->getResultMessage(), 'NOT FOUND', 'message is the code text');
+    $n = new Memcached();
+    eq($n->get('x'), false, 'no servers');
+    eq($n->getResultMessage(), 'NO SERVERS DEFINED', 'no reason appended');
+    check(strlen($n->getLastErrorMessage()) > strlen('NO SERVERS DEFINED'), 'reason in getLastErrorMessage');
+});
+
+test('php-memcached results and warnings for odd arguments', function () use ($host, $port) {
+    $m = fresh();
+    eq($m->setByKey('', 'bk:a', 1), true, 'empty server key: placed by the key');
+    eq($m->getByKey('', 'bk:a'), 1, 'getByKey with an empty server key');
+    eq($m->getMulti([]), [], 'getMulti of nothing');
+    eq($m->getResultCode(), Memcached::RES_NOTFOUND, 'is NOTFOUND');
+    $obj = new class { public function __toString(): string { return 'ts:key'; } };
+    eq($m->set($obj, 'v'), true, 'an object with __toString is a key');
+    eq($m->get('ts:key'), 'v', 'stored under its string');
+    eq($m->getMulti([$obj]), ['ts:key' => 'v'], 'also in getMulti');
+    eq(@$m->set(null, 'v'), false, 'set(null, ...) is false');
+    eq($m->getResultCode(), Memcached::RES_BAD_KEY_PROVIDED, 'with a bad-key code');
+    $m->set('neg', 5);
+    eq(@$m->increment('neg', -1), false, 'negative offset: false');
+    eq(error_get_last()['message'] ?? '', 'Memcached::increment(): offset cannot be a negative value', 'php-memcached\'s warning');
+    eq($m->get('neg'), 5, 'value untouched');
+    $f = new Fae\Client(); $f->addServer($host, $port);
+    @$f->increment('neg', -1);
+    eq(error_get_last()['message'] ?? '', 'Fae\Client::increment(): offset cannot be a negative value', 'a Fae\Client names its own class');
+    $sub = new class extends Memcached {}; $sub->addServer($host, $port);
+    @$sub->increment('neg', -1);
+    eq(error_get_last()['message'] ?? '', 'Memcached::increment(): offset cannot be a negative value', 'a Memcached subclass says Memcached');
+    eq($m->cas(null, 'neg', 6), false, 'null CAS token: false');
+    check(in_array($m->getResultCode(), [Memcached::RES_DATA_EXISTS, Memcached::RES_NOTFOUND], true), 'with a result code');
+    $m->setOption(Memcached::OPT_COMPRESSION, true);
+    eq(@$m->append('neg', 'x'), null, 'append with compression: null');
+    eq(error_get_last()['message'] ?? '', 'Memcached::append(): cannot append/prepend with compression turned on', 'and its warning');
+    eq(@$m->setOption(Memcached::OPT_PREFIX_KEY, "\x01"), false, 'bad prefix');
+    eq(error_get_last()['message'] ?? '', 'Memcached::setOption(): bad key provided', 'bad prefix warning');
+    eq(@$m->setOptions(['not_an_option' => 1]), false, 'string option name');
+    eq(error_get_last()['message'] ?? '', 'Memcached::setOptions(): invalid configuration option', 'its warning');
+    $n = new Memcached();
+    eq(@$n->getOption(Memcached::OPT_SOCKET_SEND_SIZE), null, 'socket option with no servers: NULL');
+    eq(error_get_last()['message'] ?? '', 'Memcached::getOption(): no servers defined', 'its warning');
+});
+
+test('server lists as php-memcached reports them', function () use ($host, $port) {
+    $m = new Memcached();
+    eq($m->addServers([['KEYHERE' => $host, $port, 3]]), true, 'entry with a string key');
+    eq($m->getServerList(), [['host' => $host, 'port' => $port, 'type' => 'TCP']], 'host, port, type');
+    $m->addServers([['KEYHERE' => $host, $port, 3]]);
+    eq(count($m->getServerList()), 2, 'the same server twice is listed twice');
+    eq($m->set('dup:k', 1), true, 'and calls still work');
+    eq($m->getServerByKey('dup:k'), ['host' => $host, 'port' => $port, 'weight' => 0], 'getServerByKey: host, port, weight 0');
+    eq(@$m->addServers(['nope']), true, 'a non-array entry is skipped');
+    eq(error_get_last()['message'] ?? '', 'Memcached::addServers(): server list entry #1 is not an array', 'with its warning');
+});
+
+test('callback exceptions, option reads, buffered writes', function () use ($host, $port) {
+    $id = 'dropin-throw-' . getmypid();
+    $n = 0;
+    $throw = function () use (&$n) { $n++; throw new RuntimeException('no'); };
+    foreach ([1, 2] as $_) { try { new Memcached($id, $throw); } catch (RuntimeException $e) {} }
+    eq($n, 2, 'a throwing callback leaves the persistent id unused: called again');
+    $called = 0;
+    new Memcached($id, function () use (&$called) { $called++; });
+    new Memcached($id, function () use (&$called) { $called++; });
+    eq($called, 1, 'then a good callback runs once');
+    $m = fresh();
+    $m->get('absent:key');
+    $m->getOption(Memcached::OPT_BINARY_PROTOCOL);
+    eq($m->getResultCode(), Memcached::RES_NOTFOUND, 'getOption leaves the result code alone');
+    eq($m->setOption(Memcached::OPT_BUFFER_WRITES, true), true, 'OPT_BUFFER_WRITES accepted');
+    eq($m->getOption(Memcached::OPT_BUFFER_WRITES), 1, 'and reported');
+    eq($m->set('bw:k', 'v'), true, 'a write');
+    eq($m->flushBuffers(), true, 'flushBuffers');
+    eq($m->get('bw:k'), 'v', 'the write is there');
+});
+
+test('memcached.* php.ini settings apply to new objects', function () {
+    eq(ini_get('memcached.serializer'), 'php', 'memcached.serializer declared, php-memcached\'s default');
+    eq((new Memcached())->getOption(Memcached::OPT_SERIALIZER), Memcached::SERIALIZER_PHP, 'default serializer');
+    ini_set('memcached.serializer', 'json');
+    ini_set('memcached.default_consistent_hash', '1');
+    ini_set('memcached.default_binary_protocol', '1');
+    ini_set('memcached.default_connect_timeout', '1212');
+    $m = new Memcached();
+    eq($m->getOption(Memcached::OPT_SERIALIZER), Memcached::SERIALIZER_JSON, 'memcached.serializer');
+    eq($m->getOption(Memcached::OPT_DISTRIBUTION), Memcached::DISTRIBUTION_CONSISTENT, 'default_consistent_hash');
+    eq($m->getOption(Memcached::OPT_BINARY_PROTOCOL), 1, 'default_binary_protocol');
+    eq($m->getOption(Memcached::OPT_CONNECT_TIMEOUT), 1212, 'default_connect_timeout');
+    foreach (['serializer', 'default_consistent_hash', 'default_binary_protocol', 'default_connect_timeout'] as $k) ini_restore("memcached.$k");
+    eq(@ini_set('memcached.sess_prefix', ' bad '), false, 'sess_prefix with spaces refused');
+    eq(error_get_last()['message'] ?? '', 'ini_set(): memcached.sess_prefix cannot contain whitespace or control characters', 'its warning');
+    eq(@ini_set('memcached.sess_prefix', str_repeat('a', 300)), false, 'too long');
+    eq(error_get_last()['message'] ?? '', 'ini_set(): memcached.sess_prefix too long (max: 249)', 'its warning');
+    eq(ini_get('memcached.sess_prefix'), 'memc.sess.key.', 'unchanged');
+});
+
+test('session.save_handler = memcached (and = fae) from php.ini alone', function () use ($host, $port) {
+    $script = sys_get_temp_dir() . '/fae-dropin-sess-' . getmypid() . '.php';
+    file_put_contents($script, <<<'PHP'
+<?php
+ob_start();
+session_start();
+$_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1;
+$id = session_id();
+session_write_close();
+$_SESSION = [];
+session_id($id);
+session_start();
+$n = $_SESSION['n'];
+$m = new Memcached(); [$h, $p] = explode(':', ini_get('session.save_path'));
+$m->addServer($h, (int)$p);
+$raw = $m->get(ini_get('memcached.sess_prefix') . $id);
+session_destroy();
+$gone = $m->get(ini_get('memcached.sess_prefix') . $id);
+ob_end_clean();
+echo json_encode([$n, $raw, $gone]);
+PHP);
+    foreach (['memcached', 'fae'] as $handler) {
+        $cmd = array_merge(php_command(), ['-d', "session.save_handler=$handler", '-d', "session.save_path=$host:$port", '-d', 'memcached.sess_prefix=dropin.sess.', $script]);
+        $out = shell_exec(implode(' ', array_map('escapeshellarg', $cmd)));
+        eq(json_decode((string)$out, true), [1, 'n|i:1;', false], "$handler: session written, read back under the prefix, destroyed");
+    }
+    $cmd = array_merge(php_command(), ['-d', 'session.save_handler=memcached', '-d', 'session.save_path=', '-r', 'ob_start(); @session_start(); echo error_get_last()["message"] ?? "";']);
+    eq(shell_exec(implode(' ', array_map('escapeshellarg', $cmd))), 'session_start(): Failed to initialize storage module: memcached (path: )', 'an empty save path fails like php-memcached');
+    unlink($script);
+});
+
+test('setBucket checks, getDelayed of nothing, serializer setting, unknown options', function () {
+    $m = fresh();
+    eq(@$m->setBucket([-1], [-1], 1), false, 'negative map entries');
+    eq(error_get_last()['message'] ?? '', 'Memcached::setBucket(): the map must contain positive integers', 'its warning');
+    eq(@$m->setBucket([1, 2], [1], 1), false, 'forward map length');
+    eq(error_get_last()['message'] ?? '', 'Memcached::setBucket(): forward_map length must match the server_map length', 'its warning');
+    try { $m->setBucket(null, [], 1); check(false, 'null map throws'); }
+    catch (TypeError $e) { eq($e->getMessage(), 'Memcached::setBucket(): Argument #1 ($host_map) must be of type array, null given', 'TypeError text'); }
+    eq($m->getDelayed([]), false, 'getDelayed of no keys is false');
+    foreach (['asdf', '', 'php.'] as $bad) eq(ini_set('memcached.serializer', $bad), false, "serializer '$bad' refused");
+    eq(ini_get('memcached.serializer'), 'php', 'unchanged');
+    eq(@$m->setOption(-1, 1), false, 'unknown negative option');
+    eq(error_get_last()['message'] ?? '', 'Memcached::setOption(): error setting memcached option: INVALID ARGUMENTS', 'warns');
+});
+
+test('session lock waits as php-memcached (lock_retries + 1 attempts, doubling sleeps)', function () use ($host, $port) {
+    $m = fresh();
+    $sid = 'dropinlock' . getmypid();
+    $m->set("dropin.lock.lock.$sid", '1');
+    $cmd = array_merge(php_command(), ['-d', 'session.save_handler=memcached', '-d', "session.save_path=$host:$port",
+        '-d', 'memcached.sess_prefix=dropin.lock.', '-d', 'memcached.sess_lock_wait_min=100', '-d', 'memcached.sess_lock_wait_max=200',
+        '-d', 'memcached.sess_lock_retries=3', '-r',
+        "ob_start(); session_id('$sid'); \$t = microtime(true); \$ok = @session_start(); \$e = error_get_last()['message'] ?? ''; ob_end_clean(); echo json_encode([\$ok, round(microtime(true) - \$t, 1)]);"]);
+    $out = json_decode((string)shell_exec(implode(' ', array_map('escapeshellarg', $cmd))), true);
+    eq($out[0] ?? null, false, 'a held lock fails session_start');
+    eq($out[1] ?? null, 0.5, 'after 100 + 200 + 200 ms of waiting');
+    $m->delete("dropin.lock.lock.$sid");
+});
+
+finish();
