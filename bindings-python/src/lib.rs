@@ -31,10 +31,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// at once. Negative Python exptimes (Django's "expire now") are sent as this value.
 const EXPIRED: u32 = 30 * 24 * 3600 + 1;
 
-/// A key as the caller gave it (kept for result dicts) and its wire bytes.
+/// A key's wire bytes: a `bytes` key itself, a `str` key's UTF-8 encoding (the 3.9 limited API
+/// has no borrowed UTF-8 view of a str), or bytes made here.
 enum KeyBuf<'py> {
     Bytes(Bound<'py, PyBytes>),
-    Str(Bound<'py, PyString>),
     Owned(Vec<u8>),
 }
 
@@ -42,8 +42,6 @@ impl KeyBuf<'_> {
     fn as_slice(&self) -> &[u8] {
         match self {
             KeyBuf::Bytes(b) => b.as_bytes(),
-            // Checked to be valid UTF-8 when the KeyBuf was made.
-            KeyBuf::Str(s) => s.to_str().map(str::as_bytes).unwrap_or_default(),
             KeyBuf::Owned(v) => v,
         }
     }
@@ -81,7 +79,7 @@ fn seconds_to_ms(py: Python<'_>, name: &str, v: Option<f64>) -> PyResult<Option<
 
 fn server_spec(item: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
     if let Ok(s) = item.cast::<PyString>() {
-        return Ok(s.to_str()?.trim().into());
+        return Ok(s.to_cow()?.trim().into());
     }
     if let Ok(t) = item.cast::<PyTuple>() {
         // pymemcache's (host, port) and pylibmc's (host, port, weight) tuples.
@@ -174,7 +172,7 @@ impl ConfigArgs<'_, '_> {
             if let Ok(s) = list.cast::<PyString>() {
                 // Django's LOCATION style: "h1:p1;h2:p2" or "h1:p1,h2:p2".
                 specs.extend(
-                    s.to_str()?
+                    s.to_cow()?
                         .split([',', ';'])
                         .map(str::trim)
                         .filter(|s| !s.is_empty())
@@ -334,7 +332,7 @@ impl Client {
         }
         let s = key.cast::<PyString>().ok()?;
         (!self.key_prefix.prefix().is_empty())
-            .then(|| s.to_str().map(|s| s.as_bytes().to_vec()).ok())?
+            .then(|| s.encode_utf8().map(|b| b.as_bytes().to_vec()).ok())?
     }
 
     /// Leases and `get_or_set` place by the wire key only.
@@ -355,14 +353,16 @@ impl Client {
         let buf = if let Ok(b) = key.cast::<PyBytes>() {
             KeyBuf::Bytes(b.clone())
         } else if let Ok(s) = key.cast::<PyString>() {
-            if s.to_str().is_err() {
-                return Err(client_error(
-                    py,
-                    "invalid_key",
-                    "key is a str that cannot be encoded as UTF-8 (lone surrogate)",
-                ));
+            match s.encode_utf8() {
+                Ok(b) => KeyBuf::Bytes(b),
+                Err(_) => {
+                    return Err(client_error(
+                        py,
+                        "invalid_key",
+                        "key is a str that cannot be encoded as UTF-8 (lone surrogate)",
+                    ));
+                }
             }
-            KeyBuf::Str(s.clone())
         } else {
             return Err(client_error(
                 py,
@@ -591,7 +591,7 @@ impl Client {
                 if let Ok(b) = p.cast::<PyBytes>() {
                     b.as_bytes().to_vec()
                 } else if let Ok(s) = p.cast::<PyString>() {
-                    s.to_str()?.as_bytes().to_vec()
+                    s.encode_utf8()?.as_bytes().to_vec()
                 } else {
                     return Err(client_error(
                         py,
@@ -1426,7 +1426,7 @@ impl Client {
         let data: Vec<u8> = if let Ok(b) = value.cast::<PyBytes>() {
             b.as_bytes().to_vec()
         } else if let Ok(s) = value.cast::<PyString>() {
-            s.to_str()?.as_bytes().to_vec()
+            s.encode_utf8()?.as_bytes().to_vec()
         } else {
             return Err(client_error(
                 py,

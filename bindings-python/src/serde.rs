@@ -56,7 +56,7 @@ impl Serde {
     /// Parse `serde=`: a name or an object with `serialize` and `deserialize`.
     pub fn from_py(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Serde> {
         if let Ok(name) = obj.cast::<PyString>() {
-            return match name.to_str()? {
+            return match &*name.to_cow()? {
                 "pymemcache" => Ok(Serde::Pymemcache),
                 "pylibmc" => Ok(Serde::Pylibmc),
                 "raw" => Ok(Serde::Raw),
@@ -157,7 +157,7 @@ fn unpickle<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
 }
 
 fn decimal(v: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    Ok(v.str()?.to_str()?.as_bytes().to_vec())
+    Ok(v.str()?.encode_utf8()?.as_bytes().to_vec())
 }
 
 /// Python value → (bytes, flags).
@@ -188,8 +188,10 @@ pub fn encode<'py>(
             if v.is_exact_instance_of::<PyBytes>() {
                 (Payload::Borrowed(v.cast::<PyBytes>()?.clone()), BYTES)
             } else if v.is_exact_instance_of::<PyString>() {
-                let s = v.cast::<PyString>()?.to_str()?;
-                (Payload::Owned(s.as_bytes().to_vec()), TEXT)
+                (
+                    Payload::Borrowed(v.cast::<PyString>()?.encode_utf8()?),
+                    TEXT,
+                )
             } else if v.is_exact_instance_of::<PyInt>() {
                 (Payload::Owned(decimal(v)?), INTEGER)
             } else {
@@ -201,7 +203,7 @@ pub fn encode<'py>(
             if let Ok(b) = v.cast::<PyBytes>() {
                 (Payload::Borrowed(b.clone()), f::NONE)
             } else if let Ok(s) = v.cast::<PyString>() {
-                (Payload::Owned(s.to_str()?.as_bytes().to_vec()), f::TEXT)
+                (Payload::Borrowed(s.encode_utf8()?), f::TEXT)
             } else if let Ok(b) = v.cast::<PyBool>() {
                 let bytes = if b.is_true() { b"1" } else { b"0" };
                 (Payload::Owned(bytes.to_vec()), f::INTEGER)
@@ -223,7 +225,7 @@ pub fn encode<'py>(
             let payload = if let Ok(b) = data.cast::<PyBytes>() {
                 Payload::Borrowed(b.clone())
             } else if let Ok(s) = data.cast::<PyString>() {
-                Payload::Owned(s.to_str()?.as_bytes().to_vec())
+                Payload::Borrowed(s.encode_utf8()?)
             } else {
                 return Err(client_error(
                     py,
@@ -257,7 +259,7 @@ fn encode_interop<'py>(
         (Payload::Borrowed(b.clone()), php::STRING, 0)
     } else if let Ok(s) = v.cast::<PyString>() {
         (
-            Payload::Owned(s.to_str()?.as_bytes().to_vec()),
+            Payload::Borrowed(s.encode_utf8()?),
             php::STRING,
             (php::FAE_TEXT >> php::USER_FLAGS_SHIFT) as u16,
         )
@@ -283,7 +285,7 @@ fn encode_interop<'py>(
         kwargs.set_item("allow_nan", false)?;
         match dumps.call((v,), Some(&kwargs)) {
             Ok(text) => (
-                Payload::Owned(text.cast::<PyString>()?.to_str()?.as_bytes().to_vec()),
+                Payload::Borrowed(text.cast::<PyString>()?.encode_utf8()?),
                 php::JSON,
                 0,
             ),
