@@ -26,7 +26,9 @@ echo "== Python: build the fae module into the venv, run pytest against real mem
 # Own target dir: maturin sets PYO3_BUILD_EXTENSION_MODULE, which would otherwise rebuild pyo3
 # in target/ on every alternation with cargo test.
 # The module is abi3 (_fae.abi3.so); a version-tagged one left by an older build would shadow it.
+# The distribution was renamed libfae: drop an older build's `fae` from the venv.
 rm -f bindings-python/python/fae/_fae.cpython-*.so
+python -m pip uninstall -q -y fae 2>/dev/null || true
 (cd bindings-python && maturin develop --release -q --target-dir ../target/maturin)
 python -m pytest tests/python -q
 echo "== Python stubs: mypy stubtest of fae/_fae.pyi against the built module"
