@@ -23,7 +23,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use crate::arg::{Num, opt};
 use crate::error::{client_error, to_py};
 use crate::lease::Lease;
-use crate::serde::{EncodeOpts, Payload, Serde};
+use crate::serde::{EncodeOpts, Payload, Serde, str_text, utf8};
 use fae_core::placement::rendezvous::python_bytes_repr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -79,7 +79,7 @@ fn seconds_to_ms(py: Python<'_>, name: &str, v: Option<f64>) -> PyResult<Option<
 
 fn server_spec(item: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
     if let Ok(s) = item.cast::<PyString>() {
-        return Ok(s.to_cow()?.trim().into());
+        return Ok(str_text(s, "invalid_config")?.trim().into());
     }
     if let Ok(t) = item.cast::<PyTuple>() {
         // pymemcache's (host, port) and pylibmc's (host, port, weight) tuples.
@@ -172,7 +172,7 @@ impl ConfigArgs<'_, '_> {
             if let Ok(s) = list.cast::<PyString>() {
                 // Django's LOCATION style: "h1:p1;h2:p2" or "h1:p1,h2:p2".
                 specs.extend(
-                    s.to_cow()?
+                    str_text(s, "invalid_config")?
                         .split([',', ';'])
                         .map(str::trim)
                         .filter(|s| !s.is_empty())
@@ -591,7 +591,7 @@ impl Client {
                 if let Ok(b) = p.cast::<PyBytes>() {
                     b.as_bytes().to_vec()
                 } else if let Ok(s) = p.cast::<PyString>() {
-                    s.encode_utf8()?.as_bytes().to_vec()
+                    utf8(s, "invalid_argument")?.as_bytes().to_vec()
                 } else {
                     return Err(client_error(
                         py,
@@ -1426,7 +1426,7 @@ impl Client {
         let data: Vec<u8> = if let Ok(b) = value.cast::<PyBytes>() {
             b.as_bytes().to_vec()
         } else if let Ok(s) = value.cast::<PyString>() {
-            s.encode_utf8()?.as_bytes().to_vec()
+            utf8(s, "invalid_value")?.as_bytes().to_vec()
         } else {
             return Err(client_error(
                 py,
