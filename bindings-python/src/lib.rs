@@ -231,7 +231,13 @@ impl ConfigArgs<'_, '_> {
                 Config::from_json(&text).map_err(|e| to_py(py, &e))?
             } else {
                 let path = self.config_file.expect("one source was given");
-                let path: std::path::PathBuf = path.extract()?;
+                let path: std::path::PathBuf = path.extract().map_err(|_| {
+                    client_error(
+                        py,
+                        "invalid_config",
+                        "config_file must be a str, bytes or os.PathLike the file system can encode",
+                    )
+                })?;
                 py.detach(|| Config::from_file(&path))
                     .map_err(|e| to_py(py, &e))?
             }
@@ -1252,8 +1258,19 @@ impl Client {
     /// memcached's `stats [args]`: `{server: {name: value}}`, values as int or float when
     /// they parse as one, else str.
     #[pyo3(signature = (*args))]
-    fn stats<'py>(&self, py: Python<'py>, args: Vec<String>) -> PyResult<Bound<'py, PyDict>> {
-        let line = args.join(" ");
+    fn stats<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let mut words = Vec::with_capacity(args.len());
+        for a in args.iter() {
+            let s = a
+                .cast::<PyString>()
+                .map_err(|_| client_error(py, "invalid_argument", "stats arguments are str"))?;
+            words.push(str_text(s, "invalid_argument")?.into_owned());
+        }
+        let line = words.join(" ");
         let inner = &self.inner;
         let all = py
             .detach(|| inner.server_stats(&line))
@@ -1303,10 +1320,28 @@ impl Client {
     /// per server, `local` for an in-process cache; for a failover every child, for a shadowed
     /// key the shadow too, for a replicated route every replica (`op`: get, set, delete, incr,
     /// touch …).
-    #[pyo3(signature = (key, op="get"))]
-    fn route_for(&self, py: Python<'_>, key: &Bound<'_, PyAny>, op: &str) -> PyResult<Vec<String>> {
-        let op = Op::from_name(op).ok_or_else(|| {
-            client_error(py, "invalid_argument", format!("unknown operation {op:?}"))
+    #[pyo3(signature = (key, op=None))]
+    fn route_for(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        op: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<String>> {
+        let name = match op {
+            None => "get".into(),
+            Some(o) => match o.cast::<PyString>() {
+                Ok(s) => str_text(s, "invalid_argument")?,
+                Err(_) => {
+                    return Err(client_error(py, "invalid_argument", "op must be a str"));
+                }
+            },
+        };
+        let op = Op::from_name(&name).ok_or_else(|| {
+            client_error(
+                py,
+                "invalid_argument",
+                format!("unknown operation {name:?}"),
+            )
         })?;
         let k = self.key(key)?;
         // A pymemcache-placed client is one pool: its route is the placing key's server.

@@ -122,3 +122,20 @@ def test_lone_surrogate_key_and_config(servers):
         with pytest.raises(fae.ClientError) as e:
             fae.Client(**bad)
         assert e.value.reason == "invalid_config"
+
+
+def test_lone_surrogate_and_wrong_types_in_other_arguments(servers, tmp_path):
+    mc = fae.Client(servers)
+    for call, reason in (
+        (lambda: fae.Client(config_file=LONE), "invalid_config"),
+        (lambda: fae.Client(config_file=5), "invalid_config"),
+        (lambda: mc.stats(LONE), "invalid_argument"),
+        (lambda: mc.stats(5), "invalid_argument"),
+        (lambda: mc.route_for("k", op=LONE), "invalid_argument"),
+        (lambda: mc.route_for("k", op=5), "invalid_argument"),
+    ):
+        with pytest.raises(fae.ClientError) as e:
+            call()
+        assert e.value.reason == reason
+    assert mc.route_for("k") == mc.route_for("k", op="get") == mc.route_for("k", "get")
+    assert set(mc.stats("settings")) == set(servers)

@@ -398,7 +398,7 @@ class Client:
                 stays in force (a config the core rejects is counted in
                 ``client_stats()["process"]["reload_failures"]``).
         """
-    def route_for(self, key: Key, op: str = "get") -> List[str]:
+    def route_for(self, key: Key, op: Optional[str] = ...) -> List[str]:
         """Every destination a request of ``op`` for ``key`` could touch, each once, in route
         order, without I/O: ``"host:port"`` per server and ``"local"`` for an in-process
         cache. A failover lists every child, a shadowed key its shadow too, a replicated route
