@@ -402,8 +402,9 @@ class Client:
         """Every destination a request of ``op`` for ``key`` could touch, each once, in route
         order, without I/O: ``"host:port"`` per server and ``"local"`` for an in-process
         cache. A failover lists every child, a shadowed key its shadow too, a replicated route
-        every replica, a near cache ``"local"`` then its route's servers. ``op``: get, gets,
-        gat, gats, set, add, replace, append, prepend, cas, delete, incr, decr, touch.
+        every replica, a near cache ``"local"`` then its route's servers. ``op`` (default
+        get): get, gets, gat, gats, set, add, replace, append, prepend, cas, delete, incr,
+        decr, touch.
 
         Raises:
             ClientError: an unknown ``op`` (``invalid_argument``) or an invalid key."""
