@@ -41,6 +41,8 @@ php -n -d extension="$LIB/libfae_php.so" examples/php/demo.php "${SERVERS[@]}"
 
 echo "== Python example (examples/python/demo.py through the fae module, with a failover route)"
 VENV="$ROOT/.venv"
+# The module is abi3 now: a version-tagged _fae from an older build would shadow it.
+rm -f bindings-python/python/fae/_fae.cpython-*.so
 (cd bindings-python && VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" \
   maturin develop --release -q --target-dir ../target/maturin >/dev/null)
 "$VENV/bin/python" examples/python/demo.py "${SERVERS[@]}"

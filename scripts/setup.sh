@@ -39,10 +39,11 @@ command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust from
 command -v memcached >/dev/null || { echo "setup: memcached missing after install" >&2; exit 1; }
 
 # Python: a venv in the repository root with maturin (builds the fae module), pytest, and the
-# clients the tests and the benchmark compare against (pymemcache, pylibmc, Django).
+# clients the tests and the benchmark compare against (pymemcache, pylibmc, Django), and mypy
+# (its stubtest checks fae/_fae.pyi against the built module).
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 if [ ! -x "$ROOT/.venv/bin/python" ]; then
   python3 -m venv "$ROOT/.venv"
 fi
 "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check \
-  'maturin>=1.9.4,<2' pytest Django pymemcache pylibmc
+  'maturin>=1.9.4,<2' pytest Django pymemcache pylibmc mypy

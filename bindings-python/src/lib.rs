@@ -23,7 +23,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use crate::arg::{Num, opt};
 use crate::error::{client_error, to_py};
 use crate::lease::Lease;
-use crate::serde::{EncodeOpts, Payload, Serde};
+use crate::serde::{EncodeOpts, Payload, Serde, str_text, utf8};
 use fae_core::placement::rendezvous::python_bytes_repr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -31,10 +31,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// at once. Negative Python exptimes (Django's "expire now") are sent as this value.
 const EXPIRED: u32 = 30 * 24 * 3600 + 1;
 
-/// A key as the caller gave it (kept for result dicts) and its wire bytes.
+/// A key's wire bytes: a `bytes` key itself, a `str` key's UTF-8 encoding (the 3.9 limited API
+/// has no borrowed UTF-8 view of a str), or bytes made here.
 enum KeyBuf<'py> {
     Bytes(Bound<'py, PyBytes>),
-    Str(Bound<'py, PyString>),
     Owned(Vec<u8>),
 }
 
@@ -42,8 +42,6 @@ impl KeyBuf<'_> {
     fn as_slice(&self) -> &[u8] {
         match self {
             KeyBuf::Bytes(b) => b.as_bytes(),
-            // Checked to be valid UTF-8 when the KeyBuf was made.
-            KeyBuf::Str(s) => s.to_str().map(str::as_bytes).unwrap_or_default(),
             KeyBuf::Owned(v) => v,
         }
     }
@@ -81,7 +79,7 @@ fn seconds_to_ms(py: Python<'_>, name: &str, v: Option<f64>) -> PyResult<Option<
 
 fn server_spec(item: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
     if let Ok(s) = item.cast::<PyString>() {
-        return Ok(s.to_str()?.trim().into());
+        return Ok(str_text(s, "invalid_config")?.trim().into());
     }
     if let Ok(t) = item.cast::<PyTuple>() {
         // pymemcache's (host, port) and pylibmc's (host, port, weight) tuples.
@@ -174,7 +172,7 @@ impl ConfigArgs<'_, '_> {
             if let Ok(s) = list.cast::<PyString>() {
                 // Django's LOCATION style: "h1:p1;h2:p2" or "h1:p1,h2:p2".
                 specs.extend(
-                    s.to_str()?
+                    str_text(s, "invalid_config")?
                         .split([',', ';'])
                         .map(str::trim)
                         .filter(|s| !s.is_empty())
@@ -233,7 +231,13 @@ impl ConfigArgs<'_, '_> {
                 Config::from_json(&text).map_err(|e| to_py(py, &e))?
             } else {
                 let path = self.config_file.expect("one source was given");
-                let path: std::path::PathBuf = path.extract()?;
+                let path: std::path::PathBuf = path.extract().map_err(|_| {
+                    client_error(
+                        py,
+                        "invalid_config",
+                        "config_file must be a str, bytes or os.PathLike the file system can encode",
+                    )
+                })?;
                 py.detach(|| Config::from_file(&path))
                     .map_err(|e| to_py(py, &e))?
             }
@@ -334,7 +338,7 @@ impl Client {
         }
         let s = key.cast::<PyString>().ok()?;
         (!self.key_prefix.prefix().is_empty())
-            .then(|| s.to_str().map(|s| s.as_bytes().to_vec()).ok())?
+            .then(|| s.encode_utf8().map(|b| b.as_bytes().to_vec()).ok())?
     }
 
     /// Leases and `get_or_set` place by the wire key only.
@@ -355,14 +359,16 @@ impl Client {
         let buf = if let Ok(b) = key.cast::<PyBytes>() {
             KeyBuf::Bytes(b.clone())
         } else if let Ok(s) = key.cast::<PyString>() {
-            if s.to_str().is_err() {
-                return Err(client_error(
-                    py,
-                    "invalid_key",
-                    "key is a str that cannot be encoded as UTF-8 (lone surrogate)",
-                ));
+            match s.encode_utf8() {
+                Ok(b) => KeyBuf::Bytes(b),
+                Err(_) => {
+                    return Err(client_error(
+                        py,
+                        "invalid_key",
+                        "key is a str that cannot be encoded as UTF-8 (lone surrogate)",
+                    ));
+                }
             }
-            KeyBuf::Str(s.clone())
         } else {
             return Err(client_error(
                 py,
@@ -591,7 +597,7 @@ impl Client {
                 if let Ok(b) = p.cast::<PyBytes>() {
                     b.as_bytes().to_vec()
                 } else if let Ok(s) = p.cast::<PyString>() {
-                    s.to_str()?.as_bytes().to_vec()
+                    utf8(s, "invalid_argument")?.as_bytes().to_vec()
                 } else {
                     return Err(client_error(
                         py,
@@ -1252,8 +1258,19 @@ impl Client {
     /// memcached's `stats [args]`: `{server: {name: value}}`, values as int or float when
     /// they parse as one, else str.
     #[pyo3(signature = (*args))]
-    fn stats<'py>(&self, py: Python<'py>, args: Vec<String>) -> PyResult<Bound<'py, PyDict>> {
-        let line = args.join(" ");
+    fn stats<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let mut words = Vec::with_capacity(args.len());
+        for a in args.iter() {
+            let s = a
+                .cast::<PyString>()
+                .map_err(|_| client_error(py, "invalid_argument", "stats arguments are str"))?;
+            words.push(str_text(s, "invalid_argument")?.into_owned());
+        }
+        let line = words.join(" ");
         let inner = &self.inner;
         let all = py
             .detach(|| inner.server_stats(&line))
@@ -1303,10 +1320,28 @@ impl Client {
     /// per server, `local` for an in-process cache; for a failover every child, for a shadowed
     /// key the shadow too, for a replicated route every replica (`op`: get, set, delete, incr,
     /// touch …).
-    #[pyo3(signature = (key, op="get"))]
-    fn route_for(&self, py: Python<'_>, key: &Bound<'_, PyAny>, op: &str) -> PyResult<Vec<String>> {
-        let op = Op::from_name(op).ok_or_else(|| {
-            client_error(py, "invalid_argument", format!("unknown operation {op:?}"))
+    #[pyo3(signature = (key, op=None))]
+    fn route_for(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        op: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<String>> {
+        let name = match op {
+            None => "get".into(),
+            Some(o) => match o.cast::<PyString>() {
+                Ok(s) => str_text(s, "invalid_argument")?,
+                Err(_) => {
+                    return Err(client_error(py, "invalid_argument", "op must be a str"));
+                }
+            },
+        };
+        let op = Op::from_name(&name).ok_or_else(|| {
+            client_error(
+                py,
+                "invalid_argument",
+                format!("unknown operation {name:?}"),
+            )
         })?;
         let k = self.key(key)?;
         // A pymemcache-placed client is one pool: its route is the placing key's server.
@@ -1426,7 +1461,7 @@ impl Client {
         let data: Vec<u8> = if let Ok(b) = value.cast::<PyBytes>() {
             b.as_bytes().to_vec()
         } else if let Ok(s) = value.cast::<PyString>() {
-            s.to_str()?.as_bytes().to_vec()
+            utf8(s, "invalid_value")?.as_bytes().to_vec()
         } else {
             return Err(client_error(
                 py,

@@ -52,11 +52,34 @@ pub enum Serde {
     Custom(Py<PyAny>),
 }
 
+/// A str's UTF-8 bytes (the 3.9 stable ABI encodes into a new `bytes`); a lone surrogate,
+/// which UTF-8 cannot carry, is a `ClientError` with `reason` rather than a `UnicodeEncodeError`.
+pub fn utf8<'py>(s: &Bound<'py, PyString>, reason: &str) -> PyResult<Bound<'py, PyBytes>> {
+    s.encode_utf8().map_err(|_| {
+        client_error(
+            s.py(),
+            reason,
+            "a str with a lone surrogate cannot be encoded as UTF-8",
+        )
+    })
+}
+
+/// A str as Rust text, with [`utf8`]'s error.
+pub fn str_text<'a>(s: &'a Bound<'_, PyString>, reason: &str) -> PyResult<Cow<'a, str>> {
+    s.to_cow().map_err(|_| {
+        client_error(
+            s.py(),
+            reason,
+            "a str with a lone surrogate cannot be encoded as UTF-8",
+        )
+    })
+}
+
 impl Serde {
     /// Parse `serde=`: a name or an object with `serialize` and `deserialize`.
     pub fn from_py(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Serde> {
         if let Ok(name) = obj.cast::<PyString>() {
-            return match name.to_str()? {
+            return match &*str_text(name, "invalid_config")? {
                 "pymemcache" => Ok(Serde::Pymemcache),
                 "pylibmc" => Ok(Serde::Pylibmc),
                 "raw" => Ok(Serde::Raw),
@@ -157,7 +180,7 @@ fn unpickle<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
 }
 
 fn decimal(v: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    Ok(v.str()?.to_str()?.as_bytes().to_vec())
+    Ok(v.str()?.encode_utf8()?.as_bytes().to_vec())
 }
 
 /// Python value → (bytes, flags).
@@ -188,8 +211,10 @@ pub fn encode<'py>(
             if v.is_exact_instance_of::<PyBytes>() {
                 (Payload::Borrowed(v.cast::<PyBytes>()?.clone()), BYTES)
             } else if v.is_exact_instance_of::<PyString>() {
-                let s = v.cast::<PyString>()?.to_str()?;
-                (Payload::Owned(s.as_bytes().to_vec()), TEXT)
+                (
+                    Payload::Borrowed(utf8(v.cast::<PyString>()?, "invalid_value")?),
+                    TEXT,
+                )
             } else if v.is_exact_instance_of::<PyInt>() {
                 (Payload::Owned(decimal(v)?), INTEGER)
             } else {
@@ -201,7 +226,7 @@ pub fn encode<'py>(
             if let Ok(b) = v.cast::<PyBytes>() {
                 (Payload::Borrowed(b.clone()), f::NONE)
             } else if let Ok(s) = v.cast::<PyString>() {
-                (Payload::Owned(s.to_str()?.as_bytes().to_vec()), f::TEXT)
+                (Payload::Borrowed(utf8(s, "invalid_value")?), f::TEXT)
             } else if let Ok(b) = v.cast::<PyBool>() {
                 let bytes = if b.is_true() { b"1" } else { b"0" };
                 (Payload::Owned(bytes.to_vec()), f::INTEGER)
@@ -223,7 +248,7 @@ pub fn encode<'py>(
             let payload = if let Ok(b) = data.cast::<PyBytes>() {
                 Payload::Borrowed(b.clone())
             } else if let Ok(s) = data.cast::<PyString>() {
-                Payload::Owned(s.to_str()?.as_bytes().to_vec())
+                Payload::Borrowed(utf8(s, "invalid_value")?)
             } else {
                 return Err(client_error(
                     py,
@@ -257,7 +282,7 @@ fn encode_interop<'py>(
         (Payload::Borrowed(b.clone()), php::STRING, 0)
     } else if let Ok(s) = v.cast::<PyString>() {
         (
-            Payload::Owned(s.to_str()?.as_bytes().to_vec()),
+            Payload::Borrowed(utf8(s, "invalid_value")?),
             php::STRING,
             (php::FAE_TEXT >> php::USER_FLAGS_SHIFT) as u16,
         )
@@ -283,7 +308,7 @@ fn encode_interop<'py>(
         kwargs.set_item("allow_nan", false)?;
         match dumps.call((v,), Some(&kwargs)) {
             Ok(text) => (
-                Payload::Owned(text.cast::<PyString>()?.to_str()?.as_bytes().to_vec()),
+                Payload::Borrowed(utf8(text.cast::<PyString>()?, "invalid_value")?),
                 php::JSON,
                 0,
             ),

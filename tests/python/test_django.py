@@ -86,6 +86,20 @@ def test_get_or_set_and_many(cache):
     cache.delete_many([])
 
 
+def test_set_many_reports_keys_the_client_did_not_store(cache, monkeypatch):
+    # set_many goes through the client's set_multi (the name Django's memcached backends call)
+    # and maps the stored keys it reports back to the caller's keys.
+    calls = []
+
+    def refuse_all(self, mapping, *args, **kwargs):
+        calls.append(dict(mapping))
+        return list(mapping)
+
+    monkeypatch.setattr(fae.Client, "set_multi", refuse_all)
+    assert cache.set_many({"sm1": 1, "sm2": 2}) == ["sm1", "sm2"]
+    assert [sorted(c) for c in calls] == [[cache.make_key("sm1"), cache.make_key("sm2")]]
+
+
 def test_touch(cache):
     assert cache.touch("missing") is False
     cache.set("t", 1, timeout=1)

@@ -95,3 +95,47 @@ def test_client_error_reply_is_a_client_error(servers):
 def test_bad_server_tuples(bad):
     with pytest.raises(fae.ClientError):
         fae.Client([bad])
+
+
+LONE = "\ud800"  # a str UTF-8 cannot carry
+
+
+@pytest.mark.parametrize("serde", ["pymemcache", "pylibmc", "interop"])
+def test_lone_surrogate_value(servers, serde):
+    mc = fae.Client(servers, serde=serde)
+    mc.set("lone", b"kept")
+    for call in (lambda: mc.set("lone", LONE), lambda: mc.append("lone", LONE)):
+        with pytest.raises(fae.ClientError) as e:
+            call()
+        assert e.value.reason == "invalid_value"
+    assert mc.get("lone") == b"kept"
+
+
+def test_lone_surrogate_key_and_config(servers):
+    with pytest.raises(fae.ClientError) as e:
+        fae.Client(servers).get("k" + LONE)
+    assert e.value.reason == "invalid_key"
+    with pytest.raises(fae.ClientError) as e:
+        fae.Client(servers, key_prefix=LONE)
+    assert e.value.reason == "invalid_argument"
+    for bad in ({"servers": LONE}, {"servers": [LONE]}, {"servers": servers, "serde": LONE}):
+        with pytest.raises(fae.ClientError) as e:
+            fae.Client(**bad)
+        assert e.value.reason == "invalid_config"
+
+
+def test_lone_surrogate_and_wrong_types_in_other_arguments(servers, tmp_path):
+    mc = fae.Client(servers)
+    for call, reason in (
+        (lambda: fae.Client(config_file=LONE), "invalid_config"),
+        (lambda: fae.Client(config_file=5), "invalid_config"),
+        (lambda: mc.stats(LONE), "invalid_argument"),
+        (lambda: mc.stats(5), "invalid_argument"),
+        (lambda: mc.route_for("k", op=LONE), "invalid_argument"),
+        (lambda: mc.route_for("k", op=5), "invalid_argument"),
+    ):
+        with pytest.raises(fae.ClientError) as e:
+            call()
+        assert e.value.reason == reason
+    assert mc.route_for("k") == mc.route_for("k", op="get") == mc.route_for("k", "get")
+    assert set(mc.stats("settings")) == set(servers)

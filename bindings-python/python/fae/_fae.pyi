@@ -138,8 +138,8 @@ class Client:
             (``invalid_argument``).
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         servers: Optional[Union[str, Iterable[Server]]] = None,
         *,
         config: Optional[Mapping[str, Any]] = None,
@@ -154,10 +154,10 @@ class Client:
         max_value_size: Optional[int] = None,
         binary_keys: Optional[bool] = None,
         min_compress_len: Optional[int] = None,
-        compress_level: int = 6,
+        compress_level: int = ...,
         pickle_protocol: Optional[int] = None,
         ignore_exc: bool = False,
-    ) -> None: ...
+    ) -> Client: ...
     @property
     def servers(self) -> List[str]:
         """Every pool's servers (``"host:port"``, or a socket server's path; pools in name
@@ -177,10 +177,10 @@ class Client:
         """The value, or ``default`` on a miss."""
     def gets(self, key: Key, default: Any = None, cas_default: Any = None) -> Tuple[Any, Any]:
         """``(value, cas)`` with an int CAS token, or ``(default, cas_default)`` on a miss."""
-    def gat(self, key: Key, expire: int = 0, default: Any = None) -> Any:
+    def gat(self, key: Key, expire: Optional[int] = ..., default: Any = None) -> Any:
         """Get and set the expiry (get-and-touch); ``default`` on a miss."""
     def gats(
-        self, key: Key, expire: int = 0, default: Any = None, cas_default: Any = None
+        self, key: Key, expire: Optional[int] = ..., default: Any = None, cas_default: Any = None
     ) -> Tuple[Any, Any]:
         """``gets`` that also sets the expiry."""
     def get_many(self, keys: Iterable[Key]) -> Dict[Key, Any]:
@@ -198,7 +198,7 @@ class Client:
         self,
         key: Key,
         value: Any,
-        expire: int = 0,
+        expire: Optional[int] = ...,
         noreply: Optional[bool] = None,
         flags: Optional[int] = None,
         min_compress_len: Optional[int] = None,
@@ -207,7 +207,7 @@ class Client:
     def set_many(
         self,
         values: Union[Mapping[Key, Any], Iterable[Tuple[Key, Any]]],
-        expire: int = 0,
+        expire: Optional[int] = ...,
         noreply: Optional[bool] = None,
         flags: Optional[int] = None,
         min_compress_len: Optional[int] = None,
@@ -217,7 +217,7 @@ class Client:
     def set_multi(
         self,
         values: Union[Mapping[Key, Any], Iterable[Tuple[Key, Any]]],
-        expire: int = 0,
+        expire: Optional[int] = ...,
         noreply: Optional[bool] = None,
         flags: Optional[int] = None,
         min_compress_len: Optional[int] = None,
@@ -227,7 +227,7 @@ class Client:
         self,
         key: Key,
         value: Any,
-        expire: int = 0,
+        expire: Optional[int] = ...,
         noreply: Optional[bool] = None,
         flags: Optional[int] = None,
         min_compress_len: Optional[int] = None,
@@ -237,7 +237,7 @@ class Client:
         self,
         key: Key,
         value: Any,
-        expire: int = 0,
+        expire: Optional[int] = ...,
         noreply: Optional[bool] = None,
         flags: Optional[int] = None,
         min_compress_len: Optional[int] = None,
@@ -247,7 +247,7 @@ class Client:
         self,
         key: Key,
         value: Union[bytes, str],
-        expire: int = 0,
+        expire: Optional[int] = ...,
         noreply: Optional[bool] = None,
         flags: Optional[int] = None,
     ) -> bool:
@@ -256,7 +256,7 @@ class Client:
         self,
         key: Key,
         value: Union[bytes, str],
-        expire: int = 0,
+        expire: Optional[int] = ...,
         noreply: Optional[bool] = None,
         flags: Optional[int] = None,
     ) -> bool:
@@ -266,7 +266,7 @@ class Client:
         key: Key,
         value: Any,
         cas: Union[int, bytes],
-        expire: int = 0,
+        expire: Optional[int] = ...,
         noreply: bool = False,
         flags: Optional[int] = None,
     ) -> Optional[bool]:
@@ -277,18 +277,18 @@ class Client:
         """Delete many (pipelined per server). True; a failed server raises."""
     def delete_multi(self, keys: Iterable[Key], noreply: Optional[bool] = None) -> bool:
         """Alias of ``delete_many``."""
-    def incr(self, key: Key, value: int = 1, noreply: bool = False) -> Optional[int]:
+    def incr(self, key: Key, value: Optional[int] = ..., noreply: bool = False) -> Optional[int]:
         """Add ``value`` (0..2**64) to a decimal value; the new value, None if missing."""
-    def decr(self, key: Key, value: int = 1, noreply: bool = False) -> Optional[int]:
+    def decr(self, key: Key, value: Optional[int] = ..., noreply: bool = False) -> Optional[int]:
         """Subtract (stops at 0); the new value, None if missing."""
-    def touch(self, key: Key, expire: int = 0, noreply: Optional[bool] = None) -> bool:
+    def touch(self, key: Key, expire: Optional[int] = ..., noreply: Optional[bool] = None) -> bool:
         """Set the expiry. True if the key exists."""
 
     # Stampede protection (README "Stampede protection"; config section ``stampede``:
     # ``lease_ttl_s``, ``wait_ms``, ``recache_below_s``, ``coalesce``). The lease logic is the
     # core's and memcached's (meta ``mg N``/``R``, ``ms C``, ``md I``); leases need the
     # ``"meta"`` protocol, which is the default.
-    def get_or_set(self, key: Key, fn: Callable[[], T], expire: int = 0) -> T:
+    def get_or_set(self, key: Key, fn: Callable[[], T], expire: Optional[int] = ...) -> T:
         """Read-through with stampede protection: the value of ``key`` if cached (a stale,
         invalidated one included while another caller refreshes it), else ``fn()``'s, stored
         with ``expire``.
@@ -323,7 +323,7 @@ class Client:
             ClientError: an invalid key, a closed client. Server and network errors raise
                 as for ``get`` (``ignore_exc`` does not apply to lease reads).
         """
-    def set_with_lease(self, key: Key, value: Any, token: int, expire: int = 0) -> bool:
+    def set_with_lease(self, key: Key, value: Any, token: int, expire: Optional[int] = ...) -> bool:
         """Fill ``key`` with the ``Lease.token`` of a ``miss`` or ``refresh`` (meta
         ``ms <key> C<token>``), ``value`` encoded like ``set``. True stored; False a delete,
         set or invalidate of the key happened since the lease, so the newer state wins and
@@ -333,7 +333,7 @@ class Client:
             ClientError: a token that is not an int in 0..2**64 (``invalid_argument``), an
                 invalid key, a value too large or the serde cannot store.
         """
-    def invalidate(self, key: Key, stale_ttl: int = 0) -> bool:
+    def invalidate(self, key: Key, stale_ttl: Optional[int] = ...) -> bool:
         """Mark ``key`` stale instead of deleting it (meta ``md <key> I T<stale_ttl>``), for
         stale-while-revalidate: the value stays for ``stale_ttl`` more seconds (0: its
         current TTL); the first lease reader (``get_or_lease``, ``get_or_set``) gets it as
@@ -343,7 +343,7 @@ class Client:
         """
 
     # Admin.
-    def flush_all(self, delay: int = 0, noreply: Optional[bool] = None) -> bool:
+    def flush_all(self, delay: int = ..., noreply: Optional[bool] = None) -> bool:
         """``flush_all`` on every server (after ``delay`` seconds, 0..2**32). True."""
     def version(self) -> Dict[str, str]:
         """``{server: version}``."""
@@ -398,12 +398,13 @@ class Client:
                 stays in force (a config the core rejects is counted in
                 ``client_stats()["process"]["reload_failures"]``).
         """
-    def route_for(self, key: Key, op: str = "get") -> List[str]:
+    def route_for(self, key: Key, op: Optional[str] = ...) -> List[str]:
         """Every destination a request of ``op`` for ``key`` could touch, each once, in route
         order, without I/O: ``"host:port"`` per server and ``"local"`` for an in-process
         cache. A failover lists every child, a shadowed key its shadow too, a replicated route
-        every replica, a near cache ``"local"`` then its route's servers. ``op``: get, gets,
-        gat, gats, set, add, replace, append, prepend, cas, delete, incr, decr, touch.
+        every replica, a near cache ``"local"`` then its route's servers. ``op`` (default
+        get): get, gets, gat, gats, set, add, replace, append, prepend, cas, delete, incr,
+        decr, touch.
 
         Raises:
             ClientError: an unknown ``op`` (``invalid_argument``) or an invalid key."""

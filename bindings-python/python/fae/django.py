@@ -86,7 +86,8 @@ class FaeCache(BaseMemcachedCache):
             original[k] = key
         exptime = self.get_backend_timeout(timeout)
         try:
-            failed = self._cache.set_many(safe, exptime)
+            # set_multi: the name Django's memcached backends call (and tests patch).
+            failed = self._cache.set_multi(safe, exptime)
         except fae.ClientError as e:
             if e.reason != "value_too_large":
                 raise
