@@ -702,17 +702,28 @@ impl Client {
 
     /// Store many items, pipelined per server. Aligned with `items`.
     pub fn set_multi(&self, items: &[SetItem<'_>]) -> Result<Vec<Result<StoreOutcome>>> {
+        self.set_placed(items, items.iter().map(|it| it.key))
+    }
+
+    /// `set` of every item, item `i` placed by the `i`-th key of `places`.
+    fn set_placed<'a>(
+        &self,
+        items: &[SetItem<'a>],
+        places: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<Vec<Result<StoreOutcome>>> {
         let reqs: Vec<Write<'_>> = items
             .iter()
-            .map(|it| {
-                Write::new(Request::Store {
+            .zip(places)
+            .map(|(it, place)| Write {
+                place,
+                req: Request::Store {
                     op: StoreOp::Set,
                     key: it.key,
                     value: it.value,
                     flags: it.flags,
                     exptime: it.exptime,
                     noreply: false,
-                })
+                },
             })
             .collect();
         Ok(self
@@ -725,15 +736,26 @@ impl Client {
     /// Delete many keys, pipelined per server. Aligned with `keys`: `Ok(true)` deleted,
     /// `Ok(false)` was not there.
     pub fn delete_multi(&self, keys: &[&[u8]]) -> Result<Vec<Result<bool>>> {
+        self.delete_placed(keys, keys.iter().copied())
+    }
+
+    /// `delete` of every key, key `i` placed by the `i`-th key of `places`.
+    fn delete_placed<'a>(
+        &self,
+        keys: &[&'a [u8]],
+        places: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<Vec<Result<bool>>> {
         let reqs: Vec<Write<'_>> = keys
             .iter()
-            .map(|key| {
-                Write::new(Request::Delete {
+            .zip(places)
+            .map(|(key, place)| Write {
+                place,
+                req: Request::Delete {
                     key,
                     noreply: false,
                     invalidate: None,
                     cas: None,
-                })
+                },
             })
             .collect();
         Ok(self
@@ -1115,26 +1137,7 @@ impl Client {
         server_keys: &[&[u8]],
     ) -> Result<Vec<Result<StoreOutcome>>> {
         same_len("set_multi_routed", items.len(), server_keys.len())?;
-        let reqs: Vec<Write<'_>> = items
-            .iter()
-            .zip(server_keys)
-            .map(|(it, place)| Write {
-                place,
-                req: Request::Store {
-                    op: StoreOp::Set,
-                    key: it.key,
-                    value: it.value,
-                    flags: it.flags,
-                    exptime: it.exptime,
-                    noreply: false,
-                },
-            })
-            .collect();
-        Ok(self
-            .run(&reqs)?
-            .into_iter()
-            .map(|r| r.and_then(StoreOutcome::from_reply))
-            .collect())
+        self.set_placed(items, server_keys.iter().copied())
     }
 
     /// [`Client::delete_multi`] where `keys[i]` is placed by `server_keys[i]`.
@@ -1144,24 +1147,7 @@ impl Client {
         server_keys: &[&[u8]],
     ) -> Result<Vec<Result<bool>>> {
         same_len("delete_multi_routed", keys.len(), server_keys.len())?;
-        let reqs: Vec<Write<'_>> = keys
-            .iter()
-            .zip(server_keys)
-            .map(|(key, place)| Write {
-                place,
-                req: Request::Delete {
-                    key,
-                    noreply: false,
-                    invalidate: None,
-                    cas: None,
-                },
-            })
-            .collect();
-        Ok(self
-            .run(&reqs)?
-            .into_iter()
-            .map(|r| r.and_then(found))
-            .collect())
+        self.delete_placed(keys, server_keys.iter().copied())
     }
 }
 
