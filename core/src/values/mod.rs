@@ -112,6 +112,20 @@ pub fn zlib_decompress(stream: &[u8], expected: Option<usize>) -> Result<Vec<u8>
     }
 }
 
+/// Bytes no compressor shrinks (xorshift64), for the layouts' tests.
+#[cfg(test)]
+pub(crate) fn test_noise(n: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 56) as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -257,18 +257,7 @@ pub fn parse_bool(payload: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    /// Bytes no compressor shrinks (xorshift64).
-    fn noise(n: usize) -> Vec<u8> {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 56) as u8
-            })
-            .collect()
-    }
+    use crate::values::test_noise as noise;
 
     fn roundtrip(ty: u32, plain: &[u8], c: Option<&Compress>) -> (Vec<u8>, u32) {
         let (stored, flags) = encode(ty, plain, 0, c).unwrap();

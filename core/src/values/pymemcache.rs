@@ -82,18 +82,7 @@ pub fn compress(plain: &[u8], min_compress_len: usize, level: u32) -> Option<Vec
 mod tests {
     use super::*;
 
-    /// Bytes no compressor shrinks (xorshift64).
-    fn noise(n: usize) -> Vec<u8> {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 56) as u8
-            })
-            .collect()
-    }
+    use crate::values::test_noise as noise;
 
     #[test]
     fn kinds_follow_pymemcache_order() {
