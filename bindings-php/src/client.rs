@@ -16,8 +16,8 @@ use fae_core::{Item, Op, StoreOutcome};
 use parking_lot::Mutex;
 
 use crate::codes::*;
-use crate::compat::client_constants;
 use crate::convert::*;
+use crate::php_ini::client_constants;
 use crate::state::{Shared, SharedRef, persistent};
 use crate::values::{self, Fail, ValueOpts};
 
@@ -95,7 +95,7 @@ pub struct FaeClient {
 /// php-memcached's `memcached.*` defaults for a new object (declared by this extension when
 /// it provides `Memcached`). A value the client cannot take is left at libfae's default.
 fn ini_defaults(s: &mut Shared) {
-    use crate::compat::{ini, ini_bool};
+    use crate::php_ini::{ini, ini_bool};
     use crate::state::opt;
     let serializer = match ini("memcached.serializer").as_deref().map(str::trim) {
         Some("igbinary") => values::SERIALIZER_IGBINARY,
@@ -165,7 +165,7 @@ impl FaeClient {
         };
         let make = || {
             let mut s = Shared::new(config.clone())?;
-            if crate::compat::provides_memcached() {
+            if crate::php_ini::provides_memcached() {
                 ini_defaults(&mut s);
             }
             Ok(s)

@@ -8,7 +8,7 @@ use serde_json::Value;
 /// `Fae\Exception` (`MemcachedException` when this extension provides that class, a
 /// subclass, so that both `catch` clauses see it) with `msg`.
 pub fn exception(msg: impl Into<String>) -> PhpException {
-    PhpException::new(msg.into(), 0, crate::compat::exception_ce())
+    PhpException::new(msg.into(), 0, exception_ce())
 }
 
 /// PHP's `TypeError` with `msg` (a wrong argument type).
@@ -283,4 +283,21 @@ pub fn php_type_name(z: &Zval) -> String {
     } else {
         format!("{}", z.get_type()).to_lowercase()
     }
+}
+
+/// `Fae\Exception`, then `MemcachedException` when provided: what [`exception_ce`] throws
+/// (set by the class registration in MINIT).
+pub(crate) static EXCEPTION: std::sync::atomic::AtomicPtr<ext_php_rs::zend::ClassEntry> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// The class our errors are thrown as.
+pub fn exception_ce() -> &'static ext_php_rs::zend::ClassEntry {
+    // SAFETY: set in MINIT to a class entry the engine keeps for the process' life; a
+    // throw happens only in a request, after MINIT.
+    unsafe {
+        EXCEPTION
+            .load(std::sync::atomic::Ordering::Acquire)
+            .as_ref()
+    }
+    .unwrap_or_else(ext_php_rs::zend::ce::exception)
 }

@@ -13,6 +13,7 @@ mod codes;
 mod compat;
 mod convert;
 mod logging;
+mod php_ini;
 mod session;
 mod session_module;
 mod state;
@@ -44,11 +45,21 @@ pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
 }
 
+/// MINIT: the php.ini settings, then the session save handlers (`fae`, and `memcached` when
+/// this extension provides php-memcached's classes). Nothing else happens at module load;
+/// the classes are registered after this.
+extern "C" fn module_startup(ty: i32, module_number: i32) -> i32 {
+    logging::module_startup(ty, module_number);
+    php_ini::register_ini(module_number);
+    session_module::register(php_ini::wants_memcached_classes());
+    0
+}
+
 #[php_module]
 pub fn get_module(module: ModuleBuilder) -> ModuleBuilder {
     module
         .name("fae")
-        .startup_function(logging::module_startup)
+        .startup_function(module_startup)
         .request_shutdown_function(logging::request_shutdown)
         .info_function(compat::module_info)
         .class::<FaeClient>()

@@ -193,10 +193,9 @@ const fn log_level_entry() -> IniEntryDef {
 
 static INI: IniEntryDefs<2> = IniEntryDefs::new([log_level_entry(), IniEntryDef::end()]);
 
-/// MINIT: register `fae.log_level` (nothing else happens at module load).
+/// MINIT: register `fae.log_level`.
 pub extern "C" fn module_startup(_ty: i32, module_number: i32) -> i32 {
     IniEntryDef::register(INI.as_slice(), module_number);
-    crate::compat::register_ini(module_number);
     0
 }
 

@@ -153,7 +153,7 @@ impl FaeSessionHandler {
     /// A handler configured from php.ini: `memcached.sess_*` (php-memcached's settings; this
     /// extension declares them when it provides `Memcached`).
     pub(crate) fn from_ini() -> Result<Self, String> {
-        use crate::compat::{ini, ini_bool};
+        use crate::php_ini::{ini, ini_bool};
         let long = |k: &str, d: i64| {
             ini(k)
                 .and_then(|v| v.trim().parse::<i64>().ok())

@@ -171,7 +171,7 @@ impl FaeClient {
                 Err(PhpException::new(
                     format!("{}: {m}", text(RES_NOT_SUPPORTED)),
                     RES_NOT_SUPPORTED as i32,
-                    crate::compat::exception_ce(),
+                    crate::convert::exception_ce(),
                 ))
             }
         }
