@@ -302,13 +302,21 @@ fn file_pid(name: &str) -> Option<i32> {
 /// Write this process's snapshot atomically and delete snapshots of dead processes.
 pub(crate) fn write_snapshot(dir: &Path, id: u64, snapshot: &Value) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let pid = std::process::id();
-    let name = format!("fae-{pid}-{id}.json");
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, snapshot.to_string())?;
-    std::fs::rename(&tmp, dir.join(&name))?;
+    replace(
+        dir,
+        &format!("fae-{}-{id}.json", std::process::id()),
+        snapshot,
+    )?;
     retire_dead(dir)?;
     Ok(())
+}
+
+/// Write `dir/name` through a temporary file and a rename, so readers never see half a file
+/// (no fsync: snapshots are rewritten every interval and lose nothing but freshness).
+fn replace(dir: &Path, name: &str, v: &Value) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, v.to_string())?;
+    std::fs::rename(&tmp, dir.join(name))
 }
 
 /// The accumulated counters of processes that are gone.
@@ -398,19 +406,16 @@ fn retire_dead(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     if dead.is_empty() {
         return Ok(live);
     }
-    let retired_path = dir.join(RETIRED);
-    let mut parts: Vec<Value> = read_json(&retired_path).into_iter().collect();
+    let retired = read_json(&dir.join(RETIRED));
+    let before = retired
+        .as_ref()
+        .and_then(|r| r["process"]["retired_processes"].as_u64())
+        .unwrap_or(0);
+    let mut parts: Vec<Value> = retired.into_iter().collect();
     parts.extend(dead.iter().filter_map(|p| read_json(p)));
     let mut total = counters_only(merge_snapshots(&parts));
-    total["process"]["retired_processes"] = json!(
-        read_json(&retired_path)
-            .and_then(|r| r["process"]["retired_processes"].as_u64())
-            .unwrap_or(0)
-            + dead.len() as u64
-    );
-    let tmp = dir.join(format!(".{RETIRED}.tmp"));
-    std::fs::write(&tmp, total.to_string())?;
-    std::fs::rename(&tmp, &retired_path)?;
+    total["process"]["retired_processes"] = json!(before + dead.len() as u64);
+    replace(dir, RETIRED, &total)?;
     for p in dead {
         let _ = std::fs::remove_file(p);
     }
