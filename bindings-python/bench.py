@@ -167,11 +167,12 @@ def table(lat, ncalls, nmulti):
     return "\n".join(rows), "\n".join(verdict), info
 
 
-def write_docs(text: str):
+def write_docs(text: str, marker: str = "python-bench"):
+    """Replace the `<!-- MARKER:start -->`…`end` block of docs/BENCHMARKS.md (append it once)."""
     path = ROOT / "docs" / "BENCHMARKS.md"
     doc = path.read_text()
-    start = "<!-- python-bench:start -->"
-    end = "<!-- python-bench:end -->"
+    start = f"<!-- {marker}:start -->"
+    end = f"<!-- {marker}:end -->"
     block = f"{start}\n{text}\n{end}"
     if start in doc:
         doc = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, doc, flags=re.S)

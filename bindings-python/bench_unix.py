@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import shutil
 import signal
 import subprocess
@@ -26,7 +25,7 @@ import time
 import pylibmc
 
 import fae
-from bench import ROOT, VALUE, pct, start_servers
+from bench import VALUE, pct, start_servers, write_docs
 
 NKEYS = 1000
 
@@ -134,18 +133,6 @@ Command (after `bash scripts/setup.sh` and `maturin develop --release` in `bindi
 """
 
 
-def write_docs(text: str):
-    path = ROOT / "docs" / "BENCHMARKS.md"
-    doc = path.read_text()
-    start, end = "<!-- unix-bench:start -->", "<!-- unix-bench:end -->"
-    block = f"{start}\n{text}\n{end}"
-    if start in doc:
-        doc = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, doc, flags=re.S)
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(doc)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--calls", type=int, default=20000)
@@ -158,7 +145,7 @@ def main():
     print()
     print(info)
     if a.write_docs:
-        write_docs(SECTION.format(rows=rows, info=info))
+        write_docs(SECTION.format(rows=rows, info=info), "unix-bench")
         print("docs/BENCHMARKS.md updated", file=sys.stderr)
 
 
