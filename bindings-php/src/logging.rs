@@ -15,12 +15,11 @@
 //! warnings are always written. The logger is installed at the first client construction, not
 //! at module load.
 
-use std::ffi::{CString, c_char, c_int, c_void};
+use std::ffi::{CString, c_char, c_int};
 use std::ptr;
 use std::sync::Once;
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-use ext_php_rs::ffi::{zend_ini_entry, zend_string};
 use ext_php_rs::flags::IniEntryPermission;
 use ext_php_rs::zend::{IniEntryDef, IniEntryDefs};
 use log::{Level, LevelFilter, Log, Metadata, Record};
@@ -161,18 +160,9 @@ pub fn drain() {
     }
 }
 
-/// `fae.log_level`'s on-modify handler: at registration, `ini_set()` and the end-of-request
-/// restore. An unknown value is refused (the old one stays).
-unsafe extern "C" fn on_log_level(
-    _entry: *mut zend_ini_entry,
-    new_value: *mut zend_string,
-    _a1: *mut c_void,
-    _a2: *mut c_void,
-    _a3: *mut c_void,
-    _stage: c_int,
-) -> c_int {
-    // SAFETY: the engine passes a valid zend_string (or null).
-    let bytes = unsafe { new_value.as_ref() }.map_or(&[][..], |s| s.as_bytes());
+// `fae.log_level`'s on-modify handler: at registration, `ini_set()` and the end-of-request
+// restore. An unknown value is refused (the old one stays).
+crate::php_ini::on_modify!(on_log_level, |bytes| {
     match parse_level(bytes) {
         Some(l) => {
             LEVEL.store(l as usize, Ordering::Relaxed);
@@ -183,7 +173,7 @@ unsafe extern "C" fn on_log_level(
         }
         None => -1,
     }
-}
+});
 
 const fn log_level_entry() -> IniEntryDef {
     let mut e = IniEntryDef::new(c"fae.log_level", c"warn", IniEntryPermission::All);

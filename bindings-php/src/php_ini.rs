@@ -10,6 +10,26 @@ use ext_php_rs::ffi::{HashTable, zend_hash_str_find, zend_ini_entry, zend_string
 use ext_php_rs::flags::IniEntryPermission;
 use ext_php_rs::zend::{IniEntryDef, IniEntryDefs};
 
+/// An ini entry's on-modify handler (the engine's C signature) around a body that sees the
+/// new value as bytes and returns 0 to accept it, -1 to refuse it (the old value stays).
+macro_rules! on_modify {
+    ($name:ident, |$bytes:ident| $body:block) => {
+        unsafe extern "C" fn $name(
+            _entry: *mut ext_php_rs::ffi::zend_ini_entry,
+            new_value: *mut ext_php_rs::ffi::zend_string,
+            _a1: *mut std::ffi::c_void,
+            _a2: *mut std::ffi::c_void,
+            _a3: *mut std::ffi::c_void,
+            _stage: std::ffi::c_int,
+        ) -> std::ffi::c_int {
+            // SAFETY: the engine passes a valid zend_string (or null) for the new value.
+            let $bytes = unsafe { new_value.as_ref() }.map_or(&[][..], |s| s.as_bytes());
+            $body
+        }
+    };
+}
+pub(crate) use on_modify;
+
 pub(crate) static PROVIDE: AtomicBool = AtomicBool::new(true);
 pub(crate) static PROVIDED: AtomicBool = AtomicBool::new(false);
 
@@ -26,16 +46,7 @@ fn truthy(bytes: &[u8]) -> Option<bool> {
     }
 }
 
-unsafe extern "C" fn on_provide(
-    _entry: *mut zend_ini_entry,
-    new_value: *mut zend_string,
-    _a1: *mut c_void,
-    _a2: *mut c_void,
-    _a3: *mut c_void,
-    _stage: c_int,
-) -> c_int {
-    // SAFETY: the engine passes a valid zend_string (or null).
-    let bytes = unsafe { new_value.as_ref() }.map_or(&[][..], |s| s.as_bytes());
+on_modify!(on_provide, |bytes| {
     match truthy(bytes) {
         Some(b) => {
             PROVIDE.store(b, Ordering::Relaxed);
@@ -43,7 +54,7 @@ unsafe extern "C" fn on_provide(
         }
         None => -1,
     }
-}
+});
 
 const fn provide_entry() -> IniEntryDef {
     // System-wide: the classes exist (or not) from module startup on.
@@ -58,18 +69,9 @@ const fn provide_entry() -> IniEntryDef {
 
 static INI: IniEntryDefs<2> = IniEntryDefs::new([provide_entry(), IniEntryDef::end()]);
 
-/// php-memcached's sess_prefix check: printable, no spaces, at most 249 bytes; a refused
-/// value keeps the old one, with php-memcached's warnings.
-unsafe extern "C" fn on_sess_prefix(
-    _entry: *mut zend_ini_entry,
-    new_value: *mut zend_string,
-    _a1: *mut c_void,
-    _a2: *mut c_void,
-    _a3: *mut c_void,
-    _stage: c_int,
-) -> c_int {
-    // SAFETY: the engine passes a valid zend_string (or null).
-    let bytes = unsafe { new_value.as_ref() }.map_or(&[][..], |s| s.as_bytes());
+// php-memcached's sess_prefix check: printable, no spaces, at most 249 bytes; a refused
+// value keeps the old one, with php-memcached's warnings.
+on_modify!(on_sess_prefix, |bytes| {
     if bytes.len() > 249 {
         crate::convert::warn("memcached.sess_prefix too long (max: 249)");
         return -1;
@@ -81,18 +83,9 @@ unsafe extern "C" fn on_sess_prefix(
         return -1;
     }
     0
-}
+});
 
-unsafe extern "C" fn on_hash_type(
-    _entry: *mut zend_ini_entry,
-    new_value: *mut zend_string,
-    _a1: *mut c_void,
-    _a2: *mut c_void,
-    _a3: *mut c_void,
-    _stage: c_int,
-) -> c_int {
-    // SAFETY: as above.
-    let bytes = unsafe { new_value.as_ref() }.map_or(&[][..], |s| s.as_bytes());
+on_modify!(on_hash_type, |bytes| {
     if matches!(bytes, b"" | b"ketama" | b"ketama_weighted") {
         0
     } else {
@@ -101,25 +94,16 @@ unsafe extern "C" fn on_hash_type(
         );
         -1
     }
-}
+});
 
-unsafe extern "C" fn on_serializer(
-    _entry: *mut zend_ini_entry,
-    new_value: *mut zend_string,
-    _a1: *mut c_void,
-    _a2: *mut c_void,
-    _a3: *mut c_void,
-    _stage: c_int,
-) -> c_int {
-    // SAFETY: as above.
-    let bytes = unsafe { new_value.as_ref() }.map_or(&[][..], |s| s.as_bytes());
+on_modify!(on_serializer, |bytes| {
     match bytes {
         b"php" | b"json" | b"json_array" => 0,
         // Known only once the other extensions are loaded: checked where it is used.
         b"igbinary" | b"msgpack" => 0,
         _ => -1,
     }
-}
+});
 
 const fn entry(name: &'static std::ffi::CStr, default: &'static std::ffi::CStr) -> IniEntryDef {
     IniEntryDef::new(name, default, IniEntryPermission::All)
