@@ -387,9 +387,41 @@ fn counters_only(mut v: Value) -> Value {
     v
 }
 
+/// The record lock excludes other processes only, not other threads of this one (a worker's
+/// exit-time snapshot runs while its supervisor thread may be folding too): this flag holds
+/// the fork generation + 1 of the folding thread, and a value of another generation was left
+/// by a thread a fork did not copy, so it is free.
+static FOLDING: AtomicU64 = AtomicU64::new(0);
+
+struct Folding;
+
+impl Folding {
+    fn take() -> Folding {
+        let me = fork::generation() + 1;
+        loop {
+            let cur = FOLDING.load(Ordering::Acquire);
+            if cur != me
+                && FOLDING
+                    .compare_exchange(cur, me, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return Folding;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for Folding {
+    fn drop(&mut self) {
+        FOLDING.store(0, Ordering::Release);
+    }
+}
+
 /// Fold the files of processes that are gone into [`RETIRED`] and delete them; returns the
 /// live files. A file that cannot be read is deleted without being counted.
 fn retire_dead(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let _folding = Folding::take();
     let _lock = DirLock::take(&dir.join(RETIRE_LOCK))?;
     let mut live = Vec::new();
     let mut dead = Vec::new();
