@@ -125,6 +125,12 @@ fn etcd_tls_client_cert_and_login() {
     assert_eq!(t.pools["main"], vec!["10.0.0.1:11211"]);
     let dbg = format!("{s:?}");
     assert!(!dbg.contains(CANARY), "Debug leaks the password: {dbg}");
+    assert!(!dbg.contains("Authorization"), "{dbg}");
+    // Nor the client key: no line of its PEM body, and no run of its bytes.
+    let key_pem = std::fs::read_to_string(&pki.client_key).unwrap();
+    for line in key_pem.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!dbg.contains(line), "Debug leaks the key: {dbg}");
+    }
     let h = std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(8);
         while Instant::now() < deadline {
@@ -138,6 +144,14 @@ fn etcd_tls_client_cert_and_login() {
     etcd.put("/fae/pools/main", r#"["10.0.0.1:11211","10.0.0.2:11211"]"#);
     let t = h.join().unwrap().expect("watch over TLS sees the put");
     assert_eq!(t.pools["main"].len(), 2);
+
+    // Revoked tokens ("invalid auth token"): the source logs in again and retries; the
+    // caller sees no error.
+    let mut s = src(tls(&pki), Some(&good_pw));
+    s.current().expect("first read");
+    etcd.revoke_tokens();
+    s.current()
+        .expect("read after the tokens were revoked: re-login");
 
     // Refusals: each a clear error within the timeouts.
     let t0 = Instant::now();
@@ -172,7 +186,7 @@ fn etcd_tls_client_cert_and_login() {
         .current(),
         t0,
         true,
-        "NotValidForName",
+        "tls.server_name",
     );
     let t0 = Instant::now();
     refused(
@@ -189,7 +203,7 @@ fn etcd_tls_client_cert_and_login() {
     s.current().expect("read with the copied CA");
     std::fs::copy(&pki.other_ca, &ca_copy).unwrap();
     let t0 = Instant::now();
-    refused(s.current(), t0, true, "UnknownIssuer");
+    refused(s.current(), t0, true, "tls.ca_file");
     std::fs::copy(&pki.ca, &ca_copy).unwrap();
     s.current().expect("read after the CA file is restored");
 
@@ -407,6 +421,28 @@ fn zookeeper_tls_client_cert_and_digest() {
         assert!(!t.contains(CANARY), "password leaked: {t}");
     }
     drop(w);
+    drop(zk);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A server whose certificate has expired: refused by the client, named as such.
+#[test]
+fn zookeeper_expired_server_certificate_is_refused() {
+    if !ZooKeeper::available() {
+        eprintln!("SKIPPED: java or zookeeper not installed (run scripts/setup.sh)");
+        return;
+    }
+    let d = dir("zk-expired");
+    let pki = Pki::new(&d.join("pki"));
+    let mut server = pki.server(false);
+    server.cert_file = pki.expired_server_cert.clone();
+    let zk = ZooKeeper::start_tls(&server);
+    let mut s = ZkSource::new(vec![zk.secure_endpoint()], "/")
+        .timeouts(Duration::from_secs(4), Duration::from_secs(2))
+        .tls(TlsSettings::with_ca(&pki.ca))
+        .unwrap();
+    let t0 = Instant::now();
+    refused(s.current(), t0, true, "expired");
     drop(zk);
     let _ = std::fs::remove_dir_all(&d);
 }

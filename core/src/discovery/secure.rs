@@ -1,6 +1,6 @@
 //! TLS and login settings of a coordinator connection (etcd, ZooKeeper): plain data, read from
 //! the config's `discovery` section or from `fae watch`'s flags. The connections themselves
-//! (feature `watch`) are in [`super::tls`]; the library only parses these.
+//! (feature `watch`) are in the etcd and ZooKeeper sources; the library only parses these.
 //!
 //! Secrets never reach a message: the password is read from a file or an environment variable
 //! when a connection logs in, is held in a [`Secret`] whose `Debug` prints `"<redacted>"`, and

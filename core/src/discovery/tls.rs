@@ -83,10 +83,18 @@ impl Write for Conn {
 type Stamp = Vec<Option<(u64, SystemTime)>>;
 
 /// TLS client settings and the rustls config built from them (rebuilt when a file changes).
-#[derive(Debug)]
 pub(crate) struct Tls {
     settings: TlsSettings,
     built: Option<(Stamp, Arc<ClientConfig>)>,
+}
+
+impl std::fmt::Debug for Tls {
+    // The settings name the files; the built config (certificates, key handle) is noise.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Tls {
@@ -309,10 +317,23 @@ fn handshake_error(endpoint: &str, e: &io::Error) -> Error {
         ));
     }
     match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::InvalidCertificate(c)) => Error::Denied(format!(
-            "{endpoint}: TLS: the server's certificate is not accepted: {c:?} \
-             (check tls.ca_file and tls.server_name)"
-        )),
+        Some(rustls::Error::InvalidCertificate(c)) => {
+            use rustls::CertificateError as C;
+            let hint = match c {
+                C::Expired | C::ExpiredContext { .. } => "the server's certificate has expired",
+                C::NotValidYet | C::NotValidYetContext { .. } => {
+                    "the server's certificate is not valid yet (clock skew?)"
+                }
+                C::NotValidForName | C::NotValidForNameContext { .. } => {
+                    "check tls.server_name against the certificate's names"
+                }
+                C::UnknownIssuer | C::BadSignature => "check tls.ca_file",
+                _ => "check tls.ca_file and tls.server_name",
+            };
+            Error::Denied(format!(
+                "{endpoint}: TLS: the server's certificate is not accepted: {c} ({hint})"
+            ))
+        }
         Some(rustls::Error::AlertReceived(
             a @ (A::BadCertificate
             | A::CertificateRequired

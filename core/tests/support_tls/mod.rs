@@ -18,6 +18,8 @@ pub struct Pki {
     pub ca: PathBuf,
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
+    /// The server certificate again (same key), expired since 2002.
+    pub expired_server_cert: PathBuf,
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
     /// A CA that signed nothing here.
@@ -51,6 +53,9 @@ impl Pki {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         let server_pem = sp.signed_by(&server_key, &issuer).unwrap().pem();
+        sp.not_before = rcgen::date_time_ymd(2001, 1, 1);
+        sp.not_after = rcgen::date_time_ymd(2002, 1, 1);
+        let expired_pem = sp.signed_by(&server_key, &issuer).unwrap().pem();
 
         let client_key = KeyPair::generate().unwrap();
         let mut cp = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -73,6 +78,7 @@ impl Pki {
             ca: w("ca.pem", &ca_pem),
             server_cert: w("server.pem", &server_pem),
             server_key: w("server.key", &server_key.serialize_pem()),
+            expired_server_cert: w("server-expired.pem", &expired_pem),
             client_cert: w("client.pem", &client_pem),
             client_key: w("client.key", &client_key.serialize_pem()),
             other_ca: w("other-ca.pem", &other_pem),

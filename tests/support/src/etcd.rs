@@ -211,6 +211,14 @@ impl Etcd {
         *lock(&self.root) = Some(format!("root:{root_password}"));
     }
 
+    /// Invalidates every login token (`auth disable`, `auth enable`: etcd drops its tokens),
+    /// so clients must log in again. Panics on failure.
+    pub fn revoke_tokens(&self) {
+        let ok = |r: io::Result<String>| r.unwrap_or_else(|e| panic!("{e}"));
+        ok(self.etcdctl(&["auth", "disable"]));
+        ok(self.etcdctl(&["auth", "enable"]));
+    }
+
     /// Adds `user` with `password` and read access to keys under `prefix` (after
     /// [`Etcd::enable_auth`]). Panics on failure.
     pub fn add_reader(&self, user: &str, password: &str, prefix: &str) {
