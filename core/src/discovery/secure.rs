@@ -14,8 +14,10 @@ use serde::Deserialize;
 use super::{Error, Result};
 
 /// TLS to the coordinator (config `discovery.tls`; the same keys as a pool's `tls`).
+/// Deserializing checks the combination ([`TlsSettings::validate`]), so a config with a
+/// certificate but no key fails to load, naming `discovery.tls`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, try_from = "RawTls")]
 #[non_exhaustive]
 pub struct TlsSettings {
     /// PEM file of the CA certificate(s) that signed the server's certificate. Required unless
@@ -30,6 +32,45 @@ pub struct TlsSettings {
     /// Verify the server's certificate chain and name (default true). False encrypts but trusts
     /// any server: for tests only.
     pub verify: bool,
+}
+
+/// The keys as written; [`TlsSettings`] is this after [`TlsSettings::validate`].
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawTls {
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    server_name: Option<String>,
+    verify: bool,
+}
+
+impl Default for RawTls {
+    fn default() -> Self {
+        let d = TlsSettings::default();
+        RawTls {
+            ca_file: d.ca_file,
+            cert_file: d.cert_file,
+            key_file: d.key_file,
+            server_name: d.server_name,
+            verify: d.verify,
+        }
+    }
+}
+
+impl TryFrom<RawTls> for TlsSettings {
+    type Error = String;
+    fn try_from(r: RawTls) -> std::result::Result<Self, String> {
+        let t = TlsSettings {
+            ca_file: r.ca_file,
+            cert_file: r.cert_file,
+            key_file: r.key_file,
+            server_name: r.server_name,
+            verify: r.verify,
+        };
+        t.validate().map_err(|e| e.message().to_string())?;
+        Ok(t)
+    }
 }
 
 impl Default for TlsSettings {
@@ -99,7 +140,7 @@ impl TlsSettings {
 /// A user and where to find the password (config `discovery.auth`; the same keys as a pool's
 /// `auth`). etcd: user/password login; ZooKeeper: `digest` scheme (`addauth digest user:pw`).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, try_from = "RawAuth")]
 #[non_exhaustive]
 pub struct AuthSettings {
     /// The user name.
@@ -111,6 +152,30 @@ pub struct AuthSettings {
     /// An environment variable holding the password.
     #[serde(default)]
     pub password_env: Option<String>,
+}
+
+/// The keys as written; [`AuthSettings`] is this after [`AuthSettings::validate`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    username: String,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    #[serde(default)]
+    password_env: Option<String>,
+}
+
+impl TryFrom<RawAuth> for AuthSettings {
+    type Error = String;
+    fn try_from(r: RawAuth) -> std::result::Result<Self, String> {
+        let a = AuthSettings {
+            username: r.username,
+            password_file: r.password_file,
+            password_env: r.password_env,
+        };
+        a.validate().map_err(|e| e.message().to_string())?;
+        Ok(a)
+    }
 }
 
 impl AuthSettings {
@@ -238,6 +303,45 @@ mod tests {
                 .unwrap();
         assert_eq!(j.server_name.as_deref(), Some("s"));
         assert!(serde_json::from_str::<TlsSettings>(r#"{"ca": "a"}"#).is_err());
+        let e = serde_json::from_str::<TlsSettings>(r#"{"ca_file": "a", "cert_file": "c"}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("key_file"), "{e}");
+        assert!(serde_json::from_str::<TlsSettings>(r#"{"verify": false}"#).is_ok());
+        let e = serde_json::from_str::<AuthSettings>(r#"{"username": "u"}"#).unwrap_err();
+        assert!(e.to_string().contains("password_file"), "{e}");
+        let a: AuthSettings =
+            serde_json::from_str(r#"{"username": "u", "password_env": "V"}"#).unwrap();
+        assert_eq!(a, AuthSettings::password_env("u", "V"));
+    }
+
+    #[test]
+    fn config_discovery_section() {
+        let base = r#"{"pools": {"main": {"servers": ["127.0.0.1:1"]}}, "discovery": "#;
+        let ok = format!(
+            r#"{base}{{"file": "/run/t.json", "tls": {{"ca_file": "ca.pem", "server_name": "etcd.internal"}},
+               "auth": {{"username": "fae", "password_file": "/etc/pw"}}}}}}"#
+        );
+        let c = crate::Config::from_json(&ok).unwrap();
+        let tls = c.discovery.tls.as_ref().unwrap();
+        assert_eq!(tls.server_name.as_deref(), Some("etcd.internal"));
+        assert!(tls.verify);
+        assert_eq!(c.discovery.auth.as_ref().unwrap().username, "fae");
+        for (bad, needle) in [
+            (
+                r#"{"tls": {"cert_file": "c.pem", "verify": false}}"#,
+                "key_file",
+            ),
+            (r#"{"tls": {"server_name": "x"}}"#, "ca_file"),
+            (r#"{"auth": {"username": "fae"}}"#, "password_file"),
+            (
+                r#"{"auth": {"username": "fae", "password": "x"}}"#,
+                "password",
+            ),
+        ] {
+            let e = crate::Config::from_json(&format!("{base}{bad}}}")).unwrap_err();
+            let m = e.to_string();
+            assert!(m.contains("discovery") && m.contains(needle), "{bad}: {m}");
+        }
     }
 
     #[test]
