@@ -199,6 +199,9 @@ fn parse(a: WatchArgs) -> std::result::Result<Opts, String> {
         }
         None => (None, None, None),
     };
+    // Flags for TLS or login make no sense with --file; the config's settings are for
+    // whichever coordinator a later run names, so --file just ignores them.
+    let coord_flags = tls_settings(&a, None).is_some() || auth_settings(&a, None)?.is_some();
     let tls = tls_settings(&a, base_tls);
     let auth = auth_settings(&a, base_auth)?;
     let WatchArgs {
@@ -226,7 +229,7 @@ fn parse(a: WatchArgs) -> std::result::Result<Opts, String> {
     if path.is_some() && zk.is_none() {
         return Err("--path goes with --zookeeper".into());
     }
-    if file.is_some() && (tls.is_some() || auth.is_some()) {
+    if file.is_some() && coord_flags {
         return Err("TLS and login settings go with --etcd or --zookeeper, not --file".into());
     }
     let out = out
