@@ -346,6 +346,30 @@ fn zookeeper_tls_client_cert_and_digest() {
         seen.as_ref().is_some_and(|t| t.pools["main"].len() == 2)
     }));
 
+    // Restart the server: the source reconnects over TLS and logs in again (auth belongs to
+    // the connection), then sees a change made after the restart.
+    drop(w);
+    zk.restart().unwrap();
+    let mut w = ZkClient::connect_secure(
+        &zk.endpoint(),
+        Duration::from_secs(5),
+        Duration::from_secs(2),
+        None,
+        Some(&login),
+    )
+    .unwrap();
+    w.create_private("/fae/pools/main/10.0.0.3:11211", b"")
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            if let Ok(Some(t)) = s.wait_change(Duration::from_millis(300)) {
+                seen = Some(t);
+            }
+            seen.as_ref().is_some_and(|t| t.pools["main"].len() == 3)
+        }),
+        "change after restart not seen over TLS with login: {seen:?}"
+    );
+
     let t0 = Instant::now();
     refused(
         src(&sep, Some(tls(&pki)), Some(&bad_pw)).current(),
