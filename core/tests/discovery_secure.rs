@@ -470,3 +470,26 @@ fn zookeeper_expired_server_certificate_is_refused() {
     drop(zk);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `auth` set but the server has authentication off: reads go on without a token (a warning
+/// is logged), rather than failing a deployment that turns auth on later.
+#[test]
+fn etcd_login_to_a_server_without_auth_goes_on() {
+    if !Etcd::available() {
+        eprintln!("SKIPPED: etcd/etcdctl not installed (run scripts/setup.sh)");
+        return;
+    }
+    let d = dir("etcd-noauth");
+    let etcd = Etcd::start();
+    etcd.put("/fae/pools/main", r#"["10.0.0.1:11211"]"#);
+    let mut s = EtcdSource::new(vec![etcd.endpoint()], "/fae/pools/")
+        .auth(AuthSettings::password_file(
+            "fae",
+            pw_file(&d, "pw", CANARY),
+        ))
+        .unwrap();
+    let t = s.current().expect("read without auth on the server");
+    assert_eq!(t.pools["main"], vec!["10.0.0.1:11211"]);
+    drop(etcd);
+    let _ = std::fs::remove_dir_all(&d);
+}
