@@ -30,7 +30,7 @@ const USAGE: &str = "usage:
   fae delete (--config FILE | --servers ...) [--mode NAME] KEY
   fae check-config FILE
   fae stats  --dir DIR [--json] [--listen ADDR]
-  fae watch  (--etcd H:P[,...] [--prefix P] | --zookeeper H:P[,...] [--path P] | --file SRC) --out FILE
+  fae watch  (--etcd H:P[,...] [--prefix P] | --zookeeper H:P[,...] [--path P] | --file SRC) --out FILE [--tls-* ...] [--user U --password-file F]
   fae completions bash|zsh|fish|elvish|powershell
   fae man [COMMAND]
   fae COMMAND --help | fae --help | fae --version
@@ -145,7 +145,7 @@ enum Cmd {
         listen: Option<String>,
     },
     /// Render a discovery source (etcd, ZooKeeper, file) into a snapshot file
-    Watch(watch::WatchArgs),
+    Watch(Box<watch::WatchArgs>),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
     #[command(override_help = COMPLETIONS_HELP)]
     Completions {
@@ -453,7 +453,7 @@ fn main() -> ExitCode {
     let (name, target) = match cli.cmd {
         Cmd::CheckConfig { file } => return check_config(&file),
         Cmd::Stats { dir, json, listen } => return stats_cmd(&dir, json, listen),
-        Cmd::Watch(args) => return watch::watch_main(args),
+        Cmd::Watch(args) => return watch::watch_main(*args),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "fae", &mut io::stdout());
             return ExitCode::SUCCESS;
