@@ -105,6 +105,10 @@ unsafe extern "C" fn construct(ex: *mut zend_execute_data, rv: *mut zval) {
 }
 
 unsafe extern "C" {
+    // Zend/zend_API.c: numbers a module entry, marks it persistent and adds it to the registry.
+    fn zend_register_internal_module(
+        module: *mut ext_php_rs::zend::ModuleEntry,
+    ) -> *mut ext_php_rs::zend::ModuleEntry;
     // ext/standard/info.c: the module's php.ini table, which phpinfo() shows by default.
     fn display_ini_entries(module: *mut ext_php_rs::zend::ModuleEntry);
 }
@@ -131,5 +135,77 @@ pub extern "C" fn module_info(module: *mut ext_php_rs::zend::ModuleEntry) {
     ext_php_rs::info_table_row!("msgpack support", yes_no(module_loaded("msgpack")));
     ext_php_rs::info_table_end!();
     // SAFETY: the engine's module entry for this extension, passed to its info function.
+    unsafe { display_ini_entries(module) };
+}
+
+/// The version `phpversion('memcached')` reports: the php-memcached API this extension serves
+/// (frameworks compare it, e.g. Symfony requires ≥ 3.1.6).
+pub const MEMCACHED_API_VERSION: &str = "3.2.0";
+
+/// MINIT, when this extension provides `Memcached`: registers a second, empty module entry
+/// named `memcached`, so code that detects php-memcached by name (`extension_loaded`,
+/// `phpversion('memcached')`, `@requires extension memcached`, `php --ri memcached`) finds
+/// it; its phpinfo section is php-memcached's. It has no functions, classes or handlers
+/// (ours serve everything) and no shared-object handle, so the engine never unloads it; it
+/// is destroyed before this module (the registry is torn down in reverse order). Returns its
+/// module number, under which the `memcached.*` settings are declared.
+pub fn register_module_alias() -> Option<i32> {
+    // SAFETY: MINIT runs single-threaded; `current_module` is this extension's entry while
+    // its MINIT runs (startup and `dl` alike).
+    let ours = unsafe { ext_php_rs::ffi::executor_globals.current_module };
+    // SAFETY: the engine's entry for this module, alive for the process.
+    let mut alias = *unsafe { ours.as_ref() }?;
+    alias.name = c"memcached".as_ptr();
+    alias.version = c"3.2.0".as_ptr(); // MEMCACHED_API_VERSION
+    alias.functions = ptr::null();
+    alias.ini_entry = ptr::null();
+    alias.deps = ptr::null();
+    alias.module_startup_func = None;
+    alias.module_shutdown_func = None;
+    alias.request_startup_func = None;
+    alias.request_shutdown_func = None;
+    alias.info_func = Some(alias_info);
+    alias.globals_size = 0;
+    alias.globals_ptr = ptr::null_mut();
+    alias.globals_ctor = None;
+    alias.globals_dtor = None;
+    alias.post_deactivate_func = None;
+    alias.module_started = 0;
+    alias.handle = ptr::null_mut();
+    // The registry keeps the pointer: the entry lives as long as the process (one per MINIT).
+    let alias = Box::leak(Box::new(alias));
+    // SAFETY: MINIT, single-threaded. The engine numbers the entry and marks it persistent.
+    // It resets `current_module` to null on the way out, which would leave the classes
+    // registered after this without their module: restored. The registry is walked by index
+    // during startup, so adding to it from a MINIT is safe (the engine then starts the new
+    // entry, a no-op).
+    let registered = unsafe {
+        let r = zend_register_internal_module(ptr::from_mut(alias));
+        ext_php_rs::ffi::executor_globals.current_module = ours;
+        r
+    };
+    // SAFETY: null, or the registry's copy, alive until module shutdown.
+    let entry = unsafe { registered.as_mut() }?;
+    crate::php_ini::ALIAS.store(ptr::from_mut(entry), Ordering::Release);
+    Some(entry.module_number)
+}
+
+/// `phpinfo()`'s `memcached` section: php-memcached's rows, then the `memcached.*` settings.
+extern "C" fn alias_info(module: *mut ext_php_rs::zend::ModuleEntry) {
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    ext_php_rs::info_table_start!();
+    ext_php_rs::info_table_row!("memcached support", "enabled");
+    ext_php_rs::info_table_row!("Version", MEMCACHED_API_VERSION);
+    ext_php_rs::info_table_row!(
+        "served by",
+        concat!("fae ", env!("CARGO_PKG_VERSION"), " (libfae)")
+    );
+    ext_php_rs::info_table_row!("SASL support", "no");
+    ext_php_rs::info_table_row!("Session support", "yes");
+    ext_php_rs::info_table_row!("igbinary support", yes_no(module_loaded("igbinary")));
+    ext_php_rs::info_table_row!("json support", "yes");
+    ext_php_rs::info_table_row!("msgpack support", yes_no(module_loaded("msgpack")));
+    ext_php_rs::info_table_end!();
+    // SAFETY: the engine's entry for the alias, passed to its info function.
     unsafe { display_ini_entries(module) };
 }

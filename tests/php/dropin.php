@@ -6,7 +6,7 @@
 require __DIR__ . '/lib.php';
 
 if (!extension_loaded('fae')) { fwrite(STDERR, "the fae extension is not loaded\n"); exit(2); }
-if (extension_loaded('memcached')) { fwrite(STDERR, "run without php-memcached loaded\n"); exit(2); }
+if (get_parent_class('Memcached') !== 'Fae\Client') { fwrite(STDERR, "run without php-memcached loaded\n"); exit(2); }
 
 $mc = new Memcached_Process();
 [$host, $port] = ['127.0.0.1', $mc->port];
@@ -27,9 +27,16 @@ test('php.ini switch: Memcached and MemcachedException are provided', function (
     eq(Memcached::HAVE_IGBINARY, extension_loaded('igbinary'), 'HAVE_IGBINARY follows the loaded extensions');
     eq(Memcached::HAVE_MSGPACK, extension_loaded('msgpack'), 'HAVE_MSGPACK too');
     eq(ini_get('fae.provide_memcached_classes'), '1', 'default on');
+    // Frameworks detect php-memcached by its module name and version (Symfony: >= 3.1.6).
+    check(extension_loaded('memcached'), "extension_loaded('memcached')");
+    eq(phpversion('memcached'), '3.2.0', "phpversion('memcached')");
+    check(in_array('memcached', get_loaded_extensions(), true), 'listed by get_loaded_extensions');
+    check(isset(ini_get_all('memcached')['memcached.sess_prefix']), 'memcached.* settings belong to the memcached module');
+    check(!isset(ini_get_all('fae')['memcached.sess_prefix']), 'and not to fae');
+    eq((new ReflectionExtension('memcached'))->getVersion(), '3.2.0', 'ReflectionExtension');
     $php = php_command();
-    $off = shell_exec(implode(' ', array_map('escapeshellarg', array_merge($php, ['-d', 'fae.provide_memcached_classes=0', '-r', 'var_export([class_exists("Memcached"), class_exists("Fae\\\\Client"), class_exists("Fae\\\\Exception")]);']))));
-    eq($off, "array (\n  0 => false,\n  1 => true,\n  2 => true,\n)", 'off keeps only Fae\*');
+    $off = shell_exec(implode(' ', array_map('escapeshellarg', array_merge($php, ['-d', 'fae.provide_memcached_classes=0', '-r', 'var_export([class_exists("Memcached"), class_exists("Fae\\\\Client"), class_exists("Fae\\\\Exception"), extension_loaded("memcached"), ini_get("memcached.sess_prefix")]);']))));
+    eq($off, "array (\n  0 => false,\n  1 => true,\n  2 => true,\n  3 => false,\n  4 => false,\n)", 'off keeps only Fae\*, no memcached module');
 });
 
 test('phpinfo says what the extension serves', function () {
@@ -37,6 +44,10 @@ test('phpinfo says what the extension serves', function () {
     check(str_contains($info, 'provides Memcached, MemcachedException => yes'), 'provides line');
     check(str_contains($info, 'session save handlers => fae, memcached'), 'session handlers line');
     check(str_contains($info, 'memcached.sess_prefix => memc.sess.key.'), 'php.ini settings listed');
+    // php-memcached's section, as scripts and monitoring grep it.
+    $lines = preg_grep('/^memcached/', explode("\n", $info));
+    eq(array_slice(array_values($lines), 0, 2), ['memcached', 'memcached support => enabled'], 'memcached section first rows');
+    check(str_contains($info, "Version => 3.2.0"), 'its Version row');
 });
 
 test('our errors are MemcachedException (and Fae\Exception)', function () {
