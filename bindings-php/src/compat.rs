@@ -36,6 +36,8 @@ fn fae_exception() -> &'static ClassEntry {
 /// RuntimeException, constructible from PHP) and the php-memcached class names when wanted.
 pub fn register_classes(builder: ClassBuilder) -> ClassBuilder {
     wrap_constructor();
+    guard_methods();
+    uncloneable();
     PROVIDED.store(false, Ordering::Relaxed);
     EXCEPTION.store(ptr::null_mut(), Ordering::Release);
     let fae = ClassBuilder::new("Fae\\Exception")
@@ -84,6 +86,103 @@ fn wrap_constructor() {
         if current.is_some() {
             f.internal_function.handler = Some(construct);
         }
+    }
+}
+
+/// `clone $m` throws the engine's own "Trying to clone an uncloneable object of class
+/// Memcached" (naming the object's class, as php-memcached's objects do): ext-php-rs' clone
+/// handler names `Fae\Client` whatever the subclass, so the class has none.
+fn uncloneable() {
+    let handlers = FaeClient::get_metadata().handlers();
+    // SAFETY: MINIT, single-threaded, before any object exists. The handler table is plain C
+    // data the engine only reads through a const pointer; objects keep pointing at this same
+    // table (ext-php-rs recognises its objects by that pointer), only one slot changes.
+    unsafe { (*ptr::from_ref(handlers).cast_mut()).clone_obj = None };
+}
+
+/// `zend_class_entry.type` of a class defined by an extension (Zend/zend_compile.h).
+const ZEND_INTERNAL_CLASS: std::ffi::c_char = 1;
+
+/// The original handlers of `Fae\Client`'s instance methods, by function name pointer
+/// (interned: a subclass's inherited copy of a method has the same one), sorted.
+static METHODS: std::sync::OnceLock<Vec<(usize, zif_handler)>> = std::sync::OnceLock::new();
+
+/// A subclass whose constructor never called `parent::__construct()` has no client behind
+/// it; php-memcached then throws `Error("Memcached constructor was not called")` from every
+/// method. ext-php-rs would throw a plain Exception about `$this`, so every instance method
+/// (except the constructor) is wrapped with that check, before the subclasses inherit them.
+fn guard_methods() {
+    let ce = FaeClient::get_metadata().ce();
+    let mut table = Vec::new();
+    for (_, zv) in ce.function_table.iter() {
+        // SAFETY: a class's function table holds IS_PTR zvals to its zend_functions.
+        let Some(f) = (unsafe {
+            zv.value
+                .ptr
+                .cast::<ext_php_rs::ffi::zend_function>()
+                .as_mut()
+        }) else {
+            continue;
+        };
+        // SAFETY: `common` is valid for every function type; `internal_function` only read
+        // and written for internal ones.
+        unsafe {
+            let internal = u32::from(f.type_) == ext_php_rs::ffi::ZEND_INTERNAL_FUNCTION;
+            let is_static = f.common.fn_flags & ext_php_rs::ffi::ZEND_ACC_STATIC != 0;
+            let name = f.common.function_name;
+            let ctor = name
+                .as_ref()
+                .is_some_and(|n| n.as_bytes().eq_ignore_ascii_case(b"__construct"));
+            if !internal || is_static || ctor || name.is_null() {
+                continue;
+            }
+            table.push((name as usize, f.internal_function.handler));
+            f.internal_function.handler = Some(guarded_method);
+        }
+    }
+    table.sort_unstable_by_key(|e| e.0);
+    if METHODS.set(table).is_err() {
+        log::warn!("fae: level=warn event=methods_wrapped_twice");
+    }
+}
+
+unsafe extern "C" fn guarded_method(ex: *mut zend_execute_data, rv: *mut zval) {
+    // SAFETY: the engine passes its live frame, whose `func` is the method being called.
+    let name = unsafe { ex.as_ref().and_then(|e| e.func.as_ref()) }
+        .map_or(0, |f| unsafe { f.common.function_name } as usize);
+    let orig = METHODS.get().and_then(|t| {
+        t.binary_search_by_key(&name, |e| e.0)
+            .ok()
+            .and_then(|i| t[i].1)
+    });
+    // SAFETY: as above; `ExecuteData` is that struct.
+    let Some(frame) = (unsafe { ex.cast::<ExecuteData>().as_mut() }) else {
+        return;
+    };
+    if frame.get_object::<FaeClient>().is_none() {
+        let class = frame
+            .get_self()
+            .and_then(|o| {
+                let mut ce = Some(o.get_class_entry());
+                while let Some(c) = ce
+                    && c.type_ != ZEND_INTERNAL_CLASS
+                {
+                    ce = c.parent();
+                }
+                ce.and_then(ClassEntry::name).map(str::to_string)
+            })
+            .unwrap_or_else(|| "Memcached".into());
+        ext_php_rs::exception::PhpException::new(
+            format!("{class} constructor was not called"),
+            0,
+            ext_php_rs::zend::ce::error(),
+        )
+        .throw();
+        return;
+    }
+    if let Some(orig) = orig {
+        // SAFETY: the engine's arguments, passed on unchanged to the handler they were for.
+        unsafe { orig(ex, rv) };
     }
 }
 

@@ -277,4 +277,21 @@ test('session lock waits as php-memcached (lock_retries + 1 attempts, doubling s
     $m->delete("dropin.lock.lock.$sid");
 });
 
+test('clone and a subclass that never ran the parent constructor fail as with php-memcached', function () {
+    $m = fresh();
+    try { $c = clone $m; check(false, 'clone throws'); }
+    catch (Error $e) { eq($e->getMessage(), 'Trying to clone an uncloneable object of class Memcached', 'clone error names the class'); }
+    $sub = new class extends Memcached { public function __construct() {} };
+    foreach (['setOption' => [Memcached::OPT_BINARY_PROTOCOL, true], 'get' => ['k'], 'getServerList' => [], 'getResultCode' => []] as $method => $args) {
+        try { $sub->$method(...$args); check(false, "$method throws"); }
+        catch (Error $e) { eq([get_class($e), $e->getMessage()], ['Error', 'Memcached constructor was not called'], "$method"); }
+    }
+    $fae = new class extends Fae\Client { public function __construct() {} };
+    try { $fae->get('k'); check(false, 'Fae\Client subclass throws'); }
+    catch (Error $e) { eq($e->getMessage(), 'Fae\Client constructor was not called', 'names Fae\Client'); }
+    $ok = new class extends Memcached { public function __construct() { parent::__construct('dropin-sub-' . getmypid()); } };
+    eq($ok->getServerList(), [], 'a subclass that calls the parent constructor works');
+    eq(Fae\Client::fromConfig(['servers' => ['127.0.0.1:1']])->getResultCode(), Memcached::RES_SUCCESS, 'static methods are not guarded');
+});
+
 finish();
