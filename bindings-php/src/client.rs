@@ -55,9 +55,30 @@ struct Ctx {
     values: ValueOpts,
     prefix: KeyPrefix,
     retries: i64,
+    /// `OPT_BINARY_PROTOCOL` is set: php-memcached's binary-protocol key rules.
+    binary: bool,
+}
+
+/// php-memcached's own key check (`MEMC_CHECK_KEY`, before libmemcached sees the key): 1 to
+/// 250 bytes (the prefix not counted); with the text protocol printable ASCII without spaces
+/// (so UTF-8 is refused, although memcached would take it), with the binary protocol anything
+/// but a newline (such keys travel base64-encoded over meta: `binary_keys`).
+pub fn memc_key_ok(key: &[u8], binary: bool) -> bool {
+    !key.is_empty()
+        && key.len() <= 250
+        && if binary {
+            !key.contains(&b'\n')
+        } else {
+            key.iter().all(u8::is_ascii_graphic)
+        }
 }
 
 impl Ctx {
+    /// [`memc_key_ok`] for this client's protocol.
+    fn key_ok(&self, key: &[u8]) -> bool {
+        memc_key_ok(key, self.binary)
+    }
+
     /// (stored key, routing key or None when it is the stored key).
     fn keys(&self, key: &[u8], server_key: Option<&[u8]>) -> (Vec<u8>, Option<Vec<u8>>) {
         self.prefix.apply(key, server_key).into_parts()
@@ -332,6 +353,7 @@ impl FaeClient {
             values: s.values.clone(),
             prefix: s.prefix.clone(),
             retries: s.store_retry_count,
+            binary: s.binary_protocol(),
         })
     }
 
@@ -367,6 +389,10 @@ impl FaeClient {
                 Ok(c) => c,
                 Err(f) => return Ok(self.fail(f)),
             };
+            if !ctx.key_ok(&key) {
+                self.set_code(RES_BAD_KEY_PROVIDED);
+                return Ok(bool_zval(false));
+            }
             let (stored, routing) = ctx.keys(&key, skey.as_deref());
             let cas = flags & crate::GET_EXTENDED != 0;
             let r = match &routing {
@@ -525,6 +551,10 @@ impl FaeClient {
                 Ok(c) => c,
                 Err(f) => return Ok(self.fail(f)),
             };
+            if !ctx.key_ok(&key) {
+                self.set_code(RES_BAD_KEY_PROVIDED);
+                return Ok(bool_zval(false));
+            }
             let (stored, routing) = ctx.keys(&key, skey.as_deref());
             let mut tries = ctx.retries.max(0) + 1;
             let r = loop {
@@ -632,11 +662,14 @@ impl FaeClient {
         })
     }
 
+    /// `memc_check`: php-memcached checks the key of `delete` (`MEMC_CHECK_KEY`), not those
+    /// of `deleteMulti` (the wire's rules still apply).
     fn do_delete(
         &mut self,
         server_key: Option<&Zval>,
         key: &Zval,
         time: Option<i64>,
+        memc_check: bool,
     ) -> PhpResult<Zval> {
         let key = key_bytes(key)?;
         let skey = server_key_bytes(server_key)?;
@@ -651,6 +684,10 @@ impl FaeClient {
                 Ok(c) => c,
                 Err(f) => return Ok(self.fail(f)),
             };
+            if memc_check && !ctx.key_ok(&key) {
+                self.set_code(RES_BAD_KEY_PROVIDED);
+                return Ok(bool_zval(false));
+            }
             let (stored, routing) = ctx.keys(&key, skey.as_deref());
             let r = match &routing {
                 Some(rk) => ctx.core.delete_routed(rk, &stored),
@@ -684,7 +721,7 @@ impl FaeClient {
         let mut last = RES_SUCCESS;
         for k in &keys {
             let kz = values::bytes_zval(k);
-            let r = self.do_delete(server_key, &kz, time)?;
+            let r = self.do_delete(server_key, &kz, time, false)?;
             if r.is_true() {
                 insert_bytes(&mut ht, k, bool_zval(true));
             } else {
@@ -723,6 +760,10 @@ impl FaeClient {
                 Ok(c) => c,
                 Err(f) => return Ok(self.fail(f)),
             };
+            if !ctx.key_ok(&key) {
+                self.set_code(RES_BAD_KEY_PROVIDED);
+                return Ok(bool_zval(false));
+            }
             let (stored, routing) = ctx.keys(&key, skey.as_deref());
             let rk = routing.clone().unwrap_or_else(|| stored.clone());
             let arith = || ctx.core.arith_routed(&rk, &stored, incr, offset as u64);
@@ -772,6 +813,10 @@ impl FaeClient {
                 Ok(c) => c,
                 Err(f) => return Ok(self.fail(f)),
             };
+            if !ctx.key_ok(&key) {
+                self.set_code(RES_BAD_KEY_PROVIDED);
+                return Ok(bool_zval(false));
+            }
             let (stored, routing) = ctx.keys(&key, skey.as_deref());
             let rk = routing.unwrap_or_else(|| stored.clone());
             Ok(
@@ -1185,11 +1230,12 @@ impl FaeClient {
         true
     }
 
-    /// php-memcached's key check: 1..250 bytes of printable non-space ASCII (the prefix is
-    /// not counted). Sets `RES_BAD_KEY_PROVIDED` when it fails.
+    /// php-memcached's key check ([`memc_key_ok`]: with the text protocol 1..250 bytes of
+    /// printable non-space ASCII, with the binary protocol no newline; the prefix is not
+    /// counted). Sets `RES_BAD_KEY_PROVIDED` when it fails.
     pub fn check_key(&mut self, key: &Zval) -> PhpResult<bool> {
         let key = key_bytes(key)?;
-        let ok = !key.is_empty() && key.len() <= 250 && key.iter().all(|&c| c.is_ascii_graphic());
+        let ok = memc_key_ok(&key, self.shared.lock().binary_protocol());
         if ok {
             self.ok();
         } else {
@@ -1667,7 +1713,7 @@ impl FaeClient {
     }
 
     pub fn delete(&mut self, key: &Zval, time: Option<i64>) -> PhpResult<Zval> {
-        self.do_delete(None, key, time)
+        self.do_delete(None, key, time, true)
     }
 
     pub fn delete_by_key(
@@ -1676,7 +1722,7 @@ impl FaeClient {
         key: &Zval,
         time: Option<i64>,
     ) -> PhpResult<Zval> {
-        self.do_delete(Some(server_key), key, time)
+        self.do_delete(Some(server_key), key, time, true)
     }
 
     pub fn delete_multi(&mut self, keys: &Zval, time: Option<i64>) -> PhpResult<Zval> {

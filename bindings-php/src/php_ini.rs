@@ -105,8 +105,12 @@ on_modify!(on_serializer, |bytes| {
     }
 });
 
+// Takes any value. The engine's `ini_restore()` only restores an entry whose handler accepts
+// the old value (an entry without one keeps the value set), so every entry has one.
+on_modify!(on_any, |_bytes| { 0 });
+
 const fn entry(name: &'static std::ffi::CStr, default: &'static std::ffi::CStr) -> IniEntryDef {
-    IniEntryDef::new(name, default, IniEntryPermission::All)
+    checked(name, default, on_any)
 }
 
 const fn checked(

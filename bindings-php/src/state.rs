@@ -550,7 +550,12 @@ impl Shared {
             // BUFFER_WRITES: writes are sent at once (flushBuffers() has nothing to do); a
             // buffered write only ever becomes visible later, so sooner is not a surprise.
             opt::NO_BLOCK | opt::VERIFY_KEY | opt::BINARY_PROTOCOL | opt::BUFFER_WRITES => {
-                self.misc.insert(o, i64::from(b));
+                let old = self.misc.insert(o, i64::from(b));
+                if o == opt::BINARY_PROTOCOL && old.unwrap_or(0) != i64::from(b) {
+                    // Keys with spaces or control bytes become valid (`binary_keys`): rebuilt
+                    // on next use, as libmemcached reconnects on a protocol change.
+                    self.changed();
+                }
             }
             _ => {
                 let Some(&(_, default, why)) = FIXED.iter().find(|f| f.0 == o) else {
@@ -586,11 +591,22 @@ impl Shared {
         .map_err(|e| invalid(e.to_string()))
     }
 
+    /// `OPT_BINARY_PROTOCOL` is set.
+    pub fn binary_protocol(&self) -> bool {
+        self.misc.get(&opt::BINARY_PROTOCOL) == Some(&1)
+    }
+
     /// The core `Config` for this state (the constructor and `reload()` both build through
     /// here), and the libmemcached placement to impose when the placement options chose one
     /// that no config `mode` names.
     fn core_config(&self) -> Result<(Config, Option<Placement>), Fail> {
         let mut doc = self.base.clone();
+        // php-memcached's binary protocol takes keys with spaces and control bytes (length-
+        // prefixed there); over meta they travel base64-encoded. Not with the text protocol.
+        let text = doc.get("protocol").and_then(Value::as_str) == Some("text");
+        if self.binary_protocol() && !self.pools_config && !text {
+            doc.entry("binary_keys").or_insert(Value::Bool(true));
+        }
         let no_servers = !self.pools_config && self.servers.is_empty();
         if no_servers && !self.base.contains_key("route") {
             return Err((

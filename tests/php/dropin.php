@@ -210,6 +210,7 @@ test('memcached.* php.ini settings apply to new objects', function () {
     eq($m->getOption(Memcached::OPT_BINARY_PROTOCOL), 1, 'default_binary_protocol');
     eq($m->getOption(Memcached::OPT_CONNECT_TIMEOUT), 1212, 'default_connect_timeout');
     foreach (['serializer', 'default_consistent_hash', 'default_binary_protocol', 'default_connect_timeout'] as $k) ini_restore("memcached.$k");
+    eq([ini_get('memcached.default_binary_protocol'), ini_get('memcached.serializer')], ['0', 'php'], 'ini_restore() restores them');
     eq(@ini_set('memcached.sess_prefix', ' bad '), false, 'sess_prefix with spaces refused');
     eq(error_get_last()['message'] ?? '', 'ini_set(): memcached.sess_prefix cannot contain whitespace or control characters', 'its warning');
     eq(@ini_set('memcached.sess_prefix', str_repeat('a', 300)), false, 'too long');
@@ -292,6 +293,39 @@ test('clone and a subclass that never ran the parent constructor fail as with ph
     $ok = new class extends Memcached { public function __construct() { parent::__construct('dropin-sub-' . getmypid()); } };
     eq($ok->getServerList(), [], 'a subclass that calls the parent constructor works');
     eq(Fae\Client::fromConfig(['servers' => ['127.0.0.1:1']])->getResultCode(), Memcached::RES_SUCCESS, 'static methods are not guarded');
+});
+
+test("keys as php-memcached checks them: text protocol printable ASCII, binary protocol anything but a newline", function () {
+    $m = fresh();
+    foreach (['Montréal', 'foo bar', "tab\tkey", str_repeat('c', 251), ''] as $k) {
+        eq([$m->set($k, 'v'), $m->getResultCode()], [false, Memcached::RES_BAD_KEY_PROVIDED], 'text: set ' . json_encode($k));
+        eq($m->checkKey($k), false, 'text: checkKey ' . json_encode($k));
+    }
+    eq([$m->get('Kraków'), $m->getResultCode()], [false, Memcached::RES_BAD_KEY_PROVIDED], 'text: get of a UTF-8 key');
+    eq($m->checkKey(str_repeat('b', 250)), true, '250 bytes are fine');
+    $b = fresh();
+    eq($b->setOption(Memcached::OPT_BINARY_PROTOCOL, true), true, 'binary protocol');
+    foreach (['binary key with spaces', 'Montréal', "ctl\x01\x00\r-key", 'Тестирование'] as $i => $k) {
+        eq($b->set($k, "v$i"), true, 'binary: set ' . json_encode($k));
+        eq($b->get($k), "v$i", 'binary: get ' . json_encode($k));
+        eq($b->checkKey($k), true, 'binary: checkKey ' . json_encode($k));
+    }
+    eq($b->getMulti(['binary key with spaces', 'Montréal']), ['binary key with spaces' => 'v0', 'Montréal' => 'v1'], 'binary: getMulti');
+    eq([$b->set("nl\n", 'v'), $b->getResultCode()], [false, Memcached::RES_BAD_KEY_PROVIDED], 'binary: a newline is refused');
+    eq([$b->set(str_repeat('x', 251), 'v'), $b->getResultCode()], [false, Memcached::RES_BAD_KEY_PROVIDED], 'binary: 251 bytes refused');
+    eq($m->get('Montréal'), false, 'the text-protocol client still refuses it');
+    eq($b->delete('Montréal'), true, 'binary: delete');
+    eq($b->setOption(Memcached::OPT_BINARY_PROTOCOL, false), true, 'back to text');
+    eq([$b->get('binary key with spaces'), $b->getResultCode()], [false, Memcached::RES_BAD_KEY_PROVIDED], 'text again: refused');
+});
+
+test('a server key is only hashed: spaces and any bytes place a key', function () {
+    $m = fresh();
+    eq($m->setByKey(" \xff server key ", 'sk:1', 'v'), true, 'setByKey');
+    eq($m->getByKey(" \xff server key ", 'sk:1'), 'v', 'getByKey');
+    eq($m->getByKey('', 'sk:1'), 'v', 'an empty server key places by the key');
+    $m->delete('sk:1');
+    eq([$m->getByKey(' x y ', 'sk:1'), $m->getResultMessage()], [false, 'NOT FOUND'], 'a miss is NOT FOUND, not a bad key');
 });
 
 finish();
