@@ -1906,6 +1906,16 @@ impl FaeClient {
                 Ok(s) => s,
                 Err(e) => return Ok(self.core_err(&e)),
             };
+            // php-memcached turns OPT_NO_BLOCK off around `stats` when the binary protocol
+            // is on too, and libmemcached closes every connection on each switch: the next
+            // call dials again. Elsewhere the stats connection is kept, as there.
+            let reconnects = {
+                let s = self.shared.lock();
+                s.no_block() && s.binary_protocol()
+            };
+            if reconnects {
+                ctx.core.disconnect_idle();
+            }
             let mut ht = ZendHashTable::new();
             let mut failed = 0;
             for (addr, r) in &stats {

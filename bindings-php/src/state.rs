@@ -596,6 +596,11 @@ impl Shared {
         self.misc.get(&opt::BINARY_PROTOCOL) == Some(&1)
     }
 
+    /// `OPT_NO_BLOCK` is set.
+    pub fn no_block(&self) -> bool {
+        self.misc.get(&opt::NO_BLOCK) == Some(&1)
+    }
+
     /// The core `Config` for this state (the constructor and `reload()` both build through
     /// here), and the libmemcached placement to impose when the placement options chose one
     /// that no config `mode` names.

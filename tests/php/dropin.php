@@ -328,4 +328,20 @@ test('a server key is only hashed: spaces and any bytes place a key', function (
     eq([$m->getByKey(' x y ', 'sk:1'), $m->getResultMessage()], [false, 'NOT FOUND'], 'a miss is NOT FOUND, not a bad key');
 });
 
+test('getStats keeps its connection between calls (php-memcached reconnects only with NO_BLOCK + BINARY_PROTOCOL)', function () use ($host, $port) {
+    $m = fresh();
+    $total = fn() => $m->getStats()["$host:$port"]['total_connections'] ?? null;
+    $first = $total();
+    check(is_int($first), 'total_connections read');
+    eq($total(), $first, 'the second call reuses the connection');
+    eq($total(), $first, 'and the third');
+    $m->setOption(Memcached::OPT_NO_BLOCK, true);
+    $m->setOption(Memcached::OPT_BINARY_PROTOCOL, true);
+    $a = $total();
+    check($total() !== $a, 'NO_BLOCK + BINARY_PROTOCOL: a new connection per call, as php-memcached');
+    $m->setOption(Memcached::OPT_NO_BLOCK, false);
+    $b = $total();
+    eq($total(), $b, 'one of them off: kept again');
+});
+
 finish();
