@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use crate::codes::*;
 use crate::convert::*;
 use crate::php_ini::client_constants;
-use crate::state::{Shared, SharedRef, persistent};
+use crate::state::{Buffered, Shared, SharedRef, persistent};
 use crate::values::{self, Fail, ValueOpts};
 
 mod stampede;
@@ -57,6 +57,43 @@ struct Ctx {
     retries: i64,
     /// `OPT_BINARY_PROTOCOL` is set: php-memcached's binary-protocol key rules.
     binary: bool,
+    /// `OPT_BUFFER_WRITES` is set: set and delete go to `Shared::pending`.
+    buffering: bool,
+}
+
+/// Send writes held back by `OPT_BUFFER_WRITES`, in order. Their results are dropped, as
+/// libmemcached drops the replies to buffered writes.
+fn send_buffered(core: &fae_core::Client, pending: Vec<Buffered>) {
+    for w in pending {
+        let _ = match w {
+            Buffered::Set {
+                stored,
+                routing: Some(rk),
+                payload,
+                flags,
+                exptime,
+            } => core
+                .store_routed(&rk, StoreOp::Set, &stored, &payload, flags, exptime)
+                .map(drop),
+            Buffered::Set {
+                stored,
+                routing: None,
+                payload,
+                flags,
+                exptime,
+            } => core
+                .store(StoreOp::Set, &stored, &payload, flags, exptime)
+                .map(drop),
+            Buffered::Delete {
+                stored,
+                routing: Some(rk),
+            } => core.delete_routed(&rk, &stored).map(drop),
+            Buffered::Delete {
+                stored,
+                routing: None,
+            } => core.delete(&stored).map(drop),
+        };
+    }
 }
 
 /// php-memcached's own key check (`MEMC_CHECK_KEY`, before libmemcached sees the key): 1 to
@@ -111,6 +148,23 @@ pub struct FaeClient {
     pending_init: Option<Zval>,
     /// `getDelayed()` results not yet taken by `fetch()`/`fetchAll()`.
     delayed: std::collections::VecDeque<Zval>,
+}
+
+impl Drop for FaeClient {
+    /// libmemcached sends its write buffer when the object goes (`memcached_free`): writes
+    /// `OPT_BUFFER_WRITES` still holds back are sent now.
+    fn drop(&mut self) {
+        let (core, pending) = {
+            let mut s = self.shared.lock();
+            if s.pending.is_empty() {
+                return;
+            }
+            (s.core(), std::mem::take(&mut s.pending))
+        };
+        if let Ok(core) = core {
+            let _ = catch_unwind(AssertUnwindSafe(|| send_buffered(&core, pending)));
+        }
+    }
 }
 
 /// php-memcached's `memcached.*` defaults for a new object (declared by this extension when
@@ -345,16 +399,46 @@ impl FaeClient {
         bool_zval(false)
     }
 
+    /// The call's context. Writes held back by `OPT_BUFFER_WRITES` are sent first: any
+    /// other command pushes libmemcached's write buffer out ahead of itself.
     fn ctx(&mut self) -> Result<Ctx, Fail> {
+        self.ctx_with(true)
+    }
+
+    /// [`Self::ctx`]; `flush` false for a write that is itself held back.
+    fn ctx_with(&mut self, flush: bool) -> Result<Ctx, Fail> {
         let mut s = self.shared.lock();
         let core = s.core()?;
-        Ok(Ctx {
+        let pending = if flush && !s.pending.is_empty() {
+            std::mem::take(&mut s.pending)
+        } else {
+            Vec::new()
+        };
+        let ctx = Ctx {
             core,
             values: s.values.clone(),
             prefix: s.prefix.clone(),
             retries: s.store_retry_count,
             binary: s.binary_protocol(),
-        })
+            buffering: s.buffer_writes(),
+        };
+        drop(s);
+        if !pending.is_empty() {
+            send_buffered(&ctx.core, pending);
+        }
+        Ok(ctx)
+    }
+
+    /// Hold a write back (`OPT_BUFFER_WRITES`): true with `RES_BUFFERED`, as php-memcached.
+    fn buffer(&mut self, w: Buffered) -> Zval {
+        self.shared.lock().pending.push(w);
+        self.set_code(RES_BUFFERED);
+        bool_zval(true)
+    }
+
+    /// Whether this client holds writes back (a set or delete must not flush them).
+    fn buffering(&self) -> bool {
+        self.shared.lock().buffer_writes()
     }
 
     fn hit(&mut self, ctx: &Ctx, item: Item, flags: i64) -> Zval {
@@ -546,8 +630,9 @@ impl FaeClient {
             Ok(p) => p,
             Err(f) => return Ok(self.fail(f)),
         };
+        let held = matches!(op, StoreOp::Set) && self.buffering();
         guard(|| {
-            let ctx = match self.ctx() {
+            let ctx = match self.ctx_with(!held) {
                 Ok(c) => c,
                 Err(f) => return Ok(self.fail(f)),
             };
@@ -556,6 +641,15 @@ impl FaeClient {
                 return Ok(bool_zval(false));
             }
             let (stored, routing) = ctx.keys(&key, skey.as_deref());
+            if held && ctx.buffering {
+                return Ok(self.buffer(Buffered::Set {
+                    stored,
+                    routing,
+                    payload,
+                    flags,
+                    exptime: exptime(exp),
+                }));
+            }
             let mut tries = ctx.retries.max(0) + 1;
             let r = loop {
                 let r = match &routing {
@@ -612,8 +706,9 @@ impl FaeClient {
             }
         }
         let exp = exptime(exp.unwrap_or(0));
+        let held = self.buffering();
         guard(|| {
-            let ctx = match self.ctx() {
+            let ctx = match self.ctx_with(!held) {
                 Ok(c) => c,
                 Err(f) => return Ok(self.fail(f)),
             };
@@ -621,6 +716,19 @@ impl FaeClient {
                 .iter()
                 .map(|(k, _, _)| ctx.keys(k, skey.as_deref()))
                 .collect();
+            if held && ctx.buffering {
+                let mut r = bool_zval(true);
+                for ((stored, routing), (_, payload, flags)) in keyed.into_iter().zip(encoded) {
+                    r = self.buffer(Buffered::Set {
+                        stored,
+                        routing,
+                        payload,
+                        flags,
+                        exptime: exp,
+                    });
+                }
+                return Ok(r);
+            }
             let results: Vec<Result<StoreOutcome, fae_core::Error>> =
                 if keyed.iter().any(|k| k.1.is_some()) {
                     keyed
@@ -679,8 +787,9 @@ impl FaeClient {
                 "delete with a hold time is not supported by memcached >= 1.4".into(),
             )));
         }
+        let held = self.buffering();
         guard(|| {
-            let ctx = match self.ctx() {
+            let ctx = match self.ctx_with(!held) {
                 Ok(c) => c,
                 Err(f) => return Ok(self.fail(f)),
             };
@@ -689,6 +798,9 @@ impl FaeClient {
                 return Ok(bool_zval(false));
             }
             let (stored, routing) = ctx.keys(&key, skey.as_deref());
+            if held && ctx.buffering {
+                return Ok(self.buffer(Buffered::Delete { stored, routing }));
+            }
             let r = match &routing {
                 Some(rk) => ctx.core.delete_routed(rk, &stored),
                 None => ctx.core.delete(&stored),
@@ -1223,11 +1335,20 @@ impl FaeClient {
         false
     }
 
-    /// Writes are never buffered (`OPT_BUFFER_WRITES` is accepted, writes go at once):
-    /// nothing to flush.
-    pub fn flush_buffers(&mut self) -> bool {
-        self.ok();
-        true
+    /// Sends the writes `OPT_BUFFER_WRITES` held back (any other command does too).
+    pub fn flush_buffers(&mut self) -> PhpResult<bool> {
+        guard(|| {
+            Ok(match self.ctx() {
+                Ok(_) => {
+                    self.ok();
+                    true
+                }
+                Err(f) => {
+                    self.fail(f);
+                    false
+                }
+            })
+        })
     }
 
     /// php-memcached's key check ([`memc_key_ok`]: with the text protocol 1..250 bytes of

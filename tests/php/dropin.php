@@ -344,4 +344,29 @@ test('getStats keeps its connection between calls (php-memcached reconnects only
     eq($total(), $b, 'one of them off: kept again');
 });
 
+test('OPT_BUFFER_WRITES holds set and delete back until another command, flushBuffers() or the object ends', function () {
+    $m = fresh();
+    $o = fresh();
+    $m->setOption(Memcached::OPT_BUFFER_WRITES, true);
+    $k = 'bw:' . getmypid();
+    eq([$m->set("$k:a", '1'), $m->getResultCode()], [true, Memcached::RES_BUFFERED], 'set: true, RES_BUFFERED');
+    eq($o->get("$k:a"), false, 'not on the server yet');
+    eq($m->setMulti(["$k:b" => '2', "$k:c" => '3']), true, 'setMulti held back too');
+    eq($m->setByKey('sk', "$k:d", '4'), true, 'setByKey too');
+    eq($o->getMulti(["$k:b", "$k:d"]), [], 'none of them');
+    eq($m->flushBuffers(), true, 'flushBuffers');
+    eq($o->getMulti(["$k:a", "$k:b", "$k:c"]), ["$k:a" => '1', "$k:b" => '2', "$k:c" => '3'], 'all there, in order');
+    eq($o->getByKey('sk', "$k:d"), '4', 'placed by its server key');
+    eq([$m->delete("$k:a"), $m->getResultCode()], [true, Memcached::RES_BUFFERED], 'delete held back');
+    eq($o->get("$k:a"), '1', 'still there');
+    eq($m->add("$k:e", '5'), true, 'add is not held back, and sends what was');
+    eq([$o->get("$k:a"), $o->get("$k:e")], [false, '5'], 'the delete went first');
+    $m->set("$k:f", '6');
+    eq($m->get("$k:nothing"), false, 'a read');
+    eq($o->get("$k:f"), '6', 'sent the held write before it');
+    $m->set("$k:g", '7');
+    unset($m);
+    eq($o->get("$k:g"), '7', 'the object going away sends the rest');
+});
+
 finish();
