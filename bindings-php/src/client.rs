@@ -455,7 +455,12 @@ impl FaeClient {
                     v
                 }
             }
-            Err(f) => self.fail(f),
+            Err(f) => {
+                if f.1 == values::UNSERIALIZE_FAILED {
+                    warn(values::UNSERIALIZE_FAILED);
+                }
+                self.fail(f)
+            }
         }
     }
 

@@ -369,4 +369,19 @@ test('OPT_BUFFER_WRITES holds set and delete back until another command, flushBu
     eq($o->get("$k:g"), '7', 'the object going away sends the rest');
 });
 
+class DropinBadWakeup { public $x = 1; public function __unserialize(array $d): void { throw new RuntimeException('wakeup failed'); } }
+
+test('a value that does not unserialize warns as php-memcached, and the exception leaves the call', function () {
+    $m = fresh();
+    $m->set('bu:ok', 'fine');
+    $m->set('bu:bad', new DropinBadWakeup());
+    foreach (['get' => fn() => $m->get('bu:bad'), 'getMulti' => fn() => $m->getMulti(['bu:ok', 'bu:bad'])] as $name => $call) {
+        error_clear_last();
+        try { @$call(); check(false, "$name throws"); }
+        catch (RuntimeException $e) { eq($e->getMessage(), 'wakeup failed', "$name: the exception"); }
+        eq(error_get_last()['message'] ?? '', "Memcached::$name(): could not unserialize value", "$name: the warning");
+    }
+    eq($m->get('bu:ok'), 'fine', 'other values still read');
+});
+
 finish();
