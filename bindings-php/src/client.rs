@@ -146,8 +146,9 @@ pub struct FaeClient {
     /// php-memcached's on-new-object callback, run by `compat::construct` once the object
     /// exists: `($memc, $persistent_id)`.
     pending_init: Option<Zval>,
-    /// `getDelayed()` results not yet taken by `fetch()`/`fetchAll()`.
-    delayed: std::collections::VecDeque<Zval>,
+    /// `getDelayed()` results not yet taken by `fetch()`/`fetchAll()`: (key, item, with CAS),
+    /// decoded when taken (as php-memcached, whose `fetch()` unserializes).
+    delayed: std::collections::VecDeque<(Vec<u8>, Item, bool)>,
 }
 
 impl Drop for FaeClient {
@@ -307,6 +308,31 @@ impl FaeClient {
         }
     }
 
+    /// One `getDelayed()` result: `['key' => …, 'value' => …]` (+ `cas`, `flags` with CAS), or
+    /// None when the value does not decode (the result code and warning are set).
+    fn delayed_result(&mut self, key: Vec<u8>, item: Item, with_cas: bool) -> Option<Zval> {
+        let serializer = self.shared.lock().values.serializer;
+        let (cas, flags) = (item.cas, item.flags);
+        let value = match values::decode(&item.value, item.flags, serializer) {
+            Ok(v) => v,
+            Err(f) => {
+                if f.1 == values::UNSERIALIZE_FAILED {
+                    warn(values::UNSERIALIZE_FAILED);
+                }
+                self.fail(f);
+                return None;
+            }
+        };
+        let mut ht = ZendHashTable::new();
+        let _ = ht.insert("key", values::bytes_zval(&key));
+        let _ = ht.insert("value", value);
+        if with_cas {
+            let _ = ht.insert("cas", long_zval(cas as i64));
+            let _ = ht.insert("flags", long_zval(i64::from(flags >> 16)));
+        }
+        Some(array_zval(ht))
+    }
+
     fn delayed_impl(
         obj: &mut ZendClassObject<FaeClient>,
         server_key: Option<&Zval>,
@@ -328,35 +354,26 @@ impl FaeClient {
             obj.set_code(RES_NOTFOUND);
             return Ok(false);
         }
-        let got = obj.do_get_multi(server_key, keys, Some(crate::GET_EXTENDED))?;
-        let Some(arr) = got.array() else {
+        let mut items = Vec::new();
+        let got = obj.do_get_multi_into(
+            server_key,
+            keys,
+            Some(crate::GET_EXTENDED),
+            Some(&mut items),
+        )?;
+        if got.array().is_none() {
             return Ok(false);
-        };
+        }
         let (code, message) = (obj.code, obj.message.clone());
         obj.delayed.clear();
-        let mut results = Vec::with_capacity(arr.len());
-        for (k, v) in entries(arr) {
-            let Some(ext) = v.array() else { continue };
-            let mut ht = ZendHashTable::new();
-            let _ = ht.insert("key", values::bytes_zval(&k));
-            if let Some(value) = ext.get("value") {
-                let _ = ht.insert("value", value.shallow_clone());
-            }
-            if with_cas {
-                for f in ["cas", "flags"] {
-                    if let Some(x) = ext.get(f) {
-                        let _ = ht.insert(f, x.shallow_clone());
-                    }
-                }
-            }
-            results.push(array_zval(ht));
-        }
-        drop(got);
         match cb {
             Some(f) => {
                 let mut this = Zval::new();
                 this.set_object(obj.get_mut_zend_obj());
-                for r in results {
+                for (k, item) in items {
+                    let Some(r) = obj.delayed_result(k, item, with_cas) else {
+                        return Ok(false);
+                    };
                     if f.try_call(vec![&this, &r]).is_err() {
                         if !ext_php_rs::zend::ExecutorGlobals::has_exception() {
                             warn("could not invoke result callback");
@@ -365,7 +382,9 @@ impl FaeClient {
                     }
                 }
             }
-            None => obj.delayed.extend(results),
+            None => obj
+                .delayed
+                .extend(items.into_iter().map(|(k, i)| (k, i, with_cas))),
         }
         obj.code = code;
         obj.message = message;
@@ -523,6 +542,18 @@ impl FaeClient {
         keys: &Zval,
         flags: Option<i64>,
     ) -> PhpResult<Zval> {
+        self.do_get_multi_into(server_key, keys, flags, None)
+    }
+
+    /// `do_get_multi`; with `raw`, hits are not decoded but pushed there as (key, item) (the
+    /// returned array then holds only what `GET_PRESERVE_ORDER` adds).
+    fn do_get_multi_into(
+        &mut self,
+        server_key: Option<&Zval>,
+        keys: &Zval,
+        flags: Option<i64>,
+        mut raw: Option<&mut Vec<(Vec<u8>, Item)>>,
+    ) -> PhpResult<Zval> {
         let Some(arr) = keys.dereference().array() else {
             return Err(exception("getMulti(): $keys must be an array"));
         };
@@ -561,6 +592,11 @@ impl FaeClient {
             let mut payload_fail = None;
             for (k, r) in keys.iter().zip(results) {
                 match r {
+                    Ok(Some(item)) if raw.is_some() => {
+                        if let Some(sink) = raw.as_deref_mut() {
+                            sink.push((k.clone(), item));
+                        }
+                    }
                     Ok(Some(item)) => {
                         let v = self.hit(&ctx, item, flags);
                         if self.code != RES_SUCCESS {
@@ -1464,10 +1500,13 @@ impl FaeClient {
     /// The next `getDelayed()` result, or false with `RES_END`.
     pub fn fetch(&mut self) -> Zval {
         match self.delayed.pop_front() {
-            Some(r) => {
-                self.ok();
-                r
-            }
+            Some((k, item, cas)) => match self.delayed_result(k, item, cas) {
+                Some(r) => {
+                    self.ok();
+                    r
+                }
+                None => bool_zval(false),
+            },
             None => {
                 self.set_code(RES_END);
                 bool_zval(false)
@@ -1478,8 +1517,16 @@ impl FaeClient {
     /// Every remaining `getDelayed()` result, as a list.
     pub fn fetch_all(&mut self) -> Zval {
         let mut ht = ZendHashTable::new();
-        for r in self.delayed.drain(..) {
-            let _ = ht.push(r);
+        while let Some((k, item, cas)) = self.delayed.pop_front() {
+            match self.delayed_result(k, item, cas) {
+                Some(r) => {
+                    let _ = ht.push(r);
+                }
+                None => {
+                    self.delayed.clear();
+                    return bool_zval(false);
+                }
+            }
         }
         self.ok();
         array_zval(ht)

@@ -382,6 +382,18 @@ test('a value that does not unserialize warns as php-memcached, and the exceptio
         eq(error_get_last()['message'] ?? '', "Memcached::$name(): could not unserialize value", "$name: the warning");
     }
     eq($m->get('bu:ok'), 'fine', 'other values still read');
+    // getDelayed fetches; fetch()/fetchAll() decode, so the failure comes from them.
+    foreach (['fetch', 'fetchAll'] as $name) {
+        eq($m->getDelayed(['bu:bad']), true, "getDelayed before $name");
+        error_clear_last();
+        try { @$m->$name(); check(false, "$name throws"); }
+        catch (RuntimeException $e) { eq($e->getMessage(), 'wakeup failed', "$name: the exception"); }
+        eq(error_get_last()['message'] ?? '', "Memcached::$name(): could not unserialize value", "$name: the warning");
+    }
+    eq($m->getDelayed(['bu:ok'], true), true, 'getDelayed with CAS');
+    $r = $m->fetch();
+    eq([$r['key'], $r['value'], is_int($r['cas']), $r['flags']], ['bu:ok', 'fine', true, 0], 'fetch: key, value, cas, flags');
+    eq([$m->fetch(), $m->getResultCode()], [false, Memcached::RES_END], 'then RES_END');
 });
 
 finish();
