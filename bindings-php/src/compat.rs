@@ -52,11 +52,14 @@ pub fn register_classes(builder: ClassBuilder) -> ClassBuilder {
     }
     let client = ClassBuilder::new("Memcached")
         .extends((|| FaeClient::get_metadata().ce(), "\\Fae\\Client"))
-        .registration(|_, _| {})
+        .registration(|ce, _| of_memcached_module(ce))
         .register();
     let exception = ClassBuilder::new("MemcachedException")
         .extends((fae_exception, "\\Fae\\Exception"))
-        .registration(|ce, _| EXCEPTION.store(ptr::from_mut(ce), Ordering::Release))
+        .registration(|ce, _| {
+            of_memcached_module(ce);
+            EXCEPTION.store(ptr::from_mut(ce), Ordering::Release);
+        })
         .register();
     if let Err(e) = client.and(exception) {
         log::warn!("fae: level=warn event=memcached_classes_not_registered reason={e}");
@@ -64,6 +67,18 @@ pub fn register_classes(builder: ClassBuilder) -> ClassBuilder {
         PROVIDED.store(true, Ordering::Relaxed);
     }
     builder
+}
+
+/// php-memcached's classes belong to the `memcached` module entry (when registered), so
+/// `ReflectionClass::getExtensionName()` and `ReflectionExtension('memcached')->getClasses()`
+/// answer as with php-memcached.
+fn of_memcached_module(ce: &mut ClassEntry) {
+    let alias = crate::php_ini::ALIAS.load(Ordering::Acquire);
+    if !alias.is_null() {
+        // An internal class's `info` is its `internal` variant; the module entry lives as
+        // long as the process (see `register_module_alias`).
+        ce.info.internal.module = alias;
+    }
 }
 
 /// `Fae\Client::__construct` as ext-php-rs generated it (it builds the Rust object).

@@ -34,6 +34,8 @@ test('php.ini switch: Memcached and MemcachedException are provided', function (
     check(isset(ini_get_all('memcached')['memcached.sess_prefix']), 'memcached.* settings belong to the memcached module');
     check(!isset(ini_get_all('fae')['memcached.sess_prefix']), 'and not to fae');
     eq((new ReflectionExtension('memcached'))->getVersion(), '3.2.0', 'ReflectionExtension');
+    eq((new ReflectionClass('Memcached'))->getExtensionName(), 'memcached', 'Memcached belongs to it');
+    eq(array_keys((new ReflectionExtension('memcached'))->getClasses()), ['Memcached', 'MemcachedException'], 'its classes');
     $php = php_command();
     $off = shell_exec(implode(' ', array_map('escapeshellarg', array_merge($php, ['-d', 'fae.provide_memcached_classes=0', '-r', 'var_export([class_exists("Memcached"), class_exists("Fae\\\\Client"), class_exists("Fae\\\\Exception"), extension_loaded("memcached"), ini_get("memcached.sess_prefix")]);']))));
     eq($off, "array (\n  0 => false,\n  1 => true,\n  2 => true,\n  3 => false,\n  4 => false,\n)", 'off keeps only Fae\*, no memcached module');
