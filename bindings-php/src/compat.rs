@@ -119,8 +119,11 @@ fn uncloneable() {
 const ZEND_INTERNAL_CLASS: std::ffi::c_char = 1;
 
 /// The original handlers of `Fae\Client`'s instance methods, by function name pointer
-/// (interned: a subclass's inherited copy of a method has the same one), sorted.
-static METHODS: std::sync::OnceLock<Vec<(usize, zif_handler)>> = std::sync::OnceLock::new();
+/// (interned: a subclass's inherited copy of a method has the same one), sorted. Replaced
+/// (the old table leaked) if the module starts again in the same process.
+type MethodTable = Vec<(usize, zif_handler)>;
+static METHODS: std::sync::atomic::AtomicPtr<MethodTable> =
+    std::sync::atomic::AtomicPtr::new(ptr::null_mut());
 
 /// A subclass whose constructor never called `parent::__construct()` has no client behind
 /// it; php-memcached then throws `Error("Memcached constructor was not called")` from every
@@ -156,16 +159,15 @@ fn guard_methods() {
         }
     }
     table.sort_unstable_by_key(|e| e.0);
-    if METHODS.set(table).is_err() {
-        log::warn!("fae: level=warn event=methods_wrapped_twice");
-    }
+    METHODS.store(Box::leak(Box::new(table)), Ordering::Release);
 }
 
 unsafe extern "C" fn guarded_method(ex: *mut zend_execute_data, rv: *mut zval) {
     // SAFETY: the engine passes its live frame, whose `func` is the method being called.
     let name = unsafe { ex.as_ref().and_then(|e| e.func.as_ref()) }
         .map_or(0, |f| unsafe { f.common.function_name } as usize);
-    let orig = METHODS.get().and_then(|t| {
+    // SAFETY: null or a leaked table, never freed.
+    let orig = unsafe { METHODS.load(Ordering::Acquire).as_ref() }.and_then(|t| {
         t.binary_search_by_key(&name, |e| e.0)
             .ok()
             .and_then(|i| t[i].1)
@@ -254,7 +256,7 @@ pub extern "C" fn module_info(module: *mut ext_php_rs::zend::ModuleEntry) {
 
 /// The version `phpversion('memcached')` reports: the php-memcached API this extension serves
 /// (frameworks compare it, e.g. Symfony requires ≥ 3.1.6).
-pub const MEMCACHED_API_VERSION: &str = "3.2.0";
+pub const MEMCACHED_API_VERSION: &std::ffi::CStr = c"3.2.0";
 
 /// MINIT, when this extension provides `Memcached`: registers a second, empty module entry
 /// named `memcached`, so code that detects php-memcached by name (`extension_loaded`,
@@ -269,8 +271,13 @@ pub fn register_module_alias() -> Option<i32> {
     let ours = unsafe { ext_php_rs::ffi::executor_globals.current_module };
     // SAFETY: the engine's entry for this module, alive for the process.
     let mut alias = *unsafe { ours.as_ref() }?;
+    if u32::from(alias.type_) != ext_php_rs::ffi::MODULE_PERSISTENT {
+        // Loaded by `dl()` for one request: unloaded at its end, while an entry registered
+        // here would stay and point into the unloaded code.
+        return None;
+    }
     alias.name = c"memcached".as_ptr();
-    alias.version = c"3.2.0".as_ptr(); // MEMCACHED_API_VERSION
+    alias.version = MEMCACHED_API_VERSION.as_ptr();
     alias.functions = ptr::null();
     alias.ini_entry = ptr::null();
     alias.deps = ptr::null();
@@ -298,7 +305,7 @@ pub fn register_module_alias() -> Option<i32> {
         ext_php_rs::ffi::executor_globals.current_module = ours;
         r
     };
-    // SAFETY: null, or the registry's copy, alive until module shutdown.
+    // SAFETY: null, or the entry just leaked (the registry holds it), never freed.
     let entry = unsafe { registered.as_mut() }?;
     crate::php_ini::ALIAS.store(ptr::from_mut(entry), Ordering::Release);
     Some(entry.module_number)
@@ -309,7 +316,7 @@ extern "C" fn alias_info(module: *mut ext_php_rs::zend::ModuleEntry) {
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     ext_php_rs::info_table_start!();
     ext_php_rs::info_table_row!("memcached support", "enabled");
-    ext_php_rs::info_table_row!("Version", MEMCACHED_API_VERSION);
+    ext_php_rs::info_table_row!("Version", MEMCACHED_API_VERSION.to_str().unwrap_or(""));
     ext_php_rs::info_table_row!(
         "served by",
         concat!("fae ", env!("CARGO_PKG_VERSION"), " (libfae)")
