@@ -174,9 +174,9 @@ class Client
     public function fetch(): array|false {}
     /** @return list<array{key: string, value: mixed, cas?: int, flags?: int}> */
     public function fetchAll(): array|false {}
-    /** Writes are sent at once: nothing to flush. */
+    /** Sends the set/delete calls OPT_BUFFER_WRITES held back (any other command, or the object's end, does too). */
     public function flushBuffers(): bool {}
-    /** php-memcached's key check (1..250 printable non-space ASCII bytes); false sets RES_BAD_KEY_PROVIDED. */
+    /** php-memcached's key check (1..250 bytes: printable non-space ASCII, or with OPT_BINARY_PROTOCOL anything but a newline); false sets RES_BAD_KEY_PROVIDED. */
     public function checkKey(string $key): bool {}
     /** vBuckets are not implemented: false with RES_NOT_SUPPORTED (after php-memcached's argument checks). */
     public function setBucket(array $host_map, ?array $forward_map, int $replicas): bool {}
