@@ -898,7 +898,7 @@ impl Client {
             .dests
             .iter()
             .map(|d| {
-                let r = admin_stats(d.addr(), &line, route.io_timeout).map_err(|e| e.at(d.addr()));
+                let r = admin_stats(d, &line, route.io_timeout).map_err(|e| e.at(d.addr()));
                 (d.addr().to_string(), r)
             })
             .collect())
@@ -908,53 +908,27 @@ impl Client {
 /// One server's `stats` reply: `(name, value)` pairs in the server's order.
 pub type ServerStats = Vec<(String, String)>;
 
-/// One `stats` exchange on a fresh connection to `addr` (`host:port`, IPv6 host unbracketed, or
-/// a Unix-domain socket path).
-fn admin_stats(addr: &str, line: &str, io_timeout: Duration) -> Result<Vec<(String, String)>> {
-    use std::io::{Read, Write};
-    let io_err = |e: std::io::Error| {
-        let reason = match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Reason::Timeout,
-            std::io::ErrorKind::ConnectionRefused => Reason::ConnectRefused,
-            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof => {
-                Reason::Reset
-            }
-            _ => Reason::Io,
-        };
-        Error::with_detail(reason, format!("stats: {e}"))
-    };
-    let (host, port) = match crate::addr::unix_path(addr) {
-        Some(path) => (path, 0),
-        None => addr
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-            .ok_or_else(|| Error::with_detail(Reason::ConnectFailed, "bad server address"))?,
-    };
-    let mut s =
-        crate::pool::conn::Stream::dial(host, port, io_timeout, Instant::now() + io_timeout)?;
+/// One `stats` exchange on a fresh connection to the destination's server, dialled like the
+/// pool's own (TLS, login) but outside the pool.
+fn admin_stats(
+    dest: &crate::pool::Destination,
+    line: &str,
+    io_timeout: Duration,
+) -> Result<Vec<(String, String)>> {
     let deadline = Instant::now() + io_timeout;
-    s.set_write_timeout(Some(io_timeout)).map_err(io_err)?;
-    s.write_all(line.as_bytes()).map_err(io_err)?;
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 8192];
+    let mut conn = dest.admin_conn(io_timeout, deadline)?;
+    conn.wbuf.extend_from_slice(line.as_bytes());
+    conn.send(deadline)?;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Error::with_detail(
-                Reason::Timeout,
-                "stats: no complete reply",
-            ));
-        }
-        s.set_read_timeout(Some(left)).map_err(io_err)?;
-        let n = s.read(&mut chunk).map_err(io_err)?;
-        if n == 0 {
-            return Err(Error::with_detail(
-                Reason::Reset,
-                "stats: connection closed",
-            ));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf);
+        conn.read_some(deadline).map_err(|e| {
+            let what = if e.reason() == Reason::Timeout {
+                "stats: no complete reply".to_string()
+            } else {
+                format!("stats: {}", e.detail().unwrap_or(e.reason().as_str()))
+            };
+            Error::with_detail(e.reason(), what)
+        })?;
+        let text = String::from_utf8_lossy(conn.unread());
         let first = text.split("\r\n").next().unwrap_or("");
         if first.starts_with("SERVER_ERROR") {
             return Err(Error::with_detail(Reason::ServerError, first.to_string()));
