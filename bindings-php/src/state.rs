@@ -591,6 +591,10 @@ impl Shared {
     /// that no config `mode` names.
     fn core_config(&self) -> Result<(Config, Option<Placement>), Fail> {
         let mut doc = self.base.clone();
+        // php.ini's fae.tls* / fae.auth_* stand in for sections the $config does not give.
+        for (key, section) in crate::php_ini::security_defaults() {
+            doc.entry(key).or_insert(section);
+        }
         let no_servers = !self.pools_config && self.servers.is_empty();
         if no_servers && !self.base.contains_key("route") {
             return Err((

@@ -572,6 +572,16 @@ impl Conn {
         self.send(deadline)?;
         match (protocol, self.recv(decoder, deadline)?) {
             (Protocol::Meta, Response::End) | (Protocol::Text, Response::Version(_)) => Ok(()),
+            (
+                _,
+                Response::Error {
+                    kind: ServerErrorKind::ClientError,
+                    message,
+                },
+            ) if message.contains("unauthenticated") => Err(Error::with_detail(
+                Reason::AuthFailed,
+                "the server requires a login (memcached -Y): configure \"auth\"",
+            )),
             (_, other) => Err(Error::with_detail(
                 Reason::Protocol,
                 format!("validation: unexpected reply {other:?}"),

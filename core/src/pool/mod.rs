@@ -293,7 +293,8 @@ impl Destination {
                             Reason::Reset | Reason::Io => Reason::ConnectFailed,
                             other => other,
                         };
-                        Error::with_detail(reason, format!("login: {}", e.detail().unwrap_or("")))
+                        let detail = e.detail().unwrap_or(e.reason().as_str());
+                        Error::with_detail(reason, format!("login: {detail}"))
                     })?;
             }
             conn.validate(
@@ -302,6 +303,9 @@ impl Destination {
                 connect_deadline,
             )
             .map_err(|e| {
+                if matches!(e.reason(), Reason::AuthFailed | Reason::TlsFailed) {
+                    return e; // says what it is already
+                }
                 // The connection never became usable: a timeout or a reset here is a failure to
                 // connect (hard: the breaker opens at once), not a slow reply.
                 let reason = match e.reason() {
