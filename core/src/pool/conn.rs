@@ -800,22 +800,22 @@ impl Conn {
     }
 
     /// [`Conn::fill`] over TLS: read TLS records (the first `recv` with `flags`, the rest
-    /// without waiting) until the socket is empty, decrypting as they come, and hand all the
-    /// plaintext to the read buffer.
+    /// without waiting) until some plaintext came out of them, or the socket is empty, and hand
+    /// all of it to the read buffer. Stopping at the first plaintext saves the `recv` that would
+    /// only say "nothing more" (a single-key reply is one record); what is still in the socket
+    /// wakes `poll(2)`, and no plaintext is ever left inside rustls.
     fn fill_tls(&mut self, mut flags: libc::c_int) -> Result<bool> {
         let fd = self.stream.fd();
-        let mut any = self.drain_plaintext()?;
-        if any {
-            flags = libc::MSG_DONTWAIT;
+        if self.drain_plaintext()? {
+            return Ok(true);
         }
         loop {
             let ready = self.ready;
             let Some(tls) = self.tls.as_mut() else {
-                return Ok(any);
+                return Ok(false);
             };
             let mut io = FdIo { fd, flags };
             match tls.read_tls(&mut io) {
-                Ok(0) if any => return Ok(true),
                 Ok(0) => {
                     return Err(Error::with_detail(
                         Reason::Reset,
@@ -835,9 +835,11 @@ impl Conn {
                             flags: libc::MSG_DONTWAIT,
                         });
                     }
-                    any |= self.drain_plaintext()?;
+                    if self.drain_plaintext()? {
+                        return Ok(true);
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(any),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(io_error(&e)),
             }
