@@ -94,6 +94,8 @@ struct Timings {
     get: Vec<u64>,
     multi: Vec<u64>,
     get_secs: f64,
+    /// This thread's CPU time in the get loops (client cost, the checks included).
+    get_cpu: f64,
 }
 
 fn ns(t: Instant) -> u64 {
@@ -156,11 +158,13 @@ fn run(args: &Args) -> Result<(), String> {
             get: Vec::new(),
             multi: Vec::new(),
             get_secs: 0.0,
+            get_cpu: 0.0,
         },
         Timings {
             get: Vec::new(),
             multi: Vec::new(),
             get_secs: 0.0,
+            get_cpu: 0.0,
         },
     ];
     // Warm-up: every connection made (and its TLS handshake done) before timing.
@@ -173,6 +177,7 @@ fn run(args: &Args) -> Result<(), String> {
     for _ in 0..rounds {
         for (i, c) in [&plain, &tls].into_iter().enumerate() {
             let started = Instant::now();
+            let cpu = crate::subject::thread_cpu();
             for j in 0..calls / rounds {
                 let k = &keys[j % keys.len()];
                 let s = Instant::now();
@@ -183,6 +188,7 @@ fn run(args: &Args) -> Result<(), String> {
                 }
             }
             t[i].get_secs += started.elapsed().as_secs_f64();
+            t[i].get_cpu += (crate::subject::thread_cpu() - cpu).as_secs_f64();
             for _ in 0..multis / rounds {
                 let s = Instant::now();
                 let got = c.get_multi(&multi_keys).map_err(|e| e.to_string())?;
@@ -227,15 +233,16 @@ fn run(args: &Args) -> Result<(), String> {
         report::loadavg()
     ));
     out.push_str(
-        "| libfae Rust (meta) | get p50 µs | get p99 µs | get ops/s | multi-get(100) p50 µs | multi-get p99 µs |\n\
-         |---|--:|--:|--:|--:|--:|\n",
+        "| libfae Rust (meta) | get p50 µs | get p99 µs | get ops/s | get client CPU µs/call | multi-get(100) p50 µs | multi-get p99 µs |\n\
+         |---|--:|--:|--:|--:|--:|--:|\n",
     );
     for (label, x) in [("plain text", &t[0]), ("TLS", &t[1])] {
         out.push_str(&format!(
-            "| {label} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} |\n",
+            "| {label} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} |\n",
             us(&x.get, 0.5),
             us(&x.get, 0.99),
             x.get.len() as f64 / x.get_secs,
+            x.get_cpu * 1e6 / x.get.len() as f64,
             us(&x.multi, 0.5),
             us(&x.multi, 0.99),
         ));
