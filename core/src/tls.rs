@@ -88,10 +88,12 @@ fn invalid(at: &str, msg: impl fmt::Display) -> Error {
     Error::with_detail(Reason::InvalidConfig, format!("{at}: {msg}"))
 }
 
-/// Read a file for `at` (a config path such as `pools.main.tls.ca_file`); the error names the
-/// file and the OS error, nothing of the contents.
+/// Read a file for `at` (a config path such as `pools.main.tls.ca_file`) as the config file is
+/// read (a regular text file of at most 16 MiB: `/dev/zero` or a FIFO fails at once); the
+/// error names the file and the OS error, nothing of the contents.
 fn read_file(at: &str, path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path)
+    crate::textfile::read(path)
+        .map(String::into_bytes)
         .map_err(|e| invalid(at, format_args!("cannot read {}: {e}", path.display())))
 }
 
@@ -483,6 +485,15 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("cannot read"), "{e}");
+        let e = Tls::load(
+            &TlsSection {
+                ca_file: Some("/dev/zero".into()),
+                ..TlsSection::default()
+            },
+            "tls",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
