@@ -622,3 +622,35 @@ fn stats_of_a_tls_server_go_over_tls() {
     let r = r.as_ref().unwrap();
     assert!(r.iter().any(|(k, _)| k == "pid"), "{r:?}");
 }
+
+#[test]
+fn heartbeats_and_a_failover_route_run_over_tls() {
+    let pki = Pki::new("routes");
+    let (a, b) = (pki.server(false), pki.server(false));
+    let ca = json_str(&pki.path_str("ca.pem"));
+    let cfg = Config::from_json(&format!(
+        r#"{{"pools": {{"a": {{"servers": [{}]}}, "b": {{"servers": [{}]}}}},
+            "route": {{"type": "failover", "children": ["a", "b"]}},
+            "tls": {{"ca_file": {ca}}},
+            "timeouts": {{"connect_ms": 1000, "io_ms": 1000}},
+            "health": {{"heartbeat_interval_ms": 20}}}}"#,
+        json_str(&a.addr()),
+        json_str(&b.addr())
+    ))
+    .unwrap();
+    let c = Client::new(&cfg).unwrap();
+    c.set(b"k", b"first", 0, 0).unwrap();
+    assert_eq!(c.get(b"k").unwrap().unwrap().value, b"first");
+    // Idle TLS connections are heartbeaten (`mn` over TLS) and stay usable.
+    let beat = |c: &Client| c.stats()["destinations"][&a.addr()]["heartbeats_ok"].as_u64();
+    assert!(fae_testkit::wait_until(Duration::from_secs(5), || beat(&c).is_some_and(|n| n > 0)));
+    assert_eq!(c.get(b"k").unwrap().unwrap().value, b"first");
+    // The first child dies: the route fails over to the second, over TLS too.
+    a.kill().unwrap();
+    c.set(b"k2", b"second", 0, 0).unwrap();
+    assert_eq!(c.get(b"k2").unwrap().unwrap().value, b"second");
+    assert_eq!(
+        raw::get(&b.control_addr().unwrap(), "k2").map(|v| v.1),
+        Some(b"second".to_vec())
+    );
+}
