@@ -100,6 +100,23 @@ impl io::Write for FdIo {
         Ok(n as usize)
     }
 
+    /// All queued TLS records in one `sendmsg(2)` (rustls keeps one buffer per record: a large
+    /// value is many records).
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        // SAFETY: msghdr is plain old data; all-zero is a valid value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        // IoSlice is ABI-compatible with iovec on Unix (documented); sendmsg only reads them.
+        msg.msg_iov = bufs.as_ptr().cast_mut().cast();
+        msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
+        // SAFETY: `msg` points at `msg_iovlen` live iovecs borrowed for the whole call; no
+        // name or control data.
+        let n = unsafe { libc::sendmsg(self.fd, &msg, self.flags | libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
