@@ -10,6 +10,11 @@
 // INI: fae.provide_memcached_classes = 1 (default, PHP_INI_SYSTEM): when php-memcached is not
 // loaded, register \Memcached and \MemcachedException (below), php-memcached's memcached.*
 // settings and session.save_handler = memcached. session.save_handler = fae always works.
+// INI: fae.tls = 0, fae.tls_ca_file, fae.tls_cert_file, fae.tls_key_file, fae.tls_server_name,
+// fae.tls_verify = 1, fae.auth_username, fae.auth_password_file, fae.auth_password_env
+// (PHP_INI_PERDIR): TLS and memcached's login for every client whose $config has no "tls" /
+// "auth" section, and for \Memcached objects. A refused login or TLS handshake is
+// RES_AUTH_FAILURE (getResultCode()), not retried.
 
 namespace Fae {
 

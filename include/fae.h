@@ -92,6 +92,10 @@ enum fae_result
   FAE_RESULT_NO_SERVER_AVAILABLE = 204,
   // The connection failed after it was made (reset, broken pipe, other I/O error).
   FAE_RESULT_CONNECTION_LOST = 205,
+  // The server refused the login (config `auth`), or the TLS handshake failed (certificate
+  // not trusted, expired or for another name; a server without TLS). Not retried: the
+  // settings must change; the server is not asked again for `health.probe_max_ms`.
+  FAE_RESULT_AUTH_FAILED = 206,
   // The compute callback of `fae_client_get_or_set` failed (returned non-zero, or returned 0
   // without a value); `fae_last_error_message` gives the number it returned. Nothing was
   // stored.

@@ -4,7 +4,10 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
-# memcached: the real servers every test and the demo talk to.
+# memcached: the real servers every test and the demo talk to (Debian's is built with TLS:
+#   the TLS tests start it with -Z, and with -Y for the login).
+# openssl: the command the Python and PHP TLS tests make their certificates with (the Rust
+#   tests and the benchmark use rcgen).
 # libmemcached-dev: the baseline the benchmark compares against.
 # gcc, pkg-config, valgrind: build and check the C example and C API tests.
 # python3-venv, python3-dev, zlib1g-dev: the Python binding's venv; pylibmc (a test and bench
@@ -17,7 +20,7 @@ export DEBIAN_FRONTEND=noninteractive
 # prometheus: for its promtool, which lints the exported metrics (`promtool check metrics`);
 #   on a machine run by systemd apt also enables its server (`systemctl disable --now
 #   prometheus` if unwanted); containers without a service manager start nothing.
-PACKAGES=(memcached libmemcached-dev gcc pkg-config valgrind ca-certificates
+PACKAGES=(memcached openssl libmemcached-dev gcc pkg-config valgrind ca-certificates
   python3-venv python3-dev zlib1g-dev
   etcd-server etcd-client zookeeper
   php-cli php-dev libclang-dev php-memcached php-fpm libfcgi-bin

@@ -47,6 +47,8 @@ if [ -f /etc/php/8.2/mods-available/memcached.ini ]; then
   PHP_MEMC=(-d extension=igbinary -d extension=msgpack -d extension=memcached)
 fi
 php -n "${PHP_MEMC[@]}" -d extension="$PHP_EXT" tests/php/run.php
+echo "== PHP: TLS and memcached's login (\$config and php.ini fae.tls*/fae.auth_*)"
+php -n -d extension="$PHP_EXT" tests/php/security.php
 echo "== PHP drop-in for php-memcached (our extension alone provides Memcached)"
 php -n -d extension="$PHP_EXT" tests/php/dropin.php
 echo "== Cross-language: PHP, Python and C share values and placement (tests/cross)"

@@ -38,6 +38,7 @@
 //! cargo run --release -p fae-bench -- health --write-docs  # a paused server (issue 4, item 10)
 //! cargo run --release -p fae-bench -- routes --write-docs  # hedged reads, migration, tree cost
 //! cargo run --release -p fae-bench -- stampede --write-docs  # hot-key expiry storms, 5 ms backend
+//! cargo run --release -p fae-bench -- tls --write-docs       # TLS vs plain, same servers
 //! ```
 //!
 //! `health` is a separate run: one server SIGSTOPped under a 4-thread load of single gets; see
@@ -61,6 +62,7 @@ mod report;
 mod routes;
 mod stampede;
 mod subject;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -181,6 +183,9 @@ fn main() -> ExitCode {
     }
     if raw.first().map(String::as_str) == Some("stampede") {
         return stampede::main(raw[1..].to_vec());
+    }
+    if raw.first().map(String::as_str) == Some("tls") {
+        return tls::main(raw[1..].to_vec());
     }
     let args = match Args::parse(raw) {
         Ok(a) => a,

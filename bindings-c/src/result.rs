@@ -59,6 +59,10 @@ pub enum fae_result {
     NoServerAvailable = 204,
     /// The connection failed after it was made (reset, broken pipe, other I/O error).
     ConnectionLost = 205,
+    /// The server refused the login (config `auth`), or the TLS handshake failed (certificate
+    /// not trusted, expired or for another name; a server without TLS). Not retried: the
+    /// settings must change; the server is not asked again for `health.probe_max_ms`.
+    AuthFailed = 206,
     /// The compute callback of `fae_client_get_or_set` failed (returned non-zero, or returned 0
     /// without a value); `fae_last_error_message` gives the number it returned. Nothing was
     /// stored.
@@ -69,7 +73,7 @@ pub enum fae_result {
 
 impl fae_result {
     /// Every code, in numeric order.
-    pub(crate) const ALL: [fae_result; 19] = [
+    pub(crate) const ALL: [fae_result; 20] = [
         Self::Ok,
         Self::NotFound,
         Self::NotStored,
@@ -87,6 +91,7 @@ impl fae_result {
         Self::ProtocolError,
         Self::NoServerAvailable,
         Self::ConnectionLost,
+        Self::AuthFailed,
         Self::ComputeFailed,
         Self::Panic,
     ];
@@ -124,6 +129,7 @@ impl fae_result {
             Self::ProtocolError => "protocol error",
             Self::NoServerAvailable => "no server available",
             Self::ConnectionLost => "connection lost",
+            Self::AuthFailed => "authentication or TLS handshake failed",
             Self::ComputeFailed => "the compute callback failed",
             Self::Panic => "panic in libfae (a bug; please report it)",
         }
@@ -150,6 +156,7 @@ pub(crate) fn map_error(e: &Error) -> fae_result {
         ErrorKind::ServerError => fae_result::ServerError,
         ErrorKind::Protocol => fae_result::ProtocolError,
         ErrorKind::NoServerAvailable => fae_result::NoServerAvailable,
+        ErrorKind::AuthFailed => fae_result::AuthFailed,
         // ErrorKind is #[non_exhaustive]. A kind added to the core after this crate was written
         // is a server/transport failure until it gets its own code (the text still names it).
         _ => fae_result::ServerError,
@@ -322,7 +329,8 @@ mod tests {
     #[test]
     fn numbers_are_stable() {
         let expected = [
-            0, 1, 2, 3, 100, 101, 102, 103, 104, 105, 106, 200, 201, 202, 203, 204, 205, 300, 900,
+            0, 1, 2, 3, 100, 101, 102, 103, 104, 105, 106, 200, 201, 202, 203, 204, 205, 206, 300,
+            900,
         ];
         let got: Vec<u32> = fae_result::ALL.iter().map(|r| *r as u32).collect();
         assert_eq!(got, expected);
@@ -355,6 +363,8 @@ mod tests {
             (Reason::NoServers, fae_result::NoServerAvailable),
             (Reason::Disabled, fae_result::NoServerAvailable),
             (Reason::ReadOnly, fae_result::NoServerAvailable),
+            (Reason::AuthFailed, fae_result::AuthFailed),
+            (Reason::TlsFailed, fae_result::AuthFailed),
         ];
         for (reason, code) in cases {
             let e = Error::new(reason);

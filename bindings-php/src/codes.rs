@@ -59,6 +59,7 @@ pub fn text(code: i64) -> &'static str {
         RES_E2BIG => "ITEM TOO BIG",
         RES_INVALID_ARGUMENTS => "INVALID ARGUMENTS",
         RES_SERVER_TEMPORARILY_DISABLED => "SERVER HAS FAILED AND IS DISABLED UNTIL TIMED RETRY",
+        RES_AUTH_FAILURE => "AUTHENTICATION FAILURE",
         RES_PAYLOAD_FAILURE => "PAYLOAD FAILURE",
         _ => "UNKNOWN",
     }
@@ -82,6 +83,8 @@ pub fn code_of(e: &Error) -> i64 {
             ErrorKind::ServerError => RES_SERVER_ERROR,
             ErrorKind::Protocol => RES_PROTOCOL_ERROR,
             ErrorKind::NoServerAvailable => RES_SERVER_TEMPORARILY_DISABLED,
+            // A refused login or TLS handshake (libmemcached has no TLS: its SASL code).
+            ErrorKind::AuthFailed => RES_AUTH_FAILURE,
             _ => RES_FAILURE,
         },
     }

@@ -67,7 +67,74 @@ const fn provide_entry() -> IniEntryDef {
     e
 }
 
-static INI: IniEntryDefs<2> = IniEntryDefs::new([provide_entry(), IniEntryDef::end()]);
+/// `fae.tls*` and `fae.auth_*`: TLS and login for every client of the process whose
+/// `$config` has no `tls` / `auth` of its own (and for `Memcached` objects, which have no
+/// `$config`); see [`security_defaults`]. Per directory at most: `ini_set()` cannot point a
+/// running script at other certificates or credentials.
+const fn security_entry(
+    name: &'static std::ffi::CStr,
+    default: &'static std::ffi::CStr,
+) -> IniEntryDef {
+    IniEntryDef::new(name, default, IniEntryPermission::PerDir)
+}
+
+static INI: IniEntryDefs<11> = IniEntryDefs::new([
+    provide_entry(),
+    security_entry(c"fae.tls", c"0"),
+    security_entry(c"fae.tls_ca_file", c""),
+    security_entry(c"fae.tls_cert_file", c""),
+    security_entry(c"fae.tls_key_file", c""),
+    security_entry(c"fae.tls_server_name", c""),
+    security_entry(c"fae.tls_verify", c"1"),
+    security_entry(c"fae.auth_username", c""),
+    security_entry(c"fae.auth_password_file", c""),
+    security_entry(c"fae.auth_password_env", c""),
+    IniEntryDef::end(),
+]);
+
+/// The config sections the `fae.tls*` / `fae.auth_*` settings stand for: `("tls", {...})`
+/// when `fae.tls` is on, `("auth", {...})` when `fae.auth_username` is set. The core checks
+/// and loads them like any `$config` section (errors name `tls.ca_file` etc.).
+pub fn security_defaults() -> Vec<(&'static str, serde_json::Value)> {
+    use serde_json::{Map, Value};
+    let set = |name: &str| {
+        ini(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let mut out = Vec::new();
+    if ini_bool("fae.tls") == Some(true) {
+        let mut tls = Map::new();
+        for (key, name) in [
+            ("ca_file", "fae.tls_ca_file"),
+            ("cert_file", "fae.tls_cert_file"),
+            ("key_file", "fae.tls_key_file"),
+            ("server_name", "fae.tls_server_name"),
+        ] {
+            if let Some(v) = set(name) {
+                tls.insert(key.into(), Value::from(v));
+            }
+        }
+        if ini_bool("fae.tls_verify") == Some(false) {
+            tls.insert("verify".into(), Value::from(false));
+        }
+        out.push(("tls", Value::Object(tls)));
+    }
+    if let Some(user) = set("fae.auth_username") {
+        let mut auth = Map::new();
+        auth.insert("username".into(), Value::from(user));
+        for (key, name) in [
+            ("password_file", "fae.auth_password_file"),
+            ("password_env", "fae.auth_password_env"),
+        ] {
+            if let Some(v) = set(name) {
+                auth.insert(key.into(), Value::from(v));
+            }
+        }
+        out.push(("auth", Value::Object(auth)));
+    }
+    out
+}
 
 // php-memcached's sess_prefix check: printable, no spaces, at most 249 bytes; a refused
 // value keeps the old one, with php-memcached's warnings.

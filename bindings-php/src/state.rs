@@ -636,6 +636,10 @@ impl Shared {
         if self.binary_protocol() && !self.pools_config && !text {
             doc.entry("binary_keys").or_insert(Value::Bool(true));
         }
+        // php.ini's fae.tls* / fae.auth_* stand in for sections the $config does not give.
+        for (key, section) in crate::php_ini::security_defaults() {
+            doc.entry(key).or_insert(section);
+        }
         let no_servers = !self.pools_config && self.servers.is_empty();
         if no_servers && !self.base.contains_key("route") {
             return Err((

@@ -24,6 +24,7 @@ pub fn class_name(kind: ErrorKind) -> &'static str {
         ErrorKind::ConnectFailed | ErrorKind::ConnectionLost => "ConnectionError",
         ErrorKind::ServerError | ErrorKind::Protocol => "ServerError",
         ErrorKind::NoServerAvailable => "NoServerAvailable",
+        ErrorKind::AuthFailed => "AuthenticationError",
         // A kind added to the core later: still an `fae.Error`, with its reason.
         _ => "Error",
     }

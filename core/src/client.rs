@@ -920,22 +920,21 @@ impl Client {
             .map(|d| {
                 let addr = d.addr();
                 let fresh = || -> Result<_> {
-                    let mut s = dial_admin(addr, io)?;
-                    let kv = admin_stats(&mut s, &line, io)?;
-                    Ok((kv, s))
+                    let mut conn = d.admin_conn(io, Instant::now() + io)?;
+                    let kv = admin_stats(&mut conn, &line, io)?;
+                    Ok((kv, conn))
                 };
-                let kept = admin.take(addr);
-                let r = match kept {
-                    Some(mut s) => match admin_stats(&mut s, &line, io) {
-                        Ok(kv) => Ok((kv, s)),
+                let r = match admin.take(addr) {
+                    Some(mut conn) => match admin_stats(&mut conn, &line, io) {
+                        Ok(kv) => Ok((kv, conn)),
                         // An idle connection the server closed meanwhile: dial once more.
                         Err(e) if matches!(e.reason(), Reason::Reset | Reason::Io) => fresh(),
                         Err(e) => Err(e),
                     },
                     None => fresh(),
                 };
-                let r = r.map(|(kv, s)| {
-                    admin.idle.lock().push((addr.to_string(), s));
+                let r = r.map(|(kv, conn)| {
+                    admin.idle.lock().push((addr.to_string(), conn));
                     kv
                 });
                 (addr.to_string(), r.map_err(|e| e.at(addr)))
@@ -948,7 +947,7 @@ impl Client {
 /// child starts without any: [`fork::PerProcess`]). The lock is held only to take or put one.
 struct AdminConns {
     generation: u64,
-    idle: parking_lot::Mutex<Vec<(String, crate::pool::conn::Stream)>>,
+    idle: parking_lot::Mutex<Vec<(String, crate::pool::conn::Conn)>>,
 }
 
 impl fork::Generational for AdminConns {
@@ -969,7 +968,7 @@ impl AdminConns {
         }
     }
 
-    fn take(&self, addr: &str) -> Option<crate::pool::conn::Stream> {
+    fn take(&self, addr: &str) -> Option<crate::pool::conn::Conn> {
         let mut idle = self.idle.lock();
         let i = idle.iter().position(|(a, _)| a == addr)?;
         Some(idle.swap_remove(i).1)
@@ -979,60 +978,26 @@ impl AdminConns {
 /// One server's `stats` reply: `(name, value)` pairs in the server's order.
 pub type ServerStats = Vec<(String, String)>;
 
-/// A connection for admin commands to `addr` (`host:port`, IPv6 host unbracketed, or a
-/// Unix-domain socket path).
-fn dial_admin(addr: &str, io_timeout: Duration) -> Result<crate::pool::conn::Stream> {
-    let (host, port) = match crate::addr::unix_path(addr) {
-        Some(path) => (path, 0),
-        None => addr
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-            .ok_or_else(|| Error::with_detail(Reason::ConnectFailed, "bad server address"))?,
-    };
-    crate::pool::conn::Stream::dial(host, port, io_timeout, Instant::now() + io_timeout)
-}
-
-/// One `stats` exchange on `s`, which is left at the end of the reply when it succeeds.
+/// One `stats` exchange on `conn` (dialled like the pool's own: TLS, login, but outside the
+/// pool), which is left at the end of the reply when it succeeds.
 fn admin_stats(
-    s: &mut crate::pool::conn::Stream,
+    conn: &mut crate::pool::conn::Conn,
     line: &str,
     io_timeout: Duration,
 ) -> Result<Vec<(String, String)>> {
-    use std::io::{Read, Write};
-    let io_err = |e: std::io::Error| {
-        let reason = match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => Reason::Timeout,
-            std::io::ErrorKind::ConnectionRefused => Reason::ConnectRefused,
-            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof => {
-                Reason::Reset
-            }
-            _ => Reason::Io,
-        };
-        Error::with_detail(reason, format!("stats: {e}"))
-    };
     let deadline = Instant::now() + io_timeout;
-    s.set_write_timeout(Some(io_timeout)).map_err(io_err)?;
-    s.write_all(line.as_bytes()).map_err(io_err)?;
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 8192];
+    conn.wbuf.extend_from_slice(line.as_bytes());
+    conn.send(deadline)?;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Error::with_detail(
-                Reason::Timeout,
-                "stats: no complete reply",
-            ));
-        }
-        s.set_read_timeout(Some(left)).map_err(io_err)?;
-        let n = s.read(&mut chunk).map_err(io_err)?;
-        if n == 0 {
-            return Err(Error::with_detail(
-                Reason::Reset,
-                "stats: connection closed",
-            ));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf);
+        conn.read_some(deadline).map_err(|e| {
+            let what = if e.reason() == Reason::Timeout {
+                "stats: no complete reply".to_string()
+            } else {
+                format!("stats: {}", e.detail().unwrap_or(e.reason().as_str()))
+            };
+            Error::with_detail(e.reason(), what)
+        })?;
+        let text = String::from_utf8_lossy(conn.unread());
         let first = text.split("\r\n").next().unwrap_or("");
         if first.starts_with("SERVER_ERROR") {
             return Err(Error::with_detail(Reason::ServerError, first.to_string()));
@@ -1041,14 +1006,16 @@ fn admin_stats(
             return Err(Error::with_detail(Reason::ClientError, first.to_string()));
         }
         if text == "END\r\n" || text.ends_with("\r\nEND\r\n") {
-            return Ok(text
+            let kv = text
                 .split("\r\n")
                 .filter_map(|l| l.strip_prefix("STAT "))
                 .map(|l| match l.split_once(' ') {
                     Some((k, v)) => (k.to_string(), v.to_string()),
                     None => (l.to_string(), String::new()),
                 })
-                .collect());
+                .collect();
+            conn.consume_unread();
+            return Ok(kv);
         }
     }
 }

@@ -39,6 +39,10 @@ pub enum ErrorKind {
     Protocol,
     /// No server can take the request: its breaker is open, or none is configured.
     NoServerAvailable,
+    /// The server refused our login (`auth`), or the TLS handshake failed (certificate not
+    /// trusted, expired or for another name; the server does not speak TLS, or demands it).
+    /// Not retried: the settings must change. The server is not asked again for a while.
+    AuthFailed,
 }
 
 /// Why a request failed. The `as_str()` names are public API: stats keys and log fields.
@@ -84,12 +88,16 @@ pub enum Reason {
     Disabled,
     /// Library: the pool is `read_only`; a `set` was dropped (other writes report "not stored").
     ReadOnly,
+    /// Server: the login (`auth`) was rejected.
+    AuthFailed,
+    /// Transport: the TLS handshake failed (certificate, name, protocol mismatch).
+    TlsFailed,
 }
 
 impl Reason {
     /// Every reason, so that bindings can test their mapping is total (the enum is
     /// `#[non_exhaustive]`, so their `match` needs a wildcard arm that a test must keep unused).
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 21] = [
         Self::InvalidKey,
         Self::ValueTooLarge,
         Self::InvalidConfig,
@@ -109,6 +117,8 @@ impl Reason {
         Self::NoServers,
         Self::Disabled,
         Self::ReadOnly,
+        Self::AuthFailed,
+        Self::TlsFailed,
     ];
 
     /// Stable name of the reason.
@@ -133,6 +143,8 @@ impl Reason {
             Self::NoServers => "no_servers",
             Self::Disabled => "disabled",
             Self::ReadOnly => "read_only",
+            Self::AuthFailed => "auth_failed",
+            Self::TlsFailed => "tls_failed",
         }
     }
 
@@ -154,6 +166,7 @@ impl Reason {
             Self::Tko | Self::NoServers | Self::Disabled | Self::ReadOnly => {
                 ErrorKind::NoServerAvailable
             }
+            Self::AuthFailed | Self::TlsFailed => ErrorKind::AuthFailed,
         }
     }
 }
@@ -253,7 +266,9 @@ impl Error {
             | Reason::Tko
             | Reason::NoServers
             | Reason::Disabled
-            | Reason::ReadOnly => false,
+            | Reason::ReadOnly
+            | Reason::AuthFailed
+            | Reason::TlsFailed => false,
         }
     }
 
@@ -285,7 +300,9 @@ impl Error {
             | Reason::Tko
             | Reason::NoServers
             | Reason::Disabled
-            | Reason::ReadOnly => true,
+            | Reason::ReadOnly
+            | Reason::AuthFailed
+            | Reason::TlsFailed => true,
             Reason::InvalidKey
             | Reason::ValueTooLarge
             | Reason::InvalidConfig
@@ -297,6 +314,8 @@ impl Error {
     }
 
     /// Is this a transport or server failure that counts against the destination's health?
+    /// A refused login or TLS handshake does not: the server is up, the settings are wrong
+    /// (the destination fails fast with it instead, see `pool::Destination`).
     pub fn is_destination_failure(&self) -> bool {
         matches!(
             self.reason,
@@ -359,6 +378,16 @@ mod tests {
         let names: std::collections::HashSet<&str> =
             Reason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(names.len(), Reason::ALL.len());
+    }
+
+    #[test]
+    fn security_failures_are_final_but_fail_over() {
+        for r in [Reason::AuthFailed, Reason::TlsFailed] {
+            let e = Error::new(r);
+            assert_eq!(e.kind(), ErrorKind::AuthFailed);
+            assert!(!e.is_retryable() && !e.is_destination_failure() && !e.is_caller_error());
+            assert!(e.should_failover(), "another server may accept us");
+        }
     }
 
     #[test]

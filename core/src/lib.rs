@@ -57,6 +57,7 @@ pub mod protocol;
 pub mod route;
 pub mod stats;
 pub mod textfile;
+pub mod tls;
 pub mod values;
 
 pub use client::Client;

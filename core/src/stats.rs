@@ -63,6 +63,7 @@ counters! {
         bytes_sent: "bytes written to the server",
         bytes_received: "bytes read from the server",
         writes_dropped: "writes answered locally as not stored because the pool is read_only",
+        tls_resumed: "TLS connections that resumed an earlier session (no full handshake)",
     }
 }
 

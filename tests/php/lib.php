@@ -65,6 +65,32 @@ final class Memcached_Socket_Process {
     public function __destruct() { $this->stop(); }
 }
 
+/** memcached serving TLS only (`-Z`) with the certificate s.pem / s.key in $dir. */
+final class Memcached_TLS_Process {
+    public $proc;
+    public int $port;
+    public function __construct(string $dir) {
+        $this->port = free_port();
+        $args = ['memcached', '-l', '127.0.0.1', '-p', (string)$this->port, '-U', '0', '-m', '64',
+                 '-Z', '-o', "ssl_chain_cert=$dir/s.pem,ssl_key=$dir/s.key"];
+        if (function_exists('posix_getuid') ? posix_getuid() === 0 : trim((string)shell_exec('id -u')) === '0') {
+            array_push($args, '-u', 'root');
+        }
+        $this->proc = proc_open($args, [0 => ['file', '/dev/null', 'r'], 1 => ['file', '/dev/null', 'w'], 2 => ['file', '/dev/null', 'w']], $pipes);
+        for ($i = 0; $i < 100; $i++) {
+            $c = @stream_socket_client("tcp://127.0.0.1:{$this->port}", $e, $s, 0.1);
+            if ($c) { fclose($c); return; }
+            usleep(20000);
+        }
+        throw new RuntimeException("memcached -Z on {$this->port} did not start");
+    }
+    public function addr(): string { return "127.0.0.1:{$this->port}"; }
+    public function stop(): void {
+        if ($this->proc) { proc_terminate($this->proc); proc_close($this->proc); $this->proc = null; }
+    }
+    public function __destruct() { $this->stop(); }
+}
+
 /** One memcached stat (raw protocol, no client involved). */
 function mc_stat(string $addr, string $name): ?string {
     $c = stream_socket_client(($addr[0] === '/' ? 'unix://' : 'tcp://') . $addr, $e, $s, 1.0);

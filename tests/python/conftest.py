@@ -50,12 +50,13 @@ def raw_command(addr: str, line: bytes, until: bytes = b"\r\n") -> bytes:
 class Memcached:
     """One memcached process."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra: "List[str] | None" = None) -> None:
         for _ in range(20):
             self.port = _free_port()
             args = [MEMCACHED, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "64"]
             if os.geteuid() == 0:
                 args += ["-u", "root"]
+            args += extra or []
             self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if self._wait_ready():
                 return

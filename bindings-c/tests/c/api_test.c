@@ -146,7 +146,7 @@ static void test_results_and_messages(void) {
   CHECK(n == 7);
   {
     const uint32_t all[] = {0, 1, 2, 3, 100, 101, 102, 103, 104, 105, 106,
-                            200, 201, 202, 203, 204, 205, 300, 900};
+                            200, 201, 202, 203, 204, 205, 206, 300, 900};
     size_t i;
     for (i = 0; i < sizeof all / sizeof all[0]; i++) {
       fae_result_message(all[i], buf, sizeof buf, &n);
@@ -160,6 +160,7 @@ static void test_results_and_messages(void) {
   CHECK(!fae_result_is_error(FAE_RESULT_EXISTS));
   CHECK(fae_result_is_error(FAE_RESULT_NULL_PARAMETER));
   CHECK(fae_result_is_error(FAE_RESULT_CONNECTION_LOST));
+  CHECK(fae_result_is_error(FAE_RESULT_AUTH_FAILED));
   CHECK(fae_result_is_error(FAE_RESULT_PANIC));
   CHECK(fae_result_is_error(FAE_RESULT_COMPUTE_FAILED));
   CHECK(fae_result_is_error(77));

@@ -21,6 +21,7 @@ import os as _os
 
 from . import _fae
 from ._errors import (
+    AuthenticationError,
     ClientError,
     ConnectionError,
     Error,
@@ -41,6 +42,7 @@ __all__ = [
     "TimeoutError",
     "ConnectionError",
     "NoServerAvailable",
+    "AuthenticationError",
     "__version__",
 ]
 

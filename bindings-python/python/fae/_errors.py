@@ -12,7 +12,8 @@ one, and the ``detail`` message.
      ├─ fae.ServerError                                 SERVER_ERROR, a reply that cannot be parsed
      ├─ fae.TimeoutError       (also a TimeoutError)    the request's deadline passed
      ├─ fae.ConnectionError    (also a ConnectionError) connect failed, reset, I/O error
-     └─ fae.NoServerAvailable                           breaker open (tko) or no server
+     ├─ fae.NoServerAvailable                           breaker open (tko) or no server
+     └─ fae.AuthenticationError (also a PermissionError) login refused, TLS handshake failed
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "TimeoutError",
     "ConnectionError",
     "NoServerAvailable",
+    "AuthenticationError",
 ]
 
 
@@ -74,6 +76,13 @@ class TimeoutError(Error, builtins.TimeoutError):
 class ConnectionError(Error, builtins.ConnectionError):
     """No connection could be made (``connect_refused``, ``connect_timeout``,
     ``connect_failed``) or it broke mid-request (``reset``, ``io``)."""
+
+
+class AuthenticationError(Error, builtins.PermissionError):
+    """The server refused the login of the config's ``auth`` (reason ``auth_failed``), or the
+    TLS handshake failed (``tls_failed``: certificate not trusted, expired or for another name,
+    or a server that does not speak TLS). Not retried: the settings must change. The server is
+    not asked again for ``health.probe_max_ms``; every request fails fast with this error."""
 
 
 class NoServerAvailable(Error):

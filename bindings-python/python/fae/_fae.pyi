@@ -107,6 +107,10 @@ class Client:
             "gutter", "pool": "gutter", "max_ttl": 10}]}``; ``{}`` for the in-process cache). A
             ``stampede`` section (``{"lease_ttl_s": 10, "wait_ms": 2000, "recache_below_s": 0,
             "coalesce": True}``) tunes ``get_or_set`` and leases.
+            ``tls`` (``{"ca_file": ..., "cert_file": ..., "key_file": ..., "server_name": ...,
+            "verify": True}``) and ``auth`` (``{"username": ..., "password_file": ...}`` or
+            ``"password_env"``) speak TLS and memcached's ``-Y`` login; a refused login or
+            handshake raises ``AuthenticationError``.
         config_file: path of a libfae config file. The client watches it (``reload.watch_ms``
             in the file, default 1000 ms; 0 turns it off) and reloads when it changes; a bad
             edit is rejected, logged and counted, and the old config stays.

@@ -17,6 +17,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
@@ -26,6 +27,7 @@ use crate::error::{Error, Reason, Result};
 use crate::placement::Mode;
 use crate::protocol::Protocol;
 use crate::route::schema::split_nested;
+use crate::tls::{Auth, AuthSection, Security, Tls, TlsSection};
 
 pub use crate::route::RouteConfig;
 pub use crate::route::failover::FailoverOn;
@@ -209,6 +211,8 @@ struct RawPool {
     disabled: bool,
     #[serde(default)]
     read_only: bool,
+    tls: Option<TlsSection>,
+    auth: Option<AuthSection>,
 }
 
 fn max_connections() -> usize {
@@ -229,6 +233,9 @@ struct RawConfig {
     on_down: Option<OnDown>,
     disabled: Option<bool>,
     read_only: Option<bool>,
+    // TLS and login: for every pool that does not give its own.
+    tls: Option<TlsSection>,
+    auth: Option<AuthSection>,
     #[serde(default)]
     timeouts: Timeouts,
     #[serde(default)]
@@ -321,6 +328,7 @@ impl Config {
             on_down: OnDown::default(),
             disabled: false,
             read_only: false,
+            security: Security::default(),
         };
         let cfg = Config {
             pools: BTreeMap::from([(defaults::POOL.to_string(), pool)]),
@@ -358,6 +366,8 @@ impl Config {
                     on_down: raw.on_down.unwrap_or_default(),
                     disabled: raw.disabled.unwrap_or(false),
                     read_only: raw.read_only.unwrap_or(false),
+                    tls: None,
+                    auth: None,
                 };
                 pools.insert(defaults::POOL.to_string(), pool);
             }
@@ -392,9 +402,31 @@ impl Config {
                 ));
             }
         };
+        // Loaded once per section (so pools sharing the top-level `tls` share one TLS session
+        // store); every load reads the files again, which is how a reload picks up new ones.
+        let top = Security {
+            tls: raw
+                .tls
+                .as_ref()
+                .map(|t| Tls::load(t, "tls").map(Arc::new))
+                .transpose()?,
+            auth: raw
+                .auth
+                .as_ref()
+                .map(|a| Auth::load(a, "auth").map(Arc::new))
+                .transpose()?,
+        };
         let pools = pools
             .into_iter()
             .map(|(name, p)| {
+                let tls = match &p.tls {
+                    Some(t) => Some(Arc::new(Tls::load(t, &format!("pools.{name}.tls"))?)),
+                    None => top.tls.clone(),
+                };
+                let auth = match &p.auth {
+                    Some(a) => Some(Arc::new(Auth::load(a, &format!("pools.{name}.auth"))?)),
+                    None => top.auth.clone(),
+                };
                 let pool = PoolConfig {
                     servers: p.servers.into_iter().map(|s| s.0).collect(),
                     mode: p.mode,
@@ -404,10 +436,11 @@ impl Config {
                     on_down: p.on_down,
                     disabled: p.disabled,
                     read_only: p.read_only,
+                    security: Security { tls, auth },
                 };
-                (name, pool)
+                Ok((name, pool))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let cfg = Config {
             pools,
             route,
@@ -535,6 +568,14 @@ impl Config {
                 )));
             }
             let mut seen = std::collections::HashSet::new();
+            if let Some(tls) = &p.security.tls
+                && !tls.has_server_name()
+                && let Some(i) = p.servers.iter().position(|s| s.unix_path().is_some())
+            {
+                return Err(invalid(format!(
+                    "pools.{name}.servers[{i}]: TLS to a socket path needs tls.server_name (the name its certificate carries)"
+                )));
+            }
             for (i, s) in p.servers.iter().enumerate() {
                 // By address: a socket path is one server whatever port it is hashed with.
                 if !seen.insert(s.addr()) {

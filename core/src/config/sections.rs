@@ -188,6 +188,9 @@ pub struct PoolConfig {
     /// Writes (set/add/replace/append/prepend/cas, incr/decr, touch) are answered locally as
     /// not stored and counted; reads and deletes still go to the servers (graceful degrade).
     pub read_only: bool,
+    /// TLS and login to the servers (`tls`, `auth`: the pool's own, else the top-level ones),
+    /// loaded with the config.
+    pub security: crate::tls::Security,
 }
 
 /// Connect and request deadlines.

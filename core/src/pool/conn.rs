@@ -12,6 +12,12 @@
 //! A `Conn` that saw any error, or a timeout in the middle of a reply, is dropped by its owner
 //! (see [`super::PooledConn`]): bytes of an unread reply could otherwise be taken for the answer
 //! to the next request.
+//!
+//! TLS (config `tls`) is a layer inside `Conn`, not another kind of socket: the same fd is
+//! polled, the same `send`/`recv` calls move TLS records instead of plain bytes, and rustls sits
+//! between them and the buffers. A fill hands *all* plaintext rustls decrypted to the read
+//! buffer at once, so nothing ever waits inside rustls while `poll(2)` waits on the socket:
+//! every route, probe, heartbeat and hedge runs unchanged over TLS.
 
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -20,7 +26,8 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Reason, Result};
-use crate::protocol::{self, Decoder, Protocol, Request, Response};
+use crate::protocol::{self, Decoder, Protocol, Request, Response, ServerErrorKind, Status};
+use crate::tls::{Auth, Security};
 
 /// Read buffer size a connection starts with and shrinks back to after a large value.
 const READ_CHUNK: usize = 16 * 1024;
@@ -46,9 +53,89 @@ pub struct Conn {
     pub(crate) generation: u64,
     /// The `SO_RCVTIMEO` set at connect ([`blocking_wait`]); `None`: never block in `recv`.
     read_timeout: Option<Duration>,
-    /// Bytes moved since the destination last collected them (stats).
+    /// Bytes moved since the destination last collected them (stats; TLS: record bytes).
     bytes_sent: u64,
     bytes_received: u64,
+    /// The TLS session, when the pool has `tls`.
+    tls: Option<Box<rustls::ClientConnection>>,
+    /// Set once the connection was validated: a TLS error before is a failed handshake
+    /// (`tls_failed`), after it a broken stream (`protocol`).
+    pub(crate) ready: bool,
+}
+
+/// `send(2)`/`recv(2)` on a borrowed fd with fixed flags, as the `Read`/`Write` rustls moves
+/// TLS records through.
+struct FdIo {
+    fd: i32,
+    flags: libc::c_int,
+}
+
+impl io::Read for FdIo {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is a live, exclusively borrowed buffer of `buf.len()` bytes for the
+        // whole call; recv writes at most that many.
+        let n = unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), self.flags) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
+impl io::Write for FdIo {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is a live, initialised buffer of `buf.len()` bytes for the whole call;
+        // MSG_NOSIGNAL turns a closed peer into EPIPE instead of SIGPIPE.
+        let n = unsafe {
+            libc::send(
+                self.fd,
+                buf.as_ptr().cast(),
+                buf.len(),
+                self.flags | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    /// All queued TLS records in one `sendmsg(2)` (rustls keeps one buffer per record: a large
+    /// value is many records).
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        // SAFETY: msghdr is plain old data; all-zero is a valid value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        // IoSlice is ABI-compatible with iovec on Unix (documented); sendmsg only reads them.
+        msg.msg_iov = bufs.as_ptr().cast_mut().cast();
+        msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
+        // SAFETY: `msg` points at `msg_iovlen` live iovecs borrowed for the whole call; no
+        // name or control data.
+        let n = unsafe { libc::sendmsg(self.fd, &msg, self.flags | libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A rustls failure as an error: before the connection was validated, a failed handshake
+/// (`tls_failed`: not retried, the settings must change); afterwards a broken stream.
+fn tls_error(e: &rustls::Error, ready: bool) -> Error {
+    if ready {
+        return Error::with_detail(Reason::Protocol, format!("TLS: {e}"));
+    }
+    let hint = match e {
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => {
+            " (does the server speak TLS? memcached needs -Z)"
+        }
+        rustls::Error::AlertReceived(_) => " (the server rejected the handshake)",
+        _ => "",
+    };
+    Error::with_detail(Reason::TlsFailed, format!("TLS handshake: {e}{hint}"))
 }
 
 /// A connected socket: TCP, or a Unix-domain stream socket for a server given as a path.
@@ -317,7 +404,8 @@ pub(crate) fn poll(fds: &mut [libc::pollfd], deadline: Instant) -> Result<usize>
 impl Conn {
     /// Dial `host:port` (or the Unix-domain socket at `host`, a path) within
     /// `connect_timeout` (and `deadline`); TCP gets `TCP_NODELAY`. The socket stays blocking (see
-    /// the module doc). The caller validates the connection before first use.
+    /// the module doc). With `security.tls` the TLS handshake runs too, by `deadline`; the
+    /// caller logs in ([`Conn::login`]) and validates the connection before first use.
     pub fn connect(
         host: &str,
         port: u16,
@@ -325,13 +413,24 @@ impl Conn {
         read_timeout: Duration,
         deadline: Instant,
         generation: u64,
+        security: &Security,
     ) -> Result<Conn> {
+        // A TLS session is made before dialling: a bad server name fails without a socket.
+        let tls = match &security.tls {
+            Some(t) => {
+                let mut session = t.session(host)?;
+                // The write buffer is ours (`wbuf`); rustls may queue a whole batch at once.
+                session.set_buffer_limit(None);
+                Some(Box::new(session))
+            }
+            None => None,
+        };
         let stream = Stream::dial(host, port, connect_timeout, deadline)?;
         let read_timeout = blocking_wait(read_timeout);
         stream
             .set_read_timeout(Some(read_timeout.unwrap_or(Duration::from_millis(1))))
             .map_err(|e| io_error(&e))?;
-        Ok(Conn {
+        let mut conn = Conn {
             stream,
             buf: vec![0; READ_CHUNK],
             start: 0,
@@ -346,7 +445,134 @@ impl Conn {
             read_timeout,
             bytes_sent: 0,
             bytes_received: 0,
-        })
+            tls,
+            ready: false,
+        };
+        if conn.tls.is_some() {
+            conn.handshake(deadline)?;
+        }
+        Ok(conn)
+    }
+
+    /// Drive the TLS handshake to its end before `deadline`.
+    fn handshake(&mut self, deadline: Instant) -> Result<()> {
+        let fd = self.stream.fd();
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(());
+        };
+        let mut io = FdIo {
+            fd,
+            flags: libc::MSG_DONTWAIT,
+        };
+        while tls.is_handshaking() {
+            if tls.wants_write() {
+                match tls.write_tls(&mut io) {
+                    Ok(n) => self.bytes_sent += n as u64,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        wait(fd, Want::Write, deadline)?;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(io_error(&e)),
+                }
+                continue;
+            }
+            match tls.read_tls(&mut io) {
+                Ok(0) => {
+                    return Err(Error::with_detail(
+                        Reason::TlsFailed,
+                        "TLS handshake: the server closed the connection (does it speak TLS? memcached needs -Z)",
+                    ));
+                }
+                Ok(n) => {
+                    self.bytes_received += n as u64;
+                    if let Err(e) = tls.process_new_packets() {
+                        // Tell the server why (an alert), best effort.
+                        let _ = tls.write_tls(&mut io);
+                        return Err(tls_error(&e, false));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    wait(fd, Want::Read, deadline).map_err(|e| {
+                        if e.reason() == Reason::Timeout {
+                            Error::with_detail(
+                                Reason::ConnectTimeout,
+                                "TLS handshake: no answer in time (does the server speak TLS? memcached needs -Z)",
+                            )
+                        } else {
+                            e
+                        }
+                    })?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_error(&e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this connection's TLS session was resumed (an abbreviated handshake);
+    /// `None` without TLS.
+    pub fn tls_resumed(&self) -> Option<bool> {
+        self.tls
+            .as_ref()
+            .map(|t| t.handshake_kind() == Some(rustls::HandshakeKind::Resumed))
+    }
+
+    /// memcached's text-protocol login (`memcached -Y`), before the connection is validated.
+    /// A `version` first asks whether the server wants one: only a server that answers
+    /// `CLIENT_ERROR unauthenticated` is sent the credentials (a server without `-Y` would
+    /// store them as an ordinary item). A rejected login is `auth_failed`.
+    pub fn login(&mut self, auth: &Auth, decoder: &Decoder, deadline: Instant) -> Result<()> {
+        self.wbuf.clear();
+        protocol::encode(Protocol::Text, &Request::Noop, &mut self.wbuf);
+        self.send(deadline)?;
+        match self.recv(decoder, deadline)? {
+            Response::Version(_) => return Ok(()),
+            Response::Error {
+                kind: ServerErrorKind::ClientError,
+                ..
+            } => {}
+            other => {
+                return Err(Error::with_detail(
+                    Reason::Protocol,
+                    format!("login: unexpected reply {other:?}"),
+                ));
+            }
+        }
+        auth.login_request(&mut self.wbuf);
+        let sent = self.send(deadline);
+        // The request held the password: overwrite it, not just forget it.
+        let cap = self.wbuf.capacity();
+        self.wbuf.clear();
+        self.wbuf.resize(cap, 0);
+        self.wbuf.clear();
+        sent?;
+        match self.recv(decoder, deadline)? {
+            Response::Status {
+                status: Status::Success,
+                ..
+            } => Ok(()),
+            Response::Error {
+                kind: ServerErrorKind::ClientError,
+                message,
+            } if message.contains("auth") => Err(Error::with_detail(
+                Reason::AuthFailed,
+                format!(
+                    "the server rejected the login of user \"{}\" ({message})",
+                    auth.username()
+                ),
+            )),
+            other => Err(Error::with_detail(
+                Reason::Protocol,
+                format!(
+                    "login: unexpected reply {}",
+                    match other {
+                        Response::Error { kind, .. } => format!("{kind:?}"),
+                        o => format!("{o:?}"),
+                    }
+                ),
+            )),
+        }
     }
 
     /// Prove the server speaks memcached before the connection is used (memcached's own proxy
@@ -363,6 +589,16 @@ impl Conn {
         self.send(deadline)?;
         match (protocol, self.recv(decoder, deadline)?) {
             (Protocol::Meta, Response::End) | (Protocol::Text, Response::Version(_)) => Ok(()),
+            (
+                _,
+                Response::Error {
+                    kind: ServerErrorKind::ClientError,
+                    message,
+                },
+            ) if message.contains("unauthenticated") => Err(Error::with_detail(
+                Reason::AuthFailed,
+                "the server requires a login (memcached -Y): configure \"auth\"",
+            )),
             (_, other) => Err(Error::with_detail(
                 Reason::Protocol,
                 format!("validation: unexpected reply {other:?}"),
@@ -395,6 +631,9 @@ impl Conn {
 
     /// Write what is left of `wbuf` without blocking. `Ok(true)` when all of it is written.
     pub(crate) fn try_send(&mut self) -> Result<bool> {
+        if self.tls.is_some() {
+            return self.try_send_tls();
+        }
         while self.sent < self.wbuf.len() {
             let rest = &self.wbuf[self.sent..];
             // SAFETY: `rest` is a live, initialised buffer of `rest.len()` bytes for the whole
@@ -423,6 +662,50 @@ impl Conn {
                 io::ErrorKind::WouldBlock => return Ok(false),
                 io::ErrorKind::Interrupted => {}
                 _ => return Err(io_error(&e)),
+            }
+        }
+        self.wbuf.clear();
+        self.sent = 0;
+        Ok(true)
+    }
+
+    /// [`Conn::try_send`] over TLS: all of `wbuf` is handed to rustls at once (`sent` then
+    /// equals its length), then its records are written until the socket would block.
+    fn try_send_tls(&mut self) -> Result<bool> {
+        let fd = self.stream.fd();
+        let ready = self.ready;
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(true);
+        };
+        if self.sent < self.wbuf.len() {
+            use io::Write;
+            tls.writer()
+                .write_all(&self.wbuf[self.sent..])
+                .map_err(|e| io_error(&e))?;
+            self.sent = self.wbuf.len();
+        }
+        let mut io = FdIo {
+            fd,
+            flags: libc::MSG_DONTWAIT,
+        };
+        while tls.wants_write() {
+            match tls.write_tls(&mut io) {
+                Ok(0) => {
+                    return Err(Error::with_detail(
+                        Reason::Reset,
+                        "connection closed while sending",
+                    ));
+                }
+                Ok(n) => self.bytes_sent += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if !ready && e.kind() == io::ErrorKind::BrokenPipe => {
+                    return Err(Error::with_detail(
+                        Reason::TlsFailed,
+                        format!("TLS: the server closed the connection ({e})"),
+                    ));
+                }
+                Err(e) => return Err(io_error(&e)),
             }
         }
         self.wbuf.clear();
@@ -463,6 +746,9 @@ impl Conn {
     /// none were there (non-blocking) or the socket timeout passed (blocking); end of stream is
     /// a `Reset` error.
     fn fill(&mut self, flags: libc::c_int) -> Result<bool> {
+        if self.tls.is_some() {
+            return self.fill_tls(flags);
+        }
         self.make_room();
         loop {
             let spare = &mut self.buf[self.end..];
@@ -496,9 +782,109 @@ impl Conn {
         }
     }
 
+    /// Move every plaintext byte rustls holds into the read buffer. `Ok(true)` if any moved;
+    /// the server's TLS close is a `Reset`.
+    fn drain_plaintext(&mut self) -> Result<bool> {
+        use io::Read;
+        let mut moved = false;
+        loop {
+            self.make_room();
+            let Some(tls) = self.tls.as_mut() else {
+                return Ok(moved);
+            };
+            match tls.reader().read(&mut self.buf[self.end..]) {
+                Ok(0) if !moved => {
+                    return Err(Error::with_detail(
+                        Reason::Reset,
+                        "connection closed by server (TLS close)",
+                    ));
+                }
+                Ok(0) => return Ok(true),
+                Ok(n) => {
+                    self.end += n;
+                    moved = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(moved),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Err(Error::with_detail(
+                        Reason::Reset,
+                        "connection closed by server",
+                    ));
+                }
+                Err(e) => return Err(io_error(&e)),
+            }
+        }
+    }
+
+    /// [`Conn::fill`] over TLS: read TLS records (the first `recv` with `flags`, the rest
+    /// without waiting) until some plaintext came out of them, or the socket is empty, and hand
+    /// all of it to the read buffer. Stopping at the first plaintext saves the `recv` that would
+    /// only say "nothing more" (a single-key reply is one record); what is still in the socket
+    /// wakes `poll(2)`, and no plaintext is ever left inside rustls.
+    fn fill_tls(&mut self, mut flags: libc::c_int) -> Result<bool> {
+        let fd = self.stream.fd();
+        if self.drain_plaintext()? {
+            return Ok(true);
+        }
+        loop {
+            let ready = self.ready;
+            let Some(tls) = self.tls.as_mut() else {
+                return Ok(false);
+            };
+            let mut io = FdIo { fd, flags };
+            match tls.read_tls(&mut io) {
+                Ok(0) => {
+                    return Err(Error::with_detail(
+                        Reason::Reset,
+                        "connection closed by server",
+                    ));
+                }
+                Ok(n) => {
+                    self.bytes_received += n as u64;
+                    flags = libc::MSG_DONTWAIT;
+                    if let Err(e) = tls.process_new_packets() {
+                        return Err(tls_error(&e, ready));
+                    }
+                    if tls.wants_write() {
+                        // A post-handshake reply (key update): best effort, never waits.
+                        let _ = tls.write_tls(&mut FdIo {
+                            fd,
+                            flags: libc::MSG_DONTWAIT,
+                        });
+                    }
+                    if self.drain_plaintext()? {
+                        return Ok(true);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_error(&e)),
+            }
+        }
+    }
+
     /// Read what the socket has without blocking. `Ok(true)` if bytes arrived.
     pub(crate) fn try_fill(&mut self) -> Result<bool> {
         self.fill(libc::MSG_DONTWAIT)
+    }
+
+    /// Wait until more bytes arrive (or `deadline` passes): for admin replies outside the
+    /// request codec, read back through [`Conn::unread`].
+    pub(crate) fn read_some(&mut self, deadline: Instant) -> Result<()> {
+        while !self.try_fill()? {
+            wait(self.fd(), Want::Read, deadline)?;
+        }
+        Ok(())
+    }
+
+    /// The bytes read and not yet decoded.
+    pub(crate) fn unread(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Mark everything read as consumed (an admin reply read through [`Conn::unread`]).
+    pub(crate) fn consume_unread(&mut self) {
+        self.start = self.end;
     }
 
     /// Decode one reply from what is buffered, if a whole one is there.
@@ -550,9 +936,18 @@ impl Conn {
     /// One non-blocking `MSG_PEEK`, no data consumed. An end of stream alone counts as quiet:
     /// the request then fails on it as before (a soft `reset`), which carries no reply to
     /// misread.
-    pub(crate) fn is_quiet(&self) -> bool {
+    pub(crate) fn is_quiet(&mut self) -> bool {
         if self.has_unread() {
             return false;
+        }
+        if self.tls.is_some() {
+            // Records may be TLS housekeeping (a TLS 1.3 session ticket sent after the
+            // handshake): quiet unless they decrypt to reply bytes. A TLS close fails the next
+            // request as a soft `reset`, as the plain end of stream does.
+            return match self.try_fill() {
+                Ok(got) => !got && !self.has_unread(),
+                Err(e) => e.reason() == Reason::Reset,
+            };
         }
         let mut byte = 0u8;
         loop {

@@ -20,6 +20,13 @@
 //! `background` is false) probes an open breaker, heartbeats idle connections, and recycles
 //! connections past `max_idle_ms` / `max_age_ms` (the age limit is jittered per connection so a
 //! fleet does not reconnect in step).
+//!
+//! Security: a new connection does its TLS handshake (config `tls`) and its login (config
+//! `auth`) inside the connect deadline, before validation. A refused login or a failed TLS
+//! handshake means the settings are wrong, not that the server is down: it opens no breaker
+//! (which would probe and reconnect over and over) and is not retried; instead the destination
+//! remembers the refusal and fails fast with it, asking the server again at most once per
+//! `probe_max_ms`, until a reload brings new settings (a new destination).
 
 pub mod conn;
 pub(crate) mod exchange;
@@ -39,10 +46,11 @@ use crate::error::{Error, Reason, Result};
 use crate::process::fork;
 use crate::protocol::{Decoder, Protocol};
 use crate::stats::{DestCounters, ErrorCounters, Histogram, inc};
+use crate::tls::Security;
 
 /// How a destination dials and talks. A reload keeps a destination (its warm connections
-/// and breaker) only when its settings are unchanged.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// and breaker) only when its settings are unchanged (for TLS: also its files' contents).
+#[derive(Clone, Debug, PartialEq)]
 pub struct ConnSettings {
     /// Wire protocol.
     pub protocol: Protocol,
@@ -64,6 +72,16 @@ pub struct ConnSettings {
     pub background: bool,
     /// Breaker knobs.
     pub breaker: BreakerSettings,
+    /// TLS and login.
+    pub security: Security,
+}
+
+/// A refused login or TLS handshake, remembered so that requests fail fast with it.
+#[derive(Debug)]
+struct Refusal {
+    error: Error,
+    /// Until when (ms, [`now_ms`]) the server is not asked again.
+    until_ms: u64,
 }
 
 /// One server address and its connections.
@@ -93,6 +111,8 @@ pub struct Destination {
     /// `p95()` cache: (value in µs, when computed in ms).
     p95_us: AtomicU64,
     p95_at_ms: AtomicU64,
+    /// The last refused login or TLS handshake (see the module doc).
+    refused: arc_swap::ArcSwapOption<Refusal>,
 }
 
 impl Destination {
@@ -108,7 +128,6 @@ impl Destination {
             addr: Arc::from(crate::addr::Node::new(host, port).addr()),
             host: host.to_string(),
             port,
-            settings,
             idle: ArrayQueue::new(settings.max_connections.max(1)),
             open: AtomicUsize::new(0),
             generation: AtomicU64::new(fork::generation()),
@@ -122,6 +141,8 @@ impl Destination {
             last_fail_open_log_ms: AtomicU64::new(0),
             p95_us: AtomicU64::new(0),
             p95_at_ms: AtomicU64::new(0),
+            refused: arc_swap::ArcSwapOption::empty(),
+            settings,
         }
     }
 
@@ -184,8 +205,12 @@ impl Destination {
             if let Some(t) = self.health.record_failure(e.reason()) {
                 self.note(t);
             }
-        } else if e.reason() == Reason::PoolTimeout {
-            // Local saturation says nothing about the server; a half-open trial that ended
+        } else if matches!(
+            e.reason(),
+            Reason::PoolTimeout | Reason::AuthFailed | Reason::TlsFailed
+        ) {
+            // Local saturation says nothing about the server, and a refused login or handshake
+            // (our settings) neither proves it alive nor down; a half-open trial that ended
             // here must not consume its slot, or the breaker could stay half-open for good.
             self.health.return_trial();
         } else if let Some(t) = self.health.record_success() {
@@ -233,11 +258,23 @@ impl Destination {
         }
     }
 
+    /// The remembered refusal while it lasts (see the module doc).
+    fn refusal(&self) -> Option<Error> {
+        let r = self.refused.load();
+        let r = r.as_ref()?;
+        (now_ms() < r.until_ms).then(|| r.error.clone())
+    }
+
     /// Dial and validate a connection within `connect_ms`.
     fn dial(&self, deadline: Instant, generation: u64) -> Result<Conn> {
-        // `connect_ms` bounds the whole dial: TCP handshake plus validation. A stopped server's
-        // kernel still completes handshakes; only validation notices it.
+        if let Some(e) = self.refusal() {
+            inc(&self.counters.connections_failed);
+            return Err(e);
+        }
+        // `connect_ms` bounds the whole dial: TCP (and TLS) handshake, login and validation.
+        // A stopped server's kernel still completes TCP handshakes; only validation notices it.
         let connect_deadline = deadline.min(Instant::now() + self.settings.connect_timeout);
+        let security = &self.settings.security;
         let dialled = Conn::connect(
             &self.host,
             self.port,
@@ -245,14 +282,30 @@ impl Destination {
             self.settings.io_timeout,
             connect_deadline,
             generation,
+            security,
         )
         .and_then(|mut conn| {
+            if let Some(auth) = &security.auth {
+                conn.login(auth, &self.settings.decoder, connect_deadline)
+                    .map_err(|e| {
+                        let reason = match e.reason() {
+                            Reason::Timeout => Reason::ConnectTimeout,
+                            Reason::Reset | Reason::Io => Reason::ConnectFailed,
+                            other => other,
+                        };
+                        let detail = e.detail().unwrap_or(e.reason().as_str());
+                        Error::with_detail(reason, format!("login: {detail}"))
+                    })?;
+            }
             conn.validate(
                 self.settings.protocol,
                 &self.settings.decoder,
                 connect_deadline,
             )
             .map_err(|e| {
+                if matches!(e.reason(), Reason::AuthFailed | Reason::TlsFailed) {
+                    return e; // says what it is already
+                }
                 // The connection never became usable: a timeout or a reset here is a failure to
                 // connect (hard: the breaker opens at once), not a slow reply.
                 let reason = match e.reason() {
@@ -260,13 +313,27 @@ impl Destination {
                     Reason::Reset | Reason::Io => Reason::ConnectFailed,
                     other => other,
                 };
-                Error::with_detail(reason, format!("validating new connection: {e}"))
+                // A TLS-only server (memcached -Z) waits for a handshake or hangs up: say so.
+                let hint = match (security.tls.is_none(), e.reason()) {
+                    (true, Reason::Reset) => {
+                        " (a TLS-only server closes plain connections: does the pool need \"tls\"?)"
+                    }
+                    (true, Reason::Timeout) => {
+                        " (a stopped server, or a TLS-only one waiting for a handshake: does the pool need \"tls\"?)"
+                    }
+                    _ => "",
+                };
+                Error::with_detail(reason, format!("validating new connection: {e}{hint}"))
             })?;
+            conn.ready = true;
             Ok(conn)
         });
         match dialled {
             Ok(mut conn) => {
                 inc(&self.counters.connections_opened);
+                if conn.tls_resumed() == Some(true) {
+                    inc(&self.counters.tls_resumed);
+                }
                 if let Some(age) = self.settings.max_age {
                     conn.max_age = Some(age.mul_f64(0.8 + 0.2 * jitter_fraction()));
                 }
@@ -274,9 +341,45 @@ impl Destination {
             }
             Err(e) => {
                 inc(&self.counters.connections_failed);
-                Err(e.at(&self.addr))
+                let e = e.at(&self.addr);
+                if matches!(e.reason(), Reason::AuthFailed | Reason::TlsFailed) {
+                    log::warn!(
+                        target: "fae",
+                        "destination={} refused=true reason={}: {} (not asked again for {} ms)",
+                        self.addr,
+                        e.reason(),
+                        e.detail().unwrap_or(""),
+                        self.settings.breaker.probe_max.as_millis()
+                    );
+                    self.refused.store(Some(Arc::new(Refusal {
+                        error: e.clone(),
+                        until_ms: now_ms()
+                            .saturating_add(self.settings.breaker.probe_max.as_millis() as u64),
+                    })));
+                }
+                Err(e)
             }
         }
+    }
+
+    /// A connection for an admin command (`stats`), outside the pool: dialled, TLS and
+    /// login as the pool's, within `connect_timeout` and `deadline`; not validated or counted.
+    pub(crate) fn admin_conn(&self, connect_timeout: Duration, deadline: Instant) -> Result<Conn> {
+        let s = &self.settings;
+        let mut conn = Conn::connect(
+            &self.host,
+            self.port,
+            connect_timeout,
+            s.io_timeout,
+            deadline,
+            fork::generation(),
+            &s.security,
+        )?;
+        if let Some(auth) = &s.security.auth {
+            conn.login(auth, &s.decoder, deadline)?;
+        }
+        conn.ready = true;
+        Ok(conn)
     }
 
     /// Probe an open breaker: dial + validate. A good connection joins the idle pool.
@@ -474,7 +577,7 @@ impl Destination {
         let generation = self.check_fork();
         let mut spins = 0u32;
         loop {
-            if let Some(conn) = self.idle.pop() {
+            if let Some(mut conn) = self.idle.pop() {
                 if conn.generation == generation && !conn.is_quiet() {
                     // Unsolicited bytes or a close while idle: never read them as a reply.
                     self.release(Some(conn), false);

@@ -177,6 +177,7 @@ impl PoolRoute {
                 half_open_requests: h.half_open_requests,
                 max_tko_fraction: h.max_tko_fraction,
             },
+            security: pc.security.clone(),
         };
         let health = PoolHealth::new(pc.servers.len(), h.max_tko_fraction);
         let dests = pc
@@ -192,7 +193,7 @@ impl PoolRoute {
                     None => Arc::new(Destination::new(
                         &n.host,
                         n.port,
-                        settings,
+                        settings.clone(),
                         Arc::clone(&health),
                     )),
                 }

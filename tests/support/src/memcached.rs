@@ -41,6 +41,17 @@ pub struct MemcachedBuilder {
     extra_args: Vec<String>,
     start_timeout: Duration,
     binary: Option<PathBuf>,
+    tls: Option<TlsFiles>,
+    /// `(user, password, auth file)`.
+    auth: Option<(String, String, PathBuf)>,
+}
+
+/// The PEM files of a TLS server ([`MemcachedBuilder::tls`]).
+#[derive(Debug, Clone)]
+struct TlsFiles {
+    chain_cert: PathBuf,
+    key: PathBuf,
+    client_ca: Option<PathBuf>,
 }
 
 impl Default for MemcachedBuilder {
@@ -53,6 +64,8 @@ impl Default for MemcachedBuilder {
             extra_args: Vec::new(),
             start_timeout: Duration::from_secs(5),
             binary: None,
+            tls: None,
+            auth: None,
         }
     }
 }
@@ -89,6 +102,40 @@ impl MemcachedBuilder {
     /// `&["-o", "no_lru_crawler"]`. Replaces any earlier extra arguments.
     pub fn extra_args(mut self, args: &[&str]) -> Self {
         self.extra_args = args.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Serve TLS only (`-Z -o ssl_chain_cert=…,ssl_key=…`) with this PEM
+    /// certificate chain and key; with `client_ca`, every client must
+    /// present a certificate signed by it (mutual TLS, `ssl_verify_mode=2`).
+    /// The server also listens in plain text on a second port,
+    /// [`Memcached::control_addr`], for the testkit's own checks.
+    pub fn tls(
+        mut self,
+        chain_cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+        client_ca: Option<PathBuf>,
+    ) -> Self {
+        self.tls = Some(TlsFiles {
+            chain_cert: chain_cert.into(),
+            key: key.into(),
+            client_ca,
+        });
+        self
+    }
+
+    /// Require memcached's text-protocol login (`-Y FILE`) with one user.
+    /// The auth file is written to a fresh temporary directory.
+    ///
+    /// # Panics
+    /// If the file cannot be written.
+    pub fn auth(mut self, user: &str, password: &str) -> Self {
+        let dir = crate::child::temp_dir("mc-auth")
+            .unwrap_or_else(|e| panic!("fae-testkit: auth file directory: {e}"));
+        let file = dir.join("auth");
+        std::fs::write(&file, format!("{user}:{password}\n"))
+            .unwrap_or_else(|e| panic!("fae-testkit: write auth file: {e}"));
+        self.auth = Some((user.to_string(), password.to_string(), file));
         self
     }
 
@@ -185,12 +232,30 @@ impl MemcachedBuilder {
         PathBuf::from("/usr/bin/memcached")
     }
 
-    fn command(&self, listen: &Listen) -> Command {
+    fn command(&self, listen: &Listen, control: Option<u16>) -> Command {
         let mut cmd = Command::new(self.binary_path());
+        let host = match control {
+            Some(c) => format!("127.0.0.1,notls:127.0.0.1:{c}"),
+            None => "127.0.0.1".to_string(),
+        };
         match listen {
-            Listen::Port(port) => cmd.args(["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"]),
+            Listen::Port(port) => cmd.args(["-l", &host, "-p", &port.to_string(), "-U", "0"]),
             Listen::Path(path) => cmd.arg("-s").arg(path),
         };
+        if let Some(t) = &self.tls {
+            let mut opts = format!(
+                "ssl_chain_cert={},ssl_key={}",
+                t.chain_cert.display(),
+                t.key.display()
+            );
+            if let Some(ca) = &t.client_ca {
+                opts.push_str(&format!(",ssl_ca_cert={},ssl_verify_mode=2", ca.display()));
+            }
+            cmd.args(["-Z", "-o", &opts]);
+        }
+        if let Some((_, _, file)) = &self.auth {
+            cmd.arg("-Y").arg(file);
+        }
         cmd.args(["-t", &self.threads.to_string(), "-c", "1024"])
             .args(["-m", &self.memory_mb.to_string()]);
         if let Some(size) = &self.max_item_size {
@@ -216,6 +281,8 @@ fn free_port() -> io::Result<u16> {
 #[derive(Debug)]
 struct Proc {
     child: Child,
+    /// The plain-text listener of a TLS server (`host:port`).
+    control: Option<String>,
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_thread: Option<JoinHandle<()>>,
 }
@@ -269,7 +336,11 @@ enum LaunchError {
 }
 
 fn launch(cfg: &MemcachedBuilder, listen: &Listen) -> Result<Proc, LaunchError> {
-    let cmd = cfg.command(listen);
+    let control = match (&cfg.tls, listen) {
+        (Some(_), Listen::Port(_)) => Some(free_port().map_err(LaunchError::Other)?),
+        _ => None,
+    };
+    let cmd = cfg.command(listen, control);
     let shown = format!("{cmd:?}");
     let mut child = spawn_child(cmd)
         .map_err(|e| LaunchError::Other(io::Error::new(e.kind(), format!("spawn {shown}: {e}"))))?;
@@ -296,10 +367,19 @@ fn launch(cfg: &MemcachedBuilder, listen: &Listen) -> Result<Proc, LaunchError> 
     });
     let mut proc = Proc {
         child,
+        control: control.map(|c| format!("127.0.0.1:{c}")),
         stderr,
         stderr_thread,
     };
-    let addr = listen.addr();
+    // A TLS server is checked on its plain listener; a server with `-Y` after a login.
+    let addr = proc.control.clone().unwrap_or_else(|| listen.addr());
+    let login = match &cfg.auth {
+        Some((user, pass, _)) => format!(
+            "set fae_testkit_login 0 0 {}\r\n{user} {pass}\r\n",
+            user.len() + 1 + pass.len()
+        ),
+        None => String::new(),
+    };
     let deadline = Instant::now() + cfg.start_timeout;
     loop {
         match proc.child.try_wait() {
@@ -321,10 +401,22 @@ fn launch(cfg: &MemcachedBuilder, listen: &Listen) -> Result<Proc, LaunchError> 
                 return Err(LaunchError::Other(e));
             }
         }
-        if raw::try_version(&addr, Duration::from_millis(250)).is_ok() {
+        let answers = if login.is_empty() {
+            raw::try_version(&addr, Duration::from_millis(250)).is_ok()
+        } else {
+            raw::try_command(
+                &addr,
+                format!("{login}version\r\n").as_bytes(),
+                b"VERSION ",
+                Duration::from_millis(250),
+            )
+            .is_ok()
+        };
+        if answers {
             // Make sure it is *our* process answering, not someone else's
             // server that grabbed the port while ours failed to bind.
-            let pid = raw::try_command(&addr, b"stats\r\n", b"END\r\n", Duration::from_secs(1))
+            let stats = format!("{login}stats\r\n");
+            let pid = raw::try_command(&addr, stats.as_bytes(), b"END\r\n", Duration::from_secs(1))
                 .ok()
                 .and_then(|r| {
                     String::from_utf8_lossy(&r)
@@ -452,6 +544,14 @@ impl Memcached {
     /// [`unix_socket`]: MemcachedBuilder::unix_socket
     pub fn addr(&self) -> String {
         self.addr.clone()
+    }
+
+    /// The plain-text `"127.0.0.1:PORT"` of a [`tls`](MemcachedBuilder::tls)
+    /// server (its second listener, for checks that bypass TLS); `None`
+    /// without TLS or while killed.
+    pub fn control_addr(&self) -> Option<String> {
+        let local = self.local.as_ref()?;
+        lock(local).proc.as_ref().and_then(|p| p.control.clone())
     }
 
     /// The TCP port; 0 for a Unix-socket server.
