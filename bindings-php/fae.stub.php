@@ -178,7 +178,7 @@ class Client
     public function flushBuffers(): bool {}
     /** php-memcached's key check (1..250 printable non-space ASCII bytes); false sets RES_BAD_KEY_PROVIDED. */
     public function checkKey(string $key): bool {}
-    /** vBuckets are not implemented: false with RES_NOT_SUPPORTED (after php-memcached's argument checks). */
+    /** libmemcached's virtual buckets: key → server $host_map[hash(key) & (count($host_map) - 1)] (OPT_HASH); the distribution becomes DISTRIBUTION_VIRTUAL_BUCKET. $forward_map and $replicas are kept, unused, as in libmemcached. A map naming a server the client lacks fails the next command with RES_INVALID_ARGUMENTS. */
     public function setBucket(array $host_map, ?array $forward_map, int $replicas): bool {}
     /** SASL is not supported: false with RES_NOT_SUPPORTED and php-memcached's warning. */
     public function setSaslAuthData(string $username, string $password): bool {}

@@ -1198,8 +1198,11 @@ impl FaeClient {
         Ok(ok)
     }
 
-    /// vBucket placement is not implemented: false with `RES_NOT_SUPPORTED`, after
-    /// php-memcached's argument checks and warnings.
+    /// libmemcached's virtual buckets (`memcached_bucket_set`): a key goes to server
+    /// `$host_map[hash(key) & (count(\$host_map) - 1)]`, hashed with `OPT_HASH`; the
+    /// distribution becomes `DISTRIBUTION_VIRTUAL_BUCKET`. The forward map and replicas are
+    /// kept, unused, as in libmemcached. php-memcached's argument checks and warnings first;
+    /// a map naming a server the client does not have fails the next command.
     pub fn set_bucket(
         &mut self,
         host_map: &Zval,
@@ -1222,7 +1225,7 @@ impl FaeClient {
         } else if map
             .values()
             .chain(forward.into_iter().flat_map(|f| f.values()))
-            .any(|v| v.dereference().coerce_to_long().is_none_or(|n| n < 0))
+            .any(|v| v.dereference().coerce_to_long().unwrap_or(0) < 0)
         {
             Some("the map must contain positive integers")
         } else {
@@ -1233,11 +1236,28 @@ impl FaeClient {
             self.set_code(RES_INVALID_ARGUMENTS);
             return Ok(false);
         }
-        self.fail((
-            RES_NOT_SUPPORTED,
-            "vbucket placement is not supported".into(),
-        ));
-        Ok(false)
+        // php-memcached's `(uint32_t) zval_get_long(v)`: a non-numeric string is 0.
+        let to_u32 = |a: &ZendHashTable| -> Vec<u32> {
+            a.values()
+                .map(|v| v.dereference().coerce_to_long().unwrap_or(0) as u32)
+                .collect()
+        };
+        let hosts = to_u32(map);
+        let fwd = forward.map(to_u32);
+        let r =
+            self.shared
+                .lock()
+                .set_bucket(hosts, fwd, u32::try_from(replicas).unwrap_or(u32::MAX));
+        Ok(match r {
+            Ok(()) => {
+                self.ok();
+                true
+            }
+            Err(f) => {
+                self.fail(f);
+                false
+            }
+        })
     }
 
     /// SASL is not supported (`HAVE_SASL` is false): php-memcached's warning, false.

@@ -216,6 +216,42 @@ test('placement equals the golden vectors', function () use ($root) {
     }
 });
 
+test('setBucket places keys as php-memcached does', function () {
+    if (!extension_loaded('memcached')) { fwrite(STDERR, "skip: php-memcached not loaded\n"); return; }
+    $ports = [21901, 21902, 21903, 21904]; // never dialled: placement only
+    $maps = [
+        'balanced 1024' => [array_map(fn($b) => $b % 4, range(0, 1023)), []],
+        'runs 16, crc' => [array_map(fn($b) => intdiv($b, 4), range(0, 15)), [Memcached::OPT_HASH => Memcached::HASH_CRC]],
+        'md5 64' => [array_map(fn($b) => ($b * 7) % 4, range(0, 63)), [Memcached::OPT_HASH => Memcached::HASH_MD5]],
+        // Not a power of two: libmemcached masks with count - 1 all the same.
+        'three buckets' => [[3, 1, 2], []],
+    ];
+    foreach ($maps as $name => [$map, $opts]) {
+        $p = new Memcached(); $f = new Client();
+        foreach ([$p, $f] as $c) {
+            foreach ($ports as $port) $c->addServer('127.0.0.1', $port);
+            if ($opts) eq($c->setOptions($opts), true, "$name options");
+            eq($c->setBucket($map, null, 0), true, "$name setBucket");
+        }
+        eq($f->getOption(Client::OPT_DISTRIBUTION), $p->getOption(Memcached::OPT_DISTRIBUTION), "$name distribution");
+        $bad = 0;
+        for ($k = 0; $k < 2000; $k++) {
+            $a = $p->getServerByKey("vb:$k"); $b = $f->getServerByKey("vb:$k");
+            if ($a['port'] !== $b['port']) $bad++;
+        }
+        eq($bad, 0, "$name: getServerByKey equals php-memcached on 2000 keys");
+    }
+    // DISTRIBUTION_VIRTUAL_BUCKET without a map: hash & (servers - 1).
+    $p = new Memcached(); $f = new Client();
+    foreach ([$p, $f] as $c) {
+        foreach ($ports as $port) $c->addServer('127.0.0.1', $port);
+        $c->setOption(Memcached::OPT_DISTRIBUTION, Memcached::DISTRIBUTION_VIRTUAL_BUCKET);
+    }
+    $bad = 0;
+    for ($k = 0; $k < 2000; $k++) if ($p->getServerByKey("vb:$k")['port'] !== $f->getServerByKey("vb:$k")['port']) $bad++;
+    eq($bad, 0, 'no map: getServerByKey equals php-memcached on 2000 keys');
+});
+
 test('interop with php-memcached', function () use ($mc) {
     if (!extension_loaded('memcached')) { fwrite(STDERR, "skip: php-memcached not loaded\n"); return; }
     $obj = new stdClass; $obj->x = [1, 2];
