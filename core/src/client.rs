@@ -855,6 +855,28 @@ impl Client {
         Ok(out)
     }
 
+    /// For every pool placed by virtual buckets that a request of `op` for `key` reaches: the
+    /// pool, the key's bucket, the bucket's server and its move, if any (see
+    /// [`crate::route::pool::BucketRoute`]). Empty when no such pool is reached.
+    pub fn bucket_route(
+        &self,
+        op: Op,
+        key: &[u8],
+    ) -> Result<Vec<(String, crate::route::pool::BucketRoute)>> {
+        let route = self.route()?;
+        route.check_key(key)?;
+        let mut out: Vec<(String, crate::route::pool::BucketRoute)> = Vec::new();
+        for (pool, _) in route.route_for(op, key) {
+            if out.iter().any(|(p, _)| *p == pool) {
+                continue;
+            }
+            if let Some(b) = route.pools.get(&pool).and_then(|p| p.bucket_route(key)) {
+                out.push((pool, b));
+            }
+        }
+        Ok(out)
+    }
+
     /// [`Client::route_for`] with the pool of each destination: `(pool, addr)`.
     pub fn route_for_pools(&self, op: Op, key: &[u8]) -> Result<Vec<(String, String)>> {
         let route = self.route()?;
