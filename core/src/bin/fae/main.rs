@@ -18,6 +18,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod vbucket;
 mod watch;
 
 use fae_core::placement::Mode;
@@ -31,6 +32,7 @@ const USAGE: &str = "usage:
   fae check-config FILE
   fae stats  --dir DIR [--json] [--listen ADDR]
   fae watch  (--etcd H:P[,...] [--prefix P] | --zookeeper H:P[,...] [--path P] | --file SRC) --out FILE
+  fae vbucket (init|plan|apply|rollback|status) --topology FILE [--pool NAME] ...
   fae completions bash|zsh|fish|elvish|powershell
   fae man [COMMAND]
   fae COMMAND --help | fae --help | fae --version
@@ -149,6 +151,8 @@ enum Cmd {
     },
     /// Render a discovery source (etcd, ZooKeeper, file) into a snapshot file
     Watch(watch::WatchArgs),
+    /// Plan and apply virtual-bucket moves through a topology snapshot file
+    Vbucket(vbucket::VbucketArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
     #[command(override_help = COMPLETIONS_HELP)]
     Completions {
@@ -482,6 +486,7 @@ fn main() -> ExitCode {
         Cmd::CheckConfig { file } => return check_config(&file),
         Cmd::Stats { dir, json, listen } => return stats_cmd(&dir, json, listen),
         Cmd::Watch(args) => return watch::watch_main(args),
+        Cmd::Vbucket(args) => return vbucket::vbucket_main(args),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "fae", &mut io::stdout());
             return ExitCode::SUCCESS;
