@@ -61,6 +61,7 @@ mod report;
 mod routes;
 mod stampede;
 mod subject;
+mod vbucket;
 
 use std::process::ExitCode;
 
@@ -178,6 +179,9 @@ fn main() -> ExitCode {
     }
     if raw.first().map(String::as_str) == Some("routes") {
         return routes::main(raw[1..].to_vec());
+    }
+    if raw.first().map(String::as_str) == Some("vbucket") {
+        return vbucket::main(raw[1..].to_vec());
     }
     if raw.first().map(String::as_str) == Some("stampede") {
         return stampede::main(raw[1..].to_vec());
