@@ -273,6 +273,12 @@ class Client
      */
     public function routeFor(string $key, string $op = 'get'): array|false {}
     /**
+     * For every pool placed by virtual buckets that $op for $key reaches: pool, bucket, map
+     * version and server ("host:port"), plus phase and to while the bucket is on the move. No I/O.
+     * @return list<array{pool: string, bucket: int, version: int, server: string, phase?: string, to?: string}>|false
+     */
+    public function bucketFor(string $key, string $op = 'get'): array|false {}
+    /**
      * Stampede protection, step by step: a lease read. "miss" (you hold the lease: compute, then
      * setWithLease() with the token), "wait" (another client is filling: retry shortly), "hit",
      * "refresh" (a stale or near-expiry value to serve, and you won the refresh: setWithLease()),

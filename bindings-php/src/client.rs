@@ -1833,6 +1833,51 @@ impl FaeClient {
         })
     }
 
+    /// `bucketFor($key, $op = 'get')`: for every pool placed by virtual buckets that a request
+    /// of `$op` for `$key` reaches, `['pool', 'bucket', 'version', 'server']`, plus `'phase'`
+    /// and `'to'` while the bucket is on the move. No I/O.
+    pub fn bucket_for(&mut self, key: &Zval, op: Option<String>) -> PhpResult<Zval> {
+        let k = key_bytes(key)?;
+        let op_name = op.unwrap_or_else(|| "get".into());
+        let Some(op) = Op::from_name(&op_name) else {
+            return Err(exception(format!(
+                "bucketFor(): unknown operation {op_name:?} (get, set, add, replace, append, prepend, cas, delete, incr, decr, touch)"
+            )));
+        };
+        guard(|| {
+            let ctx = match self.ctx() {
+                Ok(c) => c,
+                Err(f) => return Ok(self.fail(f)),
+            };
+            let (stored, routing) = ctx.keys(&k, None);
+            Ok(
+                match ctx
+                    .core
+                    .bucket_route(op, routing.as_deref().unwrap_or(&stored))
+                {
+                    Ok(v) => {
+                        self.ok();
+                        let mut list = ZendHashTable::new();
+                        for (pool, b) in v {
+                            let mut ht = ZendHashTable::new();
+                            let _ = ht.insert("pool", str_zval(&pool));
+                            let _ = ht.insert("bucket", i64::from(b.bucket));
+                            let _ = ht.insert("version", b.version as i64);
+                            let _ = ht.insert("server", str_zval(&b.server_addr));
+                            if let (Some(m), Some(to)) = (&b.moving, &b.to_addr) {
+                                let _ = ht.insert("phase", str_zval(m.phase.as_str()));
+                                let _ = ht.insert("to", str_zval(to));
+                            }
+                            let _ = list.push(array_zval(ht));
+                        }
+                        array_zval(list)
+                    }
+                    Err(e) => self.core_err(&e),
+                },
+            )
+        })
+    }
+
     /// `routeFor($key, $op = 'get')`: every destination a request of `$op` for `$key` could
     /// touch, without I/O: `host:port` per server, `local` for an in-process cache; for a
     /// failover every child, for a shadowed key the shadow too, for a replicated route every

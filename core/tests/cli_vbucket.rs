@@ -196,8 +196,9 @@ fn plan_and_apply_add_a_server_under_load_with_no_stale_read() {
     assert!(!raw::keys(&addrs[2]).is_empty());
     for k in keys.iter().take(50) {
         let r = c.bucket_route(Op::Get, k.as_bytes()).unwrap();
-        let b = r[0].1;
+        let b = &r[0].1;
         assert_eq!(b.moving, None);
+        assert_eq!(b.server_addr, addrs[b.server as usize]);
         let map = &t["buckets"]["main"]["map"];
         assert_eq!(
             u64::from(b.server),

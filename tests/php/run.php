@@ -252,6 +252,35 @@ test('setBucket places keys as php-memcached does', function () {
     eq($bad, 0, 'no map: getServerByKey equals php-memcached on 2000 keys');
 });
 
+test('buckets in $config: placement, a move, bucketFor', function () use ($mc, $mc2) {
+    $cfg = fn(int $version, array $moves) => ['pools' => ['main' => ['servers' => [$mc->addr(), $mc2->addr()],
+        'buckets' => ['count' => 4, 'version' => $version, 'map' => [0, 0, 1, 1], 'moves' => $moves]]]];
+    $c = new Client(null, $cfg(1, []));
+    $hit = [];
+    for ($i = 0; count($hit) < 4 && $i < 1000; $i++) {
+        $b = $c->bucketFor("bk:$i");
+        eq(count($b), 1, 'one bucket-placed pool');
+        $hit[$b[0]['bucket']] ??= "bk:$i";
+    }
+    ksort($hit);
+    eq(array_keys($hit), [0, 1, 2, 3], 'keys of every bucket');
+    foreach ($hit as $bucket => $k) {
+        $want = $bucket < 2 ? $mc->addr() : $mc2->addr();
+        eq($c->bucketFor($k)[0], ['pool' => 'main', 'bucket' => $bucket, 'version' => 1, 'server' => $want], "bucket $bucket");
+        eq($c->routeFor($k), [$want], "routeFor bucket $bucket");
+    }
+    eq($c->reload($cfg(2, [['bucket' => 0, 'to' => 1, 'phase' => 'dual_write']])), true, 'reload with a move');
+    $k = $hit[0];
+    eq($c->bucketFor($k, 'set')[0], ['pool' => 'main', 'bucket' => 0, 'version' => 2, 'server' => $mc->addr(), 'phase' => 'dual_write', 'to' => $mc2->addr()], 'the move');
+    eq($c->routeFor($k, 'set'), [$mc->addr(), $mc2->addr()], 'a dual write reaches both');
+    eq($c->set($k, 'v'), true, 'set in dual_write');
+    $raw = new Client(null, ['servers' => [$mc2->addr()]]);
+    eq($raw->get($k), 'v', 'the target holds it too');
+    eq(@$c->reload($cfg(1, [])), false, 'an older map is refused');
+    eq($c->bucketFor($k)[0]['version'], 2, 'the map in use stays');
+    eq((new Client(null, ['servers' => [$mc->addr()]]))->bucketFor('x'), [], 'no bucket-placed pool: empty');
+});
+
 test('interop with php-memcached', function () use ($mc) {
     if (!extension_loaded('memcached')) { fwrite(STDERR, "skip: php-memcached not loaded\n"); return; }
     $obj = new stdClass; $obj->x = [1, 2];

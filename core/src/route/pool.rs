@@ -112,7 +112,7 @@ fn migrate_phase(p: MovePhase) -> MigratePhase {
 }
 
 /// Where a bucket-placed key goes, as [`PoolRoute::bucket_route`] reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BucketRoute {
     /// The key's bucket.
     pub bucket: u32,
@@ -122,6 +122,10 @@ pub struct BucketRoute {
     pub server: u32,
     /// The bucket's move, if it is on one.
     pub moving: Option<crate::placement::vbucket::BucketMove>,
+    /// The address of `server`.
+    pub server_addr: String,
+    /// The address of the move's target.
+    pub to_addr: Option<String>,
 }
 
 /// The ring without the ejected servers.
@@ -367,11 +371,16 @@ impl PoolRoute {
     pub fn bucket_route(&self, key: &[u8]) -> Option<BucketRoute> {
         let b = self.buckets.as_ref()?;
         let bucket = b.map.bucket(key);
+        let server = b.map.master(bucket);
+        let moving = b.map.moving(bucket);
+        let addr = |i: u32| self.dests.get(i as usize).map(|d| d.addr().to_string());
         Some(BucketRoute {
             bucket,
             version: b.map.version(),
-            server: b.map.master(bucket),
-            moving: b.map.moving(bucket),
+            server,
+            moving,
+            server_addr: addr(server).unwrap_or_default(),
+            to_addr: moving.and_then(|m| addr(m.to)),
         })
     }
 

@@ -210,7 +210,7 @@ fn bucket_column(client: &Client, op: Op, key: &[u8]) -> String {
         .iter()
         .map(|(pool, b)| {
             let mut s = format!("{pool}/{}@{}", b.bucket, b.version);
-            if let Some(m) = b.moving {
+            if let Some(m) = &b.moving {
                 s.push_str(&format!(" {}:{}->{}", m.phase.as_str(), b.server, m.to));
             }
             s
