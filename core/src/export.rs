@@ -418,9 +418,18 @@ impl Drop for Folding {
     }
 }
 
+/// The live snapshot files after a fold, with the fold's locks still held: a reader must read
+/// them and [`RETIRED`] before another process folds one of them (read a live file, then the
+/// totals it was folded into, and that process counts twice).
+struct Folded {
+    live: Vec<PathBuf>,
+    _folding: Folding,
+    _lock: DirLock,
+}
+
 /// Fold the files of processes that are gone into [`RETIRED`] and delete them; returns the
 /// live files. A file that cannot be read is deleted without being counted.
-fn retire_dead(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+fn retire_dead(dir: &Path) -> std::io::Result<Folded> {
     let _folding = Folding::take();
     let _lock = DirLock::take(&dir.join(RETIRE_LOCK))?;
     let mut live = Vec::new();
@@ -435,8 +444,13 @@ fn retire_dead(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         }
     }
     live.sort();
+    let folded = Folded {
+        live,
+        _folding,
+        _lock,
+    };
     if dead.is_empty() {
-        return Ok(live);
+        return Ok(folded);
     }
     let retired = read_json(&dir.join(RETIRED));
     let before = retired
@@ -451,7 +465,7 @@ fn retire_dead(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     for p in dead {
         let _ = std::fs::remove_file(p);
     }
-    Ok(live)
+    Ok(folded)
 }
 
 /// Merge the snapshots of every live process in `dir` with the retired totals of the processes
@@ -464,10 +478,8 @@ pub fn aggregate_dir(dir: &Path) -> std::io::Result<Value> {
             format!("{} is not a directory", dir.display()),
         ));
     }
-    let live: Vec<Value> = retire_dead(dir)?
-        .iter()
-        .filter_map(|p| read_json(p))
-        .collect();
+    let folded = retire_dead(dir)?;
+    let live: Vec<Value> = folded.live.iter().filter_map(|p| read_json(p)).collect();
     let processes = live.len();
     let mut all = live;
     let retired = read_json(&dir.join(RETIRED));
@@ -476,6 +488,7 @@ pub fn aggregate_dir(dir: &Path) -> std::io::Result<Value> {
         .and_then(|r| r["process"]["retired_processes"].as_u64())
         .unwrap_or(0);
     all.extend(retired);
+    drop(folded);
     let mut merged = merge_snapshots(&all);
     merged["process"]["processes"] = json!(processes);
     merged["process"]["retired_processes"] = json!(retired_processes);

@@ -51,6 +51,11 @@ pub struct DiscoveryConfig {
     /// while the file is missing. The supervisor re-reads it when it changes (checked every
     /// `reload.watch_ms`); an invalid snapshot is rejected and the last good one stays.
     pub file: Option<std::path::PathBuf>,
+    /// TLS to etcd or ZooKeeper, for `fae watch --config` (the library itself reads only the
+    /// snapshot file and never connects to a coordinator). Same keys as a pool's `tls`.
+    pub tls: Option<crate::discovery::TlsSettings>,
+    /// Login to etcd (user/password) or ZooKeeper (digest), for `fae watch --config`.
+    pub auth: Option<crate::discovery::AuthSettings>,
 }
 
 /// Reloading (config `reload`).

@@ -27,15 +27,25 @@
 //!   next call tries the endpoints in turn. An idle watch is checked with a range every
 //!   `idle_check` (default 10 s), which also detects a frozen server.
 //! * Gateway path `/v3` (etcd 3.4 and later).
+//!
+//! # TLS and authentication
+//!
+//! With [`EtcdSource::tls`] every connection is TLS (rustls; CA, optional client certificate
+//! for etcd's `--client-cert-auth`, server name). With [`EtcdSource::auth`] the source logs in
+//! (`POST /v3/auth/authenticate`, password read from its file or variable at each login) and
+//! sends the token in the `Authorization` header; an expired or revoked token leads to one new
+//! login and one retry. A wrong password, a missing permission or a rejected certificate is
+//! [`Error::Denied`]; the password and the token never appear in an error or a log line.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 
+use super::secure::{AuthSettings, Secret, TlsSettings};
+use super::tls::{self, Conn, Tls};
 use super::{Error, Result, Source, Topology};
 
 /// Largest HTTP header block or single watch message accepted.
@@ -54,6 +64,9 @@ pub struct EtcdSource {
     last: Option<Topology>,
     watch: Option<Stream>,
     last_check: Instant,
+    tls: Option<Tls>,
+    auth: Option<AuthSettings>,
+    token: Option<Secret>,
 }
 
 impl EtcdSource {
@@ -71,7 +84,24 @@ impl EtcdSource {
             last: None,
             watch: None,
             last_check: Instant::now(),
+            tls: None,
+            auth: None,
+            token: None,
         }
+    }
+
+    /// Speaks TLS to every endpoint. Fails if the settings do not fit together (the files are
+    /// read at the first connect, and again whenever one of them changes).
+    pub fn tls(mut self, settings: TlsSettings) -> Result<EtcdSource> {
+        self.tls = Some(Tls::new(settings)?);
+        Ok(self)
+    }
+
+    /// Logs in as this user (etcd's user/password authentication).
+    pub fn auth(mut self, auth: AuthSettings) -> Result<EtcdSource> {
+        auth.validate()?;
+        self.auth = Some(auth);
+        Ok(self)
     }
 
     /// Sets the connect timeout (per endpoint) and the timeout of a range request.
@@ -97,7 +127,7 @@ impl EtcdSource {
     }
 
     /// Tries every endpoint, starting with the last one that worked.
-    fn with_endpoint<T>(&mut self, mut f: impl FnMut(&Self, &str) -> Result<T>) -> Result<T> {
+    fn with_endpoint<T>(&mut self, mut f: impl FnMut(&mut Self, &str) -> Result<T>) -> Result<T> {
         let n = self.endpoints.len();
         if n == 0 {
             return Err(Error::Invalid("no etcd endpoints".into()));
@@ -111,7 +141,7 @@ impl EtcdSource {
                     self.next_ep = idx;
                     return Ok(v);
                 }
-                Err(e @ Error::Invalid(_)) => return Err(e),
+                Err(e @ (Error::Invalid(_) | Error::Denied(_))) => return Err(e),
                 Err(e) => last_err = Some(e),
             }
         }
@@ -128,9 +158,11 @@ impl EtcdSource {
         })
         .to_string();
         let v = self.with_endpoint(|s, ep| {
-            let deadline = Instant::now() + s.request_timeout;
-            let mut st = Stream::post(ep, "/v3/kv/range", &body, s.connect_timeout, deadline)?;
-            st.read_json_body(deadline)
+            s.authorized(ep, |s, ep| {
+                let deadline = Instant::now() + s.request_timeout;
+                let mut st = s.post(ep, "/v3/kv/range", &body, deadline)?;
+                st.read_json_body(deadline)
+            })
         })?;
         self.last_check = Instant::now();
         if let Some(rev) = v.pointer("/header/revision").and_then(as_i64) {
@@ -166,8 +198,11 @@ impl EtcdSource {
         .to_string();
         let st = self.with_endpoint(|s, ep| {
             let deadline = Instant::now() + s.request_timeout;
-            let mut st = Stream::post(ep, "/v3/watch", &body, s.connect_timeout, deadline)?;
-            st.read_head(deadline)?;
+            let st = s.authorized(ep, |s, ep| {
+                let mut st = s.post(ep, "/v3/watch", &body, deadline)?;
+                st.read_head(deadline)?;
+                Ok(st)
+            })?;
             if !st.chunked {
                 return Err(Error::Unavailable(format!(
                     "{ep}: watch reply is not a chunked stream"
@@ -177,6 +212,117 @@ impl EtcdSource {
         })?;
         self.watch = Some(st);
         Ok(())
+    }
+
+    /// Opens a connection (TLS if configured) and sends one POST with the login token.
+    fn post(&mut self, ep: &str, path: &str, body: &str, deadline: Instant) -> Result<Stream> {
+        let conn = tls::open(ep, self.connect_timeout, self.tls.as_mut())?;
+        let token = self.token.as_ref().map(Secret::expose);
+        Stream::send(conn, ep, path, body, token, deadline)
+    }
+
+    /// Runs `f` logged in (when `auth` is set): logs in first if there is no token, and once
+    /// more if etcd says the token expired or was revoked.
+    fn authorized<T>(
+        &mut self,
+        ep: &str,
+        mut f: impl FnMut(&mut Self, &str) -> Result<T>,
+    ) -> Result<T> {
+        if self.auth.is_none() {
+            return f(self, ep);
+        }
+        let fresh = self.token.is_none();
+        if fresh {
+            self.login(ep)?;
+        }
+        match f(self, ep) {
+            Err(Error::Denied(m)) if !fresh && is_token_error(&m) => {
+                log::info!("etcd {ep}: login token no longer valid; logging in again");
+                self.token = None;
+                self.login(ep)?;
+                f(self, ep)
+            }
+            r => r,
+        }
+    }
+
+    /// `POST /v3/auth/authenticate`; keeps the token. Messages name the user, not the password.
+    fn login(&mut self, ep: &str) -> Result<()> {
+        let Some(auth) = &self.auth else {
+            return Ok(());
+        };
+        let user = auth.username.clone();
+        let pw = auth.password()?;
+        let body = json!({"name": user, "password": pw.expose()}).to_string();
+        drop(pw);
+        self.token = None;
+        let deadline = Instant::now() + self.request_timeout;
+        let v = self
+            .post(ep, "/v3/auth/authenticate", &body, deadline)
+            .and_then(|mut st| st.read_json_body(deadline));
+        let v = match v {
+            Ok(v) => v,
+            // Matched on the text: the gateway's HTTP status for these varies by version.
+            Err(e) if e.message().contains("authentication is not enabled") => {
+                log::warn!(
+                    "etcd {ep}: auth is set but the server does not enable authentication; going on without a token"
+                );
+                return Ok(());
+            }
+            Err(e) if e.message().contains("authentication failed") => {
+                return Err(Error::Denied(format!(
+                    "{ep}: etcd login as user {user:?} failed: wrong user name or password"
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        match v.get("token").and_then(Value::as_str) {
+            Some(t) if !t.is_empty() => {
+                self.token = Some(Secret::new(t));
+                Ok(())
+            }
+            _ => Err(Error::Invalid(format!(
+                "{ep}: etcd login as user {user:?}: reply without a token"
+            ))),
+        }
+    }
+}
+
+/// Whether an etcd error says the login token is no longer good (a new login fixes it).
+fn is_token_error(m: &str) -> bool {
+    m.contains("invalid auth token") || m.contains("revision of auth store is old")
+}
+
+/// Classifies an etcd error reply (HTTP status and body) for the caller.
+fn http_error(ep: &str, status: u16, body: &str) -> Error {
+    let detail = clip(body);
+    let denied = |hint: &str| Error::Denied(format!("{ep}: HTTP {status}: {detail}{hint}"));
+    if body.contains("user name is empty") {
+        denied(" (the server requires authentication: set auth.username and a password source)")
+    } else if body.contains("permission denied") {
+        denied(
+            " (no read permission on this prefix for the logged-in user; without auth.username \
+             etcd checks the certificate's or an anonymous identity)",
+        )
+    } else if is_token_error(body)
+        || body.contains("authentication failed")
+        || status == 401
+        || status == 403
+    {
+        denied("")
+    } else if body.contains("CommonName of client") {
+        // etcd (`--client-cert-auth` with auth on) cannot pass a certificate's CN through its
+        // JSON gateway as a user name, so it refuses such certificates outright.
+        denied(
+            " (with --client-cert-auth and authentication on, etcd's JSON gateway accepts only \
+             client certificates without a CommonName; log in with auth.username instead)",
+        )
+    } else if status == 400 && body.contains("HTTPS server") {
+        Error::Invalid(format!(
+            "{ep}: the server speaks TLS on this port: configure tls (ca_file …)"
+        ))
+    } else {
+        Error::Unavailable(format!("{ep}: HTTP {status}: {detail}"))
     }
 }
 
@@ -242,6 +388,9 @@ impl Source for EtcdSource {
                 self.watch = None;
                 match self.refresh()? {
                     Some(t) => return Ok(Some(t)),
+                    // A watch the server keeps canceling (e.g. no permission to watch) must
+                    // not spin past the caller's deadline.
+                    None if Instant::now() >= deadline => return Ok(None),
                     None => continue,
                 }
             }
@@ -355,7 +504,7 @@ enum Chunk {
 #[derive(Debug)]
 struct Stream {
     ep: String,
-    sock: TcpStream,
+    sock: Conn,
     raw: Vec<u8>,
     body: Vec<u8>,
     chunked: bool,
@@ -365,25 +514,25 @@ struct Stream {
 }
 
 impl Stream {
-    fn post(
+    /// Sends one POST on `sock`. `token`: the login token, sent as `Authorization`.
+    fn send(
+        mut sock: Conn,
         ep: &str,
         path: &str,
         body: &str,
-        connect: Duration,
+        token: Option<&str>,
         deadline: Instant,
     ) -> Result<Stream> {
-        let mut sock = super::connect(ep, connect)?;
+        let auth = token.map_or(String::new(), |t| format!("Authorization: {t}\r\n"));
         let req = format!(
             "POST {path} HTTP/1.1\r\nHost: {ep}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+             {auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
-        let left = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1));
-        let _ = sock.set_write_timeout(Some(left));
+        sock.set_write_timeout(deadline.saturating_duration_since(Instant::now()));
         sock.write_all(req.as_bytes())
-            .map_err(|e| Error::Unavailable(format!("{ep}: send: {e}")))?;
+            .and_then(|()| sock.flush())
+            .map_err(|e| tls::io_error(ep, "send", &e))?;
         Ok(Stream {
             ep: ep.to_string(),
             sock,
@@ -402,12 +551,16 @@ impl Stream {
         if now >= deadline {
             return Ok(false);
         }
-        let _ = self
-            .sock
-            .set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))));
+        self.sock.set_read_timeout(deadline - now);
         let mut buf = [0u8; 16 * 1024];
         match self.sock.read(&mut buf) {
             Ok(0) => {
+                self.eof = true;
+                Ok(true)
+            }
+            // A TLS peer that closes without close_notify: the framing (Content-Length or
+            // chunks) still tells whether the reply is complete.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && self.sock.is_tls() => {
                 self.eof = true;
                 Ok(true)
             }
@@ -428,7 +581,7 @@ impl Stream {
             {
                 Ok(Instant::now() < deadline)
             }
-            Err(e) => Err(Error::Unavailable(format!("{}: read: {e}", self.ep))),
+            Err(e) => Err(tls::io_error(&self.ep, "read", &e)),
         }
     }
 
@@ -439,8 +592,13 @@ impl Stream {
                 break i;
             }
             if self.eof {
+                let hint = if self.sock.is_tls() {
+                    ""
+                } else {
+                    " (if this port speaks TLS, configure tls)"
+                };
                 return Err(Error::Unavailable(format!(
-                    "{}: connection closed before reply",
+                    "{}: connection closed before reply{hint}",
                     self.ep
                 )));
             }
@@ -475,11 +633,11 @@ impl Stream {
         }
         if status != 200 {
             let _ = self.read_body(deadline);
-            return Err(Error::Unavailable(format!(
-                "{}: HTTP {status}: {}",
-                self.ep,
-                clip(&String::from_utf8_lossy(&self.body))
-            )));
+            return Err(http_error(
+                &self.ep,
+                status,
+                &String::from_utf8_lossy(&self.body),
+            ));
         }
         Ok(())
     }
@@ -664,7 +822,8 @@ mod tests {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(5);
-        let mut st = Stream::post(&addr, "/x", "{}", Duration::from_secs(1), deadline).unwrap();
+        let conn = tls::open(&addr, Duration::from_secs(1), None).unwrap();
+        let mut st = Stream::send(conn, &addr, "/x", "{}", None, deadline).unwrap();
         st.read_head(deadline).unwrap();
         assert!(st.chunked);
         assert_eq!(st.next_line(deadline).unwrap().unwrap(), b"{\"a\":1}\n");

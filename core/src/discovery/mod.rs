@@ -34,6 +34,9 @@
 #[cfg(feature = "watch")]
 pub mod etcd;
 pub mod file;
+pub mod secure;
+#[cfg(feature = "watch")]
+mod tls;
 #[cfg(feature = "watch")]
 pub mod zk_proto;
 #[cfg(feature = "watch")]
@@ -50,6 +53,7 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "watch")]
 pub use etcd::EtcdSource;
 pub use file::FileSource;
+pub use secure::{AuthSettings, Secret, TlsSettings};
 #[cfg(feature = "watch")]
 pub use zookeeper::{ZkClient, ZkSessionStats, ZkSource};
 
@@ -60,15 +64,20 @@ pub enum Error {
     /// error, session lost. Retry later; keep the last good topology meanwhile.
     Unavailable(String),
     /// The data was reached but is not a valid topology (malformed JSON, bad server string,
-    /// unexpected protocol reply). The message names the file, key or node.
+    /// unexpected protocol reply), or the connection settings are not usable (a TLS file that
+    /// cannot be read, a plain-text client at a TLS port). The message names the file, key,
+    /// node or setting.
     Invalid(String),
+    /// The coordinator refused us: wrong user or password, no permission, a certificate it
+    /// (or we) did not accept. Retrying helps only after the credentials or TLS settings change.
+    Denied(String),
 }
 
 impl Error {
     /// The message without the kind.
     pub fn message(&self) -> &str {
         match self {
-            Error::Unavailable(m) | Error::Invalid(m) => m,
+            Error::Unavailable(m) | Error::Invalid(m) | Error::Denied(m) => m,
         }
     }
 }
@@ -77,7 +86,8 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Unavailable(m) => write!(f, "unavailable: {m}"),
-            Error::Invalid(m) => write!(f, "invalid topology: {m}"),
+            Error::Invalid(m) => write!(f, "invalid: {m}"),
+            Error::Denied(m) => write!(f, "access denied: {m}"),
         }
     }
 }

@@ -28,6 +28,8 @@ pub mod op {
     pub const GET_CHILDREN2: i32 = 12;
     /// closeSession
     pub const CLOSE_SESSION: i32 = -11;
+    /// auth (`addauth`)
+    pub const AUTH: i32 = 100;
 }
 
 /// Reserved xids.
@@ -36,6 +38,8 @@ pub mod xid {
     pub const NOTIFICATION: i32 = -1;
     /// Ping reply.
     pub const PING: i32 = -2;
+    /// Auth packet and its reply.
+    pub const AUTH: i32 = -4;
 }
 
 /// Error codes in reply headers (`KeeperException.Code`).
@@ -50,6 +54,10 @@ pub mod code {
     pub const NODE_EXISTS: i32 = -110;
     /// The session has expired.
     pub const SESSION_EXPIRED: i32 = -112;
+    /// The node's ACL does not admit this session.
+    pub const NO_AUTH: i32 = -102;
+    /// The server rejected the credentials (and closes the connection).
+    pub const AUTH_FAILED: i32 = -115;
 }
 
 /// Watcher event types (`Watcher.Event.EventType`).
@@ -369,6 +377,19 @@ impl WatcherEvent {
 /// The ACL `world:anyone` with all permissions, as a jute vector.
 pub fn open_acl(e: &mut Encoder) {
     e.int(1).int(31).string("world").string("anyone");
+}
+
+/// The ACL `auth::` with all permissions: the server replaces it with the creating session's
+/// authenticated identities (e.g. `digest:user:hash`), so only they may read the node.
+pub fn creator_acl(e: &mut Encoder) {
+    e.int(1).int(31).string("auth").string("");
+}
+
+/// An `AuthPacket` (`addauth SCHEME AUTH`), framed, with the reserved auth xid.
+pub fn auth_request(scheme: &str, auth: &[u8]) -> Vec<u8> {
+    let mut b = Encoder::new();
+    b.int(0).string(scheme).buffer(Some(auth));
+    request(xid::AUTH, op::AUTH, &b)
 }
 
 #[cfg(test)]

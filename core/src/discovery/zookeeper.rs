@@ -34,11 +34,22 @@
 //! [`Error::Unavailable`] and the caller keeps the last good topology. The client pings every
 //! third of the session timeout while it waits and declares the connection dead after two
 //! thirds of it without a byte from the server.
+//!
+//! # TLS and authentication
+//!
+//! With [`ZkSource::tls`] the connection is TLS (ZooKeeper 3.5+ `secureClientPort`, served by
+//! its Netty connection factory; CA, optional client certificate for `ssl.clientAuth=need`,
+//! server name). With [`ZkSource::auth`] every new connection sends `addauth digest
+//! user:password` before its first read (auth belongs to the connection, so it is sent again
+//! after each reconnect). The `digest` scheme accepts any user and password at login; a wrong
+//! one shows when a node's ACL refuses the read — [`Error::Denied`] naming the node and user.
+//! SASL (Kerberos or DIGEST-MD5 via JAAS) is not supported.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use super::secure::{AuthSettings, TlsSettings};
+use super::tls::{self, Conn, Tls};
 use super::zk_proto::{
     self as proto, ConnectResponse, Decoder, Encoder, ReplyHeader, WatcherEvent,
 };
@@ -55,7 +66,7 @@ fn proto_err(ep: &str, e: proto::ProtoError) -> Error {
 #[derive(Debug)]
 pub struct ZkClient {
     ep: String,
-    sock: TcpStream,
+    sock: Conn,
     raw: Vec<u8>,
     session_id: i64,
     passwd: Vec<u8>,
@@ -64,6 +75,8 @@ pub struct ZkClient {
     last_recv: Instant,
     last_send: Instant,
     fired: bool,
+    /// The authenticated user, for messages.
+    user: Option<String>,
 }
 
 /// Outcome of a connect attempt that offered an old session.
@@ -82,7 +95,27 @@ impl ZkClient {
         session_timeout: Duration,
         connect_timeout: Duration,
     ) -> Result<ZkClient> {
-        match ZkClient::connect_session(endpoint, session_timeout, connect_timeout, None)? {
+        ZkClient::connect_secure(endpoint, session_timeout, connect_timeout, None, None)
+    }
+
+    /// Like [`ZkClient::connect`], over TLS when `tls` is given, and logging in with
+    /// `addauth digest user:password` when `auth` is given.
+    pub fn connect_secure(
+        endpoint: &str,
+        session_timeout: Duration,
+        connect_timeout: Duration,
+        tls: Option<&TlsSettings>,
+        auth: Option<&AuthSettings>,
+    ) -> Result<ZkClient> {
+        let mut tls = tls.cloned().map(Tls::new).transpose()?;
+        match ZkClient::connect_session(
+            endpoint,
+            session_timeout,
+            connect_timeout,
+            None,
+            tls.as_mut(),
+            auth,
+        )? {
             Connected::Session(c) => Ok(c),
             Connected::Expired => Err(Error::Unavailable(format!(
                 "{endpoint}: new session refused"
@@ -95,14 +128,22 @@ impl ZkClient {
         session_timeout: Duration,
         connect_timeout: Duration,
         resume: Option<(i64, &[u8])>,
+        tls: Option<&mut Tls>,
+        auth: Option<&AuthSettings>,
     ) -> Result<Connected> {
         let deadline = Instant::now() + connect_timeout;
-        let mut sock = super::connect(endpoint, connect_timeout)?;
+        // Read the password first: a missing file is a settings error, not a dead server.
+        let login = auth
+            .map(|a| a.password().map(|pw| (a.username.clone(), pw)))
+            .transpose()?;
+        let tls_on = tls.is_some();
+        let mut sock = tls::open(endpoint, connect_timeout, tls)?;
         let (sid, pw) = resume.unwrap_or((0, &[0u8; 16]));
         let ms = i32::try_from(session_timeout.as_millis()).unwrap_or(i32::MAX);
-        let _ = sock.set_write_timeout(Some(connect_timeout));
+        sock.set_write_timeout(deadline.saturating_duration_since(Instant::now()));
         sock.write_all(&proto::connect_request(ms, sid, pw))
-            .map_err(|e| Error::Unavailable(format!("{endpoint}: send connect: {e}")))?;
+            .and_then(|()| sock.flush())
+            .map_err(|e| tls::io_error(endpoint, "send connect", &e))?;
         let mut c = ZkClient {
             ep: endpoint.to_string(),
             sock,
@@ -114,12 +155,21 @@ impl ZkClient {
             last_recv: Instant::now(),
             last_send: Instant::now(),
             fired: false,
+            user: None,
         };
-        let payload = c.read_frame(deadline)?.ok_or_else(|| {
-            Error::Unavailable(format!(
-                "{endpoint}: no connect response within {connect_timeout:?}"
-            ))
-        })?;
+        let hint = if tls_on {
+            ""
+        } else {
+            " (if this port speaks TLS, configure tls)"
+        };
+        let payload = c
+            .read_frame(deadline)
+            .map_err(|e| Error::Unavailable(format!("{}{hint}", e.message())))?
+            .ok_or_else(|| {
+                Error::Unavailable(format!(
+                    "{endpoint}: no connect response within {connect_timeout:?}{hint}"
+                ))
+            })?;
         let r = ConnectResponse::decode(&payload).map_err(|e| proto_err(endpoint, e))?;
         if r.timeout_ms <= 0 {
             return Ok(Connected::Expired);
@@ -127,7 +177,45 @@ impl ZkClient {
         c.session_id = r.session_id;
         c.passwd = r.passwd;
         c.timeout = Duration::from_millis(r.timeout_ms as u64);
+        if let Some((user, pw)) = login {
+            c.add_auth(&user, pw.expose().as_bytes(), deadline)?;
+            c.user = Some(user);
+        }
         Ok(Connected::Session(c))
+    }
+
+    /// `addauth digest user:password`; waits for the server's verdict.
+    fn add_auth(&mut self, user: &str, pw: &[u8], deadline: Instant) -> Result<()> {
+        let mut cred = Vec::with_capacity(user.len() + 1 + pw.len());
+        cred.extend_from_slice(user.as_bytes());
+        cred.push(b':');
+        cred.extend_from_slice(pw);
+        let frame = proto::auth_request("digest", &cred);
+        self.send(&frame)?;
+        loop {
+            let Some(payload) = self.read_frame(deadline)? else {
+                return Err(Error::Unavailable(format!(
+                    "{}: no answer to the login of user {user:?}",
+                    self.ep
+                )));
+            };
+            let mut d = Decoder::new(&payload);
+            let h = ReplyHeader::decode(&mut d).map_err(|e| proto_err(&self.ep, e))?;
+            if h.xid != proto::xid::AUTH {
+                continue;
+            }
+            return match h.err {
+                proto::code::OK => Ok(()),
+                proto::code::AUTH_FAILED => Err(Error::Denied(format!(
+                    "{}: ZooKeeper refused the login of user {user:?} (digest)",
+                    self.ep
+                ))),
+                err => Err(Error::Unavailable(format!(
+                    "{}: login of user {user:?}: ZooKeeper error {err}",
+                    self.ep
+                ))),
+            };
+        }
     }
 
     /// The session id.
@@ -158,9 +246,7 @@ impl ZkClient {
             if now >= deadline {
                 return Ok(None);
             }
-            let _ = self
-                .sock
-                .set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))));
+            self.sock.set_read_timeout(deadline - now);
             let mut buf = [0u8; 16 * 1024];
             match self.sock.read(&mut buf) {
                 Ok(0) => {
@@ -180,18 +266,18 @@ impl ZkClient {
                             | std::io::ErrorKind::TimedOut
                             | std::io::ErrorKind::Interrupted
                     ) => {}
-                Err(e) => return Err(Error::Unavailable(format!("{}: read: {e}", self.ep))),
+                Err(e) => return Err(tls::io_error(&self.ep, "read", &e)),
             }
         }
     }
 
     fn send(&mut self, frame: &[u8]) -> Result<()> {
-        let _ = self
-            .sock
-            .set_write_timeout(Some(self.read_timeout().max(Duration::from_millis(100))));
+        self.sock
+            .set_write_timeout(self.read_timeout().max(Duration::from_millis(100)));
         self.sock
             .write_all(frame)
-            .map_err(|e| Error::Unavailable(format!("{}: send: {e}", self.ep)))?;
+            .and_then(|()| self.sock.flush())
+            .map_err(|e| tls::io_error(&self.ep, "send", &e))?;
         self.last_send = Instant::now();
         Ok(())
     }
@@ -255,6 +341,19 @@ impl ZkClient {
     fn check(&self, path: &str, err: i32) -> Result<()> {
         if err == proto::code::OK {
             Ok(())
+        } else if err == proto::code::NO_AUTH {
+            Err(Error::Denied(match &self.user {
+                Some(u) => format!(
+                    "{}: {path}: not authorized (NoAuth): the node's ACL does not admit user \
+                     {u:?} — wrong password, or no permission",
+                    self.ep
+                ),
+                None => format!(
+                    "{}: {path}: not authorized (NoAuth): the node's ACL requires a login \
+                     (set auth.username and a password source)",
+                    self.ep
+                ),
+            }))
         } else {
             Err(Error::Unavailable(format!(
                 "{}: {path}: ZooKeeper error {err}",
@@ -293,6 +392,20 @@ impl ZkClient {
     /// Creates a persistent node with an open ACL. `Ok(false)` if it already exists.
     pub fn create(&mut self, path: &str, data: &[u8]) -> Result<bool> {
         self.create_node(path, data, false)
+    }
+
+    /// Creates a persistent node only this session's authenticated identities may use (ACL
+    /// `auth::`, e.g. `digest:user:…`). `Ok(false)` if it already exists.
+    pub fn create_private(&mut self, path: &str, data: &[u8]) -> Result<bool> {
+        let mut b = Encoder::new();
+        b.string(path).buffer(Some(data));
+        proto::creator_acl(&mut b);
+        b.int(0);
+        let (err, _) = self.call(proto::op::CREATE, &b)?;
+        if err == proto::code::NODE_EXISTS {
+            return Ok(false);
+        }
+        self.check(path, err).map(|_| true)
     }
 
     fn create_node(&mut self, path: &str, data: &[u8], ephemeral: bool) -> Result<bool> {
@@ -400,6 +513,8 @@ pub struct ZkSource {
     resume: Option<(i64, Vec<u8>)>,
     last: Option<Topology>,
     stats: ZkSessionStats,
+    tls: Option<Tls>,
+    auth: Option<AuthSettings>,
 }
 
 impl ZkSource {
@@ -423,7 +538,23 @@ impl ZkSource {
             resume: None,
             last: None,
             stats: ZkSessionStats::default(),
+            tls: None,
+            auth: None,
         }
+    }
+
+    /// Speaks TLS to every endpoint (the servers' `secureClientPort`). Fails if the settings
+    /// do not fit together; the files are read at connect, again whenever one changes.
+    pub fn tls(mut self, settings: TlsSettings) -> Result<ZkSource> {
+        self.tls = Some(Tls::new(settings)?);
+        Ok(self)
+    }
+
+    /// Logs in on every connection with `addauth digest user:password`.
+    pub fn auth(mut self, auth: AuthSettings) -> Result<ZkSource> {
+        auth.validate()?;
+        self.auth = Some(auth);
+        Ok(self)
     }
 
     /// Sets the requested session timeout and the connect (TCP + handshake) timeout.
@@ -456,6 +587,8 @@ impl ZkSource {
                         self.conn = Some(c);
                         break;
                     }
+                    // Settings and refusals are the same on every server.
+                    Err(e @ (Error::Invalid(_) | Error::Denied(_))) => return Err(e),
                     Err(e) => last_err = Some(e),
                 }
             }
@@ -478,6 +611,8 @@ impl ZkSource {
                 self.session_timeout,
                 self.connect_timeout,
                 Some((sid, &pw)),
+                self.tls.as_mut(),
+                self.auth.as_ref(),
             )? {
                 Connected::Session(c) if c.session_id == sid => {
                     self.stats.resumed += 1;
@@ -499,7 +634,19 @@ impl ZkSource {
                 }
             }
         }
-        let c = ZkClient::connect(ep, self.session_timeout, self.connect_timeout)?;
+        let c = match ZkClient::connect_session(
+            ep,
+            self.session_timeout,
+            self.connect_timeout,
+            None,
+            self.tls.as_mut(),
+            self.auth.as_ref(),
+        )? {
+            Connected::Session(c) => c,
+            Connected::Expired => {
+                return Err(Error::Unavailable(format!("{ep}: new session refused")));
+            }
+        };
         self.stats.sessions += 1;
         log::info!(target: "fae", "discovery=zookeeper endpoint={ep} session=0x{:x} state=new", c.session_id);
         Ok(c)

@@ -17,7 +17,10 @@ if ($action === 'counter') {
         'hits' => $st['local_hits']]), "\n";
 } elseif ($action === 'getorset' || $action === 'getorset-fatal') {
     // Stampede protection across php-fpm workers: one compute per key for the whole pool.
-    $g = new Fae\Client('fpm-stampede', ['servers' => $servers, 'stampede' => ['lease_ttl_s' => 5, 'wait_ms' => 3000]]);
+    // Generous timeouts: a set that times out on a loaded CI machine leaves the lease to a
+    // follower, which computes again; this checks the leases, not the machine's speed.
+    $g = new Fae\Client('fpm-stampede', ['servers' => $servers, 'timeouts' => ['connect_ms' => 1000, 'io_ms' => 2000],
+        'stampede' => ['lease_ttl_s' => 5, 'wait_ms' => 3000]]);
     $key = $_SERVER['FAE_SID'];
     if ($action === 'getorset-fatal') {
         echo json_encode(['pid' => getmypid()]), "\n";

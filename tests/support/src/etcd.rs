@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::child::{free_port, kill_child, lock, spawn_child, temp_dir, wait_ready};
+use crate::coord_tls::ServerTls;
 
 /// A running etcd child process (single member) on `127.0.0.1`.
 #[derive(Debug)]
@@ -18,6 +19,9 @@ pub struct Etcd {
     peer_port: u16,
     dir: PathBuf,
     child: Mutex<Option<Child>>,
+    tls: Option<ServerTls>,
+    /// `root:PASSWORD` for etcdctl once [`Etcd::enable_auth`] ran.
+    root: Mutex<Option<String>>,
 }
 
 impl Etcd {
@@ -37,6 +41,22 @@ impl Etcd {
 
     /// Like [`Etcd::start`], returning the error.
     pub fn try_start() -> io::Result<Etcd> {
+        Etcd::try_start_with(None)
+    }
+
+    /// Starts etcd serving its client port over TLS only (`https://`), with the given
+    /// certificates; with `tls.client_cert_auth` it requires client certificates
+    /// (`--client-cert-auth`). The server certificate must also allow client use (extended
+    /// key usage clientAuth): etcd's JSON gateway connects to its own gRPC server with it.
+    ///
+    /// # Panics
+    /// If etcd cannot be started (message includes its log).
+    pub fn start_secure(tls: ServerTls) -> Etcd {
+        Etcd::try_start_with(Some(tls))
+            .unwrap_or_else(|e| panic!("fae-testkit: cannot start etcd with TLS: {e}"))
+    }
+
+    fn try_start_with(tls: Option<ServerTls>) -> io::Result<Etcd> {
         let mut last = None;
         for _ in 0..4 {
             let e = Etcd {
@@ -44,6 +64,8 @@ impl Etcd {
                 peer_port: free_port()?,
                 dir: temp_dir("etcd")?,
                 child: Mutex::new(None),
+                tls: tls.clone(),
+                root: Mutex::new(None),
             };
             match e.launch() {
                 Ok(()) => return Ok(e),
@@ -54,7 +76,7 @@ impl Etcd {
     }
 
     fn launch(&self) -> io::Result<()> {
-        let c = format!("http://127.0.0.1:{}", self.client_port);
+        let c = format!("{}://127.0.0.1:{}", self.scheme(), self.client_port);
         let p = format!("http://127.0.0.1:{}", self.peer_port);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -71,10 +93,19 @@ impl Etcd {
                 "--initial-advertise-peer-urls",
                 &p,
             ])
-            .args(["--initial-cluster", &format!("fae-test={p}")])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
+            .args(["--initial-cluster", &format!("fae-test={p}")]);
+        if let Some(t) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&t.cert_file)
+                .arg("--key-file")
+                .arg(&t.key_file)
+                .arg("--trusted-ca-file")
+                .arg(&t.ca_file);
+            if t.client_cert_auth {
+                cmd.arg("--client-cert-auth");
+            }
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
         let child = wait_ready(
             spawn_child(cmd)?,
             "etcd",
@@ -86,7 +117,14 @@ impl Etcd {
         Ok(())
     }
 
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
     fn healthy(&self) -> bool {
+        if self.tls.is_some() {
+            return self.etcdctl(&["endpoint", "health"]).is_ok();
+        }
         let Ok(mut s) = TcpStream::connect_timeout(
             &([127, 0, 0, 1], self.client_port).into(),
             Duration::from_millis(200),
@@ -132,12 +170,23 @@ impl Etcd {
     }
 
     fn etcdctl(&self, args: &[&str]) -> io::Result<String> {
-        let out = Command::new(bin("etcdctl"))
-            .arg(format!("--endpoints={}", self.endpoint()))
-            .args(["--command-timeout=5s"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()?;
+        let mut cmd = Command::new(bin("etcdctl"));
+        cmd.arg(format!(
+            "--endpoints={}://{}",
+            self.scheme(),
+            self.endpoint()
+        ))
+        .args(["--command-timeout=5s", "--dial-timeout=2s"]);
+        if let Some(t) = &self.tls {
+            cmd.arg("--cacert").arg(&t.ca_file);
+            if let Some((cert, key)) = &t.client {
+                cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+            }
+        }
+        if let Some(root) = lock(&self.root).as_ref() {
+            cmd.arg(format!("--user={root}"));
+        }
+        let out = cmd.args(args).stdin(Stdio::null()).output()?;
         if !out.status.success() {
             return Err(io::Error::other(format!(
                 "etcdctl {args:?}: {}",
@@ -145,6 +194,52 @@ impl Etcd {
             )));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Turns on etcd's authentication: creates `root` with `root_password` and the `root`
+    /// role, then `auth enable`. Later testkit commands log in as root. Panics on failure.
+    pub fn enable_auth(&self, root_password: &str) {
+        let ok = |r: io::Result<String>| r.unwrap_or_else(|e| panic!("{e}"));
+        ok(self.etcdctl(&[
+            "user",
+            "add",
+            "root",
+            &format!("--new-user-password={root_password}"),
+        ]));
+        ok(self.etcdctl(&["user", "grant-role", "root", "root"]));
+        ok(self.etcdctl(&["auth", "enable"]));
+        *lock(&self.root) = Some(format!("root:{root_password}"));
+    }
+
+    /// Invalidates every login token (`auth disable`, `auth enable`: etcd drops its tokens),
+    /// so clients must log in again. Panics on failure.
+    pub fn revoke_tokens(&self) {
+        let ok = |r: io::Result<String>| r.unwrap_or_else(|e| panic!("{e}"));
+        ok(self.etcdctl(&["auth", "disable"]));
+        ok(self.etcdctl(&["auth", "enable"]));
+    }
+
+    /// Adds `user` with `password` and read access to keys under `prefix` (after
+    /// [`Etcd::enable_auth`]). Panics on failure.
+    pub fn add_reader(&self, user: &str, password: &str, prefix: &str) {
+        let ok = |r: io::Result<String>| r.unwrap_or_else(|e| panic!("{e}"));
+        let role = format!("{user}-reader");
+        ok(self.etcdctl(&["role", "add", &role]));
+        ok(self.etcdctl(&[
+            "role",
+            "grant-permission",
+            &role,
+            "--prefix=true",
+            "read",
+            prefix,
+        ]));
+        ok(self.etcdctl(&[
+            "user",
+            "add",
+            user,
+            &format!("--new-user-password={password}"),
+        ]));
+        ok(self.etcdctl(&["user", "grant-role", user, &role]));
     }
 
     /// `etcdctl put KEY VALUE`. Panics on failure.

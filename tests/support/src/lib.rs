@@ -44,6 +44,7 @@
 #![deny(missing_docs)]
 
 mod child;
+pub mod coord_tls;
 pub mod etcd;
 pub mod hostile;
 pub mod memcached;
@@ -52,6 +53,7 @@ pub mod raw;
 mod sys;
 pub mod zookeeper;
 
+pub use coord_tls::ServerTls;
 pub use etcd::Etcd;
 pub use hostile::{EVIL, HostileServer, Misbehave};
 pub use memcached::{Cluster, Memcached, MemcachedBuilder};

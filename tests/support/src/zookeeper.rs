@@ -12,15 +12,24 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::child::{free_port, kill_child, lock, spawn_child, temp_dir, wait_ready};
+use crate::coord_tls::ServerTls;
 use crate::sys;
 
 const JAR: &str = "/usr/share/java/zookeeper.jar";
 const CONF_DIR: &str = "/etc/zookeeper/conf";
+/// Netty jars the TLS port needs beyond those zookeeper.jar's manifest lists.
+const NETTY_EXTRA: &[&str] = &[
+    "/usr/share/java/netty-codec.jar",
+    "/usr/share/java/netty-resolver.jar",
+    "/usr/share/java/netty-transport-native-unix-common.jar",
+];
 
 /// A running ZooKeeper child process (standalone) on `127.0.0.1`.
 #[derive(Debug)]
 pub struct ZooKeeper {
     port: u16,
+    /// TLS client port (`secureClientPort`) when started with [`ZooKeeper::start_tls`].
+    secure_port: Option<u16>,
     dir: PathBuf,
     child: Mutex<Option<Child>>,
     paused: Mutex<bool>,
@@ -43,9 +52,25 @@ impl ZooKeeper {
 
     /// Like [`ZooKeeper::start`], returning the error.
     pub fn try_start() -> io::Result<ZooKeeper> {
+        ZooKeeper::try_start_with(None)
+    }
+
+    /// Starts ZooKeeper with a TLS client port ([`ZooKeeper::secure_endpoint`], Netty
+    /// connection factory, PEM key and trust stores) beside the plain one (health checks and
+    /// test setup); `tls.client_cert_auth` sets `ssl.clientAuth=need`.
+    ///
+    /// # Panics
+    /// If it cannot be started (message includes its output).
+    pub fn start_tls(tls: &ServerTls) -> ZooKeeper {
+        ZooKeeper::try_start_with(Some(tls))
+            .unwrap_or_else(|e| panic!("fae-testkit: cannot start zookeeper with TLS: {e}"))
+    }
+
+    fn try_start_with(tls: Option<&ServerTls>) -> io::Result<ZooKeeper> {
         let mut last = None;
         for _ in 0..3 {
             let zk = ZooKeeper {
+                secure_port: tls.map(|_| free_port()).transpose()?,
                 port: free_port()?,
                 dir: temp_dir("zk")?,
                 child: Mutex::new(None),
@@ -58,6 +83,24 @@ impl ZooKeeper {
                 zk.dir.join("data").display(),
                 zk.port
             );
+            let mut cfg = cfg;
+            if let (Some(t), Some(sp)) = (tls, zk.secure_port) {
+                // The key store is one PEM file holding the key and the certificate.
+                let mut pem = std::fs::read(&t.key_file)?;
+                pem.extend_from_slice(&std::fs::read(&t.cert_file)?);
+                let store = zk.dir.join("keystore.pem");
+                std::fs::write(&store, pem)?;
+                cfg.push_str(&format!(
+                    "secureClientPort={sp}\nsecureClientPortAddress=127.0.0.1\n\
+                     serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+                     ssl.keyStore.location={}\nssl.keyStore.type=PEM\n\
+                     ssl.trustStore.location={}\nssl.trustStore.type=PEM\n\
+                     ssl.clientAuth={}\n",
+                    store.display(),
+                    t.ca_file.display(),
+                    if t.client_cert_auth { "need" } else { "none" }
+                ));
+            }
             std::fs::write(zk.dir.join("zoo.cfg"), cfg)?;
             match zk.launch() {
                 Ok(()) => return Ok(zk),
@@ -80,7 +123,10 @@ impl ZooKeeper {
             "-Xshare:auto",
         ])
         .arg("-Dzookeeper.jmx.log4j.disable=true")
-        .args(["-cp", &format!("{CONF_DIR}:{JAR}")])
+        .args([
+            "-cp",
+            &format!("{CONF_DIR}:{JAR}:{}", NETTY_EXTRA.join(":")),
+        ])
         .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
         .arg(self.dir.join("zoo.cfg"))
         .current_dir(&self.dir)
@@ -138,6 +184,15 @@ impl ZooKeeper {
     /// `127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `127.0.0.1:PORT` of the TLS client port ([`ZooKeeper::start_tls`]).
+    ///
+    /// # Panics
+    /// If the server was started without TLS.
+    pub fn secure_endpoint(&self) -> String {
+        let p = self.secure_port.expect("zookeeper started without TLS");
+        format!("127.0.0.1:{p}")
     }
 
     /// The child's pid while running.

@@ -31,7 +31,7 @@ const USAGE: &str = "usage:
   fae delete (--config FILE | --servers ...) [--mode NAME] KEY
   fae check-config FILE
   fae stats  --dir DIR [--json] [--listen ADDR]
-  fae watch  (--etcd H:P[,...] [--prefix P] | --zookeeper H:P[,...] [--path P] | --file SRC) --out FILE
+  fae watch  (--etcd H:P[,...] [--prefix P] | --zookeeper H:P[,...] [--path P] | --file SRC) --out FILE [--tls-* ...] [--user U --password-file F]
   fae vbucket (init|plan|apply|rollback|status) --topology FILE [--pool NAME] ...
   fae completions bash|zsh|fish|elvish|powershell
   fae man [COMMAND]
@@ -150,7 +150,7 @@ enum Cmd {
         listen: Option<String>,
     },
     /// Render a discovery source (etcd, ZooKeeper, file) into a snapshot file
-    Watch(watch::WatchArgs),
+    Watch(Box<watch::WatchArgs>),
     /// Plan and apply virtual-bucket moves through a topology snapshot file
     Vbucket(vbucket::VbucketArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
@@ -485,7 +485,7 @@ fn main() -> ExitCode {
     let (name, target) = match cli.cmd {
         Cmd::CheckConfig { file } => return check_config(&file),
         Cmd::Stats { dir, json, listen } => return stats_cmd(&dir, json, listen),
-        Cmd::Watch(args) => return watch::watch_main(args),
+        Cmd::Watch(args) => return watch::watch_main(*args),
         Cmd::Vbucket(args) => return vbucket::vbucket_main(args),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "fae", &mut io::stdout());

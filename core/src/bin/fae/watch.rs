@@ -6,12 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use fae_core::discovery::{
-    Error, EtcdSource, FileSource, Source, Topology, ZkSource, parse_endpoints,
+    AuthSettings, Error, EtcdSource, FileSource, Source, TlsSettings, Topology, ZkSource,
+    parse_endpoints,
 };
 
 /// Usage text of `fae watch`.
 pub const USAGE: &str = "\
-usage: fae watch SOURCE --out FILE [--once] [--interval-ms N]
+usage: fae watch SOURCE --out FILE [--once] [--interval-ms N] [TLS] [LOGIN] [--config FILE]
 
 Renders the topology of a discovery source into a snapshot file, atomically (temp file +
 fsync + rename) and only when the pools change, with \"version\" increased by one each time.
@@ -19,7 +20,7 @@ Many processes (php-fpm workers) watch that one file with a cheap stat instead o
 holding a coordinator session.
 
 SOURCE is one of:
-  --etcd HOST:PORT[,...] [--prefix P]        etcd v3 (JSON gateway, plain HTTP); one key per
+  --etcd HOST:PORT[,...] [--prefix P]        etcd v3 (JSON gateway, HTTP or HTTPS); one key per
                                              pool under P (default /fae/pools/), value a JSON
                                              array of \"host:port[:weight]\" strings
   --zookeeper HOST:PORT[,...] [--path P]     ZooKeeper; P (default /fae/pools) has one child
@@ -28,7 +29,21 @@ SOURCE is one of:
   --file SRC                                 a JSON (or .toml) topology file:
                                              {\"pools\": {\"main\": [\"10.0.0.1:11211\"]}}
 
+TLS (etcd, ZooKeeper's secureClientPort):
+  --tls-ca-file FILE       PEM CA certificate(s) the server's certificate must chain to
+  --tls-cert-file FILE     PEM client certificate (mutual TLS), with --tls-key-file
+  --tls-key-file FILE      PEM private key of the client certificate
+  --tls-server-name NAME   name the server's certificate must carry (default: the host)
+  --tls-no-verify          encrypt but trust any server certificate (tests only)
+LOGIN (etcd user/password; ZooKeeper digest, i.e. addauth digest USER:PASSWORD):
+  --user NAME              user name, with one of:
+  --password-file FILE     file holding the password (re-read at every login)
+  --password-env VAR       environment variable holding the password
+The password is never taken on the command line, and never printed.
+
 Options:
+  --config FILE      libfae config (JSON or TOML): its discovery.tls, discovery.auth and
+                     discovery.file (as --out) apply unless given as flags
   --out FILE         snapshot to write (JSON: {\"version\", \"source\", \"pools\"})
   --once             read once, write if changed, exit
   --interval-ms N    poll interval of --file, longest wait per watch call and pause after an
@@ -40,7 +55,8 @@ last good topology stays in force) and fae watch keeps retrying. SIGTERM and SIG
 within about one interval, with exit status 0.
 
 Exit status: 0 ok, 1 invalid data or snapshot not writable (--once), 2 usage error,
-3 source unreachable (--once).
+3 source unreachable (--once), 4 access denied: login, permission or certificate refused
+(--once).
 ";
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -75,7 +91,7 @@ struct Opts {
 #[derive(Debug, clap::Args)]
 #[command(override_help = USAGE)]
 pub struct WatchArgs {
-    /// etcd v3 endpoints (JSON gateway, plain HTTP)
+    /// etcd v3 endpoints (JSON gateway, HTTP or HTTPS)
     #[arg(long, value_name = "HOST:PORT[,...]")]
     etcd: Option<String>,
     /// etcd key prefix, one key per pool (default /fae/pools/)
@@ -102,9 +118,92 @@ pub struct WatchArgs {
     /// poll interval of --file, longest wait per watch call and pause after an error
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     interval_ms: u64,
+    /// libfae config whose discovery.tls, discovery.auth and discovery.file apply
+    #[arg(long, value_name = "FILE")]
+    config: Option<String>,
+    /// PEM CA certificate(s) for the coordinator's TLS
+    #[arg(long, value_name = "FILE")]
+    tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate (mutual TLS)
+    #[arg(long, value_name = "FILE")]
+    tls_cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate
+    #[arg(long, value_name = "FILE")]
+    tls_key_file: Option<PathBuf>,
+    /// name the server's certificate must carry
+    #[arg(long, value_name = "NAME")]
+    tls_server_name: Option<String>,
+    /// trust any server certificate
+    #[arg(long)]
+    tls_no_verify: bool,
+    /// coordinator user name
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// file holding the password
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// environment variable holding the password
+    #[arg(long, value_name = "VAR")]
+    password_env: Option<String>,
+}
+
+/// TLS settings from the flags over the config's `discovery.tls`; `None`: plain TCP.
+fn tls_settings(a: &WatchArgs, base: Option<TlsSettings>) -> Option<TlsSettings> {
+    let any_flag = a.tls_ca_file.is_some()
+        || a.tls_cert_file.is_some()
+        || a.tls_key_file.is_some()
+        || a.tls_server_name.is_some()
+        || a.tls_no_verify;
+    if !any_flag {
+        return base;
+    }
+    let mut t = base.unwrap_or_default();
+    if let Some(f) = &a.tls_ca_file {
+        t.ca_file = Some(f.clone());
+    }
+    if let Some(f) = &a.tls_cert_file {
+        t.cert_file = Some(f.clone());
+    }
+    if let Some(f) = &a.tls_key_file {
+        t.key_file = Some(f.clone());
+    }
+    if let Some(n) = &a.tls_server_name {
+        t.server_name = Some(n.clone());
+    }
+    if a.tls_no_verify {
+        t.verify = false;
+    }
+    Some(t)
+}
+
+/// Login settings from the flags (all of them) or else the config's `discovery.auth`.
+fn auth_settings(
+    a: &WatchArgs,
+    base: Option<AuthSettings>,
+) -> std::result::Result<Option<AuthSettings>, String> {
+    match (&a.user, &a.password_file, &a.password_env) {
+        (None, None, None) => Ok(base),
+        (Some(u), Some(f), None) => Ok(Some(AuthSettings::password_file(u.clone(), f.clone()))),
+        (Some(u), None, Some(v)) => Ok(Some(AuthSettings::password_env(u.clone(), v.clone()))),
+        (None, _, _) => Err("--password-file/--password-env go with --user".into()),
+        _ => Err("--user needs exactly one of --password-file, --password-env".into()),
+    }
 }
 
 fn parse(a: WatchArgs) -> std::result::Result<Opts, String> {
+    let (base_tls, base_auth, base_out) = match &a.config {
+        Some(path) => {
+            let c = fae_core::Config::from_file(path).map_err(|e| format!("--config: {e}"))?;
+            let d = c.discovery.clone();
+            (d.tls, d.auth, d.file)
+        }
+        None => (None, None, None),
+    };
+    // Flags for TLS or login make no sense with --file; the config's settings are for
+    // whichever coordinator a later run names, so --file just ignores them.
+    let coord_flags = tls_settings(&a, None).is_some() || auth_settings(&a, None)?.is_some();
+    let tls = tls_settings(&a, base_tls);
+    let auth = auth_settings(&a, base_auth)?;
     let WatchArgs {
         etcd,
         prefix,
@@ -115,6 +214,7 @@ fn parse(a: WatchArgs) -> std::result::Result<Opts, String> {
         out,
         once,
         interval_ms,
+        ..
     } = a;
     let n = [etcd.is_some(), zk.is_some(), file.is_some()]
         .iter()
@@ -129,20 +229,35 @@ fn parse(a: WatchArgs) -> std::result::Result<Opts, String> {
     if path.is_some() && zk.is_none() {
         return Err("--path goes with --zookeeper".into());
     }
-    let out = PathBuf::from(out.ok_or("--out FILE is required")?);
+    if file.is_some() && coord_flags {
+        return Err("TLS and login settings go with --etcd or --zookeeper, not --file".into());
+    }
+    let out = out
+        .map(PathBuf::from)
+        .or(base_out)
+        .ok_or("--out FILE is required (or discovery.file in --config)")?;
     let interval = Duration::from_millis(interval_ms);
     let source: Box<dyn Source> = if let Some(list) = etcd {
         let eps = parse_endpoints(&list).map_err(|e| format!("--etcd: {}", e.message()))?;
-        Box::new(EtcdSource::new(
-            eps,
-            prefix.unwrap_or_else(|| "/fae/pools/".into()),
-        ))
+        let mut s = EtcdSource::new(eps, prefix.unwrap_or_else(|| "/fae/pools/".into()));
+        if let Some(t) = tls {
+            s = s.tls(t).map_err(|e| e.message().to_string())?;
+        }
+        if let Some(a) = auth {
+            s = s.auth(a).map_err(|e| e.message().to_string())?;
+        }
+        Box::new(s)
     } else if let Some(list) = zk {
         let eps = parse_endpoints(&list).map_err(|e| format!("--zookeeper: {}", e.message()))?;
-        Box::new(
-            ZkSource::new(eps, path.unwrap_or_else(|| "/fae/pools".into()))
-                .timeouts(Duration::from_millis(session_ms), Duration::from_secs(1)),
-        )
+        let mut s = ZkSource::new(eps, path.unwrap_or_else(|| "/fae/pools".into()))
+            .timeouts(Duration::from_millis(session_ms), Duration::from_secs(1));
+        if let Some(t) = tls {
+            s = s.tls(t).map_err(|e| e.message().to_string())?;
+        }
+        if let Some(a) = auth {
+            s = s.auth(a).map_err(|e| e.message().to_string())?;
+        }
+        Box::new(s)
     } else {
         let src = PathBuf::from(file.unwrap_or_default());
         if src == out {
@@ -254,6 +369,10 @@ pub fn watch_main(args: WatchArgs) -> ExitCode {
                 eprintln!("fae watch: {describe}: {e}");
                 ExitCode::from(3)
             }
+            Err(e @ Error::Denied(_)) => {
+                eprintln!("fae watch: {describe}: {e}");
+                ExitCode::from(4)
+            }
             Err(e) => {
                 eprintln!("fae watch: {describe}: {e}");
                 ExitCode::from(1)
@@ -338,6 +457,24 @@ mod tests {
             &["--file", "a", "--out", "b", "--bogus"],
             &["--file", "a", "--out", "b", "--prefix", "/x/"],
             &["--out"],
+            &["--file", "a", "--out", "b", "--tls-no-verify"],
+            &["--etcd", "a:1", "--out", "b", "--user", "u"],
+            &["--etcd", "a:1", "--out", "b", "--password-env", "V"],
+            &[
+                "--etcd",
+                "a:1",
+                "--out",
+                "b",
+                "--user",
+                "u",
+                "--password-env",
+                "V",
+                "--password-file",
+                "f",
+            ],
+            &["--etcd", "a:1", "--out", "b", "--tls-cert-file", "c"],
+            &["--etcd", "a:1", "--out", "b", "--tls-server-name", "n"],
+            &["--etcd", "a:1", "--out", "b", "--password", "x"],
         ] {
             assert!(parse_args(bad).is_err(), "{bad:?}");
         }
@@ -352,6 +489,19 @@ mod tests {
                 "/p",
                 "--out=o",
                 "--interval-ms=500"
+            ])
+            .is_ok()
+        );
+        assert!(
+            parse_args(&[
+                "--etcd=h:1",
+                "--out=o",
+                "--tls-ca-file=ca.pem",
+                "--tls-cert-file=c.pem",
+                "--tls-key-file=k.pem",
+                "--tls-server-name=etcd.internal",
+                "--user=fae",
+                "--password-env=FAE_PW",
             ])
             .is_ok()
         );
