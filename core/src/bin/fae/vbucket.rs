@@ -700,6 +700,8 @@ impl Raw {
                 let s =
                     std::net::TcpStream::connect((node.host.as_str(), node.port)).map_err(err)?;
                 s.set_read_timeout(timeout).map_err(err)?;
+                // One command per round trip: Nagle would hold each behind a delayed ACK.
+                s.set_nodelay(true).map_err(err)?;
                 (
                     Box::new(BufReader::new(s.try_clone().map_err(err)?)),
                     Box::new(s),
@@ -713,13 +715,12 @@ impl Raw {
         })
     }
 
+    /// Write one command (its parts in one write).
     fn send(&mut self, parts: &[&[u8]]) -> Result<(), String> {
-        for p in parts {
-            self.writer
-                .write_all(p)
-                .map_err(|e| format!("{}: {e}", self.server))?;
-        }
-        Ok(())
+        let buf: Vec<u8> = parts.concat();
+        self.writer
+            .write_all(&buf)
+            .map_err(|e| format!("{}: {e}", self.server))
     }
 
     /// One reply line without its CRLF.
