@@ -143,7 +143,7 @@ fn op(c: &Client, db: &mut Db, t: &mut Tally) {
     let r = db.next();
     let i = (r % db.versions.len() as u64) as usize;
     let k = key(i);
-    if (r >> 40) % 10 == 0 {
+    if (r >> 40).is_multiple_of(10) {
         db.versions[i] += 1;
         if c.set(k.as_bytes(), &value(i, db.versions[i]), 0, 0)
             .is_err()
