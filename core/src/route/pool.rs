@@ -398,10 +398,15 @@ impl PoolRoute {
         plain: impl FnOnce(&[usize]) -> Vec<T>,
         mut moving: impl FnMut(&MigrateRoute, &[usize]) -> Vec<T>,
     ) -> Vec<T> {
+        let all = || -> Vec<usize> { (0..n).collect() };
         let Some(b) = &self.buckets else {
-            let all: Vec<usize> = (0..n).collect();
-            return plain(&all);
+            return plain(&all());
         };
+        if b.moves.is_empty() {
+            // Nothing on the move: no key needs its bucket (placement hashes it anyway).
+            b.count(None, n);
+            return plain(&all());
+        }
         let mut stable: Vec<usize> = Vec::with_capacity(n);
         let mut groups: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
         for i in 0..n {
