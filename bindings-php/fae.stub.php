@@ -174,9 +174,9 @@ class Client
     public function fetch(): array|false {}
     /** @return list<array{key: string, value: mixed, cas?: int, flags?: int}> */
     public function fetchAll(): array|false {}
-    /** Writes are sent at once: nothing to flush. */
+    /** Sends the set/delete calls OPT_BUFFER_WRITES held back (any other command, or the object's end, does too). */
     public function flushBuffers(): bool {}
-    /** php-memcached's key check (1..250 printable non-space ASCII bytes); false sets RES_BAD_KEY_PROVIDED. */
+    /** php-memcached's key check (1..250 bytes: printable non-space ASCII, or with OPT_BINARY_PROTOCOL anything but a newline); false sets RES_BAD_KEY_PROVIDED. */
     public function checkKey(string $key): bool {}
     /** libmemcached's virtual buckets: key → server $host_map[hash(key) & (count($host_map) - 1)] (OPT_HASH); the distribution becomes DISTRIBUTION_VIRTUAL_BUCKET. $forward_map and $replicas are kept, unused, as in libmemcached. A map naming a server the client lacks fails the next command with RES_INVALID_ARGUMENTS. */
     public function setBucket(array $host_map, ?array $forward_map, int $replicas): bool {}

@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use crate::codes::*;
 use crate::convert::*;
 use crate::php_ini::client_constants;
-use crate::state::{Shared, SharedRef, persistent};
+use crate::state::{Buffered, Shared, SharedRef, persistent};
 use crate::values::{self, Fail, ValueOpts};
 
 mod stampede;
@@ -55,9 +55,67 @@ struct Ctx {
     values: ValueOpts,
     prefix: KeyPrefix,
     retries: i64,
+    /// `OPT_BINARY_PROTOCOL` is set: php-memcached's binary-protocol key rules.
+    binary: bool,
+    /// `OPT_BUFFER_WRITES` is set: set and delete go to `Shared::pending`.
+    buffering: bool,
+}
+
+/// Send writes held back by `OPT_BUFFER_WRITES`, in order. Their results are dropped, as
+/// libmemcached drops the replies to buffered writes.
+fn send_buffered(core: &fae_core::Client, pending: Vec<Buffered>) {
+    for w in pending {
+        let _ = match w {
+            Buffered::Set {
+                stored,
+                routing: Some(rk),
+                payload,
+                flags,
+                exptime,
+            } => core
+                .store_routed(&rk, StoreOp::Set, &stored, &payload, flags, exptime)
+                .map(drop),
+            Buffered::Set {
+                stored,
+                routing: None,
+                payload,
+                flags,
+                exptime,
+            } => core
+                .store(StoreOp::Set, &stored, &payload, flags, exptime)
+                .map(drop),
+            Buffered::Delete {
+                stored,
+                routing: Some(rk),
+            } => core.delete_routed(&rk, &stored).map(drop),
+            Buffered::Delete {
+                stored,
+                routing: None,
+            } => core.delete(&stored).map(drop),
+        };
+    }
+}
+
+/// php-memcached's own key check (`MEMC_CHECK_KEY`, before libmemcached sees the key): 1 to
+/// 250 bytes (the prefix not counted); with the text protocol printable ASCII without spaces
+/// (so UTF-8 is refused, although memcached would take it), with the binary protocol anything
+/// but a newline (such keys travel base64-encoded over meta: `binary_keys`).
+pub fn memc_key_ok(key: &[u8], binary: bool) -> bool {
+    !key.is_empty()
+        && key.len() <= 250
+        && if binary {
+            !key.contains(&b'\n')
+        } else {
+            key.iter().all(u8::is_ascii_graphic)
+        }
 }
 
 impl Ctx {
+    /// [`memc_key_ok`] for this client's protocol.
+    fn key_ok(&self, key: &[u8]) -> bool {
+        memc_key_ok(key, self.binary)
+    }
+
     /// (stored key, routing key or None when it is the stored key).
     fn keys(&self, key: &[u8], server_key: Option<&[u8]>) -> (Vec<u8>, Option<Vec<u8>>) {
         self.prefix.apply(key, server_key).into_parts()
@@ -88,8 +146,26 @@ pub struct FaeClient {
     /// php-memcached's on-new-object callback, run by `compat::construct` once the object
     /// exists: `($memc, $persistent_id)`.
     pending_init: Option<Zval>,
-    /// `getDelayed()` results not yet taken by `fetch()`/`fetchAll()`.
-    delayed: std::collections::VecDeque<Zval>,
+    /// `getDelayed()` results not yet taken by `fetch()`/`fetchAll()`: (key, item, with CAS),
+    /// decoded when taken (as php-memcached, whose `fetch()` unserializes).
+    delayed: std::collections::VecDeque<(Vec<u8>, Item, bool)>,
+}
+
+impl Drop for FaeClient {
+    /// libmemcached sends its write buffer when the object goes (`memcached_free`): writes
+    /// `OPT_BUFFER_WRITES` still holds back are sent now.
+    fn drop(&mut self) {
+        let (core, pending) = {
+            let mut s = self.shared.lock();
+            if s.pending.is_empty() {
+                return;
+            }
+            (s.core(), std::mem::take(&mut s.pending))
+        };
+        if let Ok(core) = core {
+            let _ = catch_unwind(AssertUnwindSafe(|| send_buffered(&core, pending)));
+        }
+    }
 }
 
 /// php-memcached's `memcached.*` defaults for a new object (declared by this extension when
@@ -232,6 +308,31 @@ impl FaeClient {
         }
     }
 
+    /// One `getDelayed()` result: `['key' => …, 'value' => …]` (+ `cas`, `flags` with CAS), or
+    /// None when the value does not decode (the result code and warning are set).
+    fn delayed_result(&mut self, key: Vec<u8>, item: Item, with_cas: bool) -> Option<Zval> {
+        let serializer = self.shared.lock().values.serializer;
+        let (cas, flags) = (item.cas, item.flags);
+        let value = match values::decode(&item.value, item.flags, serializer) {
+            Ok(v) => v,
+            Err(f) => {
+                if f.1 == values::UNSERIALIZE_FAILED {
+                    warn(values::UNSERIALIZE_FAILED);
+                }
+                self.fail(f);
+                return None;
+            }
+        };
+        let mut ht = ZendHashTable::new();
+        let _ = ht.insert("key", values::bytes_zval(&key));
+        let _ = ht.insert("value", value);
+        if with_cas {
+            let _ = ht.insert("cas", long_zval(cas as i64));
+            let _ = ht.insert("flags", long_zval(i64::from(flags >> 16)));
+        }
+        Some(array_zval(ht))
+    }
+
     fn delayed_impl(
         obj: &mut ZendClassObject<FaeClient>,
         server_key: Option<&Zval>,
@@ -253,35 +354,26 @@ impl FaeClient {
             obj.set_code(RES_NOTFOUND);
             return Ok(false);
         }
-        let got = obj.do_get_multi(server_key, keys, Some(crate::GET_EXTENDED))?;
-        let Some(arr) = got.array() else {
+        let mut items = Vec::new();
+        let got = obj.do_get_multi_into(
+            server_key,
+            keys,
+            Some(crate::GET_EXTENDED),
+            Some(&mut items),
+        )?;
+        if got.array().is_none() {
             return Ok(false);
-        };
+        }
         let (code, message) = (obj.code, obj.message.clone());
         obj.delayed.clear();
-        let mut results = Vec::with_capacity(arr.len());
-        for (k, v) in entries(arr) {
-            let Some(ext) = v.array() else { continue };
-            let mut ht = ZendHashTable::new();
-            let _ = ht.insert("key", values::bytes_zval(&k));
-            if let Some(value) = ext.get("value") {
-                let _ = ht.insert("value", value.shallow_clone());
-            }
-            if with_cas {
-                for f in ["cas", "flags"] {
-                    if let Some(x) = ext.get(f) {
-                        let _ = ht.insert(f, x.shallow_clone());
-                    }
-                }
-            }
-            results.push(array_zval(ht));
-        }
-        drop(got);
         match cb {
             Some(f) => {
                 let mut this = Zval::new();
                 this.set_object(obj.get_mut_zend_obj());
-                for r in results {
+                for (k, item) in items {
+                    let Some(r) = obj.delayed_result(k, item, with_cas) else {
+                        return Ok(false);
+                    };
                     if f.try_call(vec![&this, &r]).is_err() {
                         if !ext_php_rs::zend::ExecutorGlobals::has_exception() {
                             warn("could not invoke result callback");
@@ -290,7 +382,9 @@ impl FaeClient {
                     }
                 }
             }
-            None => obj.delayed.extend(results),
+            None => obj
+                .delayed
+                .extend(items.into_iter().map(|(k, i)| (k, i, with_cas))),
         }
         obj.code = code;
         obj.message = message;
@@ -324,15 +418,46 @@ impl FaeClient {
         bool_zval(false)
     }
 
+    /// The call's context. Writes held back by `OPT_BUFFER_WRITES` are sent first: any
+    /// other command pushes libmemcached's write buffer out ahead of itself.
     fn ctx(&mut self) -> Result<Ctx, Fail> {
+        self.ctx_with(true)
+    }
+
+    /// [`Self::ctx`]; `flush` false for a write that is itself held back.
+    fn ctx_with(&mut self, flush: bool) -> Result<Ctx, Fail> {
         let mut s = self.shared.lock();
         let core = s.core()?;
-        Ok(Ctx {
+        let pending = if flush && !s.pending.is_empty() {
+            std::mem::take(&mut s.pending)
+        } else {
+            Vec::new()
+        };
+        let ctx = Ctx {
             core,
             values: s.values.clone(),
             prefix: s.prefix.clone(),
             retries: s.store_retry_count,
-        })
+            binary: s.binary_protocol(),
+            buffering: s.buffer_writes(),
+        };
+        drop(s);
+        if !pending.is_empty() {
+            send_buffered(&ctx.core, pending);
+        }
+        Ok(ctx)
+    }
+
+    /// Hold a write back (`OPT_BUFFER_WRITES`): true with `RES_BUFFERED`, as php-memcached.
+    fn buffer(&mut self, w: Buffered) -> Zval {
+        self.shared.lock().pending.push(w);
+        self.set_code(RES_BUFFERED);
+        bool_zval(true)
+    }
+
+    /// Whether this client holds writes back (a set or delete must not flush them).
+    fn buffering(&self) -> bool {
+        self.shared.lock().buffer_writes()
     }
 
     fn hit(&mut self, ctx: &Ctx, item: Item, flags: i64) -> Zval {
@@ -349,7 +474,12 @@ impl FaeClient {
                     v
                 }
             }
-            Err(f) => self.fail(f),
+            Err(f) => {
+                if f.1 == values::UNSERIALIZE_FAILED {
+                    warn(values::UNSERIALIZE_FAILED);
+                }
+                self.fail(f)
+            }
         }
     }
 
@@ -367,6 +497,10 @@ impl FaeClient {
                 Ok(c) => c,
                 Err(f) => return Ok(self.fail(f)),
             };
+            if !ctx.key_ok(&key) {
+                self.set_code(RES_BAD_KEY_PROVIDED);
+                return Ok(bool_zval(false));
+            }
             let (stored, routing) = ctx.keys(&key, skey.as_deref());
             let cas = flags & crate::GET_EXTENDED != 0;
             let r = match &routing {
@@ -408,6 +542,18 @@ impl FaeClient {
         keys: &Zval,
         flags: Option<i64>,
     ) -> PhpResult<Zval> {
+        self.do_get_multi_into(server_key, keys, flags, None)
+    }
+
+    /// `do_get_multi`; with `raw`, hits are not decoded but pushed there as (key, item) (the
+    /// returned array then holds only what `GET_PRESERVE_ORDER` adds).
+    fn do_get_multi_into(
+        &mut self,
+        server_key: Option<&Zval>,
+        keys: &Zval,
+        flags: Option<i64>,
+        mut raw: Option<&mut Vec<(Vec<u8>, Item)>>,
+    ) -> PhpResult<Zval> {
         let Some(arr) = keys.dereference().array() else {
             return Err(exception("getMulti(): $keys must be an array"));
         };
@@ -446,6 +592,11 @@ impl FaeClient {
             let mut payload_fail = None;
             for (k, r) in keys.iter().zip(results) {
                 match r {
+                    Ok(Some(item)) if raw.is_some() => {
+                        if let Some(sink) = raw.as_deref_mut() {
+                            sink.push((k.clone(), item));
+                        }
+                    }
                     Ok(Some(item)) => {
                         let v = self.hit(&ctx, item, flags);
                         if self.code != RES_SUCCESS {
@@ -520,12 +671,26 @@ impl FaeClient {
             Ok(p) => p,
             Err(f) => return Ok(self.fail(f)),
         };
+        let held = matches!(op, StoreOp::Set) && self.buffering();
         guard(|| {
-            let ctx = match self.ctx() {
+            let ctx = match self.ctx_with(!held) {
                 Ok(c) => c,
                 Err(f) => return Ok(self.fail(f)),
             };
+            if !ctx.key_ok(&key) {
+                self.set_code(RES_BAD_KEY_PROVIDED);
+                return Ok(bool_zval(false));
+            }
             let (stored, routing) = ctx.keys(&key, skey.as_deref());
+            if held && ctx.buffering {
+                return Ok(self.buffer(Buffered::Set {
+                    stored,
+                    routing,
+                    payload,
+                    flags,
+                    exptime: exptime(exp),
+                }));
+            }
             let mut tries = ctx.retries.max(0) + 1;
             let r = loop {
                 let r = match &routing {
@@ -582,8 +747,9 @@ impl FaeClient {
             }
         }
         let exp = exptime(exp.unwrap_or(0));
+        let held = self.buffering();
         guard(|| {
-            let ctx = match self.ctx() {
+            let ctx = match self.ctx_with(!held) {
                 Ok(c) => c,
                 Err(f) => return Ok(self.fail(f)),
             };
@@ -591,6 +757,19 @@ impl FaeClient {
                 .iter()
                 .map(|(k, _, _)| ctx.keys(k, skey.as_deref()))
                 .collect();
+            if held && ctx.buffering {
+                let mut r = bool_zval(true);
+                for ((stored, routing), (_, payload, flags)) in keyed.into_iter().zip(encoded) {
+                    r = self.buffer(Buffered::Set {
+                        stored,
+                        routing,
+                        payload,
+                        flags,
+                        exptime: exp,
+                    });
+                }
+                return Ok(r);
+            }
             let results: Vec<Result<StoreOutcome, fae_core::Error>> =
                 if keyed.iter().any(|k| k.1.is_some()) {
                     keyed
@@ -632,11 +811,14 @@ impl FaeClient {
         })
     }
 
+    /// `memc_check`: php-memcached checks the key of `delete` (`MEMC_CHECK_KEY`), not those
+    /// of `deleteMulti` (the wire's rules still apply).
     fn do_delete(
         &mut self,
         server_key: Option<&Zval>,
         key: &Zval,
         time: Option<i64>,
+        memc_check: bool,
     ) -> PhpResult<Zval> {
         let key = key_bytes(key)?;
         let skey = server_key_bytes(server_key)?;
@@ -646,12 +828,20 @@ impl FaeClient {
                 "delete with a hold time is not supported by memcached >= 1.4".into(),
             )));
         }
+        let held = self.buffering();
         guard(|| {
-            let ctx = match self.ctx() {
+            let ctx = match self.ctx_with(!held) {
                 Ok(c) => c,
                 Err(f) => return Ok(self.fail(f)),
             };
+            if memc_check && !ctx.key_ok(&key) {
+                self.set_code(RES_BAD_KEY_PROVIDED);
+                return Ok(bool_zval(false));
+            }
             let (stored, routing) = ctx.keys(&key, skey.as_deref());
+            if held && ctx.buffering {
+                return Ok(self.buffer(Buffered::Delete { stored, routing }));
+            }
             let r = match &routing {
                 Some(rk) => ctx.core.delete_routed(rk, &stored),
                 None => ctx.core.delete(&stored),
@@ -684,7 +874,7 @@ impl FaeClient {
         let mut last = RES_SUCCESS;
         for k in &keys {
             let kz = values::bytes_zval(k);
-            let r = self.do_delete(server_key, &kz, time)?;
+            let r = self.do_delete(server_key, &kz, time, false)?;
             if r.is_true() {
                 insert_bytes(&mut ht, k, bool_zval(true));
             } else {
@@ -723,6 +913,10 @@ impl FaeClient {
                 Ok(c) => c,
                 Err(f) => return Ok(self.fail(f)),
             };
+            if !ctx.key_ok(&key) {
+                self.set_code(RES_BAD_KEY_PROVIDED);
+                return Ok(bool_zval(false));
+            }
             let (stored, routing) = ctx.keys(&key, skey.as_deref());
             let rk = routing.clone().unwrap_or_else(|| stored.clone());
             let arith = || ctx.core.arith_routed(&rk, &stored, incr, offset as u64);
@@ -772,6 +966,10 @@ impl FaeClient {
                 Ok(c) => c,
                 Err(f) => return Ok(self.fail(f)),
             };
+            if !ctx.key_ok(&key) {
+                self.set_code(RES_BAD_KEY_PROVIDED);
+                return Ok(bool_zval(false));
+            }
             let (stored, routing) = ctx.keys(&key, skey.as_deref());
             let rk = routing.unwrap_or_else(|| stored.clone());
             Ok(
@@ -1178,18 +1376,28 @@ impl FaeClient {
         false
     }
 
-    /// Writes are never buffered (`OPT_BUFFER_WRITES` is accepted, writes go at once):
-    /// nothing to flush.
-    pub fn flush_buffers(&mut self) -> bool {
-        self.ok();
-        true
+    /// Sends the writes `OPT_BUFFER_WRITES` held back (any other command does too).
+    pub fn flush_buffers(&mut self) -> PhpResult<bool> {
+        guard(|| {
+            Ok(match self.ctx() {
+                Ok(_) => {
+                    self.ok();
+                    true
+                }
+                Err(f) => {
+                    self.fail(f);
+                    false
+                }
+            })
+        })
     }
 
-    /// php-memcached's key check: 1..250 bytes of printable non-space ASCII (the prefix is
-    /// not counted). Sets `RES_BAD_KEY_PROVIDED` when it fails.
+    /// php-memcached's key check ([`memc_key_ok`]: with the text protocol 1..250 bytes of
+    /// printable non-space ASCII, with the binary protocol no newline; the prefix is not
+    /// counted). Sets `RES_BAD_KEY_PROVIDED` when it fails.
     pub fn check_key(&mut self, key: &Zval) -> PhpResult<bool> {
         let key = key_bytes(key)?;
-        let ok = !key.is_empty() && key.len() <= 250 && key.iter().all(|&c| c.is_ascii_graphic());
+        let ok = memc_key_ok(&key, self.shared.lock().binary_protocol());
         if ok {
             self.ok();
         } else {
@@ -1312,10 +1520,13 @@ impl FaeClient {
     /// The next `getDelayed()` result, or false with `RES_END`.
     pub fn fetch(&mut self) -> Zval {
         match self.delayed.pop_front() {
-            Some(r) => {
-                self.ok();
-                r
-            }
+            Some((k, item, cas)) => match self.delayed_result(k, item, cas) {
+                Some(r) => {
+                    self.ok();
+                    r
+                }
+                None => bool_zval(false),
+            },
             None => {
                 self.set_code(RES_END);
                 bool_zval(false)
@@ -1326,8 +1537,16 @@ impl FaeClient {
     /// Every remaining `getDelayed()` result, as a list.
     pub fn fetch_all(&mut self) -> Zval {
         let mut ht = ZendHashTable::new();
-        for r in self.delayed.drain(..) {
-            let _ = ht.push(r);
+        while let Some((k, item, cas)) = self.delayed.pop_front() {
+            match self.delayed_result(k, item, cas) {
+                Some(r) => {
+                    let _ = ht.push(r);
+                }
+                None => {
+                    self.delayed.clear();
+                    return bool_zval(false);
+                }
+            }
         }
         self.ok();
         array_zval(ht)
@@ -1687,7 +1906,7 @@ impl FaeClient {
     }
 
     pub fn delete(&mut self, key: &Zval, time: Option<i64>) -> PhpResult<Zval> {
-        self.do_delete(None, key, time)
+        self.do_delete(None, key, time, true)
     }
 
     pub fn delete_by_key(
@@ -1696,7 +1915,7 @@ impl FaeClient {
         key: &Zval,
         time: Option<i64>,
     ) -> PhpResult<Zval> {
-        self.do_delete(Some(server_key), key, time)
+        self.do_delete(Some(server_key), key, time, true)
     }
 
     pub fn delete_multi(&mut self, keys: &Zval, time: Option<i64>) -> PhpResult<Zval> {
@@ -1925,6 +2144,16 @@ impl FaeClient {
                 Ok(s) => s,
                 Err(e) => return Ok(self.core_err(&e)),
             };
+            // php-memcached turns OPT_NO_BLOCK off around `stats` when the binary protocol
+            // is on too, and libmemcached closes every connection on each switch: the next
+            // call dials again. Elsewhere the stats connection is kept, as there.
+            let reconnects = {
+                let s = self.shared.lock();
+                s.no_block() && s.binary_protocol()
+            };
+            if reconnects {
+                ctx.core.disconnect_idle();
+            }
             let mut ht = ZendHashTable::new();
             let mut failed = 0;
             for (addr, r) in &stats {

@@ -51,7 +51,12 @@ pub fn version() -> String {
 extern "C" fn module_startup(ty: i32, module_number: i32) -> i32 {
     logging::module_startup(ty, module_number);
     php_ini::register_ini(module_number);
-    session_module::register(php_ini::wants_memcached_classes());
+    let provide = php_ini::wants_memcached_classes();
+    if provide {
+        let n = compat::register_module_alias().unwrap_or(module_number);
+        php_ini::register_memcached_ini(n);
+    }
+    session_module::register(provide);
     0
 }
 

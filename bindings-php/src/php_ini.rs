@@ -3,7 +3,7 @@
 //! checks; reading a setting; which extensions are loaded. A bottom module: it imports nothing
 //! of the extension but `convert`'s warning.
 use std::ffi::{c_int, c_void};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use ext_php_rs::builders::ClassBuilder;
 use ext_php_rs::ffi::{HashTable, zend_hash_str_find, zend_ini_entry, zend_string};
@@ -105,8 +105,12 @@ on_modify!(on_serializer, |bytes| {
     }
 });
 
+// Takes any value. The engine's `ini_restore()` only restores an entry whose handler accepts
+// the old value (an entry without one keeps the value set), so every entry has one.
+on_modify!(on_any, |_bytes| { 0 });
+
 const fn entry(name: &'static std::ffi::CStr, default: &'static std::ffi::CStr) -> IniEntryDef {
-    IniEntryDef::new(name, default, IniEntryPermission::All)
+    checked(name, default, on_any)
 }
 
 const fn checked(
@@ -163,13 +167,16 @@ static MEMCACHED_INI: IniEntryDefs<27> = IniEntryDefs::new([
     IniEntryDef::end(),
 ]);
 
-/// MINIT (before the classes): read `fae.provide_memcached_classes`, and declare the
-/// `memcached.*` settings when this extension will provide `Memcached`.
+/// MINIT (before the classes): declare and read `fae.provide_memcached_classes`.
 pub fn register_ini(module_number: i32) {
     IniEntryDef::register(INI.as_slice(), module_number);
-    if PROVIDE.load(Ordering::Relaxed) && !memcached_loaded() {
-        IniEntryDef::register(MEMCACHED_INI.as_slice(), module_number);
-    }
+}
+
+/// MINIT, when this extension provides `Memcached`: declare php-memcached's `memcached.*`
+/// settings under `module_number` (the `memcached` module entry, so `ini_get_all('memcached')`
+/// and `php --ri memcached` list them as with php-memcached).
+pub fn register_memcached_ini(module_number: i32) {
+    IniEntryDef::register(MEMCACHED_INI.as_slice(), module_number);
 }
 
 /// A php.ini setting's current value (`ini_get`), if declared.
@@ -199,8 +206,23 @@ pub fn module_loaded(name: &str) -> bool {
         .is_null()
 }
 
+/// The module entry this extension registered under php-memcached's name (null if none).
+pub(crate) static ALIAS: AtomicPtr<ext_php_rs::zend::ModuleEntry> =
+    AtomicPtr::new(std::ptr::null_mut());
+
+/// Whether php-memcached itself is loaded (the `memcached` module entry is not ours).
 pub(crate) fn memcached_loaded() -> bool {
-    module_loaded("memcached")
+    let name = "memcached";
+    // SAFETY: as in `module_loaded`; a found entry is a zval holding the module pointer.
+    let zv =
+        unsafe { zend_hash_str_find(&raw const module_registry, name.as_ptr().cast(), name.len()) };
+    // SAFETY: the registry's values are IS_PTR zvals.
+    let Some(zv) = (unsafe { zv.as_ref() }) else {
+        return false;
+    };
+    // SAFETY: module_registry holds IS_PTR zvals; reading the pointer member only.
+    let entry = unsafe { zv.value.ptr };
+    entry.cast() != ALIAS.load(Ordering::Acquire)
 }
 
 /// Builder modifier of `Fae\Client`: php-memcached's `HAVE_IGBINARY` and `HAVE_MSGPACK`,

@@ -160,6 +160,22 @@ pub fn forget_persistent(id: &str, s: &SharedRef) {
     }
 }
 
+/// A write held back by `OPT_BUFFER_WRITES`: the stored key, the placing key when it differs.
+#[derive(Debug)]
+pub enum Buffered {
+    Set {
+        stored: Vec<u8>,
+        routing: Option<Vec<u8>>,
+        payload: Vec<u8>,
+        flags: u32,
+        exptime: u32,
+    },
+    Delete {
+        stored: Vec<u8>,
+        routing: Option<Vec<u8>>,
+    },
+}
+
 #[derive(Debug)]
 pub struct Shared {
     /// Servers from `$config["servers"]` and addServer(s), in order.
@@ -186,6 +202,9 @@ pub struct Shared {
     io_ms: Option<u64>,
     /// Accepted no-op options (NO_BLOCK, VERIFY_KEY, TCP_NODELAY, …) as set.
     misc: HashMap<i64, i64>,
+    /// Writes held back by `OPT_BUFFER_WRITES`, in call order, until the next other command,
+    /// `flushBuffers()` or the object's end (libmemcached's write buffer).
+    pub pending: Vec<Buffered>,
     core: Option<Arc<Client>>,
 }
 
@@ -228,6 +247,7 @@ impl Shared {
             connect_ms: None,
             io_ms: None,
             misc: HashMap::new(),
+            pending: Vec::new(),
             core: None,
         };
         let Some(config) = config else {
@@ -552,10 +572,14 @@ impl Shared {
             // BINARY_PROTOCOL: what applications want from it (CAS on every reply, quiet
             // pipelined requests) the meta protocol gives too, so it is accepted and reported
             // as set; requests stay on meta.
-            // BUFFER_WRITES: writes are sent at once (flushBuffers() has nothing to do); a
-            // buffered write only ever becomes visible later, so sooner is not a surprise.
+            // BUFFER_WRITES: set and delete are held back (`pending`) as libmemcached does.
             opt::NO_BLOCK | opt::VERIFY_KEY | opt::BINARY_PROTOCOL | opt::BUFFER_WRITES => {
-                self.misc.insert(o, i64::from(b));
+                let old = self.misc.insert(o, i64::from(b));
+                if o == opt::BINARY_PROTOCOL && old.unwrap_or(0) != i64::from(b) {
+                    // Keys with spaces or control bytes become valid (`binary_keys`): rebuilt
+                    // on next use, as libmemcached reconnects on a protocol change.
+                    self.changed();
+                }
             }
             _ => {
                 let Some(&(_, default, why)) = FIXED.iter().find(|f| f.0 == o) else {
@@ -608,11 +632,32 @@ impl Shared {
         .map_err(|e| invalid(e.to_string()))
     }
 
+    /// `OPT_BINARY_PROTOCOL` is set.
+    pub fn binary_protocol(&self) -> bool {
+        self.misc.get(&opt::BINARY_PROTOCOL) == Some(&1)
+    }
+
+    /// `OPT_BUFFER_WRITES` is set.
+    pub fn buffer_writes(&self) -> bool {
+        self.misc.get(&opt::BUFFER_WRITES) == Some(&1)
+    }
+
+    /// `OPT_NO_BLOCK` is set.
+    pub fn no_block(&self) -> bool {
+        self.misc.get(&opt::NO_BLOCK) == Some(&1)
+    }
+
     /// The core `Config` for this state (the constructor and `reload()` both build through
     /// here), and the libmemcached placement to impose when the placement options chose one
     /// that no config `mode` names.
     fn core_config(&self) -> Result<(Config, Option<Placement>), Fail> {
         let mut doc = self.base.clone();
+        // php-memcached's binary protocol takes keys with spaces and control bytes (length-
+        // prefixed there); over meta they travel base64-encoded. Not with the text protocol.
+        let text = doc.get("protocol").and_then(Value::as_str) == Some("text");
+        if self.binary_protocol() && !self.pools_config && !text {
+            doc.entry("binary_keys").or_insert(Value::Bool(true));
+        }
         let no_servers = !self.pools_config && self.servers.is_empty();
         if no_servers && !self.base.contains_key("route") {
             return Err((

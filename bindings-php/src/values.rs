@@ -152,6 +152,10 @@ pub fn encode(value: &Zval, o: &ValueOpts) -> Result<(Vec<u8>, u32), Fail> {
     Ok((payload, flags))
 }
 
+/// The failure of a PHP-serialized value that does not unserialize (php-memcached warns with
+/// this text; the caller does, where the method name is known).
+pub const UNSERIALIZE_FAILED: &str = "could not unserialize value";
+
 /// (payload, flags) → PHP value.
 pub fn decode(data: &[u8], flags: u32, serializer: i64) -> Result<Zval, Fail> {
     let d = php::decode(data, flags).map_err(value_fail)?;
@@ -165,11 +169,14 @@ pub fn decode(data: &[u8], flags: u32, serializer: i64) -> Result<Zval, Fail> {
         php::BOOL => z.set_bool(php::parse_bool(data)),
         php::SERIALIZED => {
             let arg = bytes_zval(data);
-            let out = call("unserialize", vec![&arg])?;
-            if out.is_false() && data != b"b:0;" {
-                return Err(payload_fail("could not unserialize value"));
-            }
-            return Ok(out);
+            let out = call("unserialize", vec![&arg]);
+            // php-memcached warns on any failure, also when `__unserialize` threw (the
+            // exception then leaves the call).
+            let thrown = ext_php_rs::zend::ExecutorGlobals::has_exception();
+            return match out {
+                Ok(out) if !thrown && (!out.is_false() || data == b"b:0;") => Ok(out),
+                _ => Err(payload_fail(UNSERIALIZE_FAILED)),
+            };
         }
         php::IGBINARY => {
             let arg = bytes_zval(data);

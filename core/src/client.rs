@@ -114,6 +114,8 @@ struct Inner {
     topology_stamp: AtomicU64,
     /// Coalescing tables and lease counters.
     stampede: Stampede,
+    /// Idle `stats` connections ([`Client::server_stats`]), per process.
+    admin: fork::PerProcess<AdminConns>,
 }
 
 /// A stamp that changes when a file is rewritten or replaced: mtime in ns, size and inode (an
@@ -380,6 +382,7 @@ impl Client {
                     .unwrap_or(0),
             ),
             stampede: Stampede::new(),
+            admin: fork::PerProcess::new(AdminConns::new(fork::generation())),
         });
         if background {
             let weak: std::sync::Weak<dyn Maintain> = Arc::downgrade(&inner) as _;
@@ -467,6 +470,7 @@ impl Client {
         for d in &inner.route.load().dests {
             d.shut();
         }
+        inner.admin.current(AdminConns::new).idle.lock().clear();
         crate::export::FinalSnapshot::write_final(inner);
         drained
     }
@@ -921,20 +925,30 @@ impl Client {
             .collect()
     }
 
-    /// Close every idle connection now and keep the client usable: the next request dials
+    /// Close every idle connection (and [`Client::server_stats`]' kept ones) now and keep the
+    /// client usable: the next request dials
     /// again. This is pymemcache's and pylibmc's `disconnect_all()`, which frameworks call at the
     /// end of a request; unlike [`Client::close`] it does not make later calls fail.
     pub fn disconnect_idle(&self) {
         for d in &self.inner.route.load().dests {
             d.close_idle();
         }
+        // The kept `stats` connections too.
+        self.inner
+            .admin
+            .current(AdminConns::new)
+            .idle
+            .lock()
+            .clear();
     }
 
     /// memcached's `stats [args]` on every server: `(addr, [(name, value)])`
-    /// in the server's order. An admin command, so it uses its own short-lived connection per
-    /// server (dialled and answered within `io_ms` each) and never a pooled one:
-    /// `stats` replies are multi-line and have no place in the request codec. `args` must be
-    /// printable ASCII words (`""`, `"settings"`, `"slabs"`, `"items"` …).
+    /// in the server's order. An admin command, so it uses its own connection per server
+    /// (dialled and answered within `io_ms` each) and never a pooled one: `stats` replies are
+    /// multi-line and have no place in the request codec. That connection is kept for the
+    /// next call (as libmemcached keeps its one connection per server), dropped on any error,
+    /// by [`Client::close`] and in a forked child. `args` must be printable ASCII words (`""`,
+    /// `"settings"`, `"slabs"`, `"items"` …).
     pub fn server_stats(&self, args: &str) -> Result<Vec<(String, Result<ServerStats>)>> {
         let route = self.route()?;
         if !args.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
@@ -948,23 +962,96 @@ impl Client {
         } else {
             format!("stats {}\r\n", args.trim())
         };
+        let admin = self.inner.admin.current(AdminConns::new);
+        admin
+            .idle
+            .lock()
+            .retain(|(a, _)| route.dests.iter().any(|d| &**d.addr() == a.as_str()));
+        let io = route.io_timeout;
         Ok(route
             .dests
             .iter()
             .map(|d| {
-                let r = admin_stats(d.addr(), &line, route.io_timeout).map_err(|e| e.at(d.addr()));
-                (d.addr().to_string(), r)
+                let addr = d.addr();
+                let fresh = || -> Result<_> {
+                    let mut s = dial_admin(addr, io)?;
+                    let kv = admin_stats(&mut s, &line, io)?;
+                    Ok((kv, s))
+                };
+                let kept = admin.take(addr);
+                let r = match kept {
+                    Some(mut s) => match admin_stats(&mut s, &line, io) {
+                        Ok(kv) => Ok((kv, s)),
+                        // An idle connection the server closed meanwhile: dial once more.
+                        Err(e) if matches!(e.reason(), Reason::Reset | Reason::Io) => fresh(),
+                        Err(e) => Err(e),
+                    },
+                    None => fresh(),
+                };
+                let r = r.map(|(kv, s)| {
+                    admin.idle.lock().push((addr.to_string(), s));
+                    kv
+                });
+                (addr.to_string(), r.map_err(|e| e.at(addr)))
             })
             .collect())
+    }
+}
+
+/// Idle `stats` connections, at most one per server, of one process generation (a forked
+/// child starts without any: [`fork::PerProcess`]). The lock is held only to take or put one.
+struct AdminConns {
+    generation: u64,
+    idle: parking_lot::Mutex<Vec<(String, crate::pool::conn::Stream)>>,
+}
+
+impl fork::Generational for AdminConns {
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn unlocked(&self) -> bool {
+        self.idle.try_lock().is_some()
+    }
+}
+
+impl AdminConns {
+    fn new(generation: u64) -> AdminConns {
+        AdminConns {
+            generation,
+            idle: parking_lot::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn take(&self, addr: &str) -> Option<crate::pool::conn::Stream> {
+        let mut idle = self.idle.lock();
+        let i = idle.iter().position(|(a, _)| a == addr)?;
+        Some(idle.swap_remove(i).1)
     }
 }
 
 /// One server's `stats` reply: `(name, value)` pairs in the server's order.
 pub type ServerStats = Vec<(String, String)>;
 
-/// One `stats` exchange on a fresh connection to `addr` (`host:port`, IPv6 host unbracketed, or
-/// a Unix-domain socket path).
-fn admin_stats(addr: &str, line: &str, io_timeout: Duration) -> Result<Vec<(String, String)>> {
+/// A connection for admin commands to `addr` (`host:port`, IPv6 host unbracketed, or a
+/// Unix-domain socket path).
+fn dial_admin(addr: &str, io_timeout: Duration) -> Result<crate::pool::conn::Stream> {
+    let (host, port) = match crate::addr::unix_path(addr) {
+        Some(path) => (path, 0),
+        None => addr
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            .ok_or_else(|| Error::with_detail(Reason::ConnectFailed, "bad server address"))?,
+    };
+    crate::pool::conn::Stream::dial(host, port, io_timeout, Instant::now() + io_timeout)
+}
+
+/// One `stats` exchange on `s`, which is left at the end of the reply when it succeeds.
+fn admin_stats(
+    s: &mut crate::pool::conn::Stream,
+    line: &str,
+    io_timeout: Duration,
+) -> Result<Vec<(String, String)>> {
     use std::io::{Read, Write};
     let io_err = |e: std::io::Error| {
         let reason = match e.kind() {
@@ -977,15 +1064,6 @@ fn admin_stats(addr: &str, line: &str, io_timeout: Duration) -> Result<Vec<(Stri
         };
         Error::with_detail(reason, format!("stats: {e}"))
     };
-    let (host, port) = match crate::addr::unix_path(addr) {
-        Some(path) => (path, 0),
-        None => addr
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-            .ok_or_else(|| Error::with_detail(Reason::ConnectFailed, "bad server address"))?,
-    };
-    let mut s =
-        crate::pool::conn::Stream::dial(host, port, io_timeout, Instant::now() + io_timeout)?;
     let deadline = Instant::now() + io_timeout;
     s.set_write_timeout(Some(io_timeout)).map_err(io_err)?;
     s.write_all(line.as_bytes()).map_err(io_err)?;

@@ -66,9 +66,36 @@ pub fn check(key: &[u8], binary_ok: bool) -> Result<()> {
     Ok(())
 }
 
+/// Check a placing key (the `*ByKey` server key that picks the server for another key). It
+/// is only hashed, never sent, so any bytes are fine; it must not be empty or longer than a
+/// key (libmemcached's limit for its group keys).
+pub fn check_place(key: &[u8]) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::with_detail(Reason::InvalidKey, "empty server key"));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(Error::with_detail(
+            Reason::InvalidKey,
+            format!(
+                "server key is {} bytes; the limit is {MAX_KEY_LEN}",
+                key.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placing_keys_take_any_byte_but_not_empty_or_long() {
+        assert!(check_place(b" a b\r\n\xff").is_ok(), "never on the wire");
+        assert!(check_place(&[b'x'; 250]).is_ok());
+        assert!(check_place(b"").is_err());
+        assert!(check_place(&[b'x'; 251]).is_err());
+    }
 
     #[test]
     fn accepts_printable_keys_up_to_250_bytes() {

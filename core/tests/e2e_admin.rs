@@ -68,3 +68,32 @@ fn server_stats_reports_a_dead_server_and_fails_when_closed() {
     c.close();
     assert_eq!(c.server_stats("").unwrap_err().reason(), Reason::Closed);
 }
+
+#[test]
+fn server_stats_keeps_its_connection_for_the_next_call() {
+    let a = Memcached::start();
+    let c = client(&[a.addr()]);
+    let total = |c: &Client| -> String {
+        let s = c.server_stats("").unwrap();
+        let kv = s[0].1.as_ref().unwrap();
+        kv.iter()
+            .find(|(k, _)| k == "total_connections")
+            .unwrap()
+            .1
+            .clone()
+    };
+    let first = total(&c);
+    assert_eq!(
+        total(&c),
+        first,
+        "the second call reuses the first one's connection"
+    );
+    assert_eq!(total(&c), first, "and the third");
+    // A server error drops the connection; the next call dials again and works.
+    assert!(c.server_stats("nope").unwrap()[0].1.is_err());
+    let after = total(&c);
+    assert_ne!(after, first, "a new connection after the error");
+    assert_eq!(total(&c), after);
+    c.disconnect_idle();
+    assert_ne!(total(&c), after, "disconnect_idle closes it too");
+}

@@ -55,7 +55,19 @@ fn routed_commands_land_on_the_server_key_server() {
         assert!(c.delete_routed(skey, key).unwrap());
         assert!(!c.delete_routed(skey, key).unwrap());
         assert!(c.get_multi_routed(&[key], &[], false).is_err());
-        assert!(c.get_routed(b"bad key", key, false).is_err());
+        assert!(
+            c.get_routed(b"", key, false).is_err(),
+            "an empty server key"
+        );
+        // A server key is only hashed, never sent: any bytes (php-memcached's `*ByKey`).
+        assert_eq!(
+            c.get_routed(b"server key \xff\n", key, false).unwrap(),
+            None
+        );
+        assert!(
+            c.get_routed(&[b'x'; 251], key, false).is_err(),
+            "longer than a key"
+        );
 
         // The multi-key writes and get-and-touch, placed by server keys.
         let items = [

@@ -6,7 +6,7 @@
 require __DIR__ . '/lib.php';
 
 if (!extension_loaded('fae')) { fwrite(STDERR, "the fae extension is not loaded\n"); exit(2); }
-if (extension_loaded('memcached')) { fwrite(STDERR, "run without php-memcached loaded\n"); exit(2); }
+if (get_parent_class('Memcached') !== 'Fae\Client') { fwrite(STDERR, "run without php-memcached loaded\n"); exit(2); }
 
 $mc = new Memcached_Process();
 [$host, $port] = ['127.0.0.1', $mc->port];
@@ -27,9 +27,18 @@ test('php.ini switch: Memcached and MemcachedException are provided', function (
     eq(Memcached::HAVE_IGBINARY, extension_loaded('igbinary'), 'HAVE_IGBINARY follows the loaded extensions');
     eq(Memcached::HAVE_MSGPACK, extension_loaded('msgpack'), 'HAVE_MSGPACK too');
     eq(ini_get('fae.provide_memcached_classes'), '1', 'default on');
+    // Frameworks detect php-memcached by its module name and version (Symfony: >= 3.1.6).
+    check(extension_loaded('memcached'), "extension_loaded('memcached')");
+    eq(phpversion('memcached'), '3.2.0', "phpversion('memcached')");
+    check(in_array('memcached', get_loaded_extensions(), true), 'listed by get_loaded_extensions');
+    check(isset(ini_get_all('memcached')['memcached.sess_prefix']), 'memcached.* settings belong to the memcached module');
+    check(!isset(ini_get_all('fae')['memcached.sess_prefix']), 'and not to fae');
+    eq((new ReflectionExtension('memcached'))->getVersion(), '3.2.0', 'ReflectionExtension');
+    eq((new ReflectionClass('Memcached'))->getExtensionName(), 'memcached', 'Memcached belongs to it');
+    eq(array_keys((new ReflectionExtension('memcached'))->getClasses()), ['Memcached', 'MemcachedException'], 'its classes');
     $php = php_command();
-    $off = shell_exec(implode(' ', array_map('escapeshellarg', array_merge($php, ['-d', 'fae.provide_memcached_classes=0', '-r', 'var_export([class_exists("Memcached"), class_exists("Fae\\\\Client"), class_exists("Fae\\\\Exception")]);']))));
-    eq($off, "array (\n  0 => false,\n  1 => true,\n  2 => true,\n)", 'off keeps only Fae\*');
+    $off = shell_exec(implode(' ', array_map('escapeshellarg', array_merge($php, ['-d', 'fae.provide_memcached_classes=0', '-r', 'var_export([class_exists("Memcached"), class_exists("Fae\\\\Client"), class_exists("Fae\\\\Exception"), extension_loaded("memcached"), ini_get("memcached.sess_prefix")]);']))));
+    eq($off, "array (\n  0 => false,\n  1 => true,\n  2 => true,\n  3 => false,\n  4 => false,\n)", 'off keeps only Fae\*, no memcached module');
 });
 
 test('phpinfo says what the extension serves', function () {
@@ -37,6 +46,10 @@ test('phpinfo says what the extension serves', function () {
     check(str_contains($info, 'provides Memcached, MemcachedException => yes'), 'provides line');
     check(str_contains($info, 'session save handlers => fae, memcached'), 'session handlers line');
     check(str_contains($info, 'memcached.sess_prefix => memc.sess.key.'), 'php.ini settings listed');
+    // php-memcached's section, as scripts and monitoring grep it.
+    $lines = preg_grep('/^memcached/', explode("\n", $info));
+    eq(array_slice(array_values($lines), 0, 2), ['memcached', 'memcached support => enabled'], 'memcached section first rows');
+    check(str_contains($info, "Version => 3.2.0"), 'its Version row');
 });
 
 test('our errors are MemcachedException (and Fae\Exception)', function () {
@@ -213,6 +226,7 @@ test('memcached.* php.ini settings apply to new objects', function () {
     eq($m->getOption(Memcached::OPT_BINARY_PROTOCOL), 1, 'default_binary_protocol');
     eq($m->getOption(Memcached::OPT_CONNECT_TIMEOUT), 1212, 'default_connect_timeout');
     foreach (['serializer', 'default_consistent_hash', 'default_binary_protocol', 'default_connect_timeout'] as $k) ini_restore("memcached.$k");
+    eq([ini_get('memcached.default_binary_protocol'), ini_get('memcached.serializer')], ['0', 'php'], 'ini_restore() restores them');
     eq(@ini_set('memcached.sess_prefix', ' bad '), false, 'sess_prefix with spaces refused');
     eq(error_get_last()['message'] ?? '', 'ini_set(): memcached.sess_prefix cannot contain whitespace or control characters', 'its warning');
     eq(@ini_set('memcached.sess_prefix', str_repeat('a', 300)), false, 'too long');
@@ -278,6 +292,124 @@ test('session lock waits as php-memcached (lock_retries + 1 attempts, doubling s
     eq($out[0] ?? null, false, 'a held lock fails session_start');
     eq($out[1] ?? null, 0.5, 'after 100 + 200 + 200 ms of waiting');
     $m->delete("dropin.lock.lock.$sid");
+});
+
+test('clone and a subclass that never ran the parent constructor fail as with php-memcached', function () {
+    $m = fresh();
+    try { $c = clone $m; check(false, 'clone throws'); }
+    catch (Error $e) { eq($e->getMessage(), 'Trying to clone an uncloneable object of class Memcached', 'clone error names the class'); }
+    $sub = new class extends Memcached { public function __construct() {} };
+    foreach (['setOption' => [Memcached::OPT_BINARY_PROTOCOL, true], 'get' => ['k'], 'getServerList' => [], 'getResultCode' => []] as $method => $args) {
+        try { $sub->$method(...$args); check(false, "$method throws"); }
+        catch (Error $e) { eq([get_class($e), $e->getMessage()], ['Error', 'Memcached constructor was not called'], "$method"); }
+    }
+    $fae = new class extends Fae\Client { public function __construct() {} };
+    try { $fae->get('k'); check(false, 'Fae\Client subclass throws'); }
+    catch (Error $e) { eq($e->getMessage(), 'Fae\Client constructor was not called', 'names Fae\Client'); }
+    $ok = new class extends Memcached { public function __construct() { parent::__construct('dropin-sub-' . getmypid()); } };
+    eq($ok->getServerList(), [], 'a subclass that calls the parent constructor works');
+    eq(Fae\Client::fromConfig(['servers' => ['127.0.0.1:1']])->getResultCode(), Memcached::RES_SUCCESS, 'static methods are not guarded');
+});
+
+test("keys as php-memcached checks them: text protocol printable ASCII, binary protocol anything but a newline", function () {
+    $m = fresh();
+    foreach (['Montréal', 'foo bar', "tab\tkey", str_repeat('c', 251), ''] as $k) {
+        eq([$m->set($k, 'v'), $m->getResultCode()], [false, Memcached::RES_BAD_KEY_PROVIDED], 'text: set ' . json_encode($k));
+        eq($m->checkKey($k), false, 'text: checkKey ' . json_encode($k));
+    }
+    eq([$m->get('Kraków'), $m->getResultCode()], [false, Memcached::RES_BAD_KEY_PROVIDED], 'text: get of a UTF-8 key');
+    eq($m->checkKey(str_repeat('b', 250)), true, '250 bytes are fine');
+    $b = fresh();
+    eq($b->setOption(Memcached::OPT_BINARY_PROTOCOL, true), true, 'binary protocol');
+    foreach (['binary key with spaces', 'Montréal', "ctl\x01\x00\r-key", 'Тестирование'] as $i => $k) {
+        eq($b->set($k, "v$i"), true, 'binary: set ' . json_encode($k));
+        eq($b->get($k), "v$i", 'binary: get ' . json_encode($k));
+        eq($b->checkKey($k), true, 'binary: checkKey ' . json_encode($k));
+    }
+    eq($b->getMulti(['binary key with spaces', 'Montréal']), ['binary key with spaces' => 'v0', 'Montréal' => 'v1'], 'binary: getMulti');
+    eq([$b->set("nl\n", 'v'), $b->getResultCode()], [false, Memcached::RES_BAD_KEY_PROVIDED], 'binary: a newline is refused');
+    eq([$b->set(str_repeat('x', 251), 'v'), $b->getResultCode()], [false, Memcached::RES_BAD_KEY_PROVIDED], 'binary: 251 bytes refused');
+    eq($m->get('Montréal'), false, 'the text-protocol client still refuses it');
+    eq($b->delete('Montréal'), true, 'binary: delete');
+    eq($b->setOption(Memcached::OPT_BINARY_PROTOCOL, false), true, 'back to text');
+    eq([$b->get('binary key with spaces'), $b->getResultCode()], [false, Memcached::RES_BAD_KEY_PROVIDED], 'text again: refused');
+});
+
+test('a server key is only hashed: spaces and any bytes place a key', function () {
+    $m = fresh();
+    eq($m->setByKey(" \xff server key ", 'sk:1', 'v'), true, 'setByKey');
+    eq($m->getByKey(" \xff server key ", 'sk:1'), 'v', 'getByKey');
+    eq($m->getByKey('', 'sk:1'), 'v', 'an empty server key places by the key');
+    $m->delete('sk:1');
+    eq([$m->getByKey(' x y ', 'sk:1'), $m->getResultMessage()], [false, 'NOT FOUND'], 'a miss is NOT FOUND, not a bad key');
+});
+
+test('getStats keeps its connection between calls (php-memcached reconnects only with NO_BLOCK + BINARY_PROTOCOL)', function () use ($host, $port) {
+    $m = fresh();
+    $total = fn() => $m->getStats()["$host:$port"]['total_connections'] ?? null;
+    $first = $total();
+    check(is_int($first), 'total_connections read');
+    eq($total(), $first, 'the second call reuses the connection');
+    eq($total(), $first, 'and the third');
+    $m->setOption(Memcached::OPT_NO_BLOCK, true);
+    $m->setOption(Memcached::OPT_BINARY_PROTOCOL, true);
+    $a = $total();
+    check($total() !== $a, 'NO_BLOCK + BINARY_PROTOCOL: a new connection per call, as php-memcached');
+    $m->setOption(Memcached::OPT_NO_BLOCK, false);
+    $b = $total();
+    eq($total(), $b, 'one of them off: kept again');
+});
+
+test('OPT_BUFFER_WRITES holds set and delete back until another command, flushBuffers() or the object ends', function () {
+    $m = fresh();
+    $o = fresh();
+    $m->setOption(Memcached::OPT_BUFFER_WRITES, true);
+    $k = 'bw:' . getmypid();
+    eq([$m->set("$k:a", '1'), $m->getResultCode()], [true, Memcached::RES_BUFFERED], 'set: true, RES_BUFFERED');
+    eq($o->get("$k:a"), false, 'not on the server yet');
+    eq($m->setMulti(["$k:b" => '2', "$k:c" => '3']), true, 'setMulti held back too');
+    eq($m->setByKey('sk', "$k:d", '4'), true, 'setByKey too');
+    eq($o->getMulti(["$k:b", "$k:d"]), [], 'none of them');
+    eq($m->flushBuffers(), true, 'flushBuffers');
+    eq($o->getMulti(["$k:a", "$k:b", "$k:c"]), ["$k:a" => '1', "$k:b" => '2', "$k:c" => '3'], 'all there, in order');
+    eq($o->getByKey('sk', "$k:d"), '4', 'placed by its server key');
+    eq([$m->delete("$k:a"), $m->getResultCode()], [true, Memcached::RES_BUFFERED], 'delete held back');
+    eq($o->get("$k:a"), '1', 'still there');
+    eq($m->add("$k:e", '5'), true, 'add is not held back, and sends what was');
+    eq([$o->get("$k:a"), $o->get("$k:e")], [false, '5'], 'the delete went first');
+    $m->set("$k:f", '6');
+    eq($m->get("$k:nothing"), false, 'a read');
+    eq($o->get("$k:f"), '6', 'sent the held write before it');
+    $m->set("$k:g", '7');
+    unset($m);
+    eq($o->get("$k:g"), '7', 'the object going away sends the rest');
+});
+
+class DropinBadWakeup { public $x = 1; public function __unserialize(array $d): void { throw new RuntimeException('wakeup failed'); } }
+
+test('a value that does not unserialize warns as php-memcached, and the exception leaves the call', function () {
+    $m = fresh();
+    $m->set('bu:ok', 'fine');
+    $m->set('bu:bad', new DropinBadWakeup());
+    foreach (['get' => fn() => $m->get('bu:bad'), 'getMulti' => fn() => $m->getMulti(['bu:ok', 'bu:bad'])] as $name => $call) {
+        error_clear_last();
+        try { @$call(); check(false, "$name throws"); }
+        catch (RuntimeException $e) { eq($e->getMessage(), 'wakeup failed', "$name: the exception"); }
+        eq(error_get_last()['message'] ?? '', "Memcached::$name(): could not unserialize value", "$name: the warning");
+    }
+    eq($m->get('bu:ok'), 'fine', 'other values still read');
+    // getDelayed fetches; fetch()/fetchAll() decode, so the failure comes from them.
+    foreach (['fetch', 'fetchAll'] as $name) {
+        eq($m->getDelayed(['bu:bad']), true, "getDelayed before $name");
+        error_clear_last();
+        try { @$m->$name(); check(false, "$name throws"); }
+        catch (RuntimeException $e) { eq($e->getMessage(), 'wakeup failed', "$name: the exception"); }
+        eq(error_get_last()['message'] ?? '', "Memcached::$name(): could not unserialize value", "$name: the warning");
+    }
+    eq($m->getDelayed(['bu:ok'], true), true, 'getDelayed with CAS');
+    $r = $m->fetch();
+    eq([$r['key'], $r['value'], is_int($r['cas']), $r['flags']], ['bu:ok', 'fine', true, 0], 'fetch: key, value, cas, flags');
+    eq([$m->fetch(), $m->getResultCode()], [false, Memcached::RES_END], 'then RES_END');
 });
 
 finish();

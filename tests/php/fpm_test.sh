@@ -51,6 +51,9 @@ listen = 127.0.0.1:$DROPIN_PORT
 pm = static
 pm.max_children = 2
 catch_workers_output = yes
+;; php-fpm applies a pool's php_admin_value lines last to first: a setting of an extension the
+;; pool loads itself goes above its extension line (loaded from php.ini, order does not matter).
+php_admin_value[memcached.sess_prefix] = dropin.sess.
 php_admin_value[extension] = $EXT
 php_admin_value[session.save_handler] = memcached
 php_admin_value[session.save_path] = 127.0.0.1:$MC_PORT
@@ -175,12 +178,13 @@ for i in $(seq 10); do dropin "$DSID" >> "$TMP/dropin"; done
 DROPIN=$(php -n -r '
   $l = array_map(fn($x) => json_decode($x, true), file($argv[1]));
   $last = end($l);
-  echo count($l), " ", $last["class"] ?? "?", " ", $last["hits"] ?? 0, " ", $last["n"] ?? 0, " ", $last["handler"] ?? "?", " ", $last["prefix"] ?? "?";' "$TMP/dropin")
-read -r D_N D_CLASS D_HITS D_SESS D_HANDLER D_PREFIX <<< "$DROPIN"
+  echo count($l), " ", $last["class"] ?? "?", " ", $last["hits"] ?? 0, " ", $last["n"] ?? 0, " ", $last["handler"] ?? "?", " ", $last["prefix"] ?? "?", " ", $last["loaded"] ?? "?";' "$TMP/dropin")
+read -r D_N D_CLASS D_HITS D_SESS D_HANDLER D_PREFIX D_LOADED <<< "$DROPIN"
 check '[ "$D_N" -eq 10 ] && [ "$D_CLASS" = Memcached ] && [ "$D_HITS" -eq 10 ]' "php-memcached app, php.ini only: Memcached served 10 requests ($DROPIN)"
 check '[ "$D_SESS" -eq 10 ] && [ "$D_HANDLER" = memcached ]' "session.save_handler = memcached kept the session across 10 requests ($D_SESS)"
-RAW=$(php -n -r '$c=stream_socket_client("tcp://127.0.0.1:'"$MC_PORT"'");fwrite($c,"get memc.sess.key.'"$DSID"'\r\n");$h=fgets($c);echo str_starts_with($h,"VALUE")?rtrim(fgets($c)):rtrim($h);')
-check '[ "$RAW" = "n|i:10;" ]' "the session is in memcached under php-memcached's key ($RAW; prefix $D_PREFIX)"
+check '[ "$D_LOADED" = 3.2.0 ]' "the app sees extension_loaded('memcached') and phpversion('memcached') = 3.2.0 ($D_LOADED)"
+RAW=$(php -n -r '$c=stream_socket_client("tcp://127.0.0.1:'"$MC_PORT"'");fwrite($c,"get dropin.sess.'"$DSID"'\r\n");$h=fgets($c);echo str_starts_with($h,"VALUE")?rtrim(fgets($c)):rtrim($h);')
+check '[ "$RAW" = "n|i:10;" ] && [ "$D_PREFIX" = dropin.sess. ]' "the session is in memcached under the pool's php_admin_value[memcached.sess_prefix] ($RAW; prefix $D_PREFIX)"
 
 # stats.dir under worker churn (pm.max_requests = 50): 2000 requests, each one get. The merged
 # counter of `fae stats --dir` never goes down as workers exit and are folded into the retired

@@ -417,7 +417,8 @@ impl Router {
     }
 
     /// Read `keys` through the tree by `cx.deadline`, after checking them (and their placing
-    /// keys): a bad key fails the whole call before any I/O.
+    /// keys, which are only hashed: [`crate::key::check_place`]): a bad key fails the whole
+    /// call before any I/O.
     pub fn read(
         &self,
         cx: &Cx,
@@ -427,7 +428,7 @@ impl Router {
         for k in keys {
             self.check_key(k.key)?;
             if !std::ptr::eq(k.key, k.place) {
-                self.check_key(k.place)?;
+                crate::key::check_place(k.place)?;
             }
         }
         Ok(self.root.get(cx, keys, opts))
@@ -439,7 +440,7 @@ impl Router {
         for w in reqs {
             self.check_key(w.key())?;
             if !std::ptr::eq(w.key(), w.place) {
-                self.check_key(w.place)?;
+                crate::key::check_place(w.place)?;
             }
             if let Request::Store { value, .. } = w.req {
                 self.check_value(value)?;

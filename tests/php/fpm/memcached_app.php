@@ -11,4 +11,5 @@ $hits = $m->increment('app:hits', 1, 1);
 session_start();
 $_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1;
 echo json_encode(['pid' => getmypid(), 'class' => get_class($m), 'hits' => $hits, 'n' => $_SESSION['n'],
-    'handler' => ini_get('session.save_handler'), 'prefix' => ini_get('memcached.sess_prefix')]), "\n";
+    'handler' => ini_get('session.save_handler'), 'prefix' => ini_get('memcached.sess_prefix'),
+    'loaded' => extension_loaded('memcached') ? phpversion('memcached') : 'no']), "\n";
