@@ -183,7 +183,7 @@ class Client
     public function flushBuffers(): bool {}
     /** php-memcached's key check (1..250 bytes: printable non-space ASCII, or with OPT_BINARY_PROTOCOL anything but a newline); false sets RES_BAD_KEY_PROVIDED. */
     public function checkKey(string $key): bool {}
-    /** vBuckets are not implemented: false with RES_NOT_SUPPORTED (after php-memcached's argument checks). */
+    /** libmemcached's virtual buckets: key → server $host_map[hash(key) & (count($host_map) - 1)] (OPT_HASH); the distribution becomes DISTRIBUTION_VIRTUAL_BUCKET. $forward_map and $replicas are kept, unused, as in libmemcached. A map naming a server the client lacks fails the next command with RES_INVALID_ARGUMENTS. */
     public function setBucket(array $host_map, ?array $forward_map, int $replicas): bool {}
     /** SASL is not supported: false with RES_NOT_SUPPORTED and php-memcached's warning. */
     public function setSaslAuthData(string $username, string $password): bool {}
@@ -277,6 +277,12 @@ class Client
      * @throws Exception on an unknown operation
      */
     public function routeFor(string $key, string $op = 'get'): array|false {}
+    /**
+     * For every pool placed by virtual buckets that $op for $key reaches: pool, bucket, map
+     * version and server ("host:port"), plus phase and to while the bucket is on the move. No I/O.
+     * @return list<array{pool: string, bucket: int, version: int, server: string, phase?: string, to?: string}>|false
+     */
+    public function bucketFor(string $key, string $op = 'get'): array|false {}
     /**
      * Stampede protection, step by step: a lease read. "miss" (you hold the lease: compute, then
      * setWithLease() with the token), "wait" (another client is filling: retry shortly), "hit",

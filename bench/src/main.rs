@@ -63,6 +63,7 @@ mod routes;
 mod stampede;
 mod subject;
 mod tls;
+mod vbucket;
 
 use std::process::ExitCode;
 
@@ -180,6 +181,9 @@ fn main() -> ExitCode {
     }
     if raw.first().map(String::as_str) == Some("routes") {
         return routes::main(raw[1..].to_vec());
+    }
+    if raw.first().map(String::as_str) == Some("vbucket") {
+        return vbucket::main(raw[1..].to_vec());
     }
     if raw.first().map(String::as_str) == Some("stampede") {
         return stampede::main(raw[1..].to_vec());

@@ -1,8 +1,8 @@
 //! The benchmark still runs: `fae-bench --quick` starts its 4 servers, checks every result and
 //! prints every table. It times nothing and asserts nothing about speed; the targets live in
 //! the benchmark's own output (`cargo run --release -p fae-bench`). The same goes for the
-//! `health` subcommand (`fae-bench health --quick`) and the `routes` subcommand
-//! (`fae-bench routes --quick`). The `stampede` subcommand's quick run (about 25 s, twelve
+//! `health` subcommand (`fae-bench health --quick`), the `routes` subcommand
+//! (`fae-bench routes --quick`) and the `vbucket` subcommand (`fae-bench vbucket --quick`). The `stampede` subcommand's quick run (about 25 s, twelve
 //! cases in fresh processes) is `#[ignore]`d, so it stays out of CI: `cargo test -p fae-bench
 //! -- --ignored` runs it.
 
@@ -152,4 +152,36 @@ fn bad_arguments_are_refused() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
+}
+
+/// `fae-bench vbucket --quick`: the 10 → 11 rebalance three ways on 10,000 keys, with the `fae`
+/// binary built beside `fae-bench` (`cargo test --workspace` builds it; alone, this test says
+/// so and passes). Every value is checked; nothing about speed is asserted.
+#[test]
+fn vbucket_quick_run_prints_its_table() {
+    let fae = std::path::Path::new(env!("CARGO_BIN_EXE_fae-bench")).with_file_name("fae");
+    if !fae.exists() {
+        eprintln!(
+            "skip: {} is not built (cargo build -p fae-core --features watch --bin fae)",
+            fae.display()
+        );
+        return;
+    }
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/BENCHMARKS.md");
+    let before = std::fs::read_to_string(docs).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fae-bench"))
+        .args(["vbucket", "--quick"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    for row in [
+        "| buckets (`fae vbucket apply --batch 16`) |",
+        "| ketama + `migrate` route |",
+        "| naive: reload to 11 servers (ketama) |",
+    ] {
+        assert!(stdout.contains(row), "{row}:\n{stdout}");
+    }
+    assert_eq!(std::fs::read_to_string(docs).unwrap(), before);
 }

@@ -1406,8 +1406,11 @@ impl FaeClient {
         Ok(ok)
     }
 
-    /// vBucket placement is not implemented: false with `RES_NOT_SUPPORTED`, after
-    /// php-memcached's argument checks and warnings.
+    /// libmemcached's virtual buckets (`memcached_bucket_set`): a key goes to server
+    /// `$host_map[hash(key) & (count(\$host_map) - 1)]`, hashed with `OPT_HASH`; the
+    /// distribution becomes `DISTRIBUTION_VIRTUAL_BUCKET`. The forward map and replicas are
+    /// kept, unused, as in libmemcached. php-memcached's argument checks and warnings first;
+    /// a map naming a server the client does not have fails the next command.
     pub fn set_bucket(
         &mut self,
         host_map: &Zval,
@@ -1430,7 +1433,7 @@ impl FaeClient {
         } else if map
             .values()
             .chain(forward.into_iter().flat_map(|f| f.values()))
-            .any(|v| v.dereference().coerce_to_long().is_none_or(|n| n < 0))
+            .any(|v| v.dereference().coerce_to_long().unwrap_or(0) < 0)
         {
             Some("the map must contain positive integers")
         } else {
@@ -1441,11 +1444,28 @@ impl FaeClient {
             self.set_code(RES_INVALID_ARGUMENTS);
             return Ok(false);
         }
-        self.fail((
-            RES_NOT_SUPPORTED,
-            "vbucket placement is not supported".into(),
-        ));
-        Ok(false)
+        // php-memcached's `(uint32_t) zval_get_long(v)`: a non-numeric string is 0.
+        let to_u32 = |a: &ZendHashTable| -> Vec<u32> {
+            a.values()
+                .map(|v| v.dereference().coerce_to_long().unwrap_or(0) as u32)
+                .collect()
+        };
+        let hosts = to_u32(map);
+        let fwd = forward.map(to_u32);
+        let r =
+            self.shared
+                .lock()
+                .set_bucket(hosts, fwd, u32::try_from(replicas).unwrap_or(u32::MAX));
+        Ok(match r {
+            Ok(()) => {
+                self.ok();
+                true
+            }
+            Err(f) => {
+                self.fail(f);
+                false
+            }
+        })
     }
 
     /// SASL is not supported (`HAVE_SASL` is false): php-memcached's warning, false.
@@ -2029,6 +2049,51 @@ impl FaeClient {
                 },
                 Err(e) => self.core_err(&e),
             })
+        })
+    }
+
+    /// `bucketFor($key, $op = 'get')`: for every pool placed by virtual buckets that a request
+    /// of `$op` for `$key` reaches, `['pool', 'bucket', 'version', 'server']`, plus `'phase'`
+    /// and `'to'` while the bucket is on the move. No I/O.
+    pub fn bucket_for(&mut self, key: &Zval, op: Option<String>) -> PhpResult<Zval> {
+        let k = key_bytes(key)?;
+        let op_name = op.unwrap_or_else(|| "get".into());
+        let Some(op) = Op::from_name(&op_name) else {
+            return Err(exception(format!(
+                "bucketFor(): unknown operation {op_name:?} (get, set, add, replace, append, prepend, cas, delete, incr, decr, touch)"
+            )));
+        };
+        guard(|| {
+            let ctx = match self.ctx() {
+                Ok(c) => c,
+                Err(f) => return Ok(self.fail(f)),
+            };
+            let (stored, routing) = ctx.keys(&k, None);
+            Ok(
+                match ctx
+                    .core
+                    .bucket_route(op, routing.as_deref().unwrap_or(&stored))
+                {
+                    Ok(v) => {
+                        self.ok();
+                        let mut list = ZendHashTable::new();
+                        for (pool, b) in v {
+                            let mut ht = ZendHashTable::new();
+                            let _ = ht.insert("pool", str_zval(&pool));
+                            let _ = ht.insert("bucket", i64::from(b.bucket));
+                            let _ = ht.insert("version", b.version as i64);
+                            let _ = ht.insert("server", str_zval(&b.server_addr));
+                            if let (Some(m), Some(to)) = (&b.moving, &b.to_addr) {
+                                let _ = ht.insert("phase", str_zval(m.phase.as_str()));
+                                let _ = ht.insert("to", str_zval(to));
+                            }
+                            let _ = list.push(array_zval(ht));
+                        }
+                        array_zval(list)
+                    }
+                    Err(e) => self.core_err(&e),
+                },
+            )
         })
     }
 

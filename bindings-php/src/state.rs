@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use fae_core::hash::HashFn;
+use fae_core::placement::vbucket::BucketMap;
 use fae_core::placement::{Mode, Node, Placement};
 use fae_core::values::KeyPrefix;
 use fae_core::{Client, Config};
@@ -190,6 +191,9 @@ pub struct Shared {
     pub weighted: bool,
     pub hash: i64,
     pub libketama_hash: i64,
+    /// `setBucket()`: host map, forward map, replicas (the last two kept, unused, as in
+    /// libmemcached).
+    pub bucket: Option<(Vec<u32>, Option<Vec<u32>>, u32)>,
     pub values: ValueOpts,
     /// OPT_PREFIX_KEY and OPT_HASH_WITH_PREFIX_KEY (off by default, as in php-memcached).
     pub prefix: KeyPrefix,
@@ -236,6 +240,7 @@ impl Shared {
             weighted: false,
             hash: 0,
             libketama_hash: 0,
+            bucket: None,
             values: ValueOpts::default(),
             prefix: KeyPrefix::new(Vec::new(), false),
             store_retry_count: 0,
@@ -503,10 +508,10 @@ impl Shared {
             opt::DISTRIBUTION => {
                 self.placement_guard()?;
                 match ival {
-                    0 | 1 | 2 | 5 => {}
-                    3 | 4 | 6 => {
+                    0 | 1 | 2 | 5 | 6 => {}
+                    3 | 4 => {
                         return Err(unsupported(format!(
-                            "OPT_DISTRIBUTION {ival} (random, ketama-spy, virtual bucket) is not supported; modula (0), consistent (1, 2) and weighted consistent (5) are"
+                            "OPT_DISTRIBUTION {ival} (random, ketama-spy) is not supported; modula (0), consistent (1, 2), weighted consistent (5) and virtual bucket (6) are"
                         )));
                     }
                     _ => {
@@ -587,6 +592,23 @@ impl Shared {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// `setBucket()`: libmemcached's `memcached_bucket_set` (the map, then
+    /// `DISTRIBUTION_VIRTUAL_BUCKET`). The map is checked against the servers when the core
+    /// client is built (servers may still be added).
+    pub fn set_bucket(
+        &mut self,
+        host_map: Vec<u32>,
+        forward_map: Option<Vec<u32>>,
+        replicas: u32,
+    ) -> Result<(), Fail> {
+        self.placement_guard()?;
+        self.bucket = Some((host_map, forward_map, replicas));
+        self.distribution = 6;
+        self.placement_from_options = true;
+        self.changed();
         Ok(())
     }
 
@@ -700,6 +722,16 @@ impl Shared {
                 // A preset with the same placement: the config carries it, so a reload keeps it.
                 Some(m) => {
                     doc.insert("mode".into(), Value::from(m.as_str()));
+                }
+                None if dist == 6 && self.bucket.is_some() => {
+                    let Some((hosts, fwd, _)) = &self.bucket else {
+                        return Err(invalid("setBucket: no map"));
+                    };
+                    let map =
+                        BucketMap::libmemcached(hash, hosts, fwd.as_deref(), self.servers.len())
+                            .map_err(|e| invalid(format!("setBucket: {e}")))?;
+                    placement =
+                        Some(Placement::buckets(Arc::new(map), &self.servers).map_err(invalid)?);
                 }
                 None => {
                     placement = Some(

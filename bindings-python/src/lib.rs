@@ -1351,6 +1351,55 @@ impl Client {
             .map_err(|e| to_py(py, &e))
     }
 
+    /// For every pool placed by virtual buckets that a request of `op` for `key` reaches: a dict
+    /// with `pool`, `bucket`, `version` and `server` (`host:port`), plus `phase` and `to` while
+    /// the bucket is on the move. Without I/O.
+    #[pyo3(signature = (key, op=None))]
+    fn bucket_for<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+        op: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let name = match op {
+            None => "get".into(),
+            Some(o) => match o.cast::<PyString>() {
+                Ok(s) => str_text(s, "invalid_argument")?,
+                Err(_) => {
+                    return Err(client_error(py, "invalid_argument", "op must be a str"));
+                }
+            },
+        };
+        let op = Op::from_name(&name).ok_or_else(|| {
+            client_error(
+                py,
+                "invalid_argument",
+                format!("unknown operation {name:?}"),
+            )
+        })?;
+        let k = self.key(key)?;
+        let place = self.place(key);
+        let routes = self
+            .inner
+            .bucket_route(op, place.as_deref().unwrap_or(k.as_slice()))
+            .map_err(|e| to_py(py, &e))?;
+        routes
+            .into_iter()
+            .map(|(pool, b)| {
+                let d = PyDict::new(py);
+                d.set_item("pool", pool)?;
+                d.set_item("bucket", b.bucket)?;
+                d.set_item("version", b.version)?;
+                d.set_item("server", &b.server_addr)?;
+                if let (Some(m), Some(to)) = (&b.moving, &b.to_addr) {
+                    d.set_item("phase", m.phase.as_str())?;
+                    d.set_item("to", to)?;
+                }
+                Ok(d)
+            })
+            .collect()
+    }
+
     /// Replace the configuration (servers, placement, timeouts, health settings …) while
     /// requests keep flowing. Takes the config part of the constructor's arguments: exactly one
     /// of `config` (a dict), `config_file` (read once here) or `servers` (with `mode`,

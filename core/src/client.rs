@@ -148,6 +148,37 @@ fn effective_config(base: &Config, missing_ok: bool) -> Result<Config> {
     base.with_topology(&topology)
 }
 
+/// A client never goes back to an older bucket map: `new` is refused when one of its pools has
+/// a map with a lower version than the route in use (`old`), or a different map under the
+/// same version (two writers, or an edit that forgot the version).
+fn check_bucket_versions(old: &Router, new: &Router) -> Result<()> {
+    for (name, p) in &new.pools {
+        let (Some(n), Some(o)) = (
+            p.bucket_map(),
+            old.pools.get(name).and_then(|p| p.bucket_map()),
+        ) else {
+            continue;
+        };
+        let (nv, ov) = (n.version(), o.version());
+        let why = if nv < ov {
+            format!(
+                "version {nv} is older than version {ov} in use; a client never goes back to an older map"
+            )
+        } else if nv == ov && n != o {
+            format!(
+                "the map differs from the one in use under the same version {nv}; a changed map needs a higher version"
+            )
+        } else {
+            continue;
+        };
+        return Err(Error::with_detail(
+            Reason::InvalidConfig,
+            format!("pools.{name}.buckets.{why}"),
+        ));
+    }
+    Ok(())
+}
+
 impl Inner {
     fn reload(&self, config: &Config) -> Result<()> {
         self.rebuild(Some(config))
@@ -165,7 +196,8 @@ impl Inner {
         };
         let old = self.route.load_full();
         let built = effective_config(new_base.unwrap_or(&base), false)
-            .and_then(|effective| builder::build(&effective, Some(&old), None));
+            .and_then(|effective| builder::build(&effective, Some(&old), None))
+            .and_then(|route| check_bucket_versions(&old, &route).map(|()| route));
         let outcome = match built {
             Ok(route) => {
                 let kept = route
@@ -822,6 +854,28 @@ impl Client {
         for (_, addr) in route.route_for(op, key) {
             if !out.contains(&addr) {
                 out.push(addr);
+            }
+        }
+        Ok(out)
+    }
+
+    /// For every pool placed by virtual buckets that a request of `op` for `key` reaches: the
+    /// pool, the key's bucket, the bucket's server and its move, if any (see
+    /// [`crate::route::pool::BucketRoute`]). Empty when no such pool is reached.
+    pub fn bucket_route(
+        &self,
+        op: Op,
+        key: &[u8],
+    ) -> Result<Vec<(String, crate::route::pool::BucketRoute)>> {
+        let route = self.route()?;
+        route.check_key(key)?;
+        let mut out: Vec<(String, crate::route::pool::BucketRoute)> = Vec::new();
+        for (pool, _) in route.route_for(op, key) {
+            if out.iter().any(|(p, _)| *p == pool) {
+                continue;
+            }
+            if let Some(b) = route.pools.get(&pool).and_then(|p| p.bucket_route(key)) {
+                out.push((pool, b));
             }
         }
         Ok(out)

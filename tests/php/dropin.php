@@ -115,8 +115,22 @@ test('checkKey, flushBuffers, setBucket, binary protocol, result messages', func
     eq($m->getResultCode(), Memcached::RES_BAD_KEY_PROVIDED, 'bad key code');
     eq($m->checkKey(str_repeat('k', 251)), false, 'too long');
     eq($m->flushBuffers(), true, 'flushBuffers');
-    eq($m->setBucket([1, 2], null, 0), false, 'setBucket not supported');
-    eq($m->getResultCode(), Memcached::RES_NOT_SUPPORTED, 'setBucket code');
+    // php-memcached's vbucket tests: any map of non-negative integers is accepted (strings
+    // count as 0), with or without a forward map of the same length.
+    eq($m->setBucket(['a', 'b', 'c'], null, 2), true, 'setBucket of strings');
+    eq($m->getResultCode(), Memcached::RES_SUCCESS, 'setBucket code');
+    eq($m->getOption(Memcached::OPT_DISTRIBUTION), Memcached::DISTRIBUTION_VIRTUAL_BUCKET, 'distribution is virtual bucket');
+    eq($m->set('vb:s', 'v'), true, 'strings are server 0');
+    eq($m->setBucket([1, 2, 3], null, 2), true, 'setBucket');
+    eq($m->setBucket([1, 2, 2], [1, 2, 2], 2), true, 'setBucket with a forward map');
+    // Server 1 does not exist on a one-server client: the next command says so (libmemcached
+    // would index past its server array).
+    eq($m->set('vb:k', 'v'), false, 'a map naming a missing server fails');
+    eq($m->getResultCode(), Memcached::RES_INVALID_ARGUMENTS, 'its code');
+    eq($m->setBucket([0, 0], null, 0), true, 'a valid map');
+    eq($m->set('vb:k', 'v'), true, 'then commands work');
+    eq($m->get('vb:k'), 'v', 'and read back');
+    eq(@$m->setBucket([], [], -1), false, 'empty map with bad replicas');
     eq(@$m->setBucket([], null, 0), false, 'empty map');
     eq(error_get_last()['message'] ?? '', 'Memcached::setBucket(): server map cannot be empty', 'empty map warning');
     eq($m->setOption(Memcached::OPT_BINARY_PROTOCOL, true), true, 'binary protocol accepted');

@@ -216,6 +216,71 @@ test('placement equals the golden vectors', function () use ($root) {
     }
 });
 
+test('setBucket places keys as php-memcached does', function () {
+    if (!extension_loaded('memcached')) { fwrite(STDERR, "skip: php-memcached not loaded\n"); return; }
+    $ports = [21901, 21902, 21903, 21904]; // never dialled: placement only
+    $maps = [
+        'balanced 1024' => [array_map(fn($b) => $b % 4, range(0, 1023)), []],
+        'runs 16, crc' => [array_map(fn($b) => intdiv($b, 4), range(0, 15)), [Memcached::OPT_HASH => Memcached::HASH_CRC]],
+        'md5 64' => [array_map(fn($b) => ($b * 7) % 4, range(0, 63)), [Memcached::OPT_HASH => Memcached::HASH_MD5]],
+        // Not a power of two: libmemcached masks with count - 1 all the same.
+        'three buckets' => [[3, 1, 2], []],
+    ];
+    foreach ($maps as $name => [$map, $opts]) {
+        $p = new Memcached(); $f = new Client();
+        foreach ([$p, $f] as $c) {
+            foreach ($ports as $port) $c->addServer('127.0.0.1', $port);
+            if ($opts) eq($c->setOptions($opts), true, "$name options");
+            eq($c->setBucket($map, null, 0), true, "$name setBucket");
+        }
+        eq($f->getOption(Client::OPT_DISTRIBUTION), $p->getOption(Memcached::OPT_DISTRIBUTION), "$name distribution");
+        $bad = 0;
+        for ($k = 0; $k < 2000; $k++) {
+            $a = $p->getServerByKey("vb:$k"); $b = $f->getServerByKey("vb:$k");
+            if ($a['port'] !== $b['port']) $bad++;
+        }
+        eq($bad, 0, "$name: getServerByKey equals php-memcached on 2000 keys");
+    }
+    // DISTRIBUTION_VIRTUAL_BUCKET without a map: hash & (servers - 1).
+    $p = new Memcached(); $f = new Client();
+    foreach ([$p, $f] as $c) {
+        foreach ($ports as $port) $c->addServer('127.0.0.1', $port);
+        $c->setOption(Memcached::OPT_DISTRIBUTION, Memcached::DISTRIBUTION_VIRTUAL_BUCKET);
+    }
+    $bad = 0;
+    for ($k = 0; $k < 2000; $k++) if ($p->getServerByKey("vb:$k")['port'] !== $f->getServerByKey("vb:$k")['port']) $bad++;
+    eq($bad, 0, 'no map: getServerByKey equals php-memcached on 2000 keys');
+});
+
+test('buckets in $config: placement, a move, bucketFor', function () use ($mc, $mc2) {
+    $cfg = fn(int $version, array $moves) => ['pools' => ['main' => ['servers' => [$mc->addr(), $mc2->addr()],
+        'buckets' => ['count' => 4, 'version' => $version, 'map' => [0, 0, 1, 1], 'moves' => $moves]]]];
+    $c = new Client(null, $cfg(1, []));
+    $hit = [];
+    for ($i = 0; count($hit) < 4 && $i < 1000; $i++) {
+        $b = $c->bucketFor("bk:$i");
+        eq(count($b), 1, 'one bucket-placed pool');
+        $hit[$b[0]['bucket']] ??= "bk:$i";
+    }
+    ksort($hit);
+    eq(array_keys($hit), [0, 1, 2, 3], 'keys of every bucket');
+    foreach ($hit as $bucket => $k) {
+        $want = $bucket < 2 ? $mc->addr() : $mc2->addr();
+        eq($c->bucketFor($k)[0], ['pool' => 'main', 'bucket' => $bucket, 'version' => 1, 'server' => $want], "bucket $bucket");
+        eq($c->routeFor($k), [$want], "routeFor bucket $bucket");
+    }
+    eq($c->reload($cfg(2, [['bucket' => 0, 'to' => 1, 'phase' => 'dual_write']])), true, 'reload with a move');
+    $k = $hit[0];
+    eq($c->bucketFor($k, 'set')[0], ['pool' => 'main', 'bucket' => 0, 'version' => 2, 'server' => $mc->addr(), 'phase' => 'dual_write', 'to' => $mc2->addr()], 'the move');
+    eq($c->routeFor($k, 'set'), [$mc->addr(), $mc2->addr()], 'a dual write reaches both');
+    eq($c->set($k, 'v'), true, 'set in dual_write');
+    $raw = new Client(null, ['servers' => [$mc2->addr()]]);
+    eq($raw->get($k), 'v', 'the target holds it too');
+    eq(@$c->reload($cfg(1, [])), false, 'an older map is refused');
+    eq($c->bucketFor($k)[0]['version'], 2, 'the map in use stays');
+    eq((new Client(null, ['servers' => [$mc->addr()]]))->bucketFor('x'), [], 'no bucket-placed pool: empty');
+});
+
 test('interop with php-memcached', function () use ($mc) {
     if (!extension_loaded('memcached')) { fwrite(STDERR, "skip: php-memcached not loaded\n"); return; }
     $obj = new stdClass; $obj->x = [1, 2];

@@ -268,6 +268,35 @@ def test_route_for_matches_where_values_land(servers):
         assert c.route_for(key) == c.route_for(key.encode(), "delete")
 
 
+def test_bucket_for_reports_the_bucket_and_its_move(servers):
+    a, b = servers[0], servers[1]
+
+    def config(version, moves):
+        return {"pools": {"main": {"servers": [a, b], "buckets": {
+            "count": 4, "version": version, "map": [0, 0, 1, 1], "moves": moves}}}}
+
+    c = fae.Client(config=config(1, []))
+    seen = {}
+    for i in range(1000):
+        (info,) = c.bucket_for(f"bk:{i}")
+        seen.setdefault(info["bucket"], (f"bk:{i}", info))
+        if len(seen) == 4:
+            break
+    for bucket, (key, info) in seen.items():
+        want = a if bucket < 2 else b
+        assert info == {"pool": "main", "bucket": bucket, "version": 1, "server": want}
+        assert c.route_for(key) == [want]
+    c.reload(config=config(2, [{"bucket": 0, "to": 1, "phase": "dual_write_read_new"}]))
+    key = seen[0][0]
+    assert c.bucket_for(key) == [{"pool": "main", "bucket": 0, "version": 2, "server": a,
+                                  "phase": "dual_write_read_new", "to": b}]
+    assert c.route_for(key) == [b, a]
+    with pytest.raises(fae.ClientError):
+        c.reload(config=config(1, []))
+    assert c.bucket_for(key)[0]["version"] == 2
+    assert fae.Client([a]).bucket_for("x") == []
+
+
 def test_key_prefix(servers):
     c = fae.Client(servers, key_prefix=b"app:")
     c.set("k", b"v")

@@ -412,6 +412,14 @@ class Client:
 
         Raises:
             ClientError: an unknown ``op`` (``invalid_argument``) or an invalid key."""
+    def bucket_for(self, key: Key, op: Optional[str] = ...) -> List[Dict[str, Any]]:
+        """For every pool placed by virtual buckets that a request of ``op`` for ``key``
+        reaches: ``{"pool", "bucket", "version", "server"}`` (``"host:port"``), plus ``"phase"``
+        and ``"to"`` while the bucket is on the move. Without I/O; empty when no pool the key
+        reaches is placed by buckets.
+
+        Raises:
+            ClientError: an unknown ``op`` (``invalid_argument``) or an invalid key."""
     def disconnect_all(self) -> None:
         """Close idle connections now; the client stays usable."""
     def quit(self) -> None:

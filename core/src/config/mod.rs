@@ -25,6 +25,7 @@ use serde::de::{self, Deserializer};
 use crate::addr::{Node, parse_server};
 use crate::error::{Error, Reason, Result};
 use crate::placement::Mode;
+use crate::placement::vbucket::{BucketMap, BucketsSpec};
 use crate::protocol::Protocol;
 use crate::route::schema::split_nested;
 use crate::tls::{Auth, AuthSection, Security, Tls, TlsSection};
@@ -198,7 +199,9 @@ impl<'de> Deserialize<'de> for ServerEntry {
 struct RawPool {
     servers: Vec<ServerEntry>,
     #[serde(default)]
-    mode: Mode,
+    mode: Option<Mode>,
+    #[serde(default)]
+    buckets: Option<BucketsSpec>,
     #[serde(default)]
     protocol: Protocol,
     #[serde(default = "max_connections")]
@@ -227,6 +230,7 @@ struct RawConfig {
     // The `servers` shorthand and the pool fields that may accompany it.
     servers: Option<Vec<ServerEntry>>,
     mode: Option<Mode>,
+    buckets: Option<BucketsSpec>,
     protocol: Option<Protocol>,
     max_connections: Option<usize>,
     binary_keys: Option<bool>,
@@ -322,6 +326,7 @@ impl Config {
         let pool = PoolConfig {
             servers,
             mode,
+            buckets: None,
             protocol: Protocol::default(),
             max_connections: defaults::MAX_CONNECTIONS,
             binary_keys: false,
@@ -359,7 +364,8 @@ impl Config {
             (Some(servers), None) => {
                 let pool = RawPool {
                     servers,
-                    mode: raw.mode.unwrap_or_default(),
+                    mode: raw.mode,
+                    buckets: raw.buckets,
                     protocol: raw.protocol.unwrap_or_default(),
                     max_connections: raw.max_connections.unwrap_or(defaults::MAX_CONNECTIONS),
                     binary_keys: raw.binary_keys.unwrap_or(false),
@@ -374,6 +380,7 @@ impl Config {
             (None, Some(p)) => {
                 for (field, given) in [
                     ("mode", raw.mode.is_some()),
+                    ("buckets", raw.buckets.is_some()),
                     ("protocol", raw.protocol.is_some()),
                     ("max_connections", raw.max_connections.is_some()),
                     ("binary_keys", raw.binary_keys.is_some()),
@@ -427,9 +434,15 @@ impl Config {
                     Some(a) => Some(Arc::new(Auth::load(a, &format!("pools.{name}.auth"))?)),
                     None => top.auth.clone(),
                 };
+                if p.buckets.is_some() && p.mode.is_some() {
+                    return Err(invalid(format!(
+                        "pools.{name}.mode: a pool with \"buckets\" is placed by its bucket map; remove \"mode\" (the map's \"hash\" chooses the key hash)"
+                    )));
+                }
                 let pool = PoolConfig {
                     servers: p.servers.into_iter().map(|s| s.0).collect(),
-                    mode: p.mode,
+                    mode: p.mode.unwrap_or_default(),
+                    buckets: p.buckets,
                     protocol: p.protocol,
                     max_connections: p.max_connections,
                     binary_keys: p.binary_keys,
@@ -474,6 +487,20 @@ impl Config {
                         .map_err(|e| invalid(format!("discovery: pools.{name}[{i}]: {e}")))
                 })
                 .collect::<Result<Vec<_>>>()?;
+        }
+        for (name, spec) in &topology.buckets {
+            let Some(pool) = cfg.pools.get_mut(name) else {
+                log::debug!(target: "fae", "discovery: buckets of pool \"{name}\" not in the config; ignored");
+                continue;
+            };
+            // A map never goes back: the config's own map wins when it is newer.
+            if pool
+                .buckets
+                .as_ref()
+                .is_none_or(|own| own.version <= spec.version)
+            {
+                pool.buckets = Some(spec.clone());
+            }
         }
         cfg.validate()?;
         Ok(cfg)
@@ -566,6 +593,15 @@ impl Config {
                 return Err(invalid(format!(
                     "pools.{name}.binary_keys: binary keys need the meta protocol (\"protocol\": \"meta\")"
                 )));
+            }
+            if let Some(spec) = &p.buckets {
+                BucketMap::from_spec(spec, &p.servers)
+                    .map_err(|e| invalid(format!("pools.{name}.buckets.{e}")))?;
+                if p.on_down == OnDown::Eject {
+                    return Err(invalid(format!(
+                        "pools.{name}.on_down: a pool placed by buckets never serves a key from another server; \"eject\" is not available (use fail_fast or a failover route)"
+                    )));
+                }
             }
             let mut seen = std::collections::HashSet::new();
             if let Some(tls) = &p.security.tls

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
 use super::defaults;
+use crate::placement::vbucket::BucketsSpec;
 use crate::placement::{Mode, Node};
 use crate::protocol::Protocol;
 
@@ -173,8 +174,11 @@ impl Default for HealthConfig {
 pub struct PoolConfig {
     /// The servers, in config order (order matters for mcrouter modes).
     pub servers: Vec<Node>,
-    /// Placement compatibility mode.
+    /// Placement compatibility mode (unused when `buckets` is set).
     pub mode: Mode,
+    /// Placement by a versioned bucket map instead of `mode` ([`crate::placement::vbucket`]);
+    /// a discovery snapshot's map replaces it when its version is not lower.
+    pub buckets: Option<BucketsSpec>,
     /// Wire protocol.
     pub protocol: Protocol,
     /// Connections per server per process.

@@ -15,6 +15,11 @@
 //!  "pools": {"main": ["10.0.0.1:11211", "10.0.0.2:11211:2"]}}
 //! ```
 //!
+//! A pool placed by virtual buckets also has its bucket map, with the map's own version (see
+//! `crate::placement::vbucket`): `"buckets": {"main": {"count": 1024, "version": 12, "map":
+//! […], "moves": […]}}`. `fae vbucket apply` writes it; a client adopts a snapshot's map only
+//! when its version is not lower than the map it uses.
+//!
 //! `version` is the writer's counter: `fae watch` increases it by one each time it writes a
 //! changed topology (and continues from the existing file after a restart). `source` is
 //! informational. Readers compare `pools`, not `version`, to decide whether anything changed.
@@ -106,6 +111,9 @@ pub struct Topology {
     pub source: String,
     /// Pool name → server strings, in the order the source gave them.
     pub pools: BTreeMap<String, Vec<String>>,
+    /// Pool name → bucket map, for pools placed by virtual buckets.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub buckets: BTreeMap<String, crate::placement::vbucket::BucketsSpec>,
 }
 
 impl Topology {
@@ -115,6 +123,7 @@ impl Topology {
             version: 0,
             source: String::new(),
             pools,
+            buckets: BTreeMap::new(),
         }
     }
 
@@ -133,9 +142,10 @@ impl Topology {
         Ok(())
     }
 
-    /// Whether both have the same pools and servers (ignores `version` and `source`).
+    /// Whether both have the same pools, servers and bucket maps (ignores `version` and
+    /// `source`).
     pub fn same_pools(&self, other: &Topology) -> bool {
-        self.pools == other.pools
+        self.pools == other.pools && self.buckets == other.buckets
     }
 
     /// Total number of server entries over all pools.

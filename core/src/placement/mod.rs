@@ -7,13 +7,15 @@
 //!
 //! One file per distribution: [`ketama`] (libmemcached continuum), [`modula`] (plain and
 //! weighted), [`pecl_consistent`] (PHP `memcache`'s ring), [`rendezvous`] (pymemcache),
-//! [`furc`] (mcrouter Ch3) and [`jump`]. This module wires each [`Mode`] to a hash and a
+//! [`furc`] (mcrouter Ch3), [`jump`] and [`vbucket`] (a versioned bucket map, libmemcached's
+//! `VIRTUAL_BUCKET`; built from the map, not from a [`Mode`]). This module wires each [`Mode`] to a hash and a
 //! distribution; the table is on [`Mode`].
 //!
 //! Every mode returns index 0 for a single server without hashing the key (libmemcached skips
 //! the hash when `server_count == 1`; every other client also has only one choice).
 
 use std::fmt;
+use std::sync::Arc;
 
 pub use crate::addr::Node;
 use crate::hash::HashFn;
@@ -25,6 +27,9 @@ pub mod ketama;
 pub mod modula;
 pub mod pecl_consistent;
 pub mod rendezvous;
+pub mod vbucket;
+
+use vbucket::BucketMap;
 
 /// The weight placement uses: `weight`, with 0 read as 1 (libmemcached stores `weight ? weight :
 /// 1`; pecl `memcache` rejects weights < 1).
@@ -154,6 +159,10 @@ enum Strategy {
     McrouterCrc32,
     /// Jump hash over `n` buckets.
     Jump(u32),
+    /// A bucket map: `map[hash & (count − 1)]`.
+    Buckets(Arc<BucketMap>),
+    /// libmemcached `VIRTUAL_BUCKET` without a map: `hash & (n − 1)`.
+    BucketMask(HashFn),
 }
 
 impl Placement {
@@ -209,7 +218,11 @@ impl Placement {
     ///   [`Mode::Libmemcached`]; otherwise 100 points per server hashed with `hash`, as
     ///   [`Mode::LibmemcachedKetama`] does with one-at-a-time. Keys are hashed with `hash`.
     ///
-    /// Other distributions (RANDOM, KETAMA_SPY, VIRTUAL_BUCKET) are an error. [`Placement::mode`]
+    /// - `distribution` 6 (VIRTUAL_BUCKET) without a map (`setBucket` not called):
+    ///   `hash(key) & (n − 1)`, as `memcached_virtual_bucket_get` does; with a map, see
+    ///   [`Placement::buckets`].
+    ///
+    /// Other distributions (RANDOM, KETAMA_SPY) are an error. [`Placement::mode`]
     /// reports the preset with the same distribution family (`libmemcached` for continuums,
     /// `php-memcached-default` for modula).
     pub fn libmemcached_behavior(
@@ -231,9 +244,10 @@ impl Placement {
                 Mode::Libmemcached,
                 Strategy::Ketama(ketama::Continuum::unweighted(nodes, hash), hash),
             ),
+            6 => (Mode::PhpMemcachedDefault, Strategy::BucketMask(hash)),
             d => {
                 return Err(format!(
-                    "placement: libmemcached distribution {d} is not supported (0 modula, 1/2 consistent, 5 weighted consistent are)"
+                    "placement: libmemcached distribution {d} is not supported (0 modula, 1/2 consistent, 5 weighted consistent, 6 virtual bucket are)"
                 ));
             }
         };
@@ -242,6 +256,39 @@ impl Placement {
             len: nodes.len(),
             strategy,
         })
+    }
+
+    /// Placement by a bucket map over `nodes` (whose count the map was checked against):
+    /// a key goes to its bucket's server in the map; during a move, to the `from` side (the
+    /// pool route applies the move). [`Placement::mode`] reports the default mode.
+    pub fn buckets(map: Arc<BucketMap>, nodes: &[Node]) -> Result<Self, String> {
+        if nodes.is_empty() {
+            return Err("placement: the server list is empty".to_string());
+        }
+        if let Some(s) = map.masters().iter().find(|&&s| s as usize >= nodes.len()) {
+            return Err(format!(
+                "placement: the bucket map names server {s}; there are {} servers",
+                nodes.len()
+            ));
+        }
+        Ok(Placement {
+            mode: Mode::default(),
+            len: nodes.len(),
+            strategy: Strategy::Buckets(map),
+        })
+    }
+
+    /// The bucket map, when placement is by bucket map.
+    pub fn bucket_map(&self) -> Option<&Arc<BucketMap>> {
+        match &self.strategy {
+            Strategy::Buckets(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The key's bucket, when placement is by bucket map.
+    pub fn bucket(&self, key: &[u8]) -> Option<u32> {
+        self.bucket_map().map(|m| m.bucket(key))
     }
 
     /// The index (into the node list) of the server that owns `key`. Any byte string is
@@ -259,6 +306,9 @@ impl Placement {
             Strategy::Furc(n) => furc::furc_hash(key, *n) as usize,
             Strategy::McrouterCrc32 => modula::modula(crc32(key) & 0x7fff_ffff, self.len),
             Strategy::Jump(n) => jump::jump_consistent_hash(jump::jump_key_hash(key), *n) as usize,
+            Strategy::Buckets(map) => map.master(map.bucket(key)) as usize,
+            // `len` ≥ 2 here, and `h & (len − 1)` ≤ `len − 1` for any len.
+            Strategy::BucketMask(hash) => (hash.hash(key) & (self.len as u32 - 1)) as usize,
         }
     }
 
@@ -395,10 +445,42 @@ mod tests {
             }
         }
         assert!(Placement::libmemcached_behavior(3, false, HashFn::Md5, &nodes(2)).is_err());
+        // VIRTUAL_BUCKET without a map: hash & (n - 1), also for a count that is no power of 2.
+        let v = Placement::libmemcached_behavior(6, false, HashFn::OneAtATime, &nodes(3)).unwrap();
+        for k in ["apple", "beat", "carrot", "x"] {
+            let h = HashFn::OneAtATime.hash(k.as_bytes());
+            assert_eq!(v.pick(k.as_bytes()), (h & 2) as usize);
+        }
         assert!(Placement::libmemcached_behavior(0, false, HashFn::Md5, &[]).is_err());
         // A combination no preset has: modula over MD5.
         let m = Placement::libmemcached_behavior(0, false, HashFn::Md5, &nodes(3)).unwrap();
         assert_eq!(m.pick(b"apple"), (HashFn::Md5.hash(b"apple") % 3) as usize);
+    }
+
+    #[test]
+    fn bucket_placement_uses_the_map() {
+        use vbucket::{BucketsSpec, balanced};
+        let ns = nodes(4);
+        let spec = BucketsSpec {
+            count: 16,
+            version: 3,
+            hash: Some("crc".into()),
+            map: balanced(16, &[1, 1, 1, 1]),
+            moves: Vec::new(),
+        };
+        let map = Arc::new(BucketMap::from_spec(&spec, &ns).unwrap());
+        let p = Placement::buckets(Arc::clone(&map), &ns).unwrap();
+        for i in 0..500 {
+            let k = format!("key:{i}");
+            let b = HashFn::Crc.hash(k.as_bytes()) & 15;
+            assert_eq!(p.bucket(k.as_bytes()), Some(b));
+            assert_eq!(p.pick(k.as_bytes()), spec.map[b as usize] as usize);
+        }
+        assert!(
+            Placement::buckets(map, &nodes(2)).is_err(),
+            "map names server 3"
+        );
+        assert_eq!(Placement::new(Mode::Jump, &ns).unwrap().bucket(b"k"), None);
     }
 
     #[test]

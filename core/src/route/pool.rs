@@ -9,11 +9,18 @@
 //! - `disabled`: every request fails fast with `disabled`; `read_only`: writes are answered
 //!   locally as not stored (deletes still go out).
 //!
+//! A pool with `buckets` is placed by its bucket map ([`crate::placement::vbucket`]). A
+//! bucket on the move gets the `migrate` route's rules ([`super::migrate`]) between its two
+//! servers, for its keys only: every other key takes the plain path and pays nothing. While a
+//! pool has moves it is not a [`Leaf`], so that no parent drives its servers past them.
+//!
 //! As a child of `replicated` with `pool` + `replicas`, copy `r` of a key lives on the `r`-th
 //! distinct server found by re-hashing the key with a salt ([`PoolRoute::replica_dest`]); copy
 //! 0 is the key's own server, so turning a plain pool into a replicated one keeps its data.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -25,6 +32,7 @@ use crate::config::sections::{OnDown, PoolConfig, PoolShared};
 use crate::error::{Error, Reason, Result};
 use crate::item::Item;
 use crate::op::Op;
+use crate::placement::vbucket::{BucketMap, MovePhase};
 use crate::placement::{Mode, Node, Placement};
 use crate::pool::exchange::{self, Admission, GetBatch, Hedge, OpsBatch, Work};
 use crate::pool::health::{BreakerSettings, BreakerState, PoolHealth};
@@ -32,6 +40,7 @@ use crate::pool::{ConnSettings, Destination};
 use crate::protocol::{Decoder, Protocol, Request, Response};
 use crate::stats::inc;
 
+use super::migrate::{MigratePhase, MigrateRoute};
 use super::schema::{Builder, RouteSpec};
 use super::{Cx, GetOpts, Key, Leaf, Route, Visit, Write};
 
@@ -71,6 +80,52 @@ pub struct PoolRoute {
     /// What the pool lets through (config `disabled`, `read_only`; who probes a breaker),
     /// handed to the exchange engine with every batch.
     pub(crate) admission: Admission,
+    /// Placement by bucket map: the map, the moves, the counters.
+    buckets: Option<Buckets>,
+}
+
+/// A pool's virtual buckets.
+#[derive(Debug)]
+struct Buckets {
+    map: Arc<BucketMap>,
+    /// A `migrate` route between the bucket's two servers, per moving bucket.
+    moves: HashMap<u32, MigrateRoute>,
+    /// Keys requested per bucket state: index 0 not moving, then [`MovePhase`] order.
+    requests: [AtomicU64; 5],
+}
+
+impl Buckets {
+    fn count(&self, phase: Option<MovePhase>, n: usize) {
+        let i = phase.map_or(0, |p| p as usize + 1);
+        self.requests[i].fetch_add(n as u64, Relaxed);
+    }
+}
+
+/// The `migrate` phase with a bucket phase's rules.
+fn migrate_phase(p: MovePhase) -> MigratePhase {
+    match p {
+        MovePhase::FromOnly => MigratePhase::FromOnly,
+        MovePhase::DualWrite => MigratePhase::DualWrite,
+        MovePhase::DualWriteReadNew => MigratePhase::DualWriteReadNew,
+        MovePhase::ToOnly => MigratePhase::ToOnly,
+    }
+}
+
+/// Where a bucket-placed key goes, as [`PoolRoute::bucket_route`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketRoute {
+    /// The key's bucket.
+    pub bucket: u32,
+    /// The map's version.
+    pub version: u64,
+    /// The bucket's server in the map (index into the pool's servers).
+    pub server: u32,
+    /// The bucket's move, if it is on one.
+    pub moving: Option<crate::placement::vbucket::BucketMove>,
+    /// The address of `server`.
+    pub server_addr: String,
+    /// The address of the move's target.
+    pub to_addr: Option<String>,
 }
 
 /// The ring without the ejected servers.
@@ -129,11 +184,41 @@ impl PoolRoute {
 }
 
 impl PoolRoute {
-    /// This pool's entry in [`crate::Client::stats`] (`pools.<name>`).
+    /// This pool's entry in [`crate::Client::stats`] (`pools.<name>`). A bucket-placed pool
+    /// reports its map's version (what `fae vbucket apply` waits for), its moves and the
+    /// keys requested per bucket phase.
     pub(crate) fn stats(&self) -> Value {
+        let buckets = self.buckets.as_ref().map(|b| {
+            let mut requests = serde_json::Map::new();
+            requests.insert("stable".into(), b.requests[0].load(Relaxed).into());
+            for p in MovePhase::ALL {
+                requests.insert(
+                    p.as_str().into(),
+                    b.requests[p as usize + 1].load(Relaxed).into(),
+                );
+            }
+            let sum = |f: fn(&crate::stats::RouteCounters) -> &AtomicU64| -> u64 {
+                b.moves
+                    .values()
+                    .filter_map(|m| m.counters())
+                    .map(|c| f(c).load(Relaxed))
+                    .sum()
+            };
+            json!({
+                "count": b.map.count(),
+                "version": b.map.version(),
+                "hash": b.map.hash().as_str(),
+                "moving": b.moves.len(),
+                "requests": requests,
+                "read_fallbacks": sum(|c| &c.read_fallbacks),
+                "copied_forward": sum(|c| &c.copied_forward),
+                "replica_failures": sum(|c| &c.replica_failures),
+            })
+        });
         json!({
             "servers": self.dests.len(),
-            "mode": self.mode.as_str(),
+            "buckets": buckets,
+            "mode": if self.buckets.is_some() { "buckets" } else { self.mode.as_str() },
             "protocol": self.protocol.as_str(),
             "on_down": self.on_down.as_str(),
             "breakers_not_closed": self.health.not_closed(),
@@ -153,8 +238,19 @@ impl PoolRoute {
         config: &PoolShared,
         previous: &mut dyn FnMut(&str, &ConnSettings) -> Option<Arc<Destination>>,
     ) -> Result<PoolRoute> {
-        let placement = Placement::new(pc.mode, &pc.servers)
-            .map_err(|e| Error::with_detail(Reason::InvalidConfig, format!("pools.{pool}: {e}")))?;
+        let bad =
+            |e: String| Error::with_detail(Reason::InvalidConfig, format!("pools.{pool}: {e}"));
+        let map = match &pc.buckets {
+            Some(spec) => Some(Arc::new(
+                BucketMap::from_spec(spec, &pc.servers).map_err(|e| bad(format!("buckets.{e}")))?,
+            )),
+            None => None,
+        };
+        let placement = match &map {
+            Some(m) => Placement::buckets(Arc::clone(m), &pc.servers),
+            None => Placement::new(pc.mode, &pc.servers),
+        }
+        .map_err(bad)?;
         let h = &config.health;
         let ms = Duration::from_millis;
         let settings = ConnSettings {
@@ -199,7 +295,7 @@ impl PoolRoute {
                 }
             })
             .collect();
-        Ok(PoolRoute {
+        let mut route = PoolRoute {
             name: pool.to_string(),
             placement,
             nodes: pc.servers.clone(),
@@ -219,7 +315,148 @@ impl PoolRoute {
                 read_only: pc.read_only,
                 background: h.background,
             },
+            buckets: None,
+        };
+        if let Some(map) = map {
+            // Copies forward keep the old item's TTL when the server tells it (meta); a text
+            // pool's copies get none, like a `migrate` route's default.
+            let moves = map
+                .moves()
+                .iter()
+                .map(|(&b, mv)| {
+                    let from = Arc::new(route.single(map.master(b) as usize)) as Arc<dyn Route>;
+                    let to = Arc::new(route.single(mv.to as usize)) as Arc<dyn Route>;
+                    let phase = migrate_phase(mv.phase);
+                    (b, MigrateRoute::new(from, to, phase, 0, !h.background))
+                })
+                .collect();
+            route.buckets = Some(Buckets {
+                map,
+                moves,
+                requests: Default::default(),
+            });
+        }
+        Ok(route)
+    }
+
+    /// A pool of server `i` alone (same destination, breaker and admission): one side of a
+    /// bucket's move.
+    fn single(&self, i: usize) -> PoolRoute {
+        let node = self.nodes[i].clone();
+        PoolRoute {
+            name: self.name.clone(),
+            placement: Placement::new(Mode::Jump, std::slice::from_ref(&node))
+                .unwrap_or_else(|_| self.placement.clone()),
+            nodes: vec![node],
+            mode: self.mode,
+            dests: vec![Arc::clone(&self.dests[i])],
+            protocol: self.protocol,
+            on_down: OnDown::FailFast,
+            health: Arc::clone(&self.health),
+            live: ArcSwap::from_pointee(LiveView {
+                epoch: u64::MAX,
+                placement: None,
+                map: Vec::new(),
+            }),
+            admission: self.admission.clone(),
+            buckets: None,
+        }
+    }
+
+    /// The bucket map, when this pool is placed by one.
+    pub fn bucket_map(&self) -> Option<&Arc<BucketMap>> {
+        self.buckets.as_ref().map(|b| &b.map)
+    }
+
+    /// Where `key` goes in a bucket-placed pool: its bucket, the bucket's server, its move.
+    pub fn bucket_route(&self, key: &[u8]) -> Option<BucketRoute> {
+        let b = self.buckets.as_ref()?;
+        let bucket = b.map.bucket(key);
+        let server = b.map.master(bucket);
+        let moving = b.map.moving(bucket);
+        let addr = |i: u32| self.dests.get(i as usize).map(|d| d.addr().to_string());
+        Some(BucketRoute {
+            bucket,
+            version: b.map.version(),
+            server,
+            moving,
+            server_addr: addr(server).unwrap_or_default(),
+            to_addr: moving.and_then(|m| addr(m.to)),
         })
+    }
+
+    /// Whether some bucket is on the move (the pool is then not a [`Leaf`]).
+    pub fn has_moves(&self) -> bool {
+        self.buckets.as_ref().is_some_and(|b| !b.moves.is_empty())
+    }
+
+    /// Run `n` requests whose placing keys `place(i)` gives: a moving bucket's requests through
+    /// its move, all the others through `plain` in one piece. Results aligned with the input.
+    fn by_bucket<'k, T: FromError>(
+        &self,
+        n: usize,
+        place: impl Fn(usize) -> &'k [u8],
+        plain: impl FnOnce(&[usize]) -> Vec<T>,
+        mut moving: impl FnMut(&MigrateRoute, &[usize]) -> Vec<T>,
+    ) -> Vec<T> {
+        let all = || -> Vec<usize> { (0..n).collect() };
+        let Some(b) = &self.buckets else {
+            return plain(&all());
+        };
+        if b.moves.is_empty() {
+            // Nothing on the move: no key needs its bucket (placement hashes it anyway).
+            b.count(None, n);
+            return plain(&all());
+        }
+        let mut stable: Vec<usize> = Vec::with_capacity(n);
+        let mut groups: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for i in 0..n {
+            let bucket = b.map.bucket(place(i));
+            if b.moves.contains_key(&bucket) {
+                groups.entry(bucket).or_default().push(i);
+            } else {
+                stable.push(i);
+            }
+        }
+        b.count(None, stable.len());
+        if groups.is_empty() {
+            return plain(&stable);
+        }
+        let mut out: Vec<Option<T>> = (0..n).map(|_| None).collect();
+        if !stable.is_empty() {
+            for (&i, r) in stable.iter().zip(plain(&stable)) {
+                out[i] = Some(r);
+            }
+        }
+        for (bucket, idx) in &groups {
+            let Some(m) = b.moves.get(bucket) else {
+                continue;
+            };
+            b.count(b.map.moving(*bucket).map(|mv| mv.phase), idx.len());
+            for (&i, r) in idx.iter().zip(moving(m, idx)) {
+                out[i] = Some(r);
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| unreachable_result()))
+            .collect()
+    }
+}
+
+/// A reply slot nothing filled: impossible (every index is in exactly one group), so it is a
+/// protocol error rather than a panic.
+fn unreachable_result<T: FromError>() -> T {
+    T::from_error(Error::new(Reason::Protocol))
+}
+
+/// A per-key result made from an error.
+trait FromError {
+    fn from_error(e: Error) -> Self;
+}
+
+impl<T> FromError for Result<T> {
+    fn from_error(e: Error) -> Self {
+        Err(e)
     }
 }
 
@@ -608,19 +845,55 @@ impl Route for PoolRoute {
     }
 
     fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
-        self.leaf_ref().get(cx, keys, opts)
+        if self.buckets.is_none() {
+            return self.leaf_ref().get(cx, keys, opts);
+        }
+        let pick = |idx: &[usize]| -> Vec<Key<'_>> { idx.iter().map(|&i| keys[i]).collect() };
+        self.by_bucket(
+            keys.len(),
+            |i| keys[i].place,
+            |idx| {
+                if idx.len() == keys.len() {
+                    self.leaf_ref().get(cx, keys, opts)
+                } else {
+                    self.leaf_ref().get(cx, &pick(idx), opts)
+                }
+            },
+            |m, idx| m.get(cx, &pick(idx), opts),
+        )
     }
 
     fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
-        self.leaf_ref().write(cx, reqs)
+        if self.buckets.is_none() {
+            return self.leaf_ref().write(cx, reqs);
+        }
+        let pick = |idx: &[usize]| -> Vec<Write<'_>> { idx.iter().map(|&i| reqs[i]).collect() };
+        self.by_bucket(
+            reqs.len(),
+            |i| reqs[i].place,
+            |idx| {
+                if idx.len() == reqs.len() {
+                    self.leaf_ref().write(cx, reqs)
+                } else {
+                    self.leaf_ref().write(cx, &pick(idx))
+                }
+            },
+            |m, idx| m.write(cx, &pick(idx)),
+        )
     }
 
-    fn traverse(&self, _op: Op, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {
+    fn traverse(&self, op: Op, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {
+        if let Some(b) = &self.buckets
+            && let Some(m) = b.moves.get(&b.map.bucket(key))
+        {
+            return m.traverse(op, key, visit);
+        }
         self.leaf_ref().traverse(key, visit);
     }
 
     fn leaf(&self) -> Option<Leaf<'_>> {
-        Some(self.leaf_ref())
+        // A moving bucket's keys need the move's rules: no parent may drive the servers.
+        (!self.has_moves()).then(|| self.leaf_ref())
     }
 }
 

@@ -120,6 +120,14 @@ impl RouteSpec for Config {
         let kids: Vec<Arc<dyn Route>> = match &self.pool {
             Some(name) => {
                 let p = b.pool(name, path)?;
+                if p.has_moves() {
+                    return Err(invalid(
+                        &format!("{path}.pool"),
+                        format!(
+                            "pool \"{name}\" has buckets on the move; copies placed by \"replicas\" would skip the move's rules"
+                        ),
+                    ));
+                }
                 let n = self.replicas.unwrap_or(1);
                 if n > p.dests.len() {
                     return Err(invalid(

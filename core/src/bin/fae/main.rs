@@ -18,19 +18,21 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod vbucket;
 mod watch;
 
 use fae_core::placement::Mode;
 use fae_core::{Client, Config, Error, Op};
 
 const USAGE: &str = "usage:
-  fae route  (--config FILE | --servers H:P[:W],...) [--mode NAME] [--op OP] [KEY...]
+  fae route  (--config FILE | --servers H:P[:W],...) [--mode NAME] [--op OP] [--bucket] [KEY...]
   fae get    (--config FILE | --servers ...) [--mode NAME] KEY
   fae set    (--config FILE | --servers ...) [--mode NAME] [--flags N] [--exptime N] KEY [VALUE]
   fae delete (--config FILE | --servers ...) [--mode NAME] KEY
   fae check-config FILE
   fae stats  --dir DIR [--json] [--listen ADDR]
   fae watch  (--etcd H:P[,...] [--prefix P] | --zookeeper H:P[,...] [--path P] | --file SRC) --out FILE [--tls-* ...] [--user U --password-file F]
+  fae vbucket (init|plan|apply|rollback|status) --topology FILE [--pool NAME] ...
   fae completions bash|zsh|fish|elvish|powershell
   fae man [COMMAND]
   fae COMMAND --help | fae --help | fae --version
@@ -84,6 +86,9 @@ enum Cmd {
         /// the operation whose destinations to list (get, set, delete, incr, touch, ...)
         #[arg(long, value_name = "OP", default_value = "get")]
         op: String,
+        /// add a `bucket` column: pool/bucket@version, and a move as phase:from->to
+        #[arg(long)]
+        bucket: bool,
         /// keys (bytes, need not be UTF-8); none: read them from stdin, one per line
         #[arg(value_name = "KEY")]
         keys: Vec<OsString>,
@@ -146,6 +151,8 @@ enum Cmd {
     },
     /// Render a discovery source (etcd, ZooKeeper, file) into a snapshot file
     Watch(Box<watch::WatchArgs>),
+    /// Plan and apply virtual-bucket moves through a topology snapshot file
+    Vbucket(vbucket::VbucketArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
     #[command(override_help = COMPLETIONS_HELP)]
     Completions {
@@ -193,15 +200,38 @@ fn load_config(a: &Target) -> Result<Config, String> {
     }
 }
 
-fn route(client: &Client, op: Op, keys: Vec<Vec<u8>>) -> ExitCode {
+/// The `bucket` column of `fae route --bucket`: `pool/bucket@version` per bucket-placed pool
+/// (`;`-joined), with a move as ` phase:from->to` (server indexes).
+fn bucket_column(client: &Client, op: Op, key: &[u8]) -> String {
+    let Ok(routes) = client.bucket_route(op, key) else {
+        return String::new();
+    };
+    routes
+        .iter()
+        .map(|(pool, b)| {
+            let mut s = format!("{pool}/{}@{}", b.bucket, b.version);
+            if let Some(m) = &b.moving {
+                s.push_str(&format!(" {}:{}->{}", m.phase.as_str(), b.server, m.to));
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+fn route(client: &Client, op: Op, keys: Vec<Vec<u8>>, bucket: bool) -> ExitCode {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    let _ = writeln!(out, "key,server");
+    let _ = writeln!(out, "key,server{}", if bucket { ",bucket" } else { "" });
     let mut emit = |key: &[u8]| -> Result<(), ExitCode> {
         match client.route_for(op, key) {
             Ok(servers) => {
                 let _ = out.write_all(key);
-                let _ = writeln!(out, ",{}", servers.join(";"));
+                let _ = write!(out, ",{}", servers.join(";"));
+                if bucket {
+                    let _ = write!(out, ",{}", bucket_column(client, op, key));
+                }
+                let _ = writeln!(out);
                 Ok(())
             }
             Err(e) => {
@@ -250,15 +280,17 @@ fn fail(e: &Error) -> ExitCode {
 
 // `fae COMMAND --help`: one paragraph per command.
 const ROUTE_HELP: &str =
-    "fae route (--config FILE | --servers H:P[:W],... [--mode NAME]) [--op OP] [KEY...]
+    "fae route (--config FILE | --servers H:P[:W],... [--mode NAME]) [--op OP] [--bucket] [KEY...]
 
 Print where each key lives, as `key,server` lines after a `key,server` header (the format of
 tests/placement/*.csv, so the output can be diffed against a real client's placement). Keys
 come from the arguments, or from stdin one per line. --op names the operation (get, set,
 delete, incr, touch, ...; default get). With a route tree, a key lists every destination that
 operation could touch, joined by `;` in route order (`key,10.0.0.1:11211;10.0.9.1:11211` for
-a failover to a gutter; `local` for an in-process cache). No I/O: nothing is sent to any
-server.";
+a failover to a gutter; `local` for an in-process cache). --bucket adds a `bucket` column for
+pools placed by virtual buckets: `pool/bucket@version`, and for a bucket on the move its
+phase and servers (`main/17@12 dual_write:3->10`, indexes into the pool's servers). No I/O:
+nothing is sent to any server.";
 const GET_HELP: &str = "fae get (--config FILE | --servers ...) [--mode NAME] KEY
 
 Write KEY's value to stdout. Exit 1 on a miss, 3 on a server or network error.";
@@ -454,6 +486,7 @@ fn main() -> ExitCode {
         Cmd::CheckConfig { file } => return check_config(&file),
         Cmd::Stats { dir, json, listen } => return stats_cmd(&dir, json, listen),
         Cmd::Watch(args) => return watch::watch_main(*args),
+        Cmd::Vbucket(args) => return vbucket::vbucket_main(args),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "fae", &mut io::stdout());
             return ExitCode::SUCCESS;
@@ -474,11 +507,14 @@ fn main() -> ExitCode {
     };
     use std::os::unix::ffi::OsStrExt;
     match &cli.cmd {
-        Cmd::Route { op, keys, .. } => match Op::from_name(op) {
+        Cmd::Route {
+            op, keys, bucket, ..
+        } => match Op::from_name(op) {
             Some(op) => route(
                 &client,
                 op,
                 keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
+                *bucket,
             ),
             None => usage_error(name, format!("unknown --op \"{op}\"")),
         },
