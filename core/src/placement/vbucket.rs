@@ -119,7 +119,7 @@ pub struct BucketsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash: Option<String>,
     /// Server index per bucket (`count` entries). Absent: the balanced map for the servers'
-    /// weights ([`BucketMap::balanced`]).
+    /// weights ([`balanced`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub map: Vec<u32>,
     /// Buckets on the move.
