@@ -80,7 +80,7 @@ enum VbCmd {
     Plan {
         #[command(flatten)]
         store: Store,
-        /// a server to add (host:port[:weight]); repeatable
+        /// a server to add (host:port, or host:port:weight); repeatable
         #[arg(long, value_name = "H:P[:W]")]
         add: Vec<String>,
         /// a server to remove (host:port); repeatable
