@@ -181,6 +181,24 @@ def write_docs(text: str, marker: str = "python-bench"):
     path.write_text(doc)
 
 
+def side_by_side_main(doc: str, bench_fn, table_fn, section: str, marker: str):
+    """The command line of a side-by-side script (bench_unix.py, bench_tls.py): run, print the
+    table, and with --write-docs put `section` (with {rows} and {info}) into its marker block."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--calls", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--write-docs", action="store_true")
+    a = ap.parse_args()
+    lat, ncalls, nmulti = bench_fn(a.calls, a.rounds)
+    rows, info = table_fn(lat, ncalls, nmulti)
+    print(rows)
+    print()
+    print(info)
+    if a.write_docs:
+        write_docs(section.format(rows=rows, info=info), marker)
+        print("docs/BENCHMARKS.md updated", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--calls", type=int, default=20000)

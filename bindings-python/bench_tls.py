@@ -12,14 +12,12 @@ HashClient, each over plain text and over TLS. Calls are interleaved in rounds. 
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import shutil
 import signal
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -27,7 +25,7 @@ import pymemcache
 from pymemcache.client.hash import HashClient
 
 import fae
-from bench import VALUE, free_port, pct, write_docs
+from bench import VALUE, free_port, pct, side_by_side_main
 
 NKEYS = 1000
 
@@ -161,19 +159,7 @@ Command (after `bash scripts/setup.sh` and `maturin develop --release` in `bindi
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--calls", type=int, default=20000)
-    ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--write-docs", action="store_true")
-    a = ap.parse_args()
-    lat, ncalls, nmulti = bench(a.calls, a.rounds)
-    rows, info = table(lat, ncalls, nmulti)
-    print(rows)
-    print()
-    print(info)
-    if a.write_docs:
-        write_docs(SECTION.format(rows=rows, info=info), "tls-python-bench")
-        print("docs/BENCHMARKS.md updated", file=sys.stderr)
+    side_by_side_main(__doc__, bench, table, SECTION, "tls-python-bench")
 
 
 if __name__ == "__main__":

@@ -12,20 +12,18 @@ sockets" section of docs/BENCHMARKS.md.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
 import pylibmc
 
 import fae
-from bench import VALUE, pct, start_servers, write_docs
+from bench import VALUE, pct, start_servers, side_by_side_main
 
 NKEYS = 1000
 
@@ -134,19 +132,7 @@ Command (after `bash scripts/setup.sh` and `maturin develop --release` in `bindi
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--calls", type=int, default=20000)
-    ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--write-docs", action="store_true")
-    a = ap.parse_args()
-    lat, ncalls, nmulti = bench(a.calls, a.rounds)
-    rows, info = table(lat, ncalls, nmulti)
-    print(rows)
-    print()
-    print(info)
-    if a.write_docs:
-        write_docs(SECTION.format(rows=rows, info=info), "unix-bench")
-        print("docs/BENCHMARKS.md updated", file=sys.stderr)
+    side_by_side_main(__doc__, bench, table, SECTION, "unix-bench")
 
 
 if __name__ == "__main__":
