@@ -1392,7 +1392,7 @@ impl FaeClient {
         })
     }
 
-    /// php-memcached's key check ([`memc_key_ok`]: with the text protocol 1..250 bytes of
+    /// php-memcached's key check (`memc_key_ok`: with the text protocol 1..250 bytes of
     /// printable non-space ASCII, with the binary protocol no newline; the prefix is not
     /// counted). Sets `RES_BAD_KEY_PROVIDED` when it fails.
     pub fn check_key(&mut self, key: &Zval) -> PhpResult<bool> {
