@@ -44,9 +44,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 
-use super::secure::{AuthSettings, Secret, TlsSettings};
-use super::tls::{self, Conn, Tls};
+use super::tls::{self, Conn, settings_error};
 use super::{Error, Result, Source, Topology};
+use crate::tls::{AuthSection, Secret, TlsSection};
 
 /// Largest HTTP header block or single watch message accepted.
 const MAX_MESSAGE: usize = 16 << 20;
@@ -64,8 +64,8 @@ pub struct EtcdSource {
     last: Option<Topology>,
     watch: Option<Stream>,
     last_check: Instant,
-    tls: Option<Tls>,
-    auth: Option<AuthSettings>,
+    tls: Option<tls::Client>,
+    auth: Option<AuthSection>,
     token: Option<Secret>,
 }
 
@@ -92,14 +92,14 @@ impl EtcdSource {
 
     /// Speaks TLS to every endpoint. Fails if the settings do not fit together (the files are
     /// read at the first connect, and again whenever one of them changes).
-    pub fn tls(mut self, settings: TlsSettings) -> Result<EtcdSource> {
-        self.tls = Some(Tls::new(settings)?);
+    pub fn tls(mut self, settings: TlsSection) -> Result<EtcdSource> {
+        self.tls = Some(tls::Client::new(settings)?);
         Ok(self)
     }
 
     /// Logs in as this user (etcd's user/password authentication).
-    pub fn auth(mut self, auth: AuthSettings) -> Result<EtcdSource> {
-        auth.validate()?;
+    pub fn auth(mut self, auth: AuthSection) -> Result<EtcdSource> {
+        auth.check("auth").map_err(settings_error)?;
         self.auth = Some(auth);
         Ok(self)
     }
@@ -252,7 +252,7 @@ impl EtcdSource {
             return Ok(());
         };
         let user = auth.username.clone();
-        let pw = auth.password()?;
+        let pw = auth.password("auth").map_err(settings_error)?;
         let body = json!({"name": user, "password": pw.expose()}).to_string();
         drop(pw);
         self.token = None;

@@ -48,12 +48,12 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use super::secure::{AuthSettings, TlsSettings};
-use super::tls::{self, Conn, Tls};
+use super::tls::{self, Conn, settings_error};
 use super::zk_proto::{
     self as proto, ConnectResponse, Decoder, Encoder, ReplyHeader, WatcherEvent,
 };
 use super::{Error, Result, Source, Topology};
+use crate::tls::{AuthSection, TlsSection};
 
 /// Keeper state in a notification that says the session expired.
 const STATE_EXPIRED: i32 = -112;
@@ -104,10 +104,10 @@ impl ZkClient {
         endpoint: &str,
         session_timeout: Duration,
         connect_timeout: Duration,
-        tls: Option<&TlsSettings>,
-        auth: Option<&AuthSettings>,
+        tls: Option<&TlsSection>,
+        auth: Option<&AuthSection>,
     ) -> Result<ZkClient> {
-        let mut tls = tls.cloned().map(Tls::new).transpose()?;
+        let mut tls = tls.cloned().map(tls::Client::new).transpose()?;
         match ZkClient::connect_session(
             endpoint,
             session_timeout,
@@ -128,13 +128,17 @@ impl ZkClient {
         session_timeout: Duration,
         connect_timeout: Duration,
         resume: Option<(i64, &[u8])>,
-        tls: Option<&mut Tls>,
-        auth: Option<&AuthSettings>,
+        tls: Option<&mut tls::Client>,
+        auth: Option<&AuthSection>,
     ) -> Result<Connected> {
         let deadline = Instant::now() + connect_timeout;
         // Read the password first: a missing file is a settings error, not a dead server.
         let login = auth
-            .map(|a| a.password().map(|pw| (a.username.clone(), pw)))
+            .map(|a| {
+                a.password("auth")
+                    .map_err(settings_error)
+                    .map(|pw| (a.username.clone(), pw))
+            })
             .transpose()?;
         let tls_on = tls.is_some();
         let mut sock = tls::open(endpoint, connect_timeout, tls)?;
@@ -513,8 +517,8 @@ pub struct ZkSource {
     resume: Option<(i64, Vec<u8>)>,
     last: Option<Topology>,
     stats: ZkSessionStats,
-    tls: Option<Tls>,
-    auth: Option<AuthSettings>,
+    tls: Option<tls::Client>,
+    auth: Option<AuthSection>,
 }
 
 impl ZkSource {
@@ -545,14 +549,14 @@ impl ZkSource {
 
     /// Speaks TLS to every endpoint (the servers' `secureClientPort`). Fails if the settings
     /// do not fit together; the files are read at connect, again whenever one changes.
-    pub fn tls(mut self, settings: TlsSettings) -> Result<ZkSource> {
-        self.tls = Some(Tls::new(settings)?);
+    pub fn tls(mut self, settings: TlsSection) -> Result<ZkSource> {
+        self.tls = Some(tls::Client::new(settings)?);
         Ok(self)
     }
 
     /// Logs in on every connection with `addauth digest user:password`.
-    pub fn auth(mut self, auth: AuthSettings) -> Result<ZkSource> {
-        auth.validate()?;
+    pub fn auth(mut self, auth: AuthSection) -> Result<ZkSource> {
+        auth.check("auth").map_err(settings_error)?;
         self.auth = Some(auth);
         Ok(self)
     }
