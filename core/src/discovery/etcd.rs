@@ -11,7 +11,10 @@
 //! ```
 //!
 //! `etcdctl put /fae/pools/main '["10.0.0.1:11211","10.0.0.2:11211:2"]'` changes a pool in one
-//! atomic step. Keys with a further `/` below the prefix are ignored (room for other data).
+//! atomic step. A pool placed by virtual buckets has an object instead, its servers and its
+//! bucket map (the snapshot's `buckets` entry for the pool), so one put changes both:
+//! `{"servers": [...], "buckets": {"count": 1024, "version": 3, "map": [...]}}`. Keys with a
+//! further `/` below the prefix are ignored (room for other data).
 //!
 //! # Protocol
 //!
@@ -415,6 +418,16 @@ impl Source for EtcdSource {
     }
 }
 
+/// A pool key's value in its object form: the servers and, for a pool placed by virtual
+/// buckets, its bucket map (the snapshot's `"buckets"` entry of the pool).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolValue {
+    servers: Vec<String>,
+    #[serde(default)]
+    buckets: Option<crate::placement::vbucket::BucketsSpec>,
+}
+
 /// Builds a topology from a range reply's `kvs`.
 fn parse_kvs(prefix: &str, v: &Value) -> Result<Topology> {
     let mut t = Topology::default();
@@ -449,13 +462,25 @@ fn parse_kvs(prefix: &str, v: &Value) -> Result<Topology> {
                 .map_err(|e| Error::Invalid(format!("etcd key {key}: value is not base64: {e}")))?,
             None => Vec::new(),
         };
-        let servers: Vec<String> = serde_json::from_slice(&raw).map_err(|e| {
+        // An object carries the pool's bucket map with its servers, so one put changes both.
+        let value = if raw.trim_ascii_start().starts_with(b"{") {
+            serde_json::from_slice::<PoolValue>(&raw)
+        } else {
+            serde_json::from_slice(&raw).map(|servers| PoolValue {
+                servers,
+                buckets: None,
+            })
+        };
+        let value = value.map_err(|e| {
             Error::Invalid(format!(
-                "etcd key {key}: value must be a JSON array of \"host:port[:weight]\" strings ({e}): {}",
+                "etcd key {key}: value must be a JSON array of \"host:port[:weight]\" strings, or {{\"servers\": [...], \"buckets\": {{...}}}} ({e}): {}",
                 clip(&String::from_utf8_lossy(&raw))
             ))
         })?;
-        t.pools.insert(pool.to_string(), servers);
+        t.pools.insert(pool.to_string(), value.servers);
+        if let Some(b) = value.buckets {
+            t.buckets.insert(pool.to_string(), b);
+        }
     }
     t.validate(&format!("etcd prefix {prefix}"))?;
     Ok(t)
