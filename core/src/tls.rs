@@ -58,6 +58,62 @@ impl Default for TlsSection {
     }
 }
 
+impl TlsSection {
+    /// Settings that trust the CA certificate(s) in `ca_file`.
+    pub fn with_ca(ca_file: impl Into<PathBuf>) -> TlsSection {
+        TlsSection {
+            ca_file: Some(ca_file.into()),
+            ..TlsSection::default()
+        }
+    }
+
+    /// Adds a client certificate and its key (mutual TLS).
+    pub fn client_cert(
+        mut self,
+        cert_file: impl Into<PathBuf>,
+        key_file: impl Into<PathBuf>,
+    ) -> Self {
+        self.cert_file = Some(cert_file.into());
+        self.key_file = Some(key_file.into());
+        self
+    }
+
+    /// Sets the name the servers' certificates must carry.
+    pub fn server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// Turns certificate verification on or off.
+    pub fn verify(mut self, verify: bool) -> Self {
+        self.verify = verify;
+        self
+    }
+
+    /// Check, without reading any file, that the keys fit together (for the config path `at`):
+    /// a client certificate has its key and `server_name` is a DNS name or IP address.
+    pub fn check(&self, at: &str) -> Result<()> {
+        self.parsed_server_name(at).map(drop)
+    }
+
+    fn parsed_server_name(&self, at: &str) -> Result<Option<ServerName<'static>>> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(_), None) => return Err(invalid(at, "cert_file needs key_file (mutual TLS)")),
+            (None, Some(_)) => return Err(invalid(at, "key_file needs cert_file (mutual TLS)")),
+            _ => {}
+        }
+        match &self.server_name {
+            Some(n) => Ok(Some(ServerName::try_from(n.clone()).map_err(|_| {
+                invalid(
+                    &format!("{at}.server_name"),
+                    format_args!("\"{n}\" is not a DNS name or IP address"),
+                )
+            })?)),
+            None => Ok(None),
+        }
+    }
+}
+
 /// A loaded `tls` section: the settings and the rustls client built from its files.
 #[derive(Clone)]
 pub struct Tls {
@@ -132,6 +188,7 @@ impl Tls {
     /// Load `section` for the config path `at` (e.g. `pools.main.tls`): read and parse every
     /// file and build the rustls client. Errors are `invalid_config`, naming the key and file.
     pub fn load(section: &TlsSection, at: &str) -> Result<Tls> {
+        let server_name = section.parsed_server_name(at)?;
         let mut material: Vec<u8> = Vec::new();
         let provider = provider();
         let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
@@ -174,7 +231,6 @@ impl Tls {
                 )))
         };
         let mut client = match (&section.cert_file, &section.key_file) {
-            (None, None) => builder.with_no_client_auth(),
             (Some(cert_path), Some(key_path)) => {
                 let cert_key = format!("{at}.cert_file");
                 let key_key = format!("{at}.key_file");
@@ -214,24 +270,11 @@ impl Tls {
                     )
                 })?
             }
-            (Some(_), None) => {
-                return Err(invalid(at, "cert_file needs key_file (mutual TLS)"));
-            }
-            (None, Some(_)) => {
-                return Err(invalid(at, "key_file needs cert_file (mutual TLS)"));
-            }
+            // `parsed_server_name` refused a certificate without its key and the reverse.
+            _ => builder.with_no_client_auth(),
         };
         // Shared by every connection of the pool (Arc): reconnects resume.
         client.resumption = rustls::client::Resumption::in_memory_sessions(256);
-        let server_name = match &section.server_name {
-            Some(n) => Some(ServerName::try_from(n.clone()).map_err(|_| {
-                invalid(
-                    &format!("{at}.server_name"),
-                    format_args!("\"{n}\" is not a DNS name or IP address"),
-                )
-            })?),
-            None => None,
-        };
         Ok(Tls {
             section: section.clone(),
             server_name,
@@ -313,19 +356,31 @@ impl ServerCertVerifier for NoVerify {
     }
 }
 
-/// A password: compared, sent in the login and nothing else. `Debug` shows nothing of it.
+/// A password or token: sent in the request that needs it and nothing else. `Debug` and
+/// `Display` print `<redacted>`; the value only through [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Box<str>);
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(..)")
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
 impl Secret {
-    /// The secret itself, for the wire.
-    pub(crate) fn expose(&self) -> &str {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into().into_boxed_str())
+    }
+
+    /// The secret itself, for the request that carries it.
+    pub fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -352,10 +407,29 @@ pub struct Auth {
     password: Secret,
 }
 
-impl Auth {
-    /// Load `section` for the config path `at` (e.g. `pools.main.auth`): read the password.
-    pub fn load(section: &AuthSection, at: &str) -> Result<Auth> {
-        let user = &section.username;
+impl AuthSection {
+    /// `username` with its password in the file `path`.
+    pub fn password_file(username: impl Into<String>, path: impl Into<PathBuf>) -> AuthSection {
+        AuthSection {
+            username: username.into(),
+            password_file: Some(path.into()),
+            password_env: None,
+        }
+    }
+
+    /// `username` with its password in the environment variable `var`.
+    pub fn password_env(username: impl Into<String>, var: impl Into<String>) -> AuthSection {
+        AuthSection {
+            username: username.into(),
+            password_file: None,
+            password_env: Some(var.into()),
+        }
+    }
+
+    /// Check, without reading anything, the user name and that exactly one password source is
+    /// given (for the config path `at`, e.g. `pools.main.auth`).
+    pub fn check(&self, at: &str) -> Result<()> {
+        let user = &self.username;
         if user.is_empty()
             || user
                 .bytes()
@@ -366,25 +440,35 @@ impl Auth {
                 "must be non-empty, without spaces, control characters or ':'",
             ));
         }
-        let password = match (&section.password_file, &section.password_env) {
-            (Some(path), None) => {
+        match (&self.password_file, &self.password_env) {
+            (Some(_), None) | (None, Some(_)) => Ok(()),
+            _ => Err(invalid(
+                at,
+                "give exactly one of password_file and password_env",
+            )),
+        }
+    }
+
+    /// Check the section and read the password now: one non-empty line (trailing line breaks
+    /// dropped). Errors name the file or variable, never a byte of the password.
+    pub fn password(&self, at: &str) -> Result<Secret> {
+        self.check(at)?;
+        let password = match (&self.password_file, &self.password_env) {
+            (Some(path), _) => {
                 let key = format!("{at}.password_file");
                 let bytes = read_file(&key, path)?;
                 let text = String::from_utf8(bytes)
                     .map_err(|_| invalid(&key, format_args!("{} is not UTF-8", path.display())))?;
                 text.trim_end_matches(['\r', '\n']).to_string()
             }
-            (None, Some(var)) => std::env::var(var).map_err(|_| {
-                invalid(
-                    &format!("{at}.password_env"),
-                    format_args!("environment variable {var} is not set (or not UTF-8)"),
-                )
-            })?,
-            _ => {
-                return Err(invalid(
-                    at,
-                    "give exactly one of password_file and password_env",
-                ));
+            (None, var) => {
+                let var = var.as_deref().unwrap_or_default();
+                std::env::var(var).map_err(|_| {
+                    invalid(
+                        &format!("{at}.password_env"),
+                        format_args!("environment variable {var} is not set (or not UTF-8)"),
+                    )
+                })?
             }
         };
         if password.is_empty() || password.bytes().any(|b| b == b'\r' || b == b'\n') {
@@ -393,9 +477,16 @@ impl Auth {
                 "the password must be one non-empty line (it is not shown)",
             ));
         }
+        Ok(Secret::new(password))
+    }
+}
+
+impl Auth {
+    /// Load `section` for the config path `at` (e.g. `pools.main.auth`): read the password.
+    pub fn load(section: &AuthSection, at: &str) -> Result<Auth> {
         Ok(Auth {
             section: section.clone(),
-            password: Secret(password.into_boxed_str()),
+            password: section.password(at)?,
         })
     }
 
@@ -495,5 +586,56 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("not a regular file"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn sections_check_without_reading() {
+        assert!(TlsSection::with_ca("ca.pem").check("tls").is_ok());
+        let mut t = TlsSection::with_ca("ca.pem");
+        t.cert_file = Some("c.pem".into());
+        assert!(t.check("tls").is_err());
+        assert!(TlsSection::default().server_name("").check("tls").is_err());
+        let j: TlsSection =
+            serde_json::from_str(r#"{"ca_file": "a", "server_name": "s", "verify": true}"#)
+                .unwrap();
+        assert_eq!(j, TlsSection::with_ca("a").server_name("s"));
+        assert!(serde_json::from_str::<TlsSection>(r#"{"ca": "a"}"#).is_err());
+        let a = AuthSection {
+            username: "u".into(),
+            password_file: Some("f".into()),
+            password_env: Some("V".into()),
+        };
+        assert!(a.check("auth").is_err());
+        assert!(AuthSection::password_env("a:b", "V").check("auth").is_err());
+        let a: AuthSection =
+            serde_json::from_str(r#"{"username": "u", "password_env": "V"}"#).unwrap();
+        assert_eq!(a, AuthSection::password_env("u", "V"));
+    }
+
+    #[test]
+    fn password_sources_and_redaction() {
+        let dir = std::env::temp_dir().join(format!("fae-tls-unit3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("pw");
+        std::fs::write(&f, "canary-Zx81\n").unwrap();
+        let s = AuthSection::password_file("fae", &f)
+            .password("auth")
+            .unwrap();
+        assert_eq!(s.expose(), "canary-Zx81");
+        assert_eq!(format!("{s:?} {s}"), "<redacted> <redacted>");
+        std::fs::write(&f, "\n").unwrap();
+        let e = AuthSection::password_file("fae", &f)
+            .password("auth")
+            .unwrap_err();
+        assert!(e.to_string().contains("empty"), "{e}");
+        let e = AuthSection::password_file("fae", dir.join("missing"))
+            .password("auth")
+            .unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
+        let e = AuthSection::password_env("fae", "FAE_TEST_UNSET_VAR_1")
+            .password("auth")
+            .unwrap_err();
+        assert!(e.to_string().contains("FAE_TEST_UNSET_VAR_1"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

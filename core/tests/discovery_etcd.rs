@@ -193,6 +193,73 @@ fn etcd_cli_once_and_exit_codes() {
     assert_eq!(Topology::read(&out).unwrap().version, 2);
 }
 
+/// A pool key holding `{"servers", "buckets"}`: `fae watch` carries the bucket map into the
+/// snapshot (where clients take it from), and follows a change of the map alone.
+#[test]
+fn etcd_bucket_map_reaches_the_snapshot() {
+    if skip() {
+        return;
+    }
+    let etcd = Etcd::start();
+    let out = out_path("buckets");
+    let o = out.to_str().unwrap();
+    let pool = |version: u64, map: &str| {
+        format!(
+            r#"{{"servers": ["10.0.0.1:11211", "10.0.0.2:11211"],
+                "buckets": {{"count": 4, "version": {version}, "map": {map}}}}}"#
+        )
+    };
+    etcd.put("/b/main", &pool(3, "[0, 1, 0, 1]"));
+    etcd.put("/b/plain", r#"["10.0.0.9:11211"]"#);
+    let a = args(&[
+        "--etcd",
+        &etcd.endpoint(),
+        "--prefix",
+        "/b/",
+        "--once",
+        "--out",
+        o,
+    ]);
+    assert_eq!(support_watch::run(&a), 0);
+    let t = Topology::read(&out).unwrap();
+    assert_eq!(t.pools["main"], vec!["10.0.0.1:11211", "10.0.0.2:11211"]);
+    assert_eq!(t.pools["plain"], vec!["10.0.0.9:11211"]);
+    let b = &t.buckets["main"];
+    assert_eq!(
+        (b.count, b.version, b.map.clone()),
+        (4, 3, vec![0, 1, 0, 1])
+    );
+    assert!(!t.buckets.contains_key("plain"));
+    // The same servers with a new map version: a change, written.
+    etcd.put("/b/main", &pool(4, "[1, 1, 0, 1]"));
+    assert_eq!(support_watch::run(&a), 0);
+    let t = Topology::read(&out).unwrap();
+    assert_eq!(t.version, 2);
+    assert_eq!(
+        (t.buckets["main"].version, t.buckets["main"].map.clone()),
+        (4, vec![1, 1, 0, 1])
+    );
+    // A client config built from the snapshot places the pool by that map.
+    let cfg = fae_core::Config::from_json(
+        r#"{"pools": {"main": {"servers": ["10.0.0.1:11211", "10.0.0.2:11211"],
+            "buckets": {"count": 4, "version": 1}}}}"#,
+    )
+    .unwrap()
+    .with_topology(&t)
+    .unwrap();
+    assert_eq!(
+        cfg.pools["main"].buckets.as_ref().map(|b| b.version),
+        Some(4)
+    );
+    // An unknown key in the object is refused, naming the etcd key; the snapshot stays.
+    etcd.put(
+        "/b/main",
+        r#"{"servers": ["10.0.0.1:11211"], "bucket": {}}"#,
+    );
+    assert_eq!(support_watch::run(&a), 1);
+    assert_eq!(Topology::read(&out).unwrap().version, 2);
+}
+
 /// `fae watch` as a process: it writes the snapshot, follows a change, and exits 0 on SIGTERM.
 #[test]
 fn etcd_fae_watch_process_sigterm() {

@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fae_core::discovery::{
-    AuthSettings, Error, EtcdSource, Source, TlsSettings, ZkClient, ZkSource,
-};
+use fae_core::discovery::{Error, EtcdSource, Source, ZkClient, ZkSource};
+use fae_core::tls::{AuthSection, TlsSection};
 use fae_testkit::{Etcd, ZooKeeper, wait_until};
 
 mod support_tls;
@@ -32,8 +31,8 @@ fn pw_file(d: &Path, name: &str, pw: &str) -> PathBuf {
     p
 }
 
-fn tls(pki: &Pki) -> TlsSettings {
-    TlsSettings::with_ca(&pki.ca).client_cert(&pki.client_cert, &pki.client_key)
+fn tls(pki: &Pki) -> TlsSection {
+    TlsSection::with_ca(&pki.ca).client_cert(&pki.client_cert, &pki.client_key)
 }
 
 /// Asserts a refusal: the expected kind, within a bound, naming `needle`, without the canary.
@@ -108,13 +107,13 @@ fn etcd_tls_client_cert_and_login() {
     let ep = etcd.endpoint();
     let good_pw = pw_file(&d, "pw", CANARY);
     let bad_pw = pw_file(&d, "bad-pw", "not-it");
-    let src = |t: TlsSettings, pw: Option<&Path>| {
+    let src = |t: TlsSection, pw: Option<&Path>| {
         let s = EtcdSource::new(vec![ep.clone()], "/fae/pools/")
             .timeouts(Duration::from_secs(1), Duration::from_secs(2))
             .tls(t)
             .unwrap();
         match pw {
-            Some(p) => s.auth(AuthSettings::password_file("fae", p)).unwrap(),
+            Some(p) => s.auth(AuthSection::password_file("fae", p)).unwrap(),
             None => s,
         }
     };
@@ -170,7 +169,7 @@ fn etcd_tls_client_cert_and_login() {
         "permission denied",
     );
     let t0 = Instant::now();
-    let other = TlsSettings::with_ca(&pki.other_ca).client_cert(&pki.client_cert, &pki.client_key);
+    let other = TlsSection::with_ca(&pki.other_ca).client_cert(&pki.client_cert, &pki.client_key);
     refused(
         src(other, Some(&good_pw)).current(),
         t0,
@@ -190,7 +189,7 @@ fn etcd_tls_client_cert_and_login() {
     );
     let t0 = Instant::now();
     refused(
-        src(TlsSettings::with_ca(&pki.ca), Some(&good_pw)).current(),
+        src(TlsSection::with_ca(&pki.ca), Some(&good_pw)).current(),
         t0,
         false,
         "TLS",
@@ -198,7 +197,7 @@ fn etcd_tls_client_cert_and_login() {
     // A changed CA file is picked up at the next connect (certificate rotation).
     let ca_copy = d.join("ca-copy.pem");
     std::fs::copy(&pki.ca, &ca_copy).unwrap();
-    let rot = TlsSettings::with_ca(&ca_copy).client_cert(&pki.client_cert, &pki.client_key);
+    let rot = TlsSection::with_ca(&ca_copy).client_cert(&pki.client_cert, &pki.client_key);
     let mut s = src(rot, Some(&good_pw));
     s.current().expect("read with the copied CA");
     std::fs::copy(&pki.other_ca, &ca_copy).unwrap();
@@ -212,7 +211,7 @@ fn etcd_tls_client_cert_and_login() {
     let plain = EtcdSource::new(vec![ep.clone()], "/fae/pools/");
     refused(
         plain
-            .auth(AuthSettings::password_file("fae", &good_pw))
+            .auth(AuthSection::password_file("fae", &good_pw))
             .unwrap()
             .current(),
         t0,
@@ -301,7 +300,7 @@ fn zookeeper_tls_client_cert_and_digest() {
     let zk = ZooKeeper::start_tls(&pki.server(true));
     let good_pw = pw_file(&d, "pw", CANARY);
     let bad_pw = pw_file(&d, "bad-pw", "not-it");
-    let login = AuthSettings::password_file("fae", &good_pw);
+    let login = AuthSection::password_file("fae", &good_pw);
 
     // Setup through the plain port: the pools are readable only by digest fae:CANARY.
     let mut w = ZkClient::connect_secure(
@@ -319,14 +318,14 @@ fn zookeeper_tls_client_cert_and_digest() {
         .unwrap();
 
     let sep = zk.secure_endpoint();
-    let src = |ep: &str, t: Option<TlsSettings>, pw: Option<&Path>| {
+    let src = |ep: &str, t: Option<TlsSection>, pw: Option<&Path>| {
         let mut s = ZkSource::new(vec![ep.to_string()], "/fae/pools")
             .timeouts(Duration::from_secs(4), Duration::from_secs(2));
         if let Some(t) = t {
             s = s.tls(t).unwrap();
         }
         if let Some(p) = pw {
-            s = s.auth(AuthSettings::password_file("fae", p)).unwrap();
+            s = s.auth(AuthSection::password_file("fae", p)).unwrap();
         }
         s
     };
@@ -385,7 +384,7 @@ fn zookeeper_tls_client_cert_and_digest() {
         "requires a login",
     );
     let t0 = Instant::now();
-    let other = TlsSettings::with_ca(&pki.other_ca).client_cert(&pki.client_cert, &pki.client_key);
+    let other = TlsSection::with_ca(&pki.other_ca).client_cert(&pki.client_cert, &pki.client_key);
     refused(
         src(&sep, Some(other), Some(&good_pw)).current(),
         t0,
@@ -394,7 +393,7 @@ fn zookeeper_tls_client_cert_and_digest() {
     );
     let t0 = Instant::now();
     refused(
-        src(&sep, Some(TlsSettings::with_ca(&pki.ca)), Some(&good_pw)).current(),
+        src(&sep, Some(TlsSection::with_ca(&pki.ca)), Some(&good_pw)).current(),
         t0,
         false,
         "TLS",
@@ -463,7 +462,7 @@ fn zookeeper_expired_server_certificate_is_refused() {
     let zk = ZooKeeper::start_tls(&server);
     let mut s = ZkSource::new(vec![zk.secure_endpoint()], "/")
         .timeouts(Duration::from_secs(4), Duration::from_secs(2))
-        .tls(TlsSettings::with_ca(&pki.ca))
+        .tls(TlsSection::with_ca(&pki.ca))
         .unwrap();
     let t0 = Instant::now();
     refused(s.current(), t0, true, "expired");
@@ -483,10 +482,7 @@ fn etcd_login_to_a_server_without_auth_goes_on() {
     let etcd = Etcd::start();
     etcd.put("/fae/pools/main", r#"["10.0.0.1:11211"]"#);
     let mut s = EtcdSource::new(vec![etcd.endpoint()], "/fae/pools/")
-        .auth(AuthSettings::password_file(
-            "fae",
-            pw_file(&d, "pw", CANARY),
-        ))
+        .auth(AuthSection::password_file("fae", pw_file(&d, "pw", CANARY)))
         .unwrap();
     let t = s.current().expect("read without auth on the server");
     assert_eq!(t.pools["main"], vec!["10.0.0.1:11211"]);

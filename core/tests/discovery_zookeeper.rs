@@ -257,3 +257,60 @@ fn zk_cli_once_and_missing_root() {
     assert_eq!(t.version, 1);
     assert_eq!(t.pools["main"], v(&["127.0.0.1:11211", "[::1]:11211:3"]));
 }
+
+/// A pool node's data `{"buckets": {...}}`: the source reports the map, a data change wakes a
+/// waiting source, and `fae watch` writes the map into the snapshot.
+#[test]
+fn zk_bucket_map_reaches_the_snapshot() {
+    if skip() {
+        return;
+    }
+    let zk = ZooKeeper::start();
+    let mut w = writer(&zk);
+    let map = |version: u64, map: &str| {
+        format!(r#"{{"buckets": {{"count": 4, "version": {version}, "map": {map}}}}}"#)
+    };
+    w.create_all("/b/pools").unwrap();
+    w.create("/b/pools/main", map(3, "[0, 1, 0, 1]").as_bytes())
+        .unwrap();
+    w.create("/b/pools/main/10.0.0.1:11211", b"").unwrap();
+    w.create("/b/pools/main/10.0.0.2:11211", b"").unwrap();
+    // Data that is not JSON is not fae's: ignored, as before.
+    w.create("/b/pools/plain", b"owned by someone else")
+        .unwrap();
+    w.create("/b/pools/plain/10.0.0.9:11211", b"").unwrap();
+    let mut src = ZkSource::new(vec![zk.endpoint()], "/b/pools");
+    let t = src.current().unwrap();
+    let b = &t.buckets["main"];
+    assert_eq!(
+        (b.count, b.version, b.map.clone()),
+        (4, 3, vec![0, 1, 0, 1])
+    );
+    assert!(!t.buckets.contains_key("plain"));
+    // A new map alone (same servers) is a change the data watch reports.
+    w.set_data("/b/pools/main", map(4, "[1, 1, 0, 1]").as_bytes())
+        .unwrap();
+    let t = src
+        .wait_change(Duration::from_secs(5))
+        .unwrap()
+        .expect("the data change is reported");
+    assert_eq!(t.buckets["main"].version, 4);
+    // fae watch writes it into the snapshot; a bad object is refused, the snapshot stays.
+    let out = out_path("buckets");
+    let a = v(&[
+        "--zookeeper",
+        &zk.endpoint(),
+        "--path",
+        "/b/pools",
+        "--once",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(support_watch::run(&a), 0);
+    let t = Topology::read(&out).unwrap();
+    assert_eq!(t.pools["main"], v(&["10.0.0.1:11211", "10.0.0.2:11211"]));
+    assert_eq!(t.buckets["main"].map, vec![1, 1, 0, 1]);
+    w.set_data("/b/pools/main", br#"{"bucket": {}}"#).unwrap();
+    assert_eq!(support_watch::run(&a), 1);
+    assert_eq!(Topology::read(&out).unwrap().version, 1);
+}

@@ -409,6 +409,13 @@ impl Config {
                 ));
             }
         };
+        // `fae watch` reads these files when it connects; the config only checks the keys.
+        if let Some(t) = &raw.discovery.tls {
+            crate::discovery::check_tls(t, "discovery.tls")?;
+        }
+        if let Some(a) = &raw.discovery.auth {
+            a.check("discovery.auth")?;
+        }
         // Loaded once per section (so pools sharing the top-level `tls` share one TLS session
         // store); every load reads the files again, which is how a reload picks up new ones.
         let top = Security {

@@ -53,9 +53,9 @@ pub struct DiscoveryConfig {
     pub file: Option<std::path::PathBuf>,
     /// TLS to etcd or ZooKeeper, for `fae watch --config` (the library itself reads only the
     /// snapshot file and never connects to a coordinator). Same keys as a pool's `tls`.
-    pub tls: Option<crate::discovery::TlsSettings>,
+    pub tls: Option<crate::tls::TlsSection>,
     /// Login to etcd (user/password) or ZooKeeper (digest), for `fae watch --config`.
-    pub auth: Option<crate::discovery::AuthSettings>,
+    pub auth: Option<crate::tls::AuthSection>,
 }
 
 /// Reloading (config `reload`).

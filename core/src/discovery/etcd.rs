@@ -11,7 +11,10 @@
 //! ```
 //!
 //! `etcdctl put /fae/pools/main '["10.0.0.1:11211","10.0.0.2:11211:2"]'` changes a pool in one
-//! atomic step. Keys with a further `/` below the prefix are ignored (room for other data).
+//! atomic step. A pool placed by virtual buckets has an object instead, its servers and its
+//! bucket map (the snapshot's `buckets` entry for the pool), so one put changes both:
+//! `{"servers": [...], "buckets": {"count": 1024, "version": 3, "map": [...]}}`. Keys with a
+//! further `/` below the prefix are ignored (room for other data).
 //!
 //! # Protocol
 //!
@@ -44,9 +47,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 
-use super::secure::{AuthSettings, Secret, TlsSettings};
-use super::tls::{self, Conn, Tls};
+use super::tls::{self, Conn, settings_error};
 use super::{Error, Result, Source, Topology};
+use crate::tls::{AuthSection, Secret, TlsSection};
 
 /// Largest HTTP header block or single watch message accepted.
 const MAX_MESSAGE: usize = 16 << 20;
@@ -64,8 +67,8 @@ pub struct EtcdSource {
     last: Option<Topology>,
     watch: Option<Stream>,
     last_check: Instant,
-    tls: Option<Tls>,
-    auth: Option<AuthSettings>,
+    tls: Option<tls::Client>,
+    auth: Option<AuthSection>,
     token: Option<Secret>,
 }
 
@@ -92,14 +95,14 @@ impl EtcdSource {
 
     /// Speaks TLS to every endpoint. Fails if the settings do not fit together (the files are
     /// read at the first connect, and again whenever one of them changes).
-    pub fn tls(mut self, settings: TlsSettings) -> Result<EtcdSource> {
-        self.tls = Some(Tls::new(settings)?);
+    pub fn tls(mut self, settings: TlsSection) -> Result<EtcdSource> {
+        self.tls = Some(tls::Client::new(settings)?);
         Ok(self)
     }
 
     /// Logs in as this user (etcd's user/password authentication).
-    pub fn auth(mut self, auth: AuthSettings) -> Result<EtcdSource> {
-        auth.validate()?;
+    pub fn auth(mut self, auth: AuthSection) -> Result<EtcdSource> {
+        auth.check("auth").map_err(settings_error)?;
         self.auth = Some(auth);
         Ok(self)
     }
@@ -252,7 +255,7 @@ impl EtcdSource {
             return Ok(());
         };
         let user = auth.username.clone();
-        let pw = auth.password()?;
+        let pw = auth.password("auth").map_err(settings_error)?;
         let body = json!({"name": user, "password": pw.expose()}).to_string();
         drop(pw);
         self.token = None;
@@ -415,6 +418,16 @@ impl Source for EtcdSource {
     }
 }
 
+/// A pool key's value in its object form: the servers and, for a pool placed by virtual
+/// buckets, its bucket map (the snapshot's `"buckets"` entry of the pool).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolValue {
+    servers: Vec<String>,
+    #[serde(default)]
+    buckets: Option<crate::placement::vbucket::BucketsSpec>,
+}
+
 /// Builds a topology from a range reply's `kvs`.
 fn parse_kvs(prefix: &str, v: &Value) -> Result<Topology> {
     let mut t = Topology::default();
@@ -449,13 +462,25 @@ fn parse_kvs(prefix: &str, v: &Value) -> Result<Topology> {
                 .map_err(|e| Error::Invalid(format!("etcd key {key}: value is not base64: {e}")))?,
             None => Vec::new(),
         };
-        let servers: Vec<String> = serde_json::from_slice(&raw).map_err(|e| {
+        // An object carries the pool's bucket map with its servers, so one put changes both.
+        let value = if raw.trim_ascii_start().starts_with(b"{") {
+            serde_json::from_slice::<PoolValue>(&raw)
+        } else {
+            serde_json::from_slice(&raw).map(|servers| PoolValue {
+                servers,
+                buckets: None,
+            })
+        };
+        let value = value.map_err(|e| {
             Error::Invalid(format!(
-                "etcd key {key}: value must be a JSON array of \"host:port[:weight]\" strings ({e}): {}",
+                "etcd key {key}: value must be a JSON array of \"host:port[:weight]\" strings, or {{\"servers\": [...], \"buckets\": {{...}}}} ({e}): {}",
                 clip(&String::from_utf8_lossy(&raw))
             ))
         })?;
-        t.pools.insert(pool.to_string(), servers);
+        t.pools.insert(pool.to_string(), value.servers);
+        if let Some(b) = value.buckets {
+            t.buckets.insert(pool.to_string(), b);
+        }
     }
     t.validate(&format!("etcd prefix {prefix}"))?;
     Ok(t)

@@ -34,7 +34,6 @@
 #[cfg(feature = "watch")]
 pub mod etcd;
 pub mod file;
-pub mod secure;
 #[cfg(feature = "watch")]
 mod tls;
 #[cfg(feature = "watch")]
@@ -53,7 +52,6 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "watch")]
 pub use etcd::EtcdSource;
 pub use file::FileSource;
-pub use secure::{AuthSettings, Secret, TlsSettings};
 #[cfg(feature = "watch")]
 pub use zookeeper::{ZkClient, ZkSessionStats, ZkSource};
 
@@ -96,6 +94,20 @@ impl std::error::Error for Error {}
 
 /// Result of discovery operations.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Checks a coordinator's `tls` section (config path `at`) without reading its files: the
+/// checks of a pool's `tls`, and `ca_file` when verifying, since coordinators are signed by a
+/// private CA and the system store is not consulted.
+pub(crate) fn check_tls(t: &crate::tls::TlsSection, at: &str) -> crate::error::Result<()> {
+    t.check(at)?;
+    if t.verify && t.ca_file.is_none() {
+        return Err(crate::Error::with_detail(
+            crate::error::Reason::InvalidConfig,
+            format!("{at}: ca_file is required to verify the server (or set verify: false)"),
+        ));
+    }
+    Ok(())
+}
 
 /// A topology: named pools and their server strings (`host:port[:weight]`, as in the config).
 ///
@@ -375,5 +387,47 @@ mod tests {
         assert!(parse_endpoints("a").is_err());
         assert!(parse_endpoints("").is_err());
         assert!(parse_endpoints("a:0").is_err());
+    }
+
+    #[test]
+    fn config_discovery_section() {
+        let base = r#"{"pools": {"main": {"servers": ["127.0.0.1:1"]}}, "discovery": "#;
+        let ok = format!(
+            r#"{base}{{"file": "/run/t.json", "tls": {{"ca_file": "ca.pem", "server_name": "etcd.internal"}},
+               "auth": {{"username": "fae", "password_file": "/etc/pw"}}}}}}"#
+        );
+        let c = crate::Config::from_json(&ok).unwrap();
+        let tls = c.discovery.tls.as_ref().unwrap();
+        assert_eq!(tls.server_name.as_deref(), Some("etcd.internal"));
+        assert!(tls.verify);
+        assert_eq!(c.discovery.auth.as_ref().unwrap().username, "fae");
+        for (bad, needle) in [
+            (
+                r#"{"tls": {"cert_file": "c.pem", "verify": false}}"#,
+                "key_file",
+            ),
+            (r#"{"tls": {"server_name": "x"}}"#, "ca_file"),
+            (
+                r#"{"tls": {"verify": false, "server_name": ""}}"#,
+                "server_name",
+            ),
+            (r#"{"auth": {"username": "fae"}}"#, "password_file"),
+            (
+                r#"{"auth": {"username": "fae", "password": "x"}}"#,
+                "password",
+            ),
+        ] {
+            let e = crate::Config::from_json(&format!("{base}{bad}}}")).unwrap_err();
+            let m = e.to_string();
+            assert!(m.contains("discovery") && m.contains(needle), "{bad}: {m}");
+        }
+    }
+
+    #[test]
+    fn coordinator_tls_needs_its_ca() {
+        use crate::tls::TlsSection;
+        assert!(check_tls(&TlsSection::default(), "tls").is_err());
+        assert!(check_tls(&TlsSection::default().verify(false), "tls").is_ok());
+        assert!(check_tls(&TlsSection::with_ca("ca.pem"), "tls").is_ok());
     }
 }

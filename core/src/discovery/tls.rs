@@ -1,22 +1,18 @@
-//! The coordinator connection: a TCP stream, or TLS over it (rustls with the `ring` provider,
-//! blocking, on the same bounded socket timeouts as plain TCP). The TLS client settings are
-//! built from [`TlsSettings`] and rebuilt when a certificate or key file changes, so a
-//! long-running `fae watch` picks up rotated certificates at its next connect.
+//! The coordinator connection: a TCP stream, or TLS over it (blocking, on the same bounded
+//! socket timeouts as plain TCP). The TLS client is the one a memcached pool uses
+//! ([`crate::tls::Tls`], built from the same `tls` section), loaded again when a certificate or
+//! key file changes, so a long-running `fae watch` picks up rotated certificates at its next
+//! connect.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, StreamOwned};
-use rustls_pki_types::pem::PemObject;
+use rustls::{ClientConnection, StreamOwned};
 
-use super::secure::TlsSettings;
 use super::{Error, Result};
+use crate::tls::TlsSection;
 
 /// A connection to a coordinator.
 #[derive(Debug)]
@@ -82,33 +78,39 @@ impl Write for Conn {
 /// Size and mtime of a file, to notice a rotated certificate.
 type Stamp = Vec<Option<(u64, SystemTime)>>;
 
-/// TLS client settings and the rustls config built from them (rebuilt when a file changes).
-pub(crate) struct Tls {
-    settings: TlsSettings,
-    built: Option<(Stamp, Arc<ClientConfig>)>,
+/// A TLS or login setting the shared code (`crate::tls`) refused: `Error::Invalid`.
+pub(crate) fn settings_error(e: crate::Error) -> Error {
+    Error::Invalid(e.detail().unwrap_or(e.reason().as_str()).to_string())
 }
 
-impl std::fmt::Debug for Tls {
-    // The settings name the files; the built config (certificates, key handle) is noise.
+/// A coordinator's TLS settings and the client loaded from them (loaded again when a file
+/// changes).
+pub(crate) struct Client {
+    section: TlsSection,
+    loaded: Option<(Stamp, crate::tls::Tls)>,
+}
+
+impl std::fmt::Debug for Client {
+    // The settings name the files; the loaded client (certificates, key handle) is noise.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tls")
-            .field("settings", &self.settings)
+        f.debug_struct("Client")
+            .field("section", &self.section)
             .finish_non_exhaustive()
     }
 }
 
-impl Tls {
+impl Client {
     /// Checks the settings; the files are read at the first connect.
-    pub(crate) fn new(settings: TlsSettings) -> Result<Tls> {
-        settings.validate()?;
-        Ok(Tls {
-            settings,
-            built: None,
+    pub(crate) fn new(section: TlsSection) -> Result<Client> {
+        super::check_tls(&section, "tls").map_err(settings_error)?;
+        Ok(Client {
+            section,
+            loaded: None,
         })
     }
 
     fn files(&self) -> Vec<&PathBuf> {
-        let s = &self.settings;
+        let s = &self.section;
         [&s.ca_file, &s.cert_file, &s.key_file]
             .into_iter()
             .flatten()
@@ -126,155 +128,31 @@ impl Tls {
             .collect()
     }
 
-    /// The rustls config, built anew if a certificate or key file changed since last time.
-    fn config(&mut self) -> Result<Arc<ClientConfig>> {
+    /// A client session for `endpoint` (`HOST:PORT`), its certificate checked against
+    /// `server_name` or else the host; the files are loaded again if one changed since.
+    fn session(&mut self, endpoint: &str) -> Result<ClientConnection> {
         let stamp = self.stamp();
-        if let Some((s, c)) = &self.built
-            && *s == stamp
-        {
-            return Ok(c.clone());
-        }
-        let c = Arc::new(build_config(&self.settings)?);
-        self.built = Some((stamp, c.clone()));
-        Ok(c)
-    }
-
-    /// The name the server's certificate must carry for `endpoint` (`HOST:PORT`).
-    fn server_name(&self, endpoint: &str) -> Result<ServerName<'static>> {
-        let host = match &self.settings.server_name {
-            Some(n) => n.as_str(),
-            None => {
-                let h = endpoint.rsplit_once(':').map_or(endpoint, |(h, _)| h);
-                h.trim_start_matches('[').trim_end_matches(']')
+        let tls = match &mut self.loaded {
+            Some((s, tls)) if *s == stamp => tls,
+            slot => {
+                let tls = crate::tls::Tls::load(&self.section, "tls").map_err(settings_error)?;
+                &slot.insert((stamp, tls)).1
             }
         };
-        ServerName::try_from(host.to_string())
-            .map_err(|e| Error::Invalid(format!("tls: server name {host:?}: {e}")))
-    }
-}
-
-/// rustls' `ring` provider. rustls 0.23.48 deprecates it in favour of aws-lc-rs (post-quantum
-/// key exchange), whose build needs cmake and a C toolchain setup we do not require; classic
-/// ECDHE is what etcd and ZooKeeper offer today anyway.
-#[allow(deprecated)]
-fn crypto() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn read_certs(what: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
-        .map_err(|e| Error::Invalid(format!("tls: {what} {}: {}", path.display(), pem_err(&e))))?;
-    if certs.is_empty() {
-        return Err(Error::Invalid(format!(
-            "tls: {what} {}: no PEM certificate in it",
-            path.display()
-        )));
-    }
-    Ok(certs)
-}
-
-/// A PEM error without file contents (a key file's bytes must never reach a message).
-fn pem_err(e: &rustls_pki_types::pem::Error) -> String {
-    use rustls_pki_types::pem::Error as E;
-    match e {
-        E::Io(io) => io.kind().to_string(),
-        E::NoItemsFound => "no PEM item of the expected kind in it".into(),
-        _ => "not a valid PEM file".into(),
-    }
-}
-
-fn build_config(s: &TlsSettings) -> Result<ClientConfig> {
-    let provider = crypto();
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Invalid(format!("tls: {e}")))?;
-    let builder = if s.verify {
-        let mut roots = RootCertStore::empty();
-        let ca = s
-            .ca_file
-            .as_deref()
-            .ok_or_else(|| Error::Invalid("tls: ca_file is required".into()))?;
-        for c in read_certs("ca_file", ca)? {
-            roots
-                .add(c)
-                .map_err(|e| Error::Invalid(format!("tls: ca_file {}: {e}", ca.display())))?;
-        }
-        builder.with_root_certificates(roots)
-    } else {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(
-                provider.signature_verification_algorithms,
-            )))
-    };
-    match (&s.cert_file, &s.key_file) {
-        (Some(cert), Some(key)) => {
-            let chain = read_certs("cert_file", cert)?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                Error::Invalid(format!("tls: key_file {}: {}", key.display(), pem_err(&e)))
-            })?;
-            builder.with_client_auth_cert(chain, key).map_err(|e| {
-                Error::Invalid(format!(
-                    "tls: cert_file {} and its key_file do not fit: {e}",
-                    cert.display()
-                ))
-            })
-        }
-        _ => Ok(builder.with_no_client_auth()),
-    }
-}
-
-/// `verify: false`: accepts any server certificate (still checks the handshake signatures).
-#[derive(Debug)]
-struct NoVerify(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_schemes()
+        let host = endpoint.rsplit_once(':').map_or(endpoint, |(h, _)| h);
+        tls.session(host)
+            .map_err(|e| Error::Invalid(format!("{endpoint}: {}", settings_error(e).message())))
     }
 }
 
 /// Connects to `endpoint` and, with `tls`, completes the TLS handshake — all within `timeout`.
-pub(crate) fn open(endpoint: &str, timeout: Duration, tls: Option<&mut Tls>) -> Result<Conn> {
+pub(crate) fn open(endpoint: &str, timeout: Duration, tls: Option<&mut Client>) -> Result<Conn> {
     let deadline = Instant::now() + timeout;
     let sock = super::connect(endpoint, timeout)?;
     let Some(tls) = tls else {
         return Ok(Conn::Plain(sock));
     };
-    let config = tls.config()?;
-    let name = tls.server_name(endpoint)?;
-    let mut conn = ClientConnection::new(config, name)
-        .map_err(|e| Error::Invalid(format!("{endpoint}: tls: {e}")))?;
+    let mut conn = tls.session(endpoint)?;
     let mut sock = sock;
     while conn.is_handshaking() {
         let left = deadline.saturating_duration_since(Instant::now());

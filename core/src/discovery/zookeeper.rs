@@ -4,7 +4,9 @@
 //! # Layout in ZooKeeper
 //!
 //! Under a root node (e.g. `/fae/pools`), one child per pool; that pool node's **children are
-//! the server strings** (`host:port[:weight]`); node data is ignored:
+//! the server strings** (`host:port[:weight]`). A pool placed by virtual buckets has its bucket
+//! map as the pool node's data, `{"buckets": {"count": 1024, "version": 3, "map": [...]}}`
+//! (the snapshot's `buckets` entry for the pool); other node data is ignored:
 //!
 //! ```text
 //! /fae/pools
@@ -20,9 +22,9 @@
 //!
 //! # Watches and sessions
 //!
-//! A read sets one-shot watches on the root (`getChildren`) and on every pool
-//! (`getChildren`); any watch event re-reads the whole tree, which re-arms every watch (ZooKeeper
-//! coalesces changes between events, and re-reading catches them). If the root is missing an
+//! A read sets one-shot watches on the root (`getChildren`) and on every pool (`getChildren`,
+//! and `getData` for its bucket map); any watch event re-reads the whole tree, which re-arms
+//! every watch (ZooKeeper coalesces changes between events, and re-reading catches them). If the root is missing an
 //! `exists` watch waits for its creation.
 //!
 //! On any connection loss the source reconnects (endpoints in turn) and offers the old session
@@ -48,12 +50,34 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use super::secure::{AuthSettings, TlsSettings};
-use super::tls::{self, Conn, Tls};
+use super::tls::{self, Conn, settings_error};
 use super::zk_proto::{
     self as proto, ConnectResponse, Decoder, Encoder, ReplyHeader, WatcherEvent,
 };
 use super::{Error, Result, Source, Topology};
+use crate::tls::{AuthSection, TlsSection};
+
+/// A pool node's data in its JSON form: the pool's bucket map.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolData {
+    buckets: Option<crate::placement::vbucket::BucketsSpec>,
+}
+
+/// The bucket map in the data of the pool node `path`: data that is a JSON object is
+/// `{"buckets": {...}}`; other data is not fae's and is ignored, as before maps were carried.
+fn pool_buckets(path: &str, data: &[u8]) -> Result<Option<crate::placement::vbucket::BucketsSpec>> {
+    if !data.trim_ascii_start().starts_with(b"{") {
+        return Ok(None);
+    }
+    serde_json::from_slice::<PoolData>(data)
+        .map(|d| d.buckets)
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "zookeeper node {path}: data must be {{\"buckets\": {{...}}}} ({e})"
+            ))
+        })
+}
 
 /// Keeper state in a notification that says the session expired.
 const STATE_EXPIRED: i32 = -112;
@@ -104,10 +128,10 @@ impl ZkClient {
         endpoint: &str,
         session_timeout: Duration,
         connect_timeout: Duration,
-        tls: Option<&TlsSettings>,
-        auth: Option<&AuthSettings>,
+        tls: Option<&TlsSection>,
+        auth: Option<&AuthSection>,
     ) -> Result<ZkClient> {
-        let mut tls = tls.cloned().map(Tls::new).transpose()?;
+        let mut tls = tls.cloned().map(tls::Client::new).transpose()?;
         match ZkClient::connect_session(
             endpoint,
             session_timeout,
@@ -128,13 +152,17 @@ impl ZkClient {
         session_timeout: Duration,
         connect_timeout: Duration,
         resume: Option<(i64, &[u8])>,
-        tls: Option<&mut Tls>,
-        auth: Option<&AuthSettings>,
+        tls: Option<&mut tls::Client>,
+        auth: Option<&AuthSection>,
     ) -> Result<Connected> {
         let deadline = Instant::now() + connect_timeout;
         // Read the password first: a missing file is a settings error, not a dead server.
         let login = auth
-            .map(|a| a.password().map(|pw| (a.username.clone(), pw)))
+            .map(|a| {
+                a.password("auth")
+                    .map_err(settings_error)
+                    .map(|pw| (a.username.clone(), pw))
+            })
             .transpose()?;
         let tls_on = tls.is_some();
         let mut sock = tls::open(endpoint, connect_timeout, tls)?;
@@ -378,6 +406,30 @@ impl ZkClient {
             .map_err(|e| proto_err(&self.ep, e))
     }
 
+    /// Data of `path`, `None` if it does not exist; `watch` arms a one-shot data watch.
+    pub fn get_data(&mut self, path: &str, watch: bool) -> Result<Option<Vec<u8>>> {
+        let mut b = Encoder::new();
+        b.string(path).bool(watch);
+        let (err, body) = self.call(proto::op::GET_DATA, &b)?;
+        if err == proto::code::NO_NODE {
+            return Ok(None);
+        }
+        self.check(path, err)?;
+        // The node's stat follows; only the data is needed.
+        Decoder::new(&body)
+            .buffer()
+            .map(|d| Some(d.unwrap_or_default().to_vec()))
+            .map_err(|e| proto_err(&self.ep, e))
+    }
+
+    /// Replaces the data of `path` (any version).
+    pub fn set_data(&mut self, path: &str, data: &[u8]) -> Result<()> {
+        let mut b = Encoder::new();
+        b.string(path).buffer(Some(data)).int(-1);
+        let (err, _) = self.call(proto::op::SET_DATA, &b)?;
+        self.check(path, err)
+    }
+
     /// Whether `path` exists; `watch` arms a one-shot watch (also when it does not exist).
     pub fn exists(&mut self, path: &str, watch: bool) -> Result<bool> {
         let mut b = Encoder::new();
@@ -513,8 +565,8 @@ pub struct ZkSource {
     resume: Option<(i64, Vec<u8>)>,
     last: Option<Topology>,
     stats: ZkSessionStats,
-    tls: Option<Tls>,
-    auth: Option<AuthSettings>,
+    tls: Option<tls::Client>,
+    auth: Option<AuthSection>,
 }
 
 impl ZkSource {
@@ -545,14 +597,14 @@ impl ZkSource {
 
     /// Speaks TLS to every endpoint (the servers' `secureClientPort`). Fails if the settings
     /// do not fit together; the files are read at connect, again whenever one changes.
-    pub fn tls(mut self, settings: TlsSettings) -> Result<ZkSource> {
-        self.tls = Some(Tls::new(settings)?);
+    pub fn tls(mut self, settings: TlsSection) -> Result<ZkSource> {
+        self.tls = Some(tls::Client::new(settings)?);
         Ok(self)
     }
 
     /// Logs in on every connection with `addauth digest user:password`.
-    pub fn auth(mut self, auth: AuthSettings) -> Result<ZkSource> {
-        auth.validate()?;
+    pub fn auth(mut self, auth: AuthSection) -> Result<ZkSource> {
+        auth.check("auth").map_err(settings_error)?;
         self.auth = Some(auth);
         Ok(self)
     }
@@ -675,6 +727,14 @@ impl ZkSource {
             };
             if let Some(mut servers) = c.get_children(&p, true)? {
                 servers.sort();
+                if let Some(b) = c
+                    .get_data(&p, true)?
+                    .map(|data| pool_buckets(&p, &data))
+                    .transpose()?
+                    .flatten()
+                {
+                    t.buckets.insert(pool.clone(), b);
+                }
                 t.pools.insert(pool, servers);
             }
         }

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use fae_core::discovery::{
-    AuthSettings, Error, EtcdSource, FileSource, Source, TlsSettings, Topology, ZkSource,
-    parse_endpoints,
+    Error, EtcdSource, FileSource, Source, Topology, ZkSource, parse_endpoints,
 };
+use fae_core::tls::{AuthSection, TlsSection};
 
 /// Usage text of `fae watch`.
 pub const USAGE: &str = "\
@@ -148,7 +148,7 @@ pub struct WatchArgs {
 }
 
 /// TLS settings from the flags over the config's `discovery.tls`; `None`: plain TCP.
-fn tls_settings(a: &WatchArgs, base: Option<TlsSettings>) -> Option<TlsSettings> {
+fn tls_settings(a: &WatchArgs, base: Option<TlsSection>) -> Option<TlsSection> {
     let any_flag = a.tls_ca_file.is_some()
         || a.tls_cert_file.is_some()
         || a.tls_key_file.is_some()
@@ -179,12 +179,12 @@ fn tls_settings(a: &WatchArgs, base: Option<TlsSettings>) -> Option<TlsSettings>
 /// Login settings from the flags (all of them) or else the config's `discovery.auth`.
 fn auth_settings(
     a: &WatchArgs,
-    base: Option<AuthSettings>,
-) -> std::result::Result<Option<AuthSettings>, String> {
+    base: Option<AuthSection>,
+) -> std::result::Result<Option<AuthSection>, String> {
     match (&a.user, &a.password_file, &a.password_env) {
         (None, None, None) => Ok(base),
-        (Some(u), Some(f), None) => Ok(Some(AuthSettings::password_file(u.clone(), f.clone()))),
-        (Some(u), None, Some(v)) => Ok(Some(AuthSettings::password_env(u.clone(), v.clone()))),
+        (Some(u), Some(f), None) => Ok(Some(AuthSection::password_file(u.clone(), f.clone()))),
+        (Some(u), None, Some(v)) => Ok(Some(AuthSection::password_env(u.clone(), v.clone()))),
         (None, _, _) => Err("--password-file/--password-env go with --user".into()),
         _ => Err("--user needs exactly one of --password-file, --password-env".into()),
     }
