@@ -5,6 +5,7 @@
 //! unknown `routeFor` operation) throw. Every core call runs under `catch_unwind`, so a Rust
 //! panic becomes a `Fae\Exception`, never an abort.
 
+use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
@@ -119,6 +120,19 @@ impl Ctx {
     /// (stored key, routing key or None when it is the stored key).
     fn keys(&self, key: &[u8], server_key: Option<&[u8]>) -> (Vec<u8>, Option<Vec<u8>>) {
         self.prefix.apply(key, server_key).into_parts()
+    }
+
+    /// [`Ctx::keys`], borrowing `key` itself when there is neither a prefix nor a server key.
+    fn key_parts<'k>(
+        &self,
+        key: &'k [u8],
+        server_key: Option<&[u8]>,
+    ) -> (Cow<'k, [u8]>, Option<Vec<u8>>) {
+        if server_key.is_none() && self.prefix.prefix().is_empty() {
+            return (Cow::Borrowed(key), None);
+        }
+        let (stored, routing) = self.keys(key, server_key);
+        (Cow::Owned(stored), routing)
     }
 }
 
@@ -392,13 +406,14 @@ impl FaeClient {
     }
 
     fn ok(&mut self) {
-        self.code = RES_SUCCESS;
-        self.message = text(RES_SUCCESS).into();
+        self.set_code(RES_SUCCESS);
     }
 
+    /// The message is rewritten in place: no allocation per call (or per getMulti key).
     fn set_code(&mut self, code: i64) {
         self.code = code;
-        self.message = text(code).into();
+        self.message.clear();
+        self.message.push_str(text(code));
     }
 
     fn fail(&mut self, f: Fail) -> Zval {
@@ -489,7 +504,7 @@ impl FaeClient {
         key: &Zval,
         flags: Option<i64>,
     ) -> PhpResult<Zval> {
-        let key = key_bytes(key)?;
+        let key = key_cow(key)?;
         let skey = server_key_bytes(server_key)?;
         let flags = flags.unwrap_or(0);
         guard(|| {
@@ -501,7 +516,7 @@ impl FaeClient {
                 self.set_code(RES_BAD_KEY_PROVIDED);
                 return Ok(bool_zval(false));
             }
-            let (stored, routing) = ctx.keys(&key, skey.as_deref());
+            let (stored, routing) = ctx.key_parts(&key, skey.as_deref());
             let cas = flags & crate::GET_EXTENDED != 0;
             let r = match &routing {
                 Some(r) => ctx.core.get_routed(r, &stored, cas),
@@ -557,7 +572,8 @@ impl FaeClient {
         let Some(arr) = keys.dereference().array() else {
             return Err(exception("getMulti(): $keys must be an array"));
         };
-        let keys: Vec<Vec<u8>> = arr.values().map(key_bytes).collect::<PhpResult<_>>()?;
+        let args: Vec<&Zval> = arr.values().collect();
+        let keys: Vec<Cow<'_, [u8]>> = args.iter().map(|z| key_cow(z)).collect::<PhpResult<_>>()?;
         let skey = server_key_bytes(server_key)?;
         let flags = flags.unwrap_or(0);
         if keys.is_empty() {
@@ -571,9 +587,18 @@ impl FaeClient {
                 Err(f) => return Ok(self.fail(f)),
             };
             let cas = flags & crate::GET_EXTENDED != 0;
-            let pairs: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-                keys.iter().map(|k| ctx.keys(k, skey.as_deref())).collect();
-            let stored: Vec<&[u8]> = pairs.iter().map(|p| p.0.as_slice()).collect();
+            // Without a prefix or a server key the keys go out as the caller's strings.
+            let plain = skey.is_none() && ctx.prefix.prefix().is_empty();
+            let pairs: Vec<(Vec<u8>, Option<Vec<u8>>)> = if plain {
+                Vec::new()
+            } else {
+                keys.iter().map(|k| ctx.keys(k, skey.as_deref())).collect()
+            };
+            let stored: Vec<&[u8]> = if plain {
+                keys.iter().map(|k| &**k).collect()
+            } else {
+                pairs.iter().map(|p| p.0.as_slice()).collect()
+            };
             let r = if pairs.iter().any(|p| p.1.is_some()) {
                 let routing: Vec<&[u8]> = pairs
                     .iter()
@@ -590,11 +615,11 @@ impl FaeClient {
             let mut ht = ZendHashTable::new();
             let (mut errors, mut last_err) = (0usize, None);
             let mut payload_fail = None;
-            for (k, r) in keys.iter().zip(results) {
+            for ((k, arg), r) in keys.iter().zip(&args).zip(results) {
                 match r {
                     Ok(Some(item)) if raw.is_some() => {
                         if let Some(sink) = raw.as_deref_mut() {
-                            sink.push((k.clone(), item));
+                            sink.push((k.to_vec(), item));
                         }
                     }
                     Ok(Some(item)) => {
@@ -603,11 +628,11 @@ impl FaeClient {
                             payload_fail = Some((self.code, self.message.clone()));
                             continue;
                         }
-                        insert_bytes(&mut ht, k, v);
+                        insert_arg_key(&mut ht, arg, k, v);
                     }
                     Ok(None) => {
                         if flags & crate::GET_PRESERVE_ORDER != 0 {
-                            insert_bytes(&mut ht, k, Zval::null());
+                            insert_arg_key(&mut ht, arg, k, Zval::null());
                         }
                     }
                     Err(e) => {

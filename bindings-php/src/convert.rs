@@ -21,6 +21,15 @@ pub fn value_error(msg: impl Into<String>) -> PhpException {
     PhpException::new(msg.into(), 0, ext_php_rs::zend::ce::value_error())
 }
 
+/// A key argument borrowed when it is a PHP string (the common case: no copy per key), or
+/// converted by [`key_bytes`].
+pub fn key_cow(z: &Zval) -> PhpResult<std::borrow::Cow<'_, [u8]>> {
+    match z.dereference().zend_str() {
+        Some(s) => Ok(std::borrow::Cow::Borrowed(s.as_bytes())),
+        None => key_bytes(z).map(std::borrow::Cow::Owned),
+    }
+}
+
 /// A key argument: strings as bytes (binary-safe), ints and floats as PHP prints them.
 pub fn key_bytes(z: &Zval) -> PhpResult<Vec<u8>> {
     let z = z.dereference();
@@ -189,6 +198,17 @@ pub fn str_zval(s: &str) -> Zval {
 pub fn insert_bytes(ht: &mut ZendHashTable, key: &[u8], v: Zval) {
     let zs = ext_php_rs::types::ZendStr::new(key, false);
     let _ = ht.insert(&*zs, v);
+}
+
+/// [`insert_bytes`] under the key the caller passed as `arg`: its own PHP string when it is
+/// one (shared, not copied), else `key`, its bytes.
+pub fn insert_arg_key(ht: &mut ZendHashTable, arg: &Zval, key: &[u8], v: Zval) {
+    match arg.dereference().zend_str() {
+        Some(zs) => {
+            let _ = ht.insert(zs, v);
+        }
+        None => insert_bytes(ht, key, v),
+    }
 }
 
 unsafe extern "C" {

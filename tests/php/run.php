@@ -83,6 +83,11 @@ test('commands', function () use ($m) {
     eq($m->deleteMulti(['m1', 'nope']), ['m1' => true, 'nope' => Client::RES_NOTFOUND], 'deleteMulti');
     eq($m->set('123', 'numeric key'), true, 'numeric key');
     eq($m->getMulti([123]), [123 => 'numeric key'], 'numeric key in getMulti');
+    // A string key that is a number comes back as an int key (PHP's array rule), whether the
+    // result reuses the caller's string or not.
+    $r = $m->getMulti(['123', 'm3', 'nope']);
+    check(array_keys($r) === [123, 'm3'] && $r[123] === 'numeric key', 'numeric string key in getMulti is an int key');
+    eq($m->getMulti(['123', 'nope'], Client::GET_PRESERVE_ORDER), [123 => 'numeric key', 'nope' => null], 'numeric string key with GET_PRESERVE_ORDER');
 });
 
 test('bad input', function () use ($m) {

@@ -76,6 +76,41 @@ def test_errors_are_pymemcaches(server):
         c.get("bad key")
 
 
+KEY_SAMPLES = [
+    "k", "", "a b", "tab\tkey", "nl\nkey", "nul\x00", "del\x7f", "ctl\x01", "fs\x1c", "é",
+    "ключ", "k" * 240, "k" * 241, "k" * 250, b"k", b"", b"a b", b"\x00", b"\x7f", b"\xff",
+    b"k" * 245, bytearray(b"ba"), 7, None,
+]
+
+
+@pytest.mark.parametrize("prefix", [b"", b"p:", b"p p", b"p\x00", "s:"])
+@pytest.mark.parametrize("unicode_keys", [False, True])
+def test_key_checks_match_pymemcache(server, prefix, unicode_keys):
+    """The fast key checks accept and refuse exactly what pymemcache's check_key_helper does,
+    one key at a time and in batches (one bad key among good ones)."""
+    from pymemcache.client.base import check_key_helper as theirs
+
+    c = Client(hostport(server), key_prefix=prefix, allow_unicode_keys=unicode_keys)
+    bprefix = prefix.encode() if isinstance(prefix, str) else prefix
+
+    def refused(fn, *args):
+        try:
+            fn(*args)
+        except Exception as e:  # ours or pymemcache's classes: compared by name
+            return type(e).__name__
+        return None
+
+    for k in KEY_SAMPLES:
+        want = refused(theirs, k, unicode_keys, bprefix)
+        assert refused(c._key, k) == want, (k, prefix)
+        for good in (["a", "b"], [b"a", b"b"]):
+            batch = good + [k]
+            want_batch = next((w for w in (refused(theirs, x, unicode_keys, bprefix) for x in batch) if w), None)
+            assert refused(c._keys, batch) == want_batch, (batch, prefix)
+    if not (b" " in bprefix or b"\x00" in bprefix):
+        assert c.get_many(["a", "b"]) == {} and c.get("a") is None
+
+
 def test_unicode_keys(server):
     c = Client(hostport(server), allow_unicode_keys=True)
     assert c.set("ключ", b"v") and c.get("ключ") == b"v"

@@ -59,29 +59,82 @@ pub fn murmur3_32(key: &[u8], seed: u32) -> u32 {
 /// MurmurHash3_x86_32 of the concatenation of `parts`, without building it: rendezvous hashing
 /// scores `"{node}-{key}"` for every node on every lookup, and this keeps that allocation-free.
 pub fn murmur3_32_parts(parts: &[&[u8]], seed: u32) -> u32 {
-    let mut h = seed;
-    let mut word: u32 = 0;
-    let mut filled = 0;
-    let mut len: usize = 0;
+    let mut m = Murmur3::new(seed);
     for part in parts {
-        len = len.wrapping_add(part.len());
-        for &b in *part {
-            word |= u32::from(b) << (8 * filled);
-            filled += 1;
-            if filled == 4 {
-                h ^= murmur3_scramble(word);
-                h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
-                word = 0;
-                filled = 0;
-            }
+        m.feed(part);
+    }
+    m.finish()
+}
+
+/// MurmurHash3_x86_32 fed in pieces. A copy taken after a fixed first piece (rendezvous
+/// hashing's `"{node}-"`) is the midstate every lookup continues from, so the node name is
+/// hashed once, not per key.
+#[derive(Clone, Copy, Debug)]
+pub struct Murmur3 {
+    h: u32,
+    /// Bytes of the current, unfinished 4-byte block (little-endian, `filled` of them).
+    word: u32,
+    filled: u32,
+    len: usize,
+}
+
+impl Murmur3 {
+    /// An empty hash with `seed`.
+    pub fn new(seed: u32) -> Murmur3 {
+        Murmur3 {
+            h: seed,
+            word: 0,
+            filled: 0,
+            len: 0,
         }
     }
-    if filled > 0 {
-        h ^= murmur3_scramble(word);
+
+    fn block(&mut self, k: u32) {
+        self.h ^= murmur3_scramble(k);
+        self.h = self
+            .h
+            .rotate_left(13)
+            .wrapping_mul(5)
+            .wrapping_add(0xe654_6b64);
     }
-    // `h1 ^= len` with an `int`/`uint32_t` length in C; pymemcache masks to 32 bits at the end.
-    h ^= len as u32;
-    fmix32(h)
+
+    /// Append `bytes`: byte by byte until a block boundary, then whole 4-byte blocks.
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        self.len = self.len.wrapping_add(bytes.len());
+        while self.filled != 0 {
+            let Some((&b, rest)) = bytes.split_first() else {
+                return;
+            };
+            self.word |= u32::from(b) << (8 * self.filled);
+            self.filled += 1;
+            bytes = rest;
+            if self.filled == 4 {
+                let w = self.word;
+                self.block(w);
+                self.word = 0;
+                self.filled = 0;
+            }
+        }
+        let mut blocks = bytes.chunks_exact(4);
+        for b in &mut blocks {
+            self.block(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        }
+        for &b in blocks.remainder() {
+            self.word |= u32::from(b) << (8 * self.filled);
+            self.filled += 1;
+        }
+    }
+
+    /// The hash of everything fed.
+    pub fn finish(self) -> u32 {
+        let mut h = self.h;
+        if self.filled > 0 {
+            h ^= murmur3_scramble(self.word);
+        }
+        // `h1 ^= len` with an `int`/`uint32_t` length in C; pymemcache masks to 32 bits at the end.
+        h ^= self.len as u32;
+        fmix32(h)
+    }
 }
 
 /// libmemcached `HASHKIT_HASH_MURMUR3`: [`murmur3_32`] with `seed = 0xdeadbeef * len`.
@@ -185,6 +238,23 @@ mod tests {
             let (a, b) = whole.split_at(split);
             for seed in [0, 1, 0xdead_beef] {
                 assert_eq!(murmur3_32_parts(&[a, b], seed), murmur3_32(whole, seed));
+            }
+        }
+    }
+
+    #[test]
+    fn murmur3_midstate_continues_from_any_split() {
+        // Three pieces split anywhere (a midstate reused for two different tails): the same
+        // hash as the whole input, whatever the block alignment of each piece.
+        let whole = b"127.0.0.1:21211-some key of odd length";
+        for i in 0..=whole.len() {
+            let mut mid = Murmur3::new(7);
+            mid.feed(&whole[..i]);
+            for j in i..=whole.len() {
+                let mut m = mid;
+                m.feed(&whole[i..j]);
+                m.feed(&whole[j..]);
+                assert_eq!(m.finish(), murmur3_32(whole, 7), "{i} {j}");
             }
         }
     }

@@ -17,12 +17,14 @@
 //! [`python_bytes_repr`] of it. pymemcache hashes the key without `key_prefix`.
 
 use super::Node;
-use crate::hash::murmur::murmur3_32_parts;
+use crate::hash::murmur::Murmur3;
 
-/// Per-node `"host:port-"` prefixes; lookups hash prefix and key without concatenating them.
+/// Per-node `"host:port-"` prefixes, and the hash state after each: a lookup continues from
+/// it with the key (no concatenation, and the prefix is not hashed again per key).
 #[derive(Clone, Debug)]
 pub struct Rendezvous {
     prefixes: Vec<Vec<u8>>,
+    midstates: Vec<Murmur3>,
 }
 
 impl Rendezvous {
@@ -32,8 +34,19 @@ impl Rendezvous {
             .iter()
             // pymemcache names a socket server by its bare path (`_make_client_key`).
             .map(|n| format!("{}-", n.addr()).into_bytes())
+            .collect::<Vec<Vec<u8>>>();
+        let midstates = prefixes
+            .iter()
+            .map(|p| {
+                let mut m = Murmur3::new(0);
+                m.feed(p);
+                m
+            })
             .collect();
-        Rendezvous { prefixes }
+        Rendezvous {
+            prefixes,
+            midstates,
+        }
     }
 
     /// The node name pymemcache compares on ties: the prefix without its trailing `-`.
@@ -53,8 +66,10 @@ impl Rendezvous {
         };
         let mut winner = 0;
         let mut high = None;
-        for (i, prefix) in self.prefixes.iter().enumerate() {
-            let score = murmur3_32_parts(&[prefix, key], 0);
+        for (i, mid) in self.midstates.iter().enumerate() {
+            let mut m = *mid;
+            m.feed(key);
+            let score = m.finish();
             // pymemcache starts from `high_score = -1`, so the first node always wins round one.
             let wins = match high {
                 None => true,

@@ -48,6 +48,14 @@ use crate::protocol::{Decoder, Protocol};
 use crate::stats::{DestCounters, ErrorCounters, Histogram, inc};
 use crate::tls::Security;
 
+/// An idle connection back in the pool for at least this long is checked for unsolicited bytes
+/// ([`conn::Conn::is_quiet`], one `MSG_PEEK` syscall) before it carries a request. One reused
+/// sooner skips the check: back-to-back requests (a loop of gets, a page's run of cache calls)
+/// save a syscall each, about 1 µs of a 13 µs loopback get on a virtualised host. The window is
+/// the price: a misbehaving server's bytes arriving within it of a reply can still be read as
+/// the next reply — as bytes arriving after the check always could.
+const QUIET_CHECK_AFTER: Duration = Duration::from_millis(1);
+
 /// How a destination dials and talks. A reload keeps a destination (its warm connections
 /// and breaker) only when its settings are unchanged (for TLS: also its files' contents).
 #[derive(Clone, Debug, PartialEq)]
@@ -578,7 +586,10 @@ impl Destination {
         let mut spins = 0u32;
         loop {
             if let Some(mut conn) = self.idle.pop() {
-                if conn.generation == generation && !conn.is_quiet() {
+                if conn.generation == generation
+                    && conn.last_used.elapsed() >= QUIET_CHECK_AFTER
+                    && !conn.is_quiet()
+                {
                     // Unsolicited bytes or a close while idle: never read them as a reply.
                     self.release(Some(conn), false);
                     continue;

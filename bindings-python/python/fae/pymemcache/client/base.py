@@ -24,6 +24,18 @@ __all__ = ["Client", "PooledClient", "check_key_helper", "normalize_server_spec"
 # pymemcache; libfae's own client-side limit is lifted out of the way for these clients.
 _NO_CLIENT_LIMIT = 2**31 - 1
 
+# ASCII graphic bytes (0x21..0x7e). A key made only of these passes every check of
+# check_key_helper (no whitespace, no NUL, ASCII) in either unicode mode, leaving only its
+# length: the common case, checked with a few C-level calls instead of the Python rules.
+_GRAPHIC = bytes(range(0x21, 0x7F))
+
+
+def _graphic(key: Any) -> bool:
+    """Whether a str or bytes key consists of ASCII graphic characters only."""
+    if key.__class__ is str:
+        return key.isascii() and key.isprintable() and " " not in key
+    return key.__class__ is bytes and not key.translate(None, _GRAPHIC)
+
 
 def normalize_server_spec(server: Any) -> Any:
     """pymemcache's server spec rules: ``(host, port)``, ``"host[:port]"``, ``"[v6]:port"``."""
@@ -110,6 +122,9 @@ class Client:
         if not isinstance(key_prefix, bytes):
             raise TypeError("key_prefix should be bytes.")
         self.key_prefix = key_prefix
+        # Longest key the fast path of _key may pass: 250 bytes with the prefix, and none at all
+        # when the prefix itself needs check_key_helper's rules.
+        self._fast_max = 250 - len(key_prefix) if not key_prefix or _graphic(key_prefix) else -1
         if serde is None and (serializer or deserializer):
             serde = _serde.LegacyWrappingSerde(serializer, deserializer)
         self.serde = serde
@@ -148,8 +163,30 @@ class Client:
     # -- helpers ---------------------------------------------------------------------------
 
     def _key(self, key: Any) -> Any:
-        check_key_helper(key, self.allow_unicode_keys, self.key_prefix)
+        c = key.__class__
+        if not ((c is str or c is bytes) and len(key) <= self._fast_max and _graphic(key)):
+            check_key_helper(key, self.allow_unicode_keys, self.key_prefix)
         return key
+
+    def _keys(self, keys: Any) -> None:
+        """``_key`` for each of ``keys`` (a non-empty list): one joined check for the lot when
+        they are all str (or all bytes), the per-key rules only when that fails."""
+        try:
+            first = keys[0]
+            joined = ("" if first.__class__ is str else b"").join(keys)
+            if max(map(len, keys)) <= self._fast_max and _graphic(joined):
+                return
+        except TypeError:
+            pass
+        for k in keys:
+            self._key(k)
+
+    def _failed(self, e: Exception, default: Any) -> Any:
+        """A read failed: ``default`` under ``ignore_exc`` (not for client errors), else
+        pymemcache's exception."""
+        if self.ignore_exc and not isinstance(e, _errors.ClientError):
+            return default
+        raise translate(e) from None
 
     def _value(self, value: Any) -> Any:
         if not self._raw or isinstance(value, bytes):
@@ -228,15 +265,20 @@ class Client:
 
     def get(self, key: Any, default: Any = None) -> Any:
         self._key(key)
-        return self._ignored(default, self._c.get, key, default)
+        try:
+            return self._c.get(key, default)
+        except _errors.Error as e:
+            return self._failed(e, default)
 
     def get_many(self, keys: Iterable[Any]) -> Dict[Any, Any]:
-        keys = list(keys)
+        keys = keys if keys.__class__ is list else list(keys)
         if not keys:
             return {}
-        for k in keys:
-            self._key(k)
-        return self._ignored({}, self._c.get_many, keys)
+        self._keys(keys)
+        try:
+            return self._c.get_many(keys)
+        except _errors.Error as e:
+            return self._failed(e, {})
 
     get_multi = get_many
 
@@ -246,11 +288,10 @@ class Client:
         return value, (str(cas).encode() if isinstance(cas, int) else cas)
 
     def gets_many(self, keys: Iterable[Any]) -> Dict[Any, Tuple[Any, bytes]]:
-        keys = list(keys)
+        keys = keys if keys.__class__ is list else list(keys)
         if not keys:
             return {}
-        for k in keys:
-            self._key(k)
+        self._keys(keys)
         got = self._ignored({}, self._c.gets_many, keys)
         return {k: (v, str(c).encode()) for k, (v, c) in got.items()}
 
