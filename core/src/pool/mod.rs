@@ -600,6 +600,58 @@ impl<'a> PooledConn<'a> {
     }
 }
 
+impl PooledConn<'_> {
+    /// The same connection, holding its destination by `dest` (the one it came from) instead
+    /// of a borrow: to outlive the request (a hedge's loser, read to the end in the
+    /// background).
+    pub(crate) fn into_owned(self, dest: Arc<Destination>) -> OwnedConn {
+        debug_assert!(std::ptr::eq(self.dest, &*dest));
+        let mut this = std::mem::ManuallyDrop::new(self);
+        OwnedConn {
+            conn: this.conn.take(),
+            dest,
+        }
+    }
+}
+
+/// A checked-out connection that owns a handle on its destination; like [`PooledConn`], it is
+/// discarded when dropped unless [`OwnedConn::checkin`] returns it.
+#[derive(Debug)]
+pub(crate) struct OwnedConn {
+    dest: Arc<Destination>,
+    conn: Option<Conn>,
+}
+
+impl OwnedConn {
+    /// The connection.
+    pub(crate) fn conn(&mut self) -> &mut Conn {
+        self.conn
+            .as_mut()
+            .expect("an OwnedConn holds its connection until it is released")
+    }
+
+    /// The destination it belongs to.
+    pub(crate) fn destination(&self) -> &Arc<Destination> {
+        &self.dest
+    }
+
+    /// Return the connection to the pool (only if nothing is left unread or unsent); what is
+    /// left is an empty guard whose drop does nothing.
+    pub(crate) fn checkin(&mut self) {
+        if let Some(c) = self.conn.take() {
+            self.dest.release(Some(c), true);
+        }
+    }
+}
+
+impl Drop for OwnedConn {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            self.dest.release(Some(c), false);
+        }
+    }
+}
+
 impl Drop for PooledConn<'_> {
     /// Discard: the connection (or, when dialling failed, its reserved slot) is given up.
     fn drop(&mut self) {
