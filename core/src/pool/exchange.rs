@@ -148,9 +148,11 @@ impl<'c, 'k> Racer<'c, 'k> {
 
     /// The other racer answered first. Memcached has no cancel, so the reply still comes:
     /// the background worker reads it to its end by `deadline`, records its latency and
-    /// returns the connection to the pool. Without a background worker
-    /// (`health.background: false`), or when it holds too many, the connection is discarded
-    /// (closing the socket is the only other way to never read that reply later).
+    /// returns the connection to the pool. Meanwhile the connection is lent: it does not
+    /// count against `max_connections`, so no request waits for it. Without a background
+    /// worker (`health.background: false`), or when too many are out (`max_connections` per
+    /// server, [`background::PENDING_MAX`] in all), the connection is discarded (closing the
+    /// socket is the only other way to never read that reply later).
     fn hand_off(self, deadline: Instant) {
         if !self.background {
             return;
@@ -163,9 +165,12 @@ impl<'c, 'k> Racer<'c, 'k> {
             start,
             ..
         } = self;
+        let Some(conn) = pc.lend(Arc::clone(dest)) else {
+            return; // too many out already: discarded
+        };
         let (keys, state) = batch.detach();
         let loser = Loser {
-            conn: pc.into_owned(Arc::clone(dest)),
+            conn,
             keys,
             state: Some(state),
             sending,

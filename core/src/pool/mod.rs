@@ -76,6 +76,11 @@ pub struct Destination {
     idle: ArrayQueue<Conn>,
     /// Connections that exist (idle + checked out) in this process generation.
     open: AtomicUsize,
+    /// Of those, connections lent to hedges' losers that the background worker is reading to
+    /// their end (at most `max_connections`). They do not count against `max_connections`:
+    /// a request must not wait for a reply nobody wants. So up to twice `max_connections` may
+    /// be open for a while; at most `max_connections` are ever idle.
+    lent: AtomicUsize,
     generation: AtomicU64,
     /// The circuit breaker.
     pub health: Health,
@@ -111,6 +116,7 @@ impl Destination {
             settings,
             idle: ArrayQueue::new(settings.max_connections.max(1)),
             open: AtomicUsize::new(0),
+            lent: AtomicUsize::new(0),
             generation: AtomicU64::new(fork::generation()),
             health: Health::new(settings.breaker, pool),
             counters: DestCounters::default(),
@@ -460,6 +466,7 @@ impl Destination {
         {
             while self.idle.pop().is_some() {}
             self.open.store(0, Ordering::Release);
+            self.lent.store(0, Ordering::Release);
         }
         current
     }
@@ -516,9 +523,9 @@ impl Destination {
         }
     }
 
-    /// Take a connection slot if fewer than `max_connections` exist.
+    /// Take a connection slot if fewer than `max_connections` exist, not counting those lent.
     fn reserve_slot(&self) -> bool {
-        let max = self.settings.max_connections;
+        let max = self.settings.max_connections + self.lent.load(Ordering::Acquire);
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
                 (n < max).then_some(n + 1)
@@ -601,21 +608,35 @@ impl<'a> PooledConn<'a> {
 }
 
 impl PooledConn<'_> {
-    /// The same connection, holding its destination by `dest` (the one it came from) instead
-    /// of a borrow: to outlive the request (a hedge's loser, read to the end in the
-    /// background).
-    pub(crate) fn into_owned(self, dest: Arc<Destination>) -> OwnedConn {
+    /// Lend the connection out of the pool: the same connection, holding its destination by
+    /// `dest` (the one it came from) instead of a borrow, to outlive the request (a hedge's
+    /// loser, read to the end in the background). It stops counting against
+    /// `max_connections` until it comes back. `None` when `max_connections` are already lent:
+    /// the connection is then discarded.
+    pub(crate) fn lend(self, dest: Arc<Destination>) -> Option<OwnedConn> {
         debug_assert!(std::ptr::eq(self.dest, &*dest));
+        let max = self.dest.settings.max_connections;
+        if self
+            .dest
+            .lent
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return None;
+        }
         let mut this = std::mem::ManuallyDrop::new(self);
-        OwnedConn {
+        Some(OwnedConn {
             conn: this.conn.take(),
             dest,
-        }
+        })
     }
 }
 
-/// A checked-out connection that owns a handle on its destination; like [`PooledConn`], it is
-/// discarded when dropped unless [`OwnedConn::checkin`] returns it.
+/// A connection lent out of the pool ([`PooledConn::lend`]), owning a handle on its
+/// destination; like [`PooledConn`], it is discarded when dropped unless
+/// [`OwnedConn::checkin`] returns it.
 #[derive(Debug)]
 pub(crate) struct OwnedConn {
     dest: Arc<Destination>,
@@ -638,17 +659,25 @@ impl OwnedConn {
     /// Return the connection to the pool (only if nothing is left unread or unsent); what is
     /// left is an empty guard whose drop does nothing.
     pub(crate) fn checkin(&mut self) {
+        self.give_back(true);
+    }
+
+    fn give_back(&mut self, keep: bool) {
         if let Some(c) = self.conn.take() {
-            self.dest.release(Some(c), true);
+            let d = &self.dest;
+            let _ = d
+                .lent
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
+            // Kept if the idle queue (`max_connections` long) has room, else closed; so the
+            // connections dialled while it was out are not closed just to be dialled again.
+            d.release(Some(c), keep);
         }
     }
 }
 
 impl Drop for OwnedConn {
     fn drop(&mut self) {
-        if let Some(c) = self.conn.take() {
-            self.dest.release(Some(c), false);
-        }
+        self.give_back(false);
     }
 }
 
