@@ -63,6 +63,7 @@ counters! {
         bytes_sent: "bytes written to the server",
         bytes_received: "bytes read from the server",
         writes_dropped: "writes answered locally as not stored because the pool is read_only",
+        checkout_wakeups: "times a request waiting for a connection (all max_connections busy) woke to look again",
     }
 }
 
