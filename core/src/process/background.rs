@@ -360,4 +360,67 @@ mod tests {
         spawn(Box::new(|| panic!("job")), false);
         assert!(drain(Duration::from_secs(5)));
     }
+
+    /// A pending request on one end of a pipe: finished when a byte arrives.
+    struct Piped {
+        fd: i32,
+        deadline: Instant,
+        done: Arc<AtomicUsize>,
+        expired: Arc<AtomicUsize>,
+    }
+
+    impl Pending for Piped {
+        fn pollfd(&mut self) -> libc::pollfd {
+            libc::pollfd {
+                fd: self.fd,
+                events: libc::POLLIN,
+                revents: 0,
+            }
+        }
+
+        fn step(&mut self, _revents: libc::c_short) -> bool {
+            self.done.fetch_add(1, Ordering::SeqCst);
+            true
+        }
+
+        fn deadline(&self) -> Instant {
+            self.deadline
+        }
+
+        fn expired(&mut self) {
+            self.expired.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn pending_requests_finish_when_ready_or_expire_at_their_deadline() {
+        let mut fds = [0i32; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let (done, expired) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let piped = |fd, after| Piped {
+            fd,
+            deadline: Instant::now() + after,
+            done: Arc::clone(&done),
+            expired: Arc::clone(&expired),
+        };
+        // One waits on the read end and gets a byte; one waits on the other pipe's read end
+        // that never gets one, and expires.
+        let mut quiet = [0i32; 2];
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::pipe(quiet.as_mut_ptr()) }, 0);
+        assert!(adopt(Box::new(piped(fds[0], Duration::from_secs(5)))).is_ok());
+        assert!(adopt(Box::new(piped(quiet[0], Duration::from_millis(30)))).is_ok());
+        assert!(pending_requests() >= 1);
+        // SAFETY: writes one byte from a live local to the pipe's write end.
+        assert_eq!(unsafe { libc::write(fds[1], [1u8].as_ptr().cast(), 1) }, 1);
+        assert!(drain(Duration::from_secs(5)));
+        assert_eq!(pending_requests(), 0);
+        assert_eq!(done.load(Ordering::SeqCst), 1);
+        assert_eq!(expired.load(Ordering::SeqCst), 1);
+        for fd in fds.into_iter().chain(quiet) {
+            // SAFETY: each descriptor came from pipe(2) above and is closed once.
+            unsafe { libc::close(fd) };
+        }
+    }
 }
