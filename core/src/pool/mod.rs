@@ -707,6 +707,8 @@ impl PooledConn<'_> {
         {
             return None;
         }
+        // One more connection may be dialled now: a request waiting for one need not wait.
+        self.dest.wake_one();
         let mut this = std::mem::ManuallyDrop::new(self);
         Some(OwnedConn {
             conn: this.conn.take(),
