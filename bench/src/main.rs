@@ -55,6 +55,7 @@
 
 mod fae_c;
 mod fae_rust;
+mod fault;
 mod health;
 mod libmemcached;
 mod report;
@@ -175,6 +176,9 @@ fn main() -> ExitCode {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     if raw.first().map(String::as_str) == Some("health") {
         return health::main(raw[1..].to_vec());
+    }
+    if raw.first().map(String::as_str) == Some("fault") {
+        return fault::main(raw[1..].to_vec());
     }
     if raw.first().map(String::as_str) == Some("routes") {
         return routes::main(raw[1..].to_vec());
