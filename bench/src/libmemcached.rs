@@ -54,6 +54,13 @@ const BEHAVIOR_NO_BLOCK: c_int = 0;
 const BEHAVIOR_TCP_NODELAY: c_int = 1;
 const BEHAVIOR_KETAMA_WEIGHTED: c_int = 16;
 const BEHAVIOR_BINARY_PROTOCOL: c_int = 18;
+const BEHAVIOR_POLL_TIMEOUT: c_int = 8;
+const BEHAVIOR_CONNECT_TIMEOUT: c_int = 14;
+const BEHAVIOR_RETRY_TIMEOUT: c_int = 15;
+const BEHAVIOR_SND_TIMEOUT: c_int = 19;
+const BEHAVIOR_RCV_TIMEOUT: c_int = 20;
+const BEHAVIOR_SERVER_FAILURE_LIMIT: c_int = 21;
+const BEHAVIOR_REMOVE_FAILED_SERVERS: c_int = 35;
 
 #[link(name = "memcached")]
 unsafe extern "C" {
@@ -236,6 +243,36 @@ impl Libmemcached {
         } else {
             Err(format!("{what}: {}", self.strerror(rc)))
         }
+    }
+
+    /// The failure settings php-memcached and pylibmc users are told to set, with every
+    /// timeout at `timeout_ms`: `CONNECT_TIMEOUT` and `POLL_TIMEOUT` (ms), `RCV_TIMEOUT` and
+    /// `SND_TIMEOUT` (µs), `SERVER_FAILURE_LIMIT`, `RETRY_TIMEOUT` (s) and
+    /// `REMOVE_FAILED_SERVERS` (php-memcached `OPT_*`, pylibmc behaviors of the same names).
+    pub fn failure_settings(
+        &mut self,
+        timeout_ms: u64,
+        failure_limit: u64,
+        retry_s: u64,
+    ) -> Result<(), String> {
+        for (flag, value, name) in [
+            (BEHAVIOR_CONNECT_TIMEOUT, timeout_ms, "CONNECT_TIMEOUT"),
+            (BEHAVIOR_POLL_TIMEOUT, timeout_ms, "POLL_TIMEOUT"),
+            (BEHAVIOR_RCV_TIMEOUT, timeout_ms * 1000, "RCV_TIMEOUT"),
+            (BEHAVIOR_SND_TIMEOUT, timeout_ms * 1000, "SND_TIMEOUT"),
+            (
+                BEHAVIOR_SERVER_FAILURE_LIMIT,
+                failure_limit,
+                "SERVER_FAILURE_LIMIT",
+            ),
+            (BEHAVIOR_RETRY_TIMEOUT, retry_s, "RETRY_TIMEOUT"),
+            (BEHAVIOR_REMOVE_FAILED_SERVERS, 1, "REMOVE_FAILED_SERVERS"),
+        ] {
+            // SAFETY: `st` is live; the flag is a valid memcached_behavior_t value.
+            let rc = unsafe { memcached_behavior_set(self.st.as_ptr(), flag, value) };
+            self.check(rc, &format!("memcached_behavior_set({name})"))?;
+        }
+        Ok(())
     }
 
     /// The server (`host:port`) libmemcached's placement picks for `key`.

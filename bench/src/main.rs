@@ -39,6 +39,7 @@
 //! cargo run --release -p fae-bench -- routes --write-docs  # hedged reads, migration, tree cost
 //! cargo run --release -p fae-bench -- stampede --write-docs  # hot-key expiry storms, 5 ms backend
 //! cargo run --release -p fae-bench -- tls --write-docs       # TLS vs plain, same servers
+//! cargo run --release -p fae-bench -- fault --runs 10 --write-docs  # 10 s SIGSTOP: libfae vs libmemcached
 //! ```
 //!
 //! `health` is a separate run: one server SIGSTOPped under a 4-thread load of single gets; see
@@ -46,7 +47,9 @@
 //! a 4 → 6 server migration's hit rate per phase, and the route tree's cost per get; see the
 //! `routes` module. And `stampede`: 64 callers (1 process × 64 threads, 8 processes × 8
 //! threads) reading a hot key through a 5 ms backend as it expires or is invalidated, naive
-//! lookaside against `get_or_set` (leases, coalescing); see the `stampede` module.
+//! lookaside against `get_or_set` (leases, coalescing); see the `stampede` module. And
+//! `fault`: one of 4 servers SIGSTOPped for 10 s, through libfae and through libmemcached with
+//! its recommended failure settings; see the `fault` module.
 //!
 //! Flags: `--iterations N` (single-key calls per client; multi-gets get N/10), `--rounds R`,
 //! `--quick`, `--write-docs`, `--docs PATH`, `--only LABEL[,LABEL…]`, `--unix` (the 4 servers
@@ -56,6 +59,7 @@
 
 mod fae_c;
 mod fae_rust;
+mod fault;
 mod health;
 mod libmemcached;
 mod report;
@@ -91,7 +95,8 @@ const USAGE: &str = "usage: fae-bench [--iterations N] [--rounds R] [--quick] [-
                      [--docs PATH] [--only LABEL[,LABEL...]] [--unix]\n       \
                      fae-bench health [--quick] [--write-docs] [--docs PATH]\n       \
                      fae-bench routes [--quick] [--only PART[,PART...]] [--write-docs] [--docs PATH]\n       \
-                     fae-bench stampede [--quick] [--write-docs] [--docs PATH]";
+                     fae-bench stampede [--quick] [--write-docs] [--docs PATH]\n       \
+                     fae-bench fault [--runs N] [--pause-secs S] [--write-docs] [--docs PATH]";
 
 /// Single-key calls per client in a full run (≈ 60 s on 2 busy cores, all rows together).
 const DEFAULT_ITERATIONS: usize = 40_000;
@@ -178,6 +183,9 @@ fn main() -> ExitCode {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     if raw.first().map(String::as_str) == Some("health") {
         return health::main(raw[1..].to_vec());
+    }
+    if raw.first().map(String::as_str) == Some("fault") {
+        return fault::main(raw[1..].to_vec());
     }
     if raw.first().map(String::as_str) == Some("routes") {
         return routes::main(raw[1..].to_vec());

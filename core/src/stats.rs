@@ -64,6 +64,7 @@ counters! {
         bytes_received: "bytes read from the server",
         writes_dropped: "writes answered locally as not stored because the pool is read_only",
         tls_resumed: "TLS connections that resumed an earlier session (no full handshake)",
+        checkout_wakeups: "times a request waiting for a connection (all max_connections busy) woke to look again",
     }
 }
 

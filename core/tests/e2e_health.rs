@@ -399,3 +399,47 @@ fn a_read_only_pool_drops_writes_but_reads_and_deletes() {
     assert!(fae_testkit::raw::get(&mc.addr(), "k").is_none());
     assert_eq!(c.stats()["destinations"][&mc.addr()]["writes_dropped"], 6);
 }
+
+/// Issue 17, item 7: requests that find every connection to a stopped server busy wait for one
+/// to come back. They used to look again every 50 µs until their deadline (≈ 6,000 times per
+/// waiting thread per 300 ms `io_ms`), CPU taken from the requests to the healthy servers. Now they
+/// park until a connection comes back, looking again at most every millisecond.
+#[test]
+fn requests_waiting_on_a_stopped_servers_busy_connections_sleep() {
+    let mc = Memcached::start();
+    let c = client(&[mc.addr()], r#", "max_connections": 1"#);
+    for i in 0..4 {
+        c.set(format!("k{i}").as_bytes(), b"v", 0, 0).unwrap();
+    }
+    let wakeups = || c.stats()["destinations"][&mc.addr()]["checkout_wakeups"].as_u64();
+    let before = wakeups().expect("checkout_wakeups in the destination's stats");
+    mc.pause().unwrap();
+    let t0 = Instant::now();
+    let errors: Vec<Reason> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|i| {
+                let c = &c;
+                s.spawn(move || {
+                    let t = Instant::now();
+                    let e = c.get(format!("k{i}").as_bytes()).unwrap_err();
+                    eprintln!("thread {i}: {e} after {:?}", t.elapsed());
+                    e.reason()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let took = t0.elapsed();
+    mc.resume().unwrap();
+    let woke = wakeups().unwrap() - before;
+    eprintln!("4 threads, 1 connection stuck for {took:?}: {errors:?}, {woke} checkout wake-ups");
+    // One thread holds the connection until its deadline; three wait for it and fail by the
+    // same deadline (`pool_timeout`, or `connect_timeout` when the slot came back too late).
+    assert!(took < Duration::from_millis(400), "{took:?}");
+    assert!(errors.iter().all(|r| matches!(
+        r,
+        Reason::Timeout | Reason::PoolTimeout | Reason::ConnectTimeout
+    )));
+    // At most one look per millisecond per waiter (≈ 3 × 300), plus the first few yields.
+    assert!(woke < 1500, "{woke} wake-ups in {took:?}");
+}

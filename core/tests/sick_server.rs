@@ -1,6 +1,10 @@
 //! Benchmark-style check (not a timed test): does one SIGSTOPped server of four slow down the
 //! gets to the three healthy ones? Prints the p50/p99 of healthy-key gets before and during the
-//! outage, under 16 threads whose keys span all four servers.
+//! outage, under 16 threads whose keys span all four servers, and for the outage's first
+//! 500 ms (before the breaker opens, while requests wait on the stopped server) and the rest:
+//! the healthy gets per second, the process's CPU time (user + system, `getrusage`) per
+//! healthy get, and the pool's checkout wake-ups (`checkout_wakeups`: a thread that found every
+//! connection busy looking again).
 //!
 //! `cargo test --release -p fae-core --test sick_server -- --ignored --nocapture`
 
@@ -18,11 +22,50 @@ fn quantile(v: &mut [Duration], q: f64) -> Duration {
     v[((v.len() as f64 - 1.0) * q) as usize]
 }
 
-/// Healthy-key gets by `THREADS` threads for `PHASE`: (when, from the phase's start; latency).
-fn phase(c: &Client, keys: &[(Vec<u8>, bool)]) -> Vec<(Duration, Duration)> {
+/// The process's CPU time so far (user + system).
+fn cpu() -> Duration {
+    // SAFETY: `getrusage` fills the zeroed struct it is given and keeps no pointer to it.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// The sum of every destination's `checkout_wakeups`.
+fn wakeups(c: &Client) -> u64 {
+    let s = c.stats();
+    s["destinations"]
+        .as_object()
+        .map(|m| {
+            m.values()
+                .map(|d| d["checkout_wakeups"].as_u64().unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// What the process spent in a window of a phase: CPU time and checkout wake-ups.
+#[derive(Clone, Copy, Debug)]
+struct Spent {
+    cpu: Duration,
+    wakeups: u64,
+}
+
+/// Healthy-key gets by `THREADS` threads for `PHASE`: (when, from the phase's start; latency),
+/// and what was spent in its first 500 ms and in the rest.
+fn phase(c: &Client, keys: &[(Vec<u8>, bool)]) -> (Vec<(Duration, Duration)>, [Spent; 2]) {
     let begin = Instant::now();
     let stop = AtomicBool::new(false);
     let mut all = Vec::new();
+    let mark = || Spent {
+        cpu: cpu(),
+        wakeups: wakeups(c),
+    };
+    let m0 = mark();
+    let mut m1 = m0;
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
@@ -43,14 +86,24 @@ fn phase(c: &Client, keys: &[(Vec<u8>, bool)]) -> Vec<(Duration, Duration)> {
                 })
             })
             .collect();
-        std::thread::sleep(PHASE);
+        std::thread::sleep(FIRST);
+        m1 = mark();
+        std::thread::sleep(PHASE - FIRST);
         stop.store(true, Ordering::Relaxed);
         for h in handles {
             all.extend(h.join().unwrap());
         }
     });
-    all
+    let m2 = mark();
+    let spent = |a: Spent, b: Spent| Spent {
+        cpu: b.cpu - a.cpu,
+        wakeups: b.wakeups - a.wakeups,
+    };
+    (all, [spent(m0, m1), spent(m1, m2)])
 }
+
+/// The outage's first part: the breaker is not open yet.
+const FIRST: Duration = Duration::from_millis(500);
 
 #[test]
 #[ignore = "benchmark: run in release with --nocapture"]
@@ -68,9 +121,9 @@ fn healthy_keys_during_an_outage() {
             (k, on != sick)
         })
         .collect();
-    let before = phase(&c, &keys);
+    let (before, spent_before) = phase(&c, &keys);
     cluster[1].pause().unwrap();
-    let during = phase(&c, &keys);
+    let (during, spent_during) = phase(&c, &keys);
     cluster[1].resume().unwrap();
     let lat = |v: &[(Duration, Duration)], from: Duration, to: Duration| -> Vec<Duration> {
         v.iter()
@@ -80,14 +133,37 @@ fn healthy_keys_during_an_outage() {
     };
     let mut before = lat(&before, Duration::ZERO, PHASE);
     // The first half second: the breaker is not open yet; the rest: open, probes running.
-    let mut first = lat(&during, Duration::ZERO, Duration::from_millis(500));
-    let mut rest = lat(&during, Duration::from_millis(500), PHASE);
+    let mut first = lat(&during, Duration::ZERO, FIRST);
+    let mut rest = lat(&during, FIRST, PHASE);
+    let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
+    let per_get = |s: Spent, n: usize| s.cpu.as_secs_f64() * 1e6 / n.max(1) as f64;
+    let n_before = before.len();
     eprintln!(
-        "during, first 500 ms: p99 {:?} ({} gets); after: p99 {:?} ({} gets)",
+        "before: {:.0} healthy gets/s, {:.1} µs CPU per healthy get, {} checkout wake-ups",
+        rate(n_before, PHASE),
+        per_get(
+            Spent {
+                cpu: spent_before[0].cpu + spent_before[1].cpu,
+                wakeups: 0
+            },
+            n_before
+        ),
+        spent_before[0].wakeups + spent_before[1].wakeups,
+    );
+    eprintln!(
+        "during, first 500 ms: p99 {:?} ({} gets, {:.0}/s, {:.1} µs CPU per healthy get, {} \
+         checkout wake-ups); after: p99 {:?} ({} gets, {:.0}/s, {:.1} µs CPU per healthy get, {} \
+         checkout wake-ups)",
         quantile(&mut first, 0.99),
         first.len(),
+        rate(first.len(), FIRST),
+        per_get(spent_during[0], first.len()),
+        spent_during[0].wakeups,
         quantile(&mut rest, 0.99),
-        rest.len()
+        rest.len(),
+        rate(rest.len(), PHASE - FIRST),
+        per_get(spent_during[1], rest.len()),
+        spent_during[1].wakeups,
     );
     let mut during = lat(&during, Duration::ZERO, PHASE);
     let (b50, b99) = (quantile(&mut before, 0.5), quantile(&mut before, 0.99));

@@ -381,14 +381,24 @@ pub(crate) fn poll(fds: &mut [libc::pollfd], deadline: Instant) -> Result<usize>
         if now >= deadline {
             return Err(Error::new(Reason::Timeout));
         }
-        // Round up so a wait of 0.3 ms does not become a busy loop of 0 ms polls.
-        let ms = (deadline - now)
-            .as_micros()
-            .div_ceil(1000)
-            .min(i32::MAX as u128) as i32;
+        // ppoll takes a timespec: a sub-millisecond wait (a hedge after 0.3 ms) is kept as
+        // such, where poll(2) would round it up to a whole millisecond.
+        let left = (deadline - now).min(Duration::from_secs(i32::MAX as u64));
+        let ts = libc::timespec {
+            tv_sec: left.as_secs() as libc::time_t,
+            tv_nsec: left.subsec_nanos() as libc::c_long,
+        };
         // SAFETY: `fds` is a valid, exclusively borrowed slice of `pollfd` for the whole call,
-        // and its length is passed alongside it.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        // its length is passed alongside it, `ts` lives across the call, and a null signal
+        // mask leaves the thread's mask as it is.
+        let n = unsafe {
+            libc::ppoll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                &ts,
+                std::ptr::null(),
+            )
+        };
         if n > 0 {
             return Ok(n as usize);
         }

@@ -11,13 +11,14 @@
 //! the other servers' results. A connection is returned to its pool only when its batch
 //! completed on a clean stream; any mid-reply failure discards it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Reason, Result};
 use crate::item::Item;
 use crate::op::{GetOpts, unexpected};
-use crate::pool::{Destination, PooledConn, conn};
-use crate::process::supervisor;
+use crate::pool::{Destination, OwnedConn, PooledConn, conn};
+use crate::process::{background, supervisor};
 use crate::protocol::{self, Protocol, Request, Response, ServerErrorKind, Status};
 use crate::stats::inc;
 
@@ -82,6 +83,9 @@ pub(crate) enum Hedge {
 
 /// One racer of a hedged read.
 struct Racer<'c, 'k> {
+    dest: &'c Arc<Destination>,
+    /// Its loser may be read to the end by the background worker.
+    background: bool,
     pc: PooledConn<'c>,
     batch: GetBatch<'k>,
     sending: bool,
@@ -92,6 +96,7 @@ struct Racer<'c, 'k> {
 impl<'c, 'k> Racer<'c, 'k> {
     fn start(racer: Hedged<'c, 'k>, deadline: Instant) -> Result<Racer<'c, 'k>> {
         let (dest, admission, batch) = racer;
+        let background = admission.background;
         if let Some(e) = expired(dest, deadline) {
             return Err(e);
         }
@@ -102,6 +107,8 @@ impl<'c, 'k> Racer<'c, 'k> {
         })?;
         batch.encode(dest.protocol(), &mut pc.conn().wbuf);
         let mut r = Racer {
+            dest,
+            background,
             pc,
             batch,
             sending: true,
@@ -130,20 +137,49 @@ impl<'c, 'k> Racer<'c, 'k> {
     /// Serve readiness; `Ok(true)` when the reply is complete.
     fn step(&mut self, revents: libc::c_short) -> Result<bool> {
         let decoder = *self.pc.destination().decoder();
-        let c = self.pc.conn();
-        if self.sending && revents & libc::POLLOUT != 0 {
-            self.sending = !c.try_send()?;
+        step_read(
+            self.pc.conn(),
+            &decoder,
+            &mut self.sending,
+            &mut self.batch,
+            revents,
+        )
+    }
+
+    /// The other racer answered first. Memcached has no cancel, so the reply still comes:
+    /// the background worker reads it to its end by `deadline`, records its latency and
+    /// returns the connection to the pool. Meanwhile the connection is lent: it does not
+    /// count against `max_connections`, so no request waits for it. Without a background
+    /// worker (`health.background: false`), or when too many are out (`max_connections` per
+    /// server, [`background::PENDING_MAX`] in all), the connection is discarded (closing the
+    /// socket is the only other way to never read that reply later).
+    fn hand_off(self, deadline: Instant) {
+        if !self.background {
+            return;
         }
-        if revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
-            c.try_fill()?;
-            while let Some(resp) = c.try_decode(&decoder)? {
-                if self.batch.on_reply(resp)? {
-                    nothing_after(c)?;
-                    return Ok(true);
-                }
-            }
+        let Racer {
+            dest,
+            pc,
+            batch,
+            sending,
+            start,
+            ..
+        } = self;
+        let Some(conn) = pc.lend(Arc::clone(dest)) else {
+            return; // too many out already: discarded
+        };
+        let (keys, state) = batch.detach();
+        let loser = Loser {
+            conn,
+            keys,
+            state: Some(state),
+            sending,
+            start,
+            deadline,
+        };
+        if let Err(loser) = background::adopt(Box::new(loser)) {
+            drop(loser);
         }
-        Ok(false)
     }
 
     /// The reply is complete: record, return the connection, hand out the batch.
@@ -163,14 +199,112 @@ impl<'c, 'k> Racer<'c, 'k> {
     }
 }
 
+/// Serve a read's readiness on `c`: send what is left, decode what arrived. `Ok(true)` when
+/// the batch's reply is complete and nothing follows it.
+fn step_read(
+    c: &mut conn::Conn,
+    decoder: &crate::protocol::Decoder,
+    sending: &mut bool,
+    batch: &mut GetBatch<'_>,
+    revents: libc::c_short,
+) -> Result<bool> {
+    if *sending && revents & libc::POLLOUT != 0 {
+        *sending = !c.try_send()?;
+    }
+    if revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
+        c.try_fill()?;
+        while let Some(resp) = c.try_decode(decoder)? {
+            if batch.on_reply(resp)? {
+                nothing_after(c)?;
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// The losing request of a hedged read, read to its end by the background worker.
+struct Loser {
+    conn: OwnedConn,
+    keys: Vec<Vec<u8>>,
+    /// `None` only while a step borrows it.
+    state: Option<GetState>,
+    sending: bool,
+    start: Instant,
+    deadline: Instant,
+}
+
+impl Loser {
+    /// Checked like any reply (a block that answers nothing asked discards the connection);
+    /// its values are dropped.
+    fn read(&mut self, revents: libc::c_short) -> Result<bool> {
+        let dest = Arc::clone(self.conn.destination());
+        let Some(state) = self.state.take() else {
+            return Err(Error::new(Reason::Protocol));
+        };
+        let mut batch = state.attach(self.keys.iter().map(Vec::as_slice).collect());
+        let r = step_read(
+            self.conn.conn(),
+            dest.decoder(),
+            &mut self.sending,
+            &mut batch,
+            revents,
+        );
+        self.state = Some(batch.into_state());
+        r
+    }
+}
+
+impl background::Pending for Loser {
+    fn pollfd(&mut self) -> libc::pollfd {
+        libc::pollfd {
+            fd: self.conn.conn().fd(),
+            events: if self.sending {
+                libc::POLLIN | libc::POLLOUT
+            } else {
+                libc::POLLIN
+            },
+            revents: 0,
+        }
+    }
+
+    fn step(&mut self, revents: libc::c_short) -> bool {
+        let dest = Arc::clone(self.conn.destination());
+        match self.read(revents) {
+            Ok(false) => false,
+            Ok(true) => {
+                // Its latency is real: the p95 a hedge waits for must count the slow replies.
+                dest.record(&Ok::<(), Error>(()), self.start.elapsed());
+                self.conn.checkin();
+                true
+            }
+            Err(e) => {
+                dest.record::<()>(&Err(e.at(dest.addr())), self.start.elapsed());
+                true // dropped: the connection is discarded
+            }
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// No reply by the request's deadline: a timeout, as it would have been without a hedge.
+    fn expired(&mut self) {
+        let dest = self.conn.destination();
+        let e = Error::with_detail(Reason::Timeout, "a hedged read's loser never answered");
+        dest.record::<()>(&Err(e.at(dest.addr())), self.start.elapsed());
+    }
+}
+
 /// A racer of [`get_hedged`]: the destination, its pool's admission, the one-key read.
-pub(crate) type Hedged<'c, 'k> = (&'c Destination, &'c Admission, GetBatch<'k>);
+pub(crate) type Hedged<'c, 'k> = (&'c Arc<Destination>, &'c Admission, GetBatch<'k>);
 
 /// Read a key from `primary`; if no reply came within `hedge_after` and `may_hedge()` agrees,
 /// send the same read to `secondary` and take whichever answers first. The other request is
-/// cancelled by discarding its connection (memcached has no cancel; the socket is the only
-/// safe way to never read its reply later), and is not counted against its server's breaker:
-/// being slower than a hedge is not a failure. An error from the primary before the hedge is
+/// handed to the background worker, which reads its reply to the end by `deadline`, records
+/// its latency and outcome, and returns its connection to the pool ([`Racer::hand_off`]), so a
+/// won hedge costs no reconnect. An error from the primary before the hedge is
 /// returned at once (the caller fails over); an error of one racer leaves the other running.
 /// Both racers end by `deadline`. The answer is the winner's batch (`Hedge::Won`: the
 /// secondary's), or the error.
@@ -233,9 +367,11 @@ pub(crate) fn get_hedged<'c, 'k>(
                     } else {
                         Hedge::Lost
                     };
-                    // The loser's connection is dropped here: discarded, never reused.
-                    drop(racers);
-                    return (Ok(winner.finish()), how);
+                    let batch = winner.finish();
+                    for loser in racers {
+                        loser.hand_off(deadline);
+                    }
+                    return (Ok(batch), how);
                 }
                 Ok(false) => {}
                 Err(e) => {
@@ -560,6 +696,51 @@ impl<'a> GetBatch<'a> {
             stale: v.stale,
             win_taken: v.win_taken,
         })));
+    }
+}
+
+/// A [`GetBatch`] without its borrowed keys: a hedge's loser, owned by the background worker.
+struct GetState {
+    slots: Vec<usize>,
+    results: Vec<Option<Result<Option<Item>>>>,
+    opts: GetOpts,
+    cursor: usize,
+    wire: Protocol,
+    taint: Option<Error>,
+}
+
+impl GetState {
+    /// The batch again, over `keys` (the same keys, in order).
+    fn attach(self, keys: Vec<&[u8]>) -> GetBatch<'_> {
+        GetBatch {
+            keys,
+            slots: self.slots,
+            results: self.results,
+            opts: self.opts,
+            cursor: self.cursor,
+            wire: self.wire,
+            taint: self.taint,
+        }
+    }
+}
+
+impl GetBatch<'_> {
+    /// Copies of the keys and the rest of the state, to outlive the caller's keys.
+    fn detach(self) -> (Vec<Vec<u8>>, GetState) {
+        let keys = self.keys.iter().map(|k| k.to_vec()).collect();
+        (keys, self.into_state())
+    }
+
+    /// The state without the keys.
+    fn into_state(self) -> GetState {
+        GetState {
+            slots: self.slots,
+            results: self.results,
+            opts: self.opts,
+            cursor: self.cursor,
+            wire: self.wire,
+            taint: self.taint,
+        }
     }
 }
 

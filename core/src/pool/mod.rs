@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_queue::ArrayQueue;
+use crossbeam_queue::{ArrayQueue, SegQueue};
 use serde_json::{Value, json};
 
 pub use conn::Conn;
@@ -102,6 +102,15 @@ pub struct Destination {
     idle: ArrayQueue<Conn>,
     /// Connections that exist (idle + checked out) in this process generation.
     open: AtomicUsize,
+    /// Of those, connections lent to hedges' losers that the background worker is reading to
+    /// their end (at most `max_connections`). They do not count against `max_connections`:
+    /// a request must not wait for a reply nobody wants. So up to twice `max_connections` may
+    /// be open for a while; at most `max_connections` are ever idle.
+    lent: AtomicUsize,
+    /// Requests parked in `checkout` until a connection or a slot comes back (lock-free, for
+    /// fork safety), and how many entries the queue holds.
+    waiters: SegQueue<Arc<Waiter>>,
+    waiter_entries: AtomicUsize,
     generation: AtomicU64,
     /// The circuit breaker.
     pub health: Health,
@@ -138,6 +147,9 @@ impl Destination {
             port,
             idle: ArrayQueue::new(settings.max_connections.max(1)),
             open: AtomicUsize::new(0),
+            lent: AtomicUsize::new(0),
+            waiters: SegQueue::new(),
+            waiter_entries: AtomicUsize::new(0),
             generation: AtomicU64::new(fork::generation()),
             health: Health::new(settings.breaker, pool),
             counters: DestCounters::default(),
@@ -571,6 +583,10 @@ impl Destination {
         {
             while self.idle.pop().is_some() {}
             self.open.store(0, Ordering::Release);
+            self.lent.store(0, Ordering::Release);
+            // The parent's waiting threads do not exist here.
+            while self.waiters.pop().is_some() {}
+            self.waiter_entries.store(0, Ordering::Release);
         }
         current
     }
@@ -584,6 +600,7 @@ impl Destination {
         }
         let generation = self.check_fork();
         let mut spins = 0u32;
+        let mut parked: Option<Arc<Waiter>> = None;
         loop {
             if let Some(mut conn) = self.idle.pop() {
                 if conn.generation == generation
@@ -595,6 +612,7 @@ impl Destination {
                     continue;
                 }
                 if conn.generation == generation {
+                    leave(parked.as_deref());
                     return Ok(PooledConn {
                         dest: self,
                         conn: Some(conn),
@@ -603,6 +621,7 @@ impl Destination {
                 continue; // a parent's connection: drop (close) it
             }
             if self.reserve_slot() {
+                leave(parked.as_deref());
                 // From here the slot is ours; the guard gives it back if dialling fails.
                 let mut guard = PooledConn {
                     dest: self,
@@ -611,28 +630,71 @@ impl Destination {
                 guard.conn = Some(self.dial(deadline, generation)?);
                 return Ok(guard);
             }
-            // At the limit: wait for a connection to come back. Lock-free on purpose (fork
-            // safety); this path only runs when more threads than `max_connections` use one
-            // server at once.
-            if Instant::now() >= deadline {
+            // At the limit: wait for a connection to come back. This path only runs when more
+            // threads than `max_connections` use one server at once, or when its connections
+            // are stuck on a stopped server until their deadline: then a thread that looked
+            // again every 50 µs took CPU from the requests to healthy servers (issue 17,
+            // item 7). A few yields, then park until `release` wakes us (or WAIT_TICK passes).
+            let now = Instant::now();
+            if now >= deadline {
+                leave(parked.as_deref());
                 return Err(Error::with_detail(
                     Reason::PoolTimeout,
                     format!("all {} connections busy", self.settings.max_connections),
                 )
                 .at(&self.addr));
             }
+            inc(&self.counters.checkout_wakeups);
             spins += 1;
-            if spins < 16 {
+            if spins < 4 {
                 std::thread::yield_now();
-            } else {
-                std::thread::sleep(Duration::from_micros(50));
+                continue;
+            }
+            match &parked {
+                // Registered and looked again: now sleep, then look again. Woken by `release`
+                // (which took the entry: register again if still needed) or by the tick (the
+                // entry is still queued and live: keep it).
+                Some(w) => {
+                    std::thread::park_timeout((deadline - now).min(WAIT_TICK));
+                    if !w.queued.load(Ordering::Acquire) {
+                        parked = None;
+                    }
+                }
+                // Register, then look once more before sleeping: a connection that came back
+                // before the registration woke nobody.
+                None => {
+                    let w = Arc::new(Waiter {
+                        thread: std::thread::current(),
+                        waiting: AtomicBool::new(true),
+                        queued: AtomicBool::new(true),
+                    });
+                    self.waiter_entries.fetch_add(1, Ordering::SeqCst);
+                    self.waiters.push(Arc::clone(&w));
+                    parked = Some(w);
+                }
             }
         }
     }
 
-    /// Take a connection slot if fewer than `max_connections` exist.
+    /// A connection or a slot came back: wake one parked `checkout`, skipping entries whose
+    /// thread stopped waiting.
+    fn wake_one(&self) {
+        if self.waiter_entries.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        while let Some(w) = self.waiters.pop() {
+            self.waiter_entries.fetch_sub(1, Ordering::AcqRel);
+            w.queued.store(false, Ordering::Release);
+            if w.waiting.swap(false, Ordering::AcqRel) {
+                w.thread.unpark();
+                return;
+            }
+        }
+    }
+
+    /// Take a connection slot if fewer than `max_connections` exist, not counting those lent.
     fn reserve_slot(&self) -> bool {
-        let max = self.settings.max_connections;
+        let max = self.settings.max_connections + self.lent.load(Ordering::Acquire);
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
                 (n < max).then_some(n + 1)
@@ -653,7 +715,12 @@ impl Destination {
         }
     }
 
-    fn release(&self, mut conn: Option<Conn>, keep: bool) {
+    fn release(&self, conn: Option<Conn>, keep: bool) {
+        self.put_back(conn, keep);
+        self.wake_one();
+    }
+
+    fn put_back(&self, mut conn: Option<Conn>, keep: bool) {
         if let Some(c) = conn.as_mut() {
             let (sent, received) = c.take_byte_counts();
             self.counters.bytes_sent.fetch_add(sent, Ordering::Relaxed);
@@ -684,6 +751,27 @@ impl Destination {
     }
 }
 
+/// The longest a `checkout` waiting for a busy pool sleeps before it looks again (a bound
+/// for a wake-up lost between a release and a registration).
+const WAIT_TICK: Duration = Duration::from_millis(1);
+
+/// A thread parked in `checkout`.
+#[derive(Debug)]
+struct Waiter {
+    thread: std::thread::Thread,
+    /// Still waiting: whoever swaps it to false (a releaser, or the waiter leaving) owns it.
+    waiting: AtomicBool,
+    /// In the queue: a releaser that pops it clears this first.
+    queued: AtomicBool,
+}
+
+/// The waiter `w` got what it waited for, or gave up: a releaser must skip its entry.
+fn leave(w: Option<&Waiter>) {
+    if let Some(w) = w {
+        w.waiting.store(false, Ordering::Release);
+    }
+}
+
 /// A checked-out connection. Dropping it discards the connection; [`PooledConn::checkin`]
 /// returns it to the pool if it is clean.
 #[derive(Debug)]
@@ -711,6 +799,82 @@ impl<'a> PooledConn<'a> {
         let mut this = std::mem::ManuallyDrop::new(self);
         let conn = this.conn.take();
         this.dest.release(conn, true);
+    }
+}
+
+impl PooledConn<'_> {
+    /// Lend the connection out of the pool: the same connection, holding its destination by
+    /// `dest` (the one it came from) instead of a borrow, to outlive the request (a hedge's
+    /// loser, read to the end in the background). It stops counting against
+    /// `max_connections` until it comes back. `None` when `max_connections` are already lent:
+    /// the connection is then discarded.
+    pub(crate) fn lend(self, dest: Arc<Destination>) -> Option<OwnedConn> {
+        debug_assert!(std::ptr::eq(self.dest, &*dest));
+        let max = self.dest.settings.max_connections;
+        if self
+            .dest
+            .lent
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_err()
+        {
+            return None;
+        }
+        // One more connection may be dialled now: a request waiting for one need not wait.
+        self.dest.wake_one();
+        let mut this = std::mem::ManuallyDrop::new(self);
+        Some(OwnedConn {
+            conn: this.conn.take(),
+            dest,
+        })
+    }
+}
+
+/// A connection lent out of the pool ([`PooledConn::lend`]), owning a handle on its
+/// destination; like [`PooledConn`], it is discarded when dropped unless
+/// [`OwnedConn::checkin`] returns it.
+#[derive(Debug)]
+pub(crate) struct OwnedConn {
+    dest: Arc<Destination>,
+    conn: Option<Conn>,
+}
+
+impl OwnedConn {
+    /// The connection.
+    pub(crate) fn conn(&mut self) -> &mut Conn {
+        self.conn
+            .as_mut()
+            .expect("an OwnedConn holds its connection until it is released")
+    }
+
+    /// The destination it belongs to.
+    pub(crate) fn destination(&self) -> &Arc<Destination> {
+        &self.dest
+    }
+
+    /// Return the connection to the pool (only if nothing is left unread or unsent); what is
+    /// left is an empty guard whose drop does nothing.
+    pub(crate) fn checkin(&mut self) {
+        self.give_back(true);
+    }
+
+    fn give_back(&mut self, keep: bool) {
+        if let Some(c) = self.conn.take() {
+            let d = &self.dest;
+            let _ = d
+                .lent
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
+            // Kept if the idle queue (`max_connections` long) has room, else closed; so the
+            // connections dialled while it was out are not closed just to be dialled again.
+            d.release(Some(c), keep);
+        }
+    }
+}
+
+impl Drop for OwnedConn {
+    fn drop(&mut self) {
+        self.give_back(false);
     }
 }
 

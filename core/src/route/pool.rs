@@ -770,7 +770,7 @@ pub(crate) fn get_hedged<'p>(
 ) -> (Result<Option<Item>>, Hedge) {
     let racer = |pool: &'p PoolRoute, d: usize| {
         let batch = read_batch(pool.protocol, opts, [(key.key, 0)].into_iter());
-        (&*pool.dests[d], &pool.admission, batch)
+        (&pool.dests[d], &pool.admission, batch)
     };
     let (raced, how) = exchange::get_hedged(
         racer(primary.0.pool, primary.1),

@@ -25,9 +25,11 @@
 //! - `first`: replica 0 first (predictable; hot keys load one copy).
 //! - `random`: a random first replica per call (spreads the read load).
 //! - `hedged` (single-key reads; multi-key reads behave as `first`): replica 0, and if it has
-//!   not answered after `hedge_after_ms` (fixed, or `"p95"`: that server's observed p95, at
-//!   least 1 ms) the same read goes to replica 1; the first answer wins and the other request
-//!   is cancelled by discarding its connection. Hedges are budgeted: at most
+//!   not answered after `hedge_after_ms` (fixed, in milliseconds with fractions: `0.3` is
+//!   300 µs; or `"p95"`: that server's observed p95) the same read goes to replica 1; the
+//!   first answer wins. The other request's reply is read to its end by the background
+//!   worker, which records its latency and returns its connection to the pool (with
+//!   `health.background: false` the connection is closed instead). Hedges are budgeted: at most
 //!   `max_hedge_ratio` (default 0.05) of reads, with a burst of 10 ("The Tail at Scale":
 //!   hedging after the p95 costs about 5 % extra load).
 //!
@@ -237,29 +239,40 @@ impl ReadPolicy {
 /// When a hedged read asks the second replica.
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub enum HedgeAfter {
-    /// The primary destination's observed p95 latency (at least 1 ms).
+    /// The primary destination's observed p95 latency (at least [`HEDGE_AFTER_MIN`]).
     #[default]
     P95,
-    /// A fixed delay, milliseconds.
-    Ms(u64),
+    /// A fixed delay: `hedge_after_ms` as a number of milliseconds, fractions allowed (`0.3`
+    /// is 300 µs), kept to the microsecond.
+    Fixed(Duration),
 }
+
+/// The shortest hedge delay: 10 µs (a timer cannot do better, and a read never answers sooner).
+pub const HEDGE_AFTER_MIN: Duration = Duration::from_micros(10);
+/// The longest fixed hedge delay: 60 s.
+const HEDGE_AFTER_MAX_MS: f64 = 60_000.0;
 
 impl<'de> Deserialize<'de> for HedgeAfter {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
-            Ms(u64),
+            Ms(f64),
             Name(String),
         }
-        match Raw::deserialize(d)
-            .map_err(|_| de::Error::custom("expected milliseconds or \"p95\""))?
-        {
-            Raw::Ms(ms) => Ok(HedgeAfter::Ms(ms.max(1))),
+        const EXPECTED: &str =
+            "expected milliseconds (0 to 60000, fractions allowed: 0.3 is 300 µs) or \"p95\"";
+        match Raw::deserialize(d).map_err(|_| de::Error::custom(EXPECTED))? {
+            Raw::Ms(ms) if ms.is_finite() && (0.0..=HEDGE_AFTER_MAX_MS).contains(&ms) => {
+                // Whole milliseconds mean what they always did; 0 asks for the minimum.
+                let us = (ms * 1000.0).round() as u64;
+                Ok(HedgeAfter::Fixed(
+                    Duration::from_micros(us).max(HEDGE_AFTER_MIN),
+                ))
+            }
+            Raw::Ms(ms) => Err(de::Error::custom(format!("{EXPECTED}, got {ms}"))),
             Raw::Name(s) if s == "p95" => Ok(HedgeAfter::P95),
-            Raw::Name(s) => Err(de::Error::custom(format!(
-                "expected milliseconds or \"p95\", got \"{s}\""
-            ))),
+            Raw::Name(s) => Err(de::Error::custom(format!("{EXPECTED}, got \"{s}\""))),
         }
     }
 }
@@ -406,10 +419,10 @@ impl ReplicatedRoute {
         };
         let (da, db) = (a.dest(key.place), b.dest(key.place));
         let after = match self.hedge_after {
-            HedgeAfter::Ms(ms) => Duration::from_millis(ms),
+            HedgeAfter::Fixed(d) => d,
             HedgeAfter::P95 => a.pool.dests[da]
                 .p95()
-                .map_or(P95_DEFAULT, |p| p.max(Duration::from_millis(1))),
+                .map_or(P95_DEFAULT, |p| p.max(HEDGE_AFTER_MIN)),
         };
         self.earn();
         let (r, how) = get_hedged(cx, (a, da), (b, db), key, opts, after, &|| {
@@ -760,5 +773,27 @@ mod tests {
         }
         // 10 of burst + 5 % of 1000 reads.
         assert!((55..=61).contains(&sent), "{sent}");
+    }
+
+    #[test]
+    fn hedge_after_takes_whole_or_fractional_milliseconds() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<HedgeAfter>(v);
+        let us = |n| Ok(HedgeAfter::Fixed(Duration::from_micros(n)));
+        assert_eq!(parse(serde_json::json!(5)).map_err(|_| ()), us(5000));
+        assert_eq!(parse(serde_json::json!(0.3)).map_err(|_| ()), us(300));
+        assert_eq!(parse(serde_json::json!(0.0005)).map_err(|_| ()), us(10));
+        assert_eq!(parse(serde_json::json!(0)).map_err(|_| ()), us(10));
+        assert_eq!(
+            parse(serde_json::json!("p95")).map_err(|_| ()),
+            Ok(HedgeAfter::P95)
+        );
+        for bad in [
+            serde_json::json!(-1),
+            serde_json::json!(60_001),
+            serde_json::json!("p99"),
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("fractions allowed"), "{e}");
+        }
     }
 }
