@@ -466,7 +466,15 @@ impl Config {
             route,
             timeouts: raw.timeouts,
             max_value_size: raw.max_value_size,
-            health: raw.health,
+            health: HealthConfig {
+                probe_max_ms: match raw.health.probe_max_ms {
+                    sections::PROBE_MAX_UNSET => {
+                        defaults::PROBE_MAX_MS.max(raw.health.probe_initial_ms)
+                    }
+                    ms => ms,
+                },
+                ..raw.health
+            },
             stats: raw.stats,
             reload: raw.reload,
             discovery: raw.discovery,
@@ -770,6 +778,11 @@ mod tests {
             defaults::PROBE_MAX_MS,
             "unset fields keep defaults"
         );
+        // probe_max_ms left out with a longer probe_initial_ms (valid when the default was
+        // 10 000 ms): the first delay is the longest.
+        let c = Config::from_json(r#"{"servers": ["a:1"], "health": {"probe_initial_ms": 5000}}"#)
+            .unwrap();
+        assert_eq!(c.health.probe_max_ms, 5000);
         assert!(
             err(r#"{"servers": ["a:1"], "on_down": "rehash"}"#)
                 .starts_with("on_down: unknown variant")

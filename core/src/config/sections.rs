@@ -137,7 +137,10 @@ pub struct HealthConfig {
     pub tko_soft_threshold: u32,
     /// First probe delay after a breaker opens, milliseconds (× 1.5 per failed probe).
     pub probe_initial_ms: u64,
-    /// Longest probe delay, milliseconds.
+    /// Longest probe delay, milliseconds. When a config leaves it out: the default, or
+    /// `probe_initial_ms` if that is longer (a config written when the default was 10 000 ms
+    /// and sets only `probe_initial_ms` stays valid).
+    #[serde(default = "probe_max_unset")]
     pub probe_max_ms: u64,
     /// Trial requests a half-open breaker admits; that many successes close it.
     pub half_open_requests: u32,
@@ -150,6 +153,13 @@ pub struct HealthConfig {
     /// Run probes and heartbeats on a supervisor thread (started on first use). When false,
     /// requests run due probes and sweeps inline, for environments that forbid threads.
     pub background: bool,
+}
+
+/// `probe_max_ms` left out of a config: replaced at load (see [`HealthConfig::probe_max_ms`]).
+pub(crate) const PROBE_MAX_UNSET: u64 = u64::MAX;
+
+fn probe_max_unset() -> u64 {
+    PROBE_MAX_UNSET
 }
 
 impl Default for HealthConfig {
