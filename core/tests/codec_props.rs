@@ -120,7 +120,7 @@ fn text_reply() -> impl Strategy<Value = Reply> {
             bytes.extend_from_slice(&data);
             bytes.extend_from_slice(b"\r\n");
             let mut v = Value::default();
-            v.key = Some(key);
+            v.key = Some(key.into());
             v.flags = flags;
             v.cas = cas;
             v.data = data;
@@ -239,7 +239,7 @@ fn meta_value() -> impl Strategy<Value = Reply> {
         .prop_flat_map(|p| {
             let mut flags = p.extra.clone();
             let mut v = Value::default();
-            v.key = push_key_flags(p.key.clone(), &mut flags);
+            v.key = push_key_flags(p.key.clone(), &mut flags).map(Into::into);
             match p.opaque {
                 Some(o) => flags.push(format!("O{o}").into_bytes()),
                 // Not a number: not one of ours, decoded as no opaque.
@@ -505,7 +505,7 @@ fn concatenation_of_many_replies() {
         stream.extend_from_slice(&data);
         stream.extend_from_slice(b"\r\n");
         let mut v = Value::default();
-        v.key = Some(format!("key{i}").into_bytes());
+        v.key = Some(format!("key{i}").into_bytes().into());
         v.opaque = Some(i);
         v.flags = i;
         v.cas = Some(u64::from(i) * 7);
@@ -515,7 +515,7 @@ fn concatenation_of_many_replies() {
     stream.extend_from_slice(b"MN\r\nVALUE x 1 2 3\r\nab\r\nEND\r\nSTORED\r\n42\r\nEN\r\n");
     expected.push(Response::End);
     let mut v = Value::default();
-    v.key = Some(b"x".to_vec());
+    v.key = Some(b"x"[..].into());
     v.flags = 1;
     v.cas = Some(3);
     v.data = b"ab".to_vec();

@@ -680,6 +680,13 @@ impl<'a> GetBatch<'a> {
         self.wire
     }
 
+    /// Room for `n` more keys: a batch is built in one go, so its three lists grow once.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.keys.reserve_exact(n);
+        self.slots.reserve_exact(n);
+        self.results.reserve_exact(n);
+    }
+
     pub(crate) fn push(&mut self, key: &'a [u8], slot: usize) {
         self.keys.push(key);
         self.slots.push(slot);

@@ -128,7 +128,7 @@ impl Decoder {
             return Ok(None);
         };
         let value = Value {
-            key: Some(key.to_vec()),
+            key: Some(key.into()),
             flags,
             cas,
             data: data.to_vec(),
@@ -160,9 +160,10 @@ impl Decoder {
             Some(k) if f.base64 => Some(
                 STANDARD
                     .decode(k)
-                    .map_err(|_| err("bad base64 key", line))?,
+                    .map_err(|_| err("bad base64 key", line))?
+                    .into(),
             ),
-            Some(k) => Some(k.to_vec()),
+            Some(k) => Some(k.into()),
             None => None,
         };
         let value = Value {
@@ -368,7 +369,7 @@ mod tests {
         assert_eq!(
             one(b"VALUE foo 5 3\r\nbar\r\n"),
             value(|v| {
-                v.key = Some(b"foo".to_vec());
+                v.key = Some(b"foo"[..].into());
                 v.flags = 5;
                 v.data = b"bar".to_vec();
             })
@@ -376,7 +377,7 @@ mod tests {
         assert_eq!(
             one(b"VALUE a 4294967295 4 18446744073709551615\r\na\r\nb\r\n"),
             value(|v| {
-                v.key = Some(b"a".to_vec());
+                v.key = Some(b"a"[..].into());
                 v.flags = u32::MAX;
                 v.cas = Some(u64::MAX);
                 v.data = b"a\r\nb".to_vec();
@@ -385,12 +386,12 @@ mod tests {
         // Empty value; the server pads decr results with spaces inside the data.
         assert_eq!(
             one(b"VALUE e 0 0\r\n\r\n"),
-            value(|v| v.key = Some(b"e".to_vec()))
+            value(|v| v.key = Some(b"e"[..].into()))
         );
         assert_eq!(
             one(b"VALUE n 0 3\r\n5  \r\n"),
             value(|v| {
-                v.key = Some(b"n".to_vec());
+                v.key = Some(b"n"[..].into());
                 v.data = b"5  ".to_vec();
             })
         );
@@ -402,7 +403,7 @@ mod tests {
         assert_eq!(
             one(b"VA 3 f5 kfoo O3 c1\r\nbar\r\n"),
             value(|v| {
-                v.key = Some(b"foo".to_vec());
+                v.key = Some(b"foo"[..].into());
                 v.flags = 5;
                 v.opaque = Some(3);
                 v.cas = Some(1);
@@ -413,7 +414,7 @@ mod tests {
         assert_eq!(
             one(b"VA 3 f7 kYSBiAA== b O1 c2 t-1\r\nxyz\r\n"),
             value(|v| {
-                v.key = Some(b"a b\0".to_vec());
+                v.key = Some(b"a b\0"[..].into());
                 v.flags = 7;
                 v.opaque = Some(1);
                 v.cas = Some(2);

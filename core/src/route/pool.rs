@@ -569,6 +569,7 @@ fn read_batch<'k>(
         ..opts
     };
     let mut b = GetBatch::new(wire, asked);
+    b.reserve(keys.len());
     for (k, s) in keys {
         b.push(k, s);
     }
@@ -662,8 +663,15 @@ fn give_back(
 /// `positions` grouped by destination: `(destination, indexes into positions)`.
 fn group(n_dests: usize, dests: impl Iterator<Item = usize>) -> Vec<(usize, Vec<usize>)> {
     let mut by_dest: Vec<Vec<usize>> = vec![Vec::new(); n_dests];
+    // A server's list starts with room for twice an even share: one allocation instead of a
+    // doubling series, and none for a server no key goes to.
+    let share = dests.size_hint().0 / n_dests.max(1) * 2 + 4;
     for (j, d) in dests.enumerate() {
-        by_dest[d].push(j);
+        let v = &mut by_dest[d];
+        if v.capacity() == 0 {
+            v.reserve_exact(share);
+        }
+        v.push(j);
     }
     by_dest
         .into_iter()
