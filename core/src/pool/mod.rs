@@ -485,9 +485,10 @@ impl Destination {
                 .max_idle
                 .is_some_and(|m| conn.last_used.elapsed() >= m);
             if too_old || too_idle {
-                inc(&self.counters.connections_recycled);
+                // Closed and uncounted first: whoever sees the counter sees the connection gone.
                 drop(conn);
                 self.open.fetch_sub(1, Ordering::AcqRel);
+                inc(&self.counters.connections_recycled);
                 continue;
             }
             if conn.last_checked.elapsed() >= self.settings.heartbeat_interval {
