@@ -550,6 +550,22 @@ fae_result fae_client_route_for(const fae_client *client,
                                 size_t len,
                                 size_t *out_n);
 
+// Write where a request of `op` for `key` goes in every pool placed by virtual buckets
+// (config `buckets`): `pool/bucket@version`, `;`-joined, a bucket on the move followed by
+// ` phase:from->to` (server indexes), e.g. `main/17@7 dual_write:0->2`; nothing (`*out_n` =
+// 0) when the request reaches no such pool. Not NUL-terminated; buffer rules and `op` names
+// as `fae_client_route_for`.
+//
+// # Safety
+// As `fae_client_route_for`.
+fae_result fae_client_bucket_for(const fae_client *client,
+                                 const char *op,
+                                 const uint8_t *key,
+                                 size_t key_len,
+                                 char *buf,
+                                 size_t len,
+                                 size_t *out_n);
+
 // Write every server's address (`host:port`, comma-separated, config order, not
 // NUL-terminated). Buffer rules as `fae_client_route_for`.
 //

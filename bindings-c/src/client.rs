@@ -746,18 +746,66 @@ pub unsafe extern "C" fn fae_client_route_for(
         let key = try_slice_nonnull!(key, key_len);
         let out_n = text_out!(buf, len, out_n);
         // SAFETY: non-NULL and NUL-terminated per the contract.
-        let op_bytes = unsafe { CStr::from_ptr(op) }.to_bytes();
-        let Some(op) = std::str::from_utf8(op_bytes).ok().and_then(Op::from_name) else {
-            return fail(&Error::with_detail(
+        let op = match parse_op(unsafe { CStr::from_ptr(op) }) {
+            Ok(op) => op,
+            Err(rc) => return rc,
+        };
+        let text = try_core!(client.route_for(op, key)).join(",");
+        // SAFETY: buf is writable for len bytes (checked non-NULL unless len == 0).
+        unsafe { write_text_reporting(&text, buf, len, out_n) }
+    }
+}
+
+/// An operation's name (`get`, `set`, …) as an [`Op`], or the failure already recorded.
+fn parse_op(op: &CStr) -> Result<Op, fae_result> {
+    let op_bytes = op.to_bytes();
+    std::str::from_utf8(op_bytes)
+        .ok()
+        .and_then(Op::from_name)
+        .ok_or_else(|| {
+            fail(&Error::with_detail(
                 Reason::InvalidArgument,
                 format!(
                     "unknown operation \"{}\"; expected get, gets, gat, gats, set, add, \
                      replace, append, prepend, cas, delete, incr, decr or touch",
                     String::from_utf8_lossy(op_bytes)
                 ),
-            ));
+            ))
+        })
+}
+
+/// Write where a request of `op` for `key` goes in every pool placed by virtual buckets
+/// (config `buckets`): `pool/bucket@version`, `;`-joined, a bucket on the move followed by
+/// ` phase:from->to` (server indexes), e.g. `main/17@7 dual_write:0->2`; nothing (`*out_n` =
+/// 0) when the request reaches no such pool. Not NUL-terminated; buffer rules and `op` names
+/// as `fae_client_route_for`.
+///
+/// # Safety
+/// As `fae_client_route_for`.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn fae_client_bucket_for(
+    client: *const fae_client,
+    op: *const c_char,
+    key: *const u8,
+    key_len: usize,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+) -> fae_result {
+    ffi_panic_boundary! {
+        let client = try_ref_from_ptr!(client);
+        if op.is_null() {
+            return crate::ffi::null_parameter("op");
+        }
+        let key = try_slice_nonnull!(key, key_len);
+        let out_n = text_out!(buf, len, out_n);
+        // SAFETY: non-NULL and NUL-terminated per the contract.
+        let op = match parse_op(unsafe { CStr::from_ptr(op) }) {
+            Ok(op) => op,
+            Err(rc) => return rc,
         };
-        let text = try_core!(client.route_for(op, key)).join(",");
+        let text = try_core!(client.bucket_text(op, key));
         // SAFETY: buf is writable for len bytes (checked non-NULL unless len == 0).
         unsafe { write_text_reporting(&text, buf, len, out_n) }
     }

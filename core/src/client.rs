@@ -888,6 +888,25 @@ impl Client {
         Ok(out)
     }
 
+    /// [`Client::bucket_route`] as text, as `fae route --bucket` prints it and the C ABI's
+    /// `fae_client_bucket_for` returns it: `pool/bucket@version` per bucket-placed pool
+    /// (`;`-joined), a move appended as ` phase:from->to` (server indexes). Empty when the
+    /// request reaches no such pool.
+    pub fn bucket_text(&self, op: Op, key: &[u8]) -> Result<String> {
+        Ok(self
+            .bucket_route(op, key)?
+            .iter()
+            .map(|(pool, b)| {
+                let mut s = format!("{pool}/{}@{}", b.bucket, b.version);
+                if let Some(m) = &b.moving {
+                    s.push_str(&format!(" {}:{}->{}", m.phase.as_str(), b.server, m.to));
+                }
+                s
+            })
+            .collect::<Vec<_>>()
+            .join(";"))
+    }
+
     /// [`Client::route_for`] with the pool of each destination: `(pool, addr)`.
     pub fn route_for_pools(&self, op: Op, key: &[u8]) -> Result<Vec<(String, String)>> {
         let route = self.route()?;

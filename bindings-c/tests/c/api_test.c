@@ -1261,6 +1261,58 @@ static void test_routes(const char *live1, const char *live2, const char *dead) 
 }
 
 /* A config with no servers and no pools is the embedded in-process cache. */
+/* Virtual buckets: every bucket of a 4-bucket map on the second server, bucket 0 on the move
+ * back to the first; fae_client_bucket_for names the bucket, a plain pool gives nothing. */
+static void test_buckets(const fae_client *plain, const char *live1, const char *live2) {
+  char json[1024];
+  char buf[256];
+  size_t n = 99;
+  fae_client *c;
+
+  snprintf(json, sizeof json,
+           "{\"pools\": {\"main\": {\"servers\": [\"%s\", \"%s\"],"
+           " \"buckets\": {\"count\": 4, \"version\": 3, \"map\": [1, 1, 1, 1],"
+           " \"moves\": [{\"bucket\": 0, \"to\": 0, \"phase\": \"dual_write\"}]}}}}",
+           live1, live2);
+  c = client_for(json);
+  CHECK(c != NULL);
+  if (c != NULL) {
+    int i;
+    int moving = 0;
+    for (i = 0; i < 32; i++) {
+      char key[16];
+      snprintf(key, sizeof key, "b:%d", i);
+      n = 0;
+      CHECK_RC(fae_client_bucket_for(c, "get", (const uint8_t *)key, strlen(key), buf,
+                                     sizeof buf, &n),
+               FAE_RESULT_OK);
+      CHECK(n > 0 && n < sizeof buf);
+      buf[n < sizeof buf ? n : sizeof buf - 1] = '\0';
+      CHECK(strncmp(buf, "main/", 5) == 0 && strstr(buf, "@3") != NULL);
+      if (strncmp(buf, "main/0@3", 8) == 0) {
+        CHECK(strcmp(buf, "main/0@3 dual_write:1->0") == 0);
+        moving++;
+      } else {
+        CHECK(strchr(buf, ' ') == NULL);
+        /* a bucket not on the move is served by its map's server only */
+        CHECK_RC(fae_client_route_for(c, "get", (const uint8_t *)key, strlen(key), buf,
+                                      sizeof buf, &n),
+                 FAE_RESULT_OK);
+        CHECK(text_is(buf, n, live2));
+      }
+    }
+    CHECK(moving > 0);
+    CHECK_RC(fae_client_bucket_for(c, "nope", K("b:1"), buf, sizeof buf, &n),
+             FAE_RESULT_INVALID_ARGUMENT);
+    CHECK_RC(fae_client_bucket_for(c, NULL, K("b:1"), buf, sizeof buf, &n),
+             FAE_RESULT_NULL_PARAMETER);
+    fae_client_free(c);
+  }
+  n = 99;
+  CHECK_RC(fae_client_bucket_for(plain, "get", K("b:1"), NULL, 0, &n), FAE_RESULT_OK);
+  CHECK(n == 0);
+}
+
 static void test_embedded_cache(void) {
   char buf[64];
   size_t n = 99;
@@ -1350,6 +1402,7 @@ int main(int argc, char **argv) {
     test_multi(c);
     test_invalid_input(c);
     test_route_and_servers(c, argv[1], argv[2]);
+    test_buckets(c, argv[1], argv[2]);
     test_threads(c);
     test_leases(c);
     test_flush_and_close(c);

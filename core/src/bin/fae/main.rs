@@ -200,23 +200,9 @@ fn load_config(a: &Target) -> Result<Config, String> {
     }
 }
 
-/// The `bucket` column of `fae route --bucket`: `pool/bucket@version` per bucket-placed pool
-/// (`;`-joined), with a move as ` phase:from->to` (server indexes).
+/// The `bucket` column of `fae route --bucket` ([`Client::bucket_text`]).
 fn bucket_column(client: &Client, op: Op, key: &[u8]) -> String {
-    let Ok(routes) = client.bucket_route(op, key) else {
-        return String::new();
-    };
-    routes
-        .iter()
-        .map(|(pool, b)| {
-            let mut s = format!("{pool}/{}@{}", b.bucket, b.version);
-            if let Some(m) = &b.moving {
-                s.push_str(&format!(" {}:{}->{}", m.phase.as_str(), b.server, m.to));
-            }
-            s
-        })
-        .collect::<Vec<_>>()
-        .join(";")
+    client.bucket_text(op, key).unwrap_or_default()
 }
 
 fn route(client: &Client, op: Op, keys: Vec<Vec<u8>>, bucket: bool) -> ExitCode {
