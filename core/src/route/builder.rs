@@ -49,7 +49,13 @@ pub fn build(
             claimed.push(Arc::as_ptr(&found));
             Some(found)
         };
-        let mut pool = PoolRoute::build(name, pc, &config.pool_shared(), &mut reuse)?;
+        let mut pool = PoolRoute::build(
+            name,
+            pc,
+            &config.pool_shared(),
+            &mut reuse,
+            super::migrate::bucket_move,
+        )?;
         if let RouteConfig::Pool(routed) = &config.route
             && routed.pool == *name
             && let Some(p) = placement.take()

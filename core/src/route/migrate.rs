@@ -35,6 +35,7 @@ use serde::Deserialize;
 use crate::error::Result;
 use crate::item::Item;
 use crate::op::Op;
+use crate::placement::vbucket::MovePhase;
 use crate::protocol::{Request, Response, StoreOp};
 use crate::stats::RouteCounters;
 
@@ -102,6 +103,23 @@ impl MigratePhase {
             Self::ToOnly => "to_only",
         }
     }
+}
+
+/// A bucket move's route (see [`super::pool::MoveRoute`]): the phase with the bucket phase's
+/// rules, copies without a known TTL kept forever (0), as a `migrate` route's default.
+pub(crate) fn bucket_move(
+    from: Arc<dyn Route>,
+    to: Arc<dyn Route>,
+    phase: MovePhase,
+    inline: bool,
+) -> Arc<dyn Route> {
+    let phase = match phase {
+        MovePhase::FromOnly => MigratePhase::FromOnly,
+        MovePhase::DualWrite => MigratePhase::DualWrite,
+        MovePhase::DualWriteReadNew => MigratePhase::DualWriteReadNew,
+        MovePhase::ToOnly => MigratePhase::ToOnly,
+    };
+    Arc::new(MigrateRoute::new(from, to, phase, 0, inline))
 }
 
 /// What the side that does not answer gets for `w` in a phase that writes both (see the module

@@ -10,7 +10,7 @@
 //!   locally as not stored (deletes still go out).
 //!
 //! A pool with `buckets` is placed by its bucket map ([`crate::placement::vbucket`]). A
-//! bucket on the move gets the `migrate` route's rules ([`super::migrate`]) between its two
+//! bucket on the move gets the `migrate` route's rules (built by the route builder) between its two
 //! servers, for its keys only: every other key takes the plain path and pays nothing. While a
 //! pool has moves it is not a [`Leaf`], so that no parent drives its servers past them.
 //!
@@ -40,7 +40,6 @@ use crate::pool::{ConnSettings, Destination};
 use crate::protocol::{Decoder, Protocol, Request, Response};
 use crate::stats::inc;
 
-use super::migrate::{MigratePhase, MigrateRoute};
 use super::schema::{Builder, RouteSpec};
 use super::{Cx, GetOpts, Key, Leaf, Route, Visit, Write};
 
@@ -89,7 +88,7 @@ pub struct PoolRoute {
 struct Buckets {
     map: Arc<BucketMap>,
     /// A `migrate` route between the bucket's two servers, per moving bucket.
-    moves: HashMap<u32, MigrateRoute>,
+    moves: HashMap<u32, Arc<dyn Route>>,
     /// Keys requested per bucket state: index 0 not moving, then [`MovePhase`] order.
     requests: [AtomicU64; 5],
 }
@@ -101,15 +100,9 @@ impl Buckets {
     }
 }
 
-/// The `migrate` phase with a bucket phase's rules.
-fn migrate_phase(p: MovePhase) -> MigratePhase {
-    match p {
-        MovePhase::FromOnly => MigratePhase::FromOnly,
-        MovePhase::DualWrite => MigratePhase::DualWrite,
-        MovePhase::DualWriteReadNew => MigratePhase::DualWriteReadNew,
-        MovePhase::ToOnly => MigratePhase::ToOnly,
-    }
-}
+/// Builds the `migrate` route between a moving bucket's two servers (`from`, `to`, phase,
+/// copies inline): the route builder passes it in, so the leaf needs no route above it.
+pub(crate) type MoveRoute = fn(Arc<dyn Route>, Arc<dyn Route>, MovePhase, bool) -> Arc<dyn Route>;
 
 /// Where a bucket-placed key goes, as [`PoolRoute::bucket_route`] reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -237,6 +230,7 @@ impl PoolRoute {
         pc: &PoolConfig,
         config: &PoolShared,
         previous: &mut dyn FnMut(&str, &ConnSettings) -> Option<Arc<Destination>>,
+        move_route: MoveRoute,
     ) -> Result<PoolRoute> {
         let bad =
             |e: String| Error::with_detail(Reason::InvalidConfig, format!("pools.{pool}: {e}"));
@@ -326,8 +320,7 @@ impl PoolRoute {
                 .map(|(&b, mv)| {
                     let from = Arc::new(route.single(map.master(b) as usize)) as Arc<dyn Route>;
                     let to = Arc::new(route.single(mv.to as usize)) as Arc<dyn Route>;
-                    let phase = migrate_phase(mv.phase);
-                    (b, MigrateRoute::new(from, to, phase, 0, !h.background))
+                    (b, move_route(from, to, mv.phase, !h.background))
                 })
                 .collect();
             route.buckets = Some(Buckets {
@@ -397,7 +390,7 @@ impl PoolRoute {
         n: usize,
         place: impl Fn(usize) -> &'k [u8],
         plain: impl FnOnce(&[usize]) -> Vec<T>,
-        mut moving: impl FnMut(&MigrateRoute, &[usize]) -> Vec<T>,
+        mut moving: impl FnMut(&dyn Route, &[usize]) -> Vec<T>,
     ) -> Vec<T> {
         let all = || -> Vec<usize> { (0..n).collect() };
         let Some(b) = &self.buckets else {
@@ -433,7 +426,7 @@ impl PoolRoute {
                 continue;
             };
             b.count(b.map.moving(*bucket).map(|mv| mv.phase), idx.len());
-            for (&i, r) in idx.iter().zip(moving(m, idx)) {
+            for (&i, r) in idx.iter().zip(moving(&**m, idx)) {
                 out[i] = Some(r);
             }
         }
