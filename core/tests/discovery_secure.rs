@@ -459,6 +459,7 @@ fn zookeeper_expired_server_certificate_is_refused() {
     let pki = Pki::new(&d.join("pki"));
     let mut server = pki.server(false);
     server.cert_file = pki.expired_server_cert.clone();
+    server.key_file = pki.expired_server_key.clone();
     let zk = ZooKeeper::start_tls(&server);
     let mut s = ZkSource::new(vec![zk.secure_endpoint()], "/")
         .timeouts(Duration::from_secs(4), Duration::from_secs(2))

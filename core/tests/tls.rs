@@ -13,15 +13,14 @@ use std::time::{Duration, Instant};
 use fae_core::pool::health::BreakerState;
 use fae_core::{Client, Config, ErrorKind, Op, Reason};
 use fae_testkit::{Memcached, raw};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    SanType,
-};
+
+mod support_tls;
+use support_tls::{Ca, ExtendedKeyUsagePurpose};
 
 /// A CA with a server and a client certificate, as PEM files in a fresh directory.
 struct Pki {
     dir: PathBuf,
-    issuer: Issuer<'static, KeyPair>,
+    ca: Ca,
 }
 
 fn fresh_dir(tag: &str) -> PathBuf {
@@ -35,17 +34,11 @@ fn fresh_dir(tag: &str) -> PathBuf {
 
 impl Pki {
     fn new(name: &str) -> Pki {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name
-            .push(DnType::CommonName, format!("fae test CA {name}"));
-        let ca_pem = p.self_signed(&ca_key).unwrap().pem();
         let pki = Pki {
             dir: fresh_dir(name),
-            issuer: Issuer::new(p, ca_key),
+            ca: Ca::new(&format!("fae test CA {name}")),
         };
-        std::fs::write(pki.path("ca.pem"), ca_pem).unwrap();
+        std::fs::write(pki.path("ca.pem"), &pki.ca.pem).unwrap();
         pki
     }
 
@@ -60,31 +53,18 @@ impl Pki {
     /// A leaf certificate `<stem>.pem` and key `<stem>.key` for `names` (DNS names; an IP
     /// literal becomes an IP SAN), valid now unless `expired`.
     fn leaf(&self, stem: &str, names: &[&str], client: bool, expired: bool) -> (PathBuf, PathBuf) {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        for n in names {
-            p.subject_alt_names.push(match n.parse() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName((*n).try_into().unwrap()),
-            });
-        }
-        p.distinguished_name.push(DnType::CommonName, stem);
-        p.extended_key_usages = vec![if client {
+        let usage = if client {
             ExtendedKeyUsagePurpose::ClientAuth
         } else {
             ExtendedKeyUsagePurpose::ServerAuth
-        }];
-        if expired {
-            p.not_before = rcgen::date_time_ymd(2001, 1, 1);
-            p.not_after = rcgen::date_time_ymd(2002, 1, 1);
-        }
-        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        };
+        let (cert, key) = self.ca.leaf(names, Some(stem), &[usage], expired);
         let (c, k) = (
             self.path(&format!("{stem}.pem")),
             self.path(&format!("{stem}.key")),
         );
-        std::fs::write(&c, cert.pem()).unwrap();
-        std::fs::write(&k, key.serialize_pem()).unwrap();
+        std::fs::write(&c, cert).unwrap();
+        std::fs::write(&k, key).unwrap();
         (c, k)
     }
 
