@@ -738,6 +738,30 @@ pub unsafe extern "C" fn fae_client_route_for(
     len: usize,
     out_n: *mut usize,
 ) -> fae_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        op_key_text(client, op, key, key_len, buf, len, out_n, |c, op, key| {
+            Ok(c.route_for(op, key)?.join(","))
+        })
+    }
+}
+
+/// The body of `fae_client_route_for` and `fae_client_bucket_for`: check the handles, parse
+/// `op`, and write what `text` says of the key under the buffer rules.
+///
+/// # Safety
+/// As `fae_client_route_for`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn op_key_text(
+    client: *const fae_client,
+    op: *const c_char,
+    key: *const u8,
+    key_len: usize,
+    buf: *mut c_char,
+    len: usize,
+    out_n: *mut usize,
+    text: impl FnOnce(&Client, Op, &[u8]) -> fae_core::Result<String>,
+) -> fae_result {
     ffi_panic_boundary! {
         let client = try_ref_from_ptr!(client);
         if op.is_null() {
@@ -750,7 +774,7 @@ pub unsafe extern "C" fn fae_client_route_for(
             Ok(op) => op,
             Err(rc) => return rc,
         };
-        let text = try_core!(client.route_for(op, key)).join(",");
+        let text = try_core!(text(client, op, key));
         // SAFETY: buf is writable for len bytes (checked non-NULL unless len == 0).
         unsafe { write_text_reporting(&text, buf, len, out_n) }
     }
@@ -793,21 +817,11 @@ pub unsafe extern "C" fn fae_client_bucket_for(
     len: usize,
     out_n: *mut usize,
 ) -> fae_result {
-    ffi_panic_boundary! {
-        let client = try_ref_from_ptr!(client);
-        if op.is_null() {
-            return crate::ffi::null_parameter("op");
-        }
-        let key = try_slice_nonnull!(key, key_len);
-        let out_n = text_out!(buf, len, out_n);
-        // SAFETY: non-NULL and NUL-terminated per the contract.
-        let op = match parse_op(unsafe { CStr::from_ptr(op) }) {
-            Ok(op) => op,
-            Err(rc) => return rc,
-        };
-        let text = try_core!(client.bucket_text(op, key));
-        // SAFETY: buf is writable for len bytes (checked non-NULL unless len == 0).
-        unsafe { write_text_reporting(&text, buf, len, out_n) }
+    // SAFETY: forwarded contract.
+    unsafe {
+        op_key_text(client, op, key, key_len, buf, len, out_n, |c, op, key| {
+            c.bucket_text(op, key)
+        })
     }
 }
 
