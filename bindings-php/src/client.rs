@@ -136,6 +136,16 @@ impl Ctx {
     }
 }
 
+/// The `$op` argument of `routeFor`/`bucketFor` (default `get`) as an [`Op`].
+fn op_arg(method: &str, op: Option<String>) -> PhpResult<Op> {
+    let name = op.unwrap_or_else(|| "get".into());
+    Op::from_name(&name).ok_or_else(|| {
+        exception(format!(
+            "{method}(): unknown operation {name:?} (get, set, add, replace, append, prepend, cas, delete, incr, decr, touch)"
+        ))
+    })
+}
+
 fn exptime(e: i64) -> u32 {
     if e < 0 {
         // An absolute time in 1970: already expired (a small positive number would be relative).
@@ -2082,12 +2092,7 @@ impl FaeClient {
     /// and `'to'` while the bucket is on the move. No I/O.
     pub fn bucket_for(&mut self, key: &Zval, op: Option<String>) -> PhpResult<Zval> {
         let k = key_bytes(key)?;
-        let op_name = op.unwrap_or_else(|| "get".into());
-        let Some(op) = Op::from_name(&op_name) else {
-            return Err(exception(format!(
-                "bucketFor(): unknown operation {op_name:?} (get, set, add, replace, append, prepend, cas, delete, incr, decr, touch)"
-            )));
-        };
+        let op = op_arg("bucketFor", op)?;
         guard(|| {
             let ctx = match self.ctx() {
                 Ok(c) => c,
@@ -2128,12 +2133,7 @@ impl FaeClient {
     /// replica.
     pub fn route_for(&mut self, key: &Zval, op: Option<String>) -> PhpResult<Zval> {
         let k = key_bytes(key)?;
-        let op_name = op.unwrap_or_else(|| "get".into());
-        let Some(op) = Op::from_name(&op_name) else {
-            return Err(exception(format!(
-                "routeFor(): unknown operation {op_name:?} (get, set, add, replace, append, prepend, cas, delete, incr, decr, touch)"
-            )));
-        };
+        let op = op_arg("routeFor", op)?;
         guard(|| {
             let ctx = match self.ctx() {
                 Ok(c) => c,
