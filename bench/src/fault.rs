@@ -95,20 +95,7 @@ impl Args {
 
 /// The subcommand's entry point: `fae-bench fault …`.
 pub fn main(raw: Vec<String>) -> ExitCode {
-    let args = match Args::parse(raw) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("fae-bench fault: FAILED: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::subcommand("fault", Args::parse(raw), run)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -158,20 +158,7 @@ struct Sample {
 
 /// The subcommand's entry point: `fae-bench health …`.
 pub fn main(raw: Vec<String>) -> ExitCode {
-    let args = match Args::parse(raw) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("fae-bench health: FAILED: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::subcommand("health", Args::parse(raw), run)
 }
 
 /// One thread's load: single gets of every key in turn, from its own offset, paced at one

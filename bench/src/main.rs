@@ -71,6 +71,29 @@ mod vbucket;
 
 use std::process::ExitCode;
 
+/// A subcommand's entry point: a usage error exits 2, a failed run 1 (`fae-bench NAME:
+/// FAILED: …`).
+pub(crate) fn subcommand<A>(
+    name: &str,
+    args: Result<A, String>,
+    run: impl FnOnce(&A) -> Result<(), String>,
+) -> ExitCode {
+    let args = match args {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fae-bench {name}: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 use crate::fae_c::FaeC;
 use crate::fae_rust::FaeRust;
 use crate::libmemcached::{Blocking, Libmemcached};

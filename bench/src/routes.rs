@@ -189,20 +189,7 @@ impl Sizes {
 
 /// The subcommand's entry point: `fae-bench routes …`.
 pub fn main(raw: Vec<String>) -> ExitCode {
-    let args = match Args::parse(raw) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("fae-bench routes: FAILED: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::subcommand("routes", Args::parse(raw), run)
 }
 
 fn run(args: &Args) -> Result<(), String> {

@@ -50,20 +50,7 @@ fn parse(raw: Vec<String>) -> Result<Args, String> {
 
 /// Entry point of `fae-bench tls`.
 pub fn main(raw: Vec<String>) -> ExitCode {
-    let args = match parse(raw) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("fae-bench tls: FAILED: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::subcommand("tls", parse(raw), run)
 }
 
 /// A CA and a server certificate for 127.0.0.1, as PEM files in a fresh directory.

@@ -73,20 +73,7 @@ struct Sizes {
 }
 
 pub fn main(raw: Vec<String>) -> ExitCode {
-    let args = match Args::parse(raw) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("fae-bench vbucket: FAILED: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::subcommand("vbucket", Args::parse(raw), run)
 }
 
 /// The load's view of the "database": the current version of every key.
