@@ -5,6 +5,7 @@
 //!   against the `libfae.so` that cargo built for this test run, and run;
 //! - `api_test` runs once more under valgrind (no invalid access, no definite leak);
 //! - `api_test` is linked statically against `libfae.a`;
+//! - `tls_test.c` runs against a memcached serving TLS with a login (`-Z`, `-Y`);
 //! - `bindings-c/install.sh` installs into a temporary prefix, and the demo builds with
 //!   `pkg-config --cflags --libs fae` alone.
 //!
@@ -456,4 +457,51 @@ fn log_callback_receives_records() {
     let out = run(program(&exe).args([dead, cluster[0].addr()]), "log_test");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("log_test: OK"), "{stdout}");
+}
+
+/// `bindings-c/tests/c/tls_test.c` against a memcached serving TLS only (`-Z`) with a login
+/// (`-Y`): set/get over TLS, and a wrong password, a CA that signed nothing and a plain-text
+/// client each a clear error within the deadline. As C and as C++.
+#[test]
+fn tls_test_passes_against_a_tls_server_with_a_login() {
+    use fae_testkit::certs::{Ca, ExtendedKeyUsagePurpose};
+    let scratch = Scratch::new("tls");
+    let ca = Ca::new("fae C test CA");
+    let (cert, key) = ca.leaf(
+        &["localhost", "127.0.0.1"],
+        Some("fae C test server"),
+        &[ExtendedKeyUsagePurpose::ServerAuth],
+        false,
+    );
+    let files = [
+        ("ca.pem", ca.pem.clone()),
+        ("other-ca.pem", Ca::new("a CA that signed nothing").pem),
+        ("server.pem", cert),
+        ("server.key", key),
+        ("password", "s3cret-canary-pw\n".to_string()),
+        ("wrong-password", "wrong-canary-pw\n".to_string()),
+    ];
+    for (name, text) in &files {
+        std::fs::write(scratch.path(name), text).unwrap();
+    }
+    let server = fae_testkit::Memcached::builder()
+        .tls(scratch.path("server.pem"), scratch.path("server.key"), None)
+        .auth("app", "s3cret-canary-pw")
+        .start();
+    let source = repo_root().join("bindings-c/tests/c/tls_test.c");
+    for (compiler, flags) in [("gcc", STRICT_C), ("g++", STRICT_CXX)] {
+        let exe = scratch.path(&format!("tls_test_{compiler}"));
+        compile_shared(compiler, flags, &source, &exe);
+        let out = run(
+            program(&exe)
+                .arg(server.addr())
+                .arg(scratch.path("ca.pem"))
+                .arg(scratch.path("other-ca.pem"))
+                .arg(scratch.path("password"))
+                .arg(scratch.path("wrong-password")),
+            &format!("tls_test ({compiler})"),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(", 0 failed"), "{stdout}");
+    }
 }

@@ -12,8 +12,7 @@ use fae_core::discovery::{Error, EtcdSource, Source, ZkClient, ZkSource};
 use fae_core::tls::{AuthSection, TlsSection};
 use fae_testkit::{Etcd, ZooKeeper, wait_until};
 
-mod support_tls;
-use support_tls::Pki;
+use fae_testkit::certs::Pki;
 
 /// The password under test; no output may contain it.
 const CANARY: &str = "canary-pw-7Qx93LmZ";

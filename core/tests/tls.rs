@@ -14,8 +14,7 @@ use fae_core::pool::health::BreakerState;
 use fae_core::{Client, Config, ErrorKind, Op, Reason};
 use fae_testkit::{Memcached, raw};
 
-mod support_tls;
-use support_tls::{Ca, ExtendedKeyUsagePurpose};
+use fae_testkit::certs::{Ca, ExtendedKeyUsagePurpose};
 
 /// A CA with a server and a client certificate, as PEM files in a fresh directory.
 struct Pki {

@@ -15,6 +15,7 @@
 //!   blocks, other keys, wrong opaques, impossible lengths, garbage and more.
 //! * [`raw`] — `command`, `stats`, `keys` (via `lru_crawler metadump all`),
 //!   `get`, `set`, `delete`, `flush`, and a persistent [`raw::Conn`].
+//! * [`certs`] — a CA and certificates generated per run (rcgen) for TLS servers.
 //! * [`FaultProxy`] — a TCP proxy in front of one upstream whose behaviour
 //!   ([`Fault`]) can be switched while it runs: delays, black holes, resets,
 //!   truncation, garbage, slow drip and refused connects.
@@ -43,6 +44,7 @@
 //!   `memcached` found on `PATH`, else `/usr/bin/memcached`).
 #![deny(missing_docs)]
 
+pub mod certs;
 mod child;
 pub mod coord_tls;
 pub mod etcd;

@@ -1,6 +1,6 @@
-//! Certificates for the TLS tests (memcached in `tls.rs`, the coordinators in
-//! `discovery_secure.rs`), generated per test run with rcgen: [`Ca`] signs leaves for any
-//! names; [`Pki`] is the coordinators' set — a CA, a server certificate for
+//! Certificates for TLS tests and benchmarks (memcached with `-Z`, etcd and ZooKeeper with
+//! TLS), generated per run with rcgen, so that no key material is committed: [`Ca`] signs
+//! leaves for any names; [`Pki`] is the coordinators' set — a CA, a server certificate for
 //! 127.0.0.1/localhost (also usable as a client certificate: etcd's JSON gateway presents it
 //! to etcd's own gRPC port under `--client-cert-auth`), an expired one, a client certificate
 //! (without a CommonName, see below), and a second CA that signed none of them.
@@ -11,30 +11,46 @@ pub use rcgen::ExtendedKeyUsagePurpose;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 
 /// The generated files (PEM).
-#[allow(dead_code)]
+#[derive(Debug)]
 pub struct Pki {
+    /// The directory holding every file below.
     pub dir: PathBuf,
+    /// The CA certificate that signed every certificate below.
     pub ca: PathBuf,
+    /// A server (and client) certificate for `localhost` and 127.0.0.1.
     pub server_cert: PathBuf,
+    /// Its key.
     pub server_key: PathBuf,
     /// A server certificate expired since 2002, and its key.
     pub expired_server_cert: PathBuf,
+    /// Its key.
     pub expired_server_key: PathBuf,
+    /// A client certificate without a CommonName.
     pub client_cert: PathBuf,
+    /// Its key.
     pub client_key: PathBuf,
     /// A CA that signed nothing here.
     pub other_ca: PathBuf,
 }
 
-/// A certificate authority made for one test run; both TLS suites (memcached and the
-/// coordinators) sign their certificates with it.
+/// A certificate authority made for one run; it signs every certificate the run needs.
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
     /// The CA certificate (PEM).
     pub pem: String,
 }
 
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca").finish_non_exhaustive()
+    }
+}
+
 impl Ca {
+    /// A new self-signed CA with CommonName `name`.
+    ///
+    /// # Panics
+    /// If rcgen fails (it does not for these parameters).
     pub fn new(name: &str) -> Ca {
         let key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -50,6 +66,9 @@ impl Ca {
     /// A certificate (PEM) and its key (PEM) for `names` (DNS names; an IP literal becomes an
     /// IP SAN), with CommonName `cn` (none: an OrganizationName only), for `usages`, valid now
     /// unless `expired` (2001–2002).
+    ///
+    /// # Panics
+    /// If a DNS name is not one rcgen accepts.
     pub fn leaf(
         &self,
         names: &[&str],
@@ -82,10 +101,11 @@ impl Ca {
     }
 }
 
-// Each test crate including this module uses only part of it.
-#[allow(dead_code)]
 impl Pki {
     /// Writes a fresh PKI into `dir` (created).
+    ///
+    /// # Panics
+    /// If a file cannot be written.
     pub fn new(dir: &Path) -> Pki {
         std::fs::create_dir_all(dir).unwrap();
         let ca = Ca::new("fae test CA");
@@ -119,10 +139,9 @@ impl Pki {
         }
     }
 
-    /// The testkit's view: server files, optionally requiring client certificates.
-    #[allow(dead_code)]
-    pub fn server(&self, client_cert_auth: bool) -> fae_testkit::ServerTls {
-        fae_testkit::ServerTls {
+    /// The coordinators' view: server files, optionally requiring client certificates.
+    pub fn server(&self, client_cert_auth: bool) -> crate::ServerTls {
+        crate::ServerTls {
             ca_file: self.ca.clone(),
             cert_file: self.server_cert.clone(),
             key_file: self.server_key.clone(),
