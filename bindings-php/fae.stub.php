@@ -10,6 +10,8 @@
 // INI: fae.provide_memcached_classes = 1 (default, PHP_INI_SYSTEM): when php-memcached is not
 // loaded, register \Memcached and \MemcachedException (below), php-memcached's memcached.*
 // settings and session.save_handler = memcached. session.save_handler = fae always works.
+// INI: fae.encoding_scheme = libmemcached-1.1 (PHP_INI_PERDIR; or libmemcached-1.0): which
+// libmemcached's value encryption setEncodingKey() matches (AES-256-CBC with OpenSSL, or ECB).
 // INI: fae.tls = 0, fae.tls_ca_file, fae.tls_cert_file, fae.tls_key_file, fae.tls_server_name,
 // fae.tls_verify = 1, fae.auth_username, fae.auth_password_file, fae.auth_password_env
 // (PHP_INI_PERDIR): TLS and memcached's login for every client whose $config has no "tls" /
@@ -142,7 +144,7 @@ class Client
     public const HAVE_JSON = true;
     public const HAVE_SESSION = true;
     public const HAVE_ZSTD = false;
-    public const HAVE_ENCODING = false;
+    public const HAVE_ENCODING = true;
     /** Whether the igbinary / msgpack extension was loaded with this one. */
     public const HAVE_IGBINARY = false;
     public const HAVE_MSGPACK = false;
@@ -187,7 +189,7 @@ class Client
     public function setBucket(array $host_map, ?array $forward_map, int $replicas): bool {}
     /** SASL is not supported: false with RES_NOT_SUPPORTED and php-memcached's warning. */
     public function setSaslAuthData(string $username, string $password): bool {}
-    /** Value encryption is not supported: false with RES_NOT_SUPPORTED. */
+    /** libmemcached's AES encryption of the stored bytes from now on (php.ini fae.encoding_scheme: libmemcached-1.1, the default, or libmemcached-1.0); php-memcached reads them and vice versa. A value that does not decrypt reads as a miss (false, RES_NOTFOUND); append/prepend/increment/decrement then fail with RES_NOT_SUPPORTED. */
     public function setEncodingKey(string $key): bool {}
     /** Key dumps are not supported: false with RES_NOT_SUPPORTED. */
     public function getAllKeys(): array|false {}

@@ -24,6 +24,9 @@ use crate::values::{self, Fail, ValueOpts};
 
 mod stampede;
 
+/// libmemcached's refusal of append, prepend, incr and decr while an encoding key is set.
+const ENCRYPTION_REFUSES: &str = "operation not allowed while an encoding key is set";
+
 /// Run `f`, turning a Rust panic into a `Fae\Exception`.
 /// Also writes the core's queued log records to PHP's error log, before and after the call.
 pub fn guard<T>(f: impl FnOnce() -> PhpResult<T>) -> PhpResult<T> {
@@ -335,9 +338,9 @@ impl FaeClient {
     /// One `getDelayed()` result: `['key' => …, 'value' => …]` (+ `cas`, `flags` with CAS), or
     /// None when the value does not decode (the result code and warning are set).
     fn delayed_result(&mut self, key: Vec<u8>, item: Item, with_cas: bool) -> Option<Zval> {
-        let serializer = self.shared.lock().values.serializer;
+        let vopts = self.shared.lock().values.clone();
         let (cas, flags) = (item.cas, item.flags);
-        let value = match values::decode(&item.value, item.flags, serializer) {
+        let value = match values::decode(&item.value, item.flags, &vopts) {
             Ok(v) => v,
             Err(f) => {
                 if f.1 == values::UNSERIALIZE_FAILED {
@@ -486,7 +489,7 @@ impl FaeClient {
     }
 
     fn hit(&mut self, ctx: &Ctx, item: Item, flags: i64) -> Zval {
-        match values::decode(&item.value, item.flags, ctx.values.serializer) {
+        match values::decode(&item.value, item.flags, &ctx.values) {
             Ok(v) => {
                 self.ok();
                 if flags & crate::GET_EXTENDED != 0 {
@@ -625,6 +628,7 @@ impl FaeClient {
             let mut ht = ZendHashTable::new();
             let (mut errors, mut last_err) = (0usize, None);
             let mut payload_fail = None;
+            let (mut hits, mut undecryptable) = (0usize, None);
             for ((k, arg), r) in keys.iter().zip(&args).zip(results) {
                 match r {
                     Ok(Some(item)) if raw.is_some() => {
@@ -634,10 +638,16 @@ impl FaeClient {
                     }
                     Ok(Some(item)) => {
                         let v = self.hit(&ctx, item, flags);
+                        if self.code == RES_NOTFOUND {
+                            // Only an encrypted value that does not decrypt reads as NOTFOUND.
+                            undecryptable = Some(self.message.clone());
+                            continue;
+                        }
                         if self.code != RES_SUCCESS {
                             payload_fail = Some((self.code, self.message.clone()));
                             continue;
                         }
+                        hits += 1;
                         insert_arg_key(&mut ht, arg, k, v);
                     }
                     Ok(None) => {
@@ -661,6 +671,16 @@ impl FaeClient {
             } else if let Some(f) = payload_fail {
                 self.code = f.0;
                 self.message = f.1;
+            } else if let Some(m) = undecryptable {
+                // libmemcached's fetch stops at a value that does not decrypt: NOTFOUND (an
+                // empty array) when nothing was read before it, else FAILURE (false). The
+                // servers' reply order decides there; here, whether any value decrypted.
+                if hits > 0 {
+                    return Ok(self.fail((RES_FAILURE, m)));
+                }
+                self.code = RES_NOTFOUND;
+                self.message = m;
+                return Ok(array_zval(ZendHashTable::new()));
             } else {
                 self.ok();
             }
@@ -689,6 +709,10 @@ impl FaeClient {
                 "cannot append/prepend with compression turned on".into(),
             ));
             return Ok(Zval::null());
+        }
+        if raw_append && vopts.encoding_key.is_some() {
+            // libmemcached: an encrypted value cannot grow in place.
+            return Ok(self.fail((RES_NOT_SUPPORTED, ENCRYPTION_REFUSES.into())));
         }
         let encoded = if raw_append {
             // Appended bytes join an existing payload: send them as they are.
@@ -942,6 +966,10 @@ impl FaeClient {
             // php-memcached: a warning and false, the result code unchanged.
             warn("offset cannot be a negative value");
             return Ok(bool_zval(false));
+        }
+        if self.shared.lock().values.encoding_key.is_some() {
+            // libmemcached refuses incr/decr while encrypting, before it checks the key.
+            return Ok(self.fail((RES_NOT_SUPPORTED, ENCRYPTION_REFUSES.into())));
         }
         guard(|| {
             let ctx = match self.ctx() {
@@ -1304,7 +1332,7 @@ impl FaeClient {
     #[php(name = "HAVE_ZSTD")]
     pub const HAVE_ZSTD: bool = false;
     #[php(name = "HAVE_ENCODING")]
-    pub const HAVE_ENCODING: bool = false;
+    pub const HAVE_ENCODING: bool = true;
     #[php(name = "HAVE_SASL")]
     pub const HAVE_SASL: bool = false;
     #[php(name = "GET_ERROR_RETURN_VALUE")]
@@ -1510,13 +1538,29 @@ impl FaeClient {
         false
     }
 
-    /// Value encryption is not supported (`HAVE_ENCODING` is false).
-    pub fn set_encoding_key(&mut self, _key: String) -> bool {
-        self.fail((
-            RES_NOT_SUPPORTED,
-            "value encryption is not supported".into(),
-        ));
-        false
+    /// libmemcached's AES encryption of every value this object (and its persistent
+    /// siblings) stores and reads, from now on; the scheme is php.ini's `fae.encoding_scheme`.
+    /// A value that does not decrypt reads as a miss (false, `RES_NOTFOUND`).
+    pub fn set_encoding_key(&mut self, key: &Zval) -> bool {
+        let key = key.dereference();
+        let bytes = match key.zend_str() {
+            Some(s) => s.as_bytes().to_vec(),
+            None => key.coerce_to_string().unwrap_or_default().into_bytes(),
+        };
+        let name = crate::php_ini::ini("fae.encoding_scheme").unwrap_or_default();
+        let Some(scheme) = fae_core::values::Scheme::parse(name.trim()) else {
+            self.fail((
+                RES_INVALID_ARGUMENTS,
+                format!(
+                    "fae.encoding_scheme is {name:?}, not libmemcached-1.1 or libmemcached-1.0"
+                ),
+            ));
+            return false;
+        };
+        let k = fae_core::values::EncodingKey::new(&bytes, scheme);
+        self.shared.lock().values.encoding_key = Some(std::sync::Arc::new(k));
+        self.ok();
+        true
     }
 
     /// Key dumps (`lru_crawler metadump`) are not supported.
@@ -1579,6 +1623,18 @@ impl FaeClient {
                 }
                 None => {
                     self.delayed.clear();
+                    if self.code == RES_NOTFOUND {
+                        // A value that does not decrypt ends libmemcached's fetch: NOTFOUND
+                        // and [] when it came first, FAILURE and false after a result.
+                        if !ht.is_empty() {
+                            self.code = RES_FAILURE;
+                            self.message =
+                                self.message
+                                    .replacen(text(RES_NOTFOUND), text(RES_FAILURE), 1);
+                        } else {
+                            return array_zval(ht);
+                        }
+                    }
                     return bool_zval(false);
                 }
             }

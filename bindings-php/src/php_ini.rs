@@ -78,7 +78,7 @@ const fn security_entry(
     IniEntryDef::new(name, default, IniEntryPermission::PerDir)
 }
 
-static INI: IniEntryDefs<11> = IniEntryDefs::new([
+static INI: IniEntryDefs<12> = IniEntryDefs::new([
     provide_entry(),
     security_entry(c"fae.tls", c"0"),
     security_entry(c"fae.tls_ca_file", c""),
@@ -89,6 +89,13 @@ static INI: IniEntryDefs<11> = IniEntryDefs::new([
     security_entry(c"fae.auth_username", c""),
     security_entry(c"fae.auth_password_file", c""),
     security_entry(c"fae.auth_password_env", c""),
+    // Which libmemcached build's encryption `setEncodingKey` matches (the fleet's, not the
+    // script's choice): `libmemcached-1.1` (with OpenSSL) or `libmemcached-1.0`.
+    IniEntryDef::new(
+        c"fae.encoding_scheme",
+        c"libmemcached-1.1",
+        IniEntryPermission::PerDir,
+    ),
     IniEntryDef::end(),
 ]);
 

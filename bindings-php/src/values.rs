@@ -5,9 +5,10 @@
 use ext_php_rs::convert::IntoZvalDyn;
 use ext_php_rs::types::{ZendCallable, ZendStr, Zval};
 use fae_core::values::php::{self, Compress, Method};
-use fae_core::values::{ValueError, ValueErrorKind};
+use fae_core::values::{EncodingKey, ValueError, ValueErrorKind};
+use std::sync::Arc;
 
-use crate::codes::{RES_E2BIG, RES_INVALID_ARGUMENTS, RES_PAYLOAD_FAILURE};
+use crate::codes::{RES_E2BIG, RES_INVALID_ARGUMENTS, RES_NOTFOUND, RES_PAYLOAD_FAILURE};
 
 pub const SERIALIZER_PHP: i64 = 1;
 pub const SERIALIZER_IGBINARY: i64 = 2;
@@ -29,6 +30,8 @@ pub struct ValueOpts {
     pub serializer: i64,
     pub user_flags: u32,
     pub item_size_limit: usize,
+    /// `setEncodingKey`: libmemcached's encryption of the stored bytes (its `Debug` shows no key).
+    pub encoding_key: Option<Arc<EncodingKey>>,
 }
 
 impl Default for ValueOpts {
@@ -42,6 +45,7 @@ impl Default for ValueOpts {
             serializer: SERIALIZER_PHP,
             user_flags: 0,
             item_size_limit: 0,
+            encoding_key: None,
         }
     }
 }
@@ -110,6 +114,8 @@ impl ValueOpts {
 fn value_fail(e: ValueError) -> Fail {
     let code = match e.kind() {
         ValueErrorKind::TooLarge => RES_E2BIG,
+        // libmemcached's fetch ends with NOTFOUND when nothing decrypted (php-memcached: false).
+        ValueErrorKind::Undecryptable => RES_NOTFOUND,
         _ => RES_PAYLOAD_FAILURE,
     };
     (code, e.message().to_string())
@@ -149,6 +155,12 @@ pub fn encode(value: &Zval, o: &ValueOpts) -> Result<(Vec<u8>, u32), Fail> {
             ),
         ));
     }
+    // libmemcached encrypts what php-memcached hands it (the limit above is php-memcached's,
+    // on the plain payload); the flags stay as they are.
+    let payload = match &o.encoding_key {
+        Some(k) => k.encrypt(&payload),
+        None => payload,
+    };
     Ok((payload, flags))
 }
 
@@ -156,8 +168,17 @@ pub fn encode(value: &Zval, o: &ValueOpts) -> Result<(Vec<u8>, u32), Fail> {
 /// this text; the caller does, where the method name is known).
 pub const UNSERIALIZE_FAILED: &str = "could not unserialize value";
 
-/// (payload, flags) → PHP value.
-pub fn decode(data: &[u8], flags: u32, serializer: i64) -> Result<Zval, Fail> {
+/// (payload, flags) → PHP value, decrypted first when `o` has an encoding key.
+pub fn decode(data: &[u8], flags: u32, o: &ValueOpts) -> Result<Zval, Fail> {
+    let serializer = o.serializer;
+    let decrypted;
+    let data = match &o.encoding_key {
+        Some(k) => {
+            decrypted = k.decrypt(data).map_err(value_fail)?;
+            &decrypted[..]
+        }
+        None => data,
+    };
     let d = php::decode(data, flags).map_err(value_fail)?;
     let data = &d.payload[..];
     let mut z = Zval::new();

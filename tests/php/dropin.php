@@ -412,4 +412,63 @@ test('a value that does not unserialize warns as php-memcached, and the exceptio
     eq([$m->fetch(), $m->getResultCode()], [false, Memcached::RES_END], 'then RES_END');
 });
 
+test('setEncodingKey: values stored encrypted, another key reads as a miss, append and increment refused', function () use ($host, $port) {
+    eq(Memcached::HAVE_ENCODING, true, 'HAVE_ENCODING');
+    $m = fresh();
+    $plain = fresh();
+    $plain->setOption(Memcached::OPT_COMPRESSION, false);
+    eq($m->setEncodingKey('Hello'), true, 'setEncodingKey');
+    eq($m->getResultCode(), Memcached::RES_SUCCESS, 'RES_SUCCESS');
+    eq($m->set('enc:a', 'set using encoding'), true, 'set');
+    eq($m->get('enc:a'), 'set using encoding', 'get');
+    $stored = $plain->get('enc:a', null, Memcached::GET_EXTENDED);
+    eq([strlen($stored['value']), $stored['flags']], [32, 0], 'stored: two AES blocks, flags as without a key');
+    eq($m->setEncodingKey('World'), true, 'another key');
+    eq([$m->get('enc:a'), $m->getResultCode()], [false, Memcached::RES_NOTFOUND], 'a value of another key: false, NOTFOUND');
+    eq($m->getResultMessage(), 'NOT FOUND', 'php-memcached\'s message');
+    eq([$m->get('enc:a', null, Memcached::GET_EXTENDED), $m->getResultCode()], [false, Memcached::RES_NOTFOUND], 'GET_EXTENDED too');
+    eq($m->set('enc:b', ['x' => [1, 2]]), true, 'set an array under World');
+    eq([$m->getMulti(['enc:a']), $m->getResultCode()], [[], Memcached::RES_NOTFOUND], 'getMulti, nothing decrypts: [] and NOTFOUND');
+    eq([$m->getMulti(['enc:b', 'enc:a']), $m->getResultCode()], [false, Memcached::RES_FAILURE], 'getMulti, one decrypts: false and FAILURE, as libmemcached\'s fetch');
+    eq($m->getDelayed(['enc:b', 'enc:a']), true, 'getDelayed');
+    eq([$m->fetchAll(), $m->getResultCode()], [false, Memcached::RES_FAILURE], 'fetchAll likewise');
+    eq([$plain->set('enc:plain', 'not encrypted'), $m->get('enc:plain'), $m->getResultCode()], [true, false, Memcached::RES_NOTFOUND], 'an unencrypted value is a miss');
+    eq($m->setEncodingKey('Hello'), true, 'back to the first key');
+    eq($m->get('enc:a'), 'set using encoding', 'its value reads again');
+    eq($m->set('enc:big', str_repeat('compress me ', 1000)), true, 'compressed, then encrypted');
+    $c = stream_socket_client("tcp://$host:$port");
+    fwrite($c, "mg enc:big v f\r\n");
+    [, $n, $f] = explode(' ', trim(fgets($c)));
+    eq([(int)$n % 16, (int)substr($f, 1) & 0x10], [0, 0x10], 'stored: whole blocks, the compressed flag kept');
+    fclose($c);
+    eq($m->get('enc:big'), str_repeat('compress me ', 1000), 'read back');
+    $m->setOption(Memcached::OPT_COMPRESSION, false);
+    eq([$m->append('enc:a', 'x'), $m->getResultCode()], [false, Memcached::RES_NOT_SUPPORTED], 'append refused');
+    eq([$m->prepend('enc:a', 'x'), $m->getResultCode()], [false, Memcached::RES_NOT_SUPPORTED], 'prepend refused');
+    eq([$m->increment('enc:n'), $m->getResultCode()], [false, Memcached::RES_NOT_SUPPORTED], 'increment refused');
+    eq([$m->touch('enc:a', 100), $m->get('enc:a')], [true, 'set using encoding'], 'touch works');
+    $g = $m->get('enc:a', null, Memcached::GET_EXTENDED);
+    eq($m->cas($g['cas'], 'enc:a', 'swapped'), true, 'cas encrypts');
+    eq([$m->add('enc:c', 'added'), $m->replace('enc:c', 'replaced'), $m->get('enc:c')], [true, true, 'replaced'], 'add, replace');
+    eq([$m->setMulti(['enc:m1' => 1, 'enc:m2' => 'two']), $m->getMulti(['enc:m1', 'enc:m2'])], [true, ['enc:m1' => 1, 'enc:m2' => 'two']], 'setMulti, getMulti');
+    eq([$m->get('enc:a'), strlen($plain->get('enc:m2'))], ['swapped', 16], 'all stored encrypted');
+    // php.ini's fae.encoding_scheme: libmemcached 1.0's ECB (a vector of that scheme), or refused.
+    $script = sys_get_temp_dir() . '/fae-dropin-enc-' . getmypid() . '.php';
+    file_put_contents($script, <<<'PHP'
+<?php
+[, $h, $p] = $argv;
+$m = new Memcached(); $m->addServer($h, (int)$p); $m->setOption(Memcached::OPT_COMPRESSION, false);
+$ok = $m->setEncodingKey('0123456789abcdef0123456789abcdefXYZ');
+$code = $m->getResultCode();
+$m->set('enc:ecb', 'set using encoding');
+$r = new Memcached(); $r->addServer($h, (int)$p);
+echo json_encode([$ok, $code, bin2hex((string)$r->get('enc:ecb')), $m->get('enc:ecb')]);
+PHP);
+    $run = fn (string $scheme) => json_decode((string)shell_exec(implode(' ', array_map('escapeshellarg', array_merge(php_command(), ['-d', "fae.encoding_scheme=$scheme", $script, $host, (string)$port])))), true);
+    eq($run('libmemcached-1.0'), [true, Memcached::RES_SUCCESS, '4060534d521e20e8cdc44ec5305cd43cf7a2c88bb22e2fc7ee04daefe16e74cd', 'set using encoding'], 'libmemcached-1.0: AES-256-ECB, folded key');
+    eq($run('libmemcached-1.1'), [true, Memcached::RES_SUCCESS, '85eb93a55d34b2b1bf840d34b6e764b84fb02b68c5ffba3bbab580b685ea82f6', 'set using encoding'], 'libmemcached-1.1: the bytes php-memcached stores');
+    eq($run('aes')[0] ?? null, false, 'an unknown scheme: setEncodingKey fails');
+    unlink($script);
+});
+
 finish();

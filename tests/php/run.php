@@ -334,6 +334,66 @@ test('interop with php-memcached', function () use ($mc) {
     eq(trim(fgets($c)), 'HD f48', 'fae zlib flags identical');
 });
 
+test('encrypted values interoperate with php-memcached (setEncodingKey)', function () use ($mc) {
+    if (!extension_loaded('memcached')) { fwrite(STDERR, "skip: php-memcached not loaded\n"); return; }
+    if (!Memcached::HAVE_ENCODING) { fwrite(STDERR, "skip: php-memcached without encoding\n"); return; }
+    // 32 bytes or more: libmemcached with OpenSSL reads 32 bytes from the key's start, so a
+    // shorter key takes whatever memory follows it and is not shared even between two
+    // php-memcached processes.
+    $key = 'enc interop: a key longer than 32 bytes';
+    $raw = function (string $k) use ($mc) {
+        $c = stream_socket_client('tcp://' . $mc->addr());
+        fwrite($c, "mg $k v f\r\n");
+        [, $n, $f] = explode(' ', trim(fgets($c)));
+        $v = stream_get_contents($c, (int)$n);
+        fclose($c);
+        return [$v, (int)substr($f, 1)];
+    };
+    $values = ['str' => 'set using encoding', 'empty' => '', 'bin' => "\0\1\2\xff", 'long' => 42, 'double' => 2.5,
+               'true' => true, 'arr' => ['a' => [1, 2.5, 'x']], 'big' => str_repeat('compress me ', 1000),
+               'bigarr' => array_fill(0, 500, 'value')];
+    foreach ([Memcached::COMPRESSION_FASTLZ, Memcached::COMPRESSION_ZLIB] as $ct) {
+        foreach ([Memcached::SERIALIZER_PHP, Memcached::SERIALIZER_JSON_ARRAY] as $ser) {
+            $p = new Memcached(); $p->addServer('127.0.0.1', $mc->port);
+            $f = new Client(); $f->addServer('127.0.0.1', $mc->port);
+            foreach ([$p, $f] as $c) {
+                $c->setOption(Memcached::OPT_COMPRESSION_TYPE, $ct);
+                $c->setOption(Memcached::OPT_SERIALIZER, $ser);
+                eq($c->setEncodingKey($key), true, 'setEncodingKey ' . get_class($c));
+            }
+            foreach ($values as $k => $v) {
+                $tag = "ct$ct ser$ser $k";
+                check($p->set("enc:p:$k", $v), "php-memcached set $tag");
+                check($f->set("enc:f:$k", $v), "fae set $tag");
+                [$fb, $ff] = $raw("enc:f:$k"); [$pb, $pf] = $raw("enc:p:$k");
+                eq($ff, $pf, "the same flags $tag");
+                // Compressed streams differ (another compressor); the rest is byte-identical.
+                if (!($pf & 0x10)) eq(bin2hex($fb), bin2hex($pb), "the same stored bytes $tag");
+                eq($f->get("enc:p:$k"), $v, "php-memcached → fae $tag");
+                eq($p->get("enc:f:$k"), $v, "fae → php-memcached $tag");
+            }
+        }
+    }
+    [$bytes] = $raw('enc:f:str');
+    check(strlen($bytes) === 32 && !str_contains($bytes, 'encoding'), 'stored encrypted: 18 bytes pad to two blocks');
+    // Another key: false and the same result code from both (libmemcached's NOTFOUND).
+    $p = new Memcached(); $p->addServer('127.0.0.1', $mc->port); $p->setEncodingKey('some other key, also over 32 bytes');
+    $f = new Client(); $f->addServer('127.0.0.1', $mc->port); $f->setEncodingKey('some other key, also over 32 bytes');
+    eq([$p->get('enc:f:str'), $p->getResultCode()], [false, Memcached::RES_NOTFOUND], 'php-memcached, wrong key');
+    eq([$f->get('enc:p:str'), $f->getResultCode()], [false, Memcached::RES_NOTFOUND], 'fae, wrong key: the same');
+    eq([$p->getMulti(['enc:f:str', 'enc:f:arr']), $p->getResultCode()], [[], Memcached::RES_NOTFOUND], 'php-memcached getMulti, wrong key');
+    eq([$f->getMulti(['enc:p:str', 'enc:p:arr']), $f->getResultCode()], [[], Memcached::RES_NOTFOUND], 'fae getMulti, wrong key: the same');
+    // append/prepend/increment are refused while a key is set (compression off for append).
+    foreach ([$p, $f] as $c) {
+        $c->setOption(Memcached::OPT_COMPRESSION, false);
+        $name = get_class($c);
+        eq([$c->append('enc:f:str', 'x'), $c->getResultCode()], [false, Memcached::RES_NOT_SUPPORTED], "$name append refused");
+        eq([$c->prepend('enc:f:str', 'x'), $c->getResultCode()], [false, Memcached::RES_NOT_SUPPORTED], "$name prepend refused");
+        eq([$c->increment('enc:f:long'), $c->getResultCode()], [false, Memcached::RES_NOT_SUPPORTED], "$name increment refused");
+        eq([$c->decrement('enc:f:long'), $c->getResultCode()], [false, Memcached::RES_NOT_SUPPORTED], "$name decrement refused");
+    }
+});
+
 test('session handler (CLI)', function () use ($mc, $mc2) {
     $h = new Fae\SessionHandler(null, ['servers' => [$mc->addr()]], ['lock_wait_min' => 10, 'lock_wait_max' => 20, 'lock_retries' => 3]);
     check($h instanceof SessionHandlerInterface && $h instanceof SessionUpdateTimestampHandlerInterface, 'interfaces');

@@ -180,9 +180,7 @@ impl FaeClient {
     fn decoded(&mut self, ctx: &Ctx, item: Option<&Item>) -> Result<Zval, Zval> {
         match item {
             None => Ok(Zval::null()),
-            Some(i) => {
-                values::decode(&i.value, i.flags, ctx.values.serializer).map_err(|f| self.fail(f))
-            }
+            Some(i) => values::decode(&i.value, i.flags, &ctx.values).map_err(|f| self.fail(f)),
         }
     }
 

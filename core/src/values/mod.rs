@@ -13,9 +13,11 @@
 //! | [`pylibmc`] | pylibmc: 0 bytes, 1 pickle, 2 bool, 4 int, 16 text | zlib (8), no prefix |
 //! | [`pymemcache`] | pymemcache: 0 bytes, 1 pickle, 2 int, 4 long, 16 text | zlib (8), no prefix |
 //! | [`prefix`] | a key prefix, hashed with the key or not | — |
+//! | [`encrypt`] | libmemcached's AES encryption of the stored bytes (`setEncodingKey`), flags unchanged | — |
 //!
 //! Raw bytes with flags 0 is the one layout every family reads alike.
 
+pub mod encrypt;
 pub mod fastlz;
 pub mod php;
 pub mod prefix;
@@ -25,6 +27,7 @@ pub mod pymemcache;
 use std::fmt;
 use std::io::{Read, Write};
 
+pub use encrypt::{EncodingKey, Scheme};
 pub use prefix::{KeyPrefix, PrefixedKey};
 
 /// What is wrong with a stored value.
@@ -36,6 +39,9 @@ pub enum ValueErrorKind {
     Unsupported,
     /// The value is longer than the layout can describe (4 GiB for a length prefix).
     TooLarge,
+    /// An encrypted layout whose bytes do not decrypt with the key given (another key, or
+    /// a value stored unencrypted).
+    Undecryptable,
 }
 
 /// A value that could not be framed or read; nothing is lost, the caller reports it.
