@@ -15,6 +15,9 @@
 //!   backoff: `probe_initial_ms`, × 1.5 per failed probe, capped at `probe_max_ms`, plus up to
 //!   25 % jitter so a fleet of processes does not probe in step. Only a successful probe moves
 //!   open → half-open; only trial requests move half-open → closed.
+//! - **Parked probe**: a probe that timed out on a connected socket (a stopped or hung server)
+//!   stays waiting for its reply (`pool`); the reply, the moment the server runs again, moves
+//!   open → half-open too ([`Health::probe_answered_late`]), beside the schedule.
 //! - **Fail-open** (mcrouter `PoolTkoTracker`): a breaker does not open when that would leave
 //!   more than `max_tko_fraction` of its pool open. A network blip that touches every server
 //!   must not take the whole cache down; requests then succeed or fail on their own. With the
@@ -380,22 +383,7 @@ impl Health {
     /// Report a probe claimed with [`Health::claim_probe`].
     pub fn probe_finished(&self, ok: bool) -> Option<Transition> {
         let t = if ok {
-            self.trial_successes.store(0, Ordering::Relaxed);
-            self.trials_left
-                .store(self.settings.half_open_requests.max(1), Ordering::Relaxed);
-            let moved = self
-                .word
-                .compare_exchange(
-                    OPEN << STATE_SHIFT,
-                    HALF_OPEN << STATE_SHIFT,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
-                .is_ok();
-            moved.then(|| {
-                self.pool.load().bump();
-                Transition::HalfOpened
-            })
+            self.half_open()
         } else {
             let delay = self.next_delay();
             self.schedule_probe(delay);
@@ -403,6 +391,36 @@ impl Health {
         };
         self.probing.store(false, Ordering::Release);
         t
+    }
+
+    /// The server answered a probe left waiting on its socket (a parked probe, see
+    /// `pool`): open → half-open now, whatever the probe schedule says. Needs no claim: it
+    /// runs beside the scheduled probes, and whichever succeeds first moves the breaker.
+    pub fn probe_answered_late(&self) -> Option<Transition> {
+        self.half_open()
+    }
+
+    /// open → half-open with a fresh set of trials; `None` if the breaker was not open.
+    fn half_open(&self) -> Option<Transition> {
+        if self.word.load(Ordering::Acquire) >> STATE_SHIFT != OPEN {
+            return None;
+        }
+        self.trial_successes.store(0, Ordering::Relaxed);
+        self.trials_left
+            .store(self.settings.half_open_requests.max(1), Ordering::Relaxed);
+        let moved = self
+            .word
+            .compare_exchange(
+                OPEN << STATE_SHIFT,
+                HALF_OPEN << STATE_SHIFT,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        moved.then(|| {
+            self.pool.load().bump();
+            Transition::HalfOpened
+        })
     }
 
     /// Milliseconds until the next probe is due (0 if due or not open).
@@ -471,6 +489,22 @@ mod tests {
             Some(Transition::Opened(Reason::ConnectRefused))
         );
         assert_eq!(pool.not_closed(), 1);
+    }
+
+    #[test]
+    fn a_late_probe_reply_half_opens_only_an_open_breaker() {
+        let (_, hs) = breaker(2, 1.0);
+        let h = &hs[0];
+        assert_eq!(h.probe_answered_late(), None, "closed: nothing to do");
+        h.record_failure(Reason::ConnectTimeout);
+        // No claim needed, and a scheduled probe may run beside it.
+        assert!(h.claim_probe());
+        assert_eq!(h.probe_answered_late(), Some(Transition::HalfOpened));
+        assert_eq!(h.state(), BreakerState::HalfOpen);
+        assert!(h.admit() && h.admit() && !h.admit());
+        assert_eq!(h.probe_finished(true), None, "already half-open");
+        assert_eq!(h.probe_answered_late(), None);
+        assert!(!h.admit(), "the trials were not handed out again");
     }
 
     #[test]
