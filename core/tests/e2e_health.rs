@@ -506,6 +506,16 @@ fn a_resumed_server_is_served_again_at_once(background: bool) {
     assert!(d["probes_parked"].as_u64() >= Some(1), "{d}");
     assert_eq!(d["probe_wakeups"], 1, "{d}");
     assert!(d["breaker_half_opened"].as_u64() >= Some(1), "{d}");
+    let prom = c.stats_prometheus();
+    for line in [
+        format!("fae_destination_probe_wakeups_total{{destination=\"{victim}\"}} 1"),
+        format!(
+            "fae_destination_probes_parked_total{{destination=\"{victim}\"}} {}",
+            d["probes_parked"]
+        ),
+    ] {
+        assert!(prom.lines().any(|l| l == line), "{line} in\n{prom}");
+    }
     // The parked connection's reply was read whole: the trials close the breaker as usual.
     for k in &ks {
         assert_eq!(c.get(k.as_bytes()).unwrap().unwrap().value, b"v");
