@@ -30,10 +30,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::Reason;
+use crate::process::fork::TryFlag;
 
 /// Breaker state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,7 +167,8 @@ pub struct Health {
     trial_successes: AtomicU32,
     probe_delay_ms: AtomicU64,
     next_probe_ms: AtomicU64,
-    probing: AtomicBool,
+    /// Who runs the probe (a forked child takes it over from a parent's prober).
+    probing: TryFlag,
     settings: BreakerSettings,
     /// The pool bookkeeping this breaker counts in; replaced when a reload moves the
     /// destination into a rebuilt pool.
@@ -190,7 +192,7 @@ impl Health {
             trial_successes: AtomicU32::new(0),
             probe_delay_ms: AtomicU64::new(settings.probe_initial.as_millis() as u64),
             next_probe_ms: AtomicU64::new(0),
-            probing: AtomicBool::new(false),
+            probing: TryFlag::new(),
             settings,
             pool: ArcSwap::new(pool),
         }
@@ -374,10 +376,7 @@ impl Health {
     pub fn claim_probe(&self) -> bool {
         self.word.load(Ordering::Relaxed) >> STATE_SHIFT == OPEN
             && now_ms() >= self.next_probe_ms.load(Ordering::Acquire)
-            && self
-                .probing
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
+            && self.probing.try_take()
     }
 
     /// Report a probe claimed with [`Health::claim_probe`].
@@ -389,7 +388,7 @@ impl Health {
             self.schedule_probe(delay);
             None
         };
-        self.probing.store(false, Ordering::Release);
+        self.probing.give_back();
         t
     }
 
@@ -566,7 +565,7 @@ mod tests {
         assert!(!h.claim_probe(), "not due before probe_initial");
         let due = h.probe_due_in_ms();
         assert!((90..=126).contains(&due), "{due}");
-        h.probing.store(true, Ordering::Relaxed);
+        assert!(h.probing.try_take());
         h.probe_finished(false);
         assert_eq!(h.probe_delay_ms.load(Ordering::Relaxed), 150);
         h.probe_finished(false);

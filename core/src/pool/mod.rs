@@ -142,7 +142,7 @@ pub struct Destination {
     pub errors: ErrorCounters,
     /// Latency of requests to this server (checkout to complete reply).
     pub latency: Histogram,
-    maintaining: AtomicBool,
+    maintaining: fork::TryFlag,
     /// Closed with the client: connections coming back are closed, not pooled.
     shut: AtomicBool,
     last_sweep_ms: AtomicU64,
@@ -156,8 +156,8 @@ pub struct Destination {
     parked: ArrayQueue<Parked>,
     /// Its socket while one is parked, else -1: what the supervisor polls.
     parked_fd: AtomicI32,
-    /// Who has the parked slot: 0 nobody, else the holder's process generation + 1.
-    parking: AtomicU64,
+    /// Who looks at the parked slot (a forked child takes it over).
+    parking: fork::TryFlag,
 }
 
 impl Destination {
@@ -183,7 +183,7 @@ impl Destination {
             counters: DestCounters::default(),
             errors: ErrorCounters::default(),
             latency: Histogram::default(),
-            maintaining: AtomicBool::new(false),
+            maintaining: fork::TryFlag::new(),
             shut: AtomicBool::new(false),
             last_sweep_ms: AtomicU64::new(now_ms()),
             last_fail_open_log_ms: AtomicU64::new(0),
@@ -192,7 +192,7 @@ impl Destination {
             refused: arc_swap::ArcSwapOption::empty(),
             parked: ArrayQueue::new(1),
             parked_fd: AtomicI32::new(-1),
-            parking: AtomicU64::new(0),
+            parking: fork::TryFlag::new(),
             settings,
         }
     }
@@ -506,7 +506,7 @@ impl Destination {
     /// restarted server is found by them). One per destination; not counted against
     /// `max_connections`, and never lent to a request: nobody waits on it.
     fn park(&self, conn: Conn) {
-        if !self.lock_parked(conn.generation) {
+        if !self.parking.try_take() {
             return; // being looked at: this one is not needed
         }
         let keep_old = self.parked.pop().filter(|old| {
@@ -527,20 +527,7 @@ impl Destination {
         } else {
             self.parked_fd.store(-1, Ordering::Release);
         }
-        self.parking.store(0, Ordering::Release);
-    }
-
-    /// Take the parked slot for this process generation: a try-lock (nothing ever waits for
-    /// it). It names the generation that holds it, so a forked child, where the parent's
-    /// holder does not exist, takes it over.
-    fn lock_parked(&self, generation: u64) -> bool {
-        let me = generation.wrapping_add(1).max(1);
-        let held = self.parking.load(Ordering::Acquire);
-        held != me
-            && self
-                .parking
-                .compare_exchange(held, me, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
+        self.parking.give_back();
     }
 
     /// The parked probe's socket, for the supervisor to wake on (`None`: none is parked).
@@ -559,7 +546,7 @@ impl Destination {
             return;
         }
         let generation = self.check_fork();
-        if !self.lock_parked(generation) {
+        if !self.parking.try_take() {
             return;
         }
         let mut answered = None;
@@ -576,7 +563,7 @@ impl Destination {
             match reply {
                 Ok(None) if wanted => {
                     let _ = self.parked.push(p); // the slot is ours: room for it
-                    self.parking.store(0, Ordering::Release);
+                    self.parking.give_back();
                     return;
                 }
                 Ok(Some(resp)) => answered = Some((p.conn, resp)),
@@ -584,7 +571,7 @@ impl Destination {
             }
         }
         self.parked_fd.store(-1, Ordering::Release);
-        self.parking.store(0, Ordering::Release);
+        self.parking.give_back();
         let Some((mut conn, resp)) = answered else {
             return;
         };
@@ -610,11 +597,7 @@ impl Destination {
     /// `heartbeat_interval`) heartbeats and recycling of idle connections. Never blocks on
     /// another thread; at most one maintainer runs per destination.
     pub fn maintain(&self) {
-        if self
-            .maintaining
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
+        if !self.maintaining.try_take() {
             return;
         }
         self.check_parked();
@@ -631,7 +614,7 @@ impl Destination {
             self.last_sweep_ms.store(now, Ordering::Relaxed);
             self.sweep_idle();
         }
-        self.maintaining.store(false, Ordering::Release);
+        self.maintaining.give_back();
     }
 
     /// [`Destination::maintain`] for requests when no supervisor runs (`background: false`):
