@@ -344,6 +344,16 @@ impl Maintain for Inner {
         self.watch_source();
         true
     }
+
+    fn wake_fds(&self, fds: &mut Vec<i32>) {
+        fds.extend(
+            self.route
+                .load()
+                .dests
+                .iter()
+                .filter_map(|d| d.parked_probe_fd()),
+        );
+    }
 }
 impl Client {
     /// Build a client. Dials nothing: connections are made on first use, and no thread starts

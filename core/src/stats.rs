@@ -51,6 +51,8 @@ counters! {
         fail_open: "failures that would have opened the breaker while the pool was failing open",
         probes_ok: "breaker probes that succeeded",
         probes_failed: "breaker probes that failed",
+        probes_parked: "failed probes left waiting on a connected server's socket for its late reply (a stopped or hung server)",
+        probe_wakeups: "late replies to a parked probe (the server answered the moment it ran again: the breaker half-opened at once)",
         heartbeats_ok: "idle-connection heartbeats answered",
         heartbeats_failed: "idle-connection heartbeats that failed (the connection was discarded)",
         connections_opened: "connections dialled and validated",

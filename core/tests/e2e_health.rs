@@ -443,3 +443,92 @@ fn requests_waiting_on_a_stopped_servers_busy_connections_sleep() {
     // At most one look per millisecond per waiter (≈ 3 × 300), plus the first few yields.
     assert!(woke < 1500, "{woke} wake-ups in {took:?}");
 }
+
+/// Issue 17: a SIGSTOPped server that resumes is served again at once, not at the next
+/// scheduled probe (up to `probe_max_ms` + 25 % later). A probe that timed out on the stopped
+/// server stays parked on its socket; the server's first act on SIGCONT is to answer it, and
+/// that answer half-opens the breaker. Resumed right after a failed probe, when the old
+/// behaviour waited ≥ 560 ms for the next one (250 ms × 1.5², the defaults).
+fn a_resumed_server_is_served_again_at_once(background: bool) {
+    let cluster = Cluster::start(4);
+    let list: Vec<String> = cluster.addrs().iter().map(|s| format!("\"{s}\"")).collect();
+    // The library's defaults: connect_ms 100, io_ms 250, probe_initial_ms 250, probe_max_ms 1000.
+    let c = Client::new(
+        &Config::from_json(&format!(
+            r#"{{"servers": [{}], "health": {{"background": {background}}}}}"#,
+            list.join(",")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let victim = cluster.addrs()[1].clone();
+    let ks = keys_on(&c, &victim, 3);
+    for k in &ks {
+        c.set(k.as_bytes(), b"v", 0, 0).unwrap();
+    }
+    let counter = |name: &str| c.stats()["destinations"][&victim][name].as_u64().unwrap();
+    cluster[1].pause().unwrap();
+    // Timeouts open the breaker (each request ends by its io_ms).
+    let opened = wait_until(Duration::from_secs(10), || {
+        c.get(ks[0].as_bytes())
+            .is_err_and(|e| e.reason() == Reason::Tko)
+    });
+    assert!(opened, "the breaker opened on the stopped server");
+    // Two scheduled probes fail (inline mode: requests run them), then SIGCONT at once.
+    let probed = wait_until(Duration::from_secs(10), || {
+        let _ = c.get(ks[0].as_bytes());
+        counter("probes_failed") >= 2
+    });
+    assert!(
+        probed,
+        "two probes failed: {}",
+        c.stats()["destinations"][&victim]
+    );
+    assert_eq!(state(&c, 1), BreakerState::Open);
+    let resumed = Instant::now();
+    cluster[1].resume().unwrap();
+    let mut served = None;
+    while resumed.elapsed() < Duration::from_secs(3) {
+        if let Ok(Some(it)) = c.get(ks[1].as_bytes()) {
+            assert_eq!(it.value, b"v");
+            served = Some(resumed.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let d = &c.stats()["destinations"][&victim];
+    eprintln!("background {background}: SIGCONT -> first hit {served:?}; {d}");
+    let served = served.expect("the resumed server is served again within 3 s");
+    assert!(
+        served < Duration::from_millis(100),
+        "SIGCONT -> first hit took {served:?} (the next scheduled probe was >= 560 ms away)"
+    );
+    assert!(d["probes_parked"].as_u64() >= Some(1), "{d}");
+    assert_eq!(d["probe_wakeups"], 1, "{d}");
+    assert!(d["breaker_half_opened"].as_u64() >= Some(1), "{d}");
+    let prom = c.stats_prometheus();
+    for line in [
+        format!("fae_destination_probe_wakeups_total{{destination=\"{victim}\"}} 1"),
+        format!(
+            "fae_destination_probes_parked_total{{destination=\"{victim}\"}} {}",
+            d["probes_parked"]
+        ),
+    ] {
+        assert!(prom.lines().any(|l| l == line), "{line} in\n{prom}");
+    }
+    // The parked connection's reply was read whole: the trials close the breaker as usual.
+    for k in &ks {
+        assert_eq!(c.get(k.as_bytes()).unwrap().unwrap().value, b"v");
+    }
+    assert_eq!(state(&c, 1), BreakerState::Closed);
+}
+
+#[test]
+fn a_resumed_server_is_served_again_at_once_by_the_supervisor() {
+    a_resumed_server_is_served_again_at_once(true);
+}
+
+#[test]
+fn a_resumed_server_is_served_again_at_once_inline() {
+    a_resumed_server_is_served_again_at_once(false);
+}

@@ -15,6 +15,9 @@
 //!   backoff: `probe_initial_ms`, × 1.5 per failed probe, capped at `probe_max_ms`, plus up to
 //!   25 % jitter so a fleet of processes does not probe in step. Only a successful probe moves
 //!   open → half-open; only trial requests move half-open → closed.
+//! - **Parked probe**: a probe that timed out on a connected socket (a stopped or hung server)
+//!   stays waiting for its reply (`pool`); the reply, the moment the server runs again, moves
+//!   open → half-open too ([`Health::probe_answered_late`]), beside the schedule.
 //! - **Fail-open** (mcrouter `PoolTkoTracker`): a breaker does not open when that would leave
 //!   more than `max_tko_fraction` of its pool open. A network blip that touches every server
 //!   must not take the whole cache down; requests then succeed or fail on their own. With the
@@ -27,10 +30,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::Reason;
+use crate::process::fork::TryFlag;
 
 /// Breaker state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,7 +167,8 @@ pub struct Health {
     trial_successes: AtomicU32,
     probe_delay_ms: AtomicU64,
     next_probe_ms: AtomicU64,
-    probing: AtomicBool,
+    /// Who runs the probe (a forked child takes it over from a parent's prober).
+    probing: TryFlag,
     settings: BreakerSettings,
     /// The pool bookkeeping this breaker counts in; replaced when a reload moves the
     /// destination into a rebuilt pool.
@@ -187,7 +192,7 @@ impl Health {
             trial_successes: AtomicU32::new(0),
             probe_delay_ms: AtomicU64::new(settings.probe_initial.as_millis() as u64),
             next_probe_ms: AtomicU64::new(0),
-            probing: AtomicBool::new(false),
+            probing: TryFlag::new(),
             settings,
             pool: ArcSwap::new(pool),
         }
@@ -371,38 +376,50 @@ impl Health {
     pub fn claim_probe(&self) -> bool {
         self.word.load(Ordering::Relaxed) >> STATE_SHIFT == OPEN
             && now_ms() >= self.next_probe_ms.load(Ordering::Acquire)
-            && self
-                .probing
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
+            && self.probing.try_take()
     }
 
     /// Report a probe claimed with [`Health::claim_probe`].
     pub fn probe_finished(&self, ok: bool) -> Option<Transition> {
         let t = if ok {
-            self.trial_successes.store(0, Ordering::Relaxed);
-            self.trials_left
-                .store(self.settings.half_open_requests.max(1), Ordering::Relaxed);
-            let moved = self
-                .word
-                .compare_exchange(
-                    OPEN << STATE_SHIFT,
-                    HALF_OPEN << STATE_SHIFT,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
-                .is_ok();
-            moved.then(|| {
-                self.pool.load().bump();
-                Transition::HalfOpened
-            })
+            self.half_open()
         } else {
             let delay = self.next_delay();
             self.schedule_probe(delay);
             None
         };
-        self.probing.store(false, Ordering::Release);
+        self.probing.give_back();
         t
+    }
+
+    /// The server answered a probe left waiting on its socket (a parked probe, see
+    /// `pool`): open → half-open now, whatever the probe schedule says. Needs no claim: it
+    /// runs beside the scheduled probes, and whichever succeeds first moves the breaker.
+    pub fn probe_answered_late(&self) -> Option<Transition> {
+        self.half_open()
+    }
+
+    /// open → half-open with a fresh set of trials; `None` if the breaker was not open.
+    fn half_open(&self) -> Option<Transition> {
+        if self.word.load(Ordering::Acquire) >> STATE_SHIFT != OPEN {
+            return None;
+        }
+        self.trial_successes.store(0, Ordering::Relaxed);
+        self.trials_left
+            .store(self.settings.half_open_requests.max(1), Ordering::Relaxed);
+        let moved = self
+            .word
+            .compare_exchange(
+                OPEN << STATE_SHIFT,
+                HALF_OPEN << STATE_SHIFT,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        moved.then(|| {
+            self.pool.load().bump();
+            Transition::HalfOpened
+        })
     }
 
     /// Milliseconds until the next probe is due (0 if due or not open).
@@ -474,6 +491,22 @@ mod tests {
     }
 
     #[test]
+    fn a_late_probe_reply_half_opens_only_an_open_breaker() {
+        let (_, hs) = breaker(2, 1.0);
+        let h = &hs[0];
+        assert_eq!(h.probe_answered_late(), None, "closed: nothing to do");
+        h.record_failure(Reason::ConnectTimeout);
+        // No claim needed, and a scheduled probe may run beside it.
+        assert!(h.claim_probe());
+        assert_eq!(h.probe_answered_late(), Some(Transition::HalfOpened));
+        assert_eq!(h.state(), BreakerState::HalfOpen);
+        assert!(h.admit() && h.admit() && !h.admit());
+        assert_eq!(h.probe_finished(true), None, "already half-open");
+        assert_eq!(h.probe_answered_late(), None);
+        assert!(!h.admit(), "the trials were not handed out again");
+    }
+
+    #[test]
     fn probe_half_opens_and_trials_close() {
         let (pool, hs) = breaker(2, 1.0);
         let h = &hs[0];
@@ -532,7 +565,7 @@ mod tests {
         assert!(!h.claim_probe(), "not due before probe_initial");
         let due = h.probe_due_in_ms();
         assert!((90..=126).contains(&due), "{due}");
-        h.probing.store(true, Ordering::Relaxed);
+        assert!(h.probing.try_take());
         h.probe_finished(false);
         assert_eq!(h.probe_delay_ms.load(Ordering::Relaxed), 150);
         h.probe_finished(false);

@@ -21,6 +21,13 @@
 //! connections past `max_idle_ms` / `max_age_ms` (the age limit is jittered per connection so a
 //! fleet does not reconnect in step).
 //!
+//! Parked probe: a probe whose `mn`/`version` timed out on a connected socket (a SIGSTOPped or
+//! hung server: its kernel accepts, the process does not answer) is not closed but parked, one
+//! per destination, outside the pool ([`Destination::park`]). The supervisor waits on its
+//! socket between ticks, so when the server runs again its first reply half-opens the breaker
+//! at once, instead of at the next scheduled probe up to `probe_max_ms` later. Requests never
+//! wait on it. A refused or reset server has nothing to park and keeps the schedule.
+//!
 //! Security: a new connection does its TLS handshake (config `tls`) and its login (config
 //! `auth`) inside the connect deadline, before validation. A refused login or a failed TLS
 //! handshake means the settings are wrong, not that the server is down: it opens no breaker
@@ -33,18 +40,20 @@ pub(crate) mod exchange;
 pub mod health;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::{ArrayQueue, SegQueue};
 use serde_json::{Value, json};
 
 pub use conn::Conn;
-use health::{BreakerSettings, Health, PoolHealth, Transition, jitter_fraction, now_ms};
+use health::{
+    BreakerSettings, BreakerState, Health, PoolHealth, Transition, jitter_fraction, now_ms,
+};
 
 use crate::error::{Error, Reason, Result};
 use crate::process::fork;
-use crate::protocol::{Decoder, Protocol};
+use crate::protocol::{Decoder, Protocol, Response};
 use crate::stats::{DestCounters, ErrorCounters, Histogram, inc};
 use crate::tls::Security;
 
@@ -92,6 +101,19 @@ struct Refusal {
     until_ms: u64,
 }
 
+/// A probe whose validation timed out on a connected socket, left waiting for its reply.
+#[derive(Debug)]
+struct Parked {
+    /// The connection, its `mn`/`version` sent and unanswered.
+    conn: Conn,
+    /// When it was parked.
+    since: Instant,
+}
+
+/// A parked probe older than this gives its place to the next probe that times out: a
+/// fresh socket, in case the old one died without a word (a dropped NAT entry).
+const PARK_REFRESH: Duration = Duration::from_secs(30);
+
 /// One server address and its connections.
 #[derive(Debug)]
 pub struct Destination {
@@ -120,7 +142,7 @@ pub struct Destination {
     pub errors: ErrorCounters,
     /// Latency of requests to this server (checkout to complete reply).
     pub latency: Histogram,
-    maintaining: AtomicBool,
+    maintaining: fork::TryFlag,
     /// Closed with the client: connections coming back are closed, not pooled.
     shut: AtomicBool,
     last_sweep_ms: AtomicU64,
@@ -130,6 +152,12 @@ pub struct Destination {
     p95_at_ms: AtomicU64,
     /// The last refused login or TLS handshake (see the module doc).
     refused: arc_swap::ArcSwapOption<Refusal>,
+    /// At most one parked probe (see [`Destination::park`]); a queue of one, lock-free.
+    parked: ArrayQueue<Parked>,
+    /// Its socket while one is parked, else -1: what the supervisor polls.
+    parked_fd: AtomicI32,
+    /// Who looks at the parked slot (a forked child takes it over).
+    parking: fork::TryFlag,
 }
 
 impl Destination {
@@ -155,13 +183,16 @@ impl Destination {
             counters: DestCounters::default(),
             errors: ErrorCounters::default(),
             latency: Histogram::default(),
-            maintaining: AtomicBool::new(false),
+            maintaining: fork::TryFlag::new(),
             shut: AtomicBool::new(false),
             last_sweep_ms: AtomicU64::new(now_ms()),
             last_fail_open_log_ms: AtomicU64::new(0),
             p95_us: AtomicU64::new(0),
             p95_at_ms: AtomicU64::new(0),
             refused: arc_swap::ArcSwapOption::empty(),
+            parked: ArrayQueue::new(1),
+            parked_fd: AtomicI32::new(-1),
+            parking: fork::TryFlag::new(),
             settings,
         }
     }
@@ -171,6 +202,13 @@ impl Destination {
     pub fn admit(&self, supervised: bool, deadline: Instant) -> Result<()> {
         if self.health.admit() {
             return Ok(());
+        }
+        if !supervised && self.parked_fd.load(Ordering::Relaxed) >= 0 {
+            // One non-blocking read: did the stopped server answer the parked probe?
+            self.check_parked();
+            if self.health.admit() {
+                return Ok(());
+            }
         }
         if !supervised && self.health.claim_probe() {
             // An inline probe is part of the request: it ends by the request's deadline.
@@ -287,9 +325,20 @@ impl Destination {
 
     /// Dial and validate a connection within `connect_ms`.
     fn dial(&self, deadline: Instant, generation: u64) -> Result<Conn> {
+        self.dial_keeping(deadline, generation).map_err(|(e, _)| e)
+    }
+
+    /// [`Destination::dial`], giving back with the error a connection whose validation timed
+    /// out with its `mn`/`version` sent: the server accepted (its kernel did) but did not
+    /// answer. A probe parks it ([`Destination::park`]).
+    fn dial_keeping(
+        &self,
+        deadline: Instant,
+        generation: u64,
+    ) -> std::result::Result<Conn, (Error, Option<Box<Conn>>)> {
         if let Some(e) = self.refusal() {
             inc(&self.counters.connections_failed);
-            return Err(e);
+            return Err((e, None));
         }
         // `connect_ms` bounds the whole dial: TCP (and TLS) handshake, login and validation.
         // A stopped server's kernel still completes TCP handshakes; only validation notices it.
@@ -304,6 +353,7 @@ impl Destination {
             generation,
             security,
         )
+        .map_err(|e| (e, None))
         .and_then(|mut conn| {
             if let Some(auth) = &security.auth {
                 conn.login(auth, &self.settings.decoder, connect_deadline)
@@ -314,15 +364,19 @@ impl Destination {
                             other => other,
                         };
                         let detail = e.detail().unwrap_or(e.reason().as_str());
-                        Error::with_detail(reason, format!("login: {detail}"))
+                        (Error::with_detail(reason, format!("login: {detail}")), None)
                     })?;
             }
-            conn.validate(
+            let validated = conn.validate(
                 self.settings.protocol,
                 &self.settings.decoder,
                 connect_deadline,
-            )
-            .map_err(|e| {
+            );
+            // Sent and unanswered: the reply may still come (a stopped server resumed).
+            let waiting = validated
+                .as_ref()
+                .is_err_and(|e| e.reason() == Reason::Timeout && conn.wbuf.is_empty());
+            let validated = validated.map_err(|e| {
                 if matches!(e.reason(), Reason::AuthFailed | Reason::TlsFailed) {
                     return e; // says what it is already
                 }
@@ -344,22 +398,21 @@ impl Destination {
                     _ => "",
                 };
                 Error::with_detail(reason, format!("validating new connection: {e}{hint}"))
-            })?;
-            conn.ready = true;
-            Ok(conn)
+            });
+            match validated {
+                Ok(()) => {
+                    conn.ready = true;
+                    Ok(conn)
+                }
+                Err(e) => Err((e, waiting.then(|| Box::new(conn)))),
+            }
         });
         match dialled {
             Ok(mut conn) => {
-                inc(&self.counters.connections_opened);
-                if conn.tls_resumed() == Some(true) {
-                    inc(&self.counters.tls_resumed);
-                }
-                if let Some(age) = self.settings.max_age {
-                    conn.max_age = Some(age.mul_f64(0.8 + 0.2 * jitter_fraction()));
-                }
+                self.opened(&mut conn);
                 Ok(conn)
             }
-            Err(e) => {
+            Err((e, waiting)) => {
                 inc(&self.counters.connections_failed);
                 let e = e.at(&self.addr);
                 if matches!(e.reason(), Reason::AuthFailed | Reason::TlsFailed) {
@@ -377,8 +430,19 @@ impl Destination {
                             .saturating_add(self.settings.breaker.probe_max.as_millis() as u64),
                     })));
                 }
-                Err(e)
+                Err((e, waiting))
             }
+        }
+    }
+
+    /// Count a connection that passed validation and give it its jittered `max_age`.
+    fn opened(&self, conn: &mut Conn) {
+        inc(&self.counters.connections_opened);
+        if conn.tls_resumed() == Some(true) {
+            inc(&self.counters.tls_resumed);
+        }
+        if let Some(age) = self.settings.max_age {
+            conn.max_age = Some(age.mul_f64(0.8 + 0.2 * jitter_fraction()));
         }
     }
 
@@ -402,17 +466,21 @@ impl Destination {
         Ok(conn)
     }
 
-    /// Probe an open breaker: dial + validate. A good connection joins the idle pool.
+    /// Probe an open breaker: dial + validate. A good connection joins the idle pool; one
+    /// whose validation timed out unanswered is parked ([`Destination::park`]).
     fn run_probe(&self, deadline: Instant) {
         let generation = self.check_fork();
         let ok = if self.reserve_slot() {
-            match self.dial(deadline, generation) {
+            match self.dial_keeping(deadline, generation) {
                 Ok(conn) => {
                     self.release(Some(conn), true);
                     true
                 }
-                Err(_) => {
+                Err((_, waiting)) => {
                     self.release(None, false);
+                    if let Some(conn) = waiting {
+                        self.park(*conn);
+                    }
                     false
                 }
             }
@@ -430,17 +498,109 @@ impl Destination {
         }
     }
 
+    /// Leave `conn` (a probe's, its validation sent and unanswered) waiting for the reply
+    /// while the breaker stays open. A stopped or hung server (SIGSTOP, a stalled event loop)
+    /// answers it the moment it runs again; the supervisor polls its socket with its tick
+    /// ([`Destination::parked_probe_fd`]), so the breaker half-opens then instead of at the
+    /// next scheduled probe, up to `probe_max_ms` later. Scheduled probes go on meanwhile (a
+    /// restarted server is found by them). One per destination; not counted against
+    /// `max_connections`, and never lent to a request: nobody waits on it.
+    fn park(&self, conn: Conn) {
+        if !self.parking.try_take() {
+            return; // being looked at: this one is not needed
+        }
+        let keep_old = self.parked.pop().filter(|old| {
+            old.conn.generation == conn.generation && old.since.elapsed() < PARK_REFRESH
+        });
+        if let Some(old) = keep_old {
+            let _ = self.parked.push(old);
+        } else if self.health.state() == BreakerState::Open && !self.shut.load(Ordering::Acquire) {
+            let fd = conn.fd();
+            let fresh = Parked {
+                conn,
+                since: Instant::now(),
+            };
+            if self.parked.push(fresh).is_ok() {
+                self.parked_fd.store(fd, Ordering::Release);
+                inc(&self.counters.probes_parked);
+            }
+        } else {
+            self.parked_fd.store(-1, Ordering::Release);
+        }
+        self.parking.give_back();
+    }
+
+    /// The parked probe's socket, for the supervisor to wake on (`None`: none is parked).
+    /// Racy by nature: at worst the supervisor wakes once for nothing.
+    pub fn parked_probe_fd(&self) -> Option<i32> {
+        let fd = self.parked_fd.load(Ordering::Acquire);
+        (fd >= 0).then_some(fd)
+    }
+
+    /// Did the parked probe get its reply? One non-blocking read. A valid reply half-opens
+    /// the breaker at once and its connection joins the pool; an end of stream, an error or
+    /// a wrong reply drops it (scheduled probes go on); no reply yet puts it back. It is
+    /// dropped too once the breaker is no longer open (a scheduled probe got there first).
+    fn check_parked(&self) {
+        if self.parked_fd.load(Ordering::Acquire) < 0 {
+            return;
+        }
+        let generation = self.check_fork();
+        if !self.parking.try_take() {
+            return;
+        }
+        let mut answered = None;
+        // A parent's is dropped unread (closing our copy of the fd): its reply is the parent's.
+        if let Some(mut p) = self.parked.pop()
+            && p.conn.generation == generation
+        {
+            let reply = match p.conn.try_fill() {
+                Ok(_) => p.conn.try_decode(&self.settings.decoder),
+                Err(e) => Err(e),
+            };
+            let wanted =
+                self.health.state() == BreakerState::Open && !self.shut.load(Ordering::Acquire);
+            match reply {
+                Ok(None) if wanted => {
+                    let _ = self.parked.push(p); // the slot is ours: room for it
+                    self.parking.give_back();
+                    return;
+                }
+                Ok(Some(resp)) => answered = Some((p.conn, resp)),
+                Ok(None) | Err(_) => {}
+            }
+        }
+        self.parked_fd.store(-1, Ordering::Release);
+        self.parking.give_back();
+        let Some((mut conn, resp)) = answered else {
+            return;
+        };
+        let valid = matches!(
+            (self.settings.protocol, &resp),
+            (Protocol::Meta, Response::End) | (Protocol::Text, Response::Version(_))
+        );
+        if !valid {
+            return; // not memcached's answer: dropped, and the schedule decides
+        }
+        inc(&self.counters.probe_wakeups);
+        if let Some(t) = self.health.probe_answered_late() {
+            self.note(t);
+        }
+        conn.ready = true;
+        self.opened(&mut conn);
+        if self.reserve_slot() {
+            self.release(Some(conn), true);
+        }
+    }
+
     /// Background work for this destination: a due breaker probe, then (every
     /// `heartbeat_interval`) heartbeats and recycling of idle connections. Never blocks on
     /// another thread; at most one maintainer runs per destination.
     pub fn maintain(&self) {
-        if self
-            .maintaining
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
+        if !self.maintaining.try_take() {
             return;
         }
+        self.check_parked();
         if self.health.claim_probe() {
             self.run_probe(Instant::now() + self.settings.connect_timeout);
         }
@@ -454,7 +614,7 @@ impl Destination {
             self.last_sweep_ms.store(now, Ordering::Relaxed);
             self.sweep_idle();
         }
-        self.maintaining.store(false, Ordering::Release);
+        self.maintaining.give_back();
     }
 
     /// [`Destination::maintain`] for requests when no supervisor runs (`background: false`):
@@ -707,6 +867,7 @@ impl Destination {
     pub fn shut(&self) {
         self.shut.store(true, Ordering::Release);
         self.close_idle();
+        // The parked probe goes at the next look (`check_parked` drops it once shut).
     }
 
     /// Close every idle connection now (used by `Client::close`).

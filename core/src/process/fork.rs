@@ -138,6 +138,36 @@ impl<T> std::fmt::Debug for PerProcess<T> {
     }
 }
 
+/// A try-lock (nobody ever waits for it) that a forked child can take over: it names the
+/// process generation that holds it. A flag set by a parent's thread that was inside its
+/// section at `fork()` would otherwise stay set in the child for good, where that thread
+/// does not exist (a destination never maintained again, a breaker never probed again).
+#[derive(Debug, Default)]
+pub struct TryFlag(AtomicU64);
+
+impl TryFlag {
+    /// A free flag.
+    pub const fn new() -> TryFlag {
+        TryFlag(AtomicU64::new(0))
+    }
+
+    /// Take it unless a thread of this process holds it.
+    pub fn try_take(&self) -> bool {
+        let me = generation().wrapping_add(1).max(1);
+        let held = self.0.load(Ordering::Acquire);
+        held != me
+            && self
+                .0
+                .compare_exchange(held, me, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Give it back (only its holder calls this).
+    pub fn give_back(&self) {
+        self.0.store(0, Ordering::Release);
+    }
+}
+
 /// Spins before each `yield_now` once the lock has been seen taken this many times.
 const SPINS: u32 = 64;
 

@@ -6,6 +6,9 @@
 //!   generation ([`crate::process::fork::generation`]) starts its own on first use.
 //! - Clients register a `Weak` handle; the thread upgrades them each tick, maintains them and
 //!   drops the dead ones. It exits when no client is left, and the next request starts it again.
+//! - Between ticks it sleeps in `poll(2)` on the sockets of parked breaker probes (at most one
+//!   per destination, see `pool`): a stopped server that runs again is served the moment it
+//!   answers, not at the next probe. Still one thread, whatever the number of servers.
 //! - The registry lock is taken by a `pthread_atfork` prepare handler and released in both
 //!   parent and child, so `fork()` can never leave it held by a thread the child does not have.
 //!   It is a `SpinLock` (`process::fork`), not a parking_lot mutex (see there why), so nothing slow happens
@@ -15,7 +18,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::process::fork::{self, SpinLock};
 
@@ -23,11 +26,23 @@ use crate::process::fork::{self, SpinLock};
 pub(crate) trait Maintain: Send + Sync {
     /// Do the due work. `false`: this client is closed; drop it from the registry.
     fn maintain(&self) -> bool;
+
+    /// Sockets whose readiness is work to do at once, not at the next tick: parked breaker
+    /// probes (a stopped server answering again). Pushed onto `fds`.
+    fn wake_fds(&self, fds: &mut Vec<i32>) {
+        let _ = fds;
+    }
 }
 
 /// How often the thread wakes. Probe and heartbeat schedules are kept by each destination;
-/// this only bounds how late they run.
+/// this only bounds how late they run. Between ticks it waits in `poll(2)` on the sockets of
+/// parked probes ([`Maintain::wake_fds`]), so a reply to one is served at once.
 const TICK: Duration = Duration::from_millis(20);
+
+/// The shortest time between two rounds when a socket woke the thread early: a socket that
+/// stays readable without being served (its destination gone, the fd number reused) costs
+/// at most this often a round, never a spin.
+const MIN_ROUND: Duration = Duration::from_millis(1);
 
 const NOT_RUNNING: u64 = u64::MAX;
 
@@ -96,8 +111,9 @@ fn start() {
 }
 
 fn run(generation: u64) {
+    let mut fds: Vec<i32> = Vec::new();
     loop {
-        std::thread::sleep(TICK);
+        wait(&fds);
         let clients: Vec<Arc<dyn Maintain>> = {
             let mut reg = REGISTRY.lock();
             reg.retain(|w| w.strong_count() > 0);
@@ -116,6 +132,45 @@ fn run(generation: u64) {
             REGISTRY
                 .lock()
                 .retain(|w| !closed.contains(&(w.as_ptr() as *const ())));
+        }
+        // Collected while the clients are held; polled after they are let go (so a client's
+        // last handle is never dropped on this thread mid-wait).
+        fds.clear();
+        for c in &clients {
+            c.wake_fds(&mut fds);
+        }
+    }
+}
+
+/// Sleep a tick, or less if one of `fds` becomes readable (or hangs up) first.
+fn wait(fds: &[i32]) {
+    if fds.is_empty() {
+        std::thread::sleep(TICK);
+        return;
+    }
+    let start = Instant::now();
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `pfds` is a live, exclusively borrowed vector of `pollfd` whose length is passed
+    // alongside it. A stale fd number is harmless: poll reports POLLNVAL or a wake for nothing.
+    let n = unsafe {
+        libc::poll(
+            pfds.as_mut_ptr(),
+            pfds.len() as libc::nfds_t,
+            TICK.as_millis() as libc::c_int,
+        )
+    };
+    if n != 0 {
+        // Woken early (or interrupted): no faster than MIN_ROUND.
+        let spent = start.elapsed();
+        if spent < MIN_ROUND {
+            std::thread::sleep(MIN_ROUND - spent);
         }
     }
 }
