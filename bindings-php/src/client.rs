@@ -13,7 +13,7 @@ use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendClassObject, ZendHashTable, Zval};
 use fae_core::protocol::StoreOp;
 use fae_core::values::KeyPrefix;
-use fae_core::{Item, Op, StoreOutcome};
+use fae_core::{Item, ItemRef, Op, StoreOutcome};
 use parking_lot::Mutex;
 
 use crate::codes::*;
@@ -51,6 +51,41 @@ fn guarded<T>(f: impl FnOnce() -> PhpResult<T>) -> PhpResult<T> {
 
 /// Everything a call needs, copied out of the shared state so no lock is held during I/O or
 /// while PHP code (serializers) runs.
+/// One key's result in a getMulti, until the call's array is built in key order.
+enum Got {
+    Miss,
+    /// The decoded value, its CAS and flags.
+    Hit(Zval, u64, u32),
+    /// A value for PHP's unserializers: (type, payload, CAS, flags).
+    Later(Box<(u32, Vec<u8>, u64, u32)>),
+    /// The item as read (getDelayed decodes later).
+    Raw(Box<Item>),
+    /// The value does not decode.
+    Bad(Box<Fail>),
+    /// The key's server failed.
+    Failed(Box<fae_core::Error>),
+}
+
+/// A hit's zval: the value, or with `GET_EXTENDED` `["value", "cas", "flags"]`.
+fn hit_zval(v: Zval, cas: u64, item_flags: u32, get_flags: i64) -> Zval {
+    if get_flags & crate::GET_EXTENDED == 0 {
+        return v;
+    }
+    let mut ht = ZendHashTable::new();
+    let _ = ht.insert("value", v);
+    let _ = ht.insert("cas", long_zval(cas as i64));
+    let _ = ht.insert("flags", long_zval(i64::from(item_flags >> 16)));
+    array_zval(ht)
+}
+
+/// A value that does not decode: php-memcached warns when unserializing failed.
+fn bad_value(f: Fail) -> Fail {
+    if f.1 == values::UNSERIALIZE_FAILED {
+        warn(values::UNSERIALIZE_FAILED);
+    }
+    f
+}
+
 struct Ctx {
     core: Arc<fae_core::Client>,
     values: ValueOpts,
@@ -489,20 +524,10 @@ impl FaeClient {
         match values::decode(&item.value, item.flags, ctx.values.serializer) {
             Ok(v) => {
                 self.ok();
-                if flags & crate::GET_EXTENDED != 0 {
-                    let mut ht = ZendHashTable::new();
-                    let _ = ht.insert("value", v);
-                    let _ = ht.insert("cas", long_zval(item.cas as i64));
-                    let _ = ht.insert("flags", long_zval(i64::from(item.flags >> 16)));
-                    array_zval(ht)
-                } else {
-                    v
-                }
+                hit_zval(v, item.cas, item.flags, flags)
             }
             Err(f) => {
-                if f.1 == values::UNSERIALIZE_FAILED {
-                    warn(values::UNSERIALIZE_FAILED);
-                }
+                let f = bad_value(f);
                 self.fail(f)
             }
         }
@@ -609,45 +634,73 @@ impl FaeClient {
             } else {
                 pairs.iter().map(|p| p.0.as_slice()).collect()
             };
+            // Each key's result lands in its slot as the core hands it out, the value
+            // decoded from the connection's buffer into its PHP string (or scalar) at once;
+            // what needs PHP's unserializers waits for the core call to end.
+            let want_raw = raw.is_some();
+            let mut got: Vec<Got> = (0..keys.len()).map(|_| Got::Miss).collect();
+            let mut on = |i: usize, r: fae_core::Result<Option<ItemRef<'_>>>| {
+                let Some(slot) = got.get_mut(i) else {
+                    return;
+                };
+                *slot = match r {
+                    Ok(None) => Got::Miss,
+                    Err(e) => Got::Failed(Box::new(e)),
+                    Ok(Some(it)) if want_raw => Got::Raw(Box::new(it.to_item())),
+                    Ok(Some(it)) => match values::decode_plain(it.value, it.flags) {
+                        Ok(values::Plain::Value(z)) => Got::Hit(z, it.cas, it.flags),
+                        Ok(values::Plain::Serialized(ty, p)) => {
+                            Got::Later(Box::new((ty, p, it.cas, it.flags)))
+                        }
+                        Err(f) => Got::Bad(Box::new(f)),
+                    },
+                };
+            };
             let r = if pairs.iter().any(|p| p.1.is_some()) {
                 let routing: Vec<&[u8]> = pairs
                     .iter()
                     .map(|p| p.1.as_deref().unwrap_or(&p.0))
                     .collect();
-                ctx.core.get_multi_routed(&stored, &routing, cas)
+                ctx.core
+                    .get_multi_each(&stored, Some(&routing), cas, None, &mut on)
             } else {
-                ctx.core.get_multi_opts(&stored, cas, None)
+                ctx.core.get_multi_each(&stored, None, cas, None, &mut on)
             };
-            let results = match r {
-                Ok(r) => r,
-                Err(e) => return Ok(self.core_err(&e)),
-            };
+            if let Err(e) = r {
+                return Ok(self.core_err(&e));
+            }
             let mut ht = ZendHashTable::new();
             let (mut errors, mut last_err) = (0usize, None);
             let mut payload_fail = None;
-            for ((k, arg), r) in keys.iter().zip(&args).zip(results) {
-                match r {
-                    Ok(Some(item)) if raw.is_some() => {
+            for ((k, arg), g) in keys.iter().zip(&args).zip(got) {
+                match g {
+                    Got::Raw(item) => {
                         if let Some(sink) = raw.as_deref_mut() {
-                            sink.push((k.to_vec(), item));
+                            sink.push((k.to_vec(), *item));
                         }
                     }
-                    Ok(Some(item)) => {
-                        let v = self.hit(&ctx, item, flags);
-                        if self.code != RES_SUCCESS {
-                            payload_fail = Some((self.code, self.message.clone()));
-                            continue;
-                        }
-                        insert_arg_key(&mut ht, arg, k, v);
+                    Got::Hit(v, cas, item_flags) => {
+                        insert_arg_key(&mut ht, arg, k, hit_zval(v, cas, item_flags, flags));
                     }
-                    Ok(None) => {
+                    Got::Later(later) => {
+                        let (ty, payload, cas, item_flags) = *later;
+                        match values::unserialize(ty, &payload, ctx.values.serializer) {
+                            Ok(v) => {
+                                let v = hit_zval(v, cas, item_flags, flags);
+                                insert_arg_key(&mut ht, arg, k, v);
+                            }
+                            Err(f) => payload_fail = Some(bad_value(f)),
+                        }
+                    }
+                    Got::Bad(f) => payload_fail = Some(bad_value(*f)),
+                    Got::Miss => {
                         if flags & crate::GET_PRESERVE_ORDER != 0 {
                             insert_arg_key(&mut ht, arg, k, Zval::null());
                         }
                     }
-                    Err(e) => {
+                    Got::Failed(e) => {
                         errors += 1;
-                        last_err = Some(e);
+                        last_err = Some(*e);
                     }
                 }
             }
@@ -659,8 +712,7 @@ impl FaeClient {
                 self.code = RES_SOME_ERRORS;
                 self.message = format!("{}: {m}", text(RES_SOME_ERRORS));
             } else if let Some(f) = payload_fail {
-                self.code = f.0;
-                self.message = f.1;
+                self.fail(f);
             } else {
                 self.ok();
             }
