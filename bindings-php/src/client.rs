@@ -51,19 +51,16 @@ fn guarded<T>(f: impl FnOnce() -> PhpResult<T>) -> PhpResult<T> {
 
 /// Everything a call needs, copied out of the shared state so no lock is held during I/O or
 /// while PHP code (serializers) runs.
-/// One key's result in a getMulti, until the call's array is built in key order.
-enum Got {
-    Miss,
-    /// The decoded value, its CAS and flags.
-    Hit(Zval, u64, u32),
-    /// A value for PHP's unserializers: (type, payload, CAS, flags).
-    Later(Box<(u32, Vec<u8>, u64, u32)>),
+/// A getMulti key's result other than a hit decoded at once (or a miss).
+enum Other {
+    /// A value for PHP's unserializers: type, payload, CAS, flags.
+    Later(u32, Vec<u8>, u64, u32),
     /// The item as read (getDelayed decodes later).
-    Raw(Box<Item>),
+    Raw(Item),
     /// The value does not decode.
-    Bad(Box<Fail>),
+    Bad(Fail),
     /// The key's server failed.
-    Failed(Box<fae_core::Error>),
+    Failed(fae_core::Error),
 }
 
 /// A hit's zval: the value, or with `GET_EXTENDED` `["value", "cas", "flags"]`.
@@ -634,27 +631,33 @@ impl FaeClient {
             } else {
                 pairs.iter().map(|p| p.0.as_slice()).collect()
             };
-            // Each key's result lands in its slot as the core hands it out, the value
-            // decoded from the connection's buffer into its PHP string (or scalar) at once;
-            // what needs PHP's unserializers waits for the core call to end.
+            // Each hit lands in its key's slot as the core hands it out, the value decoded
+            // from the connection's buffer into its PHP string (or scalar) at once; a slot
+            // left null is a miss, unless `other` says more (rare: what needs PHP's
+            // unserializers, which waits for the core call to end; getDelayed's raw items;
+            // failures).
             let want_raw = raw.is_some();
-            let mut got: Vec<Got> = (0..keys.len()).map(|_| Got::Miss).collect();
+            let mut hits: Vec<Zval> = (0..keys.len()).map(|_| Zval::new()).collect();
+            let mut other: Vec<(usize, Other)> = Vec::new();
             let mut on = |i: usize, r: fae_core::Result<Option<ItemRef<'_>>>| {
-                let Some(slot) = got.get_mut(i) else {
-                    return;
-                };
-                *slot = match r {
-                    Ok(None) => Got::Miss,
-                    Err(e) => Got::Failed(Box::new(e)),
-                    Ok(Some(it)) if want_raw => Got::Raw(Box::new(it.to_item())),
+                let got = match r {
+                    Ok(None) => return,
+                    Err(e) => Other::Failed(e),
+                    Ok(Some(it)) if want_raw => Other::Raw(it.to_item()),
                     Ok(Some(it)) => match values::decode_plain(it.value, it.flags) {
-                        Ok(values::Plain::Value(z)) => Got::Hit(z, it.cas, it.flags),
-                        Ok(values::Plain::Serialized(ty, p)) => {
-                            Got::Later(Box::new((ty, p, it.cas, it.flags)))
+                        Ok(values::Plain::Value(z)) => {
+                            if let Some(slot) = hits.get_mut(i) {
+                                *slot = hit_zval(z, it.cas, it.flags, flags);
+                            }
+                            return;
                         }
-                        Err(f) => Got::Bad(Box::new(f)),
+                        Ok(values::Plain::Serialized(ty, p)) => {
+                            Other::Later(ty, p, it.cas, it.flags)
+                        }
+                        Err(f) => Other::Bad(f),
                     },
                 };
+                other.push((i, got));
             };
             let r = if pairs.iter().any(|p| p.1.is_some()) {
                 let routing: Vec<&[u8]> = pairs
@@ -669,21 +672,29 @@ impl FaeClient {
             if let Err(e) = r {
                 return Ok(self.core_err(&e));
             }
+            other.sort_by_key(|o| o.0);
+            let mut other = other.into_iter().peekable();
             let mut ht = ZendHashTable::new();
             let (mut errors, mut last_err) = (0usize, None);
             let mut payload_fail = None;
-            for ((k, arg), g) in keys.iter().zip(&args).zip(got) {
-                match g {
-                    Got::Raw(item) => {
+            for (i, ((k, arg), v)) in keys.iter().zip(&args).zip(hits).enumerate() {
+                if !v.is_null() {
+                    insert_arg_key(&mut ht, arg, k, v);
+                    continue;
+                }
+                let Some((_, got)) = other.next_if(|o| o.0 == i) else {
+                    if flags & crate::GET_PRESERVE_ORDER != 0 {
+                        insert_arg_key(&mut ht, arg, k, Zval::null());
+                    }
+                    continue;
+                };
+                match got {
+                    Other::Raw(item) => {
                         if let Some(sink) = raw.as_deref_mut() {
-                            sink.push((k.to_vec(), *item));
+                            sink.push((k.to_vec(), item));
                         }
                     }
-                    Got::Hit(v, cas, item_flags) => {
-                        insert_arg_key(&mut ht, arg, k, hit_zval(v, cas, item_flags, flags));
-                    }
-                    Got::Later(later) => {
-                        let (ty, payload, cas, item_flags) = *later;
+                    Other::Later(ty, payload, cas, item_flags) => {
                         match values::unserialize(ty, &payload, ctx.values.serializer) {
                             Ok(v) => {
                                 let v = hit_zval(v, cas, item_flags, flags);
@@ -692,15 +703,10 @@ impl FaeClient {
                             Err(f) => payload_fail = Some(bad_value(f)),
                         }
                     }
-                    Got::Bad(f) => payload_fail = Some(bad_value(*f)),
-                    Got::Miss => {
-                        if flags & crate::GET_PRESERVE_ORDER != 0 {
-                            insert_arg_key(&mut ht, arg, k, Zval::null());
-                        }
-                    }
-                    Got::Failed(e) => {
+                    Other::Bad(f) => payload_fail = Some(bad_value(f)),
+                    Other::Failed(e) => {
                         errors += 1;
-                        last_err = Some(*e);
+                        last_err = Some(e);
                     }
                 }
             }
