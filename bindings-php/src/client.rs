@@ -605,7 +605,21 @@ impl FaeClient {
             return Err(exception("getMulti(): $keys must be an array"));
         };
         let args: Vec<&Zval> = arr.values().collect();
-        let keys: Vec<Cow<'_, [u8]>> = args.iter().map(|z| key_cow(z)).collect::<PhpResult<_>>()?;
+        // Keys are the caller's strings; others as PHP prints them (rare), kept here.
+        let mut printed: Vec<Vec<u8>> = Vec::new();
+        for z in &args {
+            if z.dereference().zend_str().is_none() {
+                printed.push(key_bytes(z)?);
+            }
+        }
+        let mut printed_keys = printed.iter();
+        let keys: Vec<&[u8]> = args
+            .iter()
+            .map(|z| match z.dereference().zend_str() {
+                Some(s) => s.as_bytes(),
+                None => printed_keys.next().map_or(&[][..], Vec::as_slice),
+            })
+            .collect();
         let skey = server_key_bytes(server_key)?;
         let flags = flags.unwrap_or(0);
         if keys.is_empty() {
@@ -626,11 +640,8 @@ impl FaeClient {
             } else {
                 keys.iter().map(|k| ctx.keys(k, skey.as_deref())).collect()
             };
-            let stored: Vec<&[u8]> = if plain {
-                keys.iter().map(|k| &**k).collect()
-            } else {
-                pairs.iter().map(|p| p.0.as_slice()).collect()
-            };
+            let prefixed: Vec<&[u8]> = pairs.iter().map(|p| p.0.as_slice()).collect();
+            let stored: &[&[u8]] = if plain { &keys } else { &prefixed };
             // Each hit lands in its key's slot as the core hands it out, the value decoded
             // from the connection's buffer into its PHP string (or scalar) at once; a slot
             // left null is a miss, unless `other` says more (rare: what needs PHP's
@@ -665,9 +676,9 @@ impl FaeClient {
                     .map(|p| p.1.as_deref().unwrap_or(&p.0))
                     .collect();
                 ctx.core
-                    .get_multi_each(&stored, Some(&routing), cas, None, &mut on)
+                    .get_multi_each(stored, Some(&routing), cas, None, &mut on)
             } else {
-                ctx.core.get_multi_each(&stored, None, cas, None, &mut on)
+                ctx.core.get_multi_each(stored, None, cas, None, &mut on)
             };
             if let Err(e) = r {
                 return Ok(self.core_err(&e));
