@@ -714,9 +714,41 @@ pub(crate) struct GetBatch<'a> {
     wire: Protocol,
     /// Meta: an error line in a quiet batch carries no opaque; it taints unresolved keys.
     taint: Option<Error>,
-    /// Values are left in the connection's buffer ([`GetBatch::in_place`]): where each hit's
-    /// data lies in the held bytes (its `Item::value` stays empty).
-    spans: Option<Vec<std::ops::Range<usize>>>,
+    /// Read in place ([`GetBatch::in_place`]): each key's outcome, in place of `results`
+    /// (which stays empty), a hit's data left in the connection's buffer.
+    pub(crate) held: Option<Vec<Held>>,
+    /// In place: the error of the keys whose outcome is [`Outcome::Failed`] (one per batch:
+    /// a batch fails once, or is tainted once at its end).
+    pub(crate) held_err: Option<Error>,
+}
+
+/// What became of a key read in place.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// No answer yet.
+    #[default]
+    Pending,
+    /// A miss.
+    Miss,
+    /// A hit, its data at `start..start + len` of the held bytes.
+    Hit,
+    /// The batch's error ([`GetBatch::held_err`]).
+    Failed,
+}
+
+/// One key of a batch read in place: a compact [`Item`] without its value (no 56-byte result
+/// slot and no `Vec` per key).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Held {
+    pub(crate) outcome: Outcome,
+    pub(crate) win: bool,
+    pub(crate) stale: bool,
+    pub(crate) win_taken: bool,
+    pub(crate) flags: u32,
+    pub(crate) start: usize,
+    pub(crate) len: usize,
+    pub(crate) cas: u64,
+    pub(crate) ttl: Option<i64>,
 }
 
 impl<'a> GetBatch<'a> {
@@ -730,27 +762,32 @@ impl<'a> GetBatch<'a> {
             cursor: 0,
             wire,
             taint: None,
-            spans: None,
+            held: None,
+            held_err: None,
         }
     }
 
     /// Leave the values in the connection's buffer: no copy per value. The batch must be run
     /// with an `on_held` hook ([`exchange_with`], [`exchange_many_with`]), which reads them
-    /// with [`GetBatch::value`] before the connection goes back to its pool.
+    /// ([`GetBatch::held`]) before the connection goes back to its pool.
     pub(crate) fn in_place(mut self) -> Self {
-        self.spans = Some(Vec::new());
+        self.held = Some(Vec::new());
         self
     }
 
-    /// The data of hit `i`: its `Item::value`, or for a batch read in place its bytes in
-    /// `held` (`None` if it has none there).
-    pub(crate) fn value<'h>(&'h self, i: usize, held: &'h [u8]) -> Option<&'h [u8]> {
-        match (&self.spans, &self.results.get(i)) {
-            (None, Some(Some(Ok(Some(item))))) => Some(&item.value),
-            (Some(spans), Some(Some(Ok(Some(_))))) => {
-                spans.get(i).and_then(|r| held.get(r.clone()))
-            }
-            _ => None,
+    /// Whether key `i` has its answer.
+    fn resolved(&self, i: usize) -> bool {
+        match &self.held {
+            Some(h) => h.get(i).is_some_and(|h| h.outcome != Outcome::Pending),
+            None => self.results.get(i).is_some_and(Option::is_some),
+        }
+    }
+
+    /// Key `i` missed.
+    fn miss(&mut self, i: usize) {
+        match &mut self.held {
+            Some(h) => h[i].outcome = Outcome::Miss,
+            None => self.results[i] = Some(Ok(None)),
         }
     }
 
@@ -763,18 +800,18 @@ impl<'a> GetBatch<'a> {
     pub(crate) fn reserve(&mut self, n: usize) {
         self.keys.reserve_exact(n);
         self.slots.reserve_exact(n);
-        self.results.reserve_exact(n);
-        if let Some(s) = &mut self.spans {
-            s.reserve_exact(n);
+        match &mut self.held {
+            Some(h) => h.reserve_exact(n),
+            None => self.results.reserve_exact(n),
         }
     }
 
     pub(crate) fn push(&mut self, key: &'a [u8], slot: usize) {
         self.keys.push(key);
         self.slots.push(slot);
-        self.results.push(None);
-        if let Some(s) = &mut self.spans {
-            s.push(0..0);
+        match &mut self.held {
+            Some(h) => h.push(Held::default()),
+            None => self.results.push(None),
         }
     }
 
@@ -813,7 +850,7 @@ impl<'a> GetBatch<'a> {
                         "VA key does not match its opaque",
                     ));
                 }
-                if self.results[i].is_some() {
+                if self.resolved(i) {
                     // One `mg` gets one reply: a second block for the same key is not an
                     // answer to anything asked, and neither block can be trusted.
                     return Err(Error::with_detail(
@@ -826,7 +863,22 @@ impl<'a> GetBatch<'a> {
         }
     }
 
-    fn hit(&mut self, i: usize, v: protocol::Value) {
+    /// Key `i` hit; read in place, its data is at `data` of the held bytes.
+    fn hit(&mut self, i: usize, v: protocol::Value, data: std::ops::Range<usize>) {
+        if let Some(h) = &mut self.held {
+            h[i] = Held {
+                outcome: Outcome::Hit,
+                win: v.win,
+                stale: v.stale,
+                win_taken: v.win_taken,
+                flags: v.flags,
+                start: data.start,
+                len: data.len(),
+                cas: v.cas.unwrap_or(0),
+                ttl: v.ttl,
+            };
+            return;
+        }
         self.results[i] = Some(Ok(Some(Item {
             value: v.data,
             flags: v.flags,
@@ -860,7 +912,8 @@ impl GetState {
             cursor: self.cursor,
             wire: self.wire,
             taint: self.taint,
-            spans: None,
+            held: None,
+            held_err: None,
         }
     }
 }
@@ -904,7 +957,7 @@ impl Batch for GetBatch<'_> {
     /// In place: values are read with [`conn::Conn::try_decode_in_place`], their data left
     /// in the connection's buffer.
     fn read_from(&mut self, c: &mut conn::Conn, decoder: &Decoder) -> Result<bool> {
-        if self.spans.is_none() {
+        if self.held.is_none() {
             while let Some(resp) = c.try_decode(decoder)? {
                 if self.on_reply(resp)? {
                     return Ok(true);
@@ -916,10 +969,7 @@ impl Batch for GetBatch<'_> {
             match reply {
                 InPlace::Value(v, data) => {
                     let i = self.value_index(&v)?;
-                    if let Some(spans) = &mut self.spans {
-                        spans[i] = data;
-                    }
-                    self.hit(i, v);
+                    self.hit(i, v, data);
                 }
                 InPlace::Other(resp) => {
                     if self.on_reply(resp)? {
@@ -935,10 +985,22 @@ impl Batch for GetBatch<'_> {
         match resp {
             Response::Value(v) => {
                 let i = self.value_index(&v)?;
-                self.hit(i, v);
+                self.hit(i, v, 0..0);
                 Ok(false)
             }
             Response::End => {
+                if let Some(held) = &mut self.held {
+                    for h in held.iter_mut().filter(|h| h.outcome == Outcome::Pending) {
+                        h.outcome = match &self.taint {
+                            Some(e) => {
+                                self.held_err = Some(e.clone());
+                                Outcome::Failed
+                            }
+                            None => Outcome::Miss,
+                        };
+                    }
+                    return Ok(true);
+                }
                 for r in &mut self.results {
                     if r.is_none() {
                         *r = Some(match &self.taint {
@@ -956,9 +1018,10 @@ impl Batch for GetBatch<'_> {
                 opaque: Some(o),
                 ..
             } if self.wire() == Protocol::Meta
-                && self.results.get(o as usize).is_some_and(Option::is_none) =>
+                && (o as usize) < self.keys.len()
+                && !self.resolved(o as usize) =>
             {
-                self.results[o as usize] = Some(Ok(None));
+                self.miss(o as usize);
                 Ok(false)
             }
             Response::Error { kind, message } => {
@@ -978,6 +1041,15 @@ impl Batch for GetBatch<'_> {
     /// A protocol error taints the whole reply: values read before it are replaced too.
     fn fail(&mut self, err: &Error) {
         let all = err.reason() == Reason::Protocol;
+        if let Some(held) = &mut self.held {
+            for h in held {
+                if h.outcome == Outcome::Pending || all {
+                    h.outcome = Outcome::Failed;
+                }
+            }
+            self.held_err = Some(err.clone());
+            return;
+        }
         for r in &mut self.results {
             if r.is_none() || all {
                 *r = Some(Err(err.clone()));

@@ -34,7 +34,7 @@ use crate::item::{Item, ItemRef, OnItem};
 use crate::op::Op;
 use crate::placement::vbucket::{BucketMap, MovePhase};
 use crate::placement::{Mode, Node, Placement};
-use crate::pool::exchange::{self, Admission, GetBatch, Hedge, OpsBatch, Work};
+use crate::pool::exchange::{self, Admission, GetBatch, Hedge, OpsBatch, Outcome, Work};
 use crate::pool::health::{BreakerSettings, BreakerState, PoolHealth};
 use crate::pool::{ConnSettings, Destination};
 use crate::protocol::{Decoder, Protocol, Request, Response};
@@ -745,7 +745,7 @@ impl<'k> Later<'k> {
                     _ => Some(first),
                 };
                 let hit = match item {
-                    Some(it) => hand_hit(d, a.1, a.2, &it, &it.value, opts, on, &mut self.won),
+                    Some(it) => hand_hit(d, a.1, a.2, it.borrowed(), opts, on, &mut self.won),
                     None => {
                         on(a.1, Ok(None));
                         false
@@ -781,56 +781,63 @@ fn hand_batch<'k>(
 ) {
     let recheck = b.wire() == Protocol::Text && pool.protocol == Protocol::Meta;
     let (mut hits, mut misses) = (0, 0);
-    for k in 0..b.keys.len() {
-        let slot = b.slots[k];
-        if let Some(Some(Ok(Some(it)))) = b.results.get(k) {
-            let Some(data) = b.value(k, held) else {
-                on(slot, Err(Error::new(Reason::Protocol)));
-                continue;
-            };
-            if recheck && data.is_empty() && it.flags == 0 {
-                // Maybe a lease stub, which text shows as an empty value: asked again over meta.
-                later.again.push((d, slot, b.keys[k], it.cas));
-            } else if hand_hit(d, slot, b.keys[k], it, data, opts, on, &mut later.won) {
-                hits += 1;
-            } else {
-                misses += 1;
+    let outcomes = b.held.take().unwrap_or_default();
+    let err = b.held_err.take();
+    let failed = || err.clone().unwrap_or_else(|| Error::new(Reason::Protocol));
+    for ((h, &slot), &key) in outcomes.iter().zip(&b.slots).zip(&b.keys) {
+        match h.outcome {
+            Outcome::Hit => {
+                let Some(data) = held.get(h.start..h.start + h.len) else {
+                    on(slot, Err(Error::new(Reason::Protocol)));
+                    continue;
+                };
+                let it = ItemRef {
+                    value: data,
+                    flags: h.flags,
+                    cas: h.cas,
+                    ttl: h.ttl,
+                    win: h.win,
+                    stale: h.stale,
+                    win_taken: h.win_taken,
+                };
+                if recheck && data.is_empty() && it.flags == 0 {
+                    // Maybe a lease stub, which text shows as an empty value: asked again
+                    // over meta.
+                    later.again.push((d, slot, key, it.cas));
+                } else if hand_hit(d, slot, key, it, opts, on, &mut later.won) {
+                    hits += 1;
+                } else {
+                    misses += 1;
+                }
             }
-            continue;
-        }
-        match b.results[k].take() {
-            Some(Ok(None)) => {
+            Outcome::Miss => {
                 misses += 1;
                 on(slot, Ok(None));
             }
-            Some(Err(e)) => on(slot, Err(e)),
-            _ => on(slot, Err(Error::new(Reason::Protocol))),
+            Outcome::Failed | Outcome::Pending => on(slot, Err(failed())),
         }
     }
     b.keys.clear();
     b.slots.clear();
-    b.results.clear();
     let dest = &pool.dests[d];
     dest.counters.hits.fetch_add(hits, Relaxed);
     dest.counters.misses.fetch_add(misses, Relaxed);
 }
 
-/// Hand out hit `it` (value `data`) of key `key` at `slot` as [`settle`] would: a lease stub
-/// or an invalidated item is a miss to a read outside leases (a refresh win it took is
-/// recorded in `won`, to be handed back), and the CAS is dropped unless asked. `true` if it
-/// was handed out as a hit.
-#[allow(clippy::too_many_arguments)]
+/// Hand out hit `it` of key `key` at `slot` as [`settle`] would: a lease stub or an
+/// invalidated item is a miss to a read outside leases (a refresh win it took is recorded in
+/// `won`, to be handed back), and the CAS is dropped unless asked. `true` if it was handed
+/// out as a hit.
 fn hand_hit<'k>(
     d: usize,
     slot: usize,
     key: &'k [u8],
-    it: &Item,
-    data: &[u8],
+    it: ItemRef<'_>,
     opts: GetOpts,
     on: &mut OnItem<'_>,
     won: &mut Vec<(usize, &'k [u8], u64)>,
 ) -> bool {
-    let stub = data.is_empty() && it.flags == 0 && (it.win || it.win_taken);
+    let stub = it.value.is_empty() && it.flags == 0 && (it.win || it.win_taken);
     let hidden = !opts.leased() && (it.stale || stub);
     if hidden {
         if it.stale && it.win {
@@ -839,18 +846,8 @@ fn hand_hit<'k>(
         on(slot, Ok(None));
         return false;
     }
-    on(
-        slot,
-        Ok(Some(ItemRef {
-            value: data,
-            flags: it.flags,
-            cas: if opts.cas { it.cas } else { 0 },
-            ttl: it.ttl,
-            win: it.win,
-            stale: it.stale,
-            win_taken: it.win_taken,
-        })),
-    );
+    let cas = if opts.cas { it.cas } else { 0 };
+    on(slot, Ok(Some(ItemRef { cas, ..it })));
     true
 }
 
