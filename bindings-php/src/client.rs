@@ -13,7 +13,7 @@ use ext_php_rs::prelude::*;
 use ext_php_rs::types::{ZendClassObject, ZendHashTable, Zval};
 use fae_core::protocol::StoreOp;
 use fae_core::values::KeyPrefix;
-use fae_core::{Item, Op, StoreOutcome};
+use fae_core::{Item, ItemRef, Op, StoreOutcome};
 use parking_lot::Mutex;
 
 use crate::codes::*;
@@ -54,6 +54,38 @@ fn guarded<T>(f: impl FnOnce() -> PhpResult<T>) -> PhpResult<T> {
 
 /// Everything a call needs, copied out of the shared state so no lock is held during I/O or
 /// while PHP code (serializers) runs.
+/// A getMulti key's result other than a hit decoded at once (or a miss).
+enum Other {
+    /// A value for PHP's unserializers: type, payload, CAS, flags.
+    Later(u32, Vec<u8>, u64, u32),
+    /// The item as read (getDelayed decodes later).
+    Raw(Item),
+    /// The value does not decode.
+    Bad(Fail),
+    /// The key's server failed.
+    Failed(fae_core::Error),
+}
+
+/// A hit's zval: the value, or with `GET_EXTENDED` `["value", "cas", "flags"]`.
+fn hit_zval(v: Zval, cas: u64, item_flags: u32, get_flags: i64) -> Zval {
+    if get_flags & crate::GET_EXTENDED == 0 {
+        return v;
+    }
+    let mut ht = ZendHashTable::new();
+    let _ = ht.insert("value", v);
+    let _ = ht.insert("cas", long_zval(cas as i64));
+    let _ = ht.insert("flags", long_zval(i64::from(item_flags >> 16)));
+    array_zval(ht)
+}
+
+/// A value that does not decode: php-memcached warns when unserializing failed.
+fn bad_value(f: Fail) -> Fail {
+    if f.1 == values::UNSERIALIZE_FAILED {
+        warn(values::UNSERIALIZE_FAILED);
+    }
+    f
+}
+
 struct Ctx {
     core: Arc<fae_core::Client>,
     values: ValueOpts,
@@ -492,20 +524,10 @@ impl FaeClient {
         match values::decode(&item.value, item.flags, &ctx.values) {
             Ok(v) => {
                 self.ok();
-                if flags & crate::GET_EXTENDED != 0 {
-                    let mut ht = ZendHashTable::new();
-                    let _ = ht.insert("value", v);
-                    let _ = ht.insert("cas", long_zval(item.cas as i64));
-                    let _ = ht.insert("flags", long_zval(i64::from(item.flags >> 16)));
-                    array_zval(ht)
-                } else {
-                    v
-                }
+                hit_zval(v, item.cas, item.flags, flags)
             }
             Err(f) => {
-                if f.1 == values::UNSERIALIZE_FAILED {
-                    warn(values::UNSERIALIZE_FAILED);
-                }
+                let f = bad_value(f);
                 self.fail(f)
             }
         }
@@ -586,7 +608,21 @@ impl FaeClient {
             return Err(exception("getMulti(): $keys must be an array"));
         };
         let args: Vec<&Zval> = arr.values().collect();
-        let keys: Vec<Cow<'_, [u8]>> = args.iter().map(|z| key_cow(z)).collect::<PhpResult<_>>()?;
+        // Keys are the caller's strings; others as PHP prints them (rare), kept here.
+        let mut printed: Vec<Vec<u8>> = Vec::new();
+        for z in &args {
+            if z.dereference().zend_str().is_none() {
+                printed.push(key_bytes(z)?);
+            }
+        }
+        let mut printed_keys = printed.iter();
+        let keys: Vec<&[u8]> = args
+            .iter()
+            .map(|z| match z.dereference().zend_str() {
+                Some(s) => s.as_bytes(),
+                None => printed_keys.next().map_or(&[][..], Vec::as_slice),
+            })
+            .collect();
         let skey = server_key_bytes(server_key)?;
         let flags = flags.unwrap_or(0);
         if keys.is_empty() {
@@ -607,55 +643,87 @@ impl FaeClient {
             } else {
                 keys.iter().map(|k| ctx.keys(k, skey.as_deref())).collect()
             };
-            let stored: Vec<&[u8]> = if plain {
-                keys.iter().map(|k| &**k).collect()
-            } else {
-                pairs.iter().map(|p| p.0.as_slice()).collect()
+            let prefixed: Vec<&[u8]> = pairs.iter().map(|p| p.0.as_slice()).collect();
+            let stored: &[&[u8]] = if plain { &keys } else { &prefixed };
+            // Each hit lands in its key's slot as the core hands it out, the value decoded
+            // from the connection's buffer into its PHP string (or scalar) at once; a slot
+            // left null is a miss, unless `other` says more (rare: what needs PHP's
+            // unserializers, which waits for the core call to end; getDelayed's raw items;
+            // failures).
+            let want_raw = raw.is_some();
+            let mut hits: Vec<Zval> = (0..keys.len()).map(|_| Zval::new()).collect();
+            let mut other: Vec<(usize, Other)> = Vec::new();
+            let mut on = |i: usize, r: fae_core::Result<Option<ItemRef<'_>>>| {
+                let got = match r {
+                    Ok(None) => return,
+                    Err(e) => Other::Failed(e),
+                    Ok(Some(it)) if want_raw => Other::Raw(it.to_item()),
+                    Ok(Some(it)) => match values::decode_plain(it.value, it.flags, &ctx.values) {
+                        Ok(values::Plain::Value(z)) => {
+                            if let Some(slot) = hits.get_mut(i) {
+                                *slot = hit_zval(z, it.cas, it.flags, flags);
+                            }
+                            return;
+                        }
+                        Ok(values::Plain::Serialized(ty, p)) => {
+                            Other::Later(ty, p, it.cas, it.flags)
+                        }
+                        Err(f) => Other::Bad(f),
+                    },
+                };
+                other.push((i, got));
             };
             let r = if pairs.iter().any(|p| p.1.is_some()) {
                 let routing: Vec<&[u8]> = pairs
                     .iter()
                     .map(|p| p.1.as_deref().unwrap_or(&p.0))
                     .collect();
-                ctx.core.get_multi_routed(&stored, &routing, cas)
+                ctx.core
+                    .get_multi_each(stored, Some(&routing), cas, None, &mut on)
             } else {
-                ctx.core.get_multi_opts(&stored, cas, None)
+                ctx.core.get_multi_each(stored, None, cas, None, &mut on)
             };
-            let results = match r {
-                Ok(r) => r,
-                Err(e) => return Ok(self.core_err(&e)),
-            };
+            if let Err(e) = r {
+                return Ok(self.core_err(&e));
+            }
+            other.sort_by_key(|o| o.0);
+            let mut other = other.into_iter().peekable();
             let mut ht = ZendHashTable::new();
             let (mut errors, mut last_err) = (0usize, None);
             let mut payload_fail = None;
-            let (mut hits, mut undecryptable) = (0usize, None);
-            for ((k, arg), r) in keys.iter().zip(&args).zip(results) {
-                match r {
-                    Ok(Some(item)) if raw.is_some() => {
+            let (mut hit_count, mut undecryptable) = (0usize, None);
+            for (i, ((k, arg), v)) in keys.iter().zip(&args).zip(hits).enumerate() {
+                if !v.is_null() {
+                    hit_count += 1;
+                    insert_arg_key(&mut ht, arg, k, v);
+                    continue;
+                }
+                let Some((_, got)) = other.next_if(|o| o.0 == i) else {
+                    if flags & crate::GET_PRESERVE_ORDER != 0 {
+                        insert_arg_key(&mut ht, arg, k, Zval::null());
+                    }
+                    continue;
+                };
+                match got {
+                    Other::Raw(item) => {
                         if let Some(sink) = raw.as_deref_mut() {
                             sink.push((k.to_vec(), item));
                         }
                     }
-                    Ok(Some(item)) => {
-                        let v = self.hit(&ctx, item, flags);
-                        if self.code == RES_NOTFOUND {
-                            // Only an encrypted value that does not decrypt reads as NOTFOUND.
-                            undecryptable = Some(self.message.clone());
-                            continue;
-                        }
-                        if self.code != RES_SUCCESS {
-                            payload_fail = Some((self.code, self.message.clone()));
-                            continue;
-                        }
-                        hits += 1;
-                        insert_arg_key(&mut ht, arg, k, v);
-                    }
-                    Ok(None) => {
-                        if flags & crate::GET_PRESERVE_ORDER != 0 {
-                            insert_arg_key(&mut ht, arg, k, Zval::null());
+                    Other::Later(ty, payload, cas, item_flags) => {
+                        match values::unserialize(ty, &payload, ctx.values.serializer) {
+                            Ok(v) => {
+                                let v = hit_zval(v, cas, item_flags, flags);
+                                hit_count += 1;
+                                insert_arg_key(&mut ht, arg, k, v);
+                            }
+                            Err(f) => payload_fail = Some(bad_value(f)),
                         }
                     }
-                    Err(e) => {
+                    // Only an encrypted value that does not decrypt reads as NOTFOUND.
+                    Other::Bad(f) if f.0 == RES_NOTFOUND => undecryptable = Some(f.1),
+                    Other::Bad(f) => payload_fail = Some(bad_value(f)),
+                    Other::Failed(e) => {
                         errors += 1;
                         last_err = Some(e);
                     }
@@ -669,13 +737,12 @@ impl FaeClient {
                 self.code = RES_SOME_ERRORS;
                 self.message = format!("{}: {m}", text(RES_SOME_ERRORS));
             } else if let Some(f) = payload_fail {
-                self.code = f.0;
-                self.message = f.1;
+                self.fail(f);
             } else if let Some(m) = undecryptable {
                 // libmemcached's fetch stops at a value that does not decrypt: NOTFOUND (an
                 // empty array) when nothing was read before it, else FAILURE (false). The
                 // servers' reply order decides there; here, whether any value decrypted.
-                if hits > 0 {
+                if hit_count > 0 {
                     return Ok(self.fail((RES_FAILURE, m)));
                 }
                 self.code = RES_NOTFOUND;

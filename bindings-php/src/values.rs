@@ -170,7 +170,22 @@ pub const UNSERIALIZE_FAILED: &str = "could not unserialize value";
 
 /// (payload, flags) → PHP value, decrypted first when `o` has an encoding key.
 pub fn decode(data: &[u8], flags: u32, o: &ValueOpts) -> Result<Zval, Fail> {
-    let serializer = o.serializer;
+    match decode_plain(data, flags, o)? {
+        Plain::Value(z) => Ok(z),
+        Plain::Serialized(ty, payload) => unserialize(ty, &payload, o.serializer),
+    }
+}
+
+/// A value decoded as far as it can be without PHP code: a string or scalar, or the payload
+/// of a serialized one (its type and bytes, decompressed) for [`unserialize`].
+pub enum Plain {
+    Value(Zval),
+    Serialized(u32, Vec<u8>),
+}
+
+/// [`decode`] without calling PHP's unserializers (which may run user code, e.g. a
+/// `__wakeup` calling this client): a multi-get decodes while the core holds connections.
+pub fn decode_plain(data: &[u8], flags: u32, o: &ValueOpts) -> Result<Plain, Fail> {
     let decrypted;
     let data = match &o.encoding_key {
         Some(k) => {
@@ -183,29 +198,37 @@ pub fn decode(data: &[u8], flags: u32, o: &ValueOpts) -> Result<Zval, Fail> {
     let data = &d.payload[..];
     let mut z = Zval::new();
     match d.ty {
-        php::STRING => return Ok(bytes_zval(data)),
+        php::STRING => return Ok(Plain::Value(bytes_zval(data))),
         // php-memcached reads with strtol/zend_strtod: text that is not a number reads as 0.
         php::LONG => z.set_long(php::parse_long(data).unwrap_or(0)),
         php::DOUBLE => z.set_double(php::parse_double(data).unwrap_or(0.0)),
         php::BOOL => z.set_bool(php::parse_bool(data)),
+        ty => return Ok(Plain::Serialized(ty, d.payload.into_owned())),
+    }
+    Ok(Plain::Value(z))
+}
+
+/// The PHP value of a serialized payload of type `ty` ([`decode_plain`]).
+pub fn unserialize(ty: u32, data: &[u8], serializer: i64) -> Result<Zval, Fail> {
+    match ty {
         php::SERIALIZED => {
             let arg = bytes_zval(data);
             let out = call("unserialize", vec![&arg]);
             // php-memcached warns on any failure, also when `__unserialize` threw (the
             // exception then leaves the call).
             let thrown = ext_php_rs::zend::ExecutorGlobals::has_exception();
-            return match out {
+            match out {
                 Ok(out) if !thrown && (!out.is_false() || data == b"b:0;") => Ok(out),
                 _ => Err(payload_fail(UNSERIALIZE_FAILED)),
-            };
+            }
         }
         php::IGBINARY => {
             let arg = bytes_zval(data);
-            return call("igbinary_unserialize", vec![&arg]);
+            call("igbinary_unserialize", vec![&arg])
         }
         php::MSGPACK => {
             let arg = bytes_zval(data);
-            return call("msgpack_unpack", vec![&arg]);
+            call("msgpack_unpack", vec![&arg])
         }
         php::JSON => {
             let arg = bytes_zval(data);
@@ -214,9 +237,8 @@ pub fn decode(data: &[u8], flags: u32, o: &ValueOpts) -> Result<Zval, Fail> {
             if out.is_null() && data.trim_ascii() != b"null" {
                 return Err(payload_fail("could not decode JSON value"));
             }
-            return Ok(out);
+            Ok(out)
         }
-        t => return Err(payload_fail(format!("unknown payload type {t}"))),
+        t => Err(payload_fail(format!("unknown payload type {t}"))),
     }
-    Ok(z)
 }

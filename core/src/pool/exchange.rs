@@ -19,7 +19,9 @@ use crate::item::Item;
 use crate::op::{GetOpts, unexpected};
 use crate::pool::{Destination, OwnedConn, PooledConn, conn};
 use crate::process::{background, supervisor};
-use crate::protocol::{self, Protocol, Request, Response, ServerErrorKind, Status};
+use crate::protocol::{
+    self, Decoder, InPlace, Protocol, Request, Response, ServerErrorKind, Status,
+};
 use crate::stats::inc;
 
 /// What a pool lets through to its servers: its degrade switches (config `disabled`,
@@ -213,11 +215,9 @@ fn step_read(
     }
     if revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
         c.try_fill()?;
-        while let Some(resp) = c.try_decode(decoder)? {
-            if batch.on_reply(resp)? {
-                nothing_after(c)?;
-                return Ok(true);
-            }
+        if batch.read_from(c, decoder)? {
+            nothing_after(c)?;
+            return Ok(true);
         }
     }
     Ok(false)
@@ -428,9 +428,20 @@ fn nothing_after(c: &conn::Conn) -> Result<()> {
 }
 
 /// Finish a connection's part: keep it if the batch completed on a clean stream.
-pub(crate) fn release(pc: PooledConn<'_>, ok: bool) {
+pub(crate) fn release(mut pc: PooledConn<'_>, ok: bool) {
     if ok {
+        pc.conn().unhold();
         pc.checkin();
+    }
+}
+
+/// A connection's part of `batch` is over (complete or failed): if the batch left values in
+/// its read buffer ([`conn::Conn::hold`]), `on_held` takes them now, before the connection
+/// is returned or dropped.
+fn hand_held<B>(c: &mut conn::Conn, batch: &mut B, on_held: &mut dyn FnMut(&mut B, &[u8])) {
+    if c.holding() {
+        on_held(batch, c.held());
+        c.unhold();
     }
 }
 
@@ -440,6 +451,18 @@ pub(crate) fn exchange<B: Batch>(
     dest: &Destination,
     batch: &mut B,
     deadline: Instant,
+) -> Result<()> {
+    exchange_with(admission, dest, batch, deadline, &mut |_, _| {})
+}
+
+/// [`exchange`], with `on_held` called on the values the batch left in the connection's
+/// buffer ([`hand_held`]).
+pub(crate) fn exchange_with<B: Batch>(
+    admission: &Admission,
+    dest: &Destination,
+    batch: &mut B,
+    deadline: Instant,
+    on_held: &mut dyn FnMut(&mut B, &[u8]),
 ) -> Result<()> {
     if admission.dropped(dest, batch) {
         return Ok(());
@@ -453,12 +476,17 @@ pub(crate) fn exchange<B: Batch>(
         return Err(e);
     }
     let start = Instant::now();
-    let result = exchange_admitted(dest, batch, deadline);
+    let result = exchange_admitted(dest, batch, deadline, on_held);
     dest.record(&result, start.elapsed());
     result
 }
 
-fn exchange_admitted<B: Batch>(dest: &Destination, batch: &mut B, deadline: Instant) -> Result<()> {
+fn exchange_admitted<B: Batch>(
+    dest: &Destination,
+    batch: &mut B,
+    deadline: Instant,
+    on_held: &mut dyn FnMut(&mut B, &[u8]),
+) -> Result<()> {
     let addr = dest.addr();
     let mut pc = match dest.checkout(deadline) {
         Ok(pc) => pc,
@@ -471,20 +499,24 @@ fn exchange_admitted<B: Batch>(dest: &Destination, batch: &mut B, deadline: Inst
     batch.encode(dest.protocol(), &mut c.wbuf);
     let run = (|| -> Result<()> {
         c.send(deadline)?;
+        let mut may_block = true;
         loop {
-            if batch.on_reply(c.recv(dest.decoder(), deadline)?)? {
+            if batch.read_from(c, dest.decoder())? {
                 return nothing_after(c);
             }
+            c.wait_more(deadline, &mut may_block)?;
         }
     })();
     match run {
         Ok(()) => {
+            hand_held(pc.conn(), batch, on_held);
             release(pc, true);
             Ok(())
         }
         Err(e) => {
             let e = e.at(addr);
             batch.fail(&e);
+            hand_held(pc.conn(), batch, on_held);
             drop(pc); // mid-reply failure: discard, never reuse
             Err(e)
         }
@@ -494,8 +526,20 @@ fn exchange_admitted<B: Batch>(dest: &Destination, batch: &mut B, deadline: Inst
 /// Run one batch per destination, all at once, under one deadline. Each batch ends with
 /// its results or its error; nothing here returns early.
 pub(crate) fn exchange_many<B: Batch>(work: &mut [Work<'_, B>], deadline: Instant) {
+    exchange_many_with(work, deadline, &mut |_, _, _| {});
+}
+
+/// [`exchange_many`], with `on_held(i, batch, bytes)` called on the values batch `i` left in
+/// its connection's buffer ([`hand_held`]).
+pub(crate) fn exchange_many_with<B: Batch>(
+    work: &mut [Work<'_, B>],
+    deadline: Instant,
+    on_held: &mut dyn FnMut(usize, &mut B, &[u8]),
+) {
     if let [w] = work {
-        let _ = exchange(w.admission, w.dest, &mut w.batch, deadline);
+        let _ = exchange_with(w.admission, w.dest, &mut w.batch, deadline, &mut |b, h| {
+            on_held(0, b, h);
+        });
         return;
     }
     struct Slot<'c> {
@@ -534,17 +578,20 @@ pub(crate) fn exchange_many<B: Batch>(work: &mut [Work<'_, B>], deadline: Instan
         }
     }
     // Every way a slot ends goes through here: the breaker hears about each server once.
-    let finish = |slot: Slot<'_>, outcome: Result<()>, batch: &mut B| {
+    let mut finish = |mut slot: Slot<'_>, outcome: Result<()>, batch: &mut B| {
         let dest = slot.pc.destination();
+        let w = slot.work;
         match outcome {
             Ok(()) => {
                 dest.record(&Ok::<(), Error>(()), start.elapsed());
+                hand_held(slot.pc.conn(), batch, &mut |b, h| on_held(w, b, h));
                 release(slot.pc, true);
             }
             Err(e) => {
                 let e = e.at(dest.addr());
                 dest.record::<()>(&Err(e.clone()), start.elapsed());
                 batch.fail(&e);
+                hand_held(slot.pc.conn(), batch, &mut |b, h| on_held(w, b, h));
             }
         }
     };
@@ -604,11 +651,9 @@ pub(crate) fn exchange_many<B: Batch>(work: &mut [Work<'_, B>], deadline: Instan
                 }
                 if revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
                     c.try_fill()?;
-                    while let Some(resp) = c.try_decode(&decoder)? {
-                        if batch.on_reply(resp)? {
-                            nothing_after(c)?;
-                            return Ok(true);
-                        }
+                    if batch.read_from(c, &decoder)? {
+                        nothing_after(c)?;
+                        return Ok(true);
                     }
                 }
                 Ok(false)
@@ -629,6 +674,16 @@ pub(crate) trait Batch {
     /// Take one reply. `Ok(true)` when the batch is complete. `Err`: the stream can no longer
     /// be trusted; the connection is discarded and unresolved entries get the error.
     fn on_reply(&mut self, resp: Response) -> Result<bool>;
+    /// Take every whole reply `c` has buffered ([`Batch::on_reply`] each). `Ok(true)` when
+    /// the batch is complete.
+    fn read_from(&mut self, c: &mut conn::Conn, decoder: &Decoder) -> Result<bool> {
+        while let Some(resp) = c.try_decode(decoder)? {
+            if self.on_reply(resp)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
     /// The connection failed: give `err` to every unresolved entry.
     fn fail(&mut self, err: &Error);
     /// The pool is `read_only`: if this batch writes, answer it locally as not done and
@@ -659,6 +714,41 @@ pub(crate) struct GetBatch<'a> {
     wire: Protocol,
     /// Meta: an error line in a quiet batch carries no opaque; it taints unresolved keys.
     taint: Option<Error>,
+    /// Read in place ([`GetBatch::in_place`]): each key's outcome, in place of `results`
+    /// (which stays empty), a hit's data left in the connection's buffer.
+    pub(crate) held: Option<Vec<Held>>,
+    /// In place: the error of the keys whose outcome is [`Outcome::Failed`] (one per batch:
+    /// a batch fails once, or is tainted once at its end).
+    pub(crate) held_err: Option<Error>,
+}
+
+/// What became of a key read in place.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// No answer yet.
+    #[default]
+    Pending,
+    /// A miss.
+    Miss,
+    /// A hit, its data at `start..start + len` of the held bytes.
+    Hit,
+    /// The batch's error ([`GetBatch::held_err`]).
+    Failed,
+}
+
+/// One key of a batch read in place: a compact [`Item`] without its value (no 56-byte result
+/// slot and no `Vec` per key).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Held {
+    pub(crate) outcome: Outcome,
+    pub(crate) win: bool,
+    pub(crate) stale: bool,
+    pub(crate) win_taken: bool,
+    pub(crate) flags: u32,
+    pub(crate) start: usize,
+    pub(crate) len: usize,
+    pub(crate) cas: u64,
+    pub(crate) ttl: Option<i64>,
 }
 
 impl<'a> GetBatch<'a> {
@@ -672,6 +762,32 @@ impl<'a> GetBatch<'a> {
             cursor: 0,
             wire,
             taint: None,
+            held: None,
+            held_err: None,
+        }
+    }
+
+    /// Leave the values in the connection's buffer: no copy per value. The batch must be run
+    /// with an `on_held` hook ([`exchange_with`], [`exchange_many_with`]), which reads them
+    /// ([`GetBatch::held`]) before the connection goes back to its pool.
+    pub(crate) fn in_place(mut self) -> Self {
+        self.held = Some(Vec::new());
+        self
+    }
+
+    /// Whether key `i` has its answer.
+    fn resolved(&self, i: usize) -> bool {
+        match &self.held {
+            Some(h) => h.get(i).is_some_and(|h| h.outcome != Outcome::Pending),
+            None => self.results.get(i).is_some_and(Option::is_some),
+        }
+    }
+
+    /// Key `i` missed.
+    fn miss(&mut self, i: usize) {
+        match &mut self.held {
+            Some(h) => h[i].outcome = Outcome::Miss,
+            None => self.results[i] = Some(Ok(None)),
         }
     }
 
@@ -684,16 +800,85 @@ impl<'a> GetBatch<'a> {
     pub(crate) fn reserve(&mut self, n: usize) {
         self.keys.reserve_exact(n);
         self.slots.reserve_exact(n);
-        self.results.reserve_exact(n);
+        match &mut self.held {
+            Some(h) => h.reserve_exact(n),
+            None => self.results.reserve_exact(n),
+        }
     }
 
     pub(crate) fn push(&mut self, key: &'a [u8], slot: usize) {
         self.keys.push(key);
         self.slots.push(slot);
-        self.results.push(None);
+        match &mut self.held {
+            Some(h) => h.push(Held::default()),
+            None => self.results.push(None),
+        }
     }
 
-    fn hit(&mut self, i: usize, v: protocol::Value) {
+    /// Which key a value answers. Text: the next asked key it names (replies come in request
+    /// order); meta: its opaque, checked against the key it echoes.
+    fn value_index(&mut self, v: &protocol::Value) -> Result<usize> {
+        match self.wire() {
+            Protocol::Text => {
+                // A reply for a key we did not ask for (or out of order) means the stream is
+                // not what we think it is: never hand out its value.
+                let key = v.key.as_deref().unwrap_or_default();
+                let pos = self.keys[self.cursor..].iter().position(|k| *k == key);
+                let Some(pos) = pos else {
+                    return Err(Error::with_detail(
+                        Reason::Protocol,
+                        "VALUE for a key that was not requested",
+                    ));
+                };
+                self.cursor += pos + 1;
+                Ok(self.cursor - 1)
+            }
+            Protocol::Meta => {
+                let i = v
+                    .opaque
+                    .map(|o| o as usize)
+                    .filter(|&i| i < self.keys.len());
+                let Some(i) = i else {
+                    return Err(Error::with_detail(
+                        Reason::Protocol,
+                        "VA with a missing or unknown opaque",
+                    ));
+                };
+                if v.key.as_deref().is_some_and(|k| k != self.keys[i]) {
+                    return Err(Error::with_detail(
+                        Reason::Protocol,
+                        "VA key does not match its opaque",
+                    ));
+                }
+                if self.resolved(i) {
+                    // One `mg` gets one reply: a second block for the same key is not an
+                    // answer to anything asked, and neither block can be trusted.
+                    return Err(Error::with_detail(
+                        Reason::Protocol,
+                        "a second reply for the same key",
+                    ));
+                }
+                Ok(i)
+            }
+        }
+    }
+
+    /// Key `i` hit; read in place, its data is at `data` of the held bytes.
+    fn hit(&mut self, i: usize, v: protocol::Value, data: std::ops::Range<usize>) {
+        if let Some(h) = &mut self.held {
+            h[i] = Held {
+                outcome: Outcome::Hit,
+                win: v.win,
+                stale: v.stale,
+                win_taken: v.win_taken,
+                flags: v.flags,
+                start: data.start,
+                len: data.len(),
+                cas: v.cas.unwrap_or(0),
+                ttl: v.ttl,
+            };
+            return;
+        }
         self.results[i] = Some(Ok(Some(Item {
             value: v.data,
             flags: v.flags,
@@ -727,6 +912,8 @@ impl GetState {
             cursor: self.cursor,
             wire: self.wire,
             taint: self.taint,
+            held: None,
+            held_err: None,
         }
     }
 }
@@ -767,56 +954,53 @@ impl Batch for GetBatch<'_> {
         );
     }
 
+    /// In place: values are read with [`conn::Conn::try_decode_in_place`], their data left
+    /// in the connection's buffer.
+    fn read_from(&mut self, c: &mut conn::Conn, decoder: &Decoder) -> Result<bool> {
+        if self.held.is_none() {
+            while let Some(resp) = c.try_decode(decoder)? {
+                if self.on_reply(resp)? {
+                    return Ok(true);
+                }
+            }
+            return Ok(false);
+        }
+        while let Some(reply) = c.try_decode_in_place(decoder)? {
+            match reply {
+                InPlace::Value(v, data) => {
+                    let i = self.value_index(&v)?;
+                    self.hit(i, v, data);
+                }
+                InPlace::Other(resp) => {
+                    if self.on_reply(resp)? {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
     fn on_reply(&mut self, resp: Response) -> Result<bool> {
         match resp {
             Response::Value(v) => {
-                let i = match self.wire() {
-                    Protocol::Text => {
-                        // A reply for a key we did not ask for (or out of order) means the
-                        // stream is not what we think it is: never hand out its value.
-                        let key = v.key.as_deref().unwrap_or_default();
-                        let pos = self.keys[self.cursor..].iter().position(|k| *k == key);
-                        let Some(pos) = pos else {
-                            return Err(Error::with_detail(
-                                Reason::Protocol,
-                                "VALUE for a key that was not requested",
-                            ));
-                        };
-                        self.cursor += pos + 1;
-                        self.cursor - 1
-                    }
-                    Protocol::Meta => {
-                        let i = v
-                            .opaque
-                            .map(|o| o as usize)
-                            .filter(|&i| i < self.keys.len());
-                        let Some(i) = i else {
-                            return Err(Error::with_detail(
-                                Reason::Protocol,
-                                "VA with a missing or unknown opaque",
-                            ));
-                        };
-                        if v.key.as_deref().is_some_and(|k| k != self.keys[i]) {
-                            return Err(Error::with_detail(
-                                Reason::Protocol,
-                                "VA key does not match its opaque",
-                            ));
-                        }
-                        if self.results[i].is_some() {
-                            // One `mg` gets one reply: a second block for the same key is not
-                            // an answer to anything asked, and neither block can be trusted.
-                            return Err(Error::with_detail(
-                                Reason::Protocol,
-                                "a second reply for the same key",
-                            ));
-                        }
-                        i
-                    }
-                };
-                self.hit(i, v);
+                let i = self.value_index(&v)?;
+                self.hit(i, v, 0..0);
                 Ok(false)
             }
             Response::End => {
+                if let Some(held) = &mut self.held {
+                    for h in held.iter_mut().filter(|h| h.outcome == Outcome::Pending) {
+                        h.outcome = match &self.taint {
+                            Some(e) => {
+                                self.held_err = Some(e.clone());
+                                Outcome::Failed
+                            }
+                            None => Outcome::Miss,
+                        };
+                    }
+                    return Ok(true);
+                }
                 for r in &mut self.results {
                     if r.is_none() {
                         *r = Some(match &self.taint {
@@ -834,9 +1018,10 @@ impl Batch for GetBatch<'_> {
                 opaque: Some(o),
                 ..
             } if self.wire() == Protocol::Meta
-                && self.results.get(o as usize).is_some_and(Option::is_none) =>
+                && (o as usize) < self.keys.len()
+                && !self.resolved(o as usize) =>
             {
-                self.results[o as usize] = Some(Ok(None));
+                self.miss(o as usize);
                 Ok(false)
             }
             Response::Error { kind, message } => {
@@ -856,6 +1041,15 @@ impl Batch for GetBatch<'_> {
     /// A protocol error taints the whole reply: values read before it are replaced too.
     fn fail(&mut self, err: &Error) {
         let all = err.reason() == Reason::Protocol;
+        if let Some(held) = &mut self.held {
+            for h in held {
+                if h.outcome == Outcome::Pending || all {
+                    h.outcome = Outcome::Failed;
+                }
+            }
+            self.held_err = Some(err.clone());
+            return;
+        }
         for r in &mut self.results {
             if r.is_none() || all {
                 *r = Some(Err(err.clone()));
