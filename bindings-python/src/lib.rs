@@ -433,7 +433,7 @@ impl Client {
         key: &[u8],
         item: fae_core::Item,
     ) -> PyResult<Bound<'py, PyAny>> {
-        serde::decode(&self.serde, py, key, item.value, item.flags)
+        serde::decode(&self.serde, py, key, &item.value, item.flags)
     }
 
     #[allow(clippy::too_many_arguments)]
