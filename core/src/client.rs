@@ -26,7 +26,7 @@ use crate::coalesce::Role;
 use crate::config::Config;
 use crate::error::{Error, Reason, Result};
 use crate::export::Exporter;
-use crate::item::Item;
+use crate::item::{Item, OnItem};
 use crate::lease::{self, Computed, GetOrSetError, Lease, Stampede};
 pub use crate::op::{Cx, GetOpts, Key, Op, SetItem, StoreOutcome, Write};
 use crate::op::{found, unexpected};
@@ -741,6 +741,42 @@ impl Client {
             ..GetOpts::default()
         };
         self.read(&keys, opts)
+    }
+
+    /// Get many keys, each result handed to `on` instead of collected: `on(i, r)` for the
+    /// `i`-th key, every index once, in no particular order (each server's keys when its
+    /// whole reply has been read). A hit's [`ItemRef::value`](crate::ItemRef) borrows the
+    /// connection's read buffer: no allocation or copy per value, and valid only during that
+    /// call of `on`. `server_keys[i]`, when given, places `keys[i]` (same length); `cas` asks
+    /// for CAS tokens and `touch` sets a new expiry on hits, as in
+    /// [`Client::get_multi_routed_opts`]. The outer `Err` is for caller errors, before any
+    /// I/O; a failed server's keys get `Err` in `on`. `on` runs while this call holds
+    /// connections: it must not call this client (a nested call may wait for one of them).
+    pub fn get_multi_each(
+        &self,
+        keys: &[&[u8]],
+        server_keys: Option<&[&[u8]]>,
+        cas: bool,
+        touch: Option<u32>,
+        on: &mut OnItem<'_>,
+    ) -> Result<()> {
+        let keys: Vec<Key<'_>> = match server_keys {
+            None => keys.iter().map(|k| Key::new(k)).collect(),
+            Some(places) => {
+                same_len("get_multi_each", keys.len(), places.len())?;
+                keys.iter()
+                    .zip(places)
+                    .map(|(k, s)| Key { key: k, place: s })
+                    .collect()
+            }
+        };
+        let opts = GetOpts {
+            cas,
+            touch,
+            ..GetOpts::default()
+        };
+        let route = self.route()?;
+        route.read_each(&route.cx(), &keys, opts, on)
     }
 
     /// Store many items, pipelined per server. Aligned with `items`.

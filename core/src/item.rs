@@ -31,3 +31,66 @@ impl Item {
         self.value.is_empty() && self.flags == 0 && (self.win || self.win_taken)
     }
 }
+
+impl Item {
+    /// The item, its value borrowed.
+    pub fn borrowed(&self) -> ItemRef<'_> {
+        ItemRef {
+            value: &self.value,
+            flags: self.flags,
+            cas: self.cas,
+            ttl: self.ttl,
+            win: self.win,
+            stale: self.stale,
+            win_taken: self.win_taken,
+        }
+    }
+}
+
+/// An [`Item`] whose value is borrowed: what [`crate::Client::get_multi_each`] hands its
+/// caller, the value still in the connection's read buffer (valid for that call only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ItemRef<'a> {
+    /// The stored bytes.
+    pub value: &'a [u8],
+    /// The client flags stored with the value.
+    pub flags: u32,
+    /// The CAS token (0 when the request did not ask for it).
+    pub cas: u64,
+    /// As [`Item::ttl`].
+    pub ttl: Option<i64>,
+    /// As [`Item::win`].
+    pub win: bool,
+    /// As [`Item::stale`].
+    pub stale: bool,
+    /// As [`Item::win_taken`].
+    pub win_taken: bool,
+}
+
+impl ItemRef<'_> {
+    /// An owned copy.
+    pub fn to_item(&self) -> Item {
+        Item {
+            value: self.value.to_vec(),
+            flags: self.flags,
+            cas: self.cas,
+            ttl: self.ttl,
+            win: self.win,
+            stale: self.stale,
+            win_taken: self.win_taken,
+        }
+    }
+}
+
+/// What a multi-get hands its caller per key ([`crate::Client::get_multi_each`]): the key's
+/// index in the request and `Ok(Some)` hit, `Ok(None)` miss, `Err` its server failed.
+pub type OnItem<'f> = dyn FnMut(usize, crate::Result<Option<ItemRef<'_>>>) + 'f;
+
+/// Hand an owned result to `on` (the routes that build their results as lists).
+pub(crate) fn hand_owned(on: &mut OnItem<'_>, i: usize, r: crate::Result<Option<Item>>) {
+    match r {
+        Ok(Some(it)) => on(i, Ok(Some(it.borrowed()))),
+        Ok(None) => on(i, Ok(None)),
+        Err(e) => on(i, Err(e)),
+    }
+}

@@ -63,6 +63,6 @@ pub mod values;
 pub use client::Client;
 pub use config::Config;
 pub use error::{Error, ErrorKind, Reason, Result};
-pub use item::Item;
+pub use item::{Item, ItemRef, OnItem};
 pub use op::{Op, SetItem, StoreOutcome};
 pub use protocol::StoreOp;

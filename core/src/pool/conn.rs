@@ -26,7 +26,9 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Reason, Result};
-use crate::protocol::{self, Decoder, Protocol, Request, Response, ServerErrorKind, Status};
+use crate::protocol::{
+    self, Decoder, InPlace, Protocol, Request, Response, ServerErrorKind, Status,
+};
 use crate::tls::{Auth, Security};
 
 /// Read buffer size a connection starts with and shrinks back to after a large value.
@@ -40,6 +42,9 @@ pub struct Conn {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// Start of the decoded replies kept in `buf` ([`Conn::hold`]): values a multi-get hands
+    /// out in place once its reply is complete.
+    held: Option<usize>,
     /// Bytes to send; `sent` of them are already written.
     pub(crate) wbuf: Vec<u8>,
     sent: usize,
@@ -445,6 +450,7 @@ impl Conn {
             buf: vec![0; READ_CHUNK],
             start: 0,
             end: 0,
+            held: None,
             wbuf: Vec::with_capacity(1024),
             sent: 0,
             created: Instant::now(),
@@ -731,25 +737,55 @@ impl Conn {
         Ok(())
     }
 
-    /// Make room at the end of the read buffer.
+    /// Make room at the end of the read buffer. Held replies ([`Conn::hold`]) move with the
+    /// unread bytes.
     fn make_room(&mut self) {
-        if self.start == self.end {
+        let keep = self.held.unwrap_or(self.start);
+        if keep == self.end {
             self.start = 0;
             self.end = 0;
+            self.held = self.held.map(|_| 0);
             if self.buf.len() > 4 * READ_CHUNK {
                 // A large value grew the buffer: give the memory back now it is consumed.
                 self.buf = vec![0; READ_CHUNK];
             }
         } else if self.end == self.buf.len() {
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
+            if keep > 0 {
+                self.buf.copy_within(keep..self.end, 0);
+                self.end -= keep;
+                self.start -= keep;
+                self.held = self.held.map(|_| 0);
             } else {
                 let grown = self.buf.len() * 2;
                 self.buf.resize(grown, 0);
             }
         }
+    }
+
+    /// Keep the replies decoded from now on in the buffer (until [`Conn::unhold`]), so that
+    /// [`Conn::try_decode_in_place`]'s ranges into [`Conn::held`] stay valid.
+    pub(crate) fn hold(&mut self) {
+        if self.held.is_none() {
+            self.held = Some(self.start);
+        }
+    }
+
+    /// The replies decoded since [`Conn::hold`].
+    pub(crate) fn held(&self) -> &[u8] {
+        match self.held {
+            Some(h) => &self.buf[h..self.start],
+            None => &[],
+        }
+    }
+
+    /// Whether replies are held.
+    pub(crate) fn holding(&self) -> bool {
+        self.held.is_some()
+    }
+
+    /// Let the held replies go: their room is reused.
+    pub(crate) fn unhold(&mut self) {
+        self.held = None;
     }
 
     /// One `recv` into the free end of the buffer. `Ok(true)` if bytes arrived, `Ok(false)` if
@@ -909,6 +945,24 @@ impl Conn {
         }
     }
 
+    /// [`Conn::try_decode`], a value's data left in the buffer: held from here on
+    /// ([`Conn::hold`]), and the range given relative to [`Conn::held`].
+    pub(crate) fn try_decode_in_place(&mut self, decoder: &Decoder) -> Result<Option<InPlace>> {
+        self.hold();
+        let base = self.start - self.held.unwrap_or(self.start);
+        match decoder.decode_in_place(&self.buf[self.start..self.end]) {
+            Ok(Some((reply, used))) => {
+                self.start += used;
+                Ok(Some(match reply {
+                    InPlace::Value(v, r) => InPlace::Value(v, base + r.start..base + r.end),
+                    other => other,
+                }))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(Error::with_detail(Reason::Protocol, e.0)),
+        }
+    }
+
     /// Read one whole reply before `deadline`.
     pub fn recv(&mut self, decoder: &Decoder, deadline: Instant) -> Result<Response> {
         let mut may_block = true;
@@ -916,22 +970,29 @@ impl Conn {
             if let Some(resp) = self.try_decode(decoder)? {
                 return Ok(resp);
             }
-            // The first wait is a plain blocking recv when the socket timeout (well short of
-            // `io_ms`, see `blocking_wait`) ends before the deadline: the common case, a
-            // request that started microseconds ago. If it times out, and for every later
-            // wait, poll(2) waits for the rest against the exact deadline.
-            let left = deadline.saturating_duration_since(Instant::now());
-            if may_block && self.read_timeout.is_some_and(|t| left >= t) {
-                may_block = false;
-                if self.fill(0)? {
-                    continue;
-                }
-            }
-            may_block = false;
-            if !self.try_fill()? {
-                wait(self.fd(), Want::Read, deadline)?;
+            self.wait_more(deadline, &mut may_block)?;
+        }
+    }
+
+    /// Wait for more bytes and read them (or fail by `deadline`). `may_block` starts true for
+    /// a reply and is cleared by the first wait.
+    pub(crate) fn wait_more(&mut self, deadline: Instant, may_block: &mut bool) -> Result<()> {
+        // The first wait is a plain blocking recv when the socket timeout (well short of
+        // `io_ms`, see `blocking_wait`) ends before the deadline: the common case, a request
+        // that started microseconds ago. If it times out, and for every later wait, poll(2)
+        // waits for the rest against the exact deadline.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if *may_block && self.read_timeout.is_some_and(|t| left >= t) {
+            *may_block = false;
+            if self.fill(0)? {
+                return Ok(());
             }
         }
+        *may_block = false;
+        if !self.try_fill()? {
+            wait(self.fd(), Want::Read, deadline)?;
+        }
+        Ok(())
     }
 
     /// Bytes the server sent beyond the replies read so far are buffered. After a batch's last

@@ -19,7 +19,9 @@ use crate::item::Item;
 use crate::op::{GetOpts, unexpected};
 use crate::pool::{Destination, OwnedConn, PooledConn, conn};
 use crate::process::{background, supervisor};
-use crate::protocol::{self, Protocol, Request, Response, ServerErrorKind, Status};
+use crate::protocol::{
+    self, Decoder, InPlace, Protocol, Request, Response, ServerErrorKind, Status,
+};
 use crate::stats::inc;
 
 /// What a pool lets through to its servers: its degrade switches (config `disabled`,
@@ -213,11 +215,9 @@ fn step_read(
     }
     if revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
         c.try_fill()?;
-        while let Some(resp) = c.try_decode(decoder)? {
-            if batch.on_reply(resp)? {
-                nothing_after(c)?;
-                return Ok(true);
-            }
+        if batch.read_from(c, decoder)? {
+            nothing_after(c)?;
+            return Ok(true);
         }
     }
     Ok(false)
@@ -428,9 +428,20 @@ fn nothing_after(c: &conn::Conn) -> Result<()> {
 }
 
 /// Finish a connection's part: keep it if the batch completed on a clean stream.
-pub(crate) fn release(pc: PooledConn<'_>, ok: bool) {
+pub(crate) fn release(mut pc: PooledConn<'_>, ok: bool) {
     if ok {
+        pc.conn().unhold();
         pc.checkin();
+    }
+}
+
+/// A connection's part of `batch` is over (complete or failed): if the batch left values in
+/// its read buffer ([`conn::Conn::hold`]), `on_held` takes them now, before the connection
+/// is returned or dropped.
+fn hand_held<B>(c: &mut conn::Conn, batch: &mut B, on_held: &mut dyn FnMut(&mut B, &[u8])) {
+    if c.holding() {
+        on_held(batch, c.held());
+        c.unhold();
     }
 }
 
@@ -440,6 +451,18 @@ pub(crate) fn exchange<B: Batch>(
     dest: &Destination,
     batch: &mut B,
     deadline: Instant,
+) -> Result<()> {
+    exchange_with(admission, dest, batch, deadline, &mut |_, _| {})
+}
+
+/// [`exchange`], with `on_held` called on the values the batch left in the connection's
+/// buffer ([`hand_held`]).
+pub(crate) fn exchange_with<B: Batch>(
+    admission: &Admission,
+    dest: &Destination,
+    batch: &mut B,
+    deadline: Instant,
+    on_held: &mut dyn FnMut(&mut B, &[u8]),
 ) -> Result<()> {
     if admission.dropped(dest, batch) {
         return Ok(());
@@ -453,12 +476,17 @@ pub(crate) fn exchange<B: Batch>(
         return Err(e);
     }
     let start = Instant::now();
-    let result = exchange_admitted(dest, batch, deadline);
+    let result = exchange_admitted(dest, batch, deadline, on_held);
     dest.record(&result, start.elapsed());
     result
 }
 
-fn exchange_admitted<B: Batch>(dest: &Destination, batch: &mut B, deadline: Instant) -> Result<()> {
+fn exchange_admitted<B: Batch>(
+    dest: &Destination,
+    batch: &mut B,
+    deadline: Instant,
+    on_held: &mut dyn FnMut(&mut B, &[u8]),
+) -> Result<()> {
     let addr = dest.addr();
     let mut pc = match dest.checkout(deadline) {
         Ok(pc) => pc,
@@ -471,20 +499,24 @@ fn exchange_admitted<B: Batch>(dest: &Destination, batch: &mut B, deadline: Inst
     batch.encode(dest.protocol(), &mut c.wbuf);
     let run = (|| -> Result<()> {
         c.send(deadline)?;
+        let mut may_block = true;
         loop {
-            if batch.on_reply(c.recv(dest.decoder(), deadline)?)? {
+            if batch.read_from(c, dest.decoder())? {
                 return nothing_after(c);
             }
+            c.wait_more(deadline, &mut may_block)?;
         }
     })();
     match run {
         Ok(()) => {
+            hand_held(pc.conn(), batch, on_held);
             release(pc, true);
             Ok(())
         }
         Err(e) => {
             let e = e.at(addr);
             batch.fail(&e);
+            hand_held(pc.conn(), batch, on_held);
             drop(pc); // mid-reply failure: discard, never reuse
             Err(e)
         }
@@ -494,8 +526,20 @@ fn exchange_admitted<B: Batch>(dest: &Destination, batch: &mut B, deadline: Inst
 /// Run one batch per destination, all at once, under one deadline. Each batch ends with
 /// its results or its error; nothing here returns early.
 pub(crate) fn exchange_many<B: Batch>(work: &mut [Work<'_, B>], deadline: Instant) {
+    exchange_many_with(work, deadline, &mut |_, _, _| {});
+}
+
+/// [`exchange_many`], with `on_held(i, batch, bytes)` called on the values batch `i` left in
+/// its connection's buffer ([`hand_held`]).
+pub(crate) fn exchange_many_with<B: Batch>(
+    work: &mut [Work<'_, B>],
+    deadline: Instant,
+    on_held: &mut dyn FnMut(usize, &mut B, &[u8]),
+) {
     if let [w] = work {
-        let _ = exchange(w.admission, w.dest, &mut w.batch, deadline);
+        let _ = exchange_with(w.admission, w.dest, &mut w.batch, deadline, &mut |b, h| {
+            on_held(0, b, h);
+        });
         return;
     }
     struct Slot<'c> {
@@ -534,17 +578,20 @@ pub(crate) fn exchange_many<B: Batch>(work: &mut [Work<'_, B>], deadline: Instan
         }
     }
     // Every way a slot ends goes through here: the breaker hears about each server once.
-    let finish = |slot: Slot<'_>, outcome: Result<()>, batch: &mut B| {
+    let mut finish = |mut slot: Slot<'_>, outcome: Result<()>, batch: &mut B| {
         let dest = slot.pc.destination();
+        let w = slot.work;
         match outcome {
             Ok(()) => {
                 dest.record(&Ok::<(), Error>(()), start.elapsed());
+                hand_held(slot.pc.conn(), batch, &mut |b, h| on_held(w, b, h));
                 release(slot.pc, true);
             }
             Err(e) => {
                 let e = e.at(dest.addr());
                 dest.record::<()>(&Err(e.clone()), start.elapsed());
                 batch.fail(&e);
+                hand_held(slot.pc.conn(), batch, &mut |b, h| on_held(w, b, h));
             }
         }
     };
@@ -604,11 +651,9 @@ pub(crate) fn exchange_many<B: Batch>(work: &mut [Work<'_, B>], deadline: Instan
                 }
                 if revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
                     c.try_fill()?;
-                    while let Some(resp) = c.try_decode(&decoder)? {
-                        if batch.on_reply(resp)? {
-                            nothing_after(c)?;
-                            return Ok(true);
-                        }
+                    if batch.read_from(c, &decoder)? {
+                        nothing_after(c)?;
+                        return Ok(true);
                     }
                 }
                 Ok(false)
@@ -629,6 +674,16 @@ pub(crate) trait Batch {
     /// Take one reply. `Ok(true)` when the batch is complete. `Err`: the stream can no longer
     /// be trusted; the connection is discarded and unresolved entries get the error.
     fn on_reply(&mut self, resp: Response) -> Result<bool>;
+    /// Take every whole reply `c` has buffered ([`Batch::on_reply`] each). `Ok(true)` when
+    /// the batch is complete.
+    fn read_from(&mut self, c: &mut conn::Conn, decoder: &Decoder) -> Result<bool> {
+        while let Some(resp) = c.try_decode(decoder)? {
+            if self.on_reply(resp)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
     /// The connection failed: give `err` to every unresolved entry.
     fn fail(&mut self, err: &Error);
     /// The pool is `read_only`: if this batch writes, answer it locally as not done and
@@ -659,6 +714,9 @@ pub(crate) struct GetBatch<'a> {
     wire: Protocol,
     /// Meta: an error line in a quiet batch carries no opaque; it taints unresolved keys.
     taint: Option<Error>,
+    /// Values are left in the connection's buffer ([`GetBatch::in_place`]): where each hit's
+    /// data lies in the held bytes (its `Item::value` stays empty).
+    spans: Option<Vec<std::ops::Range<usize>>>,
 }
 
 impl<'a> GetBatch<'a> {
@@ -672,6 +730,27 @@ impl<'a> GetBatch<'a> {
             cursor: 0,
             wire,
             taint: None,
+            spans: None,
+        }
+    }
+
+    /// Leave the values in the connection's buffer: no copy per value. The batch must be run
+    /// with an `on_held` hook ([`exchange_with`], [`exchange_many_with`]), which reads them
+    /// with [`GetBatch::value`] before the connection goes back to its pool.
+    pub(crate) fn in_place(mut self) -> Self {
+        self.spans = Some(Vec::new());
+        self
+    }
+
+    /// The data of hit `i`: its `Item::value`, or for a batch read in place its bytes in
+    /// `held` (`None` if it has none there).
+    pub(crate) fn value<'h>(&'h self, i: usize, held: &'h [u8]) -> Option<&'h [u8]> {
+        match (&self.spans, &self.results.get(i)) {
+            (None, Some(Some(Ok(Some(item))))) => Some(&item.value),
+            (Some(spans), Some(Some(Ok(Some(_))))) => {
+                spans.get(i).and_then(|r| held.get(r.clone()))
+            }
+            _ => None,
         }
     }
 
@@ -685,12 +764,66 @@ impl<'a> GetBatch<'a> {
         self.keys.reserve_exact(n);
         self.slots.reserve_exact(n);
         self.results.reserve_exact(n);
+        if let Some(s) = &mut self.spans {
+            s.reserve_exact(n);
+        }
     }
 
     pub(crate) fn push(&mut self, key: &'a [u8], slot: usize) {
         self.keys.push(key);
         self.slots.push(slot);
         self.results.push(None);
+        if let Some(s) = &mut self.spans {
+            s.push(0..0);
+        }
+    }
+
+    /// Which key a value answers. Text: the next asked key it names (replies come in request
+    /// order); meta: its opaque, checked against the key it echoes.
+    fn value_index(&mut self, v: &protocol::Value) -> Result<usize> {
+        match self.wire() {
+            Protocol::Text => {
+                // A reply for a key we did not ask for (or out of order) means the stream is
+                // not what we think it is: never hand out its value.
+                let key = v.key.as_deref().unwrap_or_default();
+                let pos = self.keys[self.cursor..].iter().position(|k| *k == key);
+                let Some(pos) = pos else {
+                    return Err(Error::with_detail(
+                        Reason::Protocol,
+                        "VALUE for a key that was not requested",
+                    ));
+                };
+                self.cursor += pos + 1;
+                Ok(self.cursor - 1)
+            }
+            Protocol::Meta => {
+                let i = v
+                    .opaque
+                    .map(|o| o as usize)
+                    .filter(|&i| i < self.keys.len());
+                let Some(i) = i else {
+                    return Err(Error::with_detail(
+                        Reason::Protocol,
+                        "VA with a missing or unknown opaque",
+                    ));
+                };
+                if v.key.as_deref().is_some_and(|k| k != self.keys[i]) {
+                    return Err(Error::with_detail(
+                        Reason::Protocol,
+                        "VA key does not match its opaque",
+                    ));
+                }
+                if self.results[i].is_some() {
+                    // One `mg` gets one reply: a second block for the same key is not an
+                    // answer to anything asked, and neither block can be trusted.
+                    return Err(Error::with_detail(
+                        Reason::Protocol,
+                        "a second reply for the same key",
+                    ));
+                }
+                Ok(i)
+            }
+        }
     }
 
     fn hit(&mut self, i: usize, v: protocol::Value) {
@@ -727,6 +860,7 @@ impl GetState {
             cursor: self.cursor,
             wire: self.wire,
             taint: self.taint,
+            spans: None,
         }
     }
 }
@@ -767,52 +901,40 @@ impl Batch for GetBatch<'_> {
         );
     }
 
+    /// In place: values are read with [`conn::Conn::try_decode_in_place`], their data left
+    /// in the connection's buffer.
+    fn read_from(&mut self, c: &mut conn::Conn, decoder: &Decoder) -> Result<bool> {
+        if self.spans.is_none() {
+            while let Some(resp) = c.try_decode(decoder)? {
+                if self.on_reply(resp)? {
+                    return Ok(true);
+                }
+            }
+            return Ok(false);
+        }
+        while let Some(reply) = c.try_decode_in_place(decoder)? {
+            match reply {
+                InPlace::Value(v, data) => {
+                    let i = self.value_index(&v)?;
+                    if let Some(spans) = &mut self.spans {
+                        spans[i] = data;
+                    }
+                    self.hit(i, v);
+                }
+                InPlace::Other(resp) => {
+                    if self.on_reply(resp)? {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
     fn on_reply(&mut self, resp: Response) -> Result<bool> {
         match resp {
             Response::Value(v) => {
-                let i = match self.wire() {
-                    Protocol::Text => {
-                        // A reply for a key we did not ask for (or out of order) means the
-                        // stream is not what we think it is: never hand out its value.
-                        let key = v.key.as_deref().unwrap_or_default();
-                        let pos = self.keys[self.cursor..].iter().position(|k| *k == key);
-                        let Some(pos) = pos else {
-                            return Err(Error::with_detail(
-                                Reason::Protocol,
-                                "VALUE for a key that was not requested",
-                            ));
-                        };
-                        self.cursor += pos + 1;
-                        self.cursor - 1
-                    }
-                    Protocol::Meta => {
-                        let i = v
-                            .opaque
-                            .map(|o| o as usize)
-                            .filter(|&i| i < self.keys.len());
-                        let Some(i) = i else {
-                            return Err(Error::with_detail(
-                                Reason::Protocol,
-                                "VA with a missing or unknown opaque",
-                            ));
-                        };
-                        if v.key.as_deref().is_some_and(|k| k != self.keys[i]) {
-                            return Err(Error::with_detail(
-                                Reason::Protocol,
-                                "VA key does not match its opaque",
-                            ));
-                        }
-                        if self.results[i].is_some() {
-                            // One `mg` gets one reply: a second block for the same key is not
-                            // an answer to anything asked, and neither block can be trusted.
-                            return Err(Error::with_detail(
-                                Reason::Protocol,
-                                "a second reply for the same key",
-                            ));
-                        }
-                        i
-                    }
-                };
+                let i = self.value_index(&v)?;
                 self.hit(i, v);
                 Ok(false)
             }

@@ -30,10 +30,11 @@
 
 use super::num::{parse_i64, parse_u32, parse_u64};
 use super::tokenize::Tokens;
-use super::{ProtocolError, Response, ServerErrorKind, Status, Value};
+use super::{InPlace, ProtocolError, Response, ServerErrorKind, Status, Value};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use memchr::memchr;
+use std::ops::Range;
 
 /// Longest header line accepted, in bytes, not counting its `\r\n`.
 ///
@@ -57,6 +58,22 @@ impl Decoder {
     /// A reply split at any byte boundary decodes the same as whole: every proper prefix of a
     /// valid reply gives `Ok(None)`.
     pub fn decode(&self, buf: &[u8]) -> Result<Option<(Response, usize)>, ProtocolError> {
+        Ok(self.decode_in_place(buf)?.map(|(reply, used)| {
+            let resp = match reply {
+                InPlace::Value(mut v, data) => {
+                    v.data = buf[data].to_vec();
+                    Response::Value(v)
+                }
+                InPlace::Other(resp) => resp,
+            };
+            (resp, used)
+        }))
+    }
+
+    /// [`Decoder::decode`], leaving a value's data where it is in `buf`: the reply names its
+    /// range instead of copying it (the [`Value::data`] it carries is empty). A multi-get
+    /// hands its values to the caller straight from the connection's buffer this way.
+    pub fn decode_in_place(&self, buf: &[u8]) -> Result<Option<(InPlace, usize)>, ProtocolError> {
         let Some((line, header_len)) = find_line(buf)? else {
             return Ok(None);
         };
@@ -98,7 +115,7 @@ impl Decoder {
             }
             _ => return Err(err("unknown reply", line)),
         };
-        Ok(Some((response, header_len)))
+        Ok(Some((InPlace::Other(response), header_len)))
     }
 
     /// `VALUE <key> <flags> <bytes> [<cas unique>]\r\n<data block>\r\n`
@@ -108,7 +125,7 @@ impl Decoder {
         rest: &[u8],
         buf: &[u8],
         header_len: usize,
-    ) -> Result<Option<(Response, usize)>, ProtocolError> {
+    ) -> Result<Option<(InPlace, usize)>, ProtocolError> {
         let t = Tokens::new(rest).map_err(|_| err("too many tokens", line))?;
         let (Some(key), Some(flags), Some(bytes)) = (t.get(0), t.get(1), t.get(2)) else {
             return Err(err("VALUE line needs <key> <flags> <bytes>", line));
@@ -131,10 +148,9 @@ impl Decoder {
             key: Some(key.into()),
             flags,
             cas,
-            data: data.to_vec(),
             ..Value::default()
         };
-        Ok(Some((Response::Value(value), used)))
+        Ok(Some((InPlace::Value(value, data), used)))
     }
 
     /// `VA <size> <flags>*\r\n<data block>\r\n`
@@ -144,7 +160,7 @@ impl Decoder {
         rest: &[u8],
         buf: &[u8],
         header_len: usize,
-    ) -> Result<Option<(Response, usize)>, ProtocolError> {
+    ) -> Result<Option<(InPlace, usize)>, ProtocolError> {
         let t = Tokens::new(rest).map_err(|_| err("too many tokens", line))?;
         let Some(size) = t.get(0) else {
             return Err(err("VA line needs <size>", line));
@@ -175,20 +191,21 @@ impl Decoder {
             win: f.win,
             stale: f.stale,
             win_taken: f.win_taken,
-            data: data.to_vec(),
+            data: Vec::new(),
         };
-        Ok(Some((Response::Value(value), used)))
+        Ok(Some((InPlace::Value(value, data), used)))
     }
 
-    /// The data block after a header of `header_len` bytes whose size token is `size`:
-    /// `Ok(None)` until all of it and its `\r\n` are in `buf`.
-    fn data_block<'b>(
+    /// The data block after a header of `header_len` bytes whose size token is `size`: its
+    /// range in `buf` and the end of the reply, `Ok(None)` until all of it and its `\r\n`
+    /// are in `buf`.
+    fn data_block(
         &self,
         line: &[u8],
         size: &[u8],
-        buf: &'b [u8],
+        buf: &[u8],
         header_len: usize,
-    ) -> Result<Option<(&'b [u8], usize)>, ProtocolError> {
+    ) -> Result<Option<(Range<usize>, usize)>, ProtocolError> {
         let size = parse_u64(size).ok_or_else(|| err("bad data size", line))?;
         // Checked before anything is allocated or waited for: a corrupt or hostile size must
         // not make us buffer gigabytes.
@@ -200,7 +217,7 @@ impl Decoder {
         let data_end = header_len.checked_add(size).ok_or_else(too_big)?;
         let end = data_end.checked_add(2).ok_or_else(too_big)?;
         match buf.get(data_end..end) {
-            Some(b"\r\n") => Ok(buf.get(header_len..data_end).map(|data| (data, end))),
+            Some(b"\r\n") => Ok(Some((header_len..data_end, end))),
             Some(_) => Err(err("data block not followed by \\r\\n", line)),
             // Fail early when the byte after the data is already here and is not `\r`.
             None => match buf.get(data_end) {

@@ -295,6 +295,16 @@ pub enum Response {
     },
 }
 
+/// One reply decoded by [`Decoder::decode_in_place`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InPlace {
+    /// A hit: its header (with an empty [`Value::data`]) and where its data lies in the
+    /// decoded bytes.
+    Value(Value, std::ops::Range<usize>),
+    /// Any other reply, as [`Decoder::decode`] gives it.
+    Other(Response),
+}
+
 /// Why a reply could not be decoded. The connection it came from must be discarded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProtocolError(pub String);

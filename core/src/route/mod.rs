@@ -78,7 +78,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::error::{Error, Reason, Result};
-use crate::item::Item;
+use crate::item::{Item, OnItem};
 use crate::pool::Destination;
 use crate::pool::exchange::{OpsBatch, Work, exchange_many};
 use crate::protocol::{Request, Response, Status};
@@ -125,6 +125,15 @@ pub trait Route: Send + Sync + fmt::Debug {
     /// that key failed. Everything the read does, children and retries included, ends by
     /// `cx.deadline`.
     fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>>;
+
+    /// [`Route::get`], each key's result handed to `on` (every index once, in no particular
+    /// order) instead of collected. A pool leaf hands its values out of the connection's
+    /// buffer; other routes hand their [`Route::get`] list.
+    fn get_each(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts, on: &mut OnItem<'_>) {
+        for (i, r) in self.get(cx, keys, opts).into_iter().enumerate() {
+            crate::item::hand_owned(on, i, r);
+        }
+    }
 
     /// Run `reqs` (stores, deletes, incr/decr, touch); one reply per request, aligned. Ends by
     /// `cx.deadline`, like [`Route::get`].
@@ -425,13 +434,31 @@ impl Router {
         keys: &[Key<'_>],
         opts: GetOpts,
     ) -> Result<Vec<Result<Option<Item>>>> {
+        self.check_keys(keys)?;
+        Ok(self.root.get(cx, keys, opts))
+    }
+
+    fn check_keys(&self, keys: &[Key<'_>]) -> Result<()> {
         for k in keys {
             self.check_key(k.key)?;
             if !std::ptr::eq(k.key, k.place) {
                 crate::key::check_place(k.place)?;
             }
         }
-        Ok(self.root.get(cx, keys, opts))
+        Ok(())
+    }
+
+    /// [`Router::read`], each result handed to `on` ([`Route::get_each`]).
+    pub fn read_each(
+        &self,
+        cx: &Cx,
+        keys: &[Key<'_>],
+        opts: GetOpts,
+        on: &mut OnItem<'_>,
+    ) -> Result<()> {
+        self.check_keys(keys)?;
+        self.root.get_each(cx, keys, opts, on);
+        Ok(())
     }
 
     /// Run `reqs` through the tree by `cx.deadline`, after checking keys and values: a bad

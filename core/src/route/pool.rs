@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 
 use crate::config::sections::{OnDown, PoolConfig, PoolShared};
 use crate::error::{Error, Reason, Result};
-use crate::item::Item;
+use crate::item::{Item, ItemRef, OnItem};
 use crate::op::Op;
 use crate::placement::vbucket::{BucketMap, MovePhase};
 use crate::placement::{Mode, Node, Placement};
@@ -555,6 +555,7 @@ fn read_batch<'k>(
     protocol: Protocol,
     opts: GetOpts,
     keys: impl ExactSizeIterator<Item = (&'k [u8], usize)> + Clone,
+    in_place: bool,
 ) -> GetBatch<'k> {
     let wire = read_wire(protocol, keys.clone().map(|(k, _)| k), opts);
     let asked = GetOpts {
@@ -562,6 +563,9 @@ fn read_batch<'k>(
         ..opts
     };
     let mut b = GetBatch::new(wire, asked);
+    if in_place {
+        b = b.in_place();
+    }
     b.reserve(keys.len());
     for (k, s) in keys {
         b.push(k, s);
@@ -622,7 +626,8 @@ fn settle(pool: &PoolRoute, dest: &Destination, cx: &Cx, opts: GetOpts, b: &mut 
     }
     dest.counters.hits.fetch_add(hits, Relaxed);
     dest.counters.misses.fetch_add(misses, Relaxed);
-    give_back(pool, dest, cx, b, &won);
+    let won: Vec<(&[u8], u64)> = won.iter().map(|&(i, cas)| (b.keys[i], cas)).collect();
+    give_back(pool, dest, cx, &won);
 }
 
 /// Hand back the refresh wins a plain read took (memcached gives the win of a stale item to
@@ -630,20 +635,14 @@ fn settle(pool: &PoolRoute, dest: &Destination, cx: &Cx, opts: GetOpts, b: &mut 
 /// win, so the next lease reader refreshes it instead of everyone being served the stale value
 /// until its stale TTL ends. Only if the CAS still matches (nobody wrote meanwhile). One extra
 /// round trip, only after reading an invalidated key plainly, by the read's deadline.
-fn give_back(
-    pool: &PoolRoute,
-    dest: &Destination,
-    cx: &Cx,
-    b: &GetBatch<'_>,
-    won: &[(usize, u64)],
-) {
+fn give_back(pool: &PoolRoute, dest: &Destination, cx: &Cx, won: &[(&[u8], u64)]) {
     if won.is_empty() {
         return;
     }
     let mut ops = OpsBatch::new();
-    for (slot, &(i, cas)) in won.iter().enumerate() {
+    for (slot, &(key, cas)) in won.iter().enumerate() {
         let req = Request::Delete {
-            key: b.keys[i],
+            key,
             noreply: false,
             invalidate: Some(0),
             cas: Some(cas),
@@ -690,6 +689,7 @@ pub(crate) fn get_leaves(
                 leaf.pool.protocol,
                 opts,
                 js.iter().map(|&j| (keys[positions[j]].key, j)),
+                false,
             );
             work.push(Work {
                 dest: &leaf.pool.dests[d],
@@ -711,6 +711,147 @@ pub(crate) fn get_leaves(
         }
     }
     out
+}
+
+/// What an in-place read ([`Leaf::get_each`]) leaves for after its exchange: keys to read again
+/// over meta and refresh wins to hand back ([`settle`]'s rare cases), as (destination, slot,
+/// key) and (destination, key, CAS).
+#[derive(Default)]
+struct Later<'k> {
+    again: Vec<(usize, usize, &'k [u8], u64)>,
+    won: Vec<(usize, &'k [u8], u64)>,
+}
+
+impl<'k> Later<'k> {
+    fn finish(mut self, pool: &PoolRoute, cx: &Cx, opts: GetOpts, on: &mut OnItem<'_>) {
+        self.again.sort_by_key(|a| a.0);
+        for run in self.again.chunk_by(|a, b| a.0 == b.0) {
+            let d = run[0].0;
+            let dest = &*pool.dests[d];
+            let mut meta = GetBatch::new(Protocol::Meta, GetOpts { cas: true, ..opts });
+            for (j, a) in run.iter().enumerate() {
+                meta.push(a.2, j);
+            }
+            let _ = exchange::exchange(&pool.admission, dest, &mut meta, cx.deadline);
+            let (mut hits, mut misses) = (0, 0);
+            for (j, a) in run.iter().enumerate() {
+                // A failure keeps the first answer: an empty value with flags 0.
+                let first = Item {
+                    cas: a.3,
+                    ..Item::default()
+                };
+                let item = match meta.results.get_mut(j).and_then(Option::take) {
+                    Some(Ok(found)) => found,
+                    _ => Some(first),
+                };
+                let hit = match item {
+                    Some(it) => hand_hit(d, a.1, a.2, &it, &it.value, opts, on, &mut self.won),
+                    None => {
+                        on(a.1, Ok(None));
+                        false
+                    }
+                };
+                if hit {
+                    hits += 1;
+                } else {
+                    misses += 1;
+                }
+            }
+            dest.counters.hits.fetch_add(hits, Relaxed);
+            dest.counters.misses.fetch_add(misses, Relaxed);
+        }
+        self.won.sort_by_key(|w| w.0);
+        for run in self.won.chunk_by(|a, b| a.0 == b.0) {
+            let won: Vec<(&[u8], u64)> = run.iter().map(|w| (w.1, w.2)).collect();
+            give_back(pool, &pool.dests[run[0].0], cx, &won);
+        }
+    }
+}
+
+/// Hand out a read batch of destination `d` ([`Leaf::get_each`]), its values in `held`, as
+/// [`settle`] would leave them; the batch is left empty (handed out once).
+fn hand_batch<'k>(
+    pool: &PoolRoute,
+    d: usize,
+    opts: GetOpts,
+    b: &mut GetBatch<'k>,
+    held: &[u8],
+    on: &mut OnItem<'_>,
+    later: &mut Later<'k>,
+) {
+    let recheck = b.wire() == Protocol::Text && pool.protocol == Protocol::Meta;
+    let (mut hits, mut misses) = (0, 0);
+    for k in 0..b.keys.len() {
+        let slot = b.slots[k];
+        if let Some(Some(Ok(Some(it)))) = b.results.get(k) {
+            let Some(data) = b.value(k, held) else {
+                on(slot, Err(Error::new(Reason::Protocol)));
+                continue;
+            };
+            if recheck && data.is_empty() && it.flags == 0 {
+                // Maybe a lease stub, which text shows as an empty value: asked again over meta.
+                later.again.push((d, slot, b.keys[k], it.cas));
+            } else if hand_hit(d, slot, b.keys[k], it, data, opts, on, &mut later.won) {
+                hits += 1;
+            } else {
+                misses += 1;
+            }
+            continue;
+        }
+        match b.results[k].take() {
+            Some(Ok(None)) => {
+                misses += 1;
+                on(slot, Ok(None));
+            }
+            Some(Err(e)) => on(slot, Err(e)),
+            _ => on(slot, Err(Error::new(Reason::Protocol))),
+        }
+    }
+    b.keys.clear();
+    b.slots.clear();
+    b.results.clear();
+    let dest = &pool.dests[d];
+    dest.counters.hits.fetch_add(hits, Relaxed);
+    dest.counters.misses.fetch_add(misses, Relaxed);
+}
+
+/// Hand out hit `it` (value `data`) of key `key` at `slot` as [`settle`] would: a lease stub
+/// or an invalidated item is a miss to a read outside leases (a refresh win it took is
+/// recorded in `won`, to be handed back), and the CAS is dropped unless asked. `true` if it
+/// was handed out as a hit.
+#[allow(clippy::too_many_arguments)]
+fn hand_hit<'k>(
+    d: usize,
+    slot: usize,
+    key: &'k [u8],
+    it: &Item,
+    data: &[u8],
+    opts: GetOpts,
+    on: &mut OnItem<'_>,
+    won: &mut Vec<(usize, &'k [u8], u64)>,
+) -> bool {
+    let stub = data.is_empty() && it.flags == 0 && (it.win || it.win_taken);
+    let hidden = !opts.leased() && (it.stale || stub);
+    if hidden {
+        if it.stale && it.win {
+            won.push((d, key, it.cas));
+        }
+        on(slot, Ok(None));
+        return false;
+    }
+    on(
+        slot,
+        Ok(Some(ItemRef {
+            value: data,
+            flags: it.flags,
+            cas: if opts.cas { it.cas } else { 0 },
+            ttl: it.ttl,
+            win: it.win,
+            stale: it.stale,
+            win_taken: it.win_taken,
+        })),
+    );
+    true
 }
 
 /// Run, for each `(leaf, positions)`, the writes at `positions` on that leaf, all at once.
@@ -770,7 +911,7 @@ pub(crate) fn get_hedged<'p>(
     may_hedge: &dyn Fn() -> bool,
 ) -> (Result<Option<Item>>, Hedge) {
     let racer = |pool: &'p PoolRoute, d: usize| {
-        let batch = read_batch(pool.protocol, opts, [(key.key, 0)].into_iter());
+        let batch = read_batch(pool.protocol, opts, [(key.key, 0)].into_iter(), false);
         (&pool.dests[d], &pool.admission, batch)
     };
     let (raced, how) = exchange::get_hedged(
@@ -802,7 +943,7 @@ impl Leaf<'_> {
             // The common case without the grouping machinery: one batch, one exchange.
             let pool = self.pool;
             let dest = &*pool.dests[self.dest(k.place)];
-            let mut b = read_batch(pool.protocol, opts, [(k.key, 0)].into_iter());
+            let mut b = read_batch(pool.protocol, opts, [(k.key, 0)].into_iter(), false);
             let _ = exchange::exchange(&pool.admission, dest, &mut b, cx.deadline);
             settle(pool, dest, cx, opts, &mut b);
             let r = b.results.pop().flatten();
@@ -812,6 +953,46 @@ impl Leaf<'_> {
         get_leaves(cx, &[(*self, &all)], keys, opts)
             .pop()
             .unwrap_or_default()
+    }
+
+    /// [`Leaf::get`], each result handed to `on`: a hit's value straight from the
+    /// connection's buffer once its server's whole reply is read and checked ([`GetBatch::in_place`]), so
+    /// no list of results and no copy per value. What [`settle`] does to a reply is done per
+    /// key as it is handed out.
+    fn get_each(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts, on: &mut OnItem<'_>) {
+        if keys.len() < 2 {
+            for (i, r) in self.get(cx, keys, opts).into_iter().enumerate() {
+                crate::item::hand_owned(on, i, r);
+            }
+            return;
+        }
+        let pool = self.pool;
+        let mut work: Vec<Work<'_, GetBatch<'_>>> = Vec::new();
+        let mut at: Vec<usize> = Vec::new();
+        let dests = keys.iter().map(|k| self.dest(k.place));
+        for (d, js) in group(pool.dests.len(), dests) {
+            let batch = read_batch(
+                pool.protocol,
+                opts,
+                js.iter().map(|&j| (keys[j].key, j)),
+                true,
+            );
+            work.push(Work {
+                dest: &pool.dests[d],
+                admission: &pool.admission,
+                batch,
+            });
+            at.push(d);
+        }
+        let mut later = Later::default();
+        exchange::exchange_many_with(&mut work, cx.deadline, &mut |w, b, held| {
+            hand_batch(pool, at[w], opts, b, held, on, &mut later);
+        });
+        // Batches that never had a connection (refused, expired, no dial): their errors.
+        for (w, d) in work.iter_mut().zip(&at) {
+            hand_batch(pool, *d, opts, &mut w.batch, &[], on, &mut later);
+        }
+        later.finish(pool, cx, opts, on);
     }
 
     fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
@@ -862,6 +1043,15 @@ impl Route for PoolRoute {
             },
             |m, idx| m.get(cx, &pick(idx), opts),
         )
+    }
+
+    fn get_each(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts, on: &mut OnItem<'_>) {
+        if self.buckets.is_none() {
+            return self.leaf_ref().get_each(cx, keys, opts, on);
+        }
+        for (i, r) in self.get(cx, keys, opts).into_iter().enumerate() {
+            crate::item::hand_owned(on, i, r);
+        }
     }
 
     fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
@@ -929,6 +1119,10 @@ impl Route for PoolReplica {
 
     fn get(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts) -> Vec<Result<Option<Item>>> {
         self.leaf_ref().get(cx, keys, opts)
+    }
+
+    fn get_each(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts, on: &mut OnItem<'_>) {
+        self.leaf_ref().get_each(cx, keys, opts, on);
     }
 
     fn write(&self, cx: &Cx, reqs: &[Write<'_>]) -> Vec<Result<Response>> {
