@@ -51,6 +51,18 @@ impl KeyBuf<'_> {
     }
 }
 
+/// One key's result of a multi-key read: its value is `values[start..end]` of that read.
+enum Slot {
+    Miss,
+    Hit {
+        start: usize,
+        end: usize,
+        flags: u32,
+        cas: u64,
+    },
+    Failed(fae_core::Error),
+}
+
 /// A memcached client with libfae's router inside. See `fae/_fae.pyi`.
 #[pyclass(frozen, module = "fae._fae", name = "Client", subclass)]
 struct Client {
@@ -504,22 +516,46 @@ impl Client {
         }
         let slices: Vec<&[u8]> = bufs.iter().map(KeyBuf::as_slice).collect();
         let places = self.places(&objs);
+        let server_keys = places.as_deref().map(|p| placed(p, &slices));
         let inner = &self.inner;
-        let results = py
-            .detach(|| match &places {
-                None => inner.get_multi_opts(&slices, cas, None),
-                Some(p) => inner.get_multi_routed_opts(&slices, &placed(p, &slices), cas, None),
-            })
-            .map_err(|e| to_py(py, &e))?;
-        for ((obj, kb), r) in objs.into_iter().zip(&slices).zip(results) {
-            match r {
-                Ok(Some(item)) => {
-                    let cas = item.cas;
-                    hit(obj, self.decode(py, kb, item)?, cas)?;
+        // The core hands each hit's value from its read buffer while the GIL is released: the
+        // values are copied into one buffer (no allocation per value), and become Python
+        // objects once the call is back, in key order.
+        let mut values: Vec<u8> = Vec::with_capacity(slices.len() * 128);
+        let mut slots: Vec<Slot> = (0..slices.len()).map(|_| Slot::Miss).collect();
+        py.detach(|| {
+            inner.get_multi_each(&slices, server_keys.as_deref(), cas, None, &mut |i, r| {
+                slots[i] = match r {
+                    Ok(Some(it)) => {
+                        let start = values.len();
+                        values.extend_from_slice(it.value);
+                        Slot::Hit {
+                            start,
+                            end: values.len(),
+                            flags: it.flags,
+                            cas: it.cas,
+                        }
+                    }
+                    Ok(None) => Slot::Miss,
+                    Err(e) => Slot::Failed(e),
                 }
-                Ok(None) => {}
-                Err(e) if self.ignore_exc && e.should_failover() => {}
-                Err(e) => return Err(to_py(py, &e)),
+            })
+        })
+        .map_err(|e| to_py(py, &e))?;
+        for ((obj, kb), slot) in objs.into_iter().zip(&slices).zip(slots) {
+            match slot {
+                Slot::Hit {
+                    start,
+                    end,
+                    flags,
+                    cas,
+                } => {
+                    let v = serde::decode(&self.serde, py, kb, &values[start..end], flags)?;
+                    hit(obj, v, cas)?;
+                }
+                Slot::Miss => {}
+                Slot::Failed(e) if self.ignore_exc && e.should_failover() => {}
+                Slot::Failed(e) => return Err(to_py(py, &e)),
             }
         }
         Ok(())
