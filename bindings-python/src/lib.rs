@@ -12,6 +12,7 @@ mod error;
 mod lease;
 mod logging;
 mod serde;
+mod text;
 
 use fae_core::lease::{GetOrSetError, Lease as CoreLease};
 use fae_core::protocol::StoreOp;
@@ -24,6 +25,7 @@ use crate::arg::{Num, opt};
 use crate::error::{client_error, to_py};
 use crate::lease::Lease;
 use crate::serde::{EncodeOpts, Payload, Serde, str_text, utf8};
+use crate::text::Utf8;
 use fae_core::placement::rendezvous::python_bytes_repr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -31,10 +33,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// at once. Negative Python exptimes (Django's "expire now") are sent as this value.
 const EXPIRED: u32 = 30 * 24 * 3600 + 1;
 
-/// A key's wire bytes: a `bytes` key itself, a `str` key's UTF-8 encoding (the 3.9 limited API
-/// has no borrowed UTF-8 view of a str), or bytes made here.
+/// A key's wire bytes: a `bytes` key itself, a `str` key's UTF-8 (borrowed from the str, see
+/// `text`), or bytes made here (with a `key_prefix`).
 enum KeyBuf<'py> {
     Bytes(Bound<'py, PyBytes>),
+    Text(Utf8<'py>),
     Owned(Vec<u8>),
 }
 
@@ -42,13 +45,23 @@ impl KeyBuf<'_> {
     fn as_slice(&self) -> &[u8] {
         match self {
             KeyBuf::Bytes(b) => b.as_bytes(),
+            KeyBuf::Text(t) => t.as_bytes(),
             KeyBuf::Owned(v) => v,
         }
     }
 }
 
-/// One hit of a multi-key read: (the key object passed in, the value, the CAS token).
-type Hit<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, u64);
+/// One key's result of a multi-key read: its value is `values[start..end]` of that read.
+enum Slot {
+    Miss,
+    Hit {
+        start: usize,
+        end: usize,
+        flags: u32,
+        cas: u64,
+    },
+    Failed(fae_core::Error),
+}
 
 /// A memcached client with libfae's router inside. See `fae/_fae.pyi`.
 #[pyclass(frozen, module = "fae._fae", name = "Client", subclass)]
@@ -338,7 +351,7 @@ impl Client {
         }
         let s = key.cast::<PyString>().ok()?;
         (!self.key_prefix.prefix().is_empty())
-            .then(|| s.encode_utf8().map(|b| b.as_bytes().to_vec()).ok())?
+            .then(|| Utf8::new(s).map(|t| t.as_bytes().to_vec()))?
     }
 
     /// Leases and `get_or_set` place by the wire key only.
@@ -356,12 +369,10 @@ impl Client {
 
     fn key<'py>(&self, key: &Bound<'py, PyAny>) -> PyResult<KeyBuf<'py>> {
         let py = key.py();
-        let buf = if let Ok(b) = key.cast::<PyBytes>() {
-            KeyBuf::Bytes(b.clone())
-        } else if let Ok(s) = key.cast::<PyString>() {
-            match s.encode_utf8() {
-                Ok(b) => KeyBuf::Bytes(b),
-                Err(_) => {
+        let buf = if let Ok(s) = key.cast::<PyString>() {
+            match Utf8::new(s) {
+                Some(t) => KeyBuf::Text(t),
+                None => {
                     return Err(client_error(
                         py,
                         "invalid_key",
@@ -369,6 +380,8 @@ impl Client {
                     ));
                 }
             }
+        } else if let Ok(b) = key.cast::<PyBytes>() {
+            KeyBuf::Bytes(b.clone())
         } else {
             return Err(client_error(
                 py,
@@ -396,8 +409,13 @@ impl Client {
                 "keys must be an iterable of keys, not a single str or bytes",
             ));
         }
-        let mut objs = Vec::new();
-        let mut bufs = Vec::new();
+        // Sized up front for the usual list or tuple of keys.
+        let n = match keys.cast::<PyList>() {
+            Ok(l) => l.len(),
+            Err(_) => keys.cast::<PyTuple>().map_or(0, |t| t.len()),
+        };
+        let mut objs = Vec::with_capacity(n);
+        let mut bufs = Vec::with_capacity(n);
         for k in keys.try_iter()? {
             let k = k?;
             bufs.push(self.key(&k)?);
@@ -427,7 +445,7 @@ impl Client {
         key: &[u8],
         item: fae_core::Item,
     ) -> PyResult<Bound<'py, PyAny>> {
-        serde::decode(&self.serde, py, key, item.value, item.flags)
+        serde::decode(&self.serde, py, key, &item.value, item.flags)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -483,38 +501,64 @@ impl Client {
         }
     }
 
+    /// Read `keys` in one call (the GIL released once) and hand each hit to `hit` in key
+    /// order: the key object passed in, the decoded value, the CAS token.
     fn fetch_many<'py>(
         &self,
         py: Python<'py>,
         keys: &Bound<'py, PyAny>,
         cas: bool,
-    ) -> PyResult<Vec<Hit<'py>>> {
+        mut hit: impl FnMut(Bound<'py, PyAny>, Bound<'py, PyAny>, u64) -> PyResult<()>,
+    ) -> PyResult<()> {
         let (objs, bufs) = self.keys(keys)?;
         if bufs.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let slices: Vec<&[u8]> = bufs.iter().map(KeyBuf::as_slice).collect();
         let places = self.places(&objs);
+        let server_keys = places.as_deref().map(|p| placed(p, &slices));
         let inner = &self.inner;
-        let results = py
-            .detach(|| match &places {
-                None => inner.get_multi_opts(&slices, cas, None),
-                Some(p) => inner.get_multi_routed_opts(&slices, &placed(p, &slices), cas, None),
-            })
-            .map_err(|e| to_py(py, &e))?;
-        let mut out = Vec::with_capacity(results.len());
-        for ((obj, kb), r) in objs.into_iter().zip(&slices).zip(results) {
-            match r {
-                Ok(Some(item)) => {
-                    let cas = item.cas;
-                    out.push((obj, self.decode(py, kb, item)?, cas));
+        // The core hands each hit's value from its read buffer while the GIL is released: the
+        // values are copied into one buffer (no allocation per value), and become Python
+        // objects once the call is back, in key order.
+        let mut values: Vec<u8> = Vec::with_capacity(slices.len() * 128);
+        let mut slots: Vec<Slot> = (0..slices.len()).map(|_| Slot::Miss).collect();
+        py.detach(|| {
+            inner.get_multi_each(&slices, server_keys.as_deref(), cas, None, &mut |i, r| {
+                slots[i] = match r {
+                    Ok(Some(it)) => {
+                        let start = values.len();
+                        values.extend_from_slice(it.value);
+                        Slot::Hit {
+                            start,
+                            end: values.len(),
+                            flags: it.flags,
+                            cas: it.cas,
+                        }
+                    }
+                    Ok(None) => Slot::Miss,
+                    Err(e) => Slot::Failed(e),
                 }
-                Ok(None) => {}
-                Err(e) if self.ignore_exc && e.should_failover() => {}
-                Err(e) => return Err(to_py(py, &e)),
+            })
+        })
+        .map_err(|e| to_py(py, &e))?;
+        for ((obj, kb), slot) in objs.into_iter().zip(&slices).zip(slots) {
+            match slot {
+                Slot::Hit {
+                    start,
+                    end,
+                    flags,
+                    cas,
+                } => {
+                    let v = serde::decode(&self.serde, py, kb, &values[start..end], flags)?;
+                    hit(obj, v, cas)?;
+                }
+                Slot::Miss => {}
+                Slot::Failed(e) if self.ignore_exc && e.should_failover() => {}
+                Slot::Failed(e) => return Err(to_py(py, &e)),
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn arith(
@@ -729,9 +773,7 @@ impl Client {
         keys: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        for (k, v, _) in self.fetch_many(py, keys, false)? {
-            d.set_item(k, v)?;
-        }
+        self.fetch_many(py, keys, false, |k, v, _| d.set_item(k, v))?;
         Ok(d)
     }
 
@@ -751,9 +793,7 @@ impl Client {
         keys: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        for (k, v, cas) in self.fetch_many(py, keys, true)? {
-            d.set_item(k, (v, cas))?;
-        }
+        self.fetch_many(py, keys, true, |k, v, cas| d.set_item(k, (v, cas)))?;
         Ok(d)
     }
 

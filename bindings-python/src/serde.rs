@@ -358,26 +358,26 @@ fn text<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     }
 }
 
-/// (bytes, flags) → Python value.
+/// (bytes, flags) → Python value. The bytes are borrowed: a read buffer's or an item's.
 pub fn decode<'py>(
     serde: &Serde,
     py: Python<'py>,
     key: &[u8],
-    data: Vec<u8>,
+    data: &[u8],
     flags: u32,
 ) -> PyResult<Bound<'py, PyAny>> {
     match serde {
-        Serde::Raw => Ok(PyBytes::new(py, &data).into_any()),
+        Serde::Raw => Ok(PyBytes::new(py, data).into_any()),
         Serde::Custom(obj) => obj.bind(py).call_method1(
             "deserialize",
-            (PyBytes::new(py, key), PyBytes::new(py, &data), flags),
+            (PyBytes::new(py, key), PyBytes::new(py, data), flags),
         ),
         Serde::Interop => decode_interop(py, data, flags),
         Serde::Pymemcache | Serde::Pylibmc => {
             // pymemcache's order: text, integer, long, pickle. pylibmc's types are the same
             // bits, so the same order reads its values (its bool "1"/"0" reads as int, as
             // pylibmc itself returns it).
-            let (kind, data) = pm::decode(&data, flags).map_err(|e| value_error(py, e))?;
+            let (kind, data) = pm::decode(data, flags).map_err(|e| value_error(py, e))?;
             from_kind(py, kind, &data)
         }
     }
@@ -392,15 +392,15 @@ fn from_kind<'py>(py: Python<'py>, kind: Kind, data: &[u8]) -> PyResult<Bound<'p
     }
 }
 
-fn decode_interop<'py>(py: Python<'py>, data: Vec<u8>, flags: u32) -> PyResult<Bound<'py, PyAny>> {
+fn decode_interop<'py>(py: Python<'py>, data: &[u8], flags: u32) -> PyResult<Bound<'py, PyAny>> {
     // pymemcache/pylibmc values PHP never writes: text 16 (0x10 alone would be "compressed,
     // no method" in PHP), zlib 8 and 24.
     let low = flags & 0xFFFF;
     if low == TEXT || low == COMPRESSED || low == COMPRESSED | TEXT {
-        let (kind, data) = pm::decode(&data, low).map_err(|e| value_error(py, e))?;
+        let (kind, data) = pm::decode(data, low).map_err(|e| value_error(py, e))?;
         return from_kind(py, kind, &data);
     }
-    let d = php::decode(&data, flags).map_err(|e| value_error(py, e))?;
+    let d = php::decode(data, flags).map_err(|e| value_error(py, e))?;
     let data = &d.payload[..];
     match d.ty {
         php::STRING if flags & php::FAE_TEXT != 0 => text(py, data),

@@ -128,6 +128,26 @@ def test_many(mc):
     assert mc.delete_multi(["p1"]) is True
 
 
+def test_many_key_kinds(mc):
+    class Key(str):
+        pass
+
+    keys = ["ascii", "clé", "日本語", "emoji-😀", Key("sub"), b"raw", b"\xc3\xa9t\xc3\xa9"]
+    for k in keys:
+        assert mc.set(k, b"v:" + (k if isinstance(k, bytes) else k.encode()))
+    want = {k: b"v:" + (k if isinstance(k, bytes) else k.encode()) for k in keys}
+    for given in (keys, tuple(keys), iter(keys), (k for k in keys), dict.fromkeys(keys)):
+        got = mc.get_many(given)
+        assert got == want
+        assert all(any(g is k for k in keys) for g in got), "result keys are the objects passed in"
+    assert mc.get_many(["été".encode()]) == {"été".encode(): b"v:" + "été".encode()}, "str and its UTF-8 bytes are one key"
+    assert {k: v for k, (v, _) in mc.gets_many(keys).items()} == want
+    with pytest.raises(fae.ClientError) as e:
+        mc.get_many(["ascii", "k\ud800"])
+    assert e.value.reason == "invalid_key"
+    assert mc.get("ascii") == b"v:ascii", "no stray error left set by the refused key"
+
+
 def test_set_many_reports_not_stored_keys_with_failed_server(own_memcached, server):
     c = fae.Client([server, own_memcached.addr], timeout=0.3, connect_timeout=0.2)
     keys = [f"s{i}" for i in range(40)]
