@@ -23,7 +23,7 @@
 //!
 //! Parked probe: a probe whose `mn`/`version` timed out on a connected socket (a SIGSTOPped or
 //! hung server: its kernel accepts, the process does not answer) is not closed but parked, one
-//! per destination, outside the pool ([`Destination::park`]). The supervisor waits on its
+//! per destination, outside the pool (`Destination::park`). The supervisor waits on its
 //! socket between ticks, so when the server runs again its first reply half-opens the breaker
 //! at once, instead of at the next scheduled probe up to `probe_max_ms` later. Requests never
 //! wait on it. A refused or reset server has nothing to park and keeps the schedule.
