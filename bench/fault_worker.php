@@ -11,8 +11,9 @@
 // otherwise read every key once, print `ready`, wait for `go DEADLINE` (CLOCK_MONOTONIC ns, what
 // hrtime() reads) on stdin, get key after key from key I*len/N, at most one per pace, until the
 // deadline, then print `samples`, `START_NS LATENCY_NS KEY_INDEX OUTCOME` lines (h hit with the
-// right value, m miss, e error or a wrong value) and `end COUNT`. Exit status 3: the client is
-// not available in this PHP (the message says why).
+// right value, m miss, e error or a wrong value) and `end COUNT`; on stderr, up to 5 distinct
+// error texts with their counts. Exit status 3: the client is not available in this PHP (the
+// message says why).
 //
 // Settings: `fae` is `new Fae\Client(null, ['servers' => ..., 'mode' => 'libmemcached'])`:
 // weighted ketama (Fae\Client's own default is php-memcached's modula), everything else at
@@ -122,6 +123,7 @@ $deadline = min((int)$go[1], hrtime(true) + $maxNs);
 $n = count($keys);
 $i = intdiv($worker * $n, $workers);
 $out = [];
+$seen = []; // up to 5 distinct error texts, counted (for the bench's stderr)
 $next = hrtime(true);
 while (count($out) < MAX_SAMPLES) {
     $t0 = hrtime(true);
@@ -133,6 +135,12 @@ while (count($out) < MAX_SAMPLES) {
     $v = $mc->get($keys[$idx]);
     if ($v === false) {
         $o = $mc->getResultCode() === $notFound ? 'm' : 'e';
+        if ($o === 'e') {
+            $why = str_replace($keys[$idx], 'KEY', $mc->getResultMessage());
+            if (isset($seen[$why]) || count($seen) < 5) {
+                $seen[$why] = ($seen[$why] ?? 0) + 1;
+            }
+        }
     } else {
         $o = $v === $values[$idx] ? 'h' : 'e';
     }
@@ -150,3 +158,6 @@ if ($out) {
     echo implode("\n", $out), "\n";
 }
 echo 'end ', count($out), "\n";
+foreach ($seen as $why => $count) {
+    fwrite(STDERR, "$count × $why\n");
+}

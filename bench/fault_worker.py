@@ -12,7 +12,8 @@ Otherwise it builds its client, reads every key once (warm connections), prints 
 for `go DEADLINE` on stdin (CLOCK_MONOTONIC nanoseconds, the clock time.monotonic_ns reads) and
 gets key after key, starting at key I*len/N, at most one per pace (no catch-up after a stall),
 until the deadline. Then it prints `samples`, one `START_NS LATENCY_NS KEY_INDEX OUTCOME` line
-per get (OUTCOME: h hit with the right value, m miss, e error or a wrong value) and `end COUNT`.
+per get (OUTCOME: h hit with the right value, m miss, e error or a wrong value) and `end COUNT`;
+on stderr, up to 5 distinct error texts with their counts.
 Exit status 3: the client is not available here (the message says why).
 
 Settings: `fae` is `fae.Client(servers)` on libfae's defaults (placement `libmemcached` =
@@ -118,6 +119,7 @@ def main() -> None:
     n = len(keys)
     i = a.worker * n // max(a.workers, 1)
     out = []
+    seen: dict[str, int] = {}  # up to 5 distinct error texts, counted (for the bench's stderr)
     now = time.monotonic_ns
     nxt = now()
     while len(out) < MAX_SAMPLES:
@@ -129,8 +131,11 @@ def main() -> None:
         try:
             v = mc.get(keys[idx])
             o = "m" if v is None else ("h" if v == values[idx] else "e")
-        except error:
+        except error as e:
             o = "e"
+            why = f"{type(e).__name__}: {e}".replace(keys[idx], "KEY")
+            if why in seen or len(seen) < 5:
+                seen[why] = seen.get(why, 0) + 1
         t1 = now()
         out.append(f"{t0} {t1 - t0} {idx} {o}")
         nxt += pace
@@ -144,6 +149,8 @@ def main() -> None:
         sys.stdout.write("\n")
     sys.stdout.write(f"end {len(out)}\n")
     sys.stdout.flush()
+    for why, count in seen.items():
+        print(f"{count} × {why}", file=sys.stderr)
 
 
 if __name__ == "__main__":

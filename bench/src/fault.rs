@@ -361,6 +361,16 @@ fn tail_of(s: &str, n: usize) -> String {
     t[start..].to_string()
 }
 
+/// The last `n` lines of `s`, each cut to 200 characters, joined with "; ".
+fn last_lines(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.chars().take(200).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// What a worker's `--place` run said: `Ok(None)` placed, `Ok(Some(reason))` the runtime is
 /// missing (exit status 3), `Err` a failure.
 fn place(
@@ -778,7 +788,7 @@ fn drive_workers(
     drop(tx);
     let stderr_of = |errs: Vec<std::thread::JoinHandle<String>>| -> String {
         errs.into_iter()
-            .map(|h| tail_of(&h.join().unwrap_or_default(), 400))
+            .map(|h| last_lines(&h.join().unwrap_or_default(), 4))
             .filter(|s| !s.is_empty())
             .collect::<Vec<_>>()
             .join(" | ")
@@ -837,6 +847,10 @@ fn drive_workers(
         statuses.push(c.wait().map_err(|e| format!("wait: {e}"))?);
     }
     let errs = stderr_of(errs);
+    if !errs.is_empty() {
+        // The workers' error texts and log lines: what the table's errors were.
+        eprintln!("fae-bench fault: {kind:?} workers' stderr: {errs}");
+    }
     let mut all = Vec::with_capacity(WORKERS);
     for (w, (out, st)) in outs.into_iter().zip(statuses).enumerate() {
         let out = out.unwrap_or_default();
@@ -1147,6 +1161,13 @@ mod tests {
         assert!(Args::parse(vec!["--quick".into(), "--write-docs".into()]).is_err());
         assert!(Args::parse(vec!["--only".into(), "nothing".into()]).is_err());
         assert!(Args::parse(vec!["--runs".into(), "0".into()]).is_err());
+    }
+
+    #[test]
+    fn last_lines_keeps_the_last_lines() {
+        assert_eq!(last_lines("a\n\nb\nc\n", 2), "b; c");
+        assert_eq!(last_lines("", 2), "");
+        assert_eq!(last_lines(&"x".repeat(300), 1).len(), 200);
     }
 
     #[test]
