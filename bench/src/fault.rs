@@ -31,7 +31,9 @@
 //! Per client and run: a baseline, then server 2 SIGSTOPped for `--pause-secs` (10), then
 //! SIGCONT and a tail. Reported: requests that waited for a timeout (≥ 200 ms) per worker per
 //! outage, the healthy keys' p99 during the outage ÷ before, the time from SIGCONT to the
-//! first hit on a key of the resumed server, and the healthy keys' errors and misses.
+//! first hit on a key of the resumed server, the healthy keys' errors and misses, and how
+//! many gets the workers started during the outage (a worker waiting out a timeout starts
+//! none, so this shows what the waits cost in throughput).
 //!
 //! Everything is bounded in time: a worker that is not ready within 60 s or still running 30 s
 //! after its deadline is killed (by its own handle), and the servers are the testkit's and are
@@ -233,6 +235,9 @@ struct Figures {
     recovery: Option<Duration>,
     healthy_errors: usize,
     healthy_misses: usize,
+    /// Gets started during the outage, all workers: what the workers got done while one
+    /// server was stopped (a worker waiting for a timeout makes no other request).
+    outage_requests: usize,
 }
 
 impl Figures {
@@ -954,6 +959,7 @@ fn analyse(workers: &[Vec<Sample>], pause: Duration, resumed: Duration) -> Figur
         recovery,
         healthy_errors: healthy(Outcome::Error),
         healthy_misses: healthy(Outcome::Miss),
+        outage_requests: workers.iter().flatten().filter(|s| in_outage(s)).count(),
     }
 }
 
@@ -1052,14 +1058,14 @@ fn render(
         out,
         "\n| run | client | timed-out requests (≥ 200 ms) per worker, max / all workers | \
          healthy p99 before / during µs | during ÷ before | SIGCONT → first hit on its keys | \
-         healthy keys: errors / misses |"
+         healthy keys: errors / misses | gets during the outage, all workers |"
     );
-    let _ = writeln!(out, "|--:|---|--:|--:|--:|--:|--:|");
+    let _ = writeln!(out, "|--:|---|--:|--:|--:|--:|--:|--:|");
     for (n, row) in results.iter().enumerate() {
         for (label, r) in labels.iter().zip(row) {
             let _ = writeln!(
                 out,
-                "| {} | {label} | {} / {} | {} / {} | {:.2} | {} | {} / {} |",
+                "| {} | {label} | {} / {} | {} / {} | {:.2} | {} | {} / {} | {} |",
                 n + 1,
                 r.timed_out_max_per_worker,
                 r.timed_out_total,
@@ -1069,7 +1075,8 @@ fn render(
                 r.recovery
                     .map_or("never".to_string(), |d| format!("{} ms", d.as_millis())),
                 r.healthy_errors,
-                r.healthy_misses
+                r.healthy_misses,
+                r.outage_requests
             );
         }
     }
