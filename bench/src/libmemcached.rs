@@ -61,6 +61,7 @@ const BEHAVIOR_SND_TIMEOUT: c_int = 19;
 const BEHAVIOR_RCV_TIMEOUT: c_int = 20;
 const BEHAVIOR_SERVER_FAILURE_LIMIT: c_int = 21;
 const BEHAVIOR_REMOVE_FAILED_SERVERS: c_int = 35;
+const BEHAVIOR_DEAD_TIMEOUT: c_int = 36;
 
 #[link(name = "memcached")]
 unsafe extern "C" {
@@ -247,13 +248,16 @@ impl Libmemcached {
 
     /// The failure settings php-memcached and pylibmc users are told to set, with every
     /// timeout at `timeout_ms`: `CONNECT_TIMEOUT` and `POLL_TIMEOUT` (ms), `RCV_TIMEOUT` and
-    /// `SND_TIMEOUT` (µs), `SERVER_FAILURE_LIMIT`, `RETRY_TIMEOUT` (s) and
-    /// `REMOVE_FAILED_SERVERS` (php-memcached `OPT_*`, pylibmc behaviors of the same names).
+    /// `SND_TIMEOUT` (µs), `SERVER_FAILURE_LIMIT`, `RETRY_TIMEOUT` (s),
+    /// `REMOVE_FAILED_SERVERS` and `DEAD_TIMEOUT` (s; at 0, libmemcached's default, a removed
+    /// server is never tried again by this `memcached_st`) — php-memcached `OPT_*`, pylibmc
+    /// behaviors `remove_failed`, `retry_timeout`, `dead_timeout`.
     pub fn failure_settings(
         &mut self,
         timeout_ms: u64,
         failure_limit: u64,
         retry_s: u64,
+        dead_s: u64,
     ) -> Result<(), String> {
         for (flag, value, name) in [
             (BEHAVIOR_CONNECT_TIMEOUT, timeout_ms, "CONNECT_TIMEOUT"),
@@ -267,6 +271,7 @@ impl Libmemcached {
             ),
             (BEHAVIOR_RETRY_TIMEOUT, retry_s, "RETRY_TIMEOUT"),
             (BEHAVIOR_REMOVE_FAILED_SERVERS, 1, "REMOVE_FAILED_SERVERS"),
+            (BEHAVIOR_DEAD_TIMEOUT, dead_s, "DEAD_TIMEOUT"),
         ] {
             // SAFETY: `st` is live; the flag is a valid memcached_behavior_t value.
             let rc = unsafe { memcached_behavior_set(self.st.as_ptr(), flag, value) };

@@ -39,7 +39,7 @@
 //! cargo run --release -p fae-bench -- routes --write-docs  # hedged reads, migration, tree cost
 //! cargo run --release -p fae-bench -- stampede --write-docs  # hot-key expiry storms, 5 ms backend
 //! cargo run --release -p fae-bench -- tls --write-docs       # TLS vs plain, same servers
-//! cargo run --release -p fae-bench -- fault --runs 10 --write-docs  # 10 s SIGSTOP: libfae vs libmemcached
+//! cargo run --release -p fae-bench -- fault --runs 10 --write-docs  # 10 s SIGSTOP: libfae (Rust, C, Python, PHP) vs libmemcached, pylibmc, php-memcached
 //! ```
 //!
 //! `health` is a separate run: one server SIGSTOPped under a 4-thread load of single gets; see
@@ -48,8 +48,9 @@
 //! `routes` module. And `stampede`: 64 callers (1 process × 64 threads, 8 processes × 8
 //! threads) reading a hot key through a 5 ms backend as it expires or is invalidated, naive
 //! lookaside against `get_or_set` (leases, coalescing); see the `stampede` module. And
-//! `fault`: one of 4 servers SIGSTOPped for 10 s, through libfae and through libmemcached with
-//! its recommended failure settings; see the `fault` module.
+//! `fault`: one of 4 servers SIGSTOPped for 10 s, through libfae (Rust, C ABI, and Python and
+//! PHP worker processes) and through libmemcached, pylibmc and php-memcached with their
+//! recommended failure settings; see the `fault` module.
 //!
 //! Flags: `--iterations N` (single-key calls per client; multi-gets get N/10), `--rounds R`,
 //! `--quick`, `--write-docs`, `--docs PATH`, `--only LABEL[,LABEL…]`, `--unix` (the 4 servers
@@ -119,7 +120,7 @@ const USAGE: &str = "usage: fae-bench [--iterations N] [--rounds R] [--quick] [-
                      fae-bench health [--quick] [--write-docs] [--docs PATH]\n       \
                      fae-bench routes [--quick] [--only PART[,PART...]] [--write-docs] [--docs PATH]\n       \
                      fae-bench stampede [--quick] [--write-docs] [--docs PATH]\n       \
-                     fae-bench fault [--runs N] [--pause-secs S] [--write-docs] [--docs PATH]";
+                     fae-bench fault [--runs N] [--pause-secs S] [--quick] [--only LABEL[,LABEL...]] [--write-docs] [--docs PATH]";
 
 /// Single-key calls per client in a full run (≈ 60 s on 2 busy cores, all rows together).
 const DEFAULT_ITERATIONS: usize = 40_000;

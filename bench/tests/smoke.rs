@@ -145,6 +145,10 @@ fn bad_arguments_are_refused() {
         &["stampede", "--threads", "8"][..],
         &["stampede", "--quick", "--write-docs"],
         &["stampede", "--child", "--addr", "127.0.0.1:1"],
+        // The fault bench is never run here (a benchmark, not a test); its usage errors are.
+        &["fault", "--quick", "--write-docs"],
+        &["fault", "--only", "nothing"],
+        &["fault", "--runs", "0"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_fae-bench"))
             .args(args)
