@@ -11,7 +11,11 @@ require __DIR__ . '/lib.php';
 
 $iters = (int)($argv[1] ?? 20000);
 $unix = ($argv[2] ?? '') === 'unix';
-$procs = []; for ($i = 0; $i < 4; $i++) $procs[] = $unix ? new Memcached_Socket_Process() : new Memcached_Process();
+// One worker thread per server (`-t 1`, as bindings-python/bench.py): each client's connection
+// would otherwise land on a different memcached thread, and on a 2-CPU machine where those
+// threads run decided a run's ratio (single-get p50 ratios of 0.74–1.33 in three quiet runs
+// of one build; 0.97–1.06 with one thread).
+$procs = []; for ($i = 0; $i < 4; $i++) $procs[] = $unix ? new Memcached_Socket_Process(['-t', '1']) : new Memcached_Process(['-t', '1']);
 function clients(array $procs): array {
     $p = new Memcached();
     $p->setOption(Memcached::OPT_LIBKETAMA_COMPATIBLE, true);
@@ -94,6 +98,6 @@ foreach ($rows as [$name, $a, $b, $target]) {
     };
     printf("| %s | %s | %s | %.3f | %s |\n", $name, number_format($a, $a > 1000 ? 0 : 1), number_format($b, $b > 1000 ? 0 : 1), $ratio, $t);
 }
-printf("(%d calls per op and client (getMulti: a tenth), in %d interleaved rounds, samples pooled; 4 local memcached on %s, 100-byte values)\n",
+printf("(%d calls per op and client (getMulti: a tenth), in %d interleaved rounds, samples pooled; 4 local memcached (-t 1) on %s, 100-byte values)\n",
     $iters, $rounds, $unix ? 'Unix-domain sockets' : '127.0.0.1 TCP');
 foreach ($procs as $m) $m->stop();

@@ -41,10 +41,10 @@ final class Memcached_Socket_Process {
     public $proc;
     public string $dir;
     public int $pid;
-    public function __construct() {
+    public function __construct(array $extra = []) {
         $this->dir = sys_get_temp_dir() . '/fae-php-sock-' . getmypid() . '-' . bin2hex(random_bytes(4));
         mkdir($this->dir);
-        $args = ['memcached', '-s', $this->path(), '-m', '64'];
+        $args = array_merge(['memcached', '-s', $this->path(), '-m', '64'], $extra);
         if (function_exists('posix_getuid') ? posix_getuid() === 0 : trim((string)shell_exec('id -u')) === '0') {
             array_push($args, '-u', 'root');
         }
