@@ -58,6 +58,7 @@ use std::time::{Duration, Instant};
 
 use fae_core::{Client, Config, Op};
 
+use crate::Children;
 use crate::fae_c::FaeC;
 use crate::libmemcached::{Blocking, Libmemcached};
 use crate::report::{self, Facts};
@@ -338,20 +339,6 @@ impl KeysFile {
 impl Drop for KeysFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Worker processes; any still running when this drops is killed (by its handle) and reaped.
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            if matches!(c.try_wait(), Ok(None)) {
-                let _ = c.kill();
-            }
-            let _ = c.wait();
-        }
     }
 }
 

@@ -72,6 +72,21 @@ mod vbucket;
 
 use std::process::ExitCode;
 
+/// Child processes a bench started (fault workers, stampede children); any still running
+/// when this drops is killed by its own handle and reaped, so a failed run leaves none behind.
+pub(crate) struct Children(pub(crate) Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = c.kill();
+            }
+            let _ = c.wait();
+        }
+    }
+}
+
 /// A subcommand's entry point: a usage error exits 2, a failed run 1 (`fae-bench NAME:
 /// FAILED: …`).
 pub(crate) fn subcommand<A>(

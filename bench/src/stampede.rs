@@ -48,13 +48,14 @@
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
+use std::process::{ChildStdin, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fae_core::{Client, Config};
 
+use crate::Children;
 use crate::report::{self, Facts};
 use crate::subject::VALUE_SIZE;
 
@@ -807,20 +808,6 @@ fn storms(sorted_ms: &[u64]) -> u64 {
         last = Some(t);
     }
     n
-}
-
-/// The children of one case; any still running when this drops is killed and reaped.
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            if matches!(c.try_wait(), Ok(None)) {
-                let _ = c.kill();
-            }
-            let _ = c.wait();
-        }
-    }
 }
 
 /// What a child printed, parsed.
