@@ -209,13 +209,7 @@ fn load(
             victim: victim[idx],
             outcome,
         });
-        next += PACE;
-        let now = Instant::now();
-        if next > now {
-            std::thread::sleep(next - now);
-        } else {
-            next = now;
-        }
+        crate::subject::pace(&mut next, PACE);
     }
     Ok(out)
 }
@@ -555,13 +549,7 @@ fn render(
     let h = &config.health;
     let t = &config.timeouts;
     let mut out = String::new();
-    let _ = writeln!(out, "Command: `{}`\n", f.command);
-    let _ = writeln!(out, "- Date: {} (libfae commit `{}`)", f.date, f.commit);
-    let _ = writeln!(
-        out,
-        "- Machine: {} CPUs (nproc), {}, Linux {}; load average {} at start, {} at end",
-        f.nproc, f.cpu, f.kernel, f.load_start, f.load_end
-    );
+    f.write_head(&mut out, &f.command, "");
     let _ = writeln!(
         out,
         "- Servers: 4 × memcached {} on 127.0.0.1 (`-t 2`), same machine; server {} of 4 \

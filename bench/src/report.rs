@@ -160,6 +160,23 @@ pub struct Facts {
 }
 
 impl Facts {
+    /// A report's first lines: `command`, the date and commit, and the machine with its load
+    /// averages, `machine_more` appended to that line (e.g. "; the three parts took 40 s").
+    pub(crate) fn write_head(&self, out: &mut String, command: &str, machine_more: &str) {
+        let _ = writeln!(out, "Command: `{command}`\n");
+        let _ = writeln!(
+            out,
+            "- Date: {} (libfae commit `{}`)",
+            self.date, self.commit
+        );
+        let _ = writeln!(
+            out,
+            "- Machine: {} CPUs (nproc), {}, Linux {}; load average {} at start, {} at \
+             end{machine_more}",
+            self.nproc, self.cpu, self.kernel, self.load_start, self.load_end
+        );
+    }
+
     /// Collect the facts (best effort: unknown facts read "unknown").
     pub fn gather(
         command: String,
@@ -285,13 +302,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// The whole report, Markdown: facts, one table per workload, the target verdicts.
 pub fn render(f: &Facts, tables: &[Table], args: &Args) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Command: `{}`\n", f.command);
-    let _ = writeln!(out, "- Date: {} (libfae commit `{}`)", f.date, f.commit);
-    let _ = writeln!(
-        out,
-        "- Machine: {} CPUs (nproc), {}, Linux {}; load average {} at start, {} at end",
-        f.nproc, f.cpu, f.kernel, f.load_start, f.load_end
-    );
+    f.write_head(&mut out, &f.command, "");
     let _ = writeln!(
         out,
         "- Servers: 4 × memcached {} on {} (`-t 2`), same machine; libmemcached {}",

@@ -1028,19 +1028,8 @@ fn render(
     c: Option<&Overhead>,
 ) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Command: `{}`\n", f.command);
-    let _ = writeln!(out, "- Date: {} (libfae commit `{}`)", f.date, f.commit);
-    let _ = writeln!(
-        out,
-        "- Machine: {} CPUs (nproc), {}, Linux {}; load average {} at start, {} at end; the \
-         three parts took {:.0} s",
-        f.nproc,
-        f.cpu,
-        f.kernel,
-        f.load_start,
-        f.load_end,
-        elapsed.as_secs_f64()
-    );
+    let more = format!("; the three parts took {:.0} s", elapsed.as_secs_f64());
+    f.write_head(&mut out, &f.command, &more);
     let _ = writeln!(
         out,
         "- Servers: 6 × memcached {} on 127.0.0.1 (`-t 2`), same machine as the client; \

@@ -1282,20 +1282,12 @@ fn table(out: &mut String, res: &Results, strategies: &[Strategy]) {
 
 fn render(f: &Facts, args: &Args, s: &Sizes, elapsed: Duration, res: &Results) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Command: `{}`\n", f.command);
-    let _ = writeln!(out, "- Date: {} (libfae commit `{}`)", f.date, f.commit);
-    let _ = writeln!(
-        out,
-        "- Machine: {} CPUs (nproc), {}, Linux {}; load average {} at start, {} at end; the \
-         {} cases took {:.0} s",
-        f.nproc,
-        f.cpu,
-        f.kernel,
-        f.load_start,
-        f.load_end,
+    let more = format!(
+        "; the {} cases took {:.0} s",
         res.cases.len(),
         elapsed.as_secs_f64()
     );
+    f.write_head(&mut out, &f.command, &more);
     let _ = writeln!(
         out,
         "- Server: 1 × memcached {} on 127.0.0.1 (`-t 2`), same machine as the clients; each \

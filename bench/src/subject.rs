@@ -151,6 +151,19 @@ pub struct Record {
     pub cpu: Duration,
 }
 
+/// Wait for the next slot of a paced loop, one request per `every` from `*next`: after a
+/// stall (a request that waited out a timeout) the loop goes on from now, without a burst of
+/// catch-up requests.
+pub(crate) fn pace(next: &mut Instant, every: Duration) {
+    *next += every;
+    let now = Instant::now();
+    if *next > now {
+        std::thread::sleep(*next - now);
+    } else {
+        *next = now;
+    }
+}
+
 /// CPU time the calling thread has used so far (`CLOCK_THREAD_CPUTIME_ID`).
 pub(crate) fn thread_cpu() -> Duration {
     let mut ts = libc::timespec {

@@ -535,23 +535,12 @@ fn pct(x: f64) -> String {
 
 fn render(f: &Facts, s: &Sizes, elapsed: Duration, ways: &[Way]) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Command: `cargo build --release -p fae-core --features watch --bin fae && {}`\n",
+    let command = format!(
+        "cargo build --release -p fae-core --features watch --bin fae && {}",
         f.command
     );
-    let _ = writeln!(out, "- Date: {} (libfae commit `{}`)", f.date, f.commit);
-    let _ = writeln!(
-        out,
-        "- Machine: {} CPUs (nproc), {}, Linux {}; load average {} at start, {} at end; the \
-         three ways took {:.0} s",
-        f.nproc,
-        f.cpu,
-        f.kernel,
-        f.load_start,
-        f.load_end,
-        elapsed.as_secs_f64()
-    );
+    let more = format!("; the three ways took {:.0} s", elapsed.as_secs_f64());
+    f.write_head(&mut out, &command, &more);
     let _ = writeln!(
         out,
         "- Servers: 11 × memcached {} on 127.0.0.1, same machine as the client; {} keys of 100 \
