@@ -520,8 +520,8 @@ impl FaeClient {
         self.shared.lock().buffer_writes()
     }
 
-    fn hit(&mut self, ctx: &Ctx, item: Item, flags: i64) -> Zval {
-        match values::decode(&item.value, item.flags, &ctx.values) {
+    fn hit(&mut self, ctx: &Ctx, item: ItemRef<'_>, flags: i64) -> Zval {
+        match values::decode(item.value, item.flags, &ctx.values) {
             Ok(v) => {
                 self.ok();
                 hit_zval(v, item.cas, item.flags, flags)
@@ -553,19 +553,18 @@ impl FaeClient {
             }
             let (stored, routing) = ctx.key_parts(&key, skey.as_deref());
             let cas = flags & crate::GET_EXTENDED != 0;
-            let r = match &routing {
-                Some(r) => ctx.core.get_routed(r, &stored, cas),
-                None if cas => ctx.core.gets(&stored),
-                None => ctx.core.get(&stored),
-            };
-            Ok(match r {
-                Ok(Some(item)) => self.hit(&ctx, item, flags),
-                Ok(None) => {
-                    self.set_code(RES_NOTFOUND);
-                    bool_zval(false)
-                }
-                Err(e) => self.core_err(&e),
-            })
+            // The value is decoded straight from the read buffer: no copy of it in between.
+            let core = Arc::clone(&ctx.core);
+            Ok(
+                core.get_with(&stored, routing.as_deref(), cas, |r| match r {
+                    Ok(Some(item)) => self.hit(&ctx, item, flags),
+                    Ok(None) => {
+                        self.set_code(RES_NOTFOUND);
+                        bool_zval(false)
+                    }
+                    Err(e) => self.core_err(&e),
+                }),
+            )
         })
     }
 

@@ -6,7 +6,7 @@
 //! after MINIT; the core notices a fork itself (pid check + `pthread_atfork`) and never
 //! reuses a parent's socket.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
 use fae_core::hash::HashFn;
@@ -200,8 +200,9 @@ pub struct Shared {
     pub store_retry_count: i64,
     connect_ms: Option<u64>,
     io_ms: Option<u64>,
-    /// Accepted no-op options (NO_BLOCK, VERIFY_KEY, TCP_NODELAY, …) as set.
-    misc: HashMap<i64, i64>,
+    /// Accepted no-op options (NO_BLOCK, VERIFY_KEY, TCP_NODELAY, …) as set. A B-tree: two of
+    /// them are read on every call, and a few integer compares cost less than SipHash.
+    misc: BTreeMap<i64, i64>,
     /// Writes held back by `OPT_BUFFER_WRITES`, in call order, until the next other command,
     /// `flushBuffers()` or the object's end (libmemcached's write buffer).
     pub pending: Vec<Buffered>,
@@ -246,7 +247,7 @@ impl Shared {
             store_retry_count: 0,
             connect_ms: None,
             io_ms: None,
-            misc: HashMap::new(),
+            misc: BTreeMap::new(),
             pending: Vec::new(),
             core: None,
         };

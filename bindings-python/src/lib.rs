@@ -483,10 +483,9 @@ impl Client {
         let inner = &self.inner;
         let place = self.place(key);
         let r = py.detach(|| match (cas, touch, place.as_deref()) {
-            (_, None, Some(pb)) => inner.get_routed(pb, kb, cas),
+            // The value is copied out of the read buffer once, here; nothing else allocates.
+            (_, None, pb) => inner.get_with(kb, pb, cas, |r| r.map(|o| o.map(|it| it.to_item()))),
             (_, Some(t), Some(pb)) => only(inner.get_multi_routed_opts(&[kb], &[pb], cas, Some(t))),
-            (false, None, None) => inner.get(kb),
-            (true, None, None) => inner.gets(kb),
             (false, Some(t), None) => inner.gat(kb, t),
             (true, Some(t), None) => inner.gats(kb, t),
         });

@@ -26,7 +26,7 @@ use crate::coalesce::Role;
 use crate::config::Config;
 use crate::error::{Error, Reason, Result};
 use crate::export::Exporter;
-use crate::item::{Item, OnItem};
+use crate::item::{Item, ItemRef, OnItem};
 use crate::lease::{self, Computed, GetOrSetError, Lease, Stampede};
 pub use crate::op::{Cx, GetOpts, Key, Op, SetItem, StoreOutcome, Write};
 use crate::op::{found, unexpected};
@@ -546,6 +546,60 @@ impl Client {
                 inc(&self.inner.stampede.counters.coalesced_gets);
                 f.wait(f.deadline()).unwrap_or_else(one)
             }
+        }
+    }
+
+    /// [`Client::get`] (with `cas`: [`Client::gets`]; with `place`: [`Client::get_routed`]),
+    /// the answer handed to `f` with the hit's value borrowed from the connection's read
+    /// buffer: no copy of the value and no allocation for the request, where `get` returns an
+    /// owned [`Item`]. For bindings that turn the value into their own object at once. `f`
+    /// runs before the connection goes back to its pool: it must not call this client.
+    pub fn get_with<R>(
+        &self,
+        key: &[u8],
+        place: Option<&[u8]>,
+        cas: bool,
+        f: impl FnOnce(Result<Option<ItemRef<'_>>>) -> R,
+    ) -> R {
+        let route = match self.route() {
+            Ok(r) => r,
+            Err(e) => return f(Err(e)),
+        };
+        if !cas
+            && place.is_none()
+            && route.stampede.coalesce
+            && !route.pools.is_empty()
+            && self.inner.in_flight.load(Ordering::Acquire) > 1
+        {
+            // Another request is running in this client: `get` may share a flight with it.
+            drop(route);
+            return match self.get(key) {
+                Ok(Some(it)) => f(Ok(Some(it.borrowed()))),
+                Ok(None) => f(Ok(None)),
+                Err(e) => f(Err(e)),
+            };
+        }
+        let k = Key {
+            key,
+            place: place.unwrap_or(key),
+        };
+        let opts = GetOpts {
+            cas,
+            ..GetOpts::default()
+        };
+        let mut f = Some(f);
+        let mut out = None;
+        let read = route.read_each(&route.cx(), std::slice::from_ref(&k), opts, &mut |_, r| {
+            if let Some(f) = f.take() {
+                out = Some(f(r));
+            }
+        });
+        match (out, f) {
+            (Some(r), _) => r,
+            (None, Some(f)) => f(Err(read
+                .err()
+                .unwrap_or_else(|| Error::new(Reason::Protocol)))),
+            (None, None) => unreachable!("`f` ran, so `out` is set"),
         }
     }
 

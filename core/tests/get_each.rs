@@ -4,6 +4,10 @@
 //! larger than the read buffer, a lease stub and an empty value; a dead server's keys fail
 //! alone. Against the scripted hostile server: a reply broken mid-value or followed by an
 //! unasked block never hands out a made-up or partial value as a hit.
+//!
+//! `Client::get_with`, the single-key form: the same answers as `get`, `gets` and
+//! `get_routed`, also when threads share the client (coalesced gets) and when the server
+//! breaks its reply.
 
 use base64::Engine as _;
 use fae_core::lease::Lease;
@@ -256,6 +260,107 @@ fn broken_replies_never_hand_out_a_wrong_value() {
                 failed < refs.len(),
                 "{proto} {how:?}: the honest server failed"
             );
+        }
+    }
+}
+
+/// `get_with`'s answer as an owned item.
+fn with(c: &Client, key: &[u8], place: Option<&[u8]>, cas: bool) -> Result<Option<Item>, Error> {
+    c.get_with(key, place, cas, |r| r.map(|o| o.map(|it| it.to_item())))
+}
+
+#[test]
+fn get_with_answers_as_get_gets_and_get_routed() {
+    let cluster = Cluster::start(3);
+    let addrs = cluster.addrs();
+    for proto in ["meta", "text"] {
+        let c = client(&addrs, proto);
+        c.flush_all(0).unwrap();
+        let big = vec![b'b'; 300_000];
+        c.set(b"small", b"v", 7, 0).unwrap();
+        c.set(b"empty", b"", 0, 0).unwrap();
+        c.set(b"big", &big, 9, 0).unwrap();
+        for key in [&b"small"[..], b"empty", b"big", b"none"] {
+            assert_eq!(with(&c, key, None, false), c.get(key), "{proto} {key:?}");
+            assert_eq!(with(&c, key, None, true), c.gets(key), "{proto} {key:?}");
+            let routed = with(&c, key, Some(b"elsewhere"), false);
+            assert_eq!(routed, c.get_routed(b"elsewhere", key, false), "{proto}");
+        }
+        assert_eq!(with(&c, b"big", None, false).unwrap().unwrap().value, big);
+        assert_ne!(with(&c, b"small", None, true).unwrap().unwrap().cas, 0);
+        assert_eq!(with(&c, b"small", None, false).unwrap().unwrap().cas, 0);
+        // A bad key fails before any I/O, as `get` does.
+        let bad = with(&c, b"a b", None, false).unwrap_err();
+        assert_eq!(bad.reason(), c.get(b"a b").unwrap_err().reason(), "{proto}");
+        c.close();
+        assert_eq!(with(&c, b"small", None, false).unwrap_err().reason(), Reason::Closed);
+    }
+}
+
+/// A lease stub is a miss to a plain single-key read, and a dead server's error comes out.
+#[test]
+fn get_with_hides_a_lease_stub_and_reports_a_dead_server() {
+    let mc = Memcached::start();
+    let c = client(&[mc.addr()], "meta");
+    let Lease::Miss { .. } = c.get_or_lease(b"stub").unwrap() else {
+        panic!("the first reader wins the lease")
+    };
+    assert_eq!(with(&c, b"stub", None, false), Ok(None));
+    assert_eq!(with(&c, b"stub", None, false), c.get(b"stub"));
+    mc.kill().unwrap();
+    assert!(with(&c, b"stub", None, false).is_err());
+}
+
+/// Threads sharing a client take the coalescing path (a get may join another's flight):
+/// every answer is still the key's own value.
+#[test]
+fn get_with_from_many_threads_gets_each_keys_own_value() {
+    let mc = Memcached::start();
+    let c = client_with(&[mc.addr()], "meta", r#", "stampede": {"coalesce": true}"#);
+    for i in 0..20 {
+        c.set(format!("k{i}").as_bytes(), format!("v{i}").as_bytes(), 0, 0)
+            .unwrap();
+    }
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let c = &c;
+            s.spawn(move || {
+                for n in 0..300 {
+                    let i = (n + t) % 20;
+                    let got = with(c, format!("k{i}").as_bytes(), None, false).unwrap();
+                    assert_eq!(got.unwrap().value, format!("v{i}").into_bytes());
+                }
+            });
+        }
+    });
+}
+
+/// A single-key read of a server that breaks its reply never hands out a wrong value.
+#[test]
+fn get_with_never_hands_out_a_broken_reply() {
+    for how in [
+        Misbehave::Duplicate,
+        Misbehave::OtherKey,
+        Misbehave::WrongOpaque,
+        Misbehave::HugeLength,
+        Misbehave::Garbage,
+        Misbehave::Truncate,
+        Misbehave::Trailing,
+        Misbehave::CloseMidValue,
+        Misbehave::WrongKind,
+    ] {
+        for proto in ["meta", "text"] {
+            let h = HostileServer::start();
+            let c = client(&[h.addr()], proto);
+            h.put(b"k", 1, b"good");
+            h.script([how]);
+            match with(&c, b"k", None, false) {
+                Ok(Some(it)) => assert_eq!(it.value, b"good", "{proto} {how:?}"),
+                Ok(None) => panic!("{proto} {how:?}: a stored key missed"),
+                Err(_) => {}
+            }
+            // The connection that carried the broken reply was not reused.
+            assert_eq!(with(&c, b"k", None, false).unwrap().unwrap().value, b"good");
         }
     }
 }

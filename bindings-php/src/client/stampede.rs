@@ -319,7 +319,7 @@ impl FaeClient {
                 encode(&v, &vopts)
             });
             Ok(match r {
-                Ok(item) => Done::Value(self.hit(&ctx, item, 0)),
+                Ok(item) => Done::Value(self.hit(&ctx, item.borrowed(), 0)),
                 Err(GetOrSetError::Cache(e)) => Done::Value(self.core_err(&e)),
                 Err(GetOrSetError::Compute(c)) => {
                     self.compute_failed(c, "getOrSet(): $compute", RES_FAILURE)
@@ -429,7 +429,7 @@ impl FaeClient {
                         // The core stores before the callback's $expiration is known: apply it.
                         let _ = ctx.core.touch(&lk, exptime(exp));
                     }
-                    Done::Value(self.hit(&ctx, item, flags))
+                    Done::Value(self.hit(&ctx, item.borrowed(), flags))
                 }
                 Err(GetOrSetError::Cache(e)) => Done::Value(self.core_err(&e)),
                 Err(GetOrSetError::Compute(c)) => {
@@ -458,7 +458,7 @@ impl FaeClient {
         let routing = routing.unwrap_or_else(|| stored.clone());
         let cas = flags & crate::GET_EXTENDED != 0;
         match ctx.core.get_routed(&routing, &stored, cas) {
-            Ok(Some(item)) => return Done::Value(self.hit(ctx, item, flags)),
+            Ok(Some(item)) => return Done::Value(self.hit(ctx, item.borrowed(), flags)),
             Ok(None) => {}
             Err(e) => return Done::Value(self.core_err(&e)),
         }
@@ -476,7 +476,7 @@ impl FaeClient {
             flags: vflags,
             ..Item::default()
         };
-        Done::Value(self.hit(ctx, item, flags))
+        Done::Value(self.hit(ctx, item.borrowed(), flags))
     }
 }
 

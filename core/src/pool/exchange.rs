@@ -14,6 +14,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use smallvec::SmallVec;
+
 use crate::error::{Error, Reason, Result};
 use crate::item::Item;
 use crate::op::{GetOpts, unexpected};
@@ -704,9 +706,10 @@ pub(crate) fn server_error(kind: ServerErrorKind, message: String) -> Error {
 /// get/gets/gat/gats of several keys on one server, on the wire its caller chose: the items
 /// as the server sent them (lease stubs, stale items and CAS tokens included).
 pub(crate) struct GetBatch<'a> {
-    pub(crate) keys: Vec<&'a [u8]>,
+    /// Inline for one key: a single-key get allocates nothing for its batch.
+    pub(crate) keys: SmallVec<[&'a [u8]; 1]>,
     /// Position of each key in the caller's list.
-    pub(crate) slots: Vec<usize>,
+    pub(crate) slots: SmallVec<[usize; 1]>,
     pub(crate) results: Vec<Option<Result<Option<Item>>>>,
     opts: GetOpts,
     /// Text: index of the next key a `VALUE` may answer (replies come in request order).
@@ -716,7 +719,7 @@ pub(crate) struct GetBatch<'a> {
     taint: Option<Error>,
     /// Read in place ([`GetBatch::in_place`]): each key's outcome, in place of `results`
     /// (which stays empty), a hit's data left in the connection's buffer.
-    pub(crate) held: Option<Vec<Held>>,
+    pub(crate) held: Option<SmallVec<[Held; 1]>>,
     /// In place: the error of the keys whose outcome is [`Outcome::Failed`] (one per batch:
     /// a batch fails once, or is tainted once at its end).
     pub(crate) held_err: Option<Error>,
@@ -755,8 +758,8 @@ impl<'a> GetBatch<'a> {
     /// A read sent as `wire` (text `get`/`gets`/`gat`/`gats`, or meta `mg`), asking `opts`.
     pub(crate) fn new(wire: Protocol, opts: GetOpts) -> Self {
         GetBatch {
-            keys: Vec::new(),
-            slots: Vec::new(),
+            keys: SmallVec::new(),
+            slots: SmallVec::new(),
             results: Vec::new(),
             opts,
             cursor: 0,
@@ -771,7 +774,7 @@ impl<'a> GetBatch<'a> {
     /// with an `on_held` hook ([`exchange_with`], [`exchange_many_with`]), which reads them
     /// ([`GetBatch::held`]) before the connection goes back to its pool.
     pub(crate) fn in_place(mut self) -> Self {
-        self.held = Some(Vec::new());
+        self.held = Some(SmallVec::new());
         self
     }
 
@@ -893,7 +896,7 @@ impl<'a> GetBatch<'a> {
 
 /// A [`GetBatch`] without its borrowed keys: a hedge's loser, owned by the background worker.
 struct GetState {
-    slots: Vec<usize>,
+    slots: SmallVec<[usize; 1]>,
     results: Vec<Option<Result<Option<Item>>>>,
     opts: GetOpts,
     cursor: usize,
@@ -905,7 +908,7 @@ impl GetState {
     /// The batch again, over `keys` (the same keys, in order).
     fn attach(self, keys: Vec<&[u8]>) -> GetBatch<'_> {
         GetBatch {
-            keys,
+            keys: keys.into(),
             slots: self.slots,
             results: self.results,
             opts: self.opts,

@@ -957,13 +957,29 @@ impl Leaf<'_> {
     /// no list of results and no copy per value. What [`settle`] does to a reply is done per
     /// key as it is handed out.
     fn get_each(&self, cx: &Cx, keys: &[Key<'_>], opts: GetOpts, on: &mut OnItem<'_>) {
-        if keys.len() < 2 {
-            for (i, r) in self.get(cx, keys, opts).into_iter().enumerate() {
-                crate::item::hand_owned(on, i, r);
-            }
+        let pool = self.pool;
+        if let [k] = keys {
+            // One key, one server: no grouping, and the batch's lists are inline, so a hit
+            // goes from the read buffer to `on` without an allocation on the way.
+            let d = self.dest(k.place);
+            let dest = &*pool.dests[d];
+            let mut b = read_batch(pool.protocol, opts, [(k.key, 0)].into_iter(), true);
+            let mut later = Later::default();
+            let _ = exchange::exchange_with(
+                &pool.admission,
+                dest,
+                &mut b,
+                cx.deadline,
+                &mut |b, held| hand_batch(pool, d, opts, b, held, on, &mut later),
+            );
+            // A batch that never had a connection: its error.
+            hand_batch(pool, d, opts, &mut b, &[], on, &mut later);
+            later.finish(pool, cx, opts, on);
             return;
         }
-        let pool = self.pool;
+        if keys.is_empty() {
+            return;
+        }
         let mut work: Vec<Work<'_, GetBatch<'_>>> = Vec::new();
         let mut at: Vec<usize> = Vec::new();
         let dests = keys.iter().map(|k| self.dest(k.place));
