@@ -606,7 +606,7 @@ impl FaeClient {
         let Some(arr) = keys.dereference().array() else {
             return Err(exception("getMulti(): $keys must be an array"));
         };
-        let args: Vec<&Zval> = arr.values().collect();
+        let args: Vec<&Zval> = values(arr).collect();
         // Keys are the caller's strings; others as PHP prints them (rare), kept here.
         let mut printed: Vec<Vec<u8>> = Vec::new();
         for z in &args {
@@ -994,7 +994,7 @@ impl FaeClient {
         let Some(arr) = keys.dereference().array() else {
             return Err(exception("deleteMulti(): $keys must be an array"));
         };
-        let keys: Vec<Vec<u8>> = arr.values().map(key_bytes).collect::<PhpResult<_>>()?;
+        let keys: Vec<Vec<u8>> = values(arr).map(key_bytes).collect::<PhpResult<_>>()?;
         let mut ht = ZendHashTable::new();
         let mut last = RES_SUCCESS;
         for k in &keys {
@@ -1559,9 +1559,8 @@ impl FaeClient {
             Some("forward_map length must match the server_map length")
         } else if replicas < 0 {
             Some("replicas must be larger than zero")
-        } else if map
-            .values()
-            .chain(forward.into_iter().flat_map(|f| f.values()))
+        } else if values(map)
+            .chain(forward.into_iter().flat_map(values))
             .any(|v| v.dereference().coerce_to_long().unwrap_or(0) < 0)
         {
             Some("the map must contain positive integers")
@@ -1575,7 +1574,7 @@ impl FaeClient {
         }
         // php-memcached's `(uint32_t) zval_get_long(v)`: a non-numeric string is 0.
         let to_u32 = |a: &ZendHashTable| -> Vec<u32> {
-            a.values()
+            values(a)
                 .map(|v| v.dereference().coerce_to_long().unwrap_or(0) as u32)
                 .collect()
         };
@@ -1743,13 +1742,13 @@ impl FaeClient {
             )));
         };
         let mut list = Vec::new();
-        for (i, s) in arr.values().enumerate() {
+        for (i, s) in values(arr).enumerate() {
             let n = i + 1;
             let Some(e) = s.dereference().array() else {
                 warn(&format!("server list entry #{n} is not an array"));
                 continue;
             };
-            let vals: Vec<&Zval> = e.values().collect();
+            let vals: Vec<&Zval> = values(e).collect();
             if vals.len() < 2 {
                 warn(&format!(
                     "could not add entry #{} to the server list",

@@ -293,7 +293,10 @@ fn get_with_answers_as_get_gets_and_get_routed() {
         let bad = with(&c, b"a b", None, false).unwrap_err();
         assert_eq!(bad.reason(), c.get(b"a b").unwrap_err().reason(), "{proto}");
         c.close();
-        assert_eq!(with(&c, b"small", None, false).unwrap_err().reason(), Reason::Closed);
+        assert_eq!(
+            with(&c, b"small", None, false).unwrap_err().reason(),
+            Reason::Closed
+        );
     }
 }
 

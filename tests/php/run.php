@@ -88,6 +88,15 @@ test('commands', function () use ($m) {
     $r = $m->getMulti(['123', 'm3', 'nope']);
     check(array_keys($r) === [123, 'm3'] && $r[123] === 'numeric key', 'numeric string key in getMulti is an int key');
     eq($m->getMulti(['123', 'nope'], Client::GET_PRESERVE_ORDER), [123 => 'numeric key', 'nope' => null], 'numeric string key with GET_PRESERVE_ORDER');
+    // Arrays are read slot by slot: a packed list with holes, a hash, integer and non-UTF-8 keys.
+    $list = ['m3', 'gone', 'm2']; unset($list[1]);
+    eq($m->getMulti($list), ['m3' => [3], 'm2' => 'two'], 'getMulti of a list with a hole');
+    eq($m->getMulti(['x' => 'm2', 7 => 'm3', "\xff" => 'nope']), ['m2' => 'two', 'm3' => [3]], 'getMulti of a hash: its values');
+    $h = ['a' => 'm2', 'b' => 'gone', 'c' => 'm3']; unset($h['b']);
+    eq($m->getMulti($h), ['m2' => 'two', 'm3' => [3]], 'getMulti of a hash with a hole');
+    $sm = [5 => 'five', "k\xff" => 'binary', 'six' => 6]; unset($sm[5]); $sm[9] = 'nine';
+    eq($m->setMulti($sm), true, 'setMulti of a hash with a hole and integer keys');
+    eq($m->getMulti(['9', "k\xff", 'six', '5']), [9 => 'nine', "k\xff" => 'binary', 'six' => 6], 'each under its own key');
 });
 
 test('bad input', function () use ($m) {
