@@ -82,6 +82,7 @@ fn check_file(file: &str, mode: Mode) -> Result<usize, String> {
         return Err(format!("{file}: missing `key,server` header"));
     }
     let (mut total, mut mismatches) = (0, Vec::new());
+    let (mut keys, mut picks) = (Vec::new(), Vec::new());
     for (n, line) in lines.enumerate() {
         // Keys are `key:N` (no commas) and servers `host:port` or a socket path: split on the
         // last comma.
@@ -93,10 +94,26 @@ fn check_file(file: &str, mode: Mode) -> Result<usize, String> {
             .position(|node| node.addr() == server)
             .ok_or_else(|| format!("{file}:{}: unknown server {server:?}", n + 2))?;
         let got = placement.pick(key.as_bytes());
+        keys.push(key.as_bytes());
+        picks.push(got);
         total += 1;
         if got != want {
             mismatches.push(format!("  {key}: want {server}, got {}", nodes[got].addr()));
         }
+    }
+    // The batch form a multi-key request uses places every key as `pick` does.
+    let mut many = Vec::new();
+    placement.pick_many(&keys, &mut many);
+    if many != picks {
+        let i = many
+            .iter()
+            .zip(&picks)
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        return Err(format!(
+            "{file}: pick_many differs from pick at {:?}",
+            keys.get(i)
+        ));
     }
     if total != KEYS_PER_FILE {
         return Err(format!("{file}: {total} keys, expected {KEYS_PER_FILE}"));

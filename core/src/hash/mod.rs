@@ -105,6 +105,24 @@ impl HashFn {
         }
     }
 
+    /// Hash every key: `out[i] = self.hash(keys[i])`. MD5 hashes several keys at once
+    /// ([`md5::md5_many`]); the others are cheap enough one by one.
+    ///
+    /// # Panics
+    ///
+    /// If `keys` and `out` differ in length.
+    pub fn hash_many(self, keys: &[&[u8]], out: &mut [u32]) {
+        assert_eq!(keys.len(), out.len(), "hash_many: one output per key");
+        match self {
+            HashFn::Md5 => md5::md5_many(keys, out),
+            _ => {
+                for (key, o) in keys.iter().zip(out) {
+                    *o = self.hash(key);
+                }
+            }
+        }
+    }
+
     /// libmemcached's number for this hash (`MEMCACHED_BEHAVIOR_HASH` value).
     pub const fn number(self) -> u32 {
         self as u32
@@ -205,6 +223,20 @@ mod tests {
                 let input = fixtures::INPUTS[i];
                 assert_eq!(h.hash(input.as_bytes()), row[i], "{h} {input}");
             }
+        }
+    }
+
+    #[test]
+    fn hash_many_equals_hash() {
+        let keys: Vec<String> = (0..37)
+            .map(|i| format!("key:{i}:{}", "x".repeat(i)))
+            .collect();
+        let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+        for h in HashFn::ALL {
+            let mut out = vec![0u32; refs.len()];
+            h.hash_many(&refs, &mut out);
+            let want: Vec<u32> = refs.iter().map(|k| h.hash(k)).collect();
+            assert_eq!(out, want, "{h}");
         }
     }
 

@@ -312,6 +312,45 @@ impl Placement {
         }
     }
 
+    /// [`Placement::pick`] of every key, in order, into `out` (cleared first): the keys of a
+    /// multi-key request are hashed together ([`HashFn::hash_many`], several MD5 keys per
+    /// pass) for ketama, modula and bucket-mask placement; other strategies pick key by key.
+    /// Allocates nothing beyond `out`.
+    pub fn pick_many(&self, keys: &[&[u8]], out: &mut Vec<usize>) {
+        out.clear();
+        out.reserve(keys.len());
+        let hash = match &self.strategy {
+            _ if self.len <= 1 => {
+                out.resize(keys.len(), 0);
+                return;
+            }
+            Strategy::Ketama(_, hash) | Strategy::Modula(hash) | Strategy::BucketMask(hash) => {
+                *hash
+            }
+            _ => {
+                out.extend(keys.iter().map(|k| self.pick(k)));
+                return;
+            }
+        };
+        // Hashes in stack-sized pieces, so no buffer per call.
+        let mut hashes = [0u32; 64];
+        for chunk in keys.chunks(hashes.len()) {
+            let hashes = &mut hashes[..chunk.len()];
+            hash.hash_many(chunk, hashes);
+            out.extend(
+                chunk
+                    .iter()
+                    .zip(&*hashes)
+                    .map(|(key, &h)| match &self.strategy {
+                        Strategy::Ketama(continuum, _) => continuum.lookup(h),
+                        Strategy::Modula(_) => modula::modula(h, self.len),
+                        Strategy::BucketMask(_) => (h & (self.len as u32 - 1)) as usize,
+                        _ => self.pick(key),
+                    }),
+            );
+        }
+    }
+
     /// The mode.
     pub fn mode(&self) -> Mode {
         self.mode
@@ -330,6 +369,9 @@ impl Placement {
 
 #[cfg(test)]
 mod tests {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
     use super::*;
 
     fn nodes(n: u16) -> Vec<Node> {
@@ -481,6 +523,65 @@ mod tests {
             "map names server 3"
         );
         assert_eq!(Placement::new(Mode::Jump, &ns).unwrap().bucket(b"k"), None);
+    }
+
+    /// Every kind of strategy `pick_many` treats apart: hashed in batches (ketama with MD5
+    /// weighted and unweighted, ketama with one-at-a-time, modula over MD5 and one-at-a-time,
+    /// the bucket mask) and picked key by key (the other modes).
+    fn batch_cases(ns: &[Node]) -> Vec<(String, Placement)> {
+        let mut out: Vec<(String, Placement)> = Mode::ALL
+            .into_iter()
+            .map(|m| (m.to_string(), Placement::new(m, ns).unwrap()))
+            .collect();
+        for (dist, weighted, hash) in [
+            (0, false, HashFn::Md5),
+            (2, false, HashFn::Md5),
+            (5, true, HashFn::Md5),
+            (6, false, HashFn::Md5),
+            (6, false, HashFn::Crc),
+        ] {
+            let p = Placement::libmemcached_behavior(dist, weighted, hash, ns).unwrap();
+            out.push((format!("distribution {dist} {hash}"), p));
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn pick_many_equals_pick(
+            keys in vec(vec(any::<u8>(), 0..80), 0..70),
+            weights in vec(0u32..5, 1..9),
+        ) {
+            let ns: Vec<Node> = weights
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| Node { weight: w, ..Node::new("127.0.0.1", 21211 + i as u16) })
+                .collect();
+            let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+            let mut got = vec![usize::MAX; 3];
+            for (name, p) in batch_cases(&ns) {
+                p.pick_many(&refs, &mut got);
+                let want: Vec<usize> = refs.iter().map(|k| p.pick(k)).collect();
+                prop_assert_eq!(&got, &want, "{}", name);
+            }
+        }
+    }
+
+    #[test]
+    fn pick_many_equals_pick_on_many_keys() {
+        // More keys than one hash chunk (64), memcached-like, over weighted servers.
+        let mut ns = nodes(5);
+        for (i, n) in ns.iter_mut().enumerate() {
+            n.weight = i as u32 % 3 + 1;
+        }
+        let keys: Vec<String> = (0..1000).map(|i| format!("user:{i}:profile")).collect();
+        let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+        let mut got = Vec::new();
+        for (name, p) in batch_cases(&ns).into_iter().chain(batch_cases(&ns[..1])) {
+            p.pick_many(&refs, &mut got);
+            let want: Vec<usize> = refs.iter().map(|k| p.pick(k)).collect();
+            assert_eq!(got, want, "{name}");
+        }
     }
 
     #[test]

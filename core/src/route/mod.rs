@@ -113,6 +113,12 @@ impl Leaf<'_> {
     pub fn dest(&self, place: &[u8]) -> usize {
         self.pool.replica_dest(place, self.replica)
     }
+
+    /// [`Leaf::dest`] of every place, in order, the placement hashing them all at once.
+    pub fn dests<'k>(&self, places: impl Iterator<Item = &'k [u8]>) -> Vec<usize> {
+        let places: Vec<&[u8]> = places.collect();
+        self.pool.replica_dests(&places, self.replica)
+    }
 }
 
 /// A node of the route tree. Implementations are immutable after construction (a reload
@@ -571,5 +577,43 @@ impl Router {
             }
         }
         Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// A multi-key request's batch ([`Leaf::dests`]) sends every key where [`Leaf::dest`]
+    /// does: all servers up, one ejected (`on_down: eject` rehashes its keys), every copy.
+    #[test]
+    fn leaf_dests_equal_dest_per_key() {
+        let servers: Vec<String> = (1..=5).map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+        let keys: Vec<String> = (0..300).map(|i| format!("key:{i}")).collect();
+        let places = || keys.iter().map(|k| k.as_bytes());
+        for mode in ["libmemcached", "php-memcached-default", "pymemcache"] {
+            let json = format!(
+                r#"{{"servers": [{}], "mode": "{mode}", "on_down": "eject"}}"#,
+                servers.join(",")
+            );
+            let router = builder::build(&Config::from_json(&json).unwrap(), None, None).unwrap();
+            let pool = router.pools.values().next().unwrap();
+            for down in [false, true] {
+                if down {
+                    pool.destinations()[2]
+                        .health
+                        .record_failure(Reason::ConnectRefused);
+                }
+                for replica in 0..3 {
+                    let leaf = Leaf { pool, replica };
+                    let want: Vec<usize> = places().map(|p| leaf.dest(p)).collect();
+                    assert_eq!(leaf.dests(places()), want, "{mode} {down} {replica}");
+                    if down && replica == 0 {
+                        assert!(!want.contains(&2), "{mode}: the ejected server gets no key");
+                    }
+                }
+            }
+        }
     }
 }

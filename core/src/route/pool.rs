@@ -132,12 +132,11 @@ struct LiveView {
 }
 
 impl PoolRoute {
-    /// The destination for `key`. With `on_down: eject`, a key whose server is open goes to the
-    /// placement over the remaining servers. Keys of healthy servers never move: on a ketama
-    /// ring that is exactly libmemcached's rebuilt continuum; on modula modes it avoids
-    /// reshuffling every key.
-    pub(crate) fn dest_index(&self, key: &[u8]) -> usize {
-        let i = self.placement.pick(key);
+    /// The destination for `key`, whose server in the placement is `i`. With `on_down:
+    /// eject`, a key whose server is open goes to the placement over the remaining servers.
+    /// Keys of healthy servers never move: on a ketama ring that is exactly libmemcached's
+    /// rebuilt continuum; on modula modes it avoids reshuffling every key.
+    fn live_dest(&self, key: &[u8], i: usize) -> usize {
         if self.on_down == OnDown::FailFast || self.dests[i].health.state() != BreakerState::Open {
             return i;
         }
@@ -459,7 +458,24 @@ impl PoolRoute {
     /// copies before it uses. Deterministic, so every process agrees; a pool with fewer
     /// servers than copies wraps around (checked at build time).
     pub fn replica_dest(&self, place: &[u8], replica: usize) -> usize {
-        let first = self.dest_index(place);
+        self.replica_dest_picked(place, replica, self.placement.pick(place))
+    }
+
+    /// [`PoolRoute::replica_dest`] of every place, in order: the placement picks for all of
+    /// them at once ([`Placement::pick_many`], which hashes MD5 keys several per pass), then
+    /// each gets the per-key ejection and replica steps.
+    pub(crate) fn replica_dests(&self, places: &[&[u8]], replica: usize) -> Vec<usize> {
+        let mut dests = Vec::with_capacity(places.len());
+        self.placement.pick_many(places, &mut dests);
+        for (d, place) in dests.iter_mut().zip(places) {
+            *d = self.replica_dest_picked(place, replica, *d);
+        }
+        dests
+    }
+
+    /// [`PoolRoute::replica_dest`] given `picked`, the placement's pick for `place`.
+    fn replica_dest_picked(&self, place: &[u8], replica: usize, picked: usize) -> usize {
+        let first = self.live_dest(place, picked);
         if replica == 0 {
             return first;
         }
@@ -683,8 +699,8 @@ pub(crate) fn get_leaves(
     let mut work: Vec<Work<'_, GetBatch<'_>>> = Vec::new();
     let mut owner: Vec<usize> = Vec::new();
     for (pi, (leaf, positions)) in parts.iter().enumerate() {
-        let dests = positions.iter().map(|&p| leaf.dest(keys[p].place));
-        for (d, js) in group(leaf.pool.dests.len(), dests) {
+        let dests = leaf.dests(positions.iter().map(|&p| keys[p].place));
+        for (d, js) in group(leaf.pool.dests.len(), dests.into_iter()) {
             let batch = read_batch(
                 leaf.pool.protocol,
                 opts,
@@ -861,8 +877,8 @@ pub(crate) fn write_leaves(
     let mut work: Vec<Work<'_, OpsBatch<'_>>> = Vec::new();
     let mut owner: Vec<usize> = Vec::new();
     for (pi, (leaf, positions)) in parts.iter().enumerate() {
-        let dests = positions.iter().map(|&p| leaf.dest(reqs[p].place));
-        for (d, js) in group(leaf.pool.dests.len(), dests) {
+        let dests = leaf.dests(positions.iter().map(|&p| reqs[p].place));
+        for (d, js) in group(leaf.pool.dests.len(), dests.into_iter()) {
             let mut b = OpsBatch::new();
             for j in js {
                 b.push(reqs[positions[j]].req, j);
@@ -982,8 +998,8 @@ impl Leaf<'_> {
         }
         let mut work: Vec<Work<'_, GetBatch<'_>>> = Vec::new();
         let mut at: Vec<usize> = Vec::new();
-        let dests = keys.iter().map(|k| self.dest(k.place));
-        for (d, js) in group(pool.dests.len(), dests) {
+        let dests = self.dests(keys.iter().map(|k| k.place));
+        for (d, js) in group(pool.dests.len(), dests.into_iter()) {
             let batch = read_batch(
                 pool.protocol,
                 opts,
