@@ -78,14 +78,13 @@ mod lanes {
     /// Hash the one-block keys in passes of `lanes`, the others with [`md5`]. AVX2 only when
     /// there are more than 4 keys (a single SSE2 pass otherwise does the same work).
     pub(super) fn md5_many(keys: &[&[u8]], out: &mut [u32]) {
-        // std caches the CPUID answer; this is one atomic load after the first call.
-        let avx2 = keys.len() > 4 && is_x86_feature_detected!("avx2");
-        run(keys, out, avx2);
+        run(keys, out, keys.len() > 4);
     }
 
-    /// [`md5_many`] with AVX2 passes (`avx2`, which must only be true on a CPU with AVX2) or
-    /// SSE2 passes only.
+    /// [`md5_many`] with AVX2 passes when `avx2` is asked and the CPU has it, else SSE2 passes.
     pub(super) fn run(keys: &[&[u8]], out: &mut [u32], avx2: bool) {
+        // std caches the CPUID answer: one atomic load after the first call.
+        let avx2 = avx2 && is_x86_feature_detected!("avx2");
         let lanes = if avx2 { 8 } else { 4 };
         let mut blocks = [[0u8; 64]; 8];
         let mut slots = [0usize; 8];
@@ -114,7 +113,7 @@ mod lanes {
     fn pass(blocks: &[[u8; 64]; 8], slots: &[usize], avx2: bool, out: &mut [u32]) {
         let mut words = [0u32; 8];
         if avx2 {
-            // SAFETY: `avx2` is only true when `is_x86_feature_detected!("avx2")` said so.
+            // SAFETY: `avx2` is only true when `run` saw `is_x86_feature_detected!("avx2")`.
             words = unsafe { avx2::first_words(blocks) };
         } else {
             let [b0, b1, b2, b3, ..] = blocks;
