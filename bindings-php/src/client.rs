@@ -521,10 +521,24 @@ impl FaeClient {
     }
 
     fn hit(&mut self, ctx: &Ctx, item: ItemRef<'_>, flags: i64) -> Zval {
-        match values::decode(item.value, item.flags, &ctx.values) {
+        let plain = values::decode_plain(item.value, item.flags, &ctx.values);
+        self.hit_plain(ctx, plain, item.cas, item.flags, flags)
+    }
+
+    /// [`Self::hit`] of a value decoded as far as it goes without PHP code
+    /// ([`values::decode_plain`]); a serialized one is unserialized here.
+    fn hit_plain(
+        &mut self,
+        ctx: &Ctx,
+        plain: Result<values::Plain, Fail>,
+        cas: u64,
+        item_flags: u32,
+        flags: i64,
+    ) -> Zval {
+        match plain.and_then(|p| p.into_zval(&ctx.values)) {
             Ok(v) => {
                 self.ok();
-                hit_zval(v, item.cas, item.flags, flags)
+                hit_zval(v, cas, item_flags, flags)
             }
             Err(f) => {
                 let f = bad_value(f);
@@ -553,18 +567,27 @@ impl FaeClient {
             }
             let (stored, routing) = ctx.key_parts(&key, skey.as_deref());
             let cas = flags & crate::GET_EXTENDED != 0;
-            // The value is decoded straight from the read buffer: no copy of it in between.
-            let core = Arc::clone(&ctx.core);
-            Ok(
-                core.get_with(&stored, routing.as_deref(), cas, |r| match r {
-                    Ok(Some(item)) => self.hit(&ctx, item, flags),
-                    Ok(None) => {
-                        self.set_code(RES_NOTFOUND);
-                        bool_zval(false)
-                    }
-                    Err(e) => self.core_err(&e),
-                }),
-            )
+            // The value is decoded straight from the read buffer, no copy in between; PHP's
+            // unserializers (user code, which may call this client) run only once the
+            // connection is back in its pool.
+            let r = ctx.core.get_with(&stored, routing.as_deref(), cas, |r| {
+                r.map(|o| {
+                    o.map(|it| {
+                        let plain = values::decode_plain(it.value, it.flags, &ctx.values);
+                        (plain, it.cas, it.flags)
+                    })
+                })
+            });
+            Ok(match r {
+                Ok(Some((plain, cas, item_flags))) => {
+                    self.hit_plain(&ctx, plain, cas, item_flags, flags)
+                }
+                Ok(None) => {
+                    self.set_code(RES_NOTFOUND);
+                    bool_zval(false)
+                }
+                Err(e) => self.core_err(&e),
+            })
         })
     }
 

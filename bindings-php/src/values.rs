@@ -170,10 +170,7 @@ pub const UNSERIALIZE_FAILED: &str = "could not unserialize value";
 
 /// (payload, flags) → PHP value, decrypted first when `o` has an encoding key.
 pub fn decode(data: &[u8], flags: u32, o: &ValueOpts) -> Result<Zval, Fail> {
-    match decode_plain(data, flags, o)? {
-        Plain::Value(z) => Ok(z),
-        Plain::Serialized(ty, payload) => unserialize(ty, &payload, o.serializer),
-    }
+    decode_plain(data, flags, o)?.into_zval(o)
 }
 
 /// A value decoded as far as it can be without PHP code: a string or scalar, or the payload
@@ -181,6 +178,16 @@ pub fn decode(data: &[u8], flags: u32, o: &ValueOpts) -> Result<Zval, Fail> {
 pub enum Plain {
     Value(Zval),
     Serialized(u32, Vec<u8>),
+}
+
+impl Plain {
+    /// The PHP value: a serialized one through PHP's unserializer (which can run user code).
+    pub fn into_zval(self, o: &ValueOpts) -> Result<Zval, Fail> {
+        match self {
+            Plain::Value(z) => Ok(z),
+            Plain::Serialized(ty, payload) => unserialize(ty, &payload, o.serializer),
+        }
+    }
 }
 
 /// [`decode`] without calling PHP's unserializers (which may run user code, e.g. a

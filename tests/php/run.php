@@ -99,6 +99,22 @@ test('commands', function () use ($m) {
     eq($m->getMulti(['9', "k\xff", 'six', '5']), [9 => 'nine', "k\xff" => 'binary', 'six' => 6], 'each under its own key');
 });
 
+// An unserializer runs user code, which may call the very client whose get is decoding it:
+// by then that get's connection is back in its pool (one connection only here).
+class FaeReenter { public $inner = null; public function __wakeup(): void { $this->inner = $GLOBALS['fae_reenter']->get('re:plain'); } }
+test('an unserializer that calls the client', function () use ($mc) {
+    $c = $GLOBALS['fae_reenter'] = new Client(null, ['servers' => [$mc->addr()], 'max_connections' => 1, 'timeouts' => ['io_ms' => 500]]);
+    eq([$c->set('re:plain', 'p'), $c->set('re:obj', new FaeReenter())], [true, true], 'stored');
+    $t = hrtime(true);
+    $got = $c->get('re:obj');
+    check($got instanceof FaeReenter && $got->inner === 'p', 'get: the nested get answered');
+    check((hrtime(true) - $t) / 1e6 < 400, 'get: no wait for the connection');
+    $got = $c->get('re:obj', null, Client::GET_EXTENDED);
+    check($got['value']->inner === 'p' && $got['cas'] > 0, 'GET_EXTENDED too');
+    $got = $c->getMulti(['re:obj', 're:plain']);
+    check($got['re:obj']->inner === 'p' && $got['re:plain'] === 'p', 'getMulti too');
+});
+
 test('bad input', function () use ($m) {
     eq($m->set('has space', 1), false, 'key with space');
     eq($m->getResultCode(), Client::RES_BAD_KEY_PROVIDED, 'bad key code');
