@@ -522,15 +522,7 @@ impl Client {
         let route = self.route()?;
         let cx = route.cx();
         let one = || only(route.read(&cx, &[Key::new(key)], GetOpts::default())?);
-        // Without servers every read is in-process already: nothing to share. Alone in this
-        // client (a php-fpm worker, a single-threaded program, a quiet moment) there is nobody
-        // to share with either: the table's two locks, two hashes and three allocations are
-        // about a sixth of a get's client CPU. A caller arriving while this request runs leads
-        // a flight of its own, and those after it follow that one.
-        if !route.stampede.coalesce
-            || route.pools.is_empty()
-            || self.inner.in_flight.load(Ordering::Acquire) <= 1
-        {
+        if !self.may_share(&route) {
             return one();
         }
         route.check_key(key)?;
@@ -549,6 +541,19 @@ impl Client {
         }
     }
 
+    /// Whether a get through `route` may share a flight with another request: coalescing is
+    /// on, and another request is running in this client. Without servers every read is
+    /// in-process already: nothing to share. Alone in this client (a php-fpm worker, a
+    /// single-threaded program, a quiet moment) there is nobody to share with either: the
+    /// table's two locks, two hashes and three allocations are about a sixth of a get's client
+    /// CPU. A caller arriving while this request runs leads a flight of its own, and those
+    /// after it follow that one.
+    fn may_share(&self, route: &Router) -> bool {
+        route.stampede.coalesce
+            && !route.pools.is_empty()
+            && self.inner.in_flight.load(Ordering::Acquire) > 1
+    }
+
     /// [`Client::get`] (with `cas`: [`Client::gets`]; with `place`: [`Client::get_routed`]),
     /// the answer handed to `f` with the hit's value borrowed from the connection's read
     /// buffer: no copy of the value and no allocation for the request, where `get` returns an
@@ -565,13 +570,8 @@ impl Client {
             Ok(r) => r,
             Err(e) => return f(Err(e)),
         };
-        if !cas
-            && place.is_none()
-            && route.stampede.coalesce
-            && !route.pools.is_empty()
-            && self.inner.in_flight.load(Ordering::Acquire) > 1
-        {
-            // Another request is running in this client: `get` may share a flight with it.
+        if !cas && place.is_none() && self.may_share(&route) {
+            // `get` shares the flight (the value is then owned; lent to `f` from there).
             drop(route);
             return match self.get(key) {
                 Ok(Some(it)) => f(Ok(Some(it.borrowed()))),
