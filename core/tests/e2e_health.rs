@@ -8,6 +8,9 @@ use fae_core::pool::health::BreakerState;
 use fae_core::{Client, Config, Op, Reason};
 use fae_testkit::{Cluster, Memcached, wait_until};
 
+mod support_place;
+use support_place::keys_on;
+
 fn client(servers: &[String], extra: &str) -> Client {
     let list: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
     let json = format!(
@@ -15,14 +18,6 @@ fn client(servers: &[String], extra: &str) -> Client {
         list.join(",")
     );
     Client::new(&Config::from_json(&json).unwrap()).unwrap()
-}
-
-fn keys_on(c: &Client, server: &str, n: usize) -> Vec<String> {
-    (0..10_000)
-        .map(|i| format!("k:{i}"))
-        .filter(|k| c.route_for(Op::Get, k.as_bytes()).unwrap()[0] == server)
-        .take(n)
-        .collect()
 }
 
 fn state(c: &Client, i: usize) -> BreakerState {

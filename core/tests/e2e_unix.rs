@@ -9,6 +9,9 @@ use fae_core::pool::health::BreakerState;
 use fae_core::{Client, Config, Op, Reason, SetItem};
 use fae_testkit::{Memcached, wait_until};
 
+mod support_place;
+use support_place::keys_on;
+
 fn sock() -> Memcached {
     Memcached::builder().unix_socket().start()
 }
@@ -24,14 +27,6 @@ fn config(servers: &[String], extra: &str) -> Config {
 
 fn client(servers: &[String], extra: &str) -> Client {
     Client::new(&config(servers, extra)).unwrap()
-}
-
-fn keys_on(c: &Client, server: &str, n: usize) -> Vec<String> {
-    (0..10_000)
-        .map(|i| format!("k:{i}"))
-        .filter(|k| c.route_for(Op::Get, k.as_bytes()).unwrap()[0] == server)
-        .take(n)
-        .collect()
 }
 
 fn state(c: &Client, server: &str) -> BreakerState {

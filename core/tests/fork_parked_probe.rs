@@ -6,16 +6,11 @@
 
 use std::time::{Duration, Instant};
 
-use fae_core::{Client, Config, Op, Reason};
+use fae_core::{Client, Config, Reason};
 use fae_testkit::{Cluster, wait_until};
 
-fn keys_on(c: &Client, server: &str, n: usize) -> Vec<String> {
-    (0..10_000)
-        .map(|i| format!("k:{i}"))
-        .filter(|k| c.route_for(Op::Get, k.as_bytes()).unwrap()[0] == server)
-        .take(n)
-        .collect()
-}
+mod support_place;
+use support_place::keys_on;
 
 /// Until `limit`: a get of `key` that hits, measured from `from`.
 fn first_hit(c: &Client, key: &str, from: Instant, limit: Duration) -> Option<Duration> {
