@@ -405,8 +405,7 @@ fn migrate_way(addrs: &[String], s: &Sizes) -> Result<Way, String> {
             addrs,
         )
     };
-    // The steady state is the old pool itself: the pools share ten servers, so from_only's
-    // invalidation of `new` would delete what it just wrote on `old` for most keys.
+    // The steady state is the old pool itself, which is what from_only reads.
     let c = client(&ketama_json("\"old\"", addrs))?;
     let mut db = Db {
         versions: vec![0; s.keys],

@@ -1045,8 +1045,13 @@ impl Leaf<'_> {
     fn traverse(&self, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {
         visit(Visit {
             pool: &self.pool.name,
-            addr: self.pool.dests[self.dest(key)].addr(),
+            addr: self.addr(key),
         });
+    }
+
+    /// `host:port` of the server `place` lands on.
+    pub(crate) fn addr(&self, place: &[u8]) -> &str {
+        self.pool.dests[self.dest(place)].addr()
     }
 }
 
