@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use fae_core::process::background;
 use fae_core::{Client, Config, Op, Reason, SetItem, StoreOutcome};
-use fae_testkit::{Cluster, Fault, FaultProxy, raw, wait_until};
+use fae_testkit::{Cluster, Fault, FaultProxy, HostileServer, raw, wait_until};
 
 const TIMEOUTS: &str = r#""timeouts": {"connect_ms": 200, "io_ms": 300}"#;
 const IO_MS: u64 = 300;
@@ -929,6 +929,51 @@ fn warm_up_fills_cold_from_warm_with_the_remaining_ttl() {
     assert_eq!(on_server(&cold[0], "w300"), None);
     assert_eq!(on_server(&warm[0], "w300"), None);
     assert_eq!(get(&c, "w300"), None, "no copy comes back from warm");
+}
+
+/// Losers that overlap: several slow replies in a row keep several losers out at once. Lent
+/// connections were capped at `max_connections` (here 2), so from the third loser on each
+/// was closed (and dialled again by a later read); up to four times that many may now be
+/// out, and none is closed. Replica 0 is the testkit's scripted server, whose replies to key
+/// commands come 50 ms late while new connections validate at once (a real server, or the
+/// fault proxy, would delay the validation of every connection the reads must dial too).
+#[test]
+fn overlapping_losers_keep_their_connections() {
+    let _g = exclusive();
+    let slow = HostileServer::start();
+    let cluster = Cluster::start(1);
+    let p = [slow.addr(), cluster.addrs()[0].clone()];
+    let pools = [
+        pool("p0", &p[..1], r#", "max_connections": 2"#),
+        pool("p1", &p[1..], ""),
+    ];
+    let c = client(
+        &pools,
+        r#"{"type": "replicated", "children": ["p0", "p1"], "read": "hedged",
+            "hedge_after_ms": 1, "max_hedge_ratio": 1.0}"#,
+        "",
+    );
+    let keys: Vec<String> = (0..6).map(|i| format!("hedge-overlap:{i}")).collect();
+    for k in &keys {
+        set(&c, k, k);
+    }
+    let discarded0 = dest_stat(&c, &p[0], "connections_discarded");
+    let won0 = route_stat(&c, "route", "hedges_won");
+    slow.set_delay(Duration::from_millis(50));
+    let t = Instant::now();
+    for k in &keys {
+        assert_eq!(get(&c, k).as_deref(), Some(k.as_bytes()));
+    }
+    let took = t.elapsed();
+    assert!(background::drain(Duration::from_secs(5)));
+    slow.set_delay(Duration::ZERO);
+    let won = route_stat(&c, "route", "hedges_won") - won0;
+    let discarded = dest_stat(&c, &p[0], "connections_discarded") - discarded0;
+    eprintln!("6 reads in {took:?}: hedges won {won}, replica 0 discarded {discarded}");
+    assert_eq!(won, 6, "every read is won by the hedge");
+    assert!(took < Duration::from_millis(50), "the losers overlapped");
+    assert_eq!(discarded, 0, "losers' connections closed");
+    assert_eq!(background::pending_requests(), 0);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -154,9 +154,9 @@ impl<'c, 'k> Racer<'c, 'k> {
     /// the background worker reads it to its end by `deadline`, records its latency and
     /// returns the connection to the pool. Meanwhile the connection is lent: it does not
     /// count against `max_connections`, so no request waits for it. Without a background
-    /// worker (`health.background: false`), or when too many are out (`max_connections` per
-    /// server, [`background::PENDING_MAX`] in all), the connection is discarded (closing the
-    /// socket is the only other way to never read that reply later).
+    /// worker (`health.background: false`), or when too many are out (four times
+    /// `max_connections` per server, [`background::PENDING_MAX`] in all), the connection is
+    /// discarded (closing the socket is the only other way to never read that reply later).
     fn hand_off(self, deadline: Instant) {
         if !self.background {
             return;

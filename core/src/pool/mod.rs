@@ -125,9 +125,10 @@ pub struct Destination {
     /// Connections that exist (idle + checked out) in this process generation.
     open: AtomicUsize,
     /// Of those, connections lent to hedges' losers that the background worker is reading to
-    /// their end (at most `max_connections`). They do not count against `max_connections`:
-    /// a request must not wait for a reply nobody wants. So up to twice `max_connections` may
-    /// be open for a while; at most `max_connections` are ever idle.
+    /// their end (at most [`LEND_MAX`] × `max_connections`). They do not count against
+    /// `max_connections`: a request must not wait for a reply nobody wants. So up to
+    /// `LEND_MAX + 1` times `max_connections` may be open for a while; at most
+    /// `max_connections` are ever idle.
     lent: AtomicUsize,
     /// Requests parked in `checkout` until a connection or a slot comes back (lock-free, for
     /// fork safety), and how many entries the queue holds.
@@ -968,11 +969,11 @@ impl PooledConn<'_> {
     /// Lend the connection out of the pool: the same connection, holding its destination by
     /// `dest` (the one it came from) instead of a borrow, to outlive the request (a hedge's
     /// loser, read to the end in the background). It stops counting against
-    /// `max_connections` until it comes back. `None` when `max_connections` are already lent:
-    /// the connection is then discarded.
+    /// `max_connections` until it comes back. `None` when [`LEND_MAX`] × `max_connections`
+    /// are already lent: the connection is then discarded.
     pub(crate) fn lend(self, dest: Arc<Destination>) -> Option<OwnedConn> {
         debug_assert!(std::ptr::eq(self.dest, &*dest));
-        let max = self.dest.settings.max_connections;
+        let max = self.dest.settings.max_connections.saturating_mul(LEND_MAX);
         if self
             .dest
             .lent
@@ -992,6 +993,13 @@ impl PooledConn<'_> {
         })
     }
 }
+
+/// How many connections per server may be lent to hedges' losers, in `max_connections`. A
+/// loser holds its connection until its reply comes, at most the request's `io_ms`; with one
+/// slow reply every few reads, several are out at once (Little's law: 20 ms replies every
+/// 2 ms keep ten out), and a loser beyond the cap is closed and dialled again. The cap bounds
+/// the sockets a stuck server can hold: what it keeps out times out within `io_ms`.
+pub(crate) const LEND_MAX: usize = 4;
 
 /// A connection lent out of the pool ([`PooledConn::lend`]), owning a handle on its
 /// destination; like [`PooledConn`], it is discarded when dropped unless
