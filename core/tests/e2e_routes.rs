@@ -91,6 +91,14 @@ fn client(pools: &[String], route: &str, extra: &str) -> Client {
     Client::new(&config(pools, route, extra)).unwrap()
 }
 
+/// Route `replicated` over pools `p0` and `p1`, reads hedged after `after_ms`.
+fn hedged_p0_p1(after_ms: f64, max_ratio: f64) -> String {
+    format!(
+        r#"{{"type": "replicated", "children": ["p0", "p1"], "read": "hedged",
+            "hedge_after_ms": {after_ms}, "max_hedge_ratio": {max_ratio}}}"#
+    )
+}
+
 /// A key named `prefix:i` whose first destination for `op` is `addr`.
 fn key_on(c: &Client, op: Op, addr: &str, prefix: &str) -> String {
     (0..10_000)
@@ -570,12 +578,7 @@ fn hedged_reads_answer_slow_reads_from_the_second_replica_within_budget() {
         .collect();
     let p: Vec<String> = proxies.iter().map(FaultProxy::addr).collect();
     let pools = [pool("p0", &p[..1], ""), pool("p1", &p[1..], "")];
-    let route = |ratio: f64| {
-        format!(
-            r#"{{"type": "replicated", "children": ["p0", "p1"], "read": "hedged",
-                "hedge_after_ms": 5, "max_hedge_ratio": {ratio}}}"#
-        )
-    };
+    let route = |ratio: f64| hedged_p0_p1(5.0, ratio);
     let keys: Vec<String> = (0..50).map(|i| format!("hedge:{i}")).collect();
     let delay = Duration::from_millis(50);
     let slow = |lat: &[Duration]| lat.iter().filter(|d| **d >= delay * 9 / 10).count();
@@ -677,12 +680,7 @@ fn a_won_hedge_returns_the_losers_connection_to_its_pool() {
         .collect();
     let p: Vec<String> = proxies.iter().map(FaultProxy::addr).collect();
     let pools = [pool("p0", &p[..1], ""), pool("p1", &p[1..], "")];
-    let c = client(
-        &pools,
-        r#"{"type": "replicated", "children": ["p0", "p1"], "read": "hedged",
-            "hedge_after_ms": 2, "max_hedge_ratio": 1.0}"#,
-        "",
-    );
+    let c = client(&pools, &hedged_p0_p1(2.0, 1.0), "");
     let keys: Vec<String> = (0..20).map(|i| format!("hedge-reuse:{i}")).collect();
     for k in &keys {
         set(&c, k, k);
@@ -947,12 +945,7 @@ fn overlapping_losers_keep_their_connections() {
         pool("p0", &p[..1], r#", "max_connections": 2"#),
         pool("p1", &p[1..], ""),
     ];
-    let c = client(
-        &pools,
-        r#"{"type": "replicated", "children": ["p0", "p1"], "read": "hedged",
-            "hedge_after_ms": 1, "max_hedge_ratio": 1.0}"#,
-        "",
-    );
+    let c = client(&pools, &hedged_p0_p1(1.0, 1.0), "");
     let keys: Vec<String> = (0..6).map(|i| format!("hedge-overlap:{i}")).collect();
     for k in &keys {
         set(&c, k, k);
