@@ -183,19 +183,43 @@ enum Overlap {
 }
 
 impl Overlap {
-    fn of(
+    /// Each write's overlap: `reqs` go to `answering`, `others` (aligned) to `other`.
+    fn of_all(
+        answering: &Arc<dyn Route>,
+        reqs: &[Write<'_>],
+        other: &Arc<dyn Route>,
+        others: &[Write<'_>],
+    ) -> Vec<Overlap> {
+        if let (Some(a), Some(b)) = (answering.leaf(), other.leaf()) {
+            // Single servers on both sides: hash every key once per side, all together.
+            let (da, db) = (
+                a.dests(reqs.iter().map(|w| w.place)),
+                b.dests(others.iter().map(|o| o.place)),
+            );
+            return da
+                .iter()
+                .zip(&db)
+                .map(|(&x, &y)| {
+                    if a.addr_of(x) == b.addr_of(y) {
+                        Overlap::Covered
+                    } else {
+                        Overlap::Disjoint
+                    }
+                })
+                .collect();
+        }
+        reqs.iter()
+            .zip(others)
+            .map(|(w, o)| Overlap::in_trees(answering, w, other, o))
+            .collect()
+    }
+
+    fn in_trees(
         answering: &Arc<dyn Route>,
         w: &Write<'_>,
         other: &Arc<dyn Route>,
         o: &Write<'_>,
     ) -> Overlap {
-        if let (Some(a), Some(b)) = (answering.leaf(), other.leaf()) {
-            return if a.addr(w.place) == b.addr(o.place) {
-                Overlap::Covered
-            } else {
-                Overlap::Disjoint
-            };
-        }
         let mut mine: Vec<String> = Vec::new();
         answering.traverse(w.op(), w.place, &mut |v| mine.push(v.addr.to_string()));
         let mut shared = false;
@@ -311,8 +335,11 @@ impl Route for MigrateRoute {
         // Where both sides share a server, the other side's command must not race the
         // answering one's on another connection (see `Overlap`).
         let (mut along, mut before, mut after) = (Vec::with_capacity(n), Vec::new(), Vec::new());
-        for (i, (w, o)) in reqs.iter().zip(&others).enumerate() {
-            match Overlap::of(&pair[0], w, &pair[1], o) {
+        for (i, how) in Overlap::of_all(&pair[0], reqs, &pair[1], &others)
+            .into_iter()
+            .enumerate()
+        {
+            match how {
                 Overlap::Disjoint => along.push(i),
                 Overlap::Covered => {}
                 Overlap::Before => before.push(i),

@@ -1045,13 +1045,13 @@ impl Leaf<'_> {
     fn traverse(&self, key: &[u8], visit: &mut dyn FnMut(Visit<'_>)) {
         visit(Visit {
             pool: &self.pool.name,
-            addr: self.addr(key),
+            addr: self.addr_of(self.dest(key)),
         });
     }
 
-    /// `host:port` of the server `place` lands on.
-    pub(crate) fn addr(&self, place: &[u8]) -> &str {
-        self.pool.dests[self.dest(place)].addr()
+    /// `host:port` of destination `dest` (an index from [`Leaf::dest`] or [`Leaf::dests`]).
+    pub(crate) fn addr_of(&self, dest: usize) -> &str {
+        self.pool.dests[dest].addr()
     }
 }
 
