@@ -252,6 +252,9 @@ pub struct MigrateRoute {
     /// [from, to] and [to, from]: the answering side first.
     from_first: [Arc<dyn Route>; 2],
     to_first: [Arc<dyn Route>; 2],
+    /// Whether the sides may place a key on one server: false only for two pools without a
+    /// server in common (two clusters), whose writes then skip [`Overlap`] altogether.
+    may_share: bool,
     counters: RouteCounters,
 }
 
@@ -265,7 +268,18 @@ impl MigrateRoute {
         exptime: u32,
         inline: bool,
     ) -> MigrateRoute {
+        let may_share = match (from.leaf(), to.leaf()) {
+            (Some(a), Some(b)) => {
+                let theirs = b.pool.destinations();
+                a.pool
+                    .destinations()
+                    .iter()
+                    .any(|d| theirs.iter().any(|e| d.addr() == e.addr()))
+            }
+            _ => true,
+        };
         MigrateRoute {
+            may_share,
             from_first: [Arc::clone(&from), Arc::clone(&to)],
             to_first: [Arc::clone(&to), Arc::clone(&from)],
             from,
@@ -334,11 +348,13 @@ impl Route for MigrateRoute {
             .collect();
         // Where both sides share a server, the other side's command must not race the
         // answering one's on another connection (see `Overlap`).
+        let overlaps = if self.may_share {
+            Overlap::of_all(&pair[0], reqs, &pair[1], &others)
+        } else {
+            vec![Overlap::Disjoint; n]
+        };
         let (mut along, mut before, mut after) = (Vec::with_capacity(n), Vec::new(), Vec::new());
-        for (i, how) in Overlap::of_all(&pair[0], reqs, &pair[1], &others)
-            .into_iter()
-            .enumerate()
-        {
+        for (i, how) in overlaps.into_iter().enumerate() {
             match how {
                 Overlap::Disjoint => along.push(i),
                 Overlap::Covered => {}
