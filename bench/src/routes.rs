@@ -5,7 +5,7 @@
 //!   [`FaultProxy`]). Replica 0's proxy delays every 20th reply by 20 ms (5 %,
 //!   [`Fault::DelayEveryNth`]). One thread does single gets through `replicated` with
 //!   `read: first` (plain) and `read: hedged` (default `hedge_after_ms: "p95"`, and fixed
-//!   0.3, 0.5 and 2 ms), against a healthy baseline (replica 0 behind a second, pass-through
+//!   0.15, 0.2, 0.3, 0.5 and 2 ms), against a healthy baseline (replica 0 behind a second, pass-through
 //!   proxy in front of the same server). Reported: p50/p99/p99.9, the extra requests
 //!   (`hedges_sent` ÷ reads) and replica 0's connections opened and discarded (a won hedge's
 //!   loser is read to its end in the background and its connection reused). Target (issue
@@ -56,7 +56,7 @@ const SLOW: Duration = Duration::from_millis(20);
 /// Every this-many-th reply of replica 0 is slow in (a): 5 %.
 const EVERY_NTH: usize = 20;
 /// The fixed `hedge_after_ms` of (a): below a millisecond, and the former floor.
-const HEDGE_FIXED_MS: [&str; 3] = ["0.3", "0.5", "2"];
+const HEDGE_FIXED_MS: [&str; 5] = ["0.15", "0.2", "0.3", "0.5", "2"];
 /// (a)'s target: hedged p99 at most this many times the healthy p99.
 const HEDGE_TARGET: f64 = 2.0;
 /// Keys read in (a) and (c).
@@ -377,7 +377,7 @@ fn checked_get(c: &Client, k: &[u8], i: usize, version: u32) -> Result<Duration,
 /// One configuration of (a).
 #[derive(Debug)]
 struct HedgeCase {
-    label: &'static str,
+    label: String,
     slow: bool,
     hedged: bool,
     /// Sorted latencies of the timed reads, ns.
@@ -457,40 +457,35 @@ fn hedged(addrs: &[String], s: &Sizes) -> Result<Hedged, String> {
     let first = "\"read\": \"first\"";
     let p95 = "\"read\": \"hedged\"";
     let fixed = |ms: &str| format!("\"read\": \"hedged\", \"hedge_after_ms\": {ms}");
-    let specs: Vec<(&'static str, bool, bool, String)> = vec![
-        ("`first`", false, false, config(&clean0.addr(), first)),
+    let mut specs: Vec<(String, bool, bool, String)> = vec![
         (
-            "`hedged`, `hedge_after_ms` p95",
+            "`first`".into(),
+            false,
+            false,
+            config(&clean0.addr(), first),
+        ),
+        (
+            "`hedged`, `hedge_after_ms` p95".into(),
             false,
             true,
             config(&clean0.addr(), p95),
         ),
-        ("`first`", true, false, config(&slow.addr(), first)),
+        ("`first`".into(), true, false, config(&slow.addr(), first)),
         (
-            "`hedged`, `hedge_after_ms` p95",
+            "`hedged`, `hedge_after_ms` p95".into(),
             true,
             true,
             config(&slow.addr(), p95),
         ),
-        (
-            "`hedged`, `hedge_after_ms` 0.3",
-            true,
-            true,
-            config(&slow.addr(), &fixed(HEDGE_FIXED_MS[0])),
-        ),
-        (
-            "`hedged`, `hedge_after_ms` 0.5",
-            true,
-            true,
-            config(&slow.addr(), &fixed(HEDGE_FIXED_MS[1])),
-        ),
-        (
-            "`hedged`, `hedge_after_ms` 2",
-            true,
-            true,
-            config(&slow.addr(), &fixed(HEDGE_FIXED_MS[2])),
-        ),
     ];
+    specs.extend(HEDGE_FIXED_MS.iter().map(|ms| {
+        (
+            format!("`hedged`, `hedge_after_ms` {ms}"),
+            true,
+            true,
+            config(&slow.addr(), &fixed(ms)),
+        )
+    }));
     let clients: Vec<Client> = specs
         .iter()
         .map(|(_, _, _, j)| client(j))
@@ -579,7 +574,7 @@ fn hedged(addrs: &[String], s: &Sizes) -> Result<Hedged, String> {
             let c = &clients[ci];
             let b = before[ci];
             HedgeCase {
-                label,
+                label: label.clone(),
                 slow: *slow,
                 hedged: *hedged,
                 dialled: v.len() - warm.len(),
