@@ -101,12 +101,12 @@ impl<'c, 'k> Racer<'c, 'k> {
     fn start(racer: Hedged<'c, 'k>, deadline: Instant) -> Result<Racer<'c, 'k>> {
         let (dest, admission, batch) = racer;
         let background = admission.background;
-        if let Some(e) = expired(dest, deadline) {
+        let start = Instant::now();
+        if let Some(e) = expired(dest, start, deadline) {
             return Err(e);
         }
         admission.admit(dest, deadline)?;
-        let start = Instant::now();
-        let mut pc = dest.checkout(deadline).inspect_err(|e| {
+        let mut pc = dest.checkout(deadline, start).inspect_err(|e| {
             dest.record::<()>(&Err(e.clone()), start.elapsed());
         })?;
         batch.encode(dest.protocol(), &mut pc.conn().wbuf);
@@ -189,8 +189,12 @@ impl<'c, 'k> Racer<'c, 'k> {
     /// The reply is complete: record, return the connection, hand out the batch.
     fn finish(self) -> GetBatch<'k> {
         let dest = self.pc.destination();
-        dest.record(&Ok::<(), Error>(()), self.start.elapsed());
-        release(self.pc, true);
+        let end = Instant::now();
+        dest.record(
+            &Ok::<(), Error>(()),
+            end.saturating_duration_since(self.start),
+        );
+        release_at(self.pc, end);
         self.batch
     }
 
@@ -407,8 +411,8 @@ fn finish_alone<'k>(mut r: Racer<'_, 'k>, deadline: Instant) -> Result<GetBatch<
 /// The request's deadline passed before a batch could go out (an earlier child, retry or
 /// failover used it up): the batch fails with `timeout` and nothing is sent, so no write lands
 /// after its caller was told it timed out. Not the server's fault: its breaker hears nothing.
-fn expired(dest: &Destination, deadline: Instant) -> Option<Error> {
-    (Instant::now() >= deadline).then(|| {
+fn expired(dest: &Destination, now: Instant, deadline: Instant) -> Option<Error> {
+    (now >= deadline).then(|| {
         Error::with_detail(
             Reason::Timeout,
             "the request's deadline passed before this server was asked",
@@ -435,6 +439,12 @@ pub(crate) fn release(mut pc: PooledConn<'_>, ok: bool) {
         pc.conn().unhold();
         pc.checkin();
     }
+}
+
+/// [`release`] of a completed batch, `now` being the clock reading its latency was taken from.
+fn release_at(mut pc: PooledConn<'_>, now: Instant) {
+    pc.conn().unhold();
+    pc.checkin_at(now);
 }
 
 /// A connection's part of `batch` is over (complete or failed): if the batch left values in
@@ -469,7 +479,10 @@ pub(crate) fn exchange_with<B: Batch>(
     if admission.dropped(dest, batch) {
         return Ok(());
     }
-    if let Some(e) = expired(dest, deadline) {
+    // One clock reading serves the deadline check, the checkout and the latency's start
+    // (and one at the end, its end and the connection's last use): a read costs ~25 ns here.
+    let start = Instant::now();
+    if let Some(e) = expired(dest, start, deadline) {
         batch.fail(&e);
         return Err(e);
     }
@@ -477,24 +490,25 @@ pub(crate) fn exchange_with<B: Batch>(
         batch.fail(&e);
         return Err(e);
     }
-    let start = Instant::now();
-    let result = exchange_admitted(dest, batch, deadline, on_held);
-    dest.record(&result, start.elapsed());
+    let (result, end) = exchange_admitted(dest, batch, deadline, start, on_held);
+    dest.record(&result, end.saturating_duration_since(start));
     result
 }
 
+/// The exchange, and the time it ended.
 fn exchange_admitted<B: Batch>(
     dest: &Destination,
     batch: &mut B,
     deadline: Instant,
+    start: Instant,
     on_held: &mut dyn FnMut(&mut B, &[u8]),
-) -> Result<()> {
+) -> (Result<()>, Instant) {
     let addr = dest.addr();
-    let mut pc = match dest.checkout(deadline) {
+    let mut pc = match dest.checkout(deadline, start) {
         Ok(pc) => pc,
         Err(e) => {
             batch.fail(&e);
-            return Err(e);
+            return (Err(e), Instant::now());
         }
     };
     let c = pc.conn();
@@ -512,15 +526,16 @@ fn exchange_admitted<B: Batch>(
     match run {
         Ok(()) => {
             hand_held(pc.conn(), batch, on_held);
-            release(pc, true);
-            Ok(())
+            let end = Instant::now();
+            release_at(pc, end);
+            (Ok(()), end)
         }
         Err(e) => {
             let e = e.at(addr);
             batch.fail(&e);
             hand_held(pc.conn(), batch, on_held);
             drop(pc); // mid-reply failure: discard, never reuse
-            Err(e)
+            (Err(e), Instant::now())
         }
     }
 }
@@ -556,7 +571,8 @@ pub(crate) fn exchange_many_with<B: Batch>(
         if admission.dropped(dest, batch) {
             continue;
         }
-        if let Some(e) = expired(dest, deadline) {
+        let now = Instant::now();
+        if let Some(e) = expired(dest, now, deadline) {
             batch.fail(&e);
             continue;
         }
@@ -564,7 +580,7 @@ pub(crate) fn exchange_many_with<B: Batch>(
             batch.fail(&e);
             continue;
         }
-        match dest.checkout(deadline) {
+        match dest.checkout(deadline, now) {
             Ok(mut pc) => {
                 batch.encode(dest.protocol(), &mut pc.conn().wbuf);
                 live.push(Slot {

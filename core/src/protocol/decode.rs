@@ -29,7 +29,7 @@
 //! messages, bounded by [`MAX_LINE`]).
 
 use super::num::{parse_i64, parse_u32, parse_u64};
-use super::tokenize::Tokens;
+use super::tokenize::{MAX_TOKENS, Tokens};
 use super::{InPlace, ProtocolError, Response, ServerErrorKind, Status, Value};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -161,11 +161,10 @@ impl Decoder {
         buf: &[u8],
         header_len: usize,
     ) -> Result<Option<(InPlace, usize)>, ProtocolError> {
-        let t = Tokens::new(rest).map_err(|_| err("too many tokens", line))?;
-        let Some(size) = t.get(0) else {
+        let Some((size, flags)) = next_token(rest) else {
             return Err(err("VA line needs <size>", line));
         };
-        let f = MetaFlags::parse(line, t.iter_from(1))?;
+        let f = MetaFlags::parse(line, flags, 1)?;
         let Some((data, used)) = self.data_block(line, size, buf, header_len)? else {
             return Ok(None);
         };
@@ -255,8 +254,7 @@ fn text_status(line: &[u8], rest: &[u8], status: Status) -> Result<Response, Pro
 
 /// Meta status line `<CD> <flags>*`: keep the CAS and opaque, validate the rest.
 fn meta_status(line: &[u8], rest: &[u8], status: Status) -> Result<Response, ProtocolError> {
-    let t = Tokens::new(rest).map_err(|_| err("too many tokens", line))?;
-    let f = MetaFlags::parse(line, t.iter_from(0))?;
+    let f = MetaFlags::parse(line, rest, 0)?;
     Ok(Response::Status {
         status,
         cas: f.cas,
@@ -295,10 +293,19 @@ struct MetaFlags<'a> {
 }
 
 impl<'a> MetaFlags<'a> {
-    fn parse(line: &[u8], tokens: impl Iterator<Item = &'a [u8]>) -> Result<Self, ProtocolError> {
+    /// The flags of `rest`, the line's tokens after the `before` already taken; the line may
+    /// hold [`MAX_TOKENS`] in all, like a line [`Tokens`] splits. One pass, no offset table:
+    /// this runs for every meta reply.
+    fn parse(line: &[u8], mut rest: &'a [u8], before: usize) -> Result<Self, ProtocolError> {
         let mut f = Self::default();
-        for tok in tokens {
-            // Tokens are never empty: the tokenizer skips runs of spaces.
+        let mut n = before;
+        while let Some((tok, after)) = next_token(rest) {
+            rest = after;
+            n += 1;
+            if n > MAX_TOKENS {
+                return Err(err("too many tokens", line));
+            }
+            // Tokens are never empty: `next_token` skips runs of spaces.
             let Some((&code, arg)) = tok.split_first() else {
                 continue;
             };
@@ -323,6 +330,17 @@ impl<'a> MetaFlags<'a> {
         }
         Ok(f)
     }
+}
+
+/// The first space-separated token of `s` and what follows it; runs of spaces are skipped
+/// (like [`Tokens`]). `None` when only spaces are left. A plain loop: tokens are a few bytes,
+/// shorter than what `memchr` needs to pay off.
+#[inline]
+fn next_token(s: &[u8]) -> Option<(&[u8], &[u8])> {
+    let start = s.iter().position(|&b| b != b' ')?;
+    let s = &s[start..];
+    let end = s.iter().position(|&b| b == b' ').unwrap_or(s.len());
+    Some(s.split_at(end))
 }
 
 fn lossy(bytes: &[u8]) -> String {
@@ -573,6 +591,35 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         assert!(fails(&many).contains("too many tokens"));
+    }
+
+    #[test]
+    fn meta_lines_split_like_the_tokenizer() {
+        // Runs of spaces between and after the tokens, as `Tokens` tolerates them.
+        let Response::Value(v) = one(b"VA  3   f5  kfoo  O7 c9  \r\nabc\r\n") else {
+            panic!("not a value")
+        };
+        assert_eq!(
+            (&v.data[..], v.flags, v.key.as_deref(), v.opaque, v.cas),
+            (&b"abc"[..], 5, Some(&b"foo"[..]), Some(7), Some(9))
+        );
+        // MAX_TOKENS after the code, the size included: one more is refused.
+        let line = |n: usize| {
+            let mut l = b"VA 1".to_vec();
+            l.extend(b" s1".repeat(n - 1));
+            l.extend_from_slice(b"\r\nx\r\n");
+            l
+        };
+        assert!(matches!(one(&line(MAX_TOKENS)), Response::Value(_)));
+        assert!(fails(&line(MAX_TOKENS + 1)).contains("too many tokens"));
+        let status = |n: usize| {
+            let mut l = b"HD".to_vec();
+            l.extend(b" s1".repeat(n));
+            l.extend_from_slice(b"\r\n");
+            l
+        };
+        assert!(matches!(one(&status(MAX_TOKENS)), Response::Status { .. }));
+        assert!(fails(&status(MAX_TOKENS + 1)).contains("too many tokens"));
     }
 
     #[test]

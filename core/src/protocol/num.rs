@@ -7,6 +7,11 @@
 /// Append the decimal form of `n` to `out`.
 #[inline]
 pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    if n < 10 {
+        // One digit (a meta opaque of a one-key read, a flag, a short TTL): no digit buffer.
+        out.push(b'0' + n as u8);
+        return;
+    }
     // u64::MAX has 20 digits.
     let mut buf = [0u8; 20];
     let mut i = buf.len();

@@ -68,11 +68,6 @@ impl<'a> Tokens<'a> {
         let (s, e) = self.spans[i];
         self.line.get(usize::from(s)..usize::from(e))
     }
-
-    /// Tokens from index `from` on.
-    pub(crate) fn iter_from(&self, from: usize) -> impl Iterator<Item = &'a [u8]> + '_ {
-        (from..self.len).filter_map(move |i| self.get(i))
-    }
 }
 
 #[cfg(test)]
@@ -81,7 +76,7 @@ mod tests {
 
     fn all(line: &[u8]) -> Vec<&[u8]> {
         let t = Tokens::new(line).unwrap();
-        t.iter_from(0).collect()
+        (0..t.len()).filter_map(|i| t.get(i)).collect()
     }
 
     #[test]
@@ -95,8 +90,6 @@ mod tests {
         assert_eq!(t.len(), 2);
         assert_eq!(t.get(1), Some(&b"y"[..]));
         assert_eq!(t.get(2), None);
-        assert_eq!(t.iter_from(1).count(), 1);
-        assert_eq!(t.iter_from(5).count(), 0);
     }
 
     #[test]

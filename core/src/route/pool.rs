@@ -640,8 +640,7 @@ fn settle(pool: &PoolRoute, dest: &Destination, cx: &Cx, opts: GetOpts, b: &mut 
             }
         }
     }
-    dest.counters.hits.fetch_add(hits, Relaxed);
-    dest.counters.misses.fetch_add(misses, Relaxed);
+    count_reads(dest, hits, misses);
     let won: Vec<(&[u8], u64)> = won.iter().map(|&(i, cas)| (b.keys[i], cas)).collect();
     give_back(pool, dest, cx, &won);
 }
@@ -740,6 +739,9 @@ struct Later<'k> {
 
 impl<'k> Later<'k> {
     fn finish(mut self, pool: &PoolRoute, cx: &Cx, opts: GetOpts, on: &mut OnItem<'_>) {
+        if self.again.is_empty() && self.won.is_empty() {
+            return; // the common case: nothing left
+        }
         self.again.sort_by_key(|a| a.0);
         for run in self.again.chunk_by(|a, b| a.0 == b.0) {
             let d = run[0].0;
@@ -773,8 +775,7 @@ impl<'k> Later<'k> {
                     misses += 1;
                 }
             }
-            dest.counters.hits.fetch_add(hits, Relaxed);
-            dest.counters.misses.fetch_add(misses, Relaxed);
+            count_reads(dest, hits, misses);
         }
         self.won.sort_by_key(|w| w.0);
         for run in self.won.chunk_by(|a, b| a.0 == b.0) {
@@ -835,9 +836,18 @@ fn hand_batch<'k>(
     }
     b.keys.clear();
     b.slots.clear();
-    let dest = &pool.dests[d];
-    dest.counters.hits.fetch_add(hits, Relaxed);
-    dest.counters.misses.fetch_add(misses, Relaxed);
+    count_reads(&pool.dests[d], hits, misses);
+}
+
+/// Add a read's hits and misses to its destination's counters. A locked add costs ~7 ns
+/// here: a single get, called twice per read, skips the three that would add zero.
+fn count_reads(dest: &Destination, hits: u64, misses: u64) {
+    if hits != 0 {
+        dest.counters.hits.fetch_add(hits, Relaxed);
+    }
+    if misses != 0 {
+        dest.counters.misses.fetch_add(misses, Relaxed);
+    }
 }
 
 /// Hand out hit `it` of key `key` at `slot` as [`settle`] would: a lease stub or an
