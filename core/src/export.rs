@@ -19,6 +19,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -171,15 +172,15 @@ impl Exporter {
 
     fn serve(&self, addr: &str, snapshot: &dyn Fn() -> Value) {
         let generation = fork::generation();
-        if self
-            .listener
-            .load()
-            .as_ref()
-            .is_some_and(|l| l.0 != generation)
+        if let Some(inherited) = self.listener.load_full()
+            && inherited.0 != generation
         {
             // A forked child: the socket is its parent's. Close this process's copy (it would
             // keep the port open, never accepting, after the parent exits) and compete for the
-            // port like any other process.
+            // port like any other process. Dropping our handle is not enough: had the parent's
+            // serving thread held one at the fork (it clones the listener while it accepts),
+            // that count is copied too and no thread here will ever drop it.
+            release_inherited(inherited.1.as_raw_fd());
             self.listener.store(None);
         }
         if self.listener.load().is_none() {
@@ -317,6 +318,26 @@ fn replace(dir: &Path, name: &str, v: &Value) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     std::fs::write(&tmp, v.to_string())?;
     std::fs::rename(&tmp, dir.join(name))
+}
+
+/// Close the listening socket behind `fd` in this process, leaving `fd` open on `/dev/null`
+/// (`dup2` replaces it atomically) for the `TcpListener` that still owns the number to close
+/// whenever its last handle goes. The port is then free of this process's copy.
+fn release_inherited(fd: std::os::fd::RawFd) {
+    // SAFETY: a NUL-terminated path and plain flags; the result is checked.
+    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if null < 0 {
+        return;
+    }
+    // SAFETY: `fd` is open (owned by a TcpListener that is still alive) and `null` was just
+    // opened: dup2 closes the socket behind `fd` and makes `fd` a copy of `null`; no other
+    // descriptor changes. `null` is ours to close.
+    unsafe {
+        if libc::dup2(null, fd) >= 0 {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+        libc::close(null);
+    }
 }
 
 /// The accumulated counters of processes that are gone.
@@ -731,6 +752,20 @@ extern "C" fn flush_at_exit() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_inherited_listener_is_closed_whatever_holds_it() {
+        let l = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+        let addr = l.local_addr().unwrap();
+        // A handle nobody will drop (what a fork copies from a thread that was serving).
+        let stuck = Arc::clone(&l);
+        release_inherited(l.as_raw_fd());
+        let path = std::fs::read_link(format!("/proc/self/fd/{}", l.as_raw_fd())).unwrap();
+        assert_eq!(path, std::path::Path::new("/dev/null"));
+        // The port is free although both handles live.
+        assert!(TcpListener::bind(addr).is_ok());
+        drop((l, stuck)); // closes the /dev/null copy
+    }
+
     use super::*;
 
     #[test]
