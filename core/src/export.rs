@@ -752,6 +752,8 @@ extern "C" fn flush_at_exit() {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn an_inherited_listener_is_closed_whatever_holds_it() {
         let l = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
@@ -765,8 +767,6 @@ mod tests {
         assert!(TcpListener::bind(addr).is_ok());
         drop((l, stuck)); // closes the /dev/null copy
     }
-
-    use super::*;
 
     #[test]
     fn snapshot_file_names() {

@@ -966,12 +966,11 @@ impl<'a> PooledConn<'a> {
 
     /// Return the connection to the pool (only if nothing is left unread or unsent).
     pub fn checkin(self) {
-        let mut this = std::mem::ManuallyDrop::new(self);
-        let conn = this.conn.take();
-        this.dest.release(conn, true);
+        self.checkin_at(Instant::now());
     }
 
-    /// [`PooledConn::checkin`] at `now`, a clock reading the caller has just taken.
+    /// [`PooledConn::checkin`], `now` (a clock reading the caller has just taken) being the
+    /// connection's last use.
     pub(crate) fn checkin_at(self, now: Instant) {
         let mut this = std::mem::ManuallyDrop::new(self);
         let conn = this.conn.take();
