@@ -29,6 +29,16 @@ use crate::text::Utf8;
 use fae_core::placement::rendezvous::python_bytes_repr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+thread_local! {
+    /// The buffer a single get copies its value into while the GIL is released, reused by the
+    /// thread's next get (taken out and put back, so a get from inside a custom serializer
+    /// just finds it empty): no allocation per get, and the allocator's code off a get's path.
+    static VALUE_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A value buffer up to this size is kept for the thread's next get; a larger one is freed.
+const VALUE_BUF_KEEP: usize = 64 * 1024;
+
 /// memcached reads an exptime above 30 days as a unix time; one in the past expires the item
 /// at once. Negative Python exptimes (Django's "expire now") are sent as this value.
 const EXPIRED: u32 = 30 * 24 * 3600 + 1;
@@ -484,7 +494,9 @@ impl Client {
         let place = self.place(key);
         let r = py.detach(|| match (cas, touch, place.as_deref()) {
             // The value is copied out of the read buffer once, here; nothing else allocates.
-            (_, None, pb) => inner.get_with(kb, pb, cas, |r| r.map(|o| o.map(|it| it.to_item()))),
+            (_, None, pb) => inner.get_with(kb, pb, cas, |r| {
+                r.map(|o| o.map(|it| it.to_item_in(VALUE_BUF.take())))
+            }),
             (_, Some(t), Some(pb)) => only(inner.get_multi_routed_opts(&[kb], &[pb], cas, Some(t))),
             (false, Some(t), None) => inner.gat(kb, t),
             (true, Some(t), None) => inner.gats(kb, t),
@@ -492,7 +504,11 @@ impl Client {
         match r {
             Ok(Some(item)) => {
                 let cas = item.cas;
-                Ok(Some((self.decode(py, kb, item)?, cas)))
+                let v = serde::decode(&self.serde, py, kb, &item.value, item.flags);
+                if item.value.capacity() <= VALUE_BUF_KEEP {
+                    VALUE_BUF.set(item.value);
+                }
+                Ok(Some((v?, cas)))
             }
             Ok(None) => Ok(None),
             Err(e) if self.ignore_exc && e.should_failover() => Ok(None),

@@ -70,8 +70,16 @@ pub struct ItemRef<'a> {
 impl ItemRef<'_> {
     /// An owned copy.
     pub fn to_item(&self) -> Item {
+        self.to_item_in(Vec::new())
+    }
+
+    /// An owned copy whose value is copied into `buf` (cleared first): a caller that keeps a
+    /// buffer per thread makes the copy without allocating.
+    pub fn to_item_in(&self, mut buf: Vec<u8>) -> Item {
+        buf.clear();
+        buf.extend_from_slice(self.value);
         Item {
-            value: self.value.to_vec(),
+            value: buf,
             flags: self.flags,
             cas: self.cas,
             ttl: self.ttl,

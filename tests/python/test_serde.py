@@ -222,6 +222,35 @@ def test_custom_serde_object(server):
     assert c.get_many(["c"]) == {"c": ("abc", 77)}
 
 
+def test_a_get_inside_a_deserializer_reads_its_own_value(server):
+    # A single get copies its value into a per-thread buffer; a get made by the deserializer of
+    # another get's value (the same thread, before the outer value is decoded) must neither
+    # see nor clobber the outer one.
+    plain = fae.Client([server])
+    plain.set("inner", b"i" * 10)
+    plain.set("big", b"b" * 100_000)  # larger than the buffer a thread keeps
+
+    class Nested:
+        def __init__(self):
+            self.client = None
+
+        def serialize(self, key, value):
+            return value, 0
+
+        def deserialize(self, key, value, flags):
+            if key == b"outer":
+                return (value, self.client.get("inner"), self.client.get("big"), value)
+            return value
+
+    serde = Nested()
+    c = fae.Client([server], serde=serde)
+    serde.client = c
+    c.set("outer", b"o" * 300)
+    for _ in range(3):
+        assert c.get("outer") == (b"o" * 300, b"i" * 10, b"b" * 100_000, b"o" * 300)
+        assert c.get("inner") == b"i" * 10
+
+
 def test_corrupt_values_raise_clearly(server):
     c = fae.Client([server])
     put_raw(server, "bad_text", 16, b"\xff\xfe")
