@@ -453,7 +453,7 @@ impl Client {
         &self,
         py: Python<'py>,
         key: &[u8],
-        item: fae_core::Item,
+        item: &fae_core::Item,
     ) -> PyResult<Bound<'py, PyAny>> {
         serde::decode(&self.serde, py, key, &item.value, item.flags)
     }
@@ -504,7 +504,7 @@ impl Client {
         match r {
             Ok(Some(item)) => {
                 let cas = item.cas;
-                let v = serde::decode(&self.serde, py, kb, &item.value, item.flags);
+                let v = self.decode(py, kb, &item);
                 if item.value.capacity() <= VALUE_BUF_KEEP {
                     VALUE_BUF.set(item.value);
                 }
@@ -1168,7 +1168,7 @@ impl Client {
         };
         let stale = item.as_ref().is_some_and(|i| i.stale);
         let value = match item {
-            Some(i) => self.decode(py, kb, i)?.unbind(),
+            Some(i) => self.decode(py, kb, &i)?.unbind(),
             None => py.None(),
         };
         Ok(Lease::new(status, value, token, stale))
@@ -1277,7 +1277,7 @@ impl Client {
             })
         });
         match r {
-            Ok(item) => self.decode(py, kb, item),
+            Ok(item) => self.decode(py, kb, &item),
             Err(GetOrSetError::Cache(e)) => Err(to_py(py, &e)),
             // `fn`'s own exception (or the serde's), as raised.
             Err(GetOrSetError::Compute(e)) => Err(e),
