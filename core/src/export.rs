@@ -45,7 +45,7 @@ pub(crate) struct Exporter {
     listen: Option<String>,
     /// The bound listener and the fork generation that bound it. A swap, not a lock: a fork
     /// while another thread held a lock would leave the child unable to take it.
-    listener: ArcSwapOption<(u64, TcpListener)>,
+    listener: ArcSwapOption<Bound>,
     /// When to try binding next (ms since the epoch); `u64::MAX`: never (a hard error).
     next_bind_ms: AtomicU64,
     /// The "another process holds the port" message is logged once per process.
@@ -172,15 +172,16 @@ impl Exporter {
 
     fn serve(&self, addr: &str, snapshot: &dyn Fn() -> Value) {
         let generation = fork::generation();
-        if let Some(inherited) = self.listener.load_full()
-            && inherited.0 != generation
+        if self
+            .listener
+            .load()
+            .as_ref()
+            .is_some_and(|b| b.generation != generation)
         {
-            // A forked child: the socket is its parent's. Close this process's copy (it would
-            // keep the port open, never accepting, after the parent exits) and compete for the
-            // port like any other process. Dropping our handle is not enough: had the parent's
-            // serving thread held one at the fork (it clones the listener while it accepts),
-            // that count is copied too and no thread here will ever drop it.
-            release_inherited(inherited.1.as_raw_fd());
+            // A forked child: the socket is its parent's, and the fork already made this
+            // process's copy `/dev/null` ([`fork::track`]), so the port is not held open here
+            // after the parent exits (whatever handles a parent's serving thread held at the
+            // fork). Forget it and compete for the port like any other process.
             self.listener.store(None);
         }
         if self.listener.load().is_none() {
@@ -196,7 +197,12 @@ impl Exporter {
                         "this process's stats"
                     };
                     log::info!(target: "fae", "stats.listen={addr} serving /metrics and /stats.json ({what})");
-                    self.listener.store(Some(Arc::new((generation, l))));
+                    fork::track(l.as_raw_fd());
+                    let bound = Bound {
+                        generation,
+                        listener: l,
+                    };
+                    self.listener.store(Some(Arc::new(bound)));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                     // A pre-fork server: another worker (or the parent) holds the port. Expected
@@ -224,7 +230,7 @@ impl Exporter {
         };
         // Bounded: at most a handful of requests per tick, each with short socket timeouts.
         for _ in 0..16 {
-            match bound.1.accept() {
+            match bound.listener.accept() {
                 Ok((stream, _)) => {
                     let _ = answer(stream, &|| self.served(snapshot));
                 }
@@ -320,23 +326,18 @@ fn replace(dir: &Path, name: &str, v: &Value) -> std::io::Result<()> {
     std::fs::rename(&tmp, dir.join(name))
 }
 
-/// Close the listening socket behind `fd` in this process, leaving `fd` open on `/dev/null`
-/// (`dup2` replaces it atomically) for the `TcpListener` that still owns the number to close
-/// whenever its last handle goes. The port is then free of this process's copy.
-fn release_inherited(fd: std::os::fd::RawFd) {
-    // SAFETY: a NUL-terminated path and plain flags; the result is checked.
-    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if null < 0 {
-        return;
-    }
-    // SAFETY: `fd` is open (owned by a TcpListener that is still alive) and `null` was just
-    // opened: dup2 closes the socket behind `fd` and makes `fd` a copy of `null`; no other
-    // descriptor changes. `null` is ours to close.
-    unsafe {
-        if libc::dup2(null, fd) >= 0 {
-            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-        }
-        libc::close(null);
+/// A bound stats listener, listed for forked children to let go of while it is open.
+#[derive(Debug)]
+pub(crate) struct Bound {
+    /// The fork generation that bound it.
+    generation: u64,
+    listener: TcpListener,
+}
+
+impl Drop for Bound {
+    /// Off the fork list before the socket closes (the fields drop after this).
+    fn drop(&mut self) {
+        fork::untrack(self.listener.as_raw_fd());
     }
 }
 
@@ -760,7 +761,7 @@ mod tests {
         let addr = l.local_addr().unwrap();
         // A handle nobody will drop (what a fork copies from a thread that was serving).
         let stuck = Arc::clone(&l);
-        release_inherited(l.as_raw_fd());
+        fork::release_inherited(&[l.as_raw_fd()]);
         let path = std::fs::read_link(format!("/proc/self/fd/{}", l.as_raw_fd())).unwrap();
         assert_eq!(path, std::path::Path::new("/dev/null"));
         // The port is free although both handles live.

@@ -1,5 +1,6 @@
 """One Client shared by 16 threads; the GIL is released during I/O; a gunicorn-style pre-fork
-(client used in the parent, then in 8 forked children at once)."""
+(client used in the parent, then in 8 forked children at once, none of which keeps a copy of
+the parent's connections)."""
 
 from __future__ import annotations
 
@@ -63,11 +64,28 @@ def test_io_releases_the_gil(own_memcached):
     assert during > 100, f"the other thread ran only {during} times in 0.8 s: GIL held"
 
 
+def sockets_to(addrs):
+    """This process's descriptors that are TCP sockets connected to one of `addrs`."""
+    remote = {"0100007F:%04X" % int(a.rsplit(":", 1)[1]) for a in addrs}
+    with open("/proc/self/net/tcp") as f:
+        inodes = {ln.split()[9] for ln in f.readlines()[1:] if ln.split()[2] in remote}
+    fds = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            fds.append(int(fd))
+    return fds
+
+
 def test_prefork_children_get_their_own_connections(servers):
     c = fae.Client(servers)
     c.set_many({f"parent:{i}": i for i in range(100)})
     c.set("forks", 0)
     assert c.get("parent:1") == 1  # the parent holds pooled connections now
+    assert sockets_to(servers), "the parent's pooled connections"
     gen = fae._fae._fork_generation()
     r, w = os.pipe()
     pids = []
@@ -78,6 +96,8 @@ def test_prefork_children_get_their_own_connections(servers):
             try:
                 os.close(r)
                 assert fae._fae._fork_generation() == gen + 1
+                # The fork left the child's copies of the parent's sockets on /dev/null.
+                assert sockets_to(servers) == [], "a parent's socket is open in the child"
                 for round_ in range(50):
                     key = f"child:{n}:{round_}"
                     assert c.set(key, (n, round_))

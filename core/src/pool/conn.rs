@@ -26,6 +26,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Reason, Result};
+use crate::process::fork;
 use crate::protocol::{
     self, Decoder, InPlace, Protocol, Request, Response, ServerErrorKind, Status,
 };
@@ -169,7 +170,8 @@ impl Stream {
                     "deadline passed before connect",
                 ));
             }
-            return connect_unix(path, connect_timeout.min(left)).map(Stream::Unix);
+            return connect_unix(path, connect_timeout.min(left))
+                .map(|s| Stream::Unix(s).tracked());
         }
         let mut last = Error::new(Reason::ConnectFailed);
         for addr in resolve(host, port)? {
@@ -182,13 +184,22 @@ impl Stream {
             }
             match TcpStream::connect_timeout(&addr, connect_timeout.min(left)) {
                 Ok(stream) => {
-                    stream.set_nodelay(true).map_err(|e| io_error(&e))?;
-                    return Ok(Stream::Tcp(stream));
+                    let stream = Stream::Tcp(stream).tracked();
+                    if let Stream::Tcp(s) = &stream {
+                        s.set_nodelay(true).map_err(|e| io_error(&e))?;
+                    }
+                    return Ok(stream);
                 }
                 Err(e) => last = connect_error(&addr.to_string(), &e),
             }
         }
         Err(last)
+    }
+
+    /// Listed for forked children to let go of ([`fork::track`]) until it is dropped.
+    fn tracked(self) -> Stream {
+        fork::track(self.fd());
+        self
     }
 
     /// The raw file descriptor, for `send`/`recv`/`poll(2)`.
@@ -221,6 +232,13 @@ impl Stream {
             Stream::Tcp(s) => s.local_addr().ok(),
             Stream::Unix(_) => None,
         }
+    }
+}
+
+impl Drop for Stream {
+    /// Off the fork list before the socket closes (the fields drop after this).
+    fn drop(&mut self) {
+        fork::untrack(self.fd());
     }
 }
 

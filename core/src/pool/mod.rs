@@ -10,9 +10,10 @@
 //!
 //! No lock is taken anywhere in the pool, so a `fork()` can never leave one held in the child.
 //! Fork safety: [`fork::generation`] changes in a forked child; a destination that sees a new
-//! generation drops its idle connections (closing the child's copies of the fds: the parent's
-//! sockets are unaffected) and forgets connections that were checked out by threads that do not
-//! exist in the child.
+//! generation drops its idle connections and forgets connections that were checked out by
+//! threads that do not exist in the child. The fork itself already made the child's copies of
+//! all of them `/dev/null` ([`fork::track`]): the parent's sockets are unaffected, and none
+//! stays open in the child.
 //!
 //! Health: every destination has a circuit breaker ([`health::Health`]). [`Destination::admit`]
 //! fails fast with `tko` while it is open; [`Destination::record`] feeds it each request's

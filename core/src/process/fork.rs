@@ -6,11 +6,18 @@
 //! in a new generation, drops the inherited connections. `getpid()` would cost a syscall per
 //! request (glibc stopped caching it in 2.25).
 //!
-//! The two process-wide locks (supervisor registry, background queue) are `SpinLock`s, held
-//! by the prepare handler across `fork()` and reset in the child; see there for why not
-//! parking_lot.
+//! The process-wide locks (supervisor registry, background queue, socket list) are
+//! `SpinLock`s, held by the prepare handler across `fork()` and reset in the child; see there
+//! for why not parking_lot.
+//!
+//! Sockets: every connection's socket (and the stats listener) is listed here while it is
+//! open ([`track`]). The child's handler turns its copy of each into `/dev/null` at once, so
+//! no child keeps the parent's TCP connections or listening port open, including those
+//! checked out or lent by parent threads the child does not have (their owners never close
+//! them in the child).
 
 use std::cell::UnsafeCell;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
@@ -25,19 +32,75 @@ static REGISTER: Once = Once::new();
 extern "C" fn before_fork() {
     crate::process::supervisor::before_fork();
     crate::process::background::before_fork();
+    SOCKETS.before_fork();
 }
 
 extern "C" fn after_fork_in_parent() {
+    // SAFETY: `before_fork` took SOCKETS on this thread.
+    unsafe { SOCKETS.after_fork() };
     crate::process::background::after_fork();
     crate::process::supervisor::after_fork();
 }
 
 extern "C" fn after_fork_in_child() {
-    // Async-signal-safe: a single atomic add, no allocation; then reset the locks the prepare
-    // handler took (background queue, supervisor registry): two atomic stores.
+    // Async-signal-safe: an atomic add, the listed sockets replaced with open/dup3/close (no
+    // allocation), then the locks the prepare handler took reset: atomic stores.
     GENERATION.fetch_add(1, Ordering::AcqRel);
+    {
+        // SAFETY: `before_fork` took SOCKETS on this thread in the parent; only this thread
+        // exists here, so reading the list without the lock races nothing.
+        let fds: &Vec<RawFd> = unsafe { &*SOCKETS.value.get() };
+        release_inherited(fds);
+        // SAFETY: as above.
+        unsafe { SOCKETS.after_fork() };
+    }
     crate::process::background::after_fork();
     crate::process::supervisor::after_fork();
+}
+
+/// The sockets this process has open ([`track`]), in no order.
+static SOCKETS: SpinLock<Vec<RawFd>> = SpinLock::new(Vec::new());
+
+/// List `fd`, a socket just opened, for a forked child to let go of ([`release_inherited`]).
+/// Its owner calls [`untrack`] *before* closing it: a number still listed after its close could
+/// be reused for another file, which the next child would then lose.
+pub(crate) fn track(fd: RawFd) {
+    install();
+    SOCKETS.lock().push(fd);
+}
+
+/// Take `fd` off the list (before it is closed; see [`track`]).
+pub(crate) fn untrack(fd: RawFd) {
+    let mut fds = SOCKETS.lock();
+    if let Some(i) = fds.iter().rposition(|&f| f == fd) {
+        fds.swap_remove(i);
+    }
+}
+
+/// Close the sockets behind `fds` in this process, leaving each number open on `/dev/null`
+/// (`dup3` replaces it atomically, close-on-exec kept) for whatever still owns it to close
+/// when it goes: the number is never free while an owner may close it later. The socket
+/// itself lives on in the other processes that hold it (the parent's copy is untouched).
+/// Async-signal-safe (open, dup3, close). Without `/dev/null` (a bare chroot) nothing changes.
+pub(crate) fn release_inherited(fds: &[RawFd]) {
+    if fds.is_empty() {
+        return;
+    }
+    // SAFETY: a NUL-terminated path and plain flags; the result is checked.
+    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if null < 0 {
+        return;
+    }
+    for &fd in fds {
+        if fd != null {
+            // SAFETY: `fd` is open (listed sockets are untracked before they are closed) and
+            // `null` was just opened: dup3 closes the socket behind `fd` in this process and
+            // makes `fd` a copy of `null`; no other descriptor changes.
+            unsafe { libc::dup3(null, fd, libc::O_CLOEXEC) };
+        }
+    }
+    // SAFETY: `null` is ours to close.
+    unsafe { libc::close(null) };
 }
 
 /// Install the `pthread_atfork` handlers (once per process; called when the first client is
