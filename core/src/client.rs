@@ -106,10 +106,12 @@ struct Inner {
     config_version: AtomicU64,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
-    /// The config the route was built from, before the topology snapshot is applied. Taken
-    /// only by reloads (never on the request path), with a bounded wait: a fork() during a
-    /// reload in another thread must not leave the child blocked forever.
-    base: parking_lot::Mutex<Config>,
+    /// The config the route was built from, before the topology snapshot is applied.
+    base: ArcSwap<Config>,
+    /// One reload at a time ([`ClientInner::rebuild`]). A flag a forked child takes over, not a
+    /// mutex: a fork() while another thread was reloading left a mutex locked in the child for
+    /// good, and every later reload there failed.
+    reloading: fork::TryFlag,
     /// (inode, mtime, size) stamp of the topology snapshot last applied.
     topology_stamp: AtomicU64,
     /// Coalescing tables and lease counters.
@@ -130,6 +132,29 @@ fn file_stamp(path: &Path) -> Option<u64> {
         .ok()?
         .as_nanos() as u64;
     Some(mtime ^ m.len().rotate_left(32) ^ m.ino().rotate_left(17))
+}
+
+/// The reload flag, held until dropped (on every path out of a reload, panics included).
+struct Reloading<'a>(&'a fork::TryFlag);
+
+impl<'a> Reloading<'a> {
+    /// Take `flag`, waiting up to `limit` for the reload that holds it.
+    fn take(flag: &'a fork::TryFlag, limit: Duration) -> Option<Reloading<'a>> {
+        let until = Instant::now() + limit;
+        while !flag.try_take() {
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Some(Reloading(flag))
+    }
+}
+
+impl Drop for Reloading<'_> {
+    fn drop(&mut self) {
+        self.0.give_back();
+    }
 }
 
 /// `base` with the server lists of its topology snapshot applied (`discovery.file`). A missing
@@ -187,13 +212,14 @@ impl Inner {
     /// Build a route from `new_base` (or the current base, when the topology changed) and swap
     /// it in; on any error the old route stays and the failure is counted.
     fn rebuild(&self, new_base: Option<&Config>) -> Result<()> {
-        let Some(mut base) = self.base.try_lock_for(Duration::from_secs(2)) else {
+        let Some(_reloading) = Reloading::take(&self.reloading, Duration::from_secs(2)) else {
             inc(&self.reload_failures);
             return Err(Error::with_detail(
                 Reason::InvalidConfig,
                 "another reload is still running",
             ));
         };
+        let base = self.base.load_full();
         let old = self.route.load_full();
         let built = effective_config(new_base.unwrap_or(&base), false)
             .and_then(|effective| builder::build(&effective, Some(&old), None))
@@ -209,7 +235,7 @@ impl Inner {
                 // Keys may live elsewhere now: no read begun before joins one after.
                 self.stampede.flights.wrote_all();
                 if let Some(nb) = new_base {
-                    *base = nb.clone();
+                    self.base.store(Arc::new(nb.clone()));
                 }
                 inc(&self.reloads);
                 Ok((self.config_version.fetch_add(1, Ordering::AcqRel) + 1, kept))
@@ -219,8 +245,8 @@ impl Inner {
                 Err(e)
             }
         };
-        // Log after the lock is released: a logger may take locks of its own (the GIL).
-        drop(base);
+        // Log after the flag is given back: a logger may take locks of its own (the GIL).
+        drop(_reloading);
         match outcome {
             Ok((v, kept)) => {
                 log::info!(target: "fae", "reload=ok config_version={v} destinations_kept={kept}");
@@ -240,7 +266,7 @@ impl Inner {
 
     /// Re-apply the topology snapshot when it changed (checked with the config file).
     fn watch_topology(&self) {
-        let Some(path) = self.base.try_lock().and_then(|b| b.discovery.file.clone()) else {
+        let Some(path) = self.base.load().discovery.file.clone() else {
             return;
         };
         let Some(stamp) = file_stamp(&path) else {
@@ -382,7 +408,8 @@ impl Client {
             config_version: AtomicU64::new(1),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
-            base: parking_lot::Mutex::new(config.clone()),
+            base: ArcSwap::from_pointee(config.clone()),
+            reloading: fork::TryFlag::new(),
             topology_stamp: AtomicU64::new(
                 config
                     .discovery

@@ -192,3 +192,27 @@ fn requests_racing_reloads_never_fail() {
     assert!(calls > 40, "{calls}");
     assert_eq!(c.stats()["process"]["reloads"], 40);
 }
+
+/// Reloads from several threads at once take turns: each waits for the one running (up to
+/// 2 s) instead of failing, and the last config stored is one of those reloaded.
+#[test]
+fn concurrent_reloads_take_turns() {
+    let cluster = Cluster::start(2);
+    let a = cluster.addrs();
+    let c = Client::new(&config(&a[..1], "")).unwrap();
+    let configs = [config(&a[..1], ""), config(&a, "")];
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (c, cfg) = (&c, &configs[t % 2]);
+            s.spawn(move || {
+                for _ in 0..25 {
+                    c.reload(cfg).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(c.stats()["process"]["reloads"], 100);
+    assert_eq!(c.stats()["process"]["reload_failures"], 0);
+    c.set(b"after", b"v", 0, 0).unwrap();
+    assert_eq!(c.get(b"after").unwrap().unwrap().value, b"v");
+}
