@@ -1,6 +1,6 @@
 """Python clients on the same memcached servers: fae vs pylibmc vs pymemcache.
 
-    .venv/bin/python bindings-python/bench.py [--calls 20000] [--rounds 30] [--write-docs] [--compat] [--one-cpu]
+    .venv/bin/python bindings-python/bench.py [--calls 20000] [--rounds 42] [--write-docs] [--compat] [--one-cpu]
 
 Starts four memcached processes on free 127.0.0.1 ports (killed by PID at exit) and measures,
 single-threaded, with 100-byte bytes values (flags 0: no serialization cost for anyone):
@@ -13,11 +13,17 @@ pymemcache HashClient (4 servers) and pymemcache Client on ONE server (the round
 no hashing); with --compat also fae.pylibmc (same behaviors) and fae.pymemcache's HashClient
 (the drop-in modules over fae). pymemcache runs with default_noreply=False so that its sets wait for the reply as
 the others' do. Calls are interleaved in rounds (each client does calls/rounds, then the next)
-so drift on this shared machine hits every client alike, and each round starts one client
-later, so every client takes every place in the order equally often: on this 2-CPU VM the
-client that follows the single-server pymemcache Client ran its gets at about 28 µs where the
-others took 66 µs (where the scheduler had left the threads), so a fixed order decided the
-ratios. Ratios are each client ÷ pylibmc,
+so drift on this shared machine hits every client alike. On this 2-CPU VM a get's round trip
+is about 27 µs or about 66 µs, depending on whether the scheduler left client and server on
+one CPU, and the client before decides which: the client after the single-server pymemcache
+Client ran its gets at about 28 µs where the others took 66 µs. So the order of the clients
+changes every round, and over the rounds each client follows each other client equally often
+(round orders `start, start + step, …` mod n, for every start and every step coprime to n).
+Starting each round one client later is not enough: that keeps who follows whom. A second
+pylibmc client with the same settings runs too, as an A/A control: its ratio to the first
+shows how far two identical clients land apart in the same run (0.86–0.93 for get p50 in
+three runs with the old rotation, where the second pylibmc always followed the
+single-server pymemcache Client). Ratios are each client ÷ pylibmc,
 and for the drop-in modules also ÷ the client they replace (fae.pylibmc ÷ pylibmc,
 fae.pymemcache's HashClient ÷ pymemcache's HashClient).
 Targets: get p50 ≤ 1.0 ×, 100-key get_many p50 ≤ 0.9 × pylibmc for fae, and the same ratios
@@ -28,6 +34,7 @@ With --write-docs the table replaces the "Python clients" section of docs/BENCHM
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import re
@@ -84,6 +91,9 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(len(xs) * p))]
 
 
+AA = "pylibmc, again (A/A)"
+
+
 def clients(addrs, compat=False):
     hp = [(a.split(":")[0], int(a.split(":")[1])) for a in addrs]
     cs = {
@@ -91,6 +101,9 @@ def clients(addrs, compat=False):
         "pylibmc": pylibmc.Client(addrs, behaviors={"ketama_weighted": True, "tcp_nodelay": True}),
         "pymemcache HashClient": HashClient(hp, no_delay=True, default_noreply=False),
         "pymemcache Client (1 server)": PmClient(hp[0], no_delay=True, default_noreply=False),
+        # The A/A control: a second pylibmc, same settings. Its ratio to the first is how far
+        # two identical clients land apart in this run (see the module docs).
+        AA: pylibmc.Client(addrs, behaviors={"ketama_weighted": True, "tcp_nodelay": True}),
     }
     if compat:
         cs["fae.pylibmc"] = fae.pylibmc.Client(addrs, behaviors={"ketama_weighted": True, "tcp_nodelay": True})
@@ -100,6 +113,15 @@ def clients(addrs, compat=False):
 
 def multi(c):
     return c.get_multi if hasattr(c, "get_multi") else c.get_many
+
+
+def round_orders(n: int):
+    """Orders of n clients in which each client follows each other one equally often, and
+    takes each place equally often: with n prime (5, 7), `start, start + step, …` mod n for
+    every start and step; otherwise every permutation (4 clients: 24 orders)."""
+    if n > 1 and all(n % d for d in range(2, n)):
+        return [[(start + k * step) % n for k in range(n)] for step in range(1, n) for start in range(n)]
+    return [list(p) for p in itertools.permutations(range(n))]
 
 
 def bench(calls: int, rounds: int, compat: bool = False):
@@ -115,16 +137,17 @@ def bench(calls: int, rounds: int, compat: bool = False):
             assert len(got) == 100 and all(v == VALUE for v in got.values()), name
             assert c.get(keys[0]) == VALUE, name
         lat = {n: {"get": [], "set": [], "multi": [], "get_cpu": 0, "multi_cpu": 0} for n in cs}
-        per_round = max(1, calls // rounds)
-        multi_per_round = max(1, per_round // 10)
         clock = time.perf_counter_ns
         # The process's CPU time (all threads, user + system): what the client spends, which
         # waiting for a CPU on a busy machine does not inflate as it does wall-clock latency.
         cpu = time.process_time_ns
         names = list(cs)
+        orders = round_orders(len(names))
+        rounds = -(-rounds // len(orders)) * len(orders)
+        per_round = max(1, calls // rounds)
+        multi_per_round = max(1, per_round // 10)
         for r in range(rounds):
-            # Rotate the order (see the module docs): no client always follows the same one.
-            for name in names[r % len(names):] + names[: r % len(names)]:
+            for name in (names[i] for i in orders[r % len(orders)]):
                 c = cs[name]
                 get, st, mg = c.get, c.set, multi(c)
                 out = lat[name]
@@ -188,11 +211,16 @@ def table(lat, ncalls, nmulti):
             r = ratio(name, base, op)
             verdict.append(f"- {name}: {what} p50 ≤ {target} × {base}: "
                            f"**{'PASS' if r <= target else 'MISS'}** ({r:.3f})")
+    aa = ratio(AA, "pylibmc", "get")
+    verdict.append(f"- A/A control: the second pylibmc ÷ the first, get p50 {aa:.3f}, get_many p50 "
+                   f"{ratio(AA, 'pylibmc', 'multi'):.3f}: two identical clients differ by this much "
+                   "in this run, so a get ratio that close to 1.0 is not a difference.")
     info = (f"{ncalls} gets and sets, {nmulti} get_many calls per client; Python "
             f"{platform.python_version()}, pylibmc {pylibmc.__version__}, "
             f"memcached 4 × `-t 1` on 127.0.0.1, "
             + ("all on CPU 0 (`--one-cpu`)." if len(os.sched_getaffinity(0)) == 1
-               else f"{os.cpu_count()} CPUs shared with other work; each round starts one client later."))
+               else f"{os.cpu_count()} CPUs shared with other work; the order of the clients changes "
+                    "every round, each following each other one equally often."))
     return "\n".join(rows), "\n".join(verdict), info
 
 
@@ -215,7 +243,7 @@ def side_by_side_main(doc: str, bench_fn, table_fn, section: str, marker: str):
     table, and with --write-docs put `section` (with {rows} and {info}) into its marker block."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--calls", type=int, default=20000)
-    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=24)  # the 24 orders of 4 clients (round_orders)
     ap.add_argument("--write-docs", action="store_true")
     a = ap.parse_args()
     lat, ncalls, nmulti = bench_fn(a.calls, a.rounds)
@@ -231,8 +259,9 @@ def side_by_side_main(doc: str, bench_fn, table_fn, section: str, marker: str):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--calls", type=int, default=20000)
-    # 30: a multiple of 4 and 6 clients, so every client takes every place equally often.
-    ap.add_argument("--rounds", type=int, default=30)
+    # Rounded up to a whole number of `round_orders` cycles: 20 orders of the 5 clients, 42
+    # with --compat's 7.
+    ap.add_argument("--rounds", type=int, default=42)
     ap.add_argument("--write-docs", action="store_true")
     ap.add_argument("--compat", action="store_true", help="also fae.pylibmc and fae.pymemcache's HashClient")
     ap.add_argument("--one-cpu", action="store_true",

@@ -1,6 +1,6 @@
 """TLS vs plain text from Python: fae and pymemcache (``tls_context``), in one run.
 
-    .venv/bin/python bindings-python/bench_tls.py [--calls 20000] [--rounds 10] [--write-docs]
+    .venv/bin/python bindings-python/bench_tls.py [--calls 20000] [--rounds 24] [--write-docs]
 
 Starts four memcached processes with ``-Z`` (a CA and server certificate made with the openssl
 command) and a second, plain listener each (``-l 127.0.0.1,notls:127.0.0.1:PORT``), so every
@@ -25,7 +25,7 @@ import pymemcache
 from pymemcache.client.hash import HashClient
 
 import fae
-from bench import VALUE, free_port, pct, side_by_side_main
+from bench import VALUE, free_port, pct, round_orders, side_by_side_main
 
 NKEYS = 1000
 
@@ -92,13 +92,15 @@ def bench(calls: int, rounds: int):
             got = c.get_many(batches[0])
             assert len(got) == 100 and all(v == VALUE for v in got.values()), name
         lat = {n: {"get": [], "multi": []} for n in cs}
-        per_round = max(1, calls // rounds)
-        multi_per_round = max(1, per_round // 10)
         clock = time.perf_counter_ns
         names = list(cs)
+        # Each client follows each other one equally often (see bench.py's module docs).
+        orders = round_orders(len(names))
+        rounds = -(-rounds // len(orders)) * len(orders)
+        per_round = max(1, calls // rounds)
+        multi_per_round = max(1, per_round // 10)
         for r in range(rounds):
-            for j in range(len(names)):
-                name = names[(j + r) % len(names)]  # rotate who goes first
+            for name in (names[i] for i in orders[r % len(orders)]):
                 c = cs[name]
                 get, mg, out = c.get, c.get_many, lat[name]
                 for i in range(per_round):

@@ -1,6 +1,6 @@
 """Unix-domain sockets vs TCP loopback, fae and pylibmc, in one run.
 
-    .venv/bin/python bindings-python/bench_unix.py [--calls 20000] [--rounds 10] [--write-docs]
+    .venv/bin/python bindings-python/bench_unix.py [--calls 20000] [--rounds 24] [--write-docs]
 
 Starts four memcached processes on 127.0.0.1 ports and four on Unix-domain sockets (`-s PATH`,
 all `-t 1`, killed by PID at exit) and measures, single-threaded, with 100-byte bytes values:
@@ -23,7 +23,7 @@ import time
 import pylibmc
 
 import fae
-from bench import VALUE, pct, start_servers, side_by_side_main
+from bench import VALUE, pct, round_orders, start_servers, side_by_side_main
 
 NKEYS = 1000
 
@@ -65,13 +65,15 @@ def bench(calls: int, rounds: int):
             got = mg(batches[0])
             assert len(got) == 100 and all(v == VALUE for v in got.values()), name
         lat = {n: {"get": [], "multi": []} for n in cs}
-        per_round = max(1, calls // rounds)
-        multi_per_round = max(1, per_round // 10)
         clock = time.perf_counter_ns
         names = list(cs)
+        # Each client follows each other one equally often (see bench.py's module docs).
+        orders = round_orders(len(names))
+        rounds = -(-rounds // len(orders)) * len(orders)
+        per_round = max(1, calls // rounds)
+        multi_per_round = max(1, per_round // 10)
         for r in range(rounds):
-            for j in range(len(names)):
-                name = names[(j + r) % len(names)]  # rotate who goes first
+            for name in (names[i] for i in orders[r % len(orders)]):
                 c = cs[name]
                 get = c.get
                 mg = c.get_multi if hasattr(c, "get_multi") else c.get_many
