@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use fae_core::{Client, Config};
-use fae_testkit::{Cluster, wait_forked};
+use fae_testkit::{Cluster, fork_child, wait_forked};
 
 const CHILDREN: usize = 8;
 
@@ -35,23 +35,15 @@ fn a_child_forked_mid_reload_can_reload() {
         }
         let mut pids = Vec::new();
         for _ in 0..CHILDREN {
-            // SAFETY: the child only uses the client and leaves with _exit.
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0, "fork failed");
-            if pid == 0 {
-                let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    if c.reload(&cfg).is_err() {
-                        return 1;
-                    }
-                    match c.get(b"k") {
-                        Ok(Some(it)) if it.value == b"v" => 0,
-                        _ => 2,
-                    }
-                }))
-                .unwrap_or(9);
-                // SAFETY: terminates the child immediately, as a forked child should.
-                unsafe { libc::_exit(code) };
-            }
+            let pid = fork_child(|| {
+                if c.reload(&cfg).is_err() {
+                    return 1;
+                }
+                match c.get(b"k") {
+                    Ok(Some(it)) if it.value == b"v" => 0,
+                    _ => 2,
+                }
+            });
             pids.push(pid);
             std::thread::sleep(Duration::from_millis(3));
         }

@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use fae_core::{Client, Config};
-use fae_testkit::{Cluster, wait_forked};
+use fae_testkit::{Cluster, fork_child, wait_forked};
 
 /// Socket inodes of this process's TCP connections to 127.0.0.1:`port`.
 fn inodes_to(port: u16) -> HashSet<u64> {
@@ -58,29 +58,21 @@ fn fds_to(port: u16) -> Vec<i32> {
 /// fine, 1 a parent's socket is still open, 2 a descriptor is not `/dev/null`, 3 the read
 /// failed.
 fn fork_and_check(c: &Client, port: u16, was: &[i32], key: &[u8]) -> i32 {
-    // SAFETY: the child reads /proc, uses the client and leaves with _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            if !fds_to(port).is_empty() {
-                return 1;
+    let pid = fork_child(|| {
+        if !fds_to(port).is_empty() {
+            return 1;
+        }
+        for fd in was {
+            let link = std::fs::read_link(format!("/proc/self/fd/{fd}"));
+            if link.ok().as_deref() != Some(std::path::Path::new("/dev/null")) {
+                return 2;
             }
-            for fd in was {
-                let link = std::fs::read_link(format!("/proc/self/fd/{fd}"));
-                if link.ok().as_deref() != Some(std::path::Path::new("/dev/null")) {
-                    return 2;
-                }
-            }
-            match c.get(key) {
-                Ok(Some(it)) if it.value == b"v" => 0,
-                _ => 3,
-            }
-        }))
-        .unwrap_or(9);
-        // SAFETY: terminates the child immediately, as a forked child should.
-        unsafe { libc::_exit(code) };
-    }
+        }
+        match c.get(key) {
+            Ok(Some(it)) if it.value == b"v" => 0,
+            _ => 3,
+        }
+    });
     wait_forked(&[pid], Duration::from_secs(10))[0]
 }
 

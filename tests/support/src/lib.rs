@@ -117,3 +117,20 @@ pub fn wait_forked(pids: &[i32], limit: Duration) -> Vec<i32> {
         })
         .collect()
 }
+
+/// Fork a child that runs `f` and leaves with its result as exit code (9 if it panicked),
+/// through `_exit`: nothing of the test harness runs in the child. Returns the child's PID
+/// (wait for it with [`wait_forked`]). `fork()` copies only the calling thread, so `f` must
+/// not wait for another thread of the parent.
+pub fn fork_child(f: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: the child runs `f` and leaves with _exit, as a forked child of a multi-threaded
+    // process should.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(9);
+        // SAFETY: terminates the child immediately.
+        unsafe { libc::_exit(code) };
+    }
+    pid
+}
