@@ -108,7 +108,7 @@ struct Inner {
     reload_failures: AtomicU64,
     /// The config the route was built from, before the topology snapshot is applied.
     base: ArcSwap<Config>,
-    /// One reload at a time ([`ClientInner::rebuild`]). A flag a forked child takes over, not a
+    /// One reload at a time ([`Inner::rebuild`]). A flag a forked child takes over, not a
     /// mutex: a fork() while another thread was reloading left a mutex locked in the child for
     /// good, and every later reload there failed.
     reloading: fork::TryFlag,
