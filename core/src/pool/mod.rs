@@ -12,7 +12,7 @@
 //! Fork safety: [`fork::generation`] changes in a forked child; a destination that sees a new
 //! generation drops its idle connections and forgets connections that were checked out by
 //! threads that do not exist in the child. The fork itself already made the child's copies of
-//! all of them `/dev/null` ([`fork::track`]): the parent's sockets are unaffected, and none
+//! all of them `/dev/null` (`fork::track`): the parent's sockets are unaffected, and none
 //! stays open in the child.
 //!
 //! Health: every destination has a circuit breaker ([`health::Health`]). [`Destination::admit`]

@@ -11,7 +11,7 @@
 //! for why not parking_lot.
 //!
 //! Sockets: every connection's socket (and the stats listener) is listed here while it is
-//! open ([`track`]). The child's handler turns its copy of each into `/dev/null` at once, so
+//! open (`track`). The child's handler turns its copy of each into `/dev/null` at once, so
 //! no child keeps the parent's TCP connections or listening port open, including those
 //! checked out or lent by parent threads the child does not have (their owners never close
 //! them in the child).
