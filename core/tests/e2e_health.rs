@@ -527,3 +527,69 @@ fn a_resumed_server_is_served_again_at_once_by_the_supervisor() {
 fn a_resumed_server_is_served_again_at_once_inline() {
     a_resumed_server_is_served_again_at_once(false);
 }
+
+/// The supervisor is not held up by another server's probe: with server 0 behind a proxy
+/// that black-holes every connection (each probe waits its whole `connect_ms` for the `mn`
+/// answer), a stopped server 1 that resumes is still served again at once. Probes used to run
+/// on the supervisor thread itself, so server 1's parked probe was looked at only between
+/// server 0's probes: up to `connect_ms` (400 ms here) late.
+#[test]
+fn a_black_holed_servers_probes_do_not_hold_up_another_servers_recovery() {
+    // Four servers, two of them down: fail-open lets at most half of a pool's breakers open.
+    let cluster = Cluster::start(4);
+    let proxy = fae_testkit::FaultProxy::try_start(&cluster.addrs()[0]).unwrap();
+    let victim = cluster.addrs()[1].clone();
+    let mut servers = cluster.addrs();
+    servers[0] = proxy.addr();
+    let list: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
+    // A probe of server 0 takes its whole connect_ms, 400 ms.
+    let c = Client::new(
+        &Config::from_json(&format!(
+            r#"{{"servers": [{}], "timeouts": {{"connect_ms": 400, "io_ms": 500}},
+                "health": {{"probe_initial_ms": 50, "probe_max_ms": 100}}}}"#,
+            list.join(",")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let ks = keys_on(&c, &victim, 2);
+    for k in &ks {
+        c.set(k.as_bytes(), b"v", 0, 0).unwrap();
+    }
+    let black = keys_on(&c, &proxy.addr(), 1);
+    proxy.set_fault(fae_testkit::Fault::BlackHole);
+    let tko = |k: &str| {
+        wait_until(Duration::from_secs(10), || {
+            c.get(k.as_bytes())
+                .is_err_and(|e| e.reason() == Reason::Tko)
+        })
+    };
+    assert!(tko(&black[0]), "server 0's breaker opened");
+    cluster[1].pause().unwrap();
+    assert!(tko(&ks[0]), "server 1's breaker opened");
+    let failed = |i: &str| {
+        c.stats()["destinations"][i]["probes_failed"]
+            .as_u64()
+            .unwrap()
+    };
+    // Both servers' probes are failing on schedule (server 0's take 400 ms each).
+    assert!(wait_until(Duration::from_secs(10), || failed(&victim) >= 2
+        && failed(&proxy.addr()) >= 2));
+    let resumed = Instant::now();
+    cluster[1].resume().unwrap();
+    let mut served = None;
+    while resumed.elapsed() < Duration::from_secs(3) {
+        if let Ok(Some(it)) = c.get(ks[1].as_bytes()) {
+            assert_eq!(it.value, b"v");
+            served = Some(resumed.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    eprintln!("SIGCONT -> first hit {served:?}");
+    let served = served.expect("the resumed server is served again within 3 s");
+    assert!(
+        served < Duration::from_millis(100),
+        "SIGCONT -> first hit took {served:?}: held up behind server 0's probe"
+    );
+}

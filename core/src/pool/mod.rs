@@ -595,16 +595,38 @@ impl Destination {
         }
     }
 
-    /// Background work for this destination: a due breaker probe, then (every
-    /// `heartbeat_interval`) heartbeats and recycling of idle connections. Never blocks on
-    /// another thread; at most one maintainer runs per destination.
-    pub fn maintain(&self) {
+    /// Background work for this destination, on the supervisor thread: a due breaker probe,
+    /// then (every `heartbeat_interval`) heartbeats and recycling of idle connections. Never
+    /// blocks on another thread; at most one maintainer runs per destination. The probe runs
+    /// on a thread of its own (`fae-probe`, one at a time per destination, gone when the probe
+    /// ends): a probe can wait its whole `connect_ms` (a server that accepts and never
+    /// answers), and meanwhile the supervisor goes on with every other destination, above all
+    /// waking on the parked probe of a server that resumes.
+    pub fn maintain(self: &Arc<Self>) {
+        self.maintain_with(|d| {
+            let deadline = Instant::now() + d.settings.connect_timeout;
+            let me = Arc::clone(self);
+            let spawned = std::thread::Builder::new()
+                .name("fae-probe".into())
+                .spawn(move || me.run_probe(deadline));
+            if spawned.is_err() {
+                d.run_probe(deadline); // no thread to be had: as before, on this one
+            }
+        });
+    }
+
+    /// [`Destination::maintain`] on the calling thread, probe included (`background: false`).
+    fn maintain_inline(&self) {
+        self.maintain_with(|d| d.run_probe(Instant::now() + d.settings.connect_timeout));
+    }
+
+    fn maintain_with(&self, probe: impl FnOnce(&Self)) {
         if !self.maintaining.try_take() {
             return;
         }
         self.check_parked();
         if self.health.claim_probe() {
-            self.run_probe(Instant::now() + self.settings.connect_timeout);
+            probe(self);
         }
         let now = now_ms();
         let interval = self.settings.heartbeat_interval.as_millis() as u64;
@@ -626,7 +648,7 @@ impl Destination {
         let sweep_due =
             now_ms().saturating_sub(self.last_sweep_ms.load(Ordering::Relaxed)) >= interval;
         if sweep_due {
-            self.maintain();
+            self.maintain_inline();
         }
     }
 
