@@ -252,6 +252,50 @@ fn a_failed_heartbeat_discards_the_connection() {
     assert_eq!(c.stats()["destinations"][&mc.addr()]["errors"]["reset"], 1);
 }
 
+/// A heartbeat that times out (a stopped server) ends that server's heartbeats for the sweep:
+/// its other idle connections due for one are closed unchecked, instead of each holding the
+/// supervisor for another `connect_ms` (200 ms here) to learn the same.
+#[test]
+fn a_heartbeat_timeout_closes_the_servers_other_idle_connections() {
+    let mc = Memcached::start();
+    let c = client(&[mc.addr()], r#", "health": {"heartbeat_interval_ms": 50}"#);
+    c.set(b"k", b"v", 0, 0).unwrap();
+    // Three connections: three reads hold one each at the same time (with a CAS: a plain get
+    // may share another's request and run its callback after the connection went back).
+    let held = std::sync::Barrier::new(3);
+    std::thread::scope(|s| {
+        for i in 0..3 {
+            let (c, held) = (&c, &held);
+            s.spawn(move || {
+                c.get_with(format!("k{i}").as_bytes(), None, true, |_| {
+                    held.wait();
+                });
+            });
+        }
+    });
+    // (the supervisor's sweep takes each idle one out and back: count the open ones)
+    assert_eq!(c.connection_counts()[0].1, 3, "three connections");
+    let d = |name: &str| {
+        c.stats()["destinations"][&mc.addr()][name]
+            .as_u64()
+            .unwrap()
+    };
+    mc.pause().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(3), || c.connection_counts()[0].1 == 0),
+        "{}",
+        c.stats()
+    );
+    assert_eq!(
+        d("heartbeats_failed"),
+        1,
+        "one heartbeat waited, the others were not sent"
+    );
+    assert_eq!(d("connections_discarded"), 2);
+    mc.resume().unwrap();
+    assert_eq!(c.get(b"k").unwrap().unwrap().value, b"v");
+}
+
 /// Connections older than `max_age_ms` are replaced while idle.
 #[test]
 fn old_connections_are_recycled() {

@@ -656,6 +656,10 @@ impl Destination {
     /// `max_idle` or their `max_age`.
     fn sweep_idle(&self) {
         let generation = self.check_fork();
+        // Set when a heartbeat timed out: the server does not answer, and each further
+        // heartbeat would hold this thread for another `connect_ms` to learn the same. The
+        // connections still due are closed unchecked instead (dialled again once it answers).
+        let mut unanswered = false;
         for _ in 0..self.idle.len() {
             let Some(mut conn) = self.idle.pop() else {
                 break;
@@ -676,6 +680,12 @@ impl Destination {
                 continue;
             }
             if conn.last_checked.elapsed() >= self.settings.heartbeat_interval {
+                if unanswered {
+                    drop(conn);
+                    self.open.fetch_sub(1, Ordering::AcqRel);
+                    inc(&self.counters.connections_discarded);
+                    continue;
+                }
                 let deadline = Instant::now() + self.settings.connect_timeout;
                 match conn.validate(self.settings.protocol, &self.settings.decoder, deadline) {
                     Ok(()) => {
@@ -684,6 +694,7 @@ impl Destination {
                     }
                     Err(e) => {
                         inc(&self.counters.heartbeats_failed);
+                        unanswered = matches!(e.reason(), Reason::Timeout | Reason::ConnectTimeout);
                         drop(conn);
                         self.open.fetch_sub(1, Ordering::AcqRel);
                         self.record_error(&e.at(&self.addr));
