@@ -24,6 +24,21 @@ fn state(c: &Client, i: usize) -> BreakerState {
     c.breaker_states()[i].1
 }
 
+/// SIGCONT `mc`, then read `key` (stored as `v`) every millisecond: how long until a read hit
+/// (`None`: not within 3 s).
+fn resume_until_served(c: &Client, mc: &Memcached, key: &str) -> Option<Duration> {
+    let resumed = Instant::now();
+    mc.resume().unwrap();
+    while resumed.elapsed() < Duration::from_secs(3) {
+        if let Ok(Some(it)) = c.get(key.as_bytes()) {
+            assert_eq!(it.value, b"v");
+            return Some(resumed.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    None
+}
+
 /// A killed server refuses connections: one hard failure opens its breaker, its keys then
 /// fail fast, and once it is back a probe and three good trials close the breaker again.
 #[test]
@@ -524,17 +539,7 @@ fn a_resumed_server_is_served_again_at_once(background: bool) {
         c.stats()["destinations"][&victim]
     );
     assert_eq!(state(&c, 1), BreakerState::Open);
-    let resumed = Instant::now();
-    cluster[1].resume().unwrap();
-    let mut served = None;
-    while resumed.elapsed() < Duration::from_secs(3) {
-        if let Ok(Some(it)) = c.get(ks[1].as_bytes()) {
-            assert_eq!(it.value, b"v");
-            served = Some(resumed.elapsed());
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let served = resume_until_served(&c, &cluster[1], &ks[1]);
     let d = &c.stats()["destinations"][&victim];
     eprintln!("background {background}: SIGCONT -> first hit {served:?}; {d}");
     let served = served.expect("the resumed server is served again within 3 s");
@@ -619,17 +624,7 @@ fn a_black_holed_servers_probes_do_not_hold_up_another_servers_recovery() {
     // Both servers' probes are failing on schedule (server 0's take 400 ms each).
     assert!(wait_until(Duration::from_secs(10), || failed(&victim) >= 2
         && failed(&proxy.addr()) >= 2));
-    let resumed = Instant::now();
-    cluster[1].resume().unwrap();
-    let mut served = None;
-    while resumed.elapsed() < Duration::from_secs(3) {
-        if let Ok(Some(it)) = c.get(ks[1].as_bytes()) {
-            assert_eq!(it.value, b"v");
-            served = Some(resumed.elapsed());
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let served = resume_until_served(&c, &cluster[1], &ks[1]);
     eprintln!("SIGCONT -> first hit {served:?}");
     let served = served.expect("the resumed server is served again within 3 s");
     assert!(
