@@ -184,11 +184,8 @@ impl Stream {
             }
             match TcpStream::connect_timeout(&addr, connect_timeout.min(left)) {
                 Ok(stream) => {
-                    let stream = Stream::Tcp(stream).tracked();
-                    if let Stream::Tcp(s) = &stream {
-                        s.set_nodelay(true).map_err(|e| io_error(&e))?;
-                    }
-                    return Ok(stream);
+                    stream.set_nodelay(true).map_err(|e| io_error(&e))?;
+                    return Ok(Stream::Tcp(stream).tracked());
                 }
                 Err(e) => last = connect_error(&addr.to_string(), &e),
             }

@@ -603,30 +603,31 @@ impl Destination {
     /// answers), and meanwhile the supervisor goes on with every other destination, above all
     /// waking on the parked probe of a server that resumes.
     pub fn maintain(self: &Arc<Self>) {
-        self.maintain_with(|d| {
-            let deadline = Instant::now() + d.settings.connect_timeout;
+        self.maintain_with(|| {
+            let deadline = Instant::now() + self.settings.connect_timeout;
             let me = Arc::clone(self);
             let spawned = std::thread::Builder::new()
                 .name("fae-probe".into())
                 .spawn(move || me.run_probe(deadline));
             if spawned.is_err() {
-                d.run_probe(deadline); // no thread to be had: as before, on this one
+                self.run_probe(deadline); // no thread to be had: as before, on this one
             }
         });
     }
 
     /// [`Destination::maintain`] on the calling thread, probe included (`background: false`).
     fn maintain_inline(&self) {
-        self.maintain_with(|d| d.run_probe(Instant::now() + d.settings.connect_timeout));
+        self.maintain_with(|| self.run_probe(Instant::now() + self.settings.connect_timeout));
     }
 
-    fn maintain_with(&self, probe: impl FnOnce(&Self)) {
+    /// The maintenance round, with `probe` run if a probe is due (and claimed).
+    fn maintain_with(&self, probe: impl FnOnce()) {
         if !self.maintaining.try_take() {
             return;
         }
         self.check_parked();
         if self.health.claim_probe() {
-            probe(self);
+            probe();
         }
         let now = now_ms();
         let interval = self.settings.heartbeat_interval.as_millis() as u64;
