@@ -124,6 +124,16 @@ def round_orders(n: int):
     return [list(p) for p in itertools.permutations(range(n))]
 
 
+def schedule(names, calls: int, rounds: int):
+    """The clients' order in each round (`round_orders`, repeated: `rounds` rounded up to whole
+    cycles) and the gets and get_many calls each client makes per round."""
+    orders = round_orders(len(names))
+    n = -(-rounds // len(orders)) * len(orders)
+    per_round = max(1, calls // n)
+    plan = [[names[i] for i in orders[r % len(orders)]] for r in range(n)]
+    return plan, per_round, max(1, per_round // 10)
+
+
 def bench(calls: int, rounds: int, compat: bool = False):
     procs, addrs = start_servers(4)
     try:
@@ -142,12 +152,9 @@ def bench(calls: int, rounds: int, compat: bool = False):
         # waiting for a CPU on a busy machine does not inflate as it does wall-clock latency.
         cpu = time.process_time_ns
         names = list(cs)
-        orders = round_orders(len(names))
-        rounds = -(-rounds // len(orders)) * len(orders)
-        per_round = max(1, calls // rounds)
-        multi_per_round = max(1, per_round // 10)
-        for r in range(rounds):
-            for name in (names[i] for i in orders[r % len(orders)]):
+        plan, per_round, multi_per_round = schedule(names, calls, rounds)
+        for r, order in enumerate(plan):
+            for name in order:
                 c = cs[name]
                 get, st, mg = c.get, c.set, multi(c)
                 out = lat[name]
@@ -172,7 +179,7 @@ def bench(calls: int, rounds: int, compat: bool = False):
                     out["multi"].append(clock() - t0)
                     assert len(got) == 100
                 out["multi_cpu"] += cpu() - c0
-        return lat, per_round * rounds, multi_per_round * rounds
+        return lat, per_round * len(plan), multi_per_round * len(plan)
     finally:
         for p in procs:
             os.kill(p.pid, signal.SIGKILL)

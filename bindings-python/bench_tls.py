@@ -25,7 +25,7 @@ import pymemcache
 from pymemcache.client.hash import HashClient
 
 import fae
-from bench import VALUE, free_port, pct, round_orders, side_by_side_main
+from bench import VALUE, free_port, pct, schedule, side_by_side_main
 
 NKEYS = 1000
 
@@ -95,12 +95,9 @@ def bench(calls: int, rounds: int):
         clock = time.perf_counter_ns
         names = list(cs)
         # Each client follows each other one equally often (see bench.py's module docs).
-        orders = round_orders(len(names))
-        rounds = -(-rounds // len(orders)) * len(orders)
-        per_round = max(1, calls // rounds)
-        multi_per_round = max(1, per_round // 10)
-        for r in range(rounds):
-            for name in (names[i] for i in orders[r % len(orders)]):
+        plan, per_round, multi_per_round = schedule(names, calls, rounds)
+        for r, order in enumerate(plan):
+            for name in order:
                 c = cs[name]
                 get, mg, out = c.get, c.get_many, lat[name]
                 for i in range(per_round):
@@ -115,7 +112,7 @@ def bench(calls: int, rounds: int):
                     got = mg(b)
                     out["multi"].append(clock() - t0)
                     assert len(got) == 100
-        return lat, per_round * rounds, multi_per_round * rounds
+        return lat, per_round * len(plan), multi_per_round * len(plan)
     finally:
         for p in procs:
             os.kill(p.pid, signal.SIGKILL)

@@ -23,7 +23,7 @@ import time
 import pylibmc
 
 import fae
-from bench import VALUE, pct, round_orders, start_servers, side_by_side_main
+from bench import VALUE, pct, schedule, start_servers, side_by_side_main
 
 NKEYS = 1000
 
@@ -68,12 +68,9 @@ def bench(calls: int, rounds: int):
         clock = time.perf_counter_ns
         names = list(cs)
         # Each client follows each other one equally often (see bench.py's module docs).
-        orders = round_orders(len(names))
-        rounds = -(-rounds // len(orders)) * len(orders)
-        per_round = max(1, calls // rounds)
-        multi_per_round = max(1, per_round // 10)
-        for r in range(rounds):
-            for name in (names[i] for i in orders[r % len(orders)]):
+        plan, per_round, multi_per_round = schedule(names, calls, rounds)
+        for r, order in enumerate(plan):
+            for name in order:
                 c = cs[name]
                 get = c.get
                 mg = c.get_multi if hasattr(c, "get_multi") else c.get_many
@@ -90,7 +87,7 @@ def bench(calls: int, rounds: int):
                     got = mg(b)
                     out["multi"].append(clock() - t0)
                     assert len(got) == 100
-        return lat, per_round * rounds, multi_per_round * rounds
+        return lat, per_round * len(plan), multi_per_round * len(plan)
     finally:
         for p in tprocs + sprocs:
             os.kill(p.pid, signal.SIGKILL)
