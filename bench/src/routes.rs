@@ -393,8 +393,9 @@ struct HedgeCase {
     hedges_sent: u64,
     hedges_won: u64,
     hedges_suppressed: u64,
-    /// Replica 0's p95 as the client saw it at the end (what `hedge_after_ms: "p95"` uses),
-    /// µs.
+    /// Replica 0's p95 over the case, as `Client::stats` has it at the end, µs
+    /// (`hedge_after_ms: "p95"` waits for the p95 of its recent requests, which this case's
+    /// whole run approximates).
     r0_p95_us: u64,
 }
 
@@ -1068,7 +1069,8 @@ fn render(
              leaves those reads out. Connections opened / discarded = replica 0's \
              `connections_opened` / `connections_discarded` over the timed reads. Replica 0 \
              p95 = its latency histogram's p95 in `Client::stats` at the end (losers' \
-             latencies included), the figure `hedge_after_ms: \"p95\"` waits for.\n",
+             latencies included); `hedge_after_ms: \"p95\"` waits for the same over the \
+             last 1,000–2,000 requests, which varies around it.\n",
             SLOW.as_millis(),
             a.keys,
             s.hedge_reads,

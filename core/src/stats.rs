@@ -5,6 +5,7 @@
 //! connection churn, plus gauges read at snapshot time (breaker state, open and idle
 //! connections). [`crate::Client::stats`] returns a snapshot as JSON.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value, json};
@@ -165,6 +166,24 @@ fn bucket_upper(i: usize) -> u64 {
     low + (1u64 << (e - 3)) - 1
 }
 
+/// The `q` quantile (0..=1) of bucket counts: the upper bound of the bucket holding it; `None`
+/// when they are all zero.
+fn quantile_of(counts: &[u64], q: f64) -> Option<u64> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+    let mut seen = 0;
+    for (i, c) in counts.iter().enumerate() {
+        seen += c;
+        if seen >= rank {
+            return Some(bucket_upper(i));
+        }
+    }
+    None
+}
+
 impl Histogram {
     /// Record one latency.
     pub fn record(&self, d: std::time::Duration) {
@@ -195,24 +214,15 @@ impl Histogram {
 
     /// The `q` quantile (0..=1), microseconds: the upper bound of the bucket holding it.
     pub fn quantile_us(&self, q: f64) -> u64 {
-        let counts: Vec<u64> = self
-            .buckets
+        quantile_of(&self.counts(), q).map_or(0, |us| us.min(self.max_us()))
+    }
+
+    /// Each bucket's count.
+    fn counts(&self) -> Box<[u64]> {
+        self.buckets
             .iter()
             .map(|b| b.load(Ordering::Relaxed))
-            .collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return 0;
-        }
-        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
-        let mut seen = 0;
-        for (i, c) in counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                return bucket_upper(i).min(self.max_us());
-            }
-        }
-        self.max_us()
+            .collect()
     }
 
     /// `{"count", "sum_us", "p50_us", "p95_us", "p99_us", "max_us", "buckets": {upper_us: n}}`.
@@ -252,6 +262,114 @@ impl Histogram {
         h.sum_us.store(get("sum_us"), Ordering::Relaxed);
         h.max_us.store(get("max_us"), Ordering::Relaxed);
         h
+    }
+}
+
+/// A quantile of a [`Histogram`]'s recent values (what a hedged read waits for: the lifetime
+/// p95 would remember a slow hour for good, and hedge after it long after the server
+/// recovered).
+///
+/// Recording stays three atomic adds: this keeps the histogram's counts as they stood when
+/// the current window opened, and the previous window's counts, and answers from the two
+/// windows. A window closes when asked after [`RecentQuantile::WINDOW_VALUES`] values, or
+/// after [`RecentQuantile::WINDOW_MS`] with at least [`RecentQuantile::MIN_VALUES`]; so the
+/// answer covers the last 1,000–2,000 values at high rates and the last 1–2 s at low ones.
+/// The answer is recomputed at most every [`RecentQuantile::EVERY_MS`], by one caller; the
+/// two windows (8 KiB) exist only once asked.
+#[derive(Debug)]
+pub struct RecentQuantile {
+    q: f64,
+    /// The last answer in µs; `u64::MAX` before there is one.
+    value_us: AtomicU64,
+    /// When it was computed (ms; `u64::MAX`: never); whoever moves this on recomputes.
+    at_ms: AtomicU64,
+    window: arc_swap::ArcSwapOption<Window>,
+}
+
+/// See [`RecentQuantile`]: replaced whole when a window closes, so readers need no lock.
+#[derive(Debug)]
+struct Window {
+    /// The histogram's counts when this window opened.
+    base: Box<[u64]>,
+    /// The previous window's counts.
+    prev: Box<[u64]>,
+    opened_ms: u64,
+}
+
+impl RecentQuantile {
+    /// Values after which a window closes.
+    pub const WINDOW_VALUES: u64 = 1000;
+    /// Age after which a window with [`Self::MIN_VALUES`] closes.
+    pub const WINDOW_MS: u64 = 1000;
+    /// Fewer values than this in the two windows give no answer.
+    pub const MIN_VALUES: u64 = 100;
+    /// The answer is recomputed at most this often.
+    pub const EVERY_MS: u64 = 100;
+
+    /// The `q` quantile (0..=1).
+    pub fn new(q: f64) -> RecentQuantile {
+        RecentQuantile {
+            q,
+            value_us: AtomicU64::new(u64::MAX),
+            at_ms: AtomicU64::new(u64::MAX),
+            window: arc_swap::ArcSwapOption::empty(),
+        }
+    }
+
+    /// The quantile of `h`'s recent values at `now_ms` (a monotonic clock in ms), in µs;
+    /// `None` until the windows have held [`Self::MIN_VALUES`] values.
+    pub fn get(&self, h: &Histogram, now_ms: u64) -> Option<u64> {
+        let at = self.at_ms.load(Ordering::Relaxed);
+        if (at == u64::MAX || now_ms.saturating_sub(at) >= Self::EVERY_MS)
+            && self
+                .at_ms
+                .compare_exchange(at, now_ms, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.recompute(h, now_ms);
+        }
+        match self.value_us.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            us => Some(us),
+        }
+    }
+
+    fn recompute(&self, h: &Histogram, now_ms: u64) {
+        let now = h.counts();
+        let w = self.window.load_full();
+        let base = w.as_ref().map(|w| &w.base[..]);
+        // Counts since the window opened (all of them before the first window).
+        let cur: Box<[u64]> = match base {
+            Some(b) => now
+                .iter()
+                .zip(b)
+                .map(|(n, b)| n.saturating_sub(*b))
+                .collect(),
+            None => now.clone(),
+        };
+        let n: u64 = cur.iter().sum();
+        let opened = w.as_ref().map_or(0, |w| w.opened_ms);
+        let sample = if n >= Self::WINDOW_VALUES
+            || (n >= Self::MIN_VALUES && now_ms.saturating_sub(opened) >= Self::WINDOW_MS)
+        {
+            let sample = cur.clone();
+            self.window.store(Some(Arc::new(Window {
+                base: now,
+                prev: cur,
+                opened_ms: now_ms,
+            })));
+            sample
+        } else {
+            match &w {
+                Some(w) => cur.iter().zip(&w.prev).map(|(c, p)| c + p).collect(),
+                None => cur,
+            }
+        };
+        if sample.iter().sum::<u64>() >= Self::MIN_VALUES
+            && let Some(us) = quantile_of(&sample, self.q)
+        {
+            self.value_us.store(us.min(h.max_us()), Ordering::Relaxed);
+        }
     }
 }
 
@@ -612,6 +730,59 @@ mod tests {
         assert_eq!(h.max_us(), 1000);
         assert_eq!(h.count(), 1000);
         assert_eq!(h.quantile_us(1.0), 1000);
+    }
+
+    #[test]
+    fn a_recent_quantile_forgets_a_slow_past() {
+        let h = Histogram::default();
+        let r = RecentQuantile::new(0.95);
+        let record = |n: u64, us: u64| {
+            for _ in 0..n {
+                h.record(std::time::Duration::from_micros(us));
+            }
+        };
+        assert_eq!(r.get(&h, 0), None, "nothing measured yet");
+        // A slow spell: 5,000 requests at 20 ms.
+        record(5000, 20_000);
+        assert!((20_000..=20_479).contains(&r.get(&h, 100).unwrap()));
+        // The server recovers: within two windows the answer is the new p95, though the
+        // lifetime p95 is still the slow spell's.
+        record(1500, 100);
+        assert!(
+            (20_000..=20_479).contains(&r.get(&h, 150).unwrap()),
+            "recomputed too soon"
+        );
+        assert!(r.get(&h, 200).unwrap() <= 103);
+        assert!(h.quantile_us(0.95) >= 20_000);
+        // A window of 7 % slow values shows at once.
+        record(930, 100);
+        record(70, 20_000);
+        assert!(r.get(&h, 300).unwrap() >= 20_000);
+        record(1000, 100);
+        assert!(r.get(&h, 400).unwrap() <= 103);
+        // At a low rate a window stays open until it is a second old, and the answer comes
+        // from it and the previous one.
+        record(150, 5_000);
+        assert!(
+            r.get(&h, 500).unwrap() >= 5_000,
+            "1,000 fast before, 150 slow now"
+        );
+        assert!(
+            r.get(&h, 1_300).unwrap() >= 5_000,
+            "the window is still open"
+        );
+        record(100, 100);
+        assert!(r.get(&h, 1_400).unwrap() >= 5_000, "it closed holding both");
+        record(300, 100);
+        assert!(
+            r.get(&h, 2_400).unwrap() <= 103,
+            "closed again after a second"
+        );
+        assert_eq!(
+            r.get(&h, 2_450),
+            r.get(&h, 2_400),
+            "not recomputed within 100 ms"
+        );
     }
 
     #[test]

@@ -730,6 +730,81 @@ fn a_won_hedge_returns_the_losers_connection_to_its_pool() {
     assert_eq!(background::pending_requests(), 0);
 }
 
+/// `hedge_after_ms: "p95"` waits for the primary's p95 over its recent requests. It used to be
+/// the p95 over the destination's whole life: a server that had been slow for a while kept a
+/// long hedge delay after it recovered, so its slow replies went unhedged for as long as the
+/// slow spell dominated its history (here: 20 ms, while its p95 was back under 1 ms).
+#[test]
+fn a_p95_hedge_waits_for_the_recent_p95_not_a_past_slow_spell() {
+    let _g = exclusive();
+    let cluster = Cluster::start(2);
+    let proxies: Vec<FaultProxy> = cluster
+        .addrs()
+        .iter()
+        .map(|a| FaultProxy::start(a))
+        .collect();
+    let p: Vec<String> = proxies.iter().map(FaultProxy::addr).collect();
+    let pools = [pool("p0", &p[..1], ""), pool("p1", &p[1..], "")];
+    let route = r#"{"type": "replicated", "children": ["p0", "p1"], "read": "hedged",
+        "hedge_after_ms": "p95", "max_hedge_ratio": 1.0}"#;
+    let c = client(&pools, route, "");
+    let keys: Vec<String> = (0..20).map(|i| format!("hedge-p95:{i}")).collect();
+    for k in &keys {
+        set(&c, k, k);
+    }
+    let read_from = |keys: &[String], n: usize| {
+        let mut lat = Vec::with_capacity(n);
+        for i in 0..n {
+            let k = &keys[i % keys.len()];
+            let t = Instant::now();
+            assert_eq!(get(&c, k).as_deref(), Some(k.as_bytes()));
+            lat.push(t.elapsed());
+        }
+        lat
+    };
+    let read = |n: usize| read_from(&keys, n);
+    // A slow spell: 250 reads at 20 ms, on five threads (each its own keys: reads of one key
+    // at the same time would share one request).
+    proxies[0].set_fault(Fault::Delay(Duration::from_millis(20)));
+    std::thread::scope(|s| {
+        for part in keys.chunks(4) {
+            s.spawn(move || read_from(part, 50));
+        }
+    });
+    proxies[0].set_fault(Fault::None);
+    assert!(background::drain(Duration::from_secs(5)));
+    // Recovered: 2,600 fast reads, with pauses so that windows close whatever this machine's
+    // speed (after 1,000 values, or after a second). The slow spell stays above 5 % of the
+    // server's history, so its lifetime p95 is still 20 ms.
+    read(1200);
+    std::thread::sleep(Duration::from_millis(1100));
+    read(1200);
+    std::thread::sleep(Duration::from_millis(1100));
+    read(200);
+    let lifetime_p95 = c.stats()["destinations"][&p[0]]["latency"]["p95_us"]
+        .as_u64()
+        .unwrap();
+    assert!(lifetime_p95 >= 20_000, "lifetime p95 {lifetime_p95} µs");
+    // Now 1 in 10 replies of replica 0 takes 50 ms: each is hedged after the recent p95
+    // (under a millisecond on an idle machine), not after the slow spell's 20 ms.
+    proxies[0].set_fault(Fault::DelayEveryNth {
+        delay: Duration::from_millis(50),
+        every_nth: 10,
+    });
+    let lat = read(100);
+    proxies[0].set_fault(Fault::None);
+    let late = lat
+        .iter()
+        .filter(|d| **d >= Duration::from_millis(15))
+        .count();
+    eprintln!(
+        "p95 hedging after a slow spell: {late} of 100 reads took ≥ 15 ms; hedges won {}",
+        route_stat(&c, "route", "hedges_won")
+    );
+    assert!(late <= 2, "{late} reads waited for the slow spell's p95");
+    assert!(background::drain(Duration::from_secs(5)));
+}
+
 // ---------------------------------------------------------------------------------------------
 // shadow
 

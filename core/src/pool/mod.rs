@@ -55,7 +55,7 @@ use health::{
 use crate::error::{Error, Reason, Result};
 use crate::process::fork;
 use crate::protocol::{Decoder, Protocol, Response};
-use crate::stats::{DestCounters, ErrorCounters, Histogram, inc};
+use crate::stats::{DestCounters, ErrorCounters, Histogram, RecentQuantile, inc};
 use crate::tls::Security;
 
 /// An idle connection back in the pool for at least this long is checked for unsolicited bytes
@@ -149,9 +149,8 @@ pub struct Destination {
     shut: AtomicBool,
     last_sweep_ms: AtomicU64,
     last_fail_open_log_ms: AtomicU64,
-    /// `p95()` cache: (value in µs, when computed in ms).
-    p95_us: AtomicU64,
-    p95_at_ms: AtomicU64,
+    /// What [`Destination::p95`] answers from.
+    recent_p95: RecentQuantile,
     /// The last refused login or TLS handshake (see the module doc).
     refused: arc_swap::ArcSwapOption<Refusal>,
     /// At most one parked probe (see [`Destination::park`]); a queue of one, lock-free.
@@ -189,8 +188,7 @@ impl Destination {
             shut: AtomicBool::new(false),
             last_sweep_ms: AtomicU64::new(now_ms()),
             last_fail_open_log_ms: AtomicU64::new(0),
-            p95_us: AtomicU64::new(0),
-            p95_at_ms: AtomicU64::new(0),
+            recent_p95: RecentQuantile::new(0.95),
             refused: arc_swap::ArcSwapOption::empty(),
             parked: ArrayQueue::new(1),
             parked_fd: AtomicI32::new(-1),
@@ -224,24 +222,13 @@ impl Destination {
         Err(Error::with_detail(Reason::Tko, "circuit breaker open").at(&self.addr))
     }
 
-    /// The observed p95 latency of requests to this server, recomputed at most every 100 ms
-    /// (a hedged read's delay); `None` before 100 requests were measured.
+    /// The p95 latency of this server's recent requests, the last 1,000–2,000 or the last
+    /// 1–2 s ([`RecentQuantile`]), recomputed at most every 100 ms: a hedged read's delay.
+    /// `None` before 100 requests were measured.
     pub fn p95(&self) -> Option<Duration> {
-        if self.latency.count() < 100 {
-            return None;
-        }
-        let now = now_ms();
-        let at = self.p95_at_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(at) >= 100
-            && self
-                .p95_at_ms
-                .compare_exchange(at, now, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.p95_us
-                .store(self.latency.quantile_us(0.95), Ordering::Relaxed);
-        }
-        Some(Duration::from_micros(self.p95_us.load(Ordering::Relaxed)))
+        self.recent_p95
+            .get(&self.latency, now_ms())
+            .map(Duration::from_micros)
     }
 
     /// Feed a request's outcome to the breaker and the counters. Caller errors never get here;

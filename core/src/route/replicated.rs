@@ -26,7 +26,8 @@
 //! - `random`: a random first replica per call (spreads the read load).
 //! - `hedged` (single-key reads; multi-key reads behave as `first`): replica 0, and if it has
 //!   not answered after `hedge_after_ms` (fixed, in milliseconds with fractions: `0.3` is
-//!   300 µs; or `"p95"`: that server's observed p95) the same read goes to replica 1; the
+//!   300 µs; or `"p95"`: the p95 of that server's recent requests,
+//!   [`crate::pool::Destination::p95`]) the same read goes to replica 1; the
 //!   first answer wins. The other request's reply is read to its end by the background
 //!   worker, which records its latency and returns its connection to the pool (with
 //!   `health.background: false` the connection is closed instead). Hedges are budgeted: at most
