@@ -372,13 +372,10 @@ impl Maintain for Inner {
     }
 
     fn wake_fds(&self, fds: &mut Vec<i32>) {
-        fds.extend(
-            self.route
-                .load()
-                .dests
-                .iter()
-                .filter_map(|d| d.parked_probe_fd()),
-        );
+        for d in &self.route.load().dests {
+            fds.extend(d.parked_probe_fd());
+            d.heartbeat_fds(fds);
+        }
     }
 }
 impl Client {

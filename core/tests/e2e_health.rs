@@ -267,27 +267,17 @@ fn a_failed_heartbeat_discards_the_connection() {
     assert_eq!(c.stats()["destinations"][&mc.addr()]["errors"]["reset"], 1);
 }
 
-/// A heartbeat that times out (a stopped server) ends that server's heartbeats for the sweep:
-/// its other idle connections due for one are closed unchecked, instead of each holding the
-/// supervisor for another `connect_ms` (200 ms here) to learn the same.
+/// Heartbeats of a stopped server's idle connections are all sent, none is waited for on the
+/// supervisor, and they fail together once `connect_ms` (200 ms here) has passed: each
+/// connection is closed and counted in `heartbeats_failed`, and the breaker hears of it once
+/// per sweep.
+/// (They used to run one after another on the supervisor, each holding it for `connect_ms`.)
 #[test]
-fn a_heartbeat_timeout_closes_the_servers_other_idle_connections() {
+fn a_stopped_servers_heartbeats_fail_together_and_close_its_idle_connections() {
     let mc = Memcached::start();
     let c = client(&[mc.addr()], r#", "health": {"heartbeat_interval_ms": 50}"#);
     c.set(b"k", b"v", 0, 0).unwrap();
-    // Three connections: three reads hold one each at the same time (with a CAS: a plain get
-    // may share another's request and run its callback after the connection went back).
-    let held = std::sync::Barrier::new(3);
-    std::thread::scope(|s| {
-        for i in 0..3 {
-            let (c, held) = (&c, &held);
-            s.spawn(move || {
-                c.get_with(format!("k{i}").as_bytes(), None, true, |_| {
-                    held.wait();
-                });
-            });
-        }
-    });
+    hold_connections(&c, &["k0".into(), "k1".into(), "k2".into()]);
     // (the supervisor's sweep takes each idle one out and back: count the open ones)
     assert_eq!(c.connection_counts()[0].1, 3, "three connections");
     let d = |name: &str| {
@@ -301,14 +291,103 @@ fn a_heartbeat_timeout_closes_the_servers_other_idle_connections() {
         "{}",
         c.stats()
     );
-    assert_eq!(
-        d("heartbeats_failed"),
-        1,
-        "one heartbeat waited, the others were not sent"
-    );
-    assert_eq!(d("connections_discarded"), 2);
+    assert_eq!(d("heartbeats_failed"), 3);
+    assert_eq!(d("connections_discarded"), 0);
+    // Told to the breaker once per sweep, not once per connection: twice if the pause fell
+    // inside a sweep (one heartbeat answered before it, the others not).
+    let told = c.stats()["destinations"][&mc.addr()]["errors"]["timeout"]
+        .as_u64()
+        .unwrap();
+    assert!((1..=2).contains(&told), "{told}");
     mc.resume().unwrap();
     assert_eq!(c.get(b"k").unwrap().unwrap().value, b"v");
+}
+
+/// Reads of `keys` hold a connection each at the same time, so that many exist on their
+/// server (with a CAS: a plain get may share another's request and run its callback after
+/// the connection went back).
+fn hold_connections(c: &Client, keys: &[String]) {
+    let held = std::sync::Barrier::new(keys.len());
+    std::thread::scope(|s| {
+        for k in keys {
+            let held = &held;
+            s.spawn(move || {
+                c.get_with(k.as_bytes(), None, true, |_| {
+                    held.wait();
+                });
+            });
+        }
+    });
+}
+
+/// A slow server's heartbeats do not hold up another server's recovery: server 0 answers
+/// everything 300 ms late (a `FaultProxy` delay, within `connect_ms`), so each of its three
+/// idle connections' heartbeats, due every 50 ms, takes 300 ms. They ran one after another on
+/// the supervisor, which then looked at server 1's parked probe only between them: a stopped
+/// server 1 that resumed was served again up to 900 ms later.
+#[test]
+fn a_slow_servers_heartbeats_do_not_hold_up_another_servers_recovery() {
+    // Four servers, so that fail-open lets server 1's breaker open.
+    let cluster = Cluster::start(4);
+    let proxy = fae_testkit::FaultProxy::try_start(&cluster.addrs()[0]).unwrap();
+    let victim = cluster.addrs()[1].clone();
+    let mut servers = cluster.addrs();
+    servers[0] = proxy.addr();
+    let list: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
+    let c = Client::new(
+        &Config::from_json(&format!(
+            r#"{{"servers": [{}], "timeouts": {{"connect_ms": 400, "io_ms": 500}},
+                "health": {{"probe_initial_ms": 50, "probe_max_ms": 100,
+                            "heartbeat_interval_ms": 50}}}}"#,
+            list.join(",")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let ks = keys_on(&c, &victim, 2);
+    for k in &ks {
+        c.set(k.as_bytes(), b"v", 0, 0).unwrap();
+    }
+    hold_connections(&c, &keys_on(&c, &proxy.addr(), 3));
+    proxy.set_fault(fae_testkit::Fault::Delay(Duration::from_millis(300)));
+    let beats = || {
+        c.stats()["destinations"][&proxy.addr()]["heartbeats_ok"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = beats();
+    cluster[1].pause().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || c
+            .get(ks[0].as_bytes())
+            .is_err_and(|e| e.reason() == Reason::Tko)),
+        "server 1's breaker opened"
+    );
+    let probes_failed = || {
+        c.stats()["destinations"][&victim]["probes_failed"]
+            .as_u64()
+            .unwrap()
+    };
+    // Server 1's probes are failing on schedule (one is parked), and server 0's slow
+    // heartbeats succeed.
+    assert!(
+        wait_until(Duration::from_secs(10), || probes_failed() >= 2
+            && beats() >= before + 6),
+        "{}",
+        c.stats()
+    );
+    let served = resume_until_served(&c, &cluster[1], &ks[1]);
+    eprintln!("SIGCONT -> first hit {served:?}");
+    let served = served.expect("the resumed server is served again within 3 s");
+    assert!(
+        served < Duration::from_millis(100),
+        "SIGCONT -> first hit took {served:?}: held up behind server 0's heartbeats"
+    );
+    assert_eq!(
+        c.connection_counts()[0].1,
+        3,
+        "server 0 kept its three connections"
+    );
 }
 
 /// Connections older than `max_age_ms` are replaced while idle.

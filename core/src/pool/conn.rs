@@ -379,6 +379,28 @@ fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>> {
     Ok(addrs)
 }
 
+/// Is `resp` memcached's answer to the validation request: meta `mn` → `MN`, text `version`
+/// → `VERSION …`? A login-requiring server's refusal is `auth_failed`.
+pub(crate) fn check_validation(protocol: Protocol, resp: Response) -> Result<()> {
+    match (protocol, resp) {
+        (Protocol::Meta, Response::End) | (Protocol::Text, Response::Version(_)) => Ok(()),
+        (
+            _,
+            Response::Error {
+                kind: ServerErrorKind::ClientError,
+                message,
+            },
+        ) if message.contains("unauthenticated") => Err(Error::with_detail(
+            Reason::AuthFailed,
+            "the server requires a login (memcached -Y): configure \"auth\"",
+        )),
+        (_, other) => Err(Error::with_detail(
+            Reason::Protocol,
+            format!("validation: unexpected reply {other:?}"),
+        )),
+    }
+}
+
 /// Wait until `fd` is ready for `want` or `deadline` passes (then `Timeout`).
 pub(crate) fn wait(fd: i32, want: Want, deadline: Instant) -> Result<()> {
     let events = match want {
@@ -615,25 +637,37 @@ impl Conn {
         decoder: &Decoder,
         deadline: Instant,
     ) -> Result<()> {
+        self.send_validation(protocol, deadline)?;
+        self.validation_answer(protocol, decoder, deadline)?
+            .ok_or_else(|| Error::new(Reason::Timeout))
+    }
+
+    /// [`Conn::validate`]'s first half: send `mn` (meta) or `version` (text).
+    pub(crate) fn send_validation(&mut self, protocol: Protocol, deadline: Instant) -> Result<()> {
         self.wbuf.clear();
         protocol::encode(protocol, &Request::Noop, &mut self.wbuf);
-        self.send(deadline)?;
-        match (protocol, self.recv(decoder, deadline)?) {
-            (Protocol::Meta, Response::End) | (Protocol::Text, Response::Version(_)) => Ok(()),
-            (
-                _,
-                Response::Error {
-                    kind: ServerErrorKind::ClientError,
-                    message,
-                },
-            ) if message.contains("unauthenticated") => Err(Error::with_detail(
-                Reason::AuthFailed,
-                "the server requires a login (memcached -Y): configure \"auth\"",
-            )),
-            (_, other) => Err(Error::with_detail(
-                Reason::Protocol,
-                format!("validation: unexpected reply {other:?}"),
-            )),
+        self.send(deadline)
+    }
+
+    /// [`Conn::validate`]'s second half: the answer, checked, if it comes by `until`; `None`
+    /// if it has not (a heartbeat that must not hold up its caller collects it later).
+    pub(crate) fn validation_answer(
+        &mut self,
+        protocol: Protocol,
+        decoder: &Decoder,
+        until: Instant,
+    ) -> Result<Option<()>> {
+        loop {
+            if let Some(resp) = self.try_decode(decoder)? {
+                return check_validation(protocol, resp).map(Some);
+            }
+            if !self.try_fill()? {
+                match wait(self.fd(), Want::Read, until) {
+                    Ok(()) => {}
+                    Err(e) if e.reason() == Reason::Timeout => return Ok(None),
+                    Err(e) => return Err(e),
+                }
+            }
         }
     }
 

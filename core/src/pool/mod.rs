@@ -29,6 +29,10 @@
 //! at once, instead of at the next scheduled probe up to `probe_max_ms` later. Requests never
 //! wait on it. A refused or reset server has nothing to park and keeps the schedule.
 //!
+//! Heartbeats on the supervisor are not waited for past 2 ms (`BEAT_WAIT`): later answers are
+//! collected as they arrive (`Destination::check_beats`; the supervisor wakes on their
+//! sockets too), so a slow or stopped server holds up no other server's maintenance.
+//!
 //! Security: a new connection does its TLS handshake (config `tls`) and its login (config
 //! `auth`) inside the connect deadline, before validation. A refused login or a failed TLS
 //! handshake means the settings are wrong, not that the server is down: it opens no breaker
@@ -54,7 +58,7 @@ use health::{
 
 use crate::error::{Error, Reason, Result};
 use crate::process::fork;
-use crate::protocol::{Decoder, Protocol, Response};
+use crate::protocol::{Decoder, Protocol};
 use crate::stats::{DestCounters, ErrorCounters, Histogram, RecentQuantile, inc};
 use crate::tls::Security;
 
@@ -111,6 +115,21 @@ struct Parked {
     since: Instant,
 }
 
+/// A heartbeat whose answer a sweep did not wait for: its `mn`/`version` is sent, and the
+/// supervisor's next rounds collect the answer ([`Destination::check_beats`]) or close the
+/// connection once `deadline` passes.
+#[derive(Debug)]
+struct Beat {
+    conn: Conn,
+    deadline: Instant,
+}
+
+/// How long a sweep on the supervisor waits for heartbeat answers itself: a healthy server's
+/// come within it and their connections go straight back. Later ones are collected on the
+/// supervisor's next rounds, so a slow or stopped server holds up no other server's
+/// maintenance (it used to hold the supervisor for `connect_ms` per heartbeat).
+const BEAT_WAIT: Duration = Duration::from_millis(2);
+
 /// A parked probe older than this gives its place to the next probe that times out: a
 /// fresh socket, in case the old one died without a word (a dropped NAT entry).
 const PARK_REFRESH: Duration = Duration::from_secs(30);
@@ -159,6 +178,9 @@ pub struct Destination {
     parked_fd: AtomicI32,
     /// Who looks at the parked slot (a forked child takes it over).
     parking: fork::TryFlag,
+    /// Heartbeats still waiting for their answer (supervisor only; at most `max_connections`:
+    /// only idle connections get one). Their connections count as open, not idle.
+    beating: ArrayQueue<Beat>,
 }
 
 impl Destination {
@@ -193,6 +215,7 @@ impl Destination {
             parked: ArrayQueue::new(1),
             parked_fd: AtomicI32::new(-1),
             parking: fork::TryFlag::new(),
+            beating: ArrayQueue::new(settings.max_connections.max(1)),
             settings,
         }
     }
@@ -526,6 +549,21 @@ impl Destination {
         (fd >= 0).then_some(fd)
     }
 
+    /// The sockets of heartbeats still waiting for their answer, for the supervisor to wake on
+    /// (so an answered connection is back in the pool at once, not at the next tick).
+    /// Supervisor only, like `Destination::check_beats`.
+    pub fn heartbeat_fds(&self, out: &mut Vec<i32>) {
+        for _ in 0..self.beating.len() {
+            let Some(b) = self.beating.pop() else {
+                break;
+            };
+            out.push(b.conn.fd());
+            if let Err(b) = self.beating.push(b) {
+                self.close_open(b.conn, &self.counters.connections_discarded);
+            }
+        }
+    }
+
     /// Did the parked probe get its reply? One non-blocking read. A valid reply half-opens
     /// the breaker at once and its connection joins the pool; an end of stream, an error or
     /// a wrong reply drops it (scheduled probes go on); no reply yet puts it back. It is
@@ -564,11 +602,7 @@ impl Destination {
         let Some((mut conn, resp)) = answered else {
             return;
         };
-        let valid = matches!(
-            (self.settings.protocol, &resp),
-            (Protocol::Meta, Response::End) | (Protocol::Text, Response::Version(_))
-        );
-        if !valid {
+        if conn::check_validation(self.settings.protocol, resp).is_err() {
             return; // not memcached's answer: dropped, and the schedule decides
         }
         inc(&self.counters.probe_wakeups);
@@ -588,9 +622,10 @@ impl Destination {
     /// on a thread of its own (`fae-probe`, one at a time per destination, gone when the probe
     /// ends): a probe can wait its whole `connect_ms` (a server that accepts and never
     /// answers), and meanwhile the supervisor goes on with every other destination, above all
-    /// waking on the parked probe of a server that resumes.
+    /// waking on the parked probe of a server that resumes. Heartbeats are not waited for past
+    /// 2 ms either.
     pub fn maintain(self: &Arc<Self>) {
-        self.maintain_with(|| {
+        self.maintain_with(true, || {
             let deadline = Instant::now() + self.settings.connect_timeout;
             let me = Arc::clone(self);
             let spawned = std::thread::Builder::new()
@@ -604,15 +639,19 @@ impl Destination {
 
     /// [`Destination::maintain`] on the calling thread, probe included (`background: false`).
     fn maintain_inline(&self) {
-        self.maintain_with(|| self.run_probe(Instant::now() + self.settings.connect_timeout));
+        self.maintain_with(false, || {
+            self.run_probe(Instant::now() + self.settings.connect_timeout);
+        });
     }
 
-    /// The maintenance round, with `probe` run if a probe is due (and claimed).
-    fn maintain_with(&self, probe: impl FnOnce()) {
+    /// The maintenance round, with `probe` run if a probe is due (and claimed). On the
+    /// supervisor (`background`) heartbeats are not waited for past [`BEAT_WAIT`].
+    fn maintain_with(&self, background: bool, probe: impl FnOnce()) {
         if !self.maintaining.try_take() {
             return;
         }
         self.check_parked();
+        self.check_beats();
         if self.health.claim_probe() {
             probe();
         }
@@ -624,7 +663,7 @@ impl Destination {
         };
         if now.saturating_sub(self.last_sweep_ms.load(Ordering::Relaxed)) >= sweep_every {
             self.last_sweep_ms.store(now, Ordering::Relaxed);
-            self.sweep_idle();
+            self.sweep_idle(background);
         }
         self.maintaining.give_back();
     }
@@ -641,12 +680,15 @@ impl Destination {
     }
 
     /// Heartbeat idle connections unused for `heartbeat_interval`; close those past
-    /// `max_idle` or their `max_age`.
-    fn sweep_idle(&self) {
+    /// `max_idle` or their `max_age`. On the supervisor (`background`) a heartbeat not
+    /// answered within [`BEAT_WAIT`] is left to [`Destination::check_beats`]; inline, the
+    /// request doing the sweep waits up to `connect_ms`.
+    fn sweep_idle(&self, background: bool) {
         let generation = self.check_fork();
-        // Set when a heartbeat timed out: the server does not answer, and each further
-        // heartbeat would hold this thread for another `connect_ms` to learn the same. The
-        // connections still due are closed unchecked instead (dialled again once it answers).
+        let wait_until = Instant::now() + BEAT_WAIT;
+        // Inline only: set when a heartbeat timed out. The server does not answer, and each
+        // further heartbeat would hold this request for another `connect_ms` to learn the
+        // same: the connections still due are closed unchecked instead.
         let mut unanswered = false;
         for _ in 0..self.idle.len() {
             let Some(mut conn) = self.idle.pop() else {
@@ -661,31 +703,46 @@ impl Destination {
                 .max_idle
                 .is_some_and(|m| conn.last_used.elapsed() >= m);
             if too_old || too_idle {
-                // Closed and uncounted first: whoever sees the counter sees the connection gone.
-                drop(conn);
-                self.open.fetch_sub(1, Ordering::AcqRel);
-                inc(&self.counters.connections_recycled);
+                self.close_open(conn, &self.counters.connections_recycled);
                 continue;
             }
-            if conn.last_checked.elapsed() >= self.settings.heartbeat_interval {
+            // Due within BEAT_WAIT counts as due: connections heartbeated in one sweep (within
+            // BEAT_WAIT of each other) fall due together again, so a stopped server's
+            // heartbeats time out in one round and its breaker hears of it once.
+            if conn.last_checked.elapsed() + BEAT_WAIT >= self.settings.heartbeat_interval {
                 if unanswered {
-                    drop(conn);
-                    self.open.fetch_sub(1, Ordering::AcqRel);
-                    inc(&self.counters.connections_discarded);
+                    self.close_open(conn, &self.counters.connections_discarded);
                     continue;
                 }
+                let (protocol, decoder) = (self.settings.protocol, &self.settings.decoder);
                 let deadline = Instant::now() + self.settings.connect_timeout;
-                match conn.validate(self.settings.protocol, &self.settings.decoder, deadline) {
-                    Ok(()) => {
+                let until = if background {
+                    wait_until.min(deadline)
+                } else {
+                    deadline
+                };
+                let answer = conn
+                    .send_validation(protocol, deadline)
+                    .and_then(|()| conn.validation_answer(protocol, decoder, until));
+                match answer {
+                    Ok(Some(())) => {
                         inc(&self.counters.heartbeats_ok);
                         conn.last_checked = Instant::now();
                     }
+                    Ok(None) if background => {
+                        if let Err(b) = self.beating.push(Beat { conn, deadline }) {
+                            self.close_open(b.conn, &self.counters.connections_discarded);
+                        }
+                        continue;
+                    }
+                    Ok(None) => {
+                        unanswered = true;
+                        self.heartbeat_failed(conn, &Error::new(Reason::Timeout));
+                        continue;
+                    }
                     Err(e) => {
-                        inc(&self.counters.heartbeats_failed);
                         unanswered = matches!(e.reason(), Reason::Timeout | Reason::ConnectTimeout);
-                        drop(conn);
-                        self.open.fetch_sub(1, Ordering::AcqRel);
-                        self.record_error(&e.at(&self.addr));
+                        self.heartbeat_failed(conn, &e);
                         continue;
                     }
                 }
@@ -695,6 +752,69 @@ impl Destination {
                 self.open.fetch_sub(1, Ordering::AcqRel);
             }
         }
+    }
+
+    /// Collect the answers of heartbeats a sweep did not wait for (one non-blocking read
+    /// each): an answered connection goes back to the pool; one with a wrong answer, or none
+    /// by its deadline, is closed and counted in `heartbeats_failed`. The breaker hears of a
+    /// round's timeouts once: they share one cause and one moment.
+    fn check_beats(&self) {
+        if self.beating.is_empty() {
+            return;
+        }
+        let generation = self.check_fork();
+        let now = Instant::now();
+        let (protocol, decoder) = (self.settings.protocol, &self.settings.decoder);
+        let mut timed_out = false;
+        for _ in 0..self.beating.len() {
+            let Some(mut b) = self.beating.pop() else {
+                break;
+            };
+            if b.conn.generation != generation {
+                continue; // a parent's: not counted here
+            }
+            if self.shut.load(Ordering::Acquire) {
+                self.close_open(b.conn, &self.counters.connections_discarded);
+                continue;
+            }
+            match b.conn.validation_answer(protocol, decoder, now) {
+                Ok(Some(())) => {
+                    inc(&self.counters.heartbeats_ok);
+                    b.conn.last_checked = Instant::now();
+                    if let Err(conn) = self.idle.push(b.conn) {
+                        drop(conn);
+                        self.open.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    self.wake_one();
+                }
+                Ok(None) if now < b.deadline => {
+                    if let Err(b) = self.beating.push(b) {
+                        self.close_open(b.conn, &self.counters.connections_discarded);
+                    }
+                }
+                Ok(None) if timed_out => self.close_open(b.conn, &self.counters.heartbeats_failed),
+                Ok(None) => {
+                    timed_out = true;
+                    self.heartbeat_failed(b.conn, &Error::new(Reason::Timeout));
+                }
+                Err(e) => self.heartbeat_failed(b.conn, &e),
+            }
+        }
+    }
+
+    /// A heartbeat failed with `e`: the connection is closed, and the server's breaker hears.
+    fn heartbeat_failed(&self, conn: Conn, e: &Error) {
+        self.close_open(conn, &self.counters.heartbeats_failed);
+        self.record_error(&e.clone().at(&self.addr));
+    }
+
+    /// Close a connection the pool counts as open (idle, or out for a heartbeat), and count
+    /// it in `counter`. Closed and uncounted first: whoever sees the counter sees it gone.
+    fn close_open(&self, conn: Conn, counter: &AtomicU64) {
+        drop(conn);
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        inc(counter);
+        self.wake_one();
     }
 
     /// Local addresses of the idle TCP connections (diagnostics: which sockets this process
@@ -894,9 +1014,14 @@ impl Destination {
         // The parked probe goes at the next look (`check_parked` drops it once shut).
     }
 
-    /// Close every idle connection now (used by `Client::close`).
+    /// Close every idle connection now, and those out for a heartbeat (used by
+    /// `Client::close`; a heartbeat the supervisor is looking at this instant is closed with
+    /// the destination).
     pub fn close_idle(&self) {
         while self.idle.pop().is_some() {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+        }
+        while self.beating.pop().is_some() {
             self.open.fetch_sub(1, Ordering::AcqRel);
         }
     }

@@ -28,7 +28,8 @@ pub(crate) trait Maintain: Send + Sync {
     fn maintain(&self) -> bool;
 
     /// Sockets whose readiness is work to do at once, not at the next tick: parked breaker
-    /// probes (a stopped server answering again). Pushed onto `fds`.
+    /// probes (a stopped server answering again) and heartbeats awaiting their answer.
+    /// Pushed onto `fds`.
     fn wake_fds(&self, fds: &mut Vec<i32>) {
         let _ = fds;
     }
