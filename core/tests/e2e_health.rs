@@ -39,6 +39,27 @@ fn resume_until_served(c: &Client, mc: &Memcached, key: &str) -> Option<Duration
     None
 }
 
+/// Four servers (so that fail-open lets one more breaker open besides server 0's), server 0
+/// behind a `FaultProxy`; `connect_ms` 400, `io_ms` 500, probes every 50–100 ms, and `health`
+/// keys added from `health_extra` (`, "key": value`).
+fn four_with_server_0_proxied(health_extra: &str) -> (Cluster, fae_testkit::FaultProxy, Client) {
+    let cluster = Cluster::start(4);
+    let proxy = fae_testkit::FaultProxy::try_start(&cluster.addrs()[0]).unwrap();
+    let mut servers = cluster.addrs();
+    servers[0] = proxy.addr();
+    let list: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
+    let c = Client::new(
+        &Config::from_json(&format!(
+            r#"{{"servers": [{}], "timeouts": {{"connect_ms": 400, "io_ms": 500}},
+                "health": {{"probe_initial_ms": 50, "probe_max_ms": 100{health_extra}}}}}"#,
+            list.join(",")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    (cluster, proxy, c)
+}
+
 /// A killed server refuses connections: one hard failure opens its breaker, its keys then
 /// fail fast, and once it is back a probe and three good trials close the breaker again.
 #[test]
@@ -327,23 +348,8 @@ fn hold_connections(c: &Client, keys: &[String]) {
 /// server 1 that resumed was served again up to 900 ms later.
 #[test]
 fn a_slow_servers_heartbeats_do_not_hold_up_another_servers_recovery() {
-    // Four servers, so that fail-open lets server 1's breaker open.
-    let cluster = Cluster::start(4);
-    let proxy = fae_testkit::FaultProxy::try_start(&cluster.addrs()[0]).unwrap();
+    let (cluster, proxy, c) = four_with_server_0_proxied(r#", "heartbeat_interval_ms": 50"#);
     let victim = cluster.addrs()[1].clone();
-    let mut servers = cluster.addrs();
-    servers[0] = proxy.addr();
-    let list: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
-    let c = Client::new(
-        &Config::from_json(&format!(
-            r#"{{"servers": [{}], "timeouts": {{"connect_ms": 400, "io_ms": 500}},
-                "health": {{"probe_initial_ms": 50, "probe_max_ms": 100,
-                            "heartbeat_interval_ms": 50}}}}"#,
-            list.join(",")
-        ))
-        .unwrap(),
-    )
-    .unwrap();
     let ks = keys_on(&c, &victim, 2);
     for k in &ks {
         c.set(k.as_bytes(), b"v", 0, 0).unwrap();
@@ -663,23 +669,9 @@ fn a_resumed_server_is_served_again_at_once_inline() {
 /// server 0's probes: up to `connect_ms` (400 ms here) late.
 #[test]
 fn a_black_holed_servers_probes_do_not_hold_up_another_servers_recovery() {
-    // Four servers, two of them down: fail-open lets at most half of a pool's breakers open.
-    let cluster = Cluster::start(4);
-    let proxy = fae_testkit::FaultProxy::try_start(&cluster.addrs()[0]).unwrap();
-    let victim = cluster.addrs()[1].clone();
-    let mut servers = cluster.addrs();
-    servers[0] = proxy.addr();
-    let list: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
     // A probe of server 0 takes its whole connect_ms, 400 ms.
-    let c = Client::new(
-        &Config::from_json(&format!(
-            r#"{{"servers": [{}], "timeouts": {{"connect_ms": 400, "io_ms": 500}},
-                "health": {{"probe_initial_ms": 50, "probe_max_ms": 100}}}}"#,
-            list.join(",")
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let (cluster, proxy, c) = four_with_server_0_proxied("");
+    let victim = cluster.addrs()[1].clone();
     let ks = keys_on(&c, &victim, 2);
     for k in &ks {
         c.set(k.as_bytes(), b"v", 0, 0).unwrap();

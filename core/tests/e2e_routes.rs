@@ -91,6 +91,20 @@ fn client(pools: &[String], route: &str, extra: &str) -> Client {
     Client::new(&config(pools, route, extra)).unwrap()
 }
 
+/// Two servers, each behind a `FaultProxy`, as pools `p0` and `p1`: the cluster (stopped when
+/// dropped), the proxies, their addresses and the two pool configs.
+fn proxied_p0_p1() -> (Cluster, Vec<FaultProxy>, Vec<String>, [String; 2]) {
+    let cluster = Cluster::start(2);
+    let proxies: Vec<FaultProxy> = cluster
+        .addrs()
+        .iter()
+        .map(|a| FaultProxy::start(a))
+        .collect();
+    let p: Vec<String> = proxies.iter().map(FaultProxy::addr).collect();
+    let pools = [pool("p0", &p[..1], ""), pool("p1", &p[1..], "")];
+    (cluster, proxies, p, pools)
+}
+
 /// Route `replicated` over pools `p0` and `p1`, reads hedged after `after_ms`.
 fn hedged_p0_p1(after_ms: f64, max_ratio: f64) -> String {
     format!(
@@ -570,14 +584,7 @@ fn hedged_round(c: &Client, keys: &[String], reads: usize) -> (Vec<Duration>, u6
 #[test]
 fn hedged_reads_answer_slow_reads_from_the_second_replica_within_budget() {
     let _g = exclusive();
-    let cluster = Cluster::start(2);
-    let proxies: Vec<FaultProxy> = cluster
-        .addrs()
-        .iter()
-        .map(|a| FaultProxy::start(a))
-        .collect();
-    let p: Vec<String> = proxies.iter().map(FaultProxy::addr).collect();
-    let pools = [pool("p0", &p[..1], ""), pool("p1", &p[1..], "")];
+    let (_cluster, proxies, p, pools) = proxied_p0_p1();
     let route = |ratio: f64| hedged_p0_p1(5.0, ratio);
     let keys: Vec<String> = (0..50).map(|i| format!("hedge:{i}")).collect();
     let delay = Duration::from_millis(50);
@@ -672,14 +679,7 @@ fn hedged_reads_answer_slow_reads_from_the_second_replica_within_budget() {
 #[test]
 fn a_won_hedge_returns_the_losers_connection_to_its_pool() {
     let _g = exclusive();
-    let cluster = Cluster::start(2);
-    let proxies: Vec<FaultProxy> = cluster
-        .addrs()
-        .iter()
-        .map(|a| FaultProxy::start(a))
-        .collect();
-    let p: Vec<String> = proxies.iter().map(FaultProxy::addr).collect();
-    let pools = [pool("p0", &p[..1], ""), pool("p1", &p[1..], "")];
+    let (_cluster, proxies, p, pools) = proxied_p0_p1();
     let c = client(&pools, &hedged_p0_p1(2.0, 1.0), "");
     let keys: Vec<String> = (0..20).map(|i| format!("hedge-reuse:{i}")).collect();
     for k in &keys {
@@ -737,14 +737,7 @@ fn a_won_hedge_returns_the_losers_connection_to_its_pool() {
 #[test]
 fn a_p95_hedge_waits_for_the_recent_p95_not_a_past_slow_spell() {
     let _g = exclusive();
-    let cluster = Cluster::start(2);
-    let proxies: Vec<FaultProxy> = cluster
-        .addrs()
-        .iter()
-        .map(|a| FaultProxy::start(a))
-        .collect();
-    let p: Vec<String> = proxies.iter().map(FaultProxy::addr).collect();
-    let pools = [pool("p0", &p[..1], ""), pool("p1", &p[1..], "")];
+    let (_cluster, proxies, p, pools) = proxied_p0_p1();
     let route = r#"{"type": "replicated", "children": ["p0", "p1"], "read": "hedged",
         "hedge_after_ms": "p95", "max_hedge_ratio": 1.0}"#;
     let c = client(&pools, route, "");
