@@ -747,10 +747,7 @@ impl Destination {
                     }
                 }
             }
-            if let Err(conn) = self.idle.push(conn) {
-                drop(conn);
-                self.open.fetch_sub(1, Ordering::AcqRel);
-            }
+            self.keep_idle(conn);
         }
     }
 
@@ -781,10 +778,7 @@ impl Destination {
                 Ok(Some(())) => {
                     inc(&self.counters.heartbeats_ok);
                     b.conn.last_checked = Instant::now();
-                    if let Err(conn) = self.idle.push(b.conn) {
-                        drop(conn);
-                        self.open.fetch_sub(1, Ordering::AcqRel);
-                    }
+                    self.keep_idle(b.conn);
                     self.wake_one();
                 }
                 Ok(None) if now < b.deadline => {
@@ -808,6 +802,15 @@ impl Destination {
         self.record_error(&e.clone().at(&self.addr));
     }
 
+    /// Put a connection the pool counts as open into the idle queue; close it (uncounted) if
+    /// the queue is full.
+    fn keep_idle(&self, conn: Conn) {
+        if let Err(conn) = self.idle.push(conn) {
+            drop(conn);
+            self.open.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
     /// Close a connection the pool counts as open (idle, or out for a heartbeat), and count
     /// it in `counter`. Closed and uncounted first: whoever sees the counter sees it gone.
     fn close_open(&self, conn: Conn, counter: &AtomicU64) {
@@ -826,10 +829,7 @@ impl Destination {
             if let Some(a) = conn.local_addr() {
                 out.push(a);
             }
-            if let Err(conn) = self.idle.push(conn) {
-                drop(conn);
-                self.open.fetch_sub(1, Ordering::AcqRel);
-            }
+            self.keep_idle(conn);
         }
         out
     }
@@ -1051,10 +1051,7 @@ impl Destination {
             Some(mut c) if keep && c.is_clean() && !self.shut.load(Ordering::Acquire) => {
                 c.last_used = now.unwrap_or_else(Instant::now);
                 c.last_checked = c.last_used;
-                if let Err(c) = self.idle.push(c) {
-                    drop(c);
-                    self.open.fetch_sub(1, Ordering::AcqRel);
-                }
+                self.keep_idle(c);
             }
             other => {
                 if other.is_some() {
