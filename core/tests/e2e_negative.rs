@@ -205,30 +205,22 @@ fn fork_while_in_use(neg: &Arc<Client>, m: &str) {
     let mut pids = Vec::new();
     for _ in 0..4 {
         std::thread::sleep(Duration::from_millis(5));
-        // SAFETY: the child only uses the client, allocates, and leaves with _exit.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let before = requests(neg);
-                if get(neg, "fork:0").is_some() {
-                    return 2;
-                }
-                if requests(neg) != before + 1 {
-                    return 3; // answered from the parent's memory
-                }
-                if get(neg, "fork:0").is_some() || requests(neg) != before + 1 {
-                    return 4; // not remembered in the child
-                }
-                if !background::drain(Duration::from_secs(5)) {
-                    return 5;
-                }
-                0
-            }))
-            .unwrap_or(9);
-            // SAFETY: terminates the child immediately, as a forked child should.
-            unsafe { libc::_exit(code) };
-        }
+        let pid = fae_testkit::fork_child(|| {
+            let before = requests(neg);
+            if get(neg, "fork:0").is_some() {
+                return 2;
+            }
+            if requests(neg) != before + 1 {
+                return 3; // answered from the parent's memory
+            }
+            if get(neg, "fork:0").is_some() || requests(neg) != before + 1 {
+                return 4; // not remembered in the child
+            }
+            if !background::drain(Duration::from_secs(5)) {
+                return 5;
+            }
+            0
+        });
         pids.push(pid);
     }
     let codes = fae_testkit::wait_forked(&pids, Duration::from_secs(30));

@@ -80,18 +80,7 @@ fn twenty_children_share_a_warm_client_with_their_parent() {
 
     let mut pids = Vec::new();
     for id in 0..CHILDREN {
-        // SAFETY: the child only uses the client, allocates, and leaves with _exit (no unwinding
-        // or atexit handlers of the test harness run in it).
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                child(&c, id, &parent_ports)
-            }))
-            .unwrap_or(9);
-            // SAFETY: terminates the child immediately, as a forked child should.
-            unsafe { libc::_exit(code) };
-        }
+        let pid = fae_testkit::fork_child(|| child(&c, id, &parent_ports));
         pids.push(pid);
     }
 

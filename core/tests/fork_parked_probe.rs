@@ -70,17 +70,7 @@ fn a_forked_child_never_reads_its_parents_parked_probe() {
     assert!(counter("probes_parked") >= 1);
     let wakeups = counter("probe_wakeups");
 
-    // SAFETY: the child only uses the client, allocates, and leaves with _exit (no unwinding
-    // or atexit handlers of the test harness run in it).
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let code =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child(&c, &healthy, &ks[1])))
-                .unwrap_or(9);
-        // SAFETY: terminates the child immediately, as a forked child should.
-        unsafe { libc::_exit(code) };
-    }
+    let pid = fae_testkit::fork_child(|| child(&c, &healthy, &ks[1]));
     // The child's supervisor ticks a few times over the inherited parked socket meanwhile.
     std::thread::sleep(Duration::from_millis(80));
     let resumed = Instant::now();

@@ -23,19 +23,11 @@ fn a_child_forked_mid_probe_can_probe() {
     h.record_failure(Reason::ConnectRefused);
     assert!(h.claim_probe(), "due at once");
     assert!(!h.claim_probe(), "one prober per process");
-    // SAFETY: the child only reads atomics and leaves with _exit (no unwinding or atexit
-    // handlers of the test harness run in it).
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let code = match (h.claim_probe(), h.claim_probe()) {
-            (true, false) => 0, // taken over once, then held by this process
-            (false, _) => 1,
-            (true, true) => 2,
-        };
-        // SAFETY: terminates the child immediately, as a forked child should.
-        unsafe { libc::_exit(code) };
-    }
+    let pid = fae_testkit::fork_child(|| match (h.claim_probe(), h.claim_probe()) {
+        (true, false) => 0, // taken over once, then held by this process
+        (false, _) => 1,
+        (true, true) => 2,
+    });
     let codes = fae_testkit::wait_forked(&[pid], Duration::from_secs(10));
     assert_eq!(
         codes,

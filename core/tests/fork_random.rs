@@ -61,24 +61,16 @@ fn forked_workers_read_different_random_replicas() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut pids = Vec::new();
     for id in 0..CHILDREN {
-        // SAFETY: the child only uses the client, writes a file and leaves with _exit.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let Some(seq) = sequence(&c, &servers) else {
-                    return 2;
-                };
-                if std::fs::write(dir.join(format!("{id}")), seq).is_ok() {
-                    0
-                } else {
-                    3
-                }
-            }))
-            .unwrap_or(9);
-            // SAFETY: terminates the child immediately, as a forked child should.
-            unsafe { libc::_exit(code) };
-        }
+        let pid = fae_testkit::fork_child(|| {
+            let Some(seq) = sequence(&c, &servers) else {
+                return 2;
+            };
+            if std::fs::write(dir.join(format!("{id}")), seq).is_ok() {
+                0
+            } else {
+                3
+            }
+        });
         pids.push(pid);
     }
     let mine = sequence(&c, &servers).unwrap();

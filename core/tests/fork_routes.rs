@@ -91,15 +91,7 @@ fn children_get_their_own_background_worker_and_local_cache() {
 
     let mut pids = Vec::new();
     for id in 0..CHILDREN {
-        // SAFETY: the child only uses the client, allocates, and leaves with _exit.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child(&c, id)))
-                .unwrap_or(9);
-            // SAFETY: terminates the child immediately, as a forked child should.
-            unsafe { libc::_exit(code) };
-        }
+        let pid = fae_testkit::fork_child(|| child(&c, id));
         pids.push(pid);
     }
     // The parent keeps using the tree (and its worker) meanwhile.

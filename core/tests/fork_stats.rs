@@ -71,16 +71,7 @@ fn the_worker_holding_the_port_serves_every_workers_numbers() {
     let c = Client::new(&Config::from_json(&json).unwrap()).unwrap();
     let mut pids = Vec::new();
     for id in 0..WORKERS {
-        // SAFETY: the child only uses the client, sleeps and leaves with _exit.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
-            let code =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker(&c, id, &dir)))
-                    .unwrap_or(9);
-            // SAFETY: terminates the child immediately, as a forked child should.
-            unsafe { libc::_exit(code) };
-        }
+        let pid = fae_testkit::fork_child(|| worker(&c, id, &dir));
         pids.push(pid);
         if id == 0 {
             // Worker 0 binds the port before the others start: it is the one that exits first.

@@ -64,16 +64,7 @@ fn workers_take_over_the_port_their_parent_held() {
     assert!(wait_until(Duration::from_secs(5), || http_json(&addr).is_some()));
     let mut pids = Vec::new();
     for id in 0..WORKERS {
-        // SAFETY: the child only uses the client, sleeps and leaves with _exit.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
-            let code =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker(&c, id, &dir)))
-                    .unwrap_or(9);
-            // SAFETY: terminates the child immediately, as a forked child should.
-            unsafe { libc::_exit(code) };
-        }
+        let pid = fae_testkit::fork_child(|| worker(&c, id, &dir));
         pids.push(pid);
     }
     // A worker inherits its parent's counters at the fork, but its snapshot files count only

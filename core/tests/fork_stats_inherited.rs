@@ -26,24 +26,16 @@ fn forked_workers_count_only_their_own_requests() {
     }
     let mut pids = Vec::new();
     for id in 0..2 {
-        // SAFETY: the child only uses the client, sleeps and leaves with _exit.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                for i in 0..5 {
-                    if c.set(format!("c{id}:{i}").as_bytes(), b"v", 0, 0).is_err() {
-                        return 2;
-                    }
+        let pid = fae_testkit::fork_child(|| {
+            for i in 0..5 {
+                if c.set(format!("c{id}:{i}").as_bytes(), b"v", 0, 0).is_err() {
+                    return 2;
                 }
-                // A few snapshot intervals: the worker's file holds its 5 requests.
-                std::thread::sleep(Duration::from_millis(200));
-                0
-            }))
-            .unwrap_or(9);
-            // SAFETY: terminates the child immediately, as a forked child should.
-            unsafe { libc::_exit(code) };
-        }
+            }
+            // A few snapshot intervals: the worker's file holds its 5 requests.
+            std::thread::sleep(Duration::from_millis(200));
+            0
+        });
         pids.push(pid);
     }
     let codes = fae_testkit::wait_forked(&pids, Duration::from_secs(10));

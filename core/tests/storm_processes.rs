@@ -66,15 +66,11 @@ fn one_compute_per_expiry_across_8_processes() {
     let gap = u64::from(TTL) * 1000 + 1200;
     let mut pids = Vec::new();
     for _ in 0..PROCESSES {
-        // SAFETY: the child builds its own client, runs threads, and leaves with _exit.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0, "fork failed");
-        if pid == 0 {
+        let pid = fae_testkit::fork_child(|| {
             let c = Arc::new(client(&mc.addr()));
             let ok = (0..STORMS).all(|r| storm(&c, base + r as u64 * gap, r));
-            // SAFETY: end the child without running the parent's test harness.
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
-        }
+            if ok { 0 } else { 1 }
+        });
         pids.push(pid);
     }
     let t = Instant::now();
