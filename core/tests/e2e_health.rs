@@ -24,6 +24,11 @@ fn state(c: &Client, i: usize) -> BreakerState {
     c.breaker_states()[i].1
 }
 
+/// Counter `name` of destination `addr` in `c.stats()`.
+fn dest_stat(c: &Client, addr: &str, name: &str) -> u64 {
+    c.stats()["destinations"][addr][name].as_u64().unwrap()
+}
+
 /// SIGCONT `mc`, then read `key` (stored as `v`) every millisecond: how long until a read hit
 /// (`None`: not within 3 s).
 fn resume_until_served(c: &Client, mc: &Memcached, key: &str) -> Option<Duration> {
@@ -103,9 +108,7 @@ fn a_killed_server_opens_the_breaker_at_once_and_a_restart_closes_it() {
     // While it stays down, probes keep failing with backoff; the breaker stays open.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(state(&c, 1), BreakerState::Open);
-    let probes_failed = c.stats()["destinations"][&dead]["probes_failed"]
-        .as_u64()
-        .unwrap();
+    let probes_failed = dest_stat(&c, &dead, "probes_failed");
     assert!(
         (1..=4).contains(&probes_failed),
         "50 ms x 1.5^n with jitter in 300 ms: {probes_failed}"
@@ -216,12 +219,7 @@ fn eject_rehashes_only_the_down_servers_keys_and_brings_them_back() {
         c.get(victim.as_bytes()).unwrap().unwrap().value,
         b"elsewhere"
     );
-    assert!(
-        c.stats()["destinations"][&down]["ejected_lookups"]
-            .as_u64()
-            .unwrap()
-            > 0
-    );
+    assert!(dest_stat(&c, &down, "ejected_lookups") > 0);
 
     cluster[2].restart().unwrap();
     assert!(wait_until(Duration::from_secs(2), || state(&c, 2)
@@ -246,11 +244,7 @@ fn idle_connections_are_heartbeaten_then_recycled() {
     );
     c.set(b"k", b"v", 0, 0).unwrap();
     assert_eq!(c.connection_counts()[0].1, 1);
-    let d = |name: &str| {
-        c.stats()["destinations"][&mc.addr()][name]
-            .as_u64()
-            .unwrap()
-    };
+    let d = |name: &str| dest_stat(&c, &mc.addr(), name);
     assert!(
         wait_until(Duration::from_secs(2), || d("heartbeats_ok") >= 2),
         "{}",
@@ -274,11 +268,7 @@ fn a_failed_heartbeat_discards_the_connection() {
     let c = client(&[mc.addr()], r#", "health": {"heartbeat_interval_ms": 30}"#);
     c.set(b"k", b"v", 0, 0).unwrap();
     mc.kill().unwrap();
-    let d = |name: &str| {
-        c.stats()["destinations"][&mc.addr()][name]
-            .as_u64()
-            .unwrap()
-    };
+    let d = |name: &str| dest_stat(&c, &mc.addr(), name);
     assert!(
         wait_until(Duration::from_secs(2), || d("heartbeats_failed") == 1),
         "{}",
@@ -301,11 +291,7 @@ fn a_stopped_servers_heartbeats_fail_together_and_close_its_idle_connections() {
     hold_connections(&c, &["k0".into(), "k1".into(), "k2".into()]);
     // (the supervisor's sweep takes each idle one out and back: count the open ones)
     assert_eq!(c.connection_counts()[0].1, 3, "three connections");
-    let d = |name: &str| {
-        c.stats()["destinations"][&mc.addr()][name]
-            .as_u64()
-            .unwrap()
-    };
+    let d = |name: &str| dest_stat(&c, &mc.addr(), name);
     mc.pause().unwrap();
     assert!(
         wait_until(Duration::from_secs(3), || c.connection_counts()[0].1 == 0),
@@ -356,11 +342,7 @@ fn a_slow_servers_heartbeats_do_not_hold_up_another_servers_recovery() {
     }
     hold_connections(&c, &keys_on(&c, &proxy.addr(), 3));
     proxy.set_fault(fae_testkit::Fault::Delay(Duration::from_millis(300)));
-    let beats = || {
-        c.stats()["destinations"][&proxy.addr()]["heartbeats_ok"]
-            .as_u64()
-            .unwrap()
-    };
+    let beats = || dest_stat(&c, &proxy.addr(), "heartbeats_ok");
     let before = beats();
     cluster[1].pause().unwrap();
     assert!(
@@ -369,11 +351,7 @@ fn a_slow_servers_heartbeats_do_not_hold_up_another_servers_recovery() {
             .is_err_and(|e| e.reason() == Reason::Tko)),
         "server 1's breaker opened"
     );
-    let probes_failed = || {
-        c.stats()["destinations"][&victim]["probes_failed"]
-            .as_u64()
-            .unwrap()
-    };
+    let probes_failed = || dest_stat(&c, &victim, "probes_failed");
     // Server 1's probes are failing on schedule (one is parked), and server 0's slow
     // heartbeats succeed.
     assert!(
@@ -405,11 +383,7 @@ fn old_connections_are_recycled() {
         r#", "health": {"heartbeat_interval_ms": 20, "max_age_ms": 150}"#,
     );
     c.set(b"k", b"v", 0, 0).unwrap();
-    let d = |name: &str| {
-        c.stats()["destinations"][&mc.addr()][name]
-            .as_u64()
-            .unwrap()
-    };
+    let d = |name: &str| dest_stat(&c, &mc.addr(), name);
     assert!(
         wait_until(Duration::from_secs(2), || d("connections_recycled") == 1),
         "{}",
@@ -605,7 +579,7 @@ fn a_resumed_server_is_served_again_at_once(background: bool) {
     for k in &ks {
         c.set(k.as_bytes(), b"v", 0, 0).unwrap();
     }
-    let counter = |name: &str| c.stats()["destinations"][&victim][name].as_u64().unwrap();
+    let counter = |name: &str| dest_stat(&c, &victim, name);
     cluster[1].pause().unwrap();
     // Timeouts open the breaker (each request ends by its io_ms).
     let opened = wait_until(Duration::from_secs(10), || {
@@ -687,11 +661,7 @@ fn a_black_holed_servers_probes_do_not_hold_up_another_servers_recovery() {
     assert!(tko(&black[0]), "server 0's breaker opened");
     cluster[1].pause().unwrap();
     assert!(tko(&ks[0]), "server 1's breaker opened");
-    let failed = |i: &str| {
-        c.stats()["destinations"][i]["probes_failed"]
-            .as_u64()
-            .unwrap()
-    };
+    let failed = |i: &str| dest_stat(&c, i, "probes_failed");
     // Both servers' probes are failing on schedule (server 0's take 400 ms each).
     assert!(wait_until(Duration::from_secs(10), || failed(&victim) >= 2
         && failed(&proxy.addr()) >= 2));
