@@ -349,26 +349,24 @@ impl RecentQuantile {
         };
         let n: u64 = cur.iter().sum();
         let opened = w.as_ref().map_or(0, |w| w.opened_ms);
-        let sample = if n >= Self::WINDOW_VALUES
-            || (n >= Self::MIN_VALUES && now_ms.saturating_sub(opened) >= Self::WINDOW_MS)
-        {
-            let sample = cur.clone();
-            self.window.store(Some(Arc::new(Window {
-                base: now,
-                prev: cur,
-                opened_ms: now_ms,
-            })));
-            sample
-        } else {
-            match &w {
-                Some(w) => cur.iter().zip(&w.prev).map(|(c, p)| c + p).collect(),
-                None => cur,
-            }
+        let close = n >= Self::WINDOW_VALUES
+            || (n >= Self::MIN_VALUES && now_ms.saturating_sub(opened) >= Self::WINDOW_MS);
+        // A window that closes answers alone; an open one together with the previous one.
+        let sample: Box<[u64]> = match &w {
+            Some(w) if !close => cur.iter().zip(&w.prev).map(|(c, p)| c + p).collect(),
+            _ => cur,
         };
         if sample.iter().sum::<u64>() >= Self::MIN_VALUES
             && let Some(us) = quantile_of(&sample, self.q)
         {
             self.value_us.store(us.min(h.max_us()), Ordering::Relaxed);
+        }
+        if close {
+            self.window.store(Some(Arc::new(Window {
+                base: now,
+                prev: sample,
+                opened_ms: now_ms,
+            })));
         }
     }
 }
