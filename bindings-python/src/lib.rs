@@ -86,6 +86,9 @@ struct Client {
     /// places them, by the key without `key_prefix`, a `bytes` key by its `repr` (see
     /// [`Client::place`]). Follows `reload`.
     pymemcache_place: AtomicBool,
+    /// `on_get_error`: what `get` returns (or raises) when it fails, so that a compatibility
+    /// layer keeps its own miss and exception rules without a Python frame on every hit.
+    on_get_error: Option<Py<PyAny>>,
 }
 
 fn seconds_to_ms(py: Python<'_>, name: &str, v: Option<f64>) -> PyResult<Option<u64>> {
@@ -610,7 +613,7 @@ impl Client {
         servers=None, *, config=None, config_file=None, mode=None, protocol=None, serde=None,
         key_prefix=None, connect_timeout=None, timeout=None, max_connections=None,
         max_value_size=None, binary_keys=None, min_compress_len=None, compress_level=Num(6),
-        pickle_protocol=None, ignore_exc=false
+        pickle_protocol=None, ignore_exc=false, on_get_error=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -631,7 +634,20 @@ impl Client {
         compress_level: Num<u32>,
         pickle_protocol: Option<Num<i32>>,
         ignore_exc: bool,
+        on_get_error: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        if let Some(h) = on_get_error.as_ref().filter(|h| !h.is_callable()) {
+            let shown = h
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            return Err(client_error(
+                py,
+                "invalid_argument",
+                format!("on_get_error must be callable, not {shown}"),
+            ));
+        }
         let cfg = ConfigArgs {
             servers,
             config,
@@ -685,6 +701,7 @@ impl Client {
             encode,
             ignore_exc,
             pymemcache_place: AtomicBool::new(servers.is_some() && mode == Some("pymemcache")),
+            on_get_error: on_get_error.map(Bound::unbind),
         })
     }
 
@@ -713,7 +730,8 @@ impl Client {
         self.inner.is_closed()
     }
 
-    /// Get a value; `default` on a miss.
+    /// Get a value; `default` on a miss. On a failure, `on_get_error(exc, key, default)` if the
+    /// client has one.
     #[pyo3(signature = (key, default=None))]
     fn get<'py>(
         &self,
@@ -721,10 +739,14 @@ impl Client {
         key: &Bound<'py, PyAny>,
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        Ok(match self.fetch(py, key, false, None)? {
-            Some((v, _)) => v,
-            None => default.unwrap_or_else(|| py.None().into_bound(py)),
-        })
+        match self.fetch(py, key, false, None) {
+            Ok(Some((v, _))) => Ok(v),
+            Ok(None) => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
+            Err(e) => match &self.on_get_error {
+                Some(h) => h.bind(py).call1((e.into_value(py), key, default)),
+                None => Err(e),
+            },
+        }
     }
 
     /// `(value, cas)`; `(default, cas_default)` on a miss.

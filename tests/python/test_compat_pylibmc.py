@@ -150,3 +150,39 @@ def test_server_down(own_memcached):
         seen.add(type(e.value))
     # Refused connections are pylibmc.ConnectionError; once libfae's breaker opens, ServerDown.
     assert seen and seen <= {fpl.ConnectionError, fpl.ServerDown}
+
+
+def test_get_is_libfaes_own_method(server):
+    import types
+    import weakref
+
+    mc = fpl.Client([server])
+    # No Python frame between the caller and libfae on a plain client's get.
+    assert isinstance(mc.get, types.BuiltinMethodType) and mc.get.__self__ is mc._c
+    mc.behaviors = {"ketama": True}
+    assert mc.get.__self__ is mc._c, "a rebuilt client reads through its new libfae client"
+    mc.set("k", "v")
+    assert mc.get("k") == "v" and mc.clone().get("k") == "v"
+
+    class Counting(fpl.Client):
+        calls = 0
+
+        def get(self, key, default=None):
+            Counting.calls += 1
+            return super().get(key, default)
+
+    sub = Counting([server])
+    assert sub.get("k") == "v" and sub["k"] == "v" and Counting.calls == 2, "a subclass's get is kept"
+    assert sub.get("a b", 5) == 5 and sub.get("missing") is None
+
+    class Raw(fpl.Client):
+        def deserialize(self, data, flags):
+            return data
+
+    raw = Raw([server])
+    assert not isinstance(raw.get, types.BuiltinMethodType) and raw.get("k") == b"v"
+
+    # The handler holds no reference to its client: a dropped client is freed at once.
+    gone = weakref.ref(mc)
+    del mc
+    assert gone() is None

@@ -139,3 +139,30 @@ def test_lone_surrogate_and_wrong_types_in_other_arguments(servers, tmp_path):
         assert e.value.reason == reason
     assert mc.route_for("k") == mc.route_for("k", op="get") == mc.route_for("k", "get")
     assert set(mc.stats("settings")) == set(servers)
+
+
+def test_on_get_error_answers_for_a_failed_get(servers, own_memcached):
+    seen = []
+
+    def handler(exc, key, default):
+        seen.append((type(exc), exc.reason, key, default))
+        return ("handled", default)
+
+    c = fae.Client(servers, on_get_error=handler)
+    c.set("k", b"v")
+    assert c.get("k") == b"v" and c.get("missing", 3) == 3 and not seen, "hits and misses skip it"
+    assert c.get("a b", 7) == ("handled", 7)
+    assert c.get(12) == ("handled", None)
+    assert seen == [(fae.ClientError, "invalid_key", "a b", 7), (fae.ClientError, "invalid_key", 12, None)]
+
+    down = fae.Client([own_memcached.addr], connect_timeout=0.2, on_get_error=handler)
+    own_memcached.stop()
+    assert down.get("k", 1) == ("handled", 1) and issubclass(seen[-1][0], fae.Error)
+
+    def refuse(exc, key, default):
+        raise KeyError(key)
+
+    with pytest.raises(KeyError):
+        fae.Client(servers, on_get_error=refuse).get("")
+    with pytest.raises(fae.ClientError, match="on_get_error must be callable"):
+        fae.Client(servers, on_get_error=5)

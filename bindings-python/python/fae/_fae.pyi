@@ -135,6 +135,12 @@ class Client:
         pickle_protocol: pickle protocol (default ``pickle.HIGHEST_PROTOCOL``).
         ignore_exc: like pymemcache: reads return the default instead of raising on a server or
             network failure (caller errors still raise).
+        on_get_error: ``on_get_error(exc, key, default)`` is called when ``get`` fails, and
+            ``get`` returns what it returns or raises what it raises. A compatibility layer
+            keeps its own rules with it (``fae.pylibmc``: a bad key is a miss, pylibmc's
+            exception classes) while its ``get`` stays this method, with no Python frame on
+            a hit. Hold the client weakly in it, if at all: a cycle through a client is not
+            collected.
 
     Raises:
         ClientError: the configuration is invalid (reason ``invalid_config``: a config dict
@@ -161,6 +167,7 @@ class Client:
         compress_level: int = ...,
         pickle_protocol: Optional[int] = None,
         ignore_exc: bool = False,
+        on_get_error: Optional[Callable[[BaseException, Key, Any], Any]] = None,
     ) -> Client: ...
     @property
     def servers(self) -> List[str]:
@@ -178,7 +185,7 @@ class Client:
 
     # Reads. A miss returns the default; errors raise (see ``ignore_exc``).
     def get(self, key: Key, default: Any = None) -> Any:
-        """The value, or ``default`` on a miss."""
+        """The value, or ``default`` on a miss (failures: see ``on_get_error``)."""
     def gets(self, key: Key, default: Any = None, cas_default: Any = None) -> Tuple[Any, Any]:
         """``(value, cas)`` with an int CAS token, or ``(default, cas_default)`` on a miss."""
     def gat(self, key: Key, expire: Optional[int] = ..., default: Any = None) -> Any:
