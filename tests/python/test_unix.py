@@ -114,3 +114,41 @@ def test_a_killed_socket_server_comes_back(socket_memcached):
                 raise
             time.sleep(0.05)
     assert c.set("k", "w") and c.get("k") == "w"
+
+
+@pytest.mark.parametrize("behaviors", [None, {"ketama": True}, {"ketama_weighted": True}])
+def test_fae_pylibmc_reads_what_pylibmc_stored_over_sockets(behaviors):
+    import pylibmc
+
+    import fae.pylibmc as fpl
+
+    socks = [SocketMemcached() for _ in range(3)]
+    try:
+        paths = [m.addr for m in socks]
+        real = pylibmc.Client(paths, behaviors=behaviors)
+        ours = fpl.Client(paths, behaviors=behaviors)
+        keys = [f"s:{i}" for i in range(300)]
+        real.set_multi({k: k for k in keys})
+        # Every key read back means every key is on the server pylibmc chose.
+        assert ours.get_multi(keys) == {k: k for k in keys}
+        held = [int(raw_command(p, b"stats\r\n", b"END\r\n").split(b"curr_items ")[1].split()[0]) for p in paths]
+        assert sum(held) == 300 and min(held) > 30, held
+        assert ours.set("new", 1) and real.get("new") == 1
+        # A socket as pylibmc's (type, path, port) tuple, alone: it reads exactly the keys
+        # pylibmc put on that socket.
+        alone = fpl.Client([(fpl.server_type_unix, paths[0], 0)], behaviors=behaviors)
+        assert len(alone.get_multi(keys)) == held[0]
+    finally:
+        for m in socks:
+            m.stop()
+
+
+def test_fae_pylibmc_socket_rules_are_pylibmcs(socket_memcached):
+    import fae.pylibmc as fpl
+
+    with pytest.raises(ValueError, match="mix transport"):
+        fpl.Client([socket_memcached.addr, "127.0.0.1:11211"])
+    with pytest.raises(ValueError, match="port on unix"):
+        fpl.Client([(fpl.server_type_unix, socket_memcached.addr, 11211)])
+    with pytest.raises(fpl.NotSupportedError):
+        fpl.Client(["udp:127.0.0.1:11211"])

@@ -235,15 +235,27 @@ class client:
                 self._behaviors["distribution"] = distribution_consistent_ketama if value else distribution_modula
             self._behaviors[name] = int(value) if isinstance(value, bool) else value
 
-    def _specs(self) -> List[str]:
-        out = []
+    def _specs(self) -> List[Any]:
+        """libfae server specs, with pylibmc's checks: one transport for all servers, no port
+        on a socket. A socket's keys land where pylibmc puts them (golden vectors
+        ``tests/placement/pylibmc*_unix.csv``)."""
+        out: List[Any] = []
+        stypes = set()
         for s in self._servers:
             # (type, host, port[, weight]) from translate_server_spec, or (host, port).
             stype, host, port, weight = (*s, 1)[:4] if len(s) >= 3 else (server_type_tcp, *s, 1)
-            if stype != server_type_tcp:
-                raise NotSupportedError("only TCP servers are supported, not %r" % (s,))  # noqa: F821
-            host = "[%s]" % host if ":" in host and not host.startswith("[") else host
-            out.append("%s:%d:%d" % (host, int(port), int(weight)))
+            stypes.add(stype)
+            if len(stypes) > 1:
+                raise ValueError("can't mix transport types")
+            if stype == server_type_unix:
+                if port:
+                    raise ValueError("can't set port on unix sockets")
+                out.append((str(host), 0, int(weight)))
+            elif stype == server_type_tcp:
+                host = "[%s]" % host if ":" in host and not host.startswith("[") else host
+                out.append("%s:%d:%d" % (host, int(port), int(weight)))
+            else:
+                raise NotSupportedError("UDP servers are not supported, not %r" % (s,))  # noqa: F821
         return out
 
     def _overridden(self) -> bool:
