@@ -152,3 +152,22 @@ def test_fae_pylibmc_socket_rules_are_pylibmcs(socket_memcached):
         fpl.Client([(fpl.server_type_unix, socket_memcached.addr, 11211)])
     with pytest.raises(fpl.NotSupportedError):
         fpl.Client(["udp:127.0.0.1:11211"])
+
+
+def test_fae_pymemcache_takes_sockets_as_pymemcache(socket_memcached, servers):
+    from pymemcache.client.hash import HashClient as RealHash
+
+    from fae.pymemcache.client.base import Client, PooledClient
+    from fae.pymemcache.client.hash import HashClient
+
+    path = socket_memcached.addr
+    for c in (Client(path), PooledClient("unix:" + path)):
+        assert c.set("k", b"v", noreply=False) and c.get("k") == b"v"
+    mixed = [path, servers[0], servers[1]]
+    real = RealHash(mixed)
+    keys = [f"p:{i}" for i in range(200)]
+    real.set_many({k: k.encode() for k in keys}, noreply=False)
+    # Every key read back through the socket and the TCP servers: each is where pymemcache put it.
+    assert HashClient(mixed).get_many(keys) == {k: k.encode() for k in keys}
+    on_socket = Client(path).get_many(keys)
+    assert 20 < len(on_socket) < 180

@@ -60,7 +60,9 @@ def normalize_server_spec(server: Any) -> Any:
 def _spec(server: Any) -> str:
     s = normalize_server_spec(server)
     if isinstance(s, str):
-        raise MemcacheClientError(f"unix socket servers are not supported: {s!r}")
+        # A Unix-domain socket: libfae takes the path, and its pymemcache mode hashes the
+        # node by the path as HashClient does (golden vectors tests/placement/pymemcache_unix.csv).
+        return s
     host, port = s[0], s[1]
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
