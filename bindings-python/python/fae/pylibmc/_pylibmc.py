@@ -168,8 +168,8 @@ class _GetFailed:
     memcached cannot carry is a miss, a key of another type ``TypeError``, one over 250 bytes
     ``ValueError``; anything else raises as pylibmc's class. With it ``client.get`` can be
     ``fae.Client.get`` itself, with no Python frame on the way to a hit (callgrind: 8,803 →
-    8,095 instructions per get, `scripts/bench-calls.py`). It holds no reference to the client: the client holds it,
-    and a cycle through a libfae client is not collected."""
+    8,095 instructions per get, ``scripts/bench-calls.py``). It holds no reference to the
+    client: the client holds it, and a cycle through a libfae client is not collected."""
 
     def __init__(self, binary: bool) -> None:
         self._binary = binary
