@@ -38,9 +38,10 @@ fn child(c: &Client, id: usize) -> i32 {
         return 4;
     }
     if !background::drain(Duration::from_secs(20)) {
-        // Seen once in a full run and not reproduced since (47 runs): say what was left, on
-        // fd 2 itself (the test harness's capture of this thread's output dies with the
-        // child).
+        // Say what was left, on fd 2 itself (the test harness's capture of this thread's
+        // output dies with the child). This once caught a child whose worker thread never
+        // started (1 run in ~50): std's thread-start lock, inherited locked from a parent
+        // whose test proxy was starting a thread at the fork (`process::thread`).
         let s = c.stats();
         let msg = format!(
             "child {id}: drain timed out: {} jobs queued, {} pending requests; \

@@ -628,9 +628,8 @@ impl Destination {
         self.maintain_with(true, || {
             let deadline = Instant::now() + self.settings.connect_timeout;
             let me = Arc::clone(self);
-            let spawned = std::thread::Builder::new()
-                .name("fae-probe".into())
-                .spawn(move || me.run_probe(deadline));
+            let spawned =
+                crate::process::thread::spawn("fae-probe", move || me.run_probe(deadline));
             if spawned.is_err() {
                 self.run_probe(deadline); // no thread to be had: as before, on this one
             }

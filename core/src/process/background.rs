@@ -137,9 +137,7 @@ fn enqueue<E>(put: impl FnOnce(&mut State) -> Result<(), E>) -> Result<(), E> {
     drop(st);
     drop(inherited);
     if start {
-        let spawned = std::thread::Builder::new()
-            .name("fae-background".into())
-            .spawn(move || work(generation));
+        let spawned = crate::process::thread::spawn("fae-background", move || work(generation));
         if spawned.is_err() {
             // No thread to be had: run what is queued here rather than lose it; pending
             // requests are given up (their connections discarded).

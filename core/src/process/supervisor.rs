@@ -90,9 +90,7 @@ fn start() {
         // Claimed under the lock, so one caller spawns; the spawn itself is done unlocked.
         RUNNING.store(generation, Ordering::Release);
     }
-    let spawned = std::thread::Builder::new()
-        .name("fae-supervisor".into())
-        .spawn(move || run(generation));
+    let spawned = crate::process::thread::spawn("fae-supervisor", move || run(generation));
     match spawned {
         Ok(_) => {
             STARTED.fetch_add(1, Ordering::Relaxed);
