@@ -31,7 +31,8 @@
 //! Per client and run: a baseline, then server 2 SIGSTOPped for `--pause-secs` (10), then
 //! SIGCONT and a tail. The baseline is as long as the pause, so the two p99s of the ratio come
 //! from windows of the same length (a stall of the machine moves the p99 of a short window
-//! more than that of a long one). Runs with a 2 s baseline spread as widely (docs). Reported: requests that waited for a timeout (≥ 200 ms) per worker per
+//! more than that of a long one); runs with a 2 s baseline spread as widely (docs).
+//! Reported: requests that waited for a timeout (≥ 200 ms) per worker per
 //! outage, the healthy keys' p99 during the outage ÷ before, the time from SIGCONT to the
 //! first hit on a key of the resumed server, the healthy keys' errors and misses, and how
 //! many gets the workers started during the outage (a worker waiting out a timeout starts
