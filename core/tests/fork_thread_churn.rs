@@ -1,10 +1,16 @@
-//! fork() while another thread of the parent starts and ends threads all the time (an
-//! application's thread pool, a test proxy's thread per connection): std's thread start and
-//! exit take a process-wide lock, which a child then inherits locked. Every child must still
-//! get a working background worker (its shadow copies are sent) and a working supervisor (its
-//! heartbeats run): libfae starts both with `pthread_create` (`process::thread`). With
-//! `std::thread` most children here had neither, for good. One test per binary: fork() copies
-//! only the calling thread.
+//! fork() while other threads of the parent are busy: four start and end threads all the time
+//! (an application's thread pool, a test proxy's thread per connection), and the parent's
+//! supervisor heartbeats idle connections every 20 ms. Every child must get a working
+//! background worker (its shadow copy is sent) and a working supervisor (its heartbeats run),
+//! and must not hang. Two ways it failed, each fixed:
+//! - std's thread start and exit take a process-wide lock, which a child inherits locked: its
+//!   `std::thread`s never ran (1–4 children of 400 per run, 3 runs of 3). libfae now starts
+//!   its threads with `pthread_create` (`process::thread`).
+//! - a crossbeam queue copied in the middle of the parent supervisor's push or pop: the
+//!   child's first request and its supervisor spun in `ArrayQueue::pop` forever (about 1 run
+//!   in 17 after the first fix). A child now gets fresh queues (`pool::Queues`).
+//!
+//! One test per binary: fork() copies only the calling thread.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -45,7 +45,7 @@ pub(crate) mod exchange;
 pub mod health;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::{ArrayQueue, SegQueue};
@@ -141,7 +141,9 @@ pub struct Destination {
     host: String,
     port: u16,
     settings: ConnSettings,
-    idle: ArrayQueue<Conn>,
+    /// The lock-free queues (idle connections, waiters, the parked probe, heartbeats out) of
+    /// this process generation: see [`Queues`].
+    queues: AtomicPtr<Queues>,
     /// Connections that exist (idle + checked out) in this process generation.
     open: AtomicUsize,
     /// Of those, connections lent to hedges' losers that the background worker is reading to
@@ -150,9 +152,7 @@ pub struct Destination {
     /// `LEND_MAX + 1` times `max_connections` may be open for a while; at most
     /// `max_connections` are ever idle.
     lent: AtomicUsize,
-    /// Requests parked in `checkout` until a connection or a slot comes back (lock-free, for
-    /// fork safety), and how many entries the queue holds.
-    waiters: SegQueue<Arc<Waiter>>,
+    /// How many entries [`Queues::waiters`] holds.
     waiter_entries: AtomicUsize,
     generation: AtomicU64,
     /// The circuit breaker.
@@ -172,15 +172,60 @@ pub struct Destination {
     recent_p95: RecentQuantile,
     /// The last refused login or TLS handshake (see the module doc).
     refused: arc_swap::ArcSwapOption<Refusal>,
-    /// At most one parked probe (see [`Destination::park`]); a queue of one, lock-free.
-    parked: ArrayQueue<Parked>,
-    /// Its socket while one is parked, else -1: what the supervisor polls.
+    /// The parked probe's socket while one is parked, else -1: what the supervisor polls.
     parked_fd: AtomicI32,
     /// Who looks at the parked slot (a forked child takes it over).
     parking: fork::TryFlag,
+}
+
+/// A destination's lock-free queues, one set per process generation.
+///
+/// A `fork()` copies memory, not threads: when another thread of the parent is inside a push
+/// or a pop of a crossbeam queue at that instant (its slot claimed, not yet published), the
+/// child's copy of the queue is left mid-operation, and the next pop in the child waits for
+/// the missing thread forever, spinning (seen: a child's first request and its supervisor
+/// both spinning in `ArrayQueue::pop`, `tests/fork_thread_churn.rs`). So a child never
+/// touches its parent's queues: the first use in a new generation swaps in empty ones
+/// ([`Destination::q`]) and leaks the inherited set unread. What it held were the parent's
+/// connections, whose sockets the fork already turned into `/dev/null` (`fork::track`).
+struct Queues {
+    generation: u64,
+    /// Idle connections.
+    idle: ArrayQueue<Conn>,
+    /// Requests parked in `checkout` until a connection or a slot comes back.
+    waiters: SegQueue<Arc<Waiter>>,
+    /// At most one parked probe (see [`Destination::park`]); a queue of one.
+    parked: ArrayQueue<Parked>,
     /// Heartbeats still waiting for their answer (supervisor only; at most `max_connections`:
     /// only idle connections get one). Their connections count as open, not idle.
     beating: ArrayQueue<Beat>,
+}
+
+impl Queues {
+    fn new(max_connections: usize, generation: u64) -> *mut Queues {
+        let n = max_connections.max(1);
+        Box::into_raw(Box::new(Queues {
+            generation,
+            idle: ArrayQueue::new(n),
+            waiters: SegQueue::new(),
+            parked: ArrayQueue::new(1),
+            beating: ArrayQueue::new(n),
+        }))
+    }
+}
+
+impl Drop for Destination {
+    fn drop(&mut self) {
+        let q = *self.queues.get_mut();
+        // SAFETY: `queues` always holds a pointer from `Queues::new`, owned by this destination
+        // alone (a replaced set is leaked, never freed), and `&mut self` means no other
+        // reference to it is left.
+        let q = unsafe { Box::from_raw(q) };
+        if q.generation != fork::generation() {
+            // A parent's set, never used here: it may be mid-operation (see `Queues`).
+            std::mem::forget(q);
+        }
+    }
 }
 
 impl Destination {
@@ -196,10 +241,9 @@ impl Destination {
             addr: Arc::from(crate::addr::Node::new(host, port).addr()),
             host: host.to_string(),
             port,
-            idle: ArrayQueue::new(settings.max_connections.max(1)),
+            queues: AtomicPtr::new(Queues::new(settings.max_connections, fork::generation())),
             open: AtomicUsize::new(0),
             lent: AtomicUsize::new(0),
-            waiters: SegQueue::new(),
             waiter_entries: AtomicUsize::new(0),
             generation: AtomicU64::new(fork::generation()),
             health: Health::new(settings.breaker, pool),
@@ -212,10 +256,8 @@ impl Destination {
             last_fail_open_log_ms: AtomicU64::new(0),
             recent_p95: RecentQuantile::new(0.95),
             refused: arc_swap::ArcSwapOption::empty(),
-            parked: ArrayQueue::new(1),
             parked_fd: AtomicI32::new(-1),
             parking: fork::TryFlag::new(),
-            beating: ArrayQueue::new(settings.max_connections.max(1)),
             settings,
         }
     }
@@ -521,18 +563,18 @@ impl Destination {
         if !self.parking.try_take() {
             return; // being looked at: this one is not needed
         }
-        let keep_old = self.parked.pop().filter(|old| {
+        let keep_old = self.q().parked.pop().filter(|old| {
             old.conn.generation == conn.generation && old.since.elapsed() < PARK_REFRESH
         });
         if let Some(old) = keep_old {
-            let _ = self.parked.push(old);
+            let _ = self.q().parked.push(old);
         } else if self.health.state() == BreakerState::Open && !self.shut.load(Ordering::Acquire) {
             let fd = conn.fd();
             let fresh = Parked {
                 conn,
                 since: Instant::now(),
             };
-            if self.parked.push(fresh).is_ok() {
+            if self.q().parked.push(fresh).is_ok() {
                 self.parked_fd.store(fd, Ordering::Release);
                 inc(&self.counters.probes_parked);
             }
@@ -553,12 +595,12 @@ impl Destination {
     /// (so an answered connection is back in the pool at once, not at the next tick).
     /// Supervisor only, like `Destination::check_beats`.
     pub fn heartbeat_fds(&self, out: &mut Vec<i32>) {
-        for _ in 0..self.beating.len() {
-            let Some(b) = self.beating.pop() else {
+        for _ in 0..self.q().beating.len() {
+            let Some(b) = self.q().beating.pop() else {
                 break;
             };
             out.push(b.conn.fd());
-            if let Err(b) = self.beating.push(b) {
+            if let Err(b) = self.q().beating.push(b) {
                 self.close_open(b.conn, &self.counters.connections_discarded);
             }
         }
@@ -577,8 +619,9 @@ impl Destination {
             return;
         }
         let mut answered = None;
-        // A parent's is dropped unread (closing our copy of the fd): its reply is the parent's.
-        if let Some(mut p) = self.parked.pop()
+        // A parent's went with the parent's queues (`Queues`), unread: its reply is the
+        // parent's.
+        if let Some(mut p) = self.q().parked.pop()
             && p.conn.generation == generation
         {
             let reply = match p.conn.try_fill() {
@@ -589,7 +632,7 @@ impl Destination {
                 self.health.state() == BreakerState::Open && !self.shut.load(Ordering::Acquire);
             match reply {
                 Ok(None) if wanted => {
-                    let _ = self.parked.push(p); // the slot is ours: room for it
+                    let _ = self.q().parked.push(p); // the slot is ours: room for it
                     self.parking.give_back();
                     return;
                 }
@@ -689,8 +732,8 @@ impl Destination {
         // further heartbeat would hold this request for another `connect_ms` to learn the
         // same: the connections still due are closed unchecked instead.
         let mut unanswered = false;
-        for _ in 0..self.idle.len() {
-            let Some(mut conn) = self.idle.pop() else {
+        for _ in 0..self.q().idle.len() {
+            let Some(mut conn) = self.q().idle.pop() else {
                 break;
             };
             if conn.generation != generation {
@@ -729,7 +772,7 @@ impl Destination {
                         conn.last_checked = Instant::now();
                     }
                     Ok(None) if background => {
-                        if let Err(b) = self.beating.push(Beat { conn, deadline }) {
+                        if let Err(b) = self.q().beating.push(Beat { conn, deadline }) {
                             self.close_open(b.conn, &self.counters.connections_discarded);
                         }
                         continue;
@@ -755,15 +798,15 @@ impl Destination {
     /// by its deadline, is closed and counted in `heartbeats_failed`. The breaker hears of a
     /// round's timeouts once: they share one cause and one moment.
     fn check_beats(&self) {
-        if self.beating.is_empty() {
+        if self.q().beating.is_empty() {
             return;
         }
         let generation = self.check_fork();
         let now = Instant::now();
         let (protocol, decoder) = (self.settings.protocol, &self.settings.decoder);
         let mut timed_out = false;
-        for _ in 0..self.beating.len() {
-            let Some(mut b) = self.beating.pop() else {
+        for _ in 0..self.q().beating.len() {
+            let Some(mut b) = self.q().beating.pop() else {
                 break;
             };
             if b.conn.generation != generation {
@@ -781,7 +824,7 @@ impl Destination {
                     self.wake_one();
                 }
                 Ok(None) if now < b.deadline => {
-                    if let Err(b) = self.beating.push(b) {
+                    if let Err(b) = self.q().beating.push(b) {
                         self.close_open(b.conn, &self.counters.connections_discarded);
                     }
                 }
@@ -804,7 +847,7 @@ impl Destination {
     /// Put a connection the pool counts as open into the idle queue; close it (uncounted) if
     /// the queue is full.
     fn keep_idle(&self, conn: Conn) {
-        if let Err(conn) = self.idle.push(conn) {
+        if let Err(conn) = self.q().idle.push(conn) {
             drop(conn);
             self.open.fetch_sub(1, Ordering::AcqRel);
         }
@@ -823,8 +866,10 @@ impl Destination {
     /// holds; Unix-domain sockets have none).
     pub fn idle_local_addrs(&self) -> Vec<std::net::SocketAddr> {
         let mut out = Vec::new();
-        for _ in 0..self.idle.len() {
-            let Some(conn) = self.idle.pop() else { break };
+        for _ in 0..self.q().idle.len() {
+            let Some(conn) = self.q().idle.pop() else {
+                break;
+            };
             if let Some(a) = conn.local_addr() {
                 out.push(a);
             }
@@ -875,7 +920,42 @@ impl Destination {
 
     /// Connections currently idle in the pool.
     pub fn idle_connections(&self) -> usize {
-        self.idle.len()
+        self.q().idle.len()
+    }
+
+    /// This generation's queues: one load and a compare, or, first thing in a forked child,
+    /// a fresh set (see [`Queues`]).
+    #[inline]
+    fn q(&self) -> &Queues {
+        let p = self.queues.load(Ordering::Acquire);
+        // SAFETY: `queues` is never null, and no set it ever held is freed before the
+        // destination is dropped (replaced sets are leaked), so the reference lives as long
+        // as `&self`.
+        let q = unsafe { &*p };
+        if q.generation == fork::generation() {
+            q
+        } else {
+            self.renew_queues(p)
+        }
+    }
+
+    #[cold]
+    fn renew_queues(&self, seen: *mut Queues) -> &Queues {
+        let fresh = Queues::new(self.settings.max_connections, fork::generation());
+        match self
+            .queues
+            .compare_exchange(seen, fresh, Ordering::AcqRel, Ordering::Acquire)
+        {
+            // The inherited set is leaked, unread (see `Queues`).
+            // SAFETY: `fresh` is now owned by `queues`, freed only when the destination drops.
+            Ok(_) => unsafe { &*fresh },
+            Err(_) => {
+                // Another thread of this process renewed them first.
+                // SAFETY: `fresh` never left this function.
+                drop(unsafe { Box::from_raw(fresh) });
+                self.q()
+            }
+        }
     }
 
     /// In a forked child, forget the parent's connections.
@@ -884,11 +964,9 @@ impl Destination {
         if self.generation.load(Ordering::Acquire) != current
             && self.generation.swap(current, Ordering::AcqRel) != current
         {
-            while self.idle.pop().is_some() {}
+            // The parent's idle connections and waiting threads went with its queues (`q`).
             self.open.store(0, Ordering::Release);
             self.lent.store(0, Ordering::Release);
-            // The parent's waiting threads do not exist here.
-            while self.waiters.pop().is_some() {}
             self.waiter_entries.store(0, Ordering::Release);
         }
         current
@@ -906,7 +984,7 @@ impl Destination {
         let mut spins = 0u32;
         let mut parked: Option<Arc<Waiter>> = None;
         loop {
-            if let Some(mut conn) = self.idle.pop() {
+            if let Some(mut conn) = self.q().idle.pop() {
                 if conn.generation == generation
                     && now.saturating_duration_since(conn.last_used) >= QUIET_CHECK_AFTER
                     && !conn.is_quiet()
@@ -973,7 +1051,7 @@ impl Destination {
                         queued: AtomicBool::new(true),
                     });
                     self.waiter_entries.fetch_add(1, Ordering::SeqCst);
-                    self.waiters.push(Arc::clone(&w));
+                    self.q().waiters.push(Arc::clone(&w));
                     parked = Some(w);
                 }
             }
@@ -986,7 +1064,7 @@ impl Destination {
         if self.waiter_entries.load(Ordering::SeqCst) == 0 {
             return;
         }
-        while let Some(w) = self.waiters.pop() {
+        while let Some(w) = self.q().waiters.pop() {
             self.waiter_entries.fetch_sub(1, Ordering::AcqRel);
             w.queued.store(false, Ordering::Release);
             if w.waiting.swap(false, Ordering::AcqRel) {
@@ -1017,10 +1095,10 @@ impl Destination {
     /// `Client::close`; a heartbeat the supervisor is looking at this instant is closed with
     /// the destination).
     pub fn close_idle(&self) {
-        while self.idle.pop().is_some() {
+        while self.q().idle.pop().is_some() {
             self.open.fetch_sub(1, Ordering::AcqRel);
         }
-        while self.beating.pop().is_some() {
+        while self.q().beating.pop().is_some() {
             self.open.fetch_sub(1, Ordering::AcqRel);
         }
     }
