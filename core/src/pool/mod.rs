@@ -201,6 +201,13 @@ struct Queues {
     beating: ArrayQueue<Beat>,
 }
 
+// Behind a raw pointer the compiler no longer sees that a destination shared between threads
+// shares its queues: check here that they may be.
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<Queues>();
+};
+
 impl Queues {
     fn new(max_connections: usize, generation: u64) -> *mut Queues {
         let n = max_connections.max(1);
