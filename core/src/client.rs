@@ -1151,7 +1151,7 @@ impl Client {
 /// child starts without any: [`fork::PerProcess`]). The lock is held only to take or put one.
 struct AdminConns {
     generation: u64,
-    idle: parking_lot::Mutex<Vec<(String, crate::pool::conn::Conn)>>,
+    idle: parking_lot::Mutex<Vec<(String, Box<crate::pool::conn::Conn>)>>,
 }
 
 impl fork::Generational for AdminConns {
@@ -1172,7 +1172,7 @@ impl AdminConns {
         }
     }
 
-    fn take(&self, addr: &str) -> Option<crate::pool::conn::Conn> {
+    fn take(&self, addr: &str) -> Option<Box<crate::pool::conn::Conn>> {
         let mut idle = self.idle.lock();
         let i = idle.iter().position(|(a, _)| a == addr)?;
         Some(idle.swap_remove(i).1)

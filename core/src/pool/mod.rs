@@ -110,7 +110,7 @@ struct Refusal {
 #[derive(Debug)]
 struct Parked {
     /// The connection, its `mn`/`version` sent and unanswered.
-    conn: Conn,
+    conn: Box<Conn>,
     /// When it was parked.
     since: Instant,
 }
@@ -120,7 +120,7 @@ struct Parked {
 /// connection once `deadline` passes.
 #[derive(Debug)]
 struct Beat {
-    conn: Conn,
+    conn: Box<Conn>,
     deadline: Instant,
 }
 
@@ -191,7 +191,7 @@ pub struct Destination {
 struct Queues {
     generation: u64,
     /// Idle connections.
-    idle: ArrayQueue<Conn>,
+    idle: ArrayQueue<Box<Conn>>,
     /// Requests parked in `checkout` until a connection or a slot comes back.
     waiters: SegQueue<Arc<Waiter>>,
     /// At most one parked probe (see [`Destination::park`]); a queue of one.
@@ -385,7 +385,7 @@ impl Destination {
     }
 
     /// Dial and validate a connection within `connect_ms`.
-    fn dial(&self, deadline: Instant, generation: u64) -> Result<Conn> {
+    fn dial(&self, deadline: Instant, generation: u64) -> Result<Box<Conn>> {
         self.dial_keeping(deadline, generation).map_err(|(e, _)| e)
     }
 
@@ -396,7 +396,7 @@ impl Destination {
         &self,
         deadline: Instant,
         generation: u64,
-    ) -> std::result::Result<Conn, (Error, Option<Box<Conn>>)> {
+    ) -> std::result::Result<Box<Conn>, (Error, Option<Box<Conn>>)> {
         if let Some(e) = self.refusal() {
             inc(&self.counters.connections_failed);
             return Err((e, None));
@@ -465,7 +465,7 @@ impl Destination {
                     conn.ready = true;
                     Ok(conn)
                 }
-                Err(e) => Err((e, waiting.then(|| Box::new(conn)))),
+                Err(e) => Err((e, waiting.then_some(conn))),
             }
         });
         match dialled {
@@ -509,7 +509,11 @@ impl Destination {
 
     /// A connection for an admin command (`stats`), outside the pool: dialled, TLS and
     /// login as the pool's, within `connect_timeout` and `deadline`; not validated or counted.
-    pub(crate) fn admin_conn(&self, connect_timeout: Duration, deadline: Instant) -> Result<Conn> {
+    pub(crate) fn admin_conn(
+        &self,
+        connect_timeout: Duration,
+        deadline: Instant,
+    ) -> Result<Box<Conn>> {
         let s = &self.settings;
         let mut conn = Conn::connect(
             &self.host,
@@ -540,7 +544,7 @@ impl Destination {
                 Err((_, waiting)) => {
                     self.release(None, false);
                     if let Some(conn) = waiting {
-                        self.park(*conn);
+                        self.park(conn);
                     }
                     false
                 }
@@ -566,7 +570,7 @@ impl Destination {
     /// next scheduled probe, up to `probe_max_ms` later. Scheduled probes go on meanwhile (a
     /// restarted server is found by them). One per destination; not counted against
     /// `max_connections`, and never lent to a request: nobody waits on it.
-    fn park(&self, conn: Conn) {
+    fn park(&self, conn: Box<Conn>) {
         if !self.parking.try_take() {
             return; // being looked at: this one is not needed
         }
@@ -846,14 +850,14 @@ impl Destination {
     }
 
     /// A heartbeat failed with `e`: the connection is closed, and the server's breaker hears.
-    fn heartbeat_failed(&self, conn: Conn, e: &Error) {
+    fn heartbeat_failed(&self, conn: Box<Conn>, e: &Error) {
         self.close_open(conn, &self.counters.heartbeats_failed);
         self.record_error(&e.clone().at(&self.addr));
     }
 
     /// Put a connection the pool counts as open into the idle queue; close it (uncounted) if
     /// the queue is full.
-    fn keep_idle(&self, conn: Conn) {
+    fn keep_idle(&self, conn: Box<Conn>) {
         if let Err(conn) = self.q().idle.push(conn) {
             drop(conn);
             self.open.fetch_sub(1, Ordering::AcqRel);
@@ -862,7 +866,7 @@ impl Destination {
 
     /// Close a connection the pool counts as open (idle, or out for a heartbeat), and count
     /// it in `counter`. Closed and uncounted first: whoever sees the counter sees it gone.
-    fn close_open(&self, conn: Conn, counter: &AtomicU64) {
+    fn close_open(&self, conn: Box<Conn>, counter: &AtomicU64) {
         drop(conn);
         self.open.fetch_sub(1, Ordering::AcqRel);
         inc(counter);
@@ -1110,18 +1114,18 @@ impl Destination {
         }
     }
 
-    fn release(&self, conn: Option<Conn>, keep: bool) {
+    fn release(&self, conn: Option<Box<Conn>>, keep: bool) {
         self.release_at(conn, keep, None);
     }
 
     /// [`Destination::release`]; `now`, when the caller has just read the clock, becomes the
     /// connection's last use (a clock read is about 25 ns on a virtualised host).
-    fn release_at(&self, conn: Option<Conn>, keep: bool, now: Option<Instant>) {
+    fn release_at(&self, conn: Option<Box<Conn>>, keep: bool, now: Option<Instant>) {
         self.put_back(conn, keep, now);
         self.wake_one();
     }
 
-    fn put_back(&self, mut conn: Option<Conn>, keep: bool, now: Option<Instant>) {
+    fn put_back(&self, mut conn: Option<Box<Conn>>, keep: bool, now: Option<Instant>) {
         if let Some(c) = conn.as_mut() {
             let (sent, received) = c.take_byte_counts();
             self.counters.bytes_sent.fetch_add(sent, Ordering::Relaxed);
@@ -1176,7 +1180,7 @@ fn leave(w: Option<&Waiter>) {
 pub struct PooledConn<'a> {
     dest: &'a Destination,
     /// `None` only while a new connection is being dialled.
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
 }
 
 impl<'a> PooledConn<'a> {
@@ -1248,7 +1252,7 @@ pub(crate) const LEND_MAX: usize = 4;
 #[derive(Debug)]
 pub(crate) struct OwnedConn {
     dest: Arc<Destination>,
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
 }
 
 impl OwnedConn {
