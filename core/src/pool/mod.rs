@@ -144,17 +144,6 @@ pub struct Destination {
     /// The lock-free queues (idle connections, waiters, the parked probe, heartbeats out) of
     /// this process generation: see [`Queues`].
     queues: AtomicPtr<Queues>,
-    /// Connections that exist (idle + checked out) in this process generation.
-    open: AtomicUsize,
-    /// Of those, connections lent to hedges' losers that the background worker is reading to
-    /// their end (at most [`LEND_MAX`] × `max_connections`). They do not count against
-    /// `max_connections`: a request must not wait for a reply nobody wants. So up to
-    /// `LEND_MAX + 1` times `max_connections` may be open for a while; at most
-    /// `max_connections` are ever idle.
-    lent: AtomicUsize,
-    /// How many entries [`Queues::waiters`] holds.
-    waiter_entries: AtomicUsize,
-    generation: AtomicU64,
     /// The circuit breaker.
     pub health: Health,
     /// Event counters.
@@ -178,7 +167,8 @@ pub struct Destination {
     parking: fork::TryFlag,
 }
 
-/// A destination's lock-free queues, one set per process generation.
+/// A destination's lock-free queues and the counts that go with them, one set per process
+/// generation.
 ///
 /// A `fork()` copies memory, not threads: when another thread of the parent is inside a push
 /// or a pop of a crossbeam queue at that instant (its slot claimed, not yet published), the
@@ -188,8 +178,23 @@ pub struct Destination {
 /// touches its parent's queues: the first use in a new generation swaps in empty ones
 /// ([`Destination::q`]) and leaks the inherited set unread. What it held were the parent's
 /// connections, whose sockets the fork already turned into `/dev/null` (`fork::track`).
+///
+/// The counts live in the set too: a fresh set starts them at zero in the same atomic step
+/// that publishes it. Reset apart from the queues, a thread of the child that reserved a slot
+/// between the swap and the reset lost its count, and closing that connection later took
+/// `open` below zero (wrapping: no slot was ever free again).
 struct Queues {
     generation: u64,
+    /// Connections that exist (idle + checked out) in this process generation.
+    open: AtomicUsize,
+    /// Of those, connections lent to hedges' losers that the background worker is reading to
+    /// their end (at most [`LEND_MAX`] × `max_connections`). They do not count against
+    /// `max_connections`: a request must not wait for a reply nobody wants. So up to
+    /// `LEND_MAX + 1` times `max_connections` may be open for a while; at most
+    /// `max_connections` are ever idle.
+    lent: AtomicUsize,
+    /// How many entries `waiters` holds.
+    waiter_entries: AtomicUsize,
     /// Idle connections.
     idle: ArrayQueue<Box<Conn>>,
     /// Requests parked in `checkout` until a connection or a slot comes back.
@@ -213,6 +218,9 @@ impl Queues {
         let n = max_connections.max(1);
         Box::into_raw(Box::new(Queues {
             generation,
+            open: AtomicUsize::new(0),
+            lent: AtomicUsize::new(0),
+            waiter_entries: AtomicUsize::new(0),
             idle: ArrayQueue::new(n),
             waiters: SegQueue::new(),
             parked: ArrayQueue::new(1),
@@ -249,10 +257,6 @@ impl Destination {
             host: host.to_string(),
             port,
             queues: AtomicPtr::new(Queues::new(settings.max_connections, fork::generation())),
-            open: AtomicUsize::new(0),
-            lent: AtomicUsize::new(0),
-            waiter_entries: AtomicUsize::new(0),
-            generation: AtomicU64::new(fork::generation()),
             health: Health::new(settings.breaker, pool),
             counters: DestCounters::default(),
             errors: ErrorCounters::default(),
@@ -534,7 +538,7 @@ impl Destination {
     /// Probe an open breaker: dial + validate. A good connection joins the idle pool; one
     /// whose validation timed out unanswered is parked ([`Destination::park`]).
     fn run_probe(&self, deadline: Instant) {
-        let generation = self.check_fork();
+        let generation = self.q().generation;
         let ok = if self.reserve_slot() {
             match self.dial_keeping(deadline, generation) {
                 Ok(conn) => {
@@ -571,21 +575,22 @@ impl Destination {
     /// restarted server is found by them). One per destination; not counted against
     /// `max_connections`, and never lent to a request: nobody waits on it.
     fn park(&self, conn: Box<Conn>) {
+        let q = self.q();
         if !self.parking.try_take() {
             return; // being looked at: this one is not needed
         }
-        let keep_old = self.q().parked.pop().filter(|old| {
+        let keep_old = q.parked.pop().filter(|old| {
             old.conn.generation == conn.generation && old.since.elapsed() < PARK_REFRESH
         });
         if let Some(old) = keep_old {
-            let _ = self.q().parked.push(old);
+            let _ = q.parked.push(old);
         } else if self.health.state() == BreakerState::Open && !self.shut.load(Ordering::Acquire) {
             let fd = conn.fd();
             let fresh = Parked {
                 conn,
                 since: Instant::now(),
             };
-            if self.q().parked.push(fresh).is_ok() {
+            if q.parked.push(fresh).is_ok() {
                 self.parked_fd.store(fd, Ordering::Release);
                 inc(&self.counters.probes_parked);
             }
@@ -606,12 +611,13 @@ impl Destination {
     /// (so an answered connection is back in the pool at once, not at the next tick).
     /// Supervisor only, like `Destination::check_beats`.
     pub fn heartbeat_fds(&self, out: &mut Vec<i32>) {
-        for _ in 0..self.q().beating.len() {
-            let Some(b) = self.q().beating.pop() else {
+        let q = self.q();
+        for _ in 0..q.beating.len() {
+            let Some(b) = q.beating.pop() else {
                 break;
             };
             out.push(b.conn.fd());
-            if let Err(b) = self.q().beating.push(b) {
+            if let Err(b) = q.beating.push(b) {
                 self.close_open(b.conn, &self.counters.connections_discarded);
             }
         }
@@ -622,17 +628,18 @@ impl Destination {
     /// a wrong reply drops it (scheduled probes go on); no reply yet puts it back. It is
     /// dropped too once the breaker is no longer open (a scheduled probe got there first).
     fn check_parked(&self) {
+        let q = self.q();
         if self.parked_fd.load(Ordering::Acquire) < 0 {
             return;
         }
-        let generation = self.check_fork();
+        let generation = q.generation;
         if !self.parking.try_take() {
             return;
         }
         let mut answered = None;
         // A parent's went with the parent's queues (`Queues`), unread: its reply is the
         // parent's.
-        if let Some(mut p) = self.q().parked.pop()
+        if let Some(mut p) = q.parked.pop()
             && p.conn.generation == generation
         {
             let reply = match p.conn.try_fill() {
@@ -643,7 +650,7 @@ impl Destination {
                 self.health.state() == BreakerState::Open && !self.shut.load(Ordering::Acquire);
             match reply {
                 Ok(None) if wanted => {
-                    let _ = self.q().parked.push(p); // the slot is ours: room for it
+                    let _ = q.parked.push(p); // the slot is ours: room for it
                     self.parking.give_back();
                     return;
                 }
@@ -737,14 +744,15 @@ impl Destination {
     /// answered within [`BEAT_WAIT`] is left to [`Destination::check_beats`]; inline, the
     /// request doing the sweep waits up to `connect_ms`.
     fn sweep_idle(&self, background: bool) {
-        let generation = self.check_fork();
+        let q = self.q();
+        let generation = q.generation;
         let wait_until = Instant::now() + BEAT_WAIT;
         // Inline only: set when a heartbeat timed out. The server does not answer, and each
         // further heartbeat would hold this request for another `connect_ms` to learn the
         // same: the connections still due are closed unchecked instead.
         let mut unanswered = false;
-        for _ in 0..self.q().idle.len() {
-            let Some(mut conn) = self.q().idle.pop() else {
+        for _ in 0..q.idle.len() {
+            let Some(mut conn) = q.idle.pop() else {
                 break;
             };
             if conn.generation != generation {
@@ -783,7 +791,7 @@ impl Destination {
                         conn.last_checked = Instant::now();
                     }
                     Ok(None) if background => {
-                        if let Err(b) = self.q().beating.push(Beat { conn, deadline }) {
+                        if let Err(b) = q.beating.push(Beat { conn, deadline }) {
                             self.close_open(b.conn, &self.counters.connections_discarded);
                         }
                         continue;
@@ -809,15 +817,16 @@ impl Destination {
     /// by its deadline, is closed and counted in `heartbeats_failed`. The breaker hears of a
     /// round's timeouts once: they share one cause and one moment.
     fn check_beats(&self) {
-        if self.q().beating.is_empty() {
+        let q = self.q();
+        if q.beating.is_empty() {
             return;
         }
-        let generation = self.check_fork();
+        let generation = q.generation;
         let now = Instant::now();
         let (protocol, decoder) = (self.settings.protocol, &self.settings.decoder);
         let mut timed_out = false;
-        for _ in 0..self.q().beating.len() {
-            let Some(mut b) = self.q().beating.pop() else {
+        for _ in 0..q.beating.len() {
+            let Some(mut b) = q.beating.pop() else {
                 break;
             };
             if b.conn.generation != generation {
@@ -835,7 +844,7 @@ impl Destination {
                     self.wake_one();
                 }
                 Ok(None) if now < b.deadline => {
-                    if let Err(b) = self.q().beating.push(b) {
+                    if let Err(b) = q.beating.push(b) {
                         self.close_open(b.conn, &self.counters.connections_discarded);
                     }
                 }
@@ -858,9 +867,10 @@ impl Destination {
     /// Put a connection the pool counts as open into the idle queue; close it (uncounted) if
     /// the queue is full.
     fn keep_idle(&self, conn: Box<Conn>) {
-        if let Err(conn) = self.q().idle.push(conn) {
+        let q = self.q();
+        if let Err(conn) = q.idle.push(conn) {
             drop(conn);
-            self.open.fetch_sub(1, Ordering::AcqRel);
+            q.open.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -868,7 +878,7 @@ impl Destination {
     /// it in `counter`. Closed and uncounted first: whoever sees the counter sees it gone.
     fn close_open(&self, conn: Box<Conn>, counter: &AtomicU64) {
         drop(conn);
-        self.open.fetch_sub(1, Ordering::AcqRel);
+        self.q().open.fetch_sub(1, Ordering::AcqRel);
         inc(counter);
         self.wake_one();
     }
@@ -876,9 +886,10 @@ impl Destination {
     /// Local addresses of the idle TCP connections (diagnostics: which sockets this process
     /// holds; Unix-domain sockets have none).
     pub fn idle_local_addrs(&self) -> Vec<std::net::SocketAddr> {
+        let q = self.q();
         let mut out = Vec::new();
-        for _ in 0..self.q().idle.len() {
-            let Some(conn) = self.q().idle.pop() else {
+        for _ in 0..q.idle.len() {
+            let Some(conn) = q.idle.pop() else {
                 break;
             };
             if let Some(a) = conn.local_addr() {
@@ -926,7 +937,7 @@ impl Destination {
 
     /// Connections currently open to this server (idle and in use).
     pub fn open_connections(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
+        self.q().open.load(Ordering::Relaxed)
     }
 
     /// Connections currently idle in the pool.
@@ -969,20 +980,6 @@ impl Destination {
         }
     }
 
-    /// In a forked child, forget the parent's connections.
-    fn check_fork(&self) -> u64 {
-        let current = fork::generation();
-        if self.generation.load(Ordering::Acquire) != current
-            && self.generation.swap(current, Ordering::AcqRel) != current
-        {
-            // The parent's idle connections and waiting threads went with its queues (`q`).
-            self.open.store(0, Ordering::Release);
-            self.lent.store(0, Ordering::Release);
-            self.waiter_entries.store(0, Ordering::Release);
-        }
-        current
-    }
-
     /// Take a connection: an idle one, or a new validated one if fewer than `max_connections`
     /// exist, or wait for one to come back until `deadline`. `now` is the caller's clock
     /// reading (it decides whether an idle connection is checked for unsolicited bytes).
@@ -991,11 +988,13 @@ impl Destination {
             // The client was closed: late work (a shadow copy still queued) must not dial.
             return Err(Error::with_detail(Reason::Closed, "the client is closed").at(&self.addr));
         }
-        let generation = self.check_fork();
+        // In a forked child, the first use swaps in this generation's queues (see `Queues`).
+        let q = self.q();
+        let generation = q.generation;
         let mut spins = 0u32;
         let mut parked: Option<Arc<Waiter>> = None;
         loop {
-            if let Some(mut conn) = self.q().idle.pop() {
+            if let Some(mut conn) = q.idle.pop() {
                 if conn.generation == generation
                     && now.saturating_duration_since(conn.last_used) >= QUIET_CHECK_AFTER
                     && !conn.is_quiet()
@@ -1061,8 +1060,8 @@ impl Destination {
                         waiting: AtomicBool::new(true),
                         queued: AtomicBool::new(true),
                     });
-                    self.waiter_entries.fetch_add(1, Ordering::SeqCst);
-                    self.q().waiters.push(Arc::clone(&w));
+                    q.waiter_entries.fetch_add(1, Ordering::SeqCst);
+                    q.waiters.push(Arc::clone(&w));
                     parked = Some(w);
                 }
             }
@@ -1072,11 +1071,12 @@ impl Destination {
     /// A connection or a slot came back: wake one parked `checkout`, skipping entries whose
     /// thread stopped waiting.
     fn wake_one(&self) {
-        if self.waiter_entries.load(Ordering::SeqCst) == 0 {
+        let q = self.q();
+        if q.waiter_entries.load(Ordering::SeqCst) == 0 {
             return;
         }
-        while let Some(w) = self.q().waiters.pop() {
-            self.waiter_entries.fetch_sub(1, Ordering::AcqRel);
+        while let Some(w) = q.waiters.pop() {
+            q.waiter_entries.fetch_sub(1, Ordering::AcqRel);
             w.queued.store(false, Ordering::Release);
             if w.waiting.swap(false, Ordering::AcqRel) {
                 w.thread.unpark();
@@ -1087,8 +1087,9 @@ impl Destination {
 
     /// Take a connection slot if fewer than `max_connections` exist, not counting those lent.
     fn reserve_slot(&self) -> bool {
-        let max = self.settings.max_connections + self.lent.load(Ordering::Acquire);
-        self.open
+        let q = self.q();
+        let max = self.settings.max_connections + q.lent.load(Ordering::Acquire);
+        q.open
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
                 (n < max).then_some(n + 1)
             })
@@ -1106,11 +1107,12 @@ impl Destination {
     /// `Client::close`; a heartbeat the supervisor is looking at this instant is closed with
     /// the destination).
     pub fn close_idle(&self) {
-        while self.q().idle.pop().is_some() {
-            self.open.fetch_sub(1, Ordering::AcqRel);
+        let q = self.q();
+        while q.idle.pop().is_some() {
+            q.open.fetch_sub(1, Ordering::AcqRel);
         }
-        while self.q().beating.pop().is_some() {
-            self.open.fetch_sub(1, Ordering::AcqRel);
+        while q.beating.pop().is_some() {
+            q.open.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -1133,9 +1135,9 @@ impl Destination {
                 .bytes_received
                 .fetch_add(received, Ordering::Relaxed);
         }
-        let current = fork::generation();
+        let q = self.q();
         match conn {
-            Some(c) if c.generation != current => {} // a parent's connection: not counted here
+            Some(c) if c.generation != q.generation => {} // a parent's connection: not counted here
             Some(mut c) if keep && c.is_clean() && !self.shut.load(Ordering::Acquire) => {
                 c.last_used = now.unwrap_or_else(Instant::now);
                 c.last_checked = c.last_used;
@@ -1145,7 +1147,7 @@ impl Destination {
                 if other.is_some() {
                     inc(&self.counters.connections_discarded);
                 }
-                let _ = self
+                let _ = q
                     .open
                     .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
             }
@@ -1221,6 +1223,7 @@ impl PooledConn<'_> {
         let max = self.dest.settings.max_connections.saturating_mul(LEND_MAX);
         if self
             .dest
+            .q()
             .lent
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
                 (n < max).then_some(n + 1)
@@ -1278,6 +1281,7 @@ impl OwnedConn {
         if let Some(c) = self.conn.take() {
             let d = &self.dest;
             let _ = d
+                .q()
                 .lent
                 .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| n.checked_sub(1));
             // Kept if the idle queue (`max_connections` long) has room, else closed; so the
