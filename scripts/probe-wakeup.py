@@ -19,13 +19,12 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bindings-python"))
+from bench import free_port  # noqa: E402
 
 
 def server_cpu(pid: int) -> float:
