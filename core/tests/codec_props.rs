@@ -684,6 +684,7 @@ mod live {
         let keys = [k, miss];
         let r = c.exchange(&[Request::Get {
             keys: &keys,
+            opaque: 0,
             cas: true,
             touch: None,
             ttl: false,
@@ -743,6 +744,7 @@ mod live {
         assert_eq!(missed, st(expect_miss));
         let r = c.exchange(&[Request::Get {
             keys: &[k],
+            opaque: 0,
             cas: false,
             touch: Some(200),
             ttl: false,
@@ -874,6 +876,7 @@ mod live {
         let keys = [gone, k, gone];
         let r = c.exchange(&[Request::Get {
             keys: &keys,
+            opaque: 0,
             cas: false,
             touch: None,
             ttl: false,

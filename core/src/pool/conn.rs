@@ -67,6 +67,8 @@ pub struct Conn {
     /// Set once the connection was validated: a TLS error before is a failed handshake
     /// (`tls_failed`), after it a broken stream (`protocol`).
     pub(crate) ready: bool,
+    /// The next meta opaque this connection sends ([`Conn::take_opaques`]).
+    next_opaque: u32,
 }
 
 /// `send(2)`/`recv(2)` on a borrowed fd with fixed flags, as the `Read`/`Write` rustls moves
@@ -502,6 +504,7 @@ impl Conn {
             bytes_received: 0,
             tls,
             ready: false,
+            next_opaque: 0,
         });
         if conn.tls.is_some() {
             conn.handshake(deadline)?;
@@ -671,6 +674,15 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// `n` consecutive meta opaques (the first is returned), none sent on this connection in
+    /// its last 2^32 − `n`: a reply naming another one answers an earlier request.
+    pub(crate) fn take_opaques(&mut self, n: usize) -> u32 {
+        let first = self.next_opaque;
+        // A batch holds far fewer than 2^32 keys: the count fits.
+        self.next_opaque = first.wrapping_add(n as u32);
+        first
     }
 
     /// Bytes sent and received since the last call (for the destination's counters).

@@ -22,7 +22,7 @@ use crate::op::{GetOpts, unexpected};
 use crate::pool::{Destination, OwnedConn, PooledConn, conn};
 use crate::process::{background, supervisor};
 use crate::protocol::{
-    self, Decoder, InPlace, Protocol, Request, Response, ServerErrorKind, Status,
+    self, Decoder, InPlace, Protocol, Request, Response, ServerErrorKind, Status, meta,
 };
 use crate::stats::inc;
 
@@ -99,7 +99,7 @@ struct Racer<'c, 'k> {
 
 impl<'c, 'k> Racer<'c, 'k> {
     fn start(racer: Hedged<'c, 'k>, deadline: Instant) -> Result<Racer<'c, 'k>> {
-        let (dest, admission, batch) = racer;
+        let (dest, admission, mut batch) = racer;
         let background = admission.background;
         let start = Instant::now();
         if let Some(e) = expired(dest, start, deadline) {
@@ -109,7 +109,7 @@ impl<'c, 'k> Racer<'c, 'k> {
         let mut pc = dest.checkout(deadline, start).inspect_err(|e| {
             dest.record::<()>(&Err(e.clone()), start.elapsed());
         })?;
-        batch.encode(dest.protocol(), &mut pc.conn().wbuf);
+        batch.encode(dest.protocol(), pc.conn());
         let mut r = Racer {
             dest,
             background,
@@ -512,7 +512,7 @@ fn exchange_admitted<B: Batch>(
         }
     };
     let c = pc.conn();
-    batch.encode(dest.protocol(), &mut c.wbuf);
+    batch.encode(dest.protocol(), c);
     let run = (|| -> Result<()> {
         c.send(deadline)?;
         let mut may_block = true;
@@ -582,7 +582,7 @@ pub(crate) fn exchange_many_with<B: Batch>(
         }
         match dest.checkout(deadline, now) {
             Ok(mut pc) => {
-                batch.encode(dest.protocol(), &mut pc.conn().wbuf);
+                batch.encode(dest.protocol(), pc.conn());
                 live.push(Slot {
                     pc,
                     work: i,
@@ -687,8 +687,8 @@ pub(crate) fn exchange_many_with<B: Batch>(
 
 /// A batch of requests on one connection, and what their replies mean.
 pub(crate) trait Batch {
-    /// Append the requests' bytes.
-    fn encode(&self, protocol: Protocol, out: &mut Vec<u8>);
+    /// Append the requests' bytes to `c`'s write buffer (`c` also numbers meta reads).
+    fn encode(&mut self, protocol: Protocol, c: &mut conn::Conn);
     /// Take one reply. `Ok(true)` when the batch is complete. `Err`: the stream can no longer
     /// be trusted; the connection is discarded and unresolved entries get the error.
     fn on_reply(&mut self, resp: Response) -> Result<bool>;
@@ -733,6 +733,8 @@ pub(crate) struct GetBatch<'a> {
     wire: Protocol,
     /// Meta: an error line in a quiet batch carries no opaque; it taints unresolved keys.
     taint: Option<Error>,
+    /// Meta: the opaque of the first key, from the connection ([`conn::Conn::take_opaques`]).
+    opaque: u32,
     /// Read in place ([`GetBatch::in_place`]): each key's outcome, in place of `results`
     /// (which stays empty), a hit's data left in the connection's buffer.
     pub(crate) held: Option<SmallVec<[Held; 1]>>,
@@ -781,6 +783,7 @@ impl<'a> GetBatch<'a> {
             cursor: 0,
             wire,
             taint: None,
+            opaque: 0,
             held: None,
             held_err: None,
         }
@@ -813,6 +816,18 @@ impl<'a> GetBatch<'a> {
     /// The wire format of this batch.
     pub(crate) fn wire(&self) -> Protocol {
         self.wire
+    }
+
+    /// Meta, one key: sent without `q` and `mn` ([`meta::quiet_get`]), so its one reply (`VA`,
+    /// `EN` or an error line) ends the batch.
+    fn unterminated(&self) -> bool {
+        self.wire == Protocol::Meta && !meta::quiet_get(self.keys.len())
+    }
+
+    /// The key a meta reply's opaque names, if it is one of this batch's.
+    fn index_of(&self, opaque: u32) -> Option<usize> {
+        let i = opaque.wrapping_sub(self.opaque) as usize;
+        (i < self.keys.len()).then_some(i)
     }
 
     /// Room for `n` more keys: a batch is built in one go, so its three lists grow once.
@@ -853,11 +868,7 @@ impl<'a> GetBatch<'a> {
                 Ok(self.cursor - 1)
             }
             Protocol::Meta => {
-                let i = v
-                    .opaque
-                    .map(|o| o as usize)
-                    .filter(|&i| i < self.keys.len());
-                let Some(i) = i else {
+                let Some(i) = v.opaque.and_then(|o| self.index_of(o)) else {
                     return Err(Error::with_detail(
                         Reason::Protocol,
                         "VA with a missing or unknown opaque",
@@ -880,6 +891,32 @@ impl<'a> GetBatch<'a> {
                 Ok(i)
             }
         }
+    }
+
+    /// The reply is over: every key not answered missed, or has the error a meta error line
+    /// left ([`GetBatch::taint`]). Always true (the batch is complete).
+    fn end(&mut self) -> bool {
+        if let Some(held) = &mut self.held {
+            for h in held.iter_mut().filter(|h| h.outcome == Outcome::Pending) {
+                h.outcome = match &self.taint {
+                    Some(e) => {
+                        self.held_err = Some(e.clone());
+                        Outcome::Failed
+                    }
+                    None => Outcome::Miss,
+                };
+            }
+            return true;
+        }
+        for r in &mut self.results {
+            if r.is_none() {
+                *r = Some(match &self.taint {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(None),
+                });
+            }
+        }
+        true
     }
 
     /// Key `i` hit; read in place, its data is at `data` of the held bytes.
@@ -918,6 +955,7 @@ struct GetState {
     cursor: usize,
     wire: Protocol,
     taint: Option<Error>,
+    opaque: u32,
 }
 
 impl GetState {
@@ -931,6 +969,7 @@ impl GetState {
             cursor: self.cursor,
             wire: self.wire,
             taint: self.taint,
+            opaque: self.opaque,
             held: None,
             held_err: None,
         }
@@ -953,23 +992,28 @@ impl GetBatch<'_> {
             cursor: self.cursor,
             wire: self.wire,
             taint: self.taint,
+            opaque: self.opaque,
         }
     }
 }
 
 impl Batch for GetBatch<'_> {
-    fn encode(&self, _pool_protocol: Protocol, out: &mut Vec<u8>) {
+    fn encode(&mut self, _pool_protocol: Protocol, c: &mut conn::Conn) {
+        if self.wire() == Protocol::Meta {
+            self.opaque = c.take_opaques(self.keys.len());
+        }
         protocol::encode(
             self.wire(),
             &Request::Get {
                 keys: &self.keys,
+                opaque: self.opaque,
                 cas: self.opts.cas,
                 touch: self.opts.touch,
                 ttl: self.opts.ttl,
                 lease: self.opts.lease,
                 recache: self.opts.recache,
             },
-            out,
+            &mut c.wbuf,
         );
     }
 
@@ -989,6 +1033,9 @@ impl Batch for GetBatch<'_> {
                 InPlace::Value(v, data) => {
                     let i = self.value_index(&v)?;
                     self.hit(i, v, data);
+                    if self.unterminated() {
+                        return Ok(true);
+                    }
                 }
                 InPlace::Other(resp) => {
                     if self.on_reply(resp)? {
@@ -1005,50 +1052,43 @@ impl Batch for GetBatch<'_> {
             Response::Value(v) => {
                 let i = self.value_index(&v)?;
                 self.hit(i, v, 0..0);
-                Ok(false)
+                Ok(self.unterminated())
             }
-            Response::End => {
-                if let Some(held) = &mut self.held {
-                    for h in held.iter_mut().filter(|h| h.outcome == Outcome::Pending) {
-                        h.outcome = match &self.taint {
-                            Some(e) => {
-                                self.held_err = Some(e.clone());
-                                Outcome::Failed
-                            }
-                            None => Outcome::Miss,
-                        };
-                    }
-                    return Ok(true);
-                }
-                for r in &mut self.results {
-                    if r.is_none() {
-                        *r = Some(match &self.taint {
-                            Some(e) => Err(e.clone()),
-                            None => Ok(None),
-                        });
-                    }
-                }
-                Ok(true)
-            }
-            // Gets are always quiet (`q`): memcached hides `EN`. Tolerated only as the one
-            // answer to an unanswered key it names by opaque; anything else was not asked.
+            // A single meta key's read sends no `mn`: an `MN` answers nothing asked.
+            Response::End if !self.unterminated() => Ok(self.end()),
+            // `EN` answers an unanswered key it names by opaque: a single key's miss, or one
+            // a quiet batch shows anyway (memcached hides it). A server that echoes no opaque
+            // on `EN` (before 1.6.10) is believed only for a single key: a miss is never a
+            // wrong value. Anything else was not asked.
             Response::Status {
                 status: Status::Miss,
-                opaque: Some(o),
+                opaque,
                 ..
-            } if self.wire() == Protocol::Meta
-                && (o as usize) < self.keys.len()
-                && !self.resolved(o as usize) =>
-            {
-                self.miss(o as usize);
-                Ok(false)
+            } if self.wire() == Protocol::Meta => {
+                let i = match opaque {
+                    Some(o) => self.index_of(o),
+                    None if self.unterminated() => Some(0),
+                    None => None,
+                };
+                match i {
+                    Some(i) if !self.resolved(i) => {
+                        self.miss(i);
+                        Ok(self.unterminated())
+                    }
+                    _ => Err(unexpected(&Response::Status {
+                        status: Status::Miss,
+                        cas: None,
+                        opaque,
+                    })),
+                }
             }
             Response::Error { kind, message } => {
                 let e = server_error(kind, message);
                 if self.wire() == Protocol::Meta {
-                    // memcached still answers the trailing `mn`; keep reading to `MN`.
+                    // A quiet batch: memcached still answers the trailing `mn`, keep reading
+                    // to `MN`. A single key: this line was its answer.
                     self.taint = Some(e);
-                    Ok(false)
+                    Ok(self.unterminated() && self.end())
                 } else {
                     Err(e)
                 }
@@ -1108,9 +1148,9 @@ impl<'a> OpsBatch<'a> {
 }
 
 impl Batch for OpsBatch<'_> {
-    fn encode(&self, protocol: Protocol, out: &mut Vec<u8>) {
+    fn encode(&mut self, protocol: Protocol, c: &mut conn::Conn) {
         for r in &self.reqs {
-            protocol::encode(protocol, r, out);
+            protocol::encode(protocol, r, &mut c.wbuf);
         }
     }
 
@@ -1215,5 +1255,107 @@ fn answers(req: &Request<'_>, resp: &Response) -> bool {
         Request::Version => matches!(resp, Response::Version(_)),
         Request::Noop => matches!(resp, Response::End | Response::Version(_)),
         Request::Get { .. } => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A meta read of `keys` whose opaques start at `opaque`, as [`Batch::encode`] numbers it.
+    fn meta_batch<'k>(keys: &[&'k [u8]], opaque: u32) -> GetBatch<'k> {
+        let mut b = GetBatch::new(Protocol::Meta, GetOpts::default());
+        for (i, k) in keys.iter().enumerate() {
+            b.push(k, i);
+        }
+        b.opaque = opaque;
+        b
+    }
+
+    fn va(key: &[u8], opaque: Option<u32>, data: &[u8]) -> Response {
+        Response::Value(protocol::Value {
+            key: Some(key.into()),
+            opaque,
+            data: data.to_vec(),
+            ..protocol::Value::default()
+        })
+    }
+
+    fn en(opaque: Option<u32>) -> Response {
+        Response::Status {
+            status: Status::Miss,
+            cas: None,
+            opaque,
+        }
+    }
+
+    fn value(b: &GetBatch<'_>, i: usize) -> Option<Vec<u8>> {
+        match &b.results[i] {
+            Some(Ok(item)) => item.as_ref().map(|it| it.value.clone()),
+            other => panic!("key {i}: {other:?}"),
+        }
+    }
+
+    /// One key: its `VA` or `EN` ends the read, matched by the connection's opaque.
+    #[test]
+    fn a_single_key_ends_at_its_one_reply() {
+        let mut b = meta_batch(&[b"k"], 41);
+        assert_eq!(b.on_reply(va(b"k", Some(41), b"v")), Ok(true));
+        assert_eq!(value(&b, 0).as_deref(), Some(&b"v"[..]));
+
+        let mut b = meta_batch(&[b"k"], 41);
+        assert_eq!(b.on_reply(en(Some(41))), Ok(true));
+        assert_eq!(value(&b, 0), None);
+
+        // A server that echoes no opaque on a miss (memcached before 1.6.10).
+        let mut b = meta_batch(&[b"k"], 41);
+        assert_eq!(b.on_reply(en(None)), Ok(true));
+        assert_eq!(value(&b, 0), None);
+
+        // Opaques wrap.
+        let mut b = meta_batch(&[b"a", b"b"], u32::MAX);
+        assert_eq!(b.on_reply(va(b"b", Some(0), b"2")), Ok(false));
+        assert_eq!(b.on_reply(Response::End), Ok(true));
+        assert_eq!(value(&b, 1).as_deref(), Some(&b"2"[..]));
+        assert_eq!(value(&b, 0), None);
+    }
+
+    /// A reply to an earlier request on the connection (its opaque), an `MN` nobody asked for,
+    /// or a second answer is a protocol error, never a hit or a miss.
+    #[test]
+    fn a_single_key_refuses_what_it_did_not_ask() {
+        let refused = |reply: Response| {
+            let mut b = meta_batch(&[b"k"], 41);
+            let e = b.on_reply(reply).expect_err("accepted");
+            assert_eq!(e.reason(), Reason::Protocol, "{e}");
+        };
+        refused(va(b"k", Some(40), b"old"));
+        refused(va(b"k", None, b"old"));
+        refused(va(b"other", Some(41), b"x"));
+        refused(en(Some(40)));
+        refused(Response::End);
+
+        // A quiet batch never believes an `EN` without its opaque.
+        let mut b = meta_batch(&[b"a", b"b"], 0);
+        assert_eq!(
+            b.on_reply(en(None)).map_err(|e| e.reason()),
+            Err(Reason::Protocol)
+        );
+    }
+
+    /// An error line is a single key's answer: the read ends with it and the stream stays in
+    /// step (the connection is kept, as after a quiet batch's error and its `MN`).
+    #[test]
+    fn a_single_key_error_line_is_its_answer() {
+        let mut b = meta_batch(&[b"k"], 7);
+        let reply = Response::Error {
+            kind: ServerErrorKind::ServerError,
+            message: "out of memory".into(),
+        };
+        assert_eq!(b.on_reply(reply), Ok(true));
+        match &b.results[0] {
+            Some(Err(e)) => assert_eq!(e.reason(), Reason::ServerError),
+            other => panic!("{other:?}"),
+        }
     }
 }

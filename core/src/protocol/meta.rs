@@ -4,8 +4,9 @@
 //! <flag2> <...>\r\n`". What libfae sends, per request:
 //!
 //! ```text
-//! Get     mg <key> v f k O<index>[ c][ t][ T<ttl>][ N<ttl>][ R<ttl>] q\r\n (per key), mn\r\n
-//!         mg <base64 key> b v f O<index>[ c][ T<ttl>] q\r\n (binary key: no `k`, see below)
+//! Get     mg <key> v f k O<opaque>[ c][ t][ T<ttl>][ N<ttl>][ R<ttl>] q\r\n (per key), mn\r\n
+//!         mg <base64 key> b v f O<opaque>[ c][ T<ttl>] q\r\n (binary key: no `k`, see below)
+//!         one key: the same `mg` without ` q`, and no `mn` ([`quiet_get`])
 //! Store   ms <key> <datalen>[ b] F<flags> T<exptime> M<S|E|R|A|P>[ C<cas>][ q]\r\n<data>\r\n
 //! Delete  md <key>[ b][ I[ T<ttl>]][ q]\r\n         (I: invalidate, keep the item as stale)
 //! Arith   ma <key>[ b] v M<I|D> D<delta>[ q]\r\n
@@ -46,7 +47,7 @@
 //!   only for printable keys; a binary-key hit is matched by its opaque and decodes with
 //!   `key: None`.
 //! - Opaque tokens: "Opaque tokens may be up to 32 bytes in length"; longer ones get
-//!   `CLIENT_ERROR opaque token too long`. Ours are decimal indexes (≤ 20 bytes).
+//!   `CLIENT_ERROR opaque token too long`. Ours are decimal `u32`s (≤ 10 bytes).
 
 use super::num::{push_u32, push_u64, push_usize};
 use super::{Request, StoreOp, text};
@@ -63,6 +64,7 @@ pub fn encode(req: &Request<'_>, out: &mut Vec<u8>) {
     match *req {
         Request::Get {
             keys,
+            opaque,
             cas,
             touch,
             ttl,
@@ -76,15 +78,17 @@ pub fn encode(req: &Request<'_>, out: &mut Vec<u8>) {
                     .sum::<usize>()
                     + 4,
             );
+            let quiet = quiet_get(keys.len());
             for (index, k) in keys.iter().enumerate() {
                 out.extend_from_slice(b"mg");
                 let binary = push_key_token(out, k);
-                // v: value, f: client flags, k: key, O: opaque = the key's position, so a hit
-                // can be matched to its key even though misses are silent (q). No `k` for a
-                // binary key: memcached may echo it raw (see the module docs), and the opaque
-                // already names the key.
+                // v: value, f: client flags, k: key, O: opaque = `opaque` + the key's
+                // position, so a hit can be matched to its key even though misses are silent
+                // (q). No `k` for a binary key: memcached may echo it raw (see the module
+                // docs), and the opaque already names the key.
                 out.extend_from_slice(if binary { b" b v f O" } else { b" v f k O" });
-                push_usize(out, index);
+                // The index fits: a batch holds far fewer than 2^32 keys.
+                push_u32(out, opaque.wrapping_add(index as u32));
                 if cas {
                     out.extend_from_slice(b" c");
                 }
@@ -110,11 +114,14 @@ pub fn encode(req: &Request<'_>, out: &mut Vec<u8>) {
                     push_u32(out, ttl);
                 }
                 // "With noreply enabled, the "EN\r\n" marker is suppressed."
-                out.extend_from_slice(b" q\r\n");
+                out.extend_from_slice(if quiet { b" q\r\n" } else { b"\r\n" });
             }
-            // "an "mn\r\n" command can be tagged to the end of the chain, which will return an
-            // "MN\r\n", signalling to a client that all previous commands have been processed."
-            out.extend_from_slice(b"mn\r\n");
+            if quiet {
+                // "an "mn\r\n" command can be tagged to the end of the chain, which will return
+                // an "MN\r\n", signalling to a client that all previous commands have been
+                // processed."
+                out.extend_from_slice(b"mn\r\n");
+            }
         }
         Request::Store {
             op,
@@ -220,6 +227,19 @@ pub fn encode(req: &Request<'_>, out: &mut Vec<u8>) {
     }
 }
 
+/// Whether a meta get of `keys` keys is sent quiet (`q` on each `mg`, then `mn`).
+///
+/// A single key is not: without `q` its `mg` always answers once (`VA`, `EN`, or an error
+/// line), so that reply ends the read and the server parses and answers one command instead of
+/// two (`mn` costs memcached ~0.3 µs of a 9 µs loopback get, docs/BENCHMARKS.md). The reply is
+/// still checked: its opaque and key must be the ones asked, and a byte already buffered after
+/// it fails the read. What `mn` alone would catch is a second block that arrives *later* than
+/// the reply (a server answering one request twice): the next request on the connection reads
+/// it, finds an opaque it did not send, and fails with `protocol`, discarding the connection.
+pub fn quiet_get(keys: usize) -> bool {
+    keys != 1
+}
+
 /// `" <key>[ b]"`: the key token and, when it was base64-encoded, the `b` flag right after it.
 #[inline]
 fn push_key(out: &mut Vec<u8>, k: &[u8]) {
@@ -284,6 +304,7 @@ mod tests {
         let get = |cas, touch| {
             enc(Request::Get {
                 keys,
+                opaque: 0,
                 cas,
                 touch,
                 ttl: false,
@@ -309,6 +330,7 @@ mod tests {
         );
         let empty = enc(Request::Get {
             keys: &[],
+            opaque: 0,
             cas: false,
             touch: None,
             ttl: false,
@@ -318,6 +340,31 @@ mod tests {
         assert_eq!(empty, b"mn\r\n");
     }
 
+    /// One key: no `q`, no `mn` (its one reply ends the read); opaques count from `opaque`
+    /// and wrap.
+    #[test]
+    fn a_single_key_get_is_not_quiet() {
+        let get = |keys: &[&[u8]], opaque| {
+            enc(Request::Get {
+                keys,
+                opaque,
+                cas: true,
+                touch: None,
+                ttl: false,
+                lease: Some(30),
+                recache: None,
+            })
+        };
+        assert_eq!(get(&[b"k1"], 7), b"mg k1 v f k O7 c N30\r\n");
+        assert_eq!(
+            get(&[b"k1", b"k2"], u32::MAX),
+            b"mg k1 v f k O4294967295 c N30 q\r\nmg k2 v f k O0 c N30 q\r\nmn\r\n"
+        );
+        assert_eq!(get(&[b"a b"], 0), b"mg YSBi b v f O0 c N30\r\n");
+        assert!(!quiet_get(1));
+        assert!(quiet_get(0) && quiet_get(2));
+    }
+
     #[test]
     fn binary_keys_travel_in_base64() {
         // base64("a b\0") = "YSBiAA=="
@@ -325,6 +372,7 @@ mod tests {
         assert_eq!(
             enc(Request::Get {
                 keys,
+                opaque: 0,
                 cas: false,
                 touch: None,
                 ttl: false,

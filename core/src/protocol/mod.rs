@@ -63,15 +63,20 @@ pub enum StoreOp {
 #[derive(Clone, Copy, Debug)]
 pub enum Request<'a> {
     /// Fetch one or more keys. `cas` asks for CAS tokens (`gets`); `touch` also updates the TTL
-    /// (`gat`/`gats`). Text: one `get k1 k2 …` line, ended by `END`. Meta: one `mg` per key in
-    /// quiet mode (`q`, hits only) with `O<index>` (opaque = position of the key in `keys`) and
-    /// `k` (return key, checked against the request), then `mn`, whose `MN` ends the batch.
-    /// Binary (base64) keys are sent without `k`: memcached 1.6.18 returns the raw key for an
-    /// item rebuilt by append/prepend/incr, which would break framing; they are matched by
-    /// opaque alone (see `meta.rs`).
+    /// (`gat`/`gats`). Text: one `get k1 k2 …` line, ended by `END`. Meta: one `mg` per key
+    /// with `O<opaque + index>` and `k` (return key, checked against the request). Several keys
+    /// are asked in quiet mode (`q`, hits only) and followed by `mn`, whose `MN` ends the batch;
+    /// a single key is asked without either (see [`meta::quiet_get`]): its one reply, `VA`,
+    /// `EN` or an error line, ends it. Binary (base64) keys are sent without `k`: memcached
+    /// 1.6.18 returns the raw key for an item rebuilt by append/prepend/incr, which would break
+    /// framing; they are matched by opaque alone (see `meta.rs`).
     Get {
         /// Keys to fetch.
         keys: &'a [&'a [u8]],
+        /// Meta: the opaque of the first key; key `i` is sent with `opaque + i` (wrapping). A
+        /// connection never reuses one soon ([`crate::pool`] counts them per connection), so a
+        /// late or duplicated reply to an earlier request names an opaque not asked now.
+        opaque: u32,
         /// Ask for CAS tokens.
         cas: bool,
         /// New TTL to set on hits (get-and-touch).

@@ -179,6 +179,7 @@ mod tests {
         let get = |cas, touch| {
             enc(Request::Get {
                 keys,
+                opaque: 0,
                 cas,
                 touch,
                 ttl: false,
@@ -194,6 +195,7 @@ mod tests {
         assert_eq!(
             enc(Request::Get {
                 keys: one,
+                opaque: 0,
                 cas: false,
                 touch: None,
                 ttl: false,
@@ -205,6 +207,7 @@ mod tests {
         assert_eq!(
             enc(Request::Get {
                 keys: &[],
+                opaque: 0,
                 cas: false,
                 touch: None,
                 ttl: false,

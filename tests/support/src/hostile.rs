@@ -54,7 +54,8 @@ pub enum Misbehave {
     Truncate,
     /// The answer, and a made-up block right after the reply's terminator, in the same write.
     Trailing,
-    /// The answer, then 20 ms after the terminator a made-up block, unasked.
+    /// The answer, then 20 ms after the terminator a made-up block, unasked, and 5 ms of
+    /// silence after it.
     Late,
     /// The answer one byte every 5 ms.
     SlowDrip,
@@ -435,7 +436,10 @@ impl Session<'_> {
             }
             Misbehave::WrongOpaque => {
                 let o = if self.meta {
-                    block_meta(Some(&key), Some(b"4242"), EVIL)
+                    // Half the number space away from the one sent: no batch's opaques reach it.
+                    let sent: u32 = num(opaque.as_deref()).unwrap_or(0);
+                    let wrong = sent.wrapping_add(1 << 31).to_string();
+                    block_meta(Some(&key), Some(wrong.as_bytes()), EVIL)
                 } else {
                     self.evil(b"hostile-other-key", None)
                 };
@@ -542,6 +546,9 @@ impl Session<'_> {
             if !written {
                 return After::Close;
             }
+            // Alone on the wire for a while: a client with a request in flight reads the late
+            // block by itself, before that request's answer (not glued to it in one read).
+            thread::sleep(Duration::from_millis(5));
         }
         After::Continue
     }
@@ -559,14 +566,21 @@ impl Session<'_> {
                 let has = |c: u8| t.iter().skip(2).any(|f| f.as_slice() == [c]);
                 let opaque = flag(t, b'O');
                 let Some((flags, value, cas)) = item else {
-                    return (
-                        if quiet {
-                            Vec::new()
-                        } else {
-                            b"EN\r\n".to_vec()
-                        },
-                        true,
-                    );
+                    if quiet {
+                        return (Vec::new(), true);
+                    }
+                    // memcached 1.6.18 echoes `k` and `O` on a miss too.
+                    let mut o = b"EN".to_vec();
+                    if has(b'k') {
+                        o.extend_from_slice(b" k");
+                        o.extend_from_slice(&key);
+                    }
+                    if let Some(op) = opaque {
+                        o.extend_from_slice(b" O");
+                        o.extend_from_slice(op);
+                    }
+                    o.extend_from_slice(b"\r\n");
+                    return (o, true);
                 };
                 let mut o = if has(b'v') {
                     format!("VA {}", value.len()).into_bytes()
