@@ -57,7 +57,10 @@ pub fn class_of(e: &Error) -> &'static str {
     class_name(e.kind())
 }
 
-/// A core error as the matching `fae.*` exception.
+/// A core error as the matching `fae.*` exception. Cold: a call marks its branch unlikely,
+/// which keeps the mapping out of the hot code of every method.
+#[cold]
+#[inline(never)]
 pub fn to_py(py: Python<'_>, e: &Error) -> PyErr {
     raise(
         py,

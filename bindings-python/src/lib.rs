@@ -333,6 +333,23 @@ fn placed<'a>(places: &'a [Option<Vec<u8>>], wire: &[&'a [u8]]) -> Vec<&'a [u8]>
 }
 
 /// The one result of a one-key multi call.
+/// gat/gats (`fetch` with `touch`), out of line: a plain get's code stays short (it spans
+/// fewer instruction-cache lines, see `fae_core::Error::with_detail`).
+#[inline(never)]
+fn touched(
+    inner: &fae_core::Client,
+    kb: &[u8],
+    place: Option<&[u8]>,
+    cas: bool,
+    ttl: u32,
+) -> fae_core::Result<Option<fae_core::Item>> {
+    match (cas, place) {
+        (_, Some(pb)) => only(inner.get_multi_routed_opts(&[kb], &[pb], cas, Some(ttl))),
+        (false, None) => inner.gat(kb, ttl),
+        (true, None) => inner.gats(kb, ttl),
+    }
+}
+
 fn only<T>(r: fae_core::Result<Vec<fae_core::Result<T>>>) -> fae_core::Result<T> {
     r?.pop().unwrap_or_else(|| {
         Err(fae_core::Error::with_detail(
@@ -495,14 +512,12 @@ impl Client {
         let kb = k.as_slice();
         let inner = &self.inner;
         let place = self.place(key);
-        let r = py.detach(|| match (cas, touch, place.as_deref()) {
+        let r = py.detach(|| match touch {
             // The value is copied out of the read buffer once, here; nothing else allocates.
-            (_, None, pb) => inner.get_with(kb, pb, cas, |r| {
+            None => inner.get_with(kb, place.as_deref(), cas, |r| {
                 r.map(|o| o.map(|it| it.to_item_in(VALUE_BUF.take())))
             }),
-            (_, Some(t), Some(pb)) => only(inner.get_multi_routed_opts(&[kb], &[pb], cas, Some(t))),
-            (false, Some(t), None) => inner.gat(kb, t),
-            (true, Some(t), None) => inner.gats(kb, t),
+            Some(t) => touched(inner, kb, place.as_deref(), cas, t),
         });
         match r {
             Ok(Some(item)) => {

@@ -190,6 +190,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// An error with a reason and no detail.
+    ///
+    /// Cold, as [`Error::with_detail`]: a call marks its branch unlikely.
+    #[cold]
     pub fn new(reason: Reason) -> Self {
         Self {
             reason,
@@ -199,6 +202,13 @@ impl Error {
     }
 
     /// An error with a reason and a detail message.
+    ///
+    /// Cold and out of line: the code building the message (an allocation and a copy per
+    /// call site) leaves the hot functions, which then span fewer instruction-cache lines
+    /// (a Python get touched ~260 lines of libfae code per call against ~40 of
+    /// libmemcached's, cachegrind, docs/BENCHMARKS.md).
+    #[cold]
+    #[inline(never)]
     pub fn with_detail(reason: Reason, detail: impl Into<String>) -> Self {
         Self {
             reason,

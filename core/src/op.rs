@@ -104,6 +104,8 @@ pub(crate) fn found(resp: Response) -> Result<bool> {
 }
 
 /// A reply the command cannot have: the stream is not what we think it is.
+#[cold]
+#[inline(never)]
 pub(crate) fn unexpected(resp: &Response) -> Error {
     Error::with_detail(Reason::Protocol, format!("unexpected reply {resp:?}"))
 }

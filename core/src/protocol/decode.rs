@@ -172,12 +172,7 @@ impl Decoder {
         // the client that the key is base64 encoded binary." memcached 1.6.18 may send `b`
         // after `k` (`VA 3 f7 kYSBiAA== b O1`), so the key is decoded once all flags are read.
         let key = match f.key {
-            Some(k) if f.base64 => Some(
-                STANDARD
-                    .decode(k)
-                    .map_err(|_| err("bad base64 key", line))?
-                    .into(),
-            ),
+            Some(k) if f.base64 => Some(base64_key(line, k)?),
             Some(k) => Some(k.into()),
             None => None,
         };
@@ -225,6 +220,16 @@ impl Decoder {
             },
         }
     }
+}
+
+/// A key echoed base64-encoded (`b`), decoded. Out of line: most keys are printable.
+#[cold]
+#[inline(never)]
+fn base64_key(line: &[u8], k: &[u8]) -> Result<super::EchoedKey, ProtocolError> {
+    Ok(STANDARD
+        .decode(k)
+        .map_err(|_| err("bad base64 key", line))?
+        .into())
 }
 
 /// The first line of `buf` without its `\r\n`, and the length of the line with it.

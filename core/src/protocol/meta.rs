@@ -257,6 +257,15 @@ fn push_key_token(out: &mut Vec<u8>, k: &[u8]) -> bool {
         out.extend_from_slice(k);
         return false;
     }
+    push_base64(out, k);
+    true
+}
+
+/// `k` base64-encoded onto `out`. Out of line: printable keys are the common case, and the
+/// encoder inlined into every get spread it over more instruction-cache lines.
+#[cold]
+#[inline(never)]
+fn push_base64(out: &mut Vec<u8>, k: &[u8]) {
     // Encode straight into `out`: no temporary String.
     let start = out.len();
     out.resize(start + key::base64_len(k.len()), 0);
@@ -265,7 +274,6 @@ fn push_key_token(out: &mut Vec<u8>, k: &[u8]) -> bool {
         // Unreachable: the slot is exactly base64_len(k.len()) bytes, the padded length.
         Err(_) => out.truncate(start),
     }
-    true
 }
 
 /// `" q"` when asked: "q: use noreply semantics for return codes".

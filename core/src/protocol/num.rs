@@ -8,7 +8,7 @@
 #[inline]
 pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     if n < 10 {
-        // One digit (a meta opaque of a one-key read, a flag, a short TTL): no digit buffer.
+        // One digit (a flag, a short TTL, a new connection's first opaques): no digit buffer.
         out.push(b'0' + n as u8);
         return;
     }
