@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Client cost per call, measured in numbers a busy machine does not blur: user-space
-instructions of the calling thread (valgrind callgrind) and syscalls (strace -c), for the Python clients
+instructions and level-1 instruction-cache misses of the calling thread (valgrind callgrind,
+simulated cache) and syscalls (strace -c), for the Python clients
 (fae, pylibmc, the drop-in modules, pymemcache's HashClient) and the PHP ones (Fae\\Client,
 php-memcached). Each figure is (run with N calls − run with 0 calls) / N, so start-up and
 warm-up cancel out.
@@ -30,17 +31,22 @@ PY_CLIENTS = ["fae", "pylibmc", "fae.pylibmc", "pymemcache-hash", "fae.pymemcach
 PHP_CLIENTS = ["fae", "php-memcached"]
 
 
-def instructions(cmd: list[str], env: dict) -> int:
-    """The calling thread's instructions: libfae's supervisor thread wakes by the clock, and
-    valgrind's slowdown would make its share vary from run to run."""
+def instructions(cmd: list[str], env: dict) -> tuple[int, int]:
+    """The calling thread's instructions and level-1 instruction-cache misses (callgrind's
+    simulated cache, this host's sizes): libfae's supervisor thread wakes by the clock, and
+    valgrind's slowdown would make its share vary from run to run. The misses count how many
+    64-byte lines of code a call runs that the calls before it evicted: with the same
+    instructions, a path spread over more code costs more, as each miss waits for L2."""
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "cg"
-        r = subprocess.run(["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}",
-                            *cmd], env=env, capture_output=True, text=True)
+        r = subprocess.run(["valgrind", "--tool=callgrind", "--separate-threads=yes", "--cache-sim=yes",
+                            f"--callgrind-out-file={out}", *cmd], env=env, capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"{' '.join(cmd)} failed:\n{r.stderr[-2000:]}")
         text = Path(f"{out}-01").read_text()
-        return int(re.search(r"^(?:totals|summary): (\d+)", text, re.M).group(1))
+        events = re.search(r"^events: (.+)$", text, re.M).group(1).split()
+        totals = [int(x) for x in re.search(r"^(?:totals|summary): (.+)$", text, re.M).group(1).split()]
+        return totals[events.index("Ir")], totals[events.index("I1mr")]
 
 
 def syscalls(cmd: list[str], env: dict) -> dict[str, int]:
@@ -54,12 +60,12 @@ def syscalls(cmd: list[str], env: dict) -> dict[str, int]:
         return counts
 
 
-def measure(cmd: list[str], env: dict, n: int) -> tuple[int, str]:
-    ins = (instructions(cmd + [str(n)], env) - instructions(cmd + ["0"], env)) // n
+def measure(cmd: list[str], env: dict, n: int) -> tuple[int, int, str]:
+    (ir1, mr1), (ir0, mr0) = instructions(cmd + [str(n)], env), instructions(cmd + ["0"], env)
     a, b = syscalls(cmd + ["0"], env), syscalls(cmd + [str(n)], env)
     per = {k: (b[k] - a.get(k, 0)) / n for k in b}
     calls = ", ".join(f"{k} {v:.2f}" for k, v in sorted(per.items()) if v >= 0.05)
-    return ins, calls
+    return (ir1 - ir0) // n, (mr1 - mr0) // n, calls
 
 
 def main():
@@ -71,21 +77,21 @@ def main():
     procs, addrs = start_servers(4)
     env = dict(os.environ, FAE_BENCH_SERVERS=",".join(addrs))
     try:
-        print("| client | op | instructions per call | syscalls per call |")
-        print("|---|---|--:|---|")
+        print("| client | op | instructions per call | I1 misses per call | syscalls per call |")
+        print("|---|---|--:|--:|---|")
         if a.only != "php":
             for who in PY_CLIENTS:
                 for op, n in (("get", a.n), ("get_many", max(1, a.n // 10))):
                     cmd = [sys.executable, str(ROOT / "bindings-python/bench_loop.py"), who, op]
-                    ins, calls = measure(cmd, env, n)
-                    print(f"| Python {who} | {op} | {ins:,} | {calls} |", flush=True)
+                    ins, miss, calls = measure(cmd, env, n)
+                    print(f"| Python {who} | {op} | {ins:,} | {miss:,} | {calls} |", flush=True)
         if a.only != "python":
             php = ["php", "-n", "-d", "extension=igbinary", "-d", "extension=msgpack", "-d", "extension=memcached",
                    "-d", f"extension={a.php_ext}", str(ROOT / "tests/php/bench_loop.php")]
             for who in PHP_CLIENTS:
                 for op, n in (("get", a.n), ("getMulti", max(1, a.n // 10))):
-                    ins, calls = measure(php + [who, op], env, n)
-                    print(f"| PHP {who} | {op} | {ins:,} | {calls} |", flush=True)
+                    ins, miss, calls = measure(php + [who, op], env, n)
+                    print(f"| PHP {who} | {op} | {ins:,} | {miss:,} | {calls} |", flush=True)
     finally:
         for p in procs:
             os.kill(p.pid, signal.SIGKILL)
