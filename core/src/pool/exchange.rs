@@ -894,8 +894,8 @@ impl<'a> GetBatch<'a> {
     }
 
     /// The reply is over: every key not answered missed, or has the error a meta error line
-    /// left ([`GetBatch::taint`]). Always true (the batch is complete).
-    fn end(&mut self) -> bool {
+    /// left ([`GetBatch::taint`]).
+    fn end(&mut self) {
         if let Some(held) = &mut self.held {
             for h in held.iter_mut().filter(|h| h.outcome == Outcome::Pending) {
                 h.outcome = match &self.taint {
@@ -906,7 +906,7 @@ impl<'a> GetBatch<'a> {
                     None => Outcome::Miss,
                 };
             }
-            return true;
+            return;
         }
         for r in &mut self.results {
             if r.is_none() {
@@ -916,7 +916,6 @@ impl<'a> GetBatch<'a> {
                 });
             }
         }
-        true
     }
 
     /// Key `i` hit; read in place, its data is at `data` of the held bytes.
@@ -1055,7 +1054,10 @@ impl Batch for GetBatch<'_> {
                 Ok(self.unterminated())
             }
             // A single meta key's read sends no `mn`: an `MN` answers nothing asked.
-            Response::End if !self.unterminated() => Ok(self.end()),
+            Response::End if !self.unterminated() => {
+                self.end();
+                Ok(true)
+            }
             // `EN` answers an unanswered key it names by opaque: a single key's miss, or one
             // a quiet batch shows anyway (memcached hides it). A server that echoes no opaque
             // on `EN` (before 1.6.10) is believed only for a single key: a miss is never a
@@ -1088,7 +1090,11 @@ impl Batch for GetBatch<'_> {
                     // A quiet batch: memcached still answers the trailing `mn`, keep reading
                     // to `MN`. A single key: this line was its answer.
                     self.taint = Some(e);
-                    Ok(self.unterminated() && self.end())
+                    if self.unterminated() {
+                        self.end();
+                        return Ok(true);
+                    }
+                    Ok(false)
                 } else {
                     Err(e)
                 }

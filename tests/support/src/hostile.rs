@@ -565,12 +565,8 @@ impl Session<'_> {
                 let item = st.items.get(&key).cloned();
                 let has = |c: u8| t.iter().skip(2).any(|f| f.as_slice() == [c]);
                 let opaque = flag(t, b'O');
-                let Some((flags, value, cas)) = item else {
-                    if quiet {
-                        return (Vec::new(), true);
-                    }
-                    // memcached 1.6.18 echoes `k` and `O` on a miss too.
-                    let mut o = b"EN".to_vec();
+                // The key and the opaque, when asked: on a hit and (memcached 1.6.18) a miss.
+                let echo = |o: &mut Vec<u8>| {
                     if has(b'k') {
                         o.extend_from_slice(b" k");
                         o.extend_from_slice(&key);
@@ -579,6 +575,13 @@ impl Session<'_> {
                         o.extend_from_slice(b" O");
                         o.extend_from_slice(op);
                     }
+                };
+                let Some((flags, value, cas)) = item else {
+                    if quiet {
+                        return (Vec::new(), true);
+                    }
+                    let mut o = b"EN".to_vec();
+                    echo(&mut o);
                     o.extend_from_slice(b"\r\n");
                     return (o, true);
                 };
@@ -590,14 +593,7 @@ impl Session<'_> {
                 if has(b'f') {
                     o.extend_from_slice(format!(" f{flags}").as_bytes());
                 }
-                if has(b'k') {
-                    o.extend_from_slice(b" k");
-                    o.extend_from_slice(&key);
-                }
-                if let Some(op) = opaque {
-                    o.extend_from_slice(b" O");
-                    o.extend_from_slice(op);
-                }
+                echo(&mut o);
                 if has(b'c') {
                     o.extend_from_slice(format!(" c{cas}").as_bytes());
                 }
